@@ -1,0 +1,685 @@
+//! The collection: `init`, `verify`, `get_tasks`, `collect` over a
+//! [`Transport`] and a [`Sink`].
+//!
+//! Order of work in `collect`: the cluster list first (it names the Prism
+//! Central instance, which is the CloudForet `account`, and maps cluster
+//! uuids to names), then per requested kind its CloudServiceType and its
+//! entities, page by page (`offset`/`length`, until `total_matches`).
+//!
+//! Failure policy:
+//! - 401/403 or an egress denial: the whole call fails (typed error); what was
+//!   already emitted stays emitted.
+//! - 429 (honouring `Retry-After`), 5xx, timeouts, connection errors and
+//!   unparsable (e.g. truncated) bodies: retried with exponential back-off;
+//!   when retries run out the page becomes an ErrorResource and the next page
+//!   is tried.
+//! - A malformed entity becomes an ErrorResource; the rest of its page is kept.
+
+use crate::config::{self, Options, Secret};
+use crate::normalize::{self, ClusterScan, Context};
+use crate::record::{ErrorResource, Record};
+use crate::v3::{self, Kind, ListPage};
+use crate::{Error, Flow, HttpRequest, Level, Method, Sink, Transport, TransportError, PROVIDER};
+use serde_json::{json, Value};
+
+/// Records per `emit` call.
+pub const BATCH_SIZE: usize = 100;
+
+/// Answer of `init`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metadata {
+    pub supported_resource_types: Vec<String>,
+    pub supported_schedules: Vec<String>,
+    pub supported_features: Vec<String>,
+    pub options_schema: Value,
+}
+
+/// The guest's account of a collection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub emitted: u64,
+    pub errors: u64,
+}
+
+pub fn init(options: &str) -> Result<Metadata, Error> {
+    Options::parse(options)?;
+    Ok(Metadata {
+        supported_resource_types: vec![
+            "inventory.CloudService".into(),
+            "inventory.CloudServiceType".into(),
+            "inventory.Region".into(),
+        ],
+        supported_schedules: vec!["hours".into()],
+        supported_features: vec!["garbage_collection".into()],
+        options_schema: config::options_schema(),
+    })
+}
+
+/// One task per resource kind, so CloudForet can run them in parallel.
+pub fn get_tasks(options: &str, secret: &str) -> Result<Vec<Value>, Error> {
+    let opts = Options::parse(options)?;
+    Secret::parse(secret)?;
+    Ok(opts
+        .kinds
+        .iter()
+        .map(|k| json!({"resource_type": "inventory.CloudService", "resource_kinds": [k.plural()]}))
+        .collect())
+}
+
+/// Checks that Prism answers and accepts the credentials (one small list call).
+pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret: &str) -> Result<(), Error> {
+    let opts = Options::parse(options)?;
+    let secret = Secret::parse(secret)?;
+    let mut c = Collector::new(t, s, opts, secret);
+    match c.fetch_page(Kind::Cluster, 0, 1) {
+        Ok(_) => Ok(()),
+        Err(PageError::Fatal(e) | PageError::Failed(e)) => Err(e),
+    }
+}
+
+pub fn collect<T: Transport, S: Sink>(
+    t: &mut T,
+    s: &mut S,
+    options: &str,
+    secret: &str,
+    task_options: &str,
+) -> Result<Summary, Error> {
+    let opts = Options::parse(options)?;
+    let secret = Secret::parse(secret)?;
+    let kinds = config::parse_task_kinds(task_options)?.unwrap_or_else(|| opts.kinds.clone());
+    let mut c = Collector::new(t, s, opts, secret);
+    let result = c.run(&kinds);
+    // Whatever happened, what was collected is handed over.
+    c.flush();
+    result.map(|()| c.summary)
+}
+
+enum PageError {
+    /// The whole call must fail (credentials, permissions, policy).
+    Fatal(Error),
+    /// This page is lost; the collection goes on.
+    Failed(Error),
+}
+
+struct Collector<'a, T, S> {
+    transport: &'a mut T,
+    sink: &'a mut S,
+    opts: Options,
+    secret: Secret,
+    buffer: Vec<Record>,
+    summary: Summary,
+    stopped: bool,
+}
+
+impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
+    fn new(transport: &'a mut T, sink: &'a mut S, opts: Options, secret: Secret) -> Self {
+        Collector { transport, sink, opts, secret, buffer: Vec::with_capacity(BATCH_SIZE), summary: Summary::default(), stopped: false }
+    }
+
+    fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
+        // The cluster list: account and cluster names for every other kind.
+        let mut clusters = Vec::new();
+        self.list_all(Kind::Cluster, true, |_, raw| clusters.push(raw))?;
+        let mut scan = ClusterScan::default();
+        for raw in &clusters {
+            scan.observe(raw);
+        }
+        let ctx = Context {
+            account: Some(scan.prism_central_uuid.clone().unwrap_or_else(|| self.secret.endpoint.host.clone())),
+            base_url: self.secret.endpoint.base_url(),
+            cluster_names: scan.names,
+        };
+        self.sink.log(
+            Level::Info,
+            "cluster list read",
+            &[("clusters", &ctx.cluster_names.len().to_string()), ("account", ctx.account.as_deref().unwrap_or(""))],
+        );
+
+        for &kind in kinds {
+            if self.stopped {
+                break;
+            }
+            self.push(Record::CloudServiceType(normalize::cloud_service_type(kind)));
+            if kind == Kind::Cluster {
+                for raw in std::mem::take(&mut clusters) {
+                    match normalize::cluster(&ctx, raw) {
+                        Ok(Some((cs, region))) => {
+                            self.push(Record::Region(region));
+                            self.push(Record::CloudService(cs));
+                        }
+                        Ok(None) => {}
+                        Err(msg) => self.push_error(kind, msg),
+                    }
+                }
+            } else {
+                self.list_all(kind, false, |c, raw| match normalize::service_of(kind, &ctx, raw) {
+                    Ok(cs) => c.push(Record::CloudService(cs)),
+                    Err(msg) => c.push_error(kind, msg),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages through a list endpoint, handing every raw entity to `each`.
+    /// `first_page_fatal`: a lost first page fails the call (used for the
+    /// cluster list, which everything else depends on).
+    fn list_all(
+        &mut self,
+        kind: Kind,
+        first_page_fatal: bool,
+        mut each: impl FnMut(&mut Self, Value),
+    ) -> Result<(), Error> {
+        let page_size = u64::from(self.opts.page_size);
+        let mut offset: u64 = 0;
+        let mut total: Option<u64> = None;
+        let mut pages: u64 = 0;
+        loop {
+            if self.stopped {
+                return Ok(());
+            }
+            pages += 1;
+            match self.fetch_page(kind, offset, self.opts.page_size) {
+                Ok(page) => {
+                    let n = page.entities.len() as u64;
+                    let t = page.metadata.total_matches.unwrap_or(offset + n);
+                    total = Some(t);
+                    for raw in page.entities {
+                        each(self, raw);
+                    }
+                    if n == 0 {
+                        if offset < t {
+                            self.push_error(
+                                kind,
+                                format!("{} list returned no entities at offset {offset} although total_matches is {t}", kind.plural()),
+                            );
+                        }
+                        return Ok(());
+                    }
+                    offset += n;
+                }
+                Err(PageError::Fatal(e)) => return Err(e),
+                Err(PageError::Failed(e)) => {
+                    if total.is_none() && first_page_fatal {
+                        return Err(e);
+                    }
+                    let what = match total {
+                        Some(t) => format!("{} list page at offset {offset} (of {t})", kind.plural()),
+                        None => format!("{} list", kind.plural()),
+                    };
+                    self.push_error(kind, format!("{what} failed: {}", error_text(&e)));
+                    if total.is_none() {
+                        // Without a first page the size of the list is unknown.
+                        return Ok(());
+                    }
+                    offset += page_size;
+                }
+            }
+            let t = total.unwrap_or(0);
+            if offset >= t {
+                return Ok(());
+            }
+            // A server whose total keeps growing cannot keep us forever.
+            if pages > t / page_size + 2 {
+                self.push_error(kind, format!("{} list stopped after {pages} pages: total_matches keeps changing", kind.plural()));
+                return Ok(());
+            }
+        }
+    }
+
+    /// One list call, with retries.
+    fn fetch_page(&mut self, kind: Kind, offset: u64, length: u32) -> Result<ListPage, PageError> {
+        let url = format!("{}{}", self.secret.endpoint.base_url(), kind.list_path());
+        let body = json!({"kind": kind.api_kind(), "offset": offset, "length": length}).to_string();
+        let mut attempt: u32 = 0;
+        loop {
+            let req = HttpRequest {
+                method: Method::Post,
+                url: url.clone(),
+                headers: vec![
+                    ("Authorization".into(), self.secret.basic_auth()),
+                    ("Content-Type".into(), "application/json".into()),
+                    ("Accept".into(), "application/json".into()),
+                ],
+                body: Some(body.clone().into_bytes()),
+                timeout_ms: Some(self.opts.request_timeout_ms),
+            };
+            let (err, wait_ms) = match self.transport.send(req) {
+                Err(TransportError::Denied(m)) => {
+                    return Err(PageError::Fatal(Error::PermissionDenied(format!("egress denied by host policy: {m}"))));
+                }
+                Err(TransportError::InvalidRequest(m)) => {
+                    return Err(PageError::Fatal(Error::Internal(format!("host rejected the request: {m}"))));
+                }
+                Err(TransportError::Tls(m)) => {
+                    return Err(PageError::Fatal(Error::Unavailable(format!(
+                        "TLS to {} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)",
+                        self.secret.endpoint.base_url()
+                    ))));
+                }
+                Err(TransportError::TooLarge(n)) => {
+                    return Err(PageError::Failed(Error::ResourceExhausted(format!(
+                        "response larger than the host limit of {n} bytes (lower option page_size)"
+                    ))));
+                }
+                Err(TransportError::Timeout) => (
+                    Error::Timeout(format!("{} did not answer within {} ms", self.secret.endpoint.base_url(), self.opts.request_timeout_ms)),
+                    None,
+                ),
+                Err(TransportError::Connection(m)) => {
+                    (Error::Unavailable(format!("cannot reach {}: {m}", self.secret.endpoint.base_url())), None)
+                }
+                Ok(resp) => match resp.status {
+                    200..=299 => match serde_json::from_slice::<ListPage>(&resp.body) {
+                        Ok(page) => return Ok(page),
+                        Err(e) => (Error::Unavailable(format!("invalid or truncated JSON in {} list answer: {e}", kind.plural())), None),
+                    },
+                    401 => {
+                        return Err(PageError::Fatal(Error::Unauthenticated(format!(
+                            "Prism rejected the credentials of user '{}': {}",
+                            self.secret.username,
+                            v3::describe_error_body(&resp.body)
+                        ))));
+                    }
+                    403 => {
+                        return Err(PageError::Fatal(Error::PermissionDenied(format!(
+                            "user '{}' may not list {}: {}",
+                            self.secret.username,
+                            kind.plural(),
+                            v3::describe_error_body(&resp.body)
+                        ))));
+                    }
+                    429 => (
+                        Error::Unavailable(format!("rate limited (HTTP 429): {}", v3::describe_error_body(&resp.body))),
+                        Some(retry_after_ms(resp.header("retry-after"))),
+                    ),
+                    404 => {
+                        return Err(PageError::Failed(Error::NotFound(format!(
+                            "HTTP 404 for {}: {}",
+                            kind.list_path(),
+                            v3::describe_error_body(&resp.body)
+                        ))));
+                    }
+                    s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", v3::describe_error_body(&resp.body))), None),
+                    s => {
+                        return Err(PageError::Failed(Error::Internal(format!("HTTP {s}: {}", v3::describe_error_body(&resp.body)))));
+                    }
+                },
+            };
+            if attempt >= self.opts.max_retries {
+                let n = attempt + 1;
+                return Err(PageError::Failed(match err {
+                    Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
+                    Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
+                    other => other,
+                }));
+            }
+            let wait = wait_ms.unwrap_or_else(|| backoff_ms(attempt));
+            attempt += 1;
+            self.sink.log(
+                Level::Warn,
+                "retrying list call",
+                &[
+                    ("kind", kind.plural()),
+                    ("offset", &offset.to_string()),
+                    ("attempt", &attempt.to_string()),
+                    ("wait_ms", &wait.to_string()),
+                    ("reason", &error_text(&err)),
+                ],
+            );
+            self.transport.sleep_ms(wait);
+        }
+    }
+
+    fn push(&mut self, r: Record) {
+        if self.stopped {
+            return;
+        }
+        if r.is_error() {
+            self.summary.errors += 1;
+        }
+        self.summary.emitted += 1;
+        self.buffer.push(r);
+        if self.buffer.len() >= BATCH_SIZE {
+            self.flush();
+        }
+    }
+
+    fn push_error(&mut self, kind: Kind, message: String) {
+        let (group, ty) = normalize::group_and_type(kind);
+        self.sink.log(Level::Warn, &message, &[("kind", kind.plural())]);
+        self.push(Record::Error(ErrorResource {
+            message,
+            provider: PROVIDER.to_string(),
+            cloud_service_group: group.to_string(),
+            cloud_service_type: ty.to_string(),
+            resource_type: "inventory.CloudService".to_string(),
+        }));
+    }
+
+    fn flush(&mut self) {
+        if self.buffer.is_empty() || self.stopped {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(BATCH_SIZE));
+        if self.sink.emit(batch) == Flow::Stop {
+            self.stopped = true;
+        }
+    }
+}
+
+fn error_text(e: &Error) -> String {
+    match e {
+        Error::InvalidArgument(m)
+        | Error::Unauthenticated(m)
+        | Error::PermissionDenied(m)
+        | Error::NotFound(m)
+        | Error::Unavailable(m)
+        | Error::Timeout(m)
+        | Error::ResourceExhausted(m)
+        | Error::Internal(m) => m.clone(),
+    }
+}
+
+/// 250 ms, 500 ms, 1 s, 2 s ... capped at 8 s.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    250u64.saturating_mul(1u64 << attempt.min(5)).min(8_000)
+}
+
+/// `Retry-After` in seconds (HTTP dates are not used by Prism; they fall
+/// back to 1 s), capped at [`config::MAX_RETRY_AFTER_MS`].
+pub fn retry_after_ms(header: Option<&str>) -> u64 {
+    header
+        .and_then(|h| h.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| (s * 1000.0) as u64)
+        .unwrap_or(1_000)
+        .min(config::MAX_RETRY_AFTER_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HttpResponse;
+    use std::collections::VecDeque;
+
+    /// Answers list calls from a script keyed by (path, offset); records requests.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Vec<((String, u64), VecDeque<Result<HttpResponse, TransportError>>)>,
+        requests: Vec<(String, Value, Vec<(String, String)>)>,
+        slept: Vec<u64>,
+    }
+
+    impl Scripted {
+        fn on(mut self, path: &str, offset: u64, r: Result<HttpResponse, TransportError>) -> Self {
+            let key = (path.to_string(), offset);
+            match self.answers.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, q)) => q.push_back(r),
+                None => self.answers.push((key, VecDeque::from([r]))),
+            }
+            self
+        }
+    }
+
+    impl Transport for Scripted {
+        fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+            let path = req.url.split_once("9440").unwrap().1.to_string();
+            let body: Value = serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
+            let offset = body["offset"].as_u64().unwrap();
+            self.requests.push((path.clone(), body, req.headers.clone()));
+            let q = self
+                .answers
+                .iter_mut()
+                .find(|(k, _)| k.0 == path && k.1 == offset)
+                .map(|(_, q)| q)
+                .unwrap_or_else(|| panic!("unscripted request {path} offset {offset}"));
+            // The last answer repeats.
+            if q.len() > 1 { q.pop_front().unwrap() } else { q.front().unwrap().clone() }
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.slept.push(ms);
+        }
+    }
+
+    #[derive(Default)]
+    struct Collected {
+        records: Vec<Record>,
+        batches: usize,
+        logs: Vec<(Level, String)>,
+        stop_after: Option<usize>,
+    }
+
+    impl Sink for Collected {
+        fn emit(&mut self, batch: Vec<Record>) -> Flow {
+            self.batches += 1;
+            self.records.extend(batch);
+            match self.stop_after {
+                Some(n) if self.batches >= n => Flow::Stop,
+                _ => Flow::Proceed,
+            }
+        }
+        fn log(&mut self, level: Level, message: &str, _fields: &[(&str, &str)]) {
+            self.logs.push((level, message.to_string()));
+        }
+    }
+
+    fn ok(body: Value) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse { status: 200, headers: vec![], body: body.to_string().into_bytes() })
+    }
+
+    fn status(code: u16, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse {
+            status: code,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    const SECRET: &str = r#"{"host":"pc.example","username":"admin","password":"s3cret"}"#;
+    const CLUSTERS: &str = "/api/nutanix/v3/clusters/list";
+    const VMS: &str = "/api/nutanix/v3/vms/list";
+
+    fn clusters_fixture() -> Value {
+        serde_json::from_str(include_str!("../tests/fixtures/v3_clusters.json")).unwrap()
+    }
+
+    fn vm_entity(i: u64) -> Value {
+        json!({"status": {"name": format!("vm-{i}"), "cluster_reference": {"uuid": "c1-uuid"},
+                "resources": {"num_sockets": 1, "num_vcpus_per_socket": 2, "memory_size_mib": 2048, "power_state": "ON"}},
+               "metadata": {"uuid": format!("vm-uuid-{i}")}})
+    }
+
+    fn vm_page(offset: u64, n: u64, total: u64) -> Value {
+        json!({"metadata": {"total_matches": total, "offset": offset, "length": n},
+               "entities": (offset..offset + n).map(vm_entity).collect::<Vec<_>>()})
+    }
+
+    fn services(c: &Collected, ty: &str) -> Vec<String> {
+        c.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::CloudService(cs) if cs.cloud_service_type == ty => Some(cs.resource_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(c: &Collected) -> Vec<String> {
+        c.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Error(e) => Some(e.message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paginates_until_total_matches() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vm_page(0, 2, 5)))
+            .on(VMS, 2, ok(vm_page(2, 2, 5)))
+            .on(VMS, 4, ok(vm_page(4, 1, 5)));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 5);
+        assert_eq!(sum, Summary { emitted: 6, errors: 0 }); // 5 VMs + their type
+        let offsets: Vec<u64> = t.requests.iter().filter(|r| r.0 == VMS).map(|r| r.1["offset"].as_u64().unwrap()).collect();
+        assert_eq!(offsets, vec![0, 2, 4]);
+        let r = &t.requests[1];
+        assert_eq!(r.1, json!({"kind": "vm", "offset": 0, "length": 2}));
+        assert!(r.2.contains(&("Authorization".to_string(), "Basic YWRtaW46czNjcmV0".to_string())));
+        let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
+        assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
+        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+    }
+
+    #[test]
+    fn failed_page_becomes_error_resource_and_rest_is_kept() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vm_page(0, 2, 6)))
+            .on(VMS, 2, status(500, &[], r#"{"state":"ERROR","code":500,"message_list":[{"message":"boom","reason":"INTERNAL_ERROR"}]}"#))
+            .on(VMS, 4, ok(vm_page(4, 2, 6)));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, r#"{"page_size":2,"max_retries":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-0", "vm-uuid-1", "vm-uuid-4", "vm-uuid-5"]);
+        assert_eq!(
+            errors(&s),
+            vec!["vms list page at offset 2 (of 6) failed: HTTP 500: INTERNAL_ERROR: boom (after 3 attempts)"]
+        );
+        assert_eq!(sum.errors, 1);
+        // Exponential back-off between the three attempts.
+        assert_eq!(t.slept, vec![250, 500]);
+    }
+
+    #[test]
+    fn rate_limit_honours_retry_after_then_succeeds() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, status(429, &[("Retry-After", "2")], ""))
+            .on(VMS, 0, ok(vm_page(0, 1, 1)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 1);
+        assert_eq!(t.slept, vec![2000]);
+        assert!(errors(&s).is_empty());
+    }
+
+    #[test]
+    fn truncated_body_is_retried() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, status(200, &[], r#"{"metadata":{"total_matches":1},"entities":[{"sta"#))
+            .on(VMS, 0, ok(vm_page(0, 1, 1)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 1);
+        assert_eq!(t.slept.len(), 1);
+    }
+
+    #[test]
+    fn unauthenticated_fails_the_call_without_leaking_the_password() {
+        let body = r#"{"state":"ERROR","code":401,"message_list":[{"message":"Authentication required.","reason":"AUTHENTICATION_REQUIRED"}]}"#;
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(401, &[], body));
+        let mut s = Collected::default();
+        let e = collect(&mut t, &mut s, "{}", SECRET, "{}").unwrap_err();
+        let Error::Unauthenticated(m) = &e else { panic!("{e:?}") };
+        assert_eq!(m, "Prism rejected the credentials of user 'admin': AUTHENTICATION_REQUIRED: Authentication required.");
+        assert!(!format!("{e:?}").contains("s3cret"));
+        assert_eq!(t.requests.len(), 1, "401 is not retried");
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(401, &[], body));
+        assert!(matches!(verify(&mut t, &mut s, "{}", SECRET), Err(Error::Unauthenticated(_))));
+    }
+
+    #[test]
+    fn unreachable_cluster_list_fails_with_unavailable() {
+        let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Connection("refused".into())));
+        let mut s = Collected::default();
+        let e = collect(&mut t, &mut s, r#"{"max_retries":1}"#, SECRET, "{}").unwrap_err();
+        assert_eq!(e, Error::Unavailable("cannot reach https://pc.example:9440: refused (after 2 attempts)".into()));
+        let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Denied("host not granted".into())));
+        let e = collect(&mut t, &mut s, "{}", SECRET, "{}").unwrap_err();
+        assert!(matches!(e, Error::PermissionDenied(_)));
+        assert_eq!(t.requests.len(), 1, "a denial is not retried");
+    }
+
+    #[test]
+    fn malformed_entity_is_an_error_resource_among_good_ones() {
+        let mut page = vm_page(0, 3, 3);
+        page["entities"][1]["status"]["resources"]["num_sockets"] = json!("two");
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(page));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-0", "vm-uuid-2"]);
+        let errs = errors(&s);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("malformed vm entity vm-uuid-1: "), "{}", errs[0]);
+        assert_eq!(sum.errors, 1);
+    }
+
+    #[test]
+    fn clusters_emit_regions_and_skip_prism_central() {
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture()));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
+        let regions: Vec<_> = s.records.iter().filter_map(|r| match r { Record::Region(r) => Some(r.region_code.clone()), _ => None }).collect();
+        assert_eq!(regions, vec!["cluster-a", "cluster-b"]);
+        assert_eq!(services(&s, "Cluster"), vec!["c1-uuid", "c2-uuid"]);
+        let types = s.records.iter().filter(|r| matches!(r, Record::CloudServiceType(_))).count();
+        assert_eq!(types, 1);
+        assert_eq!(t.requests.len(), 1, "the cluster list is read once");
+    }
+
+    #[test]
+    fn stop_flow_ends_collection_early() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vm_page(0, 250, 1000)))
+            .on(VMS, 250, ok(vm_page(250, 250, 1000)));
+        let mut s = Collected { stop_after: Some(1), ..Default::default() };
+        collect(&mut t, &mut s, r#"{"page_size":250}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(s.batches, 1);
+        assert_eq!(s.records.len(), BATCH_SIZE);
+        let vm_calls = t.requests.iter().filter(|r| r.0 == VMS).count();
+        assert_eq!(vm_calls, 1, "no more pages after the host said stop");
+    }
+
+    #[test]
+    fn empty_page_before_total_is_reported_not_looped() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vm_page(0, 2, 10)))
+            .on(VMS, 2, ok(json!({"metadata": {"total_matches": 10}, "entities": []})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 2);
+        assert_eq!(errors(&s), vec!["vms list returned no entities at offset 2 although total_matches is 10"]);
+    }
+
+    #[test]
+    fn tasks_and_init() {
+        let tasks = get_tasks(r#"{"resource_kinds":["vms","hosts"]}"#, SECRET).unwrap();
+        assert_eq!(tasks, vec![
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["hosts"]}),
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vms"]}),
+        ]);
+        assert!(matches!(get_tasks("{}", "{}"), Err(Error::InvalidArgument(_))));
+        let m = init("{}").unwrap();
+        assert_eq!(m.supported_schedules, vec!["hours"]);
+        assert_eq!(m.options_schema["type"], "object");
+    }
+
+    #[test]
+    fn backoff_and_retry_after() {
+        assert_eq!((0..7).map(backoff_ms).collect::<Vec<_>>(), vec![250, 500, 1000, 2000, 4000, 8000, 8000]);
+        assert_eq!(retry_after_ms(Some("3")), 3000);
+        assert_eq!(retry_after_ms(Some("0.5")), 500);
+        assert_eq!(retry_after_ms(Some("86400")), config::MAX_RETRY_AFTER_MS);
+        assert_eq!(retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT")), 1000);
+        assert_eq!(retry_after_ms(Some("-1")), 1000);
+        assert_eq!(retry_after_ms(None), 1000);
+    }
+}

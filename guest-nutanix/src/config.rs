@@ -1,0 +1,379 @@
+//! Options, secret and task options: parsing and validation.
+//!
+//! Every problem is reported as [`Error::InvalidArgument`] naming the field,
+//! and never echoes a secret value.
+
+use crate::v3::Kind;
+use crate::Error;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+pub const DEFAULT_PORT: u16 = 9440;
+pub const MAX_PAGE_SIZE: u32 = 500;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 30_000;
+/// Longest `Retry-After` the collector honours; longer values are capped.
+pub const MAX_RETRY_AFTER_MS: u64 = 30_000;
+
+/// Where and how to reach Prism Central.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https` unless the secret's `host` names another scheme.
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn base_url(&self) -> String {
+        if self.host.contains(':') {
+            // IPv6 literal.
+            format!("{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+/// The parsed secret: endpoint and Basic credentials.
+#[derive(Clone)]
+pub struct Secret {
+    pub endpoint: Endpoint,
+    pub username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("endpoint", &self.endpoint)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl Secret {
+    /// `Authorization` header value for HTTP Basic auth.
+    pub fn basic_auth(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    }
+
+    /// Parses the secret JSON: `host` (name, IP or `scheme://host[:port]`),
+    /// optional `port` (number or numeric string, default 9440), `username`,
+    /// `password`.
+    pub fn parse(json: &str) -> Result<Secret, Error> {
+        let obj = parse_object(json, "secret")?;
+        let host_raw = required_str(&obj, "host", "secret")?;
+        let username = required_str(&obj, "username", "secret")?.to_string();
+        let password = required_str(&obj, "password", "secret")?.to_string();
+
+        let (scheme, rest) = match host_raw.split_once("://") {
+            Some((s, rest)) => (s.to_ascii_lowercase(), rest),
+            None => ("https".to_string(), host_raw),
+        };
+        if scheme != "https" && scheme != "http" {
+            return Err(Error::InvalidArgument(format!(
+                "secret field 'host' has unsupported scheme '{scheme}' (use https or http)"
+            )));
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.contains('@') || rest.contains('?') || rest.contains('#') {
+            return Err(Error::InvalidArgument(
+                "secret field 'host' must be a host name, an IP address or scheme://host[:port], without path or user info"
+                    .to_string(),
+            ));
+        }
+        let (host, port_in_host) = split_host_port(rest)?;
+        if host.is_empty() {
+            return Err(Error::InvalidArgument("secret field 'host' is empty".to_string()));
+        }
+        let port = match obj.get("port") {
+            None | Some(Value::Null) => port_in_host.unwrap_or(DEFAULT_PORT),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| Error::InvalidArgument("secret field 'port' must be 1-65535".to_string()))?,
+            Some(Value::String(s)) if s.trim().is_empty() => port_in_host.unwrap_or(DEFAULT_PORT),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| Error::InvalidArgument("secret field 'port' must be 1-65535".to_string()))?,
+            Some(_) => {
+                return Err(Error::InvalidArgument("secret field 'port' must be a number".to_string()));
+            }
+        };
+        Ok(Secret {
+            endpoint: Endpoint { scheme, host: host.to_string(), port },
+            username,
+            password,
+        })
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Error> {
+    let bad_port = || Error::InvalidArgument("secret field 'host' has an invalid port".to_string());
+    if let Some(rest) = s.strip_prefix('[') {
+        // [v6]:port
+        let (h, after) = rest.split_once(']').ok_or_else(|| {
+            Error::InvalidArgument("secret field 'host' has an unclosed IPv6 bracket".to_string())
+        })?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((h, Some(p.parse().ok().filter(|p| *p != 0).ok_or_else(bad_port)?))),
+            None if after.is_empty() => Ok((h, None)),
+            None => Err(bad_port()),
+        };
+    }
+    match s.matches(':').count() {
+        0 => Ok((s, None)),
+        1 => {
+            let (h, p) = s.split_once(':').ok_or_else(bad_port)?;
+            Ok((h, Some(p.parse().ok().filter(|p| *p != 0).ok_or_else(bad_port)?)))
+        }
+        // Bare IPv6 literal without port.
+        _ => Ok((s, None)),
+    }
+}
+
+/// Collector options (`options` of every call).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Entities per list call, 1-500.
+    pub page_size: u32,
+    /// Retries of one page after 429/5xx/timeouts/truncated bodies.
+    pub max_retries: u32,
+    pub request_timeout_ms: u32,
+    /// Kinds to collect; all by default.
+    pub kinds: Vec<Kind>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            page_size: MAX_PAGE_SIZE,
+            max_retries: DEFAULT_MAX_RETRIES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            kinds: Kind::ALL.to_vec(),
+        }
+    }
+}
+
+impl Options {
+    /// Parses options. Unknown keys are ignored: CloudForet passes host-level
+    /// options (`verify_ssl`, `ca_bundle`, ...) in the same object.
+    pub fn parse(json: &str) -> Result<Options, Error> {
+        let obj = parse_object(json, "options")?;
+        let mut o = Options::default();
+        if let Some(v) = opt_u64(&obj, "page_size", "options")? {
+            if !(1..=u64::from(MAX_PAGE_SIZE)).contains(&v) {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'page_size' must be 1-{MAX_PAGE_SIZE}, got {v}"
+                )));
+            }
+            o.page_size = v as u32;
+        }
+        if let Some(v) = opt_u64(&obj, "max_retries", "options")? {
+            if v > 10 {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'max_retries' must be 0-10, got {v}"
+                )));
+            }
+            o.max_retries = v as u32;
+        }
+        if let Some(v) = opt_u64(&obj, "request_timeout_ms", "options")? {
+            if !(100..=600_000).contains(&v) {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'request_timeout_ms' must be 100-600000, got {v}"
+                )));
+            }
+            o.request_timeout_ms = v as u32;
+        }
+        if let Some(kinds) = parse_kinds(&obj, "resource_kinds", "options")? {
+            o.kinds = kinds;
+        }
+        Ok(o)
+    }
+}
+
+/// Task options: which kinds this task collects. Empty object = all of the
+/// options' kinds.
+pub fn parse_task_kinds(json: &str) -> Result<Option<Vec<Kind>>, Error> {
+    if json.trim().is_empty() {
+        return Ok(None);
+    }
+    let obj = parse_object(json, "task_options")?;
+    parse_kinds(&obj, "resource_kinds", "task_options")
+}
+
+/// The JSON Schema returned by `init` as `options_schema`.
+pub fn options_schema() -> Value {
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "page_size": {
+                "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": MAX_PAGE_SIZE,
+                "title": "Page size", "description": "Entities per Prism v3 list call."
+            },
+            "max_retries": {
+                "type": "integer", "minimum": 0, "maximum": 10, "default": DEFAULT_MAX_RETRIES,
+                "title": "Retries", "description": "Retries of a page after 429, 5xx, timeouts or truncated answers."
+            },
+            "request_timeout_ms": {
+                "type": "integer", "minimum": 100, "maximum": 600000, "default": DEFAULT_REQUEST_TIMEOUT_MS,
+                "title": "Request timeout (ms)"
+            },
+            "resource_kinds": {
+                "type": "array", "items": {"type": "string", "enum": kinds}, "uniqueItems": true,
+                "title": "Resource kinds", "description": "Kinds to collect; all when absent."
+            },
+            "verify_ssl": {
+                "type": "boolean", "default": true,
+                "title": "Verify TLS", "description": "Enforced by the host. Set false only for Prism's self-signed certificate."
+            },
+            "ca_bundle": {
+                "type": "string",
+                "title": "CA bundle (PEM)", "description": "Enforced by the host: extra trusted roots for Prism's certificate."
+            }
+        }
+    })
+}
+
+fn parse_kinds(obj: &Map<String, Value>, field: &str, what: &str) -> Result<Option<Vec<Kind>>, Error> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => {
+            let mut kinds = Vec::new();
+            for item in items {
+                let name = item.as_str().ok_or_else(|| {
+                    Error::InvalidArgument(format!("{what} field '{field}' must be a list of strings"))
+                })?;
+                let kind = Kind::from_plural(name).ok_or_else(|| {
+                    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+                    Error::InvalidArgument(format!(
+                        "{what} field '{field}' has unknown kind '{name}' (known: {})",
+                        known.join(", ")
+                    ))
+                })?;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds.sort();
+            Ok(Some(kinds))
+        }
+        Some(_) => Err(Error::InvalidArgument(format!("{what} field '{field}' must be a list of strings"))),
+    }
+}
+
+fn parse_object(json: &str, what: &str) -> Result<Map<String, Value>, Error> {
+    if json.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err(Error::InvalidArgument(format!("{what} must be a JSON object"))),
+        // serde's message only carries line/column, never the input.
+        Err(e) => Err(Error::InvalidArgument(format!("{what} is not valid JSON: {e}"))),
+    }
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, what: &str) -> Result<&'a str, Error> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
+        Some(Value::String(_)) => Err(Error::InvalidArgument(format!("{what} field '{field}' is empty"))),
+        Some(_) => Err(Error::InvalidArgument(format!("{what} field '{field}' must be a string"))),
+        None => Err(Error::InvalidArgument(format!("{what} field '{field}' is required"))),
+    }
+}
+
+fn opt_u64(obj: &Map<String, Value>, field: &str, what: &str) -> Result<Option<u64>, Error> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            // CloudForet Structs carry numbers as doubles: accept 500.0.
+            let v = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+            v.map(Some)
+                .ok_or_else(|| Error::InvalidArgument(format!("{what} field '{field}' must be a non-negative integer")))
+        }
+        Some(_) => Err(Error::InvalidArgument(format!("{what} field '{field}' must be a non-negative integer"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(r: Result<impl std::fmt::Debug, Error>) -> String {
+        match r.unwrap_err() {
+            Error::InvalidArgument(m) => m,
+            other => panic!("expected invalid-argument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_defaults_to_https_9440() {
+        let s = Secret::parse(r#"{"host":"pc.example.com","username":"admin","password":"pw"}"#).unwrap();
+        assert_eq!(s.endpoint.base_url(), "https://pc.example.com:9440");
+        assert_eq!(s.basic_auth(), "Basic YWRtaW46cHc=");
+    }
+
+    #[test]
+    fn secret_url_host_and_string_port() {
+        let s = Secret::parse(r#"{"host":"http://127.0.0.1:8080/","username":"a","password":"b"}"#).unwrap();
+        assert_eq!(s.endpoint, Endpoint { scheme: "http".into(), host: "127.0.0.1".into(), port: 8080 });
+        let s = Secret::parse(r#"{"host":"10.1.1.1","port":"9441","username":"a","password":"b"}"#).unwrap();
+        assert_eq!(s.endpoint.port, 9441);
+        let s = Secret::parse(r#"{"host":"[fd00::1]:9440","username":"a","password":"b"}"#).unwrap();
+        assert_eq!(s.endpoint.base_url(), "https://[fd00::1]:9440");
+    }
+
+    #[test]
+    fn secret_errors_name_the_field_not_the_value() {
+        assert_eq!(err(Secret::parse(r#"{"host":"h","password":"hunter2"}"#)), "secret field 'username' is required");
+        assert_eq!(err(Secret::parse(r#"{"host":"h","username":"u","password":""}"#)), "secret field 'password' is empty");
+        assert!(err(Secret::parse(r#"{"host":"ftp://h","username":"u","password":"p"}"#)).contains("scheme 'ftp'"));
+        assert!(err(Secret::parse(r#"{"host":"h/x","username":"u","password":"p"}"#)).contains("without path"));
+        assert!(err(Secret::parse(r#"{"host":"u:hunter2@h","username":"u","password":"p"}"#)).contains("user info"));
+        assert_eq!(err(Secret::parse(r#"{"host":"h","port":70000,"username":"u","password":"p"}"#)), "secret field 'port' must be 1-65535");
+        assert_eq!(err(Secret::parse("[1,2]")), "secret must be a JSON object");
+        let m = err(Secret::parse(r#"{"password":"hunter2""#));
+        assert!(m.starts_with("secret is not valid JSON") && !m.contains("hunter2"), "{m}");
+        let dbg = format!("{:?}", Secret::parse(r#"{"host":"h","username":"u","password":"hunter2"}"#).unwrap());
+        assert!(!dbg.contains("hunter2"));
+    }
+
+    #[test]
+    fn options_parse_and_validate() {
+        assert_eq!(Options::parse("").unwrap(), Options::default());
+        assert_eq!(Options::parse("{}").unwrap(), Options::default());
+        let o = Options::parse(r#"{"page_size":100.0,"max_retries":0,"resource_kinds":["vms","clusters","vms"],"verify_ssl":false}"#).unwrap();
+        assert_eq!(o.page_size, 100);
+        assert_eq!(o.max_retries, 0);
+        assert_eq!(o.kinds, vec![Kind::Cluster, Kind::Vm]);
+        assert!(err(Options::parse(r#"{"page_size":501}"#)).contains("1-500"));
+        assert!(err(Options::parse(r#"{"page_size":0}"#)).contains("1-500"));
+        assert!(err(Options::parse(r#"{"page_size":"x"}"#)).contains("non-negative integer"));
+        assert!(err(Options::parse(r#"{"resource_kinds":["vms","disks"]}"#)).contains("unknown kind 'disks'"));
+    }
+
+    #[test]
+    fn task_kinds() {
+        assert_eq!(parse_task_kinds("").unwrap(), None);
+        assert_eq!(parse_task_kinds("{}").unwrap(), None);
+        assert_eq!(parse_task_kinds(r#"{"resource_kinds":["hosts"]}"#).unwrap(), Some(vec![Kind::Host]));
+        assert!(parse_task_kinds(r#"{"resource_kinds":"hosts"}"#).is_err());
+    }
+
+    #[test]
+    fn schema_lists_every_kind() {
+        let s = options_schema();
+        let kinds = s["properties"]["resource_kinds"]["items"]["enum"].as_array().unwrap();
+        assert_eq!(kinds.len(), Kind::ALL.len());
+    }
+}

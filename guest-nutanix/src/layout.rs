@@ -1,0 +1,426 @@
+//! Dynamic layouts of the CloudServiceTypes: what CloudForet's console shows.
+//!
+//! The structure is the one CloudForet's Python plugin SDK generates (see
+//! `shared/reference/cloudforet/dynamic_layout_example.json`):
+//! `{"view": {"search": [...], "table": {"layout": {"name": "Main Table",
+//! "type": "query-search-table", "options": {"default_sort", "fields"}}},
+//! "sub_data": {"layouts": [...]}}}`, with fields of type `text`, `enum`
+//! (state icons), `size`, `datetime`, `list`.
+
+use serde_json::{json, Map, Value};
+
+/// A console field (`{"name", "key", "type", "options"?}`).
+#[derive(Clone, Debug)]
+pub struct Field(Value);
+
+pub fn text(name: &str, key: &str) -> Field {
+    Field(json!({"name": name, "key": key, "type": "text"}))
+}
+
+/// A size in `source_unit` shown in `display_unit` (`BYTES`, `MB`, `GB`...).
+pub fn size(name: &str, key: &str, source_unit: &str, display_unit: &str) -> Field {
+    Field(json!({"name": name, "key": key, "type": "size",
+        "options": {"display_unit": display_unit, "source_unit": source_unit}}))
+}
+
+pub fn datetime(name: &str, key: &str) -> Field {
+    Field(json!({"name": name, "key": key, "type": "datetime", "options": {"source_type": "iso8601"}}))
+}
+
+pub fn list(name: &str, key: &str, delimiter: &str) -> Field {
+    Field(json!({"name": name, "key": key, "type": "list", "options": {"delimiter": delimiter}}))
+}
+
+/// An enum shown as a coloured state dot: `states` is `(value, colour)`.
+pub fn state(name: &str, key: &str, states: &[(&str, &str)]) -> Field {
+    let mut opts = Map::new();
+    for (value, color) in states {
+        opts.insert(
+            (*value).to_string(),
+            json!({"type": "state", "options": {"icon": {"image": "ic_circle-filled", "color": color}}}),
+        );
+    }
+    Field(json!({"name": name, "key": key, "type": "enum", "options": opts}))
+}
+
+impl Field {
+    /// Hidden by default in the main table.
+    pub fn optional(mut self) -> Field {
+        let obj = self.0.as_object_mut().expect("fields are objects");
+        let opts = obj.entry("options").or_insert_with(|| json!({}));
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("is_optional".into(), Value::Bool(true));
+        }
+        self
+    }
+}
+
+/// A search key (`{"name", "key", "type": "text", "data_type"?}`).
+pub struct Search(Value);
+
+pub fn search(name: &str, key: &str) -> Search {
+    Search(json!({"name": name, "key": key, "type": "text"}))
+}
+
+pub fn search_typed(name: &str, key: &str, data_type: &str) -> Search {
+    Search(json!({"name": name, "key": key, "type": "text", "data_type": data_type}))
+}
+
+/// A sub-data tab.
+pub enum Tab {
+    /// Key/value view of one object.
+    Item { name: String, fields: Vec<Field> },
+    /// A table of the list at `root_path`.
+    Table { name: String, root_path: String, fields: Vec<Field> },
+}
+
+pub fn item(name: &str, fields: Vec<Field>) -> Tab {
+    Tab::Item { name: name.into(), fields }
+}
+
+pub fn table(name: &str, root_path: &str, fields: Vec<Field>) -> Tab {
+    Tab::Table { name: name.into(), root_path: root_path.into(), fields }
+}
+
+fn fields_json(fields: Vec<Field>) -> Value {
+    Value::Array(fields.into_iter().map(|f| f.0).collect())
+}
+
+/// The whole `metadata` of a CloudServiceType.
+pub fn view(search: Vec<Search>, default_sort: &str, table_fields: Vec<Field>, tabs: Vec<Tab>) -> Value {
+    let layouts: Vec<Value> = tabs
+        .into_iter()
+        .map(|t| match t {
+            Tab::Item { name, fields } => json!({"name": name, "type": "item", "options": {"fields": fields_json(fields)}}),
+            Tab::Table { name, root_path, fields } => json!({"name": name, "type": "table",
+                "options": {"root_path": root_path, "fields": fields_json(fields)}}),
+        })
+        .collect();
+    json!({
+        "view": {
+            "search": search.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+            "table": {"layout": {
+                "name": "Main Table",
+                "type": "query-search-table",
+                "options": {"default_sort": {"key": default_sort, "desc": false}, "fields": fields_json(table_fields)}
+            }},
+            "sub_data": {"layouts": layouts}
+        }
+    })
+}
+
+/// The per-service `metadata` pointing the console at its type's layout.
+pub fn service_reference(group: &str, kind: &str) -> Value {
+    json!({"view": {"sub_data": {"reference": {
+        "resource_type": "inventory.CloudServiceType",
+        "options": {"provider": crate::PROVIDER, "cloud_service_group": group, "cloud_service_type": kind}
+    }}}})
+}
+
+const POWER: &[(&str, &str)] = &[("ON", "green.500"), ("OFF", "gray.400"), ("PAUSED", "yellow.500"), ("SUSPENDED", "yellow.500"), ("UNKNOWN", "red.500")];
+const ENTITY_STATE: &[(&str, &str)] = &[("COMPLETE", "green.500"), ("PENDING", "yellow.500"), ("RUNNING", "yellow.500"), ("ERROR", "red.500")];
+
+pub fn vm() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("Power State", "data.power_state"),
+            search("Cluster", "data.cluster.name"),
+            search("Host", "data.host.name"),
+            search_typed("vCPUs", "data.vcpus", "integer"),
+            search_typed("Memory (MiB)", "data.memory_mib", "integer"),
+            search("IP Address", "ip_addresses"),
+            search("MAC Address", "data.nics.mac_address"),
+            search("Subnet", "data.nics.subnet.name"),
+            search("Project", "data.project"),
+            search_typed("Created", "data.created_at", "datetime"),
+        ],
+        "name",
+        vec![
+            state("Power State", "data.power_state", POWER),
+            text("Cluster", "data.cluster.name"),
+            text("Host", "data.host.name"),
+            text("vCPUs", "data.vcpus"),
+            size("Memory", "data.memory_mib", "MB", "GB"),
+            size("Disk Total", "data.disk_total_bytes", "BYTES", "GB"),
+            list("IP Addresses", "ip_addresses", "<br>"),
+            text("Hypervisor", "data.hypervisor_type").optional(),
+            text("Project", "data.project").optional(),
+            text("Owner", "data.owner").optional(),
+            datetime("Created", "data.created_at").optional(),
+            datetime("Updated", "data.updated_at").optional(),
+        ],
+        vec![
+            item(
+                "VM",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("Description", "data.description"),
+                    state("Power State", "data.power_state", POWER),
+                    state("Entity State", "data.state", ENTITY_STATE),
+                    text("Instance Type", "instance_type"),
+                    text("Sockets", "data.num_sockets"),
+                    text("vCPUs per Socket", "data.num_vcpus_per_socket"),
+                    text("vCPUs", "data.vcpus"),
+                    size("Memory", "data.memory_mib", "MB", "GB"),
+                    text("Machine Type", "data.machine_type"),
+                    text("Boot Type", "data.boot_type"),
+                    text("Cluster", "data.cluster.name"),
+                    text("Host", "data.host.name"),
+                    text("Project", "data.project"),
+                    text("Owner", "data.owner"),
+                    datetime("Created", "data.created_at"),
+                    datetime("Updated", "data.updated_at"),
+                ],
+            ),
+            table(
+                "Disks",
+                "data.disks",
+                vec![
+                    text("UUID", "uuid"),
+                    text("Device Type", "device_type"),
+                    text("Adapter", "adapter_type"),
+                    text("Index", "device_index"),
+                    size("Size", "size_bytes", "BYTES", "GB"),
+                    text("Image", "image_uuid"),
+                ],
+            ),
+            table(
+                "NICs",
+                "data.nics",
+                vec![
+                    text("MAC Address", "mac_address"),
+                    list("IP Addresses", "ip_addresses", "<br>"),
+                    text("Subnet", "subnet.name"),
+                    text("NIC Type", "nic_type"),
+                    text("Connected", "is_connected"),
+                ],
+            ),
+        ],
+    )
+}
+
+pub fn host() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("Serial Number", "data.serial_number"),
+            search("Cluster", "data.cluster.name"),
+            search("Hypervisor IP", "data.hypervisor.ip"),
+            search("CVM IP", "data.controller_vm_ip"),
+            search("CPU Model", "data.cpu_model"),
+        ],
+        "name",
+        vec![
+            text("Cluster", "data.cluster.name"),
+            text("Hypervisor IP", "data.hypervisor.ip"),
+            text("CVM IP", "data.controller_vm_ip"),
+            text("CPU Model", "data.cpu_model"),
+            text("Cores", "data.num_cpu_cores"),
+            size("Memory", "data.memory_mib", "MB", "GB"),
+            text("VMs", "data.hypervisor.num_vms"),
+            text("Serial Number", "data.serial_number").optional(),
+            text("Block Model", "data.block.model").optional(),
+        ],
+        vec![item(
+            "Host",
+            vec![
+                text("Name", "name"),
+                text("UUID", "data.uuid"),
+                text("Host Type", "data.host_type"),
+                text("Serial Number", "data.serial_number"),
+                text("CPU Model", "data.cpu_model"),
+                text("Sockets", "data.num_cpu_sockets"),
+                text("Cores", "data.num_cpu_cores"),
+                text("CPU Capacity (Hz)", "data.cpu_capacity_hz"),
+                size("Memory", "data.memory_mib", "MB", "GB"),
+                text("Hypervisor", "data.hypervisor.full_name"),
+                text("Hypervisor IP", "data.hypervisor.ip"),
+                text("CVM IP", "data.controller_vm_ip"),
+                text("Block Serial", "data.block.serial_number"),
+                text("Block Model", "data.block.model"),
+                text("Cluster", "data.cluster.name"),
+            ],
+        )],
+    )
+}
+
+pub fn cluster() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("AOS Version", "data.aos_version"),
+            search("Hypervisor", "data.hypervisor_types"),
+            search("External IP", "data.external_ip"),
+            search_typed("Nodes", "data.num_nodes", "integer"),
+        ],
+        "name",
+        vec![
+            text("AOS Version", "data.aos_version"),
+            list("Hypervisors", "data.hypervisor_types", ", "),
+            text("Nodes", "data.num_nodes"),
+            text("External IP", "data.external_ip"),
+            text("Redundancy Factor", "data.redundancy_factor").optional(),
+            text("Architecture", "data.architecture").optional(),
+        ],
+        vec![
+            item(
+                "Cluster",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("AOS Version", "data.aos_version"),
+                    text("Full Version", "data.full_version"),
+                    list("Services", "data.service_list", ", "),
+                    text("External IP", "data.external_ip"),
+                    text("Redundancy Factor", "data.redundancy_factor"),
+                    text("Architecture", "data.architecture"),
+                    text("Timezone", "data.timezone"),
+                    text("Encryption", "data.encryption_status"),
+                    list("Name Servers", "data.name_servers", ", "),
+                    list("NTP Servers", "data.ntp_servers", ", "),
+                ],
+            ),
+            table(
+                "Hypervisor Servers",
+                "data.hypervisor_servers",
+                vec![text("IP", "ip"), text("Type", "type"), text("Version", "version")],
+            ),
+        ],
+    )
+}
+
+pub fn subnet() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search_typed("VLAN", "data.vlan_id", "integer"),
+            search("Network", "data.network"),
+            search("Cluster", "data.cluster.name"),
+        ],
+        "name",
+        vec![
+            text("Type", "data.subnet_type"),
+            text("VLAN", "data.vlan_id"),
+            text("Network", "data.network"),
+            text("Gateway", "data.gateway"),
+            text("Cluster", "data.cluster.name"),
+            text("Virtual Switch", "data.vswitch_name").optional(),
+        ],
+        vec![item(
+            "Subnet",
+            vec![
+                text("Name", "name"),
+                text("UUID", "data.uuid"),
+                text("Type", "data.subnet_type"),
+                text("VLAN", "data.vlan_id"),
+                text("Network", "data.network"),
+                text("Gateway", "data.gateway"),
+                list("IP Pools", "data.ip_pools", "<br>"),
+                text("Virtual Switch", "data.vswitch_name"),
+                text("Cluster", "data.cluster.name"),
+            ],
+        )],
+    )
+}
+
+pub fn image() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("Image Type", "data.image_type"),
+            search_typed("Size (Bytes)", "data.size_bytes", "integer"),
+        ],
+        "name",
+        vec![
+            text("Image Type", "data.image_type"),
+            size("Size", "data.size_bytes", "BYTES", "GB"),
+            text("Architecture", "data.architecture"),
+            text("Source", "data.source_uri").optional(),
+            datetime("Created", "data.created_at").optional(),
+        ],
+        vec![item(
+            "Image",
+            vec![
+                text("Name", "name"),
+                text("UUID", "data.uuid"),
+                text("Description", "data.description"),
+                text("Image Type", "data.image_type"),
+                size("Size", "data.size_bytes", "BYTES", "GB"),
+                text("Architecture", "data.architecture"),
+                text("Source URI", "data.source_uri"),
+                list("Clusters", "data.clusters.name", ", "),
+                datetime("Created", "data.created_at"),
+            ],
+        )],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layout has the SDK's shape: the same top-level keys, table layout
+    /// type and field structure as the reference example.
+    #[test]
+    fn layouts_have_the_sdk_shape() {
+        let reference: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
+        let ref_view = reference["view"].as_object().unwrap();
+        for layout in [vm(), host(), cluster(), subnet(), image()] {
+            let v = layout["view"].as_object().unwrap();
+            let keys: Vec<_> = v.keys().collect();
+            let ref_keys: Vec<_> = ref_view.keys().collect();
+            assert_eq!(keys, ref_keys);
+            assert_eq!(layout["view"]["table"]["layout"]["type"], reference["view"]["table"]["layout"]["type"]);
+            assert_eq!(layout["view"]["table"]["layout"]["name"], "Main Table");
+            assert_eq!(layout["view"]["table"]["layout"]["options"]["default_sort"]["desc"], false);
+            for s in layout["view"]["search"].as_array().unwrap() {
+                assert_eq!(s["type"], "text");
+                assert!(s["key"].as_str().unwrap().len() > 1);
+            }
+            let tabs = layout["view"]["sub_data"]["layouts"].as_array().unwrap();
+            assert!(!tabs.is_empty());
+            for tab in tabs {
+                let ty = tab["type"].as_str().unwrap();
+                assert!(ty == "item" || ty == "table", "{ty}");
+                if ty == "table" {
+                    assert!(tab["options"]["root_path"].as_str().unwrap().starts_with("data."));
+                }
+                for f in tab["options"]["fields"].as_array().unwrap() {
+                    assert!(f["name"].is_string() && f["key"].is_string() && f["type"].is_string());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn field_builders_match_the_reference_encoding() {
+        let reference: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
+        let ref_fields = reference["view"]["table"]["layout"]["options"]["fields"].as_array().unwrap();
+        // {"name":"Size","key":"data.size","type":"size","options":{"display_unit":"GB","source_unit":"BYTES"}}
+        assert_eq!(size("Size", "data.size", "BYTES", "GB").0, ref_fields[1]);
+        // The enum field with state icons.
+        let disk_state = state(
+            "Disk State",
+            "data.disk_state",
+            &[("ActiveSAS", "green.500"), ("ActiveUpload", "green.500"), ("Attached", "green.500"),
+              ("Reserved", "green.500"), ("ReadyToUpload", "yellow.500"), ("Unattached", "blue.400")],
+        );
+        assert_eq!(disk_state.0, ref_fields[2]);
+        assert_eq!(text("Subscription ID", "data.subscription_id").optional().0, ref_fields[7]);
+        let sub = reference["view"]["sub_data"]["layouts"][0]["options"]["fields"].as_array().unwrap();
+        let last = sub.last().unwrap();
+        assert_eq!(datetime(last["name"].as_str().unwrap(), "data.time_created").0, *last);
+    }
+
+    #[test]
+    fn service_reference_matches_sdk_wire_output() {
+        let wire: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/python_sdk_wire_output.json")).unwrap();
+        let expected = &wire["collect"][1]["resource"]["json_metadata__decoded"];
+        assert_eq!(service_reference("Compute", "VirtualMachine"), *expected);
+    }
+}

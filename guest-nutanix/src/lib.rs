@@ -1,0 +1,144 @@
+//! CloudForet inventory collector for Nutanix Prism Central.
+//!
+//! # Layout
+//!
+//! - [`config`]: options, secret and task options, validated with field-named errors.
+//! - [`v3`]: the Prism Central v3 wire model (list pages, entities, error bodies).
+//! - [`normalize`]: v3 entities → CloudForet records (pure functions).
+//! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
+//! - [`collect`]: the collection itself (pagination, retries, error resources),
+//!   written against the [`Transport`] and [`Sink`] traits below.
+//! - `component` (wasm32 only): the thin WIT edge. `impl Guest` converts WIT
+//!   types and delegates to the modules above, with the host's imports as
+//!   `Transport` and `Sink`.
+//!
+//! Everything except `component` builds and is unit-tested natively against
+//! JSON fixtures (`cargo test -p guest-nutanix`).
+
+pub mod collect;
+pub mod config;
+pub mod layout;
+pub mod normalize;
+pub mod record;
+pub mod v3;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use record::Record;
+
+/// Provider name of every record.
+pub const PROVIDER: &str = "nutanix";
+
+/// Expected failures of a collector call; mirrors WIT `collector-error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    InvalidArgument(String),
+    Unauthenticated(String),
+    PermissionDenied(String),
+    NotFound(String),
+    Unavailable(String),
+    Timeout(String),
+    ResourceExhausted(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (code, msg) = match self {
+            Error::InvalidArgument(m) => ("invalid argument", m),
+            Error::Unauthenticated(m) => ("unauthenticated", m),
+            Error::PermissionDenied(m) => ("permission denied", m),
+            Error::NotFound(m) => ("not found", m),
+            Error::Unavailable(m) => ("unavailable", m),
+            Error::Timeout(m) => ("timeout", m),
+            Error::ResourceExhausted(m) => ("resource exhausted", m),
+            Error::Internal(m) => ("internal", m),
+        };
+        write!(f, "{code}: {msg}")
+    }
+}
+
+/// HTTP methods the collector uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Transport failures; mirrors WIT `http-error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    Denied(String),
+    InvalidRequest(String),
+    Timeout,
+    Connection(String),
+    Tls(String),
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Denied(m) => write!(f, "egress denied by host policy: {m}"),
+            TransportError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            TransportError::Timeout => write!(f, "request timed out"),
+            TransportError::Connection(m) => write!(f, "connection failed: {m}"),
+            TransportError::Tls(m) => write!(f, "TLS failed: {m}"),
+            TransportError::TooLarge(n) => write!(f, "response larger than the host limit of {n} bytes"),
+        }
+    }
+}
+
+/// Outbound HTTP plus waiting (for retry back-off).
+pub trait Transport {
+    fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError>;
+    fn sleep_ms(&mut self, ms: u64);
+}
+
+/// Log levels; mirrors WIT `log.level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Whether the consumer wants more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Proceed,
+    Stop,
+}
+
+/// Where records and logs go.
+pub trait Sink {
+    fn emit(&mut self, batch: Vec<Record>) -> Flow;
+    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]);
+}

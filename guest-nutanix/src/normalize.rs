@@ -1,0 +1,632 @@
+//! Prism Central v3 entities → CloudForet records. Pure functions.
+//!
+//! | v3 kind | group / type              | region               |
+//! |---------|---------------------------|----------------------|
+//! | vm      | Compute / VirtualMachine  | the VM's cluster     |
+//! | host    | Compute / Host            | the host's cluster   |
+//! | cluster | Cluster / Cluster         | itself (+ a Region)  |
+//! | subnet  | Networking / Subnet       | the subnet's cluster |
+//! | image   | Storage / Image           | first cluster holding it |
+//!
+//! Region code = the Prism Element cluster's name; the Prism Central
+//! pseudo-cluster (service `PRISM_CENTRAL`) is not a region. A raw entity
+//! that cannot be normalized yields an error message naming the entity, which
+//! the collector turns into an ErrorResource.
+
+use crate::layout;
+use crate::record::{CloudService, CloudServiceType, Region};
+use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, Ref, SubnetResources, VmResources};
+use crate::PROVIDER;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// What normalization needs beyond the entity itself.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// CloudForet `account`: the Prism Central instance (its pseudo-cluster
+    /// uuid), or the endpoint host when there is none.
+    pub account: Option<String>,
+    /// `scheme://host:port` of Prism, for external links.
+    pub base_url: String,
+    /// Cluster uuid → name, to resolve references that carry only a uuid.
+    pub cluster_names: BTreeMap<String, String>,
+}
+
+/// CloudForet group and type of a kind.
+pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Vm => ("Compute", "VirtualMachine"),
+        Kind::Host => ("Compute", "Host"),
+        Kind::Cluster => ("Cluster", "Cluster"),
+        Kind::Subnet => ("Networking", "Subnet"),
+        Kind::Image => ("Storage", "Image"),
+    }
+}
+
+/// The CloudServiceType of a kind, with its dynamic layout.
+pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
+    let (group, name) = group_and_type(kind);
+    let (metadata, service_code, is_primary, is_major) = match kind {
+        Kind::Vm => (layout::vm(), "ahv", true, true),
+        Kind::Host => (layout::host(), "ahv", false, true),
+        Kind::Cluster => (layout::cluster(), "aos", false, true),
+        Kind::Subnet => (layout::subnet(), "ahv", false, false),
+        Kind::Image => (layout::image(), "ahv", false, false),
+    };
+    CloudServiceType {
+        name: name.to_string(),
+        group: group.to_string(),
+        provider: PROVIDER.to_string(),
+        service_code: Some(service_code.to_string()),
+        is_primary,
+        is_major,
+        labels: vec![group.to_string()],
+        tags: Vec::new(),
+        metadata,
+    }
+}
+
+/// A Region for a Prism Element cluster.
+pub fn region(name: &str, uuid: &str) -> Region {
+    Region {
+        name: name.to_string(),
+        region_code: name.to_string(),
+        provider: PROVIDER.to_string(),
+        tags: vec![("nutanix:cluster_uuid".to_string(), uuid.to_string())],
+    }
+}
+
+/// Deserializes one raw entity, with an error naming its uuid when it has one.
+pub fn parse_entity<R: DeserializeOwned>(kind: Kind, raw: Value) -> Result<Entity<R>, String> {
+    let uuid = raw
+        .pointer("/metadata/uuid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    serde_json::from_value::<Entity<R>>(raw).map_err(|e| match uuid {
+        Some(u) => format!("malformed {} entity {u}: {e}", kind.api_kind()),
+        None => format!("malformed {} entity: {e}", kind.api_kind()),
+    })
+}
+
+fn required(field: &Option<String>, what: &str, kind: Kind, uuid: Option<&str>) -> Result<String, String> {
+    match field.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_string()),
+        _ => Err(match uuid {
+            Some(u) => format!("malformed {} entity {u}: missing {what}", kind.api_kind()),
+            None => format!("malformed {} entity: missing {what}", kind.api_kind()),
+        }),
+    }
+}
+
+fn uuid_of<R>(kind: Kind, e: &Entity<R>) -> Result<String, String> {
+    required(&e.metadata.uuid, "metadata.uuid", kind, None)
+}
+
+fn name_of<R>(kind: Kind, e: &Entity<R>, uuid: &str) -> Result<String, String> {
+    required(&e.status.name, "status.name", kind, Some(uuid))
+}
+
+fn link(ctx: &Context, kind: Kind, uuid: &str) -> String {
+    format!("{}/console/#page/explore/ebrowser/{}/?entity_id={uuid}", ctx.base_url, kind.plural())
+}
+
+fn tags(categories: &Option<BTreeMap<String, String>>) -> Vec<(String, String)> {
+    categories
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn cluster_ref(ctx: &Context, r: &Option<Ref>) -> Value {
+    match r {
+        Some(r) => {
+            let name = r
+                .name
+                .clone()
+                .or_else(|| r.uuid.as_ref().and_then(|u| ctx.cluster_names.get(u).cloned()));
+            json!({"uuid": r.uuid, "name": name})
+        }
+        None => Value::Null,
+    }
+}
+
+fn region_of(ctx: &Context, r: &Option<Ref>) -> Option<String> {
+    let r = r.as_ref()?;
+    r.name
+        .clone()
+        .or_else(|| r.uuid.as_ref().and_then(|u| ctx.cluster_names.get(u).cloned()))
+}
+
+fn ref_json(r: &Option<Ref>) -> Value {
+    match r {
+        Some(r) => json!({"uuid": r.uuid, "name": r.name}),
+        None => Value::Null,
+    }
+}
+
+/// `4vCPU-16GiB`; memory with one decimal when not a whole number of GiB.
+pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
+    let gib = memory_mib as f64 / 1024.0;
+    if memory_mib % 1024 == 0 {
+        format!("{vcpus}vCPU-{}GiB", memory_mib / 1024)
+    } else {
+        format!("{vcpus}vCPU-{gib:.1}GiB")
+    }
+}
+
+fn service(
+    ctx: &Context,
+    kind: Kind,
+    name: String,
+    uuid: String,
+    region_code: Option<String>,
+    data: Value,
+) -> CloudService {
+    let (group, ty) = group_and_type(kind);
+    CloudService {
+        name,
+        provider: PROVIDER.to_string(),
+        cloud_service_group: group.to_string(),
+        cloud_service_type: ty.to_string(),
+        account: ctx.account.clone(),
+        region_code,
+        instance_type: None,
+        instance_size: None,
+        ip_addresses: Vec::new(),
+        tags: Vec::new(),
+        external_link: Some(link(ctx, kind, &uuid)),
+        resource_id: uuid,
+        launched_at: None,
+        data,
+        metadata: layout::service_reference(group, ty),
+    }
+}
+
+pub fn vm(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<VmResources> = parse_entity(Kind::Vm, raw)?;
+    let uuid = uuid_of(Kind::Vm, &e)?;
+    let name = name_of(Kind::Vm, &e, &uuid)?;
+    let r = &e.status.resources;
+    let sockets = r.num_sockets.unwrap_or(1);
+    let per_socket = r.num_vcpus_per_socket.unwrap_or(1);
+    let vcpus = sockets.saturating_mul(per_socket);
+    let memory_mib = r.memory_size_mib.unwrap_or(0);
+
+    let disks: Vec<Value> = r
+        .disk_list
+        .iter()
+        .map(|d| {
+            let size = d.disk_size_bytes.or(d.disk_size_mib.map(|m| m.saturating_mul(1024 * 1024)));
+            let props = d.device_properties.as_ref();
+            let addr = props.and_then(|p| p.disk_address.as_ref());
+            json!({
+                "uuid": d.uuid,
+                "device_type": props.and_then(|p| p.device_type.clone()),
+                "adapter_type": addr.and_then(|a| a.adapter_type.clone()),
+                "device_index": addr.and_then(|a| a.device_index),
+                "size_bytes": size,
+                "image_uuid": d.data_source_reference.as_ref().and_then(|s| s.uuid.clone()),
+            })
+        })
+        .collect();
+    let disk_total: u64 = r
+        .disk_list
+        .iter()
+        .filter(|d| {
+            d.device_properties
+                .as_ref()
+                .and_then(|p| p.device_type.as_deref())
+                .is_none_or(|t| t == "DISK")
+        })
+        .map(|d| d.disk_size_bytes.or(d.disk_size_mib.map(|m| m.saturating_mul(1024 * 1024))).unwrap_or(0))
+        .fold(0u64, u64::saturating_add);
+
+    let mut ips = Vec::new();
+    let nics: Vec<Value> = r
+        .nic_list
+        .iter()
+        .map(|n| {
+            let nic_ips: Vec<String> = n.ip_endpoint_list.iter().filter_map(|i| i.ip.clone()).collect();
+            for ip in &nic_ips {
+                if !ips.contains(ip) {
+                    ips.push(ip.clone());
+                }
+            }
+            json!({
+                "uuid": n.uuid,
+                "mac_address": n.mac_address,
+                "nic_type": n.nic_type,
+                "is_connected": n.is_connected,
+                "subnet": ref_json(&n.subnet_reference),
+                "ip_addresses": nic_ips,
+            })
+        })
+        .collect();
+
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "state": e.status.state,
+        "power_state": r.power_state,
+        "hypervisor_type": r.hypervisor_type,
+        "machine_type": r.machine_type,
+        "boot_type": r.boot_config.as_ref().and_then(|b| b.boot_type.clone()),
+        "num_sockets": sockets,
+        "num_vcpus_per_socket": per_socket,
+        "num_threads_per_core": r.num_threads_per_core,
+        "vcpus": vcpus,
+        "memory_mib": memory_mib,
+        "disks": disks,
+        "disk_total_bytes": disk_total,
+        "nics": nics,
+        "cluster": cluster_ref(ctx, &e.status.cluster_reference),
+        "host": ref_json(&r.host_reference),
+        "guest_tools_installed": r.guest_tools.is_some(),
+        "categories": e.metadata.categories,
+        "project": e.metadata.project_reference.as_ref().and_then(|p| p.name.clone()),
+        "owner": e.metadata.owner_reference.as_ref().and_then(|p| p.name.clone()),
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let region = region_of(ctx, &e.status.cluster_reference);
+    let mut cs = service(ctx, Kind::Vm, name, uuid, region, data);
+    cs.instance_type = Some(instance_type(vcpus, memory_mib));
+    cs.instance_size = Some(f64::from(vcpus));
+    cs.ip_addresses = ips;
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+/// A cluster: `Ok(None)` for the Prism Central pseudo-cluster.
+pub fn cluster(ctx: &Context, raw: Value) -> Result<Option<(CloudService, Region)>, String> {
+    let e: Entity<ClusterResources> = parse_entity(Kind::Cluster, raw)?;
+    if e.status.resources.is_prism_central() {
+        return Ok(None);
+    }
+    let uuid = uuid_of(Kind::Cluster, &e)?;
+    let name = name_of(Kind::Cluster, &e, &uuid)?;
+    let r = &e.status.resources;
+    let config = r.config.as_ref();
+    let servers = r.nodes.as_ref().map(|n| n.hypervisor_server_list.as_slice()).unwrap_or_default();
+    let mut hv_types: Vec<String> = servers.iter().filter_map(|s| s.kind.clone()).collect();
+    hv_types.sort();
+    hv_types.dedup();
+    let aos = config
+        .and_then(|c| c.software_map.as_ref())
+        .and_then(|m| m.get("NOS"))
+        .and_then(|v| v.version.clone())
+        .or_else(|| config.and_then(|c| c.build.as_ref()).and_then(|b| b.version.clone()));
+    let network = r.network.as_ref();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "state": e.status.state,
+        "aos_version": aos,
+        "full_version": config.and_then(|c| c.build.as_ref()).and_then(|b| b.full_version.clone()),
+        "service_list": config.map(|c| c.service_list.clone()).unwrap_or_default(),
+        "hypervisor_types": hv_types,
+        "num_nodes": servers.len(),
+        "hypervisor_servers": servers.iter().map(|s| json!({"ip": s.ip, "type": s.kind, "version": s.version})).collect::<Vec<_>>(),
+        "external_ip": network.and_then(|n| n.external_ip.clone()),
+        "name_servers": network.map(|n| n.name_server_ip_list.clone()).unwrap_or_default(),
+        "ntp_servers": network.map(|n| n.ntp_server_ip_list.clone()).unwrap_or_default(),
+        "redundancy_factor": config.and_then(|c| c.redundancy_factor),
+        "architecture": config.and_then(|c| c.cluster_arch.clone()),
+        "timezone": config.and_then(|c| c.timezone.clone()),
+        "encryption_status": config.and_then(|c| c.encryption_status.clone()),
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let reg = region(&name, &uuid);
+    let mut cs = service(ctx, Kind::Cluster, name.clone(), uuid, Some(name), data);
+    cs.ip_addresses = network.and_then(|n| n.external_ip.clone()).into_iter().collect();
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(Some((cs, reg)))
+}
+
+pub fn host(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<HostResources> = parse_entity(Kind::Host, raw)?;
+    let uuid = uuid_of(Kind::Host, &e)?;
+    let name = name_of(Kind::Host, &e, &uuid)?;
+    let r = &e.status.resources;
+    let hv = r.hypervisor.as_ref();
+    let cvm_ip = r.controller_vm.as_ref().and_then(|c| c.ip.clone());
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "state": e.status.state,
+        "host_type": r.host_type,
+        "serial_number": r.serial_number,
+        "cpu_model": r.cpu_model,
+        "num_cpu_sockets": r.num_cpu_sockets,
+        "num_cpu_cores": r.num_cpu_cores,
+        "cpu_capacity_hz": r.cpu_capacity_hz,
+        "memory_mib": r.memory_capacity_mib,
+        "hypervisor": {
+            "ip": hv.and_then(|h| h.ip.clone()),
+            "full_name": hv.and_then(|h| h.hypervisor_full_name.clone()),
+            "num_vms": hv.and_then(|h| h.num_vms),
+        },
+        "controller_vm_ip": cvm_ip,
+        "block": {
+            "serial_number": r.block.as_ref().and_then(|b| b.block_serial_number.clone()),
+            "model": r.block.as_ref().and_then(|b| b.block_model.clone()),
+        },
+        "cluster": cluster_ref(ctx, &e.status.cluster_reference),
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let region = region_of(ctx, &e.status.cluster_reference);
+    let mut cs = service(ctx, Kind::Host, name, uuid, region, data);
+    cs.ip_addresses = hv.and_then(|h| h.ip.clone()).into_iter().chain(cvm_ip).collect();
+    cs.instance_type = r.cpu_model.clone();
+    cs.instance_size = r.num_cpu_cores.map(f64::from);
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+pub fn subnet(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<SubnetResources> = parse_entity(Kind::Subnet, raw)?;
+    let uuid = uuid_of(Kind::Subnet, &e)?;
+    let name = name_of(Kind::Subnet, &e, &uuid)?;
+    let r = &e.status.resources;
+    let ipc = r.ip_config.as_ref();
+    let network = ipc.and_then(|c| match (&c.subnet_ip, c.prefix_length) {
+        (Some(ip), Some(len)) => Some(format!("{ip}/{len}")),
+        (Some(ip), None) => Some(ip.clone()),
+        _ => None,
+    });
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "state": e.status.state,
+        "subnet_type": r.subnet_type,
+        "vlan_id": r.vlan_id,
+        "vswitch_name": r.vswitch_name,
+        "network": network,
+        "gateway": ipc.and_then(|c| c.default_gateway_ip.clone()),
+        "ip_pools": ipc.map(|c| c.pool_list.iter().filter_map(|p| p.range.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+        "cluster": cluster_ref(ctx, &e.status.cluster_reference),
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let region = region_of(ctx, &e.status.cluster_reference);
+    let mut cs = service(ctx, Kind::Subnet, name, uuid, region, data);
+    cs.instance_type = r.subnet_type.clone();
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+pub fn image(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<ImageResources> = parse_entity(Kind::Image, raw)?;
+    let uuid = uuid_of(Kind::Image, &e)?;
+    let name = name_of(Kind::Image, &e, &uuid)?;
+    let r = &e.status.resources;
+    let clusters: Vec<Value> = r
+        .current_cluster_reference_list
+        .iter()
+        .map(|c| cluster_ref(ctx, &Some(c.clone())))
+        .collect();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "state": e.status.state,
+        "image_type": r.image_type,
+        "size_bytes": r.size_bytes,
+        "source_uri": r.source_uri,
+        "architecture": r.architecture,
+        "clusters": clusters,
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let region = r
+        .current_cluster_reference_list
+        .first()
+        .and_then(|c| region_of(ctx, &Some(c.clone())));
+    let mut cs = service(ctx, Kind::Image, name, uuid, region, data);
+    cs.instance_type = r.image_type.clone();
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+/// Facts about the Prism estate learned from the cluster list.
+#[derive(Debug, Default)]
+pub struct ClusterScan {
+    /// uuid of the Prism Central pseudo-cluster, if listed.
+    pub prism_central_uuid: Option<String>,
+    /// uuid → name of every real cluster.
+    pub names: BTreeMap<String, String>,
+}
+
+impl ClusterScan {
+    /// Records what one raw cluster entity tells (tolerates malformed ones:
+    /// they are reported when normalized).
+    pub fn observe(&mut self, raw: &Value) {
+        let Ok(e) = serde_json::from_value::<Entity<ClusterResources>>(raw.clone()) else {
+            return;
+        };
+        let Some(uuid) = e.metadata.uuid else { return };
+        if e.status.resources.is_prism_central() {
+            self.prism_central_uuid.get_or_insert(uuid);
+        } else if let Some(name) = e.status.name {
+            self.names.insert(uuid, name);
+        }
+    }
+}
+
+/// `v3::Kind` dispatcher used by the collector for CloudService kinds.
+pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    match kind {
+        Kind::Vm => vm(ctx, raw),
+        Kind::Host => host(ctx, raw),
+        Kind::Subnet => subnet(ctx, raw),
+        Kind::Image => image(ctx, raw),
+        Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let text = match name {
+            "vms" => include_str!("../tests/fixtures/v3_vms_page.json"),
+            "clusters" => include_str!("../tests/fixtures/v3_clusters.json"),
+            "hosts" => include_str!("../tests/fixtures/v3_hosts.json"),
+            "subnets" => include_str!("../tests/fixtures/v3_subnets.json"),
+            "images" => include_str!("../tests/fixtures/v3_images.json"),
+            _ => unreachable!(),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn entities(name: &str) -> Vec<Value> {
+        fixture(name)["entities"].as_array().unwrap().clone()
+    }
+
+    fn ctx() -> Context {
+        let mut scan = ClusterScan::default();
+        for c in entities("clusters") {
+            scan.observe(&c);
+        }
+        Context {
+            account: scan.prism_central_uuid.clone(),
+            base_url: "https://pc.example:9440".into(),
+            cluster_names: scan.names,
+        }
+    }
+
+    #[test]
+    fn instance_type_format() {
+        assert_eq!(instance_type(4, 16384), "4vCPU-16GiB");
+        assert_eq!(instance_type(1, 512), "1vCPU-0.5GiB");
+        assert_eq!(instance_type(2, 1536), "2vCPU-1.5GiB");
+    }
+
+    #[test]
+    fn powered_on_vm_with_two_disks_and_nics() {
+        let vm = vm(&ctx(), entities("vms")[0].clone()).unwrap();
+        assert_eq!(vm.name, "db-01");
+        assert_eq!(vm.resource_id, "0a1b2c3d-0000-4000-8000-000000000001");
+        assert_eq!(vm.cloud_service_group, "Compute");
+        assert_eq!(vm.cloud_service_type, "VirtualMachine");
+        assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
+        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+        // 2 sockets × 2 vCPUs, 16 GiB.
+        assert_eq!(vm.instance_type.as_deref(), Some("4vCPU-16GiB"));
+        assert_eq!(vm.instance_size, Some(4.0));
+        assert_eq!(vm.ip_addresses, vec!["10.0.0.11", "10.0.1.11"]);
+        assert_eq!(vm.tags, vec![("Environment".to_string(), "Production".to_string())]);
+        assert_eq!(vm.launched_at.as_deref(), Some("2024-03-01T10:00:00Z"));
+        assert_eq!(
+            vm.external_link.as_deref(),
+            Some("https://pc.example:9440/console/#page/explore/ebrowser/vms/?entity_id=0a1b2c3d-0000-4000-8000-000000000001")
+        );
+        let d = &vm.data;
+        assert_eq!(d["power_state"], "ON");
+        assert_eq!(d["vcpus"], 4);
+        assert_eq!(d["memory_mib"], 16384);
+        assert_eq!(d["host"]["name"], "host-a1");
+        assert_eq!(d["disks"].as_array().unwrap().len(), 3);
+        // The CD-ROM is not counted in the disk total: 40 GiB + 100 GiB.
+        assert_eq!(d["disk_total_bytes"], 150_323_855_360u64);
+        assert_eq!(d["disks"][1]["size_bytes"], 107_374_182_400u64);
+        assert_eq!(d["nics"][0]["mac_address"], "50:6b:8d:00:00:01");
+        assert_eq!(d["nics"][1]["subnet"]["name"], "vlan-20");
+        assert_eq!(d["project"], "default");
+        assert_eq!(vm.metadata, layout::service_reference("Compute", "VirtualMachine"));
+    }
+
+    #[test]
+    fn powered_off_vm_without_host_or_optional_fields() {
+        let vm = vm(&ctx(), entities("vms")[1].clone()).unwrap();
+        assert_eq!(vm.name, "仮想マシン-ß-02");
+        assert_eq!(vm.data["power_state"], "OFF");
+        assert_eq!(vm.data["host"], Value::Null);
+        assert!(vm.ip_addresses.is_empty());
+        assert!(vm.tags.is_empty());
+        // Only a cluster uuid: name resolved from the cluster list.
+        assert_eq!(vm.region_code.as_deref(), Some("cluster-b"));
+        assert_eq!(vm.instance_type.as_deref(), Some("1vCPU-0.5GiB"));
+        assert_eq!(vm.data["description"], Value::Null);
+    }
+
+    #[test]
+    fn malformed_vms_are_reported_by_uuid() {
+        let es = entities("vms");
+        let e = vm(&ctx(), es[2].clone()).unwrap_err();
+        assert_eq!(e, "malformed vm entity 0a1b2c3d-0000-4000-8000-000000000003: missing status.name");
+        let e = vm(&ctx(), es[3].clone()).unwrap_err();
+        assert!(e.starts_with("malformed vm entity 0a1b2c3d-0000-4000-8000-000000000004: "), "{e}");
+        let e = vm(&ctx(), es[4].clone()).unwrap_err();
+        assert_eq!(e, "malformed vm entity: missing metadata.uuid");
+    }
+
+    #[test]
+    fn clusters_skip_prism_central_and_make_regions() {
+        let c = ctx();
+        let out: Vec<_> = entities("clusters").into_iter().map(|e| cluster(&c, e).unwrap()).collect();
+        assert!(out[0].is_none(), "PC pseudo-cluster is not a region");
+        let (cs, region) = out[1].clone().unwrap();
+        assert_eq!(cs.name, "cluster-a");
+        assert_eq!(cs.cloud_service_group, "Cluster");
+        assert_eq!(cs.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(cs.data["aos_version"], "6.5.2");
+        assert_eq!(cs.data["num_nodes"], 3);
+        assert_eq!(cs.data["hypervisor_types"], json!(["AHV"]));
+        assert_eq!(region.region_code, "cluster-a");
+        assert_eq!(region.provider, "nutanix");
+        assert_eq!(c.account.as_deref(), Some("pc-uuid-0000"));
+    }
+
+    #[test]
+    fn hosts_subnets_images() {
+        let c = ctx();
+        let h = host(&c, entities("hosts")[0].clone()).unwrap();
+        assert_eq!(h.cloud_service_type, "Host");
+        assert_eq!(h.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(h.ip_addresses, vec!["10.0.0.2", "10.0.0.3"]);
+        assert_eq!(h.data["memory_mib"], 524288);
+        assert_eq!(h.instance_size, Some(16.0));
+
+        let s = subnet(&c, entities("subnets")[0].clone()).unwrap();
+        assert_eq!(s.data["network"], "10.0.1.0/24");
+        assert_eq!(s.data["vlan_id"], 20);
+        assert_eq!(s.region_code.as_deref(), Some("cluster-a"));
+
+        let i = image(&c, entities("images")[0].clone()).unwrap();
+        assert_eq!(i.cloud_service_group, "Storage");
+        assert_eq!(i.data["size_bytes"], 2_361_393_152u64);
+        assert_eq!(i.region_code.as_deref(), Some("cluster-a"));
+        let i2 = image(&c, entities("images")[1].clone()).unwrap();
+        assert_eq!(i2.region_code, None);
+    }
+
+    #[test]
+    fn types_match_sdk_wire_shape() {
+        let t = cloud_service_type(Kind::Vm);
+        assert_eq!((t.name.as_str(), t.group.as_str(), t.provider.as_str()), ("VirtualMachine", "Compute", "nutanix"));
+        assert!(t.is_primary && t.is_major);
+        assert_eq!(t.labels, vec!["Compute"]);
+        for k in Kind::ALL {
+            let t = cloud_service_type(k);
+            let (g, n) = group_and_type(k);
+            assert_eq!((t.group.as_str(), t.name.as_str()), (g, n));
+            assert!(t.metadata["view"]["table"]["layout"]["options"]["fields"].as_array().unwrap().len() >= 4);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! CloudForet records as the collector produces them; mirrors WIT `emit.item`.
+//!
+//! `data` and `metadata` are kept as JSON values here and serialized to JSON
+//! text only at the WIT edge.
+
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudService {
+    pub name: String,
+    pub provider: String,
+    pub cloud_service_group: String,
+    pub cloud_service_type: String,
+    pub account: Option<String>,
+    pub region_code: Option<String>,
+    pub instance_type: Option<String>,
+    pub instance_size: Option<f64>,
+    pub ip_addresses: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub resource_id: String,
+    pub external_link: Option<String>,
+    pub launched_at: Option<String>,
+    pub data: Value,
+    pub metadata: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudServiceType {
+    pub name: String,
+    pub group: String,
+    pub provider: String,
+    pub service_code: Option<String>,
+    pub is_primary: bool,
+    pub is_major: bool,
+    pub labels: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub metadata: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    pub name: String,
+    pub region_code: String,
+    pub provider: String,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorResource {
+    pub message: String,
+    pub provider: String,
+    pub cloud_service_group: String,
+    pub cloud_service_type: String,
+    pub resource_type: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    CloudService(CloudService),
+    CloudServiceType(CloudServiceType),
+    Region(Region),
+    Error(ErrorResource),
+}
+
+impl Record {
+    pub fn is_error(&self) -> bool {
+        matches!(self, Record::Error(_))
+    }
+}

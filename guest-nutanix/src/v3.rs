@@ -1,0 +1,482 @@
+//! Prism Central v3 REST API: wire model and error bodies.
+//!
+//! Only what the collector reads is modelled; every field that real Prism
+//! omits for some entities (powered-off VMs have no host, NICs may have no
+//! IP, entities may have no categories) is optional. Unknown fields are
+//! ignored. Entities are parsed one by one from a page of raw JSON values so a
+//! single malformed entity never loses the rest of its page.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The resource kinds collected through `POST /api/nutanix/v3/{kind}s/list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Cluster,
+    Host,
+    Vm,
+    Subnet,
+    Image,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
+
+    /// The `kind` field of the list request body.
+    pub fn api_kind(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Host => "host",
+            Kind::Vm => "vm",
+            Kind::Subnet => "subnet",
+            Kind::Image => "image",
+        }
+    }
+
+    /// Path of the list endpoint.
+    pub fn list_path(self) -> &'static str {
+        match self {
+            Kind::Cluster => "/api/nutanix/v3/clusters/list",
+            Kind::Host => "/api/nutanix/v3/hosts/list",
+            Kind::Vm => "/api/nutanix/v3/vms/list",
+            Kind::Subnet => "/api/nutanix/v3/subnets/list",
+            Kind::Image => "/api/nutanix/v3/images/list",
+        }
+    }
+
+    /// Name used in options and task options (`"vms"`, `"clusters"`, ...).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Cluster => "clusters",
+            Kind::Host => "hosts",
+            Kind::Vm => "vms",
+            Kind::Subnet => "subnets",
+            Kind::Image => "images",
+        }
+    }
+
+    pub fn from_plural(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.plural() == s)
+    }
+}
+
+/// One page of a list call, entities still raw.
+#[derive(Debug, Deserialize)]
+pub struct ListPage {
+    pub metadata: ListMetadata,
+    #[serde(default)]
+    pub entities: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListMetadata {
+    pub total_matches: Option<u64>,
+    pub length: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// `{"kind": ..., "uuid": ..., "name": ...}` references between entities.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Ref {
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Entity metadata common to all kinds.
+#[derive(Debug, Deserialize)]
+pub struct EntityMetadata {
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub creation_time: Option<String>,
+    #[serde(default)]
+    pub last_update_time: Option<String>,
+    /// `{"Environment": "Production"}`: one value per category key.
+    #[serde(default)]
+    pub categories: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub project_reference: Option<Ref>,
+    #[serde(default)]
+    pub owner_reference: Option<Ref>,
+}
+
+/// An entity: `{metadata, status}`; `spec` is not read (status is the truth).
+#[derive(Debug, Deserialize)]
+pub struct Entity<R> {
+    pub metadata: EntityMetadata,
+    pub status: Status<R>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Status<R> {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub cluster_reference: Option<Ref>,
+    pub resources: R,
+}
+
+// ---- VMs -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct VmResources {
+    #[serde(default)]
+    pub num_sockets: Option<u32>,
+    #[serde(default)]
+    pub num_vcpus_per_socket: Option<u32>,
+    #[serde(default)]
+    pub num_threads_per_core: Option<u32>,
+    #[serde(default)]
+    pub memory_size_mib: Option<u64>,
+    #[serde(default)]
+    pub power_state: Option<String>,
+    #[serde(default)]
+    pub hypervisor_type: Option<String>,
+    #[serde(default)]
+    pub machine_type: Option<String>,
+    #[serde(default)]
+    pub host_reference: Option<Ref>,
+    #[serde(default)]
+    pub disk_list: Vec<Disk>,
+    #[serde(default)]
+    pub nic_list: Vec<Nic>,
+    #[serde(default)]
+    pub guest_tools: Option<Value>,
+    #[serde(default)]
+    pub boot_config: Option<BootConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BootConfig {
+    #[serde(default)]
+    pub boot_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Disk {
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub disk_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub disk_size_mib: Option<u64>,
+    #[serde(default)]
+    pub device_properties: Option<DeviceProperties>,
+    #[serde(default)]
+    pub data_source_reference: Option<Ref>,
+    #[serde(default)]
+    pub storage_config: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeviceProperties {
+    #[serde(default)]
+    pub device_type: Option<String>,
+    #[serde(default)]
+    pub disk_address: Option<DiskAddress>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DiskAddress {
+    #[serde(default)]
+    pub adapter_type: Option<String>,
+    #[serde(default)]
+    pub device_index: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Nic {
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub nic_type: Option<String>,
+    #[serde(default)]
+    pub is_connected: Option<bool>,
+    #[serde(default)]
+    pub subnet_reference: Option<Ref>,
+    #[serde(default)]
+    pub ip_endpoint_list: Vec<IpEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IpEndpoint {
+    pub ip: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+// ---- Clusters --------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterResources {
+    #[serde(default)]
+    pub config: Option<ClusterConfig>,
+    #[serde(default)]
+    pub nodes: Option<ClusterNodes>,
+    #[serde(default)]
+    pub network: Option<ClusterNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub service_list: Vec<String>,
+    #[serde(default)]
+    pub build: Option<ClusterBuild>,
+    #[serde(default)]
+    pub software_map: Option<BTreeMap<String, SoftwareVersion>>,
+    #[serde(default)]
+    pub cluster_arch: Option<String>,
+    #[serde(default)]
+    pub redundancy_factor: Option<u32>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub encryption_status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterBuild {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub full_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SoftwareVersion {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterNodes {
+    #[serde(default)]
+    pub hypervisor_server_list: Vec<HypervisorServer>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HypervisorServer {
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterNetwork {
+    #[serde(default)]
+    pub external_ip: Option<String>,
+    #[serde(default)]
+    pub name_server_ip_list: Vec<String>,
+    #[serde(default)]
+    pub ntp_server_ip_list: Vec<String>,
+}
+
+impl ClusterResources {
+    /// The Prism Central pseudo-cluster lists `PRISM_CENTRAL` in its services.
+    pub fn is_prism_central(&self) -> bool {
+        self.config
+            .as_ref()
+            .is_some_and(|c| c.service_list.iter().any(|s| s == "PRISM_CENTRAL"))
+    }
+}
+
+// ---- Hosts -----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct HostResources {
+    #[serde(default)]
+    pub serial_number: Option<String>,
+    #[serde(default)]
+    pub host_type: Option<String>,
+    #[serde(default)]
+    pub cpu_model: Option<String>,
+    #[serde(default)]
+    pub num_cpu_sockets: Option<u32>,
+    #[serde(default)]
+    pub num_cpu_cores: Option<u32>,
+    #[serde(default)]
+    pub cpu_capacity_hz: Option<u64>,
+    #[serde(default)]
+    pub memory_capacity_mib: Option<u64>,
+    #[serde(default)]
+    pub hypervisor: Option<Hypervisor>,
+    #[serde(default)]
+    pub controller_vm: Option<ControllerVm>,
+    #[serde(default)]
+    pub block: Option<Block>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Hypervisor {
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub hypervisor_full_name: Option<String>,
+    #[serde(default)]
+    pub num_vms: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ControllerVm {
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Block {
+    #[serde(default)]
+    pub block_serial_number: Option<String>,
+    #[serde(default)]
+    pub block_model: Option<String>,
+}
+
+// ---- Subnets ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct SubnetResources {
+    #[serde(default)]
+    pub vlan_id: Option<u32>,
+    #[serde(default)]
+    pub subnet_type: Option<String>,
+    #[serde(default)]
+    pub vswitch_name: Option<String>,
+    #[serde(default)]
+    pub ip_config: Option<IpConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IpConfig {
+    #[serde(default)]
+    pub subnet_ip: Option<String>,
+    #[serde(default)]
+    pub prefix_length: Option<u32>,
+    #[serde(default)]
+    pub default_gateway_ip: Option<String>,
+    #[serde(default)]
+    pub pool_list: Vec<Pool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Pool {
+    pub range: Option<String>,
+}
+
+// ---- Images ----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct ImageResources {
+    #[serde(default)]
+    pub image_type: Option<String>,
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    #[serde(default)]
+    pub source_uri: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub current_cluster_reference_list: Vec<Ref>,
+}
+
+// ---- Errors ----------------------------------------------------------------
+
+/// v3 error body: `{"state": "ERROR", "code": 401, "message_list": [{"message", "reason"}]}`.
+#[derive(Debug, Deserialize)]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub code: Option<Value>,
+    #[serde(default)]
+    pub message_list: Vec<ErrorMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorMessage {
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A one-line description of a v3 error body, or of the raw body when it is
+/// not one (cut to a sane length; never echoes request credentials, which are
+/// not part of a response).
+pub fn describe_error_body(body: &[u8]) -> String {
+    if let Ok(err) = serde_json::from_slice::<ErrorBody>(body) {
+        let msgs: Vec<String> = err
+            .message_list
+            .iter()
+            .map(|m| match (&m.reason, &m.message) {
+                (Some(r), Some(msg)) => format!("{r}: {msg}"),
+                (None, Some(msg)) => msg.clone(),
+                (Some(r), None) => r.clone(),
+                (None, None) => String::new(),
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !msgs.is_empty() {
+            return msgs.join("; ");
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "empty body".to_string();
+    }
+    let mut cut: String = text.chars().take(200).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_with_reason_and_message() {
+        let body = br#"{"api_version":"3.1","code":401,"message_list":[{"message":"Authentication required.","reason":"AUTHENTICATION_REQUIRED"}],"state":"ERROR"}"#;
+        assert_eq!(describe_error_body(body), "AUTHENTICATION_REQUIRED: Authentication required.");
+    }
+
+    #[test]
+    fn error_body_not_json_is_cut() {
+        let body = "x".repeat(500);
+        let d = describe_error_body(body.as_bytes());
+        assert_eq!(d.chars().count(), 201);
+        assert!(d.ends_with('…'));
+        assert_eq!(describe_error_body(b"  "), "empty body");
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_plural(k.plural()), Some(k));
+            assert!(k.list_path().ends_with(&format!("{}/list", k.plural())));
+        }
+        assert_eq!(Kind::from_plural("volume_groups"), None);
+    }
+
+    #[test]
+    fn pc_pseudo_cluster_detected() {
+        let r: ClusterResources =
+            serde_json::from_str(r#"{"config":{"service_list":["PRISM_CENTRAL"]}}"#).unwrap();
+        assert!(r.is_prism_central());
+        let r: ClusterResources = serde_json::from_str(r#"{"config":{"service_list":["AOS"]}}"#).unwrap();
+        assert!(!r.is_prism_central());
+        let r: ClusterResources = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(!r.is_prism_central());
+    }
+}

@@ -1,0 +1,193 @@
+//! Egress policy: which URLs a run may reach. Pure, checked before any I/O
+//! (and again for every redirect target).
+//!
+//! A run is granted endpoints as `scheme://host:port` triples; by default the
+//! one endpoint the caller configured. Scheme, host and port are matched
+//! separately and exactly (host names case-insensitively, after the URL
+//! parser's normalization, so `0x7f.1` is `127.0.0.1` and IDNs are compared in
+//! punycode). URLs with user info are refused: credentials travel in headers.
+
+use std::fmt;
+use url::{Host, Url};
+
+/// One granted endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    scheme: String,
+    host: Host<String>,
+    port: u16,
+}
+
+impl Grant {
+    /// Grant for the origin of `url` (`https://pc:9440/anything` grants
+    /// `https`, `pc`, `9440`; the port defaults from the scheme).
+    pub fn from_url(url: &Url) -> Result<Grant, Denial> {
+        let scheme = url.scheme().to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(Denial::Scheme(scheme));
+        }
+        let host = url.host().ok_or(Denial::NoHost)?.to_owned();
+        let port = url.port_or_known_default().ok_or(Denial::NoHost)?;
+        Ok(Grant { scheme, host: lowercase(host), port })
+    }
+
+    pub fn parse(s: &str) -> Result<Grant, Denial> {
+        let url = Url::parse(s).map_err(|e| Denial::Malformed(e.to_string()))?;
+        Grant::from_url(&url)
+    }
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ipv6(a) => write!(f, "{}://[{a}]:{}", self.scheme, self.port),
+            h => write!(f, "{}://{h}:{}", self.scheme, self.port),
+        }
+    }
+}
+
+fn lowercase(h: Host<String>) -> Host<String> {
+    match h {
+        Host::Domain(d) => Host::Domain(d.trim_end_matches('.').to_ascii_lowercase()),
+        other => other,
+    }
+}
+
+/// Why a URL was refused. Messages name the URL's origin, never its path or
+/// query (which could carry data the guest wants to exfiltrate into logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    Malformed(String),
+    Scheme(String),
+    NoHost,
+    UserInfo,
+    NotGranted { origin: String, grants: Vec<String> },
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::Malformed(e) => write!(f, "malformed URL: {e}"),
+            Denial::Scheme(s) => write!(f, "scheme '{s}' is not allowed (http and https only)"),
+            Denial::NoHost => write!(f, "URL has no host"),
+            Denial::UserInfo => write!(f, "URLs with user info are not allowed"),
+            Denial::NotGranted { origin, grants } => {
+                write!(f, "{origin} is not granted to this run (granted: {})", grants.join(", "))
+            }
+        }
+    }
+}
+
+/// The set of endpoints a run may reach.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EgressPolicy {
+    grants: Vec<Grant>,
+}
+
+impl EgressPolicy {
+    /// A policy that allows nothing.
+    pub fn deny_all() -> EgressPolicy {
+        EgressPolicy { grants: Vec::new() }
+    }
+
+    pub fn new(grants: Vec<Grant>) -> EgressPolicy {
+        EgressPolicy { grants }
+    }
+
+    /// The default: exactly the configured endpoint's origin.
+    pub fn for_endpoint(endpoint: &str) -> Result<EgressPolicy, Denial> {
+        Ok(EgressPolicy { grants: vec![Grant::parse(endpoint)?] })
+    }
+
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Checks a URL, before any I/O.
+    pub fn check(&self, url: &Url) -> Result<(), Denial> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Denial::UserInfo);
+        }
+        let wanted = Grant::from_url(url)?;
+        if self.grants.iter().any(|g| *g == wanted) {
+            Ok(())
+        } else {
+            Err(Denial::NotGranted {
+                origin: wanted.to_string(),
+                grants: self.grants.iter().map(Grant::to_string).collect(),
+            })
+        }
+    }
+
+    pub fn check_str(&self, url: &str) -> Result<Url, Denial> {
+        let url = Url::parse(url).map_err(|e| Denial::Malformed(e.to_string()))?;
+        self.check(&url)?;
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> EgressPolicy {
+        EgressPolicy::for_endpoint("https://PC.Example.com:9440").unwrap()
+    }
+
+    #[test]
+    fn the_configured_endpoint_is_allowed() {
+        let p = policy();
+        assert!(p.check_str("https://pc.example.com:9440/api/nutanix/v3/vms/list").is_ok());
+        assert!(p.check_str("https://PC.EXAMPLE.COM.:9440/x").is_ok(), "case and trailing dot are normalized");
+    }
+
+    #[test]
+    fn scheme_host_and_port_are_matched_separately() {
+        let p = policy();
+        let denied = |u: &str| p.check_str(u).unwrap_err();
+        assert!(matches!(denied("http://pc.example.com:9440/"), Denial::NotGranted { .. }));
+        assert!(matches!(denied("https://pc.example.com:9441/"), Denial::NotGranted { .. }));
+        assert!(matches!(denied("https://pc.example.com/"), Denial::NotGranted { .. }), "443 is not 9440");
+        assert!(matches!(denied("https://evil.example.com:9440/"), Denial::NotGranted { .. }));
+        assert!(matches!(denied("https://pc.example.com.evil.net:9440/"), Denial::NotGranted { .. }));
+        assert_eq!(denied("ftp://pc.example.com:9440/"), Denial::Scheme("ftp".into()));
+        assert_eq!(denied("file:///etc/passwd"), Denial::Scheme("file".into()));
+        assert!(matches!(denied("not a url"), Denial::Malformed(_)));
+    }
+
+    #[test]
+    fn user_info_is_refused_even_for_the_granted_host() {
+        let p = policy();
+        assert_eq!(p.check_str("https://admin:pw@pc.example.com:9440/").unwrap_err(), Denial::UserInfo);
+        assert_eq!(p.check_str("https://x@pc.example.com:9440/").unwrap_err(), Denial::UserInfo);
+    }
+
+    #[test]
+    fn ip_forms_are_normalized_before_matching() {
+        let p = EgressPolicy::for_endpoint("http://127.0.0.1:8080").unwrap();
+        assert!(p.check_str("http://127.0.0.1:8080/a").is_ok());
+        assert!(p.check_str("http://0x7f.0.0.1:8080/a").is_ok(), "hex form is the same address");
+        assert!(p.check_str("http://2130706433:8080/a").is_ok(), "integer form is the same address");
+        assert!(p.check_str("http://127.0.0.2:8080/a").is_err());
+        assert!(p.check_str("http://localhost:8080/a").is_err(), "names are not resolved to match IP grants");
+        let p6 = EgressPolicy::for_endpoint("https://[fd00::1]:9440").unwrap();
+        assert!(p6.check_str("https://[fd00:0::1]:9440/").is_ok());
+        assert!(p6.check_str("https://[fd00::2]:9440/").is_err());
+    }
+
+    #[test]
+    fn deny_all_denies_and_messages_omit_paths() {
+        let e = EgressPolicy::deny_all().check_str("https://a.example/secret-path?token=x").unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(msg, "https://a.example:443 is not granted to this run (granted: )");
+        assert!(!msg.contains("secret-path") && !msg.contains("token"));
+    }
+
+    #[test]
+    fn grant_display_round_trips() {
+        for s in ["https://pc.example.com:9440", "http://127.0.0.1:8080", "https://[fd00::1]:9440"] {
+            assert_eq!(Grant::parse(s).unwrap().to_string(), s);
+        }
+        assert!(Grant::parse("ftp://x").is_err());
+    }
+}

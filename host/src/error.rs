@@ -1,0 +1,143 @@
+//! Errors at the sandbox boundary.
+//!
+//! Two levels: a guest's *expected* failure comes back as a typed WIT
+//! `collector-error` ([`RunError::Collector`]); a *trap* (host bug, guest
+//! crash) or a limit the guest ran into is a [`RunError::Trap`] or
+//! [`RunError::Limit`]. Every error has exactly one [`ErrorCode`], which maps
+//! 1:1 to a gRPC status code and a CloudForet `ERROR_*` code.
+
+use crate::bindings::current::exports::cloudforet::collector::collector::CollectorError;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    Unavailable,
+    DeadlineExceeded,
+    ResourceExhausted,
+    Internal,
+}
+
+impl ErrorCode {
+    /// CloudForet's error code prefix for status details (`"ERROR_CODE: message"`).
+    pub fn cloudforet_code(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "ERROR_INVALID_ARGUMENT",
+            ErrorCode::Unauthenticated => "ERROR_AUTHENTICATE_FAILURE",
+            ErrorCode::PermissionDenied => "ERROR_PERMISSION_DENIED",
+            ErrorCode::NotFound => "ERROR_NOT_FOUND",
+            ErrorCode::Unavailable => "ERROR_GRPC_CONNECTION",
+            ErrorCode::DeadlineExceeded => "ERROR_TIMEOUT",
+            ErrorCode::ResourceExhausted => "ERROR_QUOTA_EXCEEDED",
+            ErrorCode::Internal => "ERROR_INTERNAL_API",
+        }
+    }
+}
+
+/// Which host limit a run hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    Memory,
+    Cpu,
+    WallClock,
+    Output,
+    HttpRequests,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Memory => "memory",
+            LimitKind::Cpu => "CPU time",
+            LimitKind::WallClock => "wall-clock time",
+            LimitKind::Output => "output",
+            LimitKind::HttpRequests => "HTTP requests",
+        })
+    }
+}
+
+/// A limit exceeded inside the sandbox; raised as a trap payload and
+/// recognised again when the call returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitExceeded {
+    pub kind: LimitKind,
+    pub detail: String,
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} limit exceeded: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// The guest's own typed failure.
+    Collector(ErrorCode, String),
+    /// A host limit ended the run.
+    Limit(LimitExceeded),
+    /// The guest crashed (panic, wasm trap).
+    Trap(String),
+    /// The plugin could not be loaded or instantiated.
+    Load(String),
+    /// A bug or failure in the host.
+    Host(String),
+}
+
+impl RunError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RunError::Collector(code, _) => *code,
+            RunError::Limit(l) if l.kind == LimitKind::WallClock => ErrorCode::DeadlineExceeded,
+            RunError::Limit(_) => ErrorCode::ResourceExhausted,
+            RunError::Trap(_) | RunError::Load(_) | RunError::Host(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            RunError::Collector(_, m) => m.clone(),
+            RunError::Limit(l) => l.to_string(),
+            RunError::Trap(m) => format!("guest trapped: {m}"),
+            RunError::Load(m) => m.clone(),
+            RunError::Host(m) => format!("host error: {m}"),
+        }
+    }
+
+    pub(crate) fn from_collector(e: CollectorError) -> RunError {
+        let (code, m) = match e {
+            CollectorError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
+            CollectorError::Unauthenticated(m) => (ErrorCode::Unauthenticated, m),
+            CollectorError::PermissionDenied(m) => (ErrorCode::PermissionDenied, m),
+            CollectorError::NotFound(m) => (ErrorCode::NotFound, m),
+            CollectorError::Unavailable(m) => (ErrorCode::Unavailable, m),
+            CollectorError::Timeout(m) => (ErrorCode::DeadlineExceeded, m),
+            CollectorError::ResourceExhausted(m) => (ErrorCode::ResourceExhausted, m),
+            CollectorError::Internal(m) => (ErrorCode::Internal, m),
+        };
+        RunError::Collector(code, m)
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = match self.code() {
+            ErrorCode::InvalidArgument => "invalid argument",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission denied",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::DeadlineExceeded => "deadline exceeded",
+            ErrorCode::ResourceExhausted => "resource exhausted",
+            ErrorCode::Internal => "internal",
+        };
+        write!(f, "{code}: {}", self.message())
+    }
+}
+
+impl std::error::Error for RunError {}

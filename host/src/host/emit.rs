@@ -1,0 +1,100 @@
+//! `cloudforet:collector/emit`: validated records into the run's sink.
+//!
+//! Backpressure: the sink is a bounded channel; `emit` awaits room, so a slow
+//! consumer slows the guest down. Output limits (records, bytes) are checked
+//! per batch: the batch that crosses a limit is cut at the limit, the run is
+//! marked as having hit it, and the guest is told to `stop`. A guest that
+//! keeps emitting after being told to stop is trapped.
+
+use crate::bindings::current::cloudforet::collector::emit::{self, Flow, Item};
+use crate::error::{LimitExceeded, LimitKind};
+use crate::record::{self, Record};
+use crate::secret::Redactor;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Batches a guest may send after `stop` before it is trapped.
+const MAX_IGNORED_STOPS: u32 = 16;
+
+pub struct EmitCtx {
+    pub(crate) sink: mpsc::Sender<Vec<Record>>,
+    pub(crate) redactor: Arc<Redactor>,
+    pub(crate) max_records: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) errors: u64,
+    pub(crate) stopped: bool,
+    pub(crate) ignored_stops: u32,
+    pub(crate) limit_hit: Option<LimitExceeded>,
+}
+
+impl EmitCtx {
+    pub fn new(sink: mpsc::Sender<Vec<Record>>, redactor: Arc<Redactor>, max_records: u64, max_bytes: u64) -> EmitCtx {
+        EmitCtx {
+            sink,
+            redactor,
+            max_records,
+            max_bytes,
+            records: 0,
+            bytes: 0,
+            errors: 0,
+            stopped: false,
+            ignored_stops: 0,
+            limit_hit: None,
+        }
+    }
+}
+
+impl emit::Host for EmitCtx {
+    async fn emit(&mut self, batch: Vec<Item>) -> wasmtime::Result<Flow> {
+        if self.stopped {
+            self.ignored_stops += 1;
+            if self.ignored_stops > MAX_IGNORED_STOPS {
+                return Err(wasmtime::Error::new(LimitExceeded {
+                    kind: LimitKind::Output,
+                    detail: format!("guest kept emitting after being told to stop ({MAX_IGNORED_STOPS} batches)"),
+                }));
+            }
+            return Ok(Flow::Stop);
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for item in &batch {
+            let mut r = record::from_item(item);
+            if let Some(m) = r.message.take() {
+                r.message = Some(self.redactor.redact_owned(m));
+            }
+            let size = r.approx_size() as u64;
+            if self.records + 1 > self.max_records {
+                self.limit_hit = Some(LimitExceeded {
+                    kind: LimitKind::Output,
+                    detail: format!("more than {} records", self.max_records),
+                });
+                break;
+            }
+            if self.bytes + size > self.max_bytes {
+                self.limit_hit = Some(LimitExceeded {
+                    kind: LimitKind::Output,
+                    detail: format!("more than {} bytes of records", self.max_bytes),
+                });
+                break;
+            }
+            self.records += 1;
+            self.bytes += size;
+            if r.is_error() {
+                self.errors += 1;
+            }
+            out.push(r);
+        }
+        if !out.is_empty() && self.sink.send(out).await.is_err() {
+            // The consumer is gone (client cancelled, writer failed).
+            self.stopped = true;
+            return Ok(Flow::Stop);
+        }
+        if self.limit_hit.is_some() {
+            self.stopped = true;
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Proceed)
+    }
+}

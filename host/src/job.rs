@@ -1,0 +1,254 @@
+//! A collection job into the embedded store: what `cf-host collect` and
+//! `cf-host demo` run.
+//!
+//! The guest runs in its sandbox; its batches flow through a bounded channel
+//! to a writer on a blocking thread, which upserts them into the store (and
+//! appends NDJSON when asked) and counts created / updated / unchanged /
+//! errors per type, like a CloudForet job task.
+
+use crate::egress::EgressPolicy;
+use crate::error::RunError;
+use crate::host::http::TlsConfig;
+use crate::record::Record;
+use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime};
+use crate::store::{Outcome, Store};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Batches buffered between the guest and the writer (backpressure beyond).
+pub const CHANNEL_BATCHES: usize = 8;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Created => self.created += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Error => self.errors += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.created + self.updated + self.unchanged + self.errors
+    }
+}
+
+pub struct JobSpec {
+    pub tenant: String,
+    /// `scheme://host:port` of the endpoint; the run's only egress grant.
+    pub endpoint: String,
+    pub secret: Value,
+    pub options: Value,
+    pub task_options: Value,
+    pub out: Option<PathBuf>,
+}
+
+pub struct JobReport {
+    pub run_id: String,
+    /// Per type label (`Compute/VirtualMachine`, `Region`, ...).
+    pub counts: BTreeMap<String, Counts>,
+    pub elapsed: Duration,
+    pub collect: Option<CollectReport>,
+    /// Why the run failed, if it did (what was emitted before is stored).
+    pub error: Option<RunError>,
+}
+
+impl JobReport {
+    pub fn totals(&self) -> Counts {
+        self.counts.values().fold(Counts::default(), |mut a, c| {
+            a.created += c.created;
+            a.updated += c.updated;
+            a.unchanged += c.unchanged;
+            a.errors += c.errors;
+            a
+        })
+    }
+
+    pub fn get(&self, label: &str) -> Counts {
+        self.counts.get(label).copied().unwrap_or_default()
+    }
+
+    pub fn summary_json(&self) -> Value {
+        let t = self.totals();
+        json!({
+            "created": t.created, "updated": t.updated, "unchanged": t.unchanged, "errors": t.errors,
+            "per_type": self.counts.iter().map(|(k, c)| (k.clone(), json!({
+                "created": c.created, "updated": c.updated, "unchanged": c.unchanged, "errors": c.errors
+            }))).collect::<serde_json::Map<_, _>>(),
+            "error": self.error.as_ref().map(|e| e.to_string()),
+        })
+    }
+}
+
+/// Reads `verify_ssl` / `ca_bundle` from options.
+pub fn tls_from_options(options: &Value) -> Result<TlsConfig, String> {
+    let skip_verify = match options.get("verify_ssl") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => false,
+        Some(_) => return Err("option verify_ssl must be true or false".into()),
+    };
+    let ca_pem = match options.get("ca_bundle") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+        Some(_) => return Err("option ca_bundle must be a PEM string".into()),
+    };
+    Ok(TlsConfig { skip_verify, ca_pem })
+}
+
+/// Points the secret at `endpoint` (its `host` becomes the endpoint URL).
+pub fn secret_for_endpoint(mut secret: Value, endpoint: &url::Url) -> Value {
+    if let Value::Object(m) = &mut secret {
+        m.insert("host".into(), Value::String(endpoint.origin().ascii_serialization()));
+        m.insert("port".into(), json!(endpoint.port_or_known_default()));
+    }
+    secret
+}
+
+/// Runs one collection into `store`. `progress` is called with the number of
+/// records written so far.
+pub async fn run(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    store: Arc<Store>,
+    spec: JobSpec,
+    progress: impl Fn(u64) + Send + 'static,
+) -> Result<JobReport, String> {
+    let endpoint = url::Url::parse(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
+    if endpoint.scheme() != "http" && endpoint.scheme() != "https" {
+        return Err(format!("invalid endpoint '{}': scheme must be http or https", spec.endpoint));
+    }
+    let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
+    let tls = tls_from_options(&spec.options)?;
+    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.config().limits.clone());
+    ctx.options = spec.options;
+    ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
+    ctx.egress = egress;
+    ctx.tls = tls;
+    ctx.state = store.clone();
+    let run_id = ctx.run_id.clone();
+    store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
+
+    let mut ndjson = match &spec.out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("cannot write {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let writer_store = store.clone();
+    let tenant = spec.tenant.clone();
+    let writer_run = run_id.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Counts>, String> {
+        let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut written = 0u64;
+        while let Some(batch) = rx.blocking_recv() {
+            let outcomes = writer_store.apply(&tenant, &writer_run, &batch)?;
+            for (r, o) in batch.iter().zip(outcomes) {
+                counts.entry(r.label()).or_default().add(o);
+                if let Some(w) = ndjson.as_mut() {
+                    writeln!(w, "{}", r.to_json()).map_err(|e| format!("cannot write NDJSON: {e}"))?;
+                }
+            }
+            written += batch.len() as u64;
+            progress(written);
+        }
+        if let Some(w) = ndjson.as_mut() {
+            w.flush().map_err(|e| format!("cannot write NDJSON: {e}"))?;
+        }
+        Ok(counts)
+    });
+
+    let started = Instant::now();
+    let result = runtime.collect(plugin, &ctx, &spec.task_options, tx).await;
+    // The sender is gone with the store; the writer drains what is left.
+    let counts = writer.await.map_err(|e| format!("store writer failed: {e}"))??;
+    let elapsed = started.elapsed();
+    let (collect, error) = match result {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e)),
+    };
+    let report = JobReport { run_id: run_id.clone(), counts, elapsed, collect, error };
+    let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
+    store.finish_run(&run_id, status, &report.summary_json())?;
+    Ok(report)
+}
+
+/// The summary table, like a CloudForet job task's counts.
+pub fn render_table(report: &JobReport) -> String {
+    let mut rows: Vec<(String, Counts)> = report.counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    rows.sort_by_key(|(k, _)| {
+        let rank = match k.as_str() {
+            "CloudServiceType" => 0,
+            "Region" => 1,
+            _ => 2,
+        };
+        (rank, k.clone())
+    });
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(4).max(5);
+    let mut s = format!(
+        "{:<width$}  {:>8}  {:>8}  {:>9}  {:>6}\n",
+        "TYPE", "CREATED", "UPDATED", "UNCHANGED", "ERRORS"
+    );
+    for (k, c) in &rows {
+        s.push_str(&format!(
+            "{:<width$}  {:>8}  {:>8}  {:>9}  {:>6}\n",
+            k, c.created, c.updated, c.unchanged, c.errors
+        ));
+    }
+    let t = report.totals();
+    s.push_str(&format!(
+        "{:<width$}  {:>8}  {:>8}  {:>9}  {:>6}\n",
+        "TOTAL", t.created, t.updated, t.unchanged, t.errors
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_options() {
+        assert_eq!(tls_from_options(&json!({})).unwrap(), TlsConfig::default());
+        assert!(tls_from_options(&json!({"verify_ssl": false})).unwrap().skip_verify);
+        assert!(tls_from_options(&json!({"verify_ssl": "false"})).unwrap().skip_verify);
+        assert!(!tls_from_options(&json!({"verify_ssl": true})).unwrap().skip_verify);
+        assert!(tls_from_options(&json!({"verify_ssl": 0})).is_err());
+        assert!(tls_from_options(&json!({"ca_bundle": 5})).is_err());
+        assert_eq!(tls_from_options(&json!({"ca_bundle": "PEM"})).unwrap().ca_pem.as_deref(), Some(&b"PEM"[..]));
+    }
+
+    #[test]
+    fn endpoint_overrides_secret_host() {
+        let s = secret_for_endpoint(json!({"host": "old", "port": 1, "username": "u"}), &url::Url::parse("http://127.0.0.1:8080/x").unwrap());
+        assert_eq!(s, json!({"host": "http://127.0.0.1:8080", "port": 8080, "username": "u"}));
+    }
+
+    #[test]
+    fn table_totals() {
+        let mut counts = BTreeMap::new();
+        counts.insert("Compute/VirtualMachine".to_string(), Counts { created: 3, updated: 1, unchanged: 0, errors: 1 });
+        counts.insert("Region".to_string(), Counts { created: 2, ..Default::default() });
+        let r = JobReport { run_id: "r".into(), counts, elapsed: Duration::ZERO, collect: None, error: None };
+        let t = render_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("Region"));
+        assert!(lines[3].starts_with("TOTAL") && lines[3].ends_with("       5         1          0       1"), "{t}");
+    }
+}

@@ -1,0 +1,35 @@
+//! `cf-host`: a WASM plugin host for CloudForet inventory collectors.
+//!
+//! # Layout
+//!
+//! - [`bindings`]: the generated WIT bindings, one module per supported world
+//!   version (one `bindgen!` site).
+//! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
+//!   interface (`http`, `log`, `emit`, `state`, `types`), each on a context
+//!   holding only that capability.
+//! - [`sandbox`]: engine (pooling allocator, epoch ticker), plugin loading and
+//!   admission, one fresh store per call with limits in place; the store's
+//!   state only aggregates the capability contexts.
+//! - [`egress`]: the egress policy, a pure module checked before any I/O.
+//! - [`limits`]: per-run limits and their defaults.
+//! - [`error`]: the boundary's error model (typed collector errors vs traps
+//!   and limits) and its 1:1 error codes.
+//! - [`record`]: emitted records, validated from guest output.
+//! - [`secret`]: secret loading and redaction.
+//! - [`store`]: the embedded SQLite store with match-rule upserts.
+//! - [`job`]: a collection into the store (CLI `collect` and `demo`).
+//! - `main.rs`: the `cf-host` command line.
+
+pub mod bindings;
+pub mod egress;
+pub mod error;
+pub mod host;
+pub mod job;
+pub mod limits;
+pub mod record;
+pub mod sandbox;
+pub mod secret;
+pub mod store;
+
+pub use error::{ErrorCode, RunError};
+pub use sandbox::{Plugin, RunContext, Runtime, RuntimeConfig};

@@ -1,0 +1,523 @@
+//! The sandbox runtime: engine, plugin loading, and one fresh store per call.
+//!
+//! - One [`Engine`] with the pooling allocator (sized from the maximum
+//!   concurrency) and epoch interruption driven by a ticker thread.
+//! - A [`Plugin`] is a compiled component plus its `InstancePre`, checked at
+//!   load time against the world (imports satisfiable, `collector` exported).
+//! - Every `init`/`verify`/`get_tasks`/`collect` call gets a new [`Store`]
+//!   whose state ([`RunState`]) only aggregates per-capability contexts, with
+//!   memory limits, a CPU budget (epoch ticks) and a wall-clock deadline in
+//!   place before the guest runs. A semaphore in front of the pool makes a
+//!   full pool queue instead of failing.
+
+use crate::bindings::current::{Plugin as PluginBindings, PluginPre};
+use crate::egress::EgressPolicy;
+use crate::error::{LimitExceeded, LimitKind, RunError};
+use crate::host::emit::EmitCtx;
+use crate::host::http::{ClientPool, HttpCtx, TlsConfig};
+use crate::host::log::{LogCtx, LogLine};
+use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
+use crate::host::types::TypesCtx;
+use crate::limits::Limits;
+use crate::record::Record;
+use crate::secret::Redactor;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Epoch tick: the granularity of CPU accounting and of yielding.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Bytes of guest stdout/stderr kept (for panic messages).
+const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Host-wide settings.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Sandboxes alive at once (pool size); more callers wait.
+    pub max_concurrency: u32,
+    /// Default limits of a run.
+    pub limits: Limits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { max_concurrency: 32, limits: Limits::default() }
+    }
+}
+
+/// The store's state: one field per capability, nothing else.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: HttpCtx,
+    log: LogCtx,
+    emit: EmitCtx,
+    state: StateCtx,
+    types: TypesCtx,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory and table growth; a refused growth traps with a
+/// [`LimitExceeded`] so the run ends with a clear error.
+struct MemoryLimiter {
+    max_memory: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            return Err(wasmtime::Error::new(LimitExceeded {
+                kind: LimitKind::Memory,
+                detail: format!("guest asked for {desired} bytes of linear memory, limit is {}", self.max_memory),
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// A loaded, admitted collector component.
+#[derive(Clone)]
+pub struct Plugin {
+    pre: PluginPre<RunState>,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// Display name (file stem or given name).
+    pub name: String,
+}
+
+/// Why a plugin could not be loaded. One line each.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{name} is not a WebAssembly file (no \\0asm header)")]
+    NotWasm { name: String },
+    #[error("{name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    CoreModule { name: String },
+    #[error("{name} is not a valid component: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("{name} does not implement the world cloudforet:collector/plugin@0.1.0: {reason}")]
+    WrongWorld { name: String, reason: String },
+}
+
+impl From<LoadError> for RunError {
+    fn from(e: LoadError) -> RunError {
+        RunError::Load(e.to_string())
+    }
+}
+
+/// What a run is allowed to do and whom it belongs to.
+#[derive(Clone)]
+pub struct RunContext {
+    pub tenant: String,
+    pub run_id: String,
+    pub options: Value,
+    pub secret: Value,
+    pub egress: EgressPolicy,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+    pub state: Arc<dyn StateBackend>,
+    /// Collector name for the state namespace (defaults to the plugin name).
+    pub collector: Option<String>,
+    /// Where guest log lines are also captured, if anywhere.
+    pub log_capture: Option<Arc<Mutex<Vec<LogLine>>>>,
+}
+
+impl RunContext {
+    /// A context with defaults: no egress, empty secret, in-memory state.
+    pub fn new(tenant: impl Into<String>, limits: Limits) -> RunContext {
+        RunContext {
+            tenant: tenant.into(),
+            run_id: new_run_id(),
+            options: Value::Object(Default::default()),
+            secret: Value::Object(Default::default()),
+            egress: EgressPolicy::deny_all(),
+            tls: TlsConfig::default(),
+            limits,
+            state: Arc::new(MemoryState::default()),
+            collector: None,
+            log_capture: None,
+        }
+    }
+}
+
+/// A run id: time-ordered and unique enough for logs and the store.
+pub fn new_run_id() -> String {
+    use std::sync::atomic::AtomicU64;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("run-{:x}-{:x}-{:x}", now.as_secs(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Answer of `init`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginMetadata {
+    pub supported_resource_types: Vec<String>,
+    pub supported_schedules: Vec<String>,
+    pub supported_features: Vec<String>,
+    pub options_schema: Value,
+}
+
+/// What a finished `collect` reports (the records went to the sink).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectReport {
+    pub records: u64,
+    pub errors: u64,
+    pub http_requests: u32,
+    pub suppressed_log_lines: u32,
+    /// The guest's own count of what it emitted.
+    pub guest_emitted: u64,
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The host runtime: one per process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    clients: ClientPool,
+    permits: Arc<Semaphore>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, String> {
+        let n = config.max_concurrency.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(16))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(8))
+            .total_stacks(n)
+            .max_memory_size(config.limits.memory_bytes)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8);
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
+
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("linker: {e}"))?;
+        use crate::bindings::current::cloudforet::collector as c;
+        let wrap = |e: wasmtime::Error| format!("linker: {e}");
+        c::types::add_to_linker::<_, HasSelf<TypesCtx>>(&mut linker, |s| &mut s.types).map_err(wrap)?;
+        c::http::add_to_linker::<_, HasSelf<HttpCtx>>(&mut linker, |s| &mut s.http).map_err(wrap)?;
+        c::log::add_to_linker::<_, HasSelf<LogCtx>>(&mut linker, |s| &mut s.log).map_err(wrap)?;
+        c::emit::add_to_linker::<_, HasSelf<EmitCtx>>(&mut linker, |s| &mut s.emit).map_err(wrap)?;
+        c::state::add_to_linker::<_, HasSelf<StateCtx>>(&mut linker, |s| &mut s.state).map_err(wrap)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("cf-host-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+        }
+        Ok(Runtime {
+            engine,
+            linker,
+            clients: ClientPool::default(),
+            permits: Arc::new(Semaphore::new(n as usize)),
+            config,
+            _ticker: EpochTicker { stop },
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads and admits a component file.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Loads and admits component bytes: header check, compile, link against
+    /// the host's imports, check the `collector` export.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let name = name.to_string();
+        if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+            return Err(LoadError::NotWasm { name });
+        }
+        // Core modules are version 1; components are layer 1 (0x0d 0x00 0x01 0x00).
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::CoreModule { name });
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid { name: name.clone(), reason: one_line(&e) })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        Ok(Plugin { pre, digest, name })
+    }
+
+    fn new_store(&self, plugin: &Plugin, ctx: &RunContext, sink: mpsc::Sender<Vec<Record>>) -> Result<Store<RunState>, RunError> {
+        let redactor = Arc::new(Redactor::from_secret(&ctx.secret));
+        let client = self.clients.client(&ctx.tls).map_err(RunError::Load)?;
+        let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stderr.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = &ctx.limits;
+        let state = RunState {
+            wasi,
+            table: ResourceTable::new(),
+            http: HttpCtx {
+                client,
+                policy: ctx.egress.clone(),
+                limits: limits.http.clone(),
+                redactor: redactor.clone(),
+                requests: 0,
+                budget_exhausted: false,
+            },
+            log: LogCtx {
+                tenant: ctx.tenant.clone(),
+                plugin: plugin.name.clone(),
+                run_id: ctx.run_id.clone(),
+                redactor: redactor.clone(),
+                max_lines: limits.max_log_lines,
+                lines: 0,
+                suppressed: 0,
+                capture: ctx.log_capture.clone(),
+            },
+            emit: EmitCtx::new(sink, redactor, limits.max_records, limits.max_output_bytes),
+            state: StateCtx {
+                backend: ctx.state.clone(),
+                namespace: Namespace {
+                    tenant: ctx.tenant.clone(),
+                    collector: ctx.collector.clone().unwrap_or_else(|| plugin.name.clone()),
+                },
+                limits: limits.state.clone(),
+            },
+            types: TypesCtx,
+            limiter: MemoryLimiter { max_memory: limits.memory_bytes.min(self.config.limits.memory_bytes) },
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let budget = (limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut used: u64 = 0;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            if used > budget {
+                return Err(wasmtime::Error::new(LimitExceeded {
+                    kind: LimitKind::Cpu,
+                    detail: format!("guest ran longer than its CPU budget of {} ms", budget * EPOCH_TICK.as_millis() as u64),
+                }));
+            }
+            // Yield to the async runtime every tick so sandboxes share threads fairly.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(store)
+    }
+
+    /// Runs `call` on a fresh instance, under the run's limits.
+    async fn run<R>(
+        &self,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        sink: mpsc::Sender<Vec<Record>>,
+        call: impl AsyncFnOnce(&PluginBindings, &mut Store<RunState>) -> wasmtime::Result<R>,
+    ) -> (Result<R, RunError>, Option<Store<RunState>>) {
+        let _permit = match self.permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return (Err(RunError::Host("runtime is shutting down".into())), None),
+        };
+        let mut store = match self.new_store(plugin, ctx, sink) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), None),
+        };
+        let wall = ctx.limits.wall_clock;
+        let outcome = tokio::time::timeout(wall, async {
+            let bindings = plugin.pre.instantiate_async(&mut store).await?;
+            call(&bindings, &mut store).await
+        })
+        .await;
+        let result = match outcome {
+            Err(_) => Err(RunError::Limit(LimitExceeded {
+                kind: LimitKind::WallClock,
+                detail: format!("run took longer than {} s", wall.as_secs_f64()),
+            })),
+            Ok(Err(e)) => Err(map_trap(&e, store.data())),
+            Ok(Ok(v)) => Ok(v),
+        };
+        (result, Some(store))
+    }
+
+    pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
+        let (tx, _rx) = mpsc::channel(1);
+        let options = ctx.options.to_string();
+        let (r, _) = self
+            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_init(s, &options).await)
+            .await;
+        let m = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        let options_schema = serde_json::from_str(&m.options_schema)
+            .map_err(|e| RunError::Trap(format!("guest returned an options schema that is not JSON: {e}")))?;
+        Ok(PluginMetadata {
+            supported_resource_types: m.supported_resource_types,
+            supported_schedules: m.supported_schedules,
+            supported_features: m.supported_features,
+            options_schema,
+        })
+    }
+
+    pub async fn verify(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
+        let (tx, _rx) = mpsc::channel(1);
+        let (options, secret) = (ctx.options.to_string(), ctx.secret.to_string());
+        let (r, _) = self
+            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_verify(s, &options, &secret).await)
+            .await;
+        r?.map_err(|e| redacted(RunError::from_collector(e), ctx))
+    }
+
+    /// Task options of each task.
+    pub async fn get_tasks(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
+        let (tx, _rx) = mpsc::channel(1);
+        let (options, secret) = (ctx.options.to_string(), ctx.secret.to_string());
+        let (r, _) = self
+            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_get_tasks(s, &options, &secret).await)
+            .await;
+        let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        tasks
+            .into_iter()
+            .map(|t| match serde_json::from_str::<Value>(&t.options) {
+                Ok(v @ Value::Object(_)) => Ok(v),
+                _ => Err(RunError::Trap("guest returned task options that are not a JSON object".into())),
+            })
+            .collect()
+    }
+
+    /// Runs a collection; records stream into `sink` as the guest emits them.
+    /// Records sent before a failure stay sent.
+    pub async fn collect(
+        &self,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        task_options: &Value,
+        sink: mpsc::Sender<Vec<Record>>,
+    ) -> Result<CollectReport, RunError> {
+        let (options, secret, task) = (ctx.options.to_string(), ctx.secret.to_string(), task_options.to_string());
+        let (r, store) = self
+            .run(plugin, ctx, sink, async |b, s| {
+                b.cloudforet_collector_collector().call_collect(s, &options, &secret, &task).await
+            })
+            .await;
+        let Some(store) = store else {
+            return Err(r.err().unwrap_or_else(|| RunError::Host("no store".into())));
+        };
+        let st = store.data();
+        if let Some(limit) = &st.emit.limit_hit {
+            return Err(RunError::Limit(limit.clone()));
+        }
+        if st.http.budget_exhausted {
+            return Err(RunError::Limit(LimitExceeded {
+                kind: LimitKind::HttpRequests,
+                detail: format!("more than {} HTTP requests", st.http.limits.max_requests),
+            }));
+        }
+        let summary = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        Ok(CollectReport {
+            records: st.emit.records,
+            errors: st.emit.errors,
+            http_requests: st.http.requests,
+            suppressed_log_lines: st.log.suppressed,
+            guest_emitted: summary.emitted,
+        })
+    }
+}
+
+fn redacted(e: RunError, ctx: &RunContext) -> RunError {
+    let r = Redactor::from_secret(&ctx.secret);
+    match e {
+        RunError::Collector(code, m) => RunError::Collector(code, r.redact_owned(m)),
+        RunError::Trap(m) => RunError::Trap(r.redact_owned(m)),
+        other => other,
+    }
+}
+
+fn one_line(e: &wasmtime::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Classifies an error that escaped a guest call.
+fn map_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
+    for cause in e.chain() {
+        if let Some(l) = cause.downcast_ref::<LimitExceeded>() {
+            return RunError::Limit(l.clone());
+        }
+    }
+    let redactor = &state.emit.redactor;
+    let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+    // A Rust guest's panic message is the line after "panicked at".
+    let panic = stderr
+        .lines()
+        .skip_while(|l| !l.contains("panicked at"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let base = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.to_string(),
+    };
+    let msg = if panic.is_empty() { base } else { format!("{base} ({})", panic.trim()) };
+    RunError::Trap(redactor.redact_owned(msg))
+}
