@@ -1,1 +1,335 @@
+//! Nutanix Prism Central simulator — a **test double**, not a product part.
+//!
+//! # Layout
+//!
+//! - [`estate`]: the deterministic simulated estate (clusters with the Prism
+//!   Central pseudo-cluster, hosts, VMs, subnets, images).
+//! - this module: a real HTTP/1.1 server (axum) on a caller-given listener
+//!   implementing the Prism Central v3 list endpoints
+//!   (`POST /api/nutanix/v3/{vms,clusters,hosts,subnets,images}/list`) with
+//!   HTTP Basic auth, `offset`/`length` pagination (length 1-500, default 20)
+//!   and `metadata.total_matches`, v3 error bodies
+//!   (`{state: "ERROR", code, message_list: [{message, reason}]}`), and fault
+//!   switches ([`Faults`]): latency, a 5xx rate, 429 with `Retry-After` every
+//!   Nth call, truncated bodies, and failures pinned to given pages.
+//! - control endpoints for tests and demos: `PUT /_sim/faults` (JSON
+//!   [`Faults`]), `GET /_sim/stats` (requests per kind).
+//!
+//! Used by the integration tests and by `cf-host demo`.
 
+pub mod estate;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use estate::{Estate, EstateConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub const MAX_LENGTH: u64 = 500;
+pub const DEFAULT_LENGTH: u64 = 20;
+
+/// A failure pinned to one page of one list.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PageFault {
+    /// `vms`, `clusters`, ...
+    pub kind: String,
+    pub offset: u64,
+    /// HTTP status to answer (e.g. 500, 503, 429); 0 = truncate the body instead.
+    pub status: u16,
+    /// How many times; `None` = every time.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+/// Fault switches. All off by default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Faults {
+    /// Added to every list call.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Probability (0-1) that a list call answers 500 (seeded, repeatable).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Every Nth list call answers 429 (0 = never).
+    #[serde(default)]
+    pub rate_limit_every: u32,
+    /// `Retry-After` seconds sent with 429s.
+    #[serde(default)]
+    pub retry_after_secs: u32,
+    /// Every Nth list call gets a truncated 200 body (0 = never).
+    #[serde(default)]
+    pub truncate_every: u32,
+    #[serde(default)]
+    pub pages: Vec<PageFault>,
+}
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub estate: EstateConfig,
+    pub username: String,
+    pub password: String,
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            estate: EstateConfig::default(),
+            username: "admin".into(),
+            password: "nutanix/4u".into(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Shared server state.
+pub struct SimState {
+    pub estate: Estate,
+    username: String,
+    password: String,
+    faults: Mutex<Faults>,
+    calls: AtomicU64,
+    rng: Mutex<u64>,
+    per_kind: Mutex<BTreeMap<String, u64>>,
+    unauthorized: AtomicU64,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> SimState {
+        SimState {
+            estate: Estate::generate(config.estate),
+            username: config.username,
+            password: config.password,
+            faults: Mutex::new(config.faults),
+            calls: AtomicU64::new(0),
+            rng: Mutex::new(0x2545F4914F6CDD1D),
+            per_kind: Mutex::new(BTreeMap::new()),
+            unauthorized: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
+    }
+
+    /// Authorized list calls per kind.
+    pub fn calls_per_kind(&self) -> BTreeMap<String, u64> {
+        self.per_kind.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn unauthorized_calls(&self) -> u64 {
+        self.unauthorized.load(Ordering::Relaxed)
+    }
+
+    fn next_random(&self) -> f64 {
+        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        // xorshift64*
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        (s.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn v3_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "api_version": "3.1",
+        "code": status.as_u16(),
+        "message_list": [{"message": message, "reason": reason}],
+        "state": "ERROR"
+    });
+    (status, Json(body)).into_response()
+}
+
+fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(b64) = v.strip_prefix("Basic ") else { return false };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return false;
+    };
+    raw == format!("{}:{}", state.username, state.password).as_bytes()
+}
+
+#[derive(Deserialize)]
+struct ListRequest {
+    kind: Option<String>,
+    offset: Option<Value>,
+    length: Option<Value>,
+}
+
+fn singular(kind: &str) -> &str {
+    kind.strip_suffix('s').unwrap_or(kind)
+}
+
+async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
+    }
+    let Some(entities) = state.estate.list(&kind) else {
+        return v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found"));
+    };
+    let req: ListRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &format!("request body is not valid JSON: {e}")),
+    };
+    if let Some(k) = &req.kind
+        && k != singular(&kind) {
+            return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("kind '{k}' does not match /{kind}/list"));
+        }
+    let as_u64 = |v: &Option<Value>, default: u64| -> Result<u64, String> {
+        match v {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| format!("{v} is not a non-negative integer")),
+        }
+    };
+    let offset = match as_u64(&req.offset, 0) {
+        Ok(o) => o,
+        Err(e) => return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("offset: {e}")),
+    };
+    let length = match as_u64(&req.length, DEFAULT_LENGTH) {
+        Ok(l) if (1..=MAX_LENGTH).contains(&l) => l,
+        Ok(l) => {
+            return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length {l} is out of range 1-{MAX_LENGTH}"));
+        }
+        Err(e) => return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}")),
+    };
+
+    let n = state.calls.fetch_add(1, Ordering::Relaxed) + 1;
+    *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(kind.clone()).or_default() += 1;
+
+    // Faults, decided under the lock, applied after.
+    let (latency, fault) = {
+        let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fault: Option<(u16, u32)> = None;
+        if let Some(pf) = f.pages.iter_mut().find(|p| p.kind == kind && p.offset == offset && p.times != Some(0)) {
+            if let Some(t) = pf.times.as_mut() {
+                *t -= 1;
+            }
+            fault = Some((pf.status, f.retry_after_secs));
+        } else if f.rate_limit_every > 0 && n % u64::from(f.rate_limit_every) == 0 {
+            fault = Some((429, f.retry_after_secs));
+        } else if f.truncate_every > 0 && n % u64::from(f.truncate_every) == 0 {
+            fault = Some((0, 0));
+        } else if f.error_rate > 0.0 && state.next_random() < f.error_rate {
+            fault = Some((500, 0));
+        }
+        (f.latency_ms, fault)
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let total = entities.len() as u64;
+    let start = offset.min(total) as usize;
+    let end = (offset + length).min(total) as usize;
+    let page = &entities[start..end];
+    let body = json!({
+        "api_version": "3.1",
+        "metadata": {"kind": singular(&kind), "total_matches": total, "length": page.len(), "offset": offset},
+        "entities": page
+    });
+    match fault {
+        Some((429, retry_after)) => {
+            let mut r = v3_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests, slow down.");
+            r.headers_mut().insert("retry-after", HeaderValue::from(retry_after));
+            r
+        }
+        Some((0, _)) => {
+            let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+            bytes.truncate(bytes.len() / 2);
+            (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+        }
+        Some((status, _)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            v3_error(status, "INTERNAL_ERROR", "Injected fault: the simulated Prism failed this page.")
+        }
+        None => (StatusCode::OK, Json(body)).into_response(),
+    }
+}
+
+async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -> StatusCode {
+    state.set_faults(f);
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({"calls": state.calls_per_kind(), "unauthorized": state.unauthorized_calls()}))
+}
+
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/api/nutanix/v3/{kind}/list", post(list))
+        .route("/_sim/faults", put(put_faults))
+        .route("/_sim/stats", get(stats))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, state: Arc<SimState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A simulator running in the background on `127.0.0.1:<free port>`;
+/// stopped when dropped.
+pub struct Simulator {
+    pub addr: SocketAddr,
+    pub state: Arc<SimState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Simulator {
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(SimState::new(config));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(listener, s, async move {
+                let _ = rx.await;
+            })
+            .await
+            {
+                tracing::error!("prism simulator stopped: {e}");
+            }
+        });
+        Ok(Simulator { addr, state, stop: Some(tx) })
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The secret JSON a collector needs for this simulator.
+    pub fn secret(&self) -> Value {
+        json!({"host": self.url(), "username": self.state.username, "password": self.state.password})
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        self.state.set_faults(f);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The simulated Prism estate: deterministic v3 entities.
+//!
+//! Everything is a pure function of [`EstateConfig`], so tests can compute
+//! what a given entity looks like ([`vm_facts`]) and assert exact values.
+
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+pub struct EstateConfig {
+    pub vms: usize,
+    /// Prism Element clusters (the Prism Central pseudo-cluster comes extra).
+    pub clusters: usize,
+    pub hosts_per_cluster: usize,
+    pub subnets_per_cluster: usize,
+    pub images: usize,
+}
+
+impl Default for EstateConfig {
+    fn default() -> Self {
+        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8 }
+    }
+}
+
+/// A deterministic UUID for (kind, index).
+pub fn uuid(kind: &str, i: usize) -> String {
+    // FNV-1a of the kind, mixed with the index.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in kind.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let a = h ^ (i as u64).wrapping_mul(0x9e3779b97f4a7c15);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        (a & 0xfff) as u16,
+        (i >> 48) as u16 & 0xfff,
+        i as u64 & 0xffff_ffff_ffff
+    )
+}
+
+pub const PC_UUID_KIND: &str = "prism-central";
+
+pub fn cluster_name(c: usize) -> String {
+    format!("cluster-{}", (b'a' + (c % 26) as u8) as char)
+}
+
+/// What a simulated VM is, in plain terms (for test expectations).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmFacts {
+    pub uuid: String,
+    pub name: String,
+    pub cluster: usize,
+    pub powered_on: bool,
+    pub sockets: u32,
+    pub vcpus_per_socket: u32,
+    pub memory_mib: u64,
+    pub disks_gib: Vec<u64>,
+    pub nics: usize,
+    pub ips: Vec<String>,
+    pub categories: Vec<(String, String)>,
+    pub host: Option<usize>,
+}
+
+pub fn vm_facts(cfg: &EstateConfig, i: usize) -> VmFacts {
+    let cluster = i % cfg.clusters.max(1);
+    let powered_on = i % 5 != 4;
+    let name = if i % 17 == 3 {
+        format!("データベース-{i:04}")
+    } else if i % 19 == 7 {
+        format!("vm-ünïcødé-{i:04}")
+    } else {
+        format!("vm-{i:04}")
+    };
+    let disks_gib: Vec<u64> = (0..1 + i % 3).map(|d| 20 * (d as u64 + 1) + (i % 4) as u64 * 10).collect();
+    let nics = 1 + usize::from(i.is_multiple_of(2));
+    let ips = if i.is_multiple_of(7) {
+        vec![]
+    } else {
+        (0..nics).map(|n| format!("10.{}.{}.{}", 10 + cluster, n + 1, 2 + i % 250)).collect()
+    };
+    let categories = match i % 3 {
+        0 => vec![("Environment".to_string(), if i.is_multiple_of(2) { "Production" } else { "Dev" }.to_string())],
+        1 => vec![("AppType".to_string(), "Web".to_string()), ("Owner".to_string(), format!("team-{}", i % 4))],
+        _ => vec![],
+    };
+    let host = powered_on.then(|| cluster * cfg.hosts_per_cluster.max(1) + i % cfg.hosts_per_cluster.max(1));
+    VmFacts {
+        uuid: uuid("vm", i),
+        name,
+        cluster,
+        powered_on,
+        sockets: 1 + (i % 4) as u32,
+        vcpus_per_socket: 1 + (i % 2) as u32,
+        memory_mib: if i % 11 == 5 { 1536 } else { 1024 << (i % 5) },
+        disks_gib,
+        nics,
+        ips,
+        categories,
+        host,
+    }
+}
+
+fn host_name(cfg: &EstateConfig, h: usize) -> String {
+    let per = cfg.hosts_per_cluster.max(1);
+    format!("{}-node-{}", cluster_name(h / per), h % per + 1)
+}
+
+fn cluster_ref(c: usize) -> Value {
+    json!({"kind": "cluster", "uuid": uuid("cluster", c), "name": cluster_name(c)})
+}
+
+fn subnet_index(cfg: &EstateConfig, cluster: usize, n: usize) -> usize {
+    cluster * cfg.subnets_per_cluster.max(1) + n % cfg.subnets_per_cluster.max(1)
+}
+
+fn subnet_name(s: usize) -> String {
+    format!("vlan-{}", 100 + s * 10)
+}
+
+fn timestamp(i: usize) -> String {
+    format!("2024-{:02}-{:02}T{:02}:{:02}:00Z", 1 + i % 12, 1 + i % 28, i % 24, i % 60)
+}
+
+pub fn vm_entity(cfg: &EstateConfig, i: usize) -> Value {
+    let f = vm_facts(cfg, i);
+    let disks: Vec<Value> = f
+        .disks_gib
+        .iter()
+        .enumerate()
+        .map(|(d, gib)| {
+            let mut disk = json!({
+                "uuid": uuid(&format!("vm-{i}-disk"), d),
+                "disk_size_bytes": gib * 1024 * 1024 * 1024,
+                "disk_size_mib": gib * 1024,
+                "device_properties": {"device_type": "DISK", "disk_address": {"adapter_type": "SCSI", "device_index": d}},
+                "storage_config": {"storage_container_reference": {"kind": "storage_container", "uuid": uuid("container", f.cluster)}}
+            });
+            if d == 0 && cfg.images > 0 {
+                disk["data_source_reference"] = json!({"kind": "image", "uuid": uuid("image", i % cfg.images)});
+            }
+            disk
+        })
+        .collect();
+    let nics: Vec<Value> = (0..f.nics)
+        .map(|n| {
+            let s = subnet_index(cfg, f.cluster, n);
+            let mut nic = json!({
+                "uuid": uuid(&format!("vm-{i}-nic"), n),
+                "mac_address": format!("50:6b:8d:{:02x}:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff, n),
+                "nic_type": "NORMAL_NIC",
+                "is_connected": f.powered_on,
+                "subnet_reference": {"kind": "subnet", "uuid": uuid("subnet", s), "name": subnet_name(s)},
+                "ip_endpoint_list": f.ips.get(n).map(|ip| vec![json!({"ip": ip, "type": "ASSIGNED"})]).unwrap_or_default()
+            });
+            if f.ips.is_empty() {
+                nic.as_object_mut().map(|o| o.remove("ip_endpoint_list"));
+            }
+            nic
+        })
+        .collect();
+    let mut resources = json!({
+        "num_sockets": f.sockets,
+        "num_vcpus_per_socket": f.vcpus_per_socket,
+        "num_threads_per_core": 1,
+        "memory_size_mib": f.memory_mib,
+        "power_state": if f.powered_on { "ON" } else { "OFF" },
+        "hypervisor_type": "AHV",
+        "machine_type": "PC",
+        "disk_list": disks,
+        "nic_list": nics,
+        "boot_config": {"boot_type": if i.is_multiple_of(2) { "UEFI" } else { "LEGACY" }}
+    });
+    if let Some(h) = f.host {
+        resources["host_reference"] = json!({"kind": "host", "uuid": uuid("host", h), "name": host_name(cfg, h)});
+    }
+    if i.is_multiple_of(4) {
+        resources["guest_tools"] = json!({"nutanix_guest_tools": {"state": "ENABLED", "version": "4.0"}});
+    }
+    let mut status = json!({
+        "name": f.name,
+        "state": "COMPLETE",
+        "cluster_reference": cluster_ref(f.cluster),
+        "resources": resources
+    });
+    if i.is_multiple_of(6) {
+        status["description"] = json!(format!("simulated workload {i}"));
+    }
+    let mut metadata = json!({
+        "kind": "vm",
+        "uuid": f.uuid,
+        "spec_version": 1 + i % 5,
+        "creation_time": timestamp(i),
+        "last_update_time": timestamp(i + 7),
+        "owner_reference": {"kind": "user", "uuid": uuid("user", 0), "name": "admin"}
+    });
+    if !f.categories.is_empty() {
+        metadata["categories"] = Value::Object(f.categories.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+    }
+    if i % 2 == 1 {
+        metadata["project_reference"] = json!({"kind": "project", "uuid": uuid("project", 0), "name": "default"});
+    }
+    json!({"status": status, "spec": {"name": f.name}, "metadata": metadata})
+}
+
+pub fn prism_central_entity() -> Value {
+    json!({
+        "status": {"name": "prism-central", "state": "COMPLETE", "resources": {
+            "config": {"service_list": ["PRISM_CENTRAL"], "build": {"version": "pc.2024.3"}},
+            "nodes": {"hypervisor_server_list": [{"ip": "127.0.0.1", "type": "$UNKNOWN", "version": ""}]}
+        }},
+        "metadata": {"kind": "cluster", "uuid": uuid(PC_UUID_KIND, 0)}
+    })
+}
+
+pub fn cluster_entity(cfg: &EstateConfig, c: usize) -> Value {
+    let per = cfg.hosts_per_cluster.max(1);
+    let servers: Vec<Value> = (0..per)
+        .map(|j| json!({"ip": format!("10.{}.0.{}", 10 + c, 10 + j), "type": "AHV", "version": "20230302.100173"}))
+        .collect();
+    json!({
+        "status": {"name": cluster_name(c), "state": "COMPLETE", "resources": {
+            "config": {
+                "service_list": ["AOS"],
+                "build": {"version": format!("6.{}.1", 5 + c % 3), "full_version": format!("el8.5-release-fraser-6.{}.1-stable", 5 + c % 3)},
+                "software_map": {"NOS": {"software_type": "NOS", "version": format!("6.{}.1", 5 + c % 3)}},
+                "cluster_arch": "X86_64",
+                "redundancy_factor": 2,
+                "timezone": "UTC",
+                "encryption_status": "NOT_SUPPORTED"
+            },
+            "nodes": {"hypervisor_server_list": servers},
+            "network": {"external_ip": format!("10.{}.0.2", 10 + c), "name_server_ip_list": ["10.0.0.53"], "ntp_server_ip_list": ["0.pool.ntp.org"]}
+        }},
+        "metadata": {"kind": "cluster", "uuid": uuid("cluster", c), "creation_time": timestamp(c)}
+    })
+}
+
+/// A host; `vms_here` is the number of powered-on VMs it runs.
+pub fn host_entity(cfg: &EstateConfig, h: usize, vms_here: usize) -> Value {
+    let per = cfg.hosts_per_cluster.max(1);
+    let c = h / per;
+    let j = h % per;
+    json!({
+        "status": {"name": host_name(cfg, h), "state": "COMPLETE", "cluster_reference": {"kind": "cluster", "uuid": uuid("cluster", c)}, "resources": {
+            "serial_number": format!("SN-{c:02}{j:02}"),
+            "host_type": "HYPER_CONVERGED",
+            "cpu_model": "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz",
+            "num_cpu_sockets": 2,
+            "num_cpu_cores": 64,
+            "cpu_capacity_hz": 128_000_000_000u64,
+            "memory_capacity_mib": if j.is_multiple_of(2) { 1_048_576 } else { 786_432 },
+            "hypervisor": {"ip": format!("10.{}.0.{}", 10 + c, 10 + j), "hypervisor_full_name": "AHV 20230302.100173", "num_vms": vms_here},
+            "controller_vm": {"ip": format!("10.{}.0.{}", 10 + c, 50 + j)},
+            "block": {"block_serial_number": format!("BLK-{c:02}"), "block_model": "NX-8155-G8"}
+        }},
+        "metadata": {"kind": "host", "uuid": uuid("host", h)}
+    })
+}
+
+pub fn subnet_entity(cfg: &EstateConfig, s: usize) -> Value {
+    let c = s / cfg.subnets_per_cluster.max(1);
+    let mut resources = json!({"vlan_id": 100 + s * 10, "subnet_type": "VLAN", "vswitch_name": "br0"});
+    // Every other subnet is unmanaged (no IPAM): no ip_config at all.
+    if s.is_multiple_of(2) {
+        resources["ip_config"] = json!({
+            "subnet_ip": format!("10.{}.{}.0", 10 + c, s % 250 + 1),
+            "prefix_length": 24,
+            "default_gateway_ip": format!("10.{}.{}.1", 10 + c, s % 250 + 1),
+            "pool_list": [{"range": format!("10.{0}.{1}.100 10.{0}.{1}.200", 10 + c, s % 250 + 1)}]
+        });
+    }
+    json!({
+        "status": {"name": subnet_name(s), "state": "COMPLETE", "cluster_reference": cluster_ref(c), "resources": resources},
+        "metadata": {"kind": "subnet", "uuid": uuid("subnet", s), "categories": {}}
+    })
+}
+
+pub fn image_entity(cfg: &EstateConfig, k: usize) -> Value {
+    const NAMES: &[(&str, &str)] = &[
+        ("ubuntu-22.04-server.qcow2", "DISK_IMAGE"),
+        ("rhel-9.3.qcow2", "DISK_IMAGE"),
+        ("windows-server-2022.iso", "ISO_IMAGE"),
+        ("virtio-win-0.1.240.iso", "ISO_IMAGE"),
+        ("rocky-9.qcow2", "DISK_IMAGE"),
+        ("debian-12.qcow2", "DISK_IMAGE"),
+        ("nutanix-guest-tools.iso", "ISO_IMAGE"),
+        ("photon-5.ova", "DISK_IMAGE"),
+    ];
+    let (name, ty) = NAMES[k % NAMES.len()];
+    let name = if k < NAMES.len() { name.to_string() } else { format!("{k}-{name}") };
+    let mut resources = json!({
+        "image_type": ty,
+        "size_bytes": (k as u64 + 1) * 734_003_200,
+        "architecture": "X86_64",
+        "source_uri": format!("https://images.example.com/{name}")
+    });
+    if k % 3 != 2 && cfg.clusters > 0 {
+        resources["current_cluster_reference_list"] = json!([{"kind": "cluster", "uuid": uuid("cluster", k % cfg.clusters)}]);
+    }
+    let mut status = json!({"name": name, "state": "COMPLETE", "resources": resources});
+    if k.is_multiple_of(2) {
+        status["description"] = json!(format!("{name} uploaded by the platform team"));
+    }
+    json!({"status": status, "metadata": {"kind": "image", "uuid": uuid("image", k), "creation_time": timestamp(k)}})
+}
+
+/// All entities of a kind (`vms`, `clusters`, ...), in list order.
+pub struct Estate {
+    pub config: EstateConfig,
+    pub vms: Vec<Value>,
+    pub clusters: Vec<Value>,
+    pub hosts: Vec<Value>,
+    pub subnets: Vec<Value>,
+    pub images: Vec<Value>,
+}
+
+impl Estate {
+    pub fn generate(config: EstateConfig) -> Estate {
+        let cfg = &config;
+        let mut clusters = vec![prism_central_entity()];
+        clusters.extend((0..cfg.clusters).map(|c| cluster_entity(cfg, c)));
+        let n_hosts = cfg.clusters * cfg.hosts_per_cluster;
+        let mut per_host = vec![0usize; n_hosts];
+        for i in 0..cfg.vms {
+            if let Some(h) = vm_facts(cfg, i).host.filter(|h| *h < n_hosts) {
+                per_host[h] += 1;
+            }
+        }
+        Estate {
+            vms: (0..cfg.vms).map(|i| vm_entity(cfg, i)).collect(),
+            hosts: (0..n_hosts).map(|h| host_entity(cfg, h, per_host[h])).collect(),
+            subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
+            images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
+            clusters,
+            config,
+        }
+    }
+
+    pub fn list(&self, kind: &str) -> Option<&[Value]> {
+        Some(match kind {
+            "vms" => &self.vms,
+            "clusters" => &self.clusters,
+            "hosts" => &self.hosts,
+            "subnets" => &self.subnets,
+            "images" => &self.images,
+            _ => return None,
+        })
+    }
+
+    /// The Prism Central instance's uuid (the collector's `account`).
+    pub fn prism_central_uuid(&self) -> String {
+        uuid(PC_UUID_KIND, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_unique_and_stable() {
+        let a: std::collections::HashSet<String> = (0..5000).map(|i| uuid("vm", i)).collect();
+        assert_eq!(a.len(), 5000);
+        assert_eq!(uuid("vm", 7), uuid("vm", 7));
+        assert_ne!(uuid("vm", 7), uuid("host", 7));
+    }
+
+    #[test]
+    fn estate_has_the_promised_variety() {
+        let e = Estate::generate(EstateConfig::default());
+        assert_eq!(e.vms.len(), 200);
+        assert_eq!(e.clusters.len(), 4);
+        let off = e.vms.iter().filter(|v| v["status"]["resources"]["power_state"] == "OFF").count();
+        assert!(off > 0);
+        assert!(e.vms.iter().filter(|v| v["status"]["resources"]["power_state"] == "OFF").all(|v| v["status"]["resources"]["host_reference"].is_null()));
+        assert!(e.vms.iter().any(|v| v["status"]["resources"]["disk_list"].as_array().unwrap().len() == 3));
+        assert!(e.vms.iter().any(|v| v["status"]["resources"]["nic_list"].as_array().unwrap().len() == 2));
+        assert!(e.vms.iter().any(|v| !v["status"]["name"].as_str().unwrap().is_ascii()));
+        assert!(e.vms.iter().any(|v| v["metadata"]["categories"].is_null()));
+        assert!(e.subnets.iter().any(|s| s["status"]["resources"]["ip_config"].is_null()));
+        let hosted: usize = e.hosts.iter().map(|h| h["status"]["resources"]["hypervisor"]["num_vms"].as_u64().unwrap() as usize).sum();
+        assert_eq!(hosted, e.vms.len() - off);
+    }
+}
