@@ -403,11 +403,17 @@ mod tests {
     use crate::HttpResponse;
     use std::collections::VecDeque;
 
+    type Answer = Result<HttpResponse, TransportError>;
+    /// (path, offset) → answers in order.
+    type Script = Vec<((String, u64), VecDeque<Answer>)>;
+    /// (path, body, headers) of each request.
+    type Sent = (String, Value, Vec<(String, String)>);
+
     /// Answers list calls from a script keyed by (path, offset); records requests.
     #[derive(Default)]
     struct Scripted {
-        answers: Vec<((String, u64), VecDeque<Result<HttpResponse, TransportError>>)>,
-        requests: Vec<(String, Value, Vec<(String, String)>)>,
+        answers: Script,
+        requests: Vec<Sent>,
         slept: Vec<u64>,
     }
 

@@ -149,7 +149,7 @@ fn ref_json(r: &Option<Ref>) -> Value {
 /// `4vCPU-16GiB`; memory with one decimal when not a whole number of GiB.
 pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
     let gib = memory_mib as f64 / 1024.0;
-    if memory_mib % 1024 == 0 {
+    if memory_mib.is_multiple_of(1024) {
         format!("{vcpus}vCPU-{}GiB", memory_mib / 1024)
     } else {
         format!("{vcpus}vCPU-{gib:.1}GiB")

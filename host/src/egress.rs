@@ -109,7 +109,7 @@ impl EgressPolicy {
             return Err(Denial::UserInfo);
         }
         let wanted = Grant::from_url(url)?;
-        if self.grants.iter().any(|g| *g == wanted) {
+        if self.grants.contains(&wanted) {
             Ok(())
         } else {
             Err(Denial::NotGranted {

@@ -1,1 +1,244 @@
-fn main() {}
+//! The `cf-host` command line.
+
+use cf_host::job::{self, JobReport, JobSpec};
+use cf_host::secret::SecretSource;
+use cf_host::store::Store;
+use cf_host::{Runtime, RuntimeConfig};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "cf-host", version, about = "WASM plugin host for CloudForet inventory collectors")]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `warn,guest=debug`.
+    #[arg(long, global = true, env = "CF_HOST_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one collection in a sandbox into the embedded store.
+    Collect {
+        /// The collector component (.wasm).
+        #[arg(long)]
+        plugin: PathBuf,
+        /// Endpoint URL, e.g. https://prism.example.com:9440; the run may reach only this origin.
+        #[arg(long)]
+        endpoint: String,
+        /// Secret JSON: a file path, `env:VAR`, or `-` for stdin.
+        #[arg(long)]
+        secret: String,
+        /// Also write the records as NDJSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Tenant (CloudForet domain or local id); scopes the store and state.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The embedded store (SQLite file).
+        #[arg(long, env = "CF_HOST_STORE", default_value = "cf-host.db")]
+        store: PathBuf,
+        /// Collector options (JSON object).
+        #[arg(long, default_value = "{}")]
+        options: String,
+        /// Task options (JSON object), e.g. {"resource_kinds":["vms"]}.
+        #[arg(long, default_value = "{}")]
+        task_options: String,
+        /// Accept any TLS certificate (Prism's self-signed one). Explicit opt-out.
+        #[arg(long)]
+        no_verify_ssl: bool,
+        /// Trust these extra root certificates (PEM file).
+        #[arg(long)]
+        ca_bundle: Option<PathBuf>,
+    },
+    /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
+    Demo {
+        /// Simulated VMs.
+        #[arg(long, default_value_t = 200)]
+        vms: usize,
+        /// The collector component; defaults to the workspace's release build.
+        #[arg(long, env = "CF_HOST_PLUGIN")]
+        plugin: Option<PathBuf>,
+        /// The embedded store; defaults to a fresh file in the temp directory.
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_object(what: &str, text: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(format!("{what} must be a JSON object")),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<ExitCode, String> {
+    match cmd {
+        Cmd::Collect { plugin, endpoint, secret, out, tenant, store, options, task_options, no_verify_ssl, ca_bundle } => {
+            let mut options = parse_object("--options", &options)?;
+            let task_options = parse_object("--task-options", &task_options)?;
+            if no_verify_ssl {
+                options["verify_ssl"] = Value::Bool(false);
+            }
+            if let Some(p) = ca_bundle {
+                let pem = std::fs::read_to_string(&p).map_err(|e| format!("cannot read CA bundle {}: {e}", p.display()))?;
+                options["ca_bundle"] = Value::String(pem);
+            }
+            let secret = SecretSource::parse(&secret).load()?;
+            let runtime = Runtime::new(RuntimeConfig::default())?;
+            let plugin = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+            let store = Arc::new(Store::open(&store)?);
+            let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone() };
+            let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
+            print_report(&report, &plugin.name, &plugin.digest, store.path(), out.as_deref());
+            Ok(exit_code(&report))
+        }
+        Cmd::Demo { vms, plugin, store } => demo(vms, plugin, store).await,
+    }
+}
+
+async fn collect_with_progress(
+    runtime: &Runtime,
+    plugin: &cf_host::Plugin,
+    store: Arc<Store>,
+    spec: JobSpec,
+) -> Result<JobReport, String> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} collecting: {pos} records stored")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(100));
+        b
+    });
+    let b2 = bar.clone();
+    let report = job::run(runtime, plugin, store, spec, move |n| {
+        if let Some(b) = &b2 {
+            b.set_position(n);
+        }
+    })
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    report
+}
+
+fn print_report(report: &JobReport, plugin: &str, digest: &str, store: &Path, out: Option<&Path>) {
+    if let Some(e) = report.error.as_ref().filter(|_| report.counts.is_empty()) {
+        // Nothing was collected: the error is the whole story.
+        eprintln!("error: collection failed: {e}");
+        return;
+    }
+    println!(
+        "Collected with {plugin} ({}) in {:.2}s, run {}",
+        &digest[..digest.len().min(19)],
+        report.elapsed.as_secs_f64(),
+        report.run_id
+    );
+    print!("{}", job::render_table(report));
+    if let Some(c) = &report.collect {
+        println!("{} HTTP requests, {} records emitted by the guest", c.http_requests, c.guest_emitted);
+    }
+    println!("Store: {}", store.display());
+    if let Some(o) = out {
+        println!("NDJSON: {}", o.display());
+    }
+    if let Some(e) = &report.error {
+        eprintln!("error: collection failed: {e}");
+    }
+}
+
+fn exit_code(report: &JobReport) -> ExitCode {
+    if report.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The guest built by `cargo build -p guest-nutanix --target wasm32-wasip2 --release`.
+fn default_plugin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    target.join("wasm32-wasip2").join("release").join("guest_nutanix.wasm")
+}
+
+#[cfg(feature = "simulator")]
+async fn demo(vms: usize, plugin: Option<PathBuf>, store: Option<PathBuf>) -> Result<ExitCode, String> {
+    use prism_sim::{estate::EstateConfig, SimConfig, Simulator};
+    let plugin_path = plugin.unwrap_or_else(default_plugin);
+    if !plugin_path.exists() {
+        return Err(format!(
+            "guest component not found at {}; build it with: cargo build -p guest-nutanix --target wasm32-wasip2 --release",
+            plugin_path.display()
+        ));
+    }
+    let store_path = match store {
+        Some(p) => p,
+        None => {
+            let p = std::env::temp_dir().join("cf-host-demo").join("store.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let f = PathBuf::from(format!("{}{suffix}", p.display()));
+                if f.exists() {
+                    std::fs::remove_file(&f).map_err(|e| format!("cannot reset demo store {}: {e}", f.display()))?;
+                }
+            }
+            p
+        }
+    };
+    let started = Instant::now();
+    let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, ..SimConfig::default() })
+        .await
+        .map_err(|e| format!("cannot start the Prism simulator: {e}"))?;
+    println!("Prism Central simulator (test double) on {} with {vms} VMs", sim.url());
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let plugin = runtime.load_file(&plugin_path).map_err(|e| e.to_string())?;
+    println!("Loaded {} ({}) in {:.2}s", plugin_path.display(), plugin.digest, started.elapsed().as_secs_f64());
+    let store = Arc::new(Store::open(&store_path)?);
+    let spec = JobSpec {
+        tenant: "demo".into(),
+        endpoint: sim.url(),
+        secret: sim.secret(),
+        options: Value::Object(Default::default()),
+        task_options: Value::Object(Default::default()),
+        out: None,
+    };
+    let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
+    print_report(&report, &plugin.name, &plugin.digest, store.path(), None);
+    Ok(exit_code(&report))
+}
+
+#[cfg(not(feature = "simulator"))]
+async fn demo(_: usize, _: Option<PathBuf>, _: Option<PathBuf>) -> Result<ExitCode, String> {
+    Err("this cf-host was built without the `simulator` feature; the demo needs it".into())
+}

@@ -273,7 +273,10 @@ impl Runtime {
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
-        self.load_bytes(&name, &bytes)
+        // Errors name the file; the plugin is named by its stem.
+        let mut plugin = self.load_bytes(&path.display().to_string(), &bytes)?;
+        plugin.name = name;
+        Ok(plugin)
     }
 
     /// Loads and admits component bytes: header check, compile, link against

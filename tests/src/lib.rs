@@ -1,1 +1,52 @@
+//! Shared fixtures for the end-to-end tests: one tokio runtime, one host
+//! runtime with the real guest component loaded (compiled once), temp dirs.
+//!
+//! The guest must be built first:
+//! `cargo build -p guest-nutanix --target wasm32-wasip2 --release`
+//! (the README's test command does it).
 
+use cf_host::{Plugin, Runtime, RuntimeConfig};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The release build of the guest component.
+pub fn guest_wasm() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let p = target.join("wasm32-wasip2/release/guest_nutanix.wasm");
+    assert!(
+        p.exists(),
+        "guest component missing at {}: run `cargo build -p guest-nutanix --target wasm32-wasip2 --release` first",
+        p.display()
+    );
+    p
+}
+
+/// One multi-threaded tokio runtime shared by all tests of a binary, so the
+/// host's HTTP connection pools stay on one runtime.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    })
+    .block_on(f)
+}
+
+/// The host runtime with the guest loaded.
+pub fn host() -> &'static (Runtime, Plugin) {
+    static HOST: OnceLock<(Runtime, Plugin)> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let rt = Runtime::new(RuntimeConfig::default()).expect("host runtime");
+        let plugin = rt.load_file(&guest_wasm()).expect("guest loads");
+        (rt, plugin)
+    })
+}
+
+/// A fresh, unique temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cf-tests-{name}-{}", cf_host::sandbox::new_run_id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}

@@ -116,18 +116,17 @@ impl HttpCtx {
         if e.is_timeout() {
             return HttpError::Timeout;
         }
-        // Walk the source chain for TLS failures (rustls errors, certificates).
-        let mut chain = String::new();
+        // The source chain, outermost first; reqwest's outer layers only say
+        // "error sending request", the cause is at the end.
+        let mut causes = Vec::new();
         let mut src: Option<&dyn std::error::Error> = Some(e);
         while let Some(s) = src {
-            if !chain.is_empty() {
-                chain.push_str(": ");
-            }
-            chain.push_str(&s.to_string());
+            causes.push(s.to_string());
             src = s.source();
         }
-        let lower = chain.to_ascii_lowercase();
-        let msg = self.redactor.redact_owned(chain);
+        let lower = causes.join(": ").to_ascii_lowercase();
+        let tail = causes.len().saturating_sub(2);
+        let msg = self.redactor.redact_owned(causes[tail..].join(": "));
         if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
             HttpError::Tls(msg)
         } else {
@@ -190,11 +189,11 @@ impl http::Host for HttpCtx {
             }
             let resp = match rb.send().await {
                 Ok(r) => r,
-                Err(e) => return Ok(Err(self.map_error(&e))),
+                Err(e) => return Ok(Err(self.map_error(&e.without_url()))),
             };
             let status = resp.status();
-            if status.is_redirection() {
-                if let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
+            if status.is_redirection()
+                && let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
                     redirects += 1;
                     if redirects > self.limits.max_redirects {
                         return Ok(Err(HttpError::Connection(format!("more than {} redirects", self.limits.max_redirects))));
@@ -220,7 +219,6 @@ impl http::Host for HttpCtx {
                     url = next;
                     continue;
                 }
-            }
             let headers_out: Vec<(String, String)> = resp
                 .headers()
                 .iter()

@@ -1,0 +1,86 @@
+//! The `cf-host` binary: the demo end to end, and one-line errors with a
+//! non-zero exit on bad input. Needs the guest component built (the README's
+//! test command builds it first).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn cf_host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cf-host"))
+        .args(args)
+        .env("CF_HOST_LOG", "error")
+        .output()
+        .expect("cf-host runs")
+}
+
+fn guest() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("wasm32-wasip2/release/guest_nutanix.wasm")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cf-host-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_collects_the_simulator_through_the_guest() {
+    let dir = tmp("demo");
+    let store = dir.join("demo.db");
+    let o = cf_host(&["demo", "--vms", "120", "--store", store.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    let row = |label: &str| {
+        out.lines()
+            .find(|l| l.starts_with(label))
+            .map(|l| l.split_whitespace().skip(1).map(|n| n.parse::<u64>().unwrap()).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {label} row in:\n{out}"))
+    };
+    assert_eq!(row("Compute/VirtualMachine"), vec![120, 0, 0, 0]);
+    assert_eq!(row("Region"), vec![3, 0, 0, 0]);
+    assert_eq!(row("TOTAL"), vec![157, 0, 0, 0]);
+    assert!(out.contains(&format!("Store: {}", store.display())), "{out}");
+    assert!(store.exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_and_a_failure_exit() {
+    let dir = tmp("bad");
+    let secret = dir.join("secret.json");
+    std::fs::write(&secret, r#"{"username": "admin", "password": "hunter2"}"#).unwrap();
+    let corrupt_secret = dir.join("corrupt.json");
+    std::fs::write(&corrupt_secret, r#"{"username": "admin", "password": "hunter2""#).unwrap();
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"not wasm at all").unwrap();
+    let store = dir.join("s.db");
+    let guest = guest();
+    let (g, s, st) = (guest.to_str().unwrap(), secret.to_str().unwrap(), store.to_str().unwrap());
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["collect", "--plugin", "/nonexistent/x.wasm", "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st], "error: cannot read plugin /nonexistent/x.wasm"),
+        (vec!["collect", "--plugin", junk.to_str().unwrap(), "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st], "is not a WebAssembly file"),
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", corrupt_secret.to_str().unwrap(), "--store", st], "is not valid JSON"),
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", "env:CF_HOST_TEST_NO_SUCH_VAR", "--store", st], "CF_HOST_TEST_NO_SUCH_VAR"),
+        (vec!["collect", "--plugin", g, "--endpoint", "ftp://127.0.0.1:9", "--secret", s, "--store", st], "scheme must be http or https"),
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", "[1]"], "--options must be a JSON object"),
+        // Nothing listens on port 9: unreachable → unavailable.
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", r#"{"max_retries":0}"#], "error: collection failed: unavailable: cannot reach http://127.0.0.1:9"),
+    ];
+    for (args, expected) in cases {
+        let o = cf_host(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(expected), "{args:?}: expected {expected:?} in {err:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+        assert!(!err.contains("hunter2"), "the password never shows: {err}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,292 @@
+//! The real guest component in the real host, against the Prism simulator
+//! over loopback, into the embedded store.
+
+use cf_host::job::{self, Counts, JobReport, JobSpec};
+use cf_host::record::ResourceType;
+use cf_host::store::Store;
+use cf_host::{ErrorCode, RunContext, RunError};
+use cf_tests::{block_on, host, temp_dir};
+use prism_sim::estate::{cluster_name, vm_facts, EstateConfig};
+use prism_sim::{Faults, PageFault, SimConfig, Simulator};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn sim(vms: usize) -> Simulator {
+    block_on(Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, ..SimConfig::default() }))
+        .expect("simulator starts")
+}
+
+fn store(name: &str) -> Arc<Store> {
+    Arc::new(Store::open(&temp_dir(name).join("store.db")).expect("store opens"))
+}
+
+fn collect(sim: &Simulator, store: &Arc<Store>, options: Value) -> JobReport {
+    collect_secret(sim, store, options, sim.secret())
+}
+
+fn collect_secret(sim: &Simulator, store: &Arc<Store>, options: Value, secret: Value) -> JobReport {
+    let (rt, plugin) = host();
+    let spec = JobSpec {
+        tenant: "t1".into(),
+        endpoint: sim.url(),
+        secret,
+        options,
+        task_options: json!({}),
+        out: None,
+    };
+    block_on(job::run(rt, plugin, store.clone(), spec, |_| {})).expect("job runs")
+}
+
+/// A run granted exactly the simulator, with its credentials.
+fn run_context(sim: &Simulator) -> RunContext {
+    let mut ctx = RunContext::new("t1", host().0.config().limits.clone());
+    ctx.secret = sim.secret();
+    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+    ctx
+}
+
+fn created(n: u64) -> Counts {
+    Counts { created: n, ..Counts::default() }
+}
+
+#[test]
+fn collects_the_estate_with_exact_counts() {
+    let sim = sim(200);
+    let store = store("full");
+    let r = collect(&sim, &store, json!({}));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.get("CloudServiceType"), created(5));
+    assert_eq!(r.get("Region"), created(3));
+    assert_eq!(r.get("Cluster/Cluster"), created(3));
+    assert_eq!(r.get("Compute/Host"), created(12));
+    assert_eq!(r.get("Compute/VirtualMachine"), created(200));
+    assert_eq!(r.get("Networking/Subnet"), created(6));
+    assert_eq!(r.get("Storage/Image"), created(8));
+    assert_eq!(r.totals(), created(237));
+    assert_eq!(store.count("t1", ResourceType::CloudService).unwrap(), 229);
+    // One list call per kind: everything fits a 500-entity page.
+    let calls = sim.state.calls_per_kind();
+    assert_eq!(calls.values().sum::<u64>(), 5, "{calls:?}");
+}
+
+#[test]
+fn normalizes_specific_vms_exactly() {
+    let sim = sim(200);
+    let store = store("fields");
+    let r = collect(&sim, &store, json!({}));
+    assert!(r.error.is_none());
+    let cfg = EstateConfig::default();
+
+    // VM 3: a unicode name, 4 sockets × 2 vCPUs, 8 GiB, one 50 GiB disk, one NIC.
+    let f = vm_facts(&cfg, 3);
+    let vm = store.find_by_resource_id("t1", &f.uuid).unwrap().expect("vm 3 stored");
+    assert_eq!(vm["name"], "データベース-0003");
+    assert_eq!(vm["provider"], "nutanix");
+    assert_eq!(vm["cloud_service_group"], "Compute");
+    assert_eq!(vm["cloud_service_type"], "VirtualMachine");
+    assert_eq!(vm["instance_type"], "8vCPU-8GiB");
+    assert_eq!(vm["instance_size"], 8.0);
+    assert_eq!(vm["region_code"], "cluster-a");
+    assert_eq!(vm["account"], sim.state.estate.prism_central_uuid().as_str());
+    assert_eq!(vm["ip_addresses"], json!(["10.10.1.5"]));
+    assert_eq!(vm["tags"], json!({"Environment": "Dev"}));
+    assert_eq!(vm["launched_at"], "2024-04-04T03:03:00Z");
+    assert_eq!(vm["reference"]["resource_id"], f.uuid.as_str());
+    assert_eq!(
+        vm["reference"]["external_link"],
+        format!("{}/console/#page/explore/ebrowser/vms/?entity_id={}", sim.url(), f.uuid)
+    );
+    let d = &vm["data"];
+    assert_eq!((d["num_sockets"].as_u64(), d["num_vcpus_per_socket"].as_u64(), d["vcpus"].as_u64()), (Some(4), Some(2), Some(8)));
+    assert_eq!(d["memory_mib"], 8192);
+    assert_eq!(d["power_state"], "ON");
+    assert_eq!(d["host"]["name"], "cluster-a-node-4");
+    assert_eq!(d["disks"].as_array().unwrap().len(), 1);
+    assert_eq!(d["disks"][0]["size_bytes"], 50u64 << 30);
+    assert_eq!(d["disk_total_bytes"], 50u64 << 30);
+    assert_eq!(d["nics"][0]["mac_address"], "50:6b:8d:00:03:00");
+    assert_eq!(d["nics"][0]["subnet"]["name"], "vlan-100");
+    assert_eq!(
+        vm["metadata"],
+        json!({"view": {"sub_data": {"reference": {"resource_type": "inventory.CloudServiceType",
+            "options": {"provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine"}}}}})
+    );
+
+    // VM 4: powered off, so no host and disconnected NICs.
+    let f = vm_facts(&cfg, 4);
+    let vm = store.find_by_resource_id("t1", &f.uuid).unwrap().expect("vm 4 stored");
+    assert_eq!(vm["data"]["power_state"], "OFF");
+    assert_eq!(vm["data"]["host"], Value::Null);
+    assert_eq!(vm["data"]["nics"][0]["is_connected"], false);
+
+    // Every VM against the simulator's own description of it.
+    for i in 0..cfg.vms {
+        let f = vm_facts(&cfg, i);
+        let vm = store.find_by_resource_id("t1", &f.uuid).unwrap().unwrap_or_else(|| panic!("vm {i} stored"));
+        let vcpus = f.sockets * f.vcpus_per_socket;
+        assert_eq!(vm["name"], f.name.as_str());
+        assert_eq!(vm["instance_size"], f64::from(vcpus), "vm {i}");
+        assert_eq!(vm["data"]["memory_mib"], f.memory_mib, "vm {i}");
+        assert_eq!(vm["region_code"], cluster_name(f.cluster).as_str(), "vm {i}");
+        assert_eq!(vm["ip_addresses"], json!(f.ips), "vm {i}");
+        let tags: serde_json::Map<String, Value> = f.categories.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        assert_eq!(vm["tags"], Value::Object(tags), "vm {i}");
+        assert_eq!(vm["data"]["disks"].as_array().unwrap().len(), f.disks_gib.len(), "vm {i}");
+        assert_eq!(vm["data"]["disk_total_bytes"], f.disks_gib.iter().sum::<u64>() << 30, "vm {i}");
+        assert_eq!(vm["data"]["host"].is_null(), f.host.is_none(), "vm {i}");
+    }
+}
+
+#[test]
+fn paginates_across_page_boundaries() {
+    let sim = sim(1234);
+    let store = store("pages");
+    let r = collect(&sim, &store, json!({}));
+    assert!(r.error.is_none());
+    assert_eq!(r.get("Compute/VirtualMachine"), created(1234));
+    assert_eq!(sim.state.calls_per_kind()["vms"], 3, "offsets 0, 500, 1000");
+
+    let sim = self::sim(1234);
+    let store = self::store("pages-100");
+    let r = collect(&sim, &store, json!({"page_size": 100}));
+    assert_eq!(r.get("Compute/VirtualMachine"), created(1234));
+    assert_eq!(sim.state.calls_per_kind()["vms"], 13);
+}
+
+#[test]
+fn a_failed_page_becomes_an_error_resource_and_the_rest_is_stored() {
+    let sim = sim(1234);
+    sim.set_faults(Faults {
+        pages: vec![PageFault { kind: "vms".into(), offset: 500, status: 503, times: None }],
+        ..Faults::default()
+    });
+    let store = store("fault");
+    let r = collect(&sim, &store, json!({"max_retries": 1}));
+    assert!(r.error.is_none(), "a lost page does not fail the run: {:?}", r.error);
+    assert_eq!(r.get("Compute/VirtualMachine"), Counts { created: 734, errors: 1, ..Counts::default() });
+    assert_eq!(r.get("Compute/Host"), created(12), "other kinds are unaffected");
+    let errors = store.errors_of_run(&r.run_id).unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("vms list page at offset 500 (of 1234) failed: HTTP 503: INTERNAL_ERROR: Injected fault"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].ends_with("(after 2 attempts)"), "{}", errors[0]);
+    assert_eq!(sim.state.calls_per_kind()["vms"], 4, "offset 500 tried twice");
+}
+
+#[test]
+fn rate_limits_and_truncated_bodies_are_retried_without_loss() {
+    let sim = sim(600);
+    sim.set_faults(Faults { rate_limit_every: 3, retry_after_secs: 0, truncate_every: 4, ..Faults::default() });
+    let store = store("flaky");
+    let r = collect(&sim, &store, json!({"page_size": 100}));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.get("Compute/VirtualMachine"), created(600));
+    assert_eq!(r.totals().errors, 0);
+    // 6 VM pages + 4 other kinds = 10 good answers; the faults cost extra calls.
+    let calls: u64 = sim.state.calls_per_kind().values().sum();
+    assert!(calls > 10, "faults were injected: {calls} calls");
+}
+
+#[test]
+fn second_collection_of_unchanged_data_creates_nothing() {
+    let sim = sim(200);
+    let store = store("twice");
+    let first = collect(&sim, &store, json!({}));
+    assert_eq!(first.totals().created, 237);
+    let second = collect(&sim, &store, json!({}));
+    assert!(second.error.is_none());
+    assert_eq!(second.totals(), Counts { unchanged: 237, ..Counts::default() });
+    assert_eq!(store.count("t1", ResourceType::CloudService).unwrap(), 229);
+}
+
+#[test]
+fn wrong_credentials_are_unauthenticated() {
+    let sim = sim(10);
+    let store = store("badcreds");
+    let mut secret = sim.secret();
+    secret["password"] = json!("wrong-password");
+    let r = collect_secret(&sim, &store, json!({}), secret);
+    let e = r.error.clone().expect("fails");
+    assert_eq!(e.code(), ErrorCode::Unauthenticated);
+    assert_eq!(e.code().cloudforet_code(), "ERROR_AUTHENTICATE_FAILURE");
+    assert!(e.message().contains("AUTHENTICATION_REQUIRED"), "{e}");
+    assert!(!e.to_string().contains("wrong-password"));
+    assert_eq!(r.totals(), Counts::default());
+    assert_eq!(sim.state.unauthorized_calls(), 1, "401 is not retried");
+}
+
+#[test]
+fn verify_init_and_get_tasks() {
+    let sim = sim(10);
+    let (rt, plugin) = host();
+    let mut ctx = run_context(&sim);
+    block_on(rt.verify(plugin, &ctx)).expect("verify succeeds");
+    let meta = block_on(rt.init(plugin, &ctx)).unwrap();
+    assert_eq!(meta.supported_schedules, vec!["hours"]);
+    assert_eq!(meta.options_schema["properties"]["page_size"]["maximum"], 500);
+    let tasks = block_on(rt.get_tasks(plugin, &ctx)).unwrap();
+    assert_eq!(tasks.len(), 5);
+    assert_eq!(tasks[0], json!({"resource_type": "inventory.CloudService", "resource_kinds": ["clusters"]}));
+
+    ctx.secret["password"] = json!("nope");
+    let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unauthenticated);
+    ctx.secret = json!({"host": sim.url()});
+    let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
+    assert_eq!(e, RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
+}
+
+#[test]
+fn a_task_collects_only_its_kinds() {
+    let sim = sim(50);
+    let (rt, plugin) = host();
+    let ctx = run_context(&sim);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let report = block_on(rt.collect(plugin, &ctx, &json!({"resource_kinds": ["hosts"]}), tx)).unwrap();
+    let mut labels = std::collections::BTreeMap::<String, u64>::new();
+    while let Ok(batch) = rx.try_recv() {
+        for r in batch {
+            *labels.entry(r.label()).or_default() += 1;
+        }
+    }
+    assert_eq!(labels, [("CloudServiceType".to_string(), 1), ("Compute/Host".to_string(), 12)].into());
+    assert_eq!(report.records, 13);
+    assert_eq!(report.http_requests, 2, "the cluster list and one hosts page");
+}
+
+#[test]
+fn egress_outside_the_grant_is_denied_before_any_request() {
+    let sim = sim(10);
+    let other = self::sim(10);
+    let (rt, plugin) = host();
+    let mut ctx = run_context(&sim);
+    // The secret points at one server, the run is granted only another.
+    ctx.secret = other.secret();
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let e = block_on(rt.collect(plugin, &ctx, &json!({}), tx)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    assert!(e.message().contains("is not granted to this run"), "{e}");
+    assert!(other.state.calls_per_kind().is_empty() && other.state.unauthorized_calls() == 0, "nothing reached the other server");
+}
+
+#[test]
+fn components_that_are_not_collectors_are_rejected() {
+    let (rt, _) = host();
+    // A valid, empty component: it exports nothing.
+    let e = rt.load_bytes("empty.wasm", b"\0asm\x0d\0\x01\0").err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "empty.wasm does not implement the world cloudforet:collector/plugin@0.1.0: no exported instance named `cloudforet:collector/collector@0.1.0`"
+    );
+    let e = rt.load_bytes("core.wasm", b"\0asm\x01\0\0\0").err().unwrap();
+    assert!(e.to_string().contains("core WebAssembly module, not a component"));
+    let e = rt.load_bytes("junk.wasm", b"PK\x03\x04 zip").err().unwrap();
+    assert!(e.to_string().contains("not a WebAssembly file"));
+    let mut truncated = std::fs::read(cf_tests::guest_wasm()).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let e = rt.load_bytes("half.wasm", &truncated).err().unwrap();
+    assert!(e.to_string().starts_with("half.wasm is not a valid component"), "{e}");
+}
