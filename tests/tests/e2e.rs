@@ -290,3 +290,52 @@ fn components_that_are_not_collectors_are_rejected() {
     let e = rt.load_bytes("half.wasm", &truncated).err().unwrap();
     assert!(e.to_string().starts_with("half.wasm is not a valid component"), "{e}");
 }
+
+#[test]
+fn an_untrusted_tls_certificate_needs_an_explicit_choice() {
+    let start = |vms| {
+        block_on(Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, tls: true, ..SimConfig::default() }))
+            .expect("TLS simulator starts")
+    };
+    let sim = start(20);
+    assert!(sim.url().starts_with("https://"));
+    let ca = sim.ca_pem.clone().unwrap();
+
+    // Verification is on by default: the self-signed chain is refused, clearly.
+    let r = collect(&sim, &store("tls-default"), json!({"max_retries": 0}));
+    let e = r.error.clone().expect("untrusted certificate is refused");
+    assert_eq!(e.code(), ErrorCode::Unavailable);
+    assert!(e.message().contains("TLS to") && e.message().contains("verify_ssl=false or ca_bundle"), "{e}");
+    assert!(e.message().to_lowercase().contains("certificate"), "{e}");
+    assert_eq!(r.totals(), Counts::default());
+    assert!(sim.state.calls_per_kind().is_empty(), "no request got through");
+
+    // Explicit opt-out.
+    let r = collect(&sim, &store("tls-skip"), json!({"verify_ssl": false}));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.get("Compute/VirtualMachine"), created(20));
+
+    // The issuing CA as a bundle: verified, and works.
+    let r = collect(&sim, &store("tls-ca"), json!({"ca_bundle": ca}));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.get("Compute/VirtualMachine"), created(20));
+
+    // Another CA does not vouch for this server.
+    let other = start(1);
+    let r = collect(&sim, &store("tls-wrong-ca"), json!({"ca_bundle": other.ca_pem.clone().unwrap(), "max_retries": 0}));
+    assert_eq!(r.error.expect("wrong CA is refused").code(), ErrorCode::Unavailable);
+
+    // A bundle that is not PEM is a clear error before anything runs.
+    let (rt, plugin) = host();
+    let spec = JobSpec {
+        tenant: "t1".into(),
+        endpoint: sim.url(),
+        secret: sim.secret(),
+        options: json!({"ca_bundle": "not a certificate"}),
+        task_options: json!({}),
+        out: None,
+    };
+    let r = block_on(job::run(rt, plugin, store("tls-bad"), spec, |_| {})).expect("job runs");
+    let e = r.error.expect("bad bundle fails");
+    assert!(e.message().contains("CA bundle"), "{e}");
+}

@@ -12,12 +12,15 @@
 //!   (`{state: "ERROR", code, message_list: [{message, reason}]}`), and fault
 //!   switches ([`Faults`]): latency, a 5xx rate, 429 with `Retry-After` every
 //!   Nth call, truncated bodies, and failures pinned to given pages.
+//! - [`tls`]: optional HTTPS with a certificate from a throwaway CA, as an
+//!   untrusted Prism certificate would be.
 //! - control endpoints for tests and demos: `PUT /_sim/faults` (JSON
 //!   [`Faults`]), `GET /_sim/stats` (requests per kind).
 //!
 //! Used by the integration tests and by `cf-host demo`.
 
 pub mod estate;
+pub mod tls;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -82,6 +85,8 @@ pub struct SimConfig {
     pub username: String,
     pub password: String,
     pub faults: Faults,
+    /// Serve HTTPS with a self-signed (throwaway-CA) certificate.
+    pub tls: bool,
 }
 
 impl Default for SimConfig {
@@ -91,6 +96,7 @@ impl Default for SimConfig {
             username: "admin".into(),
             password: "nutanix/4u".into(),
             faults: Faults::default(),
+            tls: false,
         }
     }
 }
@@ -279,8 +285,19 @@ pub fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` resolves.
+/// Serves plain HTTP on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, state: Arc<SimState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves HTTPS on `listener` with `tls` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: &tls::SelfSigned,
+    state: Arc<SimState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener { tcp: listener, acceptor: tokio_rustls::TlsAcceptor::from(tls.config.clone()) };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
@@ -289,6 +306,8 @@ pub async fn serve(listener: TcpListener, state: Arc<SimState>, shutdown: impl F
 pub struct Simulator {
     pub addr: SocketAddr,
     pub state: Arc<SimState>,
+    /// PEM of the CA that issued the TLS certificate (TLS mode only).
+    pub ca_pem: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -296,24 +315,30 @@ impl Simulator {
     pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let tls = if config.tls { Some(tls::SelfSigned::generate().map_err(std::io::Error::other)?) } else { None };
         let state = Arc::new(SimState::new(config));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = state.clone();
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve(listener, s, async move {
+            let shutdown = async move {
                 let _ = rx.await;
-            })
-            .await
-            {
+            };
+            let result = match &tls {
+                Some(t) => serve_tls(listener, t, s, shutdown).await,
+                None => serve(listener, s, shutdown).await,
+            };
+            if let Err(e) = result {
                 tracing::error!("prism simulator stopped: {e}");
             }
         });
-        Ok(Simulator { addr, state, stop: Some(tx) })
+        Ok(Simulator { addr, state, ca_pem, stop: Some(tx) })
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>`, or `https://` in TLS mode.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The secret JSON a collector needs for this simulator.

@@ -1,9 +1,11 @@
 //! `prism-sim`: run the Prism Central simulator (a test double) standalone.
 //!
-//! `prism-sim [--port 9440] [--vms 200] [--clusters 3]` serves plain HTTP on
-//! 127.0.0.1 until Ctrl-C. Credentials: admin / nutanix/4u.
+//! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls]` serves on
+//! 127.0.0.1 until Ctrl-C; plain HTTP, or with `--tls` HTTPS with a
+//! certificate from a throwaway CA (its PEM is written to a file and the path
+//! printed, for `cf-host collect --ca-bundle`). Credentials: admin / nutanix/4u.
 
-use prism_sim::{estate::EstateConfig, serve, SimConfig, SimState};
+use prism_sim::{estate::EstateConfig, serve, serve_tls, tls::SelfSigned, SimConfig, SimState};
 use std::sync::Arc;
 
 fn arg(args: &[String], name: &str) -> Result<Option<usize>, String> {
@@ -21,7 +23,7 @@ fn arg(args: &[String], name: &str) -> Result<Option<usize>, String> {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: prism-sim [--port 9440] [--vms 200] [--clusters 3]");
+        println!("usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls]");
         return;
     }
     let run = async {
@@ -33,17 +35,27 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
             .await
             .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let tls = if args.iter().any(|a| a == "--tls") { Some(SelfSigned::generate()?) } else { None };
         println!(
-            "prism-sim (simulator) on http://{} as {} / {}",
+            "prism-sim (simulator) on {}://{} as {} / {}",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr().map_err(|e| e.to_string())?,
             config.username,
             config.password
         );
+        if let Some(t) = &tls {
+            let path = std::env::temp_dir().join(format!("prism-sim-ca-{port}.pem"));
+            std::fs::write(&path, &t.ca_pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("CA certificate: {}", path.display());
+        }
         let state = Arc::new(SimState::new(config));
-        serve(listener, state, async {
+        let stop = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        };
+        match &tls {
+            Some(t) => serve_tls(listener, t, state, stop).await,
+            None => serve(listener, state, stop).await,
+        }
         .map_err(|e| e.to_string())
     };
     if let Err(e) = run.await {
