@@ -3,8 +3,9 @@
 //!
 //! Order of work in `collect`: the cluster list first (it names the Prism
 //! Central instance, which is the CloudForet `account`, and maps cluster
-//! uuids to names), then per requested kind its CloudServiceType and its
-//! entities, page by page (`offset`/`length`, until `total_matches`).
+//! uuids to names) and the Regions it yields (in every task), then per
+//! requested kind its CloudServiceType and its entities, page by page
+//! (`offset`/`length`, until `total_matches`).
 //!
 //! Failure policy:
 //! - 401/403 or an egress denial: the whole call fails (typed error); what was
@@ -55,14 +56,27 @@ pub fn init(options: &str) -> Result<Metadata, Error> {
     })
 }
 
-/// One task per resource kind, so CloudForet can run them in parallel.
+/// One task per resource kind, so CloudForet can run them in parallel;
+/// kinds the `task_filter` excludes get no task, and its region codes limit
+/// every task.
 pub fn get_tasks(options: &str, secret: &str) -> Result<Vec<Value>, Error> {
     let opts = Options::parse(options)?;
     Secret::parse(secret)?;
+    let filter = &opts.task_filter;
     Ok(opts
         .kinds
         .iter()
-        .map(|k| json!({"resource_type": "inventory.CloudService", "resource_kinds": [k.plural()]}))
+        .filter(|k| {
+            let (group, ty) = normalize::group_and_type(**k);
+            filter.admits(PROVIDER, group, ty)
+        })
+        .map(|k| {
+            let mut task = json!({"resource_type": "inventory.CloudService", "resource_kinds": [k.plural()]});
+            if !filter.region_codes.is_empty() {
+                task["region_codes"] = json!(filter.region_codes);
+            }
+            task
+        })
         .collect())
 }
 
@@ -87,7 +101,9 @@ pub fn collect<T: Transport, S: Sink>(
     let opts = Options::parse(options)?;
     let secret = Secret::parse(secret)?;
     let kinds = config::parse_task_kinds(task_options)?.unwrap_or_else(|| opts.kinds.clone());
+    let regions = config::parse_task_regions(task_options)?;
     let mut c = Collector::new(t, s, opts, secret);
+    c.regions = regions;
     let result = c.run(&kinds);
     // Whatever happened, what was collected is handed over.
     c.flush();
@@ -109,11 +125,13 @@ struct Collector<'a, T, S> {
     buffer: Vec<Record>,
     summary: Summary,
     stopped: bool,
+    /// Region codes (cluster names) this task is limited to.
+    regions: Option<Vec<String>>,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     fn new(transport: &'a mut T, sink: &'a mut S, opts: Options, secret: Secret) -> Self {
-        Collector { transport, sink, opts, secret, buffer: Vec::with_capacity(BATCH_SIZE), summary: Summary::default(), stopped: false }
+        Collector { transport, sink, opts, secret, buffer: Vec::with_capacity(BATCH_SIZE), summary: Summary::default(), stopped: false, regions: None }
     }
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
@@ -135,19 +153,29 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             &[("clusters", &ctx.cluster_names.len().to_string()), ("account", ctx.account.as_deref().unwrap_or(""))],
         );
 
+        // Regions (one per Prism Element cluster) come with every task, so
+        // a task for one kind still creates the regions its services name.
+        let mut cluster_services = Vec::new();
+        for raw in std::mem::take(&mut clusters) {
+            match normalize::cluster(&ctx, raw) {
+                Ok(Some((cs, region))) => {
+                    self.push(Record::Region(region));
+                    cluster_services.push(Ok(cs));
+                }
+                Ok(None) => {}
+                Err(msg) => cluster_services.push(Err(msg)),
+            }
+        }
+
         for &kind in kinds {
             if self.stopped {
                 break;
             }
             self.push(Record::CloudServiceType(normalize::cloud_service_type(kind)));
             if kind == Kind::Cluster {
-                for raw in std::mem::take(&mut clusters) {
-                    match normalize::cluster(&ctx, raw) {
-                        Ok(Some((cs, region))) => {
-                            self.push(Record::Region(region));
-                            self.push(Record::CloudService(cs));
-                        }
-                        Ok(None) => {}
+                for cs in std::mem::take(&mut cluster_services) {
+                    match cs {
+                        Ok(cs) => self.push(Record::CloudService(cs)),
                         Err(msg) => self.push_error(kind, msg),
                     }
                 }
@@ -332,7 +360,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 
     fn push(&mut self, r: Record) {
-        if self.stopped {
+        if self.stopped || !self.in_regions(&r) {
             return;
         }
         if r.is_error() {
@@ -343,6 +371,17 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         if self.buffer.len() >= BATCH_SIZE {
             self.flush();
         }
+    }
+
+    /// Whether a record lies in the task's regions (errors and types always do).
+    fn in_regions(&self, r: &Record) -> bool {
+        let Some(regions) = &self.regions else { return true };
+        let code = match r {
+            Record::CloudService(cs) => cs.region_code.as_deref(),
+            Record::Region(reg) => Some(reg.region_code.as_str()),
+            _ => return true,
+        };
+        code.is_some_and(|c| regions.iter().any(|x| x == c))
     }
 
     fn push_error(&mut self, kind: Kind, message: String) {
@@ -531,7 +570,7 @@ mod tests {
         let mut s = Collected::default();
         let sum = collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 5);
-        assert_eq!(sum, Summary { emitted: 6, errors: 0 }); // 5 VMs + their type
+        assert_eq!(sum, Summary { emitted: 8, errors: 0 }); // 5 VMs + their type + 2 regions
         let offsets: Vec<u64> = t.requests.iter().filter(|r| r.0 == VMS).map(|r| r.1["offset"].as_u64().unwrap()).collect();
         assert_eq!(offsets, vec![0, 2, 4]);
         let r = &t.requests[1];
@@ -540,6 +579,24 @@ mod tests {
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
         assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+    }
+
+    #[test]
+    fn task_region_codes_limit_services_and_regions() {
+        let mut page = vm_page(0, 3, 3);
+        page["entities"][1]["status"]["cluster_reference"]["uuid"] = json!("c2-uuid");
+        let script = || Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(page.clone()));
+        let regions = |c: &Collected| -> Vec<String> {
+            c.records.iter().filter_map(|r| match r { Record::Region(g) => Some(g.region_code.clone()), _ => None }).collect()
+        };
+        let mut s = Collected::default();
+        collect(&mut script(), &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"],"region_codes":["cluster-b"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-1"]);
+        assert_eq!(regions(&s), vec!["cluster-b"]);
+        let mut all = Collected::default();
+        collect(&mut script(), &mut all, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&all, "VirtualMachine").len(), 3);
+        assert_eq!(regions(&all).len(), 2);
     }
 
     #[test]
@@ -673,6 +730,13 @@ mod tests {
             json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vms"]}),
         ]);
         assert!(matches!(get_tasks("{}", "{}"), Err(Error::InvalidArgument(_))));
+        let filtered = r#"{"task_filter": {"cloud_service_types": ["VirtualMachine", "Image"], "region_codes": ["c1"]}}"#;
+        assert_eq!(get_tasks(filtered, SECRET).unwrap(), vec![
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vms"], "region_codes": ["c1"]}),
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["images"], "region_codes": ["c1"]}),
+        ]);
+        let other_provider = r#"{"task_filter": {"providers": ["aws"]}}"#;
+        assert_eq!(get_tasks(other_provider, SECRET).unwrap(), Vec::<Value>::new());
         let m = init("{}").unwrap();
         assert_eq!(m.supported_schedules, vec!["hours"]);
         assert_eq!(m.options_schema["type"], "object");

@@ -149,6 +149,8 @@ pub struct Options {
     pub request_timeout_ms: u32,
     /// Kinds to collect; all by default.
     pub kinds: Vec<Kind>,
+    /// CloudForet's `task_filter` (Job.get_tasks), when the host passed one.
+    pub task_filter: TaskFilter,
 }
 
 impl Default for Options {
@@ -158,6 +160,7 @@ impl Default for Options {
             max_retries: DEFAULT_MAX_RETRIES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             kinds: Kind::ALL.to_vec(),
+            task_filter: TaskFilter::default(),
         }
     }
 }
@@ -195,7 +198,82 @@ impl Options {
         if let Some(kinds) = parse_kinds(&obj, "resource_kinds", "options")? {
             o.kinds = kinds;
         }
+        o.task_filter = TaskFilter::parse(&obj)?;
         Ok(o)
+    }
+}
+
+/// CloudForet's `TaskFilter`, passed by the host inside the options as
+/// `task_filter`. An empty list does not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub providers: Vec<String>,
+    pub cloud_service_groups: Vec<String>,
+    pub cloud_service_types: Vec<String>,
+    pub region_codes: Vec<String>,
+    /// Resource types (`inventory.CloudService`, ...).
+    pub resources: Vec<String>,
+}
+
+impl TaskFilter {
+    fn parse(options: &Map<String, Value>) -> Result<TaskFilter, Error> {
+        let obj = match options.get("task_filter") {
+            None | Some(Value::Null) => return Ok(TaskFilter::default()),
+            Some(Value::Object(o)) => o,
+            Some(_) => return Err(Error::InvalidArgument("options field 'task_filter' must be an object".to_string())),
+        };
+        let list = |field: &str| -> Result<Vec<String>, Error> {
+            match obj.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(str::to_string).ok_or_else(|| {
+                            Error::InvalidArgument(format!("task_filter field '{field}' must be a list of strings"))
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(Error::InvalidArgument(format!("task_filter field '{field}' must be a list of strings"))),
+            }
+        };
+        Ok(TaskFilter {
+            providers: list("providers")?,
+            cloud_service_groups: list("cloud_service_groups")?,
+            cloud_service_types: list("cloud_service_types")?,
+            region_codes: list("region_codes")?,
+            resources: list("resources")?,
+        })
+    }
+
+    /// Whether a kind of the given CloudForet group and type passes the filter.
+    pub fn admits(&self, provider: &str, group: &str, ty: &str) -> bool {
+        let ok = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        ok(&self.providers, provider)
+            && ok(&self.cloud_service_groups, group)
+            && ok(&self.cloud_service_types, ty)
+            && ok(&self.resources, "inventory.CloudService")
+    }
+}
+
+/// Task options: the region codes (cluster names) a task is limited to;
+/// `None` when it is not limited.
+pub fn parse_task_regions(json: &str) -> Result<Option<Vec<String>>, Error> {
+    if json.trim().is_empty() {
+        return Ok(None);
+    }
+    let obj = parse_object(json, "task_options")?;
+    match obj.get("region_codes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::InvalidArgument("task_options field 'region_codes' must be a list of strings".to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(Error::InvalidArgument("task_options field 'region_codes' must be a list of strings".to_string())),
     }
 }
 
@@ -360,6 +438,22 @@ mod tests {
         assert!(err(Options::parse(r#"{"page_size":0}"#)).contains("1-500"));
         assert!(err(Options::parse(r#"{"page_size":"x"}"#)).contains("non-negative integer"));
         assert!(err(Options::parse(r#"{"resource_kinds":["vms","disks"]}"#)).contains("unknown kind 'disks'"));
+    }
+
+    #[test]
+    fn task_filter() {
+        let o = Options::parse(r#"{"task_filter": {"cloud_service_groups": ["Compute"], "providers": ["nutanix"]}}"#).unwrap();
+        assert!(o.task_filter.admits("nutanix", "Compute", "VirtualMachine"));
+        assert!(!o.task_filter.admits("nutanix", "Storage", "Image"));
+        assert!(!o.task_filter.admits("aws", "Compute", "VirtualMachine"));
+        assert!(Options::parse("{}").unwrap().task_filter.admits("nutanix", "Storage", "Image"));
+        let only_regions = Options::parse(r#"{"task_filter": {"resources": ["inventory.Region"]}}"#).unwrap();
+        assert!(!only_regions.task_filter.admits("nutanix", "Compute", "Host"));
+        assert!(Options::parse(r#"{"task_filter": []}"#).is_err());
+        assert!(Options::parse(r#"{"task_filter": {"region_codes": "a"}}"#).is_err());
+        assert_eq!(parse_task_regions(r#"{"region_codes": ["c1"]}"#).unwrap(), Some(vec!["c1".to_string()]));
+        assert_eq!(parse_task_regions("{}").unwrap(), None);
+        assert!(parse_task_regions(r#"{"region_codes": [1]}"#).is_err());
     }
 
     #[test]

@@ -252,8 +252,10 @@ fn a_task_collects_only_its_kinds() {
             *labels.entry(r.label()).or_default() += 1;
         }
     }
-    assert_eq!(labels, [("CloudServiceType".to_string(), 1), ("Compute/Host".to_string(), 12)].into());
-    assert_eq!(report.records, 13);
+    // Every task also brings the regions (clusters) its services name.
+    let want = [("CloudServiceType".to_string(), 1), ("Compute/Host".to_string(), 12), ("Region".to_string(), 3)];
+    assert_eq!(labels, want.into());
+    assert_eq!(report.records, 16);
     assert_eq!(report.http_requests, 2, "the cluster list and one hosts page");
 }
 
