@@ -93,24 +93,6 @@ impl JobReport {
     }
 }
 
-/// Reads `verify_ssl` / `ca_bundle` from options.
-pub fn tls_from_options(options: &Value) -> Result<TlsConfig, String> {
-    let skip_verify = match options.get("verify_ssl") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => !b,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => true,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => false,
-        Some(_) => return Err("option verify_ssl must be true or false".into()),
-    };
-    let ca_pem = match options.get("ca_bundle") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
-        Some(_) => return Err("option ca_bundle must be a PEM string".into()),
-    };
-    Ok(TlsConfig { skip_verify, ca_pem })
-}
-
 /// Points the secret at `endpoint` (its `host` becomes the endpoint URL).
 pub fn secret_for_endpoint(mut secret: Value, endpoint: &url::Url) -> Value {
     if let Value::Object(m) = &mut secret {
@@ -134,7 +116,7 @@ pub async fn run(
         return Err(format!("invalid endpoint '{}': scheme must be http or https", spec.endpoint));
     }
     let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
-    let tls = tls_from_options(&spec.options)?;
+    let tls = TlsConfig::from_options(&spec.options)?;
     let mut ctx = RunContext::new(spec.tenant.clone(), runtime.config().limits.clone());
     ctx.options = spec.options;
     ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
@@ -222,17 +204,6 @@ pub fn render_table(report: &JobReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tls_options() {
-        assert_eq!(tls_from_options(&json!({})).unwrap(), TlsConfig::default());
-        assert!(tls_from_options(&json!({"verify_ssl": false})).unwrap().skip_verify);
-        assert!(tls_from_options(&json!({"verify_ssl": "false"})).unwrap().skip_verify);
-        assert!(!tls_from_options(&json!({"verify_ssl": true})).unwrap().skip_verify);
-        assert!(tls_from_options(&json!({"verify_ssl": 0})).is_err());
-        assert!(tls_from_options(&json!({"ca_bundle": 5})).is_err());
-        assert_eq!(tls_from_options(&json!({"ca_bundle": "PEM"})).unwrap().ca_pem.as_deref(), Some(&b"PEM"[..]));
-    }
 
     #[test]
     fn endpoint_overrides_secret_host() {

@@ -18,11 +18,14 @@
 //! - [`secret`]: secret loading and redaction.
 //! - [`store`]: the embedded SQLite store with match-rule upserts.
 //! - [`job`]: a collection into the store (CLI `collect` and `demo`).
+//! - [`grpc`]: CloudForet's collector plugin protocol (tonic server,
+//!   reflection, health).
 //! - `main.rs`: the `cf-host` command line.
 
 pub mod bindings;
 pub mod egress;
 pub mod error;
+pub mod grpc;
 pub mod host;
 pub mod job;
 pub mod limits;

@@ -57,6 +57,24 @@ enum Cmd {
         #[arg(long)]
         ca_bundle: Option<PathBuf>,
     },
+    /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
+    Serve {
+        /// The collector component (.wasm).
+        #[arg(long, env = "CF_HOST_PLUGIN")]
+        plugin: PathBuf,
+        /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
+        #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
+        port: u16,
+        /// Listen address instead of all interfaces, e.g. 127.0.0.1.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Port granted when secret_data names a host without a port.
+        #[arg(long, default_value_t = 9440)]
+        default_endpoint_port: u16,
+        /// Keep the state interface's data in this SQLite file (in memory otherwise).
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
     Demo {
         /// Simulated VMs.
@@ -124,7 +142,67 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print_report(&report, &plugin.name, &plugin.digest, store.path(), out.as_deref());
             Ok(exit_code(&report))
         }
+        Cmd::Serve { plugin, port, bind, default_endpoint_port, store } => {
+            serve(plugin, port, bind, default_endpoint_port, store).await
+        }
         Cmd::Demo { vms, plugin, store } => demo(vms, plugin, store).await,
+    }
+}
+
+async fn serve(
+    plugin: PathBuf,
+    port: u16,
+    bind: Option<String>,
+    default_endpoint_port: u16,
+    store: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    use cf_host::grpc::{PluginService, ServeConfig};
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let plugin = Arc::new(runtime.load_file(&plugin).map_err(|e| e.to_string())?);
+    let listener = match bind {
+        Some(addr) => {
+            let addr = if addr.contains(':') && !addr.starts_with('[') { format!("[{addr}]") } else { addr };
+            tokio::net::TcpListener::bind(format!("{addr}:{port}")).await.map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))?
+        }
+        None => match tokio::net::TcpListener::bind(("::", port)).await {
+            Ok(l) => l,
+            // No IPv6 on this machine: all IPv4 interfaces.
+            Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .map_err(|e| format!("cannot listen on port {port}: {e}"))?,
+        },
+    };
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = ServeConfig { default_endpoint_port, ..ServeConfig::default() };
+    let mut service = PluginService::new(runtime, plugin.clone(), config);
+    if let Some(p) = store {
+        service = service.with_state(Arc::new(Store::open(&p)?));
+    }
+    println!("cf-host serving {} ({}) on {addr} (gRPC, plaintext h2c)", plugin.name, plugin.digest);
+    cf_host::grpc::serve(listener, service, shutdown_signal()).await?;
+    println!("cf-host stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (how Kubernetes stops a plugin container).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
 

@@ -26,6 +26,28 @@ pub struct TlsConfig {
     pub ca_pem: Option<Vec<u8>>,
 }
 
+impl TlsConfig {
+    /// Reads `verify_ssl` (bool, or "true"/"false") and `ca_bundle` (PEM
+    /// text) from a run's options.
+    pub fn from_options(options: &serde_json::Value) -> Result<TlsConfig, String> {
+        use serde_json::Value;
+        let skip_verify = match options.get("verify_ssl") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => !b,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => true,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => false,
+            Some(_) => return Err("option verify_ssl must be true or false".into()),
+        };
+        let ca_pem = match options.get("ca_bundle") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+            Some(_) => return Err("option ca_bundle must be a PEM string".into()),
+        };
+        Ok(TlsConfig { skip_verify, ca_pem })
+    }
+}
+
 /// reqwest clients shared by all runs (one connection pool per TLS setup).
 #[derive(Clone, Default)]
 pub struct ClientPool {
@@ -231,4 +253,22 @@ impl http::Host for HttpCtx {
             return Ok(Ok(Response { status: status.as_u16(), headers: headers_out, body }));
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tls_options() {
+        assert_eq!(TlsConfig::from_options(&json!({})).unwrap(), TlsConfig::default());
+        assert!(TlsConfig::from_options(&json!({"verify_ssl": false})).unwrap().skip_verify);
+        assert!(TlsConfig::from_options(&json!({"verify_ssl": "false"})).unwrap().skip_verify);
+        assert!(!TlsConfig::from_options(&json!({"verify_ssl": true})).unwrap().skip_verify);
+        assert!(TlsConfig::from_options(&json!({"verify_ssl": 0})).is_err());
+        assert!(TlsConfig::from_options(&json!({"ca_bundle": 5})).is_err());
+        assert_eq!(TlsConfig::from_options(&json!({"ca_bundle": "PEM"})).unwrap().ca_pem.as_deref(), Some(&b"PEM"[..]));
+    }
+
 }

@@ -1,0 +1,267 @@
+//! CloudForet's collector plugin protocol over gRPC (tonic): what
+//! `cf-host serve` exposes so a CloudForet inventory service can use the
+//! host as a collector plugin.
+//!
+//! Services: `spaceone.api.inventory.plugin.Collector` (init, verify,
+//! collect), `spaceone.api.inventory.plugin.Job` (get_tasks),
+//! `spaceone.api.core.v1.ServerInfo` (get_version), `grpc.health.v1.Health`,
+//! and server reflection (v1alpha, which CloudForet's client requires, and
+//! v1). Every call runs the guest in a fresh sandbox. The `token` metadata
+//! is ignored, as a plugin does.
+
+pub mod convert;
+
+use crate::egress::EgressPolicy;
+use crate::host::http::TlsConfig;
+use crate::host::state::{MemoryState, StateBackend};
+use crate::record::Record;
+use crate::sandbox::{Plugin, RunContext, Runtime};
+use convert::{json_to_struct, resource_info, status, struct_to_json};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Generated protocol types and services.
+pub mod pb {
+    #[expect(non_camel_case_types, reason = "CloudForet's rpc is named `collect`, so tonic names the stream type `collectStream`")]
+    pub mod plugin {
+        tonic::include_proto!("spaceone.api.inventory.plugin");
+    }
+    pub mod core {
+        tonic::include_proto!("spaceone.api.core.v1");
+    }
+    /// Descriptor set of the protocol, google/protobuf imports included.
+    pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cloudforet_descriptor.bin"));
+}
+
+use pb::plugin::collector_server::{Collector, CollectorServer};
+use pb::plugin::job_server::{Job, JobServer};
+use pb::plugin::{CollectRequest, GetTaskRequest, InitRequest, PluginInfo, ResourceInfo, TaskInfo, TasksInfo, VerifyRequest};
+
+/// Default port of CloudForet plugin containers.
+pub const DEFAULT_PORT: u16 = 50051;
+/// Largest gRPC message accepted or sent.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Records buffered between the guest and the gRPC stream.
+pub const STREAM_BUFFER: usize = 256;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Port granted when `secret_data` names a host without a port.
+    pub default_endpoint_port: u16,
+    /// Tenant used for state when the call names none (`x_domain_id`).
+    pub default_tenant: String,
+    /// Wall-clock budget of a unary call (`init`, `verify`, `get_tasks`);
+    /// CloudForet gives up on a plugin after 180 s.
+    pub unary_deadline: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            default_endpoint_port: 9440,
+            default_tenant: "default".into(),
+            unary_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The plugin service: one runtime, one collector component.
+#[derive(Clone)]
+pub struct PluginService {
+    runtime: Arc<Runtime>,
+    plugin: Arc<Plugin>,
+    state: Arc<dyn StateBackend>,
+    config: ServeConfig,
+}
+
+impl PluginService {
+    pub fn new(runtime: Arc<Runtime>, plugin: Arc<Plugin>, config: ServeConfig) -> PluginService {
+        PluginService { runtime, plugin, state: Arc::new(MemoryState::default()), config }
+    }
+
+    /// Persist the state interface's data in `state` (e.g. the store).
+    pub fn with_state(mut self, state: Arc<dyn StateBackend>) -> PluginService {
+        self.state = state;
+        self
+    }
+
+    /// A run context for a unary call: the run's wall clock is capped.
+    fn unary_context<T>(&self, req: &Request<T>, options: Value, secret: Value) -> Result<RunContext, Status> {
+        let mut ctx = self.context(req, options, secret)?;
+        ctx.limits.wall_clock = ctx.limits.wall_clock.min(self.config.unary_deadline);
+        Ok(ctx)
+    }
+
+    fn context<T>(&self, req: &Request<T>, options: Value, secret: Value) -> Result<RunContext, Status> {
+        let tenant = req
+            .metadata()
+            .get("x_domain_id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.config.default_tenant)
+            .to_string();
+        let tls = TlsConfig::from_options(&options)
+            .map_err(|e| Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {e}")))?;
+        let mut ctx = RunContext::new(tenant, self.runtime.config().limits.clone());
+        ctx.egress = EgressPolicy::for_secret(&secret, self.config.default_endpoint_port);
+        ctx.options = options;
+        ctx.secret = secret;
+        ctx.tls = tls;
+        ctx.state = self.state.clone();
+        Ok(ctx)
+    }
+}
+
+#[tonic::async_trait]
+impl Collector for PluginService {
+    async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
+        let options = struct_to_json(req.get_ref().options.clone());
+        let ctx = self.unary_context(&req, options, json!({}))?;
+        let m = self.runtime.init(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        let metadata = json!({
+            "supported_resource_type": m.supported_resource_types,
+            "supported_schedules": m.supported_schedules,
+            "supported_features": m.supported_features,
+            "filter_format": [],
+            "options_schema": m.options_schema,
+        });
+        let metadata = metadata.as_object().map(json_to_struct);
+        Ok(Response::new(PluginInfo { metadata }))
+    }
+
+    async fn verify(&self, req: Request<VerifyRequest>) -> Result<Response<()>, Status> {
+        let r = req.get_ref();
+        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
+        let ctx = self.unary_context(&req, options, secret)?;
+        self.runtime.verify(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        Ok(Response::new(()))
+    }
+
+    type collectStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ResourceInfo, Status>> + Send>>;
+
+    async fn collect(&self, req: Request<CollectRequest>) -> Result<Response<Self::collectStream>, Status> {
+        let r = req.get_ref();
+        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
+        let task_options = struct_to_json(r.task_options.clone());
+        let ctx = self.context(&req, options, secret)?;
+        let (out_tx, out_rx) = mpsc::channel::<Result<ResourceInfo, Status>>(STREAM_BUFFER);
+        let (rec_tx, mut rec_rx) = mpsc::channel::<Vec<Record>>(4);
+        let (runtime, plugin) = (self.runtime.clone(), self.plugin.clone());
+        let run_id = ctx.run_id.clone();
+        tokio::spawn(async move {
+            let client_gone = out_tx.clone();
+            let forward_tx = out_tx.clone();
+            let forward = async move {
+                while let Some(batch) = rec_rx.recv().await {
+                    for r in &batch {
+                        if forward_tx.send(Ok(resource_info(r))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            };
+            let run = async { futures::join!(runtime.collect(&plugin, &ctx, &task_options, rec_tx), forward).0 };
+            tokio::select! {
+                // The client cancelled or went away: dropping the run future
+                // cancels the guest at once.
+                _ = client_gone.closed() => {
+                    tracing::info!(run = %run_id, "collect stream closed by the client; run cancelled");
+                }
+                result = run => {
+                    match result {
+                        Ok(report) => tracing::info!(run = %run_id, records = report.records, errors = report.errors, "collect finished"),
+                        Err(e) => {
+                            tracing::warn!(run = %run_id, error = %e, "collect failed");
+                            let _ = out_tx.send(Err(status(&e))).await;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl Job for PluginService {
+    async fn get_tasks(&self, req: Request<GetTaskRequest>) -> Result<Response<TasksInfo>, Status> {
+        let r = req.get_ref();
+        let mut options = struct_to_json(r.options.clone());
+        let secret = struct_to_json(r.secret_data.clone());
+        // The task filter reaches the collector inside its options.
+        if let (Some(f), Value::Object(o)) = (&r.task_filter, &mut options) {
+            let filter = json!({
+                "providers": f.providers, "cloud_service_groups": f.cloud_service_groups,
+                "cloud_service_types": f.cloud_service_types, "region_codes": f.region_codes, "resources": f.resources,
+            });
+            o.insert("task_filter".into(), filter);
+        }
+        let ctx = self.unary_context(&req, options, secret)?;
+        let tasks = self.runtime.get_tasks(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        let tasks = tasks
+            .iter()
+            .map(|t| TaskInfo { task_options: t.as_object().map(json_to_struct) })
+            .collect();
+        Ok(Response::new(TasksInfo { tasks }))
+    }
+}
+
+struct ServerInfo;
+
+#[tonic::async_trait]
+impl pb::core::server_info_server::ServerInfo for ServerInfo {
+    async fn get_version(&self, _: Request<()>) -> Result<Response<pb::core::VersionInfo>, Status> {
+        Ok(Response::new(pb::core::VersionInfo { version: env!("CARGO_PKG_VERSION").to_string() }))
+    }
+}
+
+/// Serves the plugin protocol on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    service: PluginService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CollectorServer<PluginService>>().await;
+    health.set_serving::<JobServer<PluginService>>().await;
+    // Like CloudForet's Python servers, reflection lists the plugin's
+    // services and health, not itself.
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.include_reflection_service(false)
+            .register_encoded_file_descriptor_set(pb::DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(
+            CollectorServer::new(service.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            JobServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(pb::core::server_info_server::ServerInfoServer::new(ServerInfo))
+        .add_service(health_service)
+        .add_service(reflection_v1alpha)
+        .add_service(reflection_v1)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| format!("gRPC server failed: {e}"))
+}
