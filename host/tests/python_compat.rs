@@ -1,0 +1,307 @@
+//! `cf-host serve` driven by CloudForet's own Python client code (spaceone-core
+//! `SpaceConnector`, spaceone-api `CollectorStub`/`JobStub`), collecting the
+//! Prism Central simulator through the real guest component; the output is
+//! compared field by field with what CloudForet's Python plugin SDK puts on
+//! the wire (`../shared/reference/cloudforet/python_sdk_wire_output.json`).
+//!
+//! Needs the guest built and Python 3 with `venv`; the venv is bootstrapped
+//! from PyPI on first use (or `CF_HOST_PYTHON` names one).
+
+mod common;
+
+use common::{cf_client, simulator, Server};
+use prism_sim::{Faults, PageFault, SimConfig};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// One server for the whole binary: it is stateless between calls.
+fn server() -> &'static str {
+    static SERVER: OnceLock<(Server, String)> = OnceLock::new();
+    &SERVER
+        .get_or_init(|| {
+            let s = Server::start();
+            let e = s.endpoint();
+            (s, e)
+        })
+        .1
+}
+
+fn reference() -> Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/cloudforet/python_sdk_wire_output.json");
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reference {p}: {e}"));
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+fn ok(result: &Value) -> &Value {
+    result.get("ok").unwrap_or_else(|| panic!("call failed: {result}"))
+}
+
+fn err(result: &Value) -> &Value {
+    result.get("error").unwrap_or_else(|| panic!("call should have failed: {result}"))
+}
+
+/// Stream items counted by `resource_type` and, for cloud services, type.
+fn counts(items: &Value) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for i in items.as_array().expect("items") {
+        let mut key = i["resource_type"].as_str().unwrap_or("?").to_string();
+        if key == "inventory.CloudService" {
+            key = format!("{key}/{}", i["resource"]["cloud_service_type"].as_str().unwrap_or("?"));
+        }
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The default estate: 200 VMs, 3 clusters, 12 hosts, 6 subnets, 8 images.
+fn expected_full_counts() -> BTreeMap<String, u64> {
+    [
+        ("inventory.CloudService/VirtualMachine", 200),
+        ("inventory.CloudService/Cluster", 3),
+        ("inventory.CloudService/Host", 12),
+        ("inventory.CloudService/Subnet", 6),
+        ("inventory.CloudService/Image", 8),
+        ("inventory.CloudServiceType", 5),
+        ("inventory.Region", 3),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[test]
+fn reflection_lists_the_same_services_as_the_python_sdk() {
+    let out = cf_client(server(), &json!([]));
+    let sorted = |v: &Value| -> BTreeMap<String, Vec<String>> {
+        v.as_object()
+            .expect("api_resources")
+            .iter()
+            .map(|(k, verbs)| {
+                let mut verbs: Vec<String> =
+                    verbs.as_array().expect("verbs").iter().map(|s| s.as_str().unwrap_or("").to_string()).collect();
+                verbs.sort();
+                (k.clone(), verbs)
+            })
+            .collect()
+    };
+    assert_eq!(sorted(&out["api_resources"]), sorted(&reference()["api_resources"]));
+}
+
+#[test]
+fn round_trip_through_space_connector_matches_the_python_sdk_wire_output() {
+    let sim = simulator(SimConfig::default());
+    let secret = sim.secret();
+    let calls = json!([
+        {"call": "Collector.init", "params": {"options": {}}},
+        {"call": "Collector.verify", "params": {"options": {}, "secret_data": secret}},
+        {"call": "Job.get_tasks", "params": {"options": {}, "secret_data": secret}},
+        {"call": "Collector.collect", "params": {"options": {}, "secret_data": secret, "task_options": {}}},
+    ]);
+    let out = cf_client(server(), &calls);
+    let r = &out["results"];
+    let reference = reference();
+
+    // init: the SDK's metadata keys, with the guest's own values.
+    let meta = &ok(&r[0])["metadata"];
+    let ref_meta = &reference["init"]["metadata"];
+    for key in ref_meta.as_object().unwrap().keys() {
+        assert_eq!(json_type(&meta[key]), json_type(&ref_meta[key]), "init metadata.{key}: {meta}");
+    }
+    assert_eq!(meta["supported_schedules"], json!(["hours"]));
+    assert_eq!(meta["filter_format"], json!([]));
+    assert_eq!(meta["options_schema"]["type"], "object");
+    assert_eq!(meta["options_schema"]["properties"]["page_size"]["maximum"], json!(500.0));
+    for t in ["inventory.CloudService", "inventory.CloudServiceType", "inventory.Region"] {
+        assert!(meta["supported_resource_type"].as_array().unwrap().contains(&json!(t)), "{meta}");
+    }
+
+    // verify: google.protobuf.Empty.
+    assert_eq!(ok(&r[1]), &json!({}));
+
+    // get_tasks: one task per kind.
+    let tasks = ok(&r[2])["tasks"].as_array().expect("tasks").clone();
+    assert_eq!(tasks.len(), 5, "{tasks:?}");
+    for t in &tasks {
+        assert_eq!(t["task_options"]["resource_type"], reference["get_tasks"]["tasks"][0]["task_options"]["resource_type"]);
+    }
+
+    // collect: exact counts.
+    let items = ok(&r[3]);
+    assert_eq!(counts(items), expected_full_counts());
+
+    // Field by field against the SDK's output, one item of each resource type.
+    for want in reference["collect"].as_array().unwrap() {
+        let rt = want["resource_type"].as_str().unwrap();
+        if rt == "inventory.ErrorResource" {
+            continue; // see error_resource_arrives_as_failure
+        }
+        let got = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| {
+                i["resource_type"] == rt
+                    && (rt != "inventory.CloudService" || i["resource"]["cloud_service_type"] == "VirtualMachine")
+                    && (rt != "inventory.CloudServiceType" || i["resource"]["name"] == "VirtualMachine")
+            })
+            .unwrap_or_else(|| panic!("no {rt} in the stream"));
+        compare_item(got, want);
+    }
+    // The VM's metadata points the console at its type, exactly as the SDK does.
+    let vm = items.as_array().unwrap().iter().find(|i| i["resource"]["cloud_service_type"] == "VirtualMachine").unwrap();
+    let want_vm = reference["collect"].as_array().unwrap().iter().find(|i| i["resource_type"] == "inventory.CloudService").unwrap();
+    assert_eq!(vm["resource"]["json_metadata__decoded"], want_vm["resource"]["json_metadata__decoded"]);
+    // Integers survive as integers inside json_data.
+    assert!(vm["resource"]["json_data__decoded"]["memory_mib"].is_u64(), "{}", vm["resource"]["json_data"]);
+}
+
+/// `got` has every field the SDK sends, with the same JSON type, the same
+/// state and the same match rules.
+fn compare_item(got: &Value, want: &Value) {
+    let rt = want["resource_type"].as_str().unwrap();
+    assert_eq!(got["state"], want["state"], "{rt} state");
+    assert_eq!(got.get("message"), want.get("message"), "{rt} message");
+    assert_eq!(got["match_rules"], want["match_rules"], "{rt} match_rules");
+    let (g, w) = (got["resource"].as_object().unwrap(), want["resource"].as_object().unwrap());
+    for (key, wv) in w {
+        let gv = g.get(key).unwrap_or_else(|| panic!("{rt}: field {key} missing in {got}"));
+        match key.as_str() {
+            // Optional in the SDK too: null or a timestamp string.
+            "launched_at" => assert!(gv.is_null() || gv.is_string(), "{rt}.{key}: {gv}"),
+            _ => assert_eq!(json_type(gv), json_type(wv), "{rt}.{key}: got {gv}, SDK sends {wv}"),
+        }
+    }
+    for key in g.keys() {
+        assert!(w.contains_key(key), "{rt}: field {key} is not in the SDK's output");
+    }
+}
+
+#[test]
+fn tasks_split_the_work_and_collect_honours_task_options() {
+    let sim = simulator(SimConfig::default());
+    let secret = sim.secret();
+    let filter = json!({"cloud_service_groups": ["Compute"], "providers": ["nutanix"]});
+    let get = json!([{"call": "Job.get_tasks", "via": "stub",
+        "params": {"options": {}, "secret_data": secret, "task_filter": filter}}]);
+    let out = cf_client(server(), &get);
+    let tasks = ok(&out["results"][0])["tasks"].as_array().expect("tasks").clone();
+    // Compute = VirtualMachine and Host.
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+
+    let calls: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            json!({"call": "Collector.collect", "via": "stub",
+                "params": {"options": {}, "secret_data": secret, "task_options": t["task_options"]}})
+        })
+        .collect();
+    let out = cf_client(server(), &Value::Array(calls));
+    let mut total = BTreeMap::new();
+    for r in out["results"].as_array().unwrap() {
+        for (k, v) in counts(ok(r)) {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    let want: BTreeMap<String, u64> = [
+        ("inventory.CloudService/VirtualMachine", 200),
+        ("inventory.CloudService/Host", 12),
+        ("inventory.CloudServiceType", 2),
+        ("inventory.Region", 6), // each task reports the regions it saw
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(total, want);
+}
+
+#[test]
+fn bad_input_gets_cloudforet_error_codes() {
+    let sim = simulator(SimConfig::default());
+    let mut wrong_password = sim.secret();
+    wrong_password["password"] = json!("not-the-password");
+    let mut no_username = sim.secret();
+    no_username.as_object_mut().unwrap().remove("username");
+    let mut closed_port = sim.secret();
+    closed_port["host"] = json!("http://127.0.0.1:9");
+    let calls = json!([
+        {"call": "Collector.verify", "params": {"options": {}, "secret_data": wrong_password}},
+        {"call": "Collector.verify", "via": "stub", "params": {"options": {}, "secret_data": wrong_password}},
+        {"call": "Collector.collect", "via": "stub", "params": {"options": {}, "secret_data": wrong_password}},
+        {"call": "Collector.verify", "via": "stub", "params": {"options": {}, "secret_data": no_username}},
+        {"call": "Collector.init", "via": "stub", "params": {"options": {"page_size": 0}}},
+        {"call": "Collector.verify", "via": "stub", "params": {"options": {"max_retries": 0}, "secret_data": closed_port}},
+        {"call": "Collector.verify", "via": "stub", "params": {"options": {"verify_ssl": "no"}, "secret_data": sim.secret()}},
+    ]);
+    let out = cf_client(server(), &calls);
+    let r = out["results"].as_array().unwrap();
+
+    let e = err(&r[0]);
+    assert_eq!(e["error_code"], "ERROR_AUTHENTICATE_FAILURE", "{e}");
+    let stub_error = |i: usize| {
+        let e = err(&r[i]);
+        (e["status_code"].as_str().unwrap().to_string(), e["details"].as_str().unwrap().to_string())
+    };
+    for i in [1, 2] {
+        let (code, details) = stub_error(i);
+        assert_eq!(code, "UNAUTHENTICATED", "{details}");
+        assert!(details.starts_with("ERROR_AUTHENTICATE_FAILURE: "), "{details}");
+        assert!(!details.contains("not-the-password"), "the secret leaked: {details}");
+    }
+    let (code, details) = stub_error(3);
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(details.starts_with("ERROR_REQUIRED_PARAMETER: ") && details.contains("username"), "{details}");
+    let (code, details) = stub_error(4);
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(details.starts_with("ERROR_INVALID_ARGUMENT: ") && details.contains("page_size"), "{details}");
+    let (code, details) = stub_error(5);
+    assert_eq!(code, "UNAVAILABLE", "{details}");
+    assert!(details.starts_with("ERROR_GRPC_CONNECTION: "), "{details}");
+    let (code, details) = stub_error(6);
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(details.contains("verify_ssl"), "{details}");
+}
+
+#[test]
+fn error_resource_arrives_as_failure() {
+    let sim = simulator(SimConfig::default());
+    // The second VM page fails every time: it becomes an ErrorResource and
+    // the rest of the collection goes on.
+    sim.set_faults(Faults {
+        pages: vec![PageFault { kind: "vms".into(), offset: 100, status: 500, times: None }],
+        ..Faults::default()
+    });
+    let calls = json!([{"call": "Collector.collect", "params": {
+        "options": {"page_size": 100, "max_retries": 0}, "secret_data": sim.secret(),
+        "task_options": {"resource_kinds": ["vms"]}}}]);
+    let out = cf_client(server(), &calls);
+    let items = ok(&out["results"][0]);
+    let c = counts(items);
+    assert_eq!(c.get("inventory.CloudService/VirtualMachine"), Some(&100), "{c:?}");
+    assert_eq!(c.get("inventory.ErrorResource"), Some(&1), "{c:?}");
+    let got = items.as_array().unwrap().iter().find(|i| i["resource_type"] == "inventory.ErrorResource").unwrap();
+    let want = reference()["collect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["resource_type"] == "inventory.ErrorResource")
+        .unwrap()
+        .clone();
+    assert_eq!(got["state"], "FAILURE");
+    assert!(got["message"].as_str().is_some_and(|m| m.contains("HTTP 500")), "{got}");
+    assert_eq!(got["match_rules"], want["match_rules"]);
+    let mut want_resource = want["resource"].clone();
+    want_resource["provider"] = json!("nutanix");
+    assert_eq!(got["resource"], want_resource, "ErrorResource fields as the SDK sends them");
+}
