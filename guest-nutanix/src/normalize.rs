@@ -78,7 +78,7 @@ pub fn region(name: &str, uuid: &str) -> Region {
 }
 
 /// Deserializes one raw entity, with an error naming its uuid when it has one.
-pub fn parse_entity<R: DeserializeOwned>(kind: Kind, raw: Value) -> Result<Entity<R>, String> {
+pub fn parse_entity<R: DeserializeOwned + Default>(kind: Kind, raw: Value) -> Result<Entity<R>, String> {
     let uuid = raw
         .pointer("/metadata/uuid")
         .and_then(Value::as_str)

@@ -104,12 +104,14 @@ pub struct EntityMetadata {
 
 /// An entity: `{metadata, status}`; `spec` is not read (status is the truth).
 #[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de> + Default"))]
 pub struct Entity<R> {
     pub metadata: EntityMetadata,
     pub status: Status<R>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de> + Default"))]
 pub struct Status<R> {
     pub name: Option<String>,
     #[serde(default)]
@@ -118,12 +120,15 @@ pub struct Status<R> {
     pub state: Option<String>,
     #[serde(default)]
     pub cluster_reference: Option<Ref>,
+    /// Absent on entities Prism is still creating; every field then
+    /// takes its default.
+    #[serde(default)]
     pub resources: R,
 }
 
 // ---- VMs -------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct VmResources {
     #[serde(default)]
     pub num_sockets: Option<u32>,
@@ -151,13 +156,13 @@ pub struct VmResources {
     pub boot_config: Option<BootConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct BootConfig {
     #[serde(default)]
     pub boot_type: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Disk {
     #[serde(default)]
     pub uuid: Option<String>,
@@ -173,7 +178,7 @@ pub struct Disk {
     pub storage_config: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct DeviceProperties {
     #[serde(default)]
     pub device_type: Option<String>,
@@ -181,7 +186,7 @@ pub struct DeviceProperties {
     pub disk_address: Option<DiskAddress>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct DiskAddress {
     #[serde(default)]
     pub adapter_type: Option<String>,
@@ -189,7 +194,7 @@ pub struct DiskAddress {
     pub device_index: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Nic {
     #[serde(default)]
     pub uuid: Option<String>,
@@ -205,7 +210,7 @@ pub struct Nic {
     pub ip_endpoint_list: Vec<IpEndpoint>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct IpEndpoint {
     pub ip: Option<String>,
     #[serde(default, rename = "type")]
@@ -214,7 +219,7 @@ pub struct IpEndpoint {
 
 // ---- Clusters --------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClusterResources {
     #[serde(default)]
     pub config: Option<ClusterConfig>,
@@ -224,7 +229,7 @@ pub struct ClusterResources {
     pub network: Option<ClusterNetwork>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClusterConfig {
     #[serde(default)]
     pub service_list: Vec<String>,
@@ -242,7 +247,7 @@ pub struct ClusterConfig {
     pub encryption_status: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClusterBuild {
     #[serde(default)]
     pub version: Option<String>,
@@ -250,19 +255,19 @@ pub struct ClusterBuild {
     pub full_version: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SoftwareVersion {
     #[serde(default)]
     pub version: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClusterNodes {
     #[serde(default)]
     pub hypervisor_server_list: Vec<HypervisorServer>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct HypervisorServer {
     #[serde(default)]
     pub ip: Option<String>,
@@ -272,7 +277,7 @@ pub struct HypervisorServer {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClusterNetwork {
     #[serde(default)]
     pub external_ip: Option<String>,
@@ -293,7 +298,7 @@ impl ClusterResources {
 
 // ---- Hosts -----------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct HostResources {
     #[serde(default)]
     pub serial_number: Option<String>,
@@ -317,7 +322,7 @@ pub struct HostResources {
     pub block: Option<Block>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Hypervisor {
     #[serde(default)]
     pub ip: Option<String>,
@@ -327,13 +332,13 @@ pub struct Hypervisor {
     pub num_vms: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ControllerVm {
     #[serde(default)]
     pub ip: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Block {
     #[serde(default)]
     pub block_serial_number: Option<String>,
@@ -343,7 +348,7 @@ pub struct Block {
 
 // ---- Subnets ---------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SubnetResources {
     #[serde(default)]
     pub vlan_id: Option<u32>,
@@ -355,7 +360,7 @@ pub struct SubnetResources {
     pub ip_config: Option<IpConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct IpConfig {
     #[serde(default)]
     pub subnet_ip: Option<String>,
@@ -367,14 +372,14 @@ pub struct IpConfig {
     pub pool_list: Vec<Pool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Pool {
     pub range: Option<String>,
 }
 
 // ---- Images ----------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ImageResources {
     #[serde(default)]
     pub image_type: Option<String>,
@@ -391,7 +396,7 @@ pub struct ImageResources {
 // ---- Errors ----------------------------------------------------------------
 
 /// v3 error body: `{"state": "ERROR", "code": 401, "message_list": [{"message", "reason"}]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ErrorBody {
     #[serde(default)]
     pub state: Option<String>,
@@ -401,7 +406,7 @@ pub struct ErrorBody {
     pub message_list: Vec<ErrorMessage>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ErrorMessage {
     #[serde(default)]
     pub message: Option<String>,
