@@ -23,6 +23,20 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// CloudForet's error code prefix for status details (`"ERROR_CODE: message"`).
+    /// The gRPC status code's name (`UNAUTHENTICATED`, ...).
+    pub fn grpc_name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
     pub fn cloudforet_code(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "ERROR_INVALID_ARGUMENT",

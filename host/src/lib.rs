@@ -20,6 +20,8 @@
 //! - [`job`]: a collection into the store (CLI `collect` and `demo`).
 //! - [`grpc`]: CloudForet's collector plugin protocol (tonic server,
 //!   reflection, health).
+//! - [`testing`]: run a guest against a mocked host (cassettes, captured
+//!   emit/log/state, fixed clock), expectations and golden files.
 //! - `main.rs`: the `cf-host` command line.
 
 pub mod bindings;
@@ -33,6 +35,7 @@ pub mod record;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod testing;
 
 pub use error::{ErrorCode, RunError};
 pub use sandbox::{Plugin, RunContext, Runtime, RuntimeConfig};

@@ -14,7 +14,7 @@ use crate::bindings::current::{Plugin as PluginBindings, PluginPre};
 use crate::egress::EgressPolicy;
 use crate::error::{LimitExceeded, LimitKind, RunError};
 use crate::host::emit::EmitCtx;
-use crate::host::http::{ClientPool, HttpCtx, TlsConfig};
+use crate::host::http::{ClientPool, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig};
 use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
 use crate::host::types::TypesCtx;
@@ -140,6 +140,27 @@ pub struct RunContext {
     pub collector: Option<String>,
     /// Where guest log lines are also captured, if anywhere.
     pub log_capture: Option<Arc<Mutex<Vec<LogLine>>>>,
+    /// Performs the run's HTTP exchanges instead of reqwest (test harness:
+    /// cassettes, recorders). Egress policy and limits apply all the same.
+    pub http_transport: Option<Arc<dyn HttpTransport>>,
+    /// Where egress denials are also recorded (`origin: reason`), if anywhere.
+    pub egress_denials: Option<Arc<Mutex<Vec<String>>>>,
+    /// The guest's wall clock stands still at this time (since the Unix
+    /// epoch), for reproducible tests.
+    pub fixed_wall_clock: Option<Duration>,
+}
+
+/// A WASI wall clock that always reads the same time.
+struct FixedWallClock(Duration);
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
 }
 
 impl RunContext {
@@ -156,6 +177,9 @@ impl RunContext {
             state: Arc::new(MemoryState::default()),
             collector: None,
             log_capture: None,
+            http_transport: None,
+            egress_denials: None,
+            fixed_wall_clock: None,
         }
     }
 }
@@ -303,26 +327,33 @@ impl Runtime {
 
     fn new_store(&self, plugin: &Plugin, ctx: &RunContext, sink: mpsc::Sender<Vec<Record>>) -> Result<Store<RunState>, RunError> {
         let redactor = Arc::new(Redactor::from_secret(&ctx.secret));
-        let client = self.clients.client(&ctx.tls).map_err(RunError::Load)?;
+        let transport: Arc<dyn HttpTransport> = match &ctx.http_transport {
+            Some(t) => t.clone(),
+            None => Arc::new(ReqwestTransport::new(self.clients.client(&ctx.tls).map_err(RunError::Load)?)),
+        };
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(stderr.clone())
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.stdout(stderr.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(t) = ctx.fixed_wall_clock {
+            wasi.wall_clock(FixedWallClock(t));
+        }
+        let wasi = wasi.build();
         let limits = &ctx.limits;
         let state = RunState {
             wasi,
             table: ResourceTable::new(),
             http: HttpCtx {
-                client,
+                transport,
                 policy: ctx.egress.clone(),
                 limits: limits.http.clone(),
                 redactor: redactor.clone(),
                 requests: 0,
                 budget_exhausted: false,
+                denials: ctx.egress_denials.clone(),
             },
             log: LogCtx {
                 tenant: ctx.tenant.clone(),

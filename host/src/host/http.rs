@@ -84,106 +84,203 @@ impl ClientPool {
     }
 }
 
+/// One request as the host performs it, after every check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundRequest {
+    /// Upper-case method name (`GET`, `POST`, ...).
+    pub method: String,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl OutboundRequest {
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One response, body complete and within the size limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a transport produced no response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportFailure {
+    Timeout,
+    Connection(String),
+    Tls(String),
+    /// The body exceeded the limit (in bytes).
+    TooLarge(u64),
+}
+
+/// Future of a transport call.
+pub type TransportFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<InboundResponse, TransportFailure>> + Send + 'a>>;
+
+/// Performs one HTTP exchange (no redirects: the host follows them itself,
+/// re-checking each target). The real one is reqwest; the test harness
+/// plugs in cassettes and recorders. Policy, budget and header checks happen
+/// before a transport is called, whatever it is.
+pub trait HttpTransport: Send + Sync {
+    fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a>;
+}
+
+/// The product transport: reqwest with a shared connection pool.
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    pub fn new(client: reqwest::Client) -> ReqwestTransport {
+        ReqwestTransport { client }
+    }
+
+    async fn exchange(&self, req: &OutboundRequest, timeout: Duration, max: u64) -> Result<InboundResponse, TransportFailure> {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| TransportFailure::Connection(format!("invalid method {}", req.method)))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &req.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                headers.append(k, v);
+            }
+        }
+        let mut rb = self.client.request(method, req.url.clone()).headers(headers).timeout(timeout);
+        if let Some(b) = &req.body {
+            rb = rb.body(b.clone());
+        }
+        let mut resp = rb.send().await.map_err(|e| map_reqwest_error(&e.without_url()))?;
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Err(TransportFailure::TooLarge(max));
+        }
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > max {
+                        return Err(TransportFailure::TooLarge(max));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(InboundResponse { status, headers, body }),
+                Err(e) => return Err(map_reqwest_error(&e)),
+            }
+        }
+    }
+}
+
+impl HttpTransport for ReqwestTransport {
+    fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a> {
+        Box::pin(self.exchange(req, timeout, max_body))
+    }
+}
+
+fn map_reqwest_error(e: &reqwest::Error) -> TransportFailure {
+    if e.is_timeout() {
+        return TransportFailure::Timeout;
+    }
+    // The source chain, outermost first; reqwest's outer layers only say
+    // "error sending request", the cause is at the end.
+    let mut causes = Vec::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        causes.push(s.to_string());
+        src = s.source();
+    }
+    let lower = causes.join(": ").to_ascii_lowercase();
+    let tail = causes.len().saturating_sub(2);
+    let msg = causes[tail..].join(": ");
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        TransportFailure::Tls(msg)
+    } else {
+        TransportFailure::Connection(msg)
+    }
+}
+
 /// Per-run HTTP capability.
 pub struct HttpCtx {
-    pub(crate) client: reqwest::Client,
+    pub(crate) transport: Arc<dyn HttpTransport>,
     pub(crate) policy: EgressPolicy,
     pub(crate) limits: HttpLimits,
     pub(crate) redactor: Arc<Redactor>,
     pub(crate) requests: u32,
     /// Set when the request budget ran out; the run ends with a limit error.
     pub(crate) budget_exhausted: bool,
+    /// Where denials are also recorded (test harness).
+    pub(crate) denials: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 /// Headers the guest may not set: the host owns framing and routing.
 const FORBIDDEN_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "proxy-authorization"];
 
 impl HttpCtx {
-    fn build_headers(&self, headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
+    fn check_headers(&self, headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, HttpError> {
+        for (k, v) in &headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("invalid header name '{}'", k.escape_debug())))?;
             if FORBIDDEN_HEADERS.contains(&name.as_str()) {
                 return Err(HttpError::InvalidRequest(format!("header '{name}' is set by the host")));
             }
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| HttpError::InvalidRequest(format!("invalid value for header '{name}'")))?;
-            map.append(name, value);
+            HeaderValue::from_str(v).map_err(|_| HttpError::InvalidRequest(format!("invalid value for header '{name}'")))?;
         }
-        Ok(map)
+        Ok(headers)
     }
 
-    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, HttpError> {
-        let max = self.limits.max_response_bytes;
-        if resp.content_length().is_some_and(|n| n > max) {
-            return Err(HttpError::TooLarge(max));
+    fn deny(&self, url: &Url, reason: String) -> HttpError {
+        let origin = crate::host::origin_of(url);
+        tracing::warn!(origin = %origin, reason = %reason, "egress denied");
+        if let Some(d) = &self.denials {
+            d.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{origin}: {reason}"));
         }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() as u64 + chunk.len() as u64 > max {
-                        return Err(HttpError::TooLarge(max));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(body),
-                Err(e) => return Err(self.map_error(&e)),
-            }
-        }
+        HttpError::Denied(reason)
     }
 
-    fn map_error(&self, e: &reqwest::Error) -> HttpError {
-        if e.is_timeout() {
-            return HttpError::Timeout;
-        }
-        // The source chain, outermost first; reqwest's outer layers only say
-        // "error sending request", the cause is at the end.
-        let mut causes = Vec::new();
-        let mut src: Option<&dyn std::error::Error> = Some(e);
-        while let Some(s) = src {
-            causes.push(s.to_string());
-            src = s.source();
-        }
-        let lower = causes.join(": ").to_ascii_lowercase();
-        let tail = causes.len().saturating_sub(2);
-        let msg = self.redactor.redact_owned(causes[tail..].join(": "));
-        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-            HttpError::Tls(msg)
-        } else {
-            HttpError::Connection(msg)
+    fn failure(&self, f: TransportFailure) -> HttpError {
+        match f {
+            TransportFailure::Timeout => HttpError::Timeout,
+            TransportFailure::TooLarge(n) => HttpError::TooLarge(n),
+            TransportFailure::Tls(m) => HttpError::Tls(self.redactor.redact_owned(m)),
+            TransportFailure::Connection(m) => HttpError::Connection(self.redactor.redact_owned(m)),
         }
     }
 }
 
-fn method(m: Method) -> reqwest::Method {
+fn method_name(m: Method) -> &'static str {
     match m {
-        Method::Get => reqwest::Method::GET,
-        Method::Head => reqwest::Method::HEAD,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Patch => reqwest::Method::PATCH,
-        Method::Delete => reqwest::Method::DELETE,
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
     }
 }
 
 impl http::Host for HttpCtx {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        let mut url = match Url::parse(&req.url) {
+        let url = match Url::parse(&req.url) {
             Ok(u) => u,
             Err(e) => return Ok(Err(HttpError::InvalidRequest(format!("invalid URL: {e}")))),
         };
         if let Err(denial) = self.policy.check(&url) {
-            tracing::warn!(origin = %crate::host::origin_of(&url), reason = %denial, "egress denied");
-            return Ok(Err(HttpError::Denied(denial.to_string())));
+            return Ok(Err(self.deny(&url, denial.to_string())));
         }
-        let mut headers = match self.build_headers(&req.headers) {
+        let headers = match self.check_headers(req.headers) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let mut body = req.body;
-        if body.as_ref().is_some_and(|b| b.len() as u64 > self.limits.max_request_bytes) {
+        if req.body.as_ref().is_some_and(|b| b.len() as u64 > self.limits.max_request_bytes) {
             return Ok(Err(HttpError::InvalidRequest(format!(
                 "request body over the host limit of {} bytes",
                 self.limits.max_request_bytes
@@ -194,7 +291,7 @@ impl http::Host for HttpCtx {
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(self.limits.default_timeout)
             .min(self.limits.max_timeout);
-        let mut method = method(req.method);
+        let mut out = OutboundRequest { method: method_name(req.method).to_string(), url, headers, body: req.body };
         let mut redirects = 0;
         loop {
             if self.requests >= self.limits.max_requests {
@@ -205,52 +302,35 @@ impl http::Host for HttpCtx {
                 ))));
             }
             self.requests += 1;
-            let mut rb = self.client.request(method.clone(), url.clone()).headers(headers.clone()).timeout(timeout);
-            if let Some(b) = &body {
-                rb = rb.body(b.clone());
-            }
-            let resp = match rb.send().await {
+            let resp = match self.transport.perform(&out, timeout, self.limits.max_response_bytes).await {
                 Ok(r) => r,
-                Err(e) => return Ok(Err(self.map_error(&e.without_url()))),
+                Err(f) => return Ok(Err(self.failure(f))),
             };
-            let status = resp.status();
-            if status.is_redirection()
-                && let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
-                    redirects += 1;
-                    if redirects > self.limits.max_redirects {
-                        return Ok(Err(HttpError::Connection(format!("more than {} redirects", self.limits.max_redirects))));
-                    }
-                    let Some(next) = loc.to_str().ok().and_then(|l| url.join(l).ok()) else {
-                        return Ok(Err(HttpError::Connection("redirect with an invalid Location".into())));
-                    };
-                    if let Err(denial) = self.policy.check(&next) {
-                        tracing::warn!(origin = %crate::host::origin_of(&next), reason = %denial, "redirect target denied");
-                        return Ok(Err(HttpError::Denied(format!("redirect target: {denial}"))));
-                    }
-                    if next.origin() != url.origin() {
-                        headers.remove(reqwest::header::AUTHORIZATION);
-                        headers.remove(reqwest::header::COOKIE);
-                    }
-                    if status == reqwest::StatusCode::SEE_OTHER
-                        || ((status == reqwest::StatusCode::MOVED_PERMANENTLY || status == reqwest::StatusCode::FOUND)
-                            && method == reqwest::Method::POST)
-                    {
-                        method = reqwest::Method::GET;
-                        body = None;
-                    }
-                    url = next;
-                    continue;
+            let location = resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.clone());
+            if (300..400).contains(&resp.status)
+                && let Some(loc) = location
+            {
+                redirects += 1;
+                if redirects > self.limits.max_redirects {
+                    return Ok(Err(HttpError::Connection(format!("more than {} redirects", self.limits.max_redirects))));
                 }
-            let headers_out: Vec<(String, String)> = resp
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-                .collect();
-            let body = match self.read_body(resp).await {
-                Ok(b) => b,
-                Err(e) => return Ok(Err(e)),
-            };
-            return Ok(Ok(Response { status: status.as_u16(), headers: headers_out, body }));
+                let Some(next) = out.url.join(&loc).ok() else {
+                    return Ok(Err(HttpError::Connection("redirect with an invalid Location".into())));
+                };
+                if let Err(denial) = self.policy.check(&next) {
+                    return Ok(Err(self.deny(&next, format!("redirect target: {denial}"))));
+                }
+                if next.origin() != out.url.origin() {
+                    out.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie"));
+                }
+                if resp.status == 303 || ((resp.status == 301 || resp.status == 302) && out.method == "POST") {
+                    out.method = "GET".into();
+                    out.body = None;
+                }
+                out.url = next;
+                continue;
+            }
+            return Ok(Ok(Response { status: resp.status, headers: resp.headers, body: resp.body }));
         }
     }
 }

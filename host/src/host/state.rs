@@ -29,6 +29,14 @@ pub struct MemoryState {
     map: Mutex<HashMap<Namespace, HashMap<String, String>>>,
 }
 
+impl MemoryState {
+    /// Every key of one namespace (test harness).
+    pub fn dump(&self, ns: &Namespace) -> std::collections::BTreeMap<String, String> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(ns).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+}
+
 impl StateBackend for MemoryState {
     fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String> {
         let m = self.map.lock().map_err(|_| "state lock poisoned".to_string())?;

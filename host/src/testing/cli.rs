@@ -1,0 +1,151 @@
+//! `cf-host test`: replay (or record) a cassette through a guest, print a
+//! readable report, and say whether it passed.
+
+use super::cassette::{Cassette, MatchMode, Recorder, Replayer};
+use super::expect::{golden_diff, Expect};
+use super::{Harness, Outcome};
+use crate::host::http::{ClientPool, HttpTransport, ReqwestTransport, TlsConfig};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `cf-host test` was asked to do.
+#[derive(Clone, Debug)]
+pub struct TestArgs {
+    pub plugin: PathBuf,
+    pub cassette: PathBuf,
+    pub expect: Option<PathBuf>,
+    pub golden: Option<PathBuf>,
+    pub update_golden: bool,
+    /// Record against this live endpoint (with `secret`) instead of replaying.
+    pub record: Option<(url::Url, Value)>,
+    /// Options; a replay defaults to the cassette's.
+    pub options: Option<Value>,
+    pub task_options: Option<Value>,
+}
+
+/// Runs the test; prints the report to stdout. `Ok(true)` = passed.
+/// `Err` is for unusable input (missing files, invalid cassette).
+pub async fn run(args: TestArgs) -> Result<bool, String> {
+    let expect = match &args.expect {
+        Some(p) => Expect::load(p)?,
+        None => Expect::default(),
+    };
+    let harness = Harness::load(&args.plugin)?;
+    let empty = || Value::Object(Default::default());
+    let mut call = harness.call();
+    let (outcome, source, ordered) = match &args.record {
+        Some((endpoint, secret)) => {
+            let options = args.options.clone().unwrap_or_else(empty);
+            let task_options = args.task_options.clone().unwrap_or_else(empty);
+            let tls = TlsConfig::from_options(&options)?;
+            let live: Arc<dyn HttpTransport> = Arc::new(ReqwestTransport::new(ClientPool::default().client(&tls)?));
+            let secret = crate::job::secret_for_endpoint(secret.clone(), endpoint);
+            let recorder = Recorder::new(live, &secret);
+            call = call.secret(secret).options(options.clone()).task_options(task_options.clone());
+            let out = harness.collect(&call, recorder.clone()).await;
+            let mut cassette = recorder.cassette();
+            cassette.options = Some(options);
+            cassette.task_options = Some(task_options);
+            let file = cassette.save(&args.cassette)?;
+            (out, format!("recorded from {} into {}", endpoint.origin().ascii_serialization(), file.display()), false)
+        }
+        None => {
+            let cassette = Cassette::load(&args.cassette)?;
+            call = harness.call_for(&cassette);
+            if let Some(o) = &args.options {
+                call.options = o.clone();
+            }
+            if let Some(t) = &args.task_options {
+                call.task_options = t.clone();
+            }
+            let n = cassette.interactions.len();
+            let ordered = cassette.match_mode == MatchMode::Ordered;
+            let replayer = Replayer::new(cassette);
+            (harness.replay(&call, &replayer).await, format!("cassette {} ({n} interactions)", args.cassette.display()), ordered)
+        }
+    };
+
+    let mut report = String::new();
+    let plugin = harness.plugin();
+    let _ = writeln!(report, "cf-host test: {} ({}) against {source}", plugin.name, short(&plugin.digest));
+    render(&mut report, &outcome);
+    let mut failures = expect.check(&outcome);
+    if ordered && !outcome.unused.is_empty() {
+        failures.push(format!("{} cassette interactions were never used (ordered cassette)", outcome.unused.len()));
+    }
+    if let Some(path) = &args.golden {
+        let actual = outcome.ndjson();
+        if args.update_golden {
+            std::fs::write(path, &actual).map_err(|e| format!("cannot write golden file {}: {e}", path.display()))?;
+            let _ = writeln!(report, "Golden: written {} ({} records)", path.display(), outcome.records.len());
+        } else {
+            let golden = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read golden file {} (create it with --update-golden): {e}", path.display()))?;
+            match golden_diff(&golden, &actual) {
+                None => {
+                    let _ = writeln!(report, "Golden: matches {}", path.display());
+                }
+                Some(diff) => failures.push(format!("output differs from golden file {}:\n{diff}", path.display())),
+            }
+        }
+    }
+    if failures.is_empty() {
+        let checked = if args.expect.is_some() { "expectations met" } else { "run succeeded" };
+        let _ = writeln!(report, "PASS: {checked}");
+    } else {
+        let _ = writeln!(report, "FAIL:");
+        for f in &failures {
+            let _ = writeln!(report, "  - {}", f.replace('\n', "\n    "));
+        }
+    }
+    print!("{report}");
+    Ok(failures.is_empty())
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+/// The per-type table, errors, requests, and what the cassette lacked.
+pub fn render(out: &mut String, o: &Outcome) {
+    match &o.result {
+        Ok(r) => {
+            let _ = writeln!(out, "Result: ok, {} records ({} error resources), {} HTTP requests", r.records, r.errors, r.http_requests);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "Result: failed, {}: {e}", e.code().grpc_name());
+        }
+    }
+    let counts = o.counts();
+    if !counts.is_empty() {
+        let width = counts.keys().map(String::len).max().unwrap_or(0).max(6);
+        let _ = writeln!(out, "  {:<width$}  {:>7}", "TYPE", "RECORDS");
+        for (label, n) in &counts {
+            let _ = writeln!(out, "  {label:<width$}  {n:>7}");
+        }
+    }
+    for e in o.errors().iter().take(10) {
+        let _ = writeln!(out, "  error resource: {e}");
+    }
+    let mut per_path = std::collections::BTreeMap::<String, usize>::new();
+    for r in &o.requests {
+        *per_path.entry(format!("{} {}", r.method, r.url.path())).or_default() += 1;
+    }
+    for (k, n) in &per_path {
+        let _ = writeln!(out, "  request {k} x{n}");
+    }
+    for d in &o.denied {
+        let _ = writeln!(out, "  denied by egress policy: {d}");
+    }
+    for u in &o.unmatched {
+        let _ = writeln!(out, "  not in the cassette: {}\n    {}", u.request, u.diff.replace('\n', "\n    "));
+    }
+    if !o.unused.is_empty() {
+        let _ = writeln!(out, "  cassette interactions never used: {}", o.unused.len());
+        for u in o.unused.iter().take(5) {
+            let _ = writeln!(out, "    {u}");
+        }
+    }
+}

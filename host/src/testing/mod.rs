@@ -1,0 +1,293 @@
+//! Test collector guests against a mocked host.
+//!
+//! # Layout
+//!
+//! - [`Harness`]: the real runtime running a real `.wasm` guest, with every
+//!   import mockable: HTTP answered by a [`cassette::Replayer`] (or any
+//!   [`HttpTransport`]), `emit` captured in memory, `state` in memory (can be
+//!   preset), `log` captured, the wall clock fixed. Egress policy and limits
+//!   apply exactly as in production.
+//! - [`Outcome`]: what a run did, with assertion helpers (counts per type,
+//!   one resource's fields, requests per path, denials).
+//! - [`cassette`]: the cassette format, replay with diffs, recording.
+//! - [`expect`]: expectation files for `cf-host test --expect`, and golden
+//!   NDJSON comparison.
+//! - [`cli`]: `cf-host test` (replay or record, report, pass/fail).
+//!
+//! ```no_run
+//! use cf_host::testing::{Harness, cassette::{Cassette, Replayer}};
+//! let h = Harness::load("guest_nutanix.wasm".as_ref()).unwrap();
+//! let replay = Replayer::new(Cassette::load("tests/cassettes/v3-small".as_ref()).unwrap());
+//! let out = h.replay_blocking(&h.call(), &replay);
+//! assert_eq!(out.count("Compute/VirtualMachine"), 12);
+//! assert_eq!(out.field("vm-uuid", "data.vcpus"), Some(&serde_json::json!(4)));
+//! ```
+
+pub mod cassette;
+pub mod cli;
+pub mod expect;
+
+use crate::egress::EgressPolicy;
+use crate::host::http::{HttpTransport, OutboundRequest, TransportFuture};
+use crate::host::log::LogLine;
+use crate::host::state::{MemoryState, Namespace, StateBackend};
+use crate::record::{Record, ResourceType};
+use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime, RuntimeConfig};
+use crate::RunError;
+use cassette::{Replayer, Unmatched};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The guest's wall clock in harness runs: 2024-01-01T00:00:00Z.
+pub const FIXED_CLOCK: Duration = Duration::from_secs(1_704_067_200);
+/// Secret of replayed runs: the guest builds its URLs from it and the
+/// egress grant is derived from it; the cassette ignores the origin.
+pub const REPLAY_HOST: &str = "https://prism.cassette.invalid:9440";
+
+/// A guest loaded in the real host runtime.
+pub struct Harness {
+    runtime: Arc<Runtime>,
+    plugin: Plugin,
+}
+
+/// One call's inputs.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub tenant: String,
+    pub options: Value,
+    pub secret: Value,
+    pub task_options: Value,
+    /// State visible to the run (keys of its tenant and collector).
+    pub state: BTreeMap<String, String>,
+}
+
+impl Call {
+    pub fn options(mut self, v: Value) -> Call {
+        self.options = v;
+        self
+    }
+
+    pub fn secret(mut self, v: Value) -> Call {
+        self.secret = v;
+        self
+    }
+
+    pub fn task_options(mut self, v: Value) -> Call {
+        self.task_options = v;
+        self
+    }
+
+    pub fn state(mut self, key: &str, value: &str) -> Call {
+        self.state.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Everything a run did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<CollectReport, RunError>,
+    pub records: Vec<Record>,
+    pub logs: Vec<LogLine>,
+    /// Requests that reached the transport (after the egress policy).
+    pub requests: Vec<OutboundRequest>,
+    /// Requests the cassette could not answer.
+    pub unmatched: Vec<Unmatched>,
+    /// Cassette interactions never used.
+    pub unused: Vec<String>,
+    /// Requests the egress policy refused (nothing was sent).
+    pub denied: Vec<String>,
+    /// The run's state afterwards.
+    pub state: BTreeMap<String, String>,
+}
+
+impl Outcome {
+    /// Records per label (`Compute/VirtualMachine`, `Region`,
+    /// `CloudServiceType`, error resources as `error:<group>/<type>`).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for r in &self.records {
+            let label = if r.is_error() { format!("error:{}", r.label()) } else { r.label() };
+            *m.entry(label).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn count(&self, label: &str) -> u64 {
+        self.counts().get(label).copied().unwrap_or(0)
+    }
+
+    /// Cloud services of one type (`VirtualMachine`, ...).
+    pub fn services(&self, cloud_service_type: &str) -> Vec<&Record> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.resource_type == ResourceType::CloudService
+                    && r.resource.get("cloud_service_type").and_then(Value::as_str) == Some(cloud_service_type)
+            })
+            .collect()
+    }
+
+    /// The cloud service whose `reference.resource_id` is `id`.
+    pub fn service(&self, id: &str) -> Option<&Record> {
+        self.records.iter().find(|r| {
+            r.resource_type == ResourceType::CloudService
+                && r.resource.get("reference").and_then(|x| x.get("resource_id")).and_then(Value::as_str) == Some(id)
+        })
+    }
+
+    /// A field of a cloud service by dotted path, e.g. `data.vcpus`.
+    pub fn field(&self, id: &str, path: &str) -> Option<&Value> {
+        let r = self.service(id)?;
+        let mut parts = path.split('.');
+        let mut v = r.resource.get(parts.next()?)?;
+        for p in parts {
+            v = match v {
+                Value::Object(o) => o.get(p)?,
+                Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+
+    /// Messages of the error resources.
+    pub fn errors(&self) -> Vec<&str> {
+        self.records.iter().filter(|r| r.is_error()).filter_map(|r| r.message.as_deref()).collect()
+    }
+
+    /// Requests to one method and path (query ignored).
+    pub fn calls_to(&self, method: &str, path: &str) -> usize {
+        self.requests.iter().filter(|r| r.method == method && r.url.path() == path).count()
+    }
+
+    /// Normalized NDJSON of the records (golden files): one record per line,
+    /// `data`/`metadata` decoded, keys sorted.
+    pub fn ndjson(&self) -> String {
+        let mut out = String::new();
+        for r in &self.records {
+            out.push_str(&r.to_json().to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Counts what reaches the real transport, in order.
+struct Observed {
+    inner: Arc<dyn HttpTransport>,
+    seen: Mutex<Vec<OutboundRequest>>,
+}
+
+impl HttpTransport for Observed {
+    fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).push(req.clone());
+        self.inner.perform(req, timeout, max_body)
+    }
+}
+
+impl Harness {
+    /// Loads a guest component into a fresh runtime (default limits).
+    pub fn load(wasm: &Path) -> Result<Harness, String> {
+        let runtime = Runtime::new(RuntimeConfig { max_concurrency: 4, ..RuntimeConfig::default() })?;
+        let plugin = runtime.load_file(wasm).map_err(|e| e.to_string())?;
+        Ok(Harness { runtime: Arc::new(runtime), plugin })
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// A call with empty options and the replay secret.
+    pub fn call(&self) -> Call {
+        Call {
+            tenant: "test".into(),
+            options: json!({}),
+            secret: json!({"host": REPLAY_HOST, "username": "cassette", "password": "cassette-password"}),
+            task_options: json!({}),
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// A call with the options and task options a cassette was recorded with.
+    pub fn call_for(&self, cassette: &cassette::Cassette) -> Call {
+        let mut call = self.call();
+        if let Some(o) = &cassette.options {
+            call.options = o.clone();
+        }
+        if let Some(t) = &cassette.task_options {
+            call.task_options = t.clone();
+        }
+        call
+    }
+
+    /// Runs `collect` with `http` answering every request that passes the
+    /// egress policy (granted from the call's secret).
+    pub async fn collect(&self, call: &Call, http: Arc<dyn HttpTransport>) -> Outcome {
+        let observed = Arc::new(Observed { inner: http.clone(), seen: Mutex::new(Vec::new()) });
+        let state = Arc::new(MemoryState::default());
+        let ns = Namespace { tenant: call.tenant.clone(), collector: self.plugin.name.clone() };
+        for (k, v) in &call.state {
+            // The preset is the test's own input: a failure here is a bug in the test.
+            state.set(&ns, k, v).expect("preset state");
+        }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut ctx = RunContext::new(call.tenant.clone(), self.runtime.config().limits.clone());
+        ctx.options = call.options.clone();
+        ctx.secret = call.secret.clone();
+        ctx.egress = EgressPolicy::for_secret(&call.secret, 9440);
+        ctx.state = state.clone();
+        ctx.log_capture = Some(logs.clone());
+        ctx.http_transport = Some(observed.clone());
+        ctx.fixed_wall_clock = Some(FIXED_CLOCK);
+        let denials = Arc::new(Mutex::new(Vec::new()));
+        ctx.egress_denials = Some(denials.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(16);
+        let collecting = async {
+            let mut records = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                records.extend(batch);
+            }
+            records
+        };
+        let (result, records) = tokio::join!(self.runtime.collect(&self.plugin, &ctx, &call.task_options, tx), collecting);
+        let logs = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let denied = denials.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let requests = observed.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Outcome { result, records, logs, requests, unmatched: Vec::new(), unused: Vec::new(), denied, state: state.dump(&ns) }
+    }
+
+    /// Runs `collect` against a cassette; the outcome lists the requests it
+    /// could not answer (with diffs) and the interactions never used.
+    pub async fn replay(&self, call: &Call, replayer: &Arc<Replayer>) -> Outcome {
+        let mut out = self.collect(call, replayer.clone()).await;
+        out.unmatched = replayer.unmatched();
+        out.unused = replayer.unused();
+        out
+    }
+
+    /// [`Harness::replay`] for plain `#[test]`s.
+    pub fn replay_blocking(&self, call: &Call, replayer: &Arc<Replayer>) -> Outcome {
+        tokio_runtime().block_on(self.replay(call, replayer))
+    }
+
+    /// [`Harness::collect`] on a runtime of its own, for plain `#[test]`s.
+    pub fn collect_blocking(&self, call: &Call, http: Arc<dyn HttpTransport>) -> Outcome {
+        tokio_runtime().block_on(self.collect(call, http))
+    }
+}
+
+/// One shared runtime for blocking callers.
+pub fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the test harness")
+    })
+}
