@@ -84,3 +84,63 @@ fn bad_input_gets_one_line_errors_and_a_failure_exit() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `cf-host test`: record a cassette from the simulator (credentials
+/// redacted), replay it against a golden file, and fail clearly on drift.
+#[test]
+fn test_command_records_replays_and_guards_the_golden_file() {
+    use prism_sim::{estate::EstateConfig, SimConfig, Simulator};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let sim = rt
+        .block_on(Simulator::start(SimConfig { estate: EstateConfig { vms: 7, ..EstateConfig::default() }, ..SimConfig::default() }))
+        .unwrap();
+    let dir = tmp("cassette");
+    let secret = dir.join("secret.json");
+    std::fs::write(&secret, sim.secret().to_string()).unwrap();
+    let cassette = dir.join("recorded");
+    let golden = dir.join("golden.ndjson");
+    let guest = guest();
+    let (g, c, gd) = (guest.to_str().unwrap(), cassette.to_str().unwrap(), golden.to_str().unwrap());
+
+    let url = sim.url();
+    let o = cf_host(&["test", g, "--cassette", c, "--record", "--endpoint", &url, "--secret", secret.to_str().unwrap(),
+        "--options", r#"{"page_size": 3}"#]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("Compute/VirtualMachine") && out.contains("PASS"), "{out}");
+    let recorded = std::fs::read_to_string(cassette.join("cassette.json")).unwrap();
+    assert!(!recorded.contains("nutanix/4u") && recorded.contains("[redacted]"), "credentials stay out of cassettes");
+
+    // Replay (no network: the simulator is gone) and pin the output.
+    drop(sim);
+    let o = cf_host(&["test", g, "--cassette", c, "--golden", gd, "--update-golden"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = cf_host(&["test", g, "--cassette", c, "--golden", gd]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && out.contains("Golden: matches"), "{out}");
+    assert!(out.contains("request POST /api/nutanix/v3/vms/list x3"), "7 VMs in pages of 3: {out}");
+
+    // A normalization change shows up as a field-level diff.
+    let text = std::fs::read_to_string(&golden).unwrap().replacen("\"vm-0000\"", "\"vm-renamed\"", 1);
+    std::fs::write(&golden, text).unwrap();
+    let o = cf_host(&["test", g, "--cassette", c, "--golden", gd]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("- golden record.resource.data.name: \"vm-renamed\"") && out.contains("+ actual record.resource.data.name: \"vm-0000\""), "{out}");
+
+    // Requests the cassette does not hold fail the test with a diff.
+    let o = cf_host(&["test", g, "--cassette", c, "--options", r#"{"page_size": 4}"#]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("not in the cassette: POST /api/nutanix/v3/clusters/list") && out.contains("+ body.length: 4"), "{out}");
+
+    // Expectations that do not hold fail; bad input is a one-line error.
+    let expect = dir.join("expect.json");
+    std::fs::write(&expect, r#"{"counts": {"Compute/VirtualMachine": 8}}"#).unwrap();
+    let o = cf_host(&["test", g, "--cassette", c, "--expect", expect.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success() && out.contains("expected 8 Compute/VirtualMachine, got 7"), "{out}");
+    let o = cf_host(&["test", g, "--cassette", dir.join("none").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot read cassette"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
