@@ -6,8 +6,18 @@
 //! separately and exactly (host names case-insensitively, after the URL
 //! parser's normalization, so `0x7f.1` is `127.0.0.1` and IDNs are compared in
 //! punycode). URLs with user info are refused: credentials travel in headers.
+//!
+//! Addresses are checked too (SSRF): loopback, private, link-local (cloud
+//! metadata at 169.254.169.254), shared, unspecified, multicast and
+//! broadcast addresses are refused unless the grant names that address
+//! itself (an IP-literal endpoint) or a network the operator allowed
+//! explicitly ([`EgressPolicy::allow_networks`]). Host names are resolved by
+//! the host, every resolved address is checked, and the address actually
+//! connected is checked again, so DNS rebinding cannot slip through.
 
+use ipnet::IpNet;
 use std::fmt;
+use std::net::IpAddr;
 use url::{Host, Url};
 
 /// One granted endpoint.
@@ -34,6 +44,15 @@ impl Grant {
     pub fn parse(s: &str) -> Result<Grant, Denial> {
         let url = Url::parse(s).map_err(|e| Denial::Malformed(e.to_string()))?;
         Grant::from_url(&url)
+    }
+
+    /// The granted address when the grant names an IP literal.
+    fn host_ip(&self) -> Option<IpAddr> {
+        match self.host {
+            Host::Ipv4(a) => Some(IpAddr::V4(a)),
+            Host::Ipv6(a) => Some(IpAddr::V6(a)),
+            Host::Domain(_) => None,
+        }
     }
 }
 
@@ -62,6 +81,8 @@ pub enum Denial {
     NoHost,
     UserInfo,
     NotGranted { origin: String, grants: Vec<String> },
+    /// The host resolves to (or connected to) an address in a blocked range.
+    BlockedAddress { host: String, addr: IpAddr, range: &'static str },
 }
 
 impl fmt::Display for Denial {
@@ -74,6 +95,10 @@ impl fmt::Display for Denial {
             Denial::NotGranted { origin, grants } => {
                 write!(f, "{origin} is not granted to this run (granted: {})", grants.join(", "))
             }
+            Denial::BlockedAddress { host, addr, range } => write!(
+                f,
+                "{host} resolves to {addr}, a {range} address; such addresses need an explicit grant (an IP-literal endpoint or an allowed network)"
+            ),
         }
     }
 }
@@ -82,21 +107,98 @@ impl fmt::Display for Denial {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EgressPolicy {
     grants: Vec<Grant>,
+    /// Networks whose special addresses the operator allowed explicitly.
+    allowed_networks: Vec<IpNet>,
+}
+
+/// The blocked range an address falls in, if any.
+pub fn blocked_range(addr: IpAddr) -> Option<&'static str> {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_private() {
+                Some("private")
+            } else if a.is_link_local() {
+                Some("link-local")
+            } else if a.is_unspecified() || o[0] == 0 {
+                Some("unspecified")
+            } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+                Some("shared (CGNAT)")
+            } else if a.is_multicast() || a.is_broadcast() || o[0] >= 240 {
+                Some("multicast, broadcast or reserved")
+            } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+                Some("IETF protocol assignment")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return blocked_range(IpAddr::V4(v4));
+            }
+            let seg = a.segments();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_unspecified() {
+                Some("unspecified")
+            } else if (seg[0] & 0xfe00) == 0xfc00 {
+                Some("private (unique local)")
+            } else if (seg[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if a.is_multicast() {
+                Some("multicast")
+            } else if seg[0] == 0x64 && seg[1] == 0xff9b {
+                // NAT64 can reach IPv4 space behind the gateway.
+                Some("NAT64")
+            } else {
+                None
+            }
+        }
+    }
 }
 
 impl EgressPolicy {
     /// A policy that allows nothing.
     pub fn deny_all() -> EgressPolicy {
-        EgressPolicy { grants: Vec::new() }
+        EgressPolicy::default()
     }
 
     pub fn new(grants: Vec<Grant>) -> EgressPolicy {
-        EgressPolicy { grants }
+        EgressPolicy { grants, allowed_networks: Vec::new() }
     }
 
     /// The default: exactly the configured endpoint's origin.
     pub fn for_endpoint(endpoint: &str) -> Result<EgressPolicy, Denial> {
-        Ok(EgressPolicy { grants: vec![Grant::parse(endpoint)?] })
+        Ok(EgressPolicy::new(vec![Grant::parse(endpoint)?]))
+    }
+
+    /// Also allows special addresses (private, loopback, ...) inside these
+    /// networks: the operator's explicit grant for endpoints named by host
+    /// name on private networks. Grants still decide which hosts and ports.
+    pub fn allow_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> EgressPolicy {
+        self.allowed_networks.extend(networks);
+        self
+    }
+
+    pub fn allowed_networks(&self) -> &[IpNet] {
+        &self.allowed_networks
+    }
+
+    /// Checks an address a granted host resolved to, or connected to.
+    /// `host` is the URL's host as written (an IP literal granted by name is
+    /// explicit and passes).
+    pub fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), Denial> {
+        let Some(range) = blocked_range(addr) else { return Ok(()) };
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+        if literal == Some(addr) && self.grants.iter().any(|g| g.host_ip() == Some(addr)) {
+            return Ok(());
+        }
+        if self.allowed_networks.iter().any(|n| n.contains(&addr)) {
+            return Ok(());
+        }
+        Err(Denial::BlockedAddress { host: host.to_string(), addr, range })
     }
 
     /// The grant for a collector secret that names its endpoint CloudForet
@@ -149,7 +251,7 @@ impl EgressPolicy {
             let _ = url.set_port(Some(p));
         }
         match Grant::from_url(&url) {
-            Ok(g) => EgressPolicy { grants: vec![g] },
+            Ok(g) => EgressPolicy::new(vec![g]),
             Err(_) => EgressPolicy::deny_all(),
         }
     }
@@ -187,6 +289,32 @@ mod tests {
 
     fn policy() -> EgressPolicy {
         EgressPolicy::for_endpoint("https://PC.Example.com:9440").unwrap()
+    }
+
+    #[test]
+    fn special_addresses_need_an_explicit_grant() {
+        let by_name = EgressPolicy::for_endpoint("https://prism.corp:9440").unwrap();
+        for a in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
+                  "224.0.0.1", "255.255.255.255", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let addr: IpAddr = a.parse().unwrap();
+            let e = by_name.check_addr("prism.corp", addr).unwrap_err();
+            assert!(matches!(e, Denial::BlockedAddress { .. }), "{a}: {e}");
+            assert!(e.to_string().contains("explicit grant"), "{e}");
+        }
+        for a in ["8.8.8.8", "52.1.2.3", "2001:4860::8888"] {
+            assert!(by_name.check_addr("prism.corp", a.parse().unwrap()).is_ok(), "{a} is public");
+        }
+        // An IP-literal endpoint is its own explicit grant, and only for that address.
+        let literal = EgressPolicy::for_endpoint("https://10.0.0.5:9440").unwrap();
+        assert!(literal.check_addr("10.0.0.5", "10.0.0.5".parse().unwrap()).is_ok());
+        assert!(literal.check_addr("10.0.0.5", "10.0.0.6".parse().unwrap()).is_err());
+        let v6 = EgressPolicy::for_endpoint("https://[fd00::5]:9440").unwrap();
+        assert!(v6.check_addr("[fd00::5]", "fd00::5".parse().unwrap()).is_ok());
+        // A name resolving to a private address needs the operator's network grant.
+        let allowed = by_name.clone().allow_networks(["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert!(allowed.check_addr("prism.corp", "10.1.2.3".parse().unwrap()).is_ok());
+        assert!(allowed.check_addr("prism.corp", "169.254.169.254".parse().unwrap()).is_err(), "outside the allowed network");
+        assert!(allowed.check_addr("prism.corp", "127.0.0.1".parse().unwrap()).is_err());
     }
 
     #[test]

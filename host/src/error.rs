@@ -59,6 +59,7 @@ pub enum LimitKind {
     WallClock,
     Output,
     HttpRequests,
+    Handles,
 }
 
 impl fmt::Display for LimitKind {
@@ -69,6 +70,7 @@ impl fmt::Display for LimitKind {
             LimitKind::WallClock => "wall-clock time",
             LimitKind::Output => "output",
             LimitKind::HttpRequests => "HTTP requests",
+            LimitKind::Handles => "resource handles",
         })
     }
 }

@@ -117,7 +117,7 @@ pub async fn run(
     }
     let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
     let tls = TlsConfig::from_options(&spec.options)?;
-    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.config().limits.clone());
+    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.limits_for(&spec.tenant));
     ctx.options = spec.options;
     ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
     ctx.egress = egress;

@@ -12,6 +12,8 @@
 //!   state only aggregates the capability contexts.
 //! - [`egress`]: the egress policy, a pure module checked before any I/O.
 //! - [`limits`]: per-run limits and their defaults.
+//! - [`tenancy`]: per-tenant limits, concurrency caps with fair queuing,
+//!   memory budgets and network grants.
 //! - [`error`]: the boundary's error model (typed collector errors vs traps
 //!   and limits) and its 1:1 error codes.
 //! - [`record`]: emitted records, validated from guest output.
@@ -35,6 +37,7 @@ pub mod record;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod tenancy;
 pub mod testing;
 
 pub use error::{ErrorCode, RunError};

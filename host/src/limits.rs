@@ -19,6 +19,8 @@ pub struct Limits {
     /// Guest log lines per run; further lines are counted, not logged.
     pub max_log_lines: u32,
     pub state: StateLimits,
+    /// Component resources (WASI handles) a run may hold at once.
+    pub max_handles: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +52,7 @@ impl Default for Limits {
             http: HttpLimits::default(),
             max_log_lines: 10_000,
             state: StateLimits::default(),
+            max_handles: 10_000,
         }
     }
 }

@@ -56,6 +56,12 @@ enum Cmd {
         /// Trust these extra root certificates (PEM file).
         #[arg(long)]
         ca_bundle: Option<PathBuf>,
+        /// Allow the endpoint's name to resolve into this private/loopback network (CIDR; repeatable).
+        #[arg(long = "allow-network", value_name = "CIDR")]
+        allow_networks: Vec<String>,
+        /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
+        #[arg(long, env = "CF_HOST_TENANTS")]
+        tenants: Option<PathBuf>,
     },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
     Serve {
@@ -74,6 +80,12 @@ enum Cmd {
         /// Keep the state interface's data in this SQLite file (in memory otherwise).
         #[arg(long)]
         store: Option<PathBuf>,
+        /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
+        #[arg(long, env = "CF_HOST_TENANTS")]
+        tenants: Option<PathBuf>,
+        /// Sandboxes alive at once; more calls queue.
+        #[arg(long, default_value_t = 32)]
+        max_concurrency: u32,
     },
     /// Test a collector component against a cassette (no network), or record one.
     ///
@@ -149,6 +161,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_tenancy(path: Option<&Path>) -> Result<cf_host::tenancy::TenancyConfig, String> {
+    match path {
+        Some(p) => cf_host::tenancy::TenancyConfig::load(p),
+        None => Ok(cf_host::tenancy::TenancyConfig::default()),
+    }
+}
+
 fn parse_object(what: &str, text: &str) -> Result<Value, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
@@ -159,7 +178,20 @@ fn parse_object(what: &str, text: &str) -> Result<Value, String> {
 
 async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
-        Cmd::Collect { plugin, endpoint, secret, out, tenant, store, options, task_options, no_verify_ssl, ca_bundle } => {
+        Cmd::Collect {
+            plugin,
+            endpoint,
+            secret,
+            out,
+            tenant,
+            store,
+            options,
+            task_options,
+            no_verify_ssl,
+            ca_bundle,
+            allow_networks,
+            tenants,
+        } => {
             let mut options = parse_object("--options", &options)?;
             let task_options = parse_object("--task-options", &task_options)?;
             if no_verify_ssl {
@@ -170,7 +202,17 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 options["ca_bundle"] = Value::String(pem);
             }
             let secret = SecretSource::parse(&secret).load()?;
-            let runtime = Runtime::new(RuntimeConfig::default())?;
+            let mut tenancy = load_tenancy(tenants.as_deref())?;
+            if !allow_networks.is_empty() {
+                let nets = allow_networks
+                    .iter()
+                    .map(|n| n.parse::<ipnet::IpNet>().map_err(|e| format!("--allow-network {n:?}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut t = tenancy.get(&tenant).clone();
+                t.allow_networks.extend(nets);
+                tenancy.tenants.insert(tenant.clone(), t);
+            }
+            let runtime = Runtime::new(RuntimeConfig { tenancy, ..RuntimeConfig::default() })?;
             let plugin = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
             let store = Arc::new(Store::open(&store)?);
             let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone() };
@@ -178,8 +220,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print_report(&report, &plugin.name, &plugin.digest, store.path(), out.as_deref());
             Ok(exit_code(&report))
         }
-        Cmd::Serve { plugin, port, bind, default_endpoint_port, store } => {
-            serve(plugin, port, bind, default_endpoint_port, store).await
+        Cmd::Serve { plugin, port, bind, default_endpoint_port, store, tenants, max_concurrency } => {
+            let config = RuntimeConfig { max_concurrency, tenancy: load_tenancy(tenants.as_deref())? };
+            serve(plugin, port, bind, default_endpoint_port, store, config).await
         }
         Cmd::Test { plugin, cassette, expect, golden, update_golden, record, endpoint, secret, options, task_options } => {
             let record = match (record, endpoint, secret) {
@@ -215,9 +258,10 @@ async fn serve(
     bind: Option<String>,
     default_endpoint_port: u16,
     store: Option<PathBuf>,
+    runtime_config: RuntimeConfig,
 ) -> Result<ExitCode, String> {
     use cf_host::grpc::{PluginService, ServeConfig};
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let runtime = Arc::new(Runtime::new(runtime_config)?);
     let plugin = Arc::new(runtime.load_file(&plugin).map_err(|e| e.to_string())?);
     let listener = match bind {
         Some(addr) => {

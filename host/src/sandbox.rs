@@ -19,6 +19,7 @@ use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
 use crate::host::types::TypesCtx;
 use crate::limits::Limits;
+use crate::tenancy::{MemoryBudget, Tenancy, TenancyConfig, TenantSlot};
 use crate::record::Record;
 use crate::secret::Redactor;
 use serde_json::Value;
@@ -43,13 +44,13 @@ const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
 pub struct RuntimeConfig {
     /// Sandboxes alive at once (pool size); more callers wait.
     pub max_concurrency: u32,
-    /// Default limits of a run.
-    pub limits: Limits,
+    /// Per-tenant limits, concurrency caps, memory budgets, networks.
+    pub tenancy: TenancyConfig,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { max_concurrency: 32, limits: Limits::default() }
+        RuntimeConfig { max_concurrency: 32, tenancy: TenancyConfig::default() }
     }
 }
 
@@ -72,27 +73,58 @@ impl WasiView for RunState {
     }
 }
 
-/// Caps linear memory and table growth; a refused growth traps with a
-/// [`LimitExceeded`] so the run ends with a clear error.
+/// Caps linear memory (per run, and the tenant's total across its live
+/// sandboxes), table growth and instance counts; a refused growth traps
+/// with a [`LimitExceeded`] so the run ends with a clear error.
 struct MemoryLimiter {
     max_memory: usize,
+    /// Bytes this run holds in its tenant's budget.
+    reserved: usize,
+    tenant: Arc<MemoryBudget>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.reserved.saturating_sub(current).saturating_add(desired);
+        if total > self.max_memory {
             return Err(wasmtime::Error::new(LimitExceeded {
                 kind: LimitKind::Memory,
-                detail: format!("guest asked for {desired} bytes of linear memory, limit is {}", self.max_memory),
+                detail: format!("guest asked for {total} bytes of linear memory, limit is {}", self.max_memory),
             }));
         }
+        let grow = desired.saturating_sub(current);
+        self.tenant.reserve(grow).map_err(wasmtime::Error::new)?;
+        self.reserved = self.reserved.saturating_add(grow);
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES as usize
+    }
 }
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.tenant.release(self.reserved);
+    }
+}
+
+/// Per-component maxima (pool slots and store limits).
+const MAX_CORE_INSTANCES: u32 = 16;
+const MAX_MEMORIES: u32 = 2;
+const MAX_TABLES: u32 = 8;
 
 /// A loaded, admitted collector component.
 #[derive(Clone)]
@@ -212,6 +244,14 @@ pub struct CollectReport {
     pub guest_emitted: u64,
 }
 
+/// A finished run's store, holding its pool and tenant slots until it is
+/// dropped (fields drop in order: the store, then the permits), so the next
+/// run never finds the instance pool still occupied.
+struct Finished {
+    store: Store<RunState>,
+    _permits: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+}
+
 struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
@@ -228,6 +268,7 @@ pub struct Runtime {
     linker: Linker<RunState>,
     clients: ClientPool,
     permits: Arc<Semaphore>,
+    tenancy: Tenancy,
     config: RuntimeConfig,
     _ticker: EpochTicker,
 }
@@ -235,16 +276,25 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, String> {
         let n = config.max_concurrency.max(1);
+        // Memory slots fit the largest per-run limit of any tenant.
+        let max_memory = config
+            .tenancy
+            .tenants
+            .values()
+            .map(|t| t.limits.memory_bytes)
+            .chain([config.tenancy.default.limits.memory_bytes])
+            .max()
+            .unwrap_or(256 << 20);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(16))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(8))
+            .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES))
+            .total_memories(n.saturating_mul(MAX_MEMORIES))
+            .total_tables(n.saturating_mul(MAX_TABLES))
             .total_stacks(n)
-            .max_memory_size(config.limits.memory_bytes)
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8);
+            .max_memory_size(max_memory)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_tables_per_component(MAX_TABLES);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
@@ -280,6 +330,7 @@ impl Runtime {
             linker,
             clients: ClientPool::default(),
             permits: Arc::new(Semaphore::new(n as usize)),
+            tenancy: Tenancy::new(config.tenancy.clone()),
             config,
             _ticker: EpochTicker { stop },
         })
@@ -287,6 +338,16 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The limits of a tenant's runs.
+    pub fn limits_for(&self, tenant: &str) -> Limits {
+        self.tenancy.config(tenant).limits.clone()
+    }
+
+    /// Linear memory a tenant's live sandboxes hold (bytes).
+    pub fn tenant_memory_in_use(&self, tenant: &str) -> usize {
+        self.tenancy.slot(tenant).memory.used()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -325,11 +386,22 @@ impl Runtime {
         Ok(Plugin { pre, digest, name })
     }
 
-    fn new_store(&self, plugin: &Plugin, ctx: &RunContext, sink: mpsc::Sender<Vec<Record>>) -> Result<Store<RunState>, RunError> {
+    fn new_store(
+        &self,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        tenant: &TenantSlot,
+        sink: mpsc::Sender<Vec<Record>>,
+    ) -> Result<Store<RunState>, RunError> {
         let redactor = Arc::new(Redactor::from_secret(&ctx.secret));
+        // The operator's network grants for this tenant join the run's policy.
+        let policy = ctx.egress.clone().allow_networks(tenant.config.allow_networks.iter().copied());
         let transport: Arc<dyn HttpTransport> = match &ctx.http_transport {
             Some(t) => t.clone(),
-            None => Arc::new(ReqwestTransport::new(self.clients.client(&ctx.tls).map_err(RunError::Load)?)),
+            None => Arc::new(ReqwestTransport::new(
+                self.clients.client(&ctx.tls, policy.allowed_networks()).map_err(RunError::Load)?,
+                policy.clone(),
+            )),
         };
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
@@ -343,12 +415,14 @@ impl Runtime {
         }
         let wasi = wasi.build();
         let limits = &ctx.limits;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_handles);
         let state = RunState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             http: HttpCtx {
                 transport,
-                policy: ctx.egress.clone(),
+                policy,
                 limits: limits.http.clone(),
                 redactor: redactor.clone(),
                 requests: 0,
@@ -358,6 +432,7 @@ impl Runtime {
             log: LogCtx {
                 tenant: ctx.tenant.clone(),
                 plugin: plugin.name.clone(),
+                version: plugin.digest.chars().take(19).collect(),
                 run_id: ctx.run_id.clone(),
                 redactor: redactor.clone(),
                 max_lines: limits.max_log_lines,
@@ -375,7 +450,11 @@ impl Runtime {
                 limits: limits.state.clone(),
             },
             types: TypesCtx,
-            limiter: MemoryLimiter { max_memory: limits.memory_bytes.min(self.config.limits.memory_bytes) },
+            limiter: MemoryLimiter {
+                max_memory: limits.memory_bytes.min(tenant.config.limits.memory_bytes),
+                reserved: 0,
+                tenant: tenant.memory.clone(),
+            },
             stderr,
         };
         let mut store = Store::new(&self.engine, state);
@@ -391,8 +470,10 @@ impl Runtime {
                     detail: format!("guest ran longer than its CPU budget of {} ms", budget * EPOCH_TICK.as_millis() as u64),
                 }));
             }
-            // Yield to the async runtime every tick so sandboxes share threads fairly.
-            Ok(UpdateDeadline::Yield(1))
+            // Yield to the async runtime every tick so sandboxes share threads
+            // fairly. `yield_now` sends the task to the back of the queue; a
+            // plain self-wake would be re-polled at once and starve others.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         Ok(store)
     }
@@ -404,12 +485,19 @@ impl Runtime {
         ctx: &RunContext,
         sink: mpsc::Sender<Vec<Record>>,
         call: impl AsyncFnOnce(&PluginBindings, &mut Store<RunState>) -> wasmtime::Result<R>,
-    ) -> (Result<R, RunError>, Option<Store<RunState>>) {
-        let _permit = match self.permits.clone().acquire_owned().await {
+    ) -> (Result<R, RunError>, Option<Finished>) {
+        // The tenant's queue first, then the pool: a tenant never holds more
+        // pool slots than its cap, whatever it has queued.
+        let tenant = self.tenancy.slot(&ctx.tenant);
+        let tenant_permit = match tenant.permits.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return (Err(RunError::Host("runtime is shutting down".into())), None),
         };
-        let mut store = match self.new_store(plugin, ctx, sink) {
+        let permit = match self.permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return (Err(RunError::Host("runtime is shutting down".into())), None),
+        };
+        let mut store = match self.new_store(plugin, ctx, &tenant, sink) {
             Ok(s) => s,
             Err(e) => return (Err(e), None),
         };
@@ -427,7 +515,7 @@ impl Runtime {
             Ok(Err(e)) => Err(map_trap(&e, store.data())),
             Ok(Ok(v)) => Ok(v),
         };
-        (result, Some(store))
+        (result, Some(Finished { store, _permits: (tenant_permit, permit) }))
     }
 
     pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
@@ -488,10 +576,10 @@ impl Runtime {
                 b.cloudforet_collector_collector().call_collect(s, &options, &secret, &task).await
             })
             .await;
-        let Some(store) = store else {
+        let Some(finished) = store else {
             return Err(r.err().unwrap_or_else(|| RunError::Host("no store".into())));
         };
-        let st = store.data();
+        let st = finished.store.data();
         if let Some(limit) = &st.emit.limit_hit {
             return Err(RunError::Limit(limit.clone()));
         }
@@ -537,6 +625,12 @@ fn map_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
     for cause in e.chain() {
         if let Some(l) = cause.downcast_ref::<LimitExceeded>() {
             return RunError::Limit(l.clone());
+        }
+        if let Some(wasmtime::component::ResourceTableError::Full) = cause.downcast_ref::<wasmtime::component::ResourceTableError>() {
+            return RunError::Limit(LimitExceeded {
+                kind: LimitKind::Handles,
+                detail: format!("guest held more than {} resource handles", state.table.max_capacity()),
+            });
         }
     }
     let redactor = &state.emit.redactor;

@@ -110,7 +110,7 @@ impl PluginService {
             .to_string();
         let tls = TlsConfig::from_options(&options)
             .map_err(|e| Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {e}")))?;
-        let mut ctx = RunContext::new(tenant, self.runtime.config().limits.clone());
+        let mut ctx = RunContext::new(tenant.clone(), self.runtime.limits_for(&tenant));
         ctx.egress = EgressPolicy::for_secret(&secret, self.config.default_endpoint_port);
         ctx.options = options;
         ctx.secret = secret;

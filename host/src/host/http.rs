@@ -8,6 +8,7 @@
 
 use crate::bindings::current::cloudforet::collector::http::{self, HttpError, Method, Request, Response};
 use crate::egress::EgressPolicy;
+use ipnet::IpNet;
 use crate::limits::HttpLimits;
 use crate::secret::Redactor;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -48,19 +49,74 @@ impl TlsConfig {
     }
 }
 
-/// reqwest clients shared by all runs (one connection pool per TLS setup).
+/// reqwest clients shared by runs (one connection pool per TLS setup and
+/// set of allowed networks, so a connection checked under one policy is
+/// never reused under a looser one's name).
 #[derive(Clone, Default)]
 pub struct ClientPool {
-    clients: Arc<Mutex<HashMap<TlsConfig, reqwest::Client>>>,
+    clients: Arc<Mutex<HashMap<PoolKey, reqwest::Client>>>,
+}
+
+/// A pool per TLS setup and set of allowed networks.
+type PoolKey = (TlsConfig, Vec<IpNet>);
+
+/// Resolves host names for reqwest and drops every address the egress policy
+/// blocks (loopback, private, link-local, ...), so a name can never lead the
+/// connection to such an address unless the operator allowed its network.
+struct PolicyResolver {
+    policy: EgressPolicy,
+}
+
+/// A resolution refused by the egress policy (found in reqwest's error chain).
+#[derive(Debug)]
+struct BlockedByPolicy(String);
+
+impl std::fmt::Display for BlockedByPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BlockedByPolicy {}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut denial = None;
+            let allowed: Vec<std::net::SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match policy.check_addr(&host, a.ip()) {
+                    Ok(()) => true,
+                    Err(d) => {
+                        denial.get_or_insert(d);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = denial.map_or_else(|| format!("{host} did not resolve"), |d| d.to_string());
+                return Err(Box::new(BlockedByPolicy(why)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl ClientPool {
-    pub fn client(&self, tls: &TlsConfig) -> Result<reqwest::Client, String> {
+    /// The client for a TLS setup, resolving names under `networks` (the
+    /// operator's explicitly allowed networks).
+    pub fn client(&self, tls: &TlsConfig, networks: &[IpNet]) -> Result<reqwest::Client, String> {
+        let key = (tls.clone(), networks.to_vec());
         let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(tls) {
+        if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
+        let resolver = PolicyResolver { policy: EgressPolicy::deny_all().allow_networks(networks.iter().copied()) };
         let mut b = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(16)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -79,7 +135,7 @@ impl ClientPool {
             }
         }
         let client = b.build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        map.insert(tls.clone(), client.clone());
+        map.insert(key, client.clone());
         Ok(client)
     }
 }
@@ -117,6 +173,8 @@ pub enum TransportFailure {
     Tls(String),
     /// The body exceeded the limit (in bytes).
     TooLarge(u64),
+    /// The address the host resolved to or connected to is blocked.
+    Denied(String),
 }
 
 /// Future of a transport call.
@@ -131,14 +189,16 @@ pub trait HttpTransport: Send + Sync {
     fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a>;
 }
 
-/// The product transport: reqwest with a shared connection pool.
+/// The product transport: reqwest with a shared connection pool; checks
+/// the address it actually connected to against the run's policy.
 pub struct ReqwestTransport {
     client: reqwest::Client,
+    policy: EgressPolicy,
 }
 
 impl ReqwestTransport {
-    pub fn new(client: reqwest::Client) -> ReqwestTransport {
-        ReqwestTransport { client }
+    pub fn new(client: reqwest::Client, policy: EgressPolicy) -> ReqwestTransport {
+        ReqwestTransport { client, policy }
     }
 
     async fn exchange(&self, req: &OutboundRequest, timeout: Duration, max: u64) -> Result<InboundResponse, TransportFailure> {
@@ -155,6 +215,12 @@ impl ReqwestTransport {
             rb = rb.body(b.clone());
         }
         let mut resp = rb.send().await.map_err(|e| map_reqwest_error(&e.without_url()))?;
+        // The connected address, whatever DNS said: no rebinding past the policy.
+        if let (Some(remote), Some(host)) = (resp.remote_addr(), req.url.host_str())
+            && let Err(d) = self.policy.check_addr(host, remote.ip())
+        {
+            return Err(TransportFailure::Denied(d.to_string()));
+        }
         if resp.content_length().is_some_and(|n| n > max) {
             return Err(TransportFailure::TooLarge(max));
         }
@@ -195,6 +261,9 @@ fn map_reqwest_error(e: &reqwest::Error) -> TransportFailure {
     let mut causes = Vec::new();
     let mut src: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = src {
+        if let Some(b) = s.downcast_ref::<BlockedByPolicy>() {
+            return TransportFailure::Denied(b.0.clone());
+        }
         causes.push(s.to_string());
         src = s.source();
     }
@@ -252,6 +321,13 @@ impl HttpCtx {
             TransportFailure::TooLarge(n) => HttpError::TooLarge(n),
             TransportFailure::Tls(m) => HttpError::Tls(self.redactor.redact_owned(m)),
             TransportFailure::Connection(m) => HttpError::Connection(self.redactor.redact_owned(m)),
+            TransportFailure::Denied(m) => {
+                tracing::warn!(reason = %m, "egress denied after resolution");
+                if let Some(d) = &self.denials {
+                    d.lock().unwrap_or_else(|p| p.into_inner()).push(m.clone());
+                }
+                HttpError::Denied(m)
+            }
         }
     }
 }

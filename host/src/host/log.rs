@@ -20,6 +20,8 @@ pub struct LogLine {
 pub struct LogCtx {
     pub(crate) tenant: String,
     pub(crate) plugin: String,
+    /// The plugin build (short digest).
+    pub(crate) version: String,
     pub(crate) run_id: String,
     pub(crate) redactor: Arc<Redactor>,
     pub(crate) max_lines: u32,
@@ -54,26 +56,26 @@ impl log::Host for LogCtx {
             .map(|(k, v)| (cut(k, 64), cut(self.redactor.redact_owned(v), 512)))
             .collect();
         let rendered = fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ");
-        let (tenant, plugin, run) = (&self.tenant, &self.plugin, &self.run_id);
+        let (tenant, plugin, version, run) = (&self.tenant, &self.plugin, &self.version, &self.run_id);
         let level_name = match level {
             Level::Trace => {
-                tracing::trace!(target: "guest", tenant, plugin, run, fields = %rendered, "{message}");
+                tracing::trace!(target: "guest", tenant, plugin, version, run, fields = %rendered, "{message}");
                 "trace"
             }
             Level::Debug => {
-                tracing::debug!(target: "guest", tenant, plugin, run, fields = %rendered, "{message}");
+                tracing::debug!(target: "guest", tenant, plugin, version, run, fields = %rendered, "{message}");
                 "debug"
             }
             Level::Info => {
-                tracing::info!(target: "guest", tenant, plugin, run, fields = %rendered, "{message}");
+                tracing::info!(target: "guest", tenant, plugin, version, run, fields = %rendered, "{message}");
                 "info"
             }
             Level::Warn => {
-                tracing::warn!(target: "guest", tenant, plugin, run, fields = %rendered, "{message}");
+                tracing::warn!(target: "guest", tenant, plugin, version, run, fields = %rendered, "{message}");
                 "warn"
             }
             Level::Error => {
-                tracing::error!(target: "guest", tenant, plugin, run, fields = %rendered, "{message}");
+                tracing::error!(target: "guest", tenant, plugin, version, run, fields = %rendered, "{message}");
                 "error"
             }
         };

@@ -40,7 +40,9 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
             let options = args.options.clone().unwrap_or_else(empty);
             let task_options = args.task_options.clone().unwrap_or_else(empty);
             let tls = TlsConfig::from_options(&options)?;
-            let live: Arc<dyn HttpTransport> = Arc::new(ReqwestTransport::new(ClientPool::default().client(&tls)?));
+            let policy = crate::egress::EgressPolicy::for_endpoint(endpoint.as_str()).map_err(|e| e.to_string())?;
+            let live: Arc<dyn HttpTransport> =
+                Arc::new(ReqwestTransport::new(ClientPool::default().client(&tls, &[])?, policy));
             let secret = crate::job::secret_for_endpoint(secret.clone(), endpoint);
             let recorder = Recorder::new(live, &secret);
             call = call.secret(secret).options(options.clone()).task_options(task_options.clone());

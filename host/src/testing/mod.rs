@@ -235,7 +235,7 @@ impl Harness {
             state.set(&ns, k, v).expect("preset state");
         }
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut ctx = RunContext::new(call.tenant.clone(), self.runtime.config().limits.clone());
+        let mut ctx = RunContext::new(call.tenant.clone(), self.runtime.limits_for(&call.tenant));
         ctx.options = call.options.clone();
         ctx.secret = call.secret.clone();
         ctx.egress = EgressPolicy::for_secret(&call.secret, 9440);

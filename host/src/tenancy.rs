@@ -1,0 +1,310 @@
+//! Tenants: per-tenant limits, concurrency caps with fair queuing, a memory
+//! budget shared by a tenant's concurrent sandboxes, and the networks a
+//! tenant's runs may reach by name.
+//!
+//! Scheduling: a run first takes a permit from its tenant's semaphore (at
+//! most `max_concurrent_runs` of that tenant at once), then one from the
+//! host-wide pool. Both queue first-come first-served, so a tenant with 50
+//! collectors waiting holds at most its cap of pool slots and another
+//! tenant's run gets the next free slot instead of waiting behind all 50.
+//!
+//! Configuration (`--tenants FILE`, JSON); every field is optional and
+//! tenants inherit `default`:
+//!
+//! ```json
+//! {
+//!   "default": {"max_concurrent_runs": 8, "memory_total_mb": 1024,
+//!               "limits": {"memory_mb": 256, "cpu_ms": 120000, "wall_clock_s": 3600,
+//!                          "max_records": 2000000, "max_output_mb": 4096,
+//!                          "max_http_response_mb": 64, "max_http_requests": 100000,
+//!                          "max_handles": 10000},
+//!               "allow_networks": []},
+//!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"]}}
+//! }
+//! ```
+
+use crate::error::{LimitExceeded, LimitKind};
+use crate::limits::Limits;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Resolved settings of one tenant.
+#[derive(Clone, Debug)]
+pub struct TenantConfig {
+    pub limits: Limits,
+    pub max_concurrent_runs: u32,
+    /// Linear memory of all the tenant's live sandboxes together.
+    pub memory_total_bytes: usize,
+    /// Networks whose private/loopback/link-local addresses the tenant's
+    /// endpoints may resolve to (explicit operator grant).
+    pub allow_networks: Vec<IpNet>,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            limits: Limits::default(),
+            max_concurrent_runs: 8,
+            memory_total_bytes: 1 << 30,
+            allow_networks: Vec::new(),
+        }
+    }
+}
+
+/// The file format: overrides over the defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenancyFile {
+    #[serde(default)]
+    pub default: TenantOverrides,
+    #[serde(default)]
+    pub tenants: HashMap<String, TenantOverrides>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOverrides {
+    pub max_concurrent_runs: Option<u32>,
+    pub memory_total_mb: Option<u64>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    pub allow_networks: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub memory_mb: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub wall_clock_s: Option<u64>,
+    pub max_records: Option<u64>,
+    pub max_output_mb: Option<u64>,
+    pub max_http_response_mb: Option<u64>,
+    pub max_http_requests: Option<u32>,
+    pub max_handles: Option<usize>,
+    pub max_log_lines: Option<u32>,
+}
+
+const MB: u64 = 1 << 20;
+
+impl TenantOverrides {
+    fn apply(&self, base: &TenantConfig, who: &str) -> Result<TenantConfig, String> {
+        let mut c = base.clone();
+        if let Some(n) = self.max_concurrent_runs {
+            if n == 0 {
+                return Err(format!("{who}: max_concurrent_runs must be at least 1"));
+            }
+            c.max_concurrent_runs = n;
+        }
+        if let Some(mb) = self.memory_total_mb {
+            c.memory_total_bytes = usize::try_from(mb.saturating_mul(MB)).unwrap_or(usize::MAX);
+        }
+        let l = &self.limits;
+        let positive = |v: u64, name: &str| if v == 0 { Err(format!("{who}: limits.{name} must be positive")) } else { Ok(v) };
+        if let Some(v) = l.memory_mb {
+            c.limits.memory_bytes = usize::try_from(positive(v, "memory_mb")?.saturating_mul(MB)).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = l.cpu_ms {
+            c.limits.cpu = Duration::from_millis(positive(v, "cpu_ms")?);
+        }
+        if let Some(v) = l.wall_clock_s {
+            c.limits.wall_clock = Duration::from_secs(positive(v, "wall_clock_s")?);
+        }
+        if let Some(v) = l.max_records {
+            c.limits.max_records = v;
+        }
+        if let Some(v) = l.max_output_mb {
+            c.limits.max_output_bytes = v.saturating_mul(MB);
+        }
+        if let Some(v) = l.max_http_response_mb {
+            c.limits.http.max_response_bytes = positive(v, "max_http_response_mb")?.saturating_mul(MB);
+        }
+        if let Some(v) = l.max_http_requests {
+            c.limits.http.max_requests = v;
+        }
+        if let Some(v) = l.max_handles {
+            c.limits.max_handles = v;
+        }
+        if let Some(v) = l.max_log_lines {
+            c.limits.max_log_lines = v;
+        }
+        if let Some(nets) = &self.allow_networks {
+            c.allow_networks = nets
+                .iter()
+                .map(|n| n.parse::<IpNet>().map_err(|e| format!("{who}: allow_networks entry {n:?}: {e}")))
+                .collect::<Result<_, _>>()?;
+        }
+        if c.memory_total_bytes < c.limits.memory_bytes {
+            return Err(format!("{who}: memory_total_mb is below limits.memory_mb: not one run could start"));
+        }
+        Ok(c)
+    }
+}
+
+/// Settings of all tenants.
+#[derive(Clone, Debug, Default)]
+pub struct TenancyConfig {
+    pub default: TenantConfig,
+    pub tenants: HashMap<String, TenantConfig>,
+}
+
+impl TenancyConfig {
+    pub fn from_file(file: &TenancyFile) -> Result<TenancyConfig, String> {
+        let default = file.default.apply(&TenantConfig::default(), "default")?;
+        let tenants = file
+            .tenants
+            .iter()
+            .map(|(name, o)| o.apply(&default, &format!("tenant {name:?}")).map(|c| (name.clone(), c)))
+            .collect::<Result<_, _>>()?;
+        Ok(TenancyConfig { default, tenants })
+    }
+
+    pub fn load(path: &Path) -> Result<TenancyConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read tenants file {}: {e}", path.display()))?;
+        let file: TenancyFile =
+            serde_json::from_str(&text).map_err(|e| format!("tenants file {} is not valid: {e}", path.display()))?;
+        TenancyConfig::from_file(&file).map_err(|e| format!("tenants file {}: {e}", path.display()))
+    }
+
+    pub fn get(&self, tenant: &str) -> &TenantConfig {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+}
+
+/// A tenant's shared linear-memory budget.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(max: usize) -> MemoryBudget {
+        MemoryBudget { used: AtomicUsize::new(0), max }
+    }
+
+    /// Reserves `bytes` or explains why not.
+    pub fn reserve(&self, bytes: usize) -> Result<(), LimitExceeded> {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = cur.saturating_add(bytes);
+            if next > self.max {
+                return Err(LimitExceeded {
+                    kind: LimitKind::Memory,
+                    detail: format!(
+                        "the tenant's sandboxes together would use {next} bytes of linear memory, the tenant's total is {}",
+                        self.max
+                    ),
+                });
+            }
+            match self.used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    pub fn release(&self, bytes: usize) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Live per-tenant state: the run queue and the memory budget.
+pub struct TenantSlot {
+    pub config: TenantConfig,
+    pub permits: Arc<Semaphore>,
+    pub memory: Arc<MemoryBudget>,
+}
+
+/// Tenants known to a runtime; slots are created on first use.
+pub struct Tenancy {
+    config: TenancyConfig,
+    slots: Mutex<HashMap<String, Arc<TenantSlot>>>,
+}
+
+impl Tenancy {
+    pub fn new(config: TenancyConfig) -> Tenancy {
+        Tenancy { config, slots: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn config(&self, tenant: &str) -> &TenantConfig {
+        self.config.get(tenant)
+    }
+
+    pub fn slot(&self, tenant: &str) -> Arc<TenantSlot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                let config = self.config.get(tenant).clone();
+                Arc::new(TenantSlot {
+                    permits: Arc::new(Semaphore::new(config.max_concurrent_runs as usize)),
+                    memory: Arc::new(MemoryBudget::new(config.memory_total_bytes)),
+                    config,
+                })
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> Result<TenancyConfig, String> {
+        let file: TenancyFile = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        TenancyConfig::from_file(&file)
+    }
+
+    #[test]
+    fn tenants_inherit_the_default_and_override_it() {
+        let c = parse(json!({
+            "default": {"max_concurrent_runs": 4, "limits": {"memory_mb": 64, "cpu_ms": 500}},
+            "tenants": {"acme": {"max_concurrent_runs": 1, "allow_networks": ["10.0.0.0/8"], "limits": {"max_records": 10}}}
+        }))
+        .unwrap();
+        let acme = c.get("acme");
+        assert_eq!(acme.max_concurrent_runs, 1);
+        assert_eq!(acme.limits.memory_bytes, 64 << 20, "inherited");
+        assert_eq!(acme.limits.cpu, Duration::from_millis(500));
+        assert_eq!(acme.limits.max_records, 10);
+        assert_eq!(acme.allow_networks, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        let other = c.get("someone-else");
+        assert_eq!(other.max_concurrent_runs, 4);
+        assert!(other.allow_networks.is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        assert!(parse(json!({"default": {"max_concurrent_runs": 0}})).unwrap_err().contains("at least 1"));
+        assert!(parse(json!({"tenants": {"a": {"allow_networks": ["10.0.0.0/33"]}}})).unwrap_err().contains("allow_networks"));
+        assert!(parse(json!({"default": {"limits": {"memory_mb": 0}}})).unwrap_err().contains("memory_mb must be positive"));
+        assert!(parse(json!({"default": {"memory_total_mb": 10, "limits": {"memory_mb": 20}}})).unwrap_err().contains("below"));
+        assert!(parse(json!({"default": {"max_concurent_runs": 2}})).is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn memory_budget_reserves_and_releases() {
+        let b = MemoryBudget::new(100);
+        b.reserve(60).unwrap();
+        let e = b.reserve(50).unwrap_err();
+        assert_eq!(e.kind, LimitKind::Memory);
+        assert!(e.detail.contains("tenant's total is 100"), "{}", e.detail);
+        b.release(60);
+        b.reserve(100).unwrap();
+        assert_eq!(b.used(), 100);
+        b.release(1000);
+        assert_eq!(b.used(), 0, "never below zero");
+    }
+}
