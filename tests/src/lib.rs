@@ -1,8 +1,8 @@
 //! Shared fixtures for the end-to-end tests: one tokio runtime, one host
 //! runtime with the real guest component loaded (compiled once), temp dirs.
 //!
-//! The guest must be built first:
-//! `cargo build -p guest-nutanix --target wasm32-wasip2 --release`
+//! The components must be built first:
+//! `cargo build -p guest-nutanix -p cf-adversary --target wasm32-wasip2 --release`
 //! (the README's test command does it).
 
 use cf_host::{Plugin, Runtime, RuntimeConfig};
@@ -12,13 +12,22 @@ use std::sync::OnceLock;
 
 /// The release build of the guest component.
 pub fn guest_wasm() -> PathBuf {
+    wasm("guest_nutanix", "guest-nutanix")
+}
+
+/// The adversarial test component (`tests/adversary`).
+pub fn adversary_wasm() -> PathBuf {
+    wasm("cf_adversary", "cf-adversary")
+}
+
+fn wasm(file: &str, package: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let p = target.join("wasm32-wasip2/release/guest_nutanix.wasm");
+    let p = target.join(format!("wasm32-wasip2/release/{file}.wasm"));
     assert!(
         p.exists(),
-        "guest component missing at {}: run `cargo build -p guest-nutanix --target wasm32-wasip2 --release` first",
+        "component missing at {}: run `cargo build -p {package} --target wasm32-wasip2 --release` first",
         p.display()
     );
     p

@@ -39,7 +39,7 @@ fn collect_secret(sim: &Simulator, store: &Arc<Store>, options: Value, secret: V
 
 /// A run granted exactly the simulator, with its credentials.
 fn run_context(sim: &Simulator) -> RunContext {
-    let mut ctx = RunContext::new("t1", host().0.config().limits.clone());
+    let mut ctx = RunContext::new("t1", host().0.limits_for("t1"));
     ctx.secret = sim.secret();
     ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
     ctx

@@ -1,0 +1,112 @@
+//! The component edge; see the crate docs for the attacks.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "plugin",
+});
+
+use cloudforet::collector::{emit, http, state};
+use exports::cloudforet::collector::collector::{CollectorError, Guest, PluginMetadata, Summary, Task};
+use serde_json::Value;
+
+struct Adversary;
+
+export!(Adversary);
+
+fn arg<'a>(task: &'a Value, key: &str) -> &'a str {
+    task.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn region(i: u64, pad: usize) -> emit::Item {
+    emit::Item::Region(emit::Region {
+        name: format!("region-{i}-{}", "x".repeat(pad)),
+        region_code: format!("r{i}"),
+        provider: "adversary".into(),
+        tags: vec![],
+    })
+}
+
+impl Guest for Adversary {
+    fn init(_options: String) -> Result<PluginMetadata, CollectorError> {
+        Ok(PluginMetadata {
+            supported_resource_types: vec!["inventory.Region".into()],
+            supported_schedules: vec!["hours".into()],
+            supported_features: vec![],
+            options_schema: "{}".into(),
+        })
+    }
+
+    fn verify(_options: String, _secret: String) -> Result<(), CollectorError> {
+        Ok(())
+    }
+
+    fn get_tasks(_options: String, _secret: String) -> Result<Vec<Task>, CollectorError> {
+        Ok(vec![Task { options: "{}".into() }])
+    }
+
+    fn collect(_options: String, _secret: String, task_options: String) -> Result<Summary, CollectorError> {
+        let task: Value = serde_json::from_str(&task_options).unwrap_or(Value::Null);
+        match arg(&task, "attack") {
+            "spin" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 16 << 20];
+                    chunk[0] = 1;
+                    hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            "emit-flood" => {
+                let mut i = 0;
+                loop {
+                    let batch: Vec<emit::Item> = (0..100).map(|k| region(i + k, 10_000)).collect();
+                    i += 100;
+                    // Ignores the flow answer on purpose.
+                    let _ = emit::emit(&batch);
+                }
+            }
+            "panic" => panic!("adversary panics on purpose"),
+            "http" => {
+                let req = http::Request {
+                    method: http::Method::Get,
+                    url: arg(&task, "url").to_string(),
+                    headers: vec![],
+                    body: None,
+                    timeout_ms: Some(5_000),
+                };
+                let msg = match http::send(&req) {
+                    Ok(r) => format!("http-ok {}", r.status),
+                    Err(e) => format!("http-err {e:?}"),
+                };
+                Err(CollectorError::Internal(msg))
+            }
+            "state-read" => {
+                let v = state::get(arg(&task, "key"));
+                Err(CollectorError::Internal(format!("state {v:?}")))
+            }
+            "state-write" => {
+                state::set(arg(&task, "key"), arg(&task, "value"))
+                    .map_err(|e| CollectorError::Internal(format!("{e:?}")))?;
+                Ok(Summary { emitted: 0, errors: 0 })
+            }
+            "handles" => {
+                let mut keep = Vec::new();
+                loop {
+                    keep.push(wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000));
+                }
+            }
+            "collect-ok" => {
+                let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);
+                let batch: Vec<emit::Item> = (0..n).map(|i| region(i, 0)).collect();
+                emit::emit(&batch);
+                Ok(Summary { emitted: n, errors: 0 })
+            }
+            other => Err(CollectorError::InvalidArgument(format!("unknown attack {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! A hostile collector component (test double) for the host's adversarial
+//! tests. `collect` reads `task_options.attack` and misbehaves accordingly:
+//!
+//! - `spin`: an endless loop (CPU budget).
+//! - `memory`: allocates until something gives (memory limit).
+//! - `emit-flood`: emits large batches forever, ignoring `stop` (output limit).
+//! - `panic`: panics (clean error, no host damage).
+//! - `http`: requests `task_options.url`; the outcome comes back as the
+//!   collector error message (`http-ok <status>` / `http-err <error>`).
+//! - `state-read`: reads `task_options.key` and returns the value in the
+//!   error message (`state <value or none>`); `state-write` stores
+//!   `task_options.value` under it.
+//! - `handles`: creates WASI resources in a loop without dropping them.
+//! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
+//!
+//! Only the wasm32 build has a component; natively this crate is empty.
+
+#[cfg(target_arch = "wasm32")]
+mod component;
