@@ -265,12 +265,12 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 method: Method::Post,
                 url: url.clone(),
                 headers: vec![
-                    ("Authorization".into(), self.secret.basic_auth()),
                     ("Content-Type".into(), "application/json".into()),
                     ("Accept".into(), "application/json".into()),
                 ],
                 body: Some(body.clone().into_bytes()),
                 timeout_ms: Some(self.opts.request_timeout_ms),
+                auth: Some(self.secret.auth),
             };
             let (err, wait_ms) = match self.transport.send(req) {
                 Err(TransportError::Denied(m)) => {
@@ -446,7 +446,7 @@ mod tests {
     /// (path, offset) → answers in order.
     type Script = Vec<((String, u64), VecDeque<Answer>)>;
     /// (path, body, headers) of each request.
-    type Sent = (String, Value, Vec<(String, String)>);
+    type Sent = (String, Value, Vec<(String, String)>, Option<crate::config::Auth>);
 
     /// Answers list calls from a script keyed by (path, offset); records requests.
     #[derive(Default)]
@@ -472,7 +472,7 @@ mod tests {
             let path = req.url.split_once("9440").unwrap().1.to_string();
             let body: Value = serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
             let offset = body["offset"].as_u64().unwrap();
-            self.requests.push((path.clone(), body, req.headers.clone()));
+            self.requests.push((path.clone(), body, req.headers.clone(), req.auth));
             let q = self
                 .answers
                 .iter_mut()
@@ -575,7 +575,8 @@ mod tests {
         assert_eq!(offsets, vec![0, 2, 4]);
         let r = &t.requests[1];
         assert_eq!(r.1, json!({"kind": "vm", "offset": 0, "length": 2}));
-        assert!(r.2.contains(&("Authorization".to_string(), "Basic YWRtaW46czNjcmV0".to_string())));
+        assert_eq!(r.3, Some(crate::config::Auth::Basic), "the host adds the credential");
+        assert!(!r.2.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")), "the guest never builds it");
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
         assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));

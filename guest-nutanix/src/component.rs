@@ -3,6 +3,7 @@
 //! lives here.
 
 use crate::collect;
+use crate::config::{Auth, API_KEY_HEADER};
 use crate::record::Record;
 use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, Transport, TransportError};
 
@@ -75,7 +76,12 @@ impl Transport for HostHttp {
             body: req.body,
             timeout_ms: req.timeout_ms,
         };
-        match http::send(&wit_req) {
+        let sent = match req.auth {
+            None => http::send(&wit_req),
+            Some(Auth::Basic) => http::send_authenticated(&wit_req, &http::Credential::Basic),
+            Some(Auth::ApiKey) => http::send_authenticated(&wit_req, &http::Credential::ApiKey(API_KEY_HEADER.to_string())),
+        };
+        match sent {
             Ok(r) => Ok(HttpResponse { status: r.status, headers: r.headers, body: r.body }),
             Err(e) => Err(match e {
                 http::HttpError::Denied(m) => TransportError::Denied(m),

@@ -5,7 +5,6 @@
 
 use crate::v3::Kind;
 use crate::Error;
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
 pub const DEFAULT_PORT: u16 = 9440;
@@ -35,12 +34,28 @@ impl Endpoint {
     }
 }
 
-/// The parsed secret: endpoint and Basic credentials.
+/// How requests authenticate. The host adds the credential itself
+/// (`http.send-authenticated`): the guest never holds the password or key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP Basic from the secret's `username` and `password`.
+    Basic,
+    /// The secret's `api_key` in `X-ntnx-api-key`.
+    ApiKey,
+}
+
+/// The header Prism Central reads an API key from.
+pub const API_KEY_HEADER: &str = "X-ntnx-api-key";
+
+/// The parsed secret: endpoint and which credential the host should add.
+/// Secret values arrive replaced by the host (`[host-injected]`); only their
+/// presence matters here.
 #[derive(Clone)]
 pub struct Secret {
     pub endpoint: Endpoint,
+    /// For messages; empty with API-key auth.
     pub username: String,
-    password: String,
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for Secret {
@@ -48,26 +63,26 @@ impl std::fmt::Debug for Secret {
         f.debug_struct("Secret")
             .field("endpoint", &self.endpoint)
             .field("username", &self.username)
-            .field("password", &"***")
+            .field("auth", &self.auth)
             .finish()
     }
 }
 
 impl Secret {
-    /// `Authorization` header value for HTTP Basic auth.
-    pub fn basic_auth(&self) -> String {
-        let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-    }
-
     /// Parses the secret JSON: `host` (name, IP or `scheme://host[:port]`),
-    /// optional `port` (number or numeric string, default 9440), `username`,
-    /// `password`.
+    /// optional `port` (number or numeric string, default 9440), and either
+    /// `username` + `password` (Basic) or `api_key`.
     pub fn parse(json: &str) -> Result<Secret, Error> {
         let obj = parse_object(json, "secret")?;
         let host_raw = required_str(&obj, "host", "secret")?;
-        let username = required_str(&obj, "username", "secret")?.to_string();
-        let password = required_str(&obj, "password", "secret")?.to_string();
+        let has = |k: &str| obj.get(k).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+        let (username, auth) = if has("api_key") && !has("password") {
+            (obj.get("username").and_then(Value::as_str).unwrap_or_default().to_string(), Auth::ApiKey)
+        } else {
+            let username = required_str(&obj, "username", "secret")?.to_string();
+            required_str(&obj, "password", "secret")?;
+            (username, Auth::Basic)
+        };
 
         let (scheme, rest) = match host_raw.split_once("://") {
             Some((s, rest)) => (s.to_ascii_lowercase(), rest),
@@ -107,11 +122,7 @@ impl Secret {
                 return Err(Error::InvalidArgument("secret field 'port' must be a number".to_string()));
             }
         };
-        Ok(Secret {
-            endpoint: Endpoint { scheme, host: host.to_string(), port },
-            username,
-            password,
-        })
+        Ok(Secret { endpoint: Endpoint { scheme, host: host.to_string(), port }, username, auth })
     }
 }
 
@@ -398,7 +409,9 @@ mod tests {
     fn secret_defaults_to_https_9440() {
         let s = Secret::parse(r#"{"host":"pc.example.com","username":"admin","password":"pw"}"#).unwrap();
         assert_eq!(s.endpoint.base_url(), "https://pc.example.com:9440");
-        assert_eq!(s.basic_auth(), "Basic YWRtaW46cHc=");
+        assert_eq!(s.auth, Auth::Basic);
+        let k = Secret::parse(r#"{"host":"pc","api_key":"[host-injected]"}"#).unwrap();
+        assert_eq!(k.auth, Auth::ApiKey);
     }
 
     #[test]

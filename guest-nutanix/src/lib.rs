@@ -73,6 +73,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub timeout_ms: Option<u32>,
+    /// The credential the host adds (the guest never holds it).
+    pub auth: Option<config::Auth>,
 }
 
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use crate::bindings::current::{Plugin as PluginBindings, PluginPre};
 use crate::egress::EgressPolicy;
 use crate::error::{LimitExceeded, LimitKind, RunError};
 use crate::host::emit::EmitCtx;
-use crate::host::http::{ClientPool, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig};
+use crate::host::http::{ClientPool, Credentials, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig, INJECTED_SECRET_FIELDS};
 use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
 use crate::host::types::TypesCtx;
@@ -134,6 +134,9 @@ pub struct Plugin {
     pub digest: String,
     /// Display name (file stem or given name).
     pub name: String,
+    /// The guest imports `http.send-authenticated` (world 0.1.1+): the host
+    /// injects credentials and the guest never receives them.
+    pub injects_credentials: bool,
 }
 
 /// Why a plugin could not be loaded. One line each.
@@ -147,7 +150,7 @@ pub enum LoadError {
     CoreModule { name: String },
     #[error("{name} is not a valid component: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("{name} does not implement the world cloudforet:collector/plugin@0.1.0: {reason}")]
+    #[error("{name} does not implement the world cloudforet:collector/plugin@0.1.x: {reason}")]
     WrongWorld { name: String, reason: String },
 }
 
@@ -383,7 +386,8 @@ impl Runtime {
             .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
-        Ok(Plugin { pre, digest, name })
+        let injects_credentials = imports_function(&self.engine, &component, "cloudforet:collector/http@", "send-authenticated");
+        Ok(Plugin { pre, digest, name, injects_credentials })
     }
 
     fn new_store(
@@ -428,6 +432,7 @@ impl Runtime {
                 requests: 0,
                 budget_exhausted: false,
                 denials: ctx.egress_denials.clone(),
+                credentials: Credentials::from_secret(&ctx.secret),
             },
             log: LogCtx {
                 tenant: ctx.tenant.clone(),
@@ -537,7 +542,7 @@ impl Runtime {
 
     pub async fn verify(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
         let (tx, _rx) = mpsc::channel(1);
-        let (options, secret) = (ctx.options.to_string(), ctx.secret.to_string());
+        let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
             .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_verify(s, &options, &secret).await)
             .await;
@@ -547,7 +552,7 @@ impl Runtime {
     /// Task options of each task.
     pub async fn get_tasks(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
         let (tx, _rx) = mpsc::channel(1);
-        let (options, secret) = (ctx.options.to_string(), ctx.secret.to_string());
+        let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
             .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_get_tasks(s, &options, &secret).await)
             .await;
@@ -570,7 +575,7 @@ impl Runtime {
         task_options: &Value,
         sink: mpsc::Sender<Vec<Record>>,
     ) -> Result<CollectReport, RunError> {
-        let (options, secret, task) = (ctx.options.to_string(), ctx.secret.to_string(), task_options.to_string());
+        let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
         let (r, store) = self
             .run(plugin, ctx, sink, async |b, s| {
                 b.cloudforet_collector_collector().call_collect(s, &options, &secret, &task).await
@@ -608,6 +613,38 @@ fn redacted(e: RunError, ctx: &RunContext) -> RunError {
         other => other,
     }
 }
+
+/// Whether the component imports `function` from an instance whose name
+/// starts with `instance_prefix` (any version).
+fn imports_function(engine: &Engine, component: &Component, instance_prefix: &str, function: &str) -> bool {
+    use wasmtime::component::types::ComponentItem;
+    component.component_type().imports(engine).any(|(name, item)| {
+        name.starts_with(instance_prefix)
+            && matches!(item.ty, ComponentItem::ComponentInstance(inst) if inst.exports(engine).any(|(f, _)| f == function))
+    })
+}
+
+/// The secret as the guest receives it: when the guest uses credential
+/// injection, the values the host injects itself are replaced by
+/// [`INJECTED_MARKER`] (the guest learns which credentials exist, never
+/// their values).
+fn guest_secret(plugin: &Plugin, secret: &Value) -> String {
+    match secret {
+        Value::Object(m) if plugin.injects_credentials => {
+            let mut m = m.clone();
+            for f in INJECTED_SECRET_FIELDS {
+                if let Some(v) = m.get_mut(*f).filter(|v| !v.is_null()) {
+                    *v = Value::String(INJECTED_MARKER.into());
+                }
+            }
+            Value::Object(m).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What a guest sees in place of an injected credential.
+pub const INJECTED_MARKER: &str = "[host-injected]";
 
 fn one_line(e: &wasmtime::Error) -> String {
     let mut parts = Vec::new();

@@ -6,7 +6,7 @@
 //! again (a granted host cannot bounce the guest elsewhere). Response bodies
 //! are read in chunks and cut off at the size limit.
 
-use crate::bindings::current::cloudforet::collector::http::{self, HttpError, Method, Request, Response};
+use crate::bindings::current::cloudforet::collector::http::{self, Credential, HttpError, Method, Request, Response};
 use crate::egress::EgressPolicy;
 use ipnet::IpNet;
 use crate::limits::HttpLimits;
@@ -288,6 +288,62 @@ pub struct HttpCtx {
     pub(crate) budget_exhausted: bool,
     /// Where denials are also recorded (test harness).
     pub(crate) denials: Option<Arc<Mutex<Vec<String>>>>,
+    /// What `send-authenticated` may add, from the run's secret.
+    pub(crate) credentials: Credentials,
+}
+
+/// Credential values from a run's secret, for host-side injection. Never
+/// printed.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+/// Secret fields the host keeps to itself when the guest uses
+/// `send-authenticated`.
+pub const INJECTED_SECRET_FIELDS: &[&str] = &["password", "token", "api_key"];
+
+impl Credentials {
+    pub fn from_secret(secret: &serde_json::Value) -> Credentials {
+        let field = |k: &str| secret.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+        Credentials { username: field("username"), password: field("password"), token: field("token"), api_key: field("api_key") }
+    }
+
+    /// The header to add for `credential`, or why the secret cannot provide it.
+    fn header(&self, credential: &Credential) -> Result<(String, String), HttpError> {
+        use base64::Engine as _;
+        let missing = |f: &str| HttpError::InvalidRequest(format!("the secret has no '{f}' for this credential"));
+        match credential {
+            Credential::Basic => {
+                let user = self.username.as_deref().ok_or_else(|| missing("username"))?;
+                let pass = self.password.as_deref().ok_or_else(|| missing("password"))?;
+                let raw = format!("{user}:{pass}");
+                Ok(("authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))))
+            }
+            Credential::Bearer => {
+                let token = self.token.as_deref().ok_or_else(|| missing("token"))?;
+                Ok(("authorization".into(), format!("Bearer {token}")))
+            }
+            Credential::ApiKey(name) => {
+                let key = self.api_key.as_deref().ok_or_else(|| missing("api_key"))?;
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| HttpError::InvalidRequest(format!("invalid header name '{}'", name.escape_debug())))?;
+                if FORBIDDEN_HEADERS.contains(&header.as_str()) {
+                    return Err(HttpError::InvalidRequest(format!("header '{header}' is set by the host")));
+                }
+                Ok((header.as_str().to_string(), key.to_string()))
+            }
+        }
+    }
 }
 
 /// Headers the guest may not set: the host owns framing and routing.
@@ -345,22 +401,42 @@ fn method_name(m: Method) -> &'static str {
 
 impl http::Host for HttpCtx {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        let url = match Url::parse(&req.url) {
-            Ok(u) => u,
-            Err(e) => return Ok(Err(HttpError::InvalidRequest(format!("invalid URL: {e}")))),
-        };
-        if let Err(denial) = self.policy.check(&url) {
-            return Ok(Err(self.deny(&url, denial.to_string())));
-        }
-        let headers = match self.check_headers(req.headers) {
+        Ok(self.exchange(req, None).await)
+    }
+
+    async fn send_authenticated(&mut self, req: Request, credential: Credential) -> wasmtime::Result<Result<Response, HttpError>> {
+        let header = match self.credentials.header(&credential) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
+        Ok(self.exchange(req, Some(header)).await)
+    }
+}
+
+impl HttpCtx {
+    /// One guest request: policy, budget and header checks, then the
+    /// transport, following redirects (each target re-checked; credentials
+    /// and cookies dropped when the origin changes).
+    async fn exchange(&mut self, req: Request, credential: Option<(String, String)>) -> Result<Response, HttpError> {
+        let url = match Url::parse(&req.url) {
+            Ok(u) => u,
+            Err(e) => return Err(HttpError::InvalidRequest(format!("invalid URL: {e}"))),
+        };
+        if let Err(denial) = self.policy.check(&url) {
+            return Err(self.deny(&url, denial.to_string()));
+        }
+        let mut headers = self.check_headers(req.headers)?;
+        let injected = credential.as_ref().map(|(name, _)| name.clone());
+        if let Some((name, value)) = credential {
+            // The host's credential replaces whatever the guest put there.
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            headers.push((name, value));
+        }
         if req.body.as_ref().is_some_and(|b| b.len() as u64 > self.limits.max_request_bytes) {
-            return Ok(Err(HttpError::InvalidRequest(format!(
+            return Err(HttpError::InvalidRequest(format!(
                 "request body over the host limit of {} bytes",
                 self.limits.max_request_bytes
-            ))));
+            )));
         }
         let timeout = req
             .timeout_ms
@@ -372,15 +448,15 @@ impl http::Host for HttpCtx {
         loop {
             if self.requests >= self.limits.max_requests {
                 self.budget_exhausted = true;
-                return Ok(Err(HttpError::Denied(format!(
+                return Err(HttpError::Denied(format!(
                     "run exceeded its budget of {} HTTP requests",
                     self.limits.max_requests
-                ))));
+                )));
             }
             self.requests += 1;
             let resp = match self.transport.perform(&out, timeout, self.limits.max_response_bytes).await {
                 Ok(r) => r,
-                Err(f) => return Ok(Err(self.failure(f))),
+                Err(f) => return Err(self.failure(f)),
             };
             let location = resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.clone());
             if (300..400).contains(&resp.status)
@@ -388,16 +464,20 @@ impl http::Host for HttpCtx {
             {
                 redirects += 1;
                 if redirects > self.limits.max_redirects {
-                    return Ok(Err(HttpError::Connection(format!("more than {} redirects", self.limits.max_redirects))));
+                    return Err(HttpError::Connection(format!("more than {} redirects", self.limits.max_redirects)));
                 }
                 let Some(next) = out.url.join(&loc).ok() else {
-                    return Ok(Err(HttpError::Connection("redirect with an invalid Location".into())));
+                    return Err(HttpError::Connection("redirect with an invalid Location".into()));
                 };
                 if let Err(denial) = self.policy.check(&next) {
-                    return Ok(Err(self.deny(&next, format!("redirect target: {denial}"))));
+                    return Err(self.deny(&next, format!("redirect target: {denial}")));
                 }
                 if next.origin() != out.url.origin() {
-                    out.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie"));
+                    out.headers.retain(|(k, _)| {
+                        !k.eq_ignore_ascii_case("authorization")
+                            && !k.eq_ignore_ascii_case("cookie")
+                            && injected.as_deref().is_none_or(|i| !k.eq_ignore_ascii_case(i))
+                    });
                 }
                 if resp.status == 303 || ((resp.status == 301 || resp.status == 302) && out.method == "POST") {
                     out.method = "GET".into();
@@ -406,7 +486,7 @@ impl http::Host for HttpCtx {
                 out.url = next;
                 continue;
             }
-            return Ok(Ok(Response { status: resp.status, headers: resp.headers, body: resp.body }));
+            return Ok(Response { status: resp.status, headers: resp.headers, body: resp.body });
         }
     }
 }
