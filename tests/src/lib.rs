@@ -2,7 +2,7 @@
 //! runtime with the real guest component loaded (compiled once), temp dirs.
 //!
 //! The components must be built first:
-//! `cargo build -p guest-nutanix -p cf-adversary --target wasm32-wasip2 --release`
+//! `cargo build -p guest-nutanix -p cf-adversary -p cf-legacy-guest --target wasm32-wasip2 --release`
 //! (the README's test command does it).
 
 use cf_host::{Plugin, Runtime, RuntimeConfig};
@@ -18,6 +18,11 @@ pub fn guest_wasm() -> PathBuf {
 /// The adversarial test component (`tests/adversary`).
 pub fn adversary_wasm() -> PathBuf {
     wasm("cf_adversary", "cf-adversary")
+}
+
+/// A collector built against the frozen world 0.1.0 (`tests/legacy-guest`).
+pub fn legacy_wasm() -> PathBuf {
+    wasm("cf_legacy_guest", "cf-legacy-guest")
 }
 
 fn wasm(file: &str, package: &str) -> PathBuf {

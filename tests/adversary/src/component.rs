@@ -44,7 +44,7 @@ impl Guest for Adversary {
         Ok(vec![Task { options: "{}".into() }])
     }
 
-    fn collect(_options: String, _secret: String, task_options: String) -> Result<Summary, CollectorError> {
+    fn collect(_options: String, secret: String, task_options: String) -> Result<Summary, CollectorError> {
         let task: Value = serde_json::from_str(&task_options).unwrap_or(Value::Null);
         match arg(&task, "attack") {
             "spin" => {
@@ -80,6 +80,21 @@ impl Guest for Adversary {
                     timeout_ms: Some(5_000),
                 };
                 let msg = match http::send(&req) {
+                    Ok(r) => format!("http-ok {}", r.status),
+                    Err(e) => format!("http-err {e:?}"),
+                };
+                Err(CollectorError::Internal(msg))
+            }
+            "echo-secret" => Err(CollectorError::Internal(format!("secret {secret}"))),
+            "http-auth" => {
+                let req = http::Request {
+                    method: http::Method::Post,
+                    url: arg(&task, "url").to_string(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: Some(br#"{"kind":"cluster","offset":0,"length":1}"#.to_vec()),
+                    timeout_ms: Some(5_000),
+                };
+                let msg = match http::send_authenticated(&req, &http::Credential::Basic) {
                     Ok(r) => format!("http-ok {}", r.status),
                     Err(e) => format!("http-err {e:?}"),
                 };

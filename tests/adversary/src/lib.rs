@@ -11,6 +11,9 @@
 //!   error message (`state <value or none>`); `state-write` stores
 //!   `task_options.value` under it.
 //! - `handles`: creates WASI resources in a loop without dropping them.
+//! - `echo-secret`: returns the secret it received as the error message.
+//! - `http-auth`: POSTs to `task_options.url` with a host-injected Basic
+//!   credential (`http-ok <status>` / `http-err <error>`).
 //! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
 //!
 //! Only the wasm32 build has a component; natively this crate is empty.
