@@ -5,7 +5,10 @@
 //! `cargo build -p guest-nutanix -p cf-adversary -p cf-legacy-guest --target wasm32-wasip2 --release`
 //! (the README's test command does it).
 
-use cf_host::{Plugin, Runtime, RuntimeConfig};
+use cf_host::error::RunError;
+use cf_host::record::Record;
+use cf_host::sandbox::CollectReport;
+use cf_host::{Plugin, RunContext, Runtime, RuntimeConfig};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -63,4 +66,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cf-tests-{name}-{}", cf_host::sandbox::new_run_id()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// Runs `collect` and gathers every record the run emitted.
+pub async fn collect_all(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    ctx: &RunContext,
+    task: &serde_json::Value,
+) -> (Result<CollectReport, RunError>, Vec<Record>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(8);
+    let drain = async {
+        let mut all = Vec::new();
+        while let Some(b) = rx.recv().await {
+            all.extend(b);
+        }
+        all
+    };
+    tokio::join!(runtime.collect(plugin, ctx, task, tx), drain)
+}
+
+/// A test guest's report, which it returns as its collector error message.
+pub fn reported(r: &Result<CollectReport, RunError>) -> String {
+    match r {
+        Err(RunError::Collector(_, m)) => m.clone(),
+        other => panic!("expected the guest's report, got {other:?}"),
+    }
 }

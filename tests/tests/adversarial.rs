@@ -10,7 +10,7 @@ use cf_host::sandbox::CollectReport;
 use cf_host::tenancy::{TenancyConfig, TenancyFile};
 use cf_host::egress::EgressPolicy;
 use cf_host::{Plugin, RunContext, Runtime, RuntimeConfig};
-use cf_tests::{adversary_wasm, block_on, guest_wasm};
+use cf_tests::{adversary_wasm, block_on, collect_all, guest_wasm, reported};
 use prism_sim::estate::EstateConfig;
 use prism_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
@@ -58,16 +58,7 @@ fn ctx(tenant: &str, secret: Value) -> RunContext {
 }
 
 async fn attack(ctx: &RunContext, task: Value) -> (Result<CollectReport, RunError>, Vec<Record>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(8);
-    let drain = async {
-        let mut all = Vec::new();
-        while let Some(b) = rx.recv().await {
-            all.extend(b);
-        }
-        all
-    };
-    let (r, records) = tokio::join!(host().runtime.collect(&host().adversary, ctx, &task, tx), drain);
-    (r, records)
+    collect_all(&host().runtime, &host().adversary, ctx, &task).await
 }
 
 fn limit_kind(r: &Result<CollectReport, RunError>) -> Option<LimitKind> {
@@ -77,12 +68,9 @@ fn limit_kind(r: &Result<CollectReport, RunError>) -> Option<LimitKind> {
     }
 }
 
-/// The adversary's `http` attack reports the outcome as its error message.
+/// The adversary reports an attack's outcome as its error message.
 fn http_outcome(r: &Result<CollectReport, RunError>) -> String {
-    match r {
-        Err(RunError::Collector(_, m)) => m.clone(),
-        other => panic!("expected the attack's report, got {other:?}"),
-    }
+    reported(r)
 }
 
 #[test]

@@ -7,7 +7,8 @@ use cf_host::egress::EgressPolicy;
 use cf_host::error::RunError;
 use cf_host::record::Record;
 use cf_host::{RunContext, Runtime, RuntimeConfig};
-use cf_tests::{adversary_wasm, block_on, guest_wasm, legacy_wasm};
+use cf_host::sandbox::CollectReport;
+use cf_tests::{adversary_wasm, block_on, collect_all, guest_wasm, legacy_wasm, reported};
 use prism_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 
@@ -18,24 +19,12 @@ fn ctx(runtime: &Runtime, secret: Value) -> RunContext {
     c
 }
 
-async fn collect(runtime: &Runtime, plugin: &cf_host::Plugin, c: &RunContext, task: Value) -> (Result<u64, RunError>, Vec<Record>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(8);
-    let drain = async {
-        let mut all = Vec::new();
-        while let Some(b) = rx.recv().await {
-            all.extend(b);
-        }
-        all
-    };
-    let (r, records) = tokio::join!(runtime.collect(plugin, c, &task, tx), drain);
-    (r.map(|rep| rep.records), records)
+async fn collect(runtime: &Runtime, plugin: &cf_host::Plugin, c: &RunContext, task: Value) -> (Result<CollectReport, RunError>, Vec<Record>) {
+    collect_all(runtime, plugin, c, &task).await
 }
 
-fn message(r: &Result<u64, RunError>) -> String {
-    match r {
-        Err(RunError::Collector(_, m)) => m.clone(),
-        other => panic!("expected the guest's report, got {other:?}"),
-    }
+fn message(r: &Result<CollectReport, RunError>) -> String {
+    reported(r)
 }
 
 #[test]
@@ -85,10 +74,10 @@ fn a_guest_of_the_frozen_0_1_0_world_runs_beside_0_1_1_guests() {
         );
         // The simulator lists 3 clusters and the Prism Central pseudo-cluster.
         let (r, records) = old;
-        assert_eq!(r.expect("legacy collect"), 4);
+        assert_eq!(r.expect("legacy collect").records, 4);
         assert!(records.iter().all(|r| r.resource["tags"]["world"] == "0.1.0"), "{records:?}");
         let (r, records) = new;
-        assert_eq!(r.expect("0.1.1 collect"), 7, "type + 3 regions + 3 clusters");
+        assert_eq!(r.expect("0.1.1 collect").records, 7, "type + 3 regions + 3 clusters");
         assert_eq!(records.len(), 7);
     });
 }
