@@ -16,7 +16,7 @@
 //!   "default": {"max_concurrent_runs": 8, "memory_total_mb": 1024,
 //!               "limits": {"memory_mb": 256, "cpu_ms": 120000, "wall_clock_s": 3600,
 //!                          "max_records": 2000000, "max_output_mb": 4096,
-//!                          "max_http_response_mb": 64, "max_http_requests": 100000,
+//!                          "max_http_response_mb": 64, "max_http_requests": 100000, "max_http_timeout_s": 300,
 //!                          "max_handles": 10000},
 //!               "allow_networks": []},
 //!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"]}}
@@ -87,6 +87,9 @@ pub struct LimitOverrides {
     pub max_output_mb: Option<u64>,
     pub max_http_response_mb: Option<u64>,
     pub max_http_requests: Option<u32>,
+    /// Upper bound of one HTTP request's timeout (blocked host calls are
+    /// not interrupted by the CPU budget; this bounds them).
+    pub max_http_timeout_s: Option<u64>,
     pub max_handles: Option<usize>,
     pub max_log_lines: Option<u32>,
 }
@@ -127,6 +130,10 @@ impl TenantOverrides {
         }
         if let Some(v) = l.max_http_requests {
             c.limits.http.max_requests = v;
+        }
+        if let Some(v) = l.max_http_timeout_s {
+            c.limits.http.max_timeout = Duration::from_secs(positive(v, "max_http_timeout_s")?);
+            c.limits.http.default_timeout = c.limits.http.default_timeout.min(c.limits.http.max_timeout);
         }
         if let Some(v) = l.max_handles {
             c.limits.max_handles = v;

@@ -23,7 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn tenancy() -> TenancyConfig {
     let file: TenancyFile = serde_json::from_value(json!({
         "tenants": {
-            "evil": {"limits": {"memory_mb": 64, "cpu_ms": 300, "wall_clock_s": 20, "max_output_mb": 4, "max_handles": 200}},
+            "evil": {"limits": {"memory_mb": 64, "cpu_ms": 300, "wall_clock_s": 20, "max_output_mb": 4, "max_handles": 200,
+                                "max_http_response_mb": 1, "max_http_timeout_s": 1}},
+            "bomber": {"limits": {"memory_mb": 64, "cpu_ms": 2000}},
             "loopback-ok": {"allow_networks": ["127.0.0.0/8"]},
             "greedy": {"max_concurrent_runs": 2, "limits": {"cpu_ms": 400}},
             "polite": {"limits": {"cpu_ms": 400}}
@@ -85,10 +87,11 @@ fn an_endless_loop_is_stopped_at_its_cpu_budget() {
 
 #[test]
 fn a_memory_bomb_is_trapped_at_its_limit() {
-    let (r, _) = block_on(attack(&ctx("evil", json!({})), json!({"attack": "memory"})));
+    // A tenant of its own, so no other test's sandbox counts in its budget.
+    let (r, _) = block_on(attack(&ctx("bomber", json!({})), json!({"attack": "memory"})));
     assert_eq!(limit_kind(&r), Some(LimitKind::Memory), "{r:?}");
     assert!(r.unwrap_err().to_string().contains("limit is 67108864"));
-    assert_eq!(host().runtime.tenant_memory_in_use("evil"), 0, "the budget is released with the sandbox");
+    assert_eq!(host().runtime.tenant_memory_in_use("bomber"), 0, "the budget is released with the sandbox");
 }
 
 #[test]
@@ -162,6 +165,58 @@ fn ssrf_attempts_are_denied_before_any_io() {
         let (r, _) = attack(&ctx("loopback-ok", by_name), json!({"attack": "http", "url": format!("http://localhost:{ok}/")})).await;
         assert_eq!(http_outcome(&r), "http-ok 204");
     });
+}
+
+#[test]
+fn a_hostile_endpoint_cannot_flood_or_stall_the_host() {
+    block_on(async {
+        // 2 MiB without a length, then silence; and one that never answers.
+        let flood = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            tokio::spawn(async move {
+                while let Ok((mut sock, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        let _ = sock.read(&mut buf).await;
+                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n").await;
+                        let chunk = vec![b'x'; 64 << 10];
+                        for _ in 0..32 {
+                            if sock.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            port
+        };
+        let stall = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((sock, _)) = listener.accept().await {
+                    held.push(sock);
+                }
+            });
+            port
+        };
+        let run = |port: u16| {
+            let secret = json!({"host": format!("http://127.0.0.1:{port}"), "username": "u", "password": "p"});
+            attack_owned(ctx("evil", secret), json!({"attack": "http", "url": format!("http://127.0.0.1:{port}/")}))
+        };
+        let (r, _) = run(flood).await;
+        assert_eq!(http_outcome(&r), "http-err HttpError::TooLarge(1048576)");
+        let started = Instant::now();
+        let (r, _) = run(stall).await;
+        assert_eq!(http_outcome(&r), "http-err HttpError::Timeout");
+        assert!(started.elapsed() < Duration::from_secs(10), "bounded by the 1 s cap: {:?}", started.elapsed());
+    });
+}
+
+async fn attack_owned(ctx: RunContext, task: Value) -> (Result<CollectReport, RunError>, Vec<Record>) {
+    attack(&ctx, task).await
 }
 
 #[test]
@@ -273,7 +328,7 @@ fn many_tenants_collect_correctly_while_attacks_run() {
     let rss_after = rss_kib();
     eprintln!("RSS before {rss_before} KiB, after 100 tenants + 5 attacks {rss_after} KiB");
     // Bounded: the attacks' memory went back to the pool.
-    for t in ["evil", "tenant-0", "tenant-99"] {
+    for t in ["tenant-0", "tenant-99"] {
         assert_eq!(host().runtime.tenant_memory_in_use(t), 0, "{t}");
     }
 }

@@ -115,6 +115,13 @@ impl Guest for Adversary {
                     keep.push(wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000));
                 }
             }
+            "hold" => {
+                // Two batches: the second waits until the host's consumer
+                // reads the first (keeps the sandbox alive for benchmarks).
+                emit::emit(&[region(0, 0)]);
+                emit::emit(&[region(1, 0)]);
+                Ok(Summary { emitted: 2, errors: 0 })
+            }
             "collect-ok" => {
                 let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);
                 let batch: Vec<emit::Item> = (0..n).map(|i| region(i, 0)).collect();

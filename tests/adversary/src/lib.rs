@@ -14,6 +14,7 @@
 //! - `echo-secret`: returns the secret it received as the error message.
 //! - `http-auth`: POSTs to `task_options.url` with a host-injected Basic
 //!   credential (`http-ok <status>` / `http-err <error>`).
+//! - `hold`: emits two one-record batches (the second waits for the consumer).
 //! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
 //!
 //! Only the wasm32 build has a component; natively this crate is empty.
