@@ -21,6 +21,25 @@ struct Component;
 
 export!(Component);
 
+/// Who this component is, for the host's registry: written into the
+/// `cloudforet-plugin` custom section at build time.
+const PLUGIN_INFO: &str = concat!(r#"{"name":"nutanix","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
+
+#[unsafe(link_section = "cloudforet-plugin")]
+#[used]
+static PLUGIN_SECTION: [u8; PLUGIN_INFO.len()] = section(PLUGIN_INFO);
+
+const fn section<const N: usize>(s: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
 impl Guest for Component {
     fn init(options: String) -> Result<PluginMetadata, CollectorError> {
         let m = collect::init(&options).map_err(to_wit_error)?;

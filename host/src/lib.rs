@@ -16,6 +16,8 @@
 //!   memory budgets and network grants.
 //! - [`error`]: the boundary's error model (typed collector errors vs traps
 //!   and limits) and its 1:1 error codes.
+//! - [`registry`]: collector versions by name and semver, live version,
+//!   pins, rollback, admission, precompile cache, plugins directory watcher.
 //! - [`record`]: emitted records, validated from guest output.
 //! - [`secret`]: secret loading and redaction.
 //! - [`store`]: the embedded SQLite store with match-rule upserts.
@@ -24,8 +26,13 @@
 //!   reflection, health).
 //! - [`testing`]: run a guest against a mocked host (cassettes, captured
 //!   emit/log/state, fixed clock), expectations and golden files.
+//! - [`admin`]: the admin HTTP API over the registry (bearer token, error
+//!   envelope); `cf-host plugins` is its client.
+//! - [`bench`]: `cf-host bench`, the performance figures as a table.
 //! - `main.rs`: the `cf-host` command line.
 
+pub mod admin;
+pub mod bench;
 pub mod bindings;
 pub mod egress;
 pub mod error;
@@ -34,6 +41,7 @@ pub mod host;
 pub mod job;
 pub mod limits;
 pub mod record;
+pub mod registry;
 pub mod sandbox;
 pub mod secret;
 pub mod store;

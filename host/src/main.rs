@@ -23,6 +23,39 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PluginsAction {
+    /// Versions loaded, live, pinned, in use.
+    List,
+    /// Upload a component; it goes live with --activate (or when it is the first version).
+    Load {
+        file: PathBuf,
+        /// Expected sha256 digest (sha256:<hex>); refused on mismatch.
+        #[arg(long)]
+        digest: Option<String>,
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make NAME@VERSION the live version.
+    Activate { plugin: String },
+    /// Return NAME to its previous live version.
+    Rollback { name: String },
+    /// Pin a tenant (or, without --tenant, everyone) to NAME@VERSION.
+    Pin {
+        plugin: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a tenant's pin on NAME.
+    Unpin {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Unload NAME@VERSION (refused while live, pinned or running).
+    Unload { plugin: String },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Run one collection in a sandbox into the embedded store.
     Collect {
@@ -65,9 +98,26 @@ enum Cmd {
     },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
     Serve {
-        /// The collector component (.wasm).
-        #[arg(long, env = "CF_HOST_PLUGIN")]
-        plugin: PathBuf,
+        /// The collector component (.wasm); or use --plugins-dir.
+        #[arg(long, env = "CF_HOST_PLUGIN", required_unless_present = "plugins_dir")]
+        plugin: Option<PathBuf>,
+        /// Load every component in this directory and watch it: a new
+        /// version dropped in goes live (hot swap).
+        #[arg(long, env = "CF_HOST_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+        /// Plugin name to serve (default: the --plugin component's, else nutanix).
+        #[arg(long)]
+        name: Option<String>,
+        /// Precompile cache directory (default: $XDG_CACHE_HOME/cf-host or ~/.cache/cf-host).
+        #[arg(long, env = "CF_HOST_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Do not cache compiled components.
+        #[arg(long)]
+        no_cache: bool,
+        /// Serve the admin API (plugin registry) on this address, e.g. 127.0.0.1:50052.
+        /// Needs CF_HOST_ADMIN_TOKEN (16+ characters).
+        #[arg(long)]
+        admin_bind: Option<String>,
         /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
         #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
         port: u16,
@@ -86,6 +136,17 @@ enum Cmd {
         /// Sandboxes alive at once; more calls queue.
         #[arg(long, default_value_t = 32)]
         max_concurrency: u32,
+    },
+    /// Manage the plugin registry of a running `cf-host serve` (admin API).
+    Plugins {
+        /// Admin API URL.
+        #[arg(long, env = "CF_HOST_ADMIN_URL", default_value = "http://127.0.0.1:50052")]
+        admin: String,
+        /// Bearer token of the admin API.
+        #[arg(long, env = "CF_HOST_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        action: PluginsAction,
     },
     /// Test a collector component against a cassette (no network), or record one.
     ///
@@ -122,6 +183,27 @@ enum Cmd {
         /// Task options (JSON object); a replay defaults to the cassette's.
         #[arg(long)]
         task_options: Option<String>,
+    },
+    /// Measure the host: instantiation, concurrent sandboxes, end-to-end collections.
+    Bench {
+        /// The collector component; defaults to the workspace's release build.
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// The adversary test component for the concurrent-sandbox figures;
+        /// defaults to the workspace's release build (skipped if missing).
+        #[arg(long)]
+        adversary: Option<PathBuf>,
+        #[arg(long, default_value_t = 2000)]
+        instantiations: usize,
+        /// Sandboxes alive at once.
+        #[arg(long, default_value_t = 1000)]
+        sandboxes: usize,
+        /// Simulated VMs per end-to-end collection (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        vms: Vec<usize>,
+        /// Skip the end-to-end collections.
+        #[arg(long)]
+        no_collect: bool,
     },
     /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
     Demo {
@@ -220,9 +302,38 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print_report(&report, &plugin.name, &plugin.digest, store.path(), out.as_deref());
             Ok(exit_code(&report))
         }
-        Cmd::Serve { plugin, port, bind, default_endpoint_port, store, tenants, max_concurrency } => {
+        Cmd::Serve {
+            plugin,
+            plugins_dir,
+            name,
+            cache_dir,
+            no_cache,
+            admin_bind,
+            port,
+            bind,
+            default_endpoint_port,
+            store,
+            tenants,
+            max_concurrency,
+        } => {
             let config = RuntimeConfig { max_concurrency, tenancy: load_tenancy(tenants.as_deref())? };
-            serve(plugin, port, bind, default_endpoint_port, store, config).await
+            let cache_dir = if no_cache { None } else { cache_dir.or_else(default_cache_dir) };
+            let opts = ServeOpts { plugin, plugins_dir, name, cache_dir, admin_bind, port, bind, default_endpoint_port, store };
+            serve(opts, config).await
+        }
+        Cmd::Plugins { admin, token, action } => {
+            let client = cf_host::admin::Client::new(&admin, &token)?;
+            let out = match action {
+                PluginsAction::List => client.list().await?,
+                PluginsAction::Load { file, digest, activate } => client.load(&file, digest.as_deref(), activate).await?,
+                PluginsAction::Activate { plugin } => client.activate(&plugin).await?,
+                PluginsAction::Rollback { name } => client.rollback(&name).await?,
+                PluginsAction::Pin { plugin, tenant } => client.pin(&plugin, tenant.as_deref()).await?,
+                PluginsAction::Unpin { name, tenant } => client.unpin(&name, &tenant).await?,
+                PluginsAction::Unload { plugin } => client.unload(&plugin).await?,
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { plugin, cassette, expect, golden, update_golden, record, endpoint, secret, options, task_options } => {
             let record = match (record, endpoint, secret) {
@@ -248,42 +359,112 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let passed = cf_host::testing::cli::run(args).await?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Cmd::Bench { plugin, adversary, instantiations, sandboxes, vms, no_collect } => {
+            let vms = if no_collect { Vec::new() } else { vms };
+            let plugin = plugin.unwrap_or_else(default_plugin);
+            let adversary = adversary.or_else(|| {
+                let p = default_plugin().with_file_name("cf_adversary.wasm");
+                p.exists().then_some(p)
+            });
+            let cfg = cf_host::bench::BenchConfig { plugin, adversary, instantiations, sandboxes, vms };
+            let rows = cf_host::bench::run(&cfg, |stage| eprintln!("bench: {stage} ...")).await?;
+            print!("{}", cf_host::bench::render(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Demo { vms, plugin, store } => demo(vms, plugin, store).await,
     }
 }
 
-async fn serve(
-    plugin: PathBuf,
+struct ServeOpts {
+    plugin: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    name: Option<String>,
+    cache_dir: Option<PathBuf>,
+    admin_bind: Option<String>,
     port: u16,
     bind: Option<String>,
     default_endpoint_port: u16,
     store: Option<PathBuf>,
-    runtime_config: RuntimeConfig,
-) -> Result<ExitCode, String> {
-    use cf_host::grpc::{PluginService, ServeConfig};
-    let runtime = Arc::new(Runtime::new(runtime_config)?);
-    let plugin = Arc::new(runtime.load_file(&plugin).map_err(|e| e.to_string())?);
-    let listener = match bind {
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("cf-host"))
+}
+
+async fn listen(addr: Option<&str>, port: u16) -> Result<tokio::net::TcpListener, String> {
+    match addr {
         Some(addr) => {
-            let addr = if addr.contains(':') && !addr.starts_with('[') { format!("[{addr}]") } else { addr };
-            tokio::net::TcpListener::bind(format!("{addr}:{port}")).await.map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))?
+            let addr = if addr.contains(':') && !addr.starts_with('[') { format!("[{addr}]") } else { addr.to_string() };
+            tokio::net::TcpListener::bind(format!("{addr}:{port}")).await.map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))
         }
         None => match tokio::net::TcpListener::bind(("::", port)).await {
-            Ok(l) => l,
+            Ok(l) => Ok(l),
             // No IPv6 on this machine: all IPv4 interfaces.
-            Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
-                .await
-                .map_err(|e| format!("cannot listen on port {port}: {e}"))?,
+            Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port)).await.map_err(|e| format!("cannot listen on port {port}: {e}")),
         },
+    }
+}
+
+async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, String> {
+    use cf_host::grpc::{PluginService, ServeConfig};
+    use cf_host::registry::{cache::PrecompileCache, identity::Manifest, Registry};
+    let runtime = Arc::new(Runtime::new(runtime_config)?);
+    let cache = o.cache_dir.map(PrecompileCache::new).transpose()?;
+    let registry = Arc::new(Registry::new(runtime, cache));
+    let mut name = o.name.clone();
+    if let Some(path) = &o.plugin {
+        let report = match registry.load_file(path, None, true) {
+            Ok(r) => r,
+            // A component without an embedded identity: named after its file.
+            Err(cf_host::registry::RegistryError::Rejected(m)) if m.contains("names no plugin") || m.contains("has no version") => {
+                let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let stem = path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "plugin".into());
+                let manifest = Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() };
+                registry.load_bytes(&path.display().to_string(), &bytes, Some(manifest), None, true).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        name.get_or_insert(report.name);
+    }
+    let name = name.unwrap_or_else(|| "nutanix".into());
+    let _watch = match &o.plugins_dir {
+        Some(dir) => Some(cf_host::registry::watch::watch(registry.clone(), dir.clone()).await?),
+        None => None,
     };
+    let listener = listen(o.bind.as_deref(), o.port).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let config = ServeConfig { default_endpoint_port, ..ServeConfig::default() };
-    let mut service = PluginService::new(runtime, plugin.clone(), config);
-    if let Some(p) = store {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let config = ServeConfig { default_endpoint_port: o.default_endpoint_port, ..ServeConfig::default() };
+    let mut service = PluginService::new(registry.clone(), name.clone(), config);
+    if let Some(p) = o.store {
         service = service.with_state(Arc::new(Store::open(&p)?));
     }
-    println!("cf-host serving {} ({}) on {addr} (gRPC, plaintext h2c)", plugin.name, plugin.digest);
-    cf_host::grpc::serve(listener, service, shutdown_signal()).await?;
+    let live = registry.live(&name).map_or_else(|| "(no version yet)".to_string(), |v| v.to_string());
+    println!("cf-host serving {name}@{live} on {addr} (gRPC, plaintext h2c)");
+    let admin = match o.admin_bind {
+        Some(bind) => {
+            let token = std::env::var("CF_HOST_ADMIN_TOKEN").map_err(|_| "--admin-bind needs CF_HOST_ADMIN_TOKEN".to_string())?;
+            let l = tokio::net::TcpListener::bind(&bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+            println!("admin API on {}", l.local_addr().map_err(|e| e.to_string())?);
+            let (registry, stop) = (registry.clone(), stopped(stop_rx.clone()));
+            Some(tokio::spawn(async move { cf_host::admin::serve(l, registry, &token, stop).await }))
+        }
+        None => None,
+    };
+    cf_host::grpc::serve(listener, service, stopped(stop_rx)).await?;
+    if let Some(a) = admin {
+        a.await.map_err(|e| e.to_string())??;
+    }
     println!("cf-host stopped");
     Ok(ExitCode::SUCCESS)
 }

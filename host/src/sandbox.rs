@@ -370,6 +370,13 @@ impl Runtime {
     /// Loads and admits component bytes: header check, compile, link against
     /// the host's imports, check the `collector` export.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let component = self.compile(name, bytes)?;
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        self.admit(name, &component, digest)
+    }
+
+    /// Header checks and compilation (no linking yet).
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let name = name.to_string();
         if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
             return Err(LoadError::NotWasm { name });
@@ -378,15 +385,19 @@ impl Runtime {
         if bytes[4..8] == [1, 0, 0, 0] {
             return Err(LoadError::CoreModule { name });
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid { name: name.clone(), reason: one_line(&e) })?;
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid { name, reason: one_line(&e) })
+    }
+
+    /// Links a compiled component against the host's imports and checks its
+    /// `collector` export: after this it can run.
+    pub fn admit(&self, name: &str, component: &Component, digest: String) -> Result<Plugin, LoadError> {
+        let name = name.to_string();
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
-        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
-        let injects_credentials = imports_function(&self.engine, &component, "cloudforet:collector/http@", "send-authenticated");
+        let injects_credentials = imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
         Ok(Plugin { pre, digest, name, injects_credentials })
     }
 
@@ -521,6 +532,20 @@ impl Runtime {
             Ok(Ok(v)) => Ok(v),
         };
         (result, Some(Finished { store, _permits: (tenant_permit, permit) }))
+    }
+
+    /// Creates a fresh store and instantiates the plugin without calling it;
+    /// returns how long that took (benchmarks).
+    pub async fn instantiate_only(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Duration, RunError> {
+        let tenant = self.tenancy.slot(&ctx.tenant);
+        let _permit = self.permits.acquire().await.map_err(|_| RunError::Host("runtime is shutting down".into()))?;
+        let (tx, _rx) = mpsc::channel(1);
+        let started = std::time::Instant::now();
+        let mut store = self.new_store(plugin, ctx, &tenant, tx)?;
+        plugin.pre.instantiate_async(&mut store).await.map_err(|e| map_trap(&e, store.data()))?;
+        let elapsed = started.elapsed();
+        drop(store);
+        Ok(elapsed)
     }
 
     pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {

@@ -15,7 +15,8 @@ use crate::egress::EgressPolicy;
 use crate::host::http::TlsConfig;
 use crate::host::state::{MemoryState, StateBackend};
 use crate::record::Record;
-use crate::sandbox::{Plugin, RunContext, Runtime};
+use crate::registry::{Registry, RegistryError, Want};
+use crate::sandbox::{Plugin, RunContext};
 use convert::{json_to_struct, resource_info, status, struct_to_json};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -73,18 +74,29 @@ impl Default for ServeConfig {
     }
 }
 
-/// The plugin service: one runtime, one collector component.
+/// The plugin service: one plugin name in the registry; each call runs on
+/// the version the registry resolves for it (live, the tenant's pin, or the
+/// version the options name).
 #[derive(Clone)]
 pub struct PluginService {
-    runtime: Arc<Runtime>,
-    plugin: Arc<Plugin>,
+    registry: Arc<Registry>,
+    name: String,
     state: Arc<dyn StateBackend>,
     config: ServeConfig,
 }
 
 impl PluginService {
-    pub fn new(runtime: Arc<Runtime>, plugin: Arc<Plugin>, config: ServeConfig) -> PluginService {
-        PluginService { runtime, plugin, state: Arc::new(MemoryState::default()), config }
+    pub fn new(registry: Arc<Registry>, name: impl Into<String>, config: ServeConfig) -> PluginService {
+        PluginService { registry, name: name.into(), state: Arc::new(MemoryState::default()), config }
+    }
+
+    /// The version this call runs on; the call keeps it until it ends.
+    fn plugin(&self, ctx: &RunContext) -> Result<Arc<Plugin>, Status> {
+        let want = Want::from_options(&ctx.options).map_err(|e| Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {e}")))?;
+        self.registry.resolve(&self.name, &ctx.tenant, &want).map_err(|e| match e {
+            RegistryError::NotFound(m) => Status::not_found(format!("ERROR_NOT_FOUND: {m}")),
+            other => Status::failed_precondition(format!("ERROR_PLUGIN: {other}")),
+        })
     }
 
     /// Persist the state interface's data in `state` (e.g. the store).
@@ -110,7 +122,7 @@ impl PluginService {
             .to_string();
         let tls = TlsConfig::from_options(&options)
             .map_err(|e| Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {e}")))?;
-        let mut ctx = RunContext::new(tenant.clone(), self.runtime.limits_for(&tenant));
+        let mut ctx = RunContext::new(tenant.clone(), self.registry.runtime().limits_for(&tenant));
         ctx.egress = EgressPolicy::for_secret(&secret, self.config.default_endpoint_port);
         ctx.options = options;
         ctx.secret = secret;
@@ -125,7 +137,8 @@ impl Collector for PluginService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
         let options = struct_to_json(req.get_ref().options.clone());
         let ctx = self.unary_context(&req, options, json!({}))?;
-        let m = self.runtime.init(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        let plugin = self.plugin(&ctx)?;
+        let m = self.registry.runtime().init(&plugin, &ctx).await.map_err(|e| status(&e))?;
         let metadata = json!({
             "supported_resource_type": m.supported_resource_types,
             "supported_schedules": m.supported_schedules,
@@ -141,7 +154,8 @@ impl Collector for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let ctx = self.unary_context(&req, options, secret)?;
-        self.runtime.verify(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        let plugin = self.plugin(&ctx)?;
+        self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e))?;
         Ok(Response::new(()))
     }
 
@@ -152,9 +166,10 @@ impl Collector for PluginService {
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let task_options = struct_to_json(r.task_options.clone());
         let ctx = self.context(&req, options, secret)?;
+        let plugin = self.plugin(&ctx)?;
         let (out_tx, out_rx) = mpsc::channel::<Result<ResourceInfo, Status>>(STREAM_BUFFER);
         let (rec_tx, mut rec_rx) = mpsc::channel::<Vec<Record>>(4);
-        let (runtime, plugin) = (self.runtime.clone(), self.plugin.clone());
+        let runtime = self.registry.runtime().clone();
         let run_id = ctx.run_id.clone();
         tokio::spawn(async move {
             let client_gone = out_tx.clone();
@@ -205,7 +220,8 @@ impl Job for PluginService {
             o.insert("task_filter".into(), filter);
         }
         let ctx = self.unary_context(&req, options, secret)?;
-        let tasks = self.runtime.get_tasks(&self.plugin, &ctx).await.map_err(|e| status(&e))?;
+        let plugin = self.plugin(&ctx)?;
+        let tasks = self.registry.runtime().get_tasks(&plugin, &ctx).await.map_err(|e| status(&e))?;
         let tasks = tasks
             .iter()
             .map(|t| TaskInfo { task_options: t.as_object().map(json_to_struct) })

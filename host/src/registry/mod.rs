@@ -1,0 +1,397 @@
+//! The component registry: collector versions by plugin name and semver
+//! version, the live version per plugin, per-tenant pins, rollback, and
+//! admission before anything goes live.
+//!
+//! # Layout
+//!
+//! - [`identity`]: name and version from the component's custom section and
+//!   the manifest beside it.
+//! - [`cache`]: the precompile cache.
+//! - [`watch`]: the plugins directory watcher.
+//!
+//! Swaps are atomic: resolution and changes take one short lock, and a run
+//! holds an `Arc` of the version it resolved, so runs in flight finish on the
+//! version they started with while new runs get the new one. A version is
+//! unloaded only when it is neither live, pinned nor in use.
+
+pub mod cache;
+pub mod identity;
+pub mod watch;
+
+use crate::sandbox::{Plugin, Runtime};
+use identity::Manifest;
+use semver::{Version, VersionReq};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a registry operation was refused; the registry is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The component failed admission (bytes, identity, digest, world).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation conflicts with the registry's state (in use, live, ...).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl RegistryError {
+    /// Code for the admin API's error envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Rejected(_) => "INVALID_ARGUMENT",
+            RegistryError::NotFound(_) => "NOT_FOUND",
+            RegistryError::Conflict(_) => "FAILED_PRECONDITION",
+        }
+    }
+}
+
+/// Which version a call asks for (CloudForet's `plugin_info.version` and
+/// `upgrade_mode`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Want {
+    /// The tenant's pin, else the live version.
+    #[default]
+    Live,
+    /// MANUAL: exactly this version.
+    Exact(Version),
+    /// AUTO: the highest loaded version compatible with this one.
+    Compatible(VersionReq),
+}
+
+impl Want {
+    /// From collect options: `plugin_version` and `upgrade_mode`
+    /// (`MANUAL` = exactly that version, `AUTO` = the latest compatible).
+    pub fn from_options(options: &serde_json::Value) -> Result<Want, String> {
+        let Some(v) = options.get("plugin_version").and_then(|v| v.as_str()).filter(|v| !v.is_empty()) else {
+            return Ok(Want::Live);
+        };
+        let version = Version::parse(v).map_err(|e| format!("option plugin_version {v:?} is not semver: {e}"))?;
+        match options.get("upgrade_mode").and_then(|m| m.as_str()).unwrap_or("MANUAL") {
+            "MANUAL" => Ok(Want::Exact(version)),
+            "AUTO" => {
+                let req = VersionReq::parse(&format!("^{version}")).map_err(|e| e.to_string())?;
+                Ok(Want::Compatible(req))
+            }
+            other => Err(format!("option upgrade_mode must be MANUAL or AUTO, got {other:?}")),
+        }
+    }
+}
+
+/// One loaded version.
+pub struct Loaded {
+    pub plugin: Arc<Plugin>,
+    pub version: Version,
+    pub manifest: Option<Manifest>,
+    pub source: String,
+    pub loaded_at: std::time::SystemTime,
+}
+
+#[derive(Default)]
+struct Entry {
+    versions: BTreeMap<Version, Loaded>,
+    live: Option<Version>,
+    /// Earlier live versions, most recent last (for rollback).
+    history: Vec<Version>,
+    pins: HashMap<String, Version>,
+}
+
+/// A version as listed by the admin API.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub live: bool,
+    pub pinned_by: Vec<String>,
+    /// Runs executing on it right now.
+    pub in_use: usize,
+    pub source: String,
+    pub description: Option<String>,
+}
+
+/// How a load went.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LoadReport {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub live: bool,
+    /// The compilation came from the precompile cache.
+    pub cached: bool,
+    /// The same version with the same digest was already loaded.
+    pub unchanged: bool,
+    pub millis: u64,
+}
+
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    cache: Option<cache::PrecompileCache>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Registry {
+    pub fn new(runtime: Arc<Runtime>, cache: Option<cache::PrecompileCache>) -> Registry {
+        Registry { runtime, cache, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads a component file (and `<file>.json` manifest if present).
+    pub fn load_file(&self, path: &Path, expected_digest: Option<&str>, activate: bool) -> Result<LoadReport, RegistryError> {
+        let bytes = std::fs::read(path).map_err(|e| RegistryError::Rejected(format!("cannot read {}: {e}", path.display())))?;
+        let manifest_path = path.with_extension("json");
+        let manifest = if manifest_path.exists() {
+            Some(Manifest::load(&manifest_path).map_err(RegistryError::Rejected)?)
+        } else {
+            None
+        };
+        self.load_bytes(&path.display().to_string(), &bytes, manifest, expected_digest, activate)
+    }
+
+    /// Admission, then registration: digest, identity, compile (or cache),
+    /// link against the host, and only then insert (and make live when
+    /// `activate`). Any failure leaves the registry unchanged.
+    pub fn load_bytes(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        manifest: Option<Manifest>,
+        expected_digest: Option<&str>,
+        activate: bool,
+    ) -> Result<LoadReport, RegistryError> {
+        let started = Instant::now();
+        let hex = format!("{:x}", Sha256::digest(bytes));
+        let digest = format!("sha256:{hex}");
+        for want in expected_digest.into_iter().chain(manifest.as_ref().and_then(|m| m.digest.as_deref())) {
+            let want_hex = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
+            if want_hex != hex {
+                return Err(RegistryError::Rejected(format!("{source}: digest mismatch: expected sha256:{want_hex}, the file is {digest}")));
+            }
+        }
+        let embedded = identity::embedded(bytes).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
+        let (name, version) =
+            identity::resolve(embedded.as_ref(), manifest.as_ref()).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
+
+        if let Some(existing) = self.lock().get(&name).and_then(|e| e.versions.get(&version)) {
+            if existing.plugin.digest != digest {
+                return Err(RegistryError::Conflict(format!(
+                    "{name}@{version} is already loaded with digest {}; a different build needs a new version",
+                    existing.plugin.digest
+                )));
+            }
+            let live = self.activate_if(&name, &version, activate)?;
+            return Ok(LoadReport {
+                name,
+                version: version.to_string(),
+                digest,
+                live,
+                cached: true,
+                unchanged: true,
+                millis: started.elapsed().as_millis() as u64,
+            });
+        }
+
+        let engine = self.runtime.engine();
+        let (component, cached) = match self.cache.as_ref().and_then(|c| c.get(engine, &hex)) {
+            Some(c) => (c, true),
+            None => {
+                let c = self.runtime.compile(source, bytes).map_err(|e| RegistryError::Rejected(e.to_string()))?;
+                if let Some(cache) = &self.cache {
+                    cache.put(engine, &hex, &c);
+                }
+                (c, false)
+            }
+        };
+        let mut plugin =
+            self.runtime.admit(source, &component, digest.clone()).map_err(|e| RegistryError::Rejected(e.to_string()))?;
+        plugin.name = name.clone();
+        {
+            let mut entries = self.lock();
+            let entry = entries.entry(name.clone()).or_default();
+            if entry.versions.contains_key(&version) {
+                return Err(RegistryError::Conflict(format!("{name}@{version} was loaded concurrently")));
+            }
+            entry.versions.insert(
+                version.clone(),
+                Loaded {
+                    plugin: Arc::new(plugin),
+                    version: version.clone(),
+                    manifest,
+                    source: source.to_string(),
+                    loaded_at: std::time::SystemTime::now(),
+                },
+            );
+        }
+        let live = self.activate_if(&name, &version, activate)?;
+        tracing::info!(plugin = %name, %version, %digest, live, cached, "plugin version loaded");
+        Ok(LoadReport { name, version: version.to_string(), digest, live, cached, unchanged: false, millis: started.elapsed().as_millis() as u64 })
+    }
+
+    /// Makes `version` live when asked, or when the plugin has no live
+    /// version yet. Returns whether it is live.
+    fn activate_if(&self, name: &str, version: &Version, activate: bool) -> Result<bool, RegistryError> {
+        let first = self.lock().get(name).is_some_and(|e| e.live.is_none());
+        if activate || first {
+            self.activate(name, version)?;
+            return Ok(true);
+        }
+        Ok(self.lock().get(name).and_then(|e| e.live.as_ref()) == Some(version))
+    }
+
+    /// Makes a loaded version the live one (new runs get it at once).
+    pub fn activate(&self, name: &str, version: &Version) -> Result<(), RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        if !entry.versions.contains_key(version) {
+            return Err(RegistryError::NotFound(format!("{name}@{version} is not loaded")));
+        }
+        if entry.live.as_ref() == Some(version) {
+            return Ok(());
+        }
+        if let Some(prev) = entry.live.replace(version.clone()) {
+            entry.history.push(prev);
+        }
+        tracing::info!(plugin = %name, %version, "live version switched");
+        Ok(())
+    }
+
+    /// Returns to the previous live version at once.
+    pub fn rollback(&self, name: &str) -> Result<Version, RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        while let Some(prev) = entry.history.pop() {
+            if entry.versions.contains_key(&prev) {
+                entry.live = Some(prev.clone());
+                tracing::info!(plugin = %name, version = %prev, "rolled back");
+                return Ok(prev);
+            }
+        }
+        Err(RegistryError::Conflict(format!("{name} has no earlier version to roll back to")))
+    }
+
+    /// Pins a tenant (or, with `None`, every tenant without a pin of its
+    /// own, by making it live) to a version.
+    pub fn pin(&self, name: &str, version: &Version, tenant: Option<&str>) -> Result<(), RegistryError> {
+        let Some(tenant) = tenant else { return self.activate(name, version) };
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        if !entry.versions.contains_key(version) {
+            return Err(RegistryError::NotFound(format!("{name}@{version} is not loaded")));
+        }
+        entry.pins.insert(tenant.to_string(), version.clone());
+        Ok(())
+    }
+
+    pub fn unpin(&self, name: &str, tenant: &str) -> Result<(), RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        entry.pins.remove(tenant).map(|_| ()).ok_or_else(|| RegistryError::NotFound(format!("tenant {tenant} has no pin on {name}")))
+    }
+
+    /// Unloads a version that is not live, not pinned and not running.
+    pub fn unload(&self, name: &str, version: &Version) -> Result<(), RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        let loaded = entry.versions.get(version).ok_or_else(|| RegistryError::NotFound(format!("{name}@{version} is not loaded")))?;
+        if entry.live.as_ref() == Some(version) {
+            return Err(RegistryError::Conflict(format!("{name}@{version} is live: activate or roll back to another version first")));
+        }
+        let pinned: Vec<&String> = entry.pins.iter().filter(|(_, v)| *v == version).map(|(t, _)| t).collect();
+        if !pinned.is_empty() {
+            return Err(RegistryError::Conflict(format!("{name}@{version} is pinned by tenants {pinned:?}")));
+        }
+        let in_use = Arc::strong_count(&loaded.plugin) - 1;
+        if in_use > 0 {
+            return Err(RegistryError::Conflict(format!("{name}@{version} is running in {in_use} runs; try again when they end")));
+        }
+        entry.versions.remove(version);
+        entry.history.retain(|v| v != version);
+        Ok(())
+    }
+
+    /// The version a call of `tenant` runs on.
+    pub fn resolve(&self, name: &str, tenant: &str, want: &Want) -> Result<Arc<Plugin>, RegistryError> {
+        let entries = self.lock();
+        let entry = entries.get(name).ok_or_else(|| not_found(name))?;
+        let version = match want {
+            Want::Live => entry.pins.get(tenant).or(entry.live.as_ref()),
+            Want::Exact(v) => Some(v),
+            Want::Compatible(req) => entry.versions.keys().rev().find(|v| req.matches(v)),
+        }
+        .ok_or_else(|| RegistryError::NotFound(format!("no version of {name} matches {want:?}")))?;
+        entry
+            .versions
+            .get(version)
+            .map(|l| l.plugin.clone())
+            .ok_or_else(|| RegistryError::NotFound(format!("{name}@{version} is not loaded")))
+    }
+
+    /// The live version of a plugin.
+    pub fn live(&self, name: &str) -> Option<Version> {
+        self.lock().get(name).and_then(|e| e.live.clone())
+    }
+
+    /// Plugin names.
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.lock().keys().cloned().collect();
+        n.sort();
+        n
+    }
+
+    pub fn list(&self) -> Vec<VersionInfo> {
+        let entries = self.lock();
+        let mut out = Vec::new();
+        for (name, e) in entries.iter() {
+            for (v, l) in &e.versions {
+                let mut pinned_by: Vec<String> = e.pins.iter().filter(|(_, pv)| *pv == v).map(|(t, _)| t.clone()).collect();
+                pinned_by.sort();
+                out.push(VersionInfo {
+                    name: name.clone(),
+                    version: v.to_string(),
+                    digest: l.plugin.digest.clone(),
+                    live: e.live.as_ref() == Some(v),
+                    pinned_by,
+                    in_use: Arc::strong_count(&l.plugin) - 1,
+                    source: l.source.clone(),
+                    description: l.manifest.as_ref().and_then(|m| m.description.clone()),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        out
+    }
+}
+
+fn not_found(name: &str) -> RegistryError {
+    RegistryError::NotFound(format!("no plugin named {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn want_from_collect_options() {
+        assert_eq!(Want::from_options(&json!({})).unwrap(), Want::Live);
+        assert_eq!(Want::from_options(&json!({"plugin_version": "1.2.0"})).unwrap(), Want::Exact(Version::new(1, 2, 0)));
+        let auto = Want::from_options(&json!({"plugin_version": "1.2.0", "upgrade_mode": "AUTO"})).unwrap();
+        let Want::Compatible(req) = auto else { panic!() };
+        assert!(req.matches(&Version::new(1, 9, 0)) && !req.matches(&Version::new(2, 0, 0)));
+        assert!(Want::from_options(&json!({"plugin_version": "x"})).is_err());
+        assert!(Want::from_options(&json!({"plugin_version": "1.0.0", "upgrade_mode": "SOMETIMES"})).is_err());
+    }
+}
