@@ -144,3 +144,64 @@ fn test_command_records_replays_and_guards_the_golden_file() {
     assert!(!o.status.success() && stderr(&o).contains("cannot read cassette"), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `cf-host bench` runs every stage and prints its table (figures are
+/// recorded in BENCHMARKS.md, never asserted).
+#[test]
+fn bench_prints_its_table() {
+    let o = cf_host(&["bench", "--instantiations", "5", "--sandboxes", "3", "--vms", "50"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    for row in ["load a new version, cold", "load a new version, warm", "instantiate p50", "instantiate p99", "3 sandboxes alive", "memory per live sandbox", "collect 50 VMs: records/s", "peak RSS"] {
+        assert!(out.contains(row), "missing {row:?} in:\n{out}");
+    }
+}
+
+/// `cf-host serve --plugins-dir` with the admin API, driven by `cf-host plugins`.
+#[test]
+fn plugins_commands_manage_a_running_server() {
+    use std::io::{BufRead, BufReader};
+    let dir = tmp("plugins");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let token = "cli-admin-token-0123456789";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0", "--plugins-dir"])
+        .arg(&plugins)
+        .env("CF_HOST_ADMIN_TOKEN", token)
+        .env("CF_HOST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut serving, mut admin_line) = (String::new(), String::new());
+    out.read_line(&mut serving).unwrap();
+    out.read_line(&mut admin_line).unwrap();
+    assert!(serving.contains("serving adversary@(no version yet)"), "{serving}");
+    let admin = format!("http://{}", admin_line.trim().rsplit(' ').next().unwrap());
+    let plugins_cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["plugins", "--admin", &admin])
+            .args(args)
+            .env("CF_HOST_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let adversary = guest().with_file_name("cf_adversary.wasm");
+    let o = plugins_cmd(&["load", adversary.to_str().unwrap(), "--activate"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && text.contains("loaded adversary@7.7.1") && text.contains("live"), "{text}{}", stderr(&o));
+    let o = plugins_cmd(&["list"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.lines().any(|l| l.starts_with("adversary") && l.contains("7.7.1") && l.contains("yes")), "{text}");
+    let o = plugins_cmd(&["rollback", "adversary"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("FAILED_PRECONDITION: adversary has no earlier version"), "{}", stderr(&o));
+    let o = plugins_cmd(&["unload", "adversary"]);
+    assert!(!o.status.success() && stderr(&o).contains("NAME@VERSION"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["plugins", "--admin", &admin, "--token", "wrong", "list"]).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("UNAUTHENTICATED"), "{}", stderr(&o));
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(dir).ok();
+}

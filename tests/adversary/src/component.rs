@@ -13,6 +13,20 @@ struct Adversary;
 
 export!(Adversary);
 
+/// Identity for the host's registry. Tests make a "v2" of this component by
+/// replacing `"version":"7.7.1"` in the file's bytes (the section, and so
+/// the version this build stamps into records, changes with it).
+#[unsafe(link_section = "cloudforet-plugin")]
+#[used]
+static PLUGIN_SECTION: [u8; 38] = *br#"{"name":"adversary","version":"7.7.1"}"#;
+
+/// The version as this build says it (read from the text, so a patched
+/// copy reports its own).
+fn my_version() -> String {
+    let info: Value = serde_json::from_slice(std::hint::black_box(&PLUGIN_SECTION)).unwrap_or(Value::Null);
+    info["version"].as_str().unwrap_or("?").to_string()
+}
+
 fn arg<'a>(task: &'a Value, key: &str) -> &'a str {
     task.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -121,6 +135,29 @@ impl Guest for Adversary {
                 emit::emit(&[region(0, 0)]);
                 emit::emit(&[region(1, 0)]);
                 Ok(Summary { emitted: 2, errors: 0 })
+            }
+            "stamp" => {
+                // n records in small batches with pauses, each stamped with
+                // this build's version: a run must be entirely one version.
+                let n = task.get("n").and_then(Value::as_u64).unwrap_or(20);
+                let version = my_version();
+                let mut i = 0;
+                while i < n {
+                    let batch: Vec<emit::Item> = (i..(i + 5).min(n))
+                        .map(|k| {
+                            emit::Item::Region(emit::Region {
+                                name: format!("stamped-{k}"),
+                                region_code: format!("r{k}"),
+                                provider: "adversary".into(),
+                                tags: vec![("version".into(), version.clone())],
+                            })
+                        })
+                        .collect();
+                    i += batch.len() as u64;
+                    emit::emit(&batch);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(Summary { emitted: n, errors: 0 })
             }
             "collect-ok" => {
                 let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);

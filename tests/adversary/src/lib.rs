@@ -15,6 +15,8 @@
 //! - `http-auth`: POSTs to `task_options.url` with a host-injected Basic
 //!   credential (`http-ok <status>` / `http-err <error>`).
 //! - `hold`: emits two one-record batches (the second waits for the consumer).
+//! - `stamp`: emits `task_options.n` regions in small batches with pauses,
+//!   each tagged with this build's version (hot-swap tests).
 //! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
 //!
 //! Only the wasm32 build has a component; natively this crate is empty.

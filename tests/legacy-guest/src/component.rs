@@ -14,6 +14,10 @@ struct Legacy;
 
 export!(Legacy);
 
+#[unsafe(link_section = "cloudforet-plugin")]
+#[used]
+static PLUGIN_SECTION: [u8; 35] = *br#"{"name":"legacy","version":"0.1.0"}"#;
+
 fn field<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }

@@ -1,0 +1,257 @@
+//! Hot swap through the registry, the plugins directory and the admin API,
+//! under continuous gRPC load; bad components rejected with the old version
+//! still serving; CloudForet's version / upgrade_mode and tenant pins.
+//!
+//! Versions: the adversary test component is `adversary@7.7.1`; a "v2" is
+//! the same file with `"version":"7.7.1"` replaced by `"version":"7.7.2"`
+//! (its identity section and the version it stamps into records change
+//! together).
+
+use cf_host::grpc::convert::{json_to_struct, struct_to_json};
+use cf_host::grpc::pb::plugin::collector_client::CollectorClient;
+use cf_host::grpc::pb::plugin::CollectRequest;
+use cf_host::grpc::{PluginService, ServeConfig};
+use cf_host::registry::cache::PrecompileCache;
+use cf_host::registry::Registry;
+use cf_host::{Runtime, RuntimeConfig};
+use cf_tests::{adversary_wasm, block_on, temp_dir};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn version_of(bytes: &[u8], version: &str) -> Vec<u8> {
+    let (from, to) = (br#""version":"7.7.1""#.as_slice(), format!(r#""version":"{version}""#));
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    let mut n = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to.as_bytes());
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n >= 2, "identity and stamp both patched");
+    out
+}
+
+/// Writes a file the way a careful deployer does: a temp name, then rename.
+fn drop_in(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+struct Setup {
+    registry: Arc<Registry>,
+    dir: std::path::PathBuf,
+    grpc: String,
+    admin: String,
+    _watch: cf_host::registry::watch::WatchHandle,
+}
+
+async fn setup(name: &str) -> Setup {
+    let dir = temp_dir(name);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { max_concurrency: 16, ..RuntimeConfig::default() }).unwrap());
+    let cache = PrecompileCache::new(dir.join("cache")).unwrap();
+    let registry = Arc::new(Registry::new(runtime, Some(cache)));
+    let watch = cf_host::registry::watch::watch(registry.clone(), plugins.clone()).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = format!("http://{}", listener.local_addr().unwrap());
+    let service = PluginService::new(registry.clone(), "adversary", ServeConfig::default());
+    tokio::spawn(cf_host::grpc::serve(listener, service, std::future::pending()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", listener.local_addr().unwrap());
+    let reg = registry.clone();
+    tokio::spawn(async move { cf_host::admin::serve(listener, reg, TOKEN, std::future::pending()).await });
+    Setup { registry, dir: plugins, grpc, admin, _watch: watch }
+}
+
+async fn wait_live(registry: &Registry, version: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while registry.live("adversary").map(|v| v.to_string()).as_deref() != Some(version) {
+        assert!(started.elapsed() < within, "{version} not live within {within:?}; live: {:?}", registry.live("adversary"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// One collection through gRPC: (versions stamped, records) or the error.
+async fn stamped_run(grpc: &str, options: Value, tenant: Option<&str>) -> Result<(Vec<String>, usize), String> {
+    let mut client = CollectorClient::connect(grpc.to_string()).await.map_err(|e| e.to_string())?;
+    let mut req = tonic::Request::new(CollectRequest {
+        options: options.as_object().map(json_to_struct),
+        secret_data: None,
+        filter: None,
+        task_options: json!({"attack": "stamp", "n": 20}).as_object().map(json_to_struct),
+    });
+    if let Some(t) = tenant {
+        req.metadata_mut().insert("x_domain_id", t.parse().unwrap());
+    }
+    let mut stream = client.collect(req).await.map_err(|e| e.to_string())?.into_inner();
+    let mut versions = Vec::new();
+    let mut n = 0;
+    while let Some(item) = stream.message().await.map_err(|e| e.to_string())? {
+        n += 1;
+        let resource = struct_to_json(item.resource);
+        versions.push(resource["tags"]["version"].as_str().unwrap_or("?").to_string());
+    }
+    versions.sort();
+    versions.dedup();
+    Ok((versions, n))
+}
+
+async fn admin(base: &str, path: &str, body: Value) -> (u16, Value) {
+    reqwest_post(base, path, body, Some(TOKEN)).await
+}
+
+async fn reqwest_post(base: &str, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut rb = client.post(format!("{base}{path}")).json(&body);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn swapping_versions_under_load_loses_no_run() {
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    let v2 = version_of(&v1, "7.7.2");
+    block_on(async {
+        let s = setup("hotswap").await;
+        drop_in(&s.dir, "adversary-7.7.1.wasm", &v1);
+        wait_live(&s.registry, "7.7.1", Duration::from_secs(5)).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            let (stop, results, grpc) = (stop.clone(), results.clone(), s.grpc.clone());
+            clients.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = stamped_run(&grpc, json!({}), None).await;
+                    results.lock().unwrap().push(r);
+                }
+            }));
+        }
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A new version appears in the directory: live within 1 s.
+        drop_in(&s.dir, "adversary-7.7.2.wasm", &v2);
+        let took = wait_live(&s.registry, "7.7.2", Duration::from_secs(1)).await;
+        eprintln!("new version live {took:?} after the file appeared");
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (status, body) = admin(&s.admin, "/v1/plugins/adversary/rollback", json!({})).await;
+            assert_eq!((status, body["live"].as_str()), (200, Some("7.7.1")), "{body}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (status, body) = admin(&s.admin, "/v1/plugins/adversary/activate", json!({"version": "7.7.2"})).await;
+            assert_eq!((status, body["live"].as_str()), (200, Some("7.7.2")), "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.await.unwrap();
+        }
+
+        let results = results.lock().unwrap();
+        let mut per_version = BTreeMap::<String, usize>::new();
+        for r in results.iter() {
+            let (versions, n) = r.as_ref().unwrap_or_else(|e| panic!("a collection failed during swaps: {e}"));
+            assert_eq!(*n, 20, "a truncated collection");
+            assert_eq!(versions.len(), 1, "a run saw two versions: {versions:?}");
+            *per_version.entry(versions[0].clone()).or_default() += 1;
+        }
+        eprintln!("runs per version: {per_version:?}");
+        assert!(per_version.get("7.7.1").is_some_and(|n| *n > 0) && per_version.get("7.7.2").is_some_and(|n| *n > 0), "{per_version:?}");
+    });
+}
+
+#[test]
+fn bad_components_are_rejected_and_the_old_version_keeps_serving() {
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    block_on(async {
+        let s = setup("hotswap-bad").await;
+        drop_in(&s.dir, "adversary-7.7.1.wasm", &v1);
+        wait_live(&s.registry, "7.7.1", Duration::from_secs(5)).await;
+
+        // Corrupt, half-copied, wrong world, digest mismatch.
+        drop_in(&s.dir, "corrupt.wasm", b"\0asm\x0d\0\x01\0garbage garbage");
+        let v3 = version_of(&v1, "7.7.3");
+        drop_in(&s.dir, "half.wasm", &v3[..v3.len() / 2]);
+        drop_in(&s.dir, "empty.json", br#"{"alias": "adversary", "version": "9.0.0"}"#);
+        drop_in(&s.dir, "empty.wasm", b"\0asm\x0d\0\x01\0");
+        let v4 = version_of(&v1, "7.7.4");
+        drop_in(&s.dir, "v4.json", br#"{"digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000"}"#);
+        drop_in(&s.dir, "v4.wasm", &v4);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let versions: Vec<String> = s.registry.list().into_iter().map(|v| v.version).collect();
+        assert_eq!(versions, vec!["7.7.1"], "nothing bad was admitted");
+        assert_eq!(s.registry.live("adversary").unwrap().to_string(), "7.7.1");
+        let (versions, n) = stamped_run(&s.grpc, json!({}), None).await.unwrap();
+        assert_eq!((versions, n), (vec!["7.7.1".to_string()], 20), "the old version keeps serving");
+
+        // The same through the admin API, with the error envelope.
+        let client = reqwest::Client::new();
+        let r = client
+            .post(format!("{}/v1/plugins?digest=sha256:{}", s.admin, "ab".repeat(32)))
+            .bearer_auth(TOKEN)
+            .body(version_of(&v1, "7.7.5"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
+        assert!(body["error"]["message"].as_str().unwrap().contains("digest mismatch"), "{body}");
+        assert!(body["error"]["request_id"].as_str().is_some_and(|id| id.starts_with("req-")), "{body}");
+        let (status, body) = reqwest_post(&s.admin, "/v1/plugins/adversary/rollback", json!({}), Some("wrong-token")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+        let (status, body) = admin(&s.admin, "/v1/plugins/adversary/unload", json!({"version": "7.7.1"})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (409, Some("FAILED_PRECONDITION")), "the live version stays");
+        let (status, _) = admin(&s.admin, "/v1/plugins/nope/rollback", json!({})).await;
+        assert_eq!(status, 404);
+    });
+}
+
+#[test]
+fn collect_options_and_pins_choose_the_version() {
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    block_on(async {
+        let s = setup("hotswap-pins").await;
+        drop_in(&s.dir, "a1.wasm", &v1);
+        wait_live(&s.registry, "7.7.1", Duration::from_secs(5)).await;
+        drop_in(&s.dir, "a2.wasm", &version_of(&v1, "7.7.2"));
+        wait_live(&s.registry, "7.7.2", Duration::from_secs(5)).await;
+        let v = |r: Result<(Vec<String>, usize), String>| r.unwrap().0;
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), None).await), vec!["7.7.2"]);
+        // MANUAL pins the named version; AUTO follows the latest compatible.
+        assert_eq!(v(stamped_run(&s.grpc, json!({"plugin_version": "7.7.1", "upgrade_mode": "MANUAL"}), None).await), vec!["7.7.1"]);
+        assert_eq!(v(stamped_run(&s.grpc, json!({"plugin_version": "7.7.1", "upgrade_mode": "AUTO"}), None).await), vec!["7.7.2"]);
+        let missing = stamped_run(&s.grpc, json!({"plugin_version": "9.9.9"}), None).await.unwrap_err();
+        assert!(missing.contains("NotFound") || missing.contains("ERROR_NOT_FOUND"), "{missing}");
+        // A tenant pinned to the old version keeps it; others get the live one.
+        let (status, _) = admin(&s.admin, "/v1/plugins/adversary/pin", json!({"version": "7.7.1", "tenant": "acme"})).await;
+        assert_eq!(status, 200);
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some("acme")).await), vec!["7.7.1"]);
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some("globex")).await), vec!["7.7.2"]);
+        let (status, body) = admin(&s.admin, "/v1/plugins/adversary/unload", json!({"version": "7.7.1"})).await;
+        assert_eq!(status, 409, "pinned: {body}");
+        admin(&s.admin, "/v1/plugins/adversary/unpin", json!({"tenant": "acme"})).await;
+        let (status, body) = admin(&s.admin, "/v1/plugins/adversary/unload", json!({"version": "7.7.1"})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some("acme")).await), vec!["7.7.2"]);
+    });
+}
