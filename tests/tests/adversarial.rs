@@ -327,6 +327,9 @@ fn many_tenants_collect_correctly_while_attacks_run() {
     }
     let rss_after = rss_kib();
     eprintln!("RSS before {rss_before} KiB, after 100 tenants + 5 attacks {rss_after} KiB");
+    // Bounded: a 64 MiB memory bomb and a flood ran; what stays is far less
+    // than what they tried to take (a leak per run would show here).
+    assert!(rss_after.saturating_sub(rss_before) < 512 * 1024, "RSS grew by {} KiB", rss_after.saturating_sub(rss_before));
     // Bounded: the attacks' memory went back to the pool.
     for t in ["tenant-0", "tenant-99"] {
         assert_eq!(host().runtime.tenant_memory_in_use(t), 0, "{t}");
