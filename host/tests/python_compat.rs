@@ -2,7 +2,8 @@
 //! `SpaceConnector`, spaceone-api `CollectorStub`/`JobStub`), collecting the
 //! Prism Central simulator through the real guest component; the output is
 //! compared field by field with what CloudForet's Python plugin SDK puts on
-//! the wire (`../shared/reference/cloudforet/python_sdk_wire_output.json`).
+//! the wire (`../shared/reference/cloudforet/python_sdk_wire_output.json`,
+//! kept in the repository as `guest-nutanix/tests/fixtures/`).
 //!
 //! Needs the guest built and Python 3 with `venv`; the venv is bootstrapped
 //! from PyPI on first use (or `CF_HOST_PYTHON` names one).
@@ -28,7 +29,7 @@ fn server() -> &'static str {
 }
 
 fn reference() -> Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/cloudforet/python_sdk_wire_output.json");
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-nutanix/tests/fixtures/python_sdk_wire_output.json");
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reference {p}: {e}"));
     serde_json::from_str(&text).expect("reference JSON")
 }
