@@ -300,3 +300,32 @@ impl Client {
         Ok(format!("{name}@{version} unloaded\n"))
     }
 }
+
+/// `GET /metrics`: the host's Prometheus metrics and the live plugin versions.
+pub fn metrics_router(registry: Arc<Registry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let live: Vec<crate::metrics::Series> = registry
+                    .list()
+                    .into_iter()
+                    .filter(|v| v.live)
+                    .map(|v| ("cf_host_plugin_live".to_string(), vec![("plugin", v.name), ("version", v.version)], 1.0))
+                    .collect();
+                let text = registry.runtime().metrics().render(&live);
+                ([("content-type", "text/plain; version=0.0.4")], text)
+            }
+        }),
+    )
+}
+
+/// Serves `/metrics` on `listener` until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    axum::serve(listener, metrics_router(registry)).with_graceful_shutdown(shutdown).await.map_err(|e| format!("metrics endpoint failed: {e}"))
+}

@@ -12,6 +12,8 @@
 //!   state only aggregates the capability contexts.
 //! - [`egress`]: the egress policy, a pure module checked before any I/O.
 //! - [`limits`]: per-run limits and their defaults.
+//! - [`metrics`]: Prometheus counters of runs, records, HTTP calls, limit
+//!   hits, sandboxes, live plugin versions.
 //! - [`tenancy`]: per-tenant limits, concurrency caps with fair queuing,
 //!   memory budgets and network grants.
 //! - [`error`]: the boundary's error model (typed collector errors vs traps
@@ -40,6 +42,7 @@ pub mod grpc;
 pub mod host;
 pub mod job;
 pub mod limits;
+pub mod metrics;
 pub mod record;
 pub mod registry;
 pub mod sandbox;

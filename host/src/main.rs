@@ -118,6 +118,9 @@ enum Cmd {
         /// Needs CF_HOST_ADMIN_TOKEN (16+ characters).
         #[arg(long)]
         admin_bind: Option<String>,
+        /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9090.
+        #[arg(long)]
+        metrics_bind: Option<String>,
         /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
         #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
         port: u16,
@@ -309,6 +312,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             cache_dir,
             no_cache,
             admin_bind,
+            metrics_bind,
             port,
             bind,
             default_endpoint_port,
@@ -318,7 +322,8 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
         } => {
             let config = RuntimeConfig { max_concurrency, tenancy: load_tenancy(tenants.as_deref())? };
             let cache_dir = if no_cache { None } else { cache_dir.or_else(default_cache_dir) };
-            let opts = ServeOpts { plugin, plugins_dir, name, cache_dir, admin_bind, port, bind, default_endpoint_port, store };
+            let opts =
+                ServeOpts { plugin, plugins_dir, name, cache_dir, admin_bind, metrics_bind, port, bind, default_endpoint_port, store };
             serve(opts, config).await
         }
         Cmd::Plugins { admin, token, action } => {
@@ -381,6 +386,7 @@ struct ServeOpts {
     name: Option<String>,
     cache_dir: Option<PathBuf>,
     admin_bind: Option<String>,
+    metrics_bind: Option<String>,
     port: u16,
     bind: Option<String>,
     default_endpoint_port: u16,
@@ -461,6 +467,16 @@ async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, 
         }
         None => None,
     };
+    if let Some(bind) = o.metrics_bind {
+        let l = tokio::net::TcpListener::bind(&bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        println!("metrics on {}", l.local_addr().map_err(|e| e.to_string())?);
+        let (registry, stop) = (registry.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = cf_host::admin::serve_metrics(l, registry, stop).await {
+                tracing::error!("{e}");
+            }
+        });
+    }
     cf_host::grpc::serve(listener, service, stopped(stop_rx)).await?;
     if let Some(a) = admin {
         a.await.map_err(|e| e.to_string())??;

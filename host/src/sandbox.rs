@@ -272,6 +272,7 @@ pub struct Runtime {
     clients: ClientPool,
     permits: Arc<Semaphore>,
     tenancy: Tenancy,
+    metrics: Arc<crate::metrics::Metrics>,
     config: RuntimeConfig,
     _ticker: EpochTicker,
 }
@@ -334,6 +335,7 @@ impl Runtime {
             clients: ClientPool::default(),
             permits: Arc::new(Semaphore::new(n as usize)),
             tenancy: Tenancy::new(config.tenancy.clone()),
+            metrics: Arc::default(),
             config,
             _ticker: EpochTicker { stop },
         })
@@ -341,6 +343,20 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Counts a finished call by its outcome.
+    fn count_run<T>(&self, call: &'static str, plugin: &Plugin, r: &Result<T, RunError>) {
+        let outcome = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.code().grpc_name().to_string(),
+        };
+        self.metrics.add("cf_host_runs_total", vec![("call", call.into()), ("plugin", plugin.name.clone()), ("outcome", outcome)], 1.0);
     }
 
     /// The limits of a tenant's runs.
@@ -444,6 +460,7 @@ impl Runtime {
                 budget_exhausted: false,
                 denials: ctx.egress_denials.clone(),
                 credentials: Credentials::from_secret(&ctx.secret),
+                outcomes: Default::default(),
             },
             log: LogCtx {
                 tenant: ctx.tenant.clone(),
@@ -497,6 +514,7 @@ impl Runtime {
     /// Runs `call` on a fresh instance, under the run's limits.
     async fn run<R>(
         &self,
+        call_name: &'static str,
         plugin: &Plugin,
         ctx: &RunContext,
         sink: mpsc::Sender<Vec<Record>>,
@@ -518,6 +536,8 @@ impl Runtime {
             Err(e) => return (Err(e), None),
         };
         let wall = ctx.limits.wall_clock;
+        let started = std::time::Instant::now();
+        self.metrics.sandbox_started();
         let outcome = tokio::time::timeout(wall, async {
             let bindings = plugin.pre.instantiate_async(&mut store).await?;
             call(&bindings, &mut store).await
@@ -531,7 +551,28 @@ impl Runtime {
             Ok(Err(e)) => Err(map_trap(&e, store.data())),
             Ok(Ok(v)) => Ok(v),
         };
+        self.metrics.sandbox_ended();
+        self.observe(call_name, started.elapsed(), &result, store.data());
         (result, Some(Finished { store, _permits: (tenant_permit, permit) }))
+    }
+
+    fn observe<R>(&self, call: &'static str, took: Duration, result: &Result<R, RunError>, st: &RunState) {
+        let m = &self.metrics;
+        m.add("cf_host_run_seconds_sum", vec![("call", call.into())], took.as_secs_f64());
+        m.add("cf_host_run_seconds_count", vec![("call", call.into())], 1.0);
+        for (t, n) in &st.emit.per_type {
+            m.add("cf_host_records_total", vec![("resource_type", (*t).into())], *n as f64);
+        }
+        for (class, n) in &st.http.outcomes {
+            m.add("cf_host_http_requests_total", vec![("status", (*class).into())], *n as f64);
+        }
+        let limit = match result {
+            Err(RunError::Limit(l)) => Some(l.kind),
+            _ => st.emit.limit_hit.as_ref().map(|l| l.kind),
+        };
+        if let Some(kind) = limit {
+            m.add("cf_host_limit_hits_total", vec![("limit", kind.to_string())], 1.0);
+        }
     }
 
     /// Creates a fresh store and instantiates the plugin without calling it;
@@ -548,11 +589,11 @@ impl Runtime {
         Ok(elapsed)
     }
 
-    pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
+    async fn init_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let options = ctx.options.to_string();
         let (r, _) = self
-            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_init(s, &options).await)
+            .run("init", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_init(s, &options).await)
             .await;
         let m = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
         let options_schema = serde_json::from_str(&m.options_schema)
@@ -565,21 +606,20 @@ impl Runtime {
         })
     }
 
-    pub async fn verify(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
+    async fn verify_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
-            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_verify(s, &options, &secret).await)
+            .run("verify", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_verify(s, &options, &secret).await)
             .await;
         r?.map_err(|e| redacted(RunError::from_collector(e), ctx))
     }
 
-    /// Task options of each task.
-    pub async fn get_tasks(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
+    async fn get_tasks_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
-            .run(plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_get_tasks(s, &options, &secret).await)
+            .run("get_tasks", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_get_tasks(s, &options, &secret).await)
             .await;
         let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
         tasks
@@ -591,6 +631,25 @@ impl Runtime {
             .collect()
     }
 
+    pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
+        let r = self.init_call(plugin, ctx).await;
+        self.count_run("init", plugin, &r);
+        r
+    }
+
+    pub async fn verify(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
+        let r = self.verify_call(plugin, ctx).await;
+        self.count_run("verify", plugin, &r);
+        r
+    }
+
+    /// Task options of each task.
+    pub async fn get_tasks(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
+        let r = self.get_tasks_call(plugin, ctx).await;
+        self.count_run("get_tasks", plugin, &r);
+        r
+    }
+
     /// Runs a collection; records stream into `sink` as the guest emits them.
     /// Records sent before a failure stay sent.
     pub async fn collect(
@@ -600,9 +659,23 @@ impl Runtime {
         task_options: &Value,
         sink: mpsc::Sender<Vec<Record>>,
     ) -> Result<CollectReport, RunError> {
+        let r = self.collect_call(plugin, ctx, task_options, sink).await;
+        self.count_run("collect", plugin, &r);
+        r
+    }
+
+    /// Runs a collection; records stream into `sink` as the guest emits them.
+    /// Records sent before a failure stay sent.
+    async fn collect_call(
+        &self,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        task_options: &Value,
+        sink: mpsc::Sender<Vec<Record>>,
+    ) -> Result<CollectReport, RunError> {
         let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
         let (r, store) = self
-            .run(plugin, ctx, sink, async |b, s| {
+            .run("collect", plugin, ctx, sink, async |b, s| {
                 b.cloudforet_collector_collector().call_collect(s, &options, &secret, &task).await
             })
             .await;

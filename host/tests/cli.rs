@@ -166,7 +166,8 @@ fn plugins_commands_manage_a_running_server() {
     std::fs::create_dir_all(&plugins).unwrap();
     let token = "cli-admin-token-0123456789";
     let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0", "--plugins-dir"])
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0"])
+        .args(["--metrics-bind", "127.0.0.1:0", "--plugins-dir"])
         .arg(&plugins)
         .env("CF_HOST_ADMIN_TOKEN", token)
         .env("CF_HOST_LOG", "error")
@@ -174,9 +175,11 @@ fn plugins_commands_manage_a_running_server() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (mut serving, mut admin_line) = (String::new(), String::new());
+    let (mut serving, mut admin_line, mut metrics_line) = (String::new(), String::new(), String::new());
     out.read_line(&mut serving).unwrap();
     out.read_line(&mut admin_line).unwrap();
+    out.read_line(&mut metrics_line).unwrap();
+    let metrics = format!("http://{}/metrics", metrics_line.trim().rsplit(' ').next().unwrap());
     assert!(serving.contains("serving adversary@(no version yet)"), "{serving}");
     let admin = format!("http://{}", admin_line.trim().rsplit(' ').next().unwrap());
     let plugins_cmd = |args: &[&str]| {
@@ -194,6 +197,11 @@ fn plugins_commands_manage_a_running_server() {
     let o = plugins_cmd(&["list"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(text.lines().any(|l| l.starts_with("adversary") && l.contains("7.7.1") && l.contains("yes")), "{text}");
+    // The live version shows in the metrics.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let text = rt.block_on(async { reqwest::get(&metrics).await.unwrap().text().await.unwrap() });
+    assert!(text.contains(r#"cf_host_plugin_live{plugin="adversary",version="7.7.1"} 1"#), "{text}");
+    assert!(text.contains("cf_host_sandboxes_active 0"), "{text}");
     let o = plugins_cmd(&["rollback", "adversary"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("FAILED_PRECONDITION: adversary has no earlier version"), "{}", stderr(&o));

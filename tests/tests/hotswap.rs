@@ -175,6 +175,10 @@ fn swapping_versions_under_load_loses_no_run() {
             *per_version.entry(versions[0].clone()).or_default() += 1;
         }
         eprintln!("runs per version: {per_version:?}");
+        // Every run shows in the host's metrics.
+        let metrics = s.registry.runtime().metrics();
+        assert_eq!(metrics.get("cf_host_runs_total", &[("call", "collect"), ("outcome", "ok")]), results.len() as f64);
+        assert_eq!(metrics.get("cf_host_records_total", &[("resource_type", "inventory.Region")]), 20.0 * results.len() as f64);
         assert!(per_version.get("7.7.1").is_some_and(|n| *n > 0) && per_version.get("7.7.2").is_some_and(|n| *n > 0), "{per_version:?}");
     });
 }

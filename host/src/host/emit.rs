@@ -27,6 +27,8 @@ pub struct EmitCtx {
     pub(crate) stopped: bool,
     pub(crate) ignored_stops: u32,
     pub(crate) limit_hit: Option<LimitExceeded>,
+    /// Records accepted per resource type (metrics).
+    pub(crate) per_type: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl EmitCtx {
@@ -42,6 +44,7 @@ impl EmitCtx {
             stopped: false,
             ignored_stops: 0,
             limit_hit: None,
+            per_type: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl emit::Host for EmitCtx {
             }
             self.records += 1;
             self.bytes += size;
+            *self.per_type.entry(r.resource_type.as_str()).or_insert(0) += 1;
             if r.is_error() {
                 self.errors += 1;
             }

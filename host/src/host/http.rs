@@ -290,6 +290,8 @@ pub struct HttpCtx {
     pub(crate) denials: Option<Arc<Mutex<Vec<String>>>>,
     /// What `send-authenticated` may add, from the run's secret.
     pub(crate) credentials: Credentials,
+    /// Requests by outcome (`2xx`..`5xx`, `error`, `denied`) for metrics.
+    pub(crate) outcomes: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Credential values from a run's secret, for host-side injection. Never
@@ -401,7 +403,9 @@ fn method_name(m: Method) -> &'static str {
 
 impl http::Host for HttpCtx {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        Ok(self.exchange(req, None).await)
+        let r = self.exchange(req, None).await;
+        self.count(&r);
+        Ok(r)
     }
 
     async fn send_authenticated(&mut self, req: Request, credential: Credential) -> wasmtime::Result<Result<Response, HttpError>> {
@@ -409,11 +413,28 @@ impl http::Host for HttpCtx {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.exchange(req, Some(header)).await)
+        let r = self.exchange(req, Some(header)).await;
+        self.count(&r);
+        Ok(r)
     }
 }
 
 impl HttpCtx {
+    fn count(&mut self, r: &Result<Response, HttpError>) {
+        let class = match r {
+            Ok(resp) => match resp.status {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(HttpError::Denied(_)) => "denied",
+            Err(_) => "error",
+        };
+        *self.outcomes.entry(class).or_insert(0) += 1;
+    }
+
     /// One guest request: policy, budget and header checks, then the
     /// transport, following redirects (each target re-checked; credentials
     /// and cookies dropped when the origin changes).
