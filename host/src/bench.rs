@@ -13,7 +13,6 @@
 //!
 //! Goals are recorded in BENCHMARKS.md; nothing here asserts them.
 
-use crate::egress::EgressPolicy;
 use crate::record::Record;
 use crate::sandbox::{RunContext, Runtime, RuntimeConfig};
 use serde_json::json;
@@ -193,7 +192,7 @@ async fn collect_simulated(runtime: &Runtime, plugin: &crate::Plugin, vms: usize
     }
     let mut ctx = RunContext::new("bench", runtime.limits_for("bench"));
     ctx.secret = sim.secret();
-    ctx.egress = EgressPolicy::for_secret(&ctx.secret, 9440);
+    ctx.egress = crate::egress::EgressPolicy::for_secret(&ctx.secret, 9440);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(64);
     let started = Instant::now();
     let drain = async {

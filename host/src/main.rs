@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "cf-host", version, about = "WASM plugin host for CloudForet inventory collectors")]
@@ -595,7 +594,7 @@ async fn demo(vms: usize, plugin: Option<PathBuf>, store: Option<PathBuf>) -> Re
             p
         }
     };
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, ..SimConfig::default() })
         .await
         .map_err(|e| format!("cannot start the Prism simulator: {e}"))?;

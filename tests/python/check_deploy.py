@@ -1,0 +1,135 @@
+"""Render and check the Helm chart (charts/cf-host) and the Dockerfile
+without Helm or Docker (neither runs here).
+
+The renderer supports what the chart uses, as Helm does: `.Values.*`,
+`.Release.Name`, `.Chart.*`, `if` / `end`, `toYaml X | nindent N`,
+`toJson X | nindent N`, and `{{-` / `-}}` whitespace trimming. Every
+rendered document must parse as YAML, no `{{` may survive, and the objects
+must say what CloudForet's supervisor needs: a Deployment listening on 50051
+with a TCP liveness probe and resources, a Service on 50051, the tenants
+config from a ConfigMap, an optional plugins volume, and an HPA.
+
+    python check_deploy.py REPO_ROOT      # prints "ok" or fails
+"""
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+TOKEN = re.compile(r"(\s*)\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+
+
+def lookup(ctx, path):
+    value = ctx
+    for part in path.lstrip(".").split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"template refers to missing value {path}")
+        value = value[part]
+    return value
+
+
+def evaluate(ctx, expr):
+    parts = [p.strip() for p in expr.split("|")]
+    head = parts[0].split()
+    if head[0] == "toYaml":
+        text = yaml.safe_dump(lookup(ctx, head[1]), default_flow_style=False, sort_keys=True).rstrip("\n")
+    elif head[0] == "toJson":
+        text = json.dumps(lookup(ctx, head[1]), sort_keys=True)
+    else:
+        value = lookup(ctx, head[0])
+        text = value if isinstance(value, str) else json.dumps(value)
+    for f in parts[1:]:
+        name, *args = f.split()
+        if name == "nindent":
+            pad = " " * int(args[0])
+            text = "\n" + "\n".join(pad + line for line in text.splitlines())
+        else:
+            raise ValueError(f"unsupported function {name}")
+    return text
+
+
+def render(template, ctx):
+    out, stack, pos = [], [True], 0
+    for m in TOKEN.finditer(template):
+        lead, trim_left, expr, trim_right = m.groups()
+        if all(stack):
+            out.append(template[pos:m.start()])
+            if not trim_left:
+                out.append(lead)
+        pos = m.end()
+        if trim_right:
+            while pos < len(template) and template[pos] in " \t\n":
+                pos += 1
+        if expr.startswith("if "):
+            stack.append(bool(lookup(ctx, expr[3:].strip())) if all(stack) else False)
+        elif expr == "end":
+            stack.pop()
+        elif all(stack):
+            out.append(evaluate(ctx, expr))
+    out.append(template[pos:] if all(stack) else "")
+    assert len(stack) == 1, "unbalanced if/end"
+    return "".join(out)
+
+
+def render_chart(root, overrides):
+    chart_dir = root / "charts" / "cf-host"
+    chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    values = yaml.safe_load((chart_dir / "values.yaml").read_text())
+    values = merge(values, overrides)
+    ctx = {"Values": values, "Release": {"Name": "rel"}, "Chart": {"Name": chart["name"], "Version": chart["version"]}}
+    docs = []
+    for t in sorted((chart_dir / "templates").glob("*.yaml")):
+        text = render(t.read_text(), ctx)
+        assert "{{" not in text, f"{t.name}: unrendered template left"
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return {d["kind"]: d for d in docs}
+
+
+def merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def check(root):
+    objs = render_chart(root, {})
+    assert set(objs) == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"}, sorted(objs)
+    dep = objs["Deployment"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "grpc", "containerPort": 50051} in container["ports"], container["ports"]
+    assert container["livenessProbe"]["tcpSocket"]["port"] == 50051
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+    assert "--tenants" in container["args"] and "/etc/cf-host/tenants.json" in container["args"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts.get("config") == "/etc/cf-host" and "plugins" not in mounts, mounts
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    tenants = json.loads(objs["ConfigMap"]["data"]["tenants.json"])
+    assert tenants["default"]["max_concurrent_runs"] == 8, tenants
+    svc = objs["Service"]
+    assert {"name": "grpc", "port": 50051, "targetPort": "grpc"} in svc["spec"]["ports"], svc["spec"]["ports"]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    hpa = objs["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+
+    # A plugins volume (e.g. an image volume of wasm files), autoscaling off.
+    objs = render_chart(root, {"pluginsVolume": {"persistentVolumeClaim": {"claimName": "plugins"}}, "autoscaling": {"enabled": False}})
+    assert "HorizontalPodAutoscaler" not in objs
+    spec = objs["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "plugins", "mountPath": "/plugins"} in spec["containers"][0]["volumeMounts"]
+    assert {"name": "plugins", "persistentVolumeClaim": {"claimName": "plugins"}} in spec["volumes"]
+
+    docker = (root / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", docker, re.M)) >= 2, "multi-stage build"
+    assert re.search(r"^EXPOSE .*\b50051\b", docker, re.M), "EXPOSE 50051"
+    assert re.search(r'^ENTRYPOINT \["cf-host", "serve"\]', docker, re.M), "entrypoint cf-host serve"
+
+
+if __name__ == "__main__":
+    check(Path(sys.argv[1]))
+    print("ok")
