@@ -1,0 +1,121 @@
+//! Normalization throughput: the collector compiled natively versus the same
+//! code compiled to wasm and run in the real host (with its emit checks), on
+//! the same pre-rendered Prism v3 pages (no network, no simulator server).
+//! Prints a table; the goal (wasm/native ≤ 1.3×) is recorded in
+//! BENCHMARKS.md, never asserted.
+//!
+//! Needs the component built: `cargo build -p guest-nutanix --target wasm32-wasip2 --release`.
+
+use cf_host::host::http::{HttpTransport, InboundResponse, OutboundRequest, TransportFuture};
+use cf_host::testing::Harness;
+use guest_nutanix::{Flow, HttpRequest, HttpResponse, Level, Sink, Transport, TransportError};
+use prism_sim::estate::{Estate, EstateConfig};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const VMS: usize = 20_000;
+const PAGE: usize = 500;
+
+/// `(path, offset)` → response body.
+type Pages = HashMap<(String, u64), Vec<u8>>;
+
+fn pages() -> Pages {
+    let estate = Estate::generate(EstateConfig { vms: VMS, ..EstateConfig::default() });
+    let mut out = HashMap::new();
+    for (kind, singular) in [("clusters", "cluster"), ("vms", "vm")] {
+        let all = estate.list(kind).unwrap_or_default();
+        for offset in (0..all.len().max(1)).step_by(PAGE) {
+            let page: Vec<&Value> = all.iter().skip(offset).take(PAGE).collect();
+            let body = json!({"api_version": "3.1",
+                "metadata": {"kind": singular, "total_matches": all.len(), "length": page.len(), "offset": offset},
+                "entities": page});
+            out.insert((format!("/api/nutanix/v3/{kind}/list"), offset as u64), body.to_string().into_bytes());
+        }
+    }
+    out
+}
+
+fn answer(pages: &Pages, path: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let offset = serde_json::from_slice::<Value>(body).ok()?.get("offset")?.as_u64()?;
+    pages.get(&(path.to_string(), offset)).cloned()
+}
+
+struct Native<'a>(&'a Pages);
+
+impl Transport for Native<'_> {
+    fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let path = req.url.split_once("9440").map(|(_, p)| p.to_string()).unwrap_or_default();
+        match answer(self.0, &path, req.body.as_deref().unwrap_or_default()) {
+            Some(body) => Ok(HttpResponse { status: 200, headers: vec![], body }),
+            None => Err(TransportError::Connection(format!("no page for {path}"))),
+        }
+    }
+
+    fn sleep_ms(&mut self, _ms: u64) {}
+}
+
+#[derive(Default)]
+struct Count(u64);
+
+impl Sink for Count {
+    fn emit(&mut self, batch: Vec<guest_nutanix::record::Record>) -> Flow {
+        self.0 += batch.len() as u64;
+        Flow::Proceed
+    }
+
+    fn log(&mut self, _: Level, _: &str, _: &[(&str, &str)]) {}
+}
+
+struct InHost(Arc<Pages>);
+
+impl HttpTransport for InHost {
+    fn perform<'a>(&'a self, req: &'a OutboundRequest, _: Duration, _: u64) -> TransportFuture<'a> {
+        let body = answer(&self.0, req.url.path(), req.body.as_deref().unwrap_or_default());
+        Box::pin(async move {
+            body.map(|body| InboundResponse { status: 200, headers: vec![], body })
+                .ok_or_else(|| cf_host::host::http::TransportFailure::Connection("no page".into()))
+        })
+    }
+}
+
+fn best_of<F: FnMut() -> u64>(runs: usize, mut f: F) -> (Duration, u64) {
+    let mut best = Duration::MAX;
+    let mut n = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        n = f();
+        best = best.min(t.elapsed());
+    }
+    (best, n)
+}
+
+fn main() {
+    let pages = Arc::new(pages());
+    let secret = r#"{"host":"https://pc.bench:9440","username":"u","password":"p"}"#;
+    let task = r#"{"resource_kinds":["vms"]}"#;
+    let (native, n_native) = best_of(3, || {
+        let mut sink = Count::default();
+        guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, "{}", secret, task).expect("native collect");
+        sink.0
+    });
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let harness = Harness::load(&target.join("wasm32-wasip2/release/guest_nutanix.wasm")).expect("build the component first");
+    let call = harness.call().task_options(json!({"resource_kinds": ["vms"]})).secret(json!({"host": "https://pc.bench:9440", "username": "u", "password": "p"}));
+    let (wasm, n_wasm) = best_of(3, || {
+        let out = harness.collect_blocking(&call, Arc::new(InHost(pages.clone())));
+        out.result.expect("wasm collect");
+        out.records.len() as u64
+    });
+    assert_eq!(n_native, n_wasm, "both produce the same records");
+
+    let rate = |d: Duration, n: u64| n as f64 / d.as_secs_f64();
+    println!("{:<44} {:>12} {:>14}", format!("normalization of {VMS} VMs (best of 3)"), "time", "records/s");
+    println!("{:<44} {:>10.1}ms {:>14.0}", "native (guest-nutanix as a Rust library)", native.as_secs_f64() * 1e3, rate(native, n_native));
+    println!("{:<44} {:>10.1}ms {:>14.0}", "wasm component in the host (emit checks)", wasm.as_secs_f64() * 1e3, rate(wasm, n_wasm));
+    println!("{:<44} {:>12.2}x", "wasm / native", wasm.as_secs_f64() / native.as_secs_f64());
+}
