@@ -51,7 +51,7 @@ impl Server {
     /// address from its first line of output.
     pub fn start() -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
-            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--plugin"])
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-cache", "--plugin"])
             .arg(guest())
             .env("CF_HOST_LOG", "warn")
             .stdout(Stdio::piped())
