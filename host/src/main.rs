@@ -301,7 +301,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let store = Arc::new(Store::open(&store)?);
             let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone() };
             let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
-            print_report(&report, &plugin.name, &plugin.digest, store.path(), out.as_deref());
+            print_report(&report, &plugin, store.path(), out.as_deref());
             Ok(exit_code(&report))
         }
         Cmd::Serve {
@@ -421,17 +421,17 @@ async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, 
     let registry = Arc::new(Registry::new(runtime, cache));
     let mut name = o.name.clone();
     if let Some(path) = &o.plugin {
-        let report = match registry.load_file(path, None, true) {
-            Ok(r) => r,
-            // A component without an embedded identity: named after its file.
-            Err(cf_host::registry::RegistryError::Rejected(m)) if m.contains("names no plugin") || m.contains("has no version") => {
-                let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let stem = path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "plugin".into());
-                let manifest = Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() };
-                registry.load_bytes(&path.display().to_string(), &bytes, Some(manifest), None, true).map_err(|e| e.to_string())?
-            }
-            Err(e) => return Err(e.to_string()),
-        };
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let unnamed = matches!(cf_host::registry::identity::embedded(&bytes), Ok(None)) && !path.with_extension("json").exists();
+        let report = if unnamed {
+            // A component without an embedded identity or manifest: named after its file.
+            let stem = path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "plugin".into());
+            let manifest = Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() };
+            registry.load_bytes(&path.display().to_string(), &bytes, Some(manifest), None, true)
+        } else {
+            registry.load_file(path, None, true)
+        }
+        .map_err(|e| e.to_string())?;
         name.get_or_insert(report.name);
     }
     let name = name.unwrap_or_else(|| "nutanix".into());
@@ -534,15 +534,16 @@ async fn collect_with_progress(
     report
 }
 
-fn print_report(report: &JobReport, plugin: &str, digest: &str, store: &Path, out: Option<&Path>) {
+fn print_report(report: &JobReport, plugin: &cf_host::Plugin, store: &Path, out: Option<&Path>) {
     if let Some(e) = report.error.as_ref().filter(|_| report.counts.is_empty()) {
         // Nothing was collected: the error is the whole story.
         eprintln!("error: collection failed: {e}");
         return;
     }
     println!(
-        "Collected with {plugin} ({}) in {:.2}s, run {}",
-        &digest[..digest.len().min(19)],
+        "Collected with {} ({}) in {:.2}s, run {}",
+        plugin.name,
+        plugin.short_digest(),
         report.elapsed.as_secs_f64(),
         report.run_id
     );
@@ -612,7 +613,7 @@ async fn demo(vms: usize, plugin: Option<PathBuf>, store: Option<PathBuf>) -> Re
         out: None,
     };
     let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
-    print_report(&report, &plugin.name, &plugin.digest, store.path(), None);
+    print_report(&report, &plugin, store.path(), None);
     Ok(exit_code(&report))
 }
 

@@ -139,6 +139,13 @@ pub struct Plugin {
     pub injects_credentials: bool,
 }
 
+impl Plugin {
+    /// `sha256:` and the first 12 hex digits, for logs and reports.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..self.digest.len().min(19)]
+    }
+}
+
 /// Why a plugin could not be loaded. One line each.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -465,7 +472,7 @@ impl Runtime {
             log: LogCtx {
                 tenant: ctx.tenant.clone(),
                 plugin: plugin.name.clone(),
-                version: plugin.digest.chars().take(19).collect(),
+                version: plugin.short_digest().to_string(),
                 run_id: ctx.run_id.clone(),
                 redactor: redactor.clone(),
                 max_lines: limits.max_log_lines,
@@ -664,8 +671,6 @@ impl Runtime {
         r
     }
 
-    /// Runs a collection; records stream into `sink` as the guest emits them.
-    /// Records sent before a failure stay sent.
     async fn collect_call(
         &self,
         plugin: &Plugin,

@@ -2,6 +2,9 @@
 //! non-zero exit on bad input. Needs the guest component built (the README's
 //! test command builds it first).
 
+mod common;
+
+use common::guest;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -13,12 +16,6 @@ fn cf_host(args: &[&str]) -> Output {
         .expect("cf-host runs")
 }
 
-fn guest() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("wasm32-wasip2/release/guest_nutanix.wasm")
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cf-host-cli-{name}-{}", std::process::id()));

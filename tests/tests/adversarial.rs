@@ -70,11 +70,6 @@ fn limit_kind(r: &Result<CollectReport, RunError>) -> Option<LimitKind> {
     }
 }
 
-/// The adversary reports an attack's outcome as its error message.
-fn http_outcome(r: &Result<CollectReport, RunError>) -> String {
-    reported(r)
-}
-
 #[test]
 fn an_endless_loop_is_stopped_at_its_cpu_budget() {
     let started = Instant::now();
@@ -117,8 +112,9 @@ fn hoarding_handles_is_stopped_at_the_handle_limit() {
     assert_eq!(limit_kind(&r), Some(LimitKind::Handles), "{r:?}");
 }
 
-/// A tiny HTTP server on loopback answering every request with `answer`.
-async fn fixed_server(answer: &'static str) -> u16 {
+/// A tiny HTTP server on loopback answering every request with `answer`,
+/// then `chunks` × 64 KiB of body bytes.
+async fn fixed_server(answer: &'static str, chunks: usize) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
@@ -127,6 +123,12 @@ async fn fixed_server(answer: &'static str) -> u16 {
                 let mut buf = [0u8; 4096];
                 let _ = sock.read(&mut buf).await;
                 let _ = sock.write_all(answer.as_bytes()).await;
+                let chunk = vec![b'x'; 64 << 10];
+                for _ in 0..chunks {
+                    if sock.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
             });
         }
     });
@@ -136,34 +138,34 @@ async fn fixed_server(answer: &'static str) -> u16 {
 #[test]
 fn ssrf_attempts_are_denied_before_any_io() {
     block_on(async {
-        let ok = fixed_server("HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
-        let redirect = fixed_server("HTTP/1.1 302 Found\r\nlocation: http://10.0.0.1/latest\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        let ok = fixed_server("HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n", 0).await;
+        let redirect = fixed_server("HTTP/1.1 302 Found\r\nlocation: http://10.0.0.1/latest\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", 0).await;
         let granted = |port: u16| json!({"host": format!("http://127.0.0.1:{port}"), "username": "u", "password": "p"});
 
         // The granted IP-literal endpoint is explicit: allowed.
         let (r, _) = attack(&ctx("evil", granted(ok)), json!({"attack": "http", "url": format!("http://127.0.0.1:{ok}/")})).await;
-        assert_eq!(http_outcome(&r), "http-ok 204");
+        assert_eq!(reported(&r), "http-ok 204");
 
         // Cloud metadata, other loopback ports: not granted.
         for url in ["http://169.254.169.254/latest/meta-data/", &format!("http://127.0.0.1:{redirect}/"), "http://[::1]/"] {
             let (r, _) = attack(&ctx("evil", granted(ok)), json!({"attack": "http", "url": url})).await;
-            let m = http_outcome(&r);
+            let m = reported(&r);
             assert!(m.contains("Denied") && m.contains("not granted"), "{url}: {m}");
         }
 
         // A redirect from the granted host to a private address: refused.
         let (r, _) = attack(&ctx("evil", granted(redirect)), json!({"attack": "http", "url": format!("http://127.0.0.1:{redirect}/")})).await;
-        let m = http_outcome(&r);
+        let m = reported(&r);
         assert!(m.contains("Denied") && m.contains("redirect target") && m.contains("10.0.0.1"), "{m}");
 
         // A granted host name that resolves to loopback: refused at resolution…
         let by_name = json!({"host": format!("http://localhost:{ok}"), "username": "u", "password": "p"});
         let (r, _) = attack(&ctx("evil", by_name.clone()), json!({"attack": "http", "url": format!("http://localhost:{ok}/")})).await;
-        let m = http_outcome(&r);
+        let m = reported(&r);
         assert!(m.contains("Denied") && m.contains("loopback"), "{m}");
         // …unless the operator allowed that network for the tenant.
         let (r, _) = attack(&ctx("loopback-ok", by_name), json!({"attack": "http", "url": format!("http://localhost:{ok}/")})).await;
-        assert_eq!(http_outcome(&r), "http-ok 204");
+        assert_eq!(reported(&r), "http-ok 204");
     });
 }
 
@@ -171,26 +173,7 @@ fn ssrf_attempts_are_denied_before_any_io() {
 fn a_hostile_endpoint_cannot_flood_or_stall_the_host() {
     block_on(async {
         // 2 MiB without a length, then silence; and one that never answers.
-        let flood = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let port = listener.local_addr().expect("addr").port();
-            tokio::spawn(async move {
-                while let Ok((mut sock, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let mut buf = [0u8; 4096];
-                        let _ = sock.read(&mut buf).await;
-                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n").await;
-                        let chunk = vec![b'x'; 64 << 10];
-                        for _ in 0..32 {
-                            if sock.write_all(&chunk).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            });
-            port
-        };
+        let flood = fixed_server("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", 32).await;
         let stall = {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let port = listener.local_addr().expect("addr").port();
@@ -207,10 +190,10 @@ fn a_hostile_endpoint_cannot_flood_or_stall_the_host() {
             attack_owned(ctx("evil", secret), json!({"attack": "http", "url": format!("http://127.0.0.1:{port}/")}))
         };
         let (r, _) = run(flood).await;
-        assert_eq!(http_outcome(&r), "http-err HttpError::TooLarge(1048576)");
+        assert_eq!(reported(&r), "http-err HttpError::TooLarge(1048576)");
         let started = Instant::now();
         let (r, _) = run(stall).await;
-        assert_eq!(http_outcome(&r), "http-err HttpError::Timeout");
+        assert_eq!(reported(&r), "http-err HttpError::Timeout");
         assert!(started.elapsed() < Duration::from_secs(10), "bounded by the 1 s cap: {:?}", started.elapsed());
     });
 }
@@ -231,9 +214,9 @@ fn a_run_never_sees_another_tenants_state() {
         let (r, _) = attack(&with_state("alice"), json!({"attack": "state-write", "key": "cursor", "value": "alice-secret"})).await;
         assert!(r.is_ok(), "{r:?}");
         let (r, _) = attack(&with_state("mallory"), json!({"attack": "state-read", "key": "cursor"})).await;
-        assert_eq!(http_outcome(&r), "state Ok(None)", "another tenant's key is invisible");
+        assert_eq!(reported(&r), "state Ok(None)", "another tenant's key is invisible");
         let (r, _) = attack(&with_state("alice"), json!({"attack": "state-read", "key": "cursor"})).await;
-        assert_eq!(http_outcome(&r), "state Ok(Some(\"alice-secret\"))");
+        assert_eq!(reported(&r), "state Ok(Some(\"alice-secret\"))");
     });
 }
 
@@ -283,7 +266,7 @@ fn many_tenants_collect_correctly_while_attacks_run() {
     }))
     .expect("simulator");
     let secret = sim.secret();
-    let rss_before = rss_kib();
+    let rss_before = cf_host::bench::rss_kib().0;
     let report = block_on(async {
         let mut tasks = Vec::new();
         for attack_name in ["spin", "memory", "emit-flood", "panic", "handles"] {
@@ -325,7 +308,7 @@ fn many_tenants_collect_correctly_while_attacks_run() {
             assert_eq!(r, &Ok(expected), "{who}");
         }
     }
-    let rss_after = rss_kib();
+    let rss_after = cf_host::bench::rss_kib().0;
     eprintln!("RSS before {rss_before} KiB, after 100 tenants + 5 attacks {rss_after} KiB");
     // Bounded: a 64 MiB memory bomb and a flood ran; what stays is far less
     // than what they tried to take (a leak per run would show here).
@@ -334,11 +317,4 @@ fn many_tenants_collect_correctly_while_attacks_run() {
     for t in ["tenant-0", "tenant-99"] {
         assert_eq!(host().runtime.tenant_memory_in_use(t), 0, "{t}");
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }

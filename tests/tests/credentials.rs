@@ -4,10 +4,7 @@
 //! the same host.
 
 use cf_host::egress::EgressPolicy;
-use cf_host::error::RunError;
-use cf_host::record::Record;
 use cf_host::{RunContext, Runtime, RuntimeConfig};
-use cf_host::sandbox::CollectReport;
 use cf_tests::{adversary_wasm, block_on, collect_all, guest_wasm, legacy_wasm, reported};
 use prism_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
@@ -17,14 +14,6 @@ fn ctx(runtime: &Runtime, secret: Value) -> RunContext {
     c.egress = EgressPolicy::for_secret(&secret, 9440);
     c.secret = secret;
     c
-}
-
-async fn collect(runtime: &Runtime, plugin: &cf_host::Plugin, c: &RunContext, task: Value) -> (Result<CollectReport, RunError>, Vec<Record>) {
-    collect_all(runtime, plugin, c, &task).await
-}
-
-fn message(r: &Result<CollectReport, RunError>) -> String {
-    reported(r)
 }
 
 #[test]
@@ -38,22 +27,22 @@ fn credentials_never_enter_the_sandbox_and_the_host_adds_them() {
         let mut secret = sim.secret();
         secret["token"] = json!("tok-very-secret");
         let c = ctx(&runtime, secret);
-        let (r, _) = collect(&runtime, &adversary, &c, json!({"attack": "echo-secret"})).await;
-        let m = message(&r);
+        let (r, _) = collect_all(&runtime, &adversary, &c, &json!({"attack": "echo-secret"})).await;
+        let m = reported(&r);
         assert!(!m.contains("nutanix/4u") && !m.contains("tok-very-secret"), "a secret value reached the guest: {m}");
         assert!(m.contains(r#""password":"[host-injected]""#) && m.contains(r#""username":"admin""#), "{m}");
 
         // The host's Basic credential opens Prism; the guest never saw it.
-        let (r, _) = collect(&runtime, &adversary, &c, json!({"attack": "http-auth", "url": list})).await;
-        assert_eq!(message(&r), "http-ok 200");
+        let (r, _) = collect_all(&runtime, &adversary, &c, &json!({"attack": "http-auth", "url": list})).await;
+        assert_eq!(reported(&r), "http-ok 200");
         let mut wrong = sim.secret();
         wrong["password"] = json!("wrong");
-        let (r, _) = collect(&runtime, &adversary, &ctx(&runtime, wrong), json!({"attack": "http-auth", "url": list})).await;
-        assert_eq!(message(&r), "http-ok 401");
+        let (r, _) = collect_all(&runtime, &adversary, &ctx(&runtime, wrong), &json!({"attack": "http-auth", "url": list})).await;
+        assert_eq!(reported(&r), "http-ok 401");
         // A secret without the credential's fields: a clear typed error.
         let no_password = json!({"host": sim.url(), "username": "admin"});
-        let (r, _) = collect(&runtime, &adversary, &ctx(&runtime, no_password), json!({"attack": "http-auth", "url": list})).await;
-        let m = message(&r);
+        let (r, _) = collect_all(&runtime, &adversary, &ctx(&runtime, no_password), &json!({"attack": "http-auth", "url": list})).await;
+        let m = reported(&r);
         assert!(m.contains("InvalidRequest") && m.contains("no 'password'"), "{m}");
     });
 }
@@ -68,10 +57,8 @@ fn a_guest_of_the_frozen_0_1_0_world_runs_beside_0_1_1_guests() {
     let sim = block_on(Simulator::start(SimConfig::default())).expect("simulator");
     block_on(async {
         let c = ctx(&runtime, sim.secret());
-        let (old, new) = tokio::join!(
-            collect(&runtime, &legacy, &c, json!({})),
-            collect(&runtime, &nutanix, &c, json!({"resource_kinds": ["clusters"]}))
-        );
+        let (all, clusters) = (json!({}), json!({"resource_kinds": ["clusters"]}));
+        let (old, new) = tokio::join!(collect_all(&runtime, &legacy, &c, &all), collect_all(&runtime, &nutanix, &c, &clusters));
         // The simulator lists 3 clusters and the Prism Central pseudo-cluster.
         let (r, records) = old;
         assert_eq!(r.expect("legacy collect").records, 4);

@@ -29,6 +29,7 @@ impl Drop for WatchHandle {
     }
 }
 
+/// Size and modification time of a file.
 type Fingerprint = (u64, Option<SystemTime>);
 
 /// Loads what is in `dir` now, then watches it.
@@ -46,7 +47,7 @@ pub async fn watch(registry: Arc<Registry>, dir: PathBuf) -> Result<WatchHandle,
     watcher
         .watch(&dir, notify::RecursiveMode::NonRecursive)
         .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    let mut seen: HashMap<PathBuf, Fingerprint> = HashMap::new();
+    let mut seen: HashMap<PathBuf, (Fingerprint, Option<Fingerprint>)> = HashMap::new();
     let unsettled = scan(&registry, &dir, &mut seen).await;
     if unsettled {
         let _ = tx.send(());
@@ -75,7 +76,7 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 
 /// One pass over the directory. Returns true when a file was left for later
 /// because it is still changing.
-async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, Fingerprint>) -> bool {
+async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, (Fingerprint, Option<Fingerprint>)>) -> bool {
     let Ok(read) = std::fs::read_dir(dir) else { return false };
     let mut files: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -89,8 +90,8 @@ async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, 
     for path in files {
         let Some(fp) = fingerprint(&path) else { continue };
         // The manifest counts as part of the file.
-        let fp = (fp.0 ^ fingerprint(&path.with_extension("json")).map_or(0, |m| m.0.rotate_left(32)), fp.1);
-        if seen.get(&path) == Some(&fp) {
+        let seen_as = (fp, fingerprint(&path.with_extension("json")));
+        if seen.get(&path) == Some(&seen_as) {
             continue;
         }
         let recent = fp.1.and_then(|t| t.elapsed().ok()).is_none_or(|age| age < SETTLE);
@@ -105,7 +106,7 @@ async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, 
             unsettled = true;
             continue;
         }
-        seen.insert(path.clone(), fp);
+        seen.insert(path.clone(), seen_as);
         match result {
             Ok(Ok(report)) => {
                 let newer = semver::Version::parse(&report.version).ok().is_some_and(|v| {

@@ -71,7 +71,7 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
 
     let mut report = String::new();
     let plugin = harness.plugin();
-    let _ = writeln!(report, "cf-host test: {} ({}) against {source}", plugin.name, short(&plugin.digest));
+    let _ = writeln!(report, "cf-host test: {} ({}) against {source}", plugin.name, plugin.short_digest());
     render(&mut report, &outcome);
     let mut failures = expect.check(&outcome);
     if ordered && !outcome.unused.is_empty() {
@@ -104,10 +104,6 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
     }
     print!("{report}");
     Ok(failures.is_empty())
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
 }
 
 /// The per-type table, errors, requests, and what the cassette lacked.
