@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GET /v1/plugins` | | `{"plugins": [VersionInfo]}` |
 //! | `POST /v1/plugins?digest=sha256:..&activate=true` | the component bytes | `LoadReport` |
+//! | `POST /v1/plugins/oci` | `{"reference", "digest"?, "activate"?}` | `LoadReport` + `source` |
 //! | `POST /v1/plugins/{name}/activate` | `{"version"}` | `{"live"}` |
 //! | `POST /v1/plugins/{name}/rollback` | | `{"live"}` |
 //! | `POST /v1/plugins/{name}/pin` | `{"version", "tenant"?}` | `{}` |
@@ -14,6 +15,7 @@
 //!
 //! Every error is `{"error": {"code", "message", "details", "request_id"}}`.
 
+use crate::registry::oci::{self, OciError, OciOptions};
 use crate::registry::{Registry, RegistryError};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,6 +34,7 @@ pub const MAX_UPLOAD_BYTES: usize = 256 << 20;
 struct AdminState {
     registry: Arc<Registry>,
     token: Arc<str>,
+    oci: Arc<OciOptions>,
 }
 
 /// An error answer with the envelope.
@@ -119,6 +122,45 @@ async fn upload(
 }
 
 #[derive(Deserialize)]
+struct OciBody {
+    reference: String,
+    digest: Option<String>,
+    #[serde(default)]
+    activate: bool,
+}
+
+fn oci_error(e: OciError, request_id: String) -> ApiError {
+    let (status, code) = match e {
+        OciError::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        OciError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        OciError::Denied(_) => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+        OciError::Unavailable(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+    };
+    ApiError { status, code, message: e.to_string(), request_id }
+}
+
+/// Pulls a wasm OCI artifact, then loads it like an upload.
+async fn load_oci(State(st): State<AdminState>, headers: HeaderMap, body: Option<Json<OciBody>>) -> Result<Json<Value>, ApiError> {
+    let id = check(&st, &headers)?;
+    let Some(Json(b)) = body else {
+        return Err(bad_request("body must be {\"reference\": \"registry/repository:tag\"}".into(), id));
+    };
+    let pulled = oci::pull(&b.reference, &st.oci).await.map_err(|e| oci_error(e, id.clone()))?;
+    let source = pulled.source();
+    let registry = st.registry.clone();
+    let src = source.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        registry.load_bytes(&src, &pulled.wasm, pulled.manifest, b.digest.as_deref(), b.activate)
+    })
+    .await
+    .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL", message: e.to_string(), request_id: id.clone() })?
+    .map_err(|e| registry_error(e, id))?;
+    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    v["source"] = Value::String(source);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
 struct VersionBody {
     version: String,
     tenant: Option<String>,
@@ -166,10 +208,11 @@ async fn unload(State(st): State<AdminState>, headers: HeaderMap, Path(name): Pa
     Ok(Json(json!({})))
 }
 
-pub fn router(registry: Arc<Registry>, token: &str) -> Router {
-    let state = AdminState { registry, token: Arc::from(token) };
+pub fn router(registry: Arc<Registry>, token: &str, oci: OciOptions) -> Router {
+    let state = AdminState { registry, token: Arc::from(token), oci: Arc::new(oci) };
     Router::new()
         .route("/v1/plugins", get(list).post(upload))
+        .route("/v1/plugins/oci", post(load_oci))
         .route("/v1/plugins/{name}/activate", post(activate))
         .route("/v1/plugins/{name}/rollback", post(rollback))
         .route("/v1/plugins/{name}/pin", post(pin))
@@ -184,12 +227,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     token: &str,
+    oci: OciOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     if token.len() < 16 {
         return Err("the admin token must be at least 16 characters".into());
     }
-    axum::serve(listener, router(registry, token)).with_graceful_shutdown(shutdown).await.map_err(|e| format!("admin API failed: {e}"))
+    axum::serve(listener, router(registry, token, oci)).with_graceful_shutdown(shutdown).await.map_err(|e| format!("admin API failed: {e}"))
 }
 
 /// The `cf-host plugins` client.
@@ -259,14 +303,26 @@ impl Client {
             path.push_str(&format!("&digest={d}"));
         }
         let v = self.call(reqwest::Method::POST, &path, None, Some(bytes)).await?;
-        Ok(format!(
-            "loaded {}@{} ({}){}{}\n",
+        Ok(Client::loaded(&v))
+    }
+
+    fn loaded(v: &Value) -> String {
+        format!(
+            "loaded {}@{} ({}){}{}{}\n",
             v["name"].as_str().unwrap_or("?"),
             v["version"].as_str().unwrap_or("?"),
             v["digest"].as_str().unwrap_or("?"),
+            v["source"].as_str().map(|s| format!(" from {s}")).unwrap_or_default(),
             if v["live"].as_bool() == Some(true) { ", live" } else { "" },
             if v["unchanged"].as_bool() == Some(true) { ", already loaded" } else { "" }
-        ))
+        )
+    }
+
+    /// Has the server pull `reference` from its registry and load it.
+    pub async fn load_oci(&self, reference: &str, digest: Option<&str>, activate: bool) -> Result<String, String> {
+        let body = json!({"reference": reference, "digest": digest, "activate": activate});
+        let v = self.call(reqwest::Method::POST, "v1/plugins/oci", Some(body), None).await?;
+        Ok(Client::loaded(&v))
     }
 
     pub async fn activate(&self, plugin: &str) -> Result<String, String> {

@@ -25,9 +25,14 @@ struct Cli {
 enum PluginsAction {
     /// Versions loaded, live, pinned, in use.
     List,
-    /// Upload a component; it goes live with --activate (or when it is the first version).
+    /// Upload a component, or have the server pull one from an OCI registry
+    /// (--oci); it goes live with --activate (or when it is the first version).
     Load {
-        file: PathBuf,
+        #[arg(required_unless_present = "oci", conflicts_with = "oci")]
+        file: Option<PathBuf>,
+        /// Pull this wasm OCI artifact (registry/repository:tag or @sha256:..) instead.
+        #[arg(long)]
+        oci: Option<String>,
         /// Expected sha256 digest (sha256:<hex>); refused on mismatch.
         #[arg(long)]
         digest: Option<String>,
@@ -52,6 +57,69 @@ enum PluginsAction {
     },
     /// Unload NAME@VERSION (refused while live, pinned or running).
     Unload { plugin: String },
+    /// Push a component (and the manifest beside it, if any) to an OCI
+    /// registry as a wasm artifact. Talks to the registry, not to the server;
+    /// credentials from CF_HOST_OCI_USERNAME / CF_HOST_OCI_PASSWORD.
+    Push {
+        file: PathBuf,
+        /// registry/repository:tag, e.g. registry.example.com/cloudforet/nutanix:1.2.0
+        reference: String,
+        /// Plain HTTP to this registry (host:port), e.g. a local test registry.
+        #[arg(long)]
+        insecure: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The collector component (.wasm); or use --plugins-dir.
+    #[arg(long, env = "CF_HOST_PLUGIN", required_unless_present_any = ["plugins_dir", "plugin_oci"])]
+    plugin: Option<PathBuf>,
+    /// Load every component in this directory and watch it: a new
+    /// version dropped in goes live (hot swap).
+    #[arg(long, env = "CF_HOST_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// Plugin name to serve (default: the --plugin component's, else nutanix).
+    #[arg(long)]
+    name: Option<String>,
+    /// Precompile cache directory (default: $XDG_CACHE_HOME/cf-host or ~/.cache/cf-host).
+    #[arg(long, env = "CF_HOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled components.
+    #[arg(long)]
+    no_cache: bool,
+    /// Serve the admin API (plugin registry) on this address, e.g. 127.0.0.1:50052.
+    /// Needs CF_HOST_ADMIN_TOKEN (16+ characters).
+    #[arg(long)]
+    admin_bind: Option<String>,
+    /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9090.
+    #[arg(long)]
+    metrics_bind: Option<String>,
+    /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
+    #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
+    port: u16,
+    /// Listen address instead of all interfaces, e.g. 127.0.0.1.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Port granted when secret_data names a host without a port.
+    #[arg(long, default_value_t = 9440)]
+    default_endpoint_port: u16,
+    /// Keep the state interface's data in this SQLite file (in memory otherwise).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
+    #[arg(long, env = "CF_HOST_TENANTS")]
+    tenants: Option<PathBuf>,
+    /// Sandboxes alive at once; more calls queue.
+    #[arg(long, default_value_t = 32)]
+    max_concurrency: u32,
+    /// Pull and load these wasm OCI artifacts at start (repeatable); the
+    /// first one is live.
+    #[arg(long = "plugin-oci", env = "CF_HOST_PLUGIN_OCI", value_delimiter = ',')]
+    plugin_oci: Vec<String>,
+    /// Registries (host:port) reached over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", env = "CF_HOST_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -96,57 +164,15 @@ enum Cmd {
         tenants: Option<PathBuf>,
     },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
-    Serve {
-        /// The collector component (.wasm); or use --plugins-dir.
-        #[arg(long, env = "CF_HOST_PLUGIN", required_unless_present = "plugins_dir")]
-        plugin: Option<PathBuf>,
-        /// Load every component in this directory and watch it: a new
-        /// version dropped in goes live (hot swap).
-        #[arg(long, env = "CF_HOST_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
-        /// Plugin name to serve (default: the --plugin component's, else nutanix).
-        #[arg(long)]
-        name: Option<String>,
-        /// Precompile cache directory (default: $XDG_CACHE_HOME/cf-host or ~/.cache/cf-host).
-        #[arg(long, env = "CF_HOST_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        /// Do not cache compiled components.
-        #[arg(long)]
-        no_cache: bool,
-        /// Serve the admin API (plugin registry) on this address, e.g. 127.0.0.1:50052.
-        /// Needs CF_HOST_ADMIN_TOKEN (16+ characters).
-        #[arg(long)]
-        admin_bind: Option<String>,
-        /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9090.
-        #[arg(long)]
-        metrics_bind: Option<String>,
-        /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
-        #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
-        port: u16,
-        /// Listen address instead of all interfaces, e.g. 127.0.0.1.
-        #[arg(long)]
-        bind: Option<String>,
-        /// Port granted when secret_data names a host without a port.
-        #[arg(long, default_value_t = 9440)]
-        default_endpoint_port: u16,
-        /// Keep the state interface's data in this SQLite file (in memory otherwise).
-        #[arg(long)]
-        store: Option<PathBuf>,
-        /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
-        #[arg(long, env = "CF_HOST_TENANTS")]
-        tenants: Option<PathBuf>,
-        /// Sandboxes alive at once; more calls queue.
-        #[arg(long, default_value_t = 32)]
-        max_concurrency: u32,
-    },
+    Serve(ServeArgs),
     /// Manage the plugin registry of a running `cf-host serve` (admin API).
     Plugins {
         /// Admin API URL.
         #[arg(long, env = "CF_HOST_ADMIN_URL", default_value = "http://127.0.0.1:50052")]
         admin: String,
-        /// Bearer token of the admin API.
+        /// Bearer token of the admin API (not needed by push).
         #[arg(long, env = "CF_HOST_ADMIN_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
         #[command(subcommand)]
         action: PluginsAction,
     },
@@ -304,32 +330,22 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print_report(&report, &plugin, store.path(), out.as_deref());
             Ok(exit_code(&report))
         }
-        Cmd::Serve {
-            plugin,
-            plugins_dir,
-            name,
-            cache_dir,
-            no_cache,
-            admin_bind,
-            metrics_bind,
-            port,
-            bind,
-            default_endpoint_port,
-            store,
-            tenants,
-            max_concurrency,
-        } => {
-            let config = RuntimeConfig { max_concurrency, tenancy: load_tenancy(tenants.as_deref())? };
-            let cache_dir = if no_cache { None } else { cache_dir.or_else(default_cache_dir) };
-            let opts =
-                ServeOpts { plugin, plugins_dir, name, cache_dir, admin_bind, metrics_bind, port, bind, default_endpoint_port, store };
-            serve(opts, config).await
+        Cmd::Serve(args) => serve(args).await,
+        Cmd::Plugins { action: PluginsAction::Push { file, reference, insecure }, .. } => {
+            print!("{}", push(&file, &reference, insecure).await?);
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Plugins { admin, token, action } => {
+            let token = token.ok_or("the admin API needs --token or CF_HOST_ADMIN_TOKEN")?;
             let client = cf_host::admin::Client::new(&admin, &token)?;
             let out = match action {
                 PluginsAction::List => client.list().await?,
-                PluginsAction::Load { file, digest, activate } => client.load(&file, digest.as_deref(), activate).await?,
+                PluginsAction::Load { oci: Some(reference), digest, activate, .. } => {
+                    client.load_oci(&reference, digest.as_deref(), activate).await?
+                }
+                PluginsAction::Load { file: Some(file), digest, activate, .. } => client.load(&file, digest.as_deref(), activate).await?,
+                PluginsAction::Load { .. } => return Err("load needs a FILE or --oci REFERENCE".into()),
+                PluginsAction::Push { .. } => unreachable!("handled above"),
                 PluginsAction::Activate { plugin } => client.activate(&plugin).await?,
                 PluginsAction::Rollback { name } => client.rollback(&name).await?,
                 PluginsAction::Pin { plugin, tenant } => client.pin(&plugin, tenant.as_deref()).await?,
@@ -379,17 +395,20 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     }
 }
 
-struct ServeOpts {
-    plugin: Option<PathBuf>,
-    plugins_dir: Option<PathBuf>,
-    name: Option<String>,
-    cache_dir: Option<PathBuf>,
-    admin_bind: Option<String>,
-    metrics_bind: Option<String>,
-    port: u16,
-    bind: Option<String>,
-    default_endpoint_port: u16,
-    store: Option<PathBuf>,
+
+/// `cf-host plugins push`: the component and its manifest (`<file>.json`) to a registry.
+async fn push(file: &std::path::Path, reference: &str, insecure: bool) -> Result<String, String> {
+    use cf_host::registry::{identity::Manifest, oci};
+    let wasm = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let manifest_path = file.with_extension("json");
+    let manifest = if manifest_path.exists() { Some(Manifest::load(&manifest_path)?) } else { None };
+    let parsed = oci::parse_reference(reference).map_err(|e| e.to_string())?;
+    let insecure = if insecure { vec![parsed.registry().to_string()] } else { Vec::new() };
+    let pushed = oci::push(reference, wasm, manifest.as_ref(), &oci::OciOptions::from_env(insecure)).await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "pushed {reference}\n  manifest {}\n  component {}\n  {}\n",
+        pushed.manifest_digest, pushed.component_digest, pushed.manifest_url
+    ))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -413,11 +432,14 @@ async fn listen(addr: Option<&str>, port: u16) -> Result<tokio::net::TcpListener
     }
 }
 
-async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, String> {
+async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
+    let runtime_config = RuntimeConfig { max_concurrency: o.max_concurrency, tenancy: load_tenancy(o.tenants.as_deref())? };
+    let cache_dir = if o.no_cache { None } else { o.cache_dir.clone().or_else(default_cache_dir) };
+    let oci = cf_host::registry::oci::OciOptions::from_env(o.insecure_registries.clone());
     use cf_host::grpc::{PluginService, ServeConfig};
     use cf_host::registry::{cache::PrecompileCache, identity::Manifest, Registry};
     let runtime = Arc::new(Runtime::new(runtime_config)?);
-    let cache = o.cache_dir.map(PrecompileCache::new).transpose()?;
+    let cache = cache_dir.map(PrecompileCache::new).transpose()?;
     let registry = Arc::new(Registry::new(runtime, cache));
     let mut name = o.name.clone();
     if let Some(path) = &o.plugin {
@@ -432,6 +454,14 @@ async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, 
             registry.load_file(path, None, true)
         }
         .map_err(|e| e.to_string())?;
+        name.get_or_insert(report.name);
+    }
+    for (i, reference) in o.plugin_oci.iter().enumerate() {
+        let pulled = cf_host::registry::oci::pull(reference, &oci).await.map_err(|e| e.to_string())?;
+        let source = pulled.source();
+        let report =
+            registry.load_bytes(&source, &pulled.wasm, pulled.manifest, None, o.plugin.is_none() && i == 0).map_err(|e| e.to_string())?;
+        println!("loaded {}@{} from {source}", report.name, report.version);
         name.get_or_insert(report.name);
     }
     let name = name.unwrap_or_else(|| "nutanix".into());
@@ -462,7 +492,8 @@ async fn serve(o: ServeOpts, runtime_config: RuntimeConfig) -> Result<ExitCode, 
             let l = tokio::net::TcpListener::bind(&bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
             println!("admin API on {}", l.local_addr().map_err(|e| e.to_string())?);
             let (registry, stop) = (registry.clone(), stopped(stop_rx.clone()));
-            Some(tokio::spawn(async move { cf_host::admin::serve(l, registry, &token, stop).await }))
+            let oci = oci.clone();
+            Some(tokio::spawn(async move { cf_host::admin::serve(l, registry, &token, oci, stop).await }))
         }
         None => None,
     };

@@ -93,3 +93,59 @@ pub fn reported(r: &Result<CollectReport, RunError>) -> String {
         other => panic!("expected the guest's report, got {other:?}"),
     }
 }
+
+/// A real OCI registry (Debian's `docker-registry`, the CNCF distribution
+/// registry) on a loopback port, storing into a temp dir; killed on drop.
+/// With `users`, it requires HTTP Basic auth from an htpasswd file.
+pub struct OciRegistry {
+    child: std::process::Child,
+    /// `127.0.0.1:<port>`, as used in references.
+    pub host: String,
+}
+
+impl OciRegistry {
+    pub fn start(name: &str, users: &[(&str, &str)]) -> OciRegistry {
+        let bin = ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("docker-registry is missing: install the Debian package docker-registry (the README's test command does)");
+        let dir = temp_dir(name);
+        // A free port: the registry takes its address from the config file.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+            dir.join("data").display()
+        );
+        if !users.is_empty() {
+            let htpasswd: String = users
+                .iter()
+                .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 5).expect("bcrypt")))
+                .collect();
+            std::fs::write(dir.join("htpasswd"), htpasswd).expect("htpasswd");
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: cf-tests\n    path: {}\n", dir.join("htpasswd").display()));
+        }
+        std::fs::write(dir.join("config.yml"), config).expect("registry config");
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).expect("log file"))
+            .spawn()
+            .expect("start docker-registry");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "docker-registry did not listen on {host}; see {}", dir.display());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        OciRegistry { child, host }
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

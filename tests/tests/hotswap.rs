@@ -12,9 +12,11 @@ use cf_host::grpc::pb::plugin::collector_client::CollectorClient;
 use cf_host::grpc::pb::plugin::CollectRequest;
 use cf_host::grpc::{PluginService, ServeConfig};
 use cf_host::registry::cache::PrecompileCache;
+use cf_host::registry::identity::Manifest;
+use cf_host::registry::oci::{self, OciError, OciOptions};
 use cf_host::registry::Registry;
 use cf_host::{Runtime, RuntimeConfig};
-use cf_tests::{adversary_wasm, block_on, temp_dir};
+use cf_tests::{adversary_wasm, block_on, temp_dir, OciRegistry};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,6 +59,10 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
+    setup_with(name, OciOptions::default()).await
+}
+
+async fn setup_with(name: &str, oci: OciOptions) -> Setup {
     let dir = temp_dir(name);
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -72,7 +78,7 @@ async fn setup(name: &str) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = format!("http://{}", listener.local_addr().unwrap());
     let reg = registry.clone();
-    tokio::spawn(async move { cf_host::admin::serve(listener, reg, TOKEN, std::future::pending()).await });
+    tokio::spawn(async move { cf_host::admin::serve(listener, reg, TOKEN, oci, std::future::pending()).await });
     Setup { registry, dir: plugins, grpc, admin, _watch: watch }
 }
 
@@ -257,5 +263,102 @@ fn collect_options_and_pins_choose_the_version() {
         let (status, body) = admin(&s.admin, "/v1/plugins/adversary/unload", json!({"version": "7.7.1"})).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(v(stamped_run(&s.grpc, json!({}), Some("acme")).await), vec!["7.7.2"]);
+    });
+}
+
+/// Pushes an arbitrary artifact with oci-client itself (for artifacts the
+/// project's `push` refuses to make).
+async fn push_raw(reference: &str, insecure: &str, layer_type: &str, layer: Vec<u8>) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![insecure.to_string()]),
+        ..ClientConfig::default()
+    });
+    let image: oci_client::Reference = reference.parse().unwrap();
+    let layers = [ImageLayer::new(layer, layer_type.to_string(), None)];
+    let config = Config::new(b"{}".to_vec(), oci::WASM_CONFIG.to_string(), None);
+    client.push(&image, &layers, config, &oci_client::secrets::RegistryAuth::Anonymous, None).await.unwrap();
+}
+
+#[test]
+fn components_come_from_an_oci_registry() {
+    let registry = OciRegistry::start("oci", &[]);
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    let v2 = version_of(&v1, "7.7.2");
+    let opts = OciOptions { insecure: vec![registry.host.clone()], ..OciOptions::default() };
+    let repo = format!("{}/cloudforet/adversary", registry.host);
+    block_on(async {
+        // Pushed with the project's own code; the manifest rides along as an annotation.
+        let manifest = Manifest { description: Some("adversary from OCI".into()), ..Manifest::default() };
+        let p1 = oci::push(&format!("{repo}:7.7.1"), v1.clone(), Some(&manifest), &opts).await.unwrap();
+        let p2 = oci::push(&format!("{repo}:7.7.2"), v2.clone(), None, &opts).await.unwrap();
+        assert_ne!(p1.manifest_digest, p2.manifest_digest);
+
+        let s = setup_with("oci", opts.clone()).await;
+        let client = cf_host::admin::Client::new(&s.admin, TOKEN).unwrap();
+        let out = client.load_oci(&format!("{repo}:7.7.1"), None, true).await.unwrap();
+        assert!(out.starts_with(&format!("loaded adversary@7.7.1 ({})", p1.component_digest)), "{out}");
+        assert!(out.contains(&format!("from oci://{repo}:7.7.1@{}", p1.manifest_digest)), "{out}");
+        assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.1".to_string()], 20));
+
+        // Pinned by manifest digest, component digest checked, made live.
+        let pinned = format!("{repo}@{}", p2.manifest_digest);
+        client.load_oci(&pinned, Some(&p2.component_digest), true).await.unwrap();
+        assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.2".to_string()], 20));
+        let listed = s.registry.list();
+        assert_eq!(listed.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["7.7.1", "7.7.2"]);
+        assert!(listed.iter().all(|v| v.source.starts_with("oci://")), "{listed:?}");
+        assert_eq!(listed[0].description.as_deref(), Some("adversary from OCI"));
+
+        // Rejections leave the registry as it was.
+        let v3 = version_of(&v1, "7.7.3");
+        oci::push(&format!("{repo}:7.7.3"), v3, None, &opts).await.unwrap();
+        let e = client.load_oci(&format!("{repo}:7.7.3"), Some(&p1.component_digest), true).await.unwrap_err();
+        assert!(e.starts_with("INVALID_ARGUMENT") && e.contains("digest mismatch"), "{e}");
+        let e = client.load_oci(&format!("{repo}:9.9.9"), None, true).await.unwrap_err();
+        assert!(e.starts_with("NOT_FOUND"), "{e}");
+        let e = client.load_oci(&format!("{repo}@sha256:{}", "0".repeat(64)), None, true).await.unwrap_err();
+        assert!(e.starts_with("NOT_FOUND"), "{e}");
+        let e = client.load_oci("not a reference", None, true).await.unwrap_err();
+        assert!(e.starts_with("INVALID_ARGUMENT"), "{e}");
+        push_raw(&format!("{repo}:tarball"), &registry.host, "application/vnd.oci.image.layer.v1.tar", b"not wasm".to_vec()).await;
+        let e = client.load_oci(&format!("{repo}:tarball"), None, true).await.unwrap_err();
+        assert!(e.starts_with("INVALID_ARGUMENT") && e.contains("not a wasm artifact"), "{e}");
+        push_raw(&format!("{repo}:garbage"), &registry.host, oci::WASM_LAYER, b"\0asm\x0d\0\x01\0garbage".to_vec()).await;
+        let e = client.load_oci(&format!("{repo}:garbage"), None, true).await.unwrap_err();
+        assert!(e.starts_with("INVALID_ARGUMENT"), "{e}");
+        // Plain HTTP only to registries listed as insecure.
+        let e = oci::pull(&format!("{repo}:7.7.1"), &OciOptions::default()).await.unwrap_err();
+        assert!(matches!(e, OciError::Unavailable(_)), "{e:?}");
+        assert_eq!(s.registry.list().len(), 2, "nothing bad was admitted");
+        assert_eq!(s.registry.live("adversary").unwrap().to_string(), "7.7.2");
+        assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.2".to_string()], 20));
+    });
+}
+
+#[test]
+fn a_registry_with_auth_needs_the_credentials() {
+    let password = "s3cret-registry-pass";
+    let registry = OciRegistry::start("oci-auth", &[("ci", password)]);
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    let anonymous = OciOptions { insecure: vec![registry.host.clone()], ..OciOptions::default() };
+    let wrong = OciOptions { username: Some("ci".into()), password: Some("wrong".into()), ..anonymous.clone() };
+    let right = OciOptions { username: Some("ci".into()), password: Some(password.into()), ..anonymous.clone() };
+    let reference = format!("{}/cloudforet/adversary:7.7.1", registry.host);
+    block_on(async {
+        for opts in [&anonymous, &wrong] {
+            let e = oci::push(&reference, v1.clone(), None, opts).await.unwrap_err();
+            assert!(matches!(e, OciError::Denied(_)), "{e:?}");
+        }
+        let pushed = oci::push(&reference, v1.clone(), None, &right).await.unwrap();
+        for opts in [&anonymous, &wrong] {
+            let e = oci::pull(&reference, opts).await.unwrap_err();
+            assert!(matches!(e, OciError::Denied(_)), "{e:?}");
+            assert!(!e.to_string().contains(password), "{e}");
+        }
+        let pulled = oci::pull(&reference, &right).await.unwrap();
+        assert_eq!(pulled.wasm, v1);
+        assert_eq!(pulled.manifest_digest, pushed.manifest_digest);
+        assert!(pulled.manifest.is_none());
     });
 }

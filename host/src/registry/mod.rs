@@ -8,6 +8,7 @@
 //!   the manifest beside it.
 //! - [`cache`]: the precompile cache.
 //! - [`watch`]: the plugins directory watcher.
+//! - [`oci`]: pull and push of components as wasm OCI artifacts.
 //!
 //! Swaps are atomic: resolution and changes take one short lock, and a run
 //! holds an `Arc` of the version it resolved, so runs in flight finish on the
@@ -16,6 +17,7 @@
 
 pub mod cache;
 pub mod identity;
+pub mod oci;
 pub mod watch;
 
 use crate::sandbox::{Plugin, Runtime};
