@@ -125,7 +125,19 @@ struct HostSink;
 impl Sink for HostSink {
     fn emit(&mut self, batch: Vec<Record>) -> Flow {
         let items: Vec<emit::Item> = batch.into_iter().map(to_item).collect();
-        match emit::emit(&items) {
+        let ack = emit::emit(&items);
+        // The host replaced each rejected item by an error resource; say so
+        // in the guest's own log too (the first one is enough to debug).
+        if let Some(first) = ack.rejected.first() {
+            let count = ack.rejected.len().to_string();
+            let index = first.index.to_string();
+            log::log(
+                log::Level::Warn,
+                &format!("host rejected {count} record(s) of a batch: {}", first.reason),
+                &[("count".into(), count), ("first_index".into(), index)],
+            );
+        }
+        match ack.flow {
             emit::Flow::Proceed => Flow::Proceed,
             emit::Flow::Stop => Flow::Stop,
         }

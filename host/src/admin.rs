@@ -280,13 +280,15 @@ impl Client {
 
     pub async fn list(&self) -> Result<String, String> {
         let v = self.call(reqwest::Method::GET, "v1/plugins", None, None).await?;
-        let mut out = format!("{:<16} {:<12} {:<6} {:<8} {:<24} {}\n", "NAME", "VERSION", "LIVE", "IN USE", "PINNED BY", "DIGEST");
+        let mut out =
+            format!("{:<16} {:<12} {:<7} {:<6} {:<8} {:<24} {}\n", "NAME", "VERSION", "WORLD", "LIVE", "IN USE", "PINNED BY", "DIGEST");
         for p in v["plugins"].as_array().into_iter().flatten() {
             let pinned: Vec<&str> = p["pinned_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             out.push_str(&format!(
-                "{:<16} {:<12} {:<6} {:<8} {:<24} {}\n",
+                "{:<16} {:<12} {:<7} {:<6} {:<8} {:<24} {}\n",
                 p["name"].as_str().unwrap_or(""),
                 p["version"].as_str().unwrap_or(""),
+                p["world"].as_str().unwrap_or(""),
                 if p["live"].as_bool() == Some(true) { "yes" } else { "" },
                 p["in_use"],
                 pinned.join(","),

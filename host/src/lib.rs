@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`bindings`]: the generated WIT bindings, one module per supported world
-//!   version (one `bindgen!` site).
+//! - [`bindings`]: the generated WIT bindings, one module (and one `bindgen!`)
+//!   per supported, incompatible world version (0.1.x, 0.2.x), and the
+//!   dispatch to the version a component was built for.
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
 //!   interface (`http`, `log`, `emit`, `state`, `types`), each on a context
 //!   holding only that capability.

@@ -313,7 +313,16 @@ fn metric(m: &emit::Metric) -> Result<Record, Invalid> {
 
 /// Builds and validates the record of one emitted item. An invalid item
 /// comes back as an error resource describing the problem.
-pub fn from_item(item: &emit::Item) -> Record {
+/// An item the host refused, and the error resource that replaces it.
+#[derive(Debug)]
+pub struct Rejected {
+    pub reason: String,
+    pub replacement: Record,
+}
+
+/// Validates and converts one emitted item. A rejected item is never
+/// dropped: the caller emits [`Rejected::replacement`] in its place.
+pub fn from_item(item: &emit::Item) -> Result<Record, Rejected> {
     let (built, group, ty, provider, what) = match item {
         emit::Item::CloudService(c) => (
             cloud_service(c),
@@ -328,13 +337,12 @@ pub fn from_item(item: &emit::Item) -> Record {
         emit::Item::Namespace(n) => (namespace(n), n.group.as_str(), "", n.provider.as_str(), "Namespace"),
         emit::Item::Metric(m) => (metric(m), "", "", m.provider.as_str(), "Metric"),
     };
-    match built {
-        Ok(r) => r,
-        Err(Invalid(why)) => {
-            let cut = |s: &str| s.chars().take(256).collect::<String>();
-            Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider))
-        }
-    }
+    built.map_err(|Invalid(why)| {
+        let cut = |s: &str| s.chars().take(256).collect::<String>();
+        let replacement =
+            Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider));
+        Rejected { reason: why, replacement }
+    })
 }
 
 #[cfg(test)]
@@ -365,7 +373,7 @@ mod tests {
     fn cloud_service_matches_sdk_shape() {
         let wire: Value = serde_json::from_str(include_str!("../../guest-nutanix/tests/fixtures/python_sdk_wire_output.json")).unwrap();
         let expected = wire["collect"][1].clone();
-        let r = from_item(&emit::Item::CloudService(vm()));
+        let r = from_item(&emit::Item::CloudService(vm())).unwrap();
         assert_eq!(r.match_rules_json(), expected["match_rules"]);
         let mut keys: Vec<&String> = r.resource.keys().collect();
         keys.sort();
@@ -395,7 +403,8 @@ mod tests {
             cloud_service_group: "Compute".into(),
             cloud_service_type: "VirtualMachine".into(),
             resource_type: "inventory.CloudService".into(),
-        }));
+        }))
+        .unwrap();
         let j = r.to_json();
         assert_eq!(j["state"], "FAILURE");
         assert_eq!(j["message"], expected["message"]);
@@ -411,7 +420,8 @@ mod tests {
             region_code: "cluster-a".into(),
             provider: "nutanix".into(),
             tags: vec![],
-        }));
+        }))
+        .unwrap();
         assert_eq!(r.match_rules_json(), json!({"1": ["region_code", "provider"]}));
         assert_eq!(ResourceType::CloudServiceType.match_rules(), &[&["name", "group", "provider"]]);
     }
@@ -420,31 +430,33 @@ mod tests {
     fn invalid_items_become_error_resources() {
         let mut bad = vm();
         bad.data = "{not json".into();
-        let r = from_item(&emit::Item::CloudService(bad));
+        let rejected = from_item(&emit::Item::CloudService(bad)).unwrap_err();
+        assert!(rejected.reason.starts_with("field 'data' is not valid JSON"), "{}", rejected.reason);
+        let r = rejected.replacement;
         assert!(r.is_error());
         assert!(r.message.as_deref().unwrap().starts_with("host rejected an emitted CloudService: field 'data' is not valid JSON"));
         assert_eq!(r.label(), "Compute/VirtualMachine");
 
         let mut bad = vm();
         bad.data = "[1,2]".into();
-        assert!(from_item(&emit::Item::CloudService(bad)).message.unwrap().contains("not a JSON object"));
+        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("not a JSON object"));
 
         let mut bad = vm();
         bad.reference.resource_id = " ".into();
-        assert!(from_item(&emit::Item::CloudService(bad)).message.unwrap().contains("'reference.resource_id' is empty"));
+        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("'reference.resource_id' is empty"));
 
         let mut bad = vm();
         bad.instance_size = Some(f64::NAN);
-        assert!(from_item(&emit::Item::CloudService(bad)).message.unwrap().contains("finite"));
+        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("finite"));
 
         let mut bad = vm();
         bad.name = "x".repeat(MAX_FIELD_BYTES + 1);
-        assert!(from_item(&emit::Item::CloudService(bad)).message.unwrap().contains("over the limit"));
+        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("over the limit"));
 
         let mut bad = vm();
         bad.cloud_service_group = "g".repeat(10_000);
         bad.name = String::new();
-        let r = from_item(&emit::Item::CloudService(bad));
+        let r = from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement;
         assert_eq!(r.resource["cloud_service_group"].as_str().unwrap().len(), 256, "labels of rejected items are cut");
     }
 }

@@ -10,7 +10,7 @@
 //!   place before the guest runs. A semaphore in front of the pool makes a
 //!   full pool queue instead of failing.
 
-use crate::bindings::current::{Plugin as PluginBindings, PluginPre};
+use crate::bindings::{Instance, PluginPre};
 use crate::egress::EgressPolicy;
 use crate::error::{LimitExceeded, LimitKind, RunError};
 use crate::host::emit::EmitCtx;
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -58,11 +58,11 @@ impl Default for RuntimeConfig {
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
-    http: HttpCtx,
-    log: LogCtx,
-    emit: EmitCtx,
-    state: StateCtx,
-    types: TypesCtx,
+    pub(crate) http: HttpCtx,
+    pub(crate) log: LogCtx,
+    pub(crate) emit: EmitCtx,
+    pub(crate) state: StateCtx,
+    pub(crate) types: TypesCtx,
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
 }
@@ -129,7 +129,9 @@ const MAX_TABLES: u32 = 8;
 /// A loaded, admitted collector component.
 #[derive(Clone)]
 pub struct Plugin {
-    pre: PluginPre<RunState>,
+    pre: PluginPre,
+    /// The `cloudforet:collector` world version the component exports.
+    pub world: semver::Version,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
     /// Display name (file stem or given name).
@@ -157,7 +159,7 @@ pub enum LoadError {
     CoreModule { name: String },
     #[error("{name} is not a valid component: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("{name} does not implement the world cloudforet:collector/plugin@0.1.x: {reason}")]
+    #[error("{name} is not a collector this host can run: {reason}")]
     WrongWorld { name: String, reason: String },
 }
 
@@ -314,13 +316,7 @@ impl Runtime {
 
         let mut linker: Linker<RunState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("linker: {e}"))?;
-        use crate::bindings::current::cloudforet::collector as c;
-        let wrap = |e: wasmtime::Error| format!("linker: {e}");
-        c::types::add_to_linker::<_, HasSelf<TypesCtx>>(&mut linker, |s| &mut s.types).map_err(wrap)?;
-        c::http::add_to_linker::<_, HasSelf<HttpCtx>>(&mut linker, |s| &mut s.http).map_err(wrap)?;
-        c::log::add_to_linker::<_, HasSelf<LogCtx>>(&mut linker, |s| &mut s.log).map_err(wrap)?;
-        c::emit::add_to_linker::<_, HasSelf<EmitCtx>>(&mut linker, |s| &mut s.emit).map_err(wrap)?;
-        c::state::add_to_linker::<_, HasSelf<StateCtx>>(&mut linker, |s| &mut s.state).map_err(wrap)?;
+        crate::bindings::add_to_linker(&mut linker).map_err(|e| format!("linker: {e}"))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -415,13 +411,10 @@ impl Runtime {
     /// `collector` export: after this it can run.
     pub fn admit(&self, name: &str, component: &Component, digest: String) -> Result<Plugin, LoadError> {
         let name = name.to_string();
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: one_line(&e) })?;
+        let (pre, world) =
+            PluginPre::new(&self.engine, &self.linker, component).map_err(|reason| LoadError::WrongWorld { name: name.clone(), reason })?;
         let injects_credentials = imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
-        Ok(Plugin { pre, digest, name, injects_credentials })
+        Ok(Plugin { pre, world, digest, name, injects_credentials })
     }
 
     fn new_store(
@@ -525,7 +518,7 @@ impl Runtime {
         plugin: &Plugin,
         ctx: &RunContext,
         sink: mpsc::Sender<Vec<Record>>,
-        call: impl AsyncFnOnce(&PluginBindings, &mut Store<RunState>) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&Instance, &mut Store<RunState>) -> wasmtime::Result<R>,
     ) -> (Result<R, RunError>, Option<Finished>) {
         // The tenant's queue first, then the pool: a tenant never holds more
         // pool slots than its cap, whatever it has queued.
@@ -600,7 +593,7 @@ impl Runtime {
         let (tx, _rx) = mpsc::channel(1);
         let options = ctx.options.to_string();
         let (r, _) = self
-            .run("init", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_init(s, &options).await)
+            .run("init", plugin, ctx, tx, async |b, s| b.init(s, &options).await)
             .await;
         let m = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
         let options_schema = serde_json::from_str(&m.options_schema)
@@ -617,7 +610,7 @@ impl Runtime {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
-            .run("verify", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_verify(s, &options, &secret).await)
+            .run("verify", plugin, ctx, tx, async |b, s| b.verify(s, &options, &secret).await)
             .await;
         r?.map_err(|e| redacted(RunError::from_collector(e), ctx))
     }
@@ -626,7 +619,7 @@ impl Runtime {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
         let (r, _) = self
-            .run("get_tasks", plugin, ctx, tx, async |b, s| b.cloudforet_collector_collector().call_get_tasks(s, &options, &secret).await)
+            .run("get_tasks", plugin, ctx, tx, async |b, s| b.get_tasks(s, &options, &secret).await)
             .await;
         let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
         tasks
@@ -680,9 +673,7 @@ impl Runtime {
     ) -> Result<CollectReport, RunError> {
         let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
         let (r, store) = self
-            .run("collect", plugin, ctx, sink, async |b, s| {
-                b.cloudforet_collector_collector().call_collect(s, &options, &secret, &task).await
-            })
+            .run("collect", plugin, ctx, sink, async |b, s| b.collect(s, &options, &secret, &task).await)
             .await;
         let Some(finished) = store else {
             return Err(r.err().unwrap_or_else(|| RunError::Host("no store".into())));
@@ -749,7 +740,7 @@ fn guest_secret(plugin: &Plugin, secret: &Value) -> String {
 /// What a guest sees in place of an injected credential.
 pub const INJECTED_MARKER: &str = "[host-injected]";
 
-fn one_line(e: &wasmtime::Error) -> String {
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
     let mut parts = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();

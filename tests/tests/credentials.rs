@@ -1,7 +1,8 @@
-//! Credential injection (world 0.1.1) and world versioning: guests that ask
-//! the host to authenticate never receive the secret's credentials; a guest
-//! built against the frozen world 0.1.0 still runs, beside 0.1.1 guests, in
-//! the same host.
+//! Credential injection (world 0.1.1+) and world versioning: guests that ask
+//! the host to authenticate never receive the secret's credentials; guests of
+//! the frozen world 0.1.0 and of the current, incompatible 0.2.0 run side by
+//! side in one host, each through its own bindings; an unsupported world is
+//! refused at load with a clear error.
 
 use cf_host::egress::EgressPolicy;
 use cf_host::{RunContext, Runtime, RuntimeConfig};
@@ -48,23 +49,58 @@ fn credentials_never_enter_the_sandbox_and_the_host_adds_them() {
 }
 
 #[test]
-fn a_guest_of_the_frozen_0_1_0_world_runs_beside_0_1_1_guests() {
+fn guests_of_incompatible_world_versions_run_side_by_side() {
     let runtime = Runtime::new(RuntimeConfig { max_concurrency: 4, ..RuntimeConfig::default() }).expect("runtime");
-    let legacy = runtime.load_file(&legacy_wasm()).expect("a 0.1.0 guest loads on the 0.1.1 host");
+    let legacy = runtime.load_file(&legacy_wasm()).expect("a 0.1.0 guest loads");
     let nutanix = runtime.load_file(&guest_wasm()).expect("guest");
+    let adversary = runtime.load_file(&adversary_wasm()).expect("adversary");
+    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.2.0".into()));
     assert!(!legacy.injects_credentials, "0.1.0 guests build their own auth and keep receiving the secret");
     assert!(nutanix.injects_credentials);
     let sim = block_on(Simulator::start(SimConfig::default())).expect("simulator");
     block_on(async {
         let c = ctx(&runtime, sim.secret());
-        let (all, clusters) = (json!({}), json!({"resource_kinds": ["clusters"]}));
-        let (old, new) = tokio::join!(collect_all(&runtime, &legacy, &c, &all), collect_all(&runtime, &nutanix, &c, &clusters));
+        let (all, clusters, invalid) = (json!({}), json!({"resource_kinds": ["clusters"]}), json!({"attack": "emit-invalid"}));
+        let (old, new, acked) = tokio::join!(
+            collect_all(&runtime, &legacy, &c, &all),
+            collect_all(&runtime, &nutanix, &c, &clusters),
+            collect_all(&runtime, &adversary, &c, &invalid),
+        );
         // The simulator lists 3 clusters and the Prism Central pseudo-cluster.
         let (r, records) = old;
-        assert_eq!(r.expect("legacy collect").records, 4);
+        assert_eq!(r.expect("0.1.0 collect").records, 4);
         assert!(records.iter().all(|r| r.resource["tags"]["world"] == "0.1.0"), "{records:?}");
         let (r, records) = new;
-        assert_eq!(r.expect("0.1.1 collect").records, 7, "type + 3 regions + 3 clusters");
+        assert_eq!(r.expect("0.2.0 collect").records, 7, "type + 3 regions + 3 clusters");
         assert_eq!(records.len(), 7);
+        // World 0.2: the ack names the rejected item; it was replaced, not lost.
+        let (r, records) = acked;
+        assert_eq!(reported(&r), "flow Flow::Proceed; rejected [1: field 'name' is empty]");
+        assert_eq!(records.len(), 3);
+        assert!(!records[0].is_error() && records[1].is_error() && !records[2].is_error(), "{records:?}");
+        assert!(records[1].message.as_deref().unwrap_or("").contains("field 'name' is empty"), "{records:?}");
     });
+}
+
+#[test]
+fn a_world_this_host_does_not_support_is_refused_at_load() {
+    let runtime = Runtime::new(RuntimeConfig { max_concurrency: 1, ..RuntimeConfig::default() }).expect("runtime");
+    let bytes = std::fs::read(adversary_wasm()).unwrap();
+    // The same component claiming a future world: its export's version
+    // patched in place (same length).
+    let (from, to) = (b"cloudforet:collector/collector@0.2.0".as_slice(), b"cloudforet:collector/collector@0.3.0".as_slice());
+    let mut patched = bytes.clone();
+    let mut n = 0;
+    for i in 0..patched.len().saturating_sub(from.len()) {
+        if &patched[i..i + from.len()] == from {
+            patched[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "the export name is in the component");
+    let e = runtime.load_bytes("future.wasm", &patched).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        "future.wasm is not a collector this host can run: it is built for world cloudforet:collector@0.3.0; this host supports 0.1.x, 0.2.x"
+    );
 }

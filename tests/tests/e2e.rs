@@ -281,7 +281,7 @@ fn components_that_are_not_collectors_are_rejected() {
     let e = rt.load_bytes("empty.wasm", b"\0asm\x0d\0\x01\0").err().unwrap();
     assert_eq!(
         e.to_string(),
-        "empty.wasm does not implement the world cloudforet:collector/plugin@0.1.x: no exported instance named `cloudforet:collector/collector@0.1.1`"
+        "empty.wasm is not a collector this host can run: it does not export cloudforet:collector/collector@<version> (not a CloudForet collector component)"
     );
     let e = rt.load_bytes("core.wasm", b"\0asm\x01\0\0\0").err().unwrap();
     assert!(e.to_string().contains("core WebAssembly module, not a component"));

@@ -307,7 +307,7 @@ fn components_come_from_an_oci_registry() {
         assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.2".to_string()], 20));
         let listed = s.registry.list();
         assert_eq!(listed.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["7.7.1", "7.7.2"]);
-        assert!(listed.iter().all(|v| v.source.starts_with("oci://")), "{listed:?}");
+        assert!(listed.iter().all(|v| v.source.starts_with("oci://") && v.world == "0.2.0"), "{listed:?}");
         assert_eq!(listed[0].description.as_deref(), Some("adversary from OCI"));
 
         // Rejections leave the registry as it was.

@@ -1,9 +1,134 @@
 //! Generated bindings, one module per supported, mutually incompatible WIT
-//! world version (the current one is `wit/collector.wit`; frozen versions
-//! live beside it in `wit/v*/`). Semver-compatible versions (0.1.0 and
-//! 0.1.1) share a module: the host implements the newest and wasmtime links
-//! older guests of the same line to it.
+//! world version, in the manner of Zed's extension host: the current world is
+//! `wit/collector.wit` ([`v0_2`], aliased [`current`]); frozen versions live
+//! beside it in `wit/v*/` and each has a module here ([`v0_1`], generated
+//! from the frozen 0.1.1, which also serves 0.1.0 guests through wasmtime's
+//! semver-compatible lookup). Each module holds its version's one `bindgen!`.
+//!
+//! The host implements the imports once, against [`current`] (in
+//! `crate::host`); an older module implements its own import traits by
+//! converting to the current types and delegating. [`PluginPre`] and
+//! [`Instance`] pick the version a component was built for and present its
+//! exports with the current types.
+//!
+//! # Layout
+//!
+//! - [`v0_2`]: `cloudforet:collector@0.2.x` (current).
+//! - [`v0_1`]: `cloudforet:collector@0.1.x`: bindings, conversions, delegating impls.
 
 pub mod v0_1;
+pub mod v0_2;
 
-pub use v0_1 as current;
+pub use v0_2 as current;
+
+use crate::sandbox::{one_line, RunState};
+use current::exports::cloudforet::collector::collector as cur;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+/// Name of the exported instance every collector has, without its version.
+const COLLECTOR_EXPORT: &str = "cloudforet:collector/collector@";
+
+/// World lines this host serves, oldest first.
+pub const SUPPORTED: &[&str] = &["0.1", "0.2"];
+
+/// Adds every supported version's imports to `linker` (their instance names
+/// differ by version, so they coexist).
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
+}
+
+/// A component linked for the world version it was built against.
+#[derive(Clone)]
+pub enum PluginPre {
+    V0_1(v0_1::PluginPre<RunState>),
+    V0_2(v0_2::PluginPre<RunState>),
+}
+
+/// A running instance, its exports presented with the current types.
+pub enum Instance {
+    V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
+}
+
+/// The version of `cloudforet:collector/collector` a component exports.
+pub fn exported_world(engine: &Engine, component: &Component) -> Result<semver::Version, String> {
+    let name = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .find(|n| n.starts_with(COLLECTOR_EXPORT))
+        .ok_or_else(|| format!("it does not export {COLLECTOR_EXPORT}<version> (not a CloudForet collector component)"))?;
+    let v = &name[COLLECTOR_EXPORT.len()..];
+    semver::Version::parse(v).map_err(|e| format!("it exports {name}, whose version is not semver: {e}"))
+}
+
+impl PluginPre {
+    /// Links `component` for its world version. Errors name the version and
+    /// what is wrong, one line.
+    pub fn new(engine: &Engine, linker: &Linker<RunState>, component: &Component) -> Result<(PluginPre, semver::Version), String> {
+        let world = exported_world(engine, component)?;
+        let line = format!("{}.{}", world.major, world.minor);
+        let unsupported = || {
+            format!(
+                "it is built for world cloudforet:collector@{world}; this host supports {}",
+                SUPPORTED.iter().map(|s| format!("{s}.x")).collect::<Vec<_>>().join(", ")
+            )
+        };
+        if world.major != 0 || !SUPPORTED.contains(&line.as_str()) {
+            return Err(unsupported());
+        }
+        let pre = linker.instantiate_pre(component).map_err(|e| one_line(&e))?;
+        let pre = match line.as_str() {
+            "0.1" => PluginPre::V0_1(v0_1::PluginPre::new(pre).map_err(|e| one_line(&e))?),
+            "0.2" => PluginPre::V0_2(v0_2::PluginPre::new(pre).map_err(|e| one_line(&e))?),
+            _ => return Err(unsupported()),
+        };
+        Ok((pre, world))
+    }
+
+    pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            PluginPre::V0_1(p) => Instance::V0_1(p.instantiate_async(store).await?),
+            PluginPre::V0_2(p) => Instance::V0_2(p.instantiate_async(store).await?),
+        })
+    }
+}
+
+type Call<T> = wasmtime::Result<Result<T, cur::CollectorError>>;
+
+fn up<A, B: From<A>>(r: wasmtime::Result<Result<A, v0_1::exports::cloudforet::collector::collector::CollectorError>>) -> Call<B> {
+    r.map(|r| r.map(B::from).map_err(cur::CollectorError::from))
+}
+
+impl Instance {
+    pub async fn init(&self, store: &mut Store<RunState>, options: &String) -> Call<cur::PluginMetadata> {
+        match self {
+            Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_init(store, options).await),
+            Instance::V0_2(b) => b.cloudforet_collector_collector().call_init(store, options).await,
+        }
+    }
+
+    pub async fn verify(&self, store: &mut Store<RunState>, options: &String, secret: &String) -> Call<()> {
+        match self {
+            Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_verify(store, options, secret).await),
+            Instance::V0_2(b) => b.cloudforet_collector_collector().call_verify(store, options, secret).await,
+        }
+    }
+
+    pub async fn get_tasks(&self, store: &mut Store<RunState>, options: &String, secret: &String) -> Call<Vec<cur::Task>> {
+        match self {
+            Instance::V0_1(b) => up::<Vec<_>, v0_1::Tasks>(b.cloudforet_collector_collector().call_get_tasks(store, options, secret).await)
+                .map(|r| r.map(|t| t.0)),
+            Instance::V0_2(b) => b.cloudforet_collector_collector().call_get_tasks(store, options, secret).await,
+        }
+    }
+
+    pub async fn collect(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Call<cur::Summary> {
+        match self {
+            Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_collect(store, options, secret, task).await),
+            Instance::V0_2(b) => b.cloudforet_collector_collector().call_collect(store, options, secret, task).await,
+        }
+    }
+}

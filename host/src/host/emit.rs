@@ -6,7 +6,7 @@
 //! marked as having hit it, and the guest is told to `stop`. A guest that
 //! keeps emitting after being told to stop is trapped.
 
-use crate::bindings::current::cloudforet::collector::emit::{self, Flow, Item};
+use crate::bindings::current::cloudforet::collector::emit::{self, Ack, Flow, Item, Rejection};
 use crate::error::{LimitExceeded, LimitKind};
 use crate::record::{self, Record};
 use crate::secret::Redactor;
@@ -50,7 +50,8 @@ impl EmitCtx {
 }
 
 impl emit::Host for EmitCtx {
-    async fn emit(&mut self, batch: Vec<Item>) -> wasmtime::Result<Flow> {
+    async fn emit(&mut self, batch: Vec<Item>) -> wasmtime::Result<Ack> {
+        let stop = |rejected| Ok(Ack { flow: Flow::Stop, rejected });
         if self.stopped {
             self.ignored_stops += 1;
             if self.ignored_stops > MAX_IGNORED_STOPS {
@@ -59,11 +60,18 @@ impl emit::Host for EmitCtx {
                     detail: format!("guest kept emitting after being told to stop ({MAX_IGNORED_STOPS} batches)"),
                 }));
             }
-            return Ok(Flow::Stop);
+            return stop(Vec::new());
         }
         let mut out = Vec::with_capacity(batch.len());
-        for item in &batch {
-            let mut r = record::from_item(item);
+        let mut rejected = Vec::new();
+        for (index, item) in batch.iter().enumerate() {
+            let mut r = match record::from_item(item) {
+                Ok(r) => r,
+                Err(rejection) => {
+                    rejected.push(Rejection { index: index as u32, reason: rejection.reason });
+                    rejection.replacement
+                }
+            };
             if let Some(m) = r.message.take() {
                 r.message = Some(self.redactor.redact_owned(m));
             }
@@ -93,12 +101,12 @@ impl emit::Host for EmitCtx {
         if !out.is_empty() && self.sink.send(out).await.is_err() {
             // The consumer is gone (client cancelled, writer failed).
             self.stopped = true;
-            return Ok(Flow::Stop);
+            return stop(rejected);
         }
         if self.limit_hit.is_some() {
             self.stopped = true;
-            return Ok(Flow::Stop);
+            return stop(rejected);
         }
-        Ok(Flow::Proceed)
+        Ok(Ack { flow: Flow::Proceed, rejected })
     }
 }

@@ -110,6 +110,8 @@ pub struct VersionInfo {
     pub name: String,
     pub version: String,
     pub digest: String,
+    /// The `cloudforet:collector` world version it was built against.
+    pub world: String,
     pub live: bool,
     pub pinned_by: Vec<String>,
     /// Runs executing on it right now.
@@ -364,6 +366,7 @@ impl Registry {
                     name: name.clone(),
                     version: v.to_string(),
                     digest: l.plugin.digest.clone(),
+                    world: l.plugin.world.to_string(),
                     live: e.live.as_ref() == Some(v),
                     pinned_by,
                     in_use: Arc::strong_count(&l.plugin) - 1,

@@ -159,6 +159,19 @@ impl Guest for Adversary {
                 }
                 Ok(Summary { emitted: n, errors: 0 })
             }
+            "emit-invalid" => {
+                // Three items, the middle one invalid (empty required name):
+                // world 0.2's ack names it; the report is the ack.
+                let bad = emit::Item::Region(emit::Region {
+                    name: String::new(),
+                    region_code: "bad".into(),
+                    provider: "adversary".into(),
+                    tags: vec![],
+                });
+                let ack = emit::emit(&[region(0, 0), bad, region(2, 0)]);
+                let rejected: Vec<String> = ack.rejected.iter().map(|r| format!("{}: {}", r.index, r.reason)).collect();
+                Err(CollectorError::Internal(format!("flow {:?}; rejected [{}]", ack.flow, rejected.join("; "))))
+            }
             "collect-ok" => {
                 let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);
                 let batch: Vec<emit::Item> = (0..n).map(|i| region(i, 0)).collect();

@@ -17,6 +17,8 @@
 //! - `hold`: emits two one-record batches (the second waits for the consumer).
 //! - `stamp`: emits `task_options.n` regions in small batches with pauses,
 //!   each tagged with this build's version (hot-swap tests).
+//! - `emit-invalid`: emits three regions, the middle one invalid, and returns
+//!   the host's ack (world 0.2) as the error message.
 //! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
 //!
 //! Only the wasm32 build has a component; natively this crate is empty.
