@@ -5,7 +5,7 @@
 //! | method and path | body | answer |
 //! |---|---|---|
 //! | `GET /v1/plugins` | | `{"plugins": [VersionInfo]}` |
-//! | `POST /v1/plugins?digest=sha256:..&activate=true` | the component bytes | `LoadReport` |
+//! | `POST /v1/plugins?digest=sha256:..&activate=true` | the component bytes (its manifest, with signatures, as base64 JSON in `x-cf-plugin-manifest`) | `LoadReport` |
 //! | `POST /v1/plugins/oci` | `{"reference", "digest"?, "activate"?}` | `LoadReport` + `source` |
 //! | `POST /v1/plugins/{name}/activate` | `{"version"}` | `{"live"}` |
 //! | `POST /v1/plugins/{name}/rollback` | | `{"live"}` |
@@ -15,6 +15,7 @@
 //!
 //! Every error is `{"error": {"code", "message", "details", "request_id"}}`.
 
+use crate::registry::identity::Manifest;
 use crate::registry::oci::{self, OciError, OciOptions};
 use crate::registry::{Registry, RegistryError};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -113,12 +114,27 @@ async fn upload(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = check(&st, &headers)?;
+    let manifest = match headers.get(MANIFEST_HEADER) {
+        Some(v) => Some(decode_manifest(v.as_bytes()).map_err(|e| bad_request(e, id.clone()))?),
+        None => None,
+    };
     let registry = st.registry.clone();
-    let report = tokio::task::spawn_blocking(move || registry.load_bytes("upload", &body, None, q.digest.as_deref(), q.activate))
+    let report = tokio::task::spawn_blocking(move || registry.load_bytes("upload", &body, manifest, q.digest.as_deref(), q.activate))
         .await
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL", message: e.to_string(), request_id: id.clone() })?
         .map_err(|e| registry_error(e, id))?;
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+/// Header carrying an upload's manifest (base64 of its JSON).
+pub const MANIFEST_HEADER: &str = "x-cf-plugin-manifest";
+
+fn decode_manifest(b64: &[u8]) -> Result<Manifest, String> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{MANIFEST_HEADER} is not base64: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("{MANIFEST_HEADER} is not a valid manifest: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -251,8 +267,24 @@ impl Client {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, bytes: Option<Vec<u8>>) -> Result<Value, String> {
+        self.call_with(method, path, body, bytes, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        bytes: Option<Vec<u8>>,
+        manifest: Option<&Manifest>,
+    ) -> Result<Value, String> {
         let url = self.base.join(path).map_err(|e| e.to_string())?;
         let mut rb = self.http.request(method, url.clone()).bearer_auth(&self.token);
+        if let Some(m) = manifest {
+            use base64::Engine as _;
+            let json = serde_json::to_vec(m).map_err(|e| e.to_string())?;
+            rb = rb.header(MANIFEST_HEADER, base64::engine::general_purpose::STANDARD.encode(json));
+        }
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -300,21 +332,24 @@ impl Client {
 
     pub async fn load(&self, file: &std::path::Path, digest: Option<&str>, activate: bool) -> Result<String, String> {
         let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let manifest_path = file.with_extension("json");
+        let manifest = if manifest_path.exists() { Some(Manifest::load(&manifest_path)?) } else { None };
         let mut path = format!("v1/plugins?activate={activate}");
         if let Some(d) = digest {
             path.push_str(&format!("&digest={d}"));
         }
-        let v = self.call(reqwest::Method::POST, &path, None, Some(bytes)).await?;
+        let v = self.call_with(reqwest::Method::POST, &path, None, Some(bytes), manifest.as_ref()).await?;
         Ok(Client::loaded(&v))
     }
 
     fn loaded(v: &Value) -> String {
         format!(
-            "loaded {}@{} ({}){}{}{}\n",
+            "loaded {}@{} ({}){}{}{}{}\n",
             v["name"].as_str().unwrap_or("?"),
             v["version"].as_str().unwrap_or("?"),
             v["digest"].as_str().unwrap_or("?"),
             v["source"].as_str().map(|s| format!(" from {s}")).unwrap_or_default(),
+            v["signed_by"].as_str().map(|k| format!(", signed by {k}")).unwrap_or_default(),
             if v["live"].as_bool() == Some(true) { ", live" } else { "" },
             if v["unchanged"].as_bool() == Some(true) { ", already loaded" } else { "" }
         )

@@ -57,6 +57,22 @@ enum PluginsAction {
     },
     /// Unload NAME@VERSION (refused while live, pinned or running).
     Unload { plugin: String },
+    /// Create an ed25519 signing key: writes <DIR>/<KEY_ID>.key (keep it
+    /// secret) and prints the line to add to the host's --trusted-keys file.
+    Keygen {
+        key_id: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Sign a component: adds a signature over its name, version and digest
+    /// to the manifest beside it (<file>.json), which travels with it
+    /// (plugins directory, load, push).
+    Sign {
+        file: PathBuf,
+        /// Private key file from keygen.
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Push a component (and the manifest beside it, if any) to an OCI
     /// registry as a wasm artifact. Talks to the registry, not to the server;
     /// credentials from CF_HOST_OCI_USERNAME / CF_HOST_OCI_PASSWORD.
@@ -117,6 +133,13 @@ struct ServeArgs {
     /// first one is live.
     #[arg(long = "plugin-oci", env = "CF_HOST_PLUGIN_OCI", value_delimiter = ',')]
     plugin_oci: Vec<String>,
+    /// Trusted public keys for plugin signatures (lines `<key-id> <base64>`,
+    /// from `cf-host plugins keygen`): a signature present must verify.
+    #[arg(long, env = "CF_HOST_TRUSTED_KEYS")]
+    trusted_keys: Option<PathBuf>,
+    /// Refuse components without a signature by a trusted key.
+    #[arg(long, requires = "trusted_keys")]
+    require_signatures: bool,
     /// Registries (host:port) reached over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", env = "CF_HOST_INSECURE_REGISTRIES", value_delimiter = ',')]
     insecure_registries: Vec<String>,
@@ -335,6 +358,14 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print!("{}", push(&file, &reference, insecure).await?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Plugins { action: PluginsAction::Keygen { key_id, dir }, .. } => {
+            print!("{}", keygen(&key_id, &dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Plugins { action: PluginsAction::Sign { file, key }, .. } => {
+            print!("{}", sign(&file, &key)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plugins { admin, token, action } => {
             let token = token.ok_or("the admin API needs --token or CF_HOST_ADMIN_TOKEN")?;
             let client = cf_host::admin::Client::new(&admin, &token)?;
@@ -345,7 +376,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 }
                 PluginsAction::Load { file: Some(file), digest, activate, .. } => client.load(&file, digest.as_deref(), activate).await?,
                 PluginsAction::Load { .. } => return Err("load needs a FILE or --oci REFERENCE".into()),
-                PluginsAction::Push { .. } => unreachable!("handled above"),
+                PluginsAction::Push { .. } | PluginsAction::Keygen { .. } | PluginsAction::Sign { .. } => {
+                    unreachable!("handled above: they do not talk to the admin API")
+                }
                 PluginsAction::Activate { plugin } => client.activate(&plugin).await?,
                 PluginsAction::Rollback { name } => client.rollback(&name).await?,
                 PluginsAction::Pin { plugin, tenant } => client.pin(&plugin, tenant.as_deref()).await?,
@@ -396,6 +429,37 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
 }
 
 
+/// `cf-host plugins keygen`.
+fn keygen(key_id: &str, dir: &std::path::Path) -> Result<String, String> {
+    use cf_host::registry::signature::PrivateKey;
+    let key = PrivateKey::generate(key_id)?;
+    let path = dir.join(format!("{key_id}.key"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, key.to_file_text().as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(format!("private key: {} (keep it secret)\ntrusted-keys line:\n{}", path.display(), key.public_line()))
+}
+
+/// `cf-host plugins sign`: adds a signature to `<file>.json`.
+fn sign(file: &std::path::Path, key: &std::path::Path) -> Result<String, String> {
+    use cf_host::registry::{identity, signature::PrivateKey};
+    let key = PrivateKey::load(key)?;
+    let wasm = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let manifest_path = file.with_extension("json");
+    let mut manifest = if manifest_path.exists() { identity::Manifest::load(&manifest_path)? } else { identity::Manifest::default() };
+    let embedded = identity::embedded(&wasm)?;
+    let (name, version) = identity::resolve(embedded.as_ref(), Some(&manifest))?;
+    let digest = cf_host::sandbox::component_digest(&wasm);
+    manifest.signatures.retain(|s| s.key_id != key.key_id);
+    manifest.signatures.push(key.sign(&name, &version, &digest));
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(&manifest_path, text).map_err(|e| format!("cannot write {}: {e}", manifest_path.display()))?;
+    Ok(format!("signed {name}@{version} ({digest}) with {} into {}\n", key.key_id, manifest_path.display()))
+}
+
 /// `cf-host plugins push`: the component and its manifest (`<file>.json`) to a registry.
 async fn push(file: &std::path::Path, reference: &str, insecure: bool) -> Result<String, String> {
     use cf_host::registry::{identity::Manifest, oci};
@@ -440,7 +504,11 @@ async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
     use cf_host::registry::{cache::PrecompileCache, identity::Manifest, Registry};
     let runtime = Arc::new(Runtime::new(runtime_config)?);
     let cache = cache_dir.map(PrecompileCache::new).transpose()?;
-    let registry = Arc::new(Registry::new(runtime, cache));
+    let trust = match &o.trusted_keys {
+        Some(path) => cf_host::registry::signature::TrustPolicy::load(path, o.require_signatures)?,
+        None => cf_host::registry::signature::TrustPolicy::default(),
+    };
+    let registry = Arc::new(Registry::new(runtime, cache).with_trust(trust));
     let mut name = o.name.clone();
     if let Some(path) = &o.plugin {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -390,7 +390,7 @@ impl Runtime {
     /// the host's imports, check the `collector` export.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let component = self.compile(name, bytes)?;
-        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        let digest = component_digest(bytes);
         self.admit(name, &component, digest)
     }
 
@@ -735,6 +735,11 @@ fn guest_secret(plugin: &Plugin, secret: &Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// `sha256:<hex>` of a component's bytes: how the host names a build.
+pub fn component_digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
 /// What a guest sees in place of an injected credential.

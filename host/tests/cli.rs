@@ -157,36 +157,14 @@ fn bench_prints_its_table() {
 /// `cf-host serve --plugins-dir` with the admin API, driven by `cf-host plugins`.
 #[test]
 fn plugins_commands_manage_a_running_server() {
-    use std::io::{BufRead, BufReader};
     let dir = tmp("plugins");
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let token = "cli-admin-token-0123456789";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0"])
-        .args(["--metrics-bind", "127.0.0.1:0", "--plugins-dir"])
-        .arg(&plugins)
-        .env("CF_HOST_ADMIN_TOKEN", token)
-        .env("CF_HOST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (mut serving, mut admin_line, mut metrics_line) = (String::new(), String::new(), String::new());
-    out.read_line(&mut serving).unwrap();
-    out.read_line(&mut admin_line).unwrap();
-    out.read_line(&mut metrics_line).unwrap();
+    let server = Server::start(&plugins, &["--metrics-bind", "127.0.0.1:0"], 3);
+    let (serving, metrics_line) = (&server.lines[0], &server.lines[2]);
     let metrics = format!("http://{}/metrics", metrics_line.trim().rsplit(' ').next().unwrap());
     assert!(serving.contains("serving adversary@(no version yet)"), "{serving}");
-    let admin = format!("http://{}", admin_line.trim().rsplit(' ').next().unwrap());
-    let plugins_cmd = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_cf-host"))
-            .args(["plugins", "--admin", &admin])
-            .args(args)
-            .env("CF_HOST_ADMIN_TOKEN", token)
-            .output()
-            .unwrap()
-    };
+    let plugins_cmd = |args: &[&str]| server.plugins(args);
     let adversary = guest().with_file_name("cf_adversary.wasm");
     let o = plugins_cmd(&["load", adversary.to_str().unwrap(), "--activate"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -204,9 +182,103 @@ fn plugins_commands_manage_a_running_server() {
     assert!(stderr(&o).contains("FAILED_PRECONDITION: adversary has no earlier version"), "{}", stderr(&o));
     let o = plugins_cmd(&["unload", "adversary"]);
     assert!(!o.status.success() && stderr(&o).contains("NAME@VERSION"), "{}", stderr(&o));
-    let o = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["plugins", "--admin", &admin, "--token", "wrong", "list"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["plugins", "--admin", &server.admin, "--token", "wrong", "list"]).output().unwrap();
     assert!(!o.status.success() && stderr(&o).contains("UNAUTHENTICATED"), "{}", stderr(&o));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `cf-host serve` for the adversary with the admin API; killed on drop.
+struct Server {
+    child: std::process::Child,
+    /// The first lines it printed (serving, admin API, ...).
+    lines: Vec<String>,
+    admin: String,
+}
+
+impl Server {
+    const TOKEN: &str = "cli-admin-token-0123456789";
+
+    fn start(plugins: &std::path::Path, extra: &[&str], lines: usize) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--plugins-dir")
+            .arg(plugins)
+            .env("CF_HOST_ADMIN_TOKEN", Server::TOKEN)
+            .env("CF_HOST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let lines: Vec<String> = (0..lines)
+            .map(|_| {
+                let mut l = String::new();
+                out.read_line(&mut l).unwrap();
+                l
+            })
+            .collect();
+        let admin_line = lines.iter().find(|l| l.starts_with("admin API on")).expect("admin API line");
+        let admin = format!("http://{}", admin_line.trim().rsplit(' ').next().unwrap());
+        Server { child, lines, admin }
+    }
+
+    fn plugins(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["plugins", "--admin", &self.admin])
+            .args(args)
+            .env("CF_HOST_ADMIN_TOKEN", Server::TOKEN)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// keygen, sign, and a server that requires signatures: unsigned and
+/// re-labelled components are refused, the signed one loads.
+#[test]
+fn a_server_that_requires_signatures_loads_only_signed_plugins() {
+    let dir = tmp("signing");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let o = cf_host(&["plugins", "keygen", "release-1", "--dir", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && text.contains("trusted-keys line:"), "{text}{}", stderr(&o));
+    let key = dir.join("release-1.key");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions()) & 0o777, 0o600);
+    std::fs::write(dir.join("trusted"), text.lines().last().unwrap()).unwrap();
+    let o = cf_host(&["plugins", "keygen", "release-1", "--dir", dir.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot create"), "an existing key is never overwritten");
+
+    let bytes = std::fs::read(guest().with_file_name("cf_adversary.wasm")).unwrap();
+    for name in ["signed", "unsigned", "relabelled"] {
+        std::fs::write(dir.join(format!("{name}.wasm")), &bytes).unwrap();
+    }
+    let o = cf_host(&["plugins", "sign", dir.join("signed.wasm").to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && text.starts_with("signed adversary@7.7.1 (sha256:") && text.contains("with release-1"), "{text}{}", stderr(&o));
+    // The same signature under another name does not verify.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("signed.json")).unwrap()).unwrap();
+    assert_eq!(manifest["signatures"][0]["key_id"], "release-1");
+    manifest["alias"] = "other".into();
+    std::fs::write(dir.join("relabelled.json"), manifest.to_string()).unwrap();
+
+    let server = Server::start(&plugins, &["--trusted-keys", dir.join("trusted").to_str().unwrap(), "--require-signatures"], 2);
+    let o = server.plugins(&["load", dir.join("unsigned.wasm").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("adversary@7.7.1 is not signed"), "{}", stderr(&o));
+    let o = server.plugins(&["load", dir.join("relabelled.wasm").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("does not match other@7.7.1"), "{}", stderr(&o));
+    let o = server.plugins(&["load", dir.join("signed.wasm").to_str().unwrap(), "--activate"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && text.contains("loaded adversary@7.7.1") && text.contains("signed by release-1"), "{text}{}", stderr(&o));
+    drop(server);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -14,6 +14,7 @@ use cf_host::grpc::{PluginService, ServeConfig};
 use cf_host::registry::cache::PrecompileCache;
 use cf_host::registry::identity::Manifest;
 use cf_host::registry::oci::{self, OciError, OciOptions};
+use cf_host::registry::signature::{PrivateKey, TrustPolicy};
 use cf_host::registry::Registry;
 use cf_host::{Runtime, RuntimeConfig};
 use cf_tests::{adversary_wasm, block_on, temp_dir, OciRegistry};
@@ -333,6 +334,22 @@ fn components_come_from_an_oci_registry() {
         assert_eq!(s.registry.list().len(), 2, "nothing bad was admitted");
         assert_eq!(s.registry.live("adversary").unwrap().to_string(), "7.7.2");
         assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.2".to_string()], 20));
+
+        // Signatures travel in the manifest annotation; a host that requires
+        // them loads the signed artifact and refuses the unsigned one.
+        let key = PrivateKey::generate("release").unwrap();
+        let v4 = version_of(&v1, "7.7.4");
+        let digest = cf_host::sandbox::component_digest(&v4);
+        let version = "7.7.4".parse().unwrap();
+        let signed = Manifest { signatures: vec![key.sign("adversary", &version, &digest)], ..Manifest::default() };
+        oci::push(&format!("{repo}:7.7.4"), v4, Some(&signed), &opts).await.unwrap();
+        let strict = Registry::new(s.registry.runtime().clone(), None).with_trust(TrustPolicy::parse(&key.public_line(), true).unwrap());
+        let pulled = oci::pull(&format!("{repo}:7.7.4"), &opts).await.unwrap();
+        let report = strict.load_bytes(&pulled.source(), &pulled.wasm, pulled.manifest, None, true).unwrap();
+        assert_eq!(report.signed_by.as_deref(), Some("release"));
+        let pulled = oci::pull(&format!("{repo}:7.7.1"), &opts).await.unwrap();
+        let e = strict.load_bytes(&pulled.source(), &pulled.wasm, pulled.manifest, None, true).unwrap_err();
+        assert!(e.to_string().contains("adversary@7.7.1 is not signed"), "{e}");
     });
 }
 

@@ -38,6 +38,9 @@ pub struct Manifest {
     /// Host interfaces it uses (`http`, `emit`, `state`, `log`).
     #[serde(default)]
     pub connectors: Vec<String>,
+    /// Signatures over name, version and digest (`cf-host plugins sign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<super::signature::ManifestSignature>,
 }
 
 impl Manifest {

@@ -9,6 +9,7 @@
 //! - [`cache`]: the precompile cache.
 //! - [`watch`]: the plugins directory watcher.
 //! - [`oci`]: pull and push of components as wasm OCI artifacts.
+//! - [`signature`]: ed25519 signatures and the trusted-keys policy.
 //!
 //! Swaps are atomic: resolution and changes take one short lock, and a run
 //! holds an `Arc` of the version it resolved, so runs in flight finish on the
@@ -18,13 +19,13 @@
 pub mod cache;
 pub mod identity;
 pub mod oci;
+pub mod signature;
 pub mod watch;
 
 use crate::sandbox::{Plugin, Runtime};
 use identity::Manifest;
 use semver::{Version, VersionReq};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,8 @@ pub struct Loaded {
     pub manifest: Option<Manifest>,
     pub source: String,
     pub loaded_at: std::time::SystemTime,
+    /// The trusted key whose signature it carries.
+    pub signed_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -118,6 +121,7 @@ pub struct VersionInfo {
     pub in_use: usize,
     pub source: String,
     pub description: Option<String>,
+    pub signed_by: Option<String>,
 }
 
 /// How a load went.
@@ -132,17 +136,25 @@ pub struct LoadReport {
     /// The same version with the same digest was already loaded.
     pub unchanged: bool,
     pub millis: u64,
+    pub signed_by: Option<String>,
 }
 
 pub struct Registry {
     runtime: Arc<Runtime>,
     cache: Option<cache::PrecompileCache>,
+    trust: signature::TrustPolicy,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Registry {
     pub fn new(runtime: Arc<Runtime>, cache: Option<cache::PrecompileCache>) -> Registry {
-        Registry { runtime, cache, entries: Mutex::new(HashMap::new()) }
+        Registry { runtime, cache, trust: signature::TrustPolicy::default(), entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// Checks signatures at admission against `trust`.
+    pub fn with_trust(mut self, trust: signature::TrustPolicy) -> Registry {
+        self.trust = trust;
+        self
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -177,8 +189,8 @@ impl Registry {
         activate: bool,
     ) -> Result<LoadReport, RegistryError> {
         let started = Instant::now();
-        let hex = format!("{:x}", Sha256::digest(bytes));
-        let digest = format!("sha256:{hex}");
+        let digest = crate::sandbox::component_digest(bytes);
+        let hex = digest.trim_start_matches("sha256:").to_string();
         for want in expected_digest.into_iter().chain(manifest.as_ref().and_then(|m| m.digest.as_deref())) {
             let want_hex = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
             if want_hex != hex {
@@ -188,6 +200,9 @@ impl Registry {
         let embedded = identity::embedded(bytes).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
         let (name, version) =
             identity::resolve(embedded.as_ref(), manifest.as_ref()).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
+        let signatures = manifest.as_ref().map_or(&[][..], |m| m.signatures.as_slice());
+        let signed_by =
+            self.trust.check(&name, &version, &digest, signatures).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
 
         if let Some(existing) = self.lock().get(&name).and_then(|e| e.versions.get(&version)) {
             if existing.plugin.digest != digest {
@@ -205,6 +220,7 @@ impl Registry {
                 cached: true,
                 unchanged: true,
                 millis: started.elapsed().as_millis() as u64,
+                signed_by,
             });
         }
 
@@ -236,12 +252,22 @@ impl Registry {
                     manifest,
                     source: source.to_string(),
                     loaded_at: std::time::SystemTime::now(),
+                    signed_by: signed_by.clone(),
                 },
             );
         }
         let live = self.activate_if(&name, &version, activate)?;
-        tracing::info!(plugin = %name, %version, %digest, live, cached, "plugin version loaded");
-        Ok(LoadReport { name, version: version.to_string(), digest, live, cached, unchanged: false, millis: started.elapsed().as_millis() as u64 })
+        tracing::info!(plugin = %name, %version, %digest, live, cached, signed_by = signed_by.as_deref().unwrap_or("-"), "plugin version loaded");
+        Ok(LoadReport {
+            name,
+            version: version.to_string(),
+            digest,
+            live,
+            cached,
+            unchanged: false,
+            millis: started.elapsed().as_millis() as u64,
+            signed_by,
+        })
     }
 
     /// Makes `version` live when asked, or when the plugin has no live
@@ -372,6 +398,7 @@ impl Registry {
                     in_use: Arc::strong_count(&l.plugin) - 1,
                     source: l.source.clone(),
                     description: l.manifest.as_ref().and_then(|m| m.description.clone()),
+                    signed_by: l.signed_by.clone(),
                 });
             }
         }
