@@ -12,6 +12,7 @@
 //! | `POST /v1/plugins/{name}/pin` | `{"version", "tenant"?}` | `{}` |
 //! | `POST /v1/plugins/{name}/unpin` | `{"tenant"}` | `{}` |
 //! | `POST /v1/plugins/{name}/unload` | `{"version"}` | `{}` |
+//! | `POST /v1/plugins/{name}/canary` | `{"version", "percent"}` (0 ends it) | `{}` |
 //!
 //! Every error is `{"error": {"code", "message", "details", "request_id"}}`.
 
@@ -224,6 +225,20 @@ async fn unload(State(st): State<AdminState>, headers: HeaderMap, Path(name): Pa
     Ok(Json(json!({})))
 }
 
+#[derive(Deserialize)]
+struct CanaryBody {
+    version: String,
+    percent: u8,
+}
+
+async fn canary(State(st): State<AdminState>, headers: HeaderMap, Path(name): Path<String>, body: Option<Json<CanaryBody>>) -> Result<Json<Value>, ApiError> {
+    let id = check(&st, &headers)?;
+    let Some(Json(b)) = body else { return Err(bad_request("body must be {\"version\": \"x.y.z\", \"percent\": 0-100}".into(), id)) };
+    let v = version(&b.version, &id)?;
+    st.registry.canary(&name, &v, b.percent).map_err(|e| registry_error(e, id))?;
+    Ok(Json(json!({})))
+}
+
 pub fn router(registry: Arc<Registry>, token: &str, oci: OciOptions) -> Router {
     let state = AdminState { registry, token: Arc::from(token), oci: Arc::new(oci) };
     Router::new()
@@ -234,6 +249,7 @@ pub fn router(registry: Arc<Registry>, token: &str, oci: OciOptions) -> Router {
         .route("/v1/plugins/{name}/pin", post(pin))
         .route("/v1/plugins/{name}/unpin", post(unpin))
         .route("/v1/plugins/{name}/unload", post(unload))
+        .route("/v1/plugins/{name}/canary", post(canary))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(state)
 }
@@ -321,7 +337,11 @@ impl Client {
                 p["name"].as_str().unwrap_or(""),
                 p["version"].as_str().unwrap_or(""),
                 p["world"].as_str().unwrap_or(""),
-                if p["live"].as_bool() == Some(true) { "yes" } else { "" },
+                match (p["live"].as_bool(), p["canary_percent"].as_u64()) {
+                    (Some(true), _) => "yes".to_string(),
+                    (_, Some(pct)) => format!("{pct}%"),
+                    _ => String::new(),
+                },
                 p["in_use"],
                 pinned.join(","),
                 p["digest"].as_str().unwrap_or("")
@@ -360,6 +380,13 @@ impl Client {
         let body = json!({"reference": reference, "digest": digest, "activate": activate});
         let v = self.call(reqwest::Method::POST, "v1/plugins/oci", Some(body), None).await?;
         Ok(Client::loaded(&v))
+    }
+
+    pub async fn canary(&self, plugin: &str, percent: u8) -> Result<String, String> {
+        let (name, version) = Client::split(plugin)?;
+        let body = json!({"version": version, "percent": percent});
+        self.call(reqwest::Method::POST, &format!("v1/plugins/{name}/canary"), Some(body), None).await?;
+        Ok(if percent == 0 { format!("canary of {name} ended\n") } else { format!("{percent}% of tenants get {name}@{version}\n") })
     }
 
     pub async fn activate(&self, plugin: &str) -> Result<String, String> {

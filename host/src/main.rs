@@ -41,6 +41,13 @@ enum PluginsAction {
     },
     /// Make NAME@VERSION the live version.
     Activate { plugin: String },
+    /// Route a share of the tenants (the same ones each time) to NAME@VERSION;
+    /// --percent 0 ends the canary, activate promotes it, rollback ends it.
+    Canary {
+        plugin: String,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: u8,
+    },
     /// Return NAME to its previous live version.
     Rollback { name: String },
     /// Pin a tenant (or, without --tenant, everyone) to NAME@VERSION.
@@ -380,6 +387,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
                     unreachable!("handled above: they do not talk to the admin API")
                 }
                 PluginsAction::Activate { plugin } => client.activate(&plugin).await?,
+                PluginsAction::Canary { plugin, percent } => client.canary(&plugin, percent).await?,
                 PluginsAction::Rollback { name } => client.rollback(&name).await?,
                 PluginsAction::Pin { plugin, tenant } => client.pin(&plugin, tenant.as_deref()).await?,
                 PluginsAction::Unpin { name, tenant } => client.unpin(&name, &tenant).await?,

@@ -379,3 +379,54 @@ fn a_registry_with_auth_needs_the_credentials() {
         assert!(pulled.manifest.is_none());
     });
 }
+
+#[test]
+fn a_canary_serves_a_stable_share_of_the_tenants() {
+    let v1 = std::fs::read(adversary_wasm()).unwrap();
+    block_on(async {
+        let s = setup("hotswap-canary").await;
+        s.registry.load_bytes("v1", &v1, None, None, true).unwrap();
+        s.registry.load_bytes("v2", &version_of(&v1, "7.7.2"), None, None, false).unwrap();
+        let (status, body) = admin(&s.admin, "/v1/plugins/adversary/canary", json!({"version": "7.7.2", "percent": 30})).await;
+        assert_eq!(status, 200, "{body}");
+        let tenants: Vec<String> = (0..200).map(|i| format!("tenant-{i}")).collect();
+        let on_canary = |registry: &Registry| -> Vec<bool> {
+            tenants
+                .iter()
+                .map(|t| registry.resolve("adversary", t, &cf_host::registry::Want::Live).unwrap().digest != s.registry.list()[0].digest)
+                .collect()
+        };
+        let first = on_canary(&s.registry);
+        let share = first.iter().filter(|c| **c).count();
+        assert!((40..=80).contains(&share), "about 30% of 200 tenants on the canary: {share}");
+        assert_eq!(on_canary(&s.registry), first, "the same tenants every time");
+        let listed = s.registry.list();
+        assert_eq!((listed[0].canary_percent, listed[1].canary_percent), (None, Some(30)));
+
+        // Through gRPC: a canary tenant runs 7.7.2, another 7.7.1; a pin wins.
+        let canary_tenant = &tenants[first.iter().position(|c| *c).unwrap()];
+        let other_tenant = &tenants[first.iter().position(|c| !*c).unwrap()];
+        let v = |r: Result<(Vec<String>, usize), String>| r.unwrap().0;
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some(canary_tenant)).await), vec!["7.7.2"]);
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some(other_tenant)).await), vec!["7.7.1"]);
+        s.registry.pin("adversary", &"7.7.1".parse().unwrap(), Some(canary_tenant)).unwrap();
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some(canary_tenant)).await), vec!["7.7.1"]);
+        s.registry.unpin("adversary", canary_tenant).unwrap();
+
+        // Bad requests, the canary cannot be unloaded, activation promotes it.
+        let (status, _) = admin(&s.admin, "/v1/plugins/adversary/canary", json!({"version": "7.7.2", "percent": 101})).await;
+        assert_eq!(status, 400);
+        let (status, _) = admin(&s.admin, "/v1/plugins/adversary/canary", json!({"version": "7.7.1", "percent": 10})).await;
+        assert_eq!(status, 409, "the live version cannot be its own canary");
+        let (status, _) = admin(&s.admin, "/v1/plugins/adversary/unload", json!({"version": "7.7.2"})).await;
+        assert_eq!(status, 409);
+        admin(&s.admin, "/v1/plugins/adversary/activate", json!({"version": "7.7.2"})).await;
+        assert!(s.registry.list().iter().all(|v| v.canary_percent.is_none()), "promoted");
+        assert_eq!(v(stamped_run(&s.grpc, json!({}), Some(other_tenant)).await), vec!["7.7.2"]);
+        // A rollback is a return to a known state: no canary.
+        s.registry.canary("adversary", &"7.7.1".parse().unwrap(), 50).unwrap();
+        s.registry.rollback("adversary").unwrap();
+        assert!(s.registry.list().iter().all(|v| v.canary_percent.is_none()));
+        assert!(tenants.iter().all(|t| s.registry.resolve("adversary", t, &cf_host::registry::Want::Live).unwrap().digest == s.registry.list()[0].digest));
+    });
+}

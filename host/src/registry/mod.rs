@@ -105,6 +105,22 @@ struct Entry {
     /// Earlier live versions, most recent last (for rollback).
     history: Vec<Version>,
     pins: HashMap<String, Version>,
+    canary: Option<Canary>,
+}
+
+/// A version that a share of the tenants gets instead of the live one.
+#[derive(Clone, Debug)]
+struct Canary {
+    version: Version,
+    percent: u8,
+}
+
+/// Which of 100 buckets a tenant falls in for `name`'s canary: stable, so a
+/// tenant's collections do not flap between versions.
+fn canary_bucket(name: &str, tenant: &str) -> u8 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{name}\0{tenant}").as_bytes());
+    (u16::from_be_bytes([h[0], h[1]]) % 100) as u8
 }
 
 /// A version as listed by the admin API.
@@ -122,6 +138,8 @@ pub struct VersionInfo {
     pub source: String,
     pub description: Option<String>,
     pub signed_by: Option<String>,
+    /// Share of tenants (percent) routed to it as a canary.
+    pub canary_percent: Option<u8>,
 }
 
 /// How a load went.
@@ -294,6 +312,9 @@ impl Registry {
         if let Some(prev) = entry.live.replace(version.clone()) {
             entry.history.push(prev);
         }
+        if entry.canary.as_ref().is_some_and(|c| c.version == *version) {
+            entry.canary = None; // promoted
+        }
         tracing::info!(plugin = %name, %version, "live version switched");
         Ok(())
     }
@@ -305,6 +326,8 @@ impl Registry {
         while let Some(prev) = entry.history.pop() {
             if entry.versions.contains_key(&prev) {
                 entry.live = Some(prev.clone());
+                // Back to a known state: no canary either.
+                entry.canary = None;
                 tracing::info!(plugin = %name, version = %prev, "rolled back");
                 return Ok(prev);
             }
@@ -325,6 +348,30 @@ impl Registry {
         Ok(())
     }
 
+    /// Routes `percent` of the tenants (those without a pin; the same tenants
+    /// every time) to `version` instead of the live one; 0 ends the canary.
+    /// Activating the canary version promotes it; a rollback ends it.
+    pub fn canary(&self, name: &str, version: &Version, percent: u8) -> Result<(), RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        if percent == 0 {
+            entry.canary = None;
+            return Ok(());
+        }
+        if percent > 100 {
+            return Err(RegistryError::Rejected(format!("canary percent must be 0 to 100, got {percent}")));
+        }
+        if !entry.versions.contains_key(version) {
+            return Err(RegistryError::NotFound(format!("{name}@{version} is not loaded")));
+        }
+        if entry.live.as_ref() == Some(version) {
+            return Err(RegistryError::Conflict(format!("{name}@{version} is already live")));
+        }
+        entry.canary = Some(Canary { version: version.clone(), percent });
+        tracing::info!(plugin = %name, %version, percent, "canary set");
+        Ok(())
+    }
+
     pub fn unpin(&self, name: &str, tenant: &str) -> Result<(), RegistryError> {
         let mut entries = self.lock();
         let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
@@ -338,6 +385,9 @@ impl Registry {
         let loaded = entry.versions.get(version).ok_or_else(|| RegistryError::NotFound(format!("{name}@{version} is not loaded")))?;
         if entry.live.as_ref() == Some(version) {
             return Err(RegistryError::Conflict(format!("{name}@{version} is live: activate or roll back to another version first")));
+        }
+        if entry.canary.as_ref().is_some_and(|c| c.version == *version) {
+            return Err(RegistryError::Conflict(format!("{name}@{version} is the canary: end the canary first")));
         }
         let pinned: Vec<&String> = entry.pins.iter().filter(|(_, v)| *v == version).map(|(t, _)| t).collect();
         if !pinned.is_empty() {
@@ -357,7 +407,10 @@ impl Registry {
         let entries = self.lock();
         let entry = entries.get(name).ok_or_else(|| not_found(name))?;
         let version = match want {
-            Want::Live => entry.pins.get(tenant).or(entry.live.as_ref()),
+            Want::Live => entry.pins.get(tenant).or_else(|| match &entry.canary {
+                Some(c) if canary_bucket(name, tenant) < c.percent => Some(&c.version),
+                _ => entry.live.as_ref(),
+            }),
             Want::Exact(v) => Some(v),
             Want::Compatible(req) => entry.versions.keys().rev().find(|v| req.matches(v)),
         }
@@ -399,6 +452,7 @@ impl Registry {
                     source: l.source.clone(),
                     description: l.manifest.as_ref().and_then(|m| m.description.clone()),
                     signed_by: l.signed_by.clone(),
+                    canary_percent: e.canary.as_ref().filter(|c| c.version == *v).map(|c| c.percent),
                 });
             }
         }
@@ -415,6 +469,15 @@ fn not_found(name: &str) -> RegistryError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canary_buckets_are_stable_and_spread() {
+        let buckets: Vec<u8> = (0..1000).map(|i| canary_bucket("nutanix", &format!("tenant-{i}"))).collect();
+        assert_eq!(buckets, (0..1000).map(|i| canary_bucket("nutanix", &format!("tenant-{i}"))).collect::<Vec<_>>());
+        let under_10 = buckets.iter().filter(|b| **b < 10).count();
+        assert!((60..=140).contains(&under_10), "about 10% of tenants in a 10% canary: {under_10}");
+        assert!(buckets.iter().all(|b| *b < 100));
+    }
 
     #[test]
     fn want_from_collect_options() {
