@@ -147,6 +147,10 @@ struct ServeArgs {
     /// Refuse components without a signature by a trusted key.
     #[arg(long, requires = "trusted_keys")]
     require_signatures: bool,
+    /// On SIGTERM/Ctrl-C: seconds calls in flight may run on before they are
+    /// cancelled (new calls are refused at once).
+    #[arg(long, default_value_t = 60)]
+    drain_timeout: u64,
     /// Registries (host:port) reached over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", env = "CF_HOST_INSECURE_REGISTRIES", value_delimiter = ',')]
     insecure_registries: Vec<String>,
@@ -555,7 +559,11 @@ async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let config = ServeConfig { default_endpoint_port: o.default_endpoint_port, ..ServeConfig::default() };
+    let config = ServeConfig {
+        default_endpoint_port: o.default_endpoint_port,
+        drain_timeout: std::time::Duration::from_secs(o.drain_timeout),
+        ..ServeConfig::default()
+    };
     let mut service = PluginService::new(registry.clone(), name.clone(), config);
     if let Some(p) = o.store {
         service = service.with_state(Arc::new(Store::open(&p)?));

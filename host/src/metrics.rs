@@ -35,12 +35,15 @@ impl Metrics {
         *c.entry((name, labels)).or_insert(0.0) += v;
     }
 
-    pub fn sandbox_started(&self) {
+    /// Counts one active sandbox until the guard is dropped.
+    pub fn sandbox_guard(&self) -> ActiveSandbox<'_> {
         self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveSandbox(&self.active)
     }
 
-    pub fn sandbox_ended(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
+    /// Sandboxes running right now.
+    pub fn active_sandboxes(&self) -> i64 {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// A counter's value (tests and the bench).
@@ -88,6 +91,15 @@ fn render_labels(labels: &Labels) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// One running sandbox, counted while it lives.
+pub struct ActiveSandbox<'a>(&'a AtomicI64);
+
+impl Drop for ActiveSandbox<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,12 +110,15 @@ mod tests {
         m.add("cf_host_runs_total", vec![("call", "collect".into()), ("outcome", "ok".into())], 1.0);
         m.add("cf_host_runs_total", vec![("call", "collect".into()), ("outcome", "ok".into())], 1.0);
         m.add("cf_host_records_total", vec![("resource_type", "inventory.\"Region\"".into())], 3.0);
-        m.sandbox_started();
+        let active = m.sandbox_guard();
         let text = m.render(&[("cf_host_plugin_live".into(), vec![("plugin", "nutanix".into())], 1.0)]);
         assert!(text.contains("# TYPE cf_host_runs_total counter\ncf_host_runs_total{call=\"collect\",outcome=\"ok\"} 2\n"), "{text}");
         assert!(text.contains(r#"cf_host_records_total{resource_type="inventory.\"Region\""} 3"#), "{text}");
         assert!(text.contains("cf_host_sandboxes_active 1"));
         assert!(text.contains("cf_host_plugin_live{plugin=\"nutanix\"} 1"));
         assert_eq!(m.get("cf_host_runs_total", &[("outcome", "ok")]), 2.0);
+        drop(active);
+        assert_eq!(m.active_sandboxes(), 0);
     }
 }
+

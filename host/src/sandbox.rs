@@ -537,7 +537,9 @@ impl Runtime {
         };
         let wall = ctx.limits.wall_clock;
         let started = std::time::Instant::now();
-        self.metrics.sandbox_started();
+        // Counts the sandbox as active until this future ends, also when it
+        // is dropped mid-run (a cancelled stream cancels its run that way).
+        let active = self.metrics.sandbox_guard();
         let outcome = tokio::time::timeout(wall, async {
             let bindings = plugin.pre.instantiate_async(&mut store).await?;
             call(&bindings, &mut store).await
@@ -551,7 +553,7 @@ impl Runtime {
             Ok(Err(e)) => Err(map_trap(&e, store.data())),
             Ok(Ok(v)) => Ok(v),
         };
-        self.metrics.sandbox_ended();
+        drop(active);
         self.observe(call_name, started.elapsed(), &result, store.data());
         (result, Some(Finished { store, _permits: (tenant_permit, permit) }))
     }

@@ -103,6 +103,10 @@ def check(root):
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "grpc", "containerPort": 50051} in container["ports"], container["ports"]
     assert container["livenessProbe"]["tcpSocket"]["port"] == 50051
+    assert container["readinessProbe"]["grpc"]["port"] == 50051
+    drain = int(container["args"][container["args"].index("--drain-timeout") + 1])
+    grace = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > drain, (grace, drain)
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
     assert "--tenants" in container["args"] and "/etc/cf-host/tenants.json" in container["args"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

@@ -62,6 +62,9 @@ pub struct ServeConfig {
     /// Wall-clock budget of a unary call (`init`, `verify`, `get_tasks`);
     /// CloudForet gives up on a plugin after 180 s.
     pub unary_deadline: Duration,
+    /// On shutdown, how long calls in flight may run on before they are
+    /// cancelled (new calls are refused at once).
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +73,7 @@ impl Default for ServeConfig {
             default_endpoint_port: 9440,
             default_tenant: "default".into(),
             unary_deadline: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -83,11 +87,35 @@ pub struct PluginService {
     name: String,
     state: Arc<dyn StateBackend>,
     config: ServeConfig,
+    /// Set when the drain timed out: every call still running stops.
+    cancel: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// What a call cancelled by the shutdown answers.
+fn shutting_down() -> Status {
+    Status::unavailable("ERROR_UNAVAILABLE: the plugin server is shutting down; the call was cancelled")
 }
 
 impl PluginService {
     pub fn new(registry: Arc<Registry>, name: impl Into<String>, config: ServeConfig) -> PluginService {
-        PluginService { registry, name: name.into(), state: Arc::new(MemoryState::default()), config }
+        let (cancel, _) = tokio::sync::watch::channel(false);
+        PluginService { registry, name: name.into(), state: Arc::new(MemoryState::default()), config, cancel: Arc::new(cancel) }
+    }
+
+    /// Resolves once the server cancels the calls still running.
+    fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.cancel.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Runs a unary call unless the shutdown cancels it first.
+    async fn unless_cancelled<T>(&self, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+        tokio::select! {
+            r = call => r,
+            () = self.cancelled() => Err(shutting_down()),
+        }
     }
 
     /// The version this call runs on; the call keeps it until it ends.
@@ -138,7 +166,7 @@ impl Collector for PluginService {
         let options = struct_to_json(req.get_ref().options.clone());
         let ctx = self.unary_context(&req, options, json!({}))?;
         let plugin = self.plugin(&ctx)?;
-        let m = self.registry.runtime().init(&plugin, &ctx).await.map_err(|e| status(&e))?;
+        let m = self.unless_cancelled(async { self.registry.runtime().init(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
         let metadata = json!({
             "supported_resource_type": m.supported_resource_types,
             "supported_schedules": m.supported_schedules,
@@ -155,7 +183,7 @@ impl Collector for PluginService {
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let ctx = self.unary_context(&req, options, secret)?;
         let plugin = self.plugin(&ctx)?;
-        self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e))?;
+        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
         Ok(Response::new(()))
     }
 
@@ -171,6 +199,7 @@ impl Collector for PluginService {
         let (rec_tx, mut rec_rx) = mpsc::channel::<Vec<Record>>(4);
         let runtime = self.registry.runtime().clone();
         let run_id = ctx.run_id.clone();
+        let cancelled = self.cancelled();
         tokio::spawn(async move {
             let client_gone = out_tx.clone();
             let forward_tx = out_tx.clone();
@@ -189,6 +218,10 @@ impl Collector for PluginService {
                 // cancels the guest at once.
                 _ = client_gone.closed() => {
                     tracing::info!(run = %run_id, "collect stream closed by the client; run cancelled");
+                }
+                () = cancelled => {
+                    tracing::warn!(run = %run_id, "collect cancelled by the shutdown (drain timeout)");
+                    let _ = out_tx.send(Err(shutting_down())).await;
                 }
                 result = run => {
                     match result {
@@ -221,7 +254,8 @@ impl Job for PluginService {
         }
         let ctx = self.unary_context(&req, options, secret)?;
         let plugin = self.plugin(&ctx)?;
-        let tasks = self.registry.runtime().get_tasks(&plugin, &ctx).await.map_err(|e| status(&e))?;
+        let tasks =
+            self.unless_cancelled(async { self.registry.runtime().get_tasks(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
         let tasks = tasks
             .iter()
             .map(|t| TaskInfo { task_options: t.as_object().map(json_to_struct) })
@@ -262,7 +296,10 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let drain = service.config.drain_timeout;
+    let cancel = service.cancel.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(
             CollectorServer::new(service.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -277,7 +314,31 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1alpha)
         .add_service(reflection_v1)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| format!("gRPC server failed: {e}"))
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    // Serve until the shutdown signal, then drain: health says NOT_SERVING,
+    // no new connection is accepted, calls in flight run on for up to
+    // `drain_timeout`; whatever still runs then is cancelled (dropping the
+    // server drops its streams, which stops their guests).
+    tokio::select! {
+        r = &mut server => return r.map_err(|e| format!("gRPC server failed: {e}")),
+        () = shutdown => {}
+    }
+    health.set_not_serving::<CollectorServer<PluginService>>().await;
+    health.set_not_serving::<JobServer<PluginService>>().await;
+    let _ = stop_tx.send(());
+    tracing::info!(drain_timeout_s = drain.as_secs_f64(), "shutting down: draining calls in flight");
+    match tokio::time::timeout(drain, &mut server).await {
+        Ok(r) => r.map_err(|e| format!("gRPC server failed: {e}")),
+        Err(_) => {
+            tracing::warn!(drain_timeout_s = drain.as_secs_f64(), "calls still running after the drain timeout are cancelled");
+            let _ = cancel.send(true);
+            // Cancelled calls end their streams at once; give the server a
+            // moment to close their connections.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+            Ok(())
+        }
+    }
 }
