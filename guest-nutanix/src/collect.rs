@@ -7,6 +7,13 @@
 //! requested kind its CloudServiceType and its entities, page by page
 //! (`offset`/`length`, until `total_matches`).
 //!
+//! API versions (option `api_version`): `auto` asks for the v4 cluster list
+//! first; a 404 means a Prism Central without v4, and everything uses v3.
+//! With v4, each kind uses its v4 endpoint, falling back to v3 for a kind
+//! whose v4 endpoint answers 404 (the matrix is decided per kind, per run).
+//! v4 entities go through [`v4::to_v3`] so normalization is one code path;
+//! VMs need the v4 category, host and subnet lists for names.
+//!
 //! Failure policy:
 //! - 401/403 or an egress denial: the whole call fails (typed error); what was
 //!   already emitted stays emitted.
@@ -16,10 +23,11 @@
 //!   is tried.
 //! - A malformed entity becomes an ErrorResource; the rest of its page is kept.
 
-use crate::config::{self, Options, Secret};
+use crate::config::{self, ApiChoice, Options, Secret};
 use crate::normalize::{self, ClusterScan, Context};
 use crate::record::{ErrorResource, Record};
 use crate::v3::{self, Kind, ListPage};
+use crate::v4;
 use crate::{Error, Flow, HttpRequest, Level, Method, Sink, Transport, TransportError, PROVIDER};
 use serde_json::{json, Value};
 
@@ -84,11 +92,37 @@ pub fn get_tasks(options: &str, secret: &str) -> Result<Vec<Value>, Error> {
 pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret: &str) -> Result<(), Error> {
     let opts = Options::parse(options)?;
     let secret = Secret::parse(secret)?;
+    let api = match opts.api_version {
+        ApiChoice::V4 => Api::V4,
+        ApiChoice::V3 | ApiChoice::Auto => Api::V3,
+    };
     let mut c = Collector::new(t, s, opts, secret);
-    match c.fetch_page(Kind::Cluster, 0, 1) {
+    match c.fetch_page(Kind::Cluster, api, None, 0, 1) {
         Ok(_) => Ok(()),
+        Err(PageError::NotOffered) => Err(Error::NotFound("this Prism Central does not offer the v4 APIs (option api_version=v4)".into())),
         Err(PageError::Fatal(e) | PageError::Failed(e)) => Err(e),
     }
+}
+
+/// The REST API a list is read through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    V3,
+    V4,
+}
+
+/// One page, whichever API.
+struct Page {
+    total: Option<u64>,
+    entities: Vec<Value>,
+}
+
+/// How a listing ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Listed {
+    Done,
+    /// The v4 endpoint answered 404 on its first page: not offered.
+    NotOffered,
 }
 
 pub fn collect<T: Transport, S: Sink>(
@@ -115,6 +149,8 @@ enum PageError {
     Fatal(Error),
     /// This page is lost; the collection goes on.
     Failed(Error),
+    /// A v4 endpoint answered 404: this Prism Central does not offer it.
+    NotOffered,
 }
 
 struct Collector<'a, T, S> {
@@ -127,17 +163,85 @@ struct Collector<'a, T, S> {
     stopped: bool,
     /// Region codes (cluster names) this task is limited to.
     regions: Option<Vec<String>>,
+    /// Whether Prism offers v4 at all (decided by the first list).
+    v4_offered: bool,
+    /// Names v4 references lack (filled before v4 VMs are listed).
+    lookups: v4::Lookups,
+    lookups_filled: bool,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     fn new(transport: &'a mut T, sink: &'a mut S, opts: Options, secret: Secret) -> Self {
-        Collector { transport, sink, opts, secret, buffer: Vec::with_capacity(BATCH_SIZE), summary: Summary::default(), stopped: false, regions: None }
+        Collector {
+            transport,
+            sink,
+            opts,
+            secret,
+            buffer: Vec::with_capacity(BATCH_SIZE),
+            summary: Summary::default(),
+            stopped: false,
+            regions: None,
+            v4_offered: true,
+            lookups: v4::Lookups::default(),
+            lookups_filled: false,
+        }
+    }
+
+    /// Lists `kind` through v4 or v3 as the option and the endpoint allow,
+    /// handing every entity (v3-shaped) to `each`.
+    fn list_kind(&mut self, kind: Kind, first_page_fatal: bool, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Error> {
+        let try_v4 = match self.opts.api_version {
+            ApiChoice::V3 => false,
+            ApiChoice::V4 => true,
+            ApiChoice::Auto => self.v4_offered,
+        };
+        if try_v4 {
+            if kind == Kind::Vm && !self.lookups_filled {
+                self.fill_lookups()?;
+            }
+            let lookups = std::mem::take(&mut self.lookups);
+            let listed = self.list_all(kind, Api::V4, None, first_page_fatal, |c, raw| match v4::to_v3(kind, &raw, &lookups) {
+                Ok(v3) => each(c, v3),
+                Err(msg) => c.push_error(kind, msg),
+            });
+            self.lookups = lookups;
+            match listed? {
+                Listed::Done => return Ok(()),
+                Listed::NotOffered if self.opts.api_version == ApiChoice::V4 => {
+                    let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind));
+                    if first_page_fatal {
+                        return Err(Error::NotFound(msg));
+                    }
+                    self.push_error(kind, msg);
+                    return Ok(());
+                }
+                Listed::NotOffered => {
+                    if kind == Kind::Cluster {
+                        self.v4_offered = false;
+                    }
+                    self.sink.log(Level::Info, "v4 API not offered: using v3", &[("kind", kind.plural()), ("path", v4::list_path(kind))]);
+                }
+            }
+        }
+        self.list_all(kind, Api::V3, None, first_page_fatal, each).map(|_| ())
+    }
+
+    /// Category, host and subnet names for v4 VMs (best effort: a list that
+    /// fails leaves those names out, with an error resource saying so).
+    fn fill_lookups(&mut self) -> Result<(), Error> {
+        let mut lk = v4::Lookups::default();
+        self.list_all(Kind::Vm, Api::V4, Some(v4::CATEGORIES_PATH), false, |_, raw| lk.add_category(&raw))?;
+        self.list_all(Kind::Host, Api::V4, None, false, |_, raw| lk.add_host(&raw))?;
+        self.list_all(Kind::Subnet, Api::V4, None, false, |_, raw| lk.add_subnet(&raw))?;
+        self.lookups = lk;
+        self.lookups_filled = true;
+        Ok(())
     }
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
         // The cluster list: account and cluster names for every other kind.
         let mut clusters = Vec::new();
-        self.list_all(Kind::Cluster, true, |_, raw| clusters.push(raw))?;
+        self.list_kind(Kind::Cluster, true, |_, raw| clusters.push(raw))?;
         let mut scan = ClusterScan::default();
         for raw in &clusters {
             scan.observe(raw);
@@ -180,7 +284,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     }
                 }
             } else {
-                self.list_all(kind, false, |c, raw| match normalize::service_of(kind, &ctx, raw) {
+                self.list_kind(kind, false, |c, raw| match normalize::service_of(kind, &ctx, raw) {
                     Ok(cs) => c.push(Record::CloudService(cs)),
                     Err(msg) => c.push_error(kind, msg),
                 })?;
@@ -195,22 +299,28 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     fn list_all(
         &mut self,
         kind: Kind,
+        api: Api,
+        path: Option<&str>,
         first_page_fatal: bool,
         mut each: impl FnMut(&mut Self, Value),
-    ) -> Result<(), Error> {
-        let page_size = u64::from(self.opts.page_size);
+    ) -> Result<Listed, Error> {
+        let limit = match api {
+            Api::V3 => self.opts.page_size,
+            Api::V4 => self.opts.page_size.min(v4::MAX_LIMIT),
+        };
+        let page_size = u64::from(limit);
         let mut offset: u64 = 0;
         let mut total: Option<u64> = None;
         let mut pages: u64 = 0;
         loop {
             if self.stopped {
-                return Ok(());
+                return Ok(Listed::Done);
             }
             pages += 1;
-            match self.fetch_page(kind, offset, self.opts.page_size) {
+            match self.fetch_page(kind, api, path, offset, limit) {
                 Ok(page) => {
                     let n = page.entities.len() as u64;
-                    let t = page.metadata.total_matches.unwrap_or(offset + n);
+                    let t = page.total.unwrap_or(offset + n);
                     total = Some(t);
                     for raw in page.entities {
                         each(self, raw);
@@ -222,9 +332,14 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                                 format!("{} list returned no entities at offset {offset} although total_matches is {t}", kind.plural()),
                             );
                         }
-                        return Ok(());
+                        return Ok(Listed::Done);
                     }
                     offset += n;
+                }
+                Err(PageError::NotOffered) if total.is_none() => return Ok(Listed::NotOffered),
+                Err(PageError::NotOffered) => {
+                    self.push_error(kind, format!("{} list page at offset {offset}: HTTP 404", kind.plural()));
+                    offset += page_size;
                 }
                 Err(PageError::Fatal(e)) => return Err(e),
                 Err(PageError::Failed(e)) => {
@@ -238,37 +353,51 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     self.push_error(kind, format!("{what} failed: {}", error_text(&e)));
                     if total.is_none() {
                         // Without a first page the size of the list is unknown.
-                        return Ok(());
+                        return Ok(Listed::Done);
                     }
                     offset += page_size;
                 }
             }
             let t = total.unwrap_or(0);
             if offset >= t {
-                return Ok(());
+                return Ok(Listed::Done);
             }
             // A server whose total keeps growing cannot keep us forever.
             if pages > t / page_size + 2 {
                 self.push_error(kind, format!("{} list stopped after {pages} pages: total_matches keeps changing", kind.plural()));
-                return Ok(());
+                return Ok(Listed::Done);
             }
         }
     }
 
     /// One list call, with retries.
-    fn fetch_page(&mut self, kind: Kind, offset: u64, length: u32) -> Result<ListPage, PageError> {
-        let url = format!("{}{}", self.secret.endpoint.base_url(), kind.list_path());
-        let body = json!({"kind": kind.api_kind(), "offset": offset, "length": length}).to_string();
+    fn fetch_page(&mut self, kind: Kind, api: Api, path: Option<&str>, offset: u64, length: u32) -> Result<Page, PageError> {
+        let base = self.secret.endpoint.base_url();
+        let (method, url, body) = match api {
+            Api::V3 => {
+                let body = json!({"kind": kind.api_kind(), "offset": offset, "length": length}).to_string();
+                (Method::Post, format!("{base}{}", kind.list_path()), Some(body.into_bytes()))
+            }
+            Api::V4 => {
+                let path = path.unwrap_or(v4::list_path(kind));
+                (Method::Get, format!("{base}{path}?$page={}&$limit={length}", offset / u64::from(length.max(1))), None)
+            }
+        };
+        let describe = |body: &[u8]| match api {
+            Api::V3 => v3::describe_error_body(body),
+            Api::V4 => v4::describe_error_body(body),
+        };
         let mut attempt: u32 = 0;
         loop {
+            let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+            if body.is_some() {
+                headers.insert(0, ("Content-Type".into(), "application/json".into()));
+            }
             let req = HttpRequest {
-                method: Method::Post,
+                method,
                 url: url.clone(),
-                headers: vec![
-                    ("Content-Type".into(), "application/json".into()),
-                    ("Accept".into(), "application/json".into()),
-                ],
-                body: Some(body.clone().into_bytes()),
+                headers,
+                body: body.clone(),
                 timeout_ms: Some(self.opts.request_timeout_ms),
                 auth: Some(self.secret.auth),
             };
@@ -298,15 +427,16 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     (Error::Unavailable(format!("cannot reach {}: {m}", self.secret.endpoint.base_url())), None)
                 }
                 Ok(resp) => match resp.status {
-                    200..=299 => match serde_json::from_slice::<ListPage>(&resp.body) {
+                    200..=299 => match parse_page(api, &resp.body) {
                         Ok(page) => return Ok(page),
-                        Err(e) => (Error::Unavailable(format!("invalid or truncated JSON in {} list answer: {e}", kind.plural())), None),
+                        Err(e) => (Error::Unavailable(format!("invalid answer to the {} list: {e}", kind.plural())), None),
                     },
+                    404 if api == Api::V4 => return Err(PageError::NotOffered),
                     401 => {
                         return Err(PageError::Fatal(Error::Unauthenticated(format!(
                             "Prism rejected the credentials of user '{}': {}",
                             self.secret.username,
-                            v3::describe_error_body(&resp.body)
+                            describe(&resp.body)
                         ))));
                     }
                     403 => {
@@ -314,23 +444,23 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                             "user '{}' may not list {}: {}",
                             self.secret.username,
                             kind.plural(),
-                            v3::describe_error_body(&resp.body)
+                            describe(&resp.body)
                         ))));
                     }
                     429 => (
-                        Error::Unavailable(format!("rate limited (HTTP 429): {}", v3::describe_error_body(&resp.body))),
+                        Error::Unavailable(format!("rate limited (HTTP 429): {}", describe(&resp.body))),
                         Some(retry_after_ms(resp.header("retry-after"))),
                     ),
                     404 => {
                         return Err(PageError::Failed(Error::NotFound(format!(
                             "HTTP 404 for {}: {}",
                             kind.list_path(),
-                            v3::describe_error_body(&resp.body)
+                            describe(&resp.body)
                         ))));
                     }
-                    s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", v3::describe_error_body(&resp.body))), None),
+                    s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", describe(&resp.body))), None),
                     s => {
-                        return Err(PageError::Failed(Error::Internal(format!("HTTP {s}: {}", v3::describe_error_body(&resp.body)))));
+                        return Err(PageError::Failed(Error::Internal(format!("HTTP {s}: {}", describe(&resp.body)))));
                     }
                 },
             };
@@ -407,6 +537,15 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 }
 
+fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
+    match api {
+        Api::V3 => serde_json::from_slice::<ListPage>(body)
+            .map(|p| Page { total: p.metadata.total_matches, entities: p.entities })
+            .map_err(|e| format!("invalid or truncated JSON: {e}")),
+        Api::V4 => v4::parse_page(body).map(|p| Page { total: p.total, entities: p.entities }),
+    }
+}
+
 fn error_text(e: &Error) -> String {
     match e {
         Error::InvalidArgument(m)
@@ -454,6 +593,8 @@ mod tests {
         answers: Script,
         requests: Vec<Sent>,
         slept: Vec<u64>,
+        /// v4 requests answered 404 because nothing was scripted for them.
+        v4_probes: Vec<String>,
     }
 
     impl Scripted {
@@ -469,16 +610,32 @@ mod tests {
 
     impl Transport for Scripted {
         fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-            let path = req.url.split_once("9440").unwrap().1.to_string();
-            let body: Value = serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
-            let offset = body["offset"].as_u64().unwrap();
+            let full = req.url.split_once("9440").unwrap().1.to_string();
+            let (path, query) = full.split_once('?').map_or((full.clone(), String::new()), |(p, q)| (p.to_string(), q.to_string()));
+            // v3: POST with offset in the body; v4: GET with `$page`.
+            let (body, offset) = match req.body.as_deref() {
+                Some(b) => {
+                    let body: Value = serde_json::from_slice(b).unwrap();
+                    let offset = body["offset"].as_u64().unwrap();
+                    (body, offset)
+                }
+                None => {
+                    let page = query.split('&').find_map(|kv| kv.strip_prefix("$page=")).and_then(|p| p.parse().ok()).unwrap_or(0);
+                    (Value::Null, page)
+                }
+            };
+            let found = self.answers.iter_mut().find(|(k, _)| k.0 == path && k.1 == offset).map(|(_, q)| q);
+            let q = match found {
+                Some(q) => q,
+                // Unscripted v4 paths: a Prism Central without v4 (kept apart
+                // from `requests`, which the v3 tests count).
+                None if req.body.is_none() => {
+                    self.v4_probes.push(full);
+                    return Ok(HttpResponse { status: 404, headers: vec![], body: b"{}".to_vec() });
+                }
+                None => panic!("unscripted request {path} offset {offset}"),
+            };
             self.requests.push((path.clone(), body, req.headers.clone(), req.auth));
-            let q = self
-                .answers
-                .iter_mut()
-                .find(|(k, _)| k.0 == path && k.1 == offset)
-                .map(|(_, q)| q)
-                .unwrap_or_else(|| panic!("unscripted request {path} offset {offset}"));
             // The last answer repeats.
             if q.len() > 1 { q.pop_front().unwrap() } else { q.front().unwrap().clone() }
         }

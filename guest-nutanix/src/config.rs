@@ -162,6 +162,18 @@ pub struct Options {
     pub kinds: Vec<Kind>,
     /// CloudForet's `task_filter` (Job.get_tasks), when the host passed one.
     pub task_filter: TaskFilter,
+    /// Which Prism Central REST API to use.
+    pub api_version: ApiChoice,
+}
+
+/// Option `api_version`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ApiChoice {
+    /// v4 where Prism offers it (per kind), v3 otherwise.
+    #[default]
+    Auto,
+    V3,
+    V4,
 }
 
 impl Default for Options {
@@ -172,6 +184,7 @@ impl Default for Options {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             kinds: Kind::ALL.to_vec(),
             task_filter: TaskFilter::default(),
+            api_version: ApiChoice::Auto,
         }
     }
 }
@@ -210,6 +223,15 @@ impl Options {
             o.kinds = kinds;
         }
         o.task_filter = TaskFilter::parse(&obj)?;
+        o.api_version = match obj.get("api_version") {
+            None | Some(Value::Null) => ApiChoice::Auto,
+            Some(Value::String(v)) if v == "auto" => ApiChoice::Auto,
+            Some(Value::String(v)) if v == "v3" => ApiChoice::V3,
+            Some(Value::String(v)) if v == "v4" => ApiChoice::V4,
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!("options field 'api_version' must be \"auto\", \"v3\" or \"v4\", got {other}")));
+            }
+        };
         Ok(o)
     }
 }
@@ -306,7 +328,11 @@ pub fn options_schema() -> Value {
         "properties": {
             "page_size": {
                 "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": MAX_PAGE_SIZE,
-                "title": "Page size", "description": "Entities per Prism v3 list call."
+                "title": "Page size", "description": "Entities per list call (v4 calls take at most 100)."
+            },
+            "api_version": {
+                "type": "string", "enum": ["auto", "v3", "v4"], "default": "auto",
+                "title": "Prism API", "description": "auto: v4 where Prism Central offers it (per resource kind), v3 otherwise."
             },
             "max_retries": {
                 "type": "integer", "minimum": 0, "maximum": 10, "default": DEFAULT_MAX_RETRIES,

@@ -4,9 +4,12 @@
 //!
 //! - [`config`]: options, secret and task options, validated with field-named errors.
 //! - [`v3`]: the Prism Central v3 wire model (list pages, entities, error bodies).
+//! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
+//!   and the adapter from v4 entities to the v3 shapes normalization reads.
 //! - [`normalize`]: v3 entities → CloudForet records (pure functions).
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
-//! - [`collect`]: the collection itself (pagination, retries, error resources),
+//! - [`collect`]: the collection itself (API version per kind, pagination,
+//!   retries, error resources),
 //!   written against the [`Transport`] and [`Sink`] traits below.
 //! - `component` (wasm32 only): the thin WIT edge. `impl Guest` converts WIT
 //!   types and delegates to the modules above, with the host's imports as
@@ -21,6 +24,7 @@ pub mod layout;
 pub mod normalize;
 pub mod record;
 pub mod v3;
+pub mod v4;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

@@ -711,7 +711,7 @@ async fn demo(vms: usize, plugin: Option<PathBuf>, store: Option<PathBuf>) -> Re
         }
     };
     let started = std::time::Instant::now();
-    let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, ..SimConfig::default() })
+    let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..EstateConfig::default() }, v4: true, ..SimConfig::default() })
         .await
         .map_err(|e| format!("cannot start the Prism simulator: {e}"))?;
     println!("Prism Central simulator (test double) on {} with {vms} VMs", sim.url());

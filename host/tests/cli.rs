@@ -126,7 +126,7 @@ fn test_command_records_replays_and_guards_the_golden_file() {
     assert!(out.contains("- golden record.resource.data.name: \"vm-renamed\"") && out.contains("+ actual record.resource.data.name: \"vm-0000\""), "{out}");
 
     // Requests the cassette does not hold fail the test with a diff.
-    let o = cf_host(&["test", g, "--cassette", c, "--options", r#"{"page_size": 4}"#]);
+    let o = cf_host(&["test", g, "--cassette", c, "--options", r#"{"page_size": 4, "api_version": "v3"}"#]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!o.status.success(), "{out}");
     assert!(out.contains("not in the cassette: POST /api/nutanix/v3/clusters/list") && out.contains("+ body.length: 4"), "{out}");

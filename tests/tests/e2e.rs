@@ -256,7 +256,7 @@ fn a_task_collects_only_its_kinds() {
     let want = [("CloudServiceType".to_string(), 1), ("Compute/Host".to_string(), 12), ("Region".to_string(), 3)];
     assert_eq!(labels, want.into());
     assert_eq!(report.records, 16);
-    assert_eq!(report.http_requests, 2, "the cluster list and one hosts page");
+    assert_eq!(report.http_requests, 3, "the v4 probe (404: this simulator has no v4), the cluster list and one hosts page");
 }
 
 #[test]

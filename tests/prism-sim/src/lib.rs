@@ -21,9 +21,10 @@
 
 pub mod estate;
 pub mod tls;
+pub mod v4;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -87,6 +88,9 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Serve HTTPS with a self-signed (throwaway-CA) certificate.
     pub tls: bool,
+    /// Also offer the v4 REST APIs (a Prism Central pc.2024.3 or later);
+    /// without, v4 paths answer 404 as older Prism Centrals do.
+    pub v4: bool,
 }
 
 impl Default for SimConfig {
@@ -97,6 +101,7 @@ impl Default for SimConfig {
             password: "nutanix/4u".into(),
             faults: Faults::default(),
             tls: false,
+            v4: false,
         }
     }
 }
@@ -111,6 +116,7 @@ pub struct SimState {
     rng: Mutex<u64>,
     per_kind: Mutex<BTreeMap<String, u64>>,
     unauthorized: AtomicU64,
+    v4: bool,
 }
 
 impl SimState {
@@ -124,6 +130,7 @@ impl SimState {
             rng: Mutex::new(0x2545F4914F6CDD1D),
             per_kind: Mutex::new(BTreeMap::new()),
             unauthorized: AtomicU64::new(0),
+            v4: config.v4,
         }
     }
 
@@ -131,7 +138,7 @@ impl SimState {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
     }
 
-    /// Authorized list calls per kind.
+    /// Authorized list calls per kind (`vms`, ...; v4 calls as `v4/vms`).
     pub fn calls_per_kind(&self) -> BTreeMap<String, u64> {
         self.per_kind.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -216,27 +223,7 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         Err(e) => return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}")),
     };
 
-    let n = state.calls.fetch_add(1, Ordering::Relaxed) + 1;
-    *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(kind.clone()).or_default() += 1;
-
-    // Faults, decided under the lock, applied after.
-    let (latency, fault) = {
-        let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let mut fault: Option<(u16, u32)> = None;
-        if let Some(pf) = f.pages.iter_mut().find(|p| p.kind == kind && p.offset == offset && p.times != Some(0)) {
-            if let Some(t) = pf.times.as_mut() {
-                *t -= 1;
-            }
-            fault = Some((pf.status, f.retry_after_secs));
-        } else if f.rate_limit_every > 0 && n % u64::from(f.rate_limit_every) == 0 {
-            fault = Some((429, f.retry_after_secs));
-        } else if f.truncate_every > 0 && n % u64::from(f.truncate_every) == 0 {
-            fault = Some((0, 0));
-        } else if f.error_rate > 0.0 && state.next_random() < f.error_rate {
-            fault = Some((500, 0));
-        }
-        (f.latency_ms, fault)
-    };
+    let (latency, fault) = state.decide_fault(&kind, &kind, offset);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -249,9 +236,40 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         "metadata": {"kind": singular(&kind), "total_matches": total, "length": page.len(), "offset": offset},
         "entities": page
     });
+    faulty(fault, body, v3_error)
+}
+
+impl SimState {
+    /// Counts a call and decides its fault (under the lock; applied by the caller).
+    /// `kind` is what page faults name (`vms`, ...), `counted_as` the key in
+    /// [`SimState::calls_per_kind`].
+    fn decide_fault(&self, kind: &str, counted_as: &str, offset: u64) -> (u64, Option<(u16, u32)>) {
+        let state = self;
+        let n = state.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(counted_as.to_string()).or_default() += 1;
+        let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fault: Option<(u16, u32)> = None;
+        if let Some(pf) = f.pages.iter_mut().find(|p| p.kind == kind && p.offset == offset && p.times != Some(0)) {
+            if let Some(t) = pf.times.as_mut() {
+                *t -= 1;
+            }
+            fault = Some((pf.status, f.retry_after_secs));
+        } else if f.rate_limit_every > 0 && n.is_multiple_of(u64::from(f.rate_limit_every)) {
+            fault = Some((429, f.retry_after_secs));
+        } else if f.truncate_every > 0 && n.is_multiple_of(u64::from(f.truncate_every)) {
+            fault = Some((0, 0));
+        } else if f.error_rate > 0.0 && state.next_random() < f.error_rate {
+            fault = Some((500, 0));
+        }
+        (f.latency_ms, fault)
+    }
+}
+
+/// The answer of a list call: `body`, or the decided fault in the API's error style.
+fn faulty(fault: Option<(u16, u32)>, body: Value, error: impl Fn(StatusCode, &str, &str) -> Response) -> Response {
     match fault {
         Some((429, retry_after)) => {
-            let mut r = v3_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests, slow down.");
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests, slow down.");
             r.headers_mut().insert("retry-after", HeaderValue::from(retry_after));
             r
         }
@@ -262,10 +280,53 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         }
         Some((status, _)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            v3_error(status, "INTERNAL_ERROR", "Injected fault: the simulated Prism failed this page.")
+            error(status, "INTERNAL_ERROR", "Injected fault: the simulated Prism failed this page.")
         }
         None => (StatusCode::OK, Json(body)).into_response(),
     }
+}
+
+/// API key accepted in `X-ntnx-api-key` by the v4 endpoints.
+pub const API_KEY: &str = "sim-api-key-0123456789";
+
+/// `GET` on a v4 list endpoint: `$page` (0-based), `$limit` (1-100, default 50).
+async fn v4_list(
+    state: Arc<SimState>,
+    list: &'static str,
+    object_type: &'static str,
+    headers: HeaderMap,
+    query: std::collections::HashMap<String, String>,
+) -> Response {
+    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
+    if !state.v4 {
+        return (StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response();
+    }
+    let by_key = headers.get("x-ntnx-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
+    if !by_key && !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v4_error(StatusCode::UNAUTHORIZED, "AUTH-401", "Authentication required.");
+    }
+    let num = |k: &str, default: u64| -> Result<u64, String> {
+        match query.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().map_err(|_| format!("{k}={v} is not a non-negative integer")),
+        }
+    };
+    let page = match num("$page", 0) {
+        Ok(p) => p,
+        Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40001", &e),
+    };
+    let limit = match num("$limit", 50) {
+        Ok(l) if (1..=100).contains(&l) => l,
+        Ok(l) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40002", &format!("$limit={l} is out of range 1-100")),
+        Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40001", &e),
+    };
+    let (latency, fault) = state.decide_fault(list, &format!("v4/{list}"), page * limit);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let body = v4::page(&state.estate, list, object_type, page, limit);
+    faulty(fault, body, v4_error)
 }
 
 async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -> StatusCode {
@@ -278,7 +339,16 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
 }
 
 pub fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for &(path, list, object_type) in v4::ENDPOINTS {
+        router = router.route(
+            path,
+            get(move |State(state): State<Arc<SimState>>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
+                v4_list(state, list, object_type, headers, q)
+            }),
+        );
+    }
+    router
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))

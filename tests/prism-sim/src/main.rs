@@ -1,6 +1,6 @@
 //! `prism-sim`: run the Prism Central simulator (a test double) standalone.
 //!
-//! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls]` serves on
+//! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only]` serves on
 //! 127.0.0.1 until Ctrl-C; plain HTTP, or with `--tls` HTTPS with a
 //! certificate from a throwaway CA (its PEM is written to a file and the path
 //! printed, for `cf-host collect --ca-bundle`). Credentials: admin / nutanix/4u.
@@ -23,7 +23,7 @@ fn arg(args: &[String], name: &str) -> Result<Option<usize>, String> {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls]");
+        println!("usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only]");
         return;
     }
     let run = async {
@@ -31,7 +31,8 @@ async fn main() {
         let mut estate = EstateConfig::default();
         estate.vms = arg(&args, "--vms")?.unwrap_or(estate.vms);
         estate.clusters = arg(&args, "--clusters")?.unwrap_or(estate.clusters).max(1);
-        let config = SimConfig { estate, ..SimConfig::default() };
+        // The v4 APIs too, unless asked to behave like a pre-pc.2024.3 Prism.
+        let config = SimConfig { estate, v4: !args.iter().any(|a| a == "--v3-only"), ..SimConfig::default() };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
             .await
             .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;

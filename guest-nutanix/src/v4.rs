@@ -1,0 +1,417 @@
+//! Prism Central v4 REST APIs: endpoints, paging envelope, error bodies, and
+//! the adapter from v4 entities to the v3-shaped entities normalization
+//! reads, so both API versions produce the same records.
+//!
+//! v4 facts this relies on: `GET` list endpoints paged with `$page`
+//! (0-based) and `$limit` (1-100); the envelope `{data, metadata{
+//! totalAvailableResults}}`; `$objectType` only on some items (never
+//! required); references carry only an `extId` (names are looked up in
+//! other lists: [`Lookups`]); categories are references to
+//! `/api/prism/v4.0/config/categories`; powered-off VMs have no `host`;
+//! v4.0 NICs use `backingInfo`/`networkInfo`, v4.1+ `nicBackingInfo`/
+//! `nicNetworkInfo`; host references to clusters are `cluster{uuid, name}`;
+//! the Prism Central pseudo-cluster shows `clusterFunction: ["PRISM_CENTRAL"]`
+//! and `hypervisorTypes: ["$UNKNOWN"]`; errors come as `data.error[]` with
+//! `code`, `errorGroup`, `message`, or flat `{code, message}`.
+//!
+//! Documented differences from v3 (v4 does not return these): `state` of
+//! every entity, a VM's `owner` and `project` names, a cluster's
+//! `created_at` (and so its `launched_at`), a subnet's (empty) `categories`,
+//! an image's `architecture`.
+
+use crate::v3::Kind;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Largest `$limit` v4 accepts.
+pub const MAX_LIMIT: u32 = 100;
+
+/// The category list (names for the references VMs carry).
+pub const CATEGORIES_PATH: &str = "/api/prism/v4.0/config/categories";
+
+/// The v4 list endpoint of a kind.
+pub fn list_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Vm => "/api/vmm/v4.0/ahv/config/vms",
+        Kind::Cluster => "/api/clustermgmt/v4.0/config/clusters",
+        Kind::Host => "/api/clustermgmt/v4.0/config/hosts",
+        Kind::Subnet => "/api/networking/v4.0/config/subnets",
+        Kind::Image => "/api/vmm/v4.0/content/images",
+    }
+}
+
+/// One page of a v4 list.
+#[derive(Debug)]
+pub struct Page {
+    pub total: Option<u64>,
+    pub entities: Vec<Value>,
+}
+
+/// Parses a 2xx list answer. A missing or null `data` is an empty page; a
+/// `data` holding an `error` list is an error.
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid or truncated JSON: {e}"))?;
+    let total = v.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
+    match v.get("data") {
+        None | Some(Value::Null) => Ok(Page { total, entities: Vec::new() }),
+        Some(Value::Array(items)) => Ok(Page { total, entities: items.clone() }),
+        Some(Value::Object(o)) if o.contains_key("error") => Err(describe_error_body(body)),
+        Some(other) => Err(format!("'data' is neither a list nor an error: {}", cut(&other.to_string()))),
+    }
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// A readable summary of a v4 error body.
+pub fn describe_error_body(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return cut(&String::from_utf8_lossy(body));
+    };
+    let one = |e: &Value| {
+        let code = e.get("code").map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string)).unwrap_or_default();
+        let msg = e.get("message").and_then(Value::as_str).unwrap_or_default();
+        match (code.is_empty(), msg.is_empty()) {
+            (false, false) => format!("{code}: {msg}"),
+            (false, true) => code,
+            _ => msg.to_string(),
+        }
+    };
+    if let Some(list) = v.pointer("/data/error").and_then(Value::as_array) {
+        let parts: Vec<String> = list.iter().map(one).filter(|s| !s.is_empty()).collect();
+        if !parts.is_empty() {
+            return parts.join("; ");
+        }
+    }
+    let flat = one(&v);
+    if flat.is_empty() { cut(&v.to_string()) } else { flat }
+}
+
+/// Names that v4 references do not carry.
+#[derive(Clone, Debug, Default)]
+pub struct Lookups {
+    /// Category extId → (key, value).
+    pub categories: BTreeMap<String, (String, String)>,
+    /// Host extId → name.
+    pub hosts: BTreeMap<String, String>,
+    /// Subnet extId → name.
+    pub subnets: BTreeMap<String, String>,
+}
+
+impl Lookups {
+    pub fn add_category(&mut self, raw: &Value) {
+        if let (Some(id), Some(k), Some(v)) = (str_at(raw, "/extId"), str_at(raw, "/key"), str_at(raw, "/value")) {
+            self.categories.insert(id.into(), (k.into(), v.into()));
+        }
+    }
+
+    pub fn add_host(&mut self, raw: &Value) {
+        if let (Some(id), Some(name)) = (str_at(raw, "/extId"), str_at(raw, "/hostName")) {
+            self.hosts.insert(id.into(), name.into());
+        }
+    }
+
+    pub fn add_subnet(&mut self, raw: &Value) {
+        if let (Some(id), Some(name)) = (str_at(raw, "/extId"), str_at(raw, "/name")) {
+            self.subnets.insert(id.into(), name.into());
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
+    v.pointer(p).and_then(Value::as_str)
+}
+
+fn at(v: &Value, p: &str) -> Value {
+    v.pointer(p).cloned().unwrap_or(Value::Null)
+}
+
+/// `{"ipv4": {"value": ..}}` (or `ipv6`, or `fqdn`) → the address.
+fn address(v: &Value) -> Value {
+    ["/ipv4/value", "/ipv6/value", "/fqdn/value", "/value"]
+        .iter()
+        .find_map(|p| v.pointer(p).filter(|x| x.is_string()).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn bytes_to_mib(v: &Value) -> Value {
+    v.as_u64().map_or(Value::Null, |b| json!(b / (1024 * 1024)))
+}
+
+/// Drops null fields so absent stays absent (as in v3).
+fn compact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, compact(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(compact).collect()),
+        other => other,
+    }
+}
+
+/// A v4 entity as the v3 entity normalization reads. Fails only when the
+/// item is not an object; missing fields stay missing (normalization names
+/// what it needs).
+pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
+    if !raw.is_object() {
+        return Err(format!("a v4 {} item is not a JSON object", kind.api_kind()));
+    }
+    Ok(compact(match kind {
+        Kind::Vm => vm(raw, lk),
+        Kind::Cluster => cluster(raw),
+        Kind::Host => host(raw),
+        Kind::Subnet => subnet(raw),
+        Kind::Image => image(raw),
+    }))
+}
+
+fn vm(v: &Value, lk: &Lookups) -> Value {
+    let disks: Vec<Value> = v["disks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let image = at(d, "/backingInfo/dataSource/reference/imageExtId");
+            json!({
+                "uuid": d["extId"],
+                "disk_size_bytes": at(d, "/backingInfo/diskSizeBytes"),
+                "device_properties": {"device_type": "DISK", "disk_address": {"adapter_type": at(d, "/diskAddress/busType"), "device_index": at(d, "/diskAddress/index")}},
+                "data_source_reference": if image.is_null() { Value::Null } else { json!({"kind": "image", "uuid": image}) },
+            })
+        })
+        .collect();
+    let nics: Vec<Value> = v["nics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let backing = n.get("nicBackingInfo").or_else(|| n.get("backingInfo")).cloned().unwrap_or(Value::Null);
+            let network = n.get("nicNetworkInfo").or_else(|| n.get("networkInfo")).cloned().unwrap_or(Value::Null);
+            let subnet = at(&network, "/subnet/extId");
+            let name = subnet.as_str().and_then(|s| lk.subnets.get(s)).cloned();
+            let ips: Vec<Value> = [at(&network, "/ipv4Config/ipAddress/value")]
+                .into_iter()
+                .filter(Value::is_string)
+                .map(|ip| json!({"ip": ip, "type": "ASSIGNED"}))
+                .collect();
+            json!({
+                "uuid": n["extId"],
+                "mac_address": backing["macAddress"],
+                "nic_type": network["nicType"],
+                "is_connected": backing["isConnected"],
+                "subnet_reference": if subnet.is_null() { Value::Null } else { json!({"kind": "subnet", "uuid": subnet, "name": name}) },
+                "ip_endpoint_list": if ips.is_empty() { Value::Null } else { Value::Array(ips) },
+            })
+        })
+        .collect();
+    let host = at(v, "/host/extId");
+    let host_name = host.as_str().and_then(|h| lk.hosts.get(h)).cloned();
+    let boot = match str_at(v, "/bootConfig/$objectType") {
+        Some(t) if t.ends_with("UefiBoot") => "UEFI",
+        Some(_) => "LEGACY",
+        None => "",
+    };
+    let categories: Option<Map<String, Value>> = v["categories"].as_array().map(|refs| {
+        refs.iter()
+            .filter_map(|r| str_at(r, "/extId"))
+            .filter_map(|id| lk.categories.get(id))
+            .map(|(k, val)| (k.clone(), Value::String(val.clone())))
+            .collect()
+    });
+    json!({
+        "metadata": {
+            "kind": "vm",
+            "uuid": v["extId"],
+            "creation_time": v["createTime"],
+            "last_update_time": v["updateTime"],
+            "categories": categories,
+        },
+        "status": {
+            "name": v["name"],
+            "description": v["description"],
+            "cluster_reference": {"kind": "cluster", "uuid": at(v, "/cluster/extId")},
+            "resources": {
+                "num_sockets": v["numSockets"],
+                "num_vcpus_per_socket": v["numCoresPerSocket"],
+                "num_threads_per_core": v["numThreadsPerCore"],
+                "memory_size_mib": bytes_to_mib(&v["memorySizeBytes"]),
+                "power_state": v["powerState"],
+                "hypervisor_type": "AHV",
+                "machine_type": v["machineType"],
+                "host_reference": if host.is_null() { Value::Null } else { json!({"kind": "host", "uuid": host, "name": host_name}) },
+                "disk_list": disks,
+                "nic_list": nics,
+                "guest_tools": if v["guestTools"].is_object() { v["guestTools"].clone() } else { Value::Null },
+                "boot_config": if boot.is_empty() { Value::Null } else { json!({"boot_type": boot}) },
+            }
+        }
+    })
+}
+
+fn cluster(v: &Value) -> Value {
+    let types: Vec<Value> = v.pointer("/config/hypervisorTypes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let single_type = if types.len() == 1 { types[0].clone() } else { Value::Null };
+    let servers: Vec<Value> = v
+        .pointer("/nodes/nodeList")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| json!({"ip": address(&n["hostIp"]), "type": single_type, "version": n["hypervisorVersion"]}))
+        .collect();
+    let list = |p: &str| -> Value {
+        v.pointer(p).and_then(Value::as_array).map_or(Value::Null, |l| Value::Array(l.iter().map(address).collect()))
+    };
+    let version = at(v, "/config/buildInfo/version");
+    json!({
+        "metadata": {"kind": "cluster", "uuid": v["extId"]},
+        "status": {
+            "name": v["name"],
+            "resources": {
+                "config": {
+                    "service_list": at(v, "/config/clusterFunction"),
+                    "build": {"version": version, "full_version": at(v, "/config/buildInfo/fullVersion")},
+                    "cluster_arch": at(v, "/config/clusterArch"),
+                    "redundancy_factor": at(v, "/config/redundancyFactor"),
+                    "timezone": at(v, "/config/timezone"),
+                    "encryption_status": at(v, "/config/encryptionInTransitStatus"),
+                },
+                "nodes": {"hypervisor_server_list": servers},
+                "network": {
+                    "external_ip": address(&at(v, "/network/externalAddress")),
+                    "name_server_ip_list": list("/network/nameServerIpList"),
+                    "ntp_server_ip_list": list("/network/ntpServerIpList"),
+                }
+            }
+        }
+    })
+}
+
+fn host(v: &Value) -> Value {
+    json!({
+        "metadata": {"kind": "host", "uuid": v["extId"]},
+        "status": {
+            "name": v["hostName"],
+            "cluster_reference": {"kind": "cluster", "uuid": at(v, "/cluster/uuid"), "name": at(v, "/cluster/name")},
+            "resources": {
+                "serial_number": v["nodeSerial"],
+                "host_type": v["hostType"],
+                "cpu_model": v["cpuModel"],
+                "num_cpu_sockets": v["numberOfCpuSockets"],
+                "num_cpu_cores": v["numberOfCpuCores"],
+                "cpu_capacity_hz": v["cpuCapacityHz"],
+                "memory_capacity_mib": bytes_to_mib(&v["memorySizeBytes"]),
+                "hypervisor": {
+                    "ip": address(&at(v, "/hypervisor/externalAddress")),
+                    "hypervisor_full_name": at(v, "/hypervisor/fullName"),
+                    "num_vms": at(v, "/hypervisor/numberOfVms"),
+                },
+                "controller_vm": {"ip": address(&at(v, "/controllerVm/externalAddress"))},
+                "block": {"block_serial_number": v["blockSerial"], "block_model": v["blockModel"]},
+            }
+        }
+    })
+}
+
+fn subnet(v: &Value) -> Value {
+    let ipv4 = v.pointer("/ipConfig/0/ipv4").cloned().unwrap_or(Value::Null);
+    let ip_config = if ipv4.is_object() {
+        let pools: Vec<Value> = ipv4["poolList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(json!({"range": format!("{} {}", str_at(p, "/startIp/value")?, str_at(p, "/endIp/value")?)})))
+            .collect();
+        json!({
+            "subnet_ip": at(&ipv4, "/ipSubnet/ip/value"),
+            "prefix_length": at(&ipv4, "/ipSubnet/prefixLength"),
+            "default_gateway_ip": at(&ipv4, "/defaultGatewayIp/value"),
+            "pool_list": pools,
+        })
+    } else {
+        Value::Null
+    };
+    json!({
+        "metadata": {"kind": "subnet", "uuid": v["extId"]},
+        "status": {
+            "name": v["name"],
+            "cluster_reference": {"kind": "cluster", "uuid": v["clusterReference"]},
+            "resources": {
+                "vlan_id": v["networkId"],
+                "subnet_type": v["subnetType"],
+                "vswitch_name": v["bridgeName"],
+                "ip_config": ip_config,
+            }
+        }
+    })
+}
+
+fn image(v: &Value) -> Value {
+    let clusters: Vec<Value> = v["clusterLocationExtIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| json!({"kind": "cluster", "uuid": u}))
+        .collect();
+    json!({
+        "metadata": {"kind": "image", "uuid": v["extId"], "creation_time": v["createTime"]},
+        "status": {
+            "name": v["name"],
+            "description": v["description"],
+            "resources": {
+                "image_type": v["type"],
+                "size_bytes": v["sizeBytes"],
+                "source_uri": at(v, "/source/url"),
+                "current_cluster_reference_list": clusters,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_errors() {
+        let p = parse_page(br#"{"data": [{"$objectType": "x", "extId": "a"}, {"extId": "b"}], "metadata": {"totalAvailableResults": 7}}"#).unwrap();
+        assert_eq!((p.total, p.entities.len()), (Some(7), 2));
+        let p = parse_page(br#"{"metadata": {"totalAvailableResults": 0}}"#).unwrap();
+        assert!(p.entities.is_empty());
+        let nested = br#"{"data": {"error": [{"code": "VMM-20005", "errorGroup": "X", "message": "Failed to list"}]}}"#;
+        assert_eq!(parse_page(nested).unwrap_err(), "VMM-20005: Failed to list");
+        assert_eq!(describe_error_body(br#"{"code": 401, "message": "Authentication required."}"#), "401: Authentication required.");
+        assert_eq!(describe_error_body(b"<html>oops</html>"), "<html>oops</html>");
+        assert!(parse_page(b"{\"data\": [").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn a_powered_off_vm_with_v4_1_nics_and_no_object_type() {
+        let mut lk = Lookups::default();
+        lk.add_subnet(&json!({"extId": "s1", "name": "vlan-100"}));
+        lk.add_category(&json!({"extId": "c1", "key": "Environment", "value": "Production"}));
+        let raw = json!({
+            "extId": "vm-1", "name": "db-01", "numSockets": 2, "numCoresPerSocket": 4, "memorySizeBytes": 8589934592u64,
+            "powerState": "OFF", "cluster": {"extId": "cl-1"}, "categories": [{"extId": "c1"}, {"extId": "unknown"}],
+            "nics": [{"extId": "n1", "nicBackingInfo": {"macAddress": "50:6b:8d:00:00:01", "isConnected": false},
+                      "nicNetworkInfo": {"nicType": "NORMAL_NIC", "subnet": {"extId": "s1"}}}],
+            "bootConfig": {"$objectType": "vmm.v4.ahv.config.UefiBoot"}
+        });
+        let v3 = to_v3(Kind::Vm, &raw, &lk).unwrap();
+        let r = &v3["status"]["resources"];
+        assert_eq!(r["memory_size_mib"], 8192);
+        assert!(r.get("host_reference").is_none(), "powered off: no host");
+        assert_eq!(r["nic_list"][0]["subnet_reference"]["name"], "vlan-100");
+        assert_eq!(r["nic_list"][0]["mac_address"], "50:6b:8d:00:00:01");
+        assert!(r["nic_list"][0].get("ip_endpoint_list").is_none());
+        assert_eq!(r["boot_config"]["boot_type"], "UEFI");
+        assert_eq!(v3["metadata"]["categories"], json!({"Environment": "Production"}));
+        assert!(to_v3(Kind::Vm, &json!("nope"), &lk).is_err());
+    }
+
+    #[test]
+    fn the_prism_central_pseudo_cluster_stays_recognisable() {
+        let raw = json!({"extId": "pc", "name": "pc", "config": {"clusterFunction": ["PRISM_CENTRAL"], "hypervisorTypes": ["$UNKNOWN"]}});
+        let v3 = to_v3(Kind::Cluster, &raw, &Lookups::default()).unwrap();
+        let e: crate::v3::Entity<crate::v3::ClusterResources> = serde_json::from_value(v3).unwrap();
+        assert!(e.status.resources.is_prism_central());
+    }
+}

@@ -1,0 +1,289 @@
+//! The simulated estate as Prism Central's v4 APIs show it, rendered from the
+//! same v3 entities, so a collection through v3 and one through v4 see the
+//! same facts.
+//!
+//! Shapes follow the v4.0 APIs: camelCase fields, `extId`s, references that
+//! carry only an `extId` (hosts carry `cluster{uuid, name}`), categories as
+//! references to `/api/prism/v4.0/config/categories`, NICs with
+//! `backingInfo`/`networkInfo`, the Prism Central pseudo-cluster with
+//! `hypervisorTypes: ["$UNKNOWN"]`, powered-off VMs without `host`.
+//! `$objectType` is set on the first item of a page only.
+
+use crate::estate::{uuid, Estate};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The v4 list endpoints and the estate list each one shows.
+pub const ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("/api/vmm/v4.0/ahv/config/vms", "vms", "vmm.v4.ahv.config.Vm"),
+    ("/api/clustermgmt/v4.0/config/clusters", "clusters", "clustermgmt.v4.config.Cluster"),
+    ("/api/clustermgmt/v4.0/config/hosts", "hosts", "clustermgmt.v4.config.Host"),
+    ("/api/networking/v4.0/config/subnets", "subnets", "networking.v4.config.Subnet"),
+    ("/api/vmm/v4.0/content/images", "images", "vmm.v4.content.Image"),
+    ("/api/prism/v4.0/config/categories", "categories", "prism.v4.config.Category"),
+];
+
+/// Every category key/value pair used in the estate, with its extId.
+pub fn categories(estate: &Estate) -> Vec<(String, String, String)> {
+    let mut pairs = std::collections::BTreeSet::new();
+    for vm in &estate.vms {
+        if let Some(Value::Object(c)) = vm.pointer("/metadata/categories") {
+            for (k, v) in c {
+                pairs.insert((k.clone(), v.as_str().unwrap_or_default().to_string()));
+            }
+        }
+    }
+    pairs.into_iter().enumerate().map(|(i, (k, v))| (uuid("category", i), k, v)).collect()
+}
+
+fn s(v: &Value, p: &str) -> Value {
+    v.pointer(p).cloned().unwrap_or(Value::Null)
+}
+
+fn ip(v: Value) -> Value {
+    if v.is_null() { v } else { json!({"ipv4": {"value": v}}) }
+}
+
+/// Drops null fields (v4 omits what is not set).
+fn compact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, compact(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(compact).collect()),
+        other => other,
+    }
+}
+
+pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Value {
+    let r = s(v3, "/status/resources");
+    let disks: Vec<Value> = r["disk_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            json!({
+                "extId": d["uuid"],
+                "diskAddress": {"busType": s(d, "/device_properties/disk_address/adapter_type"), "index": s(d, "/device_properties/disk_address/device_index")},
+                "backingInfo": {
+                    "$objectType": "vmm.v4.ahv.config.VmDisk",
+                    "diskSizeBytes": d["disk_size_bytes"],
+                    "storageContainer": {"extId": s(d, "/storage_config/storage_container_reference/uuid")},
+                    "dataSource": if d["data_source_reference"].is_object() {
+                        json!({"reference": {"$objectType": "vmm.v4.ahv.config.ImageReference", "imageExtId": s(d, "/data_source_reference/uuid")}})
+                    } else { Value::Null },
+                }
+            })
+        })
+        .collect();
+    let nics: Vec<Value> = r["nic_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let ip = n["ip_endpoint_list"].as_array().and_then(|l| l.first()).map(|e| e["ip"].clone()).unwrap_or(Value::Null);
+            json!({
+                "extId": n["uuid"],
+                "backingInfo": {"macAddress": n["mac_address"], "isConnected": n["is_connected"], "model": "VIRTIO"},
+                "networkInfo": {
+                    "nicType": n["nic_type"],
+                    "subnet": {"extId": s(n, "/subnet_reference/uuid")},
+                    "ipv4Config": if ip.is_null() { Value::Null } else { json!({"ipAddress": {"value": ip}}) },
+                }
+            })
+        })
+        .collect();
+    let categories: Vec<Value> = match v3.pointer("/metadata/categories") {
+        Some(Value::Object(c)) => c
+            .iter()
+            .filter_map(|(k, v)| category_ids.get(&(k.clone(), v.as_str().unwrap_or_default().to_string())))
+            .map(|id| json!({"extId": id}))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let boot = match r.pointer("/boot_config/boot_type").and_then(Value::as_str) {
+        Some("UEFI") => "vmm.v4.ahv.config.UefiBoot",
+        _ => "vmm.v4.ahv.config.LegacyBoot",
+    };
+    let memory_bytes = r["memory_size_mib"].as_u64().map(|m| m * 1024 * 1024);
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "name": s(v3, "/status/name"),
+        "description": s(v3, "/status/description"),
+        "createTime": s(v3, "/metadata/creation_time"),
+        "updateTime": s(v3, "/metadata/last_update_time"),
+        "numSockets": r["num_sockets"],
+        "numCoresPerSocket": r["num_vcpus_per_socket"],
+        "numThreadsPerCore": r["num_threads_per_core"],
+        "memorySizeBytes": memory_bytes,
+        "powerState": r["power_state"],
+        "machineType": r["machine_type"],
+        "cluster": {"extId": s(v3, "/status/cluster_reference/uuid")},
+        "host": if r["host_reference"].is_object() { json!({"extId": s(&r, "/host_reference/uuid")}) } else { Value::Null },
+        "categories": if categories.is_empty() { Value::Null } else { Value::Array(categories) },
+        "disks": disks,
+        "nics": nics,
+        "bootConfig": {"$objectType": boot},
+        "guestTools": if r["guest_tools"].is_object() { json!({"isEnabled": true, "version": s(&r, "/guest_tools/nutanix_guest_tools/version")}) } else { Value::Null },
+        "ownershipInfo": {"owner": {"extId": s(v3, "/metadata/owner_reference/uuid")}},
+    }))
+}
+
+pub fn cluster(v3: &Value) -> Value {
+    let r = s(v3, "/status/resources");
+    let servers = r.pointer("/nodes/hypervisor_server_list").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut types: Vec<Value> = servers.iter().map(|h| h["type"].clone()).collect();
+    types.dedup();
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "name": s(v3, "/status/name"),
+        "config": {
+            "clusterFunction": s(&r, "/config/service_list"),
+            "buildInfo": {"version": s(&r, "/config/build/version"), "fullVersion": s(&r, "/config/build/full_version")},
+            "hypervisorTypes": types,
+            "clusterArch": s(&r, "/config/cluster_arch"),
+            "redundancyFactor": s(&r, "/config/redundancy_factor"),
+            "timezone": s(&r, "/config/timezone"),
+            "encryptionInTransitStatus": s(&r, "/config/encryption_status"),
+        },
+        "network": {
+            "externalAddress": ip(s(&r, "/network/external_ip")),
+            "nameServerIpList": r.pointer("/network/name_server_ip_list").and_then(Value::as_array).map(|l| l.iter().cloned().map(ip).collect::<Vec<_>>()),
+            "ntpServerIpList": r.pointer("/network/ntp_server_ip_list").and_then(Value::as_array).map(|l| l.iter().map(|v| json!({"fqdn": {"value": v}})).collect::<Vec<_>>()),
+        },
+        "nodes": {
+            "numberOfNodes": servers.len(),
+            "nodeList": servers.iter().map(|h| json!({"hostIp": ip(h["ip"].clone()), "hypervisorVersion": h["version"]})).collect::<Vec<_>>(),
+        },
+    }))
+}
+
+pub fn host(v3: &Value, cluster_names: &BTreeMap<String, String>) -> Value {
+    let r = s(v3, "/status/resources");
+    let cluster_uuid = s(v3, "/status/cluster_reference/uuid");
+    let cluster_name = cluster_uuid.as_str().and_then(|u| cluster_names.get(u)).cloned();
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "hostName": s(v3, "/status/name"),
+        "hostType": r["host_type"],
+        "cluster": {"uuid": cluster_uuid, "name": cluster_name},
+        "nodeSerial": r["serial_number"],
+        "cpuModel": r["cpu_model"],
+        "numberOfCpuSockets": r["num_cpu_sockets"],
+        "numberOfCpuCores": r["num_cpu_cores"],
+        "cpuCapacityHz": r["cpu_capacity_hz"],
+        "memorySizeBytes": r["memory_capacity_mib"].as_u64().map(|m| m * 1024 * 1024),
+        "hypervisor": {
+            "externalAddress": ip(s(&r, "/hypervisor/ip")),
+            "fullName": s(&r, "/hypervisor/hypervisor_full_name"),
+            "numberOfVms": s(&r, "/hypervisor/num_vms"),
+        },
+        "controllerVm": {"externalAddress": ip(s(&r, "/controller_vm/ip"))},
+        "blockSerial": s(&r, "/block/block_serial_number"),
+        "blockModel": s(&r, "/block/block_model"),
+    }))
+}
+
+pub fn subnet(v3: &Value) -> Value {
+    let r = s(v3, "/status/resources");
+    let ip_config = r.get("ip_config").filter(|c| c.is_object()).map(|c| {
+        let pools: Vec<Value> = c["pool_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["range"].as_str())
+            .filter_map(|range| range.split_once(' '))
+            .map(|(a, b)| json!({"startIp": {"value": a}, "endIp": {"value": b}}))
+            .collect();
+        json!([{"ipv4": {
+            "ipSubnet": {"ip": {"value": c["subnet_ip"]}, "prefixLength": c["prefix_length"]},
+            "defaultGatewayIp": {"value": c["default_gateway_ip"]},
+            "poolList": pools,
+        }}])
+    });
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "name": s(v3, "/status/name"),
+        "subnetType": r["subnet_type"],
+        "networkId": r["vlan_id"],
+        "bridgeName": r["vswitch_name"],
+        "clusterReference": s(v3, "/status/cluster_reference/uuid"),
+        "ipConfig": ip_config,
+    }))
+}
+
+pub fn image(v3: &Value) -> Value {
+    let r = s(v3, "/status/resources");
+    let clusters: Vec<Value> = r["current_cluster_reference_list"].as_array().into_iter().flatten().map(|c| c["uuid"].clone()).collect();
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "name": s(v3, "/status/name"),
+        "description": s(v3, "/status/description"),
+        "type": r["image_type"],
+        "sizeBytes": r["size_bytes"],
+        "source": {"$objectType": "vmm.v4.content.UrlSource", "url": r["source_uri"]},
+        "clusterLocationExtIds": if clusters.is_empty() { Value::Null } else { Value::Array(clusters) },
+        "createTime": s(v3, "/metadata/creation_time"),
+    }))
+}
+
+/// One page of a v4 list: `{data, metadata}` with `$objectType` on the first item.
+pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u64) -> Value {
+    let items: Vec<Value> = match list {
+        "categories" => categories(estate).into_iter().map(|(id, k, v)| json!({"extId": id, "key": k, "value": v})).collect(),
+        _ => {
+            let all = estate.list(list).unwrap_or_default();
+            let start = (page * limit).min(all.len() as u64) as usize;
+            let end = ((page + 1) * limit).min(all.len() as u64) as usize;
+            let ids: BTreeMap<(String, String), String> =
+                if list == "vms" { categories(estate).into_iter().map(|(id, k, v)| ((k, v), id)).collect() } else { BTreeMap::new() };
+            let names: BTreeMap<String, String> = estate
+                .clusters
+                .iter()
+                .filter_map(|c| Some((c.pointer("/metadata/uuid")?.as_str()?.to_string(), c.pointer("/status/name")?.as_str()?.to_string())))
+                .collect();
+            all[start..end]
+                .iter()
+                .map(|e| match list {
+                    "vms" => vm(e, &ids),
+                    "clusters" => cluster(e),
+                    "hosts" => host(e, &names),
+                    "subnets" => subnet(e),
+                    _ => image(e),
+                })
+                .collect()
+        }
+    };
+    let total = match list {
+        "categories" => items.len() as u64,
+        _ => estate.list(list).map_or(0, |l| l.len() as u64),
+    };
+    let mut items = if list == "categories" {
+        let start = (page * limit).min(items.len() as u64) as usize;
+        let end = ((page + 1) * limit).min(items.len() as u64) as usize;
+        items[start..end].to_vec()
+    } else {
+        items
+    };
+    if let Some(Value::Object(first)) = items.first_mut() {
+        let mut m = Map::new();
+        m.insert("$objectType".into(), Value::String(object_type.into()));
+        m.extend(std::mem::take(first));
+        *first = m;
+    }
+    json!({
+        "data": items,
+        "metadata": {
+            "totalAvailableResults": total,
+            "flags": [{"name": "hasError", "value": false}, {"name": "isPaginated", "value": true}],
+            "links": [{"href": format!("?$page={page}&$limit={limit}"), "rel": "self"}],
+        }
+    })
+}
+
+/// A v4 error body: nested `data.error[]`, or flat `{code, message}`.
+pub fn error(code: &str, message: &str, flat: bool) -> Value {
+    if flat {
+        json!({"code": code, "message": message})
+    } else {
+        json!({"data": {"error": [{"code": code, "errorGroup": "SIMULATED", "message": message}], "$objectType": "prism.v4.error.ErrorResponse"}})
+    }
+}
