@@ -121,3 +121,23 @@ fn a_failed_v4_page_becomes_an_error_resource_and_the_rest_is_kept() {
     let err = records.iter().find(|r| r.is_error()).unwrap();
     assert!(err.message.as_deref().unwrap().contains("INTERNAL_ERROR: Injected fault"), "{err:?}");
 }
+
+#[test]
+fn an_api_key_secret_collects_through_v4() {
+    let sim = sim(true);
+    let (rt, plugin) = host();
+    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+    ctx.secret = json!({"host": sim.url(), "api_key": prism_sim::API_KEY});
+    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
+    let r = r.expect("collect with an API key");
+    assert_eq!((r.errors, records.len() as u64), (0, r.records));
+    assert_eq!(sim.state.unauthorized_calls(), 0);
+    assert!(sim.state.calls_per_kind().keys().all(|k| k.starts_with("v4/")));
+    // A wrong key is UNAUTHENTICATED, with the v4 error text.
+    ctx.secret = json!({"host": sim.url(), "api_key": "wrong-key"});
+    let (r, _) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
+    let e = r.expect_err("wrong key");
+    assert_eq!(e.code(), ErrorCode::Unauthenticated);
+    assert!(e.message().contains("AUTH-401: Authentication required."), "{e}");
+}
