@@ -95,9 +95,11 @@ fn main() {
     let pages = Arc::new(pages());
     let secret = r#"{"host":"https://pc.bench:9440","username":"u","password":"p"}"#;
     let task = r#"{"resource_kinds":["vms"]}"#;
+    // The pages are v3 pages: no v4 probe.
+    let options = r#"{"api_version":"v3"}"#;
     let (native, n_native) = best_of(3, || {
         let mut sink = Count::default();
-        guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, "{}", secret, task).expect("native collect");
+        guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, options, secret, task).expect("native collect");
         sink.0
     });
 
@@ -105,7 +107,11 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let harness = Harness::load(&target.join("wasm32-wasip2/release/guest_nutanix.wasm")).expect("build the component first");
-    let call = harness.call().task_options(json!({"resource_kinds": ["vms"]})).secret(json!({"host": "https://pc.bench:9440", "username": "u", "password": "p"}));
+    let call = harness
+        .call()
+        .options(json!({"api_version": "v3"}))
+        .task_options(json!({"resource_kinds": ["vms"]}))
+        .secret(json!({"host": "https://pc.bench:9440", "username": "u", "password": "p"}));
     let (wasm, n_wasm) = best_of(3, || {
         let out = harness.collect_blocking(&call, Arc::new(InHost(pages.clone())));
         out.result.expect("wasm collect");

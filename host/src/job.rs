@@ -144,7 +144,7 @@ pub async fn run(
             for (r, o) in batch.iter().zip(outcomes) {
                 counts.entry(r.label()).or_default().add(o);
                 if let Some(w) = ndjson.as_mut() {
-                    writeln!(w, "{}", r.to_json()).map_err(|e| format!("cannot write NDJSON: {e}"))?;
+                    writeln!(w, "{}", r.to_json_line()).map_err(|e| format!("cannot write NDJSON: {e}"))?;
                 }
             }
             written += batch.len() as u64;

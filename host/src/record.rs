@@ -2,16 +2,22 @@
 //! from the guest's WIT items.
 //!
 //! A [`Record`] is shaped like one item of CloudForet's collector `collect`
-//! stream (`state`, `message`, `resource_type`, `match_rules`, `resource`),
-//! with `data` and `metadata` held as JSON values. Every sink (embedded
-//! store, NDJSON, gRPC stream, test harness) consumes this one type.
+//! stream (`state`, `message`, `resource_type`, `match_rules`, `resource`).
+//! `data` and `metadata`, the bulk of a record, are kept as the JSON text the
+//! guest sent, validated (syntax, an object, size) but never re-parsed into
+//! trees on the hot path: the gRPC stream sends them as `json_data` /
+//! `json_metadata` text, the store and NDJSON splice them in. Every sink
+//! (embedded store, NDJSON, gRPC stream, test harness) consumes this one type.
 //!
 //! Guest output is hostile input: every item is validated here. An item that
 //! fails validation is not dropped: it becomes an `inventory.ErrorResource`
 //! saying what was wrong, so nothing disappears silently.
 
 use crate::bindings::current::cloudforet::collector::emit;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Longest string field the host accepts in a record (bytes).
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -61,14 +67,47 @@ pub enum State {
     Failure,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Record {
     pub resource_type: ResourceType,
     pub state: State,
     /// Set on error resources.
     pub message: Option<String>,
-    /// The CloudForet resource (`data`/`metadata` as JSON values).
+    /// The CloudForet resource's fields, except those in `raw`.
     pub resource: Map<String, Value>,
+    /// `data` / `metadata`: validated JSON object text, as the guest sent it.
+    pub raw: Vec<(&'static str, Box<RawValue>)>,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.resource_type == other.resource_type
+            && self.state == other.state
+            && self.message == other.message
+            && self.resource == other.resource
+            && self.raw.len() == other.raw.len()
+            && self.raw.iter().zip(&other.raw).all(|((a, x), (b, y))| a == b && x.get() == y.get())
+    }
+}
+
+/// A resource field for serialization: a value, or raw JSON text.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Field<'a> {
+    Value(&'a Value),
+    Raw(&'a RawValue),
+}
+
+/// The NDJSON line of a record, serialized without building a tree (keys
+/// in the same order as [`Record::to_json`]).
+#[derive(Serialize)]
+struct Line<'a> {
+    match_rules: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    resource: BTreeMap<&'a str, Field<'a>>,
+    resource_type: &'static str,
+    state: &'static str,
 }
 
 impl Record {
@@ -83,7 +122,51 @@ impl Record {
         resource.insert("cloud_service_group".into(), group.into());
         resource.insert("cloud_service_type".into(), ty.into());
         resource.insert("resource_type".into(), ResourceType::CloudService.as_str().into());
-        Record { resource_type: ResourceType::ErrorResource, state: State::Failure, message: Some(message), resource }
+        Record { resource_type: ResourceType::ErrorResource, state: State::Failure, message: Some(message), resource, raw: Vec::new() }
+    }
+
+    /// A successful record from a whole resource object (tools and tests):
+    /// its `data`, `metadata`, `unit` and `query_options` objects become raw.
+    pub fn from_resource(resource_type: ResourceType, mut resource: Map<String, Value>) -> Record {
+        let mut raw = Vec::new();
+        for key in ["data", "metadata", "unit", "query_options"] {
+            if let Some(v @ Value::Object(_)) = resource.get(key)
+                && let Ok(r) = RawValue::from_string(v.to_string())
+            {
+                raw.push((key, r));
+                resource.remove(key);
+            }
+        }
+        Record { resource_type, state: State::Success, message: None, resource, raw }
+    }
+
+    /// The resource's fields, raw ones included, in key order.
+    pub fn fields(&self) -> BTreeMap<&str, Field<'_>> {
+        let mut m: BTreeMap<&str, Field<'_>> = self.resource.iter().map(|(k, v)| (k.as_str(), Field::Value(v))).collect();
+        for (k, v) in &self.raw {
+            m.insert(k, Field::Raw(v));
+        }
+        m
+    }
+
+    /// The raw JSON text of `data` or `metadata`.
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.raw.iter().find(|(k, _)| *k == key).map(|(_, v)| v.get())
+    }
+
+    /// The whole resource as one JSON object (parses the raw fields: for
+    /// tests and tools, not the hot path).
+    pub fn resource_json(&self) -> Map<String, Value> {
+        let mut m = self.resource.clone();
+        for (k, v) in &self.raw {
+            m.insert((*k).to_string(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
+        }
+        m
+    }
+
+    /// The resource as JSON text (the store's body).
+    pub fn resource_text(&self) -> String {
+        serde_json::to_string(&self.fields()).unwrap_or_default()
     }
 
     /// `match_rules` as CloudForet sends them: `{"1": [...], "2": [...]}`.
@@ -109,18 +192,38 @@ impl Record {
         }
     }
 
-    /// The NDJSON line: the stream item with `data`/`metadata` decoded.
+    fn state_str(&self) -> &'static str {
+        match self.state {
+            State::Success => "SUCCESS",
+            State::Failure => "FAILURE",
+        }
+    }
+
+    /// The stream item as a JSON value, with `data`/`metadata` decoded.
     pub fn to_json(&self) -> Value {
         let mut v = json!({
-            "state": match self.state { State::Success => "SUCCESS", State::Failure => "FAILURE" },
+            "state": self.state_str(),
             "resource_type": self.resource_type.as_str(),
             "match_rules": self.match_rules_json(),
-            "resource": Value::Object(self.resource.clone()),
+            "resource": Value::Object(self.resource_json()),
         });
         if let Some(m) = &self.message {
             v["message"] = Value::String(m.clone());
         }
         v
+    }
+
+    /// The NDJSON line, written straight from the raw text (the same JSON as
+    /// [`Record::to_json`]).
+    pub fn to_json_line(&self) -> String {
+        let line = Line {
+            match_rules: self.match_rules_json(),
+            message: self.message.as_deref(),
+            resource: self.fields(),
+            resource_type: self.resource_type.as_str(),
+            state: self.state_str(),
+        };
+        serde_json::to_string(&line).unwrap_or_default()
     }
 
     /// Approximate size in bytes, for output limits.
@@ -135,6 +238,7 @@ impl Record {
             }
         }
         self.resource.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>()
+            + self.raw.iter().map(|(k, v)| k.len() + v.get().len()).sum::<usize>()
             + self.message.as_ref().map_or(0, String::len)
     }
 }
@@ -168,13 +272,15 @@ fn optional(field: &str, v: &Option<String>) -> Result<Value, Invalid> {
     }
 }
 
-/// A JSON object field: empty text means `{}`.
-fn json_object(field: &str, text: &str) -> Result<Value, Invalid> {
-    if text.trim().is_empty() {
-        return Ok(json!({}));
+/// A JSON object field, validated without building a tree: empty text
+/// means `{}`.
+fn json_object(field: &'static str, text: &str) -> Result<(&'static str, Box<RawValue>), Invalid> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok((field, RawValue::from_string("{}".into()).map_err(|e| Invalid(e.to_string()))?));
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) if raw.get().starts_with('{') => Ok((field, raw.to_owned())),
         Ok(_) => Err(Invalid(format!("field '{field}' is not a JSON object"))),
         Err(e) => Err(Invalid(format!("field '{field}' is not valid JSON: {e}"))),
     }
@@ -218,8 +324,6 @@ fn cloud_service(c: &emit::CloudService) -> Result<Record, Invalid> {
         ("instance_size", instance_size),
         ("launched_at", optional("launched_at", &c.launched_at)?),
         ("region_code", optional("region_code", &c.region_code)?),
-        ("data", json_object("data", &c.data)?),
-        ("metadata", json_object("metadata", &c.metadata)?),
         (
             "reference",
             json!({
@@ -229,7 +333,8 @@ fn cloud_service(c: &emit::CloudService) -> Result<Record, Invalid> {
         ),
         ("tags", tags(&c.tags)?),
     ]);
-    Ok(Record { resource_type: ResourceType::CloudService, state: State::Success, message: None, resource })
+    let raw = vec![json_object("data", &c.data)?, json_object("metadata", &c.metadata)?];
+    Ok(Record { resource_type: ResourceType::CloudService, state: State::Success, message: None, resource, raw })
 }
 
 fn cloud_service_type(t: &emit::CloudServiceType) -> Result<Record, Invalid> {
@@ -239,12 +344,12 @@ fn cloud_service_type(t: &emit::CloudServiceType) -> Result<Record, Invalid> {
         ("provider", required("provider", &t.provider)?),
         ("is_primary", Value::Bool(t.is_primary)),
         ("is_major", Value::Bool(t.is_major)),
-        ("metadata", json_object("metadata", &t.metadata)?),
         ("service_code", optional("service_code", &t.service_code)?),
         ("tags", tags(&t.tags)?),
         ("labels", strings("labels", &t.labels)?),
     ]);
-    Ok(Record { resource_type: ResourceType::CloudServiceType, state: State::Success, message: None, resource })
+    let raw = vec![json_object("metadata", &t.metadata)?];
+    Ok(Record { resource_type: ResourceType::CloudServiceType, state: State::Success, message: None, resource, raw })
 }
 
 fn region(r: &emit::Region) -> Result<Record, Invalid> {
@@ -254,7 +359,7 @@ fn region(r: &emit::Region) -> Result<Record, Invalid> {
         ("provider", required("provider", &r.provider)?),
         ("tags", tags(&r.tags)?),
     ]);
-    Ok(Record { resource_type: ResourceType::Region, state: State::Success, message: None, resource })
+    Ok(Record { resource_type: ResourceType::Region, state: State::Success, message: None, resource, raw: Vec::new() })
 }
 
 fn error_resource(e: &emit::ErrorResource) -> Result<Record, Invalid> {
@@ -273,6 +378,7 @@ fn error_resource(e: &emit::ErrorResource) -> Result<Record, Invalid> {
         state: State::Failure,
         message: Some(if e.message.is_empty() { "unspecified error".into() } else { e.message.clone() }),
         resource,
+        raw: Vec::new(),
     })
 }
 
@@ -287,7 +393,7 @@ fn namespace(n: &emit::Namespace) -> Result<Record, Invalid> {
         ("icon", optional("icon", &n.icon)?),
         ("tags", tags(&n.tags)?),
     ]);
-    Ok(Record { resource_type: ResourceType::Namespace, state: State::Success, message: None, resource })
+    Ok(Record { resource_type: ResourceType::Namespace, state: State::Success, message: None, resource, raw: Vec::new() })
 }
 
 fn metric(m: &emit::Metric) -> Result<Record, Invalid> {
@@ -304,11 +410,10 @@ fn metric(m: &emit::Metric) -> Result<Record, Invalid> {
         ("resource_type", required("resource_type", &m.resource_type)?),
         ("namespace_id", required("namespace_id", &m.namespace_id)?),
         ("provider", required("provider", &m.provider)?),
-        ("unit", json_object("unit", &m.unit)?),
-        ("query_options", json_object("query_options", &m.query_options)?),
         ("tags", tags(&m.tags)?),
     ]);
-    Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource })
+    let raw = vec![json_object("unit", &m.unit)?, json_object("query_options", &m.query_options)?];
+    Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource, raw })
 }
 
 /// Builds and validates the record of one emitted item. An invalid item
@@ -375,7 +480,8 @@ mod tests {
         let expected = wire["collect"][1].clone();
         let r = from_item(&emit::Item::CloudService(vm())).unwrap();
         assert_eq!(r.match_rules_json(), expected["match_rules"]);
-        let mut keys: Vec<&String> = r.resource.keys().collect();
+        let whole = r.resource_json();
+        let mut keys: Vec<&String> = whole.keys().collect();
         keys.sort();
         let mut exp_keys: Vec<String> = expected["resource"]
             .as_object()
@@ -389,7 +495,10 @@ mod tests {
         for k in ["name", "provider", "ip_addresses", "account", "instance_type", "instance_size", "region_code", "reference", "tags"] {
             assert_eq!(r.resource[k], expected["resource"][k], "{k}");
         }
-        assert_eq!(r.resource["data"], expected["resource"]["json_data__decoded"]);
+        assert_eq!(whole["data"], expected["resource"]["json_data__decoded"]);
+        // The raw text is the guest's, and the NDJSON line is the same JSON as to_json.
+        assert_eq!(r.raw("data"), Some(r#"{"power_state": "ON", "num_vcpus": 4}"#));
+        assert_eq!(serde_json::from_str::<Value>(&r.to_json_line()).unwrap(), r.to_json());
         assert_eq!(r.label(), "Compute/VirtualMachine");
     }
 

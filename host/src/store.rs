@@ -196,7 +196,7 @@ impl Store {
 }
 
 fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
-    let body = serde_json::to_string(&r.resource).unwrap_or_default();
+    let body = r.resource_text();
     let label = r.label();
     if r.is_error() {
         tx.execute(
@@ -305,7 +305,6 @@ impl StateBackend for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::State;
     use serde_json::json;
 
     fn vm(id: &str, power: &str) -> Record {
@@ -313,12 +312,7 @@ mod tests {
             "name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
             "account": "pc-1", "reference": {"resource_id": id, "external_link": null}, "data": {"power_state": power}
         });
-        Record {
-            resource_type: ResourceType::CloudService,
-            state: State::Success,
-            message: None,
-            resource: resource.as_object().unwrap().clone(),
-        }
+        Record::from_resource(ResourceType::CloudService, resource.as_object().unwrap().clone())
     }
 
     fn temp_store() -> (Store, PathBuf) {

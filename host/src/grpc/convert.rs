@@ -51,22 +51,17 @@ pub fn json_to_value(v: &Value) -> PValue {
 /// keeps integers exact), with `data` / `metadata` left null.
 pub fn resource_info(r: &Record) -> ResourceInfo {
     let mut resource = r.resource.clone();
-    let to_text = |v: Option<Value>| v.map(|v| Value::String(v.to_string()));
-    match r.resource_type {
-        ResourceType::CloudService => {
-            if let Some(d) = to_text(resource.insert("data".into(), Value::Null)) {
-                resource.insert("json_data".into(), d);
+    // The raw text goes out as is: no parse, no re-serialization.
+    for (k, v) in &r.raw {
+        match (r.resource_type, *k) {
+            (ResourceType::CloudService | ResourceType::CloudServiceType, "data" | "metadata") => {
+                resource.insert((*k).into(), Value::Null);
+                resource.insert(format!("json_{k}"), Value::String(v.get().to_string()));
             }
-            if let Some(m) = to_text(resource.insert("metadata".into(), Value::Null)) {
-                resource.insert("json_metadata".into(), m);
-            }
-        }
-        ResourceType::CloudServiceType => {
-            if let Some(m) = to_text(resource.insert("metadata".into(), Value::Null)) {
-                resource.insert("json_metadata".into(), m);
+            _ => {
+                resource.insert((*k).into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
             }
         }
-        _ => {}
     }
     let match_rules = match r.match_rules_json() {
         Value::Object(m) => json_to_struct(&m),

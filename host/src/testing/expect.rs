@@ -76,7 +76,7 @@ impl Expect {
             }
             for (path, want) in fields {
                 match out.field(id, path) {
-                    Some(got) if same(got, want) => {}
+                    Some(got) if same(&got, want) => {}
                     Some(got) => fails.push(format!("{id}: expected {path} = {want}, got {got}")),
                     None => fails.push(format!("{id}: expected {path} = {want}, it is missing")),
                 }
@@ -150,19 +150,14 @@ pub fn golden_diff(golden: &str, actual: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Record, ResourceType, State};
+    use crate::record::{Record, ResourceType};
     use crate::{ErrorCode, RunError};
     use serde_json::json;
 
     fn vm(id: &str, vcpus: u64) -> Record {
         let resource = json!({"cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
             "reference": {"resource_id": id}, "data": {"vcpus": vcpus}});
-        Record {
-            resource_type: ResourceType::CloudService,
-            state: State::Success,
-            message: None,
-            resource: resource.as_object().unwrap().clone(),
-        }
+        Record::from_resource(ResourceType::CloudService, resource.as_object().unwrap().clone())
     }
 
     fn outcome(records: Vec<Record>, result: Result<crate::sandbox::CollectReport, RunError>) -> Outcome {

@@ -20,7 +20,7 @@
 //! let replay = Replayer::new(Cassette::load("tests/cassettes/v3-small".as_ref()).unwrap());
 //! let out = h.replay_blocking(&h.call(), &replay);
 //! assert_eq!(out.count("Compute/VirtualMachine"), 12);
-//! assert_eq!(out.field("vm-uuid", "data.vcpus"), Some(&serde_json::json!(4)));
+//! assert_eq!(out.field("vm-uuid", "data.vcpus"), Some(serde_json::json!(4)));
 //! ```
 
 pub mod cassette;
@@ -140,18 +140,18 @@ impl Outcome {
     }
 
     /// A field of a cloud service by dotted path, e.g. `data.vcpus`.
-    pub fn field(&self, id: &str, path: &str) -> Option<&Value> {
+    pub fn field(&self, id: &str, path: &str) -> Option<Value> {
         let r = self.service(id)?;
-        let mut parts = path.split('.');
-        let mut v = r.resource.get(parts.next()?)?;
-        for p in parts {
+        let resource = Value::Object(r.resource_json());
+        let mut v = &resource;
+        for p in path.split('.') {
             v = match v {
                 Value::Object(o) => o.get(p)?,
                 Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
                 _ => return None,
             };
         }
-        Some(v)
+        Some(v.clone())
     }
 
     /// Messages of the error resources.
@@ -169,7 +169,7 @@ impl Outcome {
     pub fn ndjson(&self) -> String {
         let mut out = String::new();
         for r in &self.records {
-            out.push_str(&r.to_json().to_string());
+            out.push_str(&r.to_json_line());
             out.push('\n');
         }
         out
