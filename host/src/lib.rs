@@ -5,6 +5,7 @@
 //! - [`bindings`]: the generated WIT bindings, one module (and one `bindgen!`)
 //!   per supported, incompatible world version (0.1.x, 0.2.x), and the
 //!   dispatch to the version a component was built for.
+//! - [`config_file`]: `cf-host serve --config FILE` (TOML keys = flags).
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
 //!   interface (`http`, `log`, `emit`, `state`, `types`), each on a context
 //!   holding only that capability.
@@ -37,6 +38,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bindings;
+pub mod config_file;
 pub mod egress;
 pub mod error;
 pub mod grpc;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "cf-host", version, about = "WASM plugin host for CloudForet inventory collectors")]
+#[command(name = "cf-host", version, about = "WASM plugin host for CloudForet inventory collectors", args_override_self = true)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `warn,guest=debug`.
     #[arg(long, global = true, env = "CF_HOST_LOG", default_value = "warn")]
@@ -95,6 +95,11 @@ enum PluginsAction {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of these options (keys are the flag names, e.g.
+    /// `drain-timeout = 60`; see cf-host.example.toml). The command line and
+    /// environment variables override it.
+    #[arg(long, env = "CF_HOST_CONFIG")]
+    config: Option<PathBuf>,
     /// The collector component (.wasm); or use --plugins-dir.
     #[arg(long, env = "CF_HOST_PLUGIN", required_unless_present_any = ["plugins_dir", "plugin_oci"])]
     plugin: Option<PathBuf>,
@@ -198,6 +203,7 @@ enum Cmd {
         tenants: Option<PathBuf>,
     },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Manage the plugin registry of a running `cf-host serve` (admin API).
     Plugins {
@@ -282,7 +288,15 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let args = match cf_host::config_file::expand(std::env::args_os().collect(), &Cli::command()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -509,6 +523,9 @@ async fn listen(addr: Option<&str>, port: u16) -> Result<tokio::net::TcpListener
 }
 
 async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
+    if let Some(c) = &o.config {
+        tracing::info!(config = %c.display(), "configuration file applied");
+    }
     let runtime_config = RuntimeConfig { max_concurrency: o.max_concurrency, tenancy: load_tenancy(o.tenants.as_deref())? };
     let cache_dir = if o.no_cache { None } else { o.cache_dir.clone().or_else(default_cache_dir) };
     let oci = cf_host::registry::oci::OciOptions::from_env(o.insecure_registries.clone());

@@ -282,3 +282,55 @@ fn a_server_that_requires_signatures_loads_only_signed_plugins() {
     drop(server);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `serve --config FILE`: the example documents every flag with its default,
+/// a config file drives serve, the command line overrides it, bad keys fail.
+#[test]
+fn a_config_file_drives_serve_and_the_example_documents_every_flag() {
+    use std::io::{BufRead, BufReader};
+    let help = String::from_utf8_lossy(&cf_host(&["serve", "--help"]).stdout).into_owned();
+    let example = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cf-host.example.toml")).unwrap();
+    let flags: Vec<&str> = help.split_whitespace().filter_map(|w| w.strip_prefix("--")).map(|w| w.trim_end_matches([',', '='])).collect();
+    for flag in flags.iter().filter(|f| !["config", "help", "log"].contains(f) && !f.is_empty()) {
+        let documented = example.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{flag} =")));
+        assert!(documented, "cf-host.example.toml does not document --{flag}");
+    }
+    // Its uncommented values are serve's defaults: --help shows the same.
+    for line in example.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")) {
+        let (key, value) = line.split_once(" = ").unwrap();
+        let value = value.split('#').next().unwrap().trim();
+        if value != "[]" && value != "false" {
+            assert!(help.contains(&format!("[default: {value}]")), "--{key} default {value} in the example, not in --help");
+        }
+    }
+
+    let dir = tmp("config");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let config = dir.join("cf-host.toml");
+    std::fs::write(&config, format!("bind = \"127.0.0.1\"\nport = 0\nname = \"from-file\"\nno_cache = true\ndrain-timeout = 5\nplugins-dir = {:?}\n", plugins.to_str().unwrap())).unwrap();
+    let first_line = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env("CF_HOST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        line
+    };
+    let line = first_line(&[]);
+    assert!(line.starts_with("cf-host serving from-file@(no version yet) on 127.0.0.1:"), "{line}");
+    let line = first_line(&["--name", "from-flag"]);
+    assert!(line.starts_with("cf-host serving from-flag@"), "the command line wins: {line}");
+
+    std::fs::write(&config, "colour = \"blue\"\n").unwrap();
+    let o = cf_host(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown key \"colour\""), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
