@@ -5,6 +5,7 @@
 //! - [`bindings`]: the generated WIT bindings, one module (and one `bindgen!`)
 //!   per supported, incompatible world version (0.1.x, 0.2.x), and the
 //!   dispatch to the version a component was built for.
+//! - [`webhook`]: HMAC-signed completion webhooks (`collection.finished`/`failed`).
 //! - [`config_file`]: `cf-host serve --config FILE` (TOML keys = flags).
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
 //!   interface (`http`, `log`, `emit`, `state`, `types`), each on a context
@@ -53,6 +54,7 @@ pub mod secret;
 pub mod store;
 pub mod tenancy;
 pub mod testing;
+pub mod webhook;
 
 pub use error::{ErrorCode, RunError};
 pub use sandbox::{Plugin, RunContext, Runtime, RuntimeConfig};

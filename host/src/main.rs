@@ -152,6 +152,10 @@ struct ServeArgs {
     /// Refuse components without a signature by a trusted key.
     #[arg(long, requires = "trusted_keys")]
     require_signatures: bool,
+    /// POST collection.finished / collection.failed here after every collect
+    /// call, signed with CF_HOST_WEBHOOK_SECRET (HMAC-SHA256; see the README).
+    #[arg(long, env = "CF_HOST_WEBHOOK_URL")]
+    webhook_url: Option<String>,
     /// On SIGTERM/Ctrl-C: seconds calls in flight may run on before they are
     /// cancelled (new calls are refused at once).
     #[arg(long, default_value_t = 60)]
@@ -198,6 +202,10 @@ enum Cmd {
         /// Allow the endpoint's name to resolve into this private/loopback network (CIDR; repeatable).
         #[arg(long = "allow-network", value_name = "CIDR")]
         allow_networks: Vec<String>,
+        /// POST collection.finished / collection.failed here when done,
+        /// signed with CF_HOST_WEBHOOK_SECRET (HMAC-SHA256).
+        #[arg(long, env = "CF_HOST_WEBHOOK_URL")]
+        webhook_url: Option<String>,
         /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
         #[arg(long, env = "CF_HOST_TENANTS")]
         tenants: Option<PathBuf>,
@@ -349,7 +357,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             ca_bundle,
             allow_networks,
             tenants,
+            webhook_url,
         } => {
+            let hook = webhook_url.as_deref().map(webhook).transpose()?;
             let mut options = parse_object("--options", &options)?;
             let task_options = parse_object("--task-options", &task_options)?;
             if no_verify_ssl {
@@ -374,8 +384,21 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let plugin = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
             let store = Arc::new(Store::open(&store)?);
             let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone() };
+            let tenant_name = spec.tenant.clone();
             let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
             print_report(&report, &plugin, store.path(), out.as_deref());
+            if let Some(hook) = hook {
+                let event = cf_host::webhook::Event::start(&report.run_id, &tenant_name, &plugin.name, plugin.short_digest());
+                let mut tally = cf_host::webhook::Tally::default();
+                for (label, c) in &report.counts {
+                    tally.records.insert(label.clone(), c.created + c.updated + c.unchanged + c.errors);
+                    tally.errors += c.errors;
+                }
+                let failure = report.error.as_ref().map(|e| (e.code().grpc_name(), e.to_string()));
+                if let Err(e) = hook.deliver(&event.finish(report.elapsed, tally, failure)).await {
+                    eprintln!("warning: {e}");
+                }
+            }
             Ok(exit_code(&report))
         }
         Cmd::Serve(args) => serve(args).await,
@@ -454,6 +477,12 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
     }
 }
 
+
+/// The webhook for `--webhook-url`, keyed by `CF_HOST_WEBHOOK_SECRET`.
+fn webhook(url: &str) -> Result<cf_host::webhook::Webhook, String> {
+    let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| "--webhook-url needs CF_HOST_WEBHOOK_SECRET (16+ characters)".to_string())?;
+    cf_host::webhook::Webhook::new(url, &secret)
+}
 
 /// `cf-host plugins keygen`.
 fn keygen(key_id: &str, dir: &std::path::Path) -> Result<String, String> {
@@ -582,6 +611,9 @@ async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
         ..ServeConfig::default()
     };
     let mut service = PluginService::new(registry.clone(), name.clone(), config);
+    if let Some(url) = &o.webhook_url {
+        service = service.with_webhook(webhook(url)?);
+    }
     if let Some(p) = o.store {
         service = service.with_state(Arc::new(Store::open(&p)?));
     }

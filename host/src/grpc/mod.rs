@@ -89,6 +89,8 @@ pub struct PluginService {
     config: ServeConfig,
     /// Set when the drain timed out: every call still running stops.
     cancel: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Told when a collection ends.
+    webhook: Option<crate::webhook::Webhook>,
 }
 
 /// What a call cancelled by the shutdown answers.
@@ -99,7 +101,14 @@ fn shutting_down() -> Status {
 impl PluginService {
     pub fn new(registry: Arc<Registry>, name: impl Into<String>, config: ServeConfig) -> PluginService {
         let (cancel, _) = tokio::sync::watch::channel(false);
-        PluginService { registry, name: name.into(), state: Arc::new(MemoryState::default()), config, cancel: Arc::new(cancel) }
+        PluginService {
+            registry,
+            name: name.into(),
+            state: Arc::new(MemoryState::default()),
+            config,
+            cancel: Arc::new(cancel),
+            webhook: None,
+        }
     }
 
     /// Resolves once the server cancels the calls still running.
@@ -130,6 +139,12 @@ impl PluginService {
     /// Persist the state interface's data in `state` (e.g. the store).
     pub fn with_state(mut self, state: Arc<dyn StateBackend>) -> PluginService {
         self.state = state;
+        self
+    }
+
+    /// Sends `collection.finished` / `collection.failed` for every collect call.
+    pub fn with_webhook(mut self, webhook: crate::webhook::Webhook) -> PluginService {
+        self.webhook = Some(webhook);
         self
     }
 
@@ -200,12 +215,21 @@ impl Collector for PluginService {
         let runtime = self.registry.runtime().clone();
         let run_id = ctx.run_id.clone();
         let cancelled = self.cancelled();
+        let hook = self.webhook.clone().map(|w| {
+            let event = crate::webhook::Event::start(&run_id, &ctx.tenant, &plugin.name, plugin.short_digest());
+            (w, event, Arc::new(std::sync::Mutex::new(crate::webhook::Tally::default())))
+        });
+        let counted = hook.as_ref().map(|(_, _, c)| c.clone());
+        let started = std::time::Instant::now();
         tokio::spawn(async move {
             let client_gone = out_tx.clone();
             let forward_tx = out_tx.clone();
             let forward = async move {
                 while let Some(batch) = rec_rx.recv().await {
                     for r in &batch {
+                        if let Some(c) = &counted {
+                            c.lock().unwrap_or_else(|p| p.into_inner()).add(r);
+                        }
                         if forward_tx.send(Ok(resource_info(r))).await.is_err() {
                             return;
                         }
@@ -213,25 +237,35 @@ impl Collector for PluginService {
                 }
             };
             let run = async { futures::join!(runtime.collect(&plugin, &ctx, &task_options, rec_tx), forward).0 };
-            tokio::select! {
+            let failure: Option<(&str, String)> = tokio::select! {
                 // The client cancelled or went away: dropping the run future
                 // cancels the guest at once.
                 _ = client_gone.closed() => {
                     tracing::info!(run = %run_id, "collect stream closed by the client; run cancelled");
+                    Some(("CANCELLED", "the client closed the stream".to_string()))
                 }
                 () = cancelled => {
                     tracing::warn!(run = %run_id, "collect cancelled by the shutdown (drain timeout)");
                     let _ = out_tx.send(Err(shutting_down())).await;
+                    Some(("UNAVAILABLE", "the plugin server shut down".to_string()))
                 }
                 result = run => {
                     match result {
-                        Ok(report) => tracing::info!(run = %run_id, records = report.records, errors = report.errors, "collect finished"),
+                        Ok(report) => {
+                            tracing::info!(run = %run_id, records = report.records, errors = report.errors, "collect finished");
+                            None
+                        }
                         Err(e) => {
                             tracing::warn!(run = %run_id, error = %e, "collect failed");
                             let _ = out_tx.send(Err(status(&e))).await;
+                            Some((e.code().grpc_name(), e.to_string()))
                         }
                     }
                 }
+            };
+            if let Some((webhook, event, counts)) = hook {
+                let tally = std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()));
+                webhook.spawn(event.finish(started.elapsed(), tally, failure));
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
