@@ -320,13 +320,18 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             match self.fetch_page(kind, api, path, offset, limit) {
                 Ok(page) => {
                     let n = page.entities.len() as u64;
-                    let t = page.total.unwrap_or(offset + n);
+                    // Without a total (v4 may omit it), a full page means
+                    // there may be more.
+                    let known = page.total;
+                    let t = known.unwrap_or(if n >= page_size { offset + n + 1 } else { offset + n });
                     total = Some(t);
                     for raw in page.entities {
                         each(self, raw);
                     }
                     if n == 0 {
-                        if offset < t {
+                        // An empty page ends the list; it is an error only
+                        // when the server said there was more.
+                        if known.is_some_and(|k| offset < k) {
                             self.push_error(
                                 kind,
                                 format!("{} list returned no entities at offset {offset} although total_matches is {t}", kind.plural()),
@@ -737,6 +742,32 @@ mod tests {
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
         assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+    }
+
+    #[test]
+    fn v4_pages_without_totals_are_followed_until_a_short_page() {
+        const V4_CLUSTERS: &str = "/api/clustermgmt/v4.0/config/clusters";
+        const V4_VMS: &str = "/api/vmm/v4.0/ahv/config/vms";
+        let clusters = json!({"data": [
+            {"$objectType": "clustermgmt.v4.config.Cluster", "extId": "pc-uuid", "name": "pc", "config": {"clusterFunction": ["PRISM_CENTRAL"], "hypervisorTypes": ["$UNKNOWN"]}},
+            {"extId": "c1-uuid", "name": "cluster-a", "config": {"clusterFunction": ["AOS"], "hypervisorTypes": ["AHV"]}}
+        ]});
+        let vm = |i: u64| json!({"extId": format!("vm-{i}"), "name": format!("vm-{i}"), "cluster": {"extId": "c1-uuid"}, "powerState": "OFF"});
+        let mut t = Scripted::default()
+            .on(V4_CLUSTERS, 0, ok(clusters))
+            .on(V4_CLUSTERS, 1, ok(json!({"data": []})))
+            .on(V4_VMS, 0, ok(json!({"data": [vm(0), vm(1)]})))
+            .on(V4_VMS, 1, ok(json!({"data": [vm(2)]})));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 3, "no totals: pages followed until a short one");
+        let errors: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::Error(e) => Some(e.message.as_str()), _ => None }).collect();
+        assert_eq!(sum.errors, 0, "{errors:?}");
+        let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
+        assert_eq!((vm.account.as_deref(), vm.region_code.as_deref()), (Some("pc-uuid"), Some("cluster-a")));
+        // The name lookups were asked for and not offered (404): names are left out, nothing fails.
+        assert!(t.v4_probes.iter().any(|p| p.starts_with("/api/prism/v4.0/config/categories")), "{:?}", t.v4_probes);
+        assert!(t.requests.iter().all(|r| r.0.starts_with("/api/") && r.1.is_null()), "only v4 GETs");
     }
 
     #[test]
