@@ -207,3 +207,92 @@ async fn collect_simulated(runtime: &Runtime, plugin: &crate::Plugin, vms: usize
     r.map_err(|e| e.to_string())?;
     Ok((started.elapsed().as_secs_f64(), n))
 }
+
+/// The gRPC `collect` stream of `cf-host serve` (the adversary component's
+/// `bulk` attack, through the real sandbox, emit checks and stream) against
+/// a plugin written with CloudForet's own Python SDK
+/// (`spaceone-inventory` `CollectorPluginServer`, in
+/// `tests/python/sdk_bench_plugin`) yielding the same `n` pre-built
+/// CloudServices. One tonic client reads both streams; best of 3 each.
+/// `spaceone` is the SDK's command (`<venv>/bin/spaceone`), `source_root`
+/// the directory holding `sdk_bench_plugin`.
+pub async fn stream_vs_python_sdk(adversary: &std::path::Path, spaceone: &std::path::Path, source_root: &std::path::Path, n: u64) -> Result<Vec<Row>, String> {
+    use crate::grpc::{PluginService, ServeConfig};
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { max_concurrency: 4, ..RuntimeConfig::default() })?);
+    let registry = Arc::new(crate::registry::Registry::new(runtime, None));
+    registry.load_file(adversary, None, true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let ours = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let service = PluginService::new(registry, "adversary", ServeConfig::default());
+    tokio::spawn(crate::grpc::serve(listener, service, std::future::pending()));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let child = std::process::Command::new(spaceone)
+        .args(["run", "plugin-server", "sdk_bench_plugin", "-s"])
+        .arg(source_root)
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", spaceone.display()))?;
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _python = Kill(child);
+    let theirs = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("the Python SDK plugin server did not start within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut rows = Vec::new();
+    let mut rates = Vec::new();
+    for (label, url) in [("cf-host (wasm guest)", &ours), ("CloudForet Python SDK", &theirs)] {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let (took, got) = stream_once(url, n).await?;
+            if got != n {
+                return Err(format!("{label} streamed {got} resources, expected {n}"));
+            }
+            best = best.min(took);
+        }
+        rows.push(row(format!("gRPC collect stream of {n}, {label}"), best.as_secs_f64(), "s"));
+        rates.push(n as f64 / best.as_secs_f64());
+        rows.push(row(format!("  resources/s, {label}"), n as f64 / best.as_secs_f64(), "res/s"));
+    }
+    rows.push(row("cf-host / Python SDK (resources/s)", rates[0] / rates[1], "x"));
+    Ok(rows)
+}
+
+/// One `collect` read to its end: (time, resources).
+async fn stream_once(url: &str, n: u64) -> Result<(Duration, u64), String> {
+    use crate::grpc::convert::json_to_struct;
+    use crate::grpc::pb::plugin::{collector_client::CollectorClient, CollectRequest};
+    let mut client = CollectorClient::connect(url.to_string())
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .max_decoding_message_size(64 << 20);
+    let task = json!({"attack": "bulk", "n": n});
+    let req = CollectRequest {
+        options: Some(Default::default()),
+        secret_data: Some(Default::default()),
+        filter: None,
+        task_options: task.as_object().map(json_to_struct),
+    };
+    let started = Instant::now();
+    let mut stream = client.collect(req).await.map_err(|e| format!("{url}: {e}"))?.into_inner();
+    let mut got = 0u64;
+    while let Some(item) = stream.message().await.map_err(|e| format!("{url}: {e}"))? {
+        if item.resource_type == "inventory.CloudService" {
+            got += 1;
+        }
+    }
+    Ok((started.elapsed(), got))
+}

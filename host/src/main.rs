@@ -280,6 +280,13 @@ enum Cmd {
         /// Skip the end-to-end collections.
         #[arg(long)]
         no_collect: bool,
+        /// Instead: the gRPC stream against CloudForet's Python SDK, given
+        /// the SDK's `spaceone` command (a venv with spaceone-inventory
+        /// 2.0.dev247); N resources per stream.
+        #[arg(long, value_name = "SPACEONE_CMD")]
+        against_python_sdk: Option<PathBuf>,
+        #[arg(long, default_value_t = 20_000)]
+        stream_resources: u64,
     },
     /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
     Demo {
@@ -461,7 +468,14 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let passed = cf_host::testing::cli::run(args).await?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Bench { plugin, adversary, instantiations, sandboxes, vms, no_collect } => {
+        Cmd::Bench { adversary, against_python_sdk: Some(spaceone), stream_resources, .. } => {
+            let adversary = adversary.unwrap_or_else(|| default_plugin().with_file_name("cf_adversary.wasm"));
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python");
+            let rows = cf_host::bench::stream_vs_python_sdk(&adversary, &spaceone, &root, stream_resources).await?;
+            print!("{}", cf_host::bench::render(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { plugin, adversary, instantiations, sandboxes, vms, no_collect, .. } => {
             let vms = if no_collect { Vec::new() } else { vms };
             let plugin = plugin.unwrap_or_else(default_plugin);
             let adversary = adversary.or_else(|| {

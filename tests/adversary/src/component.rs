@@ -40,6 +40,35 @@ fn region(i: u64, pad: usize) -> emit::Item {
     })
 }
 
+/// One pre-built CloudService of the `bulk` attack.
+fn bulk_service(i: u64) -> emit::Item {
+    let data = serde_json::json!({
+        "uuid": format!("bulk-{i}"),
+        "power_state": "ON",
+        "vcpus": 4,
+        "memory_mib": 8192,
+        "disks": (0..2).map(|d| serde_json::json!({"index": d, "size_bytes": 53687091200u64, "adapter_type": "SCSI"})).collect::<Vec<_>>(),
+        "nics": [{"mac_address": "50:6b:8d:00:00:01", "ip_addresses": ["10.0.0.1"], "subnet": "vlan-100"}],
+        "description": "pre-built resource for the gRPC stream benchmark",
+    });
+    emit::Item::CloudService(emit::CloudService {
+        name: format!("bulk-{i}"),
+        provider: "bench".into(),
+        cloud_service_group: "Compute".into(),
+        cloud_service_type: "VirtualMachine".into(),
+        account: Some("bench-account".into()),
+        region_code: Some("bench-region".into()),
+        instance_type: None,
+        instance_size: None,
+        ip_addresses: vec![],
+        tags: vec![],
+        reference: emit::Reference { resource_id: format!("bulk-{i}"), external_link: None },
+        launched_at: None,
+        data: data.to_string(),
+        metadata: "{}".into(),
+    })
+}
+
 impl Guest for Adversary {
     fn init(_options: String) -> Result<PluginMetadata, CollectorError> {
         Ok(PluginMetadata {
@@ -171,6 +200,21 @@ impl Guest for Adversary {
                 let ack = emit::emit(&[region(0, 0), bad, region(2, 0)]);
                 let rejected: Vec<String> = ack.rejected.iter().map(|r| format!("{}: {}", r.index, r.reason)).collect();
                 Err(CollectorError::Internal(format!("flow {:?}; rejected [{}]", ack.flow, rejected.join("; "))))
+            }
+            "bulk" => {
+                // n CloudServices in batches of 100, the same resources the
+                // Python SDK plugin of the stream benchmark yields
+                // (tests/python/sdk_bench_plugin/main.py).
+                let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);
+                let mut i = 0;
+                while i < n {
+                    let batch: Vec<emit::Item> = (i..(i + 100).min(n)).map(bulk_service).collect();
+                    i += batch.len() as u64;
+                    if emit::emit(&batch).flow == emit::Flow::Stop {
+                        break;
+                    }
+                }
+                Ok(Summary { emitted: n, errors: 0 })
             }
             "collect-ok" => {
                 let n = task.get("n").and_then(Value::as_u64).unwrap_or(1);

@@ -19,6 +19,8 @@
 //!   each tagged with this build's version (hot-swap tests).
 //! - `emit-invalid`: emits three regions, the middle one invalid, and returns
 //!   the host's ack (world 0.2) as the error message.
+//! - `bulk`: emits `task_options.n` pre-built CloudServices (the gRPC stream
+//!   benchmark against CloudForet's Python SDK).
 //! - `collect-ok`: emits `task_options.n` regions and returns (a well-behaved run).
 //!
 //! Only the wasm32 build has a component; natively this crate is empty.
