@@ -201,29 +201,24 @@ impl Record {
 
     /// The stream item as a JSON value, with `data`/`metadata` decoded.
     pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "state": self.state_str(),
-            "resource_type": self.resource_type.as_str(),
-            "match_rules": self.match_rules_json(),
-            "resource": Value::Object(self.resource_json()),
-        });
-        if let Some(m) = &self.message {
-            v["message"] = Value::String(m.clone());
-        }
-        v
+        // Serializing raw text into a `Value` parses it.
+        serde_json::to_value(self.line()).unwrap_or(Value::Null)
     }
 
     /// The NDJSON line, written straight from the raw text (the same JSON as
     /// [`Record::to_json`]).
     pub fn to_json_line(&self) -> String {
-        let line = Line {
+        serde_json::to_string(&self.line()).unwrap_or_default()
+    }
+
+    fn line(&self) -> Line<'_> {
+        Line {
             match_rules: self.match_rules_json(),
             message: self.message.as_deref(),
             resource: self.fields(),
             resource_type: self.resource_type.as_str(),
             state: self.state_str(),
-        };
-        serde_json::to_string(&line).unwrap_or_default()
+        }
     }
 
     /// Approximate size in bytes, for output limits.
