@@ -168,6 +168,8 @@ struct Collector<'a, T, S> {
     /// Names v4 references lack (filled before v4 VMs are listed).
     lookups: v4::Lookups,
     lookups_filled: bool,
+    /// v4 lists already read this run (see `v4_list_once`).
+    v4_read: std::collections::BTreeMap<Kind, Vec<Value>>,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
@@ -184,6 +186,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             v4_offered: true,
             lookups: v4::Lookups::default(),
             lookups_filled: false,
+            v4_read: std::collections::BTreeMap::new(),
         }
     }
 
@@ -199,13 +202,30 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             if kind == Kind::Vm && !self.lookups_filled {
                 self.fill_lookups()?;
             }
-            let lookups = std::mem::take(&mut self.lookups);
-            let listed = self.list_all(kind, Api::V4, None, first_page_fatal, |c, raw| match v4::to_v3(kind, &raw, &lookups) {
-                Ok(v3) => each(c, v3),
-                Err(msg) => c.push_error(kind, msg),
-            });
-            self.lookups = lookups;
-            match listed? {
+            let listed = if matches!(kind, Kind::Host | Kind::Subnet) {
+                // Read once: VMs need their names too.
+                match self.v4_list_once(kind, first_page_fatal)? {
+                    Some(raws) => {
+                        for raw in raws {
+                            match v4::to_v3(kind, &raw, &self.lookups) {
+                                Ok(v3) => each(self, v3),
+                                Err(msg) => self.push_error(kind, msg),
+                            }
+                        }
+                        Listed::Done
+                    }
+                    None => Listed::NotOffered,
+                }
+            } else {
+                let lookups = std::mem::take(&mut self.lookups);
+                let listed = self.list_all(kind, Api::V4, None, first_page_fatal, |c, raw| match v4::to_v3(kind, &raw, &lookups) {
+                    Ok(v3) => each(c, v3),
+                    Err(msg) => c.push_error(kind, msg),
+                });
+                self.lookups = lookups;
+                listed?
+            };
+            match listed {
                 Listed::Done => return Ok(()),
                 Listed::NotOffered if self.opts.api_version == ApiChoice::V4 => {
                     let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind));
@@ -231,11 +251,32 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     fn fill_lookups(&mut self) -> Result<(), Error> {
         let mut lk = v4::Lookups::default();
         self.list_all(Kind::Vm, Api::V4, Some(v4::CATEGORIES_PATH), false, |_, raw| lk.add_category(&raw))?;
-        self.list_all(Kind::Host, Api::V4, None, false, |_, raw| lk.add_host(&raw))?;
-        self.list_all(Kind::Subnet, Api::V4, None, false, |_, raw| lk.add_subnet(&raw))?;
+        for raw in self.v4_list_once(Kind::Host, false)?.unwrap_or_default() {
+            lk.add_host(&raw);
+        }
+        for raw in self.v4_list_once(Kind::Subnet, false)?.unwrap_or_default() {
+            lk.add_subnet(&raw);
+        }
         self.lookups = lk;
         self.lookups_filled = true;
         Ok(())
+    }
+
+    /// The raw v4 list of `kind`, fetched at most once per run (hosts and
+    /// subnets serve both as kinds and as names for VMs); `None` when the
+    /// endpoint is not offered.
+    fn v4_list_once(&mut self, kind: Kind, first_page_fatal: bool) -> Result<Option<Vec<Value>>, Error> {
+        if let Some(raws) = self.v4_read.get(&kind) {
+            return Ok(Some(raws.clone()));
+        }
+        let mut raws = Vec::new();
+        match self.list_all(kind, Api::V4, None, first_page_fatal, |_, raw| raws.push(raw))? {
+            Listed::Done => {
+                self.v4_read.insert(kind, raws.clone());
+                Ok(Some(raws))
+            }
+            Listed::NotOffered => Ok(None),
+        }
     }
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {

@@ -72,6 +72,7 @@ fn v3_and_v4_of_one_estate_normalize_to_the_same_records() {
     let calls = sim.state.calls_per_kind();
     assert_eq!(calls.get("v4/vms"), Some(&3), "230 VMs in v4 pages of 100: {calls:?}");
     assert_eq!(calls.get("v4/categories"), Some(&1), "{calls:?}");
+    assert_eq!((calls.get("v4/hosts"), calls.get("v4/subnets")), (Some(&1), Some(&1)), "read once for names and as kinds: {calls:?}");
     let (a, b) = (comparable(&v3), comparable(&v4));
     assert_eq!(a.len(), v3.len(), "ids are unique");
     for (key, want) in &a {
