@@ -1,14 +1,14 @@
-//! Compiles CloudForet's plugin protocol (host/proto) with protox, a pure
-//! Rust protobuf compiler, so building needs no `protoc`. The descriptor set
-//! (with google/protobuf imports) is kept for gRPC server reflection.
+//! Compiles CloudForet's protos (host/proto) with protox, a pure Rust
+//! protobuf compiler, so building needs no `protoc`:
+//!
+//! - the collector plugin protocol cf-host serves; its descriptor set (with
+//!   google/protobuf imports) is kept for gRPC server reflection;
+//! - the public APIs the push connectors call (identity, inventory,
+//!   notification), kept out of that descriptor set: cf-host does not serve
+//!   them, so reflection must not list them.
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "proto/spaceone/api/inventory/plugin/collector.proto",
-        "proto/spaceone/api/inventory/plugin/job.proto",
-        "proto/spaceone/api/core/v1/server_info.proto",
-    ];
-    for p in &protos {
+fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::Compiler::new(["proto"])?
@@ -16,8 +16,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_source_info(true)
         .open_files(protos)?
         .file_descriptor_set();
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("cloudforet_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    if let Some(name) = descriptor {
+        let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+        std::fs::write(out.join(name), prost::Message::encode_to_vec(&fds))?;
+    }
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
     Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/spaceone/api/core/v2/query.proto");
+    compile(
+        &[
+            "proto/spaceone/api/inventory/plugin/collector.proto",
+            "proto/spaceone/api/inventory/plugin/job.proto",
+            "proto/spaceone/api/core/v1/server_info.proto",
+        ],
+        Some("cloudforet_descriptor.bin"),
+    )?;
+    compile(
+        &[
+            "proto/spaceone/api/identity/v2/token.proto",
+            "proto/spaceone/api/inventory/v1/cloud_service.proto",
+            "proto/spaceone/api/inventory/v1/cloud_service_type.proto",
+            "proto/spaceone/api/inventory/v1/region.proto",
+            "proto/spaceone/api/notification/v1/notification.proto",
+        ],
+        None,
+    )
 }

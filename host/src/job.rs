@@ -44,6 +44,26 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.created + self.updated + self.unchanged + self.errors
     }
+
+    /// The sum over all types.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Counts>) -> Counts {
+        all.into_iter().fold(Counts::default(), |mut a, c| {
+            a.created += c.created;
+            a.updated += c.updated;
+            a.unchanged += c.unchanged;
+            a.errors += c.errors;
+            a
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"created": self.created, "updated": self.updated, "unchanged": self.unchanged, "errors": self.errors})
+    }
+
+    /// `{"<label>": {"created", ...}}` of per-type counts.
+    pub fn per_type_json(counts: &BTreeMap<String, Counts>) -> Value {
+        Value::Object(counts.iter().map(|(k, c)| (k.clone(), c.to_json())).collect())
+    }
 }
 
 pub struct JobSpec {
@@ -68,13 +88,7 @@ pub struct JobReport {
 
 impl JobReport {
     pub fn totals(&self) -> Counts {
-        self.counts.values().fold(Counts::default(), |mut a, c| {
-            a.created += c.created;
-            a.updated += c.updated;
-            a.unchanged += c.unchanged;
-            a.errors += c.errors;
-            a
-        })
+        Counts::sum(self.counts.values())
     }
 
     pub fn get(&self, label: &str) -> Counts {
@@ -85,9 +99,7 @@ impl JobReport {
         let t = self.totals();
         json!({
             "created": t.created, "updated": t.updated, "unchanged": t.unchanged, "errors": t.errors,
-            "per_type": self.counts.iter().map(|(k, c)| (k.clone(), json!({
-                "created": c.created, "updated": c.updated, "unchanged": c.unchanged, "errors": c.errors
-            }))).collect::<serde_json::Map<_, _>>(),
+            "per_type": Counts::per_type_json(&self.counts),
             "error": self.error.as_ref().map(|e| e.to_string()),
         })
     }

@@ -5,6 +5,13 @@
 //! - [`bindings`]: the generated WIT bindings, one module (and one `bindgen!`)
 //!   per supported, incompatible world version (0.1.x, 0.2.x), and the
 //!   dispatch to the version a component was built for.
+//! - [`cloudforet`]: the host's CloudForet connectors: tonic clients of
+//!   identity, inventory and notification with tokens, retries and breakers.
+//! - [`push`]: a push run: collection → durable outbox → upserts into
+//!   CloudForet, sweep of vanished resources, notification.
+//! - [`push_config`]: `cf-host run --config FILE`: tenants, secrets,
+//!   schedule, sink; the scheduler loop and spool redelivery.
+//! - [`spool`]: the outbox and push ledger in the embedded store.
 //! - [`webhook`]: HMAC-signed completion webhooks (`collection.finished`/`failed`).
 //! - [`config_file`]: `cf-host serve --config FILE` (TOML keys = flags).
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
@@ -39,6 +46,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bindings;
+pub mod cloudforet;
 pub mod config_file;
 pub mod egress;
 pub mod error;
@@ -47,10 +55,13 @@ pub mod host;
 pub mod job;
 pub mod limits;
 pub mod metrics;
+pub mod push;
+pub mod push_config;
 pub mod record;
 pub mod registry;
 pub mod sandbox;
 pub mod secret;
+pub mod spool;
 pub mod store;
 pub mod tenancy;
 pub mod testing;

@@ -210,6 +210,23 @@ enum Cmd {
         #[arg(long, env = "CF_HOST_TENANTS")]
         tenants: Option<PathBuf>,
     },
+    /// Push mode: collect the configured tenants on their schedule and write
+    /// the results into CloudForet through its APIs (see cf-host.push.example.toml).
+    Run {
+        /// The push configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run the tenants now, deliver, and exit (non-zero when a collection
+        /// failed or records are left spooled).
+        #[arg(long)]
+        once: bool,
+        /// Only these tenants (with --once; repeatable).
+        #[arg(long = "tenant", requires = "once")]
+        tenants: Vec<String>,
+        /// Seconds between scheduler checks.
+        #[arg(long, default_value_t = 60)]
+        tick: u64,
+    },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
     #[command(args_override_self = true)]
     Serve(ServeArgs),
@@ -409,6 +426,18 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             Ok(exit_code(&report))
         }
         Cmd::Serve(args) => serve(args).await,
+        Cmd::Run { config, once, tenants, tick } => {
+            let runner = cf_host::push_config::Runner::new(cf_host::push_config::RunConfig::load(&config)?)?;
+            if once {
+                let results = runner.run_all(&tenants).await?;
+                print!("{}", cf_host::push_config::render(&results));
+                let ok = results.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.complete()));
+                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            eprintln!("cf-host run: {} tenants, store {}", runner.config.tenants.len(), runner.sink.store.path().display());
+            runner.serve(std::time::Duration::from_secs(tick.max(1)), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plugins { action: PluginsAction::Push { file, reference, insecure }, .. } => {
             print!("{}", push(&file, &reference, insecure).await?);
             Ok(ExitCode::SUCCESS)

@@ -33,6 +33,20 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    pub const ALL: [ResourceType; 6] = [
+        ResourceType::CloudService,
+        ResourceType::CloudServiceType,
+        ResourceType::Region,
+        ResourceType::ErrorResource,
+        ResourceType::Namespace,
+        ResourceType::Metric,
+    ];
+
+    /// The type named by [`ResourceType::as_str`].
+    pub fn parse(s: &str) -> Option<ResourceType> {
+        ResourceType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceType::CloudService => "inventory.CloudService",

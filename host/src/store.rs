@@ -8,6 +8,9 @@
 //! No match → **created**. A match with the same content digest →
 //! **unchanged**; a different digest → **updated**. A rule whose fields are
 //! missing is skipped; a resource no rule can key is recorded as an error.
+//!
+//! Push mode's durable outbox and its ledger of what was pushed live in the
+//! same database (tables `outbox`, `pushed`; see [`crate::spool`]).
 
 use crate::host::state::{Namespace, StateBackend};
 use crate::record::{Record, ResourceType};
@@ -70,6 +73,29 @@ CREATE TABLE IF NOT EXISTS runs (
     status      TEXT NOT NULL,
     summary     TEXT
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink          TEXT NOT NULL,
+    tenant        TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_sink ON outbox (sink, tenant, seq);
+CREATE TABLE IF NOT EXISTS pushed (
+    sink          TEXT NOT NULL,
+    tenant        TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    remote_id     TEXT NOT NULL,
+    last_run      TEXT NOT NULL,
+    missed        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, tenant, resource_type, key)
+);
 CREATE TABLE IF NOT EXISTS state (
     tenant    TEXT NOT NULL,
     collector TEXT NOT NULL,
@@ -79,7 +105,7 @@ CREATE TABLE IF NOT EXISTS state (
 );
 "#;
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
@@ -127,7 +153,7 @@ impl Store {
         &self.path
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -195,7 +221,7 @@ impl Store {
     }
 }
 
-fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
+pub(crate) fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
     let body = r.resource_text();
     let label = r.label();
     if r.is_error() {

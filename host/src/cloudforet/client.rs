@@ -1,0 +1,422 @@
+//! [`Connector`]: calls to a CloudForet deployment.
+//!
+//! Every call goes through the circuit breaker of its endpoint, carries the
+//! `token` metadata, has a deadline, and is retried with back-off and jitter
+//! while CloudForet is unavailable (UNAVAILABLE, DEADLINE_EXCEEDED, transport
+//! errors). A refused token is renewed and the call retried once. Other
+//! errors come back typed at once. Channels are created once and reused.
+//!
+//! Upserts follow CloudForet's match rules: list by the rule's fields, then
+//! create, update, or leave alone when nothing changed. Replaying an upsert
+//! is therefore harmless, which is what makes redelivery from the spool
+//! duplicate-free.
+
+use super::pb::core::v2::{Filter, Query};
+use super::pb::inventory::v1::{
+    cloud_service_client::CloudServiceClient, cloud_service_type_client::CloudServiceTypeClient, region_client::RegionClient,
+    CloudServiceQuery, CloudServiceReference, CloudServiceRequest, CloudServiceTypeQuery, CreateCloudServiceTypeRequest,
+    CreateRegionRequest, CreateServiceRequest, RegionQuery, UpdateCloudServiceRequest, UpdateCloudServiceTypeRequest,
+    UpdateRegionRequest,
+};
+use super::pb::notification::v1::{notification_client::NotificationClient, CreateNotificationRequest};
+use super::resilience::{jitter, Backoff, Breaker};
+use super::token::{Auth, Tokens};
+use super::{ApiError, Category};
+use crate::grpc::convert::{json_to_struct, json_to_value};
+use crate::record::ResourceType;
+use prost_types::{ListValue, Struct};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+
+/// Where each CloudForet service listens (`http://host:port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub identity: String,
+    pub inventory: String,
+    /// Without one, completion notifications are not sent.
+    pub notification: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectorConfig {
+    pub endpoints: Endpoints,
+    pub auth: Auth,
+    pub backoff: Backoff,
+    /// Consecutive unavailable answers that open an endpoint's breaker.
+    pub breaker_threshold: u32,
+    pub breaker_open_for: Duration,
+    /// Deadline of one call.
+    pub call_timeout: Duration,
+}
+
+impl ConnectorConfig {
+    pub fn new(endpoints: Endpoints, auth: Auth) -> ConnectorConfig {
+        ConnectorConfig {
+            endpoints,
+            auth,
+            backoff: Backoff::default(),
+            breaker_threshold: 5,
+            breaker_open_for: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upserted {
+    Created(String),
+    Updated(String),
+    Unchanged(String),
+}
+
+impl Upserted {
+    pub fn id(&self) -> &str {
+        match self {
+            Upserted::Created(i) | Upserted::Updated(i) | Upserted::Unchanged(i) => i,
+        }
+    }
+}
+
+struct Service {
+    endpoint: String,
+    channel: Channel,
+    /// Shared by the services of one endpoint.
+    breaker: Arc<Mutex<Breaker>>,
+}
+
+impl Service {
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Connector {
+    identity: Service,
+    inventory: Service,
+    notification: Option<Service>,
+    tokens: Tokens,
+    backoff: Backoff,
+    call_timeout: Duration,
+}
+
+fn service(endpoint: &str, breakers: &mut HashMap<String, Arc<Mutex<Breaker>>>, c: &ConnectorConfig) -> Result<Service, String> {
+    let e = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| format!("invalid CloudForet endpoint '{endpoint}': {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let url = url::Url::parse(endpoint).map_err(|e| format!("invalid CloudForet endpoint '{endpoint}': {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("invalid CloudForet endpoint '{endpoint}': scheme must be http or https"));
+    }
+    let breaker = breakers
+        .entry(endpoint.to_string())
+        .or_insert_with(|| Arc::new(Mutex::new(Breaker::new(c.breaker_threshold, c.breaker_open_for))))
+        .clone();
+    Ok(Service { endpoint: endpoint.to_string(), channel: e.connect_lazy(), breaker })
+}
+
+fn string(v: &str) -> Option<prost_types::Value> {
+    Some(json_to_value(&Value::String(v.to_string())))
+}
+
+fn eq(key: &str, value: &str) -> Filter {
+    Filter { key: key.into(), value: string(value), operator: "eq".into(), ..Default::default() }
+}
+
+fn text(m: &Map<String, Value>, k: &str) -> String {
+    m.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn object(m: &Map<String, Value>, k: &str) -> Option<Struct> {
+    Some(m.get(k).and_then(Value::as_object).map(json_to_struct).unwrap_or_default())
+}
+
+fn strings(m: &Map<String, Value>, k: &str) -> Vec<String> {
+    m.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+fn labels(m: &Map<String, Value>) -> Option<ListValue> {
+    Some(ListValue { values: m.get("labels").and_then(Value::as_array).map(|a| a.iter().map(json_to_value).collect()).unwrap_or_default() })
+}
+
+fn required(m: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
+    Some(text(m, k))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::new(Code::InvalidArgument, format!("the resource has no '{k}', which its match rule needs")))
+}
+
+impl Connector {
+    pub fn new(config: ConnectorConfig) -> Result<Connector, String> {
+        let e = &config.endpoints;
+        let mut breakers = HashMap::new();
+        let identity = service(&e.identity, &mut breakers, &config)?;
+        let inventory = service(&e.inventory, &mut breakers, &config)?;
+        let notification = e.notification.as_deref().map(|n| service(n, &mut breakers, &config)).transpose()?;
+        Ok(Connector {
+            identity,
+            inventory,
+            notification,
+            tokens: Tokens::new(config.auth),
+            backoff: config.backoff,
+            call_timeout: config.call_timeout,
+        })
+    }
+
+    /// Whether calls to the inventory service currently fail fast.
+    pub fn inventory_open(&self) -> bool {
+        !matches!(self.inventory.breaker().state(), super::resilience::BreakerState::Closed)
+    }
+
+    /// One call of `message` with breaker, token, deadline and retries; `f`
+    /// sends the request (token metadata set) on the channel.
+    async fn call<M, T, F, Fut>(&self, svc: &Service, what: &str, message: &M, mut f: F) -> Result<T, ApiError>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut renewed = false;
+        let mut attempt = 0u32;
+        loop {
+            if let Err(wait) = svc.breaker().admit(Instant::now()) {
+                return Err(ApiError::new(
+                    Code::Unavailable,
+                    format!("{what}: circuit open for {} (retry in {} ms)", svc.endpoint, wait.as_millis()),
+                ));
+            }
+            let result = match self.tokens.get(&self.identity.channel).await {
+                Ok(token) => match tonic::metadata::MetadataValue::try_from(token.as_str()) {
+                    Ok(v) => {
+                        let mut req = Request::new(message.clone());
+                        req.metadata_mut().insert("token", v);
+                        match tokio::time::timeout(self.call_timeout, f(svc.channel.clone(), req)).await {
+                            Ok(r) => r.map(tonic::Response::into_inner).map_err(|s| (ApiError::from_status(&s), Some(token))),
+                            Err(_) => Err((ApiError::new(Code::DeadlineExceeded, format!("no answer in {:?}", self.call_timeout)), None)),
+                        }
+                    }
+                    Err(_) => Err((ApiError::new(Code::Unauthenticated, "the token is not valid metadata text"), None)),
+                },
+                Err(e) => Err((e, None)),
+            };
+            let (e, token) = match result {
+                Ok(v) => {
+                    svc.breaker().success();
+                    return Ok(v);
+                }
+                Err(x) => x,
+            };
+            match e.category() {
+                Category::Unavailable => {
+                    svc.breaker().failure(Instant::now());
+                    attempt += 1;
+                    if attempt >= self.backoff.attempts {
+                        return Err(ApiError { message: format!("{what}: {} (after {attempt} attempts)", e.message), ..e });
+                    }
+                    let d = self.backoff.delay(attempt - 1, jitter());
+                    tracing::debug!(what, error = %e, attempt, delay_ms = d.as_millis() as u64, "CloudForet unavailable; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                Category::Auth if !renewed && self.tokens.renewable() => {
+                    renewed = true;
+                    if let Some(t) = token {
+                        self.tokens.refused(&t).await;
+                    }
+                    tracing::info!(what, "CloudForet refused the token; renewing it");
+                }
+                _ => {
+                    // The endpoint answered: it is up.
+                    svc.breaker().success();
+                    return Err(ApiError { message: format!("{what}: {}", e.message), ..e });
+                }
+            }
+        }
+    }
+
+    /// Upserts one resource by its type's match rule.
+    pub async fn upsert(&self, ty: ResourceType, r: &Map<String, Value>) -> Result<Upserted, ApiError> {
+        match ty {
+            ResourceType::CloudService => self.upsert_cloud_service(r).await,
+            ResourceType::CloudServiceType => self.upsert_cloud_service_type(r).await,
+            ResourceType::Region => self.upsert_region(r).await,
+            other => Err(ApiError::new(Code::InvalidArgument, format!("{} is not written through the inventory API", other.as_str()))),
+        }
+    }
+
+    async fn upsert_cloud_service(&self, r: &Map<String, Value>) -> Result<Upserted, ApiError> {
+        let reference = r.get("reference").and_then(Value::as_object).cloned().unwrap_or_default();
+        let resource_id = required(&reference, "resource_id")?;
+        let (provider, group, ty) = (required(r, "provider")?, required(r, "cloud_service_group")?, required(r, "cloud_service_type")?);
+        let query = CloudServiceQuery {
+            query: Some(Query { filter: vec![eq("reference.resource_id", &resource_id)], ..Default::default() }),
+            provider: provider.clone(),
+            cloud_service_group: group.clone(),
+            cloud_service_type: ty.clone(),
+            account: text(r, "account"),
+            ..Default::default()
+        };
+        let found = self
+            .call(&self.inventory, "CloudService.list", &query, |ch, req| async move { CloudServiceClient::new(ch).list(req).await })
+            .await?;
+        let instance_size = r.get("instance_size").and_then(Value::as_f64).unwrap_or(0.0) as f32;
+        let reference = Some(CloudServiceReference { resource_id, external_link: text(&reference, "external_link") });
+        let Some(existing) = found.results.into_iter().next() else {
+            let create = CreateServiceRequest {
+                cloud_service_type: ty,
+                provider,
+                cloud_service_group: group,
+                name: text(r, "name"),
+                account: text(r, "account"),
+                instance_type: text(r, "instance_type"),
+                instance_size,
+                ip_addresses: strings(r, "ip_addresses"),
+                data: object(r, "data"),
+                metadata: object(r, "metadata"),
+                reference,
+                tags: object(r, "tags"),
+                region_code: text(r, "region_code"),
+                project_id: text(r, "project_id"),
+            };
+            let info = self
+                .call(&self.inventory, "CloudService.create", &create, |ch, req| async move { CloudServiceClient::new(ch).create(req).await })
+                .await?;
+            return Ok(Upserted::Created(info.cloud_service_id));
+        };
+        let update = UpdateCloudServiceRequest {
+            cloud_service_id: existing.cloud_service_id.clone(),
+            name: text(r, "name"),
+            account: text(r, "account"),
+            instance_type: text(r, "instance_type"),
+            instance_size,
+            ip_addresses: strings(r, "ip_addresses"),
+            data: object(r, "data"),
+            metadata: object(r, "metadata"),
+            reference,
+            tags: object(r, "tags"),
+            region_code: text(r, "region_code"),
+            project_id: text(r, "project_id"),
+        };
+        let same = existing.name == update.name
+            && existing.account == update.account
+            && existing.instance_type == update.instance_type
+            && existing.instance_size == update.instance_size
+            && existing.ip_addresses == update.ip_addresses
+            && existing.data == update.data
+            && existing.metadata == update.metadata
+            && existing.reference == update.reference
+            && existing.tags == update.tags
+            && existing.region_code == update.region_code
+            && (update.project_id.is_empty() || existing.project_id == update.project_id);
+        if same {
+            return Ok(Upserted::Unchanged(existing.cloud_service_id));
+        }
+        let info = self
+            .call(&self.inventory, "CloudService.update", &update, |ch, req| async move { CloudServiceClient::new(ch).update(req).await })
+            .await?;
+        Ok(Upserted::Updated(info.cloud_service_id))
+    }
+
+    async fn upsert_cloud_service_type(&self, r: &Map<String, Value>) -> Result<Upserted, ApiError> {
+        let (name, group, provider) = (required(r, "name")?, required(r, "group")?, required(r, "provider")?);
+        let query = CloudServiceTypeQuery { name: name.clone(), group: group.clone(), provider: provider.clone(), ..Default::default() };
+        let found = self
+            .call(&self.inventory, "CloudServiceType.list", &query, |ch, req| async move { CloudServiceTypeClient::new(ch).list(req).await })
+            .await?;
+        let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let Some(existing) = found.results.into_iter().next() else {
+            let create = CreateCloudServiceTypeRequest {
+                name,
+                provider,
+                group,
+                service_code: text(r, "service_code"),
+                is_primary: flag("is_primary"),
+                is_major: flag("is_major"),
+                resource_type: ResourceType::CloudService.as_str().into(),
+                metadata: object(r, "metadata"),
+                labels: labels(r),
+                tags: object(r, "tags"),
+            };
+            let info = self
+                .call(&self.inventory, "CloudServiceType.create", &create, |ch, req| async move { CloudServiceTypeClient::new(ch).create(req).await })
+                .await?;
+            return Ok(Upserted::Created(info.cloud_service_type_id));
+        };
+        let update = UpdateCloudServiceTypeRequest {
+            cloud_service_type_id: existing.cloud_service_type_id.clone(),
+            service_code: text(r, "service_code"),
+            is_primary: flag("is_primary"),
+            is_major: flag("is_major"),
+            resource_type: ResourceType::CloudService.as_str().into(),
+            metadata: object(r, "metadata"),
+            labels: labels(r),
+            tags: object(r, "tags"),
+        };
+        let same = existing.service_code == update.service_code
+            && existing.is_primary == update.is_primary
+            && existing.is_major == update.is_major
+            && existing.resource_type == update.resource_type
+            && existing.metadata == update.metadata
+            && existing.labels == update.labels
+            && existing.tags == update.tags;
+        if same {
+            return Ok(Upserted::Unchanged(existing.cloud_service_type_id));
+        }
+        let info = self
+            .call(&self.inventory, "CloudServiceType.update", &update, |ch, req| async move { CloudServiceTypeClient::new(ch).update(req).await })
+            .await?;
+        Ok(Upserted::Updated(info.cloud_service_type_id))
+    }
+
+    async fn upsert_region(&self, r: &Map<String, Value>) -> Result<Upserted, ApiError> {
+        let (region_code, provider) = (required(r, "region_code")?, required(r, "provider")?);
+        let query = RegionQuery { region_code: region_code.clone(), provider: provider.clone(), ..Default::default() };
+        let found = self
+            .call(&self.inventory, "Region.list", &query, |ch, req| async move { RegionClient::new(ch).list(req).await })
+            .await?;
+        let Some(existing) = found.results.into_iter().next() else {
+            let create = CreateRegionRequest { name: text(r, "name"), region_code, provider, tags: object(r, "tags") };
+            let info = self
+                .call(&self.inventory, "Region.create", &create, |ch, req| async move { RegionClient::new(ch).create(req).await })
+                .await?;
+            return Ok(Upserted::Created(info.region_id));
+        };
+        let update = UpdateRegionRequest { region_id: existing.region_id.clone(), name: text(r, "name"), tags: object(r, "tags") };
+        if existing.name == update.name && existing.tags == update.tags {
+            return Ok(Upserted::Unchanged(existing.region_id));
+        }
+        let info = self
+            .call(&self.inventory, "Region.update", &update, |ch, req| async move { RegionClient::new(ch).update(req).await })
+            .await?;
+        Ok(Upserted::Updated(info.region_id))
+    }
+
+    /// Deletes a cloud service that is no longer collected. One already gone
+    /// counts as deleted.
+    pub async fn delete_cloud_service(&self, cloud_service_id: &str) -> Result<(), ApiError> {
+        let r = self
+            .call(&self.inventory, "CloudService.delete", &CloudServiceRequest { cloud_service_id: cloud_service_id.to_string() }, |ch, req| async move { CloudServiceClient::new(ch).delete(req).await })
+            .await;
+        match r {
+            Err(e) if e.code == Code::NotFound => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Whether a notification service is configured.
+    pub fn notifies(&self) -> bool {
+        self.notification.is_some()
+    }
+
+    /// `Notification.create`; a no-op without a notification endpoint.
+    pub async fn notify(&self, request: CreateNotificationRequest) -> Result<(), ApiError> {
+        let Some(svc) = &self.notification else { return Ok(()) };
+        self.call(svc, "Notification.create", &request, |ch, req| async move { NotificationClient::new(ch).create(req).await })
+        .await
+        .map(|_| ())
+    }
+}

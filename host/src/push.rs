@@ -1,0 +1,467 @@
+//! A push run: one collection written into a CloudForet deployment through
+//! its public APIs (what `cf-host run` does per tenant).
+//!
+//! ```text
+//! guest ──emit──▶ spooler ──tx──▶ outbox (store) ──▶ deliverer ──upsert──▶ CloudForet
+//!                    └─ error resources ─▶ store             (bounded parallel,
+//!                                                              one key at a time)
+//! ```
+//!
+//! The spooler makes every batch durable before anything is sent. The
+//! deliverer drains the tenant's outbox while the guest runs and after:
+//! records of one match key are upserted one after another (two copies of
+//! one resource never race into two creates), different keys in parallel
+//! up to `concurrency`. While CloudForet is unavailable (retries spent or
+//! breaker open) it pauses and tries again; after the collection it keeps
+//! going for `deliver_timeout`, then leaves the rest spooled for the next
+//! delivery. Records CloudForet refuses as invalid become error resources.
+//!
+//! A complete run (collection succeeded, no error resource, outbox empty)
+//! ends with the sweep: cloud services pushed before and not seen for
+//! `delete_after_missed` complete runs are deleted. Then the notification
+//! (`Notification.create`) and the optional webhook.
+
+use crate::cloudforet::client::{Connector, Upserted};
+use crate::cloudforet::pb::notification::v1::{create_notification_request as notif, CreateNotificationRequest};
+use crate::cloudforet::{ApiError, Category};
+use crate::egress::EgressPolicy;
+use crate::error::RunError;
+use crate::grpc::convert::json_to_struct;
+use crate::host::http::TlsConfig;
+use crate::job::{secret_for_endpoint, Counts};
+use crate::record::Record;
+use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime};
+use crate::spool::Spooled;
+use crate::store::Store;
+use crate::webhook::{Event, Tally, Webhook};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Records read from the outbox per delivery round.
+pub const CHUNK: usize = 256;
+/// Delivery attempts of a record CloudForet answers with an internal error
+/// before it is recorded as refused.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+#[derive(Clone, Debug)]
+pub struct PushSettings {
+    /// Upserts in flight per tenant.
+    pub concurrency: usize,
+    /// How long delivery goes on after the collection ended.
+    pub deliver_timeout: Duration,
+    /// Complete runs a pushed cloud service may be missing before it is
+    /// deleted (0: never).
+    pub delete_after_missed: u32,
+    /// Wait between delivery rounds while CloudForet is unavailable.
+    pub pause: Duration,
+    /// `Notification.create`'s resource (e.g. `identity.Project`, id).
+    pub notify_resource: Option<(String, String)>,
+}
+
+impl Default for PushSettings {
+    fn default() -> PushSettings {
+        PushSettings {
+            concurrency: 4,
+            deliver_timeout: Duration::from_secs(60),
+            delete_after_missed: 3,
+            pause: Duration::from_secs(1),
+            notify_resource: None,
+        }
+    }
+}
+
+/// Where a push run writes.
+pub struct Sink {
+    pub connector: Arc<Connector>,
+    pub store: Arc<Store>,
+    /// Names the deployment in the outbox and ledger.
+    pub name: String,
+    pub settings: PushSettings,
+    pub webhook: Option<Webhook>,
+}
+
+pub struct PushSpec {
+    pub tenant: String,
+    /// `scheme://host:port` of the endpoint; the run's only egress grant.
+    pub endpoint: String,
+    pub secret: Value,
+    pub options: Value,
+    pub task_options: Value,
+    /// CloudForet project of the tenant's cloud services.
+    pub project_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub run_id: String,
+    /// Delivered records of this run per label (errors: error resources
+    /// and records CloudForet refused).
+    pub counts: BTreeMap<String, Counts>,
+    /// Records of earlier runs delivered by this one.
+    pub redelivered: u64,
+    /// Cloud services deleted by the sweep.
+    pub deleted: u64,
+    /// Records left in the outbox for the next delivery.
+    pub spooled: u64,
+    pub elapsed: Duration,
+    pub collect: Option<CollectReport>,
+    pub error: Option<RunError>,
+    /// Why delivery stopped short, if it did.
+    pub delivery_error: Option<String>,
+}
+
+impl PushReport {
+    pub fn totals(&self) -> Counts {
+        Counts::sum(self.counts.values())
+    }
+
+    /// Collection and delivery both completed.
+    pub fn complete(&self) -> bool {
+        self.error.is_none() && self.delivery_error.is_none() && self.spooled == 0
+    }
+
+    pub fn summary_json(&self) -> Value {
+        let t = self.totals();
+        json!({
+            "created": t.created, "updated": t.updated, "unchanged": t.unchanged, "errors": t.errors,
+            "redelivered": self.redelivered, "deleted": self.deleted, "spooled": self.spooled,
+            "per_type": Counts::per_type_json(&self.counts),
+            "error": self.error.as_ref().map(|e| e.to_string()),
+            "delivery_error": self.delivery_error,
+        })
+    }
+}
+
+/// Why a delivery round stopped.
+enum Round {
+    /// The outbox had nothing (more) for this tenant.
+    Empty,
+    /// Some records went out; read again.
+    Progress,
+    /// CloudForet is unavailable: pause, then try again.
+    Unavailable(ApiError),
+    /// Delivery cannot succeed with this configuration (token refused,
+    /// permission denied) or the store failed.
+    Fatal(String),
+}
+
+struct Deliverer<'a> {
+    sink: &'a Sink,
+    tenant: &'a str,
+    run_id: &'a str,
+    counts: Mutex<(BTreeMap<String, Counts>, u64)>,
+}
+
+impl Deliverer<'_> {
+    async fn round(&self) -> Round {
+        let rows = match self.sink.store.spooled(&self.sink.name, self.tenant, CHUNK) {
+            Ok(r) if r.is_empty() => return Round::Empty,
+            Ok(r) => r,
+            Err(e) => return Round::Fatal(e),
+        };
+        // One match key's records in order; different keys in parallel.
+        let mut groups: Vec<Vec<Spooled>> = Vec::new();
+        let mut index: BTreeMap<(crate::record::ResourceType, String), usize> = BTreeMap::new();
+        for r in rows {
+            let k = (r.resource_type, r.key.clone());
+            match index.get(&k) {
+                Some(&i) if !r.key.is_empty() => groups[i].push(r),
+                _ => {
+                    index.insert(k, groups.len());
+                    groups.push(vec![r]);
+                }
+            }
+        }
+        let slots = tokio::sync::Semaphore::new(self.sink.settings.concurrency.max(1));
+        let mut work = Vec::with_capacity(groups.len());
+        for g in groups {
+            let slots = &slots;
+            work.push(async move {
+                let _slot = slots.acquire().await;
+                self.group(g).await
+            });
+        }
+        let outcomes: Vec<Round> = futures::future::join_all(work).await;
+        let mut result = Round::Progress;
+        for o in outcomes {
+            match (o, &result) {
+                (f @ Round::Fatal(_), _) => result = f,
+                (u @ Round::Unavailable(_), Round::Progress) => result = u,
+                _ => {}
+            }
+        }
+        result
+    }
+
+    async fn group(&self, rows: Vec<Spooled>) -> Round {
+        for row in rows {
+            let r = self.sink.connector.upsert(row.resource_type, &row.resource).await;
+            let store = &self.sink.store;
+            let count = |f: &dyn Fn(&mut Counts)| {
+                let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+                if row.run_id == self.run_id {
+                    f(c.0.entry(row.label.clone()).or_default());
+                } else {
+                    c.1 += 1;
+                }
+            };
+            match r {
+                Ok(up) => {
+                    if let Err(e) = store.delivered(&self.sink.name, self.tenant, &row, up.id()) {
+                        return Round::Fatal(e);
+                    }
+                    match up {
+                        Upserted::Created(_) => count(&|c| c.created += 1),
+                        Upserted::Updated(_) => count(&|c| c.updated += 1),
+                        Upserted::Unchanged(_) => count(&|c| c.unchanged += 1),
+                    }
+                }
+                Err(e) => match e.category() {
+                    Category::Unavailable => {
+                        let _ = store.attempt_failed(&row, &e.to_string());
+                        return Round::Unavailable(e);
+                    }
+                    Category::Auth | Category::Denied => return Round::Fatal(format!("CloudForet refused the connector: {e}")),
+                    Category::Other if row.attempts + 1 < MAX_ATTEMPTS => {
+                        let _ = store.attempt_failed(&row, &e.to_string());
+                        return Round::Unavailable(e);
+                    }
+                    Category::Invalid | Category::Other => {
+                        tracing::warn!(tenant = self.tenant, label = %row.label, error = %e, "CloudForet refused a record");
+                        // Counted with the run's error resources.
+                        if let Err(se) = store.refused(self.tenant, &row, &e.to_string()) {
+                            return Round::Fatal(se);
+                        }
+                    }
+                },
+            }
+        }
+        Round::Progress
+    }
+
+    /// Delivers until the outbox is empty after `done`, or delivery is
+    /// impossible, or `deliver_timeout` after `done` has passed.
+    async fn run(&self, mut done: watch::Receiver<bool>, more: &Notify) -> Option<String> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if deadline.is_none() && *done.borrow() {
+                deadline = Some(Instant::now() + self.sink.settings.deliver_timeout);
+            }
+            let wait = match self.round().await {
+                Round::Progress => continue,
+                Round::Fatal(e) => return Some(e),
+                Round::Empty if deadline.is_some() => return None,
+                Round::Empty => None,
+                Round::Unavailable(e) => {
+                    tracing::warn!(tenant = self.tenant, error = %e, "CloudForet unavailable; records stay spooled");
+                    Some(e)
+                }
+            };
+            if let (Some(d), Some(e)) = (deadline, &wait)
+                && Instant::now() >= d
+            {
+                return Some(format!("CloudForet unavailable: {e}"));
+            }
+            let pause = self.sink.settings.pause;
+            tokio::select! {
+                _ = more.notified(), if wait.is_none() => {}
+                _ = done.changed(), if deadline.is_none() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// Delivers what earlier runs left in a tenant's outbox (no collection):
+/// `(records delivered, why delivery stopped short)`.
+pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<String>) {
+    let d = Deliverer { sink, tenant, run_id: "", counts: Mutex::new((BTreeMap::new(), 0)) };
+    let (_done, rx) = watch::channel(true);
+    let error = d.run(rx, &Notify::new()).await;
+    let delivered = d.counts.into_inner().unwrap_or_else(|p| p.into_inner()).1;
+    (delivered, error)
+}
+
+/// Runs one push collection for a tenant.
+pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, String> {
+    let endpoint = url::Url::parse(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
+    let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
+    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.limits_for(&spec.tenant));
+    ctx.tls = TlsConfig::from_options(&spec.options)?;
+    ctx.options = spec.options;
+    ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
+    ctx.egress = egress;
+    ctx.state = sink.store.clone();
+    let run_id = ctx.run_id.clone();
+    sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
+    let started = Instant::now();
+
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(crate::job::CHANNEL_BATCHES);
+    let (done_tx, done_rx) = watch::channel(false);
+    let more = Notify::new();
+    let deliverer = Deliverer {
+        sink,
+        tenant: &spec.tenant,
+        run_id: &run_id,
+        counts: Mutex::new((BTreeMap::new(), 0)),
+    };
+    let tally = Mutex::new(Tally::default());
+    let spooler = async {
+        let mut failed: Option<String> = None;
+        while let Some(mut batch) = rx.recv().await {
+            if failed.is_some() {
+                continue;
+            }
+            // The outbox holds exactly what is sent (a redelivery by another
+            // process sends the same).
+            if let Some(p) = &spec.project_id {
+                for r in batch.iter_mut().filter(|r| r.resource_type == crate::record::ResourceType::CloudService) {
+                    r.resource.insert("project_id".into(), Value::String(p.clone()));
+                }
+            }
+            let errors: Vec<Record> = batch.iter().filter(|r| r.is_error()).cloned().collect();
+            {
+                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                batch.iter().for_each(|r| t.add(r));
+            }
+            let store = sink.store.clone();
+            let (name, tenant, run) = (sink.name.clone(), spec.tenant.clone(), run_id.clone());
+            // Durable before anything is sent; error resources are recorded.
+            let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                store.spool(&name, &tenant, &run, &batch)?;
+                store.apply(&tenant, &run, &errors).map(|_| ())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            match written {
+                Ok(_) => more.notify_one(),
+                Err(e) => failed = Some(e),
+            }
+        }
+        failed
+    };
+    let collection = runtime.collect(plugin, &ctx, &spec.task_options, tx);
+    let collect_and_spool = async {
+        let (r, spool_failure) = tokio::join!(collection, spooler);
+        let _ = done_tx.send(true);
+        (r, spool_failure)
+    };
+    let ((result, spool_failure), delivery_error) = tokio::join!(collect_and_spool, deliverer.run(done_rx, &more));
+    if let Some(e) = spool_failure {
+        return Err(format!("cannot spool records: {e}"));
+    }
+    let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (mut counts, redelivered) = deliverer.counts.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (label, n) in error_labels(&sink.store, &run_id)? {
+        counts.entry(label).or_default().errors += n;
+    }
+    let (collect, error) = match result {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut report = PushReport {
+        run_id: run_id.clone(),
+        counts,
+        redelivered,
+        spooled: sink.store.spool_len(&sink.name, Some(&spec.tenant))?,
+        collect,
+        error,
+        delivery_error,
+        ..Default::default()
+    };
+    if report.complete() && tally.errors == 0 && report.totals().errors == 0 {
+        report.deleted = sweep(sink, &spec.tenant, &run_id).await?;
+    }
+    report.elapsed = started.elapsed();
+    let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
+    sink.store.finish_run(&run_id, status, &report.summary_json())?;
+    notify(sink, &spec.tenant, plugin, &report).await;
+    if let Some(hook) = &sink.webhook {
+        let failure = report.error.as_ref().map(|e| (e.code().grpc_name(), e.to_string()));
+        let event = Event::start(&run_id, &spec.tenant, &plugin.name, plugin.short_digest()).finish(report.elapsed, tally, failure);
+        if let Err(e) = hook.deliver(&event).await {
+            tracing::warn!(error = %e, "webhook delivery failed");
+        }
+    }
+    Ok(report)
+}
+
+/// Error resources of a run by label.
+fn error_labels(store: &Store, run_id: &str) -> Result<BTreeMap<String, u64>, String> {
+    let mut m = BTreeMap::new();
+    for label in store.error_labels_of_run(run_id)? {
+        *m.entry(label).or_default() += 1;
+    }
+    Ok(m)
+}
+
+/// Deletes the cloud services missed by enough complete runs.
+async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, String> {
+    let gone = sink.store.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
+    let mut deleted = 0;
+    for (key, id) in gone {
+        match sink.connector.delete_cloud_service(&id).await {
+            Ok(()) => {
+                sink.store.forget_pushed(&sink.name, tenant, &key)?;
+                deleted += 1;
+            }
+            // Tried again after the next complete run.
+            Err(e) => tracing::warn!(tenant, cloud_service_id = %id, error = %e, "cannot delete a cloud service no longer collected"),
+        }
+    }
+    Ok(deleted)
+}
+
+/// The completion notification; a failure to notify is logged only.
+async fn notify(sink: &Sink, tenant: &str, plugin: &Plugin, report: &PushReport) {
+    if !sink.connector.notifies() {
+        return;
+    }
+    let t = report.totals();
+    let (kind, title) = match (&report.error, report.complete()) {
+        (Some(_), _) => (notif::NotificationType::Error, format!("Collection failed for {tenant}")),
+        (None, false) => (notif::NotificationType::Warning, format!("Collection for {tenant} is not fully delivered")),
+        (None, true) => (notif::NotificationType::Success, format!("Collection finished for {tenant}")),
+    };
+    let mut description = format!(
+        "{} created, {} updated, {} unchanged, {} errors, {} deleted in {:.1} s",
+        t.created,
+        t.updated,
+        t.unchanged,
+        t.errors,
+        report.deleted,
+        report.elapsed.as_secs_f64()
+    );
+    if report.spooled > 0 {
+        description.push_str(&format!("; {} records spooled for redelivery", report.spooled));
+    }
+    if let Some(e) = &report.error {
+        description.push_str(&format!("; error: {e}"));
+    }
+    let message = json!({
+        "title": title,
+        "description": description,
+        "tags": [
+            {"key": "tenant", "value": tenant},
+            {"key": "plugin", "value": format!("{} {}", plugin.name, plugin.short_digest())},
+            {"key": "run_id", "value": report.run_id},
+        ],
+        "summary": report.summary_json(),
+    });
+    let (resource_type, resource_id) = sink.settings.notify_resource.clone().unwrap_or_else(|| ("identity.Domain".into(), String::new()));
+    let request = CreateNotificationRequest {
+        resource_type,
+        resource_id,
+        topic: if report.error.is_some() { "cf-host.collection.failed" } else { "cf-host.collection.finished" }.into(),
+        message: message.as_object().map(json_to_struct),
+        notification_type: kind as i32,
+        notification_level: notif::NotificationLevel::All as i32,
+    };
+    if let Err(e) = sink.connector.notify(request).await {
+        tracing::warn!(tenant, error = %e, "Notification.create failed");
+    }
+}

@@ -1,0 +1,549 @@
+//! `cf-host run --config FILE`: push mode's configuration and scheduler.
+//!
+//! The file (TOML; `cf-host.push.example.toml` documents every key) names
+//! the CloudForet deployment (endpoints, token or user credentials, delivery
+//! settings), the embedded store holding the outbox, the collector
+//! component, and the tenants: each with its Prism endpoint, secret (file or
+//! environment variable, never inline), options, CloudForet project and the
+//! UTC hours it runs at (CloudForet's collector schedule).
+//!
+//! `--once` runs every tenant now and exits (non-zero when a collection
+//! failed or records are left spooled). Otherwise the scheduler wakes every
+//! `tick`, starts the tenants whose hour has come (once per hour, at most
+//! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
+//! that could not reach CloudForet.
+
+use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints};
+use crate::cloudforet::resilience::Backoff;
+use crate::cloudforet::token::{Auth, Scope};
+use crate::push::{self, PushReport, PushSettings, PushSpec, Sink};
+use crate::sandbox::{Plugin, Runtime, RuntimeConfig};
+use crate::store::Store;
+use crate::tenancy::TenancyConfig;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The embedded store (outbox, ledger, runs, state).
+    #[serde(default = "default_store")]
+    pub store: PathBuf,
+    /// The collector component, unless a tenant names its own.
+    pub plugin: Option<PathBuf>,
+    /// Tenants collected at once.
+    #[serde(default = "default_parallel")]
+    pub max_parallel_tenants: usize,
+    /// Per-tenant sandbox limits (the JSON file of `serve --tenants`).
+    pub limits: Option<PathBuf>,
+    /// POST collection.finished/failed here (key: CF_HOST_WEBHOOK_SECRET).
+    pub webhook_url: Option<String>,
+    pub cloudforet: CloudForet,
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudForet {
+    /// Default endpoint of every service (`http://host:port`).
+    pub endpoint: Option<String>,
+    pub identity: Option<String>,
+    pub inventory: Option<String>,
+    /// Completion notifications go here (none without it or `endpoint`).
+    pub notification: Option<String>,
+    /// File holding an App's client_secret, used as the token.
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding it.
+    pub token_env: Option<String>,
+    /// Or a user: issued (LOCAL) and granted for the domain or workspace.
+    pub user_id: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub domain_id: Option<String>,
+    /// Grants the workspace scope (domain scope without it).
+    pub workspace_id: Option<String>,
+    /// Notification.create's resource: type and id.
+    pub notify_resource_type: Option<String>,
+    pub notify_resource_id: Option<String>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_deliver_timeout")]
+    pub deliver_timeout_secs: u64,
+    #[serde(default = "default_delete_after")]
+    pub delete_after_missed: u32,
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_secs: u64,
+    /// Attempts per call while CloudForet is unavailable.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantJob {
+    pub name: String,
+    /// Prism Central, e.g. `https://prism.example.com:9440`.
+    pub endpoint: String,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub plugin: Option<PathBuf>,
+    #[serde(default)]
+    pub options: toml::Table,
+    #[serde(default)]
+    pub task_options: toml::Table,
+    /// CloudForet project of the tenant's cloud services.
+    pub project_id: Option<String>,
+    /// UTC hours to run at (0–23).
+    #[serde(default = "default_hours")]
+    pub hours: Vec<u8>,
+    /// Private networks (CIDR) the endpoint may resolve into.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+}
+
+fn default_store() -> PathBuf {
+    PathBuf::from("cf-host-push.db")
+}
+fn default_parallel() -> usize {
+    2
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_deliver_timeout() -> u64 {
+    60
+}
+fn default_delete_after() -> u32 {
+    3
+}
+fn default_call_timeout() -> u64 {
+    30
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff_ms() -> u64 {
+    200
+}
+fn default_backoff_max_ms() -> u64 {
+    10_000
+}
+fn default_breaker_threshold() -> u32 {
+    5
+}
+fn default_breaker_open() -> u64 {
+    5
+}
+fn default_hours() -> Vec<u8> {
+    vec![0]
+}
+
+fn read_secret_file(what: &str, p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("{what} {}: {e}", p.display()))
+}
+
+fn env(what: &str, var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+}
+
+/// Resolves relative paths against the config file's directory.
+fn rel(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+impl RunConfig {
+    pub fn load(path: &Path) -> Result<RunConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.store = rel(base, &c.store);
+        c.plugin = c.plugin.map(|p| rel(base, &p));
+        c.limits = c.limits.map(|p| rel(base, &p));
+        c.cloudforet.token_file = c.cloudforet.token_file.map(|p| rel(base, &p));
+        c.cloudforet.password_file = c.cloudforet.password_file.map(|p| rel(base, &p));
+        for t in &mut c.tenants {
+            t.secret_file = t.secret_file.take().map(|p| rel(base, &p));
+            t.plugin = t.plugin.take().map(|p| rel(base, &p));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.tenants.is_empty() {
+            return Err("no [[tenant]] to collect".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if !seen.insert(t.name.as_str()) {
+                return Err(format!("tenant '{}' is configured twice", t.name));
+            }
+            if t.plugin.is_none() && self.plugin.is_none() {
+                return Err(format!("tenant '{}': no plugin (set `plugin` at the top or in the tenant)", t.name));
+            }
+            if t.secret_file.is_some() == t.secret_env.is_some() {
+                return Err(format!("tenant '{}': set exactly one of secret_file, secret_env", t.name));
+            }
+            if let Some(h) = t.hours.iter().find(|h| **h > 23) {
+                return Err(format!("tenant '{}': hour {h} is not 0-23", t.name));
+            }
+        }
+        if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
+            return Err("max_parallel_tenants and cloudforet.concurrency must be at least 1".into());
+        }
+        self.endpoints().map(|_| ())
+    }
+
+    pub fn endpoints(&self) -> Result<Endpoints, String> {
+        let c = &self.cloudforet;
+        let pick = |s: &Option<String>, what: &str| {
+            s.clone().or_else(|| c.endpoint.clone()).ok_or_else(|| format!("cloudforet.{what} (or cloudforet.endpoint) is required"))
+        };
+        Ok(Endpoints {
+            identity: pick(&c.identity, "identity")?,
+            inventory: pick(&c.inventory, "inventory")?,
+            notification: c.notification.clone().or_else(|| c.endpoint.clone()),
+        })
+    }
+
+    pub fn auth(&self) -> Result<Auth, String> {
+        let c = &self.cloudforet;
+        match (&c.token_file, &c.token_env, &c.user_id) {
+            (Some(f), None, None) => Ok(Auth::Token(read_secret_file("cloudforet.token_file", f)?)),
+            (None, Some(v), None) => Ok(Auth::Token(env("cloudforet.token_env", v)?)),
+            (None, None, Some(user_id)) => {
+                let password = match (&c.password_env, &c.password_file) {
+                    (Some(v), None) => env("cloudforet.password_env", v)?,
+                    (None, Some(f)) => read_secret_file("cloudforet.password_file", f)?,
+                    _ => return Err("cloudforet.user_id needs exactly one of password_env, password_file".into()),
+                };
+                let domain_id = c.domain_id.clone().ok_or("cloudforet.user_id needs domain_id")?;
+                let scope = if c.workspace_id.is_some() { Scope::Workspace } else { Scope::Domain };
+                Ok(Auth::User { user_id: user_id.clone(), password, domain_id, scope, workspace_id: c.workspace_id.clone() })
+            }
+            _ => Err("cloudforet: set exactly one of token_file, token_env, user_id".into()),
+        }
+    }
+
+    pub fn connector_config(&self) -> Result<ConnectorConfig, String> {
+        let c = &self.cloudforet;
+        let mut cc = ConnectorConfig::new(self.endpoints()?, self.auth()?);
+        cc.backoff = Backoff {
+            base: Duration::from_millis(c.backoff_base_ms),
+            max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_base_ms)),
+            attempts: c.attempts.max(1),
+        };
+        cc.breaker_threshold = c.breaker_threshold;
+        cc.breaker_open_for = Duration::from_secs(c.breaker_open_secs);
+        cc.call_timeout = Duration::from_secs(c.call_timeout_secs.max(1));
+        Ok(cc)
+    }
+
+    pub fn settings(&self) -> PushSettings {
+        let c = &self.cloudforet;
+        PushSettings {
+            concurrency: c.concurrency,
+            deliver_timeout: Duration::from_secs(c.deliver_timeout_secs),
+            delete_after_missed: c.delete_after_missed,
+            pause: Duration::from_millis(c.backoff_max_ms.clamp(100, 5_000)),
+            notify_resource: c.notify_resource_type.clone().map(|t| (t, c.notify_resource_id.clone().unwrap_or_default())),
+        }
+    }
+
+    /// The sandbox settings: limits file plus each tenant's networks.
+    pub fn tenancy(&self) -> Result<TenancyConfig, String> {
+        let mut tenancy = match &self.limits {
+            Some(p) => TenancyConfig::load(p)?,
+            None => TenancyConfig::default(),
+        };
+        for t in &self.tenants {
+            let nets = t
+                .allow_networks
+                .iter()
+                .map(|n| n.parse::<ipnet::IpNet>().map_err(|e| format!("tenant '{}': allow_networks {n:?}: {e}", t.name)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !nets.is_empty() {
+                let mut tc = tenancy.get(&t.name).clone();
+                tc.allow_networks.extend(nets);
+                tenancy.tenants.insert(t.name.clone(), tc);
+            }
+        }
+        Ok(tenancy)
+    }
+}
+
+fn toml_to_json(t: &toml::Table) -> Result<Value, String> {
+    serde_json::to_value(t).map_err(|e| e.to_string())
+}
+
+impl TenantJob {
+    fn spec(&self) -> Result<PushSpec, String> {
+        let text = match (&self.secret_file, &self.secret_env) {
+            (Some(f), _) => std::fs::read_to_string(f).map_err(|e| format!("tenant '{}': secret {}: {e}", self.name, f.display()))?,
+            (_, Some(v)) => env(&format!("tenant '{}': secret_env", self.name), v)?,
+            _ => return Err(format!("tenant '{}': no secret", self.name)),
+        };
+        let secret: Value = match serde_json::from_str(&text) {
+            Ok(v @ Value::Object(_)) => v,
+            // Never echo the secret's text.
+            _ => return Err(format!("tenant '{}': the secret is not a JSON object", self.name)),
+        };
+        Ok(PushSpec {
+            tenant: self.name.clone(),
+            endpoint: self.endpoint.clone(),
+            secret,
+            options: toml_to_json(&self.options)?,
+            task_options: toml_to_json(&self.task_options)?,
+            project_id: self.project_id.clone(),
+        })
+    }
+}
+
+/// A loaded configuration, ready to run.
+pub struct Runner {
+    pub config: RunConfig,
+    pub runtime: Runtime,
+    pub sink: Sink,
+    plugins: HashMap<PathBuf, Plugin>,
+}
+
+impl Runner {
+    pub fn new(config: RunConfig) -> Result<Runner, String> {
+        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() })?;
+        let mut plugins = HashMap::new();
+        for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
+            if !plugins.contains_key(p) {
+                let plugin = runtime.load_file(p).map_err(|e| format!("plugin {}: {e}", p.display()))?;
+                plugins.insert(p.clone(), plugin);
+            }
+        }
+        let connector = Connector::new(config.connector_config()?)?;
+        let store = Arc::new(Store::open(&config.store)?);
+        let webhook = match &config.webhook_url {
+            Some(url) => {
+                let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| "webhook_url needs CF_HOST_WEBHOOK_SECRET (16+ characters)")?;
+                Some(crate::webhook::Webhook::new(url, &secret)?)
+            }
+            None => None,
+        };
+        let endpoints = config.endpoints()?;
+        let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{}", endpoints.inventory), settings: config.settings(), webhook };
+        Ok(Runner { config, runtime, sink, plugins })
+    }
+
+    fn plugin(&self, t: &TenantJob) -> Result<&Plugin, String> {
+        let path = t.plugin.as_ref().or(self.config.plugin.as_ref()).ok_or_else(|| format!("tenant '{}': no plugin", t.name))?;
+        self.plugins.get(path).ok_or_else(|| format!("tenant '{}': plugin {} not loaded", t.name, path.display()))
+    }
+
+    /// Runs one tenant now.
+    pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, String> {
+        use tracing::Instrument;
+        let plugin = self.plugin(t)?;
+        push::run(&self.runtime, plugin, &self.sink, t.spec()?).instrument(tracing::info_span!("push", tenant = %t.name)).await
+    }
+
+    /// Runs the named tenants (all when empty) now, at most
+    /// `max_parallel_tenants` at a time; results in configuration order.
+    pub async fn run_all(&self, only: &[String]) -> Result<Vec<(String, Result<PushReport, String>)>, String> {
+        if let Some(unknown) = only.iter().find(|n| !self.config.tenants.iter().any(|t| &t.name == *n)) {
+            return Err(format!("no tenant '{unknown}' in the configuration"));
+        }
+        let jobs: Vec<&TenantJob> = self.config.tenants.iter().filter(|t| only.is_empty() || only.contains(&t.name)).collect();
+        Ok(self.run_jobs(jobs).await)
+    }
+
+    async fn run_jobs(&self, jobs: Vec<&TenantJob>) -> Vec<(String, Result<PushReport, String>)> {
+        let slots = tokio::sync::Semaphore::new(self.config.max_parallel_tenants.max(1));
+        let mut runs = Vec::with_capacity(jobs.len());
+        for t in jobs {
+            let slots = &slots;
+            runs.push(async move {
+                let _slot = slots.acquire().await;
+                (t.name.clone(), self.run_tenant(t).await)
+            });
+        }
+        futures::future::join_all(runs).await
+    }
+
+    /// Delivers outboxes left by earlier runs; per tenant `(delivered, error)`.
+    pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, String> {
+        let mut out = BTreeMap::new();
+        for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
+            out.insert(tenant.clone(), push::redeliver(&self.sink, &tenant).await);
+        }
+        Ok(out)
+    }
+
+    /// The scheduler: runs tenants at their hours until `shutdown`.
+    pub async fn serve(&self, tick: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+        tokio::pin!(shutdown);
+        let mut last_hour: HashMap<String, i64> = HashMap::new();
+        loop {
+            let now = chrono::Utc::now();
+            let (hour_index, hour) = (now.timestamp().div_euclid(3600), chrono::Timelike::hour(&now) as u8);
+            let due: Vec<&TenantJob> = self
+                .config
+                .tenants
+                .iter()
+                .filter(|t| t.hours.contains(&hour) && last_hour.get(&t.name) != Some(&hour_index))
+                .collect();
+            let names: Vec<String> = due.iter().map(|t| t.name.clone()).collect();
+            for n in &names {
+                last_hour.insert(n.clone(), hour_index);
+            }
+            let work = async {
+                for (tenant, r) in self.run_jobs(due).await {
+                    match r {
+                        Ok(rep) => tracing::info!(tenant, summary = %rep.summary_json(), "push run finished"),
+                        Err(e) => tracing::error!(tenant, error = %e, "push run failed"),
+                    }
+                }
+                match self.redeliver().await {
+                    Ok(m) => m.into_iter().filter(|(_, (n, _))| *n > 0).for_each(|(tenant, (n, e))| {
+                        tracing::info!(tenant, delivered = n, error = e.as_deref().unwrap_or(""), "redelivered spooled records")
+                    }),
+                    Err(e) => tracing::error!(error = %e, "redelivery failed"),
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = work => {}
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
+
+/// The per-tenant summary printed by `cf-host run --once`.
+pub fn render(results: &[(String, Result<PushReport, String>)]) -> String {
+    let mut s = String::new();
+    for (tenant, r) in results {
+        match r {
+            Ok(rep) => {
+                let t = rep.totals();
+                s.push_str(&format!(
+                    "{tenant}: {} created, {} updated, {} unchanged, {} errors, {} deleted, {} redelivered, {} spooled in {:.2} s\n",
+                    t.created,
+                    t.updated,
+                    t.unchanged,
+                    t.errors,
+                    rep.deleted,
+                    rep.redelivered,
+                    rep.spooled,
+                    rep.elapsed.as_secs_f64()
+                ));
+                if let Some(e) = &rep.error {
+                    s.push_str(&format!("  collection failed: {e}\n"));
+                }
+                if let Some(e) = &rep.delivery_error {
+                    s.push_str(&format!("  delivery stopped: {e}\n"));
+                }
+            }
+            Err(e) => s.push_str(&format!("{tenant}: failed: {e}\n")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RunConfig, String> {
+        let dir = std::env::temp_dir().join(format!("cf-push-config-{}", crate::sandbox::new_run_id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let p = dir.join("run.toml");
+        std::fs::write(&p, text).map_err(|e| e.to_string())?;
+        let r = RunConfig::load(&p);
+        std::fs::remove_dir_all(dir).ok();
+        r
+    }
+
+    const GOOD: &str = r#"
+plugin = "guest.wasm"
+[cloudforet]
+endpoint = "http://cf:50051"
+token_env = "CF_TEST_TOKEN_NOT_SET"
+[[tenant]]
+name = "acme"
+endpoint = "https://prism:9440"
+secret_file = "acme.json"
+hours = [0, 12]
+options = { api_version = "v4", page_size = 100 }
+"#;
+
+    #[test]
+    fn loads_and_resolves_relative_paths() {
+        let c = parse(GOOD).unwrap();
+        assert!(c.store.is_absolute() && c.store.ends_with("cf-host-push.db"));
+        assert!(c.tenants[0].secret_file.as_ref().unwrap().ends_with("acme.json"));
+        let e = c.endpoints().unwrap();
+        assert_eq!((e.identity.as_str(), e.inventory.as_str(), e.notification.as_deref()), ("http://cf:50051", "http://cf:50051", Some("http://cf:50051")));
+        assert_eq!(toml_to_json(&c.tenants[0].options).unwrap(), serde_json::json!({"api_version": "v4", "page_size": 100}));
+        assert_eq!(c.settings().delete_after_missed, 3);
+        // The token comes from the environment, named but unset here.
+        assert!(c.auth().unwrap_err().contains("CF_TEST_TOKEN_NOT_SET"));
+    }
+
+    /// The example documents every key (it loads, and each field the
+    /// parser knows appears in it, commented or not).
+    #[test]
+    fn the_example_documents_every_key() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cf-host.push.example.toml");
+        let c = RunConfig::load(&p).unwrap();
+        assert_eq!(c.tenants[0].name, "acme");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let src = include_str!("push_config.rs");
+        let structs = ["pub struct RunConfig {", "pub struct CloudForet {", "pub struct TenantJob {"];
+        for st in structs {
+            let body = &src[src.find(st).unwrap()..];
+            let body = &body[..body.find("\n}").unwrap()];
+            for line in body.lines().map(str::trim).filter(|l| l.starts_with("pub ") && l.contains(':')) {
+                let field = line["pub ".len()..].split(':').next().unwrap();
+                let key = match field {
+                    "tenants" => "[[tenant]]".to_string(),
+                    "cloudforet" => "[cloudforet]".to_string(),
+                    _ => format!("{field} ="),
+                };
+                assert!(text.contains(&key), "cf-host.push.example.toml does not document `{field}`");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let cases = [
+            (GOOD.replace("hours = [0, 12]", "hours = [24]"), "hour 24"),
+            (GOOD.replace("secret_file = \"acme.json\"", ""), "exactly one of secret_file, secret_env"),
+            (GOOD.replace("plugin = \"guest.wasm\"", ""), "no plugin"),
+            (GOOD.replace("endpoint = \"http://cf:50051\"", ""), "cloudforet.identity"),
+            (GOOD.replace("name = \"acme\"", "name = \"acme\"\nfoo = 1"), "unknown field `foo`"),
+            (format!("{GOOD}\n[[tenant]]\nname = \"acme\"\nendpoint = \"x\"\nsecret_env = \"X\"\n"), "configured twice"),
+            (GOOD.replace("token_env = \"CF_TEST_TOKEN_NOT_SET\"", "token_env = \"A\"\nuser_id = \"u\""), "exactly one of token_file"),
+        ];
+        for (text, want) in cases {
+            let e = match parse(&text) {
+                Ok(c) => c.auth().map(|_| ()).unwrap_err(),
+                Err(e) => e,
+            };
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+}

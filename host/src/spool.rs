@@ -1,0 +1,250 @@
+//! Push mode's durable outbox and push ledger, in the embedded store.
+//!
+//! Every record a push run collects is written to the `outbox` (one
+//! transaction per batch) before any delivery is tried, and leaves it only
+//! once CloudForet has taken it (or refused it as invalid, which is
+//! recorded as an error resource). A run that cannot reach CloudForet ends
+//! with its records still spooled; the next delivery (the next run, or the
+//! daemon's redelivery) sends them: nothing collected is lost. Delivery is
+//! an upsert by match rule, so a record delivered twice (a crash between
+//! CloudForet's answer and the outbox delete) is not duplicated.
+//!
+//! The `pushed` ledger remembers the CloudForet id of every cloud service
+//! pushed per sink and tenant and the last run that saw it; a complete run
+//! counts up `missed` on the others, which are deleted after N misses.
+
+use crate::record::{Record, ResourceType};
+use crate::store::{match_keys, now, Store};
+use rusqlite::params;
+use serde_json::{Map, Value};
+
+/// A record waiting in the outbox.
+#[derive(Clone, Debug)]
+pub struct Spooled {
+    pub seq: i64,
+    pub run_id: String,
+    pub resource_type: ResourceType,
+    pub label: String,
+    /// The match-rule key (delivery of one key is serialized).
+    pub key: String,
+    pub resource: Map<String, Value>,
+    pub attempts: i64,
+}
+
+fn db(e: rusqlite::Error) -> String {
+    format!("store: {e}")
+}
+
+impl Store {
+    /// Writes a batch to the outbox in one transaction. Error resources
+    /// are not spooled (the caller records them).
+    pub fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (sink, tenant, run_id, resource_type, label, key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(db)?;
+            for r in batch.iter().filter(|r| !r.is_error()) {
+                let key = match_keys(r).into_iter().next().map(|(_, k)| k).unwrap_or_default();
+                stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text()]).map_err(db)?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(n)
+    }
+
+    /// The oldest `limit` spooled records of a sink and tenant.
+    pub fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, String> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, run_id, resource_type, label, key, body, attempts FROM outbox
+                 WHERE sink = ?1 AND tenant = ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![sink, tenant, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?, r.get(6)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, run_id, ty, label, key, body, attempts) = row.map_err(db)?;
+            let resource_type = ResourceType::parse(&ty).ok_or_else(|| format!("outbox row {seq}: unknown resource type '{ty}'"))?;
+            let resource = serde_json::from_str::<Map<String, Value>>(&body).map_err(|e| format!("outbox row {seq}: {e}"))?;
+            out.push(Spooled { seq, run_id, resource_type, label, key, resource, attempts });
+        }
+        Ok(out)
+    }
+
+    /// Records left in a sink's outbox for a tenant (all tenants: `None`).
+    pub fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, String> {
+        let conn = self.conn();
+        let n: i64 = match tenant {
+            Some(t) => conn.query_row("SELECT COUNT(*) FROM outbox WHERE sink = ?1 AND tenant = ?2", params![sink, t], |r| r.get(0)),
+            None => conn.query_row("SELECT COUNT(*) FROM outbox WHERE sink = ?1", params![sink], |r| r.get(0)),
+        }
+        .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    /// Tenants with spooled records for a sink.
+    pub fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, String> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM outbox WHERE sink = ?1 ORDER BY tenant").map_err(db)?;
+        let rows = stmt.query_map(params![sink], |r| r.get(0)).map_err(db)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(db)
+    }
+
+    /// A record CloudForet took: out of the outbox; a cloud service goes
+    /// into the ledger as seen by its run.
+    pub fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq]).map_err(db)?;
+        if s.resource_type == ResourceType::CloudService && !s.key.is_empty() {
+            tx.execute(
+                "INSERT INTO pushed (sink, tenant, resource_type, key, remote_id, last_run, missed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+                 ON CONFLICT (sink, tenant, resource_type, key) DO UPDATE SET remote_id = ?5, last_run = ?6, missed = 0",
+                params![sink, tenant, s.resource_type.as_str(), s.key, remote_id, s.run_id],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// A record CloudForet refused as invalid: out of the outbox, into the
+    /// run's error resources with the reason.
+    pub fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq]).map_err(db)?;
+        tx.execute(
+            "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, s.run_id, s.label, format!("CloudForet refused the record: {reason}"), Value::Object(s.resource.clone()).to_string(), now()],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// A delivery attempt that failed for a passing reason (kept spooled).
+    pub fn attempt_failed(&self, s: &Spooled, error: &str) -> Result<(), String> {
+        self.conn()
+            .execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1", params![s.seq, error])
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// After a complete run: every pushed cloud service of the sink and
+    /// tenant the run did not see has missed one more run. Returns
+    /// `(key, remote_id)` of those that have now missed `delete_after`
+    /// runs (0: never).
+    pub fn missed_by(&self, sink: &str, tenant: &str, run_id: &str, delete_after: u32) -> Result<Vec<(String, String)>, String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute("UPDATE pushed SET missed = missed + 1 WHERE sink = ?1 AND tenant = ?2 AND last_run != ?3", params![sink, tenant, run_id])
+            .map_err(db)?;
+        let gone = if delete_after == 0 {
+            Vec::new()
+        } else {
+            let mut stmt = tx
+                .prepare("SELECT key, remote_id FROM pushed WHERE sink = ?1 AND tenant = ?2 AND missed >= ?3 ORDER BY key")
+                .map_err(db)?;
+            let rows = stmt.query_map(params![sink, tenant, delete_after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+            rows.collect::<Result<Vec<(String, String)>, _>>().map_err(db)?
+        };
+        tx.commit().map_err(db)?;
+        Ok(gone)
+    }
+
+    /// A cloud service deleted in CloudForet leaves the ledger.
+    pub fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), String> {
+        self.conn()
+            .execute("DELETE FROM pushed WHERE sink = ?1 AND tenant = ?2 AND key = ?3", params![sink, tenant, key])
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Labels of a run's error resources, one per error resource.
+    pub fn error_labels_of_run(&self, run_id: &str) -> Result<Vec<String>, String> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT label FROM error_resources WHERE run_id = ?1 ORDER BY id").map_err(db)?;
+        let rows = stmt.query_map(params![run_id], |r| r.get(0)).map_err(db)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(db)
+    }
+
+    /// Cloud services in the ledger of a sink and tenant.
+    pub fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, String> {
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM pushed WHERE sink = ?1 AND tenant = ?2", params![sink, tenant], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(id: &str) -> Record {
+        let r = json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
+            "account": "pc", "reference": {"resource_id": id}, "data": {"n": 1}});
+        Record::from_resource(ResourceType::CloudService, r.as_object().cloned().unwrap_or_default())
+    }
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cf-host-spool-test-{}", crate::sandbox::new_run_id()));
+        (Store::open(&dir.join("s.db")).expect("store"), dir)
+    }
+
+    #[test]
+    fn spool_survives_reopen_and_drains_in_order() {
+        let (s, dir) = store();
+        let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
+        assert_eq!(s.spool("cf", "t", "r1", &[vm("a"), err, vm("b")]).unwrap(), 2);
+        drop(s);
+        let s = Store::open(&dir.join("s.db")).unwrap();
+        let rows = s.spooled("cf", "t", 10).unwrap();
+        assert_eq!(rows.iter().map(|r| r.resource["name"].as_str().unwrap()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(rows[0].resource["data"], json!({"n": 1}));
+        assert_eq!(s.spooled("cf", "other", 10).unwrap().len(), 0);
+        assert_eq!(s.spool_tenants("cf").unwrap(), ["t"]);
+        s.attempt_failed(&rows[0], "down").unwrap();
+        assert_eq!(s.spooled("cf", "t", 1).unwrap()[0].attempts, 1);
+        s.delivered("cf", "t", &rows[0], "cs-a").unwrap();
+        s.refused("t", &rows[1], "ERROR_INVALID_ARGUMENT: bad").unwrap();
+        assert_eq!(s.spool_len("cf", None).unwrap(), 0);
+        assert_eq!(s.errors_of_run("r1").unwrap(), ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]);
+        assert_eq!(s.pushed_count("cf", "t").unwrap(), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unseen_cloud_services_are_deleted_after_n_complete_runs() {
+        let (s, dir) = store();
+        s.spool("cf", "t", "r1", &[vm("a"), vm("b")]).unwrap();
+        for (row, id) in s.spooled("cf", "t", 10).unwrap().iter().zip(["cs-a", "cs-b"]) {
+            s.delivered("cf", "t", row, id).unwrap();
+        }
+        assert!(s.missed_by("cf", "t", "r1", 2).unwrap().is_empty());
+        // Run 2 sees only "a"; "b" misses once, then twice.
+        s.spool("cf", "t", "r2", &[vm("a")]).unwrap();
+        let row = s.spooled("cf", "t", 10).unwrap().remove(0);
+        s.delivered("cf", "t", &row, "cs-a").unwrap();
+        assert!(s.missed_by("cf", "t", "r2", 2).unwrap().is_empty());
+        let gone = s.missed_by("cf", "t", "r3", 0).unwrap();
+        assert!(gone.is_empty(), "0 never deletes");
+        let gone = s.missed_by("cf", "t", "r4", 2).unwrap();
+        // "a" missed r3 and r4 too, "b" r2..r4.
+        assert_eq!(gone.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["cs-a", "cs-b"]);
+        s.forget_pushed("cf", "t", &gone[0].0).unwrap();
+        assert_eq!(s.pushed_count("cf", "t").unwrap(), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
