@@ -16,8 +16,8 @@
 //! going for `deliver_timeout`, then leaves the rest spooled for the next
 //! delivery. Records CloudForet refuses as invalid become error resources.
 //!
-//! A complete run (collection succeeded, no error resource, outbox empty)
-//! ends with the sweep: cloud services pushed before and not seen for
+//! A complete run (collection succeeded, no error resource, outbox empty,
+//! no task options narrowing it) ends with the sweep: cloud services pushed before and not seen for
 //! `delete_after_missed` complete runs are deleted. Then the notification
 //! (`Notification.create`) and the optional webhook.
 
@@ -373,7 +373,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         delivery_error,
         ..Default::default()
     };
-    if report.complete() && tally.errors == 0 && report.totals().errors == 0 {
+    if sweeps(&report, &tally, &spec.task_options) {
         report.deleted = sweep(sink, &spec.tenant, &run_id).await?;
     }
     report.elapsed = started.elapsed();
@@ -388,6 +388,15 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         }
     }
     Ok(report)
+}
+
+/// Whether a run saw the whole estate, so that what it did not see is
+/// gone: collected and delivered completely, no error resource (a failed
+/// page would look like deletions), and no task options narrowing it to
+/// some kinds or regions.
+fn sweeps(report: &PushReport, tally: &Tally, task_options: &Value) -> bool {
+    let narrowed = task_options.as_object().is_some_and(|o| !o.is_empty());
+    report.complete() && tally.errors == 0 && report.totals().errors == 0 && !narrowed
 }
 
 /// Error resources of a run by label.
@@ -463,5 +472,27 @@ async fn notify(sink: &Sink, tenant: &str, plugin: &Plugin, report: &PushReport)
     };
     if let Err(e) = sink.connector.notify(request).await {
         tracing::warn!(tenant, error = %e, "Notification.create failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_clean_runs_sweep() {
+        let clean = PushReport::default();
+        let none = Tally::default();
+        assert!(sweeps(&clean, &none, &json!({})));
+        assert!(sweeps(&clean, &none, &Value::Null));
+        assert!(!sweeps(&clean, &none, &json!({"resource_kinds": ["vms"]})), "a narrowed run");
+        let errors = Tally { errors: 1, ..Default::default() };
+        assert!(!sweeps(&clean, &errors, &json!({})), "an error resource");
+        let spooled = PushReport { spooled: 3, ..Default::default() };
+        assert!(!sweeps(&spooled, &none, &json!({})), "records not delivered");
+        let failed = PushReport { error: Some(RunError::Host("x".into())), ..Default::default() };
+        assert!(!sweeps(&failed, &none, &json!({})), "a failed collection");
+        let refused = PushReport { delivery_error: Some("token refused".into()), ..Default::default() };
+        assert!(!sweeps(&refused, &none, &json!({})));
     }
 }
