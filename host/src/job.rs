@@ -114,6 +114,32 @@ pub fn secret_for_endpoint(mut secret: Value, endpoint: &url::Url) -> Value {
     secret
 }
 
+/// The run context of a collection of `endpoint` (`collect`, `demo` and
+/// push runs): the endpoint checked and merged into the secret, its origin
+/// the only egress grant, TLS from the options, the tenant's limits, state
+/// in `store`.
+pub fn run_context(
+    runtime: &Runtime,
+    tenant: &str,
+    endpoint: &str,
+    secret: Value,
+    options: Value,
+    store: Arc<Store>,
+) -> Result<RunContext, String> {
+    let url = url::Url::parse(endpoint).map_err(|e| format!("invalid endpoint '{endpoint}': {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("invalid endpoint '{endpoint}': scheme must be http or https"));
+    }
+    let egress = EgressPolicy::for_endpoint(endpoint).map_err(|e| format!("invalid endpoint '{endpoint}': {e}"))?;
+    let mut ctx = RunContext::new(tenant.to_string(), runtime.limits_for(tenant));
+    ctx.tls = TlsConfig::from_options(&options)?;
+    ctx.options = options;
+    ctx.secret = secret_for_endpoint(secret, &url);
+    ctx.egress = egress;
+    ctx.state = store;
+    Ok(ctx)
+}
+
 /// Runs one collection into `store`. `progress` is called with the number of
 /// records written so far.
 pub async fn run(
@@ -123,18 +149,7 @@ pub async fn run(
     spec: JobSpec,
     progress: impl Fn(u64) + Send + 'static,
 ) -> Result<JobReport, String> {
-    let endpoint = url::Url::parse(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
-    if endpoint.scheme() != "http" && endpoint.scheme() != "https" {
-        return Err(format!("invalid endpoint '{}': scheme must be http or https", spec.endpoint));
-    }
-    let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
-    let tls = TlsConfig::from_options(&spec.options)?;
-    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.limits_for(&spec.tenant));
-    ctx.options = spec.options;
-    ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
-    ctx.egress = egress;
-    ctx.tls = tls;
-    ctx.state = store.clone();
+    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, store.clone())?;
     let run_id = ctx.run_id.clone();
     store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
 

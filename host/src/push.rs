@@ -24,13 +24,11 @@
 use crate::cloudforet::client::{Connector, Upserted};
 use crate::cloudforet::pb::notification::v1::{create_notification_request as notif, CreateNotificationRequest};
 use crate::cloudforet::{ApiError, Category};
-use crate::egress::EgressPolicy;
 use crate::error::RunError;
 use crate::grpc::convert::json_to_struct;
-use crate::host::http::TlsConfig;
-use crate::job::{secret_for_endpoint, Counts};
+use crate::job::{run_context, Counts};
 use crate::record::Record;
-use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime};
+use crate::sandbox::{CollectReport, Plugin, Runtime};
 use crate::spool::Spooled;
 use crate::store::Store;
 use crate::webhook::{Event, Tally, Webhook};
@@ -287,14 +285,7 @@ pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<String>) {
 
 /// Runs one push collection for a tenant.
 pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, String> {
-    let endpoint = url::Url::parse(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
-    let egress = EgressPolicy::for_endpoint(&spec.endpoint).map_err(|e| format!("invalid endpoint '{}': {e}", spec.endpoint))?;
-    let mut ctx = RunContext::new(spec.tenant.clone(), runtime.limits_for(&spec.tenant));
-    ctx.tls = TlsConfig::from_options(&spec.options)?;
-    ctx.options = spec.options;
-    ctx.secret = secret_for_endpoint(spec.secret, &endpoint);
-    ctx.egress = egress;
-    ctx.state = sink.store.clone();
+    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.store.clone())?;
     let run_id = ctx.run_id.clone();
     sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
     let started = Instant::now();
@@ -356,7 +347,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     }
     let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     let (mut counts, redelivered) = deliverer.counts.into_inner().unwrap_or_else(|p| p.into_inner());
-    for (label, n) in error_labels(&sink.store, &run_id)? {
+    for (label, n) in sink.store.error_counts_of_run(&run_id)? {
         counts.entry(label).or_default().errors += n;
     }
     let (collect, error) = match result {
@@ -373,7 +364,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         delivery_error,
         ..Default::default()
     };
-    if sweeps(&report, &tally, &spec.task_options) {
+    if sweeps(&report, &spec.task_options) {
         report.deleted = sweep(sink, &spec.tenant, &run_id).await?;
     }
     report.elapsed = started.elapsed();
@@ -391,21 +382,13 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
 }
 
 /// Whether a run saw the whole estate, so that what it did not see is
-/// gone: collected and delivered completely, no error resource (a failed
-/// page would look like deletions), and no task options narrowing it to
+/// gone: collected and delivered completely, no error resource (the
+/// guest's, e.g. a failed page, which would look like deletions, or a
+/// refusal; both are in the counts) and no task options narrowing it to
 /// some kinds or regions.
-fn sweeps(report: &PushReport, tally: &Tally, task_options: &Value) -> bool {
+fn sweeps(report: &PushReport, task_options: &Value) -> bool {
     let narrowed = task_options.as_object().is_some_and(|o| !o.is_empty());
-    report.complete() && tally.errors == 0 && report.totals().errors == 0 && !narrowed
-}
-
-/// Error resources of a run by label.
-fn error_labels(store: &Store, run_id: &str) -> Result<BTreeMap<String, u64>, String> {
-    let mut m = BTreeMap::new();
-    for label in store.error_labels_of_run(run_id)? {
-        *m.entry(label).or_default() += 1;
-    }
-    Ok(m)
+    report.complete() && report.totals().errors == 0 && !narrowed
 }
 
 /// Deletes the cloud services missed by enough complete runs.
@@ -482,17 +465,17 @@ mod tests {
     #[test]
     fn only_whole_clean_runs_sweep() {
         let clean = PushReport::default();
-        let none = Tally::default();
-        assert!(sweeps(&clean, &none, &json!({})));
-        assert!(sweeps(&clean, &none, &Value::Null));
-        assert!(!sweeps(&clean, &none, &json!({"resource_kinds": ["vms"]})), "a narrowed run");
-        let errors = Tally { errors: 1, ..Default::default() };
-        assert!(!sweeps(&clean, &errors, &json!({})), "an error resource");
+        assert!(sweeps(&clean, &json!({})));
+        assert!(sweeps(&clean, &Value::Null));
+        assert!(!sweeps(&clean, &json!({"resource_kinds": ["vms"]})), "a narrowed run");
+        let mut errors = PushReport::default();
+        errors.counts.insert("Compute/VirtualMachine".into(), Counts { created: 5, errors: 1, ..Default::default() });
+        assert!(!sweeps(&errors, &json!({})), "an error resource");
         let spooled = PushReport { spooled: 3, ..Default::default() };
-        assert!(!sweeps(&spooled, &none, &json!({})), "records not delivered");
+        assert!(!sweeps(&spooled, &json!({})), "records not delivered");
         let failed = PushReport { error: Some(RunError::Host("x".into())), ..Default::default() };
-        assert!(!sweeps(&failed, &none, &json!({})), "a failed collection");
+        assert!(!sweeps(&failed, &json!({})), "a failed collection");
         let refused = PushReport { delivery_error: Some("token refused".into()), ..Default::default() };
-        assert!(!sweeps(&refused, &none, &json!({})));
+        assert!(!sweeps(&refused, &json!({})));
     }
 }

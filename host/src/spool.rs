@@ -14,9 +14,10 @@
 //! counts up `missed` on the others, which are deleted after N misses.
 
 use crate::record::{Record, ResourceType};
-use crate::store::{match_keys, now, Store};
+use crate::store::{insert_error, match_keys, Store};
 use rusqlite::params;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A record waiting in the outbox.
 #[derive(Clone, Debug)]
@@ -124,11 +125,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq]).map_err(db)?;
-        tx.execute(
-            "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, s.run_id, s.label, format!("CloudForet refused the record: {reason}"), Value::Object(s.resource.clone()).to_string(), now()],
-        )
-        .map_err(db)?;
+        let body = Value::Object(s.resource.clone()).to_string();
+        insert_error(&tx, tenant, &s.run_id, &s.label, &format!("CloudForet refused the record: {reason}"), &body).map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -170,12 +168,12 @@ impl Store {
             .map_err(db)
     }
 
-    /// Labels of a run's error resources, one per error resource.
-    pub fn error_labels_of_run(&self, run_id: &str) -> Result<Vec<String>, String> {
+    /// Error resources of a run by label.
+    pub fn error_counts_of_run(&self, run_id: &str) -> Result<BTreeMap<String, u64>, String> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT label FROM error_resources WHERE run_id = ?1 ORDER BY id").map_err(db)?;
-        let rows = stmt.query_map(params![run_id], |r| r.get(0)).map_err(db)?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(db)
+        let mut stmt = conn.prepare("SELECT label, COUNT(*) FROM error_resources WHERE run_id = ?1 GROUP BY label").map_err(db)?;
+        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(db)?;
+        rows.collect::<Result<BTreeMap<String, u64>, _>>().map_err(db)
     }
 
     /// Cloud services in the ledger of a sink and tenant.
@@ -221,6 +219,7 @@ mod tests {
         s.refused("t", &rows[1], "ERROR_INVALID_ARGUMENT: bad").unwrap();
         assert_eq!(s.spool_len("cf", None).unwrap(), 0);
         assert_eq!(s.errors_of_run("r1").unwrap(), ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]);
+        assert_eq!(s.error_counts_of_run("r1").unwrap(), BTreeMap::from([("Compute/VirtualMachine".to_string(), 1)]));
         assert_eq!(s.pushed_count("cf", "t").unwrap(), 1);
         std::fs::remove_dir_all(dir).ok();
     }

@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS state (
 );
 "#;
 
-pub(crate) fn now() -> String {
+fn now() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
@@ -221,23 +221,26 @@ impl Store {
     }
 }
 
-pub(crate) fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
+/// Records an error resource of a run.
+pub(crate) fn insert_error(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, label: &str, message: &str, body: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![tenant, run_id, label, message, body, now()],
+    )
+    .map(|_| ())
+}
+
+fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
     let body = r.resource_text();
     let label = r.label();
     if r.is_error() {
-        tx.execute(
-            "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, run_id, label, r.message.as_deref().unwrap_or(""), body, now()],
-        )?;
+        insert_error(tx, tenant, run_id, &label, r.message.as_deref().unwrap_or(""), &body)?;
         return Ok(Outcome::Error);
     }
     let keys = match_keys(r);
     if keys.is_empty() {
         let msg = format!("{} has none of the fields of its match rules", r.resource_type.as_str());
-        tx.execute(
-            "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, run_id, label, msg, body, now()],
-        )?;
+        insert_error(tx, tenant, run_id, &label, &msg, &body)?;
         return Ok(Outcome::Error);
     }
     let digest = format!("{:x}", Sha256::digest(body.as_bytes()));

@@ -168,11 +168,6 @@ impl Connector {
         })
     }
 
-    /// Whether calls to the inventory service currently fail fast.
-    pub fn inventory_open(&self) -> bool {
-        !matches!(self.inventory.breaker().state(), super::resilience::BreakerState::Closed)
-    }
-
     /// One call of `message` with breaker, token, deadline and retries; `f`
     /// sends the request (token metadata set) on the channel.
     async fn call<M, T, F, Fut>(&self, svc: &Service, what: &str, message: &M, mut f: F) -> Result<T, ApiError>
@@ -190,21 +185,7 @@ impl Connector {
                     format!("{what}: circuit open for {} (retry in {} ms)", svc.endpoint, wait.as_millis()),
                 ));
             }
-            let result = match self.tokens.get(&self.identity.channel).await {
-                Ok(token) => match tonic::metadata::MetadataValue::try_from(token.as_str()) {
-                    Ok(v) => {
-                        let mut req = Request::new(message.clone());
-                        req.metadata_mut().insert("token", v);
-                        match tokio::time::timeout(self.call_timeout, f(svc.channel.clone(), req)).await {
-                            Ok(r) => r.map(tonic::Response::into_inner).map_err(|s| (ApiError::from_status(&s), Some(token))),
-                            Err(_) => Err((ApiError::new(Code::DeadlineExceeded, format!("no answer in {:?}", self.call_timeout)), None)),
-                        }
-                    }
-                    Err(_) => Err((ApiError::new(Code::Unauthenticated, "the token is not valid metadata text"), None)),
-                },
-                Err(e) => Err((e, None)),
-            };
-            let (e, token) = match result {
+            let (e, token) = match self.attempt(svc, message, &mut f).await {
                 Ok(v) => {
                     svc.breaker().success();
                     return Ok(v);
@@ -235,6 +216,25 @@ impl Connector {
                     return Err(ApiError { message: format!("{what}: {}", e.message), ..e });
                 }
             }
+        }
+    }
+
+    /// One try: a token, the request with it, the deadline. A failure comes
+    /// with the token it used (to be forgotten if refused).
+    async fn attempt<M, T, F, Fut>(&self, svc: &Service, message: &M, f: &mut F) -> Result<T, (ApiError, Option<String>)>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let token = self.tokens.get(&self.identity.channel).await.map_err(|e| (e, None))?;
+        let value = tonic::metadata::MetadataValue::try_from(token.as_str())
+            .map_err(|_| (ApiError::new(Code::Unauthenticated, "the token is not valid metadata text"), None))?;
+        let mut req = Request::new(message.clone());
+        req.metadata_mut().insert("token", value);
+        match tokio::time::timeout(self.call_timeout, f(svc.channel.clone(), req)).await {
+            Ok(r) => r.map(tonic::Response::into_inner).map_err(|s| (ApiError::from_status(&s), Some(token))),
+            Err(_) => Err((ApiError::new(Code::DeadlineExceeded, format!("no answer in {:?}", self.call_timeout)), None)),
         }
     }
 
