@@ -4,7 +4,7 @@
 //! - the collector plugin protocol cf-host serves; its descriptor set (with
 //!   google/protobuf imports) is kept for gRPC server reflection;
 //! - the public APIs the push connectors call (identity, inventory,
-//!   notification), kept out of that descriptor set: cf-host does not serve
+//!   notification, repository, secret), kept out of that descriptor set: cf-host does not serve
 //!   them, so reflection must not list them.
 
 fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
@@ -37,10 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compile(
         &[
             "proto/spaceone/api/identity/v2/token.proto",
+            "proto/spaceone/api/identity/v2/schema.proto",
             "proto/spaceone/api/inventory/v1/cloud_service.proto",
             "proto/spaceone/api/inventory/v1/cloud_service_type.proto",
             "proto/spaceone/api/inventory/v1/region.proto",
             "proto/spaceone/api/notification/v1/notification.proto",
+            "proto/spaceone/api/repository/v1/plugin.proto",
+            "proto/spaceone/api/secret/v1/secret.proto",
         ],
         None,
     )

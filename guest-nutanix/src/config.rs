@@ -440,6 +440,22 @@ mod tests {
         assert_eq!(k.auth, Auth::ApiKey);
     }
 
+    /// The secret schema `cf-host register` publishes (schema/secret.json)
+    /// describes exactly what `Secret::parse` reads, and what it requires.
+    #[test]
+    fn the_published_secret_schema_matches_the_parser() {
+        let schema: Value = serde_json::from_str(include_str!("../schema/secret.json")).unwrap();
+        let mut props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        props.sort_unstable();
+        assert_eq!(props, ["api_key", "host", "password", "port", "username"]);
+        assert_eq!(schema["required"], serde_json::json!(["host"]));
+        let full = r#"{"host":"pc.example.com","port":"9441","username":"u","password":"p"}"#;
+        assert_eq!(Secret::parse(full).unwrap().endpoint.port, 9441);
+        assert_eq!(err(Secret::parse(r#"{"port":"9440","api_key":"k"}"#)), "secret field 'host' is required");
+        let pattern = schema["properties"]["port"]["pattern"].as_str().unwrap();
+        assert_eq!(pattern, "^[0-9]{1,5}$", "ports are digits, as the parser's string ports");
+    }
+
     #[test]
     fn secret_url_host_and_string_port() {
         let s = Secret::parse(r#"{"host":"http://127.0.0.1:8080/","username":"a","password":"b"}"#).unwrap();

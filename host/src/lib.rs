@@ -21,6 +21,8 @@
 //!   admission, one fresh store per call with limits in place; the store's
 //!   state only aggregates the capability contexts.
 //! - [`egress`]: the egress policy, a pure module checked before any I/O.
+//! - [`resilience`]: back-off with jitter and the circuit breaker (pure),
+//!   used by the CloudForet connectors and by guests' outbound HTTP.
 //! - [`limits`]: per-run limits and their defaults.
 //! - [`metrics`]: Prometheus counters of runs, records, HTTP calls, limit
 //!   hits, sandboxes, live plugin versions.
@@ -59,6 +61,7 @@ pub mod push;
 pub mod push_config;
 pub mod record;
 pub mod registry;
+pub mod resilience;
 pub mod sandbox;
 pub mod secret;
 pub mod spool;

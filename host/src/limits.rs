@@ -32,6 +32,13 @@ pub struct HttpLimits {
     pub max_timeout: Duration,
     pub default_timeout: Duration,
     pub max_redirects: u32,
+    /// Consecutive failures (connection errors, timeouts, 5xx answers) of
+    /// one origin that open its circuit breaker for the tenant; 0 turns the
+    /// breaker off.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails requests to the origin without I/O
+    /// before one probe request goes out.
+    pub breaker_open: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +73,8 @@ impl Default for HttpLimits {
             max_timeout: Duration::from_secs(300),
             default_timeout: Duration::from_secs(30),
             max_redirects: 5,
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(30),
         }
     }
 }

@@ -227,6 +227,14 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         tick: u64,
     },
+    /// Publish the collector in CloudForet: its secret schema (identity
+    /// Schema) and its repository plugin, as `[register]` in the push
+    /// configuration says. Idempotent: creates, updates or leaves alone.
+    Register {
+        /// The push configuration (TOML) with a [register] section.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
     #[command(args_override_self = true)]
     Serve(ServeArgs),
@@ -436,6 +444,15 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             }
             eprintln!("cf-host run: {} tenants, store {}", runner.config.tenants.len(), runner.sink.store.path().display());
             runner.serve(std::time::Duration::from_secs(tick.max(1)), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Register { config } => {
+            let config = cf_host::push_config::RunConfig::load(&config)?;
+            let what = config.register.as_ref().ok_or("the configuration has no [register] section")?;
+            let connector = cf_host::cloudforet::client::Connector::new(config.connector_config()?)?;
+            for line in cf_host::push_config::register(&connector, what).await? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Plugins { action: PluginsAction::Push { file, reference, insecure }, .. } => {

@@ -13,15 +13,18 @@
 //! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
 //! that could not reach CloudForet.
 
-use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints};
-use crate::cloudforet::resilience::Backoff;
+use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints, Upserted};
+use crate::cloudforet::pb::identity::v2::SchemaType;
+use crate::cloudforet::pb::repository::v1::PublicRegistryType;
+use crate::cloudforet::register::{PluginSpec, SchemaSpec};
+use crate::resilience::Backoff;
 use crate::cloudforet::token::{Auth, Scope};
 use crate::push::{self, PushReport, PushSettings, PushSpec, Sink};
 use crate::sandbox::{Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 use crate::tenancy::TenancyConfig;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,8 +46,64 @@ pub struct RunConfig {
     /// POST collection.finished/failed here (key: CF_HOST_WEBHOOK_SECRET).
     pub webhook_url: Option<String>,
     pub cloudforet: CloudForet,
+    /// What `cf-host register` publishes.
+    pub register: Option<Register>,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantJob>,
+}
+
+/// `cf-host register`: the collector's secret schema and repository entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    pub schema: Option<SchemaConf>,
+    pub plugin: Option<PluginConf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConf {
+    pub schema_id: String,
+    pub name: String,
+    /// SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT or TRUSTED_ACCOUNT.
+    #[serde(default = "default_schema_type")]
+    pub schema_type: String,
+    /// The JSON Schema of the secret's data (a JSON file).
+    pub schema_file: PathBuf,
+    pub provider: String,
+    #[serde(default)]
+    pub related_schemas: Vec<String>,
+    #[serde(default)]
+    pub options: toml::Table,
+    #[serde(default)]
+    pub tags: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConf {
+    /// Empty: the repository assigns one and the plugin is found by name.
+    #[serde(default)]
+    pub plugin_id: String,
+    pub name: String,
+    /// The image CloudForet's supervisor deploys (cf-host serving the collector).
+    pub image: String,
+    #[serde(default = "default_plugin_resource_type")]
+    pub resource_type: String,
+    pub provider: String,
+    /// DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB or GCP_PRIVATE_GCR.
+    #[serde(default = "default_registry_type")]
+    pub registry_type: String,
+    #[serde(default)]
+    pub registry_config: toml::Table,
+    #[serde(default)]
+    pub capability: toml::Table,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub tags: toml::Table,
+    #[serde(default)]
+    pub docs: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +115,10 @@ pub struct CloudForet {
     pub inventory: Option<String>,
     /// Completion notifications go here (none without it or `endpoint`).
     pub notification: Option<String>,
+    /// Tenants' `secret_id`s are read here (default: `endpoint`).
+    pub secret: Option<String>,
+    /// `cf-host register` registers the plugin here (default: `endpoint`).
+    pub repository: Option<String>,
     /// File holding an App's client_secret, used as the token.
     pub token_file: Option<PathBuf>,
     /// Environment variable holding it.
@@ -99,6 +162,8 @@ pub struct TenantJob {
     pub endpoint: String,
     pub secret_file: Option<PathBuf>,
     pub secret_env: Option<String>,
+    /// A secret in CloudForet's secret service, read at every run.
+    pub secret_id: Option<String>,
     pub plugin: Option<PathBuf>,
     #[serde(default)]
     pub options: toml::Table,
@@ -150,6 +215,15 @@ fn default_breaker_open() -> u64 {
 fn default_hours() -> Vec<u8> {
     vec![0]
 }
+fn default_schema_type() -> String {
+    "SECRET".into()
+}
+fn default_plugin_resource_type() -> String {
+    "inventory.Collector".into()
+}
+fn default_registry_type() -> String {
+    "DOCKER_HUB".into()
+}
 
 fn read_secret_file(what: &str, p: &Path) -> Result<String, String> {
     std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("{what} {}: {e}", p.display()))
@@ -174,6 +248,9 @@ impl RunConfig {
         c.limits = c.limits.map(|p| rel(base, &p));
         c.cloudforet.token_file = c.cloudforet.token_file.map(|p| rel(base, &p));
         c.cloudforet.password_file = c.cloudforet.password_file.map(|p| rel(base, &p));
+        if let Some(s) = c.register.as_mut().and_then(|r| r.schema.as_mut()) {
+            s.schema_file = rel(base, &s.schema_file);
+        }
         for t in &mut c.tenants {
             t.secret_file = t.secret_file.take().map(|p| rel(base, &p));
             t.plugin = t.plugin.take().map(|p| rel(base, &p));
@@ -183,8 +260,12 @@ impl RunConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.tenants.is_empty() {
-            return Err("no [[tenant]] to collect".into());
+        if self.tenants.is_empty() && self.register.is_none() {
+            return Err("no [[tenant]] to collect and nothing to [register]".into());
+        }
+        if let Some(r) = &self.register {
+            r.schema_spec()?;
+            r.plugin_spec()?;
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.tenants {
@@ -194,8 +275,8 @@ impl RunConfig {
             if t.plugin.is_none() && self.plugin.is_none() {
                 return Err(format!("tenant '{}': no plugin (set `plugin` at the top or in the tenant)", t.name));
             }
-            if t.secret_file.is_some() == t.secret_env.is_some() {
-                return Err(format!("tenant '{}': set exactly one of secret_file, secret_env", t.name));
+            if [t.secret_file.is_some(), t.secret_env.is_some(), t.secret_id.is_some()].iter().filter(|b| **b).count() != 1 {
+                return Err(format!("tenant '{}': set exactly one of secret_file, secret_env, secret_id", t.name));
             }
             if let Some(h) = t.hours.iter().find(|h| **h > 23) {
                 return Err(format!("tenant '{}': hour {h} is not 0-23", t.name));
@@ -216,6 +297,8 @@ impl RunConfig {
             identity: pick(&c.identity, "identity")?,
             inventory: pick(&c.inventory, "inventory")?,
             notification: c.notification.clone().or_else(|| c.endpoint.clone()),
+            secret: c.secret.clone().or_else(|| c.endpoint.clone()),
+            repository: c.repository.clone().or_else(|| c.endpoint.clone()),
         })
     }
 
@@ -289,17 +372,90 @@ fn toml_to_json(t: &toml::Table) -> Result<Value, String> {
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
 
-impl TenantJob {
-    fn spec(&self) -> Result<PushSpec, String> {
-        let text = match (&self.secret_file, &self.secret_env) {
-            (Some(f), _) => std::fs::read_to_string(f).map_err(|e| format!("tenant '{}': secret {}: {e}", self.name, f.display()))?,
-            (_, Some(v)) => env(&format!("tenant '{}': secret_env", self.name), v)?,
-            _ => return Err(format!("tenant '{}': no secret", self.name)),
+fn toml_to_map(t: &toml::Table) -> Map<String, Value> {
+    // A TOML table is always a JSON object.
+    match serde_json::to_value(t) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+impl Register {
+    pub fn schema_spec(&self) -> Result<Option<SchemaSpec>, String> {
+        let Some(s) = &self.schema else { return Ok(None) };
+        let schema_type = SchemaType::parse(&s.schema_type)
+            .ok_or_else(|| format!("register.schema.schema_type '{}' is not one of SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT, TRUSTED_ACCOUNT", s.schema_type))?;
+        let text = std::fs::read_to_string(&s.schema_file).map_err(|e| format!("register.schema.schema_file {}: {e}", s.schema_file.display()))?;
+        let schema = match serde_json::from_str(&text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(format!("register.schema.schema_file {}: not a JSON object", s.schema_file.display())),
+            Err(e) => return Err(format!("register.schema.schema_file {}: {e}", s.schema_file.display())),
         };
-        let secret: Value = match serde_json::from_str(&text) {
-            Ok(v @ Value::Object(_)) => v,
-            // Never echo the secret's text.
-            _ => return Err(format!("tenant '{}': the secret is not a JSON object", self.name)),
+        Ok(Some(SchemaSpec {
+            schema_id: s.schema_id.clone(),
+            name: s.name.clone(),
+            schema_type,
+            schema,
+            provider: s.provider.clone(),
+            related_schemas: s.related_schemas.clone(),
+            options: toml_to_map(&s.options),
+            tags: toml_to_map(&s.tags),
+        }))
+    }
+
+    pub fn plugin_spec(&self) -> Result<Option<PluginSpec>, String> {
+        let Some(p) = &self.plugin else { return Ok(None) };
+        let registry_type = PublicRegistryType::parse(&p.registry_type).ok_or_else(|| {
+            format!("register.plugin.registry_type '{}' is not one of DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB, GCP_PRIVATE_GCR", p.registry_type)
+        })?;
+        if p.name.trim().is_empty() || p.image.trim().is_empty() {
+            return Err("register.plugin: name and image must not be empty".into());
+        }
+        Ok(Some(PluginSpec {
+            plugin_id: p.plugin_id.clone(),
+            name: p.name.clone(),
+            image: p.image.clone(),
+            resource_type: p.resource_type.clone(),
+            provider: p.provider.clone(),
+            registry_type,
+            registry_config: toml_to_map(&p.registry_config),
+            capability: toml_to_map(&p.capability),
+            labels: p.labels.clone(),
+            tags: toml_to_map(&p.tags),
+            docs: toml_to_map(&p.docs),
+        }))
+    }
+}
+
+/// Publishes the schema and the plugin; one line per item.
+pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let said = |what: &str, u: &Upserted| match u {
+        Upserted::Created(id) => format!("{what} {id}: created"),
+        Upserted::Updated(id) => format!("{what} {id}: updated"),
+        Upserted::Unchanged(id) => format!("{what} {id}: unchanged"),
+    };
+    if let Some(s) = r.schema_spec()? {
+        let u = connector.ensure_schema(&s).await.map_err(|e| format!("schema {}: {e}", s.schema_id))?;
+        out.push(said("schema", &u));
+    }
+    if let Some(p) = r.plugin_spec()? {
+        let u = connector.ensure_plugin(&p).await.map_err(|e| format!("plugin {}: {e}", p.name))?;
+        out.push(said("plugin", &u));
+    }
+    Ok(out)
+}
+
+impl TenantJob {
+    async fn spec(&self, connector: &Connector) -> Result<PushSpec, String> {
+        let secret = match (&self.secret_file, &self.secret_env, &self.secret_id) {
+            (Some(f), ..) => {
+                let text = std::fs::read_to_string(f).map_err(|e| format!("tenant '{}': secret {}: {e}", self.name, f.display()))?;
+                parse_secret(&self.name, &text)?
+            }
+            (_, Some(v), _) => parse_secret(&self.name, &env(&format!("tenant '{}': secret_env", self.name), v)?)?,
+            (.., Some(id)) => connector.secret_data(id).await.map_err(|e| format!("tenant '{}': secret {id}: {e}", self.name))?,
+            _ => return Err(format!("tenant '{}': no secret", self.name)),
         };
         Ok(PushSpec {
             tenant: self.name.clone(),
@@ -309,6 +465,14 @@ impl TenantJob {
             task_options: toml_to_json(&self.task_options)?,
             project_id: self.project_id.clone(),
         })
+    }
+}
+
+fn parse_secret(tenant: &str, text: &str) -> Result<Value, String> {
+    match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        // Never echo the secret's text.
+        _ => Err(format!("tenant '{tenant}': the secret is not a JSON object")),
     }
 }
 
@@ -322,6 +486,9 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(config: RunConfig) -> Result<Runner, String> {
+        if config.tenants.is_empty() {
+            return Err("no [[tenant]] to collect".into());
+        }
         let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() })?;
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
@@ -353,7 +520,8 @@ impl Runner {
     pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, String> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
-        push::run(&self.runtime, plugin, &self.sink, t.spec()?).instrument(tracing::info_span!("push", tenant = %t.name)).await
+        let spec = t.spec(&self.sink.connector).await?;
+        push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await
     }
 
     /// Runs the named tenants (all when empty) now, at most
@@ -511,7 +679,14 @@ options = { api_version = "v4", page_size = 100 }
         assert_eq!(c.tenants[0].name, "acme");
         let text = std::fs::read_to_string(&p).unwrap();
         let src = include_str!("push_config.rs");
-        let structs = ["pub struct RunConfig {", "pub struct CloudForet {", "pub struct TenantJob {"];
+        let structs = [
+            "pub struct RunConfig {",
+            "pub struct CloudForet {",
+            "pub struct TenantJob {",
+            "pub struct Register {",
+            "pub struct SchemaConf {",
+            "pub struct PluginConf {",
+        ];
         for st in structs {
             let body = &src[src.find(st).unwrap()..];
             let body = &body[..body.find("\n}").unwrap()];
@@ -520,6 +695,9 @@ options = { api_version = "v4", page_size = 100 }
                 let key = match field {
                     "tenants" => "[[tenant]]".to_string(),
                     "cloudforet" => "[cloudforet]".to_string(),
+                    "register" => "[register.".to_string(),
+                    "schema" => "[register.schema]".to_string(),
+                    "plugin" if st.contains("Register") => "[register.plugin]".to_string(),
                     _ => format!("{field} ="),
                 };
                 assert!(text.contains(&key), "cf-host.push.example.toml does not document `{field}`");
@@ -531,7 +709,10 @@ options = { api_version = "v4", page_size = 100 }
     fn bad_configs_say_what_is_wrong() {
         let cases = [
             (GOOD.replace("hours = [0, 12]", "hours = [24]"), "hour 24"),
-            (GOOD.replace("secret_file = \"acme.json\"", ""), "exactly one of secret_file, secret_env"),
+            (GOOD.replace("secret_file = \"acme.json\"", ""), "exactly one of secret_file, secret_env, secret_id"),
+            (GOOD.replace("secret_file = \"acme.json\"", "secret_file = \"a\"\nsecret_id = \"secret-1\""), "exactly one of secret_file"),
+            (format!("{GOOD}\n[register.plugin]\nname = \"n\"\nimage = \"i\"\nprovider = \"nutanix\"\nregistry_type = \"QUAY\"\n"), "registry_type 'QUAY'"),
+            (format!("{GOOD}\n[register.schema]\nschema_id = \"s\"\nname = \"n\"\nprovider = \"nutanix\"\nschema_file = \"missing.json\"\n"), "missing.json"),
             (GOOD.replace("plugin = \"guest.wasm\"", ""), "no plugin"),
             (GOOD.replace("endpoint = \"http://cf:50051\"", ""), "cloudforet.identity"),
             (GOOD.replace("name = \"acme\"", "name = \"acme\"\nfoo = 1"), "unknown field `foo`"),

@@ -14,7 +14,7 @@ use crate::bindings::{Instance, PluginPre};
 use crate::egress::EgressPolicy;
 use crate::error::{LimitExceeded, LimitKind, RunError};
 use crate::host::emit::EmitCtx;
-use crate::host::http::{ClientPool, Credentials, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig, INJECTED_SECRET_FIELDS};
+use crate::host::http::{Breakers, ClientPool, Credentials, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig, INJECTED_SECRET_FIELDS};
 use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
 use crate::host::types::TypesCtx;
@@ -279,6 +279,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
     clients: ClientPool,
+    /// Guests' HTTP circuit breakers, per (tenant, origin), across runs.
+    breakers: Breakers,
     permits: Arc<Semaphore>,
     tenancy: Tenancy,
     metrics: Arc<crate::metrics::Metrics>,
@@ -336,6 +338,7 @@ impl Runtime {
             engine,
             linker,
             clients: ClientPool::default(),
+            breakers: Breakers::default(),
             permits: Arc::new(Semaphore::new(n as usize)),
             tenancy: Tenancy::new(config.tenancy.clone()),
             metrics: Arc::default(),
@@ -461,6 +464,9 @@ impl Runtime {
                 denials: ctx.egress_denials.clone(),
                 credentials: Credentials::from_secret(&ctx.secret),
                 outcomes: Default::default(),
+                breakers: self.breakers.clone(),
+                tenant: ctx.tenant.clone(),
+                circuit_refused: false,
             },
             log: LogCtx {
                 tenant: ctx.tenant.clone(),

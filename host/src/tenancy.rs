@@ -17,7 +17,8 @@
 //!               "limits": {"memory_mb": 256, "cpu_ms": 120000, "wall_clock_s": 3600,
 //!                          "max_records": 2000000, "max_output_mb": 4096,
 //!                          "max_http_response_mb": 64, "max_http_requests": 100000, "max_http_timeout_s": 300,
-//!                          "max_handles": 10000},
+//!                          "max_handles": 10000, "max_log_lines": 10000,
+//!                          "http_breaker_failures": 5, "http_breaker_open_s": 30},
 //!               "allow_networks": []},
 //!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"]}}
 //! }
@@ -92,6 +93,10 @@ pub struct LimitOverrides {
     pub max_http_timeout_s: Option<u64>,
     pub max_handles: Option<usize>,
     pub max_log_lines: Option<u32>,
+    /// Consecutive failures of an origin that open the tenant's breaker
+    /// for it (0: no breaker).
+    pub http_breaker_failures: Option<u32>,
+    pub http_breaker_open_s: Option<u64>,
 }
 
 const MB: u64 = 1 << 20;
@@ -140,6 +145,12 @@ impl TenantOverrides {
         }
         if let Some(v) = l.max_log_lines {
             c.limits.max_log_lines = v;
+        }
+        if let Some(v) = l.http_breaker_failures {
+            c.limits.http.breaker_failures = v;
+        }
+        if let Some(v) = l.http_breaker_open_s {
+            c.limits.http.breaker_open = Duration::from_secs(positive(v, "http_breaker_open_s")?);
         }
         if let Some(nets) = &self.allow_networks {
             c.allow_networks = nets

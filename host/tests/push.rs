@@ -249,14 +249,110 @@ async fn prism_429s_and_unavailable_answers_give_exact_counts() {
     assert!(prism.state.calls_per_kind().values().sum::<u64>() > 5);
 }
 
-/// `cf-host run --once --config FILE` as a child process.
-async fn cf_run(config: &Path) -> std::process::Output {
+/// `cf-host <command> --config FILE` as a child process.
+async fn cf_host(args: &[&str], config: &Path) -> std::process::Output {
     let config = config.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["run", "--once", "--config"]).arg(&config).output().unwrap()
+        std::process::Command::new(env!("CARGO_BIN_EXE_cf-host")).args(&args).arg("--config").arg(&config).output().unwrap()
     })
     .await
     .unwrap()
+}
+
+/// `cf-host run --once --config FILE` as a child process.
+async fn cf_run(config: &Path) -> std::process::Output {
+    cf_host(&["run", "--once"], config).await
+}
+
+/// Rewrites the configuration file.
+fn edit(s: &Setup, f: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, f(text)).unwrap();
+}
+
+/// A `[register]` section publishing guest-nutanix's secret schema and a plugin.
+fn register_section(image: &str, labels: &str) -> String {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-nutanix/schema/secret.json");
+    format!(
+        r#"
+[register.schema]
+schema_id = "nutanix-prism-central"
+name = "Nutanix Prism Central"
+schema_file = "{}"
+provider = "nutanix"
+tags = {{ managed_by = "cf-host" }}
+[register.plugin]
+name = "plugin-nutanix-inven-collector"
+image = "{image}"
+provider = "nutanix"
+capability = {{ supported_schema = ["nutanix-prism-central"] }}
+labels = [{labels}]
+"#,
+        schema.display()
+    )
+}
+
+fn text_of(out: &std::process::Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `cf-host register` publishes the secret schema and the plugin, and
+/// running it again changes nothing; a changed label is an update, a
+/// changed image is refused with the reason. A tenant's `secret_id` is read
+/// from the secret service at each run; an encrypted one is refused
+/// without its data ever being shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_publishes_schema_and_plugin_and_secret_ids_come_from_cloudforet() {
+    let prism = sim(10, Faults::default()).await;
+    let cf = MockCloudForet::start().await;
+    let s = setup(&prism, &cf.endpoint(), &token_auth(), "");
+    write_token(&s);
+    edit(&s, |t| format!("{}{}", t.replace("secret_file = \"prism.json\"", "secret_id = \"secret-prism\""), register_section("cloudforet/cf-host:1.0", "\"Nutanix\"")));
+
+    let out = cf_host(&["register"], &s.config).await;
+    let (stdout, stderr) = text_of(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let plugin_id = {
+        let db = cf.db();
+        let schema = &db.schemas["nutanix-prism-central"];
+        assert_eq!((schema.schema_type, schema.provider.as_str()), (3, "nutanix"), "SECRET");
+        let fields = &schema.schema.as_ref().unwrap().fields;
+        assert!(fields["properties"].kind.as_ref().is_some_and(|k| matches!(k, prost_types::value::Kind::StructValue(p) if p.fields.contains_key("api_key"))));
+        assert_eq!(db.plugins.len(), 1);
+        let p = db.plugins.values().next().unwrap();
+        assert_eq!((p.image.as_str(), p.resource_type.as_str(), p.registry_type), ("cloudforet/cf-host:1.0", "inventory.Collector", 1));
+        p.plugin_id.clone()
+    };
+    assert_eq!(stdout, format!("schema nutanix-prism-central: created\nplugin {plugin_id}: created\n"));
+    let out = cf_host(&["register"], &s.config).await;
+    assert_eq!(text_of(&out).0, format!("schema nutanix-prism-central: unchanged\nplugin {plugin_id}: unchanged\n"));
+    edit(&s, |t| t.replace("labels = [\"Nutanix\"]", "labels = [\"Nutanix\", \"AHV\"]"));
+    let out = cf_host(&["register"], &s.config).await;
+    assert_eq!(text_of(&out).0, format!("schema nutanix-prism-central: unchanged\nplugin {plugin_id}: updated\n"));
+    assert_eq!(cf.db().plugins[&plugin_id].labels.as_ref().unwrap().values.len(), 2);
+    edit(&s, |t| t.replace("cloudforet/cf-host:1.0", "cloudforet/cf-host:2.0"));
+    let out = cf_host(&["register"], &s.config).await;
+    let (_, stderr) = text_of(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("plugin {plugin_id} is registered with image 'cloudforet/cf-host:1.0', not 'cloudforet/cf-host:2.0'")), "{stderr}");
+    assert_eq!(cf.db().plugins.len(), 1, "no second plugin");
+
+    // The tenant's secret lives in CloudForet.
+    let secret = cf_host::grpc::convert::json_to_struct(prism.secret().as_object().unwrap());
+    cf.db().secrets.insert("secret-prism".into(), (false, secret.clone()));
+    let r = run_once(&s.config).await;
+    assert!(r.complete(), "{r:?}");
+    assert_eq!(r.totals().created, 47);
+    assert_eq!(cf.calls_of("Secret.get_data"), 1);
+    // Encrypted data cannot be used; the error says so and shows no secret.
+    cf.db().secrets.insert("secret-prism".into(), (true, secret));
+    let out = cf_run(&s.config).await;
+    let (stdout, stderr) = text_of(&out);
+    assert!(!out.status.success());
+    assert!(stdout.contains("acme: failed: tenant 'acme': secret secret-prism:") && stdout.contains("is encrypted"), "{stdout}");
+    let password = prism.secret()["password"].as_str().unwrap().to_string();
+    assert!(!stdout.contains(&password) && !stderr.contains(&password));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,8 +378,9 @@ async fn cli_run_once_reports_and_fails_on_a_refused_token() {
 
 /// CloudForet's own stubs on the other end: a server built with the real
 /// spaceone-api Python package (`add_CloudServiceServicer_to_server`, ...;
-/// tests/python/cf_api_server.py) takes cf-host's identity, inventory and
-/// notification calls, proving the hand-written protos wire-compatible.
+/// tests/python/cf_api_server.py) takes cf-host's identity, inventory,
+/// notification, repository and secret calls, proving the hand-written
+/// protos wire-compatible.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     use std::io::{BufRead, BufReader};
@@ -291,10 +388,13 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     let dir = std::env::temp_dir().join(format!("cf-push-py-{}", cf_host::sandbox::new_run_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let state_file = dir.join("state.json");
+    let secrets_file = dir.join("secrets.json");
+    std::fs::write(&secrets_file, serde_json::json!({"secret-prism": prism.secret()}).to_string()).unwrap();
     let python = tokio::task::spawn_blocking(common::python).await.unwrap();
     let mut server = std::process::Command::new(python)
         .arg(common::python_dir().join("cf_api_server.py"))
         .arg(&state_file)
+        .arg(&secrets_file)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -306,13 +406,31 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("CF_PUSH_PY_PASSWORD", USER.1) };
     let s = setup(&prism, &format!("http://127.0.0.1:{port}"), &auth, "");
+    edit(&s, |t| format!("{}{}", t.replace("secret_file = \"prism.json\"", "secret_id = \"secret-prism\""), register_section("cloudforet/cf-host:1.0", "\"Nutanix\"")));
 
+    let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+    let register = runner.config.register.as_ref().unwrap();
+    let published = cf_host::push_config::register(&runner.sink.connector, register).await.unwrap();
+    let republished = cf_host::push_config::register(&runner.sink.connector, register).await.unwrap();
+    drop(runner);
     let first = run_once(&s.config).await;
     let second = run_once(&s.config).await;
     drop(server.stdin.take());
     let _ = server.wait();
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+
+    assert!(published[0] == "schema nutanix-prism-central: created" && published[1].ends_with(": created"), "{published:?}");
+    assert!(republished.iter().all(|l| l.ends_with(": unchanged")), "read back through the stubs: {republished:?}");
+    let schema = &state["schemas"]["nutanix-prism-central"];
+    assert_eq!((schema["schema_type"].as_str(), schema["provider"].as_str()), (Some("SECRET"), Some("nutanix")));
+    assert!(schema["schema"]["properties"]["api_key"].is_object(), "{schema}");
+    let plugins = state["plugins"].as_object().unwrap();
+    assert_eq!(plugins.len(), 1);
+    let plugin = plugins.values().next().unwrap();
+    assert_eq!((plugin["image"].as_str(), plugin["resource_type"].as_str()), (Some("cloudforet/cf-host:1.0"), Some("inventory.Collector")));
+    assert_eq!((plugin["registry_type"].as_str(), plugin["labels"].clone()), (Some("DOCKER_HUB"), serde_json::json!(["Nutanix"])));
+    assert_eq!(plugin["capability"]["supported_schema"], serde_json::json!(["nutanix-prism-central"]));
 
     assert!(first.complete(), "{first:?}");
     assert_eq!(first.totals().created, 49, "{first:?}");
@@ -335,6 +453,7 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     assert_eq!(n[0]["resource_type"], "identity.Project");
     assert!(n[0]["message"]["title"].as_str().unwrap().contains("acme"));
     let calls: Vec<&str> = state["calls"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
-    assert_eq!(calls.iter().filter(|c| **c == "Token.issue").count(), 2, "one per process");
+    assert_eq!(calls.iter().filter(|c| **c == "Token.issue").count(), 3, "one per connector");
+    assert_eq!(calls.iter().filter(|c| **c == "Secret.get_data").count(), 2, "the secret is read at every run");
     assert!(!calls.contains(&"CloudService.update"));
 }

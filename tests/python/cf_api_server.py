@@ -1,14 +1,17 @@
 """A CloudForet API server built on the real spaceone-api Python stubs
 (test double for cf-host's push-mode wire check).
 
-It serves identity v2 Token (issue/grant), inventory v1 CloudService,
-CloudServiceType and Region (create/update/delete/list) and notification v1
-Notification.create with the generated `add_*Servicer_to_server` functions,
-keeps everything in memory, refuses calls without a token it granted, and
-writes its whole state as JSON to STATE_FILE after every call.
+It serves identity v2 Token (issue/grant) and Schema (create/update/get),
+inventory v1 CloudService, CloudServiceType and Region
+(create/update/delete/list), notification v1 Notification.create,
+repository v1 Plugin (register/update/list) and secret v1 Secret.get_data
+with the generated `add_*Servicer_to_server` functions, keeps everything in
+memory, refuses calls without a token it granted, and writes its whole state
+as JSON to STATE_FILE after every call.
 
-Usage: cf_api_server.py STATE_FILE  (prints the port, then serves until
-stdin closes).
+Usage: cf_api_server.py STATE_FILE [SECRETS_FILE]  (SECRETS_FILE: a JSON
+object of secret id -> secret data; prints the port, then serves until stdin
+closes).
 """
 import base64
 import json
@@ -20,16 +23,20 @@ from concurrent import futures
 
 import grpc
 from google.protobuf import empty_pb2, json_format
-from spaceone.api.identity.v2 import token_pb2, token_pb2_grpc
+from spaceone.api.identity.v2 import schema_pb2, schema_pb2_grpc, token_pb2, token_pb2_grpc
 from spaceone.api.inventory.v1 import (cloud_service_pb2, cloud_service_pb2_grpc,
                                        cloud_service_type_pb2, cloud_service_type_pb2_grpc,
                                        region_pb2, region_pb2_grpc)
 from spaceone.api.notification.v1 import notification_pb2, notification_pb2_grpc
+from spaceone.api.repository.v1 import plugin_pb2, plugin_pb2_grpc
+from spaceone.api.secret.v1 import secret_pb2, secret_pb2_grpc
 
 USER = ("push-bot", "s3cret-password")
 DOMAIN = "domain-py"
 LOCK = threading.Lock()
-STATE = {"cloud_services": {}, "types": {}, "regions": {}, "notifications": [], "calls": [], "granted": []}
+STATE = {"cloud_services": {}, "types": {}, "regions": {}, "notifications": [], "calls": [], "granted": [],
+         "schemas": {}, "plugins": {}}
+SECRETS = {}
 COUNTER = [0]
 
 
@@ -186,13 +193,82 @@ class Notification(notification_pb2_grpc.NotificationServicer):
         return empty_pb2.Empty()
 
 
+class Schema(schema_pb2_grpc.SchemaServicer):
+    @checked("Schema.create")
+    def create(self, request, context):
+        if request.schema_id in STATE["schemas"]:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "ERROR_SAVE_UNIQUE_VALUES: Duplicated values.")
+        d = as_dict(request)
+        d["domain_id"] = DOMAIN
+        STATE["schemas"][request.schema_id] = d
+        return json_format.ParseDict(d, schema_pb2.SchemaInfo(), ignore_unknown_fields=True)
+
+    @checked("Schema.update")
+    def update(self, request, context):
+        old = STATE["schemas"].get(request.schema_id)
+        if old is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "ERROR_NOT_FOUND: Not found. (key = schema_id)")
+        old.update(as_dict(request))
+        return json_format.ParseDict(old, schema_pb2.SchemaInfo(), ignore_unknown_fields=True)
+
+    @checked("Schema.get")
+    def get(self, request, context):
+        d = STATE["schemas"].get(request.schema_id)
+        if d is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "ERROR_NOT_FOUND: Not found. (key = schema_id, value = %s)" % request.schema_id)
+        return json_format.ParseDict(d, schema_pb2.SchemaInfo(), ignore_unknown_fields=True)
+
+
+class Plugin(plugin_pb2_grpc.PluginServicer):
+    @checked("Plugin.register")
+    def register(self, request, context):
+        d = as_dict(request)
+        d["plugin_id"] = request.plugin_id or next_id("plugin")
+        d["state"] = "ENABLED"
+        STATE["plugins"][d["plugin_id"]] = d
+        return json_format.ParseDict(d, plugin_pb2.PluginInfo(), ignore_unknown_fields=True)
+
+    @checked("Plugin.update")
+    def update(self, request, context):
+        old = STATE["plugins"].get(request.plugin_id)
+        if old is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "ERROR_NOT_FOUND: Not found. (key = plugin_id)")
+        old.update(as_dict(request))
+        return json_format.ParseDict(old, plugin_pb2.PluginInfo(), ignore_unknown_fields=True)
+
+    @checked("Plugin.list")
+    def list(self, request, context):
+        out = [json_format.ParseDict(p, plugin_pb2.PluginInfo(), ignore_unknown_fields=True)
+               for p in STATE["plugins"].values()
+               if (not request.plugin_id or p["plugin_id"] == request.plugin_id)
+               and (not request.name or p.get("name") == request.name)]
+        return plugin_pb2.PluginsInfo(results=out, total_count=len(out))
+
+
+class Secret(secret_pb2_grpc.SecretServicer):
+    @checked("Secret.get_data")
+    def get_data(self, request, context):
+        data = SECRETS.get(request.secret_id)
+        if data is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "ERROR_NOT_FOUND: Not found. (key = secret_id)")
+        info = secret_pb2.SecretDataInfo(encrypted=False)
+        info.data.update(data)
+        return info
+
+
 def main():
+    if len(sys.argv) > 2:
+        with open(sys.argv[2]) as f:
+            SECRETS.update(json.load(f))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     token_pb2_grpc.add_TokenServicer_to_server(Token(), server)
     cloud_service_pb2_grpc.add_CloudServiceServicer_to_server(CloudService(), server)
     cloud_service_type_pb2_grpc.add_CloudServiceTypeServicer_to_server(CloudServiceType(), server)
     region_pb2_grpc.add_RegionServicer_to_server(Region(), server)
     notification_pb2_grpc.add_NotificationServicer_to_server(Notification(), server)
+    schema_pb2_grpc.add_SchemaServicer_to_server(Schema(), server)
+    plugin_pb2_grpc.add_PluginServicer_to_server(Plugin(), server)
+    secret_pb2_grpc.add_SecretServicer_to_server(Secret(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     dump()

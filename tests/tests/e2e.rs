@@ -341,3 +341,65 @@ fn an_untrusted_tls_certificate_needs_an_explicit_choice() {
     let e = r.error.expect("bad bundle fails");
     assert!(e.message().contains("CA bundle"), "{e}");
 }
+
+/// A Prism failing every call opens the tenant's circuit breaker: further
+/// requests of that tenant fail at once without reaching it, another
+/// tenant's requests still go out, and after the open period one probe
+/// closes the breaker again when Prism has recovered.
+#[test]
+fn a_failing_prism_opens_the_tenants_circuit_breaker() {
+    use cf_host::tenancy::TenancyConfig;
+    use std::time::Duration;
+    let sim = sim(20);
+    sim.set_faults(Faults { error_rate: 1.0, ..Faults::default() });
+    let mut tenancy = TenancyConfig::default();
+    tenancy.default.limits.http.breaker_failures = 3;
+    tenancy.default.limits.http.breaker_open = Duration::from_secs(600);
+    let mut quick = tenancy.default.clone();
+    quick.limits.http.breaker_failures = 1;
+    quick.limits.http.breaker_open = Duration::from_secs(3);
+    tenancy.tenants.insert("quick".into(), quick);
+    let rt = cf_host::Runtime::new(cf_host::RuntimeConfig { tenancy, ..cf_host::RuntimeConfig::default() }).unwrap();
+    let plugin = rt.load_file(&cf_tests::guest_wasm()).unwrap();
+    let store = store("breaker");
+    let run = |tenant: &str, retries: u32| {
+        let spec = JobSpec {
+            tenant: tenant.into(),
+            endpoint: sim.url(),
+            secret: sim.secret(),
+            options: json!({"max_retries": retries}),
+            task_options: json!({}),
+            out: None,
+        };
+        block_on(job::run(&rt, &plugin, store.clone(), spec, |_| {})).expect("job runs")
+    };
+    let calls = || sim.state.calls_per_kind().values().sum::<u64>();
+
+    // Four attempts: three reach Prism and fail, the fourth is refused.
+    let r = run("t1", 3);
+    let e = r.error.expect("the collection fails");
+    assert_eq!(e.code(), ErrorCode::Unavailable);
+    assert!(e.to_string().contains("circuit open for http://127.0.0.1:"), "{e}");
+    assert_eq!(calls(), 3);
+    // The same tenant again: nothing reaches Prism.
+    let e = run("t1", 2).error.expect("fails fast");
+    assert!(e.to_string().contains("circuit open"), "{e}");
+    assert_eq!(calls(), 3);
+    // Another tenant has its own breaker.
+    assert!(run("t2", 0).error.is_some());
+    assert_eq!(calls(), 4);
+    let m = rt.metrics().get("cf_host_http_requests_total", &[("status", "circuit_open")]);
+    assert_eq!(m, 4.0, "one refusal in the first run, three in the second");
+
+    // Open after one failure; refused while open; a probe after it.
+    assert!(run("quick", 0).error.is_some());
+    assert_eq!(calls(), 5);
+    sim.set_faults(Faults::default());
+    let e = run("quick", 0).error.expect("still open");
+    assert!(e.to_string().contains("circuit open"), "{e}");
+    assert_eq!(calls(), 5);
+    std::thread::sleep(Duration::from_millis(3100));
+    let r = run("quick", 0);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.get("Compute/VirtualMachine"), created(20));
+}

@@ -19,10 +19,11 @@ use super::pb::inventory::v1::{
     UpdateRegionRequest,
 };
 use super::pb::notification::v1::{notification_client::NotificationClient, CreateNotificationRequest};
-use super::resilience::{jitter, Backoff, Breaker};
+use crate::resilience::{jitter, Backoff, Breaker};
 use super::token::{Auth, Tokens};
 use super::{ApiError, Category};
-use crate::grpc::convert::{json_to_struct, json_to_value};
+use super::pb::secret::v1::{secret_client::SecretClient, GetSecretDataRequest};
+use crate::grpc::convert::{json_to_struct, json_to_value, struct_to_json};
 use crate::record::ResourceType;
 use prost_types::{ListValue, Struct};
 use serde_json::{Map, Value};
@@ -40,6 +41,10 @@ pub struct Endpoints {
     pub inventory: String,
     /// Without one, completion notifications are not sent.
     pub notification: Option<String>,
+    /// Where tenants' `secret_id`s are read (secret service).
+    pub secret: Option<String>,
+    /// Where `cf-host register` registers the collector (repository).
+    pub repository: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +88,7 @@ impl Upserted {
     }
 }
 
-struct Service {
+pub(super) struct Service {
     endpoint: String,
     channel: Channel,
     /// Shared by the services of one endpoint.
@@ -97,9 +102,11 @@ impl Service {
 }
 
 pub struct Connector {
-    identity: Service,
+    pub(super) identity: Service,
     inventory: Service,
     notification: Option<Service>,
+    pub(super) secret: Option<Service>,
+    pub(super) repository: Option<Service>,
     tokens: Tokens,
     backoff: Backoff,
     call_timeout: Duration,
@@ -157,11 +164,14 @@ impl Connector {
         let mut breakers = HashMap::new();
         let identity = service(&e.identity, &mut breakers, &config)?;
         let inventory = service(&e.inventory, &mut breakers, &config)?;
-        let notification = e.notification.as_deref().map(|n| service(n, &mut breakers, &config)).transpose()?;
+        let mut optional = |e: &Option<String>| e.as_deref().map(|n| service(n, &mut breakers, &config)).transpose();
+        let (notification, secret, repository) = (optional(&e.notification)?, optional(&e.secret)?, optional(&e.repository)?);
         Ok(Connector {
             identity,
             inventory,
             notification,
+            secret,
+            repository,
             tokens: Tokens::new(config.auth),
             backoff: config.backoff,
             call_timeout: config.call_timeout,
@@ -170,7 +180,7 @@ impl Connector {
 
     /// One call of `message` with breaker, token, deadline and retries; `f`
     /// sends the request (token metadata set) on the channel.
-    async fn call<M, T, F, Fut>(&self, svc: &Service, what: &str, message: &M, mut f: F) -> Result<T, ApiError>
+    pub(super) async fn call<M, T, F, Fut>(&self, svc: &Service, what: &str, message: &M, mut f: F) -> Result<T, ApiError>
     where
         M: Clone,
         F: FnMut(Channel, Request<M>) -> Fut,
@@ -404,6 +414,27 @@ impl Connector {
         match r {
             Err(e) if e.code == Code::NotFound => Ok(()),
             other => other.map(|_| ()),
+        }
+    }
+
+    /// The data of a secret in CloudForet's secret service (`Secret.get_data`),
+    /// a JSON object. Fails for encrypted secrets: decrypting them needs
+    /// CloudForet's KMS, which only its own services hold.
+    pub async fn secret_data(&self, secret_id: &str) -> Result<Value, ApiError> {
+        let Some(svc) = &self.secret else {
+            return Err(ApiError::new(Code::InvalidArgument, "no secret service endpoint configured (cloudforet.secret or cloudforet.endpoint)"));
+        };
+        let req = GetSecretDataRequest { secret_id: secret_id.to_string(), domain_id: String::new() };
+        let info = self.call(svc, "Secret.get_data", &req, |ch, req| async move { SecretClient::new(ch).get_data(req).await }).await?;
+        if info.encrypted {
+            return Err(ApiError::new(
+                Code::FailedPrecondition,
+                format!("secret {secret_id} is encrypted; cf-host cannot decrypt CloudForet's KMS-encrypted secret data"),
+            ));
+        }
+        match struct_to_json(info.data) {
+            v @ Value::Object(_) => Ok(v),
+            _ => Err(ApiError::new(Code::InvalidArgument, format!("secret {secret_id} has no data object"))),
         }
     }
 

@@ -4,23 +4,24 @@
 //!
 //! # Layout
 //!
-//! - [`pb`]: the generated clients (identity v2 `Token`, inventory v1
-//!   `CloudService` / `CloudServiceType` / `Region`, notification v1
-//!   `Notification`), from protos written with CloudForet's names and field
+//! - [`pb`]: the generated clients (identity v2 `Token` and `Schema`,
+//!   inventory v1 `CloudService` / `CloudServiceType` / `Region`,
+//!   notification v1 `Notification`, repository v1 `Plugin`, secret v1
+//!   `Secret`), from protos written with CloudForet's names and field
 //!   numbers (`host/proto/spaceone/api/...`).
 //! - [`ApiError`] (here): a failed call, typed from the gRPC status and
 //!   CloudForet's `"ERROR_CODE: message"` detail, and its [`Category`].
 //! - [`token`]: the `token` metadata: an App `client_secret` used directly,
 //!   or user credentials issued and granted through identity, refreshed
 //!   before the JWT's `exp`.
-//! - [`resilience`]: back-off with jitter and the per-endpoint circuit
-//!   breaker (pure, unit-tested).
 //! - [`client`]: [`client::Connector`]: one channel per service, every call
 //!   through the breaker, retries and token; upserts by CloudForet's match
-//!   rules (list, then create or update), deletes, notifications.
+//!   rules (list, then create or update), deletes, notifications, secret
+//!   data, and the registration of the collector (`Plugin`) and its secret
+//!   schema (`Schema`), create or update by id.
 
 pub mod client;
-pub mod resilience;
+pub mod register;
 pub mod token;
 
 use std::fmt;
@@ -47,6 +48,16 @@ pub mod pb {
     pub mod notification {
         pub mod v1 {
             tonic::include_proto!("spaceone.api.notification.v1");
+        }
+    }
+    pub mod repository {
+        pub mod v1 {
+            tonic::include_proto!("spaceone.api.repository.v1");
+        }
+    }
+    pub mod secret {
+        pub mod v1 {
+            tonic::include_proto!("spaceone.api.secret.v1");
         }
     }
 }

@@ -5,11 +5,18 @@
 //! reqwest; they are followed here, each target checked against the policy
 //! again (a granted host cannot bounce the guest elsewhere). Response bodies
 //! are read in chunks and cut off at the size limit.
+//!
+//! A circuit breaker per (tenant, origin) ([`Breakers`], shared by all runs
+//! of a runtime) counts consecutive connection errors, timeouts and 5xx
+//! answers; while open, requests to the origin fail at once with a
+//! `connection` error, no I/O. Keyed by tenant so one tenant's guest cannot
+//! open another tenant's breaker.
 
 use crate::bindings::current::cloudforet::collector::http::{self, Credential, HttpError, Method, Request, Response};
 use crate::egress::EgressPolicy;
 use ipnet::IpNet;
 use crate::limits::HttpLimits;
+use crate::resilience::Breaker;
 use crate::secret::Redactor;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -277,6 +284,73 @@ fn map_reqwest_error(e: &reqwest::Error) -> TransportFailure {
     }
 }
 
+/// Circuit breakers of guests' outbound HTTP, one per (tenant, origin),
+/// shared by a runtime's runs.
+#[derive(Clone, Default)]
+pub struct Breakers {
+    map: Arc<Mutex<HashMap<(String, String), Breaker>>>,
+}
+
+/// What a breaker learns from one exchange.
+enum Health {
+    Up,
+    Down,
+    /// Says nothing about the endpoint (TLS setup, size limit, policy).
+    Unknown,
+}
+
+impl Breakers {
+    fn with<T>(&self, tenant: &str, origin: &str, limits: &HttpLimits, f: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map
+            .entry((tenant.to_string(), origin.to_string()))
+            .or_insert_with(|| Breaker::new(limits.breaker_failures, limits.breaker_open));
+        f(b)
+    }
+
+    /// `Err` with the message a refused request gets.
+    fn admit(&self, tenant: &str, origin: &str, limits: &HttpLimits) -> Result<(), String> {
+        if limits.breaker_failures == 0 {
+            return Ok(());
+        }
+        self.with(tenant, origin, limits, |b| {
+            b.admit(std::time::Instant::now()).map_err(|wait| {
+                format!(
+                    "circuit open for {origin}: {} consecutive failures; the host sends nothing there for {} ms",
+                    b.failures(),
+                    wait.as_millis()
+                )
+            })
+        })
+    }
+
+    fn report(&self, tenant: &str, origin: &str, limits: &HttpLimits, health: Health) {
+        if limits.breaker_failures == 0 {
+            return;
+        }
+        self.with(tenant, origin, limits, |b| match health {
+            Health::Up => b.success(),
+            Health::Down => {
+                b.failure(std::time::Instant::now());
+                if matches!(b.state(), crate::resilience::BreakerState::Open(_)) {
+                    tracing::warn!(tenant, origin, failures = b.failures(), "HTTP circuit breaker open");
+                }
+            }
+            Health::Unknown => {}
+        });
+    }
+}
+
+fn health(r: &Result<InboundResponse, TransportFailure>) -> Health {
+    match r {
+        // 501 is an answer about the method, not the endpoint's health.
+        Ok(resp) if (500..600).contains(&resp.status) && resp.status != 501 => Health::Down,
+        Ok(_) => Health::Up,
+        Err(TransportFailure::Timeout | TransportFailure::Connection(_)) => Health::Down,
+        Err(TransportFailure::Tls(_) | TransportFailure::TooLarge(_) | TransportFailure::Denied(_)) => Health::Unknown,
+    }
+}
+
 /// Per-run HTTP capability.
 pub struct HttpCtx {
     pub(crate) transport: Arc<dyn HttpTransport>,
@@ -290,8 +364,14 @@ pub struct HttpCtx {
     pub(crate) denials: Option<Arc<Mutex<Vec<String>>>>,
     /// What `send-authenticated` may add, from the run's secret.
     pub(crate) credentials: Credentials,
-    /// Requests by outcome (`2xx`..`5xx`, `error`, `denied`) for metrics.
+    /// Requests by outcome (`2xx`..`5xx`, `error`, `denied`,
+    /// `circuit_open`) for metrics.
     pub(crate) outcomes: std::collections::BTreeMap<&'static str, u64>,
+    /// The runtime's breakers and the tenant whose breakers this run uses.
+    pub(crate) breakers: Breakers,
+    pub(crate) tenant: String,
+    /// Set when the last request was refused by an open breaker.
+    pub(crate) circuit_refused: bool,
 }
 
 /// Credential values from a run's secret, for host-side injection. Never
@@ -422,6 +502,7 @@ impl http::Host for HttpCtx {
 impl HttpCtx {
     fn count(&mut self, r: &Result<Response, HttpError>) {
         let class = match r {
+            Err(_) if std::mem::take(&mut self.circuit_refused) => "circuit_open",
             Ok(resp) => match resp.status {
                 100..=199 => "1xx",
                 200..=299 => "2xx",
@@ -474,8 +555,15 @@ impl HttpCtx {
                     self.limits.max_requests
                 )));
             }
+            let origin = crate::host::origin_of(&out.url);
+            if let Err(why) = self.breakers.admit(&self.tenant, &origin, &self.limits) {
+                self.circuit_refused = true;
+                return Err(HttpError::Connection(why));
+            }
             self.requests += 1;
-            let resp = match self.transport.perform(&out, timeout, self.limits.max_response_bytes).await {
+            let r = self.transport.perform(&out, timeout, self.limits.max_response_bytes).await;
+            self.breakers.report(&self.tenant, &origin, &self.limits, health(&r));
+            let resp = match r {
                 Ok(r) => r,
                 Err(f) => return Err(self.failure(f)),
             };

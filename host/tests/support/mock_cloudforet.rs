@@ -1,6 +1,7 @@
 //! A mock CloudForet deployment for push-mode tests (a test double): tonic
-//! servers of identity `Token`, inventory `CloudService` /
-//! `CloudServiceType` / `Region` and notification `Notification`, built from
+//! servers of identity `Token` and `Schema`, inventory `CloudService` /
+//! `CloudServiceType` / `Region`, notification `Notification`, repository
+//! `Plugin` and secret `Secret`, built from
 //! the same protos as cf-host's clients, over a real loopback socket.
 //!
 //! It keeps what it is sent in memory, records every call, checks the
@@ -17,6 +18,12 @@ use cf_host::cloudforet::pb::inventory::v1::region_server::{Region, RegionServer
 use cf_host::cloudforet::pb::inventory::v1::*;
 use cf_host::cloudforet::pb::notification::v1::notification_server::{Notification, NotificationServer};
 use cf_host::cloudforet::pb::notification::v1::CreateNotificationRequest;
+use cf_host::cloudforet::pb::identity::v2::schema_server::{Schema, SchemaServer};
+use cf_host::cloudforet::pb::identity::v2::{CreateSchemaRequest, SchemaInfo, SchemaRequest, UpdateSchemaRequest};
+use cf_host::cloudforet::pb::repository::v1::plugin_server::{Plugin, PluginServer};
+use cf_host::cloudforet::pb::repository::v1::{PluginInfo, PluginQuery, PluginsInfo, RegisterPluginRequest, UpdatePluginRequest};
+use cf_host::cloudforet::pb::secret::v1::secret_server::{Secret, SecretServer};
+use cf_host::cloudforet::pb::secret::v1::{GetSecretDataRequest, SecretDataInfo};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +39,10 @@ pub struct Db {
     pub types: BTreeMap<String, CloudServiceTypeInfo>,
     pub regions: BTreeMap<String, RegionInfo>,
     pub notifications: Vec<CreateNotificationRequest>,
+    pub schemas: BTreeMap<String, SchemaInfo>,
+    pub plugins: BTreeMap<String, PluginInfo>,
+    /// Secret data by secret id (`encrypted` when the bool is set).
+    pub secrets: BTreeMap<String, (bool, prost_types::Struct)>,
     /// Every call by method name (`CloudService.create`), refused ones too.
     pub calls: Vec<String>,
     pub deleted: Vec<String>,
@@ -346,6 +357,121 @@ impl Notification for MockCloudForet {
     }
 }
 
+#[tonic::async_trait]
+impl Schema for MockCloudForet {
+    async fn create(&self, req: Request<CreateSchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
+        self.inner.enter("Schema.create", &req).await?;
+        let r = req.into_inner();
+        let mut db = self.inner.db.lock().unwrap();
+        if db.schemas.contains_key(&r.schema_id) {
+            return Err(Status::already_exists(format!("ERROR_SAVE_UNIQUE_VALUES: Duplicated values. (keys = schema_id, values = {})", r.schema_id)));
+        }
+        let info = SchemaInfo {
+            schema_id: r.schema_id.clone(),
+            name: r.name,
+            schema_type: r.schema_type,
+            schema: r.schema,
+            provider: r.provider,
+            related_schemas: r.related_schemas,
+            options: r.options,
+            tags: r.tags,
+            domain_id: "domain-test".into(),
+            ..Default::default()
+        };
+        db.schemas.insert(r.schema_id, info.clone());
+        Ok(Response::new(info))
+    }
+
+    async fn update(&self, req: Request<UpdateSchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
+        self.inner.enter("Schema.update", &req).await?;
+        let r = req.into_inner();
+        let mut db = self.inner.db.lock().unwrap();
+        let info = db.schemas.get_mut(&r.schema_id).ok_or_else(|| Status::not_found("ERROR_NOT_FOUND: Not found. (key = schema_id)"))?;
+        info.name = r.name;
+        info.schema = r.schema;
+        info.related_schemas = r.related_schemas;
+        info.options = r.options;
+        info.tags = r.tags;
+        Ok(Response::new(info.clone()))
+    }
+
+    async fn get(&self, req: Request<SchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
+        self.inner.enter("Schema.get", &req).await?;
+        let id = req.into_inner().schema_id;
+        let db = self.inner.db.lock().unwrap();
+        db.schemas
+            .get(&id)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = schema_id, value = {id})")))
+    }
+}
+
+#[tonic::async_trait]
+impl Plugin for MockCloudForet {
+    async fn register(&self, req: Request<RegisterPluginRequest>) -> Result<Response<PluginInfo>, Status> {
+        self.inner.enter("Plugin.register", &req).await?;
+        let r = req.into_inner();
+        let id = if r.plugin_id.is_empty() { self.inner.id("plugin") } else { r.plugin_id };
+        let info = PluginInfo {
+            plugin_id: id.clone(),
+            name: r.name,
+            state: 1,
+            resource_type: r.resource_type,
+            image: r.image,
+            provider: r.provider,
+            registry_type: r.registry_type,
+            registry_config: r.registry_config,
+            capability: r.capability,
+            labels: r.labels,
+            tags: r.tags,
+            docs: r.docs,
+            domain_id: "domain-test".into(),
+            ..Default::default()
+        };
+        self.inner.db.lock().unwrap().plugins.insert(id, info.clone());
+        Ok(Response::new(info))
+    }
+
+    async fn update(&self, req: Request<UpdatePluginRequest>) -> Result<Response<PluginInfo>, Status> {
+        self.inner.enter("Plugin.update", &req).await?;
+        let r = req.into_inner();
+        let mut db = self.inner.db.lock().unwrap();
+        let info = db.plugins.get_mut(&r.plugin_id).ok_or_else(|| Status::not_found("ERROR_NOT_FOUND: Not found. (key = plugin_id)"))?;
+        info.name = r.name;
+        info.capability = r.capability;
+        info.labels = r.labels;
+        info.tags = r.tags;
+        info.docs = r.docs;
+        Ok(Response::new(info.clone()))
+    }
+
+    async fn list(&self, req: Request<PluginQuery>) -> Result<Response<PluginsInfo>, Status> {
+        self.inner.enter("Plugin.list", &req).await?;
+        let q = req.into_inner();
+        let db = self.inner.db.lock().unwrap();
+        let results: Vec<_> = db
+            .plugins
+            .values()
+            .filter(|p| (q.plugin_id.is_empty() || p.plugin_id == q.plugin_id) && (q.name.is_empty() || p.name == q.name))
+            .cloned()
+            .collect();
+        Ok(Response::new(PluginsInfo { total_count: results.len() as i32, results }))
+    }
+}
+
+#[tonic::async_trait]
+impl Secret for MockCloudForet {
+    async fn get_data(&self, req: Request<GetSecretDataRequest>) -> Result<Response<SecretDataInfo>, Status> {
+        self.inner.enter("Secret.get_data", &req).await?;
+        let id = req.into_inner().secret_id;
+        let db = self.inner.db.lock().unwrap();
+        let (encrypted, data) =
+            db.secrets.get(&id).cloned().ok_or_else(|| Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = secret_id, value = {id})")))?;
+        Ok(Response::new(SecretDataInfo { encrypted, encrypt_options: None, data: Some(data) }))
+    }
+}
+
 impl MockCloudForet {
     /// Starts on `127.0.0.1:<free port>` (inside a tokio runtime).
     pub async fn start() -> MockCloudForet {
@@ -377,6 +503,9 @@ impl MockCloudForet {
                 .add_service(CloudServiceTypeServer::new(me.clone()))
                 .add_service(RegionServer::new(me.clone()))
                 .add_service(NotificationServer::new(me.clone()))
+                .add_service(SchemaServer::new(me.clone()))
+                .add_service(PluginServer::new(me.clone()))
+                .add_service(SecretServer::new(me.clone()))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = rx.await;
                 })

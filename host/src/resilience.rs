@@ -1,8 +1,10 @@
-//! Retry and circuit-breaking policy of the CloudForet connectors: pure
-//! functions of attempts, time and outcomes (no I/O, unit-tested).
+//! Retry and circuit-breaking policy: pure functions of attempts, time and
+//! outcomes (no I/O, unit-tested). Used by the CloudForet connectors (a
+//! breaker per CloudForet endpoint) and by the guests' outbound HTTP (a
+//! breaker per tenant and origin, `host::http::Breakers`).
 //!
 //! - [`Backoff`]: exponential back-off with full jitter, capped.
-//! - [`Breaker`]: a circuit breaker per CloudForet endpoint. After
+//! - [`Breaker`]: a circuit breaker for one endpoint. After
 //!   `failure_threshold` consecutive failures it opens and calls fail fast
 //!   for `open_for`; then one probe call is let through (half-open): success
 //!   closes it, failure opens it again.
@@ -52,8 +54,9 @@ pub enum BreakerState {
     Closed,
     /// Failing fast until the instant.
     Open(Instant),
-    /// One probe call is in flight.
-    HalfOpen,
+    /// One probe call went out at the instant. Should it never report (its
+    /// caller was cancelled), another probe goes out after `open_for`.
+    HalfOpen(Instant),
 }
 
 #[derive(Debug)]
@@ -73,17 +76,26 @@ impl Breaker {
         self.state
     }
 
+    /// Consecutive failures counted so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
     /// Whether a call may go out at `now`; `Err` holds how long to wait.
     pub fn admit(&mut self, now: Instant) -> Result<(), Duration> {
         match self.state {
             BreakerState::Closed => Ok(()),
             BreakerState::Open(until) if now >= until => {
-                self.state = BreakerState::HalfOpen;
+                self.state = BreakerState::HalfOpen(now);
                 Ok(())
             }
             BreakerState::Open(until) => Err(until - now),
+            BreakerState::HalfOpen(since) if now >= since + self.open_for => {
+                self.state = BreakerState::HalfOpen(now);
+                Ok(())
+            }
             // The probe decides; others wait a little.
-            BreakerState::HalfOpen => Err(self.open_for.min(Duration::from_millis(100))),
+            BreakerState::HalfOpen(_) => Err(self.open_for.min(Duration::from_millis(100))),
         }
     }
 
@@ -96,7 +108,7 @@ impl Breaker {
     /// unavailable), at `now`.
     pub fn failure(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
-        if self.state == BreakerState::HalfOpen || self.failures >= self.failure_threshold {
+        if matches!(self.state, BreakerState::HalfOpen(_)) || self.failures >= self.failure_threshold {
             self.state = BreakerState::Open(now + self.open_for);
         }
     }
@@ -135,7 +147,7 @@ mod tests {
         assert_eq!(b.admit(t0 + Duration::from_secs(1)), Err(Duration::from_secs(4)));
         // After the open period one probe goes out; the others wait.
         assert!(b.admit(t0 + Duration::from_secs(5)).is_ok());
-        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.state(), BreakerState::HalfOpen(t0 + Duration::from_secs(5)));
         assert!(b.admit(t0 + Duration::from_secs(5)).is_err());
         // A failed probe opens it again at once.
         b.failure(t0 + Duration::from_secs(6));
@@ -144,6 +156,19 @@ mod tests {
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.admit(t0 + Duration::from_secs(11)).is_ok());
+    }
+
+    /// A probe whose caller vanished does not keep the breaker half-open
+    /// for ever: after another open period a new probe goes out.
+    #[test]
+    fn a_lost_probe_is_replaced() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(1, Duration::from_secs(2));
+        b.failure(t0);
+        assert!(b.admit(t0 + Duration::from_secs(2)).is_ok());
+        assert!(b.admit(t0 + Duration::from_secs(3)).is_err());
+        assert!(b.admit(t0 + Duration::from_secs(4)).is_ok());
+        assert_eq!(b.state(), BreakerState::HalfOpen(t0 + Duration::from_secs(4)));
     }
 
     #[test]
