@@ -4,7 +4,7 @@
 //! - the collector plugin protocol cf-host serves; its descriptor set (with
 //!   google/protobuf imports) is kept for gRPC server reflection;
 //! - the public APIs the push connectors call (identity, inventory,
-//!   notification, repository, secret), kept out of that descriptor set: cf-host does not serve
+//!   notification, repository, secret, cost_analysis), kept out of that descriptor set: cf-host does not serve
 //!   them, so reflection must not list them.
 
 fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     compile(
         &[
+            "proto/spaceone/api/cost_analysis/v1/cost.proto",
             "proto/spaceone/api/identity/v2/token.proto",
             "proto/spaceone/api/identity/v2/schema.proto",
             "proto/spaceone/api/inventory/v1/cloud_service.proto",

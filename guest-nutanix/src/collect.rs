@@ -24,6 +24,7 @@
 //! - A malformed entity becomes an ErrorResource; the rest of its page is kept.
 
 use crate::config::{self, ApiChoice, Options, Secret};
+use crate::costs;
 use crate::normalize::{self, ClusterScan, Context};
 use crate::record::{ErrorResource, Record};
 use crate::v3::{self, Kind, ListPage};
@@ -140,6 +141,19 @@ pub fn collect<T: Transport, S: Sink>(
     c.regions = regions;
     let result = c.run(&kinds);
     // Whatever happened, what was collected is handed over.
+    c.flush();
+    result.map(|()| c.summary)
+}
+
+/// `cost-source.get-data`: the task day's cost lines of every VM (see
+/// [`costs`]); a lost page becomes an error resource as in `collect`.
+pub fn cost_data<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret: &str, task_options: &str) -> Result<Summary, Error> {
+    let card = costs::RateCard::parse(options)?;
+    let opts = Options::parse(options)?;
+    let secret = Secret::parse(secret)?;
+    let task = costs::CostTask::parse(task_options)?;
+    let mut c = Collector::new(t, s, opts, secret);
+    let result = c.run_costs(&card, &task.billed_date);
     c.flush();
     result.map(|()| c.summary)
 }
@@ -279,8 +293,20 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         }
     }
 
-    fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
-        // The cluster list: account and cluster names for every other kind.
+    fn run_costs(&mut self, card: &costs::RateCard, billed_date: &str) -> Result<(), Error> {
+        let (ctx, _) = self.cluster_context()?;
+        self.list_kind(Kind::Vm, false, |c, raw| match normalize::service_of(Kind::Vm, &ctx, raw) {
+            Ok(vm) => {
+                for cost in costs::vm_costs(&vm, card, billed_date) {
+                    c.push(Record::Cost(cost));
+                }
+            }
+            Err(msg) => c.push_error(Kind::Vm, msg),
+        })
+    }
+
+    /// The cluster list: account and cluster names for every other kind.
+    fn cluster_context(&mut self) -> Result<(Context, Vec<Value>), Error> {
         let mut clusters = Vec::new();
         self.list_kind(Kind::Cluster, true, |_, raw| clusters.push(raw))?;
         let mut scan = ClusterScan::default();
@@ -297,6 +323,11 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             "cluster list read",
             &[("clusters", &ctx.cluster_names.len().to_string()), ("account", ctx.account.as_deref().unwrap_or(""))],
         );
+        Ok((ctx, clusters))
+    }
+
+    fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
+        let (ctx, mut clusters) = self.cluster_context()?;
 
         // Regions (one per Prism Element cluster) come with every task, so
         // a task for one kind still creates the regions its services name.
@@ -827,6 +858,38 @@ mod tests {
         collect(&mut script(), &mut all, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&all, "VirtualMachine").len(), 3);
         assert_eq!(regions(&all).len(), 2);
+    }
+
+    /// Cost data: the clusters, then every VM page; each running VM's
+    /// vCPU and memory lines (no disks in these fixtures), a lost page as an
+    /// error resource, no inventory records.
+    #[test]
+    fn cost_data_charges_every_listed_vm_and_reports_lost_pages() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vm_page(0, 2, 6)))
+            .on(VMS, 2, status(503, &[], "{}"))
+            .on(VMS, 4, ok(vm_page(4, 2, 6)));
+        let mut s = Collected::default();
+        let options = r#"{"page_size":2,"max_retries":0,"rate_card":{"vcpu_hour":0.5,"memory_gib_hour":0.25}}"#;
+        let sum = cost_data(&mut t, &mut s, options, SECRET, r#"{"billed_date":"2026-11-20"}"#).unwrap();
+        let lines: Vec<(String, String, f64)> = s
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Cost(c) => Some((c.resource.clone(), c.usage_type.clone(), c.cost)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), 8, "{lines:?}");
+        assert_eq!(lines[0], ("vm-uuid-0".to_string(), "vCPU".to_string(), 2.0 * 24.0 * 0.5));
+        assert_eq!(lines[1], ("vm-uuid-0".to_string(), "Memory".to_string(), 2.0 * 24.0 * 0.25));
+        assert_eq!(lines[7].0, "vm-uuid-5");
+        assert!(s.records.iter().all(|r| matches!(r, Record::Cost(_) | Record::Error(_))), "no inventory records");
+        assert_eq!(errors(&s).len(), 1);
+        assert_eq!((sum.emitted, sum.errors), (9, 1));
+        let e = cost_data(&mut Scripted::default(), &mut Collected::default(), "{}", SECRET, r#"{"billed_date":"2026-11-20"}"#);
+        assert!(matches!(e, Err(Error::InvalidArgument(m)) if m.contains("rate_card")));
     }
 
     #[test]

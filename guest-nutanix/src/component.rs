@@ -9,13 +9,15 @@ use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, Transpo
 
 wit_bindgen::generate!({
     path: "../wit",
-    world: "plugin",
+    world: "cost-plugin",
 });
 
-use cloudforet::collector::{emit, http, log};
+use crate::costs;
+use cloudforet::collector::{costs as wit_costs, emit, http, log};
 use exports::cloudforet::collector::collector::{
     CollectorError, Guest, PluginMetadata, Summary, Task,
 };
+use exports::cloudforet::collector::cost_source::{self, CostPeriod, CostTask};
 
 struct Component;
 
@@ -65,6 +67,39 @@ impl Guest for Component {
             .map_err(to_wit_error)?;
         Ok(Summary { emitted: s.emitted, errors: s.errors })
     }
+}
+
+impl cost_source::Guest for Component {
+    fn init(options: String) -> Result<String, CollectorError> {
+        costs::init(&options).map(|m| m.to_string()).map_err(to_wit_error)
+    }
+
+    fn get_tasks(
+        options: String,
+        _secret: String,
+        start: Option<String>,
+        last_synchronized_at: Option<String>,
+    ) -> Result<Vec<CostTask>, CollectorError> {
+        let tasks = costs::get_tasks(&options, start.as_deref(), last_synchronized_at.as_deref(), today()).map_err(to_wit_error)?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| CostTask {
+                options: t.options().to_string(),
+                changed: Some(CostPeriod { start: t.billed_date.clone(), end: Some(t.billed_date) }),
+            })
+            .collect())
+    }
+
+    fn get_data(options: String, secret: String, task_options: String) -> Result<u64, CollectorError> {
+        let s = collect::cost_data(&mut HostHttp, &mut HostSink, &options, &secret, &task_options).map_err(to_wit_error)?;
+        Ok(s.emitted)
+    }
+}
+
+/// Today (UTC) from the host's wall clock.
+fn today() -> costs::Day {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    (secs / 86_400) as costs::Day
 }
 
 fn to_wit_error(e: Error) -> CollectorError {
@@ -124,23 +159,18 @@ struct HostSink;
 
 impl Sink for HostSink {
     fn emit(&mut self, batch: Vec<Record>) -> Flow {
-        let items: Vec<emit::Item> = batch.into_iter().map(to_item).collect();
-        let ack = emit::emit(&items);
-        // The host replaced each rejected item by an error resource; say so
-        // in the guest's own log too (the first one is enough to debug).
-        if let Some(first) = ack.rejected.first() {
-            let count = ack.rejected.len().to_string();
-            let index = first.index.to_string();
-            log::log(
-                log::Level::Warn,
-                &format!("host rejected {count} record(s) of a batch: {}", first.reason),
-                &[("count".into(), count), ("first_index".into(), index)],
-            );
+        // Costs go through `costs.emit`, everything else through `emit.emit`.
+        let (lines, records): (Vec<Record>, Vec<Record>) = batch.into_iter().partition(|r| matches!(r, Record::Cost(_)));
+        let mut flow = Flow::Proceed;
+        if !records.is_empty() {
+            let items: Vec<emit::Item> = records.into_iter().filter_map(to_item).collect();
+            flow = answer(emit::emit(&items));
         }
-        match ack.flow {
-            emit::Flow::Proceed => Flow::Proceed,
-            emit::Flow::Stop => Flow::Stop,
+        if !lines.is_empty() && flow == Flow::Proceed {
+            let lines: Vec<wit_costs::Cost> = lines.into_iter().filter_map(to_cost).collect();
+            flow = answer(wit_costs::emit(&lines));
         }
+        flow
     }
 
     fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
@@ -155,8 +185,45 @@ impl Sink for HostSink {
     }
 }
 
-fn to_item(r: Record) -> emit::Item {
-    match r {
+/// The flow of the host's answer to a batch. The host replaced each
+/// rejected item by an error resource; the guest's own log says so too (the
+/// first one is enough to debug).
+fn answer(ack: emit::Ack) -> Flow {
+    if let Some(first) = ack.rejected.first() {
+        let count = ack.rejected.len().to_string();
+        let index = first.index.to_string();
+        log::log(
+            log::Level::Warn,
+            &format!("host rejected {count} record(s) of a batch: {}", first.reason),
+            &[("count".into(), count), ("first_index".into(), index)],
+        );
+    }
+    match ack.flow {
+        emit::Flow::Proceed => Flow::Proceed,
+        emit::Flow::Stop => Flow::Stop,
+    }
+}
+
+fn to_cost(r: Record) -> Option<wit_costs::Cost> {
+    let Record::Cost(c) = r else { return None };
+    Some(wit_costs::Cost {
+        cost: c.cost,
+        usage_quantity: c.usage_quantity,
+        usage_unit: c.usage_unit,
+        provider: c.provider,
+        region_code: c.region_code,
+        product: c.product,
+        usage_type: c.usage_type,
+        resource: c.resource,
+        tags: c.tags,
+        additional_info: c.additional_info.to_string(),
+        data: c.data.to_string(),
+        billed_date: c.billed_date,
+    })
+}
+
+fn to_item(r: Record) -> Option<emit::Item> {
+    Some(match r {
         Record::CloudService(c) => emit::Item::CloudService(emit::CloudService {
             name: c.name,
             provider: c.provider,
@@ -197,5 +264,6 @@ fn to_item(r: Record) -> emit::Item {
             cloud_service_type: e.cloud_service_type,
             resource_type: e.resource_type,
         }),
-    }
+        Record::Cost(_) => return None,
+    })
 }

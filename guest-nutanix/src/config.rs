@@ -342,6 +342,11 @@ pub fn options_schema() -> Value {
                 "type": "integer", "minimum": 100, "maximum": 600000, "default": DEFAULT_REQUEST_TIMEOUT_MS,
                 "title": "Request timeout (ms)"
             },
+            "rate_card": {
+                "type": "object",
+                "title": "Rate card (costs)",
+                "description": "Prices of allocation for cost analysis: currency, vcpu_hour, memory_gib_hour, disk_gib_month, overrides per cluster (clusters) and per category Name:Value (categories), backfill_days."
+            },
             "resource_kinds": {
                 "type": "array", "items": {"type": "string", "enum": kinds}, "uniqueItems": true,
                 "title": "Resource kinds", "description": "Kinds to collect; all when absent."

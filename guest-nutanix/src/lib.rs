@@ -8,6 +8,8 @@
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
 //! - [`normalize`]: v3 entities → CloudForet records (pure functions).
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
+//! - [`costs`]: the rate card, cost tasks (days) and each VM's daily cost
+//!   lines (pure functions; `collect::cost_data` lists the VMs).
 //! - [`collect`]: the collection itself (API version per kind, pagination,
 //!   retries, error resources),
 //!   written against the [`Transport`] and [`Sink`] traits below.
@@ -20,6 +22,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod costs;
 pub mod layout;
 pub mod normalize;
 pub mod record;

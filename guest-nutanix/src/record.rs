@@ -1,4 +1,5 @@
-//! CloudForet records as the collector produces them; mirrors WIT `emit.item`.
+//! CloudForet records as the collector produces them; mirrors WIT `emit.item`
+//! (and `costs.cost`).
 //!
 //! `data` and `metadata` are kept as JSON values here and serialized to JSON
 //! text only at the WIT edge.
@@ -54,12 +55,31 @@ pub struct ErrorResource {
     pub resource_type: String,
 }
 
+/// A cost line; mirrors WIT `costs.cost`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cost {
+    pub cost: f64,
+    pub usage_quantity: f64,
+    pub usage_unit: String,
+    pub provider: String,
+    pub region_code: Option<String>,
+    pub product: String,
+    pub usage_type: String,
+    pub resource: String,
+    pub tags: Vec<(String, String)>,
+    pub additional_info: Value,
+    pub data: Value,
+    pub billed_date: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     CloudService(CloudService),
     CloudServiceType(CloudServiceType),
     Region(Region),
     Error(ErrorResource),
+    /// Emitted through `costs.emit` (cost-source calls only).
+    Cost(Cost),
 }
 
 impl Record {

@@ -74,6 +74,15 @@ pub struct JobSpec {
     pub options: Value,
     pub task_options: Value,
     pub out: Option<PathBuf>,
+    /// Collect costs (`cost-source`) instead of the inventory.
+    pub costs: Option<CostWindow>,
+}
+
+/// Which days a cost run covers (the guest decides from these).
+#[derive(Clone, Debug, Default)]
+pub struct CostWindow {
+    /// `YYYY-MM-DD` or `YYYY-MM`; without it the guest's default (today).
+    pub start: Option<String>,
 }
 
 pub struct JobReport {
@@ -184,7 +193,10 @@ pub async fn run(
     });
 
     let started = Instant::now();
-    let result = runtime.collect(plugin, &ctx, &spec.task_options, tx).await;
+    let result = match &spec.costs {
+        None => runtime.collect(plugin, &ctx, &spec.task_options, tx).await,
+        Some(w) => costs(runtime, plugin, &ctx, w, tx).await,
+    };
     // The sender is gone with the store; the writer drains what is left.
     let counts = writer.await.map_err(|e| format!("store writer failed: {e}"))??;
     let elapsed = started.elapsed();
@@ -196,6 +208,22 @@ pub async fn run(
     let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
     store.finish_run(&run_id, status, &report.summary_json())?;
     Ok(report)
+}
+
+/// Every cost task of the window, one after another, into `tx`; the
+/// reports added up.
+async fn costs(runtime: &Runtime, plugin: &Plugin, ctx: &RunContext, w: &CostWindow, tx: mpsc::Sender<Vec<Record>>) -> Result<CollectReport, RunError> {
+    let tasks = runtime.cost_tasks(plugin, ctx, w.start.as_deref(), None).await?;
+    let mut sum = CollectReport::default();
+    for task in &tasks {
+        let r = runtime.cost_data(plugin, ctx, task, tx.clone()).await?;
+        sum.records += r.records;
+        sum.errors += r.errors;
+        sum.http_requests += r.http_requests;
+        sum.suppressed_log_lines += r.suppressed_log_lines;
+        sum.guest_emitted += r.guest_emitted;
+    }
+    Ok(sum)
 }
 
 /// The summary table, like a CloudForet job task's counts.

@@ -209,6 +209,14 @@ enum Cmd {
         /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
         #[arg(long, env = "CF_HOST_TENANTS")]
         tenants: Option<PathBuf>,
+        /// Collect costs instead of the inventory: the plugin's cost-source,
+        /// priced by the `rate_card` option (one task per day).
+        #[arg(long)]
+        costs: bool,
+        /// First day of the costs (YYYY-MM-DD or YYYY-MM; default: today),
+        /// at most the rate card's backfill_days ago.
+        #[arg(long, requires = "costs", value_name = "DATE")]
+        costs_start: Option<String>,
     },
     /// Push mode: collect the configured tenants on their schedule and write
     /// the results into CloudForet through its APIs (see cf-host.push.example.toml).
@@ -390,6 +398,8 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             allow_networks,
             tenants,
             webhook_url,
+            costs,
+            costs_start,
         } => {
             let hook = webhook_url.as_deref().map(webhook).transpose()?;
             let mut options = parse_object("--options", &options)?;
@@ -415,7 +425,8 @@ async fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let runtime = Runtime::new(RuntimeConfig { tenancy, ..RuntimeConfig::default() })?;
             let plugin = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
             let store = Arc::new(Store::open(&store)?);
-            let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone() };
+            let costs = costs.then_some(cf_host::job::CostWindow { start: costs_start });
+            let spec = JobSpec { tenant, endpoint, secret, options, task_options, out: out.clone(), costs };
             let tenant_name = spec.tenant.clone();
             let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
             print_report(&report, &plugin, store.path(), out.as_deref());
@@ -835,6 +846,7 @@ async fn demo(vms: usize, plugin: Option<PathBuf>, store: Option<PathBuf>) -> Re
         options: Value::Object(Default::default()),
         task_options: Value::Object(Default::default()),
         out: None,
+        costs: None,
     };
     let report = collect_with_progress(&runtime, &plugin, store.clone(), spec).await?;
     print_report(&report, &plugin, store.path(), None);

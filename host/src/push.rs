@@ -27,7 +27,8 @@ use crate::cloudforet::{ApiError, Category};
 use crate::error::RunError;
 use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
-use crate::record::Record;
+use crate::host::state::{Namespace, StateBackend};
+use crate::record::{Record, ResourceType};
 use crate::sandbox::{CollectReport, Plugin, Runtime};
 use crate::spool::Spooled;
 use crate::store::Store;
@@ -88,8 +89,23 @@ pub struct PushSpec {
     pub secret: Value,
     pub options: Value,
     pub task_options: Value,
-    /// CloudForet project of the tenant's cloud services.
+    /// CloudForet project of the tenant's cloud services (and costs).
     pub project_id: Option<String>,
+    /// With a cost data source (its id in CloudForet), the run also
+    /// collects costs (`cost-source`) and writes them with `Cost.create`.
+    pub cost_data_source_id: Option<String>,
+}
+
+/// What the cost part of a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CostRun {
+    /// Cost tasks (days) run.
+    pub tasks: usize,
+    /// Cost lines emitted.
+    pub lines: u64,
+    /// When the synchronization started (RFC 3339), remembered once its
+    /// costs are spooled.
+    synced_at: String,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +123,9 @@ pub struct PushReport {
     pub elapsed: Duration,
     pub collect: Option<CollectReport>,
     pub error: Option<RunError>,
+    pub costs: Option<CostRun>,
+    /// Why the cost part failed (the inventory part is unaffected).
+    pub cost_error: Option<RunError>,
     /// Why delivery stopped short, if it did.
     pub delivery_error: Option<String>,
 }
@@ -118,7 +137,7 @@ impl PushReport {
 
     /// Collection and delivery both completed.
     pub fn complete(&self) -> bool {
-        self.error.is_none() && self.delivery_error.is_none() && self.spooled == 0
+        self.error.is_none() && self.cost_error.is_none() && self.delivery_error.is_none() && self.spooled == 0
     }
 
     pub fn summary_json(&self) -> Value {
@@ -128,6 +147,9 @@ impl PushReport {
             "redelivered": self.redelivered, "deleted": self.deleted, "spooled": self.spooled,
             "per_type": Counts::per_type_json(&self.counts),
             "error": self.error.as_ref().map(|e| e.to_string()),
+            "cost_tasks": self.costs.as_ref().map(|c| c.tasks),
+            "cost_lines": self.costs.as_ref().map(|c| c.lines),
+            "cost_error": self.cost_error.as_ref().map(|e| e.to_string()),
             "delivery_error": self.delivery_error,
         })
     }
@@ -308,9 +330,13 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
             }
             // The outbox holds exactly what is sent (a redelivery by another
             // process sends the same).
-            if let Some(p) = &spec.project_id {
-                for r in batch.iter_mut().filter(|r| r.resource_type == crate::record::ResourceType::CloudService) {
+            for r in batch.iter_mut() {
+                let t = r.resource_type;
+                if let Some(p) = spec.project_id.as_ref().filter(|_| t == ResourceType::CloudService || t == ResourceType::Cost) {
                     r.resource.insert("project_id".into(), Value::String(p.clone()));
+                }
+                if let Some(ds) = spec.cost_data_source_id.as_ref().filter(|_| t == ResourceType::Cost) {
+                    r.resource.insert("data_source_id".into(), Value::String(ds.clone()));
                 }
             }
             let errors: Vec<Record> = batch.iter().filter(|r| r.is_error()).cloned().collect();
@@ -335,16 +361,34 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         }
         failed
     };
-    let collection = runtime.collect(plugin, &ctx, &spec.task_options, tx);
+    let collection = async {
+        let inventory = runtime.collect(plugin, &ctx, &spec.task_options, tx.clone()).await;
+        let costs = match (&inventory, &spec.cost_data_source_id) {
+            (Ok(_), Some(ds)) => Some(collect_costs(runtime, plugin, &ctx, &sink.store, ds, tx.clone()).await),
+            _ => None,
+        };
+        drop(tx);
+        (inventory, costs)
+    };
     let collect_and_spool = async {
         let (r, spool_failure) = tokio::join!(collection, spooler);
         let _ = done_tx.send(true);
         (r, spool_failure)
     };
-    let ((result, spool_failure), delivery_error) = tokio::join!(collect_and_spool, deliverer.run(done_rx, &more));
+    let (((result, costs), spool_failure), delivery_error) = tokio::join!(collect_and_spool, deliverer.run(done_rx, &more));
     if let Some(e) = spool_failure {
         return Err(format!("cannot spool records: {e}"));
     }
+    // The costs are durable in the outbox: the next synchronization starts
+    // from this one.
+    if let (Some(Ok(c)), Some(ds)) = (&costs, &spec.cost_data_source_id) {
+        sink.store.set(&cost_sync_namespace(&spec.tenant), ds, &c.synced_at)?;
+    }
+    let (costs, cost_error) = match costs {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     let (mut counts, redelivered) = deliverer.counts.into_inner().unwrap_or_else(|p| p.into_inner());
     for (label, n) in sink.store.error_counts_of_run(&run_id)? {
@@ -361,6 +405,8 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         spooled: sink.store.spool_len(&sink.name, Some(&spec.tenant))?,
         collect,
         error,
+        costs,
+        cost_error,
         delivery_error,
         ..Default::default()
     };
@@ -379,6 +425,32 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         }
     }
     Ok(report)
+}
+
+/// Where a tenant's last cost synchronization per data source is kept (the
+/// store's state table, beside the collectors' own state).
+fn cost_sync_namespace(tenant: &str) -> Namespace {
+    Namespace { tenant: tenant.to_string(), collector: "cf-host.push.cost-sync".to_string() }
+}
+
+/// The cost part of a push run: the tasks since the last synchronization
+/// (or today's alone), each task's costs into the run's outbox channel.
+async fn collect_costs(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    ctx: &crate::RunContext,
+    store: &Store,
+    data_source_id: &str,
+    tx: mpsc::Sender<Vec<Record>>,
+) -> Result<CostRun, RunError> {
+    let synced_at = chrono::Utc::now().to_rfc3339();
+    let last = store.get(&cost_sync_namespace(&ctx.tenant), data_source_id).map_err(RunError::Host)?;
+    let tasks = runtime.cost_tasks(plugin, ctx, None, last.as_deref()).await?;
+    let mut lines = 0;
+    for task in &tasks {
+        lines += runtime.cost_data(plugin, ctx, task, tx.clone()).await?.records;
+    }
+    Ok(CostRun { tasks: tasks.len(), lines, synced_at })
 }
 
 /// Whether a run saw the whole estate, so that what it did not see is

@@ -119,6 +119,8 @@ pub struct CloudForet {
     pub secret: Option<String>,
     /// `cf-host register` registers the plugin here (default: `endpoint`).
     pub repository: Option<String>,
+    /// Costs are written here (default: `endpoint`).
+    pub cost_analysis: Option<String>,
     /// File holding an App's client_secret, used as the token.
     pub token_file: Option<PathBuf>,
     /// Environment variable holding it.
@@ -171,6 +173,9 @@ pub struct TenantJob {
     pub task_options: toml::Table,
     /// CloudForet project of the tenant's cloud services.
     pub project_id: Option<String>,
+    /// Also push costs (the plugin's `cost-source`, priced by the
+    /// `rate_card` option) into this CloudForet cost data source.
+    pub cost_data_source_id: Option<String>,
     /// UTC hours to run at (0–23).
     #[serde(default = "default_hours")]
     pub hours: Vec<u8>,
@@ -299,6 +304,7 @@ impl RunConfig {
             notification: c.notification.clone().or_else(|| c.endpoint.clone()),
             secret: c.secret.clone().or_else(|| c.endpoint.clone()),
             repository: c.repository.clone().or_else(|| c.endpoint.clone()),
+            cost_analysis: c.cost_analysis.clone().or_else(|| c.endpoint.clone()),
         })
     }
 
@@ -464,6 +470,7 @@ impl TenantJob {
             options: toml_to_json(&self.options)?,
             task_options: toml_to_json(&self.task_options)?,
             project_id: self.project_id.clone(),
+            cost_data_source_id: self.cost_data_source_id.clone(),
         })
     }
 }
@@ -495,6 +502,12 @@ impl Runner {
             if !plugins.contains_key(p) {
                 let plugin = runtime.load_file(p).map_err(|e| format!("plugin {}: {e}", p.display()))?;
                 plugins.insert(p.clone(), plugin);
+            }
+        }
+        for t in config.tenants.iter().filter(|t| t.cost_data_source_id.is_some()) {
+            let path = t.plugin.as_ref().or(config.plugin.as_ref());
+            if let Some(p) = path.and_then(|p| plugins.get(p)).filter(|p: &&Plugin| !p.is_cost_source()) {
+                return Err(format!("tenant '{}': cost_data_source_id is set but {} is not a cost data source (no cost-source export)", t.name, p.name));
             }
         }
         let connector = Connector::new(config.connector_config()?)?;
@@ -619,6 +632,12 @@ pub fn render(results: &[(String, Result<PushReport, String>)]) -> String {
                 ));
                 if let Some(e) = &rep.error {
                     s.push_str(&format!("  collection failed: {e}\n"));
+                }
+                if let Some(c) = &rep.costs {
+                    s.push_str(&format!("  costs: {} day(s), {} line(s)\n", c.tasks, c.lines));
+                }
+                if let Some(e) = &rep.cost_error {
+                    s.push_str(&format!("  costs failed: {e}\n"));
                 }
                 if let Some(e) = &rep.delivery_error {
                     s.push_str(&format!("  delivery stopped: {e}\n"));

@@ -13,7 +13,7 @@
 //! fails validation is not dropped: it becomes an `inventory.ErrorResource`
 //! saying what was wrong, so nothing disappears silently.
 
-use crate::bindings::current::cloudforet::collector::emit;
+use crate::bindings::current::cloudforet::collector::{costs, emit};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -30,16 +30,19 @@ pub enum ResourceType {
     ErrorResource,
     Namespace,
     Metric,
+    /// A cost line of a cost data source (`costs.emit`).
+    Cost,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 7] = [
         ResourceType::CloudService,
         ResourceType::CloudServiceType,
         ResourceType::Region,
         ResourceType::ErrorResource,
         ResourceType::Namespace,
         ResourceType::Metric,
+        ResourceType::Cost,
     ];
 
     /// The type named by [`ResourceType::as_str`].
@@ -55,6 +58,7 @@ impl ResourceType {
             ResourceType::ErrorResource => "inventory.ErrorResource",
             ResourceType::Namespace => "inventory.Namespace",
             ResourceType::Metric => "inventory.Metric",
+            ResourceType::Cost => "cost_analysis.Cost",
         }
     }
 
@@ -69,6 +73,9 @@ impl ResourceType {
             ResourceType::Region => &[&["region_code", "provider"]],
             ResourceType::Namespace => &[&["namespace_id"]],
             ResourceType::Metric => &[&["metric_id"]],
+            // CloudForet's cost protocol has no match rules: a cost line is
+            // one resource's usage type on one day.
+            ResourceType::Cost => &[&["resource", "usage_type", "billed_date", "provider"]],
             ResourceType::ErrorResource => &[],
         }
     }
@@ -143,7 +150,7 @@ impl Record {
     /// its `data`, `metadata`, `unit` and `query_options` objects become raw.
     pub fn from_resource(resource_type: ResourceType, mut resource: Map<String, Value>) -> Record {
         let mut raw = Vec::new();
-        for key in ["data", "metadata", "unit", "query_options"] {
+        for key in ["data", "metadata", "unit", "query_options", "additional_info"] {
             if let Some(v @ Value::Object(_)) = resource.get(key)
                 && let Ok(r) = RawValue::from_string(v.to_string())
             {
@@ -203,6 +210,7 @@ impl Record {
             ResourceType::Region => "Region".into(),
             ResourceType::Namespace => "Namespace".into(),
             ResourceType::Metric => "Metric".into(),
+            ResourceType::Cost => format!("Cost/{}", s("usage_type")),
         }
     }
 
@@ -425,8 +433,34 @@ fn metric(m: &emit::Metric) -> Result<Record, Invalid> {
     Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource, raw })
 }
 
-/// Builds and validates the record of one emitted item. An invalid item
-/// comes back as an error resource describing the problem.
+fn finite(field: &str, v: f64) -> Result<Value, Invalid> {
+    if !v.is_finite() {
+        return Err(Invalid(format!("field '{field}' is not a finite number")));
+    }
+    Ok(json!(v))
+}
+
+fn cost(c: &costs::Cost) -> Result<Record, Invalid> {
+    let billed = required("billed_date", &c.billed_date)?;
+    if chrono::NaiveDate::parse_from_str(&c.billed_date, "%Y-%m-%d").is_err() {
+        return Err(Invalid(format!("field 'billed_date' is not a YYYY-MM-DD date: {:?}", c.billed_date.chars().take(40).collect::<String>())));
+    }
+    let resource = obj(vec![
+        ("cost", finite("cost", c.cost)?),
+        ("usage_quantity", finite("usage_quantity", c.usage_quantity)?),
+        ("usage_unit", optional("usage_unit", &Some(c.usage_unit.clone()))?),
+        ("provider", required("provider", &c.provider)?),
+        ("region_code", optional("region_code", &c.region_code)?),
+        ("product", optional("product", &Some(c.product.clone()))?),
+        ("usage_type", required("usage_type", &c.usage_type)?),
+        ("resource", required("resource", &c.resource)?),
+        ("tags", tags(&c.tags)?),
+        ("billed_date", billed),
+    ]);
+    let raw = vec![json_object("additional_info", &c.additional_info)?, json_object("data", &c.data)?];
+    Ok(Record { resource_type: ResourceType::Cost, state: State::Success, message: None, resource, raw })
+}
+
 /// An item the host refused, and the error resource that replaces it.
 #[derive(Debug)]
 pub struct Rejected {
@@ -451,12 +485,26 @@ pub fn from_item(item: &emit::Item) -> Result<Record, Rejected> {
         emit::Item::Namespace(n) => (namespace(n), n.group.as_str(), "", n.provider.as_str(), "Namespace"),
         emit::Item::Metric(m) => (metric(m), "", "", m.provider.as_str(), "Metric"),
     };
-    built.map_err(|Invalid(why)| {
-        let cut = |s: &str| s.chars().take(256).collect::<String>();
-        let replacement =
-            Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider));
-        Rejected { reason: why, replacement }
-    })
+    built.map_err(|Invalid(why)| rejected(what, why, group, ty, provider))
+}
+
+/// Validates and converts one emitted cost, as [`from_item`] does items.
+pub fn from_cost(c: &costs::Cost) -> Result<Record, Rejected> {
+    cost(c).map_err(|Invalid(why)| rejected("Cost", why, "", "", &c.provider))
+}
+
+/// Refuses a valid item that the current call may not emit (an inventory
+/// record during `cost-source.get-data`, a cost during `collect`).
+pub fn out_of_place(r: Record, call: &str) -> Result<Record, Rejected> {
+    let s = |k: &str| r.resource.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let why = format!("{} records are not accepted during {call}", r.resource_type.as_str());
+    Err(rejected(r.resource_type.as_str(), why, &s("cloud_service_group"), &s("cloud_service_type"), &s("provider")))
+}
+
+fn rejected(what: &str, why: String, group: &str, ty: &str, provider: &str) -> Rejected {
+    let cut = |s: &str| s.chars().take(256).collect::<String>();
+    let replacement = Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider));
+    Rejected { reason: why, replacement }
 }
 
 #[cfg(test)]

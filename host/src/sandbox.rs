@@ -13,7 +13,8 @@
 use crate::bindings::{Instance, PluginPre};
 use crate::egress::EgressPolicy;
 use crate::error::{LimitExceeded, LimitKind, RunError};
-use crate::host::emit::EmitCtx;
+use crate::bindings::current::exports::cloudforet::collector::collector::CollectorError;
+use crate::host::emit::{EmitCtx, Emits};
 use crate::host::http::{Breakers, ClientPool, Credentials, HttpCtx, HttpTransport, ReqwestTransport, TlsConfig, INJECTED_SECRET_FIELDS};
 use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
@@ -145,6 +146,12 @@ impl Plugin {
     /// `sha256:` and the first 12 hex digits, for logs and reports.
     pub fn short_digest(&self) -> &str {
         &self.digest[..self.digest.len().min(19)]
+    }
+
+    /// Whether the component is also a cost data source (exports
+    /// `cost-source`, world 0.2.1+).
+    pub fn is_cost_source(&self) -> bool {
+        self.pre.is_cost_source()
     }
 }
 
@@ -630,13 +637,7 @@ impl Runtime {
             .run("get_tasks", plugin, ctx, tx, async |b, s| b.get_tasks(s, &options, &secret).await)
             .await;
         let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
-        tasks
-            .into_iter()
-            .map(|t| match serde_json::from_str::<Value>(&t.options) {
-                Ok(v @ Value::Object(_)) => Ok(v),
-                _ => Err(RunError::Trap("guest returned task options that are not a JSON object".into())),
-            })
-            .collect()
+        tasks.into_iter().map(|t| task_options(&t.options)).collect()
     }
 
     pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
@@ -680,9 +681,24 @@ impl Runtime {
         sink: mpsc::Sender<Vec<Record>>,
     ) -> Result<CollectReport, RunError> {
         let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
-        let (r, store) = self
-            .run("collect", plugin, ctx, sink, async |b, s| b.collect(s, &options, &secret, &task).await)
-            .await;
+        self.emitting_call("collect", plugin, ctx, sink, async |b, s| {
+            Ok(b.collect(s, &options, &secret, &task).await?.map(|summary| summary.emitted))
+        })
+        .await
+    }
+
+    /// A call whose output streams into `sink` (`collect`, cost `get-data`):
+    /// limits hit while emitting, then the guest's own outcome; `call`
+    /// answers the guest's count of what it emitted.
+    async fn emitting_call(
+        &self,
+        call_name: &'static str,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        sink: mpsc::Sender<Vec<Record>>,
+        call: impl AsyncFnOnce(&Instance, &mut Store<RunState>) -> wasmtime::Result<Result<u64, CollectorError>>,
+    ) -> Result<CollectReport, RunError> {
+        let (r, store) = self.run(call_name, plugin, ctx, sink, call).await;
         let Some(finished) = store else {
             return Err(r.err().unwrap_or_else(|| RunError::Host("no store".into())));
         };
@@ -696,14 +712,89 @@ impl Runtime {
                 detail: format!("more than {} HTTP requests", st.http.limits.max_requests),
             }));
         }
-        let summary = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        let guest_emitted = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
         Ok(CollectReport {
             records: st.emit.records,
             errors: st.emit.errors,
             http_requests: st.http.requests,
             suppressed_log_lines: st.log.suppressed,
-            guest_emitted: summary.emitted,
+            guest_emitted,
         })
+    }
+
+    fn cost_source(plugin: &Plugin) -> Result<(), RunError> {
+        if plugin.pre.is_cost_source() {
+            return Ok(());
+        }
+        Err(RunError::Collector(
+            crate::ErrorCode::InvalidArgument,
+            format!("{} is not a cost data source (it does not export cloudforet:collector/cost-source)", plugin.name),
+        ))
+    }
+
+    /// `cost-source.init`: the data source's metadata (a JSON object).
+    pub async fn cost_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
+        let r = self.cost_init_call(plugin, ctx).await;
+        self.count_run("cost_init", plugin, &r);
+        r
+    }
+
+    async fn cost_init_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
+        Self::cost_source(plugin)?;
+        let (tx, _rx) = mpsc::channel(1);
+        let options = ctx.options.to_string();
+        let (r, _) = self.run("cost_init", plugin, ctx, tx, async |b, s| Ok(b.cost_init(s, &options).await.transpose()?)).await;
+        let text = r?.ok_or_else(|| RunError::Host("cost-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        match serde_json::from_str(&text) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(RunError::Trap("guest returned cost data source metadata that is not a JSON object".into())),
+        }
+    }
+
+    /// `cost-source.get-tasks`: the task options of each cost task.
+    pub async fn cost_tasks(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last_synchronized_at: Option<&str>) -> Result<Vec<Value>, RunError> {
+        let r = self.cost_tasks_call(plugin, ctx, start, last_synchronized_at).await;
+        self.count_run("cost_tasks", plugin, &r);
+        r
+    }
+
+    async fn cost_tasks_call(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last: Option<&str>) -> Result<Vec<Value>, RunError> {
+        Self::cost_source(plugin)?;
+        let (tx, _rx) = mpsc::channel(1);
+        let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
+        let (r, _) = self
+            .run("cost_tasks", plugin, ctx, tx, async |b, s| Ok(b.cost_tasks(s, &options, &secret, start, last).await.transpose()?))
+            .await;
+        let tasks = r?.ok_or_else(|| RunError::Host("cost-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        tasks.into_iter().map(|t| task_options(&t.options)).collect()
+    }
+
+    /// `cost-source.get-data`: costs stream into `sink` as the guest emits them.
+    pub async fn cost_data(&self, plugin: &Plugin, ctx: &RunContext, task_options: &Value, sink: mpsc::Sender<Vec<Record>>) -> Result<CollectReport, RunError> {
+        let r = match Self::cost_source(plugin) {
+            Ok(()) => {
+                let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
+                self.emitting_call("cost_data", plugin, ctx, sink, async |b, s| {
+                    s.data_mut().emit.emits = Emits::Costs;
+                    match b.cost_data(s, &options, &secret, &task).await {
+                        Some(r) => r,
+                        None => Err(wasmtime::Error::msg("cost-source vanished")),
+                    }
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        self.count_run("cost_data", plugin, &r);
+        r
+    }
+}
+
+/// Task options the guest returned: a JSON object.
+fn task_options(text: &str) -> Result<Value, RunError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(RunError::Trap("guest returned task options that are not a JSON object".into())),
     }
 }
 

@@ -406,7 +406,11 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("CF_PUSH_PY_PASSWORD", USER.1) };
     let s = setup(&prism, &format!("http://127.0.0.1:{port}"), &auth, "");
-    edit(&s, |t| format!("{}{}", t.replace("secret_file = \"prism.json\"", "secret_id = \"secret-prism\""), register_section("cloudforet/cf-host:1.0", "\"Nutanix\"")));
+    edit(&s, |t| {
+        let tenant = t.replace("secret_file = \"prism.json\"", "secret_id = \"secret-prism\"")
+            + "cost_data_source_id = \"ds-py\"\noptions = { rate_card = { vcpu_hour = 0.5, memory_gib_hour = 0.25, disk_gib_month = 3.0 } }\n";
+        format!("{tenant}{}", register_section("cloudforet/cf-host:1.0", "\"Nutanix\""))
+    });
 
     let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
     let register = runner.config.register.as_ref().unwrap();
@@ -433,8 +437,15 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     assert_eq!(plugin["capability"]["supported_schema"], serde_json::json!(["nutanix-prism-central"]));
 
     assert!(first.complete(), "{first:?}");
-    assert_eq!(first.totals().created, 49, "{first:?}");
-    assert_eq!(second.totals().unchanged, 49, "read back through the stubs, nothing differs: {second:?}");
+    let lines = first.costs.as_ref().map_or(0, |c| c.lines);
+    assert!(lines >= 12, "every VM has at least a disk line: {first:?}");
+    assert_eq!(first.totals().created, 49 + lines, "{first:?}");
+    assert_eq!(second.totals().unchanged, 49 + lines, "read back through the stubs, nothing differs: {second:?}");
+    let costs = state["costs"].as_object().unwrap();
+    assert_eq!(costs.len() as u64, lines);
+    let vcpu = costs.values().find(|c| c["usage_type"] == "vCPU").unwrap();
+    assert_eq!((vcpu["data_source_id"].as_str(), vcpu["provider"].as_str()), (Some("ds-py"), Some("nutanix")));
+    assert!(vcpu["cost"].as_f64().is_some_and(|c| c > 0.0) && vcpu["additional_info"]["Usage Unit"] == "vCPU-Hour", "{vcpu}");
     let services = state["cloud_services"].as_object().unwrap();
     assert_eq!(services.len(), 12 + 3 + 12 + 6 + 8);
     assert_eq!(state["types"].as_object().unwrap().len(), 5);
@@ -456,4 +467,68 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     assert_eq!(calls.iter().filter(|c| **c == "Token.issue").count(), 3, "one per connector");
     assert_eq!(calls.iter().filter(|c| **c == "Secret.get_data").count(), 2, "the secret is read at every run");
     assert!(!calls.contains(&"CloudService.update"));
+}
+
+/// Costs: with a cost data source the run also collects the guest's cost
+/// lines (VM allocation × the `rate_card` option) and writes them with
+/// `Cost.create`; the next run covers the days since this one and leaves
+/// equal lines alone, a changed rate replaces the lines it changes (costs
+/// cannot be updated: delete, then create), and nothing is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
+    use chrono::Datelike;
+    let estate = EstateConfig { vms: 40, ..Default::default() };
+    let prism = sim(40, Faults::default()).await;
+    let cf = MockCloudForet::start().await;
+    let s = setup(&prism, &cf.endpoint(), &token_auth(), "");
+    write_token(&s);
+    let rates = "options = { rate_card = { currency = \"EUR\", vcpu_hour = 0.5, memory_gib_hour = 0.25, disk_gib_month = 3.0 } }";
+    edit(&s, |t| format!("{t}cost_data_source_id = \"ds-nutanix\"\n{rates}\n"));
+
+    let r = run_once(&s.config).await;
+    assert!(r.complete(), "{r:?}");
+    let on = (0..40).filter(|i| prism_sim::estate::vm_facts(&estate, *i).powered_on).count() as u64;
+    assert_eq!(r.costs.as_ref().map(|c| (c.tasks, c.lines)), Some((1, on * 3 + (40 - on))), "{r:?}");
+    let today = chrono::Utc::now().date_naive();
+    let month_days = {
+        let first = today.with_day(1).unwrap();
+        let next = if first.month() == 12 { first.with_year(first.year() + 1).unwrap().with_month(1).unwrap() } else { first.with_month(first.month() + 1).unwrap() };
+        (next - first).num_days() as f64
+    };
+    let expected: f64 = (0..40)
+        .map(|i| prism_sim::estate::vm_facts(&estate, i))
+        .map(|f| {
+            let disk = f.disks_gib.iter().sum::<u64>() as f64 / month_days * 3.0;
+            let running = f64::from(f.sockets * f.vcpus_per_socket) * 24.0 * 0.5 + f.memory_mib as f64 / 1024.0 * 24.0 * 0.25;
+            disk + if f.powered_on { running } else { 0.0 }
+        })
+        .sum();
+    {
+        let db = cf.db();
+        assert_eq!(db.costs.len() as u64, on * 3 + (40 - on));
+        let total: f64 = db.costs.values().map(|c| c.cost).sum();
+        assert!((total - expected).abs() < 1e-6, "{total} != {expected}");
+        let day = today.format("%Y-%m-%d").to_string();
+        assert!(db.costs.values().all(|c| c.data_source_id == "ds-nutanix" && c.project_id == "project-nutanix" && c.billed_date == day));
+        let vcpu = db.costs.values().find(|c| c.usage_type == "vCPU").unwrap();
+        let info = &vcpu.additional_info.as_ref().unwrap().fields;
+        assert!(info.contains_key("Usage Unit") && info.contains_key("VM Name"), "{info:?}");
+    }
+    let created = cf.calls_of("Cost.create");
+
+    // Again: the same lines, nothing written.
+    let r = run_once(&s.config).await;
+    assert!(r.complete(), "{r:?}");
+    let unchanged: u64 = r.counts.iter().filter(|(k, _)| k.starts_with("Cost/")).map(|(_, c)| c.unchanged).sum();
+    assert_eq!(unchanged, on * 3 + (40 - on));
+    assert_eq!(cf.calls_of("Cost.create"), created);
+
+    // A new vCPU rate: the vCPU lines are replaced, the rest stay.
+    edit(&s, |t| t.replace("vcpu_hour = 0.5", "vcpu_hour = 0.75"));
+    let r = run_once(&s.config).await;
+    assert!(r.complete(), "{r:?}");
+    let c = |k: &str| r.counts.get(k).cloned().unwrap_or_default();
+    assert_eq!((c("Cost/vCPU").updated, c("Cost/Memory").unchanged, c("Cost/Disk").unchanged), (on, on, 40));
+    assert_eq!(cf.db().costs.len() as u64, on * 3 + (40 - on), "replaced, not duplicated");
+    assert_eq!(cf.calls_of("Cost.delete") as u64, on);
 }

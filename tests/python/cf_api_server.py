@@ -4,8 +4,8 @@
 It serves identity v2 Token (issue/grant) and Schema (create/update/get),
 inventory v1 CloudService, CloudServiceType and Region
 (create/update/delete/list), notification v1 Notification.create,
-repository v1 Plugin (register/update/list) and secret v1 Secret.get_data
-with the generated `add_*Servicer_to_server` functions, keeps everything in
+repository v1 Plugin (register/update/list), secret v1 Secret.get_data and
+cost_analysis v1 Cost (create/delete/list) with the generated `add_*Servicer_to_server` functions, keeps everything in
 memory, refuses calls without a token it granted, and writes its whole state
 as JSON to STATE_FILE after every call.
 
@@ -23,6 +23,7 @@ from concurrent import futures
 
 import grpc
 from google.protobuf import empty_pb2, json_format
+from spaceone.api.cost_analysis.v1 import cost_pb2, cost_pb2_grpc
 from spaceone.api.identity.v2 import schema_pb2, schema_pb2_grpc, token_pb2, token_pb2_grpc
 from spaceone.api.inventory.v1 import (cloud_service_pb2, cloud_service_pb2_grpc,
                                        cloud_service_type_pb2, cloud_service_type_pb2_grpc,
@@ -35,7 +36,7 @@ USER = ("push-bot", "s3cret-password")
 DOMAIN = "domain-py"
 LOCK = threading.Lock()
 STATE = {"cloud_services": {}, "types": {}, "regions": {}, "notifications": [], "calls": [], "granted": [],
-         "schemas": {}, "plugins": {}}
+         "schemas": {}, "plugins": {}, "costs": {}}
 SECRETS = {}
 COUNTER = [0]
 
@@ -256,6 +257,34 @@ class Secret(secret_pb2_grpc.SecretServicer):
         return info
 
 
+class Cost(cost_pb2_grpc.CostServicer):
+    @checked("Cost.create")
+    def create(self, request, context):
+        if not request.data_source_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REQUIRED_PARAMETER: Required parameter. (key = data_source_id)")
+        d = as_dict(request)
+        d.pop("usage_unit", None)
+        d["cost_id"] = next_id("cost")
+        d["billed_month"] = request.billed_date[:7]
+        d["billed_year"] = request.billed_date[:4]
+        STATE["costs"][d["cost_id"]] = d
+        return json_format.ParseDict(d, cost_pb2.CostInfo(), ignore_unknown_fields=True)
+
+    @checked("Cost.delete")
+    def delete(self, request, context):
+        if STATE["costs"].pop(request.cost_id, None) is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "ERROR_NOT_FOUND: Not found. (key = cost_id)")
+        return empty_pb2.Empty()
+
+    @checked("Cost.list")
+    def list(self, request, context):
+        keys = ("data_source_id", "resource", "usage_type", "billed_date", "provider")
+        out = [json_format.ParseDict(c, cost_pb2.CostInfo(), ignore_unknown_fields=True)
+               for c in STATE["costs"].values()
+               if all(not getattr(request, k) or c.get(k) == getattr(request, k) for k in keys)]
+        return cost_pb2.CostsInfo(results=out, total_count=len(out))
+
+
 def main():
     if len(sys.argv) > 2:
         with open(sys.argv[2]) as f:
@@ -269,6 +298,7 @@ def main():
     schema_pb2_grpc.add_SchemaServicer_to_server(Schema(), server)
     plugin_pb2_grpc.add_PluginServicer_to_server(Plugin(), server)
     secret_pb2_grpc.add_SecretServicer_to_server(Secret(), server)
+    cost_pb2_grpc.add_CostServicer_to_server(Cost(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     dump()

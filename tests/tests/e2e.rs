@@ -33,6 +33,7 @@ fn collect_secret(sim: &Simulator, store: &Arc<Store>, options: Value, secret: V
         options,
         task_options: json!({}),
         out: None,
+        costs: None,
     };
     block_on(job::run(rt, plugin, store.clone(), spec, |_| {})).expect("job runs")
 }
@@ -336,6 +337,7 @@ fn an_untrusted_tls_certificate_needs_an_explicit_choice() {
         options: json!({"ca_bundle": "not a certificate"}),
         task_options: json!({}),
         out: None,
+        costs: None,
     };
     let r = block_on(job::run(rt, plugin, store("tls-bad"), spec, |_| {})).expect("job runs");
     let e = r.error.expect("bad bundle fails");
@@ -370,6 +372,7 @@ fn a_failing_prism_opens_the_tenants_circuit_breaker() {
             options: json!({"max_retries": retries}),
             task_options: json!({}),
             out: None,
+            costs: None,
         };
         block_on(job::run(&rt, &plugin, store.clone(), spec, |_| {})).expect("job runs")
     };
@@ -402,4 +405,42 @@ fn a_failing_prism_opens_the_tenants_circuit_breaker() {
     let r = run("quick", 0);
     assert!(r.error.is_none(), "{:?}", r.error);
     assert_eq!(r.get("Compute/VirtualMachine"), created(20));
+}
+
+/// Costs into the store: one task per day from `start` through today, each
+/// VM's lines (vCPU and memory while running, disk always), priced by the
+/// rate card; a second run finds every line unchanged. A component that is
+/// no cost data source says so.
+#[test]
+fn costs_are_collected_per_day_into_the_store() {
+    use guest_nutanix::costs::{format_day, Day};
+    let sim = sim(50);
+    let store = store("costs");
+    let (rt, plugin) = host();
+    assert!(plugin.is_cost_source());
+    let today = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400) as Day;
+    let spec = || JobSpec {
+        tenant: "t1".into(),
+        endpoint: sim.url(),
+        secret: sim.secret(),
+        options: json!({"rate_card": {"vcpu_hour": 0.1, "memory_gib_hour": 0.01, "disk_gib_month": 0.2}}),
+        task_options: json!({}),
+        out: None,
+        costs: Some(job::CostWindow { start: Some(format_day(today - 2)) }),
+    };
+    let r = block_on(job::run(rt, plugin, store.clone(), spec(), |_| {})).expect("job runs");
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let on = (0..50).filter(|i| vm_facts(&EstateConfig { vms: 50, ..EstateConfig::default() }, *i).powered_on).count() as u64;
+    assert_eq!(r.get("Cost/vCPU"), created(on * 3));
+    assert_eq!(r.get("Cost/Memory"), created(on * 3));
+    assert_eq!(r.get("Cost/Disk"), created(50 * 3));
+    assert_eq!(r.counts.len(), 3, "costs only: {:?}", r.counts.keys().collect::<Vec<_>>());
+    let again = block_on(job::run(rt, plugin, store.clone(), spec(), |_| {})).expect("job runs");
+    assert_eq!(again.totals(), Counts { unchanged: on * 6 + 150, ..Counts::default() });
+
+    let legacy = rt.load_file(&cf_tests::legacy_wasm()).unwrap();
+    assert!(!legacy.is_cost_source());
+    let e = block_on(job::run(rt, &legacy, store, spec(), |_| {})).unwrap().error.expect("fails");
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(e.to_string().contains("is not a cost data source"), "{e}");
 }

@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //!
-//! - [`v0_2`]: `cloudforet:collector@0.2.x` (current).
+//! - [`v0_2`]: `cloudforet:collector@0.2.x` (current; `cost-source` optional).
 //! - [`v0_1`]: `cloudforet:collector@0.1.x`: bindings, conversions, delegating impls.
 
 pub mod v0_1;
@@ -23,6 +23,7 @@ pub use v0_2 as current;
 
 use crate::sandbox::{one_line, RunState};
 use current::exports::cloudforet::collector::collector as cur;
+use current::exports::cloudforet::collector::cost_source as cost;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
@@ -43,13 +44,13 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
 #[derive(Clone)]
 pub enum PluginPre {
     V0_1(v0_1::PluginPre<RunState>),
-    V0_2(v0_2::PluginPre<RunState>),
+    V0_2(v0_2::Pre),
 }
 
 /// A running instance, its exports presented with the current types.
 pub enum Instance {
     V0_1(v0_1::Plugin),
-    V0_2(v0_2::Plugin),
+    V0_2(v0_2::Exports),
 }
 
 /// The version of `cloudforet:collector/collector` a component exports.
@@ -82,10 +83,15 @@ impl PluginPre {
         let pre = linker.instantiate_pre(component).map_err(|e| one_line(&e))?;
         let pre = match line.as_str() {
             "0.1" => PluginPre::V0_1(v0_1::PluginPre::new(pre).map_err(|e| one_line(&e))?),
-            "0.2" => PluginPre::V0_2(v0_2::PluginPre::new(pre).map_err(|e| one_line(&e))?),
+            "0.2" => PluginPre::V0_2(v0_2::Pre::new(pre).map_err(|e| one_line(&e))?),
             _ => return Err(unsupported()),
         };
         Ok((pre, world))
+    }
+
+    /// Whether the component also exports `cost-source` (0.2.1 and later).
+    pub fn is_cost_source(&self) -> bool {
+        matches!(self, PluginPre::V0_2(p) if p.is_cost_source())
     }
 
     pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Instance> {
@@ -106,14 +112,14 @@ impl Instance {
     pub async fn init(&self, store: &mut Store<RunState>, options: &String) -> Call<cur::PluginMetadata> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_init(store, options).await),
-            Instance::V0_2(b) => b.cloudforet_collector_collector().call_init(store, options).await,
+            Instance::V0_2(b) => b.collector.call_init(store, options).await,
         }
     }
 
     pub async fn verify(&self, store: &mut Store<RunState>, options: &String, secret: &String) -> Call<()> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_verify(store, options, secret).await),
-            Instance::V0_2(b) => b.cloudforet_collector_collector().call_verify(store, options, secret).await,
+            Instance::V0_2(b) => b.collector.call_verify(store, options, secret).await,
         }
     }
 
@@ -121,14 +127,41 @@ impl Instance {
         match self {
             Instance::V0_1(b) => up::<Vec<_>, v0_1::Tasks>(b.cloudforet_collector_collector().call_get_tasks(store, options, secret).await)
                 .map(|r| r.map(|t| t.0)),
-            Instance::V0_2(b) => b.cloudforet_collector_collector().call_get_tasks(store, options, secret).await,
+            Instance::V0_2(b) => b.collector.call_get_tasks(store, options, secret).await,
         }
     }
 
     pub async fn collect(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Call<cur::Summary> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_collect(store, options, secret, task).await),
-            Instance::V0_2(b) => b.cloudforet_collector_collector().call_collect(store, options, secret, task).await,
+            Instance::V0_2(b) => b.collector.call_collect(store, options, secret, task).await,
         }
+    }
+
+    fn cost_source(&self) -> Option<&cost::Guest> {
+        match self {
+            Instance::V0_2(b) => b.cost_source.as_ref(),
+            Instance::V0_1(_) => None,
+        }
+    }
+
+    /// `cost-source.init`; `None` when the component is no cost data source.
+    pub async fn cost_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
+        Some(self.cost_source()?.call_init(store, options).await)
+    }
+
+    pub async fn cost_tasks(
+        &self,
+        store: &mut Store<RunState>,
+        options: &String,
+        secret: &String,
+        start: Option<&str>,
+        last_synchronized_at: Option<&str>,
+    ) -> Option<Call<Vec<cost::CostTask>>> {
+        Some(self.cost_source()?.call_get_tasks(store, options, secret, start, last_synchronized_at).await)
+    }
+
+    pub async fn cost_data(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Option<Call<u64>> {
+        Some(self.cost_source()?.call_get_data(store, options, secret, task).await)
     }
 }

@@ -1,24 +1,71 @@
 //! Bindings for `cloudforet:collector@0.2.x`, the current world
-//! (`wit/collector.wit`). The host's import implementations (`crate::host`)
-//! are written against these types.
+//! (`wit/collector.wit`, 0.2.1; 0.2.0 guests link to it through wasmtime's
+//! semver-compatible lookup). The host's import implementations
+//! (`crate::host`) are written against these types.
+//!
+//! Generated for `cost-plugin`, the larger world, so both export interfaces
+//! have bindings; a component must export `collector` and may export
+//! `cost-source` ([`Pre`] looks each up by itself).
 
 use crate::host::{emit::EmitCtx, http::HttpCtx, log::LogCtx, state::StateCtx, types::TypesCtx};
 use crate::sandbox::RunState;
-use wasmtime::component::{HasSelf, Linker};
+use exports::cloudforet::collector::{collector, cost_source};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::Store;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "cloudforet:collector/plugin",
+    world: "cloudforet:collector/cost-plugin",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
-/// Adds this version's imports (`cloudforet:collector/*@0.2.0`) to `linker`.
+/// Adds this version's imports (`cloudforet:collector/*@0.2.1`) to `linker`.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     use cloudforet::collector as c;
     c::types::add_to_linker::<_, HasSelf<TypesCtx>>(linker, |s| &mut s.types)?;
     c::http::add_to_linker::<_, HasSelf<HttpCtx>>(linker, |s| &mut s.http)?;
     c::log::add_to_linker::<_, HasSelf<LogCtx>>(linker, |s| &mut s.log)?;
     c::emit::add_to_linker::<_, HasSelf<EmitCtx>>(linker, |s| &mut s.emit)?;
+    // Costs go through the emit capability: same channel, same limits.
+    c::costs::add_to_linker::<_, HasSelf<EmitCtx>>(linker, |s| &mut s.emit)?;
     c::state::add_to_linker::<_, HasSelf<StateCtx>>(linker, |s| &mut s.state)
+}
+
+/// A 0.2 component ready to instantiate: `collector` (required) and
+/// `cost-source` (when exported).
+#[derive(Clone)]
+pub struct Pre {
+    pre: InstancePre<RunState>,
+    collector: collector::GuestIndices,
+    cost_source: Option<cost_source::GuestIndices>,
+}
+
+/// A 0.2 instance's exports.
+pub struct Exports {
+    pub collector: collector::Guest,
+    pub cost_source: Option<cost_source::Guest>,
+}
+
+impl Pre {
+    pub fn new(pre: InstancePre<RunState>) -> wasmtime::Result<Pre> {
+        let collector = collector::GuestIndices::new(&pre)?;
+        let cost_source = cost_source::GuestIndices::new(&pre).ok();
+        Ok(Pre { pre, collector, cost_source })
+    }
+
+    /// Whether the component is also a cost data source.
+    pub fn is_cost_source(&self) -> bool {
+        self.cost_source.is_some()
+    }
+
+    pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Exports> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let collector = self.collector.load(&mut *store, &instance)?;
+        let cost_source = match &self.cost_source {
+            Some(i) => Some(i.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Exports { collector, cost_source })
+    }
 }

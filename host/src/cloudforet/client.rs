@@ -22,6 +22,7 @@ use super::pb::notification::v1::{notification_client::NotificationClient, Creat
 use crate::resilience::{jitter, Backoff, Breaker};
 use super::token::{Auth, Tokens};
 use super::{ApiError, Category};
+use super::pb::cost_analysis::v1::{cost_client::CostClient, CostInfo, CostQuery, CostRequest, CreateCostRequest};
 use super::pb::secret::v1::{secret_client::SecretClient, GetSecretDataRequest};
 use crate::grpc::convert::{json_to_struct, json_to_value, struct_to_json};
 use crate::record::ResourceType;
@@ -45,6 +46,8 @@ pub struct Endpoints {
     pub secret: Option<String>,
     /// Where `cf-host register` registers the collector (repository).
     pub repository: Option<String>,
+    /// Where costs are written (cost_analysis).
+    pub cost_analysis: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +110,7 @@ pub struct Connector {
     notification: Option<Service>,
     pub(super) secret: Option<Service>,
     pub(super) repository: Option<Service>,
+    cost_analysis: Option<Service>,
     tokens: Tokens,
     backoff: Backoff,
     call_timeout: Duration,
@@ -166,12 +170,14 @@ impl Connector {
         let inventory = service(&e.inventory, &mut breakers, &config)?;
         let mut optional = |e: &Option<String>| e.as_deref().map(|n| service(n, &mut breakers, &config)).transpose();
         let (notification, secret, repository) = (optional(&e.notification)?, optional(&e.secret)?, optional(&e.repository)?);
+        let cost_analysis = optional(&e.cost_analysis)?;
         Ok(Connector {
             identity,
             inventory,
             notification,
             secret,
             repository,
+            cost_analysis,
             tokens: Tokens::new(config.auth),
             backoff: config.backoff,
             call_timeout: config.call_timeout,
@@ -254,6 +260,7 @@ impl Connector {
             ResourceType::CloudService => self.upsert_cloud_service(r).await,
             ResourceType::CloudServiceType => self.upsert_cloud_service_type(r).await,
             ResourceType::Region => self.upsert_region(r).await,
+            ResourceType::Cost => self.upsert_cost(r).await,
             other => Err(ApiError::new(Code::InvalidArgument, format!("{} is not written through the inventory API", other.as_str()))),
         }
     }
@@ -403,6 +410,74 @@ impl Connector {
             .call(&self.inventory, "Region.update", &update, |ch, req| async move { RegionClient::new(ch).update(req).await })
             .await?;
         Ok(Upserted::Updated(info.region_id))
+    }
+
+    /// A cost line: `Cost.list` by data source, resource, usage type and
+    /// day; the same line is left alone, a different one replaced (`delete`
+    /// then `create`: costs cannot be updated), a missing one created.
+    async fn upsert_cost(&self, r: &Map<String, Value>) -> Result<Upserted, ApiError> {
+        let svc = self
+            .cost_analysis
+            .as_ref()
+            .ok_or_else(|| ApiError::new(Code::InvalidArgument, "no cost_analysis endpoint configured (cloudforet.cost_analysis or cloudforet.endpoint)"))?;
+        let (data_source_id, resource, usage_type, billed_date) =
+            (required(r, "data_source_id")?, required(r, "resource")?, required(r, "usage_type")?, required(r, "billed_date")?);
+        let query = CostQuery {
+            data_source_id: data_source_id.clone(),
+            resource: resource.clone(),
+            usage_type: usage_type.clone(),
+            billed_date: billed_date.clone(),
+            provider: text(r, "provider"),
+            ..Default::default()
+        };
+        let found = self.call(svc, "Cost.list", &query, |ch, req| async move { CostClient::new(ch).list(req).await }).await?;
+        // The unit has no place in Cost.create (its usage_unit is a float
+        // there): it travels in additional_info.
+        let mut info = r.get("additional_info").and_then(Value::as_object).cloned().unwrap_or_default();
+        if let Some(unit) = r.get("usage_unit").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            info.insert("Usage Unit".into(), Value::String(unit.to_string()));
+        }
+        let num = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let create = CreateCostRequest {
+            cost: num("cost"),
+            usage_quantity: num("usage_quantity"),
+            usage_unit: 0.0,
+            provider: text(r, "provider"),
+            region_code: text(r, "region_code"),
+            product: text(r, "product"),
+            usage_type,
+            resource,
+            tags: object(r, "tags"),
+            additional_info: Some(json_to_struct(&info)),
+            project_id: text(r, "project_id"),
+            service_account_id: String::new(),
+            data_source_id,
+            billed_date,
+        };
+        let same = |c: &CostInfo| {
+            c.cost == create.cost
+                && c.usage_quantity == create.usage_quantity
+                && c.region_code == create.region_code
+                && c.product == create.product
+                && c.tags.clone().unwrap_or_default() == create.tags.clone().unwrap_or_default()
+                && c.additional_info.clone().unwrap_or_default() == create.additional_info.clone().unwrap_or_default()
+                && c.project_id == create.project_id
+        };
+        if let [only] = found.results.as_slice()
+            && same(only)
+        {
+            return Ok(Upserted::Unchanged(only.cost_id.clone()));
+        }
+        for old in &found.results {
+            let req = CostRequest { cost_id: old.cost_id.clone() };
+            match self.call(svc, "Cost.delete", &req, |ch, req| async move { CostClient::new(ch).delete(req).await }).await {
+                Err(e) if e.code != Code::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let replaced = !found.results.is_empty();
+        let info = self.call(svc, "Cost.create", &create, |ch, req| async move { CostClient::new(ch).create(req).await }).await?;
+        Ok(if replaced { Upserted::Updated(info.cost_id) } else { Upserted::Created(info.cost_id) })
     }
 
     /// Deletes a cloud service that is no longer collected. One already gone

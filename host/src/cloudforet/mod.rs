@@ -7,7 +7,7 @@
 //! - [`pb`]: the generated clients (identity v2 `Token` and `Schema`,
 //!   inventory v1 `CloudService` / `CloudServiceType` / `Region`,
 //!   notification v1 `Notification`, repository v1 `Plugin`, secret v1
-//!   `Secret`), from protos written with CloudForet's names and field
+//!   `Secret`, cost_analysis v1 `Cost`), from protos written with CloudForet's names and field
 //!   numbers (`host/proto/spaceone/api/...`).
 //! - [`ApiError`] (here): a failed call, typed from the gRPC status and
 //!   CloudForet's `"ERROR_CODE: message"` detail, and its [`Category`].
@@ -30,6 +30,11 @@ use tonic::Code;
 /// Generated clients of CloudForet's public APIs.
 /// Modules follow the proto packages (`spaceone.api.<service>.<version>`).
 pub mod pb {
+    pub mod cost_analysis {
+        pub mod v1 {
+            tonic::include_proto!("spaceone.api.cost_analysis.v1");
+        }
+    }
     pub mod core {
         pub mod v2 {
             tonic::include_proto!("spaceone.api.core.v2");

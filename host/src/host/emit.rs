@@ -1,4 +1,6 @@
 //! `cloudforet:collector/emit`: validated records into the run's sink.
+//! [`EmitCtx`] is also the capability behind `costs` (`host::costs`): one
+//! channel, one set of output limits for a run.
 //!
 //! Backpressure: the sink is a bounded channel; `emit` awaits room, so a slow
 //! consumer slows the guest down. Output limits (records, bytes) are checked
@@ -16,7 +18,17 @@ use tokio::sync::mpsc;
 /// Batches a guest may send after `stop` before it is trapped.
 const MAX_IGNORED_STOPS: u32 = 16;
 
+/// What the running call may emit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emits {
+    /// `collector` calls: inventory records (and error resources).
+    Inventory,
+    /// `cost-source.get-data`: costs (and error resources).
+    Costs,
+}
+
 pub struct EmitCtx {
+    pub(crate) emits: Emits,
     pub(crate) sink: mpsc::Sender<Vec<Record>>,
     pub(crate) redactor: Arc<Redactor>,
     pub(crate) max_records: u64,
@@ -34,6 +46,7 @@ pub struct EmitCtx {
 impl EmitCtx {
     pub fn new(sink: mpsc::Sender<Vec<Record>>, redactor: Arc<Redactor>, max_records: u64, max_bytes: u64) -> EmitCtx {
         EmitCtx {
+            emits: Emits::Inventory,
             sink,
             redactor,
             max_records,
@@ -51,6 +64,19 @@ impl EmitCtx {
 
 impl emit::Host for EmitCtx {
     async fn emit(&mut self, batch: Vec<Item>) -> wasmtime::Result<Ack> {
+        let costs = self.emits == Emits::Costs;
+        self.accept(batch.iter().map(|i| match record::from_item(i) {
+            Ok(r) if costs && !r.is_error() => record::out_of_place(r, "cost-source.get-data"),
+            other => other,
+        }))
+        .await
+    }
+}
+
+impl EmitCtx {
+    /// Sends a batch's records (rejected ones replaced by error resources)
+    /// within the output limits; the answer the guest gets.
+    pub(crate) async fn accept(&mut self, batch: impl ExactSizeIterator<Item = Result<Record, record::Rejected>>) -> wasmtime::Result<Ack> {
         let stop = |rejected| Ok(Ack { flow: Flow::Stop, rejected });
         if self.stopped {
             self.ignored_stops += 1;
@@ -64,8 +90,8 @@ impl emit::Host for EmitCtx {
         }
         let mut out = Vec::with_capacity(batch.len());
         let mut rejected = Vec::new();
-        for (index, item) in batch.iter().enumerate() {
-            let mut r = match record::from_item(item) {
+        for (index, item) in batch.enumerate() {
+            let mut r = match item {
                 Ok(r) => r,
                 Err(rejection) => {
                     rejected.push(Rejection { index: index as u32, reason: rejection.reason });

@@ -2,6 +2,7 @@
 //! `impl <iface>::Host` each, on a context that holds only that capability.
 //! [`crate::sandbox::RunState`] aggregates them.
 
+pub mod costs;
 pub mod emit;
 pub mod http;
 pub mod log;

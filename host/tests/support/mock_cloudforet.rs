@@ -1,7 +1,7 @@
 //! A mock CloudForet deployment for push-mode tests (a test double): tonic
 //! servers of identity `Token` and `Schema`, inventory `CloudService` /
 //! `CloudServiceType` / `Region`, notification `Notification`, repository
-//! `Plugin` and secret `Secret`, built from
+//! `Plugin`, secret `Secret` and cost_analysis `Cost`, built from
 //! the same protos as cf-host's clients, over a real loopback socket.
 //!
 //! It keeps what it is sent in memory, records every call, checks the
@@ -24,6 +24,8 @@ use cf_host::cloudforet::pb::repository::v1::plugin_server::{Plugin, PluginServe
 use cf_host::cloudforet::pb::repository::v1::{PluginInfo, PluginQuery, PluginsInfo, RegisterPluginRequest, UpdatePluginRequest};
 use cf_host::cloudforet::pb::secret::v1::secret_server::{Secret, SecretServer};
 use cf_host::cloudforet::pb::secret::v1::{GetSecretDataRequest, SecretDataInfo};
+use cf_host::cloudforet::pb::cost_analysis::v1::cost_server::{Cost, CostServer};
+use cf_host::cloudforet::pb::cost_analysis::v1::{CostInfo, CostQuery, CostRequest, CostsInfo, CreateCostRequest};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,7 @@ pub struct Db {
     pub plugins: BTreeMap<String, PluginInfo>,
     /// Secret data by secret id (`encrypted` when the bool is set).
     pub secrets: BTreeMap<String, (bool, prost_types::Struct)>,
+    pub costs: BTreeMap<String, CostInfo>,
     /// Every call by method name (`CloudService.create`), refused ones too.
     pub calls: Vec<String>,
     pub deleted: Vec<String>,
@@ -472,6 +475,68 @@ impl Secret for MockCloudForet {
     }
 }
 
+#[tonic::async_trait]
+impl Cost for MockCloudForet {
+    async fn create(&self, req: Request<CreateCostRequest>) -> Result<Response<CostInfo>, Status> {
+        self.inner.enter("Cost.create", &req).await?;
+        let r = req.into_inner();
+        if r.data_source_id.is_empty() || r.billed_date.len() != 10 {
+            return Err(Status::invalid_argument("ERROR_REQUIRED_PARAMETER: Required parameter. (key = data_source_id)"));
+        }
+        let id = self.inner.id("cost");
+        let info = CostInfo {
+            cost_id: id.clone(),
+            cost: r.cost,
+            usage_quantity: r.usage_quantity,
+            provider: r.provider,
+            region_code: r.region_code,
+            product: r.product,
+            usage_type: r.usage_type,
+            resource: r.resource,
+            tags: r.tags,
+            additional_info: r.additional_info,
+            project_id: r.project_id,
+            data_source_id: r.data_source_id,
+            billed_year: r.billed_date[..4].to_string(),
+            billed_month: r.billed_date[..7].to_string(),
+            billed_date: r.billed_date,
+            domain_id: "domain-test".into(),
+            ..Default::default()
+        };
+        self.inner.db.lock().unwrap().costs.insert(id, info.clone());
+        Ok(Response::new(info))
+    }
+
+    async fn delete(&self, req: Request<CostRequest>) -> Result<Response<()>, Status> {
+        self.inner.enter("Cost.delete", &req).await?;
+        let id = req.into_inner().cost_id;
+        match self.inner.db.lock().unwrap().costs.remove(&id) {
+            Some(_) => Ok(Response::new(())),
+            None => Err(Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = cost_id, value = {id})"))),
+        }
+    }
+
+    async fn list(&self, req: Request<CostQuery>) -> Result<Response<CostsInfo>, Status> {
+        self.inner.enter("Cost.list", &req).await?;
+        let q = req.into_inner();
+        let db = self.inner.db.lock().unwrap();
+        let m = |want: &str, have: &str| want.is_empty() || want == have;
+        let results: Vec<_> = db
+            .costs
+            .values()
+            .filter(|c| {
+                m(&q.data_source_id, &c.data_source_id)
+                    && m(&q.resource, &c.resource)
+                    && m(&q.usage_type, &c.usage_type)
+                    && m(&q.billed_date, &c.billed_date)
+                    && m(&q.provider, &c.provider)
+            })
+            .cloned()
+            .collect();
+        Ok(Response::new(CostsInfo { total_count: results.len() as i32, results }))
+    }
+}
+
 impl MockCloudForet {
     /// Starts on `127.0.0.1:<free port>` (inside a tokio runtime).
     pub async fn start() -> MockCloudForet {
@@ -506,6 +571,7 @@ impl MockCloudForet {
                 .add_service(SchemaServer::new(me.clone()))
                 .add_service(PluginServer::new(me.clone()))
                 .add_service(SecretServer::new(me.clone()))
+                .add_service(CostServer::new(me.clone()))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = rx.await;
                 })

@@ -1,7 +1,7 @@
 //! The component edge; see the crate docs for the attacks.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/v0.2.0",
     world: "plugin",
 });
 
