@@ -1,8 +1,10 @@
 //! Compiles CloudForet's protos (host/proto) with protox, a pure Rust
 //! protobuf compiler, so building needs no `protoc`:
 //!
-//! - the collector plugin protocol cf-host serves; its descriptor set (with
-//!   google/protobuf imports) is kept for gRPC server reflection;
+//! - the collector plugin protocol cf-host serves, and the cost data source
+//!   plugin protocol (`serve --protocol cost-analysis`); their descriptor
+//!   sets (with google/protobuf imports) are kept for gRPC server
+//!   reflection, one per protocol;
 //! - the public APIs the push connectors call (identity, inventory,
 //!   notification, repository, secret, cost_analysis), kept out of that descriptor set: cf-host does not serve
 //!   them, so reflection must not list them.
@@ -33,6 +35,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/spaceone/api/core/v1/server_info.proto",
         ],
         Some("cloudforet_descriptor.bin"),
+    )?;
+    compile(
+        &[
+            "proto/spaceone/api/cost_analysis/plugin/data_source.proto",
+            "proto/spaceone/api/cost_analysis/plugin/job.proto",
+            "proto/spaceone/api/cost_analysis/plugin/cost.proto",
+            "proto/spaceone/api/core/v1/server_info.proto",
+        ],
+        Some("cost_descriptor.bin"),
     )?;
     compile(
         &[

@@ -216,7 +216,7 @@ async fn costs(runtime: &Runtime, plugin: &Plugin, ctx: &RunContext, w: &CostWin
     let tasks = runtime.cost_tasks(plugin, ctx, w.start.as_deref(), None).await?;
     let mut sum = CollectReport::default();
     for task in &tasks {
-        let r = runtime.cost_data(plugin, ctx, task, tx.clone()).await?;
+        let r = runtime.cost_data(plugin, ctx, &task.options, tx.clone()).await?;
         sum.records += r.records;
         sum.errors += r.errors;
         sum.http_requests += r.http_requests;

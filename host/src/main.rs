@@ -123,6 +123,10 @@ struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9090.
     #[arg(long)]
     metrics_bind: Option<String>,
+    /// The plugin protocol: inventory (a collector) or cost-analysis (a
+    /// cost data source; the component must export cost-source).
+    #[arg(long, env = "CF_HOST_PROTOCOL", value_enum, default_value_t = cf_host::grpc::Protocol::Inventory)]
+    protocol: cf_host::grpc::Protocol,
     /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).
     #[arg(long, env = "SPACEONE_PORT", default_value_t = cf_host::grpc::DEFAULT_PORT)]
     port: u16,
@@ -677,6 +681,7 @@ async fn serve(o: ServeArgs) -> Result<ExitCode, String> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let config = ServeConfig {
+        protocol: o.protocol,
         default_endpoint_port: o.default_endpoint_port,
         drain_timeout: std::time::Duration::from_secs(o.drain_timeout),
         ..ServeConfig::default()

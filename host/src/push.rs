@@ -448,7 +448,7 @@ async fn collect_costs(
     let tasks = runtime.cost_tasks(plugin, ctx, None, last.as_deref()).await?;
     let mut lines = 0;
     for task in &tasks {
-        lines += runtime.cost_data(plugin, ctx, task, tx.clone()).await?.records;
+        lines += runtime.cost_data(plugin, ctx, &task.options, tx.clone()).await?.records;
     }
     Ok(CostRun { tasks: tasks.len(), lines, synced_at })
 }

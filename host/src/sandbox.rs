@@ -751,14 +751,14 @@ impl Runtime {
         }
     }
 
-    /// `cost-source.get-tasks`: the task options of each cost task.
-    pub async fn cost_tasks(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last_synchronized_at: Option<&str>) -> Result<Vec<Value>, RunError> {
+    /// `cost-source.get-tasks`: the cost tasks.
+    pub async fn cost_tasks(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last_synchronized_at: Option<&str>) -> Result<Vec<CostTask>, RunError> {
         let r = self.cost_tasks_call(plugin, ctx, start, last_synchronized_at).await;
         self.count_run("cost_tasks", plugin, &r);
         r
     }
 
-    async fn cost_tasks_call(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last: Option<&str>) -> Result<Vec<Value>, RunError> {
+    async fn cost_tasks_call(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last: Option<&str>) -> Result<Vec<CostTask>, RunError> {
         Self::cost_source(plugin)?;
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
@@ -766,7 +766,10 @@ impl Runtime {
             .run("cost_tasks", plugin, ctx, tx, async |b, s| Ok(b.cost_tasks(s, &options, &secret, start, last).await.transpose()?))
             .await;
         let tasks = r?.ok_or_else(|| RunError::Host("cost-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
-        tasks.into_iter().map(|t| task_options(&t.options)).collect()
+        tasks
+            .into_iter()
+            .map(|t| Ok(CostTask { options: task_options(&t.options)?, changed: t.changed.map(|p| (p.start, p.end)) }))
+            .collect()
     }
 
     /// `cost-source.get-data`: costs stream into `sink` as the guest emits them.
@@ -788,6 +791,15 @@ impl Runtime {
         self.count_run("cost_data", plugin, &r);
         r
     }
+}
+
+/// A cost task as the guest planned it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostTask {
+    /// Handed back to `cost_data`.
+    pub options: Value,
+    /// The period whose costs the task replaces: start and end (included).
+    pub changed: Option<(String, Option<String>)>,
 }
 
 /// Task options the guest returned: a JSON object.

@@ -306,3 +306,53 @@ fn error_resource_arrives_as_failure() {
     want_resource["provider"] = json!("nutanix");
     assert_eq!(got["resource"], want_resource, "ErrorResource fields as the SDK sends them");
 }
+
+/// `cf-host serve --protocol cost-analysis` driven by SpaceConnector as
+/// CloudForet's cost analysis service drives a data source plugin:
+/// reflection lists the cost protocol's services, `DataSource.init` returns
+/// the guest's metadata, `Job.get_tasks` one task per day with the period it
+/// replaces, `Cost.get_data` streams the day's cost lines of every VM.
+#[test]
+fn the_cost_data_source_protocol_through_space_connector() {
+    let format_day = |days_ago: i64| (chrono::Utc::now().date_naive() - chrono::Days::new(days_ago as u64)).format("%Y-%m-%d").to_string();
+    let server = Server::start_with(&["--protocol", "cost-analysis"]);
+    let sim = simulator(SimConfig::default());
+    let secret = sim.secret();
+    let options = json!({"rate_card": {"currency": "EUR", "vcpu_hour": 0.02, "memory_gib_hour": 0.005, "disk_gib_month": 0.1}});
+    let calls = json!([
+        {"call": "DataSource.init", "params": {"options": options}},
+        {"call": "DataSource.verify", "params": {"options": options, "secret_data": secret}},
+        {"call": "Job.get_tasks", "params": {"options": options, "secret_data": secret, "start": format_day(2)}},
+        {"call": "Cost.get_data", "params": {"options": options, "secret_data": secret, "task_options": {"billed_date": format_day(0)}}},
+        {"call": "Cost.get_linked_accounts", "params": {"options": options, "secret_data": secret}},
+        {"call": "DataSource.init", "params": {"options": {}}},
+    ]);
+    let out = cf_client(&server.endpoint(), &calls);
+    let services: BTreeMap<String, usize> =
+        out["api_resources"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_array().unwrap().len())).collect();
+    let want: BTreeMap<String, usize> =
+        [("Cost", 2), ("DataSource", 2), ("Health", 2), ("Job", 1), ("ServerInfo", 1)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(services, want);
+    let r = &out["results"];
+    assert_eq!(ok(&r[0])["metadata"]["currency"], "EUR");
+    assert!(r[1].get("ok").is_some(), "{}", r[1]);
+    let tasks = ok(&r[2])["tasks"].as_array().unwrap();
+    let days: Vec<&str> = tasks.iter().map(|t| t["task_options"]["billed_date"].as_str().unwrap()).collect();
+    assert_eq!(days, [format_day(2), format_day(1), format_day(0)]);
+    assert_eq!(tasks[0]["task_changed"]["start"], format_day(2));
+    assert_eq!(ok(&r[2])["changed"].as_array().unwrap().len(), 3);
+
+    // Every simulated VM has disks; the running ones pay vCPU and memory too.
+    let lines: Vec<&Value> = ok(&r[3]).as_array().unwrap().iter().flat_map(|c| c["results"].as_array().unwrap()).collect();
+    let estate = SimConfig::default().estate;
+    let running = (0..estate.vms).filter(|i| prism_sim::estate::vm_facts(&estate, *i).powered_on).count();
+    assert_eq!(lines.len(), running * 3 + (estate.vms - running));
+    let vcpu = lines.iter().find(|l| l["usage_type"] == "vCPU").unwrap();
+    assert_eq!((vcpu["provider"].as_str(), vcpu["usage_unit"].as_str(), vcpu["product"].as_str()), (Some("nutanix"), Some("vCPU-Hour"), Some("Virtual Machine")));
+    assert_eq!(vcpu["billed_date"], format_day(0));
+    assert!(vcpu["cost"].as_f64().is_some_and(|c| c > 0.0) && vcpu["data"]["currency"] == "EUR", "{vcpu}");
+    assert_eq!(ok(&r[4]), &json!({}), "no linked accounts");
+    let e = err(&r[5]);
+    assert_eq!(e["error_code"], "ERROR_INVALID_ARGUMENT", "{e}");
+    assert!(e["message"].as_str().unwrap_or("").contains("rate_card"), "{e}");
+}

@@ -6,7 +6,8 @@ also handy by hand against a running `cf-host serve`:
     python cf_client.py grpc://127.0.0.1:50051 '[{"call": "Collector.init", "params": {"options": {}}}]'
 
 Each call is made either through spaceone-core's SpaceConnector (what
-CloudForet's inventory service uses: stubs built from server reflection) or,
+CloudForet's inventory and cost analysis services use: stubs built from
+server reflection; streams are `Collector.collect` and `Cost.get_data`) or,
 with "via": "stub", through spaceone-api's generated CollectorStub/JobStub.
 Prints one JSON document: {"api_resources": {...}, "results": [...]}, where a
 result is {"ok": ...} or {"error": {...}}. Stream items are decoded the way
@@ -40,7 +41,7 @@ def via_connector(conn, call):
     limit = call.get("take")
     try:
         response = conn.dispatch(call["call"], call.get("params", {}), **kwargs)
-        if call["call"] == "Collector.collect":
+        if call["call"] in ("Collector.collect", "Cost.get_data"):
             items = []
             for item in response:
                 items.append(decode(item))

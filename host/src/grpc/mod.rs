@@ -8,8 +8,12 @@
 //! and server reflection (v1alpha, which CloudForet's client requires, and
 //! v1). Every call runs the guest in a fresh sandbox. The `token` metadata
 //! is ignored, as a plugin does.
+//!
+//! With [`Protocol::CostAnalysis`] the server speaks the cost data source
+//! plugin protocol instead ([`cost`]).
 
 pub mod convert;
+pub mod cost;
 
 use crate::egress::EgressPolicy;
 use crate::host::http::TlsConfig;
@@ -52,9 +56,21 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Records buffered between the guest and the gRPC stream.
 pub const STREAM_BUFFER: usize = 256;
 
+/// Which CloudForet plugin protocol a server speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// `spaceone.api.inventory.plugin` (Collector, Job): an inventory collector.
+    #[default]
+    Inventory,
+    /// `spaceone.api.cost_analysis.plugin` (DataSource, Job, Cost): a cost
+    /// data source (the component must export `cost-source`).
+    CostAnalysis,
+}
+
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    pub protocol: Protocol,
     /// Port granted when `secret_data` names a host without a port.
     pub default_endpoint_port: u16,
     /// Tenant used for state when the call names none (`x_domain_id`).
@@ -70,6 +86,7 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
+            protocol: Protocol::Inventory,
             default_endpoint_port: 9440,
             default_tenant: "default".into(),
             unary_deadline: Duration::from_secs(120),
@@ -313,14 +330,44 @@ pub async fn serve(
     service: PluginService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    use cost::pb::{cost_server::CostServer, data_source_server::DataSourceServer, job_server::JobServer as CostJobServer};
+    let protocol = service.config.protocol;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CollectorServer<PluginService>>().await;
-    health.set_serving::<JobServer<PluginService>>().await;
+    let serving = |on: bool| {
+        let health = health.clone();
+        async move {
+            match (protocol, on) {
+                (Protocol::Inventory, true) => {
+                    health.set_serving::<CollectorServer<PluginService>>().await;
+                    health.set_serving::<JobServer<PluginService>>().await;
+                }
+                (Protocol::Inventory, false) => {
+                    health.set_not_serving::<CollectorServer<PluginService>>().await;
+                    health.set_not_serving::<JobServer<PluginService>>().await;
+                }
+                (Protocol::CostAnalysis, true) => {
+                    health.set_serving::<DataSourceServer<PluginService>>().await;
+                    health.set_serving::<CostJobServer<PluginService>>().await;
+                    health.set_serving::<CostServer<PluginService>>().await;
+                }
+                (Protocol::CostAnalysis, false) => {
+                    health.set_not_serving::<DataSourceServer<PluginService>>().await;
+                    health.set_not_serving::<CostJobServer<PluginService>>().await;
+                    health.set_not_serving::<CostServer<PluginService>>().await;
+                }
+            }
+        }
+    };
+    serving(true).await;
+    let descriptor = match protocol {
+        Protocol::Inventory => pb::DESCRIPTOR_SET,
+        Protocol::CostAnalysis => cost::pb::DESCRIPTOR_SET,
+    };
     // Like CloudForet's Python servers, reflection lists the plugin's
     // services and health, not itself.
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.include_reflection_service(false)
-            .register_encoded_file_descriptor_set(pb::DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(descriptor)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
@@ -333,17 +380,37 @@ pub async fn serve(
     let drain = service.config.drain_timeout;
     let cancel = service.cancel.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(
-            CollectorServer::new(service.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            JobServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+    let mut builder = tonic::transport::Server::builder();
+    let router = match protocol {
+        Protocol::Inventory => builder
+            .add_service(
+                CollectorServer::new(service.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                JobServer::new(service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        Protocol::CostAnalysis => builder
+            .add_service(
+                DataSourceServer::new(service.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                CostJobServer::new(service.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                CostServer::new(service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+    };
+    let server = router
         .add_service(pb::core::server_info_server::ServerInfoServer::new(ServerInfo))
         .add_service(health_service)
         .add_service(reflection_v1alpha)
@@ -360,8 +427,7 @@ pub async fn serve(
         r = &mut server => return r.map_err(|e| format!("gRPC server failed: {e}")),
         () = shutdown => {}
     }
-    health.set_not_serving::<CollectorServer<PluginService>>().await;
-    health.set_not_serving::<JobServer<PluginService>>().await;
+    serving(false).await;
     let _ = stop_tx.send(());
     tracing::info!(drain_timeout_s = drain.as_secs_f64(), "shutting down: draining calls in flight");
     match tokio::time::timeout(drain, &mut server).await {

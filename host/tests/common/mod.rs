@@ -50,8 +50,15 @@ impl Server {
     /// Starts `cf-host serve --bind 127.0.0.1 --port 0` and reads the bound
     /// address from its first line of output.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// [`Server::start`] with more flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
-            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-cache", "--plugin"])
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-cache"])
+            .args(extra)
+            .arg("--plugin")
             .arg(guest())
             .env("CF_HOST_LOG", "warn")
             .stdout(Stdio::piped())

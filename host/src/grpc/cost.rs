@@ -1,0 +1,173 @@
+//! CloudForet's cost data source plugin protocol
+//! (`spaceone.api.cost_analysis.plugin`: `DataSource` init/verify, `Job`
+//! get_tasks, `Cost` get_linked_accounts/get_data), served by
+//! `cf-host serve --protocol cost-analysis` for a component that exports
+//! `cost-source`. Same [`PluginService`] as the collector protocol: registry
+//! resolution, run contexts, cancellation; a separate server because
+//! CloudForet deploys a cost data source as its own plugin (and both
+//! protocols name a service `Job`).
+
+use super::convert::{json_to_struct, status, struct_to_json};
+use super::{shutting_down, PluginService, STREAM_BUFFER};
+use crate::record::{Record, ResourceType};
+use serde_json::{json, Map, Value};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Generated protocol types and services.
+#[expect(non_camel_case_types, reason = "CloudForet's rpc is named `get_data`, so tonic names the stream type `get_dataStream`")]
+pub mod pb {
+    tonic::include_proto!("spaceone.api.cost_analysis.plugin");
+    /// Descriptor set of the protocol (and ServerInfo), google/protobuf
+    /// imports included.
+    pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cost_descriptor.bin"));
+}
+
+use pb::cost_server::Cost;
+use pb::data_source_server::DataSource;
+use pb::job_server::Job;
+use pb::{
+    AccountsInfo, ChangedInfo, CostInfo, CostsInfo, GetDataRequest, GetLinkedAccountsRequest, GetTasksRequest, InitRequest,
+    PluginInfo, PluginVerifyRequest, TaskInfo, TasksInfo,
+};
+
+fn text(m: &Map<String, Value>, k: &str) -> String {
+    m.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn object(v: Option<&Value>) -> Option<prost_types::Struct> {
+    v.and_then(Value::as_object).map(json_to_struct)
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// The wire form of a cost record.
+pub fn cost_info(r: &Record) -> CostInfo {
+    let m = &r.resource;
+    let num = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let raw = |k: &str| r.raw(k).and_then(|t| serde_json::from_str::<Value>(t).ok());
+    CostInfo {
+        cost: num("cost"),
+        usage_quantity: num("usage_quantity"),
+        usage_unit: text(m, "usage_unit"),
+        provider: text(m, "provider"),
+        region_code: text(m, "region_code"),
+        product: text(m, "product"),
+        usage_type: text(m, "usage_type"),
+        resource: text(m, "resource"),
+        tags: object(m.get("tags")),
+        additional_info: object(raw("additional_info").as_ref()),
+        data: object(raw("data").as_ref()),
+        billed_date: text(m, "billed_date"),
+    }
+}
+
+#[tonic::async_trait]
+impl DataSource for PluginService {
+    async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
+        let options = struct_to_json(req.get_ref().options.clone());
+        let ctx = self.unary_context(&req, options, json!({}))?;
+        let plugin = self.plugin(&ctx)?;
+        let m = self.unless_cancelled(async { self.registry.runtime().cost_init(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
+        Ok(Response::new(PluginInfo { metadata: m.as_object().map(json_to_struct) }))
+    }
+
+    async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
+        let r = req.get_ref();
+        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
+        let ctx = self.unary_context(&req, options, secret)?;
+        let plugin = self.plugin(&ctx)?;
+        if !plugin.is_cost_source() {
+            return Err(Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {} is not a cost data source", plugin.name)));
+        }
+        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
+        Ok(Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl Job for PluginService {
+    async fn get_tasks(&self, req: Request<GetTasksRequest>) -> Result<Response<TasksInfo>, Status> {
+        let r = req.get_ref();
+        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
+        let (start, last) = (r.start.clone(), r.last_synchronized_at.clone());
+        let ctx = self.unary_context(&req, options, secret)?;
+        let plugin = self.plugin(&ctx)?;
+        let tasks = self
+            .unless_cancelled(async {
+                self.registry.runtime().cost_tasks(&plugin, &ctx, nonempty(&start), nonempty(&last)).await.map_err(|e| status(&e))
+            })
+            .await?;
+        let changed_info = |(start, end): &(String, Option<String>)| ChangedInfo { start: start.clone(), end: end.clone().unwrap_or_default(), filter: None };
+        let changed = tasks.iter().filter_map(|t| t.changed.as_ref().map(changed_info)).collect();
+        let tasks = tasks
+            .iter()
+            .map(|t| TaskInfo { task_options: t.options.as_object().map(json_to_struct), task_changed: t.changed.as_ref().map(changed_info) })
+            .collect();
+        Ok(Response::new(TasksInfo { tasks, changed, synced_accounts: Vec::new() }))
+    }
+}
+
+#[tonic::async_trait]
+impl Cost for PluginService {
+    /// Nutanix has no linked accounts; a guest that needs them would get its
+    /// own export. Answers an empty list, as CloudForet's SDK does by default.
+    async fn get_linked_accounts(&self, _: Request<GetLinkedAccountsRequest>) -> Result<Response<AccountsInfo>, Status> {
+        Ok(Response::new(AccountsInfo { results: Vec::new() }))
+    }
+
+    type get_dataStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<CostsInfo, Status>> + Send>>;
+
+    /// Streams each batch of cost lines the guest emits as one `CostsInfo`.
+    /// Error resources (e.g. a lost page) have no place in the protocol: they
+    /// are logged, and the stream still ends normally with the rest.
+    async fn get_data(&self, req: Request<GetDataRequest>) -> Result<Response<Self::get_dataStream>, Status> {
+        let r = req.get_ref();
+        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
+        let task_options = struct_to_json(r.task_options.clone());
+        let ctx = self.context(&req, options, secret)?;
+        let plugin = self.plugin(&ctx)?;
+        let (out_tx, out_rx) = mpsc::channel::<Result<CostsInfo, Status>>(STREAM_BUFFER);
+        let (rec_tx, mut rec_rx) = mpsc::channel::<Vec<Record>>(4);
+        let runtime = self.registry.runtime().clone();
+        let cancelled = self.cancelled();
+        tokio::spawn(async move {
+            let run_id = ctx.run_id.clone();
+            let client_gone = out_tx.clone();
+            let forward_tx = out_tx.clone();
+            let forward = async move {
+                while let Some(batch) = rec_rx.recv().await {
+                    let mut results = Vec::with_capacity(batch.len());
+                    for r in &batch {
+                        match r.resource_type {
+                            ResourceType::Cost => results.push(cost_info(r)),
+                            _ => tracing::warn!(run = %run_id, error = r.message.as_deref().unwrap_or(""), "cost data: not sent (no place in the protocol)"),
+                        }
+                    }
+                    if !results.is_empty() && forward_tx.send(Ok(CostsInfo { results })).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let run = async { futures::join!(runtime.cost_data(&plugin, &ctx, &task_options, rec_tx), forward).0 };
+            tokio::select! {
+                _ = client_gone.closed() => tracing::info!(run = %ctx.run_id, "cost data stream closed by the client; run cancelled"),
+                () = cancelled => {
+                    let _ = out_tx.send(Err(shutting_down())).await;
+                }
+                result = run => match result {
+                    Ok(report) => tracing::info!(run = %ctx.run_id, lines = report.records, errors = report.errors, "cost data finished"),
+                    Err(e) => {
+                        tracing::warn!(run = %ctx.run_id, error = %e, "cost data failed");
+                        let _ = out_tx.send(Err(status(&e))).await;
+                    }
+                },
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
