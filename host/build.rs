@@ -1,8 +1,9 @@
 //! Compiles CloudForet's protos (host/proto) with protox, a pure Rust
 //! protobuf compiler, so building needs no `protoc`:
 //!
-//! - the collector plugin protocol cf-host serves, and the cost data source
-//!   plugin protocol (`serve --protocol cost-analysis`); their descriptor
+//! - the collector plugin protocol cf-host serves, and the cost and
+//!   monitoring data source plugin protocols (`serve --protocol
+//!   cost-analysis|monitoring`); their descriptor
 //!   sets (with google/protobuf imports) are kept for gRPC server
 //!   reflection, one per protocol;
 //! - the public APIs the push connectors call (identity, inventory,
@@ -44,6 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/spaceone/api/core/v1/server_info.proto",
         ],
         Some("cost_descriptor.bin"),
+    )?;
+    compile(
+        &[
+            "proto/spaceone/api/monitoring/plugin/data_source.proto",
+            "proto/spaceone/api/monitoring/plugin/metric.proto",
+            "proto/spaceone/api/core/v1/server_info.proto",
+        ],
+        Some("monitoring_descriptor.bin"),
     )?;
     compile(
         &[

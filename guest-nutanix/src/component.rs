@@ -9,7 +9,7 @@ use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, Transpo
 
 wit_bindgen::generate!({
     path: "../wit",
-    world: "cost-plugin",
+    world: "full-plugin",
 });
 
 use crate::costs;
@@ -18,6 +18,7 @@ use exports::cloudforet::collector::collector::{
     CollectorError, Guest, PluginMetadata, Summary, Task,
 };
 use exports::cloudforet::collector::cost_source::{self, CostPeriod, CostTask};
+use exports::cloudforet::collector::metric_source::{self, MetricData, MetricInfo};
 
 struct Component;
 
@@ -93,6 +94,41 @@ impl cost_source::Guest for Component {
     fn get_data(options: String, secret: String, task_options: String) -> Result<u64, CollectorError> {
         let s = collect::cost_data(&mut HostHttp, &mut HostSink, &options, &secret, &task_options).map_err(to_wit_error)?;
         Ok(s.emitted)
+    }
+}
+
+impl metric_source::Guest for Component {
+    fn init(options: String) -> Result<String, CollectorError> {
+        crate::metrics::init(&options).map(|m| m.to_string()).map_err(to_wit_error)
+    }
+
+    fn list_metrics(options: String, secret: String, query: String) -> Result<Vec<MetricInfo>, CollectorError> {
+        let list = crate::metrics::list(&options, &secret, &query).map_err(to_wit_error)?;
+        Ok(list
+            .into_iter()
+            .map(|(m, q)| MetricInfo {
+                key: m.key.to_string(),
+                name: m.name.to_string(),
+                group: m.group.to_string(),
+                unit: crate::metrics::unit(m).to_string(),
+                metric_query: q.to_string(),
+            })
+            .collect())
+    }
+
+    fn get_data(
+        options: String,
+        secret: String,
+        metric_query: String,
+        metric: String,
+        start: String,
+        end: String,
+        period: Option<u32>,
+        stat: Option<String>,
+    ) -> Result<MetricData, CollectorError> {
+        let s = crate::metrics::get_data(&mut HostHttp, &options, &secret, &metric_query, &metric, &start, &end, period, stat.as_deref())
+            .map_err(to_wit_error)?;
+        Ok(MetricData { labels: s.labels, values: serde_json::to_string(&s.values).unwrap_or_else(|_| "{}".into()) })
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
 //! - [`costs`]: the rate card, cost tasks (days) and each VM's daily cost
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
+//! - [`metrics`]: the monitoring data source: VM metrics from the v4 stats
+//!   API, aligned per timestamp.
 //! - [`collect`]: the collection itself (API version per kind, pagination,
 //!   retries, error resources),
 //!   written against the [`Transport`] and [`Sink`] traits below.
@@ -24,6 +26,7 @@ pub mod collect;
 pub mod config;
 pub mod costs;
 pub mod layout;
+pub mod metrics;
 pub mod normalize;
 pub mod record;
 pub mod v3;

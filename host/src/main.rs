@@ -123,8 +123,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9090.
     #[arg(long)]
     metrics_bind: Option<String>,
-    /// The plugin protocol: inventory (a collector) or cost-analysis (a
-    /// cost data source; the component must export cost-source).
+    /// The plugin protocol: inventory (a collector), cost-analysis (a cost
+    /// data source; the component must export cost-source) or monitoring (a
+    /// metric data source; the component must export metric-source).
     #[arg(long, env = "CF_HOST_PROTOCOL", value_enum, default_value_t = cf_host::grpc::Protocol::Inventory)]
     protocol: cf_host::grpc::Protocol,
     /// Port to listen on, on all interfaces ([::], or 0.0.0.0 without IPv6).

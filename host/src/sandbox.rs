@@ -153,6 +153,12 @@ impl Plugin {
     pub fn is_cost_source(&self) -> bool {
         self.pre.is_cost_source()
     }
+
+    /// Whether the component is also a monitoring data source (exports
+    /// `metric-source`, world 0.2.2+).
+    pub fn is_metric_source(&self) -> bool {
+        self.pre.is_metric_source()
+    }
 }
 
 /// Why a plugin could not be loaded. One line each.
@@ -772,6 +778,71 @@ impl Runtime {
             .collect()
     }
 
+    fn metric_source(plugin: &Plugin) -> Result<(), RunError> {
+        if plugin.pre.is_metric_source() {
+            return Ok(());
+        }
+        Err(RunError::Collector(
+            crate::ErrorCode::InvalidArgument,
+            format!("{} is not a monitoring data source (it does not export cloudforet:collector/metric-source)", plugin.name),
+        ))
+    }
+
+    /// A unary call of the metric source (`call` answers `None` when the
+    /// export is missing, which the check before rules out).
+    async fn metric_call<T>(
+        &self,
+        name: &'static str,
+        plugin: &Plugin,
+        ctx: &RunContext,
+        call: impl AsyncFnOnce(&Instance, &mut Store<RunState>) -> Option<wasmtime::Result<Result<T, CollectorError>>>,
+    ) -> Result<T, RunError> {
+        let r = async {
+            Self::metric_source(plugin)?;
+            let (tx, _rx) = mpsc::channel(1);
+            let (r, _) = self.run(name, plugin, ctx, tx, async |b, s| call(b, s).await.transpose()).await;
+            r?.ok_or_else(|| RunError::Host("metric-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))
+        }
+        .await;
+        self.count_run(name, plugin, &r);
+        r
+    }
+
+    /// `metric-source.init`: the data source's metadata (a JSON object).
+    pub async fn metric_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
+        let options = ctx.options.to_string();
+        let text = self.metric_call("metric_init", plugin, ctx, async |b, s| b.metric_init(s, &options).await).await?;
+        json_object("monitoring data source metadata", &text)
+    }
+
+    /// `metric-source.list-metrics` for the resources in `query`.
+    pub async fn metric_list(&self, plugin: &Plugin, ctx: &RunContext, query: &Value) -> Result<Vec<MetricInfo>, RunError> {
+        let (options, secret, query) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), query.to_string());
+        let list = self.metric_call("metric_list", plugin, ctx, async |b, s| b.metric_list(s, &options, &secret, &query).await).await?;
+        list.into_iter()
+            .map(|m| {
+                Ok(MetricInfo {
+                    key: m.key,
+                    name: m.name,
+                    group: m.group,
+                    unit: json_object("a metric unit", &m.unit)?,
+                    metric_query: json_object("a metric query", &m.metric_query)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `metric-source.get-data`.
+    pub async fn metric_data(&self, plugin: &Plugin, ctx: &RunContext, q: &MetricQuery) -> Result<MetricData, RunError> {
+        let (options, secret, query) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), q.metric_query.to_string());
+        let d = self
+            .metric_call("metric_data", plugin, ctx, async |b, s| {
+                b.metric_data(s, &options, &secret, &query, &q.metric, &q.start, &q.end, q.period, q.stat.as_deref()).await
+            })
+            .await?;
+        Ok(MetricData { labels: d.labels, values: json_object("metric values", &d.values)? })
+    }
+
     /// `cost-source.get-data`: costs stream into `sink` as the guest emits them.
     pub async fn cost_data(&self, plugin: &Plugin, ctx: &RunContext, task_options: &Value, sink: mpsc::Sender<Vec<Record>>) -> Result<CollectReport, RunError> {
         let r = match Self::cost_source(plugin) {
@@ -790,6 +861,45 @@ impl Runtime {
         };
         self.count_run("cost_data", plugin, &r);
         r
+    }
+}
+
+/// One metric a monitoring data source offers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricInfo {
+    pub key: String,
+    pub name: String,
+    pub group: String,
+    /// JSON object.
+    pub unit: Value,
+    /// JSON object, passed back to `metric_data`.
+    pub metric_query: Value,
+}
+
+/// Time series per resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricData {
+    pub labels: Vec<String>,
+    /// JSON object: resource id → list of numbers.
+    pub values: Value,
+}
+
+/// What `metric_data` asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricQuery {
+    /// JSON object keyed by resource id.
+    pub metric_query: Value,
+    pub metric: String,
+    pub start: String,
+    pub end: String,
+    pub period: Option<u32>,
+    pub stat: Option<String>,
+}
+
+fn json_object(what: &str, text: &str) -> Result<Value, RunError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(RunError::Trap(format!("guest returned {what} that is not a JSON object"))),
     }
 }
 

@@ -356,3 +356,56 @@ fn the_cost_data_source_protocol_through_space_connector() {
     assert_eq!(e["error_code"], "ERROR_INVALID_ARGUMENT", "{e}");
     assert!(e["message"].as_str().unwrap_or("").contains("rate_card"), "{e}");
 }
+
+/// `cf-host serve --protocol monitoring` driven by SpaceConnector as
+/// CloudForet's monitoring service drives a metric data source: reflection
+/// lists DataSource and Metric, `Metric.list` offers the VM metrics with a
+/// query naming the VMs, `Metric.get_data` returns the simulator's exact
+/// series (v4 stats, ppm → percent), nulls for a powered-off VM.
+#[test]
+fn the_monitoring_data_source_protocol_through_space_connector() {
+    let server = Server::start_with(&["--protocol", "monitoring"]);
+    let sim = simulator(SimConfig { v4: true, ..SimConfig::default() });
+    let secret = sim.secret();
+    let estate = SimConfig::default().estate;
+    let (on, off) = (prism_sim::estate::vm_facts(&estate, 0), prism_sim::estate::vm_facts(&estate, 4));
+    assert!(on.powered_on && !off.powered_on);
+    let query = json!({on.uuid.clone(): {}, off.uuid.clone(): {}});
+    let (start, end) = ("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z");
+    let calls = json!([
+        {"call": "DataSource.init", "params": {"options": {}}},
+        {"call": "DataSource.verify", "params": {"options": {}, "secret_data": secret}},
+        {"call": "Metric.list", "params": {"options": {}, "secret_data": secret, "query": query}},
+        {"call": "Metric.get_data", "params": {"options": {}, "secret_data": secret, "metric_query": query, "metric": "cpu_usage",
+                                              "start": start, "end": end, "period": 600, "stat": "AVERAGE"}},
+        {"call": "Metric.get_data", "params": {"options": {}, "secret_data": secret, "metric_query": query, "metric": "gpu_usage",
+                                              "start": start, "end": end}},
+    ]);
+    let out = cf_client(&server.endpoint(), &calls);
+    let services: BTreeMap<String, usize> =
+        out["api_resources"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_array().unwrap().len())).collect();
+    let want: BTreeMap<String, usize> =
+        [("DataSource", 2), ("Health", 2), ("Metric", 2), ("ServerInfo", 1)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(services, want);
+    let r = &out["results"];
+    assert_eq!(ok(&r[0])["metadata"]["supported_stat"], json!(["AVERAGE", "MAX", "MIN", "SUM"]));
+    assert!(r[1].get("ok").is_some(), "{}", r[1]);
+    let metrics = ok(&r[2])["metrics"].as_array().unwrap();
+    let keys: Vec<&str> = metrics.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth"]);
+    assert_eq!(metrics[0]["metric_query"], query);
+    assert_eq!(metrics[0]["unit"], json!({"x": "Timestamp", "y": "Percent"}));
+
+    let data = ok(&r[3]);
+    let t0 = prism_sim::v4::parse_utc(start).unwrap();
+    let labels: Vec<String> = (0..6).map(|k| prism_sim::v4::format_utc(t0 + k * 600)).collect();
+    assert_eq!(data["labels"], json!(labels));
+    let expected: Vec<f64> = (0..6).map(|k| prism_sim::v4::vm_stat(0, "hypervisorCpuUsagePpm", t0 / 600 + k).unwrap() * 1e-4).collect();
+    let got: Vec<f64> = data["values"][&on.uuid].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-9), "{got:?} != {expected:?}");
+    assert_eq!(data["values"][&off.uuid], json!([null, null, null, null, null, null]));
+    let e = err(&r[4]);
+    assert_eq!(e["error_code"], "ERROR_INVALID_ARGUMENT", "{e}");
+    assert!(e["message"].as_str().unwrap_or("").contains("unknown metric \"gpu_usage\""), "{e}");
+}

@@ -54,11 +54,12 @@ fn guests_of_incompatible_world_versions_run_side_by_side() {
     let legacy = runtime.load_file(&legacy_wasm()).expect("a 0.1.0 guest loads");
     let nutanix = runtime.load_file(&guest_wasm()).expect("guest");
     let adversary = runtime.load_file(&adversary_wasm()).expect("adversary");
-    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.2.1".into()));
+    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.2.2".into()));
     // The adversary is built against the frozen 0.2.0 world: it links to
     // the 0.2.1 imports through the semver-compatible lookup.
     assert_eq!(adversary.world.to_string(), "0.2.0");
     assert!(nutanix.is_cost_source() && !adversary.is_cost_source() && !legacy.is_cost_source());
+    assert!(nutanix.is_metric_source() && !adversary.is_metric_source() && !legacy.is_metric_source());
     assert!(!legacy.injects_credentials, "0.1.0 guests build their own auth and keep receiving the secret");
     assert!(nutanix.injects_credentials);
     let sim = block_on(Simulator::start(SimConfig::default())).expect("simulator");

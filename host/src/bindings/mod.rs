@@ -24,6 +24,7 @@ pub use v0_2 as current;
 use crate::sandbox::{one_line, RunState};
 use current::exports::cloudforet::collector::collector as cur;
 use current::exports::cloudforet::collector::cost_source as cost;
+use current::exports::cloudforet::collector::metric_source as metric;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
@@ -92,6 +93,11 @@ impl PluginPre {
     /// Whether the component also exports `cost-source` (0.2.1 and later).
     pub fn is_cost_source(&self) -> bool {
         matches!(self, PluginPre::V0_2(p) if p.is_cost_source())
+    }
+
+    /// Whether the component also exports `metric-source` (0.2.2 and later).
+    pub fn is_metric_source(&self) -> bool {
+        matches!(self, PluginPre::V0_2(p) if p.is_metric_source())
     }
 
     pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Instance> {
@@ -163,5 +169,37 @@ impl Instance {
 
     pub async fn cost_data(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Option<Call<u64>> {
         Some(self.cost_source()?.call_get_data(store, options, secret, task).await)
+    }
+
+    fn metric_source(&self) -> Option<&metric::Guest> {
+        match self {
+            Instance::V0_2(b) => b.metric_source.as_ref(),
+            Instance::V0_1(_) => None,
+        }
+    }
+
+    /// `metric-source.init`; `None` when the component is no monitoring data source.
+    pub async fn metric_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
+        Some(self.metric_source()?.call_init(store, options).await)
+    }
+
+    pub async fn metric_list(&self, store: &mut Store<RunState>, options: &String, secret: &String, query: &String) -> Option<Call<Vec<metric::MetricInfo>>> {
+        Some(self.metric_source()?.call_list_metrics(store, options, secret, query).await)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the WIT function's parameters, one to one")]
+    pub async fn metric_data(
+        &self,
+        store: &mut Store<RunState>,
+        options: &String,
+        secret: &String,
+        query: &String,
+        metric: &str,
+        start: &str,
+        end: &str,
+        period: Option<u32>,
+        stat: Option<&str>,
+    ) -> Option<Call<metric::MetricData>> {
+        Some(self.metric_source()?.call_get_data(store, options, secret, query, metric, start, end, period, stat).await)
     }
 }

@@ -1,26 +1,26 @@
 //! Bindings for `cloudforet:collector@0.2.x`, the current world
-//! (`wit/collector.wit`, 0.2.1; 0.2.0 guests link to it through wasmtime's
-//! semver-compatible lookup). The host's import implementations
+//! (`wit/collector.wit`, 0.2.2; 0.2.0 and 0.2.1 guests link to it through
+//! wasmtime's semver-compatible lookup). The host's import implementations
 //! (`crate::host`) are written against these types.
 //!
-//! Generated for `cost-plugin`, the larger world, so both export interfaces
-//! have bindings; a component must export `collector` and may export
-//! `cost-source` ([`Pre`] looks each up by itself).
+//! Generated for `full-plugin`, the largest world, so every export interface
+//! has bindings; a component must export `collector` and may export
+//! `cost-source` and `metric-source` ([`Pre`] looks each up by itself).
 
 use crate::host::{emit::EmitCtx, http::HttpCtx, log::LogCtx, state::StateCtx, types::TypesCtx};
 use crate::sandbox::RunState;
-use exports::cloudforet::collector::{collector, cost_source};
+use exports::cloudforet::collector::{collector, cost_source, metric_source};
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::Store;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "cloudforet:collector/cost-plugin",
+    world: "cloudforet:collector/full-plugin",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
-/// Adds this version's imports (`cloudforet:collector/*@0.2.1`) to `linker`.
+/// Adds this version's imports (`cloudforet:collector/*@0.2.2`) to `linker`.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     use cloudforet::collector as c;
     c::types::add_to_linker::<_, HasSelf<TypesCtx>>(linker, |s| &mut s.types)?;
@@ -32,26 +32,34 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     c::state::add_to_linker::<_, HasSelf<StateCtx>>(linker, |s| &mut s.state)
 }
 
-/// A 0.2 component ready to instantiate: `collector` (required) and
-/// `cost-source` (when exported).
+/// A 0.2 component ready to instantiate: `collector` (required),
+/// `cost-source` and `metric-source` (when exported).
 #[derive(Clone)]
 pub struct Pre {
     pre: InstancePre<RunState>,
     collector: collector::GuestIndices,
     cost_source: Option<cost_source::GuestIndices>,
+    metric_source: Option<metric_source::GuestIndices>,
 }
 
 /// A 0.2 instance's exports.
 pub struct Exports {
     pub collector: collector::Guest,
     pub cost_source: Option<cost_source::Guest>,
+    pub metric_source: Option<metric_source::Guest>,
 }
 
 impl Pre {
     pub fn new(pre: InstancePre<RunState>) -> wasmtime::Result<Pre> {
         let collector = collector::GuestIndices::new(&pre)?;
         let cost_source = cost_source::GuestIndices::new(&pre).ok();
-        Ok(Pre { pre, collector, cost_source })
+        let metric_source = metric_source::GuestIndices::new(&pre).ok();
+        Ok(Pre { pre, collector, cost_source, metric_source })
+    }
+
+    /// Whether the component is also a monitoring data source.
+    pub fn is_metric_source(&self) -> bool {
+        self.metric_source.is_some()
     }
 
     /// Whether the component is also a cost data source.
@@ -66,6 +74,10 @@ impl Pre {
             Some(i) => Some(i.load(&mut *store, &instance)?),
             None => None,
         };
-        Ok(Exports { collector, cost_source })
+        let metric_source = match &self.metric_source {
+            Some(i) => Some(i.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Exports { collector, cost_source, metric_source })
     }
 }

@@ -77,14 +77,8 @@ impl DataSource for PluginService {
     }
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
-        let r = req.get_ref();
-        let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
-        let ctx = self.unary_context(&req, options, secret)?;
-        let plugin = self.plugin(&ctx)?;
-        if !plugin.is_cost_source() {
-            return Err(Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {} is not a cost data source", plugin.name)));
-        }
-        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
+        let (options, secret) = (req.get_ref().options.clone(), req.get_ref().secret_data.clone());
+        self.verify_data_source(&req, options, secret, crate::Plugin::is_cost_source, "cost data source").await?;
         Ok(Response::new(()))
     }
 }

@@ -10,10 +10,12 @@
 //! is ignored, as a plugin does.
 //!
 //! With [`Protocol::CostAnalysis`] the server speaks the cost data source
-//! plugin protocol instead ([`cost`]).
+//! plugin protocol instead ([`cost`]), with [`Protocol::Monitoring`] the
+//! monitoring data source protocol ([`monitoring`]).
 
 pub mod convert;
 pub mod cost;
+pub mod monitoring;
 
 use crate::egress::EgressPolicy;
 use crate::host::http::TlsConfig;
@@ -65,6 +67,9 @@ pub enum Protocol {
     /// `spaceone.api.cost_analysis.plugin` (DataSource, Job, Cost): a cost
     /// data source (the component must export `cost-source`).
     CostAnalysis,
+    /// `spaceone.api.monitoring.plugin` (DataSource, Metric): a monitoring
+    /// data source (the component must export `metric-source`).
+    Monitoring,
 }
 
 /// Server settings.
@@ -163,6 +168,24 @@ impl PluginService {
     pub fn with_webhook(mut self, webhook: crate::webhook::Webhook) -> PluginService {
         self.webhook = Some(webhook);
         self
+    }
+
+    /// `verify` of a data source protocol: `collector.verify`, for a plugin
+    /// `is_role` accepts (else INVALID_ARGUMENT naming the `role`).
+    async fn verify_data_source(
+        &self,
+        req: &Request<impl Send>,
+        options: Option<prost_types::Struct>,
+        secret: Option<prost_types::Struct>,
+        is_role: fn(&Plugin) -> bool,
+        role: &str,
+    ) -> Result<(), Status> {
+        let ctx = self.unary_context(req, struct_to_json(options), struct_to_json(secret))?;
+        let plugin = self.plugin(&ctx)?;
+        if !is_role(&plugin) {
+            return Err(Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {} is not a {role}", plugin.name)));
+        }
+        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await
     }
 
     /// A run context for a unary call: the run's wall clock is capped.
@@ -331,6 +354,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     use cost::pb::{cost_server::CostServer, data_source_server::DataSourceServer, job_server::JobServer as CostJobServer};
+    use monitoring::pb::{data_source_server::DataSourceServer as MonDataSourceServer, metric_server::MetricServer};
     let protocol = service.config.protocol;
     let (health, health_service) = tonic_health::server::health_reporter();
     let serving = |on: bool| {
@@ -355,6 +379,14 @@ pub async fn serve(
                     health.set_not_serving::<CostJobServer<PluginService>>().await;
                     health.set_not_serving::<CostServer<PluginService>>().await;
                 }
+                (Protocol::Monitoring, true) => {
+                    health.set_serving::<MonDataSourceServer<PluginService>>().await;
+                    health.set_serving::<MetricServer<PluginService>>().await;
+                }
+                (Protocol::Monitoring, false) => {
+                    health.set_not_serving::<MonDataSourceServer<PluginService>>().await;
+                    health.set_not_serving::<MetricServer<PluginService>>().await;
+                }
             }
         }
     };
@@ -362,6 +394,7 @@ pub async fn serve(
     let descriptor = match protocol {
         Protocol::Inventory => pb::DESCRIPTOR_SET,
         Protocol::CostAnalysis => cost::pb::DESCRIPTOR_SET,
+        Protocol::Monitoring => monitoring::pb::DESCRIPTOR_SET,
     };
     // Like CloudForet's Python servers, reflection lists the plugin's
     // services and health, not itself.
@@ -406,6 +439,17 @@ pub async fn serve(
             )
             .add_service(
                 CostServer::new(service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        Protocol::Monitoring => builder
+            .add_service(
+                MonDataSourceServer::new(service.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                MetricServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             ),

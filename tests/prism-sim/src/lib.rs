@@ -289,6 +289,20 @@ fn faulty(fault: Option<(u16, u32)>, body: Value, error: impl Fn(StatusCode, &st
 /// API key accepted in `X-ntnx-api-key` by the v4 endpoints.
 pub const API_KEY: &str = "sim-api-key-0123456789";
 
+/// What every v4 call checks first: v4 offered at all (404 as an older
+/// Prism Central answers), then the API key or Basic credentials (401).
+fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
+    if !state.v4 {
+        return Some((StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response());
+    }
+    let by_key = headers.get("x-ntnx-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
+    if !by_key && !authorized(state, headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return Some((StatusCode::UNAUTHORIZED, Json(v4::error("AUTH-401", "Authentication required.", false))).into_response());
+    }
+    None
+}
+
 /// `GET` on a v4 list endpoint: `$page` (0-based), `$limit` (1-100, default 50).
 async fn v4_list(
     state: Arc<SimState>,
@@ -298,13 +312,8 @@ async fn v4_list(
     query: std::collections::HashMap<String, String>,
 ) -> Response {
     let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
-    if !state.v4 {
-        return (StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response();
-    }
-    let by_key = headers.get("x-ntnx-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
-    if !by_key && !authorized(&state, &headers) {
-        state.unauthorized.fetch_add(1, Ordering::Relaxed);
-        return v4_error(StatusCode::UNAUTHORIZED, "AUTH-401", "Authentication required.");
+    if let Some(refused) = v4_gate(&state, &headers) {
+        return refused;
     }
     let num = |k: &str, default: u64| -> Result<u64, String> {
         match query.get(k) {
@@ -329,6 +338,41 @@ async fn v4_list(
     faulty(fault, body, v4_error)
 }
 
+/// `GET /api/vmm/v4.0/ahv/stats/vms/{extId}` with `$startTime`, `$endTime`
+/// (`YYYY-MM-DDTHH:MM:SSZ`), `$samplingInterval` (seconds, 30 or more),
+/// optional `$statType` and `$select`.
+async fn v4_vm_stats(
+    State(state): State<Arc<SimState>>,
+    Path(ext_id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
+    if let Some(refused) = v4_gate(&state, &headers) {
+        return refused;
+    }
+    let time = |k: &str| q.get(k).and_then(|v| v4::parse_utc(v));
+    let (Some(start), Some(end)) = (time("$startTime"), time("$endTime")) else {
+        return v4_error(StatusCode::BAD_REQUEST, "VMM-40001", "$startTime and $endTime are required (YYYY-MM-DDTHH:MM:SSZ)");
+    };
+    let interval = match q.get("$samplingInterval").map(|v| v.parse::<i64>()) {
+        None => 300,
+        Some(Ok(i)) if i >= 30 => i,
+        _ => return v4_error(StatusCode::BAD_REQUEST, "VMM-40002", "$samplingInterval must be 30 seconds or more"),
+    };
+    if end <= start {
+        return v4_error(StatusCode::BAD_REQUEST, "VMM-40003", "$endTime must be after $startTime");
+    }
+    let (latency, fault) = state.decide_fault("stats", "v4/stats", 0);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    match v4::vm_stats(&state.estate, &ext_id, start, end, interval, q.get("$select").map(String::as_str)) {
+        Some(body) => faulty(fault, body, v4_error),
+        None => v4_error(StatusCode::NOT_FOUND, "VMM-40401", &format!("VM {ext_id} not found")),
+    }
+}
+
 async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -> StatusCode {
     state.set_faults(f);
     StatusCode::NO_CONTENT
@@ -350,6 +394,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     }
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
+        .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))
         .with_state(state)

@@ -287,3 +287,97 @@ pub fn error(code: &str, message: &str, flat: bool) -> Value {
         json!({"data": {"error": [{"code": code, "errorGroup": "SIMULATED", "message": message}], "$objectType": "prism.v4.error.ErrorResponse"}})
     }
 }
+
+/// The v4 VM stats fields the simulator serves.
+pub const STAT_FIELDS: &[&str] = &["hypervisorCpuUsagePpm", "memoryUsagePpm", "controllerNumIops", "controllerIoBandwidthKbps"];
+
+/// The value of a VM's stat in the sampling bucket `bucket` (seconds since
+/// the epoch / interval): deterministic, so tests can check exact numbers.
+pub fn vm_stat(vm_index: usize, field: &str, bucket: i64) -> Option<f64> {
+    let (i, b) = (vm_index as i64, bucket);
+    let v = match field {
+        "hypervisorCpuUsagePpm" => 50_000 + (i * 7_919 + b * 104_729).rem_euclid(900_000),
+        "memoryUsagePpm" => 200_000 + (i * 31_337 + b * 17).rem_euclid(700_000),
+        "controllerNumIops" => (i * 13 + b * 7).rem_euclid(500),
+        "controllerIoBandwidthKbps" => (i * 101 + b * 11).rem_euclid(10_000),
+        _ => return None,
+    };
+    Some(v as f64)
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` (the form the
+/// simulator accepts for `$startTime` / `$endTime`).
+pub fn parse_utc(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days * 86_400 + h * 3_600 + mi * 60 + se)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch.
+pub fn format_utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
+}
+
+/// The body of `GET /api/vmm/v4.0/ahv/stats/vms/{extId}`: one point per
+/// `interval` from `start` (rounded up to the interval) before `end`, the
+/// `select`ed fields (all without `$select`); none for a powered-off VM.
+pub fn vm_stats(estate: &Estate, ext_id: &str, start: i64, end: i64, interval: i64, select: Option<&str>) -> Option<Value> {
+    let index = estate.vms.iter().position(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(ext_id))?;
+    let on = estate.vms[index].pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
+    let fields: Vec<&str> = match select.and_then(|s| s.strip_prefix("stats/")) {
+        Some(f) => STAT_FIELDS.iter().copied().filter(|x| *x == f).collect(),
+        None => STAT_FIELDS.to_vec(),
+    };
+    let mut stats = Vec::new();
+    let mut t = start.div_euclid(interval) * interval;
+    if t < start {
+        t += interval;
+    }
+    while on && t < end && stats.len() < 10_000 {
+        let mut p = Map::new();
+        p.insert("timestamp".into(), json!(format_utc(t)));
+        for f in &fields {
+            p.insert((*f).to_string(), json!(vm_stat(index, f, t / interval)));
+        }
+        stats.push(Value::Object(p));
+        t += interval;
+    }
+    Some(json!({"data": {"extId": ext_id, "stats": stats, "$objectType": "vmm.v4.ahv.stats.VmStats"},
+                "metadata": {"flags": [], "links": []}}))
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+
+    #[test]
+    fn utc_times_round_trip() {
+        for s in ["1970-01-01T00:00:00Z", "2024-02-29T23:59:59Z", "2026-11-23T10:05:00Z", "2100-03-01T00:00:00Z"] {
+            assert_eq!(format_utc(parse_utc(s).unwrap()), s);
+        }
+        assert_eq!(parse_utc("2026-11-23T10:05:00Z").unwrap() - parse_utc("2026-11-23T10:00:00Z").unwrap(), 300);
+        assert!(parse_utc("2026-11-23T10:05:00+01:00").is_none() && parse_utc("2026-13-01T00:00:00Z").is_none());
+    }
+}
