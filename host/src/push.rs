@@ -486,10 +486,11 @@ async fn notify(sink: &Sink, tenant: &str, plugin: &Plugin, report: &PushReport)
         return;
     }
     let t = report.totals();
-    let (kind, title) = match (&report.error, report.complete()) {
-        (Some(_), _) => (notif::NotificationType::Error, format!("Collection failed for {tenant}")),
-        (None, false) => (notif::NotificationType::Warning, format!("Collection for {tenant} is not fully delivered")),
-        (None, true) => (notif::NotificationType::Success, format!("Collection finished for {tenant}")),
+    let (kind, title) = match (&report.error, &report.cost_error, report.complete()) {
+        (Some(_), ..) => (notif::NotificationType::Error, format!("Collection failed for {tenant}")),
+        (None, Some(_), _) => (notif::NotificationType::Warning, format!("Costs failed for {tenant} (inventory collected)")),
+        (None, None, false) => (notif::NotificationType::Warning, format!("Collection for {tenant} is not fully delivered")),
+        (None, None, true) => (notif::NotificationType::Success, format!("Collection finished for {tenant}")),
     };
     let mut description = format!(
         "{} created, {} updated, {} unchanged, {} errors, {} deleted in {:.1} s",
@@ -503,8 +504,14 @@ async fn notify(sink: &Sink, tenant: &str, plugin: &Plugin, report: &PushReport)
     if report.spooled > 0 {
         description.push_str(&format!("; {} records spooled for redelivery", report.spooled));
     }
+    if let Some(c) = &report.costs {
+        description.push_str(&format!("; costs: {} day(s), {} line(s)", c.tasks, c.lines));
+    }
     if let Some(e) = &report.error {
         description.push_str(&format!("; error: {e}"));
+    }
+    if let Some(e) = &report.cost_error {
+        description.push_str(&format!("; cost error: {e}"));
     }
     let message = json!({
         "title": title,

@@ -531,4 +531,18 @@ async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
     assert_eq!((c("Cost/vCPU").updated, c("Cost/Memory").unchanged, c("Cost/Disk").unchanged), (on, on, 40));
     assert_eq!(cf.db().costs.len() as u64, on * 3 + (40 - on), "replaced, not duplicated");
     assert_eq!(cf.calls_of("Cost.delete") as u64, on);
+
+    // A broken rate card fails the costs, not the inventory; the
+    // notification says so.
+    edit(&s, |t| t.replace("vcpu_hour = 0.75", "vcpu_hour = -1"));
+    let r = run_once(&s.config).await;
+    assert!(r.error.is_none() && !r.complete(), "{r:?}");
+    let e = r.cost_error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("rate_card.vcpu_hour must be a number of at least 0"), "{e}");
+    assert_eq!(r.totals().unchanged, 77, "the inventory went in");
+    let db = cf.db();
+    let last = db.notifications.last().unwrap();
+    assert_eq!(last.notification_type, 4, "WARNING");
+    let message = cf_host::grpc::convert::struct_to_json(last.message.clone());
+    assert_eq!(message["title"], "Costs failed for acme (inventory collected)");
 }
