@@ -207,11 +207,12 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     /// Lists `kind` through v4 or v3 as the option and the endpoint allow,
     /// handing every entity (v3-shaped) to `each`.
     fn list_kind(&mut self, kind: Kind, first_page_fatal: bool, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Error> {
-        let try_v4 = match self.opts.api_version {
-            ApiChoice::V3 => false,
-            ApiChoice::V4 => true,
-            ApiChoice::Auto => self.v4_offered,
-        };
+        let try_v4 = v4::list_path(kind).is_some()
+            && match self.opts.api_version {
+                ApiChoice::V3 => false,
+                ApiChoice::V4 => true,
+                ApiChoice::Auto => self.v4_offered,
+            };
         if try_v4 {
             if kind == Kind::Vm && !self.lookups_filled {
                 self.fill_lookups()?;
@@ -242,7 +243,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             match listed {
                 Listed::Done => return Ok(()),
                 Listed::NotOffered if self.opts.api_version == ApiChoice::V4 => {
-                    let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind));
+                    let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind).unwrap_or_default());
                     if first_page_fatal {
                         return Err(Error::NotFound(msg));
                     }
@@ -253,7 +254,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     if kind == Kind::Cluster {
                         self.v4_offered = false;
                     }
-                    self.sink.log(Level::Info, "v4 API not offered: using v3", &[("kind", kind.plural()), ("path", v4::list_path(kind))]);
+                    self.sink.log(Level::Info, "v4 API not offered: using v3", &[("kind", kind.plural()), ("path", v4::list_path(kind).unwrap_or_default())]);
                 }
             }
         }
@@ -456,7 +457,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 (Method::Post, format!("{base}{}", kind.list_path()), Some(body.into_bytes()))
             }
             Api::V4 => {
-                let path = path.unwrap_or(v4::list_path(kind));
+                let path = path.or(v4::list_path(kind)).unwrap_or_default();
                 (Method::Get, format!("{base}{path}?$page={}&$limit={length}", offset / u64::from(length.max(1))), None)
             }
         };

@@ -182,7 +182,7 @@ impl Default for Options {
             page_size: MAX_PAGE_SIZE,
             max_retries: DEFAULT_MAX_RETRIES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
-            kinds: Kind::ALL.to_vec(),
+            kinds: Kind::DEFAULT.to_vec(),
             task_filter: TaskFilter::default(),
             api_version: ApiChoice::Auto,
         }

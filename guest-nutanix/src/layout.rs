@@ -357,6 +357,45 @@ pub fn image() -> Value {
     )
 }
 
+pub fn volume_group() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("Sharing", "data.sharing_status"),
+            search_typed("Disks", "data.disk_count", "integer"),
+        ],
+        "name",
+        vec![
+            text("Sharing", "data.sharing_status"),
+            size("Size", "data.size_bytes", "BYTES", "GB"),
+            text("Disks", "data.disk_count"),
+            list("Attached VMs", "data.attached_vms.name", ", "),
+            text("Cluster", "data.cluster.name"),
+        ],
+        vec![
+            item(
+                "Volume Group",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("Description", "data.description"),
+                    text("Sharing", "data.sharing_status"),
+                    text("Flash Mode", "data.flash_mode"),
+                    text("iSCSI Target Prefix", "data.iscsi_target_prefix"),
+                    size("Size", "data.size_bytes", "BYTES", "GB"),
+                    text("Cluster", "data.cluster.name"),
+                ],
+            ),
+            table(
+                "Disks",
+                "data.disks",
+                vec![text("Index", "index"), size("Size", "size_bytes", "BYTES", "GB"), text("Storage Container", "storage_container_uuid")],
+            ),
+            table("Attachments", "data.attachments", vec![text("VM", "vm.name"), text("VM UUID", "vm.uuid"), text("iSCSI Initiator", "iscsi_initiator_name")]),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,7 +407,7 @@ mod tests {
         let reference: Value =
             serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
         let ref_view = reference["view"].as_object().unwrap();
-        for layout in [vm(), host(), cluster(), subnet(), image()] {
+        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group()] {
             let v = layout["view"].as_object().unwrap();
             let keys: Vec<_> = v.keys().collect();
             let ref_keys: Vec<_> = ref_view.keys().collect();

@@ -15,7 +15,7 @@
 
 use crate::layout;
 use crate::record::{CloudService, CloudServiceType, Region};
-use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, Ref, SubnetResources, VmResources};
+use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, Ref, SubnetResources, VmResources, VolumeGroupResources};
 use crate::PROVIDER;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -41,6 +41,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Cluster => ("Cluster", "Cluster"),
         Kind::Subnet => ("Networking", "Subnet"),
         Kind::Image => ("Storage", "Image"),
+        Kind::VolumeGroup => ("Storage", "VolumeGroup"),
     }
 }
 
@@ -53,6 +54,7 @@ pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
         Kind::Cluster => (layout::cluster(), "aos", false, true),
         Kind::Subnet => (layout::subnet(), "ahv", false, false),
         Kind::Image => (layout::image(), "ahv", false, false),
+        Kind::VolumeGroup => (layout::volume_group(), "aos", false, false),
     };
     CloudServiceType {
         name: name.to_string(),
@@ -442,6 +444,50 @@ pub fn image(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
+pub fn volume_group(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<VolumeGroupResources> = parse_entity(Kind::VolumeGroup, raw)?;
+    let uuid = uuid_of(Kind::VolumeGroup, &e)?;
+    let name = name_of(Kind::VolumeGroup, &e, &uuid)?;
+    let r = &e.status.resources;
+    const MIB: u64 = 1024 * 1024;
+    let disks: Vec<Value> = r
+        .disk_list
+        .iter()
+        .map(|d| json!({"index": d.index, "size_bytes": d.disk_size_mib.map(|m| m.saturating_mul(MIB)), "storage_container_uuid": d.storage_container_uuid}))
+        .collect();
+    let size: u64 = r.disk_list.iter().filter_map(|d| d.disk_size_mib).fold(0u64, |a, m| a.saturating_add(m.saturating_mul(MIB)));
+    let attachments: Vec<Value> = r
+        .attachment_list
+        .iter()
+        .map(|a| json!({"vm": ref_json(&a.vm_reference), "iscsi_initiator_name": a.iscsi_initiator_name}))
+        .collect();
+    let attached_vms: Vec<Value> = r.attachment_list.iter().filter(|a| a.vm_reference.is_some()).map(|a| ref_json(&a.vm_reference)).collect();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "sharing_status": r.sharing_status,
+        "flash_mode": r.flash_mode,
+        "iscsi_target_prefix": r.iscsi_target_prefix,
+        "disks": disks,
+        "disk_count": r.disk_list.len(),
+        "size_bytes": size,
+        "attachments": attachments,
+        "attached_vms": attached_vms,
+        "cluster": cluster_ref(ctx, &e.status.cluster_reference),
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let region = region_of(ctx, &e.status.cluster_reference);
+    let mut cs = service(ctx, Kind::VolumeGroup, name, uuid, region, data);
+    cs.instance_type = r.sharing_status.clone();
+    cs.instance_size = Some(size as f64 / (1024.0 * MIB as f64));
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
 /// Facts about the Prism estate learned from the cluster list.
 #[derive(Debug, Default)]
 pub struct ClusterScan {
@@ -474,6 +520,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService,
         Kind::Host => host(ctx, raw),
         Kind::Subnet => subnet(ctx, raw),
         Kind::Image => image(ctx, raw),
+        Kind::VolumeGroup => volume_group(ctx, raw),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -614,6 +661,38 @@ mod tests {
         assert_eq!(i.region_code.as_deref(), Some("cluster-a"));
         let i2 = image(&c, entities("images")[1].clone()).unwrap();
         assert_eq!(i2.region_code, None);
+    }
+
+    /// A volume group: disks summed, attachments by VM or iSCSI initiator,
+    /// the cluster named from the cluster list, categories as tags; one
+    /// without a name or uuid is refused (an error resource, as for every kind).
+    #[test]
+    fn volume_groups_normalize_disks_attachments_and_cluster() {
+        let c = ctx();
+        let cluster = c.cluster_names.iter().next().map(|(u, n)| (u.clone(), n.clone())).unwrap();
+        let raw = json!({
+            "metadata": {"kind": "volume_group", "uuid": "vg-uuid-1", "categories": {"Environment": "Production"}, "creation_time": "2026-01-02T03:04:05Z"},
+            "status": {"name": "oracle-data", "description": "DB", "cluster_reference": {"kind": "cluster", "uuid": cluster.0},
+                "resources": {"sharing_status": "SHARED", "flash_mode": "DISABLED", "iscsi_target_prefix": "iqn.2010-06.com.nutanix:oracle",
+                    "disk_list": [{"index": 0, "disk_size_mib": 10240, "storage_container_uuid": "sc-1"}, {"index": 1, "disk_size_mib": 20480}],
+                    "attachment_list": [{"vm_reference": {"kind": "vm", "uuid": "vm-1", "name": "db-1"}}, {"iscsi_initiator_name": "iqn.1991-05.com.microsoft:win"}]}}
+        });
+        let cs = service_of(Kind::VolumeGroup, &c, raw).unwrap();
+        assert_eq!((cs.cloud_service_group.as_str(), cs.cloud_service_type.as_str()), ("Storage", "VolumeGroup"));
+        assert_eq!((cs.name.as_str(), cs.resource_id.as_str()), ("oracle-data", "vg-uuid-1"));
+        assert_eq!(cs.region_code.as_deref(), Some(cluster.1.as_str()));
+        assert_eq!(cs.data["size_bytes"], json!(30u64 * 1024 * 1024 * 1024));
+        assert_eq!(cs.instance_size, Some(30.0));
+        assert_eq!(cs.data["disk_count"], 2);
+        assert_eq!(cs.data["disks"][1]["storage_container_uuid"], Value::Null);
+        assert_eq!(cs.data["attached_vms"], json!([{"uuid": "vm-1", "name": "db-1"}]));
+        assert_eq!(cs.data["attachments"][1]["iscsi_initiator_name"], "iqn.1991-05.com.microsoft:win");
+        assert_eq!(cs.data["cluster"]["name"], cluster.1);
+        assert_eq!(cs.tags, vec![("Environment".to_string(), "Production".to_string())]);
+        assert!(cs.external_link.unwrap().ends_with("/volume_groups/?entity_id=vg-uuid-1"));
+        let unnamed = service_of(Kind::VolumeGroup, &c, json!({"metadata": {"uuid": "vg-2"}, "status": {}}));
+        assert_eq!(unnamed.unwrap_err(), "malformed volume_group entity vg-2: missing status.name");
+        assert!(service_of(Kind::VolumeGroup, &c, json!({"metadata": {}, "status": {"name": "x"}})).is_err());
     }
 
     #[test]

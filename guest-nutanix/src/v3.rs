@@ -18,10 +18,14 @@ pub enum Kind {
     Vm,
     Subnet,
     Image,
+    VolumeGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
+    pub const ALL: [Kind; 6] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup];
+    /// What a collection lists when the options name no kinds (volume
+    /// groups only on request: option `resource_kinds`).
+    pub const DEFAULT: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
 
     /// The `kind` field of the list request body.
     pub fn api_kind(self) -> &'static str {
@@ -31,6 +35,7 @@ impl Kind {
             Kind::Vm => "vm",
             Kind::Subnet => "subnet",
             Kind::Image => "image",
+            Kind::VolumeGroup => "volume_group",
         }
     }
 
@@ -42,6 +47,7 @@ impl Kind {
             Kind::Vm => "/api/nutanix/v3/vms/list",
             Kind::Subnet => "/api/nutanix/v3/subnets/list",
             Kind::Image => "/api/nutanix/v3/images/list",
+            Kind::VolumeGroup => "/api/nutanix/v3/volume_groups/list",
         }
     }
 
@@ -53,6 +59,7 @@ impl Kind {
             Kind::Vm => "vms",
             Kind::Subnet => "subnets",
             Kind::Image => "images",
+            Kind::VolumeGroup => "volume_groups",
         }
     }
 
@@ -393,6 +400,42 @@ pub struct ImageResources {
     pub current_cluster_reference_list: Vec<Ref>,
 }
 
+// ---- Volume groups ---------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VolumeGroupResources {
+    /// `SHARED` or `NOT_SHARED`.
+    #[serde(default)]
+    pub sharing_status: Option<String>,
+    #[serde(default)]
+    pub flash_mode: Option<String>,
+    #[serde(default)]
+    pub iscsi_target_prefix: Option<String>,
+    #[serde(default)]
+    pub disk_list: Vec<VgDisk>,
+    #[serde(default)]
+    pub attachment_list: Vec<VgAttachment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VgDisk {
+    #[serde(default)]
+    pub index: Option<u32>,
+    #[serde(default)]
+    pub disk_size_mib: Option<u64>,
+    #[serde(default)]
+    pub storage_container_uuid: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VgAttachment {
+    #[serde(default)]
+    pub vm_reference: Option<Ref>,
+    /// iSCSI clients attach by initiator name instead of a VM.
+    #[serde(default)]
+    pub iscsi_initiator_name: Option<String>,
+}
+
 // ---- Errors ----------------------------------------------------------------
 
 /// v3 error body: `{"state": "ERROR", "code": 401, "message_list": [{"message", "reason"}]}`.
@@ -471,7 +514,9 @@ mod tests {
             assert_eq!(Kind::from_plural(k.plural()), Some(k));
             assert!(k.list_path().ends_with(&format!("{}/list", k.plural())));
         }
-        assert_eq!(Kind::from_plural("volume_groups"), None);
+        assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
+        assert_eq!(Kind::from_plural("disks"), None);
+        assert!(!Kind::DEFAULT.contains(&Kind::VolumeGroup), "volume groups only on request");
     }
 
     #[test]

@@ -29,15 +29,18 @@ pub const MAX_LIMIT: u32 = 100;
 /// The category list (names for the references VMs carry).
 pub const CATEGORIES_PATH: &str = "/api/prism/v4.0/config/categories";
 
-/// The v4 list endpoint of a kind.
-pub fn list_path(kind: Kind) -> &'static str {
-    match kind {
+/// The v4 list endpoint of a kind; `None` where the collector reads v3
+/// only: the v4 volumes API lists volume groups without their disks and
+/// attachments (one more call per group), v3 lists them with both.
+pub fn list_path(kind: Kind) -> Option<&'static str> {
+    Some(match kind {
         Kind::Vm => "/api/vmm/v4.0/ahv/config/vms",
         Kind::Cluster => "/api/clustermgmt/v4.0/config/clusters",
         Kind::Host => "/api/clustermgmt/v4.0/config/hosts",
         Kind::Subnet => "/api/networking/v4.0/config/subnets",
         Kind::Image => "/api/vmm/v4.0/content/images",
-    }
+        Kind::VolumeGroup => return None,
+    })
 }
 
 /// One page of a v4 list.
@@ -161,6 +164,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Host => host(raw),
         Kind::Subnet => subnet(raw),
         Kind::Image => image(raw),
+        // Never listed through v4 (see `list_path`).
+        Kind::VolumeGroup => raw.clone(),
     }))
 }
 

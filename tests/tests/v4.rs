@@ -142,3 +142,36 @@ fn an_api_key_secret_collects_through_v4() {
     assert_eq!(e.code(), ErrorCode::Unauthenticated);
     assert!(e.message().contains("AUTH-401: Authentication required."), "{e}");
 }
+
+/// Volume groups: listed only when asked for (option `resource_kinds`), and
+/// always through v3 (the kind's v4 list lacks disks and attachments), also
+/// when Prism offers v4 and `auto` picks it for the other kinds. Each one's
+/// disks, size, attachments and cluster come out as the simulator made them.
+#[test]
+fn volume_groups_come_on_request_through_v3() {
+    let sim = sim(true);
+    let (r, default) = run(&sim, json!({}));
+    r.expect("default collection");
+    assert!(!sim.state.calls_per_kind().contains_key("volume_groups"), "not in the default kinds");
+    assert!(default.iter().all(|r| r.resource.get("cloud_service_type") != Some(&json!("VolumeGroup"))));
+
+    let (r, records) = run(&sim, json!({"resource_kinds": ["volume_groups", "vms"]}));
+    r.expect("collection");
+    let vgs: Vec<&Record> = records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup"))).collect();
+    let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
+    assert_eq!(vgs.len(), cfg.clusters * cfg.volume_groups_per_cluster);
+    assert_eq!(sim.state.calls_per_kind()["volume_groups"], 1, "one v3 page");
+    assert!(sim.state.calls_per_kind().contains_key("v4/vms"), "VMs still through v4");
+    let vg0 = vgs.iter().find(|r| r.resource["name"] == "vg-000").unwrap().resource_json();
+    let data = &vg0["data"];
+    assert_eq!(data["disk_count"], 1);
+    assert_eq!(data["size_bytes"], json!(10_240u64 * 1024 * 1024));
+    let attached: Vec<&str> = data["attached_vms"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names = [prism_sim::estate::vm_facts(&cfg, 0).name, prism_sim::estate::vm_facts(&cfg, 1).name];
+    assert_eq!(attached, names);
+    assert_eq!(data["cluster"]["name"], prism_sim::estate::cluster_name(0));
+    assert_eq!(vg0["region_code"], prism_sim::estate::cluster_name(0));
+    assert_eq!(vg0["instance_type"], "SHARED");
+    let types = records.iter().filter(|r| r.resource_type == cf_host::record::ResourceType::CloudServiceType).count();
+    assert_eq!(types, 2, "VirtualMachine and VolumeGroup");
+}

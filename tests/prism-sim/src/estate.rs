@@ -13,11 +13,13 @@ pub struct EstateConfig {
     pub hosts_per_cluster: usize,
     pub subnets_per_cluster: usize,
     pub images: usize,
+    /// Volume groups per Prism Element cluster.
+    pub volume_groups_per_cluster: usize,
 }
 
 impl Default for EstateConfig {
     fn default() -> Self {
-        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8 }
+        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8, volume_groups_per_cluster: 2 }
     }
 }
 
@@ -306,6 +308,42 @@ pub fn image_entity(cfg: &EstateConfig, k: usize) -> Value {
     json!({"status": status, "metadata": {"kind": "image", "uuid": uuid("image", k), "creation_time": timestamp(k)}})
 }
 
+/// Volume group `g`: on cluster `g % clusters`, 1-3 disks, the even ones
+/// shared and attached to two VMs, every third attached to an iSCSI client.
+pub fn volume_group_entity(cfg: &EstateConfig, g: usize) -> Value {
+    let cluster = g % cfg.clusters.max(1);
+    let disks: Vec<Value> = (0..1 + g % 3)
+        .map(|d| json!({"index": d, "disk_size_mib": 10_240 * (d + 1) as u64, "storage_container_uuid": uuid("container", cluster)}))
+        .collect();
+    let mut attachments = Vec::new();
+    if g.is_multiple_of(2) && cfg.vms > 0 {
+        for v in [g % cfg.vms, (g + 1) % cfg.vms] {
+            let f = vm_facts(cfg, v);
+            attachments.push(json!({"vm_reference": {"kind": "vm", "uuid": f.uuid, "name": f.name}}));
+        }
+    }
+    if g.is_multiple_of(3) {
+        attachments.push(json!({"iscsi_initiator_name": format!("iqn.1991-05.com.microsoft:client-{g}")}));
+    }
+    let name = format!("vg-{g:03}");
+    json!({
+        "metadata": {"kind": "volume_group", "uuid": uuid("volume_group", g), "creation_time": timestamp(g),
+                     "categories": if g.is_multiple_of(2) { json!({"Environment": "Production"}) } else { json!({}) }},
+        "status": {
+            "name": name,
+            "description": format!("{name} for application data"),
+            "cluster_reference": {"kind": "cluster", "uuid": uuid("cluster", cluster)},
+            "resources": {
+                "sharing_status": if g.is_multiple_of(2) { "SHARED" } else { "NOT_SHARED" },
+                "flash_mode": "DISABLED",
+                "iscsi_target_prefix": format!("iqn.2010-06.com.nutanix:{name}"),
+                "disk_list": disks,
+                "attachment_list": attachments,
+            }
+        }
+    })
+}
+
 /// All entities of a kind (`vms`, `clusters`, ...), in list order.
 pub struct Estate {
     pub config: EstateConfig,
@@ -314,6 +352,7 @@ pub struct Estate {
     pub hosts: Vec<Value>,
     pub subnets: Vec<Value>,
     pub images: Vec<Value>,
+    pub volume_groups: Vec<Value>,
 }
 
 impl Estate {
@@ -333,6 +372,7 @@ impl Estate {
             hosts: (0..n_hosts).map(|h| host_entity(cfg, h, per_host[h])).collect(),
             subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
             images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
+            volume_groups: (0..cfg.clusters * cfg.volume_groups_per_cluster).map(|g| volume_group_entity(cfg, g)).collect(),
             clusters,
             config,
         }
@@ -345,6 +385,7 @@ impl Estate {
             "hosts" => &self.hosts,
             "subnets" => &self.subnets,
             "images" => &self.images,
+            "volume_groups" => &self.volume_groups,
             _ => return None,
         })
     }
