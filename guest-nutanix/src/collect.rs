@@ -25,6 +25,7 @@
 
 use crate::config::{self, ApiChoice, Options, Secret};
 use crate::costs;
+use crate::usage;
 use crate::normalize::{self, ClusterScan, Context};
 use crate::record::{ErrorResource, Record};
 use crate::v3::{self, Kind, ListPage};
@@ -184,6 +185,8 @@ struct Collector<'a, T, S> {
     lookups_filled: bool,
     /// v4 lists already read this run (see `v4_list_once`).
     v4_read: std::collections::BTreeMap<Kind, Vec<Value>>,
+    /// VM uuid → `data.usage` (option `usage`).
+    usage: std::collections::BTreeMap<String, Value>,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
@@ -201,6 +204,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             lookups: v4::Lookups::default(),
             lookups_filled: false,
             v4_read: std::collections::BTreeMap::new(),
+            usage: std::collections::BTreeMap::new(),
         }
     }
 
@@ -344,6 +348,17 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             }
         }
 
+        if self.opts.usage && kinds.contains(&Kind::Vm) {
+            match self.read_usage() {
+                Ok(u) => self.usage = u,
+                Err(e) => self.push_error(Kind::Vm, format!("VM usage (groups API) not read: {}", error_text(&e))),
+            }
+            let (ns, metrics) = usage::definitions();
+            self.push(Record::Namespace(ns));
+            for m in metrics {
+                self.push(Record::Metric(m));
+            }
+        }
         for &kind in kinds {
             if self.stopped {
                 break;
@@ -358,12 +373,36 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 }
             } else {
                 self.list_kind(kind, false, |c, raw| match normalize::service_of(kind, &ctx, raw) {
-                    Ok(cs) => c.push(Record::CloudService(cs)),
+                    Ok(mut cs) => {
+                        if let (Some(u), Value::Object(data)) = (c.usage.get(&cs.resource_id), &mut cs.data) {
+                            data.insert("usage".into(), u.clone());
+                        }
+                        c.push(Record::CloudService(cs))
+                    }
                     Err(msg) => c.push_error(kind, msg),
                 })?;
             }
         }
         Ok(())
+    }
+
+    /// Every VM's usage through the groups API, page by page.
+    fn read_usage(&mut self) -> Result<std::collections::BTreeMap<String, Value>, Error> {
+        let url = format!("{}{}", self.secret.endpoint.base_url(), usage::GROUPS_PATH);
+        let length = self.opts.page_size;
+        let mut all = std::collections::BTreeMap::new();
+        let mut offset = 0u64;
+        loop {
+            let body = usage::request(offset, length).to_string().into_bytes();
+            let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))?;
+            let (total, got) = usage::parse_page(&page).map_err(Error::Unavailable)?;
+            let n = got.len() as u64;
+            all.extend(got);
+            offset += n;
+            if n == 0 || offset >= total {
+                return Ok(all);
+            }
+        }
     }
 
     /// Pages through a list endpoint, handing every raw entity to `each`.

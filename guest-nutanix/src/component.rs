@@ -300,6 +300,27 @@ fn to_item(r: Record) -> Option<emit::Item> {
             cloud_service_type: e.cloud_service_type,
             resource_type: e.resource_type,
         }),
+        Record::Namespace(n) => emit::Item::Namespace(emit::Namespace {
+            namespace_id: n.namespace_id,
+            name: n.name,
+            category: n.category,
+            resource_type: n.resource_type,
+            group: n.group,
+            provider: n.provider,
+            icon: n.icon,
+            tags: n.tags,
+        }),
+        Record::Metric(m) => emit::Item::Metric(emit::Metric {
+            metric_id: m.metric_id,
+            name: m.name,
+            metric_type: if m.gauge { emit::MetricType::Gauge } else { emit::MetricType::Counter },
+            resource_type: m.resource_type,
+            namespace_id: m.namespace_id,
+            provider: m.provider,
+            unit: m.unit.to_string(),
+            query_options: m.query_options.to_string(),
+            tags: m.tags,
+        }),
         Record::Cost(_) => return None,
     })
 }

@@ -164,6 +164,9 @@ pub struct Options {
     pub task_filter: TaskFilter,
     /// Which Prism Central REST API to use.
     pub api_version: ApiChoice,
+    /// Read VM usage (v3 groups API) into each VM's data, and emit the
+    /// inventory Namespace and Metric records over it.
+    pub usage: bool,
 }
 
 /// Option `api_version`.
@@ -185,6 +188,7 @@ impl Default for Options {
             kinds: Kind::DEFAULT.to_vec(),
             task_filter: TaskFilter::default(),
             api_version: ApiChoice::Auto,
+            usage: false,
         }
     }
 }
@@ -223,6 +227,11 @@ impl Options {
             o.kinds = kinds;
         }
         o.task_filter = TaskFilter::parse(&obj)?;
+        o.usage = match obj.get("usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(Error::InvalidArgument(format!("options field 'usage' must be true or false, got {other}"))),
+        };
         o.api_version = match obj.get("api_version") {
             None | Some(Value::Null) => ApiChoice::Auto,
             Some(Value::String(v)) if v == "auto" => ApiChoice::Auto,
@@ -341,6 +350,11 @@ pub fn options_schema() -> Value {
             "request_timeout_ms": {
                 "type": "integer", "minimum": 100, "maximum": 600000, "default": DEFAULT_REQUEST_TIMEOUT_MS,
                 "title": "Request timeout (ms)"
+            },
+            "usage": {
+                "type": "boolean", "default": false,
+                "title": "VM usage",
+                "description": "Read VM CPU, memory and disk usage (groups API) into each VM's data, with CloudForet metric definitions over it."
             },
             "rate_card": {
                 "type": "object",

@@ -12,6 +12,8 @@
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
 //! - [`metrics`]: the monitoring data source: VM metrics from the v4 stats
 //!   API, aligned per timestamp.
+//! - [`usage`]: VM usage from the v3 groups API (option `usage`) and the
+//!   Namespace/Metric records over it.
 //! - [`collect`]: the collection itself (API version per kind, pagination,
 //!   retries, error resources),
 //!   written against the [`Transport`] and [`Sink`] traits below.
@@ -29,6 +31,7 @@ pub mod layout;
 pub mod metrics;
 pub mod normalize;
 pub mod record;
+pub mod usage;
 pub mod v3;
 pub mod v4;
 

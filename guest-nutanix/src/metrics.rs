@@ -150,7 +150,7 @@ pub fn get_data<T: Transport>(
             "{base}/api/vmm/v4.0/ahv/stats/vms/{id}?$startTime={start}&$endTime={end}&$samplingInterval={period}&$statType={stat}&$select=stats/{}",
             def.field
         );
-        let body = get_json(t, &opts, &secret, &url)?;
+        let body = call_json(t, &opts, &secret, Method::Get, &url, None)?;
         let mut points = BTreeMap::new();
         for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
             if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
@@ -164,17 +164,22 @@ pub fn get_data<T: Transport>(
     Ok(Series { labels, values })
 }
 
-/// One GET with the collector's retry policy (429 with `Retry-After`, 5xx,
-/// timeouts, connection errors); 404 is a VM Prism does not know.
-fn get_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, url: &str) -> Result<Value, Error> {
+/// One call answered with JSON, with the collector's retry policy (429 with
+/// `Retry-After`, 5xx, timeouts, connection errors); 404 is an entity or
+/// API Prism does not know.
+pub(crate) fn call_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, method: Method, url: &str, body: Option<Vec<u8>>) -> Result<Value, Error> {
     let base = secret.endpoint.base_url();
     let mut attempt = 0;
     loop {
+        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
         let req = HttpRequest {
-            method: Method::Get,
+            method,
             url: url.to_string(),
-            headers: vec![("Accept".into(), "application/json".into())],
-            body: None,
+            headers,
+            body: body.clone(),
             timeout_ms: Some(opts.request_timeout_ms),
             auth: Some(secret.auth),
         };
@@ -182,16 +187,17 @@ fn get_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, url: &str)
             Err(TransportError::Denied(m)) => return Err(Error::PermissionDenied(format!("egress denied by host policy: {m}"))),
             Err(TransportError::InvalidRequest(m)) => return Err(Error::Internal(format!("host rejected the request: {m}"))),
             Err(TransportError::Tls(m)) => return Err(Error::Unavailable(format!("TLS to {base} failed: {m}"))),
-            Err(TransportError::TooLarge(n)) => return Err(Error::ResourceExhausted(format!("stats larger than the host limit of {n} bytes"))),
+            Err(TransportError::TooLarge(n)) => return Err(Error::ResourceExhausted(format!("answer larger than the host limit of {n} bytes"))),
             Err(TransportError::Timeout) => (Error::Timeout(format!("{base} did not answer within {} ms", opts.request_timeout_ms)), None),
             Err(TransportError::Connection(m)) => (Error::Unavailable(format!("cannot reach {base}: {m}")), None),
             Ok(r) => match r.status {
-                200..=299 => {
-                    return serde_json::from_slice(&r.body).map_err(|e| Error::Unavailable(format!("invalid stats answer: {e}")));
-                }
+                200..=299 => match serde_json::from_slice(&r.body) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => (Error::Unavailable(format!("invalid or truncated JSON from {base}: {e}")), None),
+                },
                 401 => return Err(Error::Unauthenticated(format!("Prism rejected the credentials: {}", crate::v4::describe_error_body(&r.body)))),
-                403 => return Err(Error::PermissionDenied(format!("may not read VM stats: {}", crate::v4::describe_error_body(&r.body)))),
-                404 => return Err(Error::NotFound(format!("no VM stats at {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
+                403 => return Err(Error::PermissionDenied(format!("may not read {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
+                404 => return Err(Error::NotFound(format!("nothing at {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
                 429 => (Error::Unavailable("rate limited (HTTP 429)".into()), Some(retry_after_ms(r.header("retry-after")))),
                 s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body))), None),
                 s => return Err(Error::Internal(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body)))),

@@ -55,6 +55,34 @@ pub struct ErrorResource {
     pub resource_type: String,
 }
 
+/// `inventory.Namespace`; mirrors WIT `emit.namespace`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Namespace {
+    pub namespace_id: String,
+    pub name: String,
+    pub category: String,
+    pub resource_type: String,
+    pub group: String,
+    pub provider: String,
+    pub icon: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// `inventory.Metric`; mirrors WIT `emit.metric`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub metric_id: String,
+    pub name: String,
+    /// `GAUGE` (else `COUNTER`).
+    pub gauge: bool,
+    pub resource_type: String,
+    pub namespace_id: String,
+    pub provider: String,
+    pub unit: Value,
+    pub query_options: Value,
+    pub tags: Vec<(String, String)>,
+}
+
 /// A cost line; mirrors WIT `costs.cost`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cost {
@@ -78,6 +106,8 @@ pub enum Record {
     CloudServiceType(CloudServiceType),
     Region(Region),
     Error(ErrorResource),
+    Namespace(Namespace),
+    Metric(Metric),
     /// Emitted through `costs.emit` (cost-source calls only).
     Cost(Cost),
 }

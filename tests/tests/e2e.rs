@@ -444,3 +444,40 @@ fn costs_are_collected_per_day_into_the_store() {
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
     assert!(e.to_string().contains("is not a cost data source"), "{e}");
 }
+
+/// Option `usage`: one paged groups call reads every VM's usage into its
+/// `data.usage` (the simulator's values, percent from ppm; empty for a
+/// powered-off VM), and the Namespace and Metric records over it are
+/// emitted. Without the option, no groups call and no such records.
+#[test]
+fn usage_comes_from_the_groups_api_into_vm_data() {
+    use cf_host::record::ResourceType;
+    let sim = sim(230);
+    let (rt, plugin) = host();
+    let mut ctx = run_context(&sim);
+    ctx.options = json!({"usage": true, "page_size": 100});
+    let (r, records) = block_on(cf_tests::collect_all(rt, plugin, &ctx, &json!({})));
+    r.expect("collection");
+    assert_eq!(sim.state.calls_per_kind()["groups"], 3, "230 VMs in pages of 100");
+    let count = |t: ResourceType| records.iter().filter(|r| r.resource_type == t).count();
+    assert_eq!((count(ResourceType::Namespace), count(ResourceType::Metric)), (1, 5));
+    let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
+    let vm = |i: usize| {
+        let uuid = vm_facts(&cfg, i).uuid;
+        records.iter().find(|r| r.resource.get("reference").and_then(|x| x.get("resource_id")) == Some(&json!(uuid))).unwrap().resource_json()
+    };
+    let on = vm(0);
+    let cpu = prism_sim::v4::vm_stat(0, "hypervisorCpuUsagePpm", 0).unwrap() * 1e-4;
+    assert!((on["data"]["usage"]["cpu_percent"].as_f64().unwrap() - cpu).abs() < 1e-9, "{}", on["data"]["usage"]);
+    assert_eq!(on["data"]["usage"]["disk_iops"], json!(prism_sim::v4::vm_stat(0, "controllerNumIops", 0).unwrap()));
+    assert!(!vm_facts(&cfg, 4).powered_on);
+    assert_eq!(vm(4)["data"]["usage"], json!({}));
+    let metric = records.iter().find(|r| r.resource_type == ResourceType::Metric && r.resource["name"] == "CPU Usage (avg)").unwrap().resource_json();
+    assert_eq!(metric["query_options"]["fields"]["value"]["key"], "data.usage.cpu_percent");
+
+    let plain = self::sim(20);
+    let (r, records) = block_on(cf_tests::collect_all(rt, plugin, &run_context(&plain), &json!({})));
+    r.expect("collection");
+    assert!(!plain.state.calls_per_kind().contains_key("groups"));
+    assert!(records.iter().all(|r| r.resource_type != ResourceType::Namespace && r.raw("data").is_none_or(|d| !d.contains("\"usage\""))));
+}

@@ -373,6 +373,58 @@ async fn v4_vm_stats(
     }
 }
 
+/// `POST /api/nutanix/v3/groups` for entity type `mh_vm`: the VMs' latest
+/// usage (the v4 stats of bucket 0, as strings, as Prism answers), paged by
+/// `group_member_offset` / `group_member_count`; none for powered-off VMs.
+async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "request body is not valid JSON");
+    };
+    if req["entity_type"] != "mh_vm" {
+        return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", "the simulator groups only entity_type mh_vm");
+    }
+    let offset = req["group_member_offset"].as_u64().unwrap_or(0) as usize;
+    let count = req["group_member_count"].as_u64().unwrap_or(10).clamp(1, 1000) as usize;
+    let (latency, fault) = state.decide_fault("groups", "groups", offset as u64);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let attributes: Vec<&str> = req["group_member_attributes"].as_array().into_iter().flatten().filter_map(|a| a["attribute"].as_str()).collect();
+    let field = |a: &str| match a {
+        "hypervisor_cpu_usage_ppm" => Some("hypervisorCpuUsagePpm"),
+        "memory_usage_ppm" => Some("memoryUsagePpm"),
+        "controller_num_iops" => Some("controllerNumIops"),
+        "controller_io_bandwidth_kBps" => Some("controllerIoBandwidthKbps"),
+        _ => None,
+    };
+    let vms = &state.estate.vms;
+    let entities: Vec<Value> = vms
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(count)
+        .map(|(i, vm)| {
+            let on = vm.pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
+            let data: Vec<Value> = attributes
+                .iter()
+                .map(|a| {
+                    let v = field(a).filter(|_| on).and_then(|f| v4::vm_stat(i, f, 0));
+                    let values = v.map(|v| json!([{"values": [format!("{v}")], "time": 1_700_000_000_000_000u64}])).unwrap_or(json!([]));
+                    json!({"name": a, "values": values})
+                })
+                .collect();
+            json!({"entity_id": vm.pointer("/metadata/uuid"), "data": data})
+        })
+        .collect();
+    let body = json!({"entity_type": "mh_vm", "filtered_entity_count": vms.len(), "total_entity_count": vms.len(),
+                      "group_results": [{"entity_results": entities, "total_entity_count": vms.len()}]});
+    faulty(fault, body, v3_error)
+}
+
 async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -> StatusCode {
     state.set_faults(f);
     StatusCode::NO_CONTENT
@@ -395,6 +447,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
+        .route("/api/nutanix/v3/groups", post(v3_groups))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))
         .with_state(state)
