@@ -396,6 +396,35 @@ pub fn volume_group() -> Value {
     )
 }
 
+pub fn project() -> Value {
+    view(
+        vec![search("UUID", "data.uuid"), search_typed("Users", "data.user_count", "integer")],
+        "name",
+        vec![
+            text("Description", "data.description"),
+            text("Users", "data.user_count"),
+            list("Clusters", "data.clusters.name", ", "),
+            list("Subnets", "data.subnets.name", ", "),
+            text("Default", "data.is_default"),
+        ],
+        vec![
+            item(
+                "Project",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("Description", "data.description"),
+                    text("State", "data.state"),
+                    text("Default", "data.is_default"),
+                    datetime("Created", "data.created_at"),
+                ],
+            ),
+            table("Users", "data.users", vec![text("Name", "name"), text("UUID", "uuid")]),
+            table("Quotas", "data.quotas", vec![text("Resource", "resource_type"), text("Limit", "limit"), text("Used", "used")]),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,7 +436,7 @@ mod tests {
         let reference: Value =
             serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
         let ref_view = reference["view"].as_object().unwrap();
-        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group()] {
+        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group(), project()] {
             let v = layout["view"].as_object().unwrap();
             let keys: Vec<_> = v.keys().collect();
             let ref_keys: Vec<_> = ref_view.keys().collect();

@@ -15,7 +15,7 @@
 
 use crate::layout;
 use crate::record::{CloudService, CloudServiceType, Region};
-use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, Ref, SubnetResources, VmResources, VolumeGroupResources};
+use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, ProjectResources, Ref, SubnetResources, VmResources, VolumeGroupResources};
 use crate::PROVIDER;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -42,6 +42,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Subnet => ("Networking", "Subnet"),
         Kind::Image => ("Storage", "Image"),
         Kind::VolumeGroup => ("Storage", "VolumeGroup"),
+        Kind::Project => ("Management", "Project"),
     }
 }
 
@@ -55,6 +56,7 @@ pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
         Kind::Subnet => (layout::subnet(), "ahv", false, false),
         Kind::Image => (layout::image(), "ahv", false, false),
         Kind::VolumeGroup => (layout::volume_group(), "aos", false, false),
+        Kind::Project => (layout::project(), "calm", false, false),
     };
     CloudServiceType {
         name: name.to_string(),
@@ -488,6 +490,41 @@ pub fn volume_group(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
+pub fn project(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let e: Entity<ProjectResources> = parse_entity(Kind::Project, raw)?;
+    let uuid = uuid_of(Kind::Project, &e)?;
+    let name = name_of(Kind::Project, &e, &uuid)?;
+    let r = &e.status.resources;
+    let refs = |list: &[Ref]| list.iter().map(|x| ref_json(&Some(x.clone()))).collect::<Vec<_>>();
+    let clusters: Vec<Value> = r.cluster_reference_list.iter().map(|c| cluster_ref(ctx, &Some(c.clone()))).collect();
+    let quotas: Vec<Value> = r
+        .resource_domain
+        .iter()
+        .flat_map(|d| &d.resources)
+        .map(|q| json!({"resource_type": q.resource_type, "limit": q.limit, "used": q.value}))
+        .collect();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "state": e.status.state,
+        "is_default": r.is_default.unwrap_or(false),
+        "subnets": refs(&r.subnet_reference_list),
+        "users": refs(&r.user_reference_list),
+        "user_count": r.user_reference_list.len(),
+        "clusters": clusters,
+        "quotas": quotas,
+        "categories": e.metadata.categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    // A project spans clusters: no single region.
+    let mut cs = service(ctx, Kind::Project, name, uuid, None, data);
+    cs.tags = tags(&e.metadata.categories);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
 /// Facts about the Prism estate learned from the cluster list.
 #[derive(Debug, Default)]
 pub struct ClusterScan {
@@ -521,6 +558,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService,
         Kind::Subnet => subnet(ctx, raw),
         Kind::Image => image(ctx, raw),
         Kind::VolumeGroup => volume_group(ctx, raw),
+        Kind::Project => project(ctx, raw),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -693,6 +731,30 @@ mod tests {
         let unnamed = service_of(Kind::VolumeGroup, &c, json!({"metadata": {"uuid": "vg-2"}, "status": {}}));
         assert_eq!(unnamed.unwrap_err(), "malformed volume_group entity vg-2: missing status.name");
         assert!(service_of(Kind::VolumeGroup, &c, json!({"metadata": {}, "status": {"name": "x"}})).is_err());
+    }
+
+    /// A project: subnets, users, clusters (named) and quotas; no region.
+    #[test]
+    fn projects_normalize_members_and_quotas() {
+        let c = ctx();
+        let (cu, cn) = c.cluster_names.iter().next().map(|(u, n)| (u.clone(), n.clone())).unwrap();
+        let raw = json!({
+            "metadata": {"kind": "project", "uuid": "prj-1", "categories": {"Team": "Platform"}},
+            "status": {"name": "platform", "description": "Platform team", "state": "COMPLETE", "resources": {
+                "is_default": false,
+                "subnet_reference_list": [{"kind": "subnet", "uuid": "sn-1", "name": "vlan10"}],
+                "user_reference_list": [{"kind": "user", "uuid": "u-1", "name": "alice"}, {"kind": "user", "uuid": "u-2", "name": "bob"}],
+                "cluster_reference_list": [{"kind": "cluster", "uuid": cu}],
+                "resource_domain": {"resources": [{"resource_type": "VCPUS", "limit": 64, "value": 12}]}}}
+        });
+        let cs = service_of(Kind::Project, &c, raw).unwrap();
+        assert_eq!((cs.cloud_service_group.as_str(), cs.cloud_service_type.as_str(), cs.name.as_str()), ("Management", "Project", "platform"));
+        assert_eq!(cs.region_code, None);
+        assert_eq!(cs.data["user_count"], 2);
+        assert_eq!(cs.data["users"][1]["name"], "bob");
+        assert_eq!(cs.data["clusters"][0]["name"], cn);
+        assert_eq!(cs.data["quotas"], json!([{"resource_type": "VCPUS", "limit": 64, "used": 12}]));
+        assert_eq!(cs.tags, vec![("Team".to_string(), "Platform".to_string())]);
     }
 
     #[test]

@@ -19,12 +19,13 @@ pub enum Kind {
     Subnet,
     Image,
     VolumeGroup,
+    Project,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup];
+    pub const ALL: [Kind; 7] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup, Kind::Project];
     /// What a collection lists when the options name no kinds (volume
-    /// groups only on request: option `resource_kinds`).
+    /// groups and projects only on request: option `resource_kinds`).
     pub const DEFAULT: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
 
     /// The `kind` field of the list request body.
@@ -36,6 +37,7 @@ impl Kind {
             Kind::Subnet => "subnet",
             Kind::Image => "image",
             Kind::VolumeGroup => "volume_group",
+            Kind::Project => "project",
         }
     }
 
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Subnet => "/api/nutanix/v3/subnets/list",
             Kind::Image => "/api/nutanix/v3/images/list",
             Kind::VolumeGroup => "/api/nutanix/v3/volume_groups/list",
+            Kind::Project => "/api/nutanix/v3/projects/list",
         }
     }
 
@@ -60,6 +63,7 @@ impl Kind {
             Kind::Subnet => "subnets",
             Kind::Image => "images",
             Kind::VolumeGroup => "volume_groups",
+            Kind::Project => "projects",
         }
     }
 
@@ -436,6 +440,39 @@ pub struct VgAttachment {
     pub iscsi_initiator_name: Option<String>,
 }
 
+// ---- Projects --------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ProjectResources {
+    #[serde(default)]
+    pub is_default: Option<bool>,
+    #[serde(default)]
+    pub subnet_reference_list: Vec<Ref>,
+    #[serde(default)]
+    pub user_reference_list: Vec<Ref>,
+    #[serde(default)]
+    pub cluster_reference_list: Vec<Ref>,
+    #[serde(default)]
+    pub resource_domain: Option<ResourceDomain>,
+}
+
+/// A project's quotas.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResourceDomain {
+    #[serde(default)]
+    pub resources: Vec<Quota>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Quota {
+    /// `VCPUS`, `MEMORY` (bytes), `STORAGE` (bytes).
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub value: Option<u64>,
+}
+
 // ---- Errors ----------------------------------------------------------------
 
 /// v3 error body: `{"state": "ERROR", "code": 401, "message_list": [{"message", "reason"}]}`.
@@ -516,7 +553,7 @@ mod tests {
         }
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);
-        assert!(!Kind::DEFAULT.contains(&Kind::VolumeGroup), "volume groups only on request");
+        assert!(!Kind::DEFAULT.contains(&Kind::VolumeGroup) && !Kind::DEFAULT.contains(&Kind::Project), "only on request");
     }
 
     #[test]

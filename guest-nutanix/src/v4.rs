@@ -31,7 +31,8 @@ pub const CATEGORIES_PATH: &str = "/api/prism/v4.0/config/categories";
 
 /// The v4 list endpoint of a kind; `None` where the collector reads v3
 /// only: the v4 volumes API lists volume groups without their disks and
-/// attachments (one more call per group), v3 lists them with both.
+/// attachments (one more call per group), v3 lists them with both; projects
+/// have no v4 API in Prism Central pc.2024.3.
 pub fn list_path(kind: Kind) -> Option<&'static str> {
     Some(match kind {
         Kind::Vm => "/api/vmm/v4.0/ahv/config/vms",
@@ -39,7 +40,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Host => "/api/clustermgmt/v4.0/config/hosts",
         Kind::Subnet => "/api/networking/v4.0/config/subnets",
         Kind::Image => "/api/vmm/v4.0/content/images",
-        Kind::VolumeGroup => return None,
+        Kind::VolumeGroup | Kind::Project => return None,
     })
 }
 
@@ -165,7 +166,7 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Subnet => subnet(raw),
         Kind::Image => image(raw),
         // Never listed through v4 (see `list_path`).
-        Kind::VolumeGroup => raw.clone(),
+        Kind::VolumeGroup | Kind::Project => raw.clone(),
     }))
 }
 

@@ -175,3 +175,29 @@ fn volume_groups_come_on_request_through_v3() {
     let types = records.iter().filter(|r| r.resource_type == cf_host::record::ResourceType::CloudServiceType).count();
     assert_eq!(types, 2, "VirtualMachine and VolumeGroup");
 }
+
+/// Projects: on request, through v3 (no v4 API), members, clusters and
+/// quotas as the simulator made them; no region (a project spans clusters).
+#[test]
+fn projects_come_on_request_through_v3() {
+    let sim = sim(true);
+    let (r, records) = run(&sim, json!({"resource_kinds": ["projects"]}));
+    r.expect("collection");
+    let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
+    let projects: Vec<Value> = records
+        .iter()
+        .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("Project")))
+        .map(|r| Value::Object(r.resource_json()))
+        .collect();
+    assert_eq!(projects.len(), cfg.projects);
+    assert_eq!(sim.state.calls_per_kind()["projects"], 1);
+    let p2 = projects.iter().find(|p| p["name"] == "project-2").unwrap();
+    assert_eq!(p2["data"]["user_count"], 3);
+    assert_eq!(p2["data"]["quotas"][0], json!({"resource_type": "VCPUS", "limit": 192, "used": 8}));
+    assert_eq!(p2["region_code"], Value::Null);
+    let default = projects.iter().find(|p| p["name"] == "default").unwrap();
+    assert_eq!(default["data"]["is_default"], true);
+    let names: Vec<&str> = default["data"]["clusters"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), cfg.clusters, "the default project may use every cluster: {names:?}");
+    assert!(names.contains(&prism_sim::estate::cluster_name(0).as_str()));
+}

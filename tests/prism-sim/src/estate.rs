@@ -15,11 +15,13 @@ pub struct EstateConfig {
     pub images: usize,
     /// Volume groups per Prism Element cluster.
     pub volume_groups_per_cluster: usize,
+    /// Projects (the first is the `default` project).
+    pub projects: usize,
 }
 
 impl Default for EstateConfig {
     fn default() -> Self {
-        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8, volume_groups_per_cluster: 2 }
+        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8, volume_groups_per_cluster: 2, projects: 3 }
     }
 }
 
@@ -344,6 +346,29 @@ pub fn volume_group_entity(cfg: &EstateConfig, g: usize) -> Value {
     })
 }
 
+/// Project `p`: `default` first; p + 1 users, the subnets and clusters it
+/// may use, a vCPU quota.
+pub fn project_entity(cfg: &EstateConfig, p: usize) -> Value {
+    let name = if p == 0 { "default".to_string() } else { format!("project-{p}") };
+    let clusters: Vec<Value> = (0..cfg.clusters).filter(|c| p == 0 || c % cfg.projects.max(1) == p % cfg.projects.max(1) || *c == 0)
+        .map(|c| json!({"kind": "cluster", "uuid": uuid("cluster", c)}))
+        .collect();
+    let subnets: Vec<Value> = (0..(cfg.clusters * cfg.subnets_per_cluster).min(p + 1))
+        .map(|s| json!({"kind": "subnet", "uuid": uuid("subnet", s)}))
+        .collect();
+    let users: Vec<Value> = (0..=p).map(|u| json!({"kind": "user", "uuid": uuid("user", p * 10 + u), "name": format!("user-{p}-{u}")})).collect();
+    json!({
+        "metadata": {"kind": "project", "uuid": uuid("project", p), "creation_time": timestamp(p)},
+        "status": {"name": name, "description": format!("{name} project"), "state": "COMPLETE", "resources": {
+            "is_default": p == 0,
+            "cluster_reference_list": clusters,
+            "subnet_reference_list": subnets,
+            "user_reference_list": users,
+            "resource_domain": {"resources": [{"resource_type": "VCPUS", "limit": 64 * (p as u64 + 1), "value": 4 * p as u64}]},
+        }}
+    })
+}
+
 /// All entities of a kind (`vms`, `clusters`, ...), in list order.
 pub struct Estate {
     pub config: EstateConfig,
@@ -353,6 +378,7 @@ pub struct Estate {
     pub subnets: Vec<Value>,
     pub images: Vec<Value>,
     pub volume_groups: Vec<Value>,
+    pub projects: Vec<Value>,
 }
 
 impl Estate {
@@ -373,6 +399,7 @@ impl Estate {
             subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
             images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
             volume_groups: (0..cfg.clusters * cfg.volume_groups_per_cluster).map(|g| volume_group_entity(cfg, g)).collect(),
+            projects: (0..cfg.projects).map(|p| project_entity(cfg, p)).collect(),
             clusters,
             config,
         }
@@ -386,6 +413,7 @@ impl Estate {
             "subnets" => &self.subnets,
             "images" => &self.images,
             "volume_groups" => &self.volume_groups,
+            "projects" => &self.projects,
             _ => return None,
         })
     }
