@@ -262,7 +262,25 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 }
             }
         }
+        if kind == Kind::Category {
+            return self.list_v3_categories(each);
+        }
         self.list_all(kind, Api::V3, None, first_page_fatal, each).map(|_| ())
+    }
+
+    /// v3 lists category keys; each key's values come from its own list.
+    fn list_v3_categories(&mut self, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Error> {
+        let mut keys = Vec::new();
+        self.list_all(Kind::Category, Api::V3, None, false, |_, raw| {
+            if let Some(k) = raw.get("name").and_then(Value::as_str) {
+                keys.push(k.to_string());
+            }
+        })?;
+        for key in keys {
+            let path = format!("/api/nutanix/v3/categories/{}/list", percent_encode(&key));
+            self.list_all(Kind::Category, Api::V3, Some(&path), false, &mut each)?;
+        }
+        Ok(())
     }
 
     /// Category, host and subnet names for v4 VMs (best effort: a list that
@@ -493,7 +511,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         let (method, url, body) = match api {
             Api::V3 => {
                 let body = json!({"kind": kind.api_kind(), "offset": offset, "length": length}).to_string();
-                (Method::Post, format!("{base}{}", kind.list_path()), Some(body.into_bytes()))
+                (Method::Post, format!("{base}{}", path.unwrap_or(kind.list_path())), Some(body.into_bytes()))
             }
             Api::V4 => {
                 let path = path.or(v4::list_path(kind)).unwrap_or_default();
@@ -652,6 +670,13 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             self.stopped = true;
         }
     }
+}
+
+/// A path segment: unreserved characters as they are, the rest as `%XX`.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {

@@ -396,6 +396,24 @@ pub fn volume_group() -> Value {
     )
 }
 
+pub fn category() -> Value {
+    view(
+        vec![search("Key", "data.key"), search("Value", "data.value")],
+        "name",
+        vec![text("Key", "data.key"), text("Value", "data.value"), text("Description", "data.description"), text("System", "data.system_defined")],
+        vec![item(
+            "Category",
+            vec![
+                text("Key", "data.key"),
+                text("Value", "data.value"),
+                text("Description", "data.description"),
+                text("System defined", "data.system_defined"),
+                text("v4 extId", "data.ext_id"),
+            ],
+        )],
+    )
+}
+
 pub fn project() -> Value {
     view(
         vec![search("UUID", "data.uuid"), search_typed("Users", "data.user_count", "integer")],
@@ -436,7 +454,7 @@ mod tests {
         let reference: Value =
             serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
         let ref_view = reference["view"].as_object().unwrap();
-        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group(), project()] {
+        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group(), project(), category()] {
             let v = layout["view"].as_object().unwrap();
             let keys: Vec<_> = v.keys().collect();
             let ref_keys: Vec<_> = ref_view.keys().collect();

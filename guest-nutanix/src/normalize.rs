@@ -43,6 +43,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Image => ("Storage", "Image"),
         Kind::VolumeGroup => ("Storage", "VolumeGroup"),
         Kind::Project => ("Management", "Project"),
+        Kind::Category => ("Management", "Category"),
     }
 }
 
@@ -57,6 +58,7 @@ pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
         Kind::Image => (layout::image(), "ahv", false, false),
         Kind::VolumeGroup => (layout::volume_group(), "aos", false, false),
         Kind::Project => (layout::project(), "calm", false, false),
+        Kind::Category => (layout::category(), "prism", false, false),
     };
     CloudServiceType {
         name: name.to_string(),
@@ -525,6 +527,29 @@ pub fn project(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
+/// A category value (`Key:Value`), from v3's value list or v4's adapted
+/// item; its id is `Key:Value` whichever API read it (v4's extId is kept in
+/// `data.ext_id`), so switching APIs never duplicates it.
+pub fn category(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(key), Some(value)) = (s("name").filter(|k| !k.is_empty()), s("value")) else {
+        return Err("malformed category value: missing name or value".to_string());
+    };
+    let id = format!("{key}:{value}");
+    let data = json!({
+        "key": key,
+        "value": value,
+        "description": s("description"),
+        "system_defined": raw.get("system_defined").and_then(Value::as_bool).unwrap_or(false),
+        "ext_id": s("ext_id"),
+    });
+    let mut cs = service(ctx, Kind::Category, id.clone(), id, None, data);
+    // Prism has no page per value; its categories page lists them.
+    cs.external_link = Some(format!("{}/console/#page/explore/categories", ctx.base_url));
+    cs.tags = vec![(key, value)];
+    Ok(cs)
+}
+
 /// Facts about the Prism estate learned from the cluster list.
 #[derive(Debug, Default)]
 pub struct ClusterScan {
@@ -559,6 +584,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService,
         Kind::Image => image(ctx, raw),
         Kind::VolumeGroup => volume_group(ctx, raw),
         Kind::Project => project(ctx, raw),
+        Kind::Category => category(ctx, raw),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -731,6 +757,21 @@ mod tests {
         let unnamed = service_of(Kind::VolumeGroup, &c, json!({"metadata": {"uuid": "vg-2"}, "status": {}}));
         assert_eq!(unnamed.unwrap_err(), "malformed volume_group entity vg-2: missing status.name");
         assert!(service_of(Kind::VolumeGroup, &c, json!({"metadata": {}, "status": {"name": "x"}})).is_err());
+    }
+
+    /// Category values: the same record from v3's value shape and v4's.
+    #[test]
+    fn categories_are_key_value_records_whichever_api() {
+        let c = ctx();
+        let v3 = json!({"name": "Environment", "value": "Production", "description": "prod", "system_defined": false});
+        let v4 = crate::v4::to_v3(Kind::Category, &json!({"extId": "cat-1", "key": "Environment", "value": "Production", "description": "prod", "type": "USER"}), &Default::default()).unwrap();
+        let (a, b) = (service_of(Kind::Category, &c, v3).unwrap(), service_of(Kind::Category, &c, v4).unwrap());
+        assert_eq!((a.name.as_str(), a.resource_id.as_str()), ("Environment:Production", "Environment:Production"));
+        assert_eq!(a.resource_id, b.resource_id);
+        assert_eq!(b.data["ext_id"], "cat-1");
+        assert_eq!(a.data["ext_id"], Value::Null);
+        assert_eq!(a.tags, vec![("Environment".to_string(), "Production".to_string())]);
+        assert!(service_of(Kind::Category, &c, json!({"value": "x"})).is_err());
     }
 
     /// A project: subnets, users, clusters (named) and quotas; no region.

@@ -20,12 +20,15 @@ pub enum Kind {
     Image,
     VolumeGroup,
     Project,
+    Category,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup, Kind::Project];
+    pub const ALL: [Kind; 8] =
+        [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup, Kind::Project, Kind::Category];
     /// What a collection lists when the options name no kinds (volume
-    /// groups and projects only on request: option `resource_kinds`).
+    /// groups, projects and categories only on request: option
+    /// `resource_kinds`).
     pub const DEFAULT: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
 
     /// The `kind` field of the list request body.
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Image => "image",
             Kind::VolumeGroup => "volume_group",
             Kind::Project => "project",
+            Kind::Category => "category",
         }
     }
 
@@ -51,6 +55,8 @@ impl Kind {
             Kind::Image => "/api/nutanix/v3/images/list",
             Kind::VolumeGroup => "/api/nutanix/v3/volume_groups/list",
             Kind::Project => "/api/nutanix/v3/projects/list",
+            // The keys; each key's values at `/categories/{key}/list`.
+            Kind::Category => "/api/nutanix/v3/categories/list",
         }
     }
 
@@ -64,6 +70,7 @@ impl Kind {
             Kind::Image => "images",
             Kind::VolumeGroup => "volume_groups",
             Kind::Project => "projects",
+            Kind::Category => "categories",
         }
     }
 
@@ -553,7 +560,9 @@ mod tests {
         }
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);
-        assert!(!Kind::DEFAULT.contains(&Kind::VolumeGroup) && !Kind::DEFAULT.contains(&Kind::Project), "only on request");
+        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category] {
+            assert!(!Kind::DEFAULT.contains(&k), "{k:?} only on request");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Host => "/api/clustermgmt/v4.0/config/hosts",
         Kind::Subnet => "/api/networking/v4.0/config/subnets",
         Kind::Image => "/api/vmm/v4.0/content/images",
+        Kind::Category => CATEGORIES_PATH,
         Kind::VolumeGroup | Kind::Project => return None,
     })
 }
@@ -166,6 +167,7 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Subnet => subnet(raw),
         Kind::Image => image(raw),
         // Never listed through v4 (see `list_path`).
+        Kind::Category => category(raw),
         Kind::VolumeGroup | Kind::Project => raw.clone(),
     }))
 }
@@ -347,6 +349,17 @@ fn subnet(v: &Value) -> Value {
                 "ip_config": ip_config,
             }
         }
+    })
+}
+
+/// A v4 category (one key/value pair) in the shape of a v3 category value.
+fn category(v: &Value) -> Value {
+    json!({
+        "name": v["key"],
+        "value": v["value"],
+        "description": v["description"],
+        "system_defined": v.get("type").and_then(Value::as_str).map(|t| t == "SYSTEM"),
+        "ext_id": v["extId"],
     })
 }
 

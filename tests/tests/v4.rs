@@ -201,3 +201,37 @@ fn projects_come_on_request_through_v3() {
     assert_eq!(names.len(), cfg.clusters, "the default project may use every cluster: {names:?}");
     assert!(names.contains(&prism_sim::estate::cluster_name(0).as_str()));
 }
+
+/// Categories as a type: on request; through v4 where offered (one list of
+/// key/value pairs), through v3 otherwise (the keys, then each key's
+/// values); the same records either way, apart from v4's `ext_id`.
+#[test]
+fn categories_are_the_same_records_through_v3_and_v4() {
+    let pick = |records: &[Record]| -> BTreeMap<String, Value> {
+        records
+            .iter()
+            .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("Category")))
+            .map(|r| {
+                let mut v = Value::Object(r.resource_json());
+                v["data"].as_object_mut().map(|d| d.remove("ext_id"));
+                v["reference"].as_object_mut().map(|r| r.remove("external_link"));
+                (r.resource["name"].as_str().unwrap_or("").to_string(), v)
+            })
+            .collect()
+    };
+    let (v3, v4) = (sim(false), sim(true));
+    let (r, a) = run(&v3, json!({"resource_kinds": ["categories"]}));
+    r.expect("v3 collection");
+    let (r, b) = run(&v4, json!({"resource_kinds": ["categories"]}));
+    r.expect("v4 collection");
+    let (a, b) = (pick(&a), pick(&b));
+    let pairs = prism_sim::estate::Estate::generate(EstateConfig { vms: 230, ..EstateConfig::default() }).category_pairs();
+    assert_eq!(a.len(), pairs.len());
+    assert_eq!(a, b);
+    let keys = pairs.iter().map(|(k, _)| k).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let calls = v3.state.calls_per_kind();
+    assert_eq!((calls["categories"], calls["category_values"]), (1, keys), "the keys, then one value list per key");
+    assert!(!v4.state.calls_per_kind().contains_key("category_values"));
+    let (k, v) = &pairs[0];
+    assert_eq!(a[&format!("{k}:{v}")]["data"]["description"], format!("{k} {v}"));
+}

@@ -379,6 +379,8 @@ pub struct Estate {
     pub images: Vec<Value>,
     pub volume_groups: Vec<Value>,
     pub projects: Vec<Value>,
+    /// Category keys (v3 `categories/list`), from the VMs' categories.
+    pub category_keys: Vec<Value>,
 }
 
 impl Estate {
@@ -393,16 +395,42 @@ impl Estate {
                 per_host[h] += 1;
             }
         }
-        Estate {
+        let mut estate = Estate {
             vms: (0..cfg.vms).map(|i| vm_entity(cfg, i)).collect(),
             hosts: (0..n_hosts).map(|h| host_entity(cfg, h, per_host[h])).collect(),
             subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
             images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
             volume_groups: (0..cfg.clusters * cfg.volume_groups_per_cluster).map(|g| volume_group_entity(cfg, g)).collect(),
             projects: (0..cfg.projects).map(|p| project_entity(cfg, p)).collect(),
+            category_keys: Vec::new(),
             clusters,
             config,
+        };
+        let keys: std::collections::BTreeSet<String> = estate.category_pairs().into_iter().map(|(k, _)| k).collect();
+        estate.category_keys = keys.into_iter().map(|k| json!({"name": k, "description": format!("{k} of the workload"), "system_defined": false})).collect();
+        estate
+    }
+
+    /// Every category key/value pair the VMs use, in order.
+    pub fn category_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = std::collections::BTreeSet::new();
+        for vm in &self.vms {
+            if let Some(Value::Object(c)) = vm.pointer("/metadata/categories") {
+                for (k, v) in c {
+                    pairs.insert((k.clone(), v.as_str().unwrap_or_default().to_string()));
+                }
+            }
         }
+        pairs.into_iter().collect()
+    }
+
+    /// The v3 value entities of one category key.
+    pub fn category_values(&self, key: &str) -> Vec<Value> {
+        self.category_pairs()
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(k, v)| json!({"name": k, "value": v, "description": format!("{k} {v}"), "system_defined": false}))
+            .collect()
     }
 
     pub fn list(&self, kind: &str) -> Option<&[Value]> {
@@ -414,6 +442,7 @@ impl Estate {
             "images" => &self.images,
             "volume_groups" => &self.volume_groups,
             "projects" => &self.projects,
+            "categories" => &self.category_keys,
             _ => return None,
         })
     }

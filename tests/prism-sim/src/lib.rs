@@ -185,8 +185,11 @@ struct ListRequest {
     length: Option<Value>,
 }
 
-fn singular(kind: &str) -> &str {
-    kind.strip_suffix('s').unwrap_or(kind)
+fn singular(kind: &str) -> String {
+    match kind.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => kind.strip_suffix('s').unwrap_or(kind).to_string(),
+    }
 }
 
 async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -202,7 +205,7 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         Err(e) => return v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &format!("request body is not valid JSON: {e}")),
     };
     if let Some(k) = &req.kind
-        && k != singular(&kind) {
+        && *k != singular(&kind) {
             return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("kind '{k}' does not match /{kind}/list"));
         }
     let as_u64 = |v: &Option<Value>, default: u64| -> Result<u64, String> {
@@ -425,6 +428,28 @@ async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body:
     faulty(fault, body, v3_error)
 }
 
+/// `POST /api/nutanix/v3/categories/{name}/list`: the values of one key.
+async fn v3_category_values(State(state): State<Arc<SimState>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let values = state.estate.category_values(&name);
+    if values.is_empty() {
+        return v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("category {name} not found"));
+    }
+    let offset = req["offset"].as_u64().unwrap_or(0) as usize;
+    let length = req["length"].as_u64().unwrap_or(20).clamp(1, MAX_LENGTH) as usize;
+    let (latency, fault) = state.decide_fault("category_values", "category_values", offset as u64);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let page: Vec<Value> = values.iter().skip(offset).take(length).cloned().collect();
+    let body = json!({"api_version": "3.1", "metadata": {"kind": "category", "total_matches": values.len(), "offset": offset, "length": page.len()}, "entities": page});
+    faulty(fault, body, v3_error)
+}
+
 async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -> StatusCode {
     state.set_faults(f);
     StatusCode::NO_CONTENT
@@ -448,6 +473,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
         .route("/api/nutanix/v3/groups", post(v3_groups))
+        .route("/api/nutanix/v3/categories/{name}/list", post(v3_category_values))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))
         .with_state(state)

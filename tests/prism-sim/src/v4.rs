@@ -25,15 +25,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
 
 /// Every category key/value pair used in the estate, with its extId.
 pub fn categories(estate: &Estate) -> Vec<(String, String, String)> {
-    let mut pairs = std::collections::BTreeSet::new();
-    for vm in &estate.vms {
-        if let Some(Value::Object(c)) = vm.pointer("/metadata/categories") {
-            for (k, v) in c {
-                pairs.insert((k.clone(), v.as_str().unwrap_or_default().to_string()));
-            }
-        }
-    }
-    pairs.into_iter().enumerate().map(|(i, (k, v))| (uuid("category", i), k, v)).collect()
+    estate.category_pairs().into_iter().enumerate().map(|(i, (k, v))| (uuid("category", i), k, v)).collect()
 }
 
 fn s(v: &Value, p: &str) -> Value {
@@ -228,7 +220,10 @@ pub fn image(v3: &Value) -> Value {
 /// One page of a v4 list: `{data, metadata}` with `$objectType` on the first item.
 pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u64) -> Value {
     let items: Vec<Value> = match list {
-        "categories" => categories(estate).into_iter().map(|(id, k, v)| json!({"extId": id, "key": k, "value": v})).collect(),
+        "categories" => categories(estate)
+            .into_iter()
+            .map(|(id, k, v)| json!({"extId": id, "key": k, "value": v, "description": format!("{k} {v}"), "type": "USER"}))
+            .collect(),
         _ => {
             let all = estate.list(list).unwrap_or_default();
             let start = (page * limit).min(all.len() as u64) as usize;
