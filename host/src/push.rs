@@ -27,7 +27,6 @@ use crate::cloudforet::{ApiError, Category};
 use crate::error::RunError;
 use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
-use crate::host::state::{Namespace, StateBackend};
 use crate::record::{Record, ResourceType};
 use crate::sandbox::{CollectReport, Plugin, Runtime};
 use crate::spool::Spooled;
@@ -364,7 +363,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     let collection = async {
         let inventory = runtime.collect(plugin, &ctx, &spec.task_options, tx.clone()).await;
         let costs = match (&inventory, &spec.cost_data_source_id) {
-            (Ok(_), Some(ds)) => Some(collect_costs(runtime, plugin, &ctx, &sink.store, ds, tx.clone()).await),
+            (Ok(_), Some(ds)) => Some(collect_costs(runtime, plugin, &ctx, sink, ds, tx.clone()).await),
             _ => None,
         };
         drop(tx);
@@ -382,7 +381,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     // The costs are durable in the outbox: the next synchronization starts
     // from this one.
     if let (Some(Ok(c)), Some(ds)) = (&costs, &spec.cost_data_source_id) {
-        sink.store.set(&cost_sync_namespace(&spec.tenant), ds, &c.synced_at)?;
+        sink.store.set_cost_synced(&sink.name, &spec.tenant, ds, &c.synced_at)?;
     }
     let (costs, cost_error) = match costs {
         Some(Ok(c)) => (Some(c), None),
@@ -427,24 +426,18 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     Ok(report)
 }
 
-/// Where a tenant's last cost synchronization per data source is kept (the
-/// store's state table, beside the collectors' own state).
-fn cost_sync_namespace(tenant: &str) -> Namespace {
-    Namespace { tenant: tenant.to_string(), collector: "cf-host.push.cost-sync".to_string() }
-}
-
 /// The cost part of a push run: the tasks since the last synchronization
 /// (or today's alone), each task's costs into the run's outbox channel.
 async fn collect_costs(
     runtime: &Runtime,
     plugin: &Plugin,
     ctx: &crate::RunContext,
-    store: &Store,
+    sink: &Sink,
     data_source_id: &str,
     tx: mpsc::Sender<Vec<Record>>,
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
-    let last = store.get(&cost_sync_namespace(&ctx.tenant), data_source_id).map_err(RunError::Host)?;
+    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(RunError::Host)?;
     let tasks = runtime.cost_tasks(plugin, ctx, None, last.as_deref()).await?;
     let mut lines = 0;
     for task in &tasks {

@@ -15,7 +15,7 @@
 
 use crate::record::{Record, ResourceType};
 use crate::store::{insert_error, match_keys, Store};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -160,6 +160,30 @@ impl Store {
         Ok(gone)
     }
 
+    /// When costs of `data_source_id` were last synchronized for a tenant
+    /// (RFC 3339); host-owned, out of reach of the collectors' state.
+    pub fn cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str) -> Result<Option<String>, String> {
+        self.conn()
+            .query_row(
+                "SELECT synced_at FROM cost_sync WHERE sink = ?1 AND tenant = ?2 AND data_source_id = ?3",
+                params![sink, tenant, data_source_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    pub fn set_cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str, at: &str) -> Result<(), String> {
+        self.conn()
+            .execute(
+                "INSERT INTO cost_sync (sink, tenant, data_source_id, synced_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sink, tenant, data_source_id) DO UPDATE SET synced_at = ?4",
+                params![sink, tenant, data_source_id, at],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
     /// A cloud service deleted in CloudForet leaves the ledger.
     pub fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), String> {
         self.conn()
@@ -199,6 +223,18 @@ mod tests {
     fn store() -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("cf-host-spool-test-{}", crate::sandbox::new_run_id()));
         (Store::open(&dir.join("s.db")).expect("store"), dir)
+    }
+
+    #[test]
+    fn cost_sync_is_kept_per_sink_tenant_and_data_source() {
+        let (s, dir) = store();
+        assert_eq!(s.cost_synced("cf", "t", "ds").unwrap(), None);
+        s.set_cost_synced("cf", "t", "ds", "2026-11-20T00:00:00Z").unwrap();
+        s.set_cost_synced("cf", "t", "ds", "2026-11-23T00:00:00Z").unwrap();
+        s.set_cost_synced("other", "t", "ds", "2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(s.cost_synced("cf", "t", "ds").unwrap().as_deref(), Some("2026-11-23T00:00:00Z"));
+        assert_eq!(s.cost_synced("cf", "u", "ds").unwrap(), None);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

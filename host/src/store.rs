@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS pushed (
     missed        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sink, tenant, resource_type, key)
 );
+CREATE TABLE IF NOT EXISTS cost_sync (
+    sink           TEXT NOT NULL,
+    tenant         TEXT NOT NULL,
+    data_source_id TEXT NOT NULL,
+    synced_at      TEXT NOT NULL,
+    PRIMARY KEY (sink, tenant, data_source_id)
+);
 CREATE TABLE IF NOT EXISTS state (
     tenant    TEXT NOT NULL,
     collector TEXT NOT NULL,

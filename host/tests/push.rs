@@ -532,6 +532,22 @@ async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
     assert_eq!(cf.db().costs.len() as u64, on * 3 + (40 - on), "replaced, not duplicated");
     assert_eq!(cf.calls_of("Cost.delete") as u64, on);
 
+    // Last synchronized three days ago: the next run covers those days too,
+    // and remembers this one.
+    {
+        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+        let then = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339();
+        runner.sink.store.set_cost_synced(&runner.sink.name, "acme", "ds-nutanix", &then).unwrap();
+    }
+    let r = run_once(&s.config).await;
+    assert_eq!(r.costs.as_ref().map(|c| c.tasks), Some(4), "{r:?}");
+    assert_eq!(cf.db().costs.len() as u64, 4 * (on * 3 + (40 - on)));
+    {
+        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+        let synced = runner.sink.store.cost_synced(&runner.sink.name, "acme", "ds-nutanix").unwrap().unwrap();
+        assert!(synced.starts_with(&today.format("%Y-%m-%d").to_string()), "{synced}");
+    }
+
     // A broken rate card fails the costs, not the inventory; the
     // notification says so.
     edit(&s, |t| t.replace("vcpu_hour = 0.75", "vcpu_hour = -1"));
