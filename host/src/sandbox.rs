@@ -643,7 +643,7 @@ impl Runtime {
             .run("get_tasks", plugin, ctx, tx, async |b, s| b.get_tasks(s, &options, &secret).await)
             .await;
         let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
-        tasks.into_iter().map(|t| task_options(&t.options)).collect()
+        tasks.into_iter().map(|t| json_object("task options", &t.options)).collect()
     }
 
     pub async fn init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
@@ -728,97 +728,57 @@ impl Runtime {
         })
     }
 
-    fn cost_source(plugin: &Plugin) -> Result<(), RunError> {
-        if plugin.pre.is_cost_source() {
-            return Ok(());
-        }
-        Err(RunError::Collector(
-            crate::ErrorCode::InvalidArgument,
-            format!("{} is not a cost data source (it does not export cloudforet:collector/cost-source)", plugin.name),
-        ))
-    }
-
-    /// `cost-source.init`: the data source's metadata (a JSON object).
-    pub async fn cost_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
-        let r = self.cost_init_call(plugin, ctx).await;
-        self.count_run("cost_init", plugin, &r);
-        r
-    }
-
-    async fn cost_init_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
-        Self::cost_source(plugin)?;
-        let (tx, _rx) = mpsc::channel(1);
-        let options = ctx.options.to_string();
-        let (r, _) = self.run("cost_init", plugin, ctx, tx, async |b, s| Ok(b.cost_init(s, &options).await.transpose()?)).await;
-        let text = r?.ok_or_else(|| RunError::Host("cost-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
-        match serde_json::from_str(&text) {
-            Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(RunError::Trap("guest returned cost data source metadata that is not a JSON object".into())),
-        }
-    }
-
-    /// `cost-source.get-tasks`: the cost tasks.
-    pub async fn cost_tasks(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last_synchronized_at: Option<&str>) -> Result<Vec<CostTask>, RunError> {
-        let r = self.cost_tasks_call(plugin, ctx, start, last_synchronized_at).await;
-        self.count_run("cost_tasks", plugin, &r);
-        r
-    }
-
-    async fn cost_tasks_call(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last: Option<&str>) -> Result<Vec<CostTask>, RunError> {
-        Self::cost_source(plugin)?;
-        let (tx, _rx) = mpsc::channel(1);
-        let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
-        let (r, _) = self
-            .run("cost_tasks", plugin, ctx, tx, async |b, s| Ok(b.cost_tasks(s, &options, &secret, start, last).await.transpose()?))
-            .await;
-        let tasks = r?.ok_or_else(|| RunError::Host("cost-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
-        tasks
-            .into_iter()
-            .map(|t| Ok(CostTask { options: task_options(&t.options)?, changed: t.changed.map(|p| (p.start, p.end)) }))
-            .collect()
-    }
-
-    fn metric_source(plugin: &Plugin) -> Result<(), RunError> {
-        if plugin.pre.is_metric_source() {
-            return Ok(());
-        }
-        Err(RunError::Collector(
-            crate::ErrorCode::InvalidArgument,
-            format!("{} is not a monitoring data source (it does not export cloudforet:collector/metric-source)", plugin.name),
-        ))
-    }
-
-    /// A unary call of the metric source (`call` answers `None` when the
-    /// export is missing, which the check before rules out).
-    async fn metric_call<T>(
+    /// A unary call of an optional export (`role`); `call` answers `None`
+    /// when the export is missing, which the check before rules out.
+    async fn role_call<T>(
         &self,
         name: &'static str,
+        role: Role,
         plugin: &Plugin,
         ctx: &RunContext,
         call: impl AsyncFnOnce(&Instance, &mut Store<RunState>) -> Option<wasmtime::Result<Result<T, CollectorError>>>,
     ) -> Result<T, RunError> {
         let r = async {
-            Self::metric_source(plugin)?;
+            role.check(plugin)?;
             let (tx, _rx) = mpsc::channel(1);
             let (r, _) = self.run(name, plugin, ctx, tx, async |b, s| call(b, s).await.transpose()).await;
-            r?.ok_or_else(|| RunError::Host("metric-source vanished".into()))?.map_err(|e| redacted(RunError::from_collector(e), ctx))
+            r?.ok_or_else(|| RunError::Host(format!("{} vanished", role.export())))?.map_err(|e| redacted(RunError::from_collector(e), ctx))
         }
         .await;
         self.count_run(name, plugin, &r);
         r
     }
 
+    /// `cost-source.init`: the data source's metadata (a JSON object).
+    pub async fn cost_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
+        let options = ctx.options.to_string();
+        let text = self.role_call("cost_init", Role::Cost, plugin, ctx, async |b, s| b.cost_init(s, &options).await).await?;
+        json_object("cost data source metadata", &text)
+    }
+
+    /// `cost-source.get-tasks`: the cost tasks.
+    pub async fn cost_tasks(&self, plugin: &Plugin, ctx: &RunContext, start: Option<&str>, last: Option<&str>) -> Result<Vec<CostTask>, RunError> {
+        let (options, secret) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret));
+        let tasks = self
+            .role_call("cost_tasks", Role::Cost, plugin, ctx, async |b, s| b.cost_tasks(s, &options, &secret, start, last).await)
+            .await?;
+        tasks
+            .into_iter()
+            .map(|t| Ok(CostTask { options: json_object("task options", &t.options)?, changed: t.changed.map(|p| (p.start, p.end)) }))
+            .collect()
+    }
+
     /// `metric-source.init`: the data source's metadata (a JSON object).
     pub async fn metric_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
         let options = ctx.options.to_string();
-        let text = self.metric_call("metric_init", plugin, ctx, async |b, s| b.metric_init(s, &options).await).await?;
+        let text = self.role_call("metric_init", Role::Metric, plugin, ctx, async |b, s| b.metric_init(s, &options).await).await?;
         json_object("monitoring data source metadata", &text)
     }
 
     /// `metric-source.list-metrics` for the resources in `query`.
     pub async fn metric_list(&self, plugin: &Plugin, ctx: &RunContext, query: &Value) -> Result<Vec<MetricInfo>, RunError> {
         let (options, secret, query) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), query.to_string());
-        let list = self.metric_call("metric_list", plugin, ctx, async |b, s| b.metric_list(s, &options, &secret, &query).await).await?;
+        let list = self.role_call("metric_list", Role::Metric, plugin, ctx, async |b, s| b.metric_list(s, &options, &secret, &query).await).await?;
         list.into_iter()
             .map(|m| {
                 Ok(MetricInfo {
@@ -836,7 +796,7 @@ impl Runtime {
     pub async fn metric_data(&self, plugin: &Plugin, ctx: &RunContext, q: &MetricQuery) -> Result<MetricData, RunError> {
         let (options, secret, query) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), q.metric_query.to_string());
         let d = self
-            .metric_call("metric_data", plugin, ctx, async |b, s| {
+            .role_call("metric_data", Role::Metric, plugin, ctx, async |b, s| {
                 b.metric_data(s, &options, &secret, &query, &q.metric, &q.start, &q.end, q.period, q.stat.as_deref()).await
             })
             .await?;
@@ -845,7 +805,7 @@ impl Runtime {
 
     /// `cost-source.get-data`: costs stream into `sink` as the guest emits them.
     pub async fn cost_data(&self, plugin: &Plugin, ctx: &RunContext, task_options: &Value, sink: mpsc::Sender<Vec<Record>>) -> Result<CollectReport, RunError> {
-        let r = match Self::cost_source(plugin) {
+        let r = match Role::Cost.check(plugin) {
             Ok(()) => {
                 let (options, secret, task) = (ctx.options.to_string(), guest_secret(plugin, &ctx.secret), task_options.to_string());
                 self.emitting_call("cost_data", plugin, ctx, sink, async |b, s| {
@@ -912,11 +872,35 @@ pub struct CostTask {
     pub changed: Option<(String, Option<String>)>,
 }
 
-/// Task options the guest returned: a JSON object.
-fn task_options(text: &str) -> Result<Value, RunError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err(RunError::Trap("guest returned task options that are not a JSON object".into())),
+/// The optional exports beside `collector`.
+#[derive(Clone, Copy)]
+enum Role {
+    Cost,
+    Metric,
+}
+
+impl Role {
+    fn export(self) -> &'static str {
+        match self {
+            Role::Cost => "cost-source",
+            Role::Metric => "metric-source",
+        }
+    }
+
+    /// The component exports the role's interface, or a typed error saying
+    /// it does not.
+    fn check(self, plugin: &Plugin) -> Result<(), RunError> {
+        let (has, what) = match self {
+            Role::Cost => (plugin.pre.is_cost_source(), "cost data source"),
+            Role::Metric => (plugin.pre.is_metric_source(), "monitoring data source"),
+        };
+        if has {
+            return Ok(());
+        }
+        Err(RunError::Collector(
+            crate::ErrorCode::InvalidArgument,
+            format!("{} is not a {what} (it does not export cloudforet:collector/{})", plugin.name, self.export()),
+        ))
     }
 }
 
