@@ -144,16 +144,19 @@ impl Instance {
         }
     }
 
-    fn cost_source(&self) -> Option<&cost::Guest> {
+    fn cost_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<cost::Guest>> {
         match self {
-            Instance::V0_2(b) => b.cost_source.as_ref(),
+            Instance::V0_2(b) => b.cost_source(store),
             Instance::V0_1(_) => None,
         }
     }
 
     /// `cost-source.init`; `None` when the component is no cost data source.
     pub async fn cost_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
-        Some(self.cost_source()?.call_init(store, options).await)
+        Some(match self.cost_source(store)? {
+            Ok(g) => g.call_init(store, options).await,
+            Err(e) => Err(e),
+        })
     }
 
     pub async fn cost_tasks(
@@ -164,27 +167,39 @@ impl Instance {
         start: Option<&str>,
         last_synchronized_at: Option<&str>,
     ) -> Option<Call<Vec<cost::CostTask>>> {
-        Some(self.cost_source()?.call_get_tasks(store, options, secret, start, last_synchronized_at).await)
+        Some(match self.cost_source(store)? {
+            Ok(g) => g.call_get_tasks(store, options, secret, start, last_synchronized_at).await,
+            Err(e) => Err(e),
+        })
     }
 
     pub async fn cost_data(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Option<Call<u64>> {
-        Some(self.cost_source()?.call_get_data(store, options, secret, task).await)
+        Some(match self.cost_source(store)? {
+            Ok(g) => g.call_get_data(store, options, secret, task).await,
+            Err(e) => Err(e),
+        })
     }
 
-    fn metric_source(&self) -> Option<&metric::Guest> {
+    fn metric_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<metric::Guest>> {
         match self {
-            Instance::V0_2(b) => b.metric_source.as_ref(),
+            Instance::V0_2(b) => b.metric_source(store),
             Instance::V0_1(_) => None,
         }
     }
 
     /// `metric-source.init`; `None` when the component is no monitoring data source.
     pub async fn metric_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
-        Some(self.metric_source()?.call_init(store, options).await)
+        Some(match self.metric_source(store)? {
+            Ok(g) => g.call_init(store, options).await,
+            Err(e) => Err(e),
+        })
     }
 
     pub async fn metric_list(&self, store: &mut Store<RunState>, options: &String, secret: &String, query: &String) -> Option<Call<Vec<metric::MetricInfo>>> {
-        Some(self.metric_source()?.call_list_metrics(store, options, secret, query).await)
+        Some(match self.metric_source(store)? {
+            Ok(g) => g.call_list_metrics(store, options, secret, query).await,
+            Err(e) => Err(e),
+        })
     }
 
     #[expect(clippy::too_many_arguments, reason = "the WIT function's parameters, one to one")]
@@ -200,6 +215,9 @@ impl Instance {
         period: Option<u32>,
         stat: Option<&str>,
     ) -> Option<Call<metric::MetricData>> {
-        Some(self.metric_source()?.call_get_data(store, options, secret, query, metric, start, end, period, stat).await)
+        Some(match self.metric_source(store)? {
+            Ok(g) => g.call_get_data(store, options, secret, query, metric, start, end, period, stat).await,
+            Err(e) => Err(e),
+        })
     }
 }

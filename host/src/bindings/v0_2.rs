@@ -10,7 +10,7 @@
 use crate::host::{emit::EmitCtx, http::HttpCtx, log::LogCtx, state::StateCtx, types::TypesCtx};
 use crate::sandbox::RunState;
 use exports::cloudforet::collector::{collector, cost_source, metric_source};
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 use wasmtime::Store;
 
 wasmtime::component::bindgen!({
@@ -42,11 +42,26 @@ pub struct Pre {
     metric_source: Option<metric_source::GuestIndices>,
 }
 
-/// A 0.2 instance's exports.
+/// A 0.2 instance's exports. The optional ones are looked up on first
+/// use, so instantiating for a collector call costs what it did before
+/// they existed.
 pub struct Exports {
+    instance: Instance,
     pub collector: collector::Guest,
-    pub cost_source: Option<cost_source::Guest>,
-    pub metric_source: Option<metric_source::Guest>,
+    cost_source: Option<cost_source::GuestIndices>,
+    metric_source: Option<metric_source::GuestIndices>,
+}
+
+impl Exports {
+    /// `cost-source`, when exported.
+    pub fn cost_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<cost_source::Guest>> {
+        Some(self.cost_source.as_ref()?.load(store, &self.instance))
+    }
+
+    /// `metric-source`, when exported.
+    pub fn metric_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<metric_source::Guest>> {
+        Some(self.metric_source.as_ref()?.load(store, &self.instance))
+    }
 }
 
 impl Pre {
@@ -70,14 +85,6 @@ impl Pre {
     pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate_async(&mut *store).await?;
         let collector = self.collector.load(&mut *store, &instance)?;
-        let cost_source = match &self.cost_source {
-            Some(i) => Some(i.load(&mut *store, &instance)?),
-            None => None,
-        };
-        let metric_source = match &self.metric_source {
-            Some(i) => Some(i.load(&mut *store, &instance)?),
-            None => None,
-        };
-        Ok(Exports { collector, cost_source, metric_source })
+        Ok(Exports { instance, collector, cost_source: self.cost_source.clone(), metric_source: self.metric_source.clone() })
     }
 }
