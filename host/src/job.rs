@@ -195,7 +195,7 @@ pub async fn run(
     let started = Instant::now();
     let result = match &spec.costs {
         None => runtime.collect(plugin, &ctx, &spec.task_options, tx).await,
-        Some(w) => costs(runtime, plugin, &ctx, w, tx).await,
+        Some(w) => run_costs(runtime, plugin, &ctx, w.start.as_deref(), None, tx).await.map(|(_, report)| report),
     };
     // The sender is gone with the store; the writer drains what is left.
     let counts = writer.await.map_err(|e| format!("store writer failed: {e}"))??;
@@ -210,10 +210,18 @@ pub async fn run(
     Ok(report)
 }
 
-/// Every cost task of the window, one after another, into `tx`; the
-/// reports added up.
-async fn costs(runtime: &Runtime, plugin: &Plugin, ctx: &RunContext, w: &CostWindow, tx: mpsc::Sender<Vec<Record>>) -> Result<CollectReport, RunError> {
-    let tasks = runtime.cost_tasks(plugin, ctx, w.start.as_deref(), None).await?;
+/// Every cost task the guest plans (from `start`, or the days since
+/// `last_synchronized_at`), one after another, into `tx`: how many tasks
+/// ran and their reports added up. `collect --costs` and push runs.
+pub async fn run_costs(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    ctx: &RunContext,
+    start: Option<&str>,
+    last_synchronized_at: Option<&str>,
+    tx: mpsc::Sender<Vec<Record>>,
+) -> Result<(usize, CollectReport), RunError> {
+    let tasks = runtime.cost_tasks(plugin, ctx, start, last_synchronized_at).await?;
     let mut sum = CollectReport::default();
     for task in &tasks {
         let r = runtime.cost_data(plugin, ctx, &task.options, tx.clone()).await?;
@@ -223,7 +231,7 @@ async fn costs(runtime: &Runtime, plugin: &Plugin, ctx: &RunContext, w: &CostWin
         sum.suppressed_log_lines += r.suppressed_log_lines;
         sum.guest_emitted += r.guest_emitted;
     }
-    Ok(sum)
+    Ok((tasks.len(), sum))
 }
 
 /// The summary table, like a CloudForet job task's counts.

@@ -438,12 +438,8 @@ async fn collect_costs(
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
     let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(RunError::Host)?;
-    let tasks = runtime.cost_tasks(plugin, ctx, None, last.as_deref()).await?;
-    let mut lines = 0;
-    for task in &tasks {
-        lines += runtime.cost_data(plugin, ctx, &task.options, tx.clone()).await?.records;
-    }
-    Ok(CostRun { tasks: tasks.len(), lines, synced_at })
+    let (tasks, report) = crate::job::run_costs(runtime, plugin, ctx, None, last.as_deref(), tx).await?;
+    Ok(CostRun { tasks, lines: report.records, synced_at })
 }
 
 /// Whether a run saw the whole estate, so that what it did not see is

@@ -873,8 +873,8 @@ pub struct CostTask {
 }
 
 /// The optional exports beside `collector`.
-#[derive(Clone, Copy)]
-enum Role {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
     Cost,
     Metric,
 }
@@ -889,7 +889,7 @@ impl Role {
 
     /// The component exports the role's interface, or a typed error saying
     /// it does not.
-    fn check(self, plugin: &Plugin) -> Result<(), RunError> {
+    pub fn check(self, plugin: &Plugin) -> Result<(), RunError> {
         let (has, what) = match self {
             Role::Cost => (plugin.pre.is_cost_source(), "cost data source"),
             Role::Metric => (plugin.pre.is_metric_source(), "monitoring data source"),

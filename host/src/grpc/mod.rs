@@ -171,20 +171,17 @@ impl PluginService {
     }
 
     /// `verify` of a data source protocol: `collector.verify`, for a plugin
-    /// `is_role` accepts (else INVALID_ARGUMENT naming the `role`).
+    /// that exports the `role`'s interface (else INVALID_ARGUMENT saying so).
     async fn verify_data_source(
         &self,
         req: &Request<impl Send>,
         options: Option<prost_types::Struct>,
         secret: Option<prost_types::Struct>,
-        is_role: fn(&Plugin) -> bool,
-        role: &str,
+        role: crate::sandbox::Role,
     ) -> Result<(), Status> {
         let ctx = self.unary_context(req, struct_to_json(options), struct_to_json(secret))?;
         let plugin = self.plugin(&ctx)?;
-        if !is_role(&plugin) {
-            return Err(Status::invalid_argument(format!("ERROR_INVALID_ARGUMENT: {} is not a {role}", plugin.name)));
-        }
+        role.check(&plugin).map_err(|e| status(&e))?;
         self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await
     }
 

@@ -38,7 +38,7 @@ impl DataSource for PluginService {
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
         let (options, secret) = (req.get_ref().options.clone(), req.get_ref().secret_data.clone());
-        self.verify_data_source(&req, options, secret, crate::Plugin::is_metric_source, "monitoring data source").await?;
+        self.verify_data_source(&req, options, secret, crate::sandbox::Role::Metric).await?;
         Ok(Response::new(()))
     }
 }
