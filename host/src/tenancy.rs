@@ -312,6 +312,17 @@ mod tests {
         assert!(parse(json!({"default": {"max_concurent_runs": 2}})).is_err(), "typos are refused");
     }
 
+    /// The guests' HTTP circuit breaker settings: defaults, overrides (0
+    /// failures turns it off), and an open period of 0 refused.
+    #[test]
+    fn breaker_settings_parse() {
+        let c = parse(json!({"tenants": {"a": {"limits": {"http_breaker_failures": 0, "http_breaker_open_s": 7}}}})).unwrap();
+        assert_eq!((c.get("a").limits.http.breaker_failures, c.get("a").limits.http.breaker_open), (0, Duration::from_secs(7)));
+        assert_eq!((c.get("b").limits.http.breaker_failures, c.get("b").limits.http.breaker_open), (5, Duration::from_secs(30)));
+        let e = parse(json!({"default": {"limits": {"http_breaker_open_s": 0}}})).unwrap_err();
+        assert!(e.contains("http_breaker_open_s must be positive"), "{e}");
+    }
+
     #[test]
     fn memory_budget_reserves_and_releases() {
         let b = MemoryBudget::new(100);

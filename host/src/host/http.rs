@@ -605,6 +605,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What a breaker counts (5xx but 501, timeouts, connection errors),
+    /// what it ignores (TLS, size, policy), per tenant, and off at 0.
+    #[test]
+    fn breakers_count_failures_per_tenant_and_can_be_off() {
+        let resp = |status| Ok(InboundResponse { status, headers: vec![], body: vec![] });
+        assert!(matches!(health(&resp(503)), Health::Down));
+        assert!(matches!(health(&resp(501)), Health::Up));
+        assert!(matches!(health(&resp(404)), Health::Up));
+        assert!(matches!(health(&Err(TransportFailure::Timeout)), Health::Down));
+        assert!(matches!(health(&Err(TransportFailure::Tls("x".into()))), Health::Unknown));
+        assert!(matches!(health(&Err(TransportFailure::Denied("x".into()))), Health::Unknown));
+
+        let limits = HttpLimits { breaker_failures: 2, breaker_open: Duration::from_secs(60), ..HttpLimits::default() };
+        let b = Breakers::default();
+        let o = "https://pc:9440";
+        b.report("t1", o, &limits, Health::Down);
+        b.report("t1", o, &limits, Health::Unknown);
+        assert!(b.admit("t1", o, &limits).is_ok(), "one failure, and an unknown that does not count");
+        b.report("t1", o, &limits, Health::Down);
+        let refused = b.admit("t1", o, &limits).unwrap_err();
+        assert!(refused.starts_with("circuit open for https://pc:9440: 2 consecutive failures"), "{refused}");
+        assert!(b.admit("t2", o, &limits).is_ok(), "another tenant's breaker");
+        assert!(b.admit("t1", "https://other:9440", &limits).is_ok(), "another origin's breaker");
+        let off = HttpLimits { breaker_failures: 0, ..limits };
+        for _ in 0..5 {
+            b.report("t3", o, &off, Health::Down);
+        }
+        assert!(b.admit("t3", o, &off).is_ok());
+    }
+
     #[test]
     fn tls_options() {
         assert_eq!(TlsConfig::from_options(&json!({})).unwrap(), TlsConfig::default());
