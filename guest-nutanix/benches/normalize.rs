@@ -99,7 +99,7 @@ fn main() {
     let options = r#"{"api_version":"v3"}"#;
     let (native, n_native) = best_of(3, || {
         let mut sink = Count::default();
-        guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, options, secret, task).expect("native collect");
+        guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, &mut guest_nutanix::NoState, options, secret, task).expect("native collect");
         sink.0
     });
 

@@ -22,15 +22,20 @@
 //!   when retries run out the page becomes an ErrorResource and the next page
 //!   is tried.
 //! - A malformed entity becomes an ErrorResource; the rest of its page is kept.
+//!
+//! With option `incremental`, VMs are collected as [`incremental`] describes
+//! (changes, all ids, the rest from the cache in `state`).
 
 use crate::config::{self, ApiChoice, Options, Secret};
 use crate::costs;
+use crate::incremental::{self, CacheApi, ChunkWriter, Keys, Manifest};
+use crate::record::CloudService;
 use crate::usage;
 use crate::normalize::{self, ClusterScan, Context};
 use crate::record::{ErrorResource, Record};
 use crate::v3::{self, Kind, ListPage};
 use crate::v4;
-use crate::{Error, Flow, HttpRequest, Level, Method, Sink, Transport, TransportError, PROVIDER};
+use crate::{Error, Flow, HttpRequest, Level, Method, Sink, State, Transport, TransportError, PROVIDER};
 use serde_json::{json, Value};
 
 /// Records per `emit` call.
@@ -99,7 +104,7 @@ pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret
         ApiChoice::V3 | ApiChoice::Auto => Api::V3,
     };
     let mut c = Collector::new(t, s, opts, secret);
-    match c.fetch_page(Kind::Cluster, api, None, 0, 1) {
+    match c.fetch_page(Kind::Cluster, api, None, &Query::All, 0, 1) {
         Ok(_) => Ok(()),
         Err(PageError::NotOffered) => Err(Error::NotFound("this Prism Central does not offer the v4 APIs (option api_version=v4)".into())),
         Err(PageError::Fatal(e) | PageError::Failed(e)) => Err(e),
@@ -111,6 +116,43 @@ pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret
 enum Api {
     V3,
     V4,
+}
+
+impl From<CacheApi> for Api {
+    fn from(a: CacheApi) -> Api {
+        match a {
+            CacheApi::V3 => Api::V3,
+            CacheApi::V4 => Api::V4,
+        }
+    }
+}
+
+/// What a list call asks for beyond a page.
+enum Query {
+    All,
+    /// Entities changed at or after this time (incremental collection).
+    ChangedSince(String),
+    /// Only ids (v4 `$select=extId`).
+    IdsOnly,
+}
+
+/// Why an incremental VM collection did not go on.
+enum Abort {
+    /// Collect fully instead, for this reason.
+    Full(String),
+    /// The call fails (credentials, permissions).
+    Fatal(Error),
+}
+
+/// The cache being filled by a full VM collection.
+#[derive(Default)]
+struct Capture {
+    writer: ChunkWriter,
+    chunks: u32,
+    watermark: Option<String>,
+    failed: Vec<(String, String)>,
+    /// Why the cache cannot be kept (a state write failed).
+    broken: Option<String>,
 }
 
 /// One page, whichever API.
@@ -130,6 +172,7 @@ enum Listed {
 pub fn collect<T: Transport, S: Sink>(
     t: &mut T,
     s: &mut S,
+    st: &mut dyn State,
     options: &str,
     secret: &str,
     task_options: &str,
@@ -140,6 +183,7 @@ pub fn collect<T: Transport, S: Sink>(
     let regions = config::parse_task_regions(task_options)?;
     let mut c = Collector::new(t, s, opts, secret);
     c.regions = regions;
+    c.state = Some(st);
     let result = c.run(&kinds);
     // Whatever happened, what was collected is handed over.
     c.flush();
@@ -187,6 +231,14 @@ struct Collector<'a, T, S> {
     v4_read: std::collections::BTreeMap<Kind, Vec<Value>>,
     /// VM uuid → `data.usage` (option `usage`).
     usage: std::collections::BTreeMap<String, Value>,
+    /// The collector's state (incremental collection); `None` outside `collect`.
+    state: Option<&'a mut dyn State>,
+    /// A list lost a page (or more) since this was last reset.
+    listing_incomplete: bool,
+    /// The API the VM list was last read through.
+    vm_api: Option<Api>,
+    /// Set while a full VM collection fills the incremental cache.
+    capture: Option<Capture>,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
@@ -205,6 +257,10 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             lookups_filled: false,
             v4_read: std::collections::BTreeMap::new(),
             usage: std::collections::BTreeMap::new(),
+            state: None,
+            listing_incomplete: false,
+            vm_api: None,
+            capture: None,
         }
     }
 
@@ -245,7 +301,12 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 listed?
             };
             match listed {
-                Listed::Done => return Ok(()),
+                Listed::Done => {
+                    if kind == Kind::Vm {
+                        self.vm_api = Some(Api::V4);
+                    }
+                    return Ok(());
+                }
                 Listed::NotOffered if self.opts.api_version == ApiChoice::V4 => {
                     let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind).unwrap_or_default());
                     if first_page_fatal {
@@ -264,6 +325,9 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         }
         if kind == Kind::Category {
             return self.list_v3_categories(each);
+        }
+        if kind == Kind::Vm {
+            self.vm_api = Some(Api::V3);
         }
         self.list_all(kind, Api::V3, None, first_page_fatal, each).map(|_| ())
     }
@@ -389,19 +453,360 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                         Err(msg) => self.push_error(kind, msg),
                     }
                 }
+            } else if kind == Kind::Vm && self.opts.incremental.is_some() {
+                self.collect_vms(&ctx)?;
             } else {
-                self.list_kind(kind, false, |c, raw| match normalize::service_of(kind, &ctx, raw) {
-                    Ok(mut cs) => {
-                        if let (Some(u), Value::Object(data)) = (c.usage.get(&cs.resource_id), &mut cs.data) {
-                            data.insert("usage".into(), u.clone());
-                        }
-                        c.push(Record::CloudService(cs))
-                    }
-                    Err(msg) => c.push_error(kind, msg),
-                })?;
+                self.list_services(kind, &ctx)?;
             }
         }
         Ok(())
+    }
+
+    /// Lists `kind` and emits its CloudServices (filling the incremental
+    /// cache when a full VM collection captures).
+    fn list_services(&mut self, kind: Kind, ctx: &Context) -> Result<(), Error> {
+        self.list_kind(kind, false, |c, raw| {
+            let id = if c.capture.is_some() { raw.pointer("/metadata/uuid").and_then(Value::as_str).map(str::to_string) } else { None };
+            match normalize::service_of(kind, ctx, raw) {
+                Ok(cs) => {
+                    c.capture_vm(&cs);
+                    c.push_service(cs)
+                }
+                Err(msg) => {
+                    if let (Some(cap), Some(id)) = (c.capture.as_mut(), id) {
+                        cap.failed.push((id, msg.clone()));
+                    }
+                    c.push_error(kind, msg)
+                }
+            }
+        })
+    }
+
+    /// Emits a CloudService, with its usage when option `usage` read one.
+    fn push_service(&mut self, mut cs: CloudService) {
+        if let (Some(u), Value::Object(data)) = (self.usage.get(&cs.resource_id), &mut cs.data) {
+            data.insert("usage".into(), u.clone());
+        }
+        self.push(Record::CloudService(cs))
+    }
+
+    /// Adds a VM to the cache a full collection is filling.
+    fn capture_vm(&mut self, cs: &CloudService) {
+        let Some(cap) = self.capture.as_mut() else { return };
+        cap.watermark = incremental::newest(cap.watermark.take(), cs.data.get("updated_at").and_then(Value::as_str));
+        if cap.broken.is_some() {
+            return;
+        }
+        if let Some(chunk) = cap.writer.push(&incremental::encode(cs)) {
+            let key = Keys::new(&self.secret.endpoint.base_url()).chunk(cap.chunks);
+            cap.chunks += 1;
+            if let Err(e) = state_set(&mut self.state, &key, &chunk)
+                && let Some(cap) = self.capture.as_mut()
+            {
+                cap.broken = Some(e);
+            }
+        }
+    }
+
+    fn cache_keys(&self) -> Keys {
+        Keys::new(&self.secret.endpoint.base_url())
+    }
+
+    /// VMs with option `incremental`: from the cache and the changes when
+    /// it can be trusted, fully (refilling the cache) otherwise.
+    fn collect_vms(&mut self, ctx: &Context) -> Result<(), Error> {
+        let inc = self.opts.incremental.unwrap_or_default();
+        let keys = self.cache_keys();
+        let fingerprint = incremental::fingerprint(ctx, self.opts.api_version);
+        let (old, unreadable) = match state_get(&mut self.state, &keys.manifest()) {
+            Ok(Some(text)) => match serde_json::from_str::<Manifest>(&text) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("the cached manifest is unreadable: {e}"))),
+            },
+            Ok(None) => (None, None),
+            Err(e) => (None, Some(format!("state unavailable: {e}"))),
+        };
+        let old_chunks = old.as_ref().map_or(0, |m| m.chunks);
+        let reason = match unreadable.map(Err).unwrap_or_else(|| incremental::plan(old, &fingerprint, &inc)) {
+            Ok(m) => match self.vms_incremental(ctx, &keys, m, &inc) {
+                Ok(()) => return Ok(()),
+                Err(Abort::Fatal(e)) => return Err(e),
+                Err(Abort::Full(reason)) => reason,
+            },
+            Err(reason) => reason,
+        };
+        self.sink.log(Level::Info, "incremental: collecting all VMs", &[("reason", &reason)]);
+        self.vms_full(ctx, &keys, fingerprint, old_chunks)
+    }
+
+    /// A full VM collection that refills the cache.
+    fn vms_full(&mut self, ctx: &Context, keys: &Keys, fingerprint: String, old_chunks: u32) -> Result<(), Error> {
+        // No cache while it is rewritten.
+        let _ = state_delete(&mut self.state, &keys.manifest());
+        self.listing_incomplete = false;
+        self.vm_api = None;
+        self.capture = Some(Capture::default());
+        let listed = self.list_services(Kind::Vm, ctx);
+        let Some(mut cap) = self.capture.take() else { return listed };
+        listed?;
+        if cap.broken.is_none()
+            && let Some(chunk) = std::mem::take(&mut cap.writer).finish()
+        {
+            if let Err(e) = state_set(&mut self.state, &keys.chunk(cap.chunks), &chunk) {
+                cap.broken = Some(e);
+            }
+            cap.chunks += 1;
+        }
+        for i in cap.chunks..old_chunks {
+            let _ = state_delete(&mut self.state, &keys.chunk(i));
+        }
+        let not_kept = if let Some(e) = cap.broken {
+            Some(format!("a state write failed: {e}"))
+        } else if self.listing_incomplete {
+            Some("the VM list lost pages".to_string())
+        } else if self.stopped {
+            Some("the host stopped the collection".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = not_kept {
+            self.sink.log(Level::Warn, "incremental: cache not kept, the next run is full as well", &[("reason", &why)]);
+            return Ok(());
+        }
+        let manifest = Manifest {
+            format: incremental::FORMAT,
+            guest: env!("CARGO_PKG_VERSION").into(),
+            fingerprint,
+            api: if self.vm_api == Some(Api::V4) { CacheApi::V4 } else { CacheApi::V3 },
+            watermark: cap.watermark.unwrap_or_else(|| incremental::format_time(0)),
+            chunks: cap.chunks,
+            runs_since_full: 0,
+            failed: cap.failed,
+        };
+        self.write_manifest(keys, &manifest);
+        Ok(())
+    }
+
+    fn write_manifest(&mut self, keys: &Keys, m: &Manifest) {
+        let text = serde_json::to_string(m).unwrap_or_default();
+        if let Err(e) = state_set(&mut self.state, &keys.manifest(), &text) {
+            self.sink.log(Level::Warn, "incremental: cache not kept, the next run is full as well", &[("reason", &format!("a state write failed: {e}"))]);
+        }
+    }
+
+    /// The incremental run proper; `Abort::Full` before anything was
+    /// emitted or changed.
+    fn vms_incremental(&mut self, ctx: &Context, keys: &Keys, m: Manifest, inc: &config::Incremental) -> Result<(), Abort> {
+        let api = Api::from(m.api);
+        let since = incremental::since(&m.watermark, inc.overlap_s).ok_or_else(|| Abort::Full("the cached watermark is not a time".into()))?;
+        if api == Api::V4 && !self.lookups_filled {
+            self.fill_lookups().map_err(Abort::Fatal)?;
+        }
+        // All ids first, then the changes: a VM created in between is a
+        // change, not a VM missing from the cache.
+        let ids = self.list_vm_ids(api)?;
+        let mut changed: std::collections::BTreeMap<String, CloudService> = std::collections::BTreeMap::new();
+        let mut failed: Vec<(String, String)> = Vec::new();
+        let lookups = std::mem::take(&mut self.lookups);
+        let listed = self.list_strict(api, &Query::ChangedSince(since.clone()), |_, raw| {
+            let raw = match api {
+                Api::V3 => Ok(raw),
+                Api::V4 => v4::to_v3(Kind::Vm, &raw, &lookups),
+            };
+            let id = raw.as_ref().ok().and_then(|r| r.pointer("/metadata/uuid")).and_then(Value::as_str).map(str::to_string);
+            match raw.and_then(|r| normalize::service_of(Kind::Vm, ctx, r)) {
+                Ok(cs) => {
+                    changed.insert(cs.resource_id.clone(), cs);
+                }
+                Err(msg) => failed.push((id.unwrap_or_default(), msg)),
+            }
+        });
+        self.lookups = lookups;
+        listed?;
+
+        // Pass 1: which listed VMs the cache holds.
+        let mut cached = std::collections::HashSet::new();
+        for i in 0..m.chunks {
+            let chunk = match state_get(&mut self.state, &keys.chunk(i)) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Err(Abort::Full(format!("cache chunk {i} is missing"))),
+                Err(e) => return Err(Abort::Full(format!("state unavailable: {e}"))),
+            };
+            cached.extend(chunk.lines().filter_map(incremental::line_id).filter(|id| ids.contains(*id)).map(str::to_string));
+        }
+        let failed_now: std::collections::HashSet<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
+        let still_failed: Vec<(String, String)> = m
+            .failed
+            .iter()
+            .filter(|(id, _)| ids.contains(id) && !changed.contains_key(id) && !failed_now.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let missing = ids
+            .iter()
+            .filter(|id| !cached.contains(*id) && !changed.contains_key(*id) && !failed_now.contains(id.as_str()) && !still_failed.iter().any(|(f, _)| f == *id))
+            .count();
+        if missing > 0 {
+            return Err(Abort::Full(format!("{missing} listed VMs are neither cached nor changed since {since}")));
+        }
+        self.sink.log(
+            Level::Info,
+            "incremental: VMs from the cache and the changes",
+            &[("listed", &ids.len().to_string()), ("changed", &changed.len().to_string()), ("since", &since)],
+        );
+
+        // Pass 2: emit, and rewrite the chunks that change. The manifest
+        // goes first, so an interrupted run leaves no half cache.
+        let _ = state_delete(&mut self.state, &keys.manifest());
+        let mut watermark = Some(m.watermark.clone());
+        for cs in changed.values() {
+            watermark = incremental::newest(watermark, cs.data.get("updated_at").and_then(Value::as_str));
+        }
+        let mut broken: Option<String> = None;
+        let mut chunks = m.chunks;
+        for i in 0..m.chunks {
+            let chunk = match state_get(&mut self.state, &keys.chunk(i)) {
+                Ok(Some(c)) => c,
+                Ok(None) | Err(_) => {
+                    broken.get_or_insert_with(|| format!("cache chunk {i} vanished during the run"));
+                    String::new()
+                }
+            };
+            let mut kept: Vec<String> = Vec::new();
+            let mut modified = false;
+            for line in chunk.lines() {
+                let Some(id) = incremental::line_id(line) else {
+                    modified = true;
+                    continue;
+                };
+                if let Some(cs) = changed.remove(id) {
+                    kept.push(incremental::encode(&cs));
+                    modified = true;
+                    self.push_service(cs);
+                } else if !ids.contains(id) {
+                    modified = true;
+                } else {
+                    match incremental::decode(line) {
+                        Ok(cs) => {
+                            kept.push(line.to_string());
+                            self.push_service(cs);
+                        }
+                        Err(e) => {
+                            // Unreadable cache: report it; the next run is full.
+                            broken.get_or_insert_with(|| e.clone());
+                            self.push_error(Kind::Vm, format!("VM {id} could not be read from the incremental cache: {e}"));
+                        }
+                    }
+                }
+            }
+            if modified
+                && broken.is_none()
+                && let Err(e) = state_set(&mut self.state, &keys.chunk(i), &kept.join("
+"))
+            {
+                broken = Some(e);
+            }
+        }
+        // New VMs (and changed ones the cache did not hold) go to new chunks.
+        let mut writer = ChunkWriter::default();
+        for (_, cs) in std::mem::take(&mut changed) {
+            if let Some(chunk) = writer.push(&incremental::encode(&cs))
+                && broken.is_none()
+            {
+                if let Err(e) = state_set(&mut self.state, &keys.chunk(chunks), &chunk) {
+                    broken = Some(e);
+                }
+                chunks += 1;
+            }
+            self.push_service(cs);
+        }
+        if let Some(chunk) = writer.finish()
+            && broken.is_none()
+        {
+            if let Err(e) = state_set(&mut self.state, &keys.chunk(chunks), &chunk) {
+                broken = Some(e);
+            }
+            chunks += 1;
+        }
+        for (_, msg) in still_failed.iter().chain(failed.iter()) {
+            self.push_error(Kind::Vm, msg.clone());
+        }
+        if let Some(why) = broken.or_else(|| self.stopped.then(|| "the host stopped the collection".to_string())) {
+            self.sink.log(Level::Warn, "incremental: cache not kept, the next run is full", &[("reason", &why)]);
+            return Ok(());
+        }
+        let manifest = Manifest {
+            watermark: watermark.unwrap_or(m.watermark.clone()),
+            chunks,
+            runs_since_full: m.runs_since_full + 1,
+            failed: still_failed.into_iter().chain(failed.into_iter().filter(|(id, _)| !id.is_empty())).collect(),
+            ..m
+        };
+        self.write_manifest(keys, &manifest);
+        Ok(())
+    }
+
+    /// The ids of all VMs: v3 groups API, v4 `$select=extId`.
+    fn list_vm_ids(&mut self, api: Api) -> Result<std::collections::HashSet<String>, Abort> {
+        let mut ids = std::collections::HashSet::new();
+        match api {
+            Api::V4 => {
+                self.list_strict(api, &Query::IdsOnly, |_, raw| {
+                    if let Some(id) = raw.get("extId").and_then(Value::as_str) {
+                        ids.insert(id.to_string());
+                    }
+                })?;
+            }
+            Api::V3 => {
+                let url = format!("{}{}", self.secret.endpoint.base_url(), usage::GROUPS_PATH);
+                let length = self.opts.page_size;
+                let mut offset = 0u64;
+                loop {
+                    let body = incremental::v3_ids_request(offset, length).to_string().into_bytes();
+                    let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))
+                        .map_err(|e| Abort::Full(format!("VM ids (groups API) not read: {}", error_text(&e))))?;
+                    let (total, got) = usage::parse_page(&page).map_err(|e| Abort::Full(format!("VM ids (groups API): {e}")))?;
+                    let n = got.len() as u64;
+                    ids.extend(got.into_keys());
+                    offset += n;
+                    if n == 0 || offset >= total {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Pages through the VM list without error resources: a lost page
+    /// aborts (incremental collection then collects fully).
+    fn list_strict(&mut self, api: Api, q: &Query, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Abort> {
+        let limit = match api {
+            Api::V3 => self.opts.page_size,
+            Api::V4 => self.opts.page_size.min(v4::MAX_LIMIT),
+        };
+        let mut offset = 0u64;
+        let mut pages = 0u64;
+        loop {
+            let page = match self.fetch_page(Kind::Vm, api, None, q, offset, limit) {
+                Ok(p) => p,
+                Err(PageError::Fatal(e)) => return Err(Abort::Fatal(e)),
+                Err(PageError::Failed(e)) => return Err(Abort::Full(format!("a VM list page at offset {offset} failed: {}", error_text(&e)))),
+                Err(PageError::NotOffered) => return Err(Abort::Full("the VM list API is no longer offered".into())),
+            };
+            pages += 1;
+            let n = page.entities.len() as u64;
+            let total = page.total.unwrap_or(if n >= u64::from(limit) { offset + n + 1 } else { offset + n });
+            for raw in page.entities {
+                each(self, raw);
+            }
+            offset += n;
+            if n == 0 || offset >= total {
+                return Ok(());
+            }
+            if pages > total / u64::from(limit.max(1)) + 2 {
+                return Err(Abort::Full("the VM list's total keeps changing".into()));
+            }
+        }
     }
 
     /// Every VM's usage through the groups API, page by page.
@@ -447,7 +852,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 return Ok(Listed::Done);
             }
             pages += 1;
-            match self.fetch_page(kind, api, path, offset, limit) {
+            match self.fetch_page(kind, api, path, &Query::All, offset, limit) {
                 Ok(page) => {
                     let n = page.entities.len() as u64;
                     // Without a total (v4 may omit it), a full page means
@@ -462,6 +867,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                         // An empty page ends the list; it is an error only
                         // when the server said there was more.
                         if known.is_some_and(|k| offset < k) {
+                            self.listing_incomplete = true;
                             self.push_error(
                                 kind,
                                 format!("{} list returned no entities at offset {offset} although total_matches is {t}", kind.plural()),
@@ -473,6 +879,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 }
                 Err(PageError::NotOffered) if total.is_none() => return Ok(Listed::NotOffered),
                 Err(PageError::NotOffered) => {
+                    self.listing_incomplete = true;
                     self.push_error(kind, format!("{} list page at offset {offset}: HTTP 404", kind.plural()));
                     offset += page_size;
                 }
@@ -485,6 +892,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                         Some(t) => format!("{} list page at offset {offset} (of {t})", kind.plural()),
                         None => format!("{} list", kind.plural()),
                     };
+                    self.listing_incomplete = true;
                     self.push_error(kind, format!("{what} failed: {}", error_text(&e)));
                     if total.is_none() {
                         // Without a first page the size of the list is unknown.
@@ -499,6 +907,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             }
             // A server whose total keeps growing cannot keep us forever.
             if pages > t / page_size + 2 {
+                self.listing_incomplete = true;
                 self.push_error(kind, format!("{} list stopped after {pages} pages: total_matches keeps changing", kind.plural()));
                 return Ok(Listed::Done);
             }
@@ -506,16 +915,24 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 
     /// One list call, with retries.
-    fn fetch_page(&mut self, kind: Kind, api: Api, path: Option<&str>, offset: u64, length: u32) -> Result<Page, PageError> {
+    fn fetch_page(&mut self, kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Result<Page, PageError> {
         let base = self.secret.endpoint.base_url();
         let (method, url, body) = match api {
             Api::V3 => {
-                let body = json!({"kind": kind.api_kind(), "offset": offset, "length": length}).to_string();
-                (Method::Post, format!("{base}{}", path.unwrap_or(kind.list_path())), Some(body.into_bytes()))
+                let mut body = json!({"kind": kind.api_kind(), "offset": offset, "length": length});
+                if let Query::ChangedSince(since) = q {
+                    body["filter"] = json!(incremental::v3_filter(since));
+                }
+                (Method::Post, format!("{base}{}", path.unwrap_or(kind.list_path())), Some(body.to_string().into_bytes()))
             }
             Api::V4 => {
                 let path = path.or(v4::list_path(kind)).unwrap_or_default();
-                (Method::Get, format!("{base}{path}?$page={}&$limit={length}", offset / u64::from(length.max(1))), None)
+                let extra = match q {
+                    Query::All => String::new(),
+                    Query::ChangedSince(since) => format!("&$filter={}", percent_encode(&incremental::v4_filter(since))),
+                    Query::IdsOnly => "&$select=extId".to_string(),
+                };
+                (Method::Get, format!("{base}{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))), None)
             }
         };
         let describe = |body: &[u8]| match api {
@@ -669,6 +1086,27 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         if self.sink.emit(batch) == Flow::Stop {
             self.stopped = true;
         }
+    }
+}
+
+fn state_get(state: &mut Option<&mut dyn State>, key: &str) -> Result<Option<String>, String> {
+    match state {
+        Some(s) => s.get(key),
+        None => Ok(None),
+    }
+}
+
+fn state_set(state: &mut Option<&mut dyn State>, key: &str, value: &str) -> Result<(), String> {
+    match state {
+        Some(s) => s.set(key, value),
+        None => Err("no state".into()),
+    }
+}
+
+fn state_delete(state: &mut Option<&mut dyn State>, key: &str) -> Result<(), String> {
+    match state {
+        Some(s) => s.delete(key),
+        None => Ok(()),
     }
 }
 
@@ -867,7 +1305,7 @@ mod tests {
             .on(VMS, 2, ok(vm_page(2, 2, 5)))
             .on(VMS, 4, ok(vm_page(4, 1, 5)));
         let mut s = Collected::default();
-        let sum = collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 5);
         assert_eq!(sum, Summary { emitted: 8, errors: 0 }); // 5 VMs + their type + 2 regions
         let offsets: Vec<u64> = t.requests.iter().filter(|r| r.0 == VMS).map(|r| r.1["offset"].as_u64().unwrap()).collect();
@@ -896,7 +1334,7 @@ mod tests {
             .on(V4_VMS, 0, ok(json!({"data": [vm(0), vm(1)]})))
             .on(V4_VMS, 1, ok(json!({"data": [vm(2)]})));
         let mut s = Collected::default();
-        let sum = collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 3, "no totals: pages followed until a short one");
         let errors: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::Error(e) => Some(e.message.as_str()), _ => None }).collect();
         assert_eq!(sum.errors, 0, "{errors:?}");
@@ -916,11 +1354,11 @@ mod tests {
             c.records.iter().filter_map(|r| match r { Record::Region(g) => Some(g.region_code.clone()), _ => None }).collect()
         };
         let mut s = Collected::default();
-        collect(&mut script(), &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"],"region_codes":["cluster-b"]}"#).unwrap();
+        collect(&mut script(), &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"],"region_codes":["cluster-b"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-1"]);
         assert_eq!(regions(&s), vec!["cluster-b"]);
         let mut all = Collected::default();
-        collect(&mut script(), &mut all, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        collect(&mut script(), &mut all, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&all, "VirtualMachine").len(), 3);
         assert_eq!(regions(&all).len(), 2);
     }
@@ -965,7 +1403,7 @@ mod tests {
             .on(VMS, 2, status(500, &[], r#"{"state":"ERROR","code":500,"message_list":[{"message":"boom","reason":"INTERNAL_ERROR"}]}"#))
             .on(VMS, 4, ok(vm_page(4, 2, 6)));
         let mut s = Collected::default();
-        let sum = collect(&mut t, &mut s, r#"{"page_size":2,"max_retries":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2,"max_retries":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-0", "vm-uuid-1", "vm-uuid-4", "vm-uuid-5"]);
         assert_eq!(
             errors(&s),
@@ -983,7 +1421,7 @@ mod tests {
             .on(VMS, 0, status(429, &[("Retry-After", "2")], ""))
             .on(VMS, 0, ok(vm_page(0, 1, 1)));
         let mut s = Collected::default();
-        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 1);
         assert_eq!(t.slept, vec![2000]);
         assert!(errors(&s).is_empty());
@@ -996,7 +1434,7 @@ mod tests {
             .on(VMS, 0, status(200, &[], r#"{"metadata":{"total_matches":1},"entities":[{"sta"#))
             .on(VMS, 0, ok(vm_page(0, 1, 1)));
         let mut s = Collected::default();
-        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 1);
         assert_eq!(t.slept.len(), 1);
     }
@@ -1006,7 +1444,7 @@ mod tests {
         let body = r#"{"state":"ERROR","code":401,"message_list":[{"message":"Authentication required.","reason":"AUTHENTICATION_REQUIRED"}]}"#;
         let mut t = Scripted::default().on(CLUSTERS, 0, status(401, &[], body));
         let mut s = Collected::default();
-        let e = collect(&mut t, &mut s, "{}", SECRET, "{}").unwrap_err();
+        let e = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
         let Error::Unauthenticated(m) = &e else { panic!("{e:?}") };
         assert_eq!(m, "Prism rejected the credentials of user 'admin': AUTHENTICATION_REQUIRED: Authentication required.");
         assert!(!format!("{e:?}").contains("s3cret"));
@@ -1019,10 +1457,10 @@ mod tests {
     fn unreachable_cluster_list_fails_with_unavailable() {
         let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Connection("refused".into())));
         let mut s = Collected::default();
-        let e = collect(&mut t, &mut s, r#"{"max_retries":1}"#, SECRET, "{}").unwrap_err();
+        let e = collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries":1}"#, SECRET, "{}").unwrap_err();
         assert_eq!(e, Error::Unavailable("cannot reach https://pc.example:9440: refused (after 2 attempts)".into()));
         let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Denied("host not granted".into())));
-        let e = collect(&mut t, &mut s, "{}", SECRET, "{}").unwrap_err();
+        let e = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
         assert!(matches!(e, Error::PermissionDenied(_)));
         assert_eq!(t.requests.len(), 1, "a denial is not retried");
     }
@@ -1033,7 +1471,7 @@ mod tests {
         page["entities"][1]["status"]["resources"]["num_sockets"] = json!("two");
         let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(page));
         let mut s = Collected::default();
-        let sum = collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-0", "vm-uuid-2"]);
         let errs = errors(&s);
         assert_eq!(errs.len(), 1);
@@ -1045,7 +1483,7 @@ mod tests {
     fn clusters_emit_regions_and_skip_prism_central() {
         let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture()));
         let mut s = Collected::default();
-        collect(&mut t, &mut s, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
         let regions: Vec<_> = s.records.iter().filter_map(|r| match r { Record::Region(r) => Some(r.region_code.clone()), _ => None }).collect();
         assert_eq!(regions, vec!["cluster-a", "cluster-b"]);
         assert_eq!(services(&s, "Cluster"), vec!["c1-uuid", "c2-uuid"]);
@@ -1061,7 +1499,7 @@ mod tests {
             .on(VMS, 0, ok(vm_page(0, 250, 1000)))
             .on(VMS, 250, ok(vm_page(250, 250, 1000)));
         let mut s = Collected { stop_after: Some(1), ..Default::default() };
-        collect(&mut t, &mut s, r#"{"page_size":250}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":250}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(s.batches, 1);
         assert_eq!(s.records.len(), BATCH_SIZE);
         let vm_calls = t.requests.iter().filter(|r| r.0 == VMS).count();
@@ -1075,7 +1513,7 @@ mod tests {
             .on(VMS, 0, ok(vm_page(0, 2, 10)))
             .on(VMS, 2, ok(json!({"metadata": {"total_matches": 10}, "entities": []})));
         let mut s = Collected::default();
-        collect(&mut t, &mut s, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 2);
         assert_eq!(errors(&s), vec!["vms list returned no entities at offset 2 although total_matches is 10"]);
     }

@@ -5,7 +5,7 @@
 use crate::collect;
 use crate::config::{Auth, API_KEY_HEADER};
 use crate::record::Record;
-use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, Transport, TransportError};
+use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, State, Transport, TransportError};
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -13,7 +13,7 @@ wit_bindgen::generate!({
 });
 
 use crate::costs;
-use cloudforet::collector::{costs as wit_costs, emit, http, log};
+use cloudforet::collector::{costs as wit_costs, emit, http, log, state};
 use exports::cloudforet::collector::collector::{
     CollectorError, Guest, PluginMetadata, Summary, Task,
 };
@@ -64,7 +64,7 @@ impl Guest for Component {
     }
 
     fn collect(options: String, secret: String, task_options: String) -> Result<Summary, CollectorError> {
-        let s = collect::collect(&mut HostHttp, &mut HostSink, &options, &secret, &task_options)
+        let s = collect::collect(&mut HostHttp, &mut HostSink, &mut HostState, &options, &secret, &task_options)
             .map_err(to_wit_error)?;
         Ok(Summary { emitted: s.emitted, errors: s.errors })
     }
@@ -191,6 +191,28 @@ impl Transport for HostHttp {
 
 /// `emit.emit` and `log.log` as a [`Sink`].
 struct HostSink;
+
+/// The host's `state` import as [`State`].
+struct HostState;
+
+impl State for HostState {
+    fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+        state::get(key).map_err(state_error)
+    }
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        state::set(key, value).map_err(state_error)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        state::delete(key).map_err(state_error)
+    }
+}
+
+fn state_error(e: state::StateError) -> String {
+    match e {
+        state::StateError::TooLarge(n) => format!("over the host's state limit of {n}"),
+        state::StateError::Unavailable(m) => format!("state unavailable: {m}"),
+    }
+}
 
 
 impl Sink for HostSink {

@@ -167,6 +167,26 @@ pub struct Options {
     /// Read VM usage (v3 groups API) into each VM's data, and emit the
     /// inventory Namespace and Metric records over it.
     pub usage: bool,
+    /// Incremental VM collection (see [`crate::incremental`]); `None` = off.
+    pub incremental: Option<Incremental>,
+}
+
+/// Option `incremental`: fetch only the VMs changed since the last run and
+/// re-emit the others from the guest's cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incremental {
+    /// A full collection every this many runs (1 = always full), so names
+    /// cached VMs carry (hosts, subnets, categories) cannot stay stale.
+    pub full_every: u32,
+    /// Seconds before the newest change seen that the next run's change
+    /// filter starts, so a VM changed while the list was read is not missed.
+    pub overlap_s: u32,
+}
+
+impl Default for Incremental {
+    fn default() -> Self {
+        Incremental { full_every: 24, overlap_s: 3_600 }
+    }
 }
 
 /// Option `api_version`.
@@ -189,6 +209,7 @@ impl Default for Options {
             task_filter: TaskFilter::default(),
             api_version: ApiChoice::Auto,
             usage: false,
+            incremental: None,
         }
     }
 }
@@ -231,6 +252,38 @@ impl Options {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => return Err(Error::InvalidArgument(format!("options field 'usage' must be true or false, got {other}"))),
+        };
+        o.incremental = match obj.get("incremental") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(Incremental::default()),
+            Some(Value::Object(m)) => {
+                let mut inc = Incremental::default();
+                for key in m.keys() {
+                    if key != "full_every" && key != "overlap_s" {
+                        return Err(Error::InvalidArgument(format!(
+                            "options field 'incremental' has an unknown key '{key}' (expected full_every, overlap_s)"
+                        )));
+                    }
+                }
+                if let Some(v) = opt_u64(m, "full_every", "options field 'incremental'")? {
+                    if !(1..=1_000).contains(&v) {
+                        return Err(Error::InvalidArgument(format!("options field 'incremental.full_every' must be 1-1000, got {v}")));
+                    }
+                    inc.full_every = v as u32;
+                }
+                if let Some(v) = opt_u64(m, "overlap_s", "options field 'incremental'")? {
+                    if v > 7 * 86_400 {
+                        return Err(Error::InvalidArgument(format!("options field 'incremental.overlap_s' must be 0-604800, got {v}")));
+                    }
+                    inc.overlap_s = v as u32;
+                }
+                Some(inc)
+            }
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'incremental' must be true, false or {{\"full_every\": runs, \"overlap_s\": seconds}}, got {other}"
+                )));
+            }
         };
         o.api_version = match obj.get("api_version") {
             None | Some(Value::Null) => ApiChoice::Auto,
@@ -355,6 +408,15 @@ pub fn options_schema() -> Value {
                 "type": "boolean", "default": false,
                 "title": "VM usage",
                 "description": "Read VM CPU, memory and disk usage (groups API) into each VM's data, with CloudForet metric definitions over it."
+            },
+            "incremental": {
+                "type": ["boolean", "object"], "default": false,
+                "title": "Incremental VM collection",
+                "description": "Fetch only the VMs changed since the last run (plus a list of all VM ids, so deletions are seen) and re-emit the others from the collector's state. true, or {\"full_every\": runs between full collections (default 24), \"overlap_s\": seconds of overlap of the change filter (default 3600)}.",
+                "properties": {
+                    "full_every": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 24},
+                    "overlap_s": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 3600}
+                }
             },
             "rate_card": {
                 "type": "object",

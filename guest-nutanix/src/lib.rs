@@ -12,6 +12,8 @@
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
 //! - [`metrics`]: the monitoring data source: VM metrics from the v4 stats
 //!   API, aligned per timestamp.
+//! - [`incremental`]: option `incremental`: the VM cache kept in the
+//!   collector's state, its format and when a run must be full.
 //! - [`usage`]: VM usage from the v3 groups API (option `usage`) and the
 //!   Namespace/Metric records over it.
 //! - [`collect`]: the collection itself (API version per kind, pagination,
@@ -27,6 +29,7 @@
 pub mod collect;
 pub mod config;
 pub mod costs;
+pub mod incremental;
 pub mod layout;
 pub mod metrics;
 pub mod normalize;
@@ -153,6 +156,30 @@ pub enum Flow {
 }
 
 /// Where records and logs go.
+/// The collector's key/value state (WIT `state`), scoped by the host to
+/// this tenant and collector.
+pub trait State {
+    fn get(&mut self, key: &str) -> Result<Option<String>, String>;
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String>;
+    fn delete(&mut self, key: &str) -> Result<(), String>;
+}
+
+/// No state: every `get` finds nothing and writes fail (incremental
+/// collection then always runs full).
+pub struct NoState;
+
+impl State for NoState {
+    fn get(&mut self, _key: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &str) -> Result<(), String> {
+        Err("no state".into())
+    }
+    fn delete(&mut self, _key: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 pub trait Sink {
     fn emit(&mut self, batch: Vec<Record>) -> Flow;
     fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]);

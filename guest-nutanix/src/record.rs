@@ -4,9 +4,12 @@
 //! `data` and `metadata` are kept as JSON values here and serialized to JSON
 //! text only at the WIT edge.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serializable so incremental collection can cache it (see
+/// [`crate::incremental`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudService {
     pub name: String,
     pub provider: String,

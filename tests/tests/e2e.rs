@@ -88,7 +88,7 @@ fn normalizes_specific_vms_exactly() {
     assert_eq!(vm["instance_type"], "8vCPU-8GiB");
     assert_eq!(vm["instance_size"], 8.0);
     assert_eq!(vm["region_code"], "cluster-a");
-    assert_eq!(vm["account"], sim.state.estate.prism_central_uuid().as_str());
+    assert_eq!(vm["account"], sim.state.estate().prism_central_uuid().as_str());
     assert_eq!(vm["ip_addresses"], json!(["10.10.1.5"]));
     assert_eq!(vm["tags"], json!({"Environment": "Dev"}));
     assert_eq!(vm["launched_at"], "2024-04-04T03:03:00Z");

@@ -14,6 +14,11 @@
 //!   Nth call, truncated bodies, and failures pinned to given pages.
 //! - [`tls`]: optional HTTPS with a certificate from a throwaway CA, as an
 //!   untrusted Prism certificate would be.
+//! - change filters for incremental collection: v3 `filter:
+//!   last_update_time=ge=T` (or `=gt=`) and v4 `$filter=updateTime ge T`
+//!   plus `$select=extId` on the VM list; tests change the estate between
+//!   runs with [`SimState::update_vm`], [`SimState::remove_vm`] and
+//!   [`SimState::add_vm`].
 //! - control endpoints for tests and demos: `PUT /_sim/faults` (JSON
 //!   [`Faults`]), `GET /_sim/stats` (requests per kind).
 //!
@@ -108,7 +113,10 @@ impl Default for SimConfig {
 
 /// Shared server state.
 pub struct SimState {
-    pub estate: Estate,
+    /// The estate; tests change it between runs through the methods below.
+    estate: std::sync::RwLock<Estate>,
+    /// VMs added so far (for unique indexes of new VMs).
+    added: AtomicU64,
     username: String,
     password: String,
     faults: Mutex<Faults>,
@@ -122,7 +130,8 @@ pub struct SimState {
 impl SimState {
     pub fn new(config: SimConfig) -> SimState {
         SimState {
-            estate: Estate::generate(config.estate),
+            estate: std::sync::RwLock::new(Estate::generate(config.estate)),
+            added: AtomicU64::new(0),
             username: config.username,
             password: config.password,
             faults: Mutex::new(config.faults),
@@ -132,6 +141,49 @@ impl SimState {
             unauthorized: AtomicU64::new(0),
             v4: config.v4,
         }
+    }
+
+    /// The current estate (read-locked).
+    pub fn estate(&self) -> std::sync::RwLockReadGuard<'_, Estate> {
+        self.estate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn estate_mut(&self) -> std::sync::RwLockWriteGuard<'_, Estate> {
+        self.estate.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Renames the VM with `uuid` and sets its `last_update_time` to `at`
+    /// (as a user's edit in Prism would); false if there is no such VM.
+    pub fn update_vm(&self, uuid: &str, name: &str, at: &str) -> bool {
+        let mut e = self.estate_mut();
+        let Some(vm) = e.vms.iter_mut().find(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(uuid)) else {
+            return false;
+        };
+        vm["status"]["name"] = json!(name);
+        vm["spec"]["name"] = json!(name);
+        vm["metadata"]["last_update_time"] = json!(at);
+        true
+    }
+
+    /// Deletes the VM with `uuid`; false if there is no such VM.
+    pub fn remove_vm(&self, uuid: &str) -> bool {
+        let mut e = self.estate_mut();
+        let before = e.vms.len();
+        e.vms.retain(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) != Some(uuid));
+        e.vms.len() < before
+    }
+
+    /// Creates a VM whose `creation_time` and `last_update_time` are `at`;
+    /// returns its uuid.
+    pub fn add_vm(&self, at: &str) -> String {
+        let mut e = self.estate_mut();
+        let i = e.config.vms + self.added.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut vm = estate::vm_entity(&e.config, i);
+        vm["metadata"]["creation_time"] = json!(at);
+        vm["metadata"]["last_update_time"] = json!(at);
+        let uuid = vm["metadata"]["uuid"].as_str().unwrap_or_default().to_string();
+        e.vms.push(vm);
+        uuid
     }
 
     pub fn set_faults(&self, f: Faults) {
@@ -183,6 +235,27 @@ struct ListRequest {
     kind: Option<String>,
     offset: Option<Value>,
     length: Option<Value>,
+    /// FIQL; the simulator understands `last_update_time=gt=T` and `=ge=T`
+    /// (`YYYY-MM-DDTHH:MM:SSZ`) on the VM list.
+    filter: Option<String>,
+}
+
+/// `last_update_time=gt=T` / `=ge=T`: (seconds since the epoch, inclusive).
+fn v3_updated_since(filter: &str) -> Result<(i64, bool), String> {
+    let (inclusive, at) = if let Some(at) = filter.strip_prefix("last_update_time=ge=") {
+        (true, at)
+    } else if let Some(at) = filter.strip_prefix("last_update_time=gt=") {
+        (false, at)
+    } else {
+        return Err(format!("unsupported filter '{filter}'"));
+    };
+    v4::parse_utc(at).map(|t| (t, inclusive)).ok_or_else(|| format!("filter time '{at}' is not YYYY-MM-DDTHH:MM:SSZ"))
+}
+
+/// Whether `entity` (v3 shape) was updated at or after / after `since`.
+pub(crate) fn updated_since(entity: &Value, since: (i64, bool)) -> bool {
+    let t = entity.pointer("/metadata/last_update_time").and_then(Value::as_str).and_then(v4::parse_utc);
+    t.is_some_and(|t| if since.1 { t >= since.0 } else { t > since.0 })
 }
 
 fn singular(kind: &str) -> String {
@@ -197,49 +270,72 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
         return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
     }
-    let Some(entities) = state.estate.list(&kind) else {
-        return v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found"));
+    let (latency, fault, body) = match list_page(&state, &kind, &body) {
+        Ok(answer) => answer,
+        Err(refused) => return refused,
     };
-    let req: ListRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &format!("request body is not valid JSON: {e}")),
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    faulty(fault, body, v3_error)
+}
+
+/// A list answer before its latency: (latency ms, decided fault, body).
+type Answer = (u64, Option<(u16, u32)>, Value);
+
+/// The page a v3 list call asks for, with its decided latency and fault
+/// (synchronous: the estate's lock is not held across the latency).
+#[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
+fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Response> {
+    let estate = state.estate();
+    let Some(entities) = estate.list(kind) else {
+        return Err(v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found")));
     };
+    let req: ListRequest = serde_json::from_slice(body)
+        .map_err(|e| v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &format!("request body is not valid JSON: {e}")))?;
     if let Some(k) = &req.kind
-        && *k != singular(&kind) {
-            return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("kind '{k}' does not match /{kind}/list"));
+        && *k != singular(kind) {
+            return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("kind '{k}' does not match /{kind}/list")));
         }
+    let filter = req.filter.as_deref().filter(|f| !f.is_empty());
+    let filtered: Vec<Value>;
+    let entities = match filter {
+        None => entities,
+        Some(f) if kind == "vms" => {
+            let since = v3_updated_since(f).map_err(|e| v3_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &e))?;
+            filtered = entities.iter().filter(|e| updated_since(e, since)).cloned().collect();
+            &filtered[..]
+        }
+        Some(_) => {
+            return Err(v3_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("the simulator filters only the VM list, not {kind}")));
+        }
+    };
     let as_u64 = |v: &Option<Value>, default: u64| -> Result<u64, String> {
         match v {
             None | Some(Value::Null) => Ok(default),
             Some(v) => v.as_u64().ok_or_else(|| format!("{v} is not a non-negative integer")),
         }
     };
-    let offset = match as_u64(&req.offset, 0) {
-        Ok(o) => o,
-        Err(e) => return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("offset: {e}")),
-    };
+    let offset = as_u64(&req.offset, 0).map_err(|e| v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("offset: {e}")))?;
     let length = match as_u64(&req.length, DEFAULT_LENGTH) {
         Ok(l) if (1..=MAX_LENGTH).contains(&l) => l,
         Ok(l) => {
-            return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length {l} is out of range 1-{MAX_LENGTH}"));
+            return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length {l} is out of range 1-{MAX_LENGTH}")));
         }
-        Err(e) => return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}")),
+        Err(e) => return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}"))),
     };
-
-    let (latency, fault) = state.decide_fault(&kind, &kind, offset);
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
+    let counted_as = if filter.is_some() { format!("{kind}?filter") } else { kind.to_string() };
+    let (latency, fault) = state.decide_fault(kind, &counted_as, offset);
     let total = entities.len() as u64;
     let start = offset.min(total) as usize;
     let end = (offset + length).min(total) as usize;
     let page = &entities[start..end];
     let body = json!({
         "api_version": "3.1",
-        "metadata": {"kind": singular(&kind), "total_matches": total, "length": page.len(), "offset": offset},
+        "metadata": {"kind": singular(kind), "total_matches": total, "length": page.len(), "offset": offset},
         "entities": page
     });
-    faulty(fault, body, v3_error)
+    Ok((latency, fault, body))
 }
 
 impl SimState {
@@ -333,11 +429,20 @@ async fn v4_list(
         Ok(l) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40002", &format!("$limit={l} is out of range 1-100")),
         Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40001", &e),
     };
-    let (latency, fault) = state.decide_fault(list, &format!("v4/{list}"), page * limit);
+    let q = match v4::ListQuery::parse(list, query.get("$filter").map(String::as_str), query.get("$select").map(String::as_str)) {
+        Ok(q) => q,
+        Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40003", &e),
+    };
+    let counted_as = match (&q.updated_since, q.ext_id_only) {
+        (Some(_), _) => format!("v4/{list}?filter"),
+        (None, true) => format!("v4/{list}?select"),
+        (None, false) => format!("v4/{list}"),
+    };
+    let (latency, fault) = state.decide_fault(list, &counted_as, page * limit);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let body = v4::page(&state.estate, list, object_type, page, limit);
+    let body = v4::page(&state.estate(), list, object_type, page, limit, &q);
     faulty(fault, body, v4_error)
 }
 
@@ -370,7 +475,7 @@ async fn v4_vm_stats(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    match v4::vm_stats(&state.estate, &ext_id, start, end, interval, q.get("$select").map(String::as_str)) {
+    match v4::vm_stats(&state.estate(), &ext_id, start, end, interval, q.get("$select").map(String::as_str)) {
         Some(body) => faulty(fault, body, v4_error),
         None => v4_error(StatusCode::NOT_FOUND, "VMM-40401", &format!("VM {ext_id} not found")),
     }
@@ -404,7 +509,8 @@ async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body:
         "controller_io_bandwidth_kBps" => Some("controllerIoBandwidthKbps"),
         _ => None,
     };
-    let vms = &state.estate.vms;
+    let estate = state.estate();
+    let vms = &estate.vms;
     let entities: Vec<Value> = vms
         .iter()
         .enumerate()
@@ -435,7 +541,7 @@ async fn v3_category_values(State(state): State<Arc<SimState>>, Path(name): Path
         return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
     }
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let values = state.estate.category_values(&name);
+    let values = state.estate().category_values(&name);
     if values.is_empty() {
         return v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("category {name} not found"));
     }

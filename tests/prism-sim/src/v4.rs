@@ -217,15 +217,53 @@ pub fn image(v3: &Value) -> Value {
     }))
 }
 
+/// What a v4 list call asks beyond paging: the simulator understands
+/// `$filter=updateTime gt T` (or `ge`) and `$select=extId` on the VM list.
+#[derive(Debug, Default, PartialEq)]
+pub struct ListQuery {
+    /// (seconds since the epoch, inclusive)
+    pub updated_since: Option<(i64, bool)>,
+    pub ext_id_only: bool,
+}
+
+impl ListQuery {
+    pub fn parse(list: &str, filter: Option<&str>, select: Option<&str>) -> Result<ListQuery, String> {
+        let mut q = ListQuery::default();
+        if let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) {
+            let words: Vec<&str> = f.split_whitespace().collect();
+            match (list, words.as_slice()) {
+                ("vms", ["updateTime", op @ ("gt" | "ge"), at]) => {
+                    let t = parse_utc(at).ok_or_else(|| format!("$filter time '{at}' is not YYYY-MM-DDTHH:MM:SSZ"))?;
+                    q.updated_since = Some((t, *op == "ge"));
+                }
+                _ => return Err(format!("unsupported $filter '{f}' on {list}")),
+            }
+        }
+        match select.map(str::trim).filter(|s| !s.is_empty()) {
+            None => {}
+            Some("extId") if list == "vms" => q.ext_id_only = true,
+            Some(s) => return Err(format!("unsupported $select '{s}' on {list}")),
+        }
+        Ok(q)
+    }
+}
+
 /// One page of a v4 list: `{data, metadata}` with `$objectType` on the first item.
-pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u64) -> Value {
+pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u64, q: &ListQuery) -> Value {
+    let filtered: Vec<Value>;
+    let all: &[Value] = match q.updated_since {
+        Some(since) => {
+            filtered = estate.list(list).unwrap_or_default().iter().filter(|e| crate::updated_since(e, since)).cloned().collect();
+            &filtered
+        }
+        None => estate.list(list).unwrap_or_default(),
+    };
     let items: Vec<Value> = match list {
         "categories" => categories(estate)
             .into_iter()
             .map(|(id, k, v)| json!({"extId": id, "key": k, "value": v, "description": format!("{k} {v}"), "type": "USER"}))
             .collect(),
         _ => {
-            let all = estate.list(list).unwrap_or_default();
             let start = (page * limit).min(all.len() as u64) as usize;
             let end = ((page + 1) * limit).min(all.len() as u64) as usize;
             let ids: BTreeMap<(String, String), String> =
@@ -238,6 +276,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             all[start..end]
                 .iter()
                 .map(|e| match list {
+                    "vms" if q.ext_id_only => json!({"extId": s(e, "/metadata/uuid")}),
                     "vms" => vm(e, &ids),
                     "clusters" => cluster(e),
                     "hosts" => host(e, &names),
@@ -249,7 +288,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
     };
     let total = match list {
         "categories" => items.len() as u64,
-        _ => estate.list(list).map_or(0, |l| l.len() as u64),
+        _ => all.len() as u64,
     };
     let mut items = if list == "categories" {
         let start = (page * limit).min(items.len() as u64) as usize;
