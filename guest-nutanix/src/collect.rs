@@ -323,6 +323,17 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 }
             }
         }
+        if !kind.has_v3() {
+            let msg = match self.opts.api_version {
+                ApiChoice::V3 => format!("{} have no v3 API (option api_version=v3)", kind.plural()),
+                _ => format!("{} need the v4 API {}, which this Prism Central does not offer", kind.plural(), v4::list_path(kind).unwrap_or_default()),
+            };
+            if first_page_fatal {
+                return Err(Error::NotFound(msg));
+            }
+            self.push_error(kind, msg);
+            return Ok(());
+        }
         if kind == Kind::Category {
             return self.list_v3_categories(each);
         }

@@ -414,6 +414,45 @@ pub fn category() -> Value {
     )
 }
 
+pub fn storage_container() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("Erasure Coding", "data.erasure_code"),
+            search_typed("Replication Factor", "data.replication_factor", "integer"),
+        ],
+        "name",
+        vec![
+            text("Cluster", "data.cluster.name"),
+            size("Capacity", "data.max_capacity_bytes", "BYTES", "GB"),
+            text("Replication Factor", "data.replication_factor"),
+            text("Compression", "data.compression"),
+            text("Erasure Coding", "data.erasure_code"),
+            text("Dedup", "data.on_disk_dedup"),
+        ],
+        vec![item(
+            "Storage Container",
+            vec![
+                text("Name", "name"),
+                text("UUID", "data.uuid"),
+                text("Cluster", "data.cluster.name"),
+                size("Capacity", "data.max_capacity_bytes", "BYTES", "GB"),
+                size("Reserved", "data.reserved_bytes", "BYTES", "GB"),
+                size("Advertised", "data.advertised_bytes", "BYTES", "GB"),
+                text("Replication Factor", "data.replication_factor"),
+                text("Compression", "data.compression"),
+                text("Compression Delay (s)", "data.compression_delay_s"),
+                text("Erasure Coding", "data.erasure_code"),
+                text("On-disk Dedup", "data.on_disk_dedup"),
+                text("Cache Dedup", "data.cache_dedup"),
+                text("Encrypted", "data.encrypted"),
+                text("Internal", "data.internal"),
+                text("Marked for Removal", "data.marked_for_removal"),
+            ],
+        )],
+    )
+}
+
 pub fn project() -> Value {
     view(
         vec![search("UUID", "data.uuid"), search_typed("Users", "data.user_count", "integer")],

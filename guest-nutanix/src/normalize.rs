@@ -44,6 +44,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::VolumeGroup => ("Storage", "VolumeGroup"),
         Kind::Project => ("Management", "Project"),
         Kind::Category => ("Management", "Category"),
+        Kind::StorageContainer => ("Storage", "StorageContainer"),
     }
 }
 
@@ -59,6 +60,7 @@ pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
         Kind::VolumeGroup => (layout::volume_group(), "aos", false, false),
         Kind::Project => (layout::project(), "calm", false, false),
         Kind::Category => (layout::category(), "prism", false, false),
+        Kind::StorageContainer => (layout::storage_container(), "aos", false, false),
     };
     CloudServiceType {
         name: name.to_string(),
@@ -492,6 +494,42 @@ pub fn volume_group(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
+/// A storage container, from the v4 clustermgmt item (v4 only: there is no
+/// v3 shape to adapt it to).
+pub fn storage_container(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+    let Value::Object(v) = raw else { return Err("a storage container is not a JSON object".into()) };
+    let text = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let uuid = text("containerExtId").or_else(|| text("extId")).ok_or("malformed storage_container entity: missing containerExtId")?;
+    let name = text("name").ok_or_else(|| format!("malformed storage_container entity {uuid}: missing name"))?;
+    let bytes = |k: &str| v.get(k).and_then(Value::as_u64);
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+    let cluster = text("clusterExtId");
+    let cluster_name = text("clusterName").or_else(|| cluster.as_ref().and_then(|c| ctx.cluster_names.get(c).cloned()));
+    let rf = v.get("replicationFactor").and_then(Value::as_u64);
+    let capacity = bytes("maxCapacityBytes");
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "cluster": if cluster.is_some() || cluster_name.is_some() { json!({"uuid": cluster, "name": cluster_name}) } else { Value::Null },
+        "max_capacity_bytes": capacity,
+        "reserved_bytes": bytes("logicalExplicitReservedCapacityBytes"),
+        "advertised_bytes": bytes("logicalAdvertisedCapacityBytes"),
+        "replication_factor": rf,
+        "compression": flag("isCompressionEnabled"),
+        "compression_delay_s": v.get("compressionDelaySecs").and_then(Value::as_u64),
+        "erasure_code": text("erasureCode"),
+        "on_disk_dedup": text("onDiskDedup"),
+        "cache_dedup": text("cacheDeduplication"),
+        "encrypted": flag("isEncrypted"),
+        "marked_for_removal": flag("isMarkedForRemoval"),
+        "internal": flag("isInternal"),
+    });
+    let mut cs = service(ctx, Kind::StorageContainer, name, uuid, cluster_name, data);
+    cs.instance_type = rf.map(|rf| format!("RF{rf}"));
+    cs.instance_size = capacity.map(|b| b as f64 / (1u64 << 30) as f64);
+    Ok(cs)
+}
+
 pub fn project(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     let e: Entity<ProjectResources> = parse_entity(Kind::Project, raw)?;
     let uuid = uuid_of(Kind::Project, &e)?;
@@ -585,6 +623,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService,
         Kind::VolumeGroup => volume_group(ctx, raw),
         Kind::Project => project(ctx, raw),
         Kind::Category => category(ctx, raw),
+        Kind::StorageContainer => storage_container(ctx, raw),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -730,6 +769,34 @@ mod tests {
     /// A volume group: disks summed, attachments by VM or iSCSI initiator,
     /// the cluster named from the cluster list, categories as tags; one
     /// without a name or uuid is refused (an error resource, as for every kind).
+    /// Storage containers come from the v4 item itself; the cluster name
+    /// comes from the item or else the cluster list.
+    #[test]
+    fn storage_containers_normalize_from_the_v4_item() {
+        let c = ctx();
+        let cluster = c.cluster_names.iter().next().map(|(u, n)| (u.clone(), n.clone())).unwrap();
+        let raw = json!({
+            "$objectType": "clustermgmt.v4.config.StorageContainer", "containerExtId": "sc-1", "name": "default-container",
+            "clusterExtId": cluster.0, "maxCapacityBytes": 2_199_023_255_552u64, "logicalExplicitReservedCapacityBytes": 0,
+            "replicationFactor": 2, "isCompressionEnabled": true, "compressionDelaySecs": 0, "erasureCode": "OFF",
+            "onDiskDedup": "NONE", "cacheDeduplication": "OFF", "isEncrypted": false, "isInternal": false
+        });
+        let cs = service_of(Kind::StorageContainer, &c, raw).unwrap();
+        assert_eq!((cs.cloud_service_group.as_str(), cs.cloud_service_type.as_str()), ("Storage", "StorageContainer"));
+        assert_eq!((cs.name.as_str(), cs.resource_id.as_str()), ("default-container", "sc-1"));
+        assert_eq!(cs.region_code.as_deref(), Some(cluster.1.as_str()));
+        assert_eq!((cs.instance_type.as_deref(), cs.instance_size), (Some("RF2"), Some(2048.0)));
+        assert_eq!(cs.data["cluster"], json!({"uuid": cluster.0, "name": cluster.1}));
+        assert_eq!((cs.data["compression"].clone(), cs.data["erasure_code"].clone()), (json!(true), json!("OFF")));
+        assert_eq!(cs.data["advertised_bytes"], Value::Null);
+        assert!(cs.external_link.unwrap().ends_with("/storage_containers/?entity_id=sc-1"));
+        let named = service_of(Kind::StorageContainer, &c, json!({"extId": "sc-2", "name": "n", "clusterName": "pe-x"})).unwrap();
+        assert_eq!((named.resource_id.as_str(), named.region_code.as_deref()), ("sc-2", Some("pe-x")));
+        assert_eq!(service_of(Kind::StorageContainer, &c, json!({"extId": "sc-3"})).unwrap_err(), "malformed storage_container entity sc-3: missing name");
+        assert!(service_of(Kind::StorageContainer, &c, json!({"name": "x"})).is_err());
+        assert!(service_of(Kind::StorageContainer, &c, json!([1])).is_err());
+    }
+
     #[test]
     fn volume_groups_normalize_disks_attachments_and_cluster() {
         let c = ctx();

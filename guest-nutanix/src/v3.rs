@@ -21,14 +21,25 @@ pub enum Kind {
     VolumeGroup,
     Project,
     Category,
+    /// Only in the v4 APIs (Prism Central has no v3 list of them).
+    StorageContainer,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] =
-        [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image, Kind::VolumeGroup, Kind::Project, Kind::Category];
+    pub const ALL: [Kind; 9] = [
+        Kind::Cluster,
+        Kind::Host,
+        Kind::Vm,
+        Kind::Subnet,
+        Kind::Image,
+        Kind::VolumeGroup,
+        Kind::Project,
+        Kind::Category,
+        Kind::StorageContainer,
+    ];
     /// What a collection lists when the options name no kinds (volume
-    /// groups, projects and categories only on request: option
-    /// `resource_kinds`).
+    /// groups, projects, categories and storage containers only on
+    /// request: option `resource_kinds`).
     pub const DEFAULT: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::Subnet, Kind::Image];
 
     /// The `kind` field of the list request body.
@@ -42,10 +53,17 @@ impl Kind {
             Kind::VolumeGroup => "volume_group",
             Kind::Project => "project",
             Kind::Category => "category",
+            Kind::StorageContainer => "storage_container",
         }
     }
 
-    /// Path of the list endpoint.
+    /// Whether Prism Central lists this kind through v3.
+    pub fn has_v3(self) -> bool {
+        self != Kind::StorageContainer
+    }
+
+    /// Path of the v3 list endpoint (empty for a kind without one, see
+    /// [`Kind::has_v3`]).
     pub fn list_path(self) -> &'static str {
         match self {
             Kind::Cluster => "/api/nutanix/v3/clusters/list",
@@ -57,6 +75,7 @@ impl Kind {
             Kind::Project => "/api/nutanix/v3/projects/list",
             // The keys; each key's values at `/categories/{key}/list`.
             Kind::Category => "/api/nutanix/v3/categories/list",
+            Kind::StorageContainer => "",
         }
     }
 
@@ -71,6 +90,7 @@ impl Kind {
             Kind::VolumeGroup => "volume_groups",
             Kind::Project => "projects",
             Kind::Category => "categories",
+            Kind::StorageContainer => "storage_containers",
         }
     }
 
@@ -556,11 +576,12 @@ mod tests {
     fn kinds_round_trip() {
         for k in Kind::ALL {
             assert_eq!(Kind::from_plural(k.plural()), Some(k));
-            assert!(k.list_path().ends_with(&format!("{}/list", k.plural())));
+            assert_eq!(k.list_path().ends_with(&format!("{}/list", k.plural())), k.has_v3(), "{k:?}");
         }
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);
-        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category] {
+        assert_eq!((Kind::StorageContainer.has_v3(), Kind::StorageContainer.list_path()), (false, ""));
+        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category, Kind::StorageContainer] {
             assert!(!Kind::DEFAULT.contains(&k), "{k:?} only on request");
         }
     }

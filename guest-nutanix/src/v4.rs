@@ -41,6 +41,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Subnet => "/api/networking/v4.0/config/subnets",
         Kind::Image => "/api/vmm/v4.0/content/images",
         Kind::Category => CATEGORIES_PATH,
+        Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
         Kind::VolumeGroup | Kind::Project => return None,
     })
 }
@@ -169,6 +170,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         // Never listed through v4 (see `list_path`).
         Kind::Category => category(raw),
         Kind::VolumeGroup | Kind::Project => raw.clone(),
+        // v4 only: normalized from the v4 item itself.
+        Kind::StorageContainer => raw.clone(),
     }))
 }
 

@@ -235,3 +235,55 @@ fn categories_are_the_same_records_through_v3_and_v4() {
     let (k, v) = &pairs[0];
     assert_eq!(a[&format!("{k}:{v}")]["data"]["description"], format!("{k} {v}"));
 }
+
+/// Storage containers exist only in v4: listed with their values through
+/// v4, an error resource that says why on a Prism without v4 or with v3
+/// forced.
+#[test]
+fn storage_containers_come_through_v4_only() {
+    let (rt, plugin) = host();
+    let collect = |sim: &Simulator, options: Value| {
+        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+        ctx.secret = sim.secret();
+        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+        ctx.options = options;
+        let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": ["storage_containers"]})));
+        (r.expect("collect"), records)
+    };
+    let containers = |records: &[Record]| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| !r.is_error() && r.resource.get("cloud_service_type") == Some(&json!("StorageContainer")))
+            .map(|r| r.to_json()["resource"].clone())
+            .collect()
+    };
+    let with = sim(true);
+    let (r, records) = collect(&with, json!({}));
+    assert_eq!(r.errors, 0);
+    let got = containers(&records);
+    let want = with.state.estate().storage_containers.clone();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got.len(), 6, "two per cluster");
+    for w in &want {
+        let id = w["containerExtId"].as_str().unwrap();
+        let g = got.iter().find(|g| g["reference"]["resource_id"] == id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(g["name"], w["name"]);
+        assert_eq!(g["region_code"], w["clusterName"]);
+        assert_eq!(g["data"]["max_capacity_bytes"], w["maxCapacityBytes"]);
+        assert_eq!(g["data"]["internal"], w["isInternal"]);
+        assert_eq!(g["instance_type"], "RF2");
+    }
+    assert_eq!(with.state.calls_per_kind().get("v4/storage_containers"), Some(&1));
+
+    for (sim, options, says) in [
+        (sim(false), json!({}), "need the v4 API /api/clustermgmt/v4.0/config/storage-containers"),
+        (sim(true), json!({"api_version": "v3"}), "have no v3 API (option api_version=v3)"),
+    ] {
+        let (r, records) = collect(&sim, options);
+        assert_eq!(r.errors, 1);
+        assert!(containers(&records).is_empty());
+        let err = records.iter().find(|r| r.is_error()).unwrap();
+        assert!(err.message.as_deref().unwrap().contains(says), "{err:?}");
+        assert!(!sim.state.calls_per_kind().contains_key("storage_containers"), "no v3 call for them");
+    }
+}

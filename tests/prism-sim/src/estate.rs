@@ -208,6 +208,34 @@ pub fn vm_entity(cfg: &EstateConfig, i: usize) -> Value {
     json!({"status": status, "spec": {"name": f.name}, "metadata": metadata})
 }
 
+/// A v4 storage container of cluster `c`: its default container, or the
+/// internal `NutanixManagementShare`.
+pub fn storage_container(c: usize, internal: bool) -> Value {
+    let (id, name) = if internal {
+        (uuid("container-mgmt", c), "NutanixManagementShare".to_string())
+    } else {
+        (uuid("container", c), format!("default-container-{c}"))
+    };
+    json!({
+        "containerExtId": id,
+        "name": name,
+        "clusterExtId": uuid("cluster", c),
+        "clusterName": cluster_name(c),
+        "maxCapacityBytes": (4u64 + c as u64) << 40,
+        "logicalExplicitReservedCapacityBytes": 0,
+        "logicalAdvertisedCapacityBytes": if internal { Value::Null } else { json!(1u64 << 40) },
+        "replicationFactor": 2,
+        "isCompressionEnabled": !internal,
+        "compressionDelaySecs": 0,
+        "erasureCode": "OFF",
+        "onDiskDedup": "NONE",
+        "cacheDeduplication": "OFF",
+        "isEncrypted": false,
+        "isInternal": internal,
+        "isMarkedForRemoval": false,
+    })
+}
+
 pub fn prism_central_entity() -> Value {
     json!({
         "status": {"name": "prism-central", "state": "COMPLETE", "resources": {
@@ -381,6 +409,10 @@ pub struct Estate {
     pub projects: Vec<Value>,
     /// Category keys (v3 `categories/list`), from the VMs' categories.
     pub category_keys: Vec<Value>,
+    /// v4 only (clustermgmt), already in the v4 shape: per cluster its
+    /// default container (the one VM and volume group disks live on) and
+    /// the internal management share.
+    pub storage_containers: Vec<Value>,
 }
 
 impl Estate {
@@ -403,6 +435,7 @@ impl Estate {
             volume_groups: (0..cfg.clusters * cfg.volume_groups_per_cluster).map(|g| volume_group_entity(cfg, g)).collect(),
             projects: (0..cfg.projects).map(|p| project_entity(cfg, p)).collect(),
             category_keys: Vec::new(),
+            storage_containers: (0..cfg.clusters).flat_map(|c| [storage_container(c, false), storage_container(c, true)]).collect(),
             clusters,
             config,
         };
@@ -443,6 +476,7 @@ impl Estate {
             "volume_groups" => &self.volume_groups,
             "projects" => &self.projects,
             "categories" => &self.category_keys,
+            "storage_containers" => &self.storage_containers,
             _ => return None,
         })
     }

@@ -21,6 +21,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("/api/networking/v4.0/config/subnets", "subnets", "networking.v4.config.Subnet"),
     ("/api/vmm/v4.0/content/images", "images", "vmm.v4.content.Image"),
     ("/api/prism/v4.0/config/categories", "categories", "prism.v4.config.Category"),
+    ("/api/clustermgmt/v4.0/config/storage-containers", "storage_containers", "clustermgmt.v4.config.StorageContainer"),
 ];
 
 /// Every category key/value pair used in the estate, with its extId.
@@ -281,6 +282,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                     "clusters" => cluster(e),
                     "hosts" => host(e, &names),
                     "subnets" => subnet(e),
+                    "storage_containers" => e.clone(),
                     _ => image(e),
                 })
                 .collect()
