@@ -1,6 +1,8 @@
 //! Normalization throughput: the collector compiled natively versus the same
 //! code compiled to wasm and run in the real host (with its emit checks), on
 //! the same pre-rendered Prism v3 pages (no network, no simulator server).
+//! Both sides render every record's data and metadata as JSON text, as the
+//! component does for the host.
 //! Prints a table; the goal (wasm/native ≤ 1.3×) is recorded in
 //! BENCHMARKS.md, never asserted.
 //!
@@ -56,12 +58,20 @@ impl Transport for Native<'_> {
     fn sleep_ms(&mut self, _ms: u64) {}
 }
 
+/// Counts records and renders each one's `data` and `metadata` as JSON
+/// text, the form the component hands the host (the same work as its WIT
+/// edge, so both sides produce the same output).
 #[derive(Default)]
-struct Count(u64);
+struct Count(u64, usize);
 
 impl Sink for Count {
     fn emit(&mut self, batch: Vec<guest_nutanix::record::Record>) -> Flow {
         self.0 += batch.len() as u64;
+        for r in batch {
+            if let guest_nutanix::record::Record::CloudService(cs) = r {
+                self.1 += cs.data.to_string().len() + cs.metadata.to_string().len();
+            }
+        }
         Flow::Proceed
     }
 
@@ -100,6 +110,7 @@ fn main() {
     let (native, n_native) = best_of(3, || {
         let mut sink = Count::default();
         guest_nutanix::collect::collect(&mut Native(&pages), &mut sink, &mut guest_nutanix::NoState, options, secret, task).expect("native collect");
+        assert!(sink.1 > 0);
         sink.0
     });
 

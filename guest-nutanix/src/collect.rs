@@ -33,7 +33,7 @@ use crate::record::CloudService;
 use crate::usage;
 use crate::normalize::{self, ClusterScan, Context};
 use crate::record::{ErrorResource, Record};
-use crate::v3::{self, Kind, ListPage};
+use crate::v3::{self, Item, Kind, ListPage};
 use crate::v4;
 use crate::{Error, Flow, HttpRequest, Level, Method, Sink, State, Transport, TransportError, PROVIDER};
 use serde_json::{json, Value};
@@ -158,7 +158,7 @@ struct Capture {
 /// One page, whichever API.
 struct Page {
     total: Option<u64>,
-    entities: Vec<Value>,
+    entities: Vec<Item>,
 }
 
 /// How a listing ended.
@@ -266,7 +266,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
 
     /// Lists `kind` through v4 or v3 as the option and the endpoint allow,
     /// handing every entity (v3-shaped) to `each`.
-    fn list_kind(&mut self, kind: Kind, first_page_fatal: bool, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Error> {
+    fn list_kind(&mut self, kind: Kind, first_page_fatal: bool, mut each: impl FnMut(&mut Self, Item)) -> Result<(), Error> {
         let try_v4 = v4::list_path(kind).is_some()
             && match self.opts.api_version {
                 ApiChoice::V3 => false,
@@ -283,7 +283,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     Some(raws) => {
                         for raw in raws {
                             match v4::to_v3(kind, &raw, &self.lookups) {
-                                Ok(v3) => each(self, v3),
+                                Ok(v3) => each(self, v3.into()),
                                 Err(msg) => self.push_error(kind, msg),
                             }
                         }
@@ -293,8 +293,8 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 }
             } else {
                 let lookups = std::mem::take(&mut self.lookups);
-                let listed = self.list_all(kind, Api::V4, None, first_page_fatal, |c, raw| match v4::to_v3(kind, &raw, &lookups) {
-                    Ok(v3) => each(c, v3),
+                let listed = self.list_all(kind, Api::V4, None, first_page_fatal, |c, raw| match v4::to_v3(kind, &raw.into_value(), &lookups) {
+                    Ok(v3) => each(c, v3.into()),
                     Err(msg) => c.push_error(kind, msg),
                 });
                 self.lookups = lookups;
@@ -344,10 +344,10 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 
     /// v3 lists category keys; each key's values come from its own list.
-    fn list_v3_categories(&mut self, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Error> {
+    fn list_v3_categories(&mut self, mut each: impl FnMut(&mut Self, Item)) -> Result<(), Error> {
         let mut keys = Vec::new();
         self.list_all(Kind::Category, Api::V3, None, false, |_, raw| {
-            if let Some(k) = raw.get("name").and_then(Value::as_str) {
+            if let Some(k) = raw.into_value().get("name").and_then(Value::as_str) {
                 keys.push(k.to_string());
             }
         })?;
@@ -362,7 +362,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     /// fails leaves those names out, with an error resource saying so).
     fn fill_lookups(&mut self) -> Result<(), Error> {
         let mut lk = v4::Lookups::default();
-        self.list_all(Kind::Vm, Api::V4, Some(v4::CATEGORIES_PATH), false, |_, raw| lk.add_category(&raw))?;
+        self.list_all(Kind::Vm, Api::V4, Some(v4::CATEGORIES_PATH), false, |_, raw| lk.add_category(&raw.into_value()))?;
         for raw in self.v4_list_once(Kind::Host, false)?.unwrap_or_default() {
             lk.add_host(&raw);
         }
@@ -382,7 +382,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             return Ok(Some(raws.clone()));
         }
         let mut raws = Vec::new();
-        match self.list_all(kind, Api::V4, None, first_page_fatal, |_, raw| raws.push(raw))? {
+        match self.list_all(kind, Api::V4, None, first_page_fatal, |_, raw| raws.push(raw.into_value()))? {
             Listed::Done => {
                 self.v4_read.insert(kind, raws.clone());
                 Ok(Some(raws))
@@ -406,7 +406,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     /// The cluster list: account and cluster names for every other kind.
     fn cluster_context(&mut self) -> Result<(Context, Vec<Value>), Error> {
         let mut clusters = Vec::new();
-        self.list_kind(Kind::Cluster, true, |_, raw| clusters.push(raw))?;
+        self.list_kind(Kind::Cluster, true, |_, raw| clusters.push(raw.into_value()))?;
         let mut scan = ClusterScan::default();
         for raw in &clusters {
             scan.observe(raw);
@@ -477,7 +477,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     /// cache when a full VM collection captures).
     fn list_services(&mut self, kind: Kind, ctx: &Context) -> Result<(), Error> {
         self.list_kind(kind, false, |c, raw| {
-            let id = if c.capture.is_some() { raw.pointer("/metadata/uuid").and_then(Value::as_str).map(str::to_string) } else { None };
+            let id = if c.capture.is_some() { raw.uuid() } else { None };
             match normalize::service_of(kind, ctx, raw) {
                 Ok(cs) => {
                     c.capture_vm(&cs);
@@ -622,9 +622,9 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         let listed = self.list_strict(api, &Query::ChangedSince(since.clone()), |_, raw| {
             let raw = match api {
                 Api::V3 => Ok(raw),
-                Api::V4 => v4::to_v3(Kind::Vm, &raw, &lookups),
+                Api::V4 => v4::to_v3(Kind::Vm, &raw.into_value(), &lookups).map(Item::from),
             };
-            let id = raw.as_ref().ok().and_then(|r| r.pointer("/metadata/uuid")).and_then(Value::as_str).map(str::to_string);
+            let id = raw.as_ref().ok().and_then(Item::uuid);
             match raw.and_then(|r| normalize::service_of(Kind::Vm, ctx, r)) {
                 Ok(cs) => {
                     changed.insert(cs.resource_id.clone(), cs);
@@ -762,7 +762,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         match api {
             Api::V4 => {
                 self.list_strict(api, &Query::IdsOnly, |_, raw| {
-                    if let Some(id) = raw.get("extId").and_then(Value::as_str) {
+                    if let Some(id) = raw.into_value().get("extId").and_then(Value::as_str) {
                         ids.insert(id.to_string());
                     }
                 })?;
@@ -790,7 +790,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
 
     /// Pages through the VM list without error resources: a lost page
     /// aborts (incremental collection then collects fully).
-    fn list_strict(&mut self, api: Api, q: &Query, mut each: impl FnMut(&mut Self, Value)) -> Result<(), Abort> {
+    fn list_strict(&mut self, api: Api, q: &Query, mut each: impl FnMut(&mut Self, Item)) -> Result<(), Abort> {
         let limit = match api {
             Api::V3 => self.opts.page_size,
             Api::V4 => self.opts.page_size.min(v4::MAX_LIMIT),
@@ -848,7 +848,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         api: Api,
         path: Option<&str>,
         first_page_fatal: bool,
-        mut each: impl FnMut(&mut Self, Value),
+        mut each: impl FnMut(&mut Self, Item),
     ) -> Result<Listed, Error> {
         let limit = match api {
             Api::V3 => self.opts.page_size,
@@ -1131,9 +1131,9 @@ fn percent_encode(s: &str) -> String {
 fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
     match api {
         Api::V3 => serde_json::from_slice::<ListPage>(body)
-            .map(|p| Page { total: p.metadata.total_matches, entities: p.entities })
+            .map(|p| Page { total: p.metadata.total_matches, entities: p.entities.into_iter().map(Item::Raw).collect() })
             .map_err(|e| format!("invalid or truncated JSON: {e}")),
-        Api::V4 => v4::parse_page(body).map(|p| Page { total: p.total, entities: p.entities }),
+        Api::V4 => v4::parse_page(body).map(|p| Page { total: p.total, entities: p.entities.into_iter().map(Item::Value).collect() }),
     }
 }
 

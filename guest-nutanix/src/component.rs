@@ -24,6 +24,11 @@ struct Component;
 
 export!(Component);
 
+/// Talc instead of dlmalloc: the component runs single-threaded, and the
+/// collection allocates per entity and record (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// Who this component is, for the host's registry: written into the
 /// `cloudforet-plugin` custom section at build time.
 const PLUGIN_INFO: &str = concat!(r#"{"name":"nutanix","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);

@@ -15,7 +15,7 @@
 
 use crate::layout;
 use crate::record::{CloudService, CloudServiceType, Region};
-use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Kind, ProjectResources, Ref, SubnetResources, VmResources, VolumeGroupResources};
+use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Item, Kind, ProjectResources, Ref, SubnetResources, VmResources, VolumeGroupResources};
 use crate::PROVIDER;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -86,14 +86,18 @@ pub fn region(name: &str, uuid: &str) -> Region {
 }
 
 /// Deserializes one raw entity, with an error naming its uuid when it has one.
-pub fn parse_entity<R: DeserializeOwned + Default>(kind: Kind, raw: Value) -> Result<Entity<R>, String> {
-    let uuid = raw
-        .pointer("/metadata/uuid")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    serde_json::from_value::<Entity<R>>(raw).map_err(|e| match uuid {
-        Some(u) => format!("malformed {} entity {u}: {e}", kind.api_kind()),
-        None => format!("malformed {} entity: {e}", kind.api_kind()),
+pub fn parse_entity<R: DeserializeOwned + Default>(kind: Kind, raw: impl Into<Item>) -> Result<Entity<R>, String> {
+    let raw = raw.into();
+    raw.parse::<Entity<R>>().map_err(|e| {
+        // The position within one entity's text tells a reader nothing.
+        let mut e = e.to_string();
+        if let Some(at) = e.rfind(" at line ") {
+            e.truncate(at);
+        }
+        match raw.uuid() {
+            Some(u) => format!("malformed {} entity {u}: {e}", kind.api_kind()),
+            None => format!("malformed {} entity: {e}", kind.api_kind()),
+        }
     })
 }
 
@@ -192,7 +196,7 @@ fn service(
     }
 }
 
-pub fn vm(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<VmResources> = parse_entity(Kind::Vm, raw)?;
     let uuid = uuid_of(Kind::Vm, &e)?;
     let name = name_of(Kind::Vm, &e, &uuid)?;
@@ -290,7 +294,7 @@ pub fn vm(ctx: &Context, raw: Value) -> Result<CloudService, String> {
 }
 
 /// A cluster: `Ok(None)` for the Prism Central pseudo-cluster.
-pub fn cluster(ctx: &Context, raw: Value) -> Result<Option<(CloudService, Region)>, String> {
+pub fn cluster(ctx: &Context, raw: impl Into<Item>) -> Result<Option<(CloudService, Region)>, String> {
     let e: Entity<ClusterResources> = parse_entity(Kind::Cluster, raw)?;
     if e.status.resources.is_prism_central() {
         return Ok(None);
@@ -338,7 +342,7 @@ pub fn cluster(ctx: &Context, raw: Value) -> Result<Option<(CloudService, Region
     Ok(Some((cs, reg)))
 }
 
-pub fn host(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn host(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<HostResources> = parse_entity(Kind::Host, raw)?;
     let uuid = uuid_of(Kind::Host, &e)?;
     let name = name_of(Kind::Host, &e, &uuid)?;
@@ -381,7 +385,7 @@ pub fn host(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
-pub fn subnet(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn subnet(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<SubnetResources> = parse_entity(Kind::Subnet, raw)?;
     let uuid = uuid_of(Kind::Subnet, &e)?;
     let name = name_of(Kind::Subnet, &e, &uuid)?;
@@ -415,7 +419,7 @@ pub fn subnet(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
-pub fn image(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn image(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<ImageResources> = parse_entity(Kind::Image, raw)?;
     let uuid = uuid_of(Kind::Image, &e)?;
     let name = name_of(Kind::Image, &e, &uuid)?;
@@ -450,7 +454,7 @@ pub fn image(ctx: &Context, raw: Value) -> Result<CloudService, String> {
     Ok(cs)
 }
 
-pub fn volume_group(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn volume_group(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<VolumeGroupResources> = parse_entity(Kind::VolumeGroup, raw)?;
     let uuid = uuid_of(Kind::VolumeGroup, &e)?;
     let name = name_of(Kind::VolumeGroup, &e, &uuid)?;
@@ -496,8 +500,8 @@ pub fn volume_group(ctx: &Context, raw: Value) -> Result<CloudService, String> {
 
 /// A storage container, from the v4 clustermgmt item (v4 only: there is no
 /// v3 shape to adapt it to).
-pub fn storage_container(ctx: &Context, raw: Value) -> Result<CloudService, String> {
-    let Value::Object(v) = raw else { return Err("a storage container is not a JSON object".into()) };
+pub fn storage_container(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let Value::Object(v) = raw.into().into_value() else { return Err("a storage container is not a JSON object".into()) };
     let text = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     let uuid = text("containerExtId").or_else(|| text("extId")).ok_or("malformed storage_container entity: missing containerExtId")?;
     let name = text("name").ok_or_else(|| format!("malformed storage_container entity {uuid}: missing name"))?;
@@ -530,7 +534,7 @@ pub fn storage_container(ctx: &Context, raw: Value) -> Result<CloudService, Stri
     Ok(cs)
 }
 
-pub fn project(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn project(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let e: Entity<ProjectResources> = parse_entity(Kind::Project, raw)?;
     let uuid = uuid_of(Kind::Project, &e)?;
     let name = name_of(Kind::Project, &e, &uuid)?;
@@ -568,7 +572,8 @@ pub fn project(ctx: &Context, raw: Value) -> Result<CloudService, String> {
 /// A category value (`Key:Value`), from v3's value list or v4's adapted
 /// item; its id is `Key:Value` whichever API read it (v4's extId is kept in
 /// `data.ext_id`), so switching APIs never duplicates it.
-pub fn category(ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn category(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let raw = raw.into().into_value();
     let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(key), Some(value)) = (s("name").filter(|k| !k.is_empty()), s("value")) else {
         return Err("malformed category value: missing name or value".to_string());
@@ -614,7 +619,8 @@ impl ClusterScan {
 }
 
 /// `v3::Kind` dispatcher used by the collector for CloudService kinds.
-pub fn service_of(kind: Kind, ctx: &Context, raw: Value) -> Result<CloudService, String> {
+pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let raw = raw.into();
     match kind {
         Kind::Vm => vm(ctx, raw),
         Kind::Host => host(ctx, raw),

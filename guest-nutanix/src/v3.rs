@@ -6,9 +6,60 @@
 //! ignored. Entities are parsed one by one from a page of raw JSON values so a
 //! single malformed entity never loses the rest of its page.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// One listed entity as normalization takes it: the raw JSON text of a v3
+/// page (parsed once, straight into the typed entity, with no JSON tree in
+/// between) or a JSON value (v4 items adapted to the v3 shape, tests).
+#[derive(Debug)]
+pub enum Item {
+    Raw(Box<RawValue>),
+    Value(Value),
+}
+
+impl From<Value> for Item {
+    fn from(v: Value) -> Item {
+        Item::Value(v)
+    }
+}
+
+impl Item {
+    /// As a JSON value (parses raw text; `null` if it nests too deeply).
+    pub fn into_value(self) -> Value {
+        match self {
+            Item::Raw(r) => serde_json::from_str(r.get()).unwrap_or(Value::Null),
+            Item::Value(v) => v,
+        }
+    }
+
+    /// Parses the item into `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match self {
+            Item::Raw(r) => serde_json::from_str(r.get()),
+            Item::Value(v) => T::deserialize(v),
+        }
+    }
+
+    /// `metadata.uuid`, when there is one.
+    pub fn uuid(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Meta {
+            uuid: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Head {
+            metadata: Option<Meta>,
+        }
+        match self {
+            Item::Value(v) => v.pointer("/metadata/uuid").and_then(Value::as_str).map(str::to_string),
+            Item::Raw(_) => self.parse::<Head>().ok()?.metadata?.uuid,
+        }
+    }
+}
 
 /// The resource kinds collected through `POST /api/nutanix/v3/{kind}s/list`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,7 +155,7 @@ impl Kind {
 pub struct ListPage {
     pub metadata: ListMetadata,
     #[serde(default)]
-    pub entities: Vec<Value>,
+    pub entities: Vec<Box<RawValue>>,
 }
 
 #[derive(Debug, Deserialize)]
