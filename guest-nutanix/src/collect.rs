@@ -229,7 +229,7 @@ struct Collector<'a, T, S> {
     lookups_filled: bool,
     /// v4 lists already read this run (see `v4_list_once`).
     v4_read: std::collections::BTreeMap<Kind, Vec<Value>>,
-    /// VM uuid → `data.usage` (option `usage`).
+    /// Entity uuid → `data.usage` (option `usage`).
     usage: std::collections::BTreeMap<String, Value>,
     /// The collector's state (incremental collection); `None` outside `collect`.
     state: Option<&'a mut dyn State>,
@@ -441,15 +441,17 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             }
         }
 
-        if self.opts.usage && kinds.contains(&Kind::Vm) {
-            match self.read_usage() {
-                Ok(u) => self.usage = u,
-                Err(e) => self.push_error(Kind::Vm, format!("VM usage (groups API) not read: {}", error_text(&e))),
-            }
-            let (ns, metrics) = usage::definitions();
-            self.push(Record::Namespace(ns));
-            for m in metrics {
-                self.push(Record::Metric(m));
+        if self.opts.usage {
+            for kind in usage::KINDS.into_iter().filter(|k| kinds.contains(k)) {
+                match self.read_usage(kind) {
+                    Ok(u) => self.usage.extend(u),
+                    Err(e) => self.push_error(kind, format!("{} usage (groups API) not read: {}", kind.api_kind(), error_text(&e))),
+                }
+                let (ns, metrics) = usage::definitions(kind);
+                self.push(Record::Namespace(ns));
+                for m in metrics {
+                    self.push(Record::Metric(m));
+                }
             }
         }
         for &kind in kinds {
@@ -460,7 +462,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             if kind == Kind::Cluster {
                 for cs in std::mem::take(&mut cluster_services) {
                     match cs {
-                        Ok(cs) => self.push(Record::CloudService(cs)),
+                        Ok(cs) => self.push_service(cs),
                         Err(msg) => self.push_error(kind, msg),
                     }
                 }
@@ -775,7 +777,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                     let body = incremental::v3_ids_request(offset, length).to_string().into_bytes();
                     let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))
                         .map_err(|e| Abort::Full(format!("VM ids (groups API) not read: {}", error_text(&e))))?;
-                    let (total, got) = usage::parse_page(&page).map_err(|e| Abort::Full(format!("VM ids (groups API): {e}")))?;
+                    let (total, got) = usage::parse_page(Kind::Vm, &page).map_err(|e| Abort::Full(format!("VM ids (groups API): {e}")))?;
                     let n = got.len() as u64;
                     ids.extend(got.into_keys());
                     offset += n;
@@ -820,16 +822,16 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         }
     }
 
-    /// Every VM's usage through the groups API, page by page.
-    fn read_usage(&mut self) -> Result<std::collections::BTreeMap<String, Value>, Error> {
+    /// The usage of every entity of `kind` through the groups API, page by page.
+    fn read_usage(&mut self, kind: Kind) -> Result<std::collections::BTreeMap<String, Value>, Error> {
         let url = format!("{}{}", self.secret.endpoint.base_url(), usage::GROUPS_PATH);
         let length = self.opts.page_size;
         let mut all = std::collections::BTreeMap::new();
         let mut offset = 0u64;
         loop {
-            let body = usage::request(offset, length).to_string().into_bytes();
+            let body = usage::request(kind, offset, length).to_string().into_bytes();
             let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))?;
-            let (total, got) = usage::parse_page(&page).map_err(Error::Unavailable)?;
+            let (total, got) = usage::parse_page(kind, &page).map_err(Error::Unavailable)?;
             let n = got.len() as u64;
             all.extend(got);
             offset += n;

@@ -164,8 +164,8 @@ pub struct Options {
     pub task_filter: TaskFilter,
     /// Which Prism Central REST API to use.
     pub api_version: ApiChoice,
-    /// Read VM usage (v3 groups API) into each VM's data, and emit the
-    /// inventory Namespace and Metric records over it.
+    /// Read the usage of VMs, hosts and clusters (v3 groups API) into their
+    /// data, and emit the inventory Namespace and Metric records over it.
     pub usage: bool,
     /// Incremental VM collection (see [`crate::incremental`]); `None` = off.
     pub incremental: Option<Incremental>,
@@ -407,7 +407,7 @@ pub fn options_schema() -> Value {
             "usage": {
                 "type": "boolean", "default": false,
                 "title": "VM usage",
-                "description": "Read VM CPU, memory and disk usage (groups API) into each VM's data, with CloudForet metric definitions over it."
+                "description": "Read the CPU, memory, disk and network usage of VMs, hosts and clusters (groups API) into each one's data, with CloudForet metric definitions over it."
             },
             "incremental": {
                 "type": ["boolean", "object"], "default": false,

@@ -3,7 +3,8 @@
 //! `$startTime`, `$endTime`, `$samplingInterval`, `$statType`, `$select`).
 //!
 //! - [`METRICS`]: what a VM offers (CPU and memory usage in percent, from
-//!   Prism's parts per million; controller IOPS and bandwidth).
+//!   Prism's parts per million; controller IOPS and bandwidth; bytes
+//!   received and transmitted per sampling interval).
 //! - `list`: every metric for the queried VMs (a JSON object keyed by VM
 //!   uuid); each metric's `metric_query` names the same VMs.
 //! - `get_data`: one stats call per VM (at most [`MAX_RESOURCES`]), retried
@@ -40,6 +41,22 @@ pub const METRICS: &[MetricDef] = &[
         group: "Disk",
         field: "controllerIoBandwidthKbps",
         unit: "KB/Second",
+        scale: 1.0,
+    },
+    MetricDef {
+        key: "network_received",
+        name: "Network Received",
+        group: "Network",
+        field: "hypervisorNumReceivedBytes",
+        unit: "Bytes",
+        scale: 1.0,
+    },
+    MetricDef {
+        key: "network_transmitted",
+        name: "Network Transmitted",
+        group: "Network",
+        field: "hypervisorNumTransmittedBytes",
+        unit: "Bytes",
         scale: 1.0,
     },
 ];
@@ -249,7 +266,10 @@ mod tests {
     #[test]
     fn list_offers_every_metric_for_the_queried_vms() {
         let l = list("{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#).unwrap();
-        assert_eq!(l.iter().map(|(m, _)| m.key).collect::<Vec<_>>(), ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth"]);
+        assert_eq!(
+            l.iter().map(|(m, _)| m.key).collect::<Vec<_>>(),
+            ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth", "network_received", "network_transmitted"]
+        );
         assert_eq!(l[0].1, json!({"vm-1": {}, "vm-2": {}}));
         assert_eq!(unit(l[0].0), json!({"x": "Timestamp", "y": "Percent"}));
         assert!(err(list("{}", SECRET, "{}")).contains("names no VM"));
@@ -281,6 +301,15 @@ mod tests {
             t.urls[0],
             "https://pc.example:9440/api/vmm/v4.0/ahv/stats/vms/vm-1?$startTime=2026-11-23T10:00:00Z&$endTime=2026-11-23T10:10:00%2B01:00&$samplingInterval=300&$statType=MAX&$select=stats/hypervisorCpuUsagePpm"
         );
+        // Network bytes come unscaled, from their own stats field.
+        let mut t = Stats {
+            answer: |_: &str| ok(json!({"data": {"stats": [{"timestamp": "2026-11-23T10:00:00Z", "hypervisorNumReceivedBytes": 4096, "hypervisorCpuUsagePpm": 1}]}})),
+            urls: vec![],
+            slept: vec![],
+        };
+        let s = get_data(&mut t, "{}", SECRET, r#"{"vm-1": {}}"#, "network_received", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap();
+        assert_eq!(s.values["vm-1"], [Some(4096.0)]);
+        assert!(t.urls[0].ends_with("&$select=stats/hypervisorNumReceivedBytes"), "{}", t.urls[0]);
     }
 
     #[test]

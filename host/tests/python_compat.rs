@@ -392,7 +392,7 @@ fn the_monitoring_data_source_protocol_through_space_connector() {
     assert!(r[1].get("ok").is_some(), "{}", r[1]);
     let metrics = ok(&r[2])["metrics"].as_array().unwrap();
     let keys: Vec<&str> = metrics.iter().map(|m| m["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth"]);
+    assert_eq!(keys, ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth", "network_received", "network_transmitted"]);
     assert_eq!(metrics[0]["metric_query"], query);
     assert_eq!(metrics[0]["unit"], json!({"x": "Timestamp", "y": "Percent"}));
 

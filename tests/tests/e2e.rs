@@ -445,12 +445,13 @@ fn costs_are_collected_per_day_into_the_store() {
     assert!(e.to_string().contains("is not a cost data source"), "{e}");
 }
 
-/// Option `usage`: one paged groups call reads every VM's usage into its
-/// `data.usage` (the simulator's values, percent from ppm; empty for a
-/// powered-off VM), and the Namespace and Metric records over it are
-/// emitted. Without the option, no groups call and no such records.
+/// Option `usage`: one paged groups call per kind reads every VM's, host's
+/// and cluster's usage into its `data.usage` (the simulator's values,
+/// percent from ppm; empty for a powered-off VM), and the Namespace and
+/// Metric records over each kind's are emitted. Without the option, no
+/// groups call and no such records.
 #[test]
-fn usage_comes_from_the_groups_api_into_vm_data() {
+fn usage_comes_from_the_groups_api_into_vm_host_and_cluster_data() {
     use cf_host::record::ResourceType;
     let sim = sim(230);
     let (rt, plugin) = host();
@@ -458,9 +459,29 @@ fn usage_comes_from_the_groups_api_into_vm_data() {
     ctx.options = json!({"usage": true, "page_size": 100});
     let (r, records) = block_on(cf_tests::collect_all(rt, plugin, &ctx, &json!({})));
     r.expect("collection");
-    assert_eq!(sim.state.calls_per_kind()["groups"], 3, "230 VMs in pages of 100");
+    let calls = sim.state.calls_per_kind();
+    assert_eq!(calls["groups"], 3, "230 VMs in pages of 100");
+    assert_eq!((calls["groups/host"], calls["groups/cluster"]), (1, 1), "{calls:?}");
     let count = |t: ResourceType| records.iter().filter(|r| r.resource_type == t).count();
-    assert_eq!((count(ResourceType::Namespace), count(ResourceType::Metric)), (1, 5));
+    assert_eq!((count(ResourceType::Namespace), count(ResourceType::Metric)), (3, 16), "VMs, hosts, clusters");
+    // Hosts and clusters: the hypervisor's usage, by their index in the estate.
+    let estate = sim.state.estate();
+    for (list, ty, entity_type) in [(&estate.hosts[..], "Host", "host"), (&estate.clusters[1..], "Cluster", "cluster")] {
+        for (i, e) in list.iter().enumerate() {
+            let id = e.pointer("/metadata/uuid").unwrap();
+            let got = records
+                .iter()
+                .find(|r| r.resource.get("cloud_service_type") == Some(&json!(ty)) && r.resource.get("reference").and_then(|x| x.get("resource_id")) == Some(id))
+                .unwrap_or_else(|| panic!("{ty} {id}"))
+                .resource_json();
+            let want = |a: &str| prism_sim::v4::node_usage(entity_type, i, a).unwrap();
+            assert!((got["data"]["usage"]["memory_percent"].as_f64().unwrap() - want("hypervisor_memory_usage_ppm") * 1e-4).abs() < 1e-9);
+            assert_eq!(got["data"]["usage"]["network_received_bytes"], json!(want("hypervisor_num_received_bytes")));
+        }
+    }
+    drop(estate);
+    let ns: Vec<serde_json::Map<String, Value>> = records.iter().filter(|r| r.resource_type == ResourceType::Namespace).map(|r| r.resource_json()).collect();
+    assert!(ns.iter().any(|n| n["namespace_id"] == "ns-nutanix-host-usage" && n["resource_type"] == "inventory.CloudService:nutanix.Compute.Host"), "{ns:?}");
     let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
     let vm = |i: usize| {
         let uuid = vm_facts(&cfg, i).uuid;

@@ -502,9 +502,11 @@ async fn v4_vm_stats(
     }
 }
 
-/// `POST /api/nutanix/v3/groups` for entity type `mh_vm`: the VMs' latest
-/// usage (the v4 stats of bucket 0, as strings, as Prism answers), paged by
-/// `group_member_offset` / `group_member_count`; none for powered-off VMs.
+/// `POST /api/nutanix/v3/groups` for entity types `mh_vm`, `host` and
+/// `cluster`: each entity's latest usage (as strings, as Prism answers; a
+/// VM's are its v4 stats of bucket 0, none for powered-off VMs; hosts' and
+/// clusters' from [`v4::node_usage`]), paged by `group_member_offset` /
+/// `group_member_count`. Clusters are the Prism Element ones.
 async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&state, &headers) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
@@ -513,45 +515,57 @@ async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body:
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return v3_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "request body is not valid JSON");
     };
-    if req["entity_type"] != "mh_vm" {
-        return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", "the simulator groups only entity_type mh_vm");
+    let entity_type = req["entity_type"].as_str().unwrap_or_default().to_string();
+    if !matches!(entity_type.as_str(), "mh_vm" | "host" | "cluster") {
+        return v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", "the simulator groups only entity types mh_vm, host and cluster");
     }
     let offset = req["group_member_offset"].as_u64().unwrap_or(0) as usize;
     let count = req["group_member_count"].as_u64().unwrap_or(10).clamp(1, 1000) as usize;
-    let (latency, fault) = state.decide_fault("groups", "groups", offset as u64);
+    let counted_as = if entity_type == "mh_vm" { "groups".to_string() } else { format!("groups/{entity_type}") };
+    let (latency, fault) = state.decide_fault("groups", &counted_as, offset as u64);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let attributes: Vec<&str> = req["group_member_attributes"].as_array().into_iter().flatten().filter_map(|a| a["attribute"].as_str()).collect();
-    let field = |a: &str| match a {
+    let vm_field = |a: &str| match a {
         "hypervisor_cpu_usage_ppm" => Some("hypervisorCpuUsagePpm"),
         "memory_usage_ppm" => Some("memoryUsagePpm"),
         "controller_num_iops" => Some("controllerNumIops"),
         "controller_io_bandwidth_kBps" => Some("controllerIoBandwidthKbps"),
+        "hypervisor_num_received_bytes" => Some("hypervisorNumReceivedBytes"),
+        "hypervisor_num_transmitted_bytes" => Some("hypervisorNumTransmittedBytes"),
         _ => None,
     };
     let estate = state.estate();
-    let vms = &estate.vms;
-    let entities: Vec<Value> = vms
+    let all: &[Value] = match entity_type.as_str() {
+        "mh_vm" => &estate.vms,
+        "host" => &estate.hosts,
+        _ => estate.clusters.get(1..).unwrap_or_default(),
+    };
+    let entities: Vec<Value> = all
         .iter()
         .enumerate()
         .skip(offset)
         .take(count)
-        .map(|(i, vm)| {
-            let on = vm.pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
+        .map(|(i, e)| {
+            let on = entity_type != "mh_vm" || e.pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
             let data: Vec<Value> = attributes
                 .iter()
                 .map(|a| {
-                    let v = field(a).filter(|_| on).and_then(|f| v4::vm_stat(i, f, 0));
+                    let v = match entity_type.as_str() {
+                        "mh_vm" => vm_field(a).filter(|_| on).and_then(|f| v4::vm_stat(i, f, 0)),
+                        t => v4::node_usage(t, i, a),
+                    };
                     let values = v.map(|v| json!([{"values": [format!("{v}")], "time": 1_700_000_000_000_000u64}])).unwrap_or(json!([]));
                     json!({"name": a, "values": values})
                 })
                 .collect();
-            json!({"entity_id": vm.pointer("/metadata/uuid"), "data": data})
+            json!({"entity_id": e.pointer("/metadata/uuid"), "data": data})
         })
         .collect();
-    let body = json!({"entity_type": "mh_vm", "filtered_entity_count": vms.len(), "total_entity_count": vms.len(),
-                      "group_results": [{"entity_results": entities, "total_entity_count": vms.len()}]});
+    let body = json!({"entity_type": entity_type, "filtered_entity_count": all.len(), "total_entity_count": all.len(),
+                      "group_results": [{"entity_results": entities, "total_entity_count": all.len()}]});
+    drop(estate);
     faulty(fault, body, v3_error)
 }
 

@@ -325,7 +325,14 @@ pub fn error(code: &str, message: &str, flat: bool) -> Value {
 }
 
 /// The v4 VM stats fields the simulator serves.
-pub const STAT_FIELDS: &[&str] = &["hypervisorCpuUsagePpm", "memoryUsagePpm", "controllerNumIops", "controllerIoBandwidthKbps"];
+pub const STAT_FIELDS: &[&str] = &[
+    "hypervisorCpuUsagePpm",
+    "memoryUsagePpm",
+    "controllerNumIops",
+    "controllerIoBandwidthKbps",
+    "hypervisorNumReceivedBytes",
+    "hypervisorNumTransmittedBytes",
+];
 
 /// The value of a VM's stat in the sampling bucket `bucket` (seconds since
 /// the epoch / interval): deterministic, so tests can check exact numbers.
@@ -336,6 +343,25 @@ pub fn vm_stat(vm_index: usize, field: &str, bucket: i64) -> Option<f64> {
         "memoryUsagePpm" => 200_000 + (i * 31_337 + b * 17).rem_euclid(700_000),
         "controllerNumIops" => (i * 13 + b * 7).rem_euclid(500),
         "controllerIoBandwidthKbps" => (i * 101 + b * 11).rem_euclid(10_000),
+        "hypervisorNumReceivedBytes" => (i * 4_099 + b * 65_537).rem_euclid(50_000_000),
+        "hypervisorNumTransmittedBytes" => (i * 8_191 + b * 131_071).rem_euclid(20_000_000),
+        _ => return None,
+    };
+    Some(v as f64)
+}
+
+/// The latest value of a host's or cluster's groups API attribute
+/// (`entity_type` `host` or `cluster`, by index in the estate's list):
+/// deterministic, so tests can check exact numbers.
+pub fn node_usage(entity_type: &str, index: usize, attribute: &str) -> Option<f64> {
+    let i = index as i64 + if entity_type == "cluster" { 1_000 } else { 0 };
+    let v = match attribute {
+        "hypervisor_cpu_usage_ppm" => 100_000 + (i * 12_347).rem_euclid(800_000),
+        "hypervisor_memory_usage_ppm" => 300_000 + (i * 54_321).rem_euclid(600_000),
+        "controller_num_iops" => (i * 97).rem_euclid(20_000),
+        "controller_io_bandwidth_kBps" => (i * 1_009).rem_euclid(500_000),
+        "hypervisor_num_received_bytes" => (i * 1_000_003).rem_euclid(900_000_000),
+        "hypervisor_num_transmitted_bytes" => (i * 700_001).rem_euclid(800_000_000),
         _ => return None,
     };
     Some(v as f64)
