@@ -108,7 +108,7 @@ impl metric_source::Guest for Component {
     }
 
     fn list_metrics(options: String, secret: String, query: String) -> Result<Vec<MetricInfo>, CollectorError> {
-        let list = crate::metrics::list(&options, &secret, &query).map_err(to_wit_error)?;
+        let list = crate::metrics::list(&mut HostHttp, &options, &secret, &query).map_err(to_wit_error)?;
         Ok(list
             .into_iter()
             .map(|(m, q)| MetricInfo {

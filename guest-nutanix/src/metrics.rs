@@ -5,8 +5,14 @@
 //! - [`METRICS`]: what a VM offers (CPU and memory usage in percent, from
 //!   Prism's parts per million; controller IOPS and bandwidth; bytes
 //!   received and transmitted per sampling interval).
-//! - `list`: every metric for the queried VMs (a JSON object keyed by VM
-//!   uuid); each metric's `metric_query` names the same VMs.
+//! - `list`: every metric for the queried resources (a JSON object keyed by
+//!   VM, host or cluster uuid; hosts and clusters are told apart through the
+//!   v4 cluster and host lists); each metric's `metric_query` names the
+//!   resources it applies to, with what each is (`{"type": "host",
+//!   "cluster": uuid}`, `{"type": "cluster"}`, `{}` for a VM).
+//! - hosts and clusters read the clustermgmt stats
+//!   (`/api/clustermgmt/v4.0/stats/clusters/{cluster}[/hosts/{host}]`,
+//!   each field a list of `{timestamp, value}`); network metrics are VMs' only.
 //! - `get_data`: one stats call per VM (at most [`MAX_RESOURCES`]), retried
 //!   like list pages; the answer's timestamps become the labels, one value
 //!   per label and VM (`null` where a VM has none, e.g. powered off).
@@ -26,20 +32,48 @@ pub struct MetricDef {
     pub key: &'static str,
     pub name: &'static str,
     pub group: &'static str,
+    /// The v4 VM stats field.
     pub field: &'static str,
+    /// The clustermgmt stats field of hosts and clusters, if they have it.
+    pub node_field: Option<&'static str>,
     pub unit: &'static str,
     pub scale: f64,
 }
 
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { key: "cpu_usage", name: "CPU Usage", group: "CPU", field: "hypervisorCpuUsagePpm", unit: "Percent", scale: 1e-4 },
-    MetricDef { key: "memory_usage", name: "Memory Usage", group: "Memory", field: "memoryUsagePpm", unit: "Percent", scale: 1e-4 },
-    MetricDef { key: "disk_iops", name: "Disk IOPS", group: "Disk", field: "controllerNumIops", unit: "Count/Second", scale: 1.0 },
+    MetricDef {
+        key: "cpu_usage",
+        name: "CPU Usage",
+        group: "CPU",
+        field: "hypervisorCpuUsagePpm",
+        node_field: Some("hypervisorCpuUsagePpm"),
+        unit: "Percent",
+        scale: 1e-4,
+    },
+    MetricDef {
+        key: "memory_usage",
+        name: "Memory Usage",
+        group: "Memory",
+        field: "memoryUsagePpm",
+        node_field: Some("aggregateHypervisorMemoryUsagePpm"),
+        unit: "Percent",
+        scale: 1e-4,
+    },
+    MetricDef {
+        key: "disk_iops",
+        name: "Disk IOPS",
+        group: "Disk",
+        field: "controllerNumIops",
+        node_field: Some("controllerNumIops"),
+        unit: "Count/Second",
+        scale: 1.0,
+    },
     MetricDef {
         key: "disk_bandwidth",
         name: "Disk Bandwidth",
         group: "Disk",
         field: "controllerIoBandwidthKbps",
+        node_field: Some("controllerIoBandwidthKbps"),
         unit: "KB/Second",
         scale: 1.0,
     },
@@ -48,6 +82,7 @@ pub const METRICS: &[MetricDef] = &[
         name: "Network Received",
         group: "Network",
         field: "hypervisorNumReceivedBytes",
+        node_field: None,
         unit: "Bytes",
         scale: 1.0,
     },
@@ -56,6 +91,7 @@ pub const METRICS: &[MetricDef] = &[
         name: "Network Transmitted",
         group: "Network",
         field: "hypervisorNumTransmittedBytes",
+        node_field: None,
         unit: "Bytes",
         scale: 1.0,
     },
@@ -71,32 +107,120 @@ pub fn init(options: &str) -> Result<Value, Error> {
     }))
 }
 
-/// The VM uuids a query names (its keys), checked.
-fn resources(query: &str, what: &str) -> Result<Vec<String>, Error> {
-    let v: Value = serde_json::from_str(if query.trim().is_empty() { "{}" } else { query })
-        .map_err(|e| Error::InvalidArgument(format!("{what} is not valid JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| Error::InvalidArgument(format!("{what} must be an object keyed by VM uuid")))?;
-    if obj.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what} names no VM")));
-    }
-    if obj.len() > MAX_RESOURCES {
-        return Err(Error::InvalidArgument(format!("{what} names {} VMs; at most {MAX_RESOURCES} per call", obj.len())));
-    }
-    for id in obj.keys() {
-        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::InvalidArgument(format!("{what}: {:?} is not a VM uuid", id.chars().take(70).collect::<String>())));
-        }
-    }
-    Ok(obj.keys().cloned().collect())
+/// What a queried id is, which decides its stats endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Vm,
+    Host { cluster: String },
+    Cluster,
 }
 
-/// `Metric.list`: every metric for the queried VMs.
-pub fn list(options: &str, secret: &str, query: &str) -> Result<Vec<(&'static MetricDef, Value)>, Error> {
-    Options::parse(options)?;
-    Secret::parse(secret)?;
+impl Target {
+    /// The `metric_query` value that names this target again in `get_data`.
+    fn hint(&self) -> Value {
+        match self {
+            Target::Vm => json!({}),
+            Target::Host { cluster } => json!({"type": "host", "cluster": cluster}),
+            Target::Cluster => json!({"type": "cluster"}),
+        }
+    }
+
+    /// From a `metric_query` value: `{}` (a VM, as older queries have it),
+    /// `{"type": "vm" | "cluster"}` or `{"type": "host", "cluster": uuid}`.
+    fn from_hint(v: &Value, id: &str, what: &str) -> Result<Target, Error> {
+        let bad = |m: String| Error::InvalidArgument(format!("{what}: the value of {id} {m}"));
+        let obj = v.as_object().ok_or_else(|| bad("is not an object".into()))?;
+        match obj.get("type").map(|t| t.as_str()) {
+            None | Some(Some("vm")) => Ok(Target::Vm),
+            Some(Some("cluster")) => Ok(Target::Cluster),
+            Some(Some("host")) => {
+                let cluster = obj.get("cluster").and_then(Value::as_str).ok_or_else(|| bad("names a host without its cluster".into()))?;
+                check_id(cluster, what)?;
+                Ok(Target::Host { cluster: cluster.to_string() })
+            }
+            Some(_) => Err(bad("has a type other than vm, host or cluster".into())),
+        }
+    }
+}
+
+fn check_id(id: &str, what: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::InvalidArgument(format!("{what}: {:?} is not a uuid", id.chars().take(70).collect::<String>())));
+    }
+    Ok(())
+}
+
+/// The ids a query names (its keys) with their values, checked.
+fn resources(query: &str, what: &str) -> Result<Map<String, Value>, Error> {
+    let v: Value = serde_json::from_str(if query.trim().is_empty() { "{}" } else { query })
+        .map_err(|e| Error::InvalidArgument(format!("{what} is not valid JSON: {e}")))?;
+    let Value::Object(obj) = v else {
+        return Err(Error::InvalidArgument(format!("{what} must be an object keyed by VM, host or cluster uuid")));
+    };
+    if obj.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} names no resource")));
+    }
+    if obj.len() > MAX_RESOURCES {
+        return Err(Error::InvalidArgument(format!("{what} names {} resources; at most {MAX_RESOURCES} per call", obj.len())));
+    }
+    for id in obj.keys() {
+        check_id(id, what)?;
+    }
+    Ok(obj)
+}
+
+const CLUSTERS_PATH: &str = "/api/clustermgmt/v4.0/config/clusters";
+const HOSTS_PATH: &str = "/api/clustermgmt/v4.0/config/hosts";
+
+/// Which of `ids` are clusters or hosts (with their cluster), from the v4
+/// cluster and host lists; the rest are VMs.
+fn targets<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, ids: impl Iterator<Item = String>) -> Result<Vec<(String, Target)>, Error> {
+    let base = secret.endpoint.base_url();
+    let mut nodes: BTreeMap<String, Target> = BTreeMap::new();
+    for (path, hosts) in [(CLUSTERS_PATH, false), (HOSTS_PATH, true)] {
+        for page in 0..1_000u32 {
+            let body = call_json(t, opts, secret, Method::Get, &format!("{base}{path}?$page={page}&$limit=100"), None)?;
+            let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+            for item in &items {
+                let Some(id) = item.get("extId").and_then(Value::as_str) else { continue };
+                let target = if hosts {
+                    match item.pointer("/cluster/uuid").and_then(Value::as_str) {
+                        Some(c) => Target::Host { cluster: c.to_string() },
+                        None => continue,
+                    }
+                } else {
+                    Target::Cluster
+                };
+                nodes.insert(id.to_string(), target);
+            }
+            if items.len() < 100 {
+                break;
+            }
+        }
+    }
+    Ok(ids.map(|id| {
+        let target = nodes.get(&id).cloned().unwrap_or(Target::Vm);
+        (id, target)
+    })
+    .collect())
+}
+
+/// `Metric.list`: every metric for the queried VMs, hosts and clusters
+/// (hosts and clusters found in the v4 lists); each metric's `metric_query`
+/// names the resources it applies to, with what each one is.
+pub fn list<T: Transport>(t: &mut T, options: &str, secret: &str, query: &str) -> Result<Vec<(&'static MetricDef, Value)>, Error> {
+    let opts = Options::parse(options)?;
+    let secret = Secret::parse(secret)?;
     let ids = resources(query, "query")?;
-    let metric_query: Map<String, Value> = ids.into_iter().map(|id| (id, json!({}))).collect();
-    Ok(METRICS.iter().map(|m| (m, Value::Object(metric_query.clone()))).collect())
+    let targets = targets(t, &opts, &secret, ids.into_iter().map(|(id, _)| id))?;
+    Ok(METRICS
+        .iter()
+        .filter_map(|m| {
+            let q: Map<String, Value> =
+                targets.iter().filter(|(_, target)| *target == Target::Vm || m.node_field.is_some()).map(|(id, target)| (id.clone(), target.hint())).collect();
+            (!q.is_empty()).then_some((m, Value::Object(q)))
+        })
+        .collect())
 }
 
 pub fn unit(m: &MetricDef) -> Value {
@@ -131,7 +255,7 @@ fn stat_type(stat: Option<&str>) -> Result<&'static str, Error> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     pub labels: Vec<String>,
-    /// VM uuid → one value per label.
+    /// Resource uuid → one value per label.
     pub values: BTreeMap<String, Vec<Option<f64>>>,
 }
 
@@ -161,17 +285,31 @@ pub fn get_data<T: Transport>(
     }
     let stat = stat_type(stat)?;
     let base = secret.endpoint.base_url();
+    let window = format!("$startTime={start}&$endTime={end}&$samplingInterval={period}&$statType={stat}");
     let mut per_vm: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for id in &ids {
-        let url = format!(
-            "{base}/api/vmm/v4.0/ahv/stats/vms/{id}?$startTime={start}&$endTime={end}&$samplingInterval={period}&$statType={stat}&$select=stats/{}",
-            def.field
-        );
-        let body = call_json(t, &opts, &secret, Method::Get, &url, None)?;
+    for (id, hint) in &ids {
+        let target = Target::from_hint(hint, id, "metric_query")?;
         let mut points = BTreeMap::new();
-        for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
-            if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
-                points.insert(ts.to_string(), v * def.scale);
+        if target == Target::Vm {
+            let url = format!("{base}/api/vmm/v4.0/ahv/stats/vms/{id}?{window}&$select=stats/{}", def.field);
+            let body = call_json(t, &opts, &secret, Method::Get, &url, None)?;
+            for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
+                    points.insert(ts.to_string(), v * def.scale);
+                }
+            }
+        } else {
+            let field = def.node_field.ok_or_else(|| Error::InvalidArgument(format!("metric {} is offered for VMs only, and {id} is a host or cluster", def.key)))?;
+            let path = match &target {
+                Target::Host { cluster } => format!("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{id}"),
+                _ => format!("/api/clustermgmt/v4.0/stats/clusters/{id}"),
+            };
+            let body = call_json(t, &opts, &secret, Method::Get, &format!("{base}{path}?{window}&$select={field}"), None)?;
+            // clustermgmt stats: each field a list of {timestamp, value}.
+            for s in body.pointer(&format!("/data/{field}")).and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get("value").and_then(Value::as_f64)) {
+                    points.insert(ts.to_string(), v * def.scale);
+                }
             }
         }
         per_vm.insert(id.clone(), points);
@@ -263,19 +401,67 @@ mod tests {
         }
     }
 
+    /// A Prism with cluster c-1 and its host h-1 (the lists `targets` reads).
+    fn nodes(url: &str) -> Result<HttpResponse, TransportError> {
+        if url.contains("/config/clusters?") {
+            ok(json!({"data": [{"extId": "c-1", "name": "pe-1"}]}))
+        } else if url.contains("/config/hosts?") {
+            ok(json!({"data": [{"extId": "h-1", "cluster": {"uuid": "c-1", "name": "pe-1"}}]}))
+        } else {
+            ok(json!({"data": {"stats": []}}))
+        }
+    }
+
     #[test]
-    fn list_offers_every_metric_for_the_queried_vms() {
-        let l = list("{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#).unwrap();
+    fn list_offers_every_metric_for_the_queried_resources() {
+        let mut t = Stats { answer: nodes, urls: vec![], slept: vec![] };
+        let l = list(&mut t, "{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#).unwrap();
         assert_eq!(
             l.iter().map(|(m, _)| m.key).collect::<Vec<_>>(),
             ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth", "network_received", "network_transmitted"]
         );
         assert_eq!(l[0].1, json!({"vm-1": {}, "vm-2": {}}));
         assert_eq!(unit(l[0].0), json!({"x": "Timestamp", "y": "Percent"}));
-        assert!(err(list("{}", SECRET, "{}")).contains("names no VM"));
-        assert!(err(list("{}", SECRET, r#"{"../x": {}}"#)).contains("is not a VM uuid"));
+        // Hosts and clusters are told apart, and get no network metrics.
+        let l = list(&mut t, "{}", SECRET, r#"{"vm-1": {}, "h-1": {}, "c-1": {}}"#).unwrap();
+        assert_eq!(l[0].1, json!({"vm-1": {}, "h-1": {"type": "host", "cluster": "c-1"}, "c-1": {"type": "cluster"}}));
+        let net = l.iter().find(|(m, _)| m.key == "network_received").unwrap();
+        assert_eq!(net.1, json!({"vm-1": {}}));
+        let only_nodes = list(&mut t, "{}", SECRET, r#"{"c-1": {}}"#).unwrap();
+        assert!(only_nodes.iter().all(|(m, _)| m.node_field.is_some()), "no metric with an empty query");
+        assert!(err(list(&mut t, "{}", SECRET, "{}")).contains("names no resource"));
+        assert!(err(list(&mut t, "{}", SECRET, r#"{"../x": {}}"#)).contains("is not a uuid"));
         let many: Map<String, Value> = (0..101).map(|i| (format!("vm-{i}"), json!({}))).collect();
-        assert!(err(list("{}", SECRET, &Value::Object(many).to_string())).contains("at most 100"));
+        assert!(err(list(&mut t, "{}", SECRET, &Value::Object(many).to_string())).contains("at most 100"));
+    }
+
+    #[test]
+    fn get_data_reads_host_and_cluster_stats_by_the_query_hint() {
+        let mut t = Stats {
+            answer: |url: &str| {
+                ok(json!({"data": {"aggregateHypervisorMemoryUsagePpm": [
+                    {"timestamp": "2026-11-23T10:00:00Z", "value": 500000}, {"timestamp": "2026-11-23T10:05:00Z", "value": 600000}],
+                    "extId": if url.contains("/hosts/") { "h-1" } else { "c-1" }}}))
+            },
+            urls: vec![],
+            slept: vec![],
+        };
+        let q = r#"{"h-1": {"type": "host", "cluster": "c-1"}, "c-1": {"type": "cluster"}}"#;
+        let s = get_data(&mut t, "{}", SECRET, q, "memory_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap();
+        assert_eq!(s.values["h-1"], [Some(50.0), Some(60.0)]);
+        assert_eq!(s.values["c-1"], [Some(50.0), Some(60.0)]);
+        assert!(t.urls.iter().any(|u| u.contains("/api/clustermgmt/v4.0/stats/clusters/c-1/hosts/h-1?") && u.ends_with("&$select=aggregateHypervisorMemoryUsagePpm")), "{:?}", t.urls);
+        assert!(t.urls.iter().any(|u| u.contains("/api/clustermgmt/v4.0/stats/clusters/c-1?")), "{:?}", t.urls);
+        // Network is VMs' only; bad hints are refused by name.
+        assert!(err(get_data(&mut t, "{}", SECRET, q, "network_received", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None)).contains("offered for VMs only"));
+        for (bad, says) in [
+            (r#"{"h-1": {"type": "host"}}"#, "without its cluster"),
+            (r#"{"h-1": {"type": "switch"}}"#, "other than vm, host or cluster"),
+            (r#"{"h-1": {"type": "host", "cluster": "../c"}}"#, "is not a uuid"),
+            (r#"{"h-1": 7}"#, "is not an object"),
+        ] {
+            assert!(err(get_data(&mut t, "{}", SECRET, bad, "cpu_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None)).contains(says), "{bad}");
+        }
     }
 
     #[test]

@@ -361,7 +361,8 @@ fn the_cost_data_source_protocol_through_space_connector() {
 /// CloudForet's monitoring service drives a metric data source: reflection
 /// lists DataSource and Metric, `Metric.list` offers the VM metrics with a
 /// query naming the VMs, `Metric.get_data` returns the simulator's exact
-/// series (v4 stats, ppm → percent), nulls for a powered-off VM.
+/// series (v4 stats, ppm → percent), nulls for a powered-off VM; a host and
+/// a cluster are recognised and read through the clustermgmt stats.
 #[test]
 fn the_monitoring_data_source_protocol_through_space_connector() {
     let server = Server::start_with(&["--protocol", "monitoring"]);
@@ -371,6 +372,14 @@ fn the_monitoring_data_source_protocol_through_space_connector() {
     let (on, off) = (prism_sim::estate::vm_facts(&estate, 0), prism_sim::estate::vm_facts(&estate, 4));
     assert!(on.powered_on && !off.powered_on);
     let query = json!({on.uuid.clone(): {}, off.uuid.clone(): {}});
+    // A host and a cluster: Metric.list finds out what they are, and says
+    // so in the metric_query that Metric.get_data gets back.
+    let full = prism_sim::estate::Estate::generate(estate.clone());
+    let uuid = |v: &Value| v.pointer("/metadata/uuid").and_then(Value::as_str).unwrap().to_string();
+    let (host, cluster) = (uuid(&full.hosts[0]), uuid(&full.clusters[1]));
+    assert_eq!(full.hosts[0].pointer("/status/cluster_reference/uuid").and_then(Value::as_str), Some(cluster.as_str()));
+    let nodes = json!({host.clone(): {}, cluster.clone(): {}});
+    let node_query = json!({host.clone(): {"type": "host", "cluster": cluster.clone()}, cluster.clone(): {"type": "cluster"}});
     let (start, end) = ("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z");
     let calls = json!([
         {"call": "DataSource.init", "params": {"options": {}}},
@@ -380,6 +389,9 @@ fn the_monitoring_data_source_protocol_through_space_connector() {
                                               "start": start, "end": end, "period": 600, "stat": "AVERAGE"}},
         {"call": "Metric.get_data", "params": {"options": {}, "secret_data": secret, "metric_query": query, "metric": "gpu_usage",
                                               "start": start, "end": end}},
+        {"call": "Metric.list", "params": {"options": {}, "secret_data": secret, "query": nodes}},
+        {"call": "Metric.get_data", "params": {"options": {}, "secret_data": secret, "metric_query": node_query, "metric": "memory_usage",
+                                              "start": start, "end": end, "period": 600}},
     ]);
     let out = cf_client(&server.endpoint(), &calls);
     let services: BTreeMap<String, usize> =
@@ -408,4 +420,16 @@ fn the_monitoring_data_source_protocol_through_space_connector() {
     let e = err(&r[4]);
     assert_eq!(e["error_code"], "ERROR_INVALID_ARGUMENT", "{e}");
     assert!(e["message"].as_str().unwrap_or("").contains("unknown metric \"gpu_usage\""), "{e}");
+
+    let metrics = ok(&r[5])["metrics"].as_array().unwrap();
+    let keys: Vec<&str> = metrics.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["cpu_usage", "memory_usage", "disk_iops", "disk_bandwidth"], "no network metrics for hosts and clusters");
+    assert_eq!(metrics[1]["metric_query"], node_query);
+    let data = ok(&r[6]);
+    assert_eq!(data["labels"], json!(labels));
+    for (id, entity_type) in [(&host, "host"), (&cluster, "cluster")] {
+        let want: Vec<f64> = (0..6).map(|k| prism_sim::v4::node_stat(entity_type, 0, "aggregateHypervisorMemoryUsagePpm", t0 / 600 + k).unwrap() * 1e-4).collect();
+        let got: Vec<f64> = data["values"][id].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(got.len() == 6 && got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-9), "{entity_type}: {got:?} != {want:?}");
+    }
 }

@@ -480,18 +480,10 @@ async fn v4_vm_stats(
     if let Some(refused) = v4_gate(&state, &headers) {
         return refused;
     }
-    let time = |k: &str| q.get(k).and_then(|v| v4::parse_utc(v));
-    let (Some(start), Some(end)) = (time("$startTime"), time("$endTime")) else {
-        return v4_error(StatusCode::BAD_REQUEST, "VMM-40001", "$startTime and $endTime are required (YYYY-MM-DDTHH:MM:SSZ)");
+    let (start, end, interval) = match stats_window(&q) {
+        Ok(w) => w,
+        Err(refused) => return refused,
     };
-    let interval = match q.get("$samplingInterval").map(|v| v.parse::<i64>()) {
-        None => 300,
-        Some(Ok(i)) if i >= 30 => i,
-        _ => return v4_error(StatusCode::BAD_REQUEST, "VMM-40002", "$samplingInterval must be 30 seconds or more"),
-    };
-    if end <= start {
-        return v4_error(StatusCode::BAD_REQUEST, "VMM-40003", "$endTime must be after $startTime");
-    }
     let (latency, fault) = state.decide_fault("stats", "v4/stats", 0);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -499,6 +491,46 @@ async fn v4_vm_stats(
     match v4::vm_stats(&state.estate(), &ext_id, start, end, interval, q.get("$select").map(String::as_str)) {
         Some(body) => faulty(fault, body, v4_error),
         None => v4_error(StatusCode::NOT_FOUND, "VMM-40401", &format!("VM {ext_id} not found")),
+    }
+}
+
+/// The sampling window of a v4 stats call: `$startTime`, `$endTime`,
+/// `$samplingInterval` (seconds, 30 or more; default 300).
+#[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
+fn stats_window(q: &std::collections::HashMap<String, String>) -> Result<(i64, i64, i64), Response> {
+    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
+    let time = |k: &str| q.get(k).and_then(|v| v4::parse_utc(v));
+    let (Some(start), Some(end)) = (time("$startTime"), time("$endTime")) else {
+        return Err(v4_error(StatusCode::BAD_REQUEST, "VMM-40001", "$startTime and $endTime are required (YYYY-MM-DDTHH:MM:SSZ)"));
+    };
+    let interval = match q.get("$samplingInterval").map(|v| v.parse::<i64>()) {
+        None => 300,
+        Some(Ok(i)) if i >= 30 => i,
+        _ => return Err(v4_error(StatusCode::BAD_REQUEST, "VMM-40002", "$samplingInterval must be 30 seconds or more")),
+    };
+    if end <= start {
+        return Err(v4_error(StatusCode::BAD_REQUEST, "VMM-40003", "$endTime must be after $startTime"));
+    }
+    Ok((start, end, interval))
+}
+
+/// `GET /api/clustermgmt/v4.0/stats/clusters/{cluster}[/hosts/{host}]`.
+async fn v4_node_stats(state: Arc<SimState>, cluster: String, host: Option<String>, headers: HeaderMap, q: std::collections::HashMap<String, String>) -> Response {
+    if let Some(refused) = v4_gate(&state, &headers) {
+        return refused;
+    }
+    let (start, end, interval) = match stats_window(&q) {
+        Ok(w) => w,
+        Err(refused) => return refused,
+    };
+    let (latency, fault) = state.decide_fault("stats", if host.is_some() { "v4/host-stats" } else { "v4/cluster-stats" }, 0);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
+    match v4::node_stats(&state.estate(), &cluster, host.as_deref(), start, end, interval, q.get("$select").map(String::as_str)) {
+        Some(body) => faulty(fault, body, v4_error),
+        None => v4_error(StatusCode::NOT_FOUND, "CLU-40401", &format!("no cluster {cluster}{}", host.map(|h| format!(" with host {h}")).unwrap_or_default())),
     }
 }
 
@@ -613,6 +645,21 @@ pub fn router(state: Arc<SimState>) -> Router {
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
+        .route(
+            "/api/clustermgmt/v4.0/stats/clusters/{cluster}",
+            get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
+                v4_node_stats(state, cluster, None, headers, q)
+            }),
+        )
+        .route(
+            "/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{host}",
+            get(
+                |State(state): State<Arc<SimState>>,
+                 Path((cluster, host)): Path<(String, String)>,
+                 headers: HeaderMap,
+                 Query(q): Query<std::collections::HashMap<String, String>>| { v4_node_stats(state, cluster, Some(host), headers, q) },
+            ),
+        )
         .route("/api/nutanix/v3/groups", post(v3_groups))
         .route("/api/nutanix/v3/categories/{name}/list", post(v3_category_values))
         .route("/_sim/faults", put(put_faults))

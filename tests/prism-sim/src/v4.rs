@@ -430,6 +430,58 @@ pub fn vm_stats(estate: &Estate, ext_id: &str, start: i64, end: i64, interval: i
                 "metadata": {"flags": [], "links": []}}))
 }
 
+/// The clustermgmt stats fields of hosts and clusters the simulator serves,
+/// with the groups API attribute whose value they start from.
+pub const NODE_STAT_FIELDS: &[(&str, &str)] = &[
+    ("hypervisorCpuUsagePpm", "hypervisor_cpu_usage_ppm"),
+    ("aggregateHypervisorMemoryUsagePpm", "hypervisor_memory_usage_ppm"),
+    ("controllerNumIops", "controller_num_iops"),
+    ("controllerIoBandwidthKbps", "controller_io_bandwidth_kBps"),
+];
+
+/// A host's or cluster's stat in sampling bucket `bucket`: its groups API
+/// value plus a step per bucket (deterministic, for exact tests).
+pub fn node_stat(entity_type: &str, index: usize, field: &str, bucket: i64) -> Option<f64> {
+    let (_, attribute) = NODE_STAT_FIELDS.iter().find(|(f, _)| *f == field)?;
+    Some(node_usage(entity_type, index, attribute)? + (bucket.rem_euclid(7) * 100) as f64)
+}
+
+/// `GET /api/clustermgmt/v4.0/stats/clusters/{cluster}` (and `.../hosts/{host}`):
+/// each selected field as a list of `{timestamp, value}`, the clustermgmt
+/// shape. `None` when there is no such cluster, or host in that cluster.
+pub fn node_stats(estate: &Estate, cluster: &str, host: Option<&str>, start: i64, end: i64, interval: i64, select: Option<&str>) -> Option<Value> {
+    let uuid_of = |v: &Value| v.pointer("/metadata/uuid").and_then(Value::as_str).map(str::to_string);
+    let clusters = estate.clusters.get(1..).unwrap_or_default();
+    let c = clusters.iter().position(|v| uuid_of(v).as_deref() == Some(cluster))?;
+    let (entity_type, index, ext_id) = match host {
+        None => ("cluster", c, cluster),
+        Some(h) => {
+            let i = estate.hosts.iter().position(|v| {
+                uuid_of(v).as_deref() == Some(h) && v.pointer("/status/cluster_reference/uuid").and_then(Value::as_str) == Some(cluster)
+            })?;
+            ("host", i, h)
+        }
+    };
+    let wanted = select.map(|s| s.split(',').map(str::trim).collect::<Vec<_>>());
+    let mut data = Map::new();
+    for (field, _) in NODE_STAT_FIELDS.iter().filter(|(f, _)| wanted.as_ref().is_none_or(|w| w.contains(f))) {
+        let mut points = Vec::new();
+        let mut t = start.div_euclid(interval) * interval;
+        if t < start {
+            t += interval;
+        }
+        while t < end && points.len() < 10_000 {
+            points.push(json!({"timestamp": format_utc(t), "value": node_stat(entity_type, index, field, t / interval)}));
+            t += interval;
+        }
+        data.insert((*field).to_string(), Value::Array(points));
+    }
+    data.insert("extId".into(), json!(ext_id));
+    let object_type = if host.is_some() { "clustermgmt.v4.stats.HostStats" } else { "clustermgmt.v4.stats.ClusterStats" };
+    data.insert("$objectType".into(), json!(object_type));
+    Some(json!({"data": data, "metadata": {"flags": [], "links": []}}))
+}
+
 #[cfg(test)]
 mod stats_tests {
     use super::*;
