@@ -71,22 +71,31 @@ pub fn init(options: &str) -> Result<Metadata, Error> {
     })
 }
 
-/// One task per resource kind, so CloudForet can run them in parallel;
-/// kinds the `task_filter` excludes get no task, and its region codes limit
-/// every task.
+/// One task per resource kind, so CloudForet can run them in parallel (VM
+/// disks share the VMs' task, as they come from the same list); kinds the
+/// `task_filter` excludes get no task, and its region codes limit every
+/// task.
 pub fn get_tasks(options: &str, secret: &str) -> Result<Vec<Value>, Error> {
     let opts = Options::parse(options)?;
     Secret::parse(secret)?;
     let filter = &opts.task_filter;
-    Ok(opts
+    let admitted: Vec<Kind> = opts
         .kinds
         .iter()
+        .copied()
         .filter(|k| {
-            let (group, ty) = normalize::group_and_type(**k);
+            let (group, ty) = normalize::group_and_type(*k);
             filter.admits(PROVIDER, group, ty)
         })
+        .collect();
+    // VM disks come from the VM list: with VMs, one task reads it once.
+    let with_vms = admitted.contains(&Kind::Vm) && admitted.contains(&Kind::VmDisk);
+    Ok(admitted
+        .iter()
+        .filter(|k| !(with_vms && **k == Kind::VmDisk))
         .map(|k| {
-            let mut task = json!({"resource_type": "inventory.CloudService", "resource_kinds": [k.plural()]});
+            let kinds: Vec<&str> = if with_vms && *k == Kind::Vm { vec!["vms", "vm_disks"] } else { vec![k.plural()] };
+            let mut task = json!({"resource_type": "inventory.CloudService", "resource_kinds": kinds});
             if !filter.region_codes.is_empty() {
                 task["region_codes"] = json!(filter.region_codes);
             }
@@ -239,6 +248,10 @@ struct Collector<'a, T, S> {
     vm_api: Option<Api>,
     /// Set while a full VM collection fills the incremental cache.
     capture: Option<Capture>,
+    /// Emit each VM's disks as their own resources (kind `vm_disks`).
+    disks: bool,
+    /// Emit the VMs themselves (off when only their disks were asked for).
+    vms_out: bool,
 }
 
 impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
@@ -261,6 +274,8 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             listing_incomplete: false,
             vm_api: None,
             capture: None,
+            disks: false,
+            vms_out: true,
         }
     }
 
@@ -425,6 +440,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
+        self.disks = kinds.contains(&Kind::VmDisk);
         let (ctx, mut clusters) = self.cluster_context()?;
 
         // Regions (one per Prism Element cluster) come with every task, so
@@ -466,6 +482,15 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                         Err(msg) => self.push_error(kind, msg),
                     }
                 }
+            } else if kind == Kind::VmDisk {
+                // Disks come with the VM list: read here only when VMs
+                // themselves were not asked for.
+                if !kinds.contains(&Kind::Vm) {
+                    self.vms_out = false;
+                    let listed = if self.opts.incremental.is_some() { self.collect_vms(&ctx) } else { self.list_services(Kind::Vm, &ctx) };
+                    self.vms_out = true;
+                    listed?;
+                }
             } else if kind == Kind::Vm && self.opts.incremental.is_some() {
                 self.collect_vms(&ctx)?;
             } else {
@@ -495,12 +520,20 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         })
     }
 
-    /// Emits a CloudService, with its usage when option `usage` read one.
+    /// Emits a CloudService, with its usage when option `usage` read one,
+    /// and a VM's disks when kind `vm_disks` was asked for.
     fn push_service(&mut self, mut cs: CloudService) {
+        let is_vm = cs.cloud_service_type == normalize::group_and_type(Kind::Vm).1;
+        let disks = if self.disks && is_vm { normalize::disks_of(&cs) } else { Vec::new() };
         if let (Some(u), Value::Object(data)) = (self.usage.get(&cs.resource_id), &mut cs.data) {
             data.insert("usage".into(), u.clone());
         }
-        self.push(Record::CloudService(cs))
+        if self.vms_out || !is_vm {
+            self.push(Record::CloudService(cs));
+        }
+        for d in disks {
+            self.push(Record::CloudService(d));
+        }
     }
 
     /// Adds a VM to the cache a full collection is filling.
@@ -1543,6 +1576,13 @@ mod tests {
         assert_eq!(get_tasks(filtered, SECRET).unwrap(), vec![
             json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vms"], "region_codes": ["c1"]}),
             json!({"resource_type": "inventory.CloudService", "resource_kinds": ["images"], "region_codes": ["c1"]}),
+        ]);
+        // VM disks come from the VM list: one task with VMs, their own without.
+        assert_eq!(get_tasks(r#"{"resource_kinds":["vm_disks","vms"]}"#, SECRET).unwrap(), vec![
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vms", "vm_disks"]}),
+        ]);
+        assert_eq!(get_tasks(r#"{"resource_kinds":["vm_disks"]}"#, SECRET).unwrap(), vec![
+            json!({"resource_type": "inventory.CloudService", "resource_kinds": ["vm_disks"]}),
         ]);
         let other_provider = r#"{"task_filter": {"providers": ["aws"]}}"#;
         assert_eq!(get_tasks(other_provider, SECRET).unwrap(), Vec::<Value>::new());

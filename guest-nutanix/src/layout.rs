@@ -414,6 +414,36 @@ pub fn category() -> Value {
     )
 }
 
+pub fn vm_disk() -> Value {
+    view(
+        vec![search("UUID", "data.uuid"), search("VM", "data.vm.name"), search("Device Type", "data.device_type")],
+        "name",
+        vec![
+            text("VM", "data.vm.name"),
+            size("Size", "data.size_bytes", "BYTES", "GB"),
+            text("Device Type", "data.device_type"),
+            text("Bus", "data.adapter_type"),
+            text("Cluster", "data.cluster.name"),
+        ],
+        vec![item(
+            "Disk",
+            vec![
+                text("Name", "name"),
+                text("UUID", "data.uuid"),
+                text("VM", "data.vm.name"),
+                text("VM UUID", "data.vm.uuid"),
+                size("Size", "data.size_bytes", "BYTES", "GB"),
+                text("Device Type", "data.device_type"),
+                text("Bus", "data.adapter_type"),
+                text("Index", "data.device_index"),
+                text("Image", "data.image_uuid"),
+                text("Storage Container", "data.storage_container_uuid"),
+                text("Cluster", "data.cluster.name"),
+            ],
+        )],
+    )
+}
+
 pub fn storage_container() -> Value {
     view(
         vec![

@@ -45,6 +45,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Project => ("Management", "Project"),
         Kind::Category => ("Management", "Category"),
         Kind::StorageContainer => ("Storage", "StorageContainer"),
+        Kind::VmDisk => ("Storage", "Disk"),
     }
 }
 
@@ -61,6 +62,7 @@ pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
         Kind::Project => (layout::project(), "calm", false, false),
         Kind::Category => (layout::category(), "prism", false, false),
         Kind::StorageContainer => (layout::storage_container(), "aos", false, false),
+        Kind::VmDisk => (layout::vm_disk(), "ahv", false, false),
     };
     CloudServiceType {
         name: name.to_string(),
@@ -220,6 +222,7 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
                 "device_index": addr.and_then(|a| a.device_index),
                 "size_bytes": size,
                 "image_uuid": d.data_source_reference.as_ref().and_then(|s| s.uuid.clone()),
+                "storage_container_uuid": d.storage_config.as_ref().and_then(|c| c.pointer("/storage_container_reference/uuid")).and_then(Value::as_str),
             })
         })
         .collect();
@@ -498,6 +501,56 @@ pub fn volume_group(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService,
     Ok(cs)
 }
 
+/// Each disk of a normalized VM as its own `Storage/Disk` resource (the
+/// VM's region, account, tags and link; disks without a uuid are left out,
+/// as they cannot be told apart between runs).
+pub fn disks_of(vm: &CloudService) -> Vec<CloudService> {
+    let disks = vm.data.get("disks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    disks
+        .iter()
+        .filter_map(|d| {
+            let uuid = d.get("uuid").and_then(Value::as_str).filter(|u| !u.is_empty())?.to_string();
+            let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+            let slot = match (text("adapter_type"), d.get("device_index").and_then(Value::as_u64)) {
+                (Some(a), Some(i)) => format!("{a}.{i}"),
+                (Some(a), None) => a,
+                (None, Some(i)) => format!("disk {i}"),
+                (None, None) => uuid.chars().take(8).collect(),
+            };
+            let size = d.get("size_bytes").and_then(Value::as_u64);
+            let data = json!({
+                "uuid": uuid,
+                "vm": {"uuid": vm.resource_id, "name": vm.name},
+                "device_type": d.get("device_type"),
+                "adapter_type": d.get("adapter_type"),
+                "device_index": d.get("device_index"),
+                "size_bytes": size,
+                "image_uuid": d.get("image_uuid"),
+                "storage_container_uuid": d.get("storage_container_uuid"),
+                "cluster": vm.data.get("cluster"),
+            });
+            let (group, ty) = group_and_type(Kind::VmDisk);
+            Some(CloudService {
+                name: format!("{} {slot}", vm.name),
+                provider: PROVIDER.to_string(),
+                cloud_service_group: group.to_string(),
+                cloud_service_type: ty.to_string(),
+                account: vm.account.clone(),
+                region_code: vm.region_code.clone(),
+                instance_type: text("device_type"),
+                instance_size: size.map(|b| b as f64 / (1u64 << 30) as f64),
+                ip_addresses: Vec::new(),
+                tags: vm.tags.clone(),
+                resource_id: uuid,
+                external_link: vm.external_link.clone(),
+                launched_at: vm.launched_at.clone(),
+                data,
+                metadata: layout::service_reference(group, ty),
+            })
+        })
+        .collect()
+}
+
 /// A storage container, from the v4 clustermgmt item (v4 only: there is no
 /// v3 shape to adapt it to).
 pub fn storage_container(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
@@ -630,6 +683,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::Project => project(ctx, raw),
         Kind::Category => category(ctx, raw),
         Kind::StorageContainer => storage_container(ctx, raw),
+        Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -705,6 +759,24 @@ mod tests {
         assert_eq!(d["nics"][1]["subnet"]["name"], "vlan-20");
         assert_eq!(d["project"], "default");
         assert_eq!(vm.metadata, layout::service_reference("Compute", "VirtualMachine"));
+
+        // Its disks as resources of their own (the CD-ROM too, typed so).
+        let disks = disks_of(&vm);
+        assert_eq!(disks.len(), 3);
+        let big = disks.iter().find(|d| d.data["size_bytes"] == 107_374_182_400u64).unwrap();
+        assert_eq!((big.cloud_service_group.as_str(), big.cloud_service_type.as_str()), ("Storage", "Disk"));
+        assert_eq!(big.resource_id, d["disks"][1]["uuid"].as_str().unwrap());
+        assert_eq!(big.data["vm"], json!({"uuid": vm.resource_id, "name": "db-01"}));
+        assert_eq!((big.region_code.as_deref(), big.account.as_deref()), (Some("cluster-a"), Some("pc-uuid-0000")));
+        assert_eq!(big.instance_size, Some(100.0));
+        assert_eq!(big.tags, vm.tags);
+        assert_eq!(big.external_link, vm.external_link, "a disk has no page of its own: its VM's");
+        assert!(big.name.starts_with("db-01 "), "{}", big.name);
+        assert_eq!(big.metadata, layout::service_reference("Storage", "Disk"));
+        let mut no_uuid = vm.clone();
+        no_uuid.data["disks"] = json!([{"size_bytes": 1}, {"uuid": "", "size_bytes": 2}, {"uuid": "d-1"}]);
+        assert_eq!(disks_of(&no_uuid).iter().map(|d| d.resource_id.as_str()).collect::<Vec<_>>(), ["d-1"], "no uuid, no disk");
+        assert_eq!(disks_of(&no_uuid)[0].name, "db-01 d-1");
     }
 
     #[test]

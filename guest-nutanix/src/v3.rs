@@ -74,10 +74,12 @@ pub enum Kind {
     Category,
     /// Only in the v4 APIs (Prism Central has no v3 list of them).
     StorageContainer,
+    /// Each VM disk as its own resource, from the VM list (no list of its own).
+    VmDisk,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -87,6 +89,7 @@ impl Kind {
         Kind::Project,
         Kind::Category,
         Kind::StorageContainer,
+        Kind::VmDisk,
     ];
     /// What a collection lists when the options name no kinds (volume
     /// groups, projects, categories and storage containers only on
@@ -105,12 +108,13 @@ impl Kind {
             Kind::Project => "project",
             Kind::Category => "category",
             Kind::StorageContainer => "storage_container",
+            Kind::VmDisk => "vm_disk",
         }
     }
 
     /// Whether Prism Central lists this kind through v3.
     pub fn has_v3(self) -> bool {
-        self != Kind::StorageContainer
+        !matches!(self, Kind::StorageContainer | Kind::VmDisk)
     }
 
     /// Path of the v3 list endpoint (empty for a kind without one, see
@@ -126,7 +130,7 @@ impl Kind {
             Kind::Project => "/api/nutanix/v3/projects/list",
             // The keys; each key's values at `/categories/{key}/list`.
             Kind::Category => "/api/nutanix/v3/categories/list",
-            Kind::StorageContainer => "",
+            Kind::StorageContainer | Kind::VmDisk => "",
         }
     }
 
@@ -142,6 +146,7 @@ impl Kind {
             Kind::Project => "projects",
             Kind::Category => "categories",
             Kind::StorageContainer => "storage_containers",
+            Kind::VmDisk => "vm_disks",
         }
     }
 
@@ -632,7 +637,7 @@ mod tests {
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);
         assert_eq!((Kind::StorageContainer.has_v3(), Kind::StorageContainer.list_path()), (false, ""));
-        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category, Kind::StorageContainer] {
+        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category, Kind::StorageContainer, Kind::VmDisk] {
             assert!(!Kind::DEFAULT.contains(&k), "{k:?} only on request");
         }
     }

@@ -42,7 +42,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Image => "/api/vmm/v4.0/content/images",
         Kind::Category => CATEGORIES_PATH,
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
-        Kind::VolumeGroup | Kind::Project => return None,
+        Kind::VolumeGroup | Kind::Project | Kind::VmDisk => return None,
     })
 }
 
@@ -172,6 +172,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::VolumeGroup | Kind::Project => raw.clone(),
         // v4 only: normalized from the v4 item itself.
         Kind::StorageContainer => raw.clone(),
+        // Never listed (derived from VMs).
+        Kind::VmDisk => raw.clone(),
     }))
 }
 
@@ -187,6 +189,7 @@ fn vm(v: &Value, lk: &Lookups) -> Value {
                 "disk_size_bytes": at(d, "/backingInfo/diskSizeBytes"),
                 "device_properties": {"device_type": "DISK", "disk_address": {"adapter_type": at(d, "/diskAddress/busType"), "device_index": at(d, "/diskAddress/index")}},
                 "data_source_reference": if image.is_null() { Value::Null } else { json!({"kind": "image", "uuid": image}) },
+                "storage_config": {"storage_container_reference": {"uuid": at(d, "/backingInfo/storageContainer/extId")}},
             })
         })
         .collect();

@@ -287,3 +287,44 @@ fn storage_containers_come_through_v4_only() {
         assert!(!sim.state.calls_per_kind().contains_key("storage_containers"), "no v3 call for them");
     }
 }
+
+/// VM disks as their own resources: from the VM list (no extra call), the
+/// same records through v3 and v4; asked for alone, the VMs themselves are
+/// not emitted.
+#[test]
+fn vm_disks_come_from_the_vm_list_through_v3_and_v4() {
+    let (rt, plugin) = host();
+    let collect = |sim: &Simulator, options: Value, kinds: Value| {
+        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+        ctx.secret = sim.secret();
+        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+        ctx.options = options;
+        let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": kinds})));
+        assert_eq!(r.expect("collect").errors, 0);
+        records
+    };
+    let of_type = |records: &[Record], ty: &str| -> Vec<Value> {
+        records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!(ty))).map(|r| r.to_json()["resource"].clone()).collect()
+    };
+    let sim = sim(true);
+    let want: usize = sim.state.estate().vms.iter().map(|v| v.pointer("/status/resources/disk_list").and_then(Value::as_array).map_or(0, Vec::len)).sum();
+    let v4 = collect(&sim, json!({"api_version": "v4"}), json!(["vms", "vm_disks"]));
+    let calls = sim.state.calls_per_kind();
+    assert_eq!(calls.get("v4/vms"), Some(&3), "one VM list for both: {calls:?}");
+    let v3 = collect(&sim, json!({"api_version": "v3"}), json!(["vms", "vm_disks"]));
+    let (d3, d4) = (of_type(&v3, "Disk"), of_type(&v4, "Disk"));
+    assert_eq!((d3.len(), d4.len()), (want, want));
+    assert_eq!(of_type(&v3, "VirtualMachine").len(), 230);
+    let by_id = |d: &[Value]| -> BTreeMap<String, Value> { d.iter().map(|x| (x["reference"]["resource_id"].as_str().unwrap().to_string(), x.clone())).collect() };
+    assert_eq!(by_id(&d3), by_id(&d4), "the same disks through v3 and v4");
+    let disk = &d3[0];
+    let vm = of_type(&v3, "VirtualMachine").into_iter().find(|v| v["reference"]["resource_id"] == disk["data"]["vm"]["uuid"]).expect("its VM");
+    assert_eq!(disk["region_code"], vm["region_code"]);
+    assert!(disk["data"]["storage_container_uuid"].is_string(), "{disk}");
+    let types: Vec<Value> = v3.iter().filter(|r| r.resource_type.as_str() == "inventory.CloudServiceType").map(|r| r.resource["name"].clone()).collect();
+    assert!(types.contains(&json!("Disk")), "the Disk type comes with its resources: {types:?}");
+
+    // Disks alone: the VM list is read, the VMs are not emitted.
+    let only = collect(&sim, json!({}), json!(["vm_disks"]));
+    assert_eq!((of_type(&only, "Disk").len(), of_type(&only, "VirtualMachine").len()), (want, 0));
+}
