@@ -17,7 +17,14 @@
 //! Documented differences from v3 (v4 does not return these): `state` of
 //! every entity, a VM's `owner` and `project` names, a cluster's
 //! `created_at` (and so its `launched_at`), a subnet's (empty) `categories`,
-//! an image's `architecture`.
+//! an image's `architecture`; a volume group's `categories`, `created_at`
+//! and the names of its attached VMs (v4 attachments name only the VM's
+//! `extId`).
+//!
+//! Volume groups are read through v4 only when the v3 list is gone (or
+//! `api_version=v4`): their disks and attachments are sub-resources
+//! ([`VOLUME_GROUP_PARTS`]), three more calls per volume group, merged into
+//! the item before [`to_v3`].
 
 use crate::v3::Kind;
 use serde_json::{json, Map, Value};
@@ -45,6 +52,14 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::VolumeGroup | Kind::Project | Kind::VmDisk => return None,
     })
 }
+
+/// The v4 volume group list (see the module docs for when it is used).
+pub const VOLUME_GROUPS_PATH: &str = "/api/volumes/v4.0/config/volume-groups";
+
+/// A volume group's sub-resources: (path segment, key the collector
+/// merges the items under before [`to_v3`]).
+pub const VOLUME_GROUP_PARTS: [(&str, &str); 3] =
+    [("disks", "disks"), ("vm-attachments", "vmAttachments"), ("external-iscsi-attachments", "iscsiAttachments")];
 
 /// One page of a v4 list.
 #[derive(Debug)]
@@ -169,7 +184,10 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Image => image(raw),
         // Never listed through v4 (see `list_path`).
         Kind::Category => category(raw),
-        Kind::VolumeGroup | Kind::Project => raw.clone(),
+        // With its parts merged in (see VOLUME_GROUP_PARTS).
+        Kind::VolumeGroup => volume_group(raw),
+        // Never listed through v4 (see `list_path`).
+        Kind::Project => raw.clone(),
         // v4 only: normalized from the v4 item itself.
         Kind::StorageContainer => raw.clone(),
         // Never listed (derived from VMs).
@@ -256,6 +274,36 @@ fn vm(v: &Value, lk: &Lookups) -> Value {
                 "nic_list": nics,
                 "guest_tools": if v["guestTools"].is_object() { v["guestTools"].clone() } else { Value::Null },
                 "boot_config": if boot.is_empty() { Value::Null } else { json!({"boot_type": boot}) },
+            }
+        }
+    })
+}
+
+fn volume_group(v: &Value) -> Value {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let disks: Vec<Value> = list("disks")
+        .iter()
+        .map(|d| json!({"index": d["index"], "disk_size_mib": bytes_to_mib(&d["diskSizeBytes"]), "storage_container_uuid": d["storageContainerId"]}))
+        .collect();
+    let mut attachments: Vec<Value> = list("vmAttachments").iter().map(|a| json!({"vm_reference": {"kind": "vm", "uuid": a["extId"]}})).collect();
+    attachments.extend(list("iscsiAttachments").iter().map(|a| json!({"iscsi_initiator_name": a["iscsiInitiatorName"]})));
+    let flash = match at(v, "/storageFeatures/flashMode/isEnabled") {
+        Value::Bool(true) => json!("ENABLED"),
+        Value::Bool(false) => json!("DISABLED"),
+        _ => Value::Null,
+    };
+    json!({
+        "metadata": {"kind": "volume_group", "uuid": v["extId"]},
+        "status": {
+            "name": v["name"],
+            "description": v["description"],
+            "cluster_reference": {"kind": "cluster", "uuid": v["clusterReference"]},
+            "resources": {
+                "sharing_status": v["sharingStatus"],
+                "flash_mode": flash,
+                "iscsi_target_prefix": v["targetPrefix"],
+                "disk_list": disks,
+                "attachment_list": attachments,
             }
         }
     })

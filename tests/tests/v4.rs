@@ -144,8 +144,8 @@ fn an_api_key_secret_collects_through_v4() {
 }
 
 /// Volume groups: listed only when asked for (option `resource_kinds`), and
-/// always through v3 (the kind's v4 list lacks disks and attachments), also
-/// when Prism offers v4 and `auto` picks it for the other kinds. Each one's
+/// through v3 while Prism offers it (the v4 list lacks disks and
+/// attachments), also when `auto` picks v4 for the other kinds. Each one's
 /// disks, size, attachments and cluster come out as the simulator made them.
 #[test]
 fn volume_groups_come_on_request_through_v3() {
@@ -160,7 +160,8 @@ fn volume_groups_come_on_request_through_v3() {
     let vgs: Vec<&Record> = records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup"))).collect();
     let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
     assert_eq!(vgs.len(), cfg.clusters * cfg.volume_groups_per_cluster);
-    assert_eq!(sim.state.calls_per_kind()["volume_groups"], 1, "one v3 page");
+    assert_eq!(sim.state.calls_per_kind()["volume_groups"], 2, "a one-entity probe, then one v3 page");
+    assert!(!sim.state.calls_per_kind().contains_key("v4/volume_groups"));
     assert!(sim.state.calls_per_kind().contains_key("v4/vms"), "VMs still through v4");
     let vg0 = vgs.iter().find(|r| r.resource["name"] == "vg-000").unwrap().resource_json();
     let data = &vg0["data"];
@@ -327,4 +328,78 @@ fn vm_disks_come_from_the_vm_list_through_v3_and_v4() {
     // Disks alone: the VM list is read, the VMs are not emitted.
     let only = collect(&sim, json!({}), json!(["vm_disks"]));
     assert_eq!((of_type(&only, "Disk").len(), of_type(&only, "VirtualMachine").len()), (want, 0));
+}
+
+/// Without the v3 volume group list (or with `api_version=v4`), volume
+/// groups come through v4 with their disks and attachments read per volume
+/// group, and normalize to the v3 records apart from what v4 does not
+/// return (categories, creation time, attached VMs' names).
+#[test]
+fn volume_groups_come_through_v4_when_v3_is_gone() {
+    let estate = EstateConfig { vms: 230, ..EstateConfig::default() };
+    let without_v3 = block_on(Simulator::start(SimConfig { estate: estate.clone(), v4: true, v3_absent: vec!["volume_groups".into()], ..SimConfig::default() }))
+        .expect("simulator starts");
+    let with_v3 = sim(true);
+    let task = json!({"resource_kinds": ["volume_groups"]});
+    let vgs = |sim: &Simulator, options: Value| -> BTreeMap<String, Value> {
+        let (rt, plugin) = host();
+        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+        ctx.secret = sim.secret();
+        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+        ctx.options = options;
+        let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
+        assert_eq!(r.expect("collect").errors, 0, "{records:?}");
+        records
+            .iter()
+            .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup")))
+            .map(|r| {
+                let mut v = r.to_json()["resource"].clone();
+                // What v4 does not return.
+                for k in ["categories", "created_at"] {
+                    v["data"].as_object_mut().unwrap().remove(k);
+                }
+                v.as_object_mut().unwrap().remove("launched_at");
+                v["tags"] = json!({});
+                // Two simulators, two ports.
+                let link = v["reference"]["external_link"].as_str().unwrap_or_default().replace(&sim.url(), "");
+                v["reference"]["external_link"] = json!(link);
+                for a in v["data"]["attached_vms"].as_array_mut().unwrap() {
+                    a["name"] = Value::Null;
+                }
+                for a in v["data"]["attachments"].as_array_mut().unwrap() {
+                    if a["vm"].is_object() {
+                        a["vm"]["name"] = Value::Null;
+                    }
+                }
+                (v["reference"]["resource_id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    };
+    let want = vgs(&with_v3, json!({}));
+    assert_eq!(want.len(), estate.clusters * estate.volume_groups_per_cluster);
+    let got = vgs(&without_v3, json!({}));
+    assert_eq!(got, want, "the same volume groups through v4");
+    let calls = without_v3.state.calls_per_kind();
+    assert!(!calls.contains_key("volume_groups"), "the v3 probe's 404 is not a list page: {calls:?}");
+    assert_eq!(calls.get("v4/volume_groups"), Some(&1));
+    assert_eq!(calls.get("v4/volume_groups/disks"), Some(&(want.len() as u64)), "one call per volume group and part");
+    assert_eq!(calls.get("v4/volume_groups/external-iscsi-attachments"), Some(&(want.len() as u64)));
+    // A volume group whose disks cannot be read is an error resource, not a
+    // volume group without disks; the others are kept.
+    without_v3.set_faults(Faults { pages: vec![PageFault { kind: "volume_groups/disks".into(), offset: 0, status: 500, times: Some(1) }], ..Faults::default() });
+    let (rt, plugin) = host();
+    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+    ctx.secret = without_v3.secret();
+    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&without_v3.url()).unwrap();
+    ctx.options = json!({"max_retries": 0});
+    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
+    assert_eq!(r.expect("collect").errors, 1);
+    let err = records.iter().find(|r| r.is_error()).unwrap();
+    assert!(err.message.as_deref().unwrap().contains("its disks were not read"), "{err:?}");
+    assert_eq!(records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup")) && !r.is_error()).count(), want.len() - 1);
+
+    // Forcing v4 on a Prism that has both: no v3 call at all.
+    let forced = vgs(&with_v3, json!({"api_version": "v4"}));
+    assert_eq!(forced, want);
+    assert_eq!(with_v3.state.calls_per_kind().get("volume_groups"), Some(&2), "only the first run's probe and page");
 }

@@ -14,6 +14,9 @@
 //!   Nth call, truncated bodies, and failures pinned to given pages.
 //! - [`tls`]: optional HTTPS with a certificate from a throwaway CA, as an
 //!   untrusted Prism certificate would be.
+//! - v4 volume groups (`/api/volumes/v4.0/config/volume-groups`, disks and
+//!   attachments as sub-resources); [`SimConfig::v3_absent`] makes a v3 list
+//!   answer 404, as on a Prism Central that dropped it.
 //! - v4-only storage containers (`/api/clustermgmt/v4.0/config/storage-containers`;
 //!   the v3 list answers 404 for them, as Prism Central has none).
 //! - change filters for incremental collection: v3 `filter:
@@ -98,6 +101,9 @@ pub struct SimConfig {
     /// Also offer the v4 REST APIs (a Prism Central pc.2024.3 or later);
     /// without, v4 paths answer 404 as older Prism Centrals do.
     pub v4: bool,
+    /// v3 lists (`volume_groups`, ...) that answer 404, as on a Prism
+    /// Central that dropped them.
+    pub v3_absent: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -109,6 +115,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             tls: false,
             v4: false,
+            v3_absent: Vec::new(),
         }
     }
 }
@@ -127,6 +134,7 @@ pub struct SimState {
     per_kind: Mutex<BTreeMap<String, u64>>,
     unauthorized: AtomicU64,
     v4: bool,
+    v3_absent: Vec<String>,
 }
 
 impl SimState {
@@ -142,6 +150,7 @@ impl SimState {
             per_kind: Mutex::new(BTreeMap::new()),
             unauthorized: AtomicU64::new(0),
             v4: config.v4,
+            v3_absent: config.v3_absent,
         }
     }
 
@@ -290,7 +299,8 @@ type Answer = (u64, Option<(u16, u32)>, JsonBody);
 #[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
 fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Response> {
     let estate = state.estate();
-    let Some(entities) = estate.list(kind).filter(|_| kind != "storage_containers") else {
+    let absent = kind == "storage_containers" || state.v3_absent.iter().any(|k| k == kind);
+    let Some(entities) = estate.list(kind).filter(|_| !absent) else {
         return Err(v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found")));
     };
     let req: ListRequest = serde_json::from_slice(body)
@@ -534,6 +544,38 @@ async fn v4_node_stats(state: Arc<SimState>, cluster: String, host: Option<Strin
     }
 }
 
+/// `GET /api/volumes/v4.0/config/volume-groups/{extId}/{disks|vm-attachments|external-iscsi-attachments}`,
+/// paged like every v4 list.
+async fn v4_volume_group_part(
+    State(state): State<Arc<SimState>>,
+    Path((ext_id, part)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
+    if let Some(refused) = v4_gate(&state, &headers) {
+        return refused;
+    }
+    let page: u64 = q.get("$page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let limit: u64 = q.get("$limit").and_then(|l| l.parse().ok()).filter(|l| (1..=100).contains(l)).unwrap_or(50);
+    let (latency, fault) = state.decide_fault(&format!("volume_groups/{part}"), &format!("v4/volume_groups/{part}"), page * limit);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let items = {
+        let estate = state.estate();
+        let vg = estate.volume_groups.iter().find(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(ext_id.as_str()));
+        match vg.map(|vg| v4::volume_group_part(vg, &part)) {
+            Some(Some(items)) => items,
+            Some(None) => return v4_error(StatusCode::NOT_FOUND, "VOL-40402", &format!("no such part {part}")),
+            None => return v4_error(StatusCode::NOT_FOUND, "VOL-40401", &format!("volume group {ext_id} not found")),
+        }
+    };
+    let total = items.len();
+    let data: Vec<Value> = items.into_iter().skip((page * limit) as usize).take(limit as usize).collect();
+    faulty(fault, json!({"data": data, "metadata": {"totalAvailableResults": total}}), v4_error)
+}
+
 /// `POST /api/nutanix/v3/groups` for entity types `mh_vm`, `host` and
 /// `cluster`: each entity's latest usage (as strings, as Prism answers; a
 /// VM's are its v4 stats of bucket 0, none for powered-off VMs; hosts' and
@@ -645,6 +687,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
+        .route("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", get(v4_volume_group_part))
         .route(
             "/api/clustermgmt/v4.0/stats/clusters/{cluster}",
             get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {

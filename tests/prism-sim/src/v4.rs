@@ -22,7 +22,55 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("/api/vmm/v4.0/content/images", "images", "vmm.v4.content.Image"),
     ("/api/prism/v4.0/config/categories", "categories", "prism.v4.config.Category"),
     ("/api/clustermgmt/v4.0/config/storage-containers", "storage_containers", "clustermgmt.v4.config.StorageContainer"),
+    ("/api/volumes/v4.0/config/volume-groups", "volume_groups", "volumes.v4.config.VolumeGroup"),
 ];
+
+/// A v4 volume group (volumes API): disks and attachments are
+/// sub-resources ([`volume_group_part`]), not in the item.
+pub fn volume_group(v3: &Value) -> Value {
+    let r = s(v3, "/status/resources");
+    compact(json!({
+        "extId": s(v3, "/metadata/uuid"),
+        "name": s(v3, "/status/name"),
+        "description": s(v3, "/status/description"),
+        "clusterReference": s(v3, "/status/cluster_reference/uuid"),
+        "sharingStatus": r["sharing_status"],
+        "targetPrefix": r["iscsi_target_prefix"],
+        "storageFeatures": {"flashMode": {"isEnabled": r["flash_mode"] == "ENABLED"}},
+        "usageType": "USER",
+    }))
+}
+
+/// A volume group's `disks`, `vm-attachments` or
+/// `external-iscsi-attachments` (v4 items); `None` for another part.
+pub fn volume_group_part(v3: &Value, part: &str) -> Option<Vec<Value>> {
+    let r = s(v3, "/status/resources");
+    let vg = s(v3, "/metadata/uuid");
+    let vg = vg.as_str().unwrap_or_default();
+    let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+    Some(match part {
+        "disks" => list("disk_list")
+            .iter()
+            .map(|d| {
+                json!({"extId": crate::estate::uuid(&format!("{vg}-disk"), d["index"].as_u64().unwrap_or(0) as usize), "index": d["index"],
+                       "diskSizeBytes": d["disk_size_mib"].as_u64().map(|m| m * 1024 * 1024), "storageContainerId": d["storage_container_uuid"]})
+            })
+            .collect(),
+        "vm-attachments" => list("attachment_list")
+            .iter()
+            .filter(|a| a["vm_reference"].is_object())
+            .enumerate()
+            .map(|(i, a)| json!({"extId": a["vm_reference"]["uuid"], "index": i}))
+            .collect(),
+        "external-iscsi-attachments" => list("attachment_list")
+            .iter()
+            .filter(|a| a["iscsi_initiator_name"].is_string())
+            .enumerate()
+            .map(|(i, a)| json!({"extId": crate::estate::uuid(&format!("{vg}-iscsi"), i), "iscsiInitiatorName": a["iscsi_initiator_name"]}))
+            .collect(),
+        _ => return None,
+    })
+}
 
 /// Every category key/value pair used in the estate, with its extId.
 pub fn categories(estate: &Estate) -> Vec<(String, String, String)> {
@@ -283,6 +331,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                     "hosts" => host(e, &names),
                     "subnets" => subnet(e),
                     "storage_containers" => e.clone(),
+                    "volume_groups" => volume_group(e),
                     _ => image(e),
                 })
                 .collect()
