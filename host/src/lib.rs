@@ -66,6 +66,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod spool;
 pub mod store;
+pub mod telemetry;
 pub mod tenancy;
 pub mod testing;
 pub mod webhook;

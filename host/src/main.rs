@@ -17,6 +17,10 @@ struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `warn,guest=debug`.
     #[arg(long, global = true, env = "CF_HOST_LOG", default_value = "warn")]
     log: String,
+    /// Export spans (one per sandbox call, with tenant, plugin and run) over
+    /// OTLP/gRPC to this OpenTelemetry collector, e.g. `http://otel:4317`.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -350,12 +354,6 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -363,13 +361,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.cmd)) {
+    let telemetry = {
+        let _in_runtime = rt.enter();
+        match cf_host::telemetry::init(&cli.log, cli.otlp_endpoint.as_deref(), std::io::stderr().is_terminal()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = match rt.block_on(run(cli.cmd)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    };
+    {
+        let _in_runtime = rt.enter();
+        telemetry.shutdown();
     }
+    code
 }
 
 fn load_tenancy(path: Option<&Path>) -> Result<cf_host::tenancy::TenancyConfig, String> {

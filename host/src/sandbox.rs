@@ -20,6 +20,7 @@ use crate::host::log::{LogCtx, LogLine};
 use crate::host::state::{MemoryState, Namespace, StateBackend, StateCtx};
 use crate::host::types::TypesCtx;
 use crate::limits::Limits;
+use tracing::Instrument as _;
 use crate::tenancy::{MemoryBudget, Tenancy, TenancyConfig, TenantSlot};
 use crate::record::Record;
 use crate::secret::Redactor;
@@ -559,10 +560,20 @@ impl Runtime {
         // Counts the sandbox as active until this future ends, also when it
         // is dropped mid-run (a cancelled stream cancels its run that way).
         let active = self.metrics.sandbox_guard();
+        let span = tracing::info_span!(
+            "run",
+            call = call_name,
+            tenant = %ctx.tenant,
+            plugin = %plugin.name,
+            digest = %plugin.short_digest(),
+            run = %ctx.run_id,
+            outcome = tracing::field::Empty,
+        );
         let outcome = tokio::time::timeout(wall, async {
             let bindings = plugin.pre.instantiate_async(&mut store).await?;
             call(&bindings, &mut store).await
         })
+        .instrument(span.clone())
         .await;
         let result = match outcome {
             Err(_) => Err(RunError::Limit(LimitExceeded {
@@ -572,6 +583,10 @@ impl Runtime {
             Ok(Err(e)) => Err(map_trap(&e, store.data())),
             Ok(Ok(v)) => Ok(v),
         };
+        span.record("outcome", match &result {
+            Ok(_) => "OK",
+            Err(e) => e.code().grpc_name(),
+        });
         drop(active);
         self.observe(call_name, started.elapsed(), &result, store.data());
         (result, Some(Finished { store, _permits: (tenant_permit, permit) }))

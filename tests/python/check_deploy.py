@@ -127,14 +127,19 @@ def check(root):
     spec = objs["Deployment"]["spec"]["template"]["spec"]
     assert {"name": "plugins", "mountPath": "/plugins"} in spec["containers"][0]["volumeMounts"]
     assert {"name": "plugins", "persistentVolumeClaim": {"claimName": "plugins"}} in spec["volumes"]
-    assert "env" not in spec["containers"][0] and "envFrom" not in spec["containers"][0]
+    assert spec["containers"][0]["env"] == [{"name": "CF_HOST_LOG", "value": "warn"}] and "envFrom" not in spec["containers"][0]
 
     # Plugins from an OCI registry, with registry credentials from a Secret.
     ref = "registry.example.com/cloudforet/nutanix:1.3.0"
     objs = render_chart(root, {"pluginOci": ref, "ociSecret": "oci-creds"})
     container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["env"] == [{"name": "CF_HOST_PLUGIN_OCI", "value": ref}], container.get("env")
+    assert container["env"] == [{"name": "CF_HOST_LOG", "value": "warn"}, {"name": "CF_HOST_PLUGIN_OCI", "value": ref}], container.get("env")
     assert container["envFrom"] == [{"secretRef": {"name": "oci-creds"}}], container.get("envFrom")
+
+    # Span export to an OpenTelemetry collector.
+    objs = render_chart(root, {"otlpEndpoint": "http://otel:4317", "logLevel": "info"})
+    container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "CF_HOST_LOG", "value": "info"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}], container.get("env")
 
     docker = (root / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", docker, re.M)) >= 2, "multi-stage build"
