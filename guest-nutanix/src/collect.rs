@@ -362,13 +362,17 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
     }
 
     /// Volume groups: through v3, whose list carries their disks and
-    /// attachments, unless `api_version=v4` or this Prism Central no longer
-    /// offers the v3 list (a 404 to a one-entity probe); then through v4,
-    /// where each volume group's disks and attachments are three more calls.
+    /// attachments, unless `api_version=v4` or (with `auto`) this Prism
+    /// Central no longer offers the v3 list (a 404 to a one-entity probe);
+    /// then through v4, where each volume group's disks and attachments are
+    /// three more calls. `api_version=v3` never reads v4.
     fn list_volume_groups(&mut self, first_page_fatal: bool, mut each: impl FnMut(&mut Self, Item)) -> Result<(), Error> {
         let kind = Kind::VolumeGroup;
-        let v3 = self.opts.api_version != ApiChoice::V4
-            && !matches!(self.fetch_page(kind, Api::V3, None, &Query::All, 0, 1), Err(PageError::Failed(Error::NotFound(_))));
+        let v3 = match self.opts.api_version {
+            ApiChoice::V3 => true,
+            ApiChoice::V4 => false,
+            ApiChoice::Auto => !matches!(self.fetch_page(kind, Api::V3, None, &Query::All, 0, 1), Err(PageError::Failed(Error::NotFound(_)))),
+        };
         if v3 {
             return self.list_all(kind, Api::V3, None, first_page_fatal, each).map(|_| ());
         }

@@ -398,6 +398,17 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
     assert!(err.message.as_deref().unwrap().contains("its disks were not read"), "{err:?}");
     assert_eq!(records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup")) && !r.is_error()).count(), want.len() - 1);
 
+    // Forcing v3 where the v3 list is gone: an error resource, no v4 call.
+    let before = without_v3.state.calls_per_kind();
+    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
+    ctx.secret = without_v3.secret();
+    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&without_v3.url()).unwrap();
+    ctx.options = json!({"api_version": "v3", "max_retries": 0});
+    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
+    assert_eq!(r.expect("collect").errors, 1);
+    assert!(records.iter().find(|r| r.is_error()).unwrap().message.as_deref().unwrap().contains("HTTP 404"));
+    assert_eq!(without_v3.state.calls_per_kind().get("v4/volume_groups"), before.get("v4/volume_groups"), "no v4 call");
+
     // Forcing v4 on a Prism that has both: no v3 call at all.
     let forced = vgs(&with_v3, json!({"api_version": "v4"}));
     assert_eq!(forced, want);
