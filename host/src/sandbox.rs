@@ -764,11 +764,15 @@ impl Runtime {
         r
     }
 
-    /// `cost-source.init`: the data source's metadata (a JSON object).
-    pub async fn cost_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
+    /// `cost-source.init` or `metric-source.init`: the data source's
+    /// metadata (a JSON object).
+    pub async fn source_init(&self, role: Role, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
         let options = ctx.options.to_string();
-        let text = self.role_call("cost_init", Role::Cost, plugin, ctx, async |b, s| b.cost_init(s, &options).await).await?;
-        json_object("cost data source metadata", &text)
+        let text = match role {
+            Role::Cost => self.role_call("cost_init", role, plugin, ctx, async |b, s| b.cost_init(s, &options).await).await?,
+            Role::Metric => self.role_call("metric_init", role, plugin, ctx, async |b, s| b.metric_init(s, &options).await).await?,
+        };
+        json_object(&format!("{} metadata", role.what()), &text)
     }
 
     /// `cost-source.get-tasks`: the cost tasks.
@@ -783,12 +787,6 @@ impl Runtime {
             .collect()
     }
 
-    /// `metric-source.init`: the data source's metadata (a JSON object).
-    pub async fn metric_init(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Value, RunError> {
-        let options = ctx.options.to_string();
-        let text = self.role_call("metric_init", Role::Metric, plugin, ctx, async |b, s| b.metric_init(s, &options).await).await?;
-        json_object("monitoring data source metadata", &text)
-    }
 
     /// `metric-source.list-metrics` for the resources in `query`.
     pub async fn metric_list(&self, plugin: &Plugin, ctx: &RunContext, query: &Value) -> Result<Vec<MetricInfo>, RunError> {
@@ -902,19 +900,27 @@ impl Role {
         }
     }
 
+    /// What a component with this role is, in messages.
+    fn what(self) -> &'static str {
+        match self {
+            Role::Cost => "cost data source",
+            Role::Metric => "monitoring data source",
+        }
+    }
+
     /// The component exports the role's interface, or a typed error saying
     /// it does not.
     pub fn check(self, plugin: &Plugin) -> Result<(), RunError> {
-        let (has, what) = match self {
-            Role::Cost => (plugin.pre.is_cost_source(), "cost data source"),
-            Role::Metric => (plugin.pre.is_metric_source(), "monitoring data source"),
+        let has = match self {
+            Role::Cost => plugin.pre.is_cost_source(),
+            Role::Metric => plugin.pre.is_metric_source(),
         };
         if has {
             return Ok(());
         }
         Err(RunError::Collector(
             crate::ErrorCode::InvalidArgument,
-            format!("{} is not a {what} (it does not export cloudforet:collector/{})", plugin.name, self.export()),
+            format!("{} is not a {} (it does not export cloudforet:collector/{})", plugin.name, self.what(), self.export()),
         ))
     }
 }

@@ -10,7 +10,7 @@
 use super::convert::{json_to_struct, status, struct_to_json};
 use super::{shutting_down, PluginService, STREAM_BUFFER};
 use crate::record::{Record, ResourceType};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -69,11 +69,8 @@ pub fn cost_info(r: &Record) -> CostInfo {
 #[tonic::async_trait]
 impl DataSource for PluginService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
-        let options = struct_to_json(req.get_ref().options.clone());
-        let ctx = self.unary_context(&req, options, json!({}))?;
-        let plugin = self.plugin(&ctx)?;
-        let m = self.unless_cancelled(async { self.registry.runtime().cost_init(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
-        Ok(Response::new(PluginInfo { metadata: m.as_object().map(json_to_struct) }))
+        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::sandbox::Role::Cost).await?;
+        Ok(Response::new(PluginInfo { metadata }))
     }
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {

@@ -172,6 +172,15 @@ impl PluginService {
 
     /// `verify` of a data source protocol: `collector.verify`, for a plugin
     /// that exports the `role`'s interface (else INVALID_ARGUMENT saying so).
+    /// `DataSource.init` of the cost and monitoring protocols: the
+    /// component's data source metadata for `role`.
+    async fn init_data_source(&self, req: &Request<impl Send>, options: Option<prost_types::Struct>, role: crate::sandbox::Role) -> Result<Option<prost_types::Struct>, Status> {
+        let ctx = self.unary_context(req, struct_to_json(options), json!({}))?;
+        let plugin = self.plugin(&ctx)?;
+        let m = self.unless_cancelled(async { self.registry.runtime().source_init(role, &plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
+        Ok(m.as_object().map(json_to_struct))
+    }
+
     async fn verify_data_source(
         &self,
         req: &Request<impl Send>,
@@ -354,36 +363,25 @@ pub async fn serve(
     use monitoring::pb::{data_source_server::DataSourceServer as MonDataSourceServer, metric_server::MetricServer};
     let protocol = service.config.protocol;
     let (health, health_service) = tonic_health::server::health_reporter();
+    // The services this protocol serves, as health reports them.
+    let services: Vec<&'static str> = {
+        use tonic::server::NamedService;
+        match protocol {
+            Protocol::Inventory => vec![<CollectorServer<PluginService> as NamedService>::NAME, <JobServer<PluginService> as NamedService>::NAME],
+            Protocol::CostAnalysis => vec![
+                <DataSourceServer<PluginService> as NamedService>::NAME,
+                <CostJobServer<PluginService> as NamedService>::NAME,
+                <CostServer<PluginService> as NamedService>::NAME,
+            ],
+            Protocol::Monitoring => vec![<MonDataSourceServer<PluginService> as NamedService>::NAME, <MetricServer<PluginService> as NamedService>::NAME],
+        }
+    };
     let serving = |on: bool| {
-        let health = health.clone();
+        let (health, services) = (health.clone(), services.clone());
         async move {
-            match (protocol, on) {
-                (Protocol::Inventory, true) => {
-                    health.set_serving::<CollectorServer<PluginService>>().await;
-                    health.set_serving::<JobServer<PluginService>>().await;
-                }
-                (Protocol::Inventory, false) => {
-                    health.set_not_serving::<CollectorServer<PluginService>>().await;
-                    health.set_not_serving::<JobServer<PluginService>>().await;
-                }
-                (Protocol::CostAnalysis, true) => {
-                    health.set_serving::<DataSourceServer<PluginService>>().await;
-                    health.set_serving::<CostJobServer<PluginService>>().await;
-                    health.set_serving::<CostServer<PluginService>>().await;
-                }
-                (Protocol::CostAnalysis, false) => {
-                    health.set_not_serving::<DataSourceServer<PluginService>>().await;
-                    health.set_not_serving::<CostJobServer<PluginService>>().await;
-                    health.set_not_serving::<CostServer<PluginService>>().await;
-                }
-                (Protocol::Monitoring, true) => {
-                    health.set_serving::<MonDataSourceServer<PluginService>>().await;
-                    health.set_serving::<MetricServer<PluginService>>().await;
-                }
-                (Protocol::Monitoring, false) => {
-                    health.set_not_serving::<MonDataSourceServer<PluginService>>().await;
-                    health.set_not_serving::<MetricServer<PluginService>>().await;
-                }
+            let status = if on { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            for name in services {
+                health.set_service_status(name, status).await;
             }
         }
     };

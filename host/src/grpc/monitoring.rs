@@ -7,7 +7,7 @@
 use super::convert::{json_to_struct, json_to_value, status, struct_to_json};
 use super::PluginService;
 use crate::sandbox::MetricQuery;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 /// Generated protocol types and services.
@@ -29,11 +29,8 @@ fn object(v: &Value) -> Option<prost_types::Struct> {
 #[tonic::async_trait]
 impl DataSource for PluginService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
-        let options = struct_to_json(req.get_ref().options.clone());
-        let ctx = self.unary_context(&req, options, json!({}))?;
-        let plugin = self.plugin(&ctx)?;
-        let m = self.unless_cancelled(async { self.registry.runtime().metric_init(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
-        Ok(Response::new(PluginInfo { metadata: object(&m) }))
+        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::sandbox::Role::Metric).await?;
+        Ok(Response::new(PluginInfo { metadata }))
     }
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
