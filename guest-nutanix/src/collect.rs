@@ -387,7 +387,8 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 return;
             };
             for (part, key) in v4::VOLUME_GROUP_PARTS {
-                match c.v4_all(&format!("{base}{}/{}/{part}", v4::VOLUME_GROUPS_PATH, percent_encode(&id))) {
+                let url = format!("{base}{}/{}/{part}", v4::VOLUME_GROUPS_PATH, percent_encode(&id));
+                match crate::metrics::get_all(c.transport, &c.opts, &c.secret, &url) {
                     Ok(items) => raw[key] = Value::Array(items),
                     Err(e) => {
                         c.push_error(kind, format!("volume group {id}: its {part} were not read: {}", error_text(&e)));
@@ -408,23 +409,6 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             self.push_error(kind, msg);
         }
         Ok(())
-    }
-
-    /// Every item of a small v4 list (a volume group's parts), page by page
-    /// with the collector's retries.
-    fn v4_all(&mut self, url: &str) -> Result<Vec<Value>, Error> {
-        let mut all = Vec::new();
-        for page in 0..1_000u32 {
-            let body = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Get, &format!("{url}?$page={page}&$limit={}", v4::MAX_LIMIT), None)?;
-            let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-            let n = items.len();
-            all.extend(items);
-            let total = body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
-            if n < v4::MAX_LIMIT as usize || total.is_some_and(|t| all.len() as u64 >= t) {
-                break;
-            }
-        }
-        Ok(all)
     }
 
     /// v3 lists category keys; each key's values come from its own list.
@@ -872,21 +856,10 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 })?;
             }
             Api::V3 => {
-                let url = format!("{}{}", self.secret.endpoint.base_url(), usage::GROUPS_PATH);
-                let length = self.opts.page_size;
-                let mut offset = 0u64;
-                loop {
-                    let body = incremental::v3_ids_request(offset, length).to_string().into_bytes();
-                    let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))
-                        .map_err(|e| Abort::Full(format!("VM ids (groups API) not read: {}", error_text(&e))))?;
-                    let (total, got) = usage::parse_page(Kind::Vm, &page).map_err(|e| Abort::Full(format!("VM ids (groups API): {e}")))?;
-                    let n = got.len() as u64;
-                    ids.extend(got.into_keys());
-                    offset += n;
-                    if n == 0 || offset >= total {
-                        break;
-                    }
-                }
+                let all = self
+                    .read_groups(Kind::Vm, |offset, length| usage::groups_request(Kind::Vm, ["vm_name"], offset, length))
+                    .map_err(|e| Abort::Full(format!("VM ids (groups API) not read: {}", error_text(&e))))?;
+                ids.extend(all.into_keys());
             }
         }
         Ok(ids)
@@ -924,14 +897,20 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         }
     }
 
-    /// The usage of every entity of `kind` through the groups API, page by page.
+    /// The usage of every entity of `kind` through the groups API.
     fn read_usage(&mut self, kind: Kind) -> Result<std::collections::BTreeMap<String, Value>, Error> {
+        self.read_groups(kind, |offset, length| usage::request(kind, offset, length))
+    }
+
+    /// Every entity of `kind` through the groups API, page by page (`body`
+    /// builds a page's request): uuid → the usage values it carries.
+    fn read_groups(&mut self, kind: Kind, body: impl Fn(u64, u32) -> Value) -> Result<std::collections::BTreeMap<String, Value>, Error> {
         let url = format!("{}{}", self.secret.endpoint.base_url(), usage::GROUPS_PATH);
         let length = self.opts.page_size;
         let mut all = std::collections::BTreeMap::new();
         let mut offset = 0u64;
         loop {
-            let body = usage::request(kind, offset, length).to_string().into_bytes();
+            let body = body(offset, length).to_string().into_bytes();
             let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))?;
             let (total, got) = usage::parse_page(kind, &page).map_err(Error::Unavailable)?;
             let n = got.len() as u64;

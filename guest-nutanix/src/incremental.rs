@@ -31,7 +31,7 @@ use crate::config::{ApiChoice, Incremental};
 use crate::normalize::Context;
 use crate::record::CloudService;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Version of the cache layout; a change makes every cache stale.
 pub const FORMAT: u32 = 1;
@@ -182,17 +182,6 @@ pub fn v3_filter(since: &str) -> String {
 /// The v4 list's `$filter` (not yet URL-encoded).
 pub fn v4_filter(since: &str) -> String {
     format!("updateTime ge {since}")
-}
-
-/// One page of VM ids from the v3 groups API.
-pub fn v3_ids_request(offset: u64, length: u32) -> Value {
-    json!({
-        "entity_type": "mh_vm",
-        "group_member_attributes": [{"attribute": "vm_name"}],
-        "group_member_count": length,
-        "group_member_offset": offset,
-        "group_member_sort_attribute": "vm_name",
-    })
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-01-15T10:20:30Z`,

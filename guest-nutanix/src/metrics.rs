@@ -178,24 +178,17 @@ fn targets<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, ids: impl I
     let base = secret.endpoint.base_url();
     let mut nodes: BTreeMap<String, Target> = BTreeMap::new();
     for (path, hosts) in [(CLUSTERS_PATH, false), (HOSTS_PATH, true)] {
-        for page in 0..1_000u32 {
-            let body = call_json(t, opts, secret, Method::Get, &format!("{base}{path}?$page={page}&$limit=100"), None)?;
-            let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-            for item in &items {
-                let Some(id) = item.get("extId").and_then(Value::as_str) else { continue };
-                let target = if hosts {
-                    match item.pointer("/cluster/uuid").and_then(Value::as_str) {
-                        Some(c) => Target::Host { cluster: c.to_string() },
-                        None => continue,
-                    }
-                } else {
-                    Target::Cluster
-                };
-                nodes.insert(id.to_string(), target);
-            }
-            if items.len() < 100 {
-                break;
-            }
+        for item in get_all(t, opts, secret, &format!("{base}{path}"))? {
+            let Some(id) = item.get("extId").and_then(Value::as_str) else { continue };
+            let target = if hosts {
+                match item.pointer("/cluster/uuid").and_then(Value::as_str) {
+                    Some(c) => Target::Host { cluster: c.to_string() },
+                    None => continue,
+                }
+            } else {
+                Target::Cluster
+            };
+            nodes.insert(id.to_string(), target);
         }
     }
     Ok(ids.map(|id| {
@@ -322,6 +315,25 @@ pub fn get_data<T: Transport>(
 /// One call answered with JSON, with the collector's retry policy (429 with
 /// `Retry-After`, 5xx, timeouts, connection errors); 404 is an entity or
 /// API Prism does not know.
+/// Every item of a v4 list at `url` (no query), page by page with
+/// [`call_json`]'s retries: for the small lists read whole (clusters and
+/// hosts to tell resources apart, a volume group's parts).
+pub(crate) fn get_all<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, url: &str) -> Result<Vec<Value>, Error> {
+    let limit = crate::v4::MAX_LIMIT;
+    let mut all = Vec::new();
+    for page in 0..1_000u32 {
+        let body = call_json(t, opts, secret, Method::Get, &format!("{url}?$page={page}&$limit={limit}"), None)?;
+        let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+        let n = items.len();
+        all.extend(items);
+        let total = body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
+        if n < limit as usize || total.is_some_and(|t| all.len() as u64 >= t) {
+            break;
+        }
+    }
+    Ok(all)
+}
+
 pub(crate) fn call_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, method: Method, url: &str, body: Option<Vec<u8>>) -> Result<Value, Error> {
     let base = secret.endpoint.base_url();
     let mut attempt = 0;

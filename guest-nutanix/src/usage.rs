@@ -51,14 +51,24 @@ pub fn attributes(kind: Kind) -> &'static [Attribute] {
 
 pub const GROUPS_PATH: &str = "/api/nutanix/v3/groups";
 
-/// The request body of one page of `kind` (VMs, hosts or clusters).
+/// The request body of one page of `kind`'s usage (VMs, hosts or clusters).
 pub fn request(kind: Kind, offset: u64, length: u32) -> Value {
-    json!({
+    groups_request(kind, attributes(kind).iter().map(|(a, _, _)| *a), offset, length)
+}
+
+/// One page of a groups query for `attributes` of every entity of `kind`;
+/// VMs are sorted by name, so their pages are stable.
+pub fn groups_request<'a>(kind: Kind, attributes: impl IntoIterator<Item = &'a str>, offset: u64, length: u32) -> Value {
+    let mut body = json!({
         "entity_type": entity_type(kind).unwrap_or("mh_vm"),
-        "group_member_attributes": attributes(kind).iter().map(|(a, _, _)| json!({"attribute": a})).collect::<Vec<_>>(),
+        "group_member_attributes": attributes.into_iter().map(|a| json!({"attribute": a})).collect::<Vec<_>>(),
         "group_member_count": length,
         "group_member_offset": offset,
-    })
+    });
+    if kind == Kind::Vm {
+        body["group_member_sort_attribute"] = json!("vm_name");
+    }
+    body
 }
 
 /// One page: (total entities, entity uuid → usage object).
@@ -163,6 +173,10 @@ mod tests {
             {"name": "hypervisor_num_received_bytes", "values": [{"values": ["1024"]}]}]}]}]});
         assert_eq!(parse_page(Kind::Host, &host).unwrap().1["h-1"], json!({"memory_percent": 25.0, "network_received_bytes": 1024.0}));
         assert_eq!(request(Kind::Cluster, 0, 10)["entity_type"], "cluster");
+        // VM pages are sorted by name, so paging is stable.
+        assert_eq!(request(Kind::Vm, 0, 10)["group_member_sort_attribute"], "vm_name");
+        assert!(request(Kind::Host, 0, 10).get("group_member_sort_attribute").is_none());
+        assert_eq!(groups_request(Kind::Vm, ["vm_name"], 0, 10)["group_member_attributes"], json!([{"attribute": "vm_name"}]));
         assert_eq!(entity_type(Kind::Image), None);
     }
 
