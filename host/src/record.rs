@@ -271,193 +271,260 @@ fn check_str(field: &str, v: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn required(field: &str, v: &str) -> Result<Value, Invalid> {
+fn required(field: &str, v: &str) -> Result<(), Invalid> {
     check_str(field, v)?;
     if v.trim().is_empty() {
         return Err(Invalid(format!("field '{field}' is empty")));
     }
-    Ok(Value::String(v.to_string()))
+    Ok(())
 }
 
-fn optional(field: &str, v: &Option<String>) -> Result<Value, Invalid> {
-    match v {
-        Some(s) => {
-            check_str(field, s)?;
-            Ok(Value::String(s.clone()))
-        }
-        None => Ok(Value::Null),
+fn optional(field: &str, v: &Option<String>) -> Result<(), Invalid> {
+    v.as_deref().map_or(Ok(()), |s| check_str(field, s))
+}
+
+fn strings(field: &str, list: &[String]) -> Result<(), Invalid> {
+    list.iter().try_for_each(|s| check_str(field, s))
+}
+
+fn tags(t: &[(String, String)]) -> Result<(), Invalid> {
+    t.iter().try_for_each(|(k, v)| check_str("tags", k).and_then(|()| check_str("tags", v)))
+}
+
+fn finite(field: &str, v: f64) -> Result<(), Invalid> {
+    if !v.is_finite() {
+        return Err(Invalid(format!("field '{field}' is not a finite number")));
     }
+    Ok(())
 }
 
-/// A JSON object field, validated without building a tree: empty text
-/// means `{}`.
-fn json_object(field: &'static str, text: &str) -> Result<(&'static str, Box<RawValue>), Invalid> {
-    let text = text.trim();
-    if text.is_empty() {
+/// A JSON object field, validated without building a tree and kept as the
+/// guest's own text (no copy): empty text means `{}`.
+fn json_object(field: &'static str, text: &mut String) -> Result<(&'static str, Box<RawValue>), Invalid> {
+    let text = std::mem::take(text);
+    if text.trim().is_empty() {
         return Ok((field, RawValue::from_string("{}".into()).map_err(|e| Invalid(e.to_string()))?));
     }
-    match serde_json::from_str::<&RawValue>(text) {
-        Ok(raw) if raw.get().starts_with('{') => Ok((field, raw.to_owned())),
+    match RawValue::from_string(text) {
+        Ok(raw) if raw.get().starts_with('{') => Ok((field, raw)),
         Ok(_) => Err(Invalid(format!("field '{field}' is not a JSON object"))),
         Err(e) => Err(Invalid(format!("field '{field}' is not valid JSON: {e}"))),
     }
 }
 
-fn tags(t: &[(String, String)]) -> Result<Value, Invalid> {
-    let mut m = Map::new();
-    for (k, v) in t {
-        check_str("tags", k)?;
-        check_str("tags", v)?;
-        m.insert(k.clone(), Value::String(v.clone()));
-    }
-    Ok(Value::Object(m))
+/// Converters of checked fields: they move the guest's strings into the
+/// resource.
+fn text(v: String) -> Value {
+    Value::String(v)
 }
 
-fn strings(field: &str, list: &[String]) -> Result<Value, Invalid> {
-    for s in list {
-        check_str(field, s)?;
-    }
-    Ok(json!(list))
+fn opt(v: Option<String>) -> Value {
+    v.map_or(Value::Null, Value::String)
 }
 
-fn obj(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+fn list(v: Vec<String>) -> Value {
+    Value::Array(v.into_iter().map(Value::String).collect())
+}
+
+fn tag_map(t: Vec<(String, String)>) -> Value {
+    Value::Object(t.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+fn number(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-fn cloud_service(c: &emit::CloudService) -> Result<Record, Invalid> {
-    let instance_size = match c.instance_size {
-        Some(f) if !f.is_finite() => return Err(Invalid("field 'instance_size' is not a finite number".into())),
-        Some(f) => json!(f),
-        None => Value::Null,
-    };
-    let resource = obj(vec![
-        ("name", required("name", &c.name)?),
-        ("cloud_service_type", required("cloud_service_type", &c.cloud_service_type)?),
-        ("cloud_service_group", required("cloud_service_group", &c.cloud_service_group)?),
-        ("provider", required("provider", &c.provider)?),
-        ("ip_addresses", strings("ip_addresses", &c.ip_addresses)?),
-        ("account", optional("account", &c.account)?),
-        ("instance_type", optional("instance_type", &c.instance_type)?),
-        ("instance_size", instance_size),
-        ("launched_at", optional("launched_at", &c.launched_at)?),
-        ("region_code", optional("region_code", &c.region_code)?),
-        (
-            "reference",
-            json!({
-                "resource_id": required("reference.resource_id", &c.reference.resource_id)?,
-                "external_link": optional("reference.external_link", &c.reference.external_link)?,
-            }),
-        ),
-        ("tags", tags(&c.tags)?),
+/// Runs an item's checks (which may take its JSON fields) and names the
+/// item in the rejection when one fails.
+fn checked<T>(what: &str, names: [&str; 3], checks: Result<T, Invalid>) -> Result<T, Rejected> {
+    checks.map_err(|Invalid(why)| rejected(what, why, names[0], names[1], names[2]))
+}
+
+fn cloud_service(mut c: emit::CloudService) -> Result<Record, Rejected> {
+    let checks = (|| {
+        required("name", &c.name)?;
+        required("cloud_service_type", &c.cloud_service_type)?;
+        required("cloud_service_group", &c.cloud_service_group)?;
+        required("provider", &c.provider)?;
+        strings("ip_addresses", &c.ip_addresses)?;
+        optional("account", &c.account)?;
+        optional("instance_type", &c.instance_type)?;
+        if let Some(f) = c.instance_size {
+            finite("instance_size", f)?;
+        }
+        optional("launched_at", &c.launched_at)?;
+        optional("region_code", &c.region_code)?;
+        required("reference.resource_id", &c.reference.resource_id)?;
+        optional("reference.external_link", &c.reference.external_link)?;
+        tags(&c.tags)?;
+        Ok(vec![json_object("data", &mut c.data)?, json_object("metadata", &mut c.metadata)?])
+    })();
+    let raw = checked("CloudService", [&c.cloud_service_group, &c.cloud_service_type, &c.provider], checks)?;
+    let mut reference = Map::new();
+    reference.insert("resource_id".into(), text(c.reference.resource_id));
+    reference.insert("external_link".into(), opt(c.reference.external_link));
+    let resource = obj([
+        ("name", text(c.name)),
+        ("cloud_service_type", text(c.cloud_service_type)),
+        ("cloud_service_group", text(c.cloud_service_group)),
+        ("provider", text(c.provider)),
+        ("ip_addresses", list(c.ip_addresses)),
+        ("account", opt(c.account)),
+        ("instance_type", opt(c.instance_type)),
+        ("instance_size", c.instance_size.map_or(Value::Null, number)),
+        ("launched_at", opt(c.launched_at)),
+        ("region_code", opt(c.region_code)),
+        ("reference", Value::Object(reference)),
+        ("tags", tag_map(c.tags)),
     ]);
-    let raw = vec![json_object("data", &c.data)?, json_object("metadata", &c.metadata)?];
     Ok(Record { resource_type: ResourceType::CloudService, state: State::Success, message: None, resource, raw })
 }
 
-fn cloud_service_type(t: &emit::CloudServiceType) -> Result<Record, Invalid> {
-    let resource = obj(vec![
-        ("name", required("name", &t.name)?),
-        ("group", required("group", &t.group)?),
-        ("provider", required("provider", &t.provider)?),
+fn cloud_service_type(mut t: emit::CloudServiceType) -> Result<Record, Rejected> {
+    let checks = (|| {
+        required("name", &t.name)?;
+        required("group", &t.group)?;
+        required("provider", &t.provider)?;
+        optional("service_code", &t.service_code)?;
+        tags(&t.tags)?;
+        strings("labels", &t.labels)?;
+        Ok(vec![json_object("metadata", &mut t.metadata)?])
+    })();
+    let raw = checked("CloudServiceType", [&t.group, &t.name, &t.provider], checks)?;
+    let resource = obj([
+        ("name", text(t.name)),
+        ("group", text(t.group)),
+        ("provider", text(t.provider)),
         ("is_primary", Value::Bool(t.is_primary)),
         ("is_major", Value::Bool(t.is_major)),
-        ("service_code", optional("service_code", &t.service_code)?),
-        ("tags", tags(&t.tags)?),
-        ("labels", strings("labels", &t.labels)?),
+        ("service_code", opt(t.service_code)),
+        ("tags", tag_map(t.tags)),
+        ("labels", list(t.labels)),
     ]);
-    let raw = vec![json_object("metadata", &t.metadata)?];
     Ok(Record { resource_type: ResourceType::CloudServiceType, state: State::Success, message: None, resource, raw })
 }
 
-fn region(r: &emit::Region) -> Result<Record, Invalid> {
-    let resource = obj(vec![
-        ("name", required("name", &r.name)?),
-        ("region_code", required("region_code", &r.region_code)?),
-        ("provider", required("provider", &r.provider)?),
-        ("tags", tags(&r.tags)?),
+fn region(r: emit::Region) -> Result<Record, Rejected> {
+    let checks = required("name", &r.name)
+        .and_then(|()| required("region_code", &r.region_code))
+        .and_then(|()| required("provider", &r.provider))
+        .and_then(|()| tags(&r.tags));
+    checked("Region", ["", "", &r.provider], checks)?;
+    let resource = obj([
+        ("name", text(r.name)),
+        ("region_code", text(r.region_code)),
+        ("provider", text(r.provider)),
+        ("tags", tag_map(r.tags)),
     ]);
     Ok(Record { resource_type: ResourceType::Region, state: State::Success, message: None, resource, raw: Vec::new() })
 }
 
-fn error_resource(e: &emit::ErrorResource) -> Result<Record, Invalid> {
-    check_str("message", &e.message)?;
-    let resource = obj(vec![
-        ("provider", Value::String(e.provider.clone())),
-        ("cloud_service_group", Value::String(e.cloud_service_group.clone())),
-        ("cloud_service_type", Value::String(e.cloud_service_type.clone())),
-        ("resource_type", Value::String(e.resource_type.clone())),
+fn error_resource(e: emit::ErrorResource) -> Result<Record, Rejected> {
+    let checks = check_str("message", &e.message)
+        .and_then(|()| check_str("provider", &e.provider))
+        .and_then(|()| check_str("cloud_service_group", &e.cloud_service_group))
+        .and_then(|()| check_str("cloud_service_type", &e.cloud_service_type))
+        .and_then(|()| check_str("resource_type", &e.resource_type));
+    checked("ErrorResource", ["", "", &e.provider], checks)?;
+    let resource = obj([
+        ("provider", text(e.provider)),
+        ("cloud_service_group", text(e.cloud_service_group)),
+        ("cloud_service_type", text(e.cloud_service_type)),
+        ("resource_type", text(e.resource_type)),
     ]);
-    for (k, v) in &resource {
-        check_str(k, v.as_str().unwrap_or_default())?;
-    }
     Ok(Record {
         resource_type: ResourceType::ErrorResource,
         state: State::Failure,
-        message: Some(if e.message.is_empty() { "unspecified error".into() } else { e.message.clone() }),
+        message: Some(if e.message.is_empty() { "unspecified error".into() } else { e.message }),
         resource,
         raw: Vec::new(),
     })
 }
 
-fn namespace(n: &emit::Namespace) -> Result<Record, Invalid> {
-    let resource = obj(vec![
-        ("namespace_id", required("namespace_id", &n.namespace_id)?),
-        ("name", required("name", &n.name)?),
-        ("category", required("category", &n.category)?),
-        ("resource_type", required("resource_type", &n.resource_type)?),
-        ("group", required("group", &n.group)?),
-        ("provider", required("provider", &n.provider)?),
-        ("icon", optional("icon", &n.icon)?),
-        ("tags", tags(&n.tags)?),
+fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
+    let checks = required("namespace_id", &n.namespace_id)
+        .and_then(|()| required("name", &n.name))
+        .and_then(|()| required("category", &n.category))
+        .and_then(|()| required("resource_type", &n.resource_type))
+        .and_then(|()| required("group", &n.group))
+        .and_then(|()| required("provider", &n.provider))
+        .and_then(|()| optional("icon", &n.icon))
+        .and_then(|()| tags(&n.tags));
+    checked("Namespace", [&n.group, "", &n.provider], checks)?;
+    let resource = obj([
+        ("namespace_id", text(n.namespace_id)),
+        ("name", text(n.name)),
+        ("category", text(n.category)),
+        ("resource_type", text(n.resource_type)),
+        ("group", text(n.group)),
+        ("provider", text(n.provider)),
+        ("icon", opt(n.icon)),
+        ("tags", tag_map(n.tags)),
     ]);
     Ok(Record { resource_type: ResourceType::Namespace, state: State::Success, message: None, resource, raw: Vec::new() })
 }
 
-fn metric(m: &emit::Metric) -> Result<Record, Invalid> {
-    let resource = obj(vec![
-        ("metric_id", required("metric_id", &m.metric_id)?),
-        ("name", required("name", &m.name)?),
-        (
-            "metric_type",
-            Value::String(match m.metric_type {
-                emit::MetricType::Counter => "COUNTER".into(),
-                emit::MetricType::Gauge => "GAUGE".into(),
-            }),
-        ),
-        ("resource_type", required("resource_type", &m.resource_type)?),
-        ("namespace_id", required("namespace_id", &m.namespace_id)?),
-        ("provider", required("provider", &m.provider)?),
-        ("tags", tags(&m.tags)?),
+fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
+    let checks = (|| {
+        required("metric_id", &m.metric_id)?;
+        required("name", &m.name)?;
+        required("resource_type", &m.resource_type)?;
+        required("namespace_id", &m.namespace_id)?;
+        required("provider", &m.provider)?;
+        tags(&m.tags)?;
+        Ok(vec![json_object("unit", &mut m.unit)?, json_object("query_options", &mut m.query_options)?])
+    })();
+    let raw = checked("Metric", ["", "", &m.provider], checks)?;
+    let metric_type = match m.metric_type {
+        emit::MetricType::Counter => "COUNTER",
+        emit::MetricType::Gauge => "GAUGE",
+    };
+    let resource = obj([
+        ("metric_id", text(m.metric_id)),
+        ("name", text(m.name)),
+        ("metric_type", Value::String(metric_type.into())),
+        ("resource_type", text(m.resource_type)),
+        ("namespace_id", text(m.namespace_id)),
+        ("provider", text(m.provider)),
+        ("tags", tag_map(m.tags)),
     ]);
-    let raw = vec![json_object("unit", &m.unit)?, json_object("query_options", &m.query_options)?];
     Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource, raw })
 }
 
-fn finite(field: &str, v: f64) -> Result<Value, Invalid> {
-    if !v.is_finite() {
-        return Err(Invalid(format!("field '{field}' is not a finite number")));
-    }
-    Ok(json!(v))
-}
-
-fn cost(c: &costs::Cost) -> Result<Record, Invalid> {
-    let billed = required("billed_date", &c.billed_date)?;
-    if chrono::NaiveDate::parse_from_str(&c.billed_date, "%Y-%m-%d").is_err() {
-        return Err(Invalid(format!("field 'billed_date' is not a YYYY-MM-DD date: {:?}", c.billed_date.chars().take(40).collect::<String>())));
-    }
-    let resource = obj(vec![
-        ("cost", finite("cost", c.cost)?),
-        ("usage_quantity", finite("usage_quantity", c.usage_quantity)?),
-        ("usage_unit", optional("usage_unit", &Some(c.usage_unit.clone()))?),
-        ("provider", required("provider", &c.provider)?),
-        ("region_code", optional("region_code", &c.region_code)?),
-        ("product", optional("product", &Some(c.product.clone()))?),
-        ("usage_type", required("usage_type", &c.usage_type)?),
-        ("resource", required("resource", &c.resource)?),
-        ("tags", tags(&c.tags)?),
-        ("billed_date", billed),
+fn cost_record(mut c: costs::Cost) -> Result<Record, Rejected> {
+    let checks = (|| {
+        finite("cost", c.cost)?;
+        finite("usage_quantity", c.usage_quantity)?;
+        check_str("usage_unit", &c.usage_unit)?;
+        required("provider", &c.provider)?;
+        optional("region_code", &c.region_code)?;
+        check_str("product", &c.product)?;
+        required("usage_type", &c.usage_type)?;
+        required("resource", &c.resource)?;
+        tags(&c.tags)?;
+        required("billed_date", &c.billed_date)?;
+        if chrono::NaiveDate::parse_from_str(&c.billed_date, "%Y-%m-%d").is_err() {
+            return Err(Invalid(format!("field 'billed_date' is not a YYYY-MM-DD date: {:?}", c.billed_date.chars().take(40).collect::<String>())));
+        }
+        Ok(vec![json_object("additional_info", &mut c.additional_info)?, json_object("data", &mut c.data)?])
+    })();
+    let raw = checked("Cost", ["", "", &c.provider], checks)?;
+    let resource = obj([
+        ("cost", number(c.cost)),
+        ("usage_quantity", number(c.usage_quantity)),
+        ("usage_unit", text(c.usage_unit)),
+        ("provider", text(c.provider)),
+        ("region_code", opt(c.region_code)),
+        ("product", text(c.product)),
+        ("usage_type", text(c.usage_type)),
+        ("resource", text(c.resource)),
+        ("tags", tag_map(c.tags)),
+        ("billed_date", text(c.billed_date)),
     ]);
-    let raw = vec![json_object("additional_info", &c.additional_info)?, json_object("data", &c.data)?];
     Ok(Record { resource_type: ResourceType::Cost, state: State::Success, message: None, resource, raw })
 }
 
@@ -468,29 +535,23 @@ pub struct Rejected {
     pub replacement: Record,
 }
 
-/// Validates and converts one emitted item. A rejected item is never
-/// dropped: the caller emits [`Rejected::replacement`] in its place.
-pub fn from_item(item: &emit::Item) -> Result<Record, Rejected> {
-    let (built, group, ty, provider, what) = match item {
-        emit::Item::CloudService(c) => (
-            cloud_service(c),
-            c.cloud_service_group.as_str(),
-            c.cloud_service_type.as_str(),
-            c.provider.as_str(),
-            "CloudService",
-        ),
-        emit::Item::CloudServiceType(t) => (cloud_service_type(t), t.group.as_str(), t.name.as_str(), t.provider.as_str(), "CloudServiceType"),
-        emit::Item::Region(r) => (region(r), "", "", r.provider.as_str(), "Region"),
-        emit::Item::ErrorResource(e) => (error_resource(e), "", "", e.provider.as_str(), "ErrorResource"),
-        emit::Item::Namespace(n) => (namespace(n), n.group.as_str(), "", n.provider.as_str(), "Namespace"),
-        emit::Item::Metric(m) => (metric(m), "", "", m.provider.as_str(), "Metric"),
-    };
-    built.map_err(|Invalid(why)| rejected(what, why, group, ty, provider))
+/// Validates and converts one emitted item, moving the guest's strings into
+/// the record. A rejected item is never dropped: the caller emits
+/// [`Rejected::replacement`] in its place.
+pub fn from_item(item: emit::Item) -> Result<Record, Rejected> {
+    match item {
+        emit::Item::CloudService(c) => cloud_service(c),
+        emit::Item::CloudServiceType(t) => cloud_service_type(t),
+        emit::Item::Region(r) => region(r),
+        emit::Item::ErrorResource(e) => error_resource(e),
+        emit::Item::Namespace(n) => namespace(n),
+        emit::Item::Metric(m) => metric(m),
+    }
 }
 
 /// Validates and converts one emitted cost, as [`from_item`] does items.
-pub fn from_cost(c: &costs::Cost) -> Result<Record, Rejected> {
-    cost(c).map_err(|Invalid(why)| rejected("Cost", why, "", "", &c.provider))
+pub fn from_cost(c: costs::Cost) -> Result<Record, Rejected> {
+    cost_record(c)
 }
 
 /// Refuses a valid item that the current call may not emit (an inventory
@@ -535,7 +596,7 @@ mod tests {
     fn cloud_service_matches_sdk_shape() {
         let wire: Value = serde_json::from_str(include_str!("../../guest-nutanix/tests/fixtures/python_sdk_wire_output.json")).unwrap();
         let expected = wire["collect"][1].clone();
-        let r = from_item(&emit::Item::CloudService(vm())).unwrap();
+        let r = from_item(emit::Item::CloudService(vm())).unwrap();
         assert_eq!(r.match_rules_json(), expected["match_rules"]);
         let whole = r.resource_json();
         let mut keys: Vec<&String> = whole.keys().collect();
@@ -563,7 +624,7 @@ mod tests {
     fn error_resource_matches_sdk_shape() {
         let wire: Value = serde_json::from_str(include_str!("../../guest-nutanix/tests/fixtures/python_sdk_wire_output.json")).unwrap();
         let expected = &wire["collect"][3];
-        let r = from_item(&emit::Item::ErrorResource(emit::ErrorResource {
+        let r = from_item(emit::Item::ErrorResource(emit::ErrorResource {
             message: "boom".into(),
             provider: "nutanix".into(),
             cloud_service_group: "Compute".into(),
@@ -581,7 +642,7 @@ mod tests {
 
     #[test]
     fn region_and_type_match_rules() {
-        let r = from_item(&emit::Item::Region(emit::Region {
+        let r = from_item(emit::Item::Region(emit::Region {
             name: "cluster-a".into(),
             region_code: "cluster-a".into(),
             provider: "nutanix".into(),
@@ -596,7 +657,7 @@ mod tests {
     fn invalid_items_become_error_resources() {
         let mut bad = vm();
         bad.data = "{not json".into();
-        let rejected = from_item(&emit::Item::CloudService(bad)).unwrap_err();
+        let rejected = from_item(emit::Item::CloudService(bad)).unwrap_err();
         assert!(rejected.reason.starts_with("field 'data' is not valid JSON"), "{}", rejected.reason);
         let r = rejected.replacement;
         assert!(r.is_error());
@@ -605,24 +666,45 @@ mod tests {
 
         let mut bad = vm();
         bad.data = "[1,2]".into();
-        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("not a JSON object"));
+        assert!(from_item(emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("not a JSON object"));
 
         let mut bad = vm();
         bad.reference.resource_id = " ".into();
-        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("'reference.resource_id' is empty"));
+        assert!(from_item(emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("'reference.resource_id' is empty"));
 
         let mut bad = vm();
         bad.instance_size = Some(f64::NAN);
-        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("finite"));
+        assert!(from_item(emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("finite"));
 
         let mut bad = vm();
         bad.name = "x".repeat(MAX_FIELD_BYTES + 1);
-        assert!(from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("over the limit"));
+        assert!(from_item(emit::Item::CloudService(bad)).unwrap_err().replacement.message.unwrap().contains("over the limit"));
 
         let mut bad = vm();
         bad.cloud_service_group = "g".repeat(10_000);
         bad.name = String::new();
-        let r = from_item(&emit::Item::CloudService(bad)).unwrap_err().replacement;
+        let r = from_item(emit::Item::CloudService(bad)).unwrap_err().replacement;
         assert_eq!(r.resource["cloud_service_group"].as_str().unwrap().len(), 256, "labels of rejected items are cut");
+    }
+
+    /// `data` is kept as the guest's text: padding is dropped, empty text
+    /// is `{}`, and a rejected `metadata` after a valid `data` still names
+    /// the item.
+    #[test]
+    fn json_fields_keep_the_guest_text() {
+        let mut padded = vm();
+        padded.data = " \n{\"a\": [1, {\"b\": null}]}\t ".into();
+        padded.metadata = "  ".into();
+        let r = from_item(emit::Item::CloudService(padded)).unwrap();
+        let raw: Vec<(&str, &str)> = r.raw.iter().map(|(k, v)| (*k, v.get())).collect();
+        assert_eq!(raw, [("data", "{\"a\": [1, {\"b\": null}]}"), ("metadata", "{}")]);
+        assert_eq!(r.resource["reference"], json!({"resource_id": "uuid-1", "external_link": "https://pc:9440/"}));
+        assert_eq!(r.resource["instance_size"], json!(4.0));
+
+        let mut bad = vm();
+        bad.metadata = "{\"a\": 1} {}".into();
+        let r = from_item(emit::Item::CloudService(bad)).unwrap_err();
+        assert!(r.reason.starts_with("field 'metadata' is not valid JSON"), "{}", r.reason);
+        assert_eq!(r.replacement.label(), "Compute/VirtualMachine");
     }
 }

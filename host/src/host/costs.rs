@@ -11,7 +11,7 @@ use crate::record;
 impl costs::Host for EmitCtx {
     async fn emit(&mut self, batch: Vec<Cost>) -> wasmtime::Result<Ack> {
         let in_place = self.emits == Emits::Costs;
-        self.accept(batch.iter().map(|c| match record::from_cost(c) {
+        self.accept(batch.into_iter().map(|c| match record::from_cost(c) {
             Ok(r) if !in_place => record::out_of_place(r, "a collector call"),
             other => other,
         }))

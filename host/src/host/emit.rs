@@ -65,7 +65,7 @@ impl EmitCtx {
 impl emit::Host for EmitCtx {
     async fn emit(&mut self, batch: Vec<Item>) -> wasmtime::Result<Ack> {
         let costs = self.emits == Emits::Costs;
-        self.accept(batch.iter().map(|i| match record::from_item(i) {
+        self.accept(batch.into_iter().map(|i| match record::from_item(i) {
             Ok(r) if costs && !r.is_error() => record::out_of_place(r, "cost-source.get-data"),
             other => other,
         }))
