@@ -4,7 +4,7 @@
 
 use crate::collect;
 use crate::config::{Auth, API_KEY_HEADER};
-use crate::record::Record;
+use crate::record::{self, Record};
 use crate::{Error, Flow, HttpRequest, HttpResponse, Level, Method, Sink, State, Transport, TransportError};
 
 wit_bindgen::generate!({
@@ -279,8 +279,8 @@ fn to_cost(r: Record) -> Option<wit_costs::Cost> {
         usage_type: c.usage_type,
         resource: c.resource,
         tags: c.tags,
-        additional_info: c.additional_info.to_string(),
-        data: c.data.to_string(),
+        additional_info: record::json_text(&c.additional_info),
+        data: record::json_text(&c.data),
         billed_date: c.billed_date,
     })
 }
@@ -300,8 +300,8 @@ fn to_item(r: Record) -> Option<emit::Item> {
             tags: c.tags,
             reference: emit::Reference { resource_id: c.resource_id, external_link: c.external_link },
             launched_at: c.launched_at,
-            data: c.data.to_string(),
-            metadata: c.metadata.to_string(),
+            data: record::json_text(&c.data),
+            metadata: record::json_text(&c.metadata),
         }),
         Record::CloudServiceType(t) => emit::Item::CloudServiceType(emit::CloudServiceType {
             name: t.name,
@@ -312,7 +312,7 @@ fn to_item(r: Record) -> Option<emit::Item> {
             is_major: t.is_major,
             labels: t.labels,
             tags: t.tags,
-            metadata: t.metadata.to_string(),
+            metadata: record::json_text(&t.metadata),
         }),
         Record::Region(r) => emit::Item::Region(emit::Region {
             name: r.name,
@@ -344,8 +344,8 @@ fn to_item(r: Record) -> Option<emit::Item> {
             resource_type: m.resource_type,
             namespace_id: m.namespace_id,
             provider: m.provider,
-            unit: m.unit.to_string(),
-            query_options: m.query_options.to_string(),
+            unit: record::json_text(&m.unit),
+            query_options: record::json_text(&m.query_options),
             tags: m.tags,
         }),
         Record::Cost(_) => return None,

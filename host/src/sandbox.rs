@@ -328,6 +328,12 @@ impl Runtime {
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `CF_HOST_PERFMAP=1`: name the guests' JIT code in
+        // /tmp/perf-<pid>.map, so `perf report` shows guest functions
+        // (profiling only; see BENCHMARKS.md).
+        if std::env::var_os("CF_HOST_PERFMAP").is_some() {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&cfg).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
 
         let mut linker: Linker<RunState> = Linker::new(&engine);
