@@ -24,10 +24,11 @@ struct Component;
 
 export!(Component);
 
-/// Talc instead of dlmalloc: the component runs single-threaded, and the
-/// collection allocates per entity and record (see BENCHMARKS.md).
+/// Free lists per size class in front of talc (instead of dlmalloc): the
+/// component runs single-threaded, and the collection allocates per entity
+/// and record (see `heap` and BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: crate::heap::SizeClasses<talc::wasm::WasmDynamicTalc> = crate::heap::SizeClasses::new(talc::wasm::new_wasm_dynamic_allocator());
 
 /// Who this component is, for the host's registry: written into the
 /// `cloudforet-plugin` custom section at build time.

@@ -16,6 +16,8 @@
 //!   collector's state, its format and when a run must be full.
 //! - [`usage`]: VM usage from the v3 groups API (option `usage`) and the
 //!   Namespace/Metric records over it.
+//! - [`heap`]: the component's allocator (free lists per size class in
+//!   front of `talc`).
 //! - [`collect`]: the collection itself (API version per kind, pagination,
 //!   retries, error resources),
 //!   written against the [`Transport`] and [`Sink`] traits below.
@@ -29,6 +31,7 @@
 pub mod collect;
 pub mod config;
 pub mod costs;
+pub mod heap;
 pub mod incremental;
 pub mod layout;
 pub mod metrics;
