@@ -14,19 +14,6 @@ use common::{cf_client, simulator, Server};
 use prism_sim::{Faults, PageFault, SimConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-/// One server for the whole binary: it is stateless between calls.
-fn server() -> &'static str {
-    static SERVER: OnceLock<(Server, String)> = OnceLock::new();
-    &SERVER
-        .get_or_init(|| {
-            let s = Server::start();
-            let e = s.endpoint();
-            (s, e)
-        })
-        .1
-}
 
 fn reference() -> Value {
     let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-nutanix/tests/fixtures/python_sdk_wire_output.json");
@@ -84,7 +71,8 @@ fn expected_full_counts() -> BTreeMap<String, u64> {
 
 #[test]
 fn reflection_lists_the_same_services_as_the_python_sdk() {
-    let out = cf_client(server(), &json!([]));
+    let server = Server::start();
+    let out = cf_client(&server.endpoint(), &json!([]));
     let sorted = |v: &Value| -> BTreeMap<String, Vec<String>> {
         v.as_object()
             .expect("api_resources")
@@ -110,7 +98,8 @@ fn round_trip_through_space_connector_matches_the_python_sdk_wire_output() {
         {"call": "Job.get_tasks", "params": {"options": {}, "secret_data": secret}},
         {"call": "Collector.collect", "params": {"options": {}, "secret_data": secret, "task_options": {}}},
     ]);
-    let out = cf_client(server(), &calls);
+    let server = Server::start();
+    let out = cf_client(&server.endpoint(), &calls);
     let r = &out["results"];
     let reference = reference();
 
@@ -196,7 +185,8 @@ fn tasks_split_the_work_and_collect_honours_task_options() {
     let filter = json!({"cloud_service_groups": ["Compute"], "providers": ["nutanix"]});
     let get = json!([{"call": "Job.get_tasks", "via": "stub",
         "params": {"options": {}, "secret_data": secret, "task_filter": filter}}]);
-    let out = cf_client(server(), &get);
+    let server = Server::start();
+    let out = cf_client(&server.endpoint(), &get);
     let tasks = ok(&out["results"][0])["tasks"].as_array().expect("tasks").clone();
     // Compute = VirtualMachine and Host.
     assert_eq!(tasks.len(), 2, "{tasks:?}");
@@ -208,7 +198,7 @@ fn tasks_split_the_work_and_collect_honours_task_options() {
                 "params": {"options": {}, "secret_data": secret, "task_options": t["task_options"]}})
         })
         .collect();
-    let out = cf_client(server(), &Value::Array(calls));
+    let out = cf_client(&server.endpoint(), &Value::Array(calls));
     let mut total = BTreeMap::new();
     for r in out["results"].as_array().unwrap() {
         for (k, v) in counts(ok(r)) {
@@ -245,7 +235,8 @@ fn bad_input_gets_cloudforet_error_codes() {
         {"call": "Collector.verify", "via": "stub", "params": {"options": {"max_retries": 0}, "secret_data": closed_port}},
         {"call": "Collector.verify", "via": "stub", "params": {"options": {"verify_ssl": "no"}, "secret_data": sim.secret()}},
     ]);
-    let out = cf_client(server(), &calls);
+    let server = Server::start();
+    let out = cf_client(&server.endpoint(), &calls);
     let r = out["results"].as_array().unwrap();
 
     let e = err(&r[0]);
@@ -286,7 +277,8 @@ fn error_resource_arrives_as_failure() {
     let calls = json!([{"call": "Collector.collect", "params": {
         "options": {"page_size": 100, "max_retries": 0}, "secret_data": sim.secret(),
         "task_options": {"resource_kinds": ["vms"]}}}]);
-    let out = cf_client(server(), &calls);
+    let server = Server::start();
+    let out = cf_client(&server.endpoint(), &calls);
     let items = ok(&out["results"][0]);
     let c = counts(items);
     assert_eq!(c.get("inventory.CloudService/VirtualMachine"), Some(&100), "{c:?}");
