@@ -94,6 +94,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SizeClasses<A> {
         block
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if class(layout).is_none() {
+            // SAFETY: the caller's contract, passed on (the backing allocator
+            // knows when its memory is fresh and already zero).
+            return unsafe { self.backing.alloc_zeroed(layout) };
+        }
+        // SAFETY: a small block of at least `layout.size()` bytes, or null.
+        unsafe {
+            let block = self.alloc(layout);
+            if !block.is_null() {
+                block.write_bytes(0, layout.size());
+            }
+            block
+        }
+    }
+
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         match class(layout) {
             // SAFETY: the caller's contract, passed on; `alloc` gave large
@@ -225,6 +241,17 @@ mod tests {
             assert_ne!(grown, b, "33 bytes need the next class");
             heap.dealloc(grown, Layout::from_size_align(33, 8).unwrap());
             assert_eq!(heap.alloc(Layout::from_size_align(40, 4).unwrap()), grown);
+            let l40 = Layout::from_size_align(40, 8).unwrap();
+            let dirty = heap.alloc(l40);
+            dirty.write_bytes(0xAB, 40);
+            heap.dealloc(dirty, l40);
+            let zeroed = heap.alloc_zeroed(l40);
+            assert_eq!(zeroed, dirty, "the recycled block");
+            assert!((0..40).all(|i| *zeroed.add(i) == 0), "alloc_zeroed clears a recycled block");
+            let big = Layout::from_size_align(4096, 8).unwrap();
+            let fresh = heap.alloc_zeroed(big);
+            assert!((0..4096).all(|i| *fresh.add(i) == 0));
+            heap.dealloc(fresh, big);
             assert_eq!(class(Layout::from_size_align(MAX_SMALL + 1, 8).unwrap()), None);
             assert_eq!(class(Layout::from_size_align(64, 32).unwrap()), None);
             assert_eq!(class(Layout::from_size_align(0, 1).unwrap()), Some(0));

@@ -495,7 +495,8 @@ fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
     Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource, raw })
 }
 
-fn cost_record(mut c: costs::Cost) -> Result<Record, Rejected> {
+/// Validates and converts one emitted cost, as [`from_item`] does items.
+pub fn from_cost(mut c: costs::Cost) -> Result<Record, Rejected> {
     let checks = (|| {
         finite("cost", c.cost)?;
         finite("usage_quantity", c.usage_quantity)?;
@@ -547,11 +548,6 @@ pub fn from_item(item: emit::Item) -> Result<Record, Rejected> {
         emit::Item::Namespace(n) => namespace(n),
         emit::Item::Metric(m) => metric(m),
     }
-}
-
-/// Validates and converts one emitted cost, as [`from_item`] does items.
-pub fn from_cost(c: costs::Cost) -> Result<Record, Rejected> {
-    cost_record(c)
 }
 
 /// Refuses a valid item that the current call may not emit (an inventory
