@@ -31,51 +31,61 @@ fn value_to_json(v: PValue) -> Value {
 }
 
 pub fn json_to_struct(v: &Map<String, Value>) -> Struct {
-    Struct { fields: v.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
+    json_into_struct(v.clone())
 }
 
 pub fn json_to_value(v: &Value) -> PValue {
+    json_into_value(v.clone())
+}
+
+/// [`json_to_struct`] taking the map: its strings move into the `Struct`.
+pub fn json_into_struct(v: Map<String, Value>) -> Struct {
+    Struct { fields: v.into_iter().map(|(k, v)| (k, json_into_value(v))).collect() }
+}
+
+pub fn json_into_value(v: Value) -> PValue {
     let kind = match v {
         Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Bool(b) => Kind::BoolValue(b),
         Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(json_to_value).collect() }),
-        Value::Object(o) => Kind::StructValue(json_to_struct(o)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(a) => Kind::ListValue(ListValue { values: a.into_iter().map(json_into_value).collect() }),
+        Value::Object(o) => Kind::StructValue(json_into_struct(o)),
     };
     PValue { kind: Some(kind) }
 }
 
 /// A record as CloudForet's Python SDK puts it on the wire: `data` and
 /// `metadata` travel as JSON text in `json_data` / `json_metadata` (which
-/// keeps integers exact), with `data` / `metadata` left null.
-pub fn resource_info(r: &Record) -> ResourceInfo {
-    let mut resource = r.resource.clone();
-    // The raw text goes out as is: no parse, no re-serialization.
-    for (k, v) in &r.raw {
-        match (r.resource_type, *k) {
+/// keeps integers exact), with `data` / `metadata` left null. Takes the
+/// record: its strings and raw text move into the message.
+pub fn resource_info(r: Record) -> ResourceInfo {
+    let match_rules = match r.match_rules_json() {
+        Value::Object(m) => json_into_struct(m),
+        _ => Struct::default(),
+    };
+    let mut resource = r.resource;
+    // The raw text goes out as is: no parse, no re-serialization, no copy.
+    for (k, v) in r.raw {
+        match (r.resource_type, k) {
             (ResourceType::CloudService | ResourceType::CloudServiceType, "data" | "metadata") => {
-                resource.insert((*k).into(), Value::Null);
-                resource.insert(format!("json_{k}"), Value::String(v.get().to_string()));
+                resource.insert(k.into(), Value::Null);
+                resource.insert(format!("json_{k}"), Value::String(Box::<str>::from(v).into_string()));
             }
             _ => {
-                resource.insert((*k).into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
+                resource.insert(k.into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
             }
         }
     }
-    let match_rules = match r.match_rules_json() {
-        Value::Object(m) => json_to_struct(&m),
-        _ => Struct::default(),
-    };
     ResourceInfo {
         state: match r.state {
             State::Success => resource_info::State::Success as i32,
             State::Failure => resource_info::State::Failure as i32,
         },
-        message: r.message.clone().unwrap_or_default(),
+        message: r.message.unwrap_or_default(),
         resource_type: r.resource_type.as_str().to_string(),
         match_rules: Some(match_rules),
-        resource: Some(json_to_struct(&resource)),
+        resource: Some(json_into_struct(resource)),
         options: None,
     }
 }

@@ -272,9 +272,9 @@ impl Collector for PluginService {
             let forward_tx = out_tx.clone();
             let forward = async move {
                 while let Some(batch) = rec_rx.recv().await {
-                    for r in &batch {
+                    for r in batch {
                         if let Some(c) = &counted {
-                            c.lock().unwrap_or_else(|p| p.into_inner()).add(r);
+                            c.lock().unwrap_or_else(|p| p.into_inner()).add(&r);
                         }
                         if forward_tx.send(Ok(resource_info(r))).await.is_err() {
                             return;
