@@ -883,6 +883,10 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             };
             pages += 1;
             let n = page.entities.len() as u64;
+            if let Some(t) = page.total.filter(|t| n == 0 && offset < *t) {
+                // A silently lost page: the list would come up short.
+                return Err(Abort::Full(format!("the VM list returned no entities at offset {offset} although its total is {t}")));
+            }
             let total = page.total.unwrap_or(if n >= u64::from(limit) { offset + n + 1 } else { offset + n });
             for raw in page.entities {
                 each(self, raw);
@@ -909,15 +913,27 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
         let length = self.opts.page_size;
         let mut all = std::collections::BTreeMap::new();
         let mut offset = 0u64;
+        let mut pages = 0u64;
         loop {
             let body = body(offset, length).to_string().into_bytes();
             let page = crate::metrics::call_json(self.transport, &self.opts, &self.secret, Method::Post, &url, Some(body))?;
             let (total, got) = usage::parse_page(kind, &page).map_err(Error::Unavailable)?;
+            pages += 1;
             let n = got.len() as u64;
+            if n == 0 && offset < total {
+                // A silently lost page: never a short list.
+                return Err(Error::Unavailable(format!(
+                    "the groups API returned no {} at offset {offset} although total_entity_count is {total}",
+                    kind.plural()
+                )));
+            }
             all.extend(got);
             offset += n;
             if n == 0 || offset >= total {
                 return Ok(all);
+            }
+            if pages > total / u64::from(length.max(1)) + 2 {
+                return Err(Error::Unavailable(format!("the groups API's total_entity_count for {} keeps changing", kind.plural())));
             }
         }
     }

@@ -60,7 +60,9 @@ pub struct PageFault {
     /// `vms`, `clusters`, ...
     pub kind: String,
     pub offset: u64,
-    /// HTTP status to answer (e.g. 500, 503, 429); 0 = truncate the body instead.
+    /// HTTP status to answer (e.g. 500, 503, 429); 0 = truncate the body
+    /// instead; 200 = a page without entities that still reports the list's
+    /// true total (a server losing a page silently).
     pub status: u16,
     /// How many times; `None` = every time.
     #[serde(default)]
@@ -388,6 +390,25 @@ fn faulty(fault: Option<(u16, u32)>, body: impl Into<JsonBody>, error: impl Fn(S
         Some((0, _)) => {
             bytes.truncate(bytes.len() / 2);
             (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+        }
+        Some((200, _)) => {
+            let mut page: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            // v3 pages carry `entities` (and a `length`), v4 pages `data`.
+            for key in ["entities", "data"] {
+                if let Some(list) = page.get_mut(key).and_then(Value::as_array_mut) {
+                    list.clear();
+                }
+            }
+            // Groups answers carry theirs per group.
+            for group in page.get_mut("group_results").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(list) = group.get_mut("entity_results").and_then(Value::as_array_mut) {
+                    list.clear();
+                }
+            }
+            if let Some(length) = page.pointer_mut("/metadata/length") {
+                *length = json!(0);
+            }
+            (StatusCode::OK, [("content-type", "application/json")], serde_json::to_vec(&page).unwrap_or_default()).into_response()
         }
         Some((status, _)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
