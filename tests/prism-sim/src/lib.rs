@@ -442,6 +442,11 @@ pub const API_KEY: &str = "sim-api-key-0123456789";
 
 /// What every v4 call checks first: v4 offered at all (404 as an older
 /// Prism Central answers), then the API key or Basic credentials (401).
+/// A v4 error answer (not retryable).
+fn v4_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(v4::error(code, message, false))).into_response()
+}
+
 fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     if !state.v4 {
         return Some((StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response());
@@ -449,7 +454,7 @@ fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     let by_key = headers.get("x-ntnx-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
     if !by_key && !authorized(state, headers) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
-        return Some((StatusCode::UNAUTHORIZED, Json(v4::error("AUTH-401", "Authentication required.", false))).into_response());
+        return Some(v4_error(StatusCode::UNAUTHORIZED, "AUTH-401", "Authentication required."));
     }
     None
 }
@@ -462,7 +467,6 @@ async fn v4_list(
     headers: HeaderMap,
     query: std::collections::HashMap<String, String>,
 ) -> Response {
-    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
     if let Some(refused) = v4_gate(&state, &headers) {
         return refused;
     }
@@ -507,7 +511,6 @@ async fn v4_vm_stats(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
     if let Some(refused) = v4_gate(&state, &headers) {
         return refused;
     }
@@ -529,7 +532,6 @@ async fn v4_vm_stats(
 /// `$samplingInterval` (seconds, 30 or more; default 300).
 #[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
 fn stats_window(q: &std::collections::HashMap<String, String>) -> Result<(i64, i64, i64), Response> {
-    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
     let time = |k: &str| q.get(k).and_then(|v| v4::parse_utc(v));
     let (Some(start), Some(end)) = (time("$startTime"), time("$endTime")) else {
         return Err(v4_error(StatusCode::BAD_REQUEST, "VMM-40001", "$startTime and $endTime are required (YYYY-MM-DDTHH:MM:SSZ)"));
@@ -558,7 +560,6 @@ async fn v4_node_stats(state: Arc<SimState>, cluster: String, host: Option<Strin
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
     match v4::node_stats(&state.estate(), &cluster, host.as_deref(), start, end, interval, q.get("$select").map(String::as_str)) {
         Some(body) => faulty(fault, body, v4_error),
         None => v4_error(StatusCode::NOT_FOUND, "CLU-40401", &format!("no cluster {cluster}{}", host.map(|h| format!(" with host {h}")).unwrap_or_default())),
@@ -573,7 +574,6 @@ async fn v4_volume_group_part(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let v4_error = |status: StatusCode, code: &str, message: &str| (status, Json(v4::error(code, message, false))).into_response();
     if let Some(refused) = v4_gate(&state, &headers) {
         return refused;
     }
