@@ -895,7 +895,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             if n == 0 || offset >= total {
                 return Ok(());
             }
-            if pages > total / u64::from(limit.max(1)) + 2 {
+            if total_keeps_changing(pages, total, limit) {
                 return Err(Abort::Full("the VM list's total keeps changing".into()));
             }
         }
@@ -932,7 +932,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
             if n == 0 || offset >= total {
                 return Ok(all);
             }
-            if pages > total / u64::from(length.max(1)) + 2 {
+            if total_keeps_changing(pages, total, length) {
                 return Err(Error::Unavailable(format!("the groups API's total_entity_count for {} keeps changing", kind.plural())));
             }
         }
@@ -1016,7 +1016,7 @@ impl<'a, T: Transport, S: Sink> Collector<'a, T, S> {
                 return Ok(Listed::Done);
             }
             // A server whose total keeps growing cannot keep us forever.
-            if pages > t / page_size + 2 {
+            if total_keeps_changing(pages, t, limit) {
                 self.listing_incomplete = true;
                 self.push_error(kind, format!("{} list stopped after {pages} pages: total_matches keeps changing", kind.plural()));
                 return Ok(Listed::Done);
@@ -1236,6 +1236,13 @@ fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
     }
 }
 
+/// A list whose total keeps growing cannot keep the collector forever:
+/// `pages` read so far against what `total` needs at `page_size`, with two
+/// pages of slack.
+fn total_keeps_changing(pages: u64, total: u64, page_size: u32) -> bool {
+    pages > total / u64::from(page_size.max(1)) + 2
+}
+
 fn error_text(e: &Error) -> String {
     match e {
         Error::InvalidArgument(m)
@@ -1270,6 +1277,16 @@ mod tests {
     use super::*;
     use crate::HttpResponse;
     use std::collections::VecDeque;
+
+    /// 1,000 entities at 100 per page take 10 pages; two more are slack,
+    /// the 13th page means the total keeps moving.
+    #[test]
+    fn a_total_that_keeps_changing_is_bounded() {
+        assert!(!total_keeps_changing(12, 1000, 100));
+        assert!(total_keeps_changing(13, 1000, 100));
+        assert!(!total_keeps_changing(2, 0, 100));
+        assert!(total_keeps_changing(3, 0, 0), "a zero page size cannot divide by zero");
+    }
 
     type Answer = Result<HttpResponse, TransportError>;
     /// (path, offset) → answers in order.
