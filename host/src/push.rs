@@ -332,10 +332,10 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
             for r in batch.iter_mut() {
                 let t = r.resource_type;
                 if let Some(p) = spec.project_id.as_ref().filter(|_| t == ResourceType::CloudService || t == ResourceType::Cost) {
-                    r.resource.insert("project_id".into(), Value::String(p.clone()));
+                    r.resource_mut().insert("project_id".into(), Value::String(p.clone()));
                 }
                 if let Some(ds) = spec.cost_data_source_id.as_ref().filter(|_| t == ResourceType::Cost) {
-                    r.resource.insert("data_source_id".into(), Value::String(ds.clone()));
+                    r.resource_mut().insert("data_source_id".into(), Value::String(ds.clone()));
                 }
             }
             let errors: Vec<Record> = batch.iter().filter(|r| r.is_error()).cloned().collect();

@@ -6,8 +6,11 @@
 //! `data` and `metadata`, the bulk of a record, are kept as the JSON text the
 //! guest sent, validated (syntax, an object, size) but never re-parsed into
 //! trees on the hot path: the gRPC stream sends them as `json_data` /
-//! `json_metadata` text, the store and NDJSON splice them in. Every sink
-//! (embedded store, NDJSON, gRPC stream, test harness) consumes this one type.
+//! `json_metadata` text, the store and NDJSON splice them in. The other
+//! fields stay the guest's lifted item, checked, until a sink asks for the
+//! resource object ([`Record::resource`]): the emit path builds no JSON.
+//! Every sink (embedded store, NDJSON, gRPC stream, test harness) consumes
+//! this one type.
 //!
 //! Guest output is hostile input: every item is validated here. An item that
 //! fails validation is not dropped: it becomes an `inventory.ErrorResource`
@@ -17,6 +20,7 @@ use crate::bindings::current::cloudforet::collector::{costs, emit};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Longest string field the host accepts in a record (bytes).
@@ -88,6 +92,9 @@ pub enum State {
     Failure,
 }
 
+/// A record's JSON object fields by name, as validated text.
+pub type RawFields = Vec<(&'static str, Box<RawValue>)>;
+
 #[derive(Clone, Debug)]
 pub struct Record {
     pub resource_type: ResourceType,
@@ -95,9 +102,39 @@ pub struct Record {
     /// Set on error resources.
     pub message: Option<String>,
     /// The CloudForet resource's fields, except those in `raw`.
-    pub resource: Map<String, Value>,
+    body: Body,
     /// `data` / `metadata`: validated JSON object text, as the guest sent it.
-    pub raw: Vec<(&'static str, Box<RawValue>)>,
+    pub raw: RawFields,
+    /// The size of a guest's item (`Body::Item`, `Body::Cost`), counted by
+    /// its checks; see [`Record::approx_size`].
+    item_size: usize,
+}
+
+/// A record's fields other than the raw ones.
+#[derive(Clone, Debug)]
+enum Body {
+    /// A guest's item, checked, its JSON fields moved to `raw`: converted
+    /// to JSON only when a sink asks.
+    Item(emit::Item),
+    Cost(costs::Cost),
+    /// A JSON object: records the host makes, records read back, and any
+    /// record a sink changed.
+    Map(Map<String, Value>),
+}
+
+impl Body {
+    fn into_map(self) -> Map<String, Value> {
+        match self {
+            Body::Item(emit::Item::CloudService(c)) => cloud_service_map(c),
+            Body::Item(emit::Item::CloudServiceType(t)) => cloud_service_type_map(t),
+            Body::Item(emit::Item::Region(r)) => region_map(r),
+            Body::Item(emit::Item::ErrorResource(e)) => error_resource_map(e),
+            Body::Item(emit::Item::Namespace(n)) => namespace_map(n),
+            Body::Item(emit::Item::Metric(m)) => metric_map(m),
+            Body::Cost(c) => cost_map(c),
+            Body::Map(m) => m,
+        }
+    }
 }
 
 impl PartialEq for Record {
@@ -105,7 +142,7 @@ impl PartialEq for Record {
         self.resource_type == other.resource_type
             && self.state == other.state
             && self.message == other.message
-            && self.resource == other.resource
+            && self.resource() == other.resource()
             && self.raw.len() == other.raw.len()
             && self.raw.iter().zip(&other.raw).all(|((a, x), (b, y))| a == b && x.get() == y.get())
     }
@@ -136,6 +173,11 @@ impl Record {
         self.resource_type == ResourceType::ErrorResource
     }
 
+    /// A record of a JSON object.
+    fn of_map(resource_type: ResourceType, state: State, message: Option<String>, resource: Map<String, Value>, raw: RawFields) -> Record {
+        Record { resource_type, state, message, body: Body::Map(resource), raw, item_size: 0 }
+    }
+
     /// An error resource raised by the host itself (e.g. a rejected record).
     pub fn host_error(message: String, group: &str, ty: &str, provider: &str) -> Record {
         let mut resource = Map::new();
@@ -143,7 +185,7 @@ impl Record {
         resource.insert("cloud_service_group".into(), group.into());
         resource.insert("cloud_service_type".into(), ty.into());
         resource.insert("resource_type".into(), ResourceType::CloudService.as_str().into());
-        Record { resource_type: ResourceType::ErrorResource, state: State::Failure, message: Some(message), resource, raw: Vec::new() }
+        Record::of_map(ResourceType::ErrorResource, State::Failure, Some(message), resource, Vec::new())
     }
 
     /// A successful record from a whole resource object (tools and tests):
@@ -158,12 +200,41 @@ impl Record {
                 resource.remove(key);
             }
         }
-        Record { resource_type, state: State::Success, message: None, resource, raw }
+        Record::of_map(resource_type, State::Success, None, resource, raw)
     }
 
-    /// The resource's fields, raw ones included, in key order.
-    pub fn fields(&self) -> BTreeMap<&str, Field<'_>> {
-        let mut m: BTreeMap<&str, Field<'_>> = self.resource.iter().map(|(k, v)| (k.as_str(), Field::Value(v))).collect();
+    /// The CloudForet resource's fields, except those in `raw`. Built from
+    /// the guest's item on each call: a sink that reads several fields
+    /// keeps the result.
+    pub fn resource(&self) -> Cow<'_, Map<String, Value>> {
+        match &self.body {
+            Body::Map(m) => Cow::Borrowed(m),
+            other => Cow::Owned(other.clone().into_map()),
+        }
+    }
+
+    /// The resource's fields for a sink that changes them (the record then
+    /// keeps them as JSON).
+    pub fn resource_mut(&mut self) -> &mut Map<String, Value> {
+        if !matches!(self.body, Body::Map(_)) {
+            let body = std::mem::replace(&mut self.body, Body::Map(Map::new()));
+            self.body = Body::Map(body.into_map());
+        }
+        match &mut self.body {
+            Body::Map(m) => m,
+            _ => unreachable!("the body was just made a map"),
+        }
+    }
+
+    /// The resource's fields and the raw ones, for a sink that consumes
+    /// the record: the guest's strings move into the map.
+    pub fn into_resource(self) -> (Map<String, Value>, RawFields) {
+        (self.body.into_map(), self.raw)
+    }
+
+    /// The fields of `resource` and the raw ones, in key order.
+    fn fields<'a>(&'a self, resource: &'a Map<String, Value>) -> BTreeMap<&'a str, Field<'a>> {
+        let mut m: BTreeMap<&str, Field<'_>> = resource.iter().map(|(k, v)| (k.as_str(), Field::Value(v))).collect();
         for (k, v) in &self.raw {
             m.insert(k, Field::Raw(v));
         }
@@ -178,7 +249,7 @@ impl Record {
     /// The whole resource as one JSON object (parses the raw fields: for
     /// tests and tools, not the hot path).
     pub fn resource_json(&self) -> Map<String, Value> {
-        let mut m = self.resource.clone();
+        let mut m = self.resource().into_owned();
         for (k, v) in &self.raw {
             m.insert((*k).to_string(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
         }
@@ -187,7 +258,7 @@ impl Record {
 
     /// The resource as JSON text (the store's body).
     pub fn resource_text(&self) -> String {
-        serde_json::to_string(&self.fields()).unwrap_or_default()
+        serde_json::to_string(&self.fields(&self.resource())).unwrap_or_default()
     }
 
     /// `match_rules` as CloudForet sends them: `{"1": [...], "2": [...]}`.
@@ -202,7 +273,15 @@ impl Record {
     /// Human label of what the record is, used for per-type counts:
     /// `Compute/VirtualMachine`, `CloudServiceType`, `Region`, ...
     pub fn label(&self) -> String {
-        let s = |k: &str| self.resource.get(k).and_then(Value::as_str).unwrap_or("?");
+        // The emit path's records answer without building the resource.
+        match &self.body {
+            Body::Item(emit::Item::CloudService(c)) => return format!("{}/{}", c.cloud_service_group, c.cloud_service_type),
+            Body::Item(emit::Item::ErrorResource(e)) => return format!("{}/{}", e.cloud_service_group, e.cloud_service_type),
+            Body::Cost(c) => return format!("Cost/{}", c.usage_type),
+            _ => {}
+        }
+        let resource = self.resource();
+        let s = |k: &str| resource.get(k).and_then(Value::as_str).unwrap_or("?");
         match self.resource_type {
             ResourceType::CloudService => format!("{}/{}", s("cloud_service_group"), s("cloud_service_type")),
             ResourceType::ErrorResource => format!("{}/{}", s("cloud_service_group"), s("cloud_service_type")),
@@ -224,26 +303,29 @@ impl Record {
     /// The stream item as a JSON value, with `data`/`metadata` decoded.
     pub fn to_json(&self) -> Value {
         // Serializing raw text into a `Value` parses it.
-        serde_json::to_value(self.line()).unwrap_or(Value::Null)
+        serde_json::to_value(self.line(&self.resource())).unwrap_or(Value::Null)
     }
 
     /// The NDJSON line, written straight from the raw text (the same JSON as
     /// [`Record::to_json`]).
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(&self.line()).unwrap_or_default()
+        serde_json::to_string(&self.line(&self.resource())).unwrap_or_default()
     }
 
-    fn line(&self) -> Line<'_> {
+    fn line<'a>(&'a self, resource: &'a Map<String, Value>) -> Line<'a> {
         Line {
             match_rules: self.match_rules_json(),
             message: self.message.as_deref(),
-            resource: self.fields(),
+            resource: self.fields(resource),
             resource_type: self.resource_type.as_str(),
             state: self.state_str(),
         }
     }
 
     /// Approximate size in bytes, for output limits.
+    /// A guest's item counts what its checks saw (each string field's
+    /// name and text, lists and tags); a JSON object counts its keys and
+    /// values.
     pub fn approx_size(&self) -> usize {
         fn size(v: &Value) -> usize {
             match v {
@@ -254,8 +336,11 @@ impl Record {
                 Value::Object(o) => 2 + o.iter().map(|(k, v)| k.len() + 3 + size(v)).sum::<usize>(),
             }
         }
-        self.resource.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>()
-            + self.raw.iter().map(|(k, v)| k.len() + v.get().len()).sum::<usize>()
+        let body = match &self.body {
+            Body::Map(m) => m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
+            Body::Item(_) | Body::Cost(_) => self.item_size,
+        };
+        body + self.raw.iter().map(|(k, v)| k.len() + v.get().len()).sum::<usize>()
             + self.message.as_ref().map_or(0, String::len)
     }
 }
@@ -264,38 +349,75 @@ impl Record {
 #[derive(Debug)]
 struct Invalid(String);
 
-fn check_str(field: &str, v: &str) -> Result<(), Invalid> {
+/// An item's checks, which also count its size ([`Record::approx_size`]):
+/// each field's name and text, as the resource object would hold them.
+#[derive(Default)]
+struct Checks {
+    size: usize,
+}
+
+fn check_len(field: &str, v: &str) -> Result<(), Invalid> {
     if v.len() > MAX_FIELD_BYTES {
         return Err(Invalid(format!("field '{field}' is {} bytes, over the limit of {MAX_FIELD_BYTES}", v.len())));
     }
     Ok(())
 }
 
-fn required(field: &str, v: &str) -> Result<(), Invalid> {
-    check_str(field, v)?;
-    if v.trim().is_empty() {
-        return Err(Invalid(format!("field '{field}' is empty")));
+impl Checks {
+    fn text(&mut self, field: &str, v: &str) -> Result<(), Invalid> {
+        check_len(field, v)?;
+        self.size += field.len() + v.len() + 2;
+        Ok(())
     }
-    Ok(())
-}
 
-fn optional(field: &str, v: &Option<String>) -> Result<(), Invalid> {
-    v.as_deref().map_or(Ok(()), |s| check_str(field, s))
-}
-
-fn strings(field: &str, list: &[String]) -> Result<(), Invalid> {
-    list.iter().try_for_each(|s| check_str(field, s))
-}
-
-fn tags(t: &[(String, String)]) -> Result<(), Invalid> {
-    t.iter().try_for_each(|(k, v)| check_str("tags", k).and_then(|()| check_str("tags", v)))
-}
-
-fn finite(field: &str, v: f64) -> Result<(), Invalid> {
-    if !v.is_finite() {
-        return Err(Invalid(format!("field '{field}' is not a finite number")));
+    fn required(&mut self, field: &str, v: &str) -> Result<(), Invalid> {
+        self.text(field, v)?;
+        if v.trim().is_empty() {
+            return Err(Invalid(format!("field '{field}' is empty")));
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn optional(&mut self, field: &str, v: &Option<String>) -> Result<(), Invalid> {
+        match v {
+            Some(s) => self.text(field, s),
+            None => {
+                self.null(field);
+                Ok(())
+            }
+        }
+    }
+
+    fn null(&mut self, field: &str) {
+        self.size += field.len() + 4;
+    }
+
+    fn strings(&mut self, field: &str, list: &[String]) -> Result<(), Invalid> {
+        self.size += field.len() + 2;
+        for s in list {
+            check_len(field, s)?;
+            self.size += s.len() + 2;
+        }
+        Ok(())
+    }
+
+    fn tags(&mut self, t: &[(String, String)]) -> Result<(), Invalid> {
+        self.size += "tags".len() + 2;
+        for (k, v) in t {
+            check_len("tags", k)?;
+            check_len("tags", v)?;
+            self.size += k.len() + v.len() + 5;
+        }
+        Ok(())
+    }
+
+    fn number(&mut self, field: &str, v: f64) -> Result<(), Invalid> {
+        if !v.is_finite() {
+            return Err(Invalid(format!("field '{field}' is not a finite number")));
+        }
+        self.size += field.len() + 8;
+        Ok(())
+    }
 }
 
 /// A JSON object field, validated without building a tree and kept as the
@@ -344,30 +466,41 @@ fn checked<T>(what: &str, names: [&str; 3], checks: Result<T, Invalid>) -> Resul
     checks.map_err(|Invalid(why)| rejected(what, why, names[0], names[1], names[2]))
 }
 
+/// A checked item: its fields stay as lifted until a sink asks.
+fn lifted(resource_type: ResourceType, body: Body, raw: RawFields, checks: Checks) -> Record {
+    Record { resource_type, state: State::Success, message: None, body, raw, item_size: checks.size }
+}
+
 fn cloud_service(mut c: emit::CloudService) -> Result<Record, Rejected> {
+    let mut ck = Checks::default();
     let checks = (|| {
-        required("name", &c.name)?;
-        required("cloud_service_type", &c.cloud_service_type)?;
-        required("cloud_service_group", &c.cloud_service_group)?;
-        required("provider", &c.provider)?;
-        strings("ip_addresses", &c.ip_addresses)?;
-        optional("account", &c.account)?;
-        optional("instance_type", &c.instance_type)?;
-        if let Some(f) = c.instance_size {
-            finite("instance_size", f)?;
+        ck.required("name", &c.name)?;
+        ck.required("cloud_service_type", &c.cloud_service_type)?;
+        ck.required("cloud_service_group", &c.cloud_service_group)?;
+        ck.required("provider", &c.provider)?;
+        ck.strings("ip_addresses", &c.ip_addresses)?;
+        ck.optional("account", &c.account)?;
+        ck.optional("instance_type", &c.instance_type)?;
+        match c.instance_size {
+            Some(f) => ck.number("instance_size", f)?,
+            None => ck.null("instance_size"),
         }
-        optional("launched_at", &c.launched_at)?;
-        optional("region_code", &c.region_code)?;
-        required("reference.resource_id", &c.reference.resource_id)?;
-        optional("reference.external_link", &c.reference.external_link)?;
-        tags(&c.tags)?;
+        ck.optional("launched_at", &c.launched_at)?;
+        ck.optional("region_code", &c.region_code)?;
+        ck.required("reference.resource_id", &c.reference.resource_id)?;
+        ck.optional("reference.external_link", &c.reference.external_link)?;
+        ck.tags(&c.tags)?;
         Ok(vec![json_object("data", &mut c.data)?, json_object("metadata", &mut c.metadata)?])
     })();
     let raw = checked("CloudService", [&c.cloud_service_group, &c.cloud_service_type, &c.provider], checks)?;
+    Ok(lifted(ResourceType::CloudService, Body::Item(emit::Item::CloudService(c)), raw, ck))
+}
+
+fn cloud_service_map(c: emit::CloudService) -> Map<String, Value> {
     let mut reference = Map::new();
     reference.insert("resource_id".into(), text(c.reference.resource_id));
     reference.insert("external_link".into(), opt(c.reference.external_link));
-    let resource = obj([
+    obj([
         ("name", text(c.name)),
         ("cloud_service_type", text(c.cloud_service_type)),
         ("cloud_service_group", text(c.cloud_service_group)),
@@ -380,22 +513,27 @@ fn cloud_service(mut c: emit::CloudService) -> Result<Record, Rejected> {
         ("region_code", opt(c.region_code)),
         ("reference", Value::Object(reference)),
         ("tags", tag_map(c.tags)),
-    ]);
-    Ok(Record { resource_type: ResourceType::CloudService, state: State::Success, message: None, resource, raw })
+    ])
 }
 
 fn cloud_service_type(mut t: emit::CloudServiceType) -> Result<Record, Rejected> {
+    let mut ck = Checks::default();
     let checks = (|| {
-        required("name", &t.name)?;
-        required("group", &t.group)?;
-        required("provider", &t.provider)?;
-        optional("service_code", &t.service_code)?;
-        tags(&t.tags)?;
-        strings("labels", &t.labels)?;
+        ck.required("name", &t.name)?;
+        ck.required("group", &t.group)?;
+        ck.required("provider", &t.provider)?;
+        ck.optional("service_code", &t.service_code)?;
+        ck.tags(&t.tags)?;
+        ck.strings("labels", &t.labels)?;
         Ok(vec![json_object("metadata", &mut t.metadata)?])
     })();
     let raw = checked("CloudServiceType", [&t.group, &t.name, &t.provider], checks)?;
-    let resource = obj([
+    ck.size += "is_primary".len() + "is_major".len() + 8;
+    Ok(lifted(ResourceType::CloudServiceType, Body::Item(emit::Item::CloudServiceType(t)), raw, ck))
+}
+
+fn cloud_service_type_map(t: emit::CloudServiceType) -> Map<String, Value> {
+    obj([
         ("name", text(t.name)),
         ("group", text(t.group)),
         ("provider", text(t.provider)),
@@ -404,58 +542,77 @@ fn cloud_service_type(mut t: emit::CloudServiceType) -> Result<Record, Rejected>
         ("service_code", opt(t.service_code)),
         ("tags", tag_map(t.tags)),
         ("labels", list(t.labels)),
-    ]);
-    Ok(Record { resource_type: ResourceType::CloudServiceType, state: State::Success, message: None, resource, raw })
+    ])
 }
 
 fn region(r: emit::Region) -> Result<Record, Rejected> {
-    let checks = required("name", &r.name)
-        .and_then(|()| required("region_code", &r.region_code))
-        .and_then(|()| required("provider", &r.provider))
-        .and_then(|()| tags(&r.tags));
+    let mut ck = Checks::default();
+    let checks = ck
+        .required("name", &r.name)
+        .and_then(|()| ck.required("region_code", &r.region_code))
+        .and_then(|()| ck.required("provider", &r.provider))
+        .and_then(|()| ck.tags(&r.tags));
     checked("Region", ["", "", &r.provider], checks)?;
-    let resource = obj([
+    Ok(lifted(ResourceType::Region, Body::Item(emit::Item::Region(r)), Vec::new(), ck))
+}
+
+fn region_map(r: emit::Region) -> Map<String, Value> {
+    obj([
         ("name", text(r.name)),
         ("region_code", text(r.region_code)),
         ("provider", text(r.provider)),
         ("tags", tag_map(r.tags)),
-    ]);
-    Ok(Record { resource_type: ResourceType::Region, state: State::Success, message: None, resource, raw: Vec::new() })
+    ])
 }
 
-fn error_resource(e: emit::ErrorResource) -> Result<Record, Rejected> {
-    let checks = check_str("message", &e.message)
-        .and_then(|()| check_str("provider", &e.provider))
-        .and_then(|()| check_str("cloud_service_group", &e.cloud_service_group))
-        .and_then(|()| check_str("cloud_service_type", &e.cloud_service_type))
-        .and_then(|()| check_str("resource_type", &e.resource_type));
+fn error_resource(mut e: emit::ErrorResource) -> Result<Record, Rejected> {
+    let mut ck = Checks::default();
+    let checks = ck
+        .text("message", &e.message)
+        .and_then(|()| ck.text("provider", &e.provider))
+        .and_then(|()| ck.text("cloud_service_group", &e.cloud_service_group))
+        .and_then(|()| ck.text("cloud_service_type", &e.cloud_service_type))
+        .and_then(|()| ck.text("resource_type", &e.resource_type));
     checked("ErrorResource", ["", "", &e.provider], checks)?;
-    let resource = obj([
+    // The message is the record's, not the resource's.
+    let message = std::mem::take(&mut e.message);
+    ck.size -= "message".len() + message.len() + 2;
+    Ok(Record {
+        resource_type: ResourceType::ErrorResource,
+        state: State::Failure,
+        message: Some(if message.is_empty() { "unspecified error".into() } else { message }),
+        body: Body::Item(emit::Item::ErrorResource(e)),
+        raw: Vec::new(),
+        item_size: ck.size,
+    })
+}
+
+fn error_resource_map(e: emit::ErrorResource) -> Map<String, Value> {
+    obj([
         ("provider", text(e.provider)),
         ("cloud_service_group", text(e.cloud_service_group)),
         ("cloud_service_type", text(e.cloud_service_type)),
         ("resource_type", text(e.resource_type)),
-    ]);
-    Ok(Record {
-        resource_type: ResourceType::ErrorResource,
-        state: State::Failure,
-        message: Some(if e.message.is_empty() { "unspecified error".into() } else { e.message }),
-        resource,
-        raw: Vec::new(),
-    })
+    ])
 }
 
 fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
-    let checks = required("namespace_id", &n.namespace_id)
-        .and_then(|()| required("name", &n.name))
-        .and_then(|()| required("category", &n.category))
-        .and_then(|()| required("resource_type", &n.resource_type))
-        .and_then(|()| required("group", &n.group))
-        .and_then(|()| required("provider", &n.provider))
-        .and_then(|()| optional("icon", &n.icon))
-        .and_then(|()| tags(&n.tags));
+    let mut ck = Checks::default();
+    let checks = ck
+        .required("namespace_id", &n.namespace_id)
+        .and_then(|()| ck.required("name", &n.name))
+        .and_then(|()| ck.required("category", &n.category))
+        .and_then(|()| ck.required("resource_type", &n.resource_type))
+        .and_then(|()| ck.required("group", &n.group))
+        .and_then(|()| ck.required("provider", &n.provider))
+        .and_then(|()| ck.optional("icon", &n.icon))
+        .and_then(|()| ck.tags(&n.tags));
     checked("Namespace", [&n.group, "", &n.provider], checks)?;
-    let resource = obj([
+    Ok(lifted(ResourceType::Namespace, Body::Item(emit::Item::Namespace(n)), Vec::new(), ck))
+}
+
+fn namespace_map(n: emit::Namespace) -> Map<String, Value> {
+    obj([
         ("namespace_id", text(n.namespace_id)),
         ("name", text(n.name)),
         ("category", text(n.category)),
@@ -464,26 +621,31 @@ fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
         ("provider", text(n.provider)),
         ("icon", opt(n.icon)),
         ("tags", tag_map(n.tags)),
-    ]);
-    Ok(Record { resource_type: ResourceType::Namespace, state: State::Success, message: None, resource, raw: Vec::new() })
+    ])
 }
 
 fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
+    let mut ck = Checks::default();
     let checks = (|| {
-        required("metric_id", &m.metric_id)?;
-        required("name", &m.name)?;
-        required("resource_type", &m.resource_type)?;
-        required("namespace_id", &m.namespace_id)?;
-        required("provider", &m.provider)?;
-        tags(&m.tags)?;
+        ck.required("metric_id", &m.metric_id)?;
+        ck.required("name", &m.name)?;
+        ck.required("resource_type", &m.resource_type)?;
+        ck.required("namespace_id", &m.namespace_id)?;
+        ck.required("provider", &m.provider)?;
+        ck.tags(&m.tags)?;
         Ok(vec![json_object("unit", &mut m.unit)?, json_object("query_options", &mut m.query_options)?])
     })();
     let raw = checked("Metric", ["", "", &m.provider], checks)?;
+    ck.size += "metric_type".len() + 9;
+    Ok(lifted(ResourceType::Metric, Body::Item(emit::Item::Metric(m)), raw, ck))
+}
+
+fn metric_map(m: emit::Metric) -> Map<String, Value> {
     let metric_type = match m.metric_type {
         emit::MetricType::Counter => "COUNTER",
         emit::MetricType::Gauge => "GAUGE",
     };
-    let resource = obj([
+    obj([
         ("metric_id", text(m.metric_id)),
         ("name", text(m.name)),
         ("metric_type", Value::String(metric_type.into())),
@@ -491,30 +653,34 @@ fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
         ("namespace_id", text(m.namespace_id)),
         ("provider", text(m.provider)),
         ("tags", tag_map(m.tags)),
-    ]);
-    Ok(Record { resource_type: ResourceType::Metric, state: State::Success, message: None, resource, raw })
+    ])
 }
 
-/// Validates and converts one emitted cost, as [`from_item`] does items.
+/// Validates one emitted cost, as [`from_item`] does items.
 pub fn from_cost(mut c: costs::Cost) -> Result<Record, Rejected> {
+    let mut ck = Checks::default();
     let checks = (|| {
-        finite("cost", c.cost)?;
-        finite("usage_quantity", c.usage_quantity)?;
-        check_str("usage_unit", &c.usage_unit)?;
-        required("provider", &c.provider)?;
-        optional("region_code", &c.region_code)?;
-        check_str("product", &c.product)?;
-        required("usage_type", &c.usage_type)?;
-        required("resource", &c.resource)?;
-        tags(&c.tags)?;
-        required("billed_date", &c.billed_date)?;
+        ck.number("cost", c.cost)?;
+        ck.number("usage_quantity", c.usage_quantity)?;
+        ck.text("usage_unit", &c.usage_unit)?;
+        ck.required("provider", &c.provider)?;
+        ck.optional("region_code", &c.region_code)?;
+        ck.text("product", &c.product)?;
+        ck.required("usage_type", &c.usage_type)?;
+        ck.required("resource", &c.resource)?;
+        ck.tags(&c.tags)?;
+        ck.required("billed_date", &c.billed_date)?;
         if chrono::NaiveDate::parse_from_str(&c.billed_date, "%Y-%m-%d").is_err() {
             return Err(Invalid(format!("field 'billed_date' is not a YYYY-MM-DD date: {:?}", c.billed_date.chars().take(40).collect::<String>())));
         }
         Ok(vec![json_object("additional_info", &mut c.additional_info)?, json_object("data", &mut c.data)?])
     })();
     let raw = checked("Cost", ["", "", &c.provider], checks)?;
-    let resource = obj([
+    Ok(lifted(ResourceType::Cost, Body::Cost(c), raw, ck))
+}
+
+fn cost_map(c: costs::Cost) -> Map<String, Value> {
+    obj([
         ("cost", number(c.cost)),
         ("usage_quantity", number(c.usage_quantity)),
         ("usage_unit", text(c.usage_unit)),
@@ -525,15 +691,15 @@ pub fn from_cost(mut c: costs::Cost) -> Result<Record, Rejected> {
         ("resource", text(c.resource)),
         ("tags", tag_map(c.tags)),
         ("billed_date", text(c.billed_date)),
-    ]);
-    Ok(Record { resource_type: ResourceType::Cost, state: State::Success, message: None, resource, raw })
+    ])
 }
 
 /// An item the host refused, and the error resource that replaces it.
 #[derive(Debug)]
 pub struct Rejected {
     pub reason: String,
-    pub replacement: Record,
+    /// Boxed: a rejection is rare, and a record is large.
+    pub replacement: Box<Record>,
 }
 
 /// Validates and converts one emitted item, moving the guest's strings into
@@ -553,7 +719,8 @@ pub fn from_item(item: emit::Item) -> Result<Record, Rejected> {
 /// Refuses a valid item that the current call may not emit (an inventory
 /// record during `cost-source.get-data`, a cost during `collect`).
 pub fn out_of_place(r: Record, call: &str) -> Result<Record, Rejected> {
-    let s = |k: &str| r.resource.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let resource = r.resource();
+    let s = |k: &str| resource.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let why = format!("{} records are not accepted during {call}", r.resource_type.as_str());
     Err(rejected(r.resource_type.as_str(), why, &s("cloud_service_group"), &s("cloud_service_type"), &s("provider")))
 }
@@ -561,7 +728,7 @@ pub fn out_of_place(r: Record, call: &str) -> Result<Record, Rejected> {
 fn rejected(what: &str, why: String, group: &str, ty: &str, provider: &str) -> Rejected {
     let cut = |s: &str| s.chars().take(256).collect::<String>();
     let replacement = Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider));
-    Rejected { reason: why, replacement }
+    Rejected { reason: why, replacement: Box::new(replacement) }
 }
 
 #[cfg(test)]
@@ -607,7 +774,7 @@ mod tests {
         exp_keys.sort();
         assert_eq!(keys, exp_keys.iter().collect::<Vec<_>>());
         for k in ["name", "provider", "ip_addresses", "account", "instance_type", "instance_size", "region_code", "reference", "tags"] {
-            assert_eq!(r.resource[k], expected["resource"][k], "{k}");
+            assert_eq!(r.resource()[k], expected["resource"][k], "{k}");
         }
         assert_eq!(whole["data"], expected["resource"]["json_data__decoded"]);
         // The raw text is the guest's, and the NDJSON line is the same JSON as to_json.
@@ -680,7 +847,30 @@ mod tests {
         bad.cloud_service_group = "g".repeat(10_000);
         bad.name = String::new();
         let r = from_item(emit::Item::CloudService(bad)).unwrap_err().replacement;
-        assert_eq!(r.resource["cloud_service_group"].as_str().unwrap().len(), 256, "labels of rejected items are cut");
+        assert_eq!(r.resource()["cloud_service_group"].as_str().unwrap().len(), 256, "labels of rejected items are cut");
+    }
+
+    /// A lifted item's size, counted by its checks, covers every string
+    /// the guest sent (the output limit relies on it) and is within a few
+    /// bytes of the same record's size as a JSON object.
+    #[test]
+    fn an_items_size_counts_every_string() {
+        let big = "x".repeat(1000);
+        let mut c = vm();
+        c.name = big.clone();
+        c.account = Some(big.clone());
+        c.ip_addresses = vec![big.clone(), big.clone()];
+        c.tags = vec![(big.clone(), big.clone())];
+        c.reference.external_link = Some(big.clone());
+        c.data = format!(r#"{{"a": "{big}"}}"#);
+        let mut r = from_item(emit::Item::CloudService(c)).unwrap();
+        let lifted = r.approx_size();
+        assert!(lifted > 8 * 1000, "{lifted}");
+        r.resource_mut().insert("project_id".into(), json!("p"));
+        let as_map = r.approx_size() - "project_id".len() - 3;
+        assert!(lifted.abs_diff(as_map) <= 16, "lifted {lifted}, as a map {as_map}");
+        assert_eq!(r.resource()["project_id"], "p");
+        assert_eq!(r.resource()["tags"][big.as_str()], big.as_str(), "the map holds the item's fields");
     }
 
     /// `data` is kept as the guest's text: padding is dropped, empty text
@@ -694,8 +884,8 @@ mod tests {
         let r = from_item(emit::Item::CloudService(padded)).unwrap();
         let raw: Vec<(&str, &str)> = r.raw.iter().map(|(k, v)| (*k, v.get())).collect();
         assert_eq!(raw, [("data", "{\"a\": [1, {\"b\": null}]}"), ("metadata", "{}")]);
-        assert_eq!(r.resource["reference"], json!({"resource_id": "uuid-1", "external_link": "https://pc:9440/"}));
-        assert_eq!(r.resource["instance_size"], json!(4.0));
+        assert_eq!(r.resource()["reference"], json!({"resource_id": "uuid-1", "external_link": "https://pc:9440/"}));
+        assert_eq!(r.resource()["instance_size"], json!(4.0));
 
         let mut bad = vm();
         bad.metadata = "{\"a\": 1} {}".into();

@@ -129,6 +129,7 @@ fn lookup<'a>(resource: &'a serde_json::Map<String, Value>, path: &str) -> Optio
 
 /// Match keys of a record, one per rule whose fields are all present.
 pub fn match_keys(record: &Record) -> Vec<(i64, String)> {
+    let resource = record.resource();
     record
         .resource_type
         .match_rules()
@@ -137,7 +138,7 @@ pub fn match_keys(record: &Record) -> Vec<(i64, String)> {
         .filter_map(|(i, rule)| {
             let values: Option<Vec<&Value>> = rule
                 .iter()
-                .map(|f| lookup(&record.resource, f).filter(|v| !v.is_null()))
+                .map(|f| lookup(&resource, f).filter(|v| !v.is_null()))
                 .collect();
             values.map(|v| (i as i64 + 1, serde_json::to_string(&v).unwrap_or_default()))
         })
@@ -375,7 +376,7 @@ mod tests {
     fn account_is_part_of_the_match() {
         let (s, dir) = temp_store();
         let mut other = vm("a", "ON");
-        other.resource.insert("account".into(), json!("pc-2"));
+        other.resource_mut().insert("account".into(), json!("pc-2"));
         assert_eq!(s.apply("t", "r", &[vm("a", "ON"), other]).unwrap(), vec![Outcome::Created, Outcome::Created]);
         std::fs::remove_dir_all(dir).ok();
     }
@@ -385,7 +386,7 @@ mod tests {
         let (s, dir) = temp_store();
         let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
         let mut nokey = vm("x", "ON");
-        nokey.resource.remove("reference");
+        nokey.resource_mut().remove("reference");
         assert_eq!(s.apply("t", "r9", &[err, nokey]).unwrap(), vec![Outcome::Error, Outcome::Error]);
         let errs = s.errors_of_run("r9").unwrap();
         assert_eq!(errs, vec!["boom", "inventory.CloudService has none of the fields of its match rules"]);

@@ -74,7 +74,7 @@ fn guests_of_incompatible_world_versions_run_side_by_side() {
         // The simulator lists 3 clusters and the Prism Central pseudo-cluster.
         let (r, records) = old;
         assert_eq!(r.expect("0.1.0 collect").records, 4);
-        assert!(records.iter().all(|r| r.resource["tags"]["world"] == "0.1.0"), "{records:?}");
+        assert!(records.iter().all(|r| r.resource()["tags"]["world"] == "0.1.0"), "{records:?}");
         let (r, records) = new;
         assert_eq!(r.expect("0.2.0 collect").records, 7, "type + 3 regions + 3 clusters");
         assert_eq!(records.len(), 7);

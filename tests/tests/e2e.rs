@@ -471,7 +471,7 @@ fn usage_comes_from_the_groups_api_into_vm_host_and_cluster_data() {
             let id = e.pointer("/metadata/uuid").unwrap();
             let got = records
                 .iter()
-                .find(|r| r.resource.get("cloud_service_type") == Some(&json!(ty)) && r.resource.get("reference").and_then(|x| x.get("resource_id")) == Some(id))
+                .find(|r| r.resource().get("cloud_service_type") == Some(&json!(ty)) && r.resource().get("reference").and_then(|x| x.get("resource_id")) == Some(id))
                 .unwrap_or_else(|| panic!("{ty} {id}"))
                 .resource_json();
             let want = |a: &str| prism_sim::v4::node_usage(entity_type, i, a).unwrap();
@@ -485,7 +485,7 @@ fn usage_comes_from_the_groups_api_into_vm_host_and_cluster_data() {
     let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
     let vm = |i: usize| {
         let uuid = vm_facts(&cfg, i).uuid;
-        records.iter().find(|r| r.resource.get("reference").and_then(|x| x.get("resource_id")) == Some(&json!(uuid))).unwrap().resource_json()
+        records.iter().find(|r| r.resource().get("reference").and_then(|x| x.get("resource_id")) == Some(&json!(uuid))).unwrap().resource_json()
     };
     let on = vm(0);
     let cpu = prism_sim::v4::vm_stat(0, "hypervisorCpuUsagePpm", 0).unwrap() * 1e-4;
@@ -493,7 +493,7 @@ fn usage_comes_from_the_groups_api_into_vm_host_and_cluster_data() {
     assert_eq!(on["data"]["usage"]["disk_iops"], json!(prism_sim::v4::vm_stat(0, "controllerNumIops", 0).unwrap()));
     assert!(!vm_facts(&cfg, 4).powered_on);
     assert_eq!(vm(4)["data"]["usage"], json!({}));
-    let metric = records.iter().find(|r| r.resource_type == ResourceType::Metric && r.resource["name"] == "CPU Usage (avg)").unwrap().resource_json();
+    let metric = records.iter().find(|r| r.resource_type == ResourceType::Metric && r.resource()["name"] == "CPU Usage (avg)").unwrap().resource_json();
     assert_eq!(metric["query_options"]["fields"]["value"]["key"], "data.usage.cpu_percent");
 
     let plain = self::sim(20);

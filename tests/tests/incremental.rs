@@ -42,7 +42,7 @@ fn run(sim: &Simulator, state: &Arc<MemoryState>, options: Value) -> (CollectRep
 fn vms(records: &[Record]) -> BTreeMap<String, Value> {
     records
         .iter()
-        .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VirtualMachine")))
+        .filter(|r| r.resource().get("cloud_service_type") == Some(&json!("VirtualMachine")))
         .map(|r| {
             let v = r.to_json();
             (v["resource"]["reference"]["resource_id"].as_str().unwrap_or_default().to_string(), v)

@@ -117,7 +117,7 @@ fn a_failed_v4_page_becomes_an_error_resource_and_the_rest_is_kept() {
     let (r, records) = run(&sim, json!({"api_version": "v4", "max_retries": 1}));
     let r = r.expect("collect");
     assert_eq!(r.errors, 1);
-    let vms = records.iter().filter(|r| !r.is_error() && r.resource.get("cloud_service_type") == Some(&json!("VirtualMachine"))).count();
+    let vms = records.iter().filter(|r| !r.is_error() && r.resource().get("cloud_service_type") == Some(&json!("VirtualMachine"))).count();
     assert_eq!(vms, 130, "pages 0 and 2 of 100 + 30 kept");
     let err = records.iter().find(|r| r.is_error()).unwrap();
     assert!(err.message.as_deref().unwrap().contains("INTERNAL_ERROR: Injected fault"), "{err:?}");
@@ -153,17 +153,17 @@ fn volume_groups_come_on_request_through_v3() {
     let (r, default) = run(&sim, json!({}));
     r.expect("default collection");
     assert!(!sim.state.calls_per_kind().contains_key("volume_groups"), "not in the default kinds");
-    assert!(default.iter().all(|r| r.resource.get("cloud_service_type") != Some(&json!("VolumeGroup"))));
+    assert!(default.iter().all(|r| r.resource().get("cloud_service_type") != Some(&json!("VolumeGroup"))));
 
     let (r, records) = run(&sim, json!({"resource_kinds": ["volume_groups", "vms"]}));
     r.expect("collection");
-    let vgs: Vec<&Record> = records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup"))).collect();
+    let vgs: Vec<&Record> = records.iter().filter(|r| r.resource().get("cloud_service_type") == Some(&json!("VolumeGroup"))).collect();
     let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
     assert_eq!(vgs.len(), cfg.clusters * cfg.volume_groups_per_cluster);
     assert_eq!(sim.state.calls_per_kind()["volume_groups"], 2, "a one-entity probe, then one v3 page");
     assert!(!sim.state.calls_per_kind().contains_key("v4/volume_groups"));
     assert!(sim.state.calls_per_kind().contains_key("v4/vms"), "VMs still through v4");
-    let vg0 = vgs.iter().find(|r| r.resource["name"] == "vg-000").unwrap().resource_json();
+    let vg0 = vgs.iter().find(|r| r.resource()["name"] == "vg-000").unwrap().resource_json();
     let data = &vg0["data"];
     assert_eq!(data["disk_count"], 1);
     assert_eq!(data["size_bytes"], json!(10_240u64 * 1024 * 1024));
@@ -187,7 +187,7 @@ fn projects_come_on_request_through_v3() {
     let cfg = EstateConfig { vms: 230, ..EstateConfig::default() };
     let projects: Vec<Value> = records
         .iter()
-        .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("Project")))
+        .filter(|r| r.resource().get("cloud_service_type") == Some(&json!("Project")))
         .map(|r| Value::Object(r.resource_json()))
         .collect();
     assert_eq!(projects.len(), cfg.projects);
@@ -211,12 +211,12 @@ fn categories_are_the_same_records_through_v3_and_v4() {
     let pick = |records: &[Record]| -> BTreeMap<String, Value> {
         records
             .iter()
-            .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("Category")))
+            .filter(|r| r.resource().get("cloud_service_type") == Some(&json!("Category")))
             .map(|r| {
                 let mut v = Value::Object(r.resource_json());
                 v["data"].as_object_mut().map(|d| d.remove("ext_id"));
                 v["reference"].as_object_mut().map(|r| r.remove("external_link"));
-                (r.resource["name"].as_str().unwrap_or("").to_string(), v)
+                (r.resource()["name"].as_str().unwrap_or("").to_string(), v)
             })
             .collect()
     };
@@ -254,7 +254,7 @@ fn storage_containers_come_through_v4_only() {
     let containers = |records: &[Record]| -> Vec<Value> {
         records
             .iter()
-            .filter(|r| !r.is_error() && r.resource.get("cloud_service_type") == Some(&json!("StorageContainer")))
+            .filter(|r| !r.is_error() && r.resource().get("cloud_service_type") == Some(&json!("StorageContainer")))
             .map(|r| r.to_json()["resource"].clone())
             .collect()
     };
@@ -305,7 +305,7 @@ fn vm_disks_come_from_the_vm_list_through_v3_and_v4() {
         records
     };
     let of_type = |records: &[Record], ty: &str| -> Vec<Value> {
-        records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!(ty))).map(|r| r.to_json()["resource"].clone()).collect()
+        records.iter().filter(|r| r.resource().get("cloud_service_type") == Some(&json!(ty))).map(|r| r.to_json()["resource"].clone()).collect()
     };
     let sim = sim(true);
     let want: usize = sim.state.estate().vms.iter().map(|v| v.pointer("/status/resources/disk_list").and_then(Value::as_array).map_or(0, Vec::len)).sum();
@@ -322,7 +322,7 @@ fn vm_disks_come_from_the_vm_list_through_v3_and_v4() {
     let vm = of_type(&v3, "VirtualMachine").into_iter().find(|v| v["reference"]["resource_id"] == disk["data"]["vm"]["uuid"]).expect("its VM");
     assert_eq!(disk["region_code"], vm["region_code"]);
     assert!(disk["data"]["storage_container_uuid"].is_string(), "{disk}");
-    let types: Vec<Value> = v3.iter().filter(|r| r.resource_type.as_str() == "inventory.CloudServiceType").map(|r| r.resource["name"].clone()).collect();
+    let types: Vec<Value> = v3.iter().filter(|r| r.resource_type.as_str() == "inventory.CloudServiceType").map(|r| r.resource()["name"].clone()).collect();
     assert!(types.contains(&json!("Disk")), "the Disk type comes with its resources: {types:?}");
 
     // Disks alone: the VM list is read, the VMs are not emitted.
@@ -351,7 +351,7 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
         assert_eq!(r.expect("collect").errors, 0, "{records:?}");
         records
             .iter()
-            .filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup")))
+            .filter(|r| r.resource().get("cloud_service_type") == Some(&json!("VolumeGroup")))
             .map(|r| {
                 let mut v = r.to_json()["resource"].clone();
                 // What v4 does not return.
@@ -396,7 +396,7 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
     assert_eq!(r.expect("collect").errors, 1);
     let err = records.iter().find(|r| r.is_error()).unwrap();
     assert!(err.message.as_deref().unwrap().contains("its disks were not read"), "{err:?}");
-    assert_eq!(records.iter().filter(|r| r.resource.get("cloud_service_type") == Some(&json!("VolumeGroup")) && !r.is_error()).count(), want.len() - 1);
+    assert_eq!(records.iter().filter(|r| r.resource().get("cloud_service_type") == Some(&json!("VolumeGroup")) && !r.is_error()).count(), want.len() - 1);
 
     // Forcing v3 where the v3 list is gone: an error resource, no v4 call.
     let before = without_v3.state.calls_per_kind();

@@ -59,15 +59,16 @@ pub fn json_into_value(v: Value) -> PValue {
 /// `metadata` travel as JSON text in `json_data` / `json_metadata` (which
 /// keeps integers exact), with `data` / `metadata` left null. Takes the
 /// record: its strings and raw text move into the message.
-pub fn resource_info(r: Record) -> ResourceInfo {
+pub fn resource_info(mut r: Record) -> ResourceInfo {
     let match_rules = match r.match_rules_json() {
         Value::Object(m) => json_into_struct(m),
         _ => Struct::default(),
     };
-    let mut resource = r.resource;
+    let (resource_type, state, message) = (r.resource_type, r.state, r.message.take());
+    let (mut resource, raw) = r.into_resource();
     // The raw text goes out as is: no parse, no re-serialization, no copy.
-    for (k, v) in r.raw {
-        match (r.resource_type, k) {
+    for (k, v) in raw {
+        match (resource_type, k) {
             (ResourceType::CloudService | ResourceType::CloudServiceType, "data" | "metadata") => {
                 resource.insert(k.into(), Value::Null);
                 resource.insert(format!("json_{k}"), Value::String(Box::<str>::from(v).into_string()));
@@ -78,12 +79,12 @@ pub fn resource_info(r: Record) -> ResourceInfo {
         }
     }
     ResourceInfo {
-        state: match r.state {
+        state: match state {
             State::Success => resource_info::State::Success as i32,
             State::Failure => resource_info::State::Failure as i32,
         },
-        message: r.message.unwrap_or_default(),
-        resource_type: r.resource_type.as_str().to_string(),
+        message: message.unwrap_or_default(),
+        resource_type: resource_type.as_str().to_string(),
         match_rules: Some(match_rules),
         resource: Some(json_into_struct(resource)),
         options: None,

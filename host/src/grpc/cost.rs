@@ -47,7 +47,7 @@ fn nonempty(s: &str) -> Option<&str> {
 
 /// The wire form of a cost record.
 pub fn cost_info(r: &Record) -> CostInfo {
-    let m = &r.resource;
+    let m = &*r.resource();
     let num = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let raw = |k: &str| r.raw(k).and_then(|t| serde_json::from_str::<Value>(t).ok());
     CostInfo {

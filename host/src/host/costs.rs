@@ -69,7 +69,7 @@ mod tests {
         assert!(reasons[1].1.starts_with("field 'billed_date' is not a YYYY-MM-DD date"), "{}", reasons[1].1);
         let batch = rx.recv().await.unwrap();
         assert_eq!(kinds(&batch), [ResourceType::Cost, ResourceType::ErrorResource, ResourceType::ErrorResource]);
-        assert_eq!(batch[0].resource["cost"], 1.5);
+        assert_eq!(batch[0].resource()["cost"], 1.5);
         assert_eq!(batch[0].raw("data"), Some(r#"{"vcpus": 1}"#));
     }
 

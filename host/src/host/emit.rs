@@ -95,7 +95,7 @@ impl EmitCtx {
                 Ok(r) => r,
                 Err(rejection) => {
                     rejected.push(Rejection { index: index as u32, reason: rejection.reason });
-                    rejection.replacement
+                    *rejection.replacement
                 }
             };
             if let Some(m) = r.message.take() {

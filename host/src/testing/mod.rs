@@ -126,7 +126,7 @@ impl Outcome {
             .iter()
             .filter(|r| {
                 r.resource_type == ResourceType::CloudService
-                    && r.resource.get("cloud_service_type").and_then(Value::as_str) == Some(cloud_service_type)
+                    && r.resource().get("cloud_service_type").and_then(Value::as_str) == Some(cloud_service_type)
             })
             .collect()
     }
@@ -135,7 +135,7 @@ impl Outcome {
     pub fn service(&self, id: &str) -> Option<&Record> {
         self.records.iter().find(|r| {
             r.resource_type == ResourceType::CloudService
-                && r.resource.get("reference").and_then(|x| x.get("resource_id")).and_then(Value::as_str) == Some(id)
+                && r.resource().get("reference").and_then(|x| x.get("resource_id")).and_then(Value::as_str) == Some(id)
         })
     }
 
