@@ -4,10 +4,12 @@
 //!
 //! A collection allocates and frees millions of small blocks (entity
 //! fields, JSON tree nodes, record strings), almost all under 512 bytes.
-//! Natively glibc serves those from its per-thread cache; in the component
-//! every one went through talc's binning and coalescing, a fifth of the
-//! guest's time on a VM list (BENCHMARKS.md). Here a small block is popped
-//! from, and pushed back onto, the free list of its class:
+//! In the component every one went through talc's binning and coalescing,
+//! a fifth of the guest's time on a VM list (BENCHMARKS.md); natively,
+//! glibc's `malloc` is slower still on this pattern (its per-thread cache
+//! holds a few blocks per size, the rest goes through its bins). Here a
+//! small block is popped from, and pushed back onto, the free list of its
+//! class:
 //!
 //! - classes are multiples of 16 bytes up to 512, for alignments up to 16;
 //!   anything larger or more aligned goes to the backing allocator;
@@ -16,8 +18,9 @@
 //! - freed small blocks stay on their list for reuse and are never given
 //!   back, which suits a component instance that lives for one call.
 //!
-//! Not thread-safe: it is `Sync` only on single-threaded wasm, and native
-//! code (the tests) uses it from one thread.
+//! Not thread-safe: it is `Sync` only on single-threaded wasm. Native code
+//! uses it from one thread (the tests) or one per thread (the
+//! `normalize-size-classes` bench).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;

@@ -1,16 +1,6 @@
-//! Normalization throughput: the collector compiled natively versus the same
-//! code compiled to wasm and run in the real host's sandbox (HTTP through the
-//! egress policy, emit checks), on the same pre-rendered Prism v3 pages (no
-//! network, no simulator server). Both sides render every record's data and
-//! metadata as JSON text, as the component does for the host, count the
-//! records and drop them. A third side runs the native collection through
-//! the host's record checks (`record::from_item`), as a collector linked
-//! into the host would be: what the wasm side costs above it is the
-//! sandbox's (the boundary copies and the guest code as wasm).
-//! Prints a table; the goal (wasm/native ≤ 1.3×) is recorded in
-//! BENCHMARKS.md, never asserted.
-//!
-//! Needs the component built: `cargo build -p guest-nutanix --target wasm32-wasip2 --release`.
+//! The benchmark itself, shared by the `normalize` and
+//! `normalize-size-classes` benches (they differ in the allocator of the
+//! native code: see their `main.rs`).
 
 use cf_host::host::http::{HttpTransport, InboundResponse, OutboundRequest, TransportFuture};
 use cf_host::sandbox::{RunContext, Runtime, RuntimeConfig};
@@ -163,7 +153,9 @@ fn best_of<const N: usize>(runs: usize, mut sides: [&mut dyn FnMut() -> u64; N])
     best
 }
 
-fn main() {
+/// Runs the benchmark and prints its table; `allocator` names the global
+/// allocator of the native code (the guest brings its own).
+pub fn run(allocator: &str) {
     let pages = Arc::new(pages());
     let secret = r#"{"host":"https://pc.bench:9440","username":"u","password":"p"}"#;
     let task = r#"{"resource_kinds":["vms"]}"#;
@@ -223,6 +215,7 @@ fn main() {
     assert!(n_native == n_wasm && n_checked == n_wasm, "every side produces the same records");
 
     let rate = |d: Duration, n: u64| n as f64 / d.as_secs_f64();
+    println!("native code allocates with {allocator}");
     println!("{:<44} {:>12} {:>14}", format!("normalization of {VMS} VMs (best of {RUNS})"), "time", "records/s");
     println!("{:<44} {:>10.1}ms {:>14.0}", "native (guest-nutanix as a Rust library)", native.as_secs_f64() * 1e3, rate(native, n_native));
     println!("{:<44} {:>10.1}ms {:>14.0}", "native + the host's record checks", checked.as_secs_f64() * 1e3, rate(checked, n_checked));
