@@ -273,23 +273,25 @@ impl Record {
     /// Human label of what the record is, used for per-type counts:
     /// `Compute/VirtualMachine`, `CloudServiceType`, `Region`, ...
     pub fn label(&self) -> String {
-        // The emit path's records answer without building the resource.
-        match &self.body {
-            Body::Item(emit::Item::CloudService(c)) => return format!("{}/{}", c.cloud_service_group, c.cloud_service_type),
-            Body::Item(emit::Item::ErrorResource(e)) => return format!("{}/{}", e.cloud_service_group, e.cloud_service_type),
-            Body::Cost(c) => return format!("Cost/{}", c.usage_type),
-            _ => {}
-        }
-        let resource = self.resource();
-        let s = |k: &str| resource.get(k).and_then(Value::as_str).unwrap_or("?");
+        // Read from the item or the map as the record holds it: never
+        // builds the resource.
+        let (group, ty, usage_type) = match &self.body {
+            Body::Item(emit::Item::CloudService(c)) => (c.cloud_service_group.as_str(), c.cloud_service_type.as_str(), "?"),
+            Body::Item(emit::Item::ErrorResource(e)) => (e.cloud_service_group.as_str(), e.cloud_service_type.as_str(), "?"),
+            Body::Cost(c) => ("?", "?", c.usage_type.as_str()),
+            Body::Map(m) => {
+                let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("?");
+                (s("cloud_service_group"), s("cloud_service_type"), s("usage_type"))
+            }
+            Body::Item(_) => ("?", "?", "?"),
+        };
         match self.resource_type {
-            ResourceType::CloudService => format!("{}/{}", s("cloud_service_group"), s("cloud_service_type")),
-            ResourceType::ErrorResource => format!("{}/{}", s("cloud_service_group"), s("cloud_service_type")),
+            ResourceType::CloudService | ResourceType::ErrorResource => format!("{group}/{ty}"),
             ResourceType::CloudServiceType => "CloudServiceType".into(),
             ResourceType::Region => "Region".into(),
             ResourceType::Namespace => "Namespace".into(),
             ResourceType::Metric => "Metric".into(),
-            ResourceType::Cost => format!("Cost/{}", s("usage_type")),
+            ResourceType::Cost => format!("Cost/{usage_type}"),
         }
     }
 
@@ -813,6 +815,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.match_rules_json(), json!({"1": ["region_code", "provider"]}));
+        assert_eq!(r.label(), "Region");
         assert_eq!(ResourceType::CloudServiceType.match_rules(), &[&["name", "group", "provider"]]);
     }
 
@@ -866,7 +869,9 @@ mod tests {
         let mut r = from_item(emit::Item::CloudService(c)).unwrap();
         let lifted = r.approx_size();
         assert!(lifted > 8 * 1000, "{lifted}");
+        assert_eq!(r.label(), "Compute/VirtualMachine");
         r.resource_mut().insert("project_id".into(), json!("p"));
+        assert_eq!(r.label(), "Compute/VirtualMachine", "the same label from the map");
         let as_map = r.approx_size() - "project_id".len() - 3;
         assert!(lifted.abs_diff(as_map) <= 16, "lifted {lifted}, as a map {as_map}");
         assert_eq!(r.resource()["project_id"], "p");
