@@ -440,13 +440,13 @@ struct V3Page<'a> {
 /// API key accepted in `X-ntnx-api-key` by the v4 endpoints.
 pub const API_KEY: &str = "sim-api-key-0123456789";
 
-/// What every v4 call checks first: v4 offered at all (404 as an older
-/// Prism Central answers), then the API key or Basic credentials (401).
 /// A v4 error answer (not retryable).
 fn v4_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(v4::error(code, message, false))).into_response()
 }
 
+/// What every v4 call checks first: v4 offered at all (404 as an older
+/// Prism Central answers), then the API key or Basic credentials (401).
 fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     if !state.v4 {
         return Some((StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response());
