@@ -256,9 +256,11 @@ impl Record {
         m
     }
 
-    /// The resource as JSON text (the store's body).
-    pub fn resource_text(&self) -> String {
-        serde_json::to_string(&self.fields(&self.resource())).unwrap_or_default()
+    /// The resource as JSON text (the store's body), raw fields included.
+    /// `resource` is this record's [`Record::resource`], which the caller
+    /// builds once for its other reads too (the match keys).
+    pub fn resource_text(&self, resource: &Map<String, Value>) -> String {
+        serde_json::to_string(&self.fields(resource)).unwrap_or_default()
     }
 
     /// `match_rules` as CloudForet sends them: `{"1": [...], "2": [...]}`.

@@ -50,8 +50,9 @@ impl Store {
                 )
                 .map_err(db)?;
             for r in batch.iter().filter(|r| !r.is_error()) {
-                let key = match_keys(r).into_iter().next().map(|(_, k)| k).unwrap_or_default();
-                stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text()]).map_err(db)?;
+                let resource = r.resource();
+                let key = match_keys(r.resource_type, &resource).into_iter().next().map(|(_, k)| k).unwrap_or_default();
+                stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text(&resource)]).map_err(db)?;
                 n += 1;
             }
         }

@@ -127,18 +127,17 @@ fn lookup<'a>(resource: &'a serde_json::Map<String, Value>, path: &str) -> Optio
     Some(cur)
 }
 
-/// Match keys of a record, one per rule whose fields are all present.
-pub fn match_keys(record: &Record) -> Vec<(i64, String)> {
-    let resource = record.resource();
-    record
-        .resource_type
+/// Match keys of a record of `resource_type` whose resource is `resource`
+/// ([`Record::resource`]), one per rule whose fields are all present.
+pub fn match_keys(resource_type: ResourceType, resource: &serde_json::Map<String, Value>) -> Vec<(i64, String)> {
+    resource_type
         .match_rules()
         .iter()
         .enumerate()
         .filter_map(|(i, rule)| {
             let values: Option<Vec<&Value>> = rule
                 .iter()
-                .map(|f| lookup(&resource, f).filter(|v| !v.is_null()))
+                .map(|f| lookup(resource, f).filter(|v| !v.is_null()))
                 .collect();
             values.map(|v| (i as i64 + 1, serde_json::to_string(&v).unwrap_or_default()))
         })
@@ -239,13 +238,15 @@ pub(crate) fn insert_error(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id:
 }
 
 fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
-    let body = r.resource_text();
+    // Built once: the body and the match keys both read it.
+    let resource = r.resource();
+    let body = r.resource_text(&resource);
     let label = r.label();
     if r.is_error() {
         insert_error(tx, tenant, run_id, &label, r.message.as_deref().unwrap_or(""), &body)?;
         return Ok(Outcome::Error);
     }
-    let keys = match_keys(r);
+    let keys = match_keys(r.resource_type, &resource);
     if keys.is_empty() {
         let msg = format!("{} has none of the fields of its match rules", r.resource_type.as_str());
         insert_error(tx, tenant, run_id, &label, &msg, &body)?;
