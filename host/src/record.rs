@@ -105,18 +105,16 @@ pub struct Record {
     body: Body,
     /// `data` / `metadata`: validated JSON object text, as the guest sent it.
     pub raw: RawFields,
-    /// The size of a guest's item (`Body::Item`, `Body::Cost`), counted by
-    /// its checks; see [`Record::approx_size`].
-    item_size: usize,
 }
 
 /// A record's fields other than the raw ones.
 #[derive(Clone, Debug)]
 enum Body {
     /// A guest's item, checked, its JSON fields moved to `raw`: converted
-    /// to JSON only when a sink asks.
-    Item(emit::Item),
-    Cost(costs::Cost),
+    /// to JSON only when a sink asks. `size` is what its checks counted
+    /// ([`Record::approx_size`]).
+    Item { item: emit::Item, size: usize },
+    Cost { cost: costs::Cost, size: usize },
     /// A JSON object: records the host makes, records read back, and any
     /// record a sink changed.
     Map(Map<String, Value>),
@@ -125,13 +123,13 @@ enum Body {
 impl Body {
     fn into_map(self) -> Map<String, Value> {
         match self {
-            Body::Item(emit::Item::CloudService(c)) => cloud_service_map(c),
-            Body::Item(emit::Item::CloudServiceType(t)) => cloud_service_type_map(t),
-            Body::Item(emit::Item::Region(r)) => region_map(r),
-            Body::Item(emit::Item::ErrorResource(e)) => error_resource_map(e),
-            Body::Item(emit::Item::Namespace(n)) => namespace_map(n),
-            Body::Item(emit::Item::Metric(m)) => metric_map(m),
-            Body::Cost(c) => cost_map(c),
+            Body::Item { item: emit::Item::CloudService(c), .. } => cloud_service_map(c),
+            Body::Item { item: emit::Item::CloudServiceType(t), .. } => cloud_service_type_map(t),
+            Body::Item { item: emit::Item::Region(r), .. } => region_map(r),
+            Body::Item { item: emit::Item::ErrorResource(e), .. } => error_resource_map(e),
+            Body::Item { item: emit::Item::Namespace(n), .. } => namespace_map(n),
+            Body::Item { item: emit::Item::Metric(m), .. } => metric_map(m),
+            Body::Cost { cost, .. } => cost_map(cost),
             Body::Map(m) => m,
         }
     }
@@ -175,7 +173,7 @@ impl Record {
 
     /// A record of a JSON object.
     fn of_map(resource_type: ResourceType, state: State, message: Option<String>, resource: Map<String, Value>, raw: RawFields) -> Record {
-        Record { resource_type, state, message, body: Body::Map(resource), raw, item_size: 0 }
+        Record { resource_type, state, message, body: Body::Map(resource), raw }
     }
 
     /// An error resource raised by the host itself (e.g. a rejected record).
@@ -278,14 +276,14 @@ impl Record {
         // Read from the item or the map as the record holds it: never
         // builds the resource.
         let (group, ty, usage_type) = match &self.body {
-            Body::Item(emit::Item::CloudService(c)) => (c.cloud_service_group.as_str(), c.cloud_service_type.as_str(), "?"),
-            Body::Item(emit::Item::ErrorResource(e)) => (e.cloud_service_group.as_str(), e.cloud_service_type.as_str(), "?"),
-            Body::Cost(c) => ("?", "?", c.usage_type.as_str()),
+            Body::Item { item: emit::Item::CloudService(c), .. } => (c.cloud_service_group.as_str(), c.cloud_service_type.as_str(), "?"),
+            Body::Item { item: emit::Item::ErrorResource(e), .. } => (e.cloud_service_group.as_str(), e.cloud_service_type.as_str(), "?"),
+            Body::Cost { cost, .. } => ("?", "?", cost.usage_type.as_str()),
             Body::Map(m) => {
                 let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("?");
                 (s("cloud_service_group"), s("cloud_service_type"), s("usage_type"))
             }
-            Body::Item(_) => ("?", "?", "?"),
+            Body::Item { .. } => ("?", "?", "?"),
         };
         match self.resource_type {
             ResourceType::CloudService | ResourceType::ErrorResource => format!("{group}/{ty}"),
@@ -342,7 +340,7 @@ impl Record {
         }
         let body = match &self.body {
             Body::Map(m) => m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
-            Body::Item(_) | Body::Cost(_) => self.item_size,
+            Body::Item { size, .. } | Body::Cost { size, .. } => *size,
         };
         body + self.raw.iter().map(|(k, v)| k.len() + v.get().len()).sum::<usize>()
             + self.message.as_ref().map_or(0, String::len)
@@ -471,8 +469,8 @@ fn checked<T>(what: &str, names: [&str; 3], checks: Result<T, Invalid>) -> Resul
 }
 
 /// A checked item: its fields stay as lifted until a sink asks.
-fn lifted(resource_type: ResourceType, body: Body, raw: RawFields, checks: Checks) -> Record {
-    Record { resource_type, state: State::Success, message: None, body, raw, item_size: checks.size }
+fn lifted(resource_type: ResourceType, item: emit::Item, raw: RawFields, checks: Checks) -> Record {
+    Record { resource_type, state: State::Success, message: None, body: Body::Item { item, size: checks.size }, raw }
 }
 
 fn cloud_service(mut c: emit::CloudService) -> Result<Record, Rejected> {
@@ -497,7 +495,7 @@ fn cloud_service(mut c: emit::CloudService) -> Result<Record, Rejected> {
         Ok(vec![json_object("data", &mut c.data)?, json_object("metadata", &mut c.metadata)?])
     })();
     let raw = checked("CloudService", [&c.cloud_service_group, &c.cloud_service_type, &c.provider], checks)?;
-    Ok(lifted(ResourceType::CloudService, Body::Item(emit::Item::CloudService(c)), raw, ck))
+    Ok(lifted(ResourceType::CloudService, emit::Item::CloudService(c), raw, ck))
 }
 
 fn cloud_service_map(c: emit::CloudService) -> Map<String, Value> {
@@ -533,7 +531,7 @@ fn cloud_service_type(mut t: emit::CloudServiceType) -> Result<Record, Rejected>
     })();
     let raw = checked("CloudServiceType", [&t.group, &t.name, &t.provider], checks)?;
     ck.size += "is_primary".len() + "is_major".len() + 8;
-    Ok(lifted(ResourceType::CloudServiceType, Body::Item(emit::Item::CloudServiceType(t)), raw, ck))
+    Ok(lifted(ResourceType::CloudServiceType, emit::Item::CloudServiceType(t), raw, ck))
 }
 
 fn cloud_service_type_map(t: emit::CloudServiceType) -> Map<String, Value> {
@@ -557,7 +555,7 @@ fn region(r: emit::Region) -> Result<Record, Rejected> {
         .and_then(|()| ck.required("provider", &r.provider))
         .and_then(|()| ck.tags(&r.tags));
     checked("Region", ["", "", &r.provider], checks)?;
-    Ok(lifted(ResourceType::Region, Body::Item(emit::Item::Region(r)), Vec::new(), ck))
+    Ok(lifted(ResourceType::Region, emit::Item::Region(r), Vec::new(), ck))
 }
 
 fn region_map(r: emit::Region) -> Map<String, Value> {
@@ -585,9 +583,8 @@ fn error_resource(mut e: emit::ErrorResource) -> Result<Record, Rejected> {
         resource_type: ResourceType::ErrorResource,
         state: State::Failure,
         message: Some(if message.is_empty() { "unspecified error".into() } else { message }),
-        body: Body::Item(emit::Item::ErrorResource(e)),
+        body: Body::Item { item: emit::Item::ErrorResource(e), size: ck.size },
         raw: Vec::new(),
-        item_size: ck.size,
     })
 }
 
@@ -612,7 +609,7 @@ fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
         .and_then(|()| ck.optional("icon", &n.icon))
         .and_then(|()| ck.tags(&n.tags));
     checked("Namespace", [&n.group, "", &n.provider], checks)?;
-    Ok(lifted(ResourceType::Namespace, Body::Item(emit::Item::Namespace(n)), Vec::new(), ck))
+    Ok(lifted(ResourceType::Namespace, emit::Item::Namespace(n), Vec::new(), ck))
 }
 
 fn namespace_map(n: emit::Namespace) -> Map<String, Value> {
@@ -641,7 +638,7 @@ fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
     })();
     let raw = checked("Metric", ["", "", &m.provider], checks)?;
     ck.size += "metric_type".len() + 9;
-    Ok(lifted(ResourceType::Metric, Body::Item(emit::Item::Metric(m)), raw, ck))
+    Ok(lifted(ResourceType::Metric, emit::Item::Metric(m), raw, ck))
 }
 
 fn metric_map(m: emit::Metric) -> Map<String, Value> {
@@ -680,7 +677,7 @@ pub fn from_cost(mut c: costs::Cost) -> Result<Record, Rejected> {
         Ok(vec![json_object("additional_info", &mut c.additional_info)?, json_object("data", &mut c.data)?])
     })();
     let raw = checked("Cost", ["", "", &c.provider], checks)?;
-    Ok(lifted(ResourceType::Cost, Body::Cost(c), raw, ck))
+    Ok(Record { resource_type: ResourceType::Cost, state: State::Success, message: None, body: Body::Cost { cost: c, size: ck.size }, raw })
 }
 
 fn cost_map(c: costs::Cost) -> Map<String, Value> {
