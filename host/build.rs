@@ -10,6 +10,10 @@
 //!   notification, repository, secret, cost_analysis), kept out of that descriptor set: cf-host does not serve
 //!   them, so reflection must not list them.
 
+/// Compiles `protos`; with `descriptor`, they are a protocol cf-host
+/// serves: the descriptor set is kept for reflection and the services use
+/// the host's codec (`grpc::codec`: a message that does not decode is an
+/// invalid argument).
 fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
@@ -23,7 +27,11 @@ fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std:
         let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
         std::fs::write(out.join(name), prost::Message::encode_to_vec(&fds))?;
     }
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    let mut build = tonic_prost_build::configure().build_client(true).build_server(true);
+    if descriptor.is_some() {
+        build = build.codec_path("crate::grpc::codec::Codec");
+    }
+    build.compile_fds(fds)?;
     Ok(())
 }
 

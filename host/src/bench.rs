@@ -14,7 +14,7 @@
 //! Goals are recorded in BENCHMARKS.md; nothing here asserts them.
 
 use crate::record::Record;
-use crate::sandbox::{RunContext, Runtime, RuntimeConfig};
+use crate::runtime::{Runtime, RuntimeConfig};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ pub async fn run(cfg: &BenchConfig, progress: impl Fn(&str)) -> Result<Vec<Row>,
     let _ = std::fs::remove_dir_all(&cache_dir);
 
     progress("instantiate");
-    let ctx = RunContext::new("bench", runtime.limits_for("bench"));
+    let ctx = runtime.context("bench").build().map_err(|e| e.to_string())?;
     let mut times = Vec::with_capacity(cfg.instantiations);
     for _ in 0..cfg.instantiations {
         times.push(runtime.instantiate_only(&plugin, &ctx).await.map_err(|e| e.to_string())?);
@@ -123,7 +123,7 @@ pub async fn run(cfg: &BenchConfig, progress: impl Fn(&str)) -> Result<Vec<Row>,
             let (runtime, adversary) = (runtime.clone(), adversary.clone());
             runs.push(tokio::spawn(async move {
                 // One tenant per sandbox: tenant caps (8 by default) do not hold runs back.
-                let ctx = RunContext::new(format!("tenant-{i}"), runtime.limits_for("bench"));
+                let ctx = runtime.context(format!("tenant-{i}")).build()?;
                 runtime.collect(&adversary, &ctx, &json!({"attack": "hold"}), tx).await
             }));
         }
@@ -190,9 +190,7 @@ async fn collect_simulated(runtime: &Runtime, plugin: &crate::Plugin, vms: usize
     if !warm.status().is_success() {
         return Err(format!("simulator warm-up answered {}", warm.status()));
     }
-    let mut ctx = RunContext::new("bench", runtime.limits_for("bench"));
-    ctx.secret = sim.secret();
-    ctx.egress = crate::egress::EgressPolicy::for_secret(&ctx.secret, 9440);
+    let ctx = runtime.context("bench").secret(sim.secret()).egress_from_secret(9440).build().map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(64);
     let started = Instant::now();
     let drain = async {

@@ -103,7 +103,7 @@ mod tests {
         assert!(flags("port = {a = 1}", serve).unwrap_err().contains("expected a string, number or boolean"));
         assert!(flags("port = ", serve).is_err());
 
-        let dir = std::env::temp_dir().join(format!("cf-config-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-config-{}", crate::runtime::new_run_id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "port = 1\n").unwrap();

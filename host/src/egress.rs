@@ -201,61 +201,6 @@ impl EgressPolicy {
         Err(Denial::BlockedAddress { host: host.to_string(), addr, range })
     }
 
-    /// The grant for a collector secret that names its endpoint CloudForet
-    /// style: `host` (a name, an IP, or `scheme://host[:port]`) and an
-    /// optional `port` (number or numeric string); https and `default_port`
-    /// when not given. A secret without a usable `host` grants nothing (the
-    /// collector then reports the missing field itself).
-    pub fn for_secret(secret: &serde_json::Value, default_port: u16) -> EgressPolicy {
-        let Some(host) = secret.get("host").and_then(|h| h.as_str()).map(str::trim).filter(|h| !h.is_empty()) else {
-            return EgressPolicy::deny_all();
-        };
-        let port = match secret.get("port") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-            Some(serde_json::Value::String(s)) => s.trim().parse::<u16>().ok(),
-            _ => None,
-        };
-        let mut url = if let Some((_, rest)) = host.split_once("://") {
-            match Url::parse(host) {
-                Ok(mut u) => {
-                    // As collectors read it: no port written means the
-                    // default port, not the scheme's.
-                    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-                    let explicit = authority.rsplit_once(':').is_some_and(|(h, p)| {
-                        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (h.ends_with(']') || !h.contains(':'))
-                    });
-                    if !explicit {
-                        let _ = u.set_port(Some(default_port));
-                    }
-                    u
-                }
-                Err(_) => return EgressPolicy::deny_all(),
-            }
-        } else {
-            let bracketed = if host.contains(':') && !host.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_ok() {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            match Url::parse(&format!("https://{bracketed}")) {
-                Ok(mut u) => {
-                    if u.port().is_none() {
-                        let _ = u.set_port(Some(default_port));
-                    }
-                    u
-                }
-                Err(_) => return EgressPolicy::deny_all(),
-            }
-        };
-        if let Some(p) = port.filter(|p| *p != 0) {
-            let _ = url.set_port(Some(p));
-        }
-        match Grant::from_url(&url) {
-            Ok(g) => EgressPolicy::new(vec![g]),
-            Err(_) => EgressPolicy::deny_all(),
-        }
-    }
-
     pub fn grants(&self) -> &[Grant] {
         &self.grants
     }
@@ -364,26 +309,6 @@ mod tests {
         let msg = e.to_string();
         assert_eq!(msg, "https://a.example:443 is not granted to this run (granted: )");
         assert!(!msg.contains("secret-path") && !msg.contains("token"));
-    }
-
-    #[test]
-    fn grant_from_secret_fields() {
-        let g = |v: serde_json::Value| {
-            EgressPolicy::for_secret(&v, 9440).grants().iter().map(Grant::to_string).collect::<Vec<_>>()
-        };
-        assert_eq!(g(serde_json::json!({"host": "pc.example"})), vec!["https://pc.example:9440"]);
-        assert_eq!(g(serde_json::json!({"host": "pc.example", "port": 443})), vec!["https://pc.example:443"]);
-        assert_eq!(g(serde_json::json!({"host": "10.0.0.5", "port": "9441"})), vec!["https://10.0.0.5:9441"]);
-        assert_eq!(g(serde_json::json!({"host": "http://127.0.0.1:8080"})), vec!["http://127.0.0.1:8080"]);
-        assert_eq!(g(serde_json::json!({"host": "https://pc.example"})), vec!["https://pc.example:9440"], "as the collector reads it");
-        assert_eq!(g(serde_json::json!({"host": "https://pc.example:443/"})), vec!["https://pc.example:443"]);
-        assert_eq!(g(serde_json::json!({"host": "https://[fd00::1]:9441"})), vec!["https://[fd00::1]:9441"]);
-        assert_eq!(g(serde_json::json!({"host": "fd00::1"})), vec!["https://[fd00::1]:9440"]);
-        assert!(g(serde_json::json!({})).is_empty());
-        assert!(g(serde_json::json!({"host": ""})).is_empty());
-        assert!(g(serde_json::json!({"host": 5})).is_empty());
-        assert!(g(serde_json::json!({"host": "ftp://x"})).is_empty());
-        assert!(g(serde_json::json!({"host": "a b"})).is_empty());
     }
 
     #[test]

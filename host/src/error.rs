@@ -99,6 +99,9 @@ pub enum RunError {
     Limit(LimitExceeded),
     /// The guest crashed (panic, wasm trap).
     Trap(String),
+    /// The caller's input (options, secret, endpoint) is not usable; no
+    /// guest ran.
+    Input(String),
     /// The plugin could not be loaded or instantiated.
     Load(String),
     /// A bug or failure in the host.
@@ -109,6 +112,7 @@ impl RunError {
     pub fn code(&self) -> ErrorCode {
         match self {
             RunError::Collector(code, _) => *code,
+            RunError::Input(_) => ErrorCode::InvalidArgument,
             RunError::Limit(l) if l.kind == LimitKind::WallClock => ErrorCode::DeadlineExceeded,
             RunError::Limit(_) => ErrorCode::ResourceExhausted,
             RunError::Trap(_) | RunError::Load(_) | RunError::Host(_) => ErrorCode::Internal,
@@ -120,7 +124,7 @@ impl RunError {
             RunError::Collector(_, m) => m.clone(),
             RunError::Limit(l) => l.to_string(),
             RunError::Trap(m) => format!("guest trapped: {m}"),
-            RunError::Load(m) => m.clone(),
+            RunError::Input(m) | RunError::Load(m) => m.clone(),
             RunError::Host(m) => format!("host error: {m}"),
         }
     }
@@ -157,3 +161,15 @@ impl fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+/// A wasmtime error and its causes as one line (repeated causes once).
+pub fn one_line(e: &wasmtime::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -6,11 +6,9 @@
 //! appends NDJSON when asked) and counts created / updated / unchanged /
 //! errors per type, like a CloudForet job task.
 
-use crate::egress::EgressPolicy;
 use crate::error::RunError;
-use crate::host::http::TlsConfig;
 use crate::record::Record;
-use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime};
+use crate::runtime::{CollectReport, Plugin, RunContext, Runtime};
 use crate::store::{Outcome, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -104,6 +102,16 @@ impl JobReport {
         self.counts.get(label).copied().unwrap_or_default()
     }
 
+    /// What a webhook reports of the run: records per label, errors.
+    pub fn tally(&self) -> crate::webhook::Tally {
+        let mut tally = crate::webhook::Tally::default();
+        for (label, c) in &self.counts {
+            tally.records.insert(label.clone(), c.total());
+            tally.errors += c.errors;
+        }
+        tally
+    }
+
     pub fn summary_json(&self) -> Value {
         let t = self.totals();
         json!({
@@ -114,19 +122,10 @@ impl JobReport {
     }
 }
 
-/// Points the secret at `endpoint` (its `host` becomes the endpoint URL).
-pub fn secret_for_endpoint(mut secret: Value, endpoint: &url::Url) -> Value {
-    if let Value::Object(m) = &mut secret {
-        m.insert("host".into(), Value::String(endpoint.origin().ascii_serialization()));
-        m.insert("port".into(), json!(endpoint.port_or_known_default()));
-    }
-    secret
-}
-
 /// The run context of a collection of `endpoint` (`collect`, `demo` and
 /// push runs): the endpoint checked and merged into the secret, its origin
-/// the only egress grant, TLS from the options, the tenant's limits, state
-/// in `store`.
+/// the only egress grant, host options taken out and checked, the tenant's
+/// limits, state in `store`.
 pub fn run_context(
     runtime: &Runtime,
     tenant: &str,
@@ -135,18 +134,7 @@ pub fn run_context(
     options: Value,
     store: Arc<Store>,
 ) -> Result<RunContext, String> {
-    let url = url::Url::parse(endpoint).map_err(|e| format!("invalid endpoint '{endpoint}': {e}"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("invalid endpoint '{endpoint}': scheme must be http or https"));
-    }
-    let egress = EgressPolicy::for_endpoint(endpoint).map_err(|e| format!("invalid endpoint '{endpoint}': {e}"))?;
-    let mut ctx = RunContext::new(tenant.to_string(), runtime.limits_for(tenant));
-    ctx.tls = TlsConfig::from_options(&options)?;
-    ctx.options = options;
-    ctx.secret = secret_for_endpoint(secret, &url);
-    ctx.egress = egress;
-    ctx.state = store;
-    Ok(ctx)
+    runtime.context(tenant).endpoint(endpoint).secret(secret).options(options).state(store).build().map_err(|e| e.to_string())
 }
 
 /// Runs one collection into `store`. `progress` is called with the number of
@@ -267,12 +255,6 @@ pub fn render_table(report: &JobReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_overrides_secret_host() {
-        let s = secret_for_endpoint(json!({"host": "old", "port": 1, "username": "u"}), &url::Url::parse("http://127.0.0.1:8080/x").unwrap());
-        assert_eq!(s, json!({"host": "http://127.0.0.1:8080", "port": 8080, "username": "u"}));
-    }
 
     #[test]
     fn table_totals() {

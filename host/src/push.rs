@@ -28,7 +28,7 @@ use crate::error::RunError;
 use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
-use crate::sandbox::{CollectReport, Plugin, Runtime};
+use crate::runtime::{CollectReport, Plugin, Runtime};
 use crate::spool::Spooled;
 use crate::store::Store;
 use crate::webhook::{Event, Tally, Webhook};

@@ -20,7 +20,7 @@ use crate::cloudforet::register::{PluginSpec, SchemaSpec};
 use crate::resilience::Backoff;
 use crate::cloudforet::token::{Auth, Scope};
 use crate::push::{self, PushReport, PushSettings, PushSpec, Sink};
-use crate::sandbox::{Plugin, Runtime, RuntimeConfig};
+use crate::runtime::{Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 use crate::tenancy::TenancyConfig;
 use serde::Deserialize;
@@ -654,7 +654,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<RunConfig, String> {
-        let dir = std::env::temp_dir().join(format!("cf-push-config-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-push-config-{}", crate::runtime::new_run_id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let p = dir.join("run.toml");
         std::fs::write(&p, text).map_err(|e| e.to_string())?;

@@ -222,7 +222,7 @@ mod tests {
     }
 
     fn store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("cf-host-spool-test-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-host-spool-test-{}", crate::runtime::new_run_id()));
         (Store::open(&dir.join("s.db")).expect("store"), dir)
     }
 

@@ -103,6 +103,13 @@ CREATE TABLE IF NOT EXISTS cost_sync (
     synced_at      TEXT NOT NULL,
     PRIMARY KEY (sink, tenant, data_source_id)
 );
+CREATE TABLE IF NOT EXISTS webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (
     tenant    TEXT NOT NULL,
     collector TEXT NOT NULL,
@@ -301,6 +308,44 @@ fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record
     Ok(outcome)
 }
 
+/// The admin API's webhooks.
+impl crate::webhook::SubscriptionStore for Store {
+    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, String> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id").map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                let events: String = r.get(2)?;
+                Ok((
+                    crate::webhook::Subscription {
+                        id: r.get(0)?,
+                        url: r.get(1)?,
+                        events: serde_json::from_str(&events).unwrap_or_default(),
+                        created_at: r.get::<_, i64>(4)? as u64,
+                    },
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    }
+
+    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), String> {
+        let events = serde_json::to_string(&s.events).map_err(|e| e.to_string())?;
+        self.conn()
+            .execute(
+                "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.id, s.url, events, secret, s.created_at as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, String> {
+        self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id]).map(|n| n > 0).map_err(|e| e.to_string())
+    }
+}
+
 impl StateBackend for Store {
     fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String> {
         self.conn()
@@ -354,7 +399,7 @@ mod tests {
     }
 
     fn temp_store() -> (Store, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("cf-host-store-test-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-host-store-test-{}", crate::runtime::new_run_id()));
         let path = dir.join("s.db");
         (Store::open(&path).unwrap(), dir)
     }
@@ -410,7 +455,7 @@ mod tests {
 
     #[test]
     fn corrupt_store_file_is_a_clear_error() {
-        let dir = std::env::temp_dir().join(format!("cf-host-store-bad-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-host-store-bad-{}", crate::runtime::new_run_id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("bad.db");
         std::fs::write(&p, b"this is not sqlite, not at all, definitely not a database file at all").unwrap();

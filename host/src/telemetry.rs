@@ -24,7 +24,7 @@ pub struct Telemetry {
 /// Installs the global subscriber. Must run inside the tokio runtime (the
 /// gRPC exporter's channel lives on it).
 pub fn init(log: &str, otlp_endpoint: Option<&str>, ansi: bool) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_new(scoped_filter(log)).map_err(|e| format!("--log {log:?} is not a log filter: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(filter);
     let Some(endpoint) = otlp_endpoint.map(str::trim).filter(|e| !e.is_empty()) else {
         tracing_subscriber::registry().with(fmt).try_init().map_err(|e| e.to_string())?;
@@ -48,6 +48,27 @@ pub fn init(log: &str, otlp_endpoint: Option<&str>, ansi: bool) -> Result<Teleme
     Ok(Telemetry { provider: Some(provider) })
 }
 
+/// The host's own log targets: a bare level in `--log` applies to these.
+pub const OWN_TARGETS: &[&str] = &["cf_host", "guest", "prism_sim"];
+
+/// `--log` as the filter applies it: a bare level (`trace`, `debug`, ...)
+/// is for the host's own targets ([`OWN_TARGETS`]), while dependencies
+/// (wasmtime, cranelift, hyper, h2, ...) stay at `warn` unless a directive
+/// names them (`warn,cranelift=debug`). Directives naming a target, and
+/// span filters, pass unchanged.
+pub fn scoped_filter(log: &str) -> String {
+    let mut out = vec!["warn".to_string()];
+    for d in log.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare_level = !d.contains('=') && !d.contains('[') && !d.contains(':');
+        if bare_level {
+            out.extend(OWN_TARGETS.iter().map(|t| format!("{t}={d}")));
+        } else {
+            out.push(d.to_string());
+        }
+    }
+    out.join(",")
+}
+
 impl Telemetry {
     /// Exports what is still buffered (a short-lived command's spans).
     pub fn shutdown(self) {
@@ -56,5 +77,21 @@ impl Telemetry {
         {
             eprintln!("warning: OTLP span export did not finish: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_levels_are_for_the_hosts_own_targets() {
+        assert_eq!(scoped_filter("trace"), "warn,cf_host=trace,guest=trace,prism_sim=trace");
+        assert_eq!(scoped_filter("info,cranelift=debug"), "warn,cf_host=info,guest=info,prism_sim=info,cranelift=debug");
+        assert_eq!(scoped_filter("guest=debug"), "warn,guest=debug");
+        assert_eq!(scoped_filter(""), "warn");
+        let f = EnvFilter::try_new(scoped_filter("trace")).unwrap().to_string();
+        assert!(f.contains("cf_host=trace") && !f.contains("wasmtime"), "{f}");
+        assert!(EnvFilter::try_new(scoped_filter("cf_host=loud")).is_err(), "a bad level is an error, not warn");
     }
 }

@@ -244,7 +244,13 @@ pub struct TenantSlot {
     pub memory: Arc<MemoryBudget>,
 }
 
-/// Tenants known to a runtime; slots are created on first use.
+/// Tenant slots kept before idle ones are dropped.
+pub const MAX_IDLE_SLOTS: usize = 1024;
+
+/// Tenants known to a runtime; slots are created on first use and dropped
+/// again once idle (no run holds or waits for them, no memory reserved)
+/// when more than [`MAX_IDLE_SLOTS`] are kept, so callers that pick a new
+/// tenant per call cannot grow the table without bound.
 pub struct Tenancy {
     config: TenancyConfig,
     slots: Mutex<HashMap<String, Arc<TenantSlot>>>,
@@ -261,6 +267,11 @@ impl Tenancy {
 
     pub fn slot(&self, tenant: &str) -> Arc<TenantSlot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() >= MAX_IDLE_SLOTS && !slots.contains_key(tenant) {
+            // Only this table holds an idle slot: dropping it loses nothing
+            // (a new one starts with the same config and a full queue).
+            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.memory.used() > 0);
+        }
         slots
             .entry(tenant.to_string())
             .or_insert_with(|| {
@@ -321,6 +332,18 @@ mod tests {
         assert_eq!((c.get("b").limits.http.breaker_failures, c.get("b").limits.http.breaker_open), (5, Duration::from_secs(30)));
         let e = parse(json!({"default": {"limits": {"http_breaker_open_s": 0}}})).unwrap_err();
         assert!(e.contains("http_breaker_open_s must be positive"), "{e}");
+    }
+
+    #[test]
+    fn idle_slots_are_dropped_and_busy_ones_kept() {
+        let t = Tenancy::new(TenancyConfig::default());
+        let busy = t.slot("busy");
+        for i in 0..10 * MAX_IDLE_SLOTS {
+            let _ = t.slot(&format!("caller-{i}"));
+        }
+        let n = t.slots.lock().unwrap().len();
+        assert!(n <= MAX_IDLE_SLOTS + 1, "{n} slots kept");
+        assert!(Arc::ptr_eq(&busy, &t.slot("busy")), "a slot in use is the same slot");
     }
 
     #[test]

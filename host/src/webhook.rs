@@ -12,6 +12,10 @@
 //! Delivery never changes a run's outcome: it is retried (3 attempts, 0.5 s
 //! then 1 s apart) on connection errors and 5xx/429, and a failure is logged.
 //! Events carry counts and the (already redacted) error, never secrets.
+//!
+//! Webhooks come from `--webhook-url` (one, with `CF_HOST_WEBHOOK_SECRET`)
+//! and from the admin API (`/v1/webhooks`: [`Subscriptions`], each with its
+//! own secret and events, kept in the store when there is one).
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -167,6 +171,100 @@ impl Webhook {
     }
 }
 
+/// Events a subscription can name.
+pub const EVENTS: &[&str] = &["collection.finished", "collection.failed"];
+
+/// A webhook registered through the admin API (its secret is never shown).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Where subscriptions are kept across restarts.
+pub trait SubscriptionStore: Send + Sync {
+    fn load(&self) -> Result<Vec<(Subscription, String)>, String>;
+    fn insert(&self, s: &Subscription, secret: &str) -> Result<(), String>;
+    fn delete(&self, id: &str) -> Result<bool, String>;
+}
+
+/// Webhooks registered through the admin API, and the one from
+/// `--webhook-url`: every collection's event goes to each that wants it.
+pub struct Subscriptions {
+    store: Option<std::sync::Arc<dyn SubscriptionStore>>,
+    hooks: std::sync::RwLock<Vec<(Subscription, Webhook)>>,
+}
+
+/// Subscriptions held at most.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+impl Subscriptions {
+    pub fn in_memory() -> Subscriptions {
+        Subscriptions { store: None, hooks: Default::default() }
+    }
+
+    /// The subscriptions kept in `store`.
+    pub fn open(store: std::sync::Arc<dyn SubscriptionStore>) -> Result<Subscriptions, String> {
+        let mut hooks = Vec::new();
+        for (s, secret) in store.load()? {
+            let hook = Webhook::new(&s.url, &secret)?;
+            hooks.push((s, hook));
+        }
+        Ok(Subscriptions { store: Some(store), hooks: std::sync::RwLock::new(hooks) })
+    }
+
+    pub fn list(&self) -> Vec<Subscription> {
+        self.hooks.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Registers a webhook; `events` defaults to all.
+    pub fn add(&self, url: &str, events: Option<Vec<String>>, secret: &str) -> Result<Subscription, String> {
+        let hook = Webhook::new(url, secret)?;
+        let events = events.unwrap_or_else(|| EVENTS.iter().map(|e| e.to_string()).collect());
+        if events.is_empty() {
+            return Err("events must name at least one event".into());
+        }
+        if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            return Err(format!("unknown event {bad:?}; known: {}", EVENTS.join(", ")));
+        }
+        let id = format!("wh-{}", crate::runtime::new_run_id().trim_start_matches("run-"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let s = Subscription { id, url: hook.url.to_string(), events, created_at: now };
+        let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
+        if hooks.len() >= MAX_SUBSCRIPTIONS {
+            return Err(format!("at most {MAX_SUBSCRIPTIONS} webhooks"));
+        }
+        if let Some(store) = &self.store {
+            store.insert(&s, secret)?;
+        }
+        hooks.push((s.clone(), hook));
+        Ok(s)
+    }
+
+    /// Removes a webhook; `false` when there is none with that id.
+    pub fn remove(&self, id: &str) -> Result<bool, String> {
+        let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = hooks.iter().position(|(s, _)| s.id == id) else { return Ok(false) };
+        if let Some(store) = &self.store {
+            store.delete(id)?;
+        }
+        hooks.remove(i);
+        Ok(true)
+    }
+
+    /// Delivers `event` in the background to every webhook that wants it.
+    pub fn notify(&self, event: &Event) {
+        for (s, hook) in self.hooks.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            if s.events.iter().any(|e| e == event.event) {
+                hook.spawn(event.clone());
+            }
+        }
+    }
+}
+
 /// The signature a receiver recomputes.
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!("sha256={}", hmac_hex(secret, &[timestamp.to_string().as_bytes(), b".", body]))
@@ -200,5 +298,23 @@ mod tests {
         assert!(Webhook::new("https://x", "short").unwrap_err().contains("at least 16"));
         let hook = Webhook::new("https://hooks.example.com/cf", "0123456789abcdef").unwrap();
         assert!(!format!("{hook:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn subscriptions_check_their_input_and_are_bounded() {
+        let subs = Subscriptions::in_memory();
+        let a = subs.add("https://hooks.example.com/a", None, "0123456789abcdef").unwrap();
+        assert_eq!(a.events, vec!["collection.finished", "collection.failed"]);
+        assert!(subs.add("https://x", Some(vec!["collection.exploded".into()]), "0123456789abcdef").unwrap_err().contains("unknown event"));
+        assert!(subs.add("https://x", Some(vec![]), "0123456789abcdef").is_err());
+        assert!(subs.add("ftp://x", None, "0123456789abcdef").is_err());
+        assert!(subs.add("https://x", None, "short").is_err());
+        assert!(!serde_json::to_string(&subs.list()).unwrap().contains("0123456789abcdef"), "the secret is never listed");
+        assert!(subs.remove(&a.id).unwrap());
+        assert!(!subs.remove(&a.id).unwrap());
+        for i in 0..MAX_SUBSCRIPTIONS {
+            subs.add(&format!("https://h/{i}"), None, "0123456789abcdef").unwrap();
+        }
+        assert!(subs.add("https://h/x", None, "0123456789abcdef").unwrap_err().contains("at most"));
     }
 }

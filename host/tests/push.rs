@@ -34,7 +34,7 @@ impl Drop for Setup {
 /// Writes a push configuration for `sim` → `cloudforet`; `extra` goes into
 /// `[cloudforet]`.
 fn setup(sim: &Simulator, cloudforet: &str, auth: &str, extra: &str) -> Setup {
-    let dir = std::env::temp_dir().join(format!("cf-push-test-{}", cf_host::sandbox::new_run_id()));
+    let dir = std::env::temp_dir().join(format!("cf-push-test-{}", cf_host::runtime::new_run_id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("prism.json"), sim.secret().to_string()).unwrap();
     let extra = if extra.contains("deliver_timeout_secs") { extra.to_string() } else { format!("{extra}\ndeliver_timeout_secs = 30") };
@@ -385,7 +385,7 @@ async fn cli_run_once_reports_and_fails_on_a_refused_token() {
 async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     use std::io::{BufRead, BufReader};
     let prism = sim(12, Faults::default()).await;
-    let dir = std::env::temp_dir().join(format!("cf-push-py-{}", cf_host::sandbox::new_run_id()));
+    let dir = std::env::temp_dir().join(format!("cf-push-py-{}", cf_host::runtime::new_run_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let state_file = dir.join("state.json");
     let secrets_file = dir.join("secrets.json");

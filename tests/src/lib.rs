@@ -7,7 +7,7 @@
 
 use cf_host::error::RunError;
 use cf_host::record::Record;
-use cf_host::sandbox::CollectReport;
+use cf_host::runtime::CollectReport;
 use cf_host::{Plugin, RunContext, Runtime, RuntimeConfig};
 use std::future::Future;
 use std::path::PathBuf;
@@ -61,9 +61,21 @@ pub fn host() -> &'static (Runtime, Plugin) {
     })
 }
 
+/// A run context of tenant `t1` for a collection of `sim`: the simulator's
+/// endpoint is the only grant and joins its secret (built through the
+/// production builder; add options, state, ... before `build`).
+pub fn sim_context(sim: &prism_sim::Simulator) -> cf_host::RunContextBuilder {
+    host().0.context("t1").endpoint(sim.url()).secret(sim.secret())
+}
+
+/// The admin API's settings with one admin token.
+pub fn admin_config(token: &str) -> cf_host::admin::AdminConfig {
+    cf_host::admin::AdminConfig::new(cf_host::admin::auth::AuthPolicy::single(token).expect("a token of 16+ characters"))
+}
+
 /// A fresh, unique temporary directory.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cf-tests-{name}-{}", cf_host::sandbox::new_run_id()));
+    let d = std::env::temp_dir().join(format!("cf-tests-{name}-{}", cf_host::runtime::new_run_id()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }

@@ -6,9 +6,8 @@
 use cf_host::error::{LimitKind, RunError};
 use cf_host::host::state::MemoryState;
 use cf_host::record::Record;
-use cf_host::sandbox::CollectReport;
+use cf_host::runtime::CollectReport;
 use cf_host::tenancy::{TenancyConfig, TenancyFile};
-use cf_host::egress::EgressPolicy;
 use cf_host::{Plugin, RunContext, Runtime, RuntimeConfig};
 use cf_tests::{adversary_wasm, block_on, collect_all, guest_wasm, reported};
 use prism_sim::estate::EstateConfig;
@@ -53,10 +52,7 @@ fn host() -> &'static Host {
 
 fn ctx(tenant: &str, secret: Value) -> RunContext {
     let h = host();
-    let mut ctx = RunContext::new(tenant, h.runtime.limits_for(tenant));
-    ctx.egress = EgressPolicy::for_secret(&secret, 9440);
-    ctx.secret = secret;
-    ctx
+    h.runtime.context(tenant).secret(secret).egress_from_secret(9440).build().unwrap()
 }
 
 async fn attack(ctx: &RunContext, task: Value) -> (Result<CollectReport, RunError>, Vec<Record>) {
@@ -233,7 +229,7 @@ fn a_greedy_tenant_cannot_starve_another() {
         let spawn = |tenant: &'static str, label: String, task: Value| {
             let (runtime, plugin, order) = (runtime.clone(), plugin.clone(), order.clone());
             tokio::spawn(async move {
-                let c = RunContext::new(tenant, runtime.limits_for(tenant));
+                let c = runtime.context(tenant).build().unwrap();
                 let (tx, mut rx) = tokio::sync::mpsc::channel(8);
                 let drain = async { while rx.recv().await.is_some() {} };
                 let (r, ()) = tokio::join!(runtime.collect(&plugin, &c, &task, tx), drain);

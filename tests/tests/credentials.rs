@@ -4,17 +4,13 @@
 //! side in one host, each through its own bindings; an unsupported world is
 //! refused at load with a clear error.
 
-use cf_host::egress::EgressPolicy;
 use cf_host::{RunContext, Runtime, RuntimeConfig};
 use cf_tests::{adversary_wasm, block_on, collect_all, guest_wasm, legacy_wasm, reported};
 use prism_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 
 fn ctx(runtime: &Runtime, secret: Value) -> RunContext {
-    let mut c = RunContext::new("t", runtime.limits_for("t"));
-    c.egress = EgressPolicy::for_secret(&secret, 9440);
-    c.secret = secret;
-    c
+    runtime.context("t").secret(secret).egress_from_secret(9440).build().unwrap()
 }
 
 #[test]

@@ -40,9 +40,7 @@ fn collect_secret(sim: &Simulator, store: &Arc<Store>, options: Value, secret: V
 
 /// A run granted exactly the simulator, with its credentials.
 fn run_context(sim: &Simulator) -> RunContext {
-    let mut ctx = RunContext::new("t1", host().0.limits_for("t1"));
-    ctx.secret = sim.secret();
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+    let ctx = cf_tests::sim_context(sim).build().unwrap();
     ctx
 }
 
@@ -223,7 +221,7 @@ fn wrong_credentials_are_unauthenticated() {
 fn verify_init_and_get_tasks() {
     let sim = sim(10);
     let (rt, plugin) = host();
-    let mut ctx = run_context(&sim);
+    let ctx = run_context(&sim);
     block_on(rt.verify(plugin, &ctx)).expect("verify succeeds");
     let meta = block_on(rt.init(plugin, &ctx)).unwrap();
     assert_eq!(meta.supported_schedules, vec!["hours"]);
@@ -232,10 +230,12 @@ fn verify_init_and_get_tasks() {
     assert_eq!(tasks.len(), 5);
     assert_eq!(tasks[0], json!({"resource_type": "inventory.CloudService", "resource_kinds": ["clusters"]}));
 
-    ctx.secret["password"] = json!("nope");
+    let mut wrong = sim.secret();
+    wrong["password"] = json!("nope");
+    let ctx = cf_tests::sim_context(&sim).secret(wrong).build().unwrap();
     let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unauthenticated);
-    ctx.secret = json!({"host": sim.url()});
+    let ctx = cf_tests::sim_context(&sim).secret(json!({"host": sim.url()})).build().unwrap();
     let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
     assert_eq!(e, RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
 }
@@ -265,9 +265,9 @@ fn egress_outside_the_grant_is_denied_before_any_request() {
     let sim = sim(10);
     let other = self::sim(10);
     let (rt, plugin) = host();
-    let mut ctx = run_context(&sim);
     // The secret points at one server, the run is granted only another.
-    ctx.secret = other.secret();
+    let grant = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+    let ctx = host().0.context("t1").secret(other.secret()).egress(grant).build().unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let e = block_on(rt.collect(plugin, &ctx, &json!({}), tx)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::PermissionDenied);
@@ -339,9 +339,8 @@ fn an_untrusted_tls_certificate_needs_an_explicit_choice() {
         out: None,
         costs: None,
     };
-    let r = block_on(job::run(rt, plugin, store("tls-bad"), spec, |_| {})).expect("job runs");
-    let e = r.error.expect("bad bundle fails");
-    assert!(e.message().contains("CA bundle"), "{e}");
+    let e = block_on(job::run(rt, plugin, store("tls-bad"), spec, |_| {})).err().expect("a bad bundle is refused before the run");
+    assert!(e.contains("CA bundle"), "{e}");
 }
 
 /// A Prism failing every call opens the tenant's circuit breaker: further
@@ -455,8 +454,7 @@ fn usage_comes_from_the_groups_api_into_vm_host_and_cluster_data() {
     use cf_host::record::ResourceType;
     let sim = sim(230);
     let (rt, plugin) = host();
-    let mut ctx = run_context(&sim);
-    ctx.options = json!({"usage": true, "page_size": 100});
+    let ctx = cf_tests::sim_context(&sim).options(json!({"usage": true, "page_size": 100})).build().unwrap();
     let (r, records) = block_on(cf_tests::collect_all(rt, plugin, &ctx, &json!({})));
     r.expect("collection");
     let calls = sim.state.calls_per_kind();

@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
+/// The test registry listens on loopback, which pulls refuse unless allowed.
+fn loopback() -> Vec<ipnet::IpNet> {
+    vec!["127.0.0.0/8".parse().unwrap()]
+}
+
 fn version_of(bytes: &[u8], version: &str) -> Vec<u8> {
     let (from, to) = (br#""version":"7.7.1""#.as_slice(), format!(r#""version":"{version}""#));
     assert_eq!(from.len(), to.len());
@@ -79,7 +84,7 @@ async fn setup_with(name: &str, oci: OciOptions) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = format!("http://{}", listener.local_addr().unwrap());
     let reg = registry.clone();
-    tokio::spawn(async move { cf_host::admin::serve(listener, reg, TOKEN, oci, std::future::pending()).await });
+    tokio::spawn(async move { cf_host::admin::serve(listener, reg, cf_tests::admin_config(TOKEN), oci, Default::default(), std::future::pending()).await });
     Setup { registry, dir: plugins, grpc, admin, _watch: watch }
 }
 
@@ -289,7 +294,7 @@ fn components_come_from_an_oci_registry() {
     let registry = OciRegistry::start("oci", &[]);
     let v1 = std::fs::read(adversary_wasm()).unwrap();
     let v2 = version_of(&v1, "7.7.2");
-    let opts = OciOptions { insecure: vec![registry.host.clone()], ..OciOptions::default() };
+    let opts = OciOptions { insecure: vec![registry.host.clone()], allow_networks: loopback(), ..OciOptions::default() };
     let repo = format!("{}/cloudforet/adversary", registry.host);
     block_on(async {
         // Pushed with the project's own code; the manifest rides along as an annotation.
@@ -332,8 +337,13 @@ fn components_come_from_an_oci_registry() {
         let e = client.load_oci(&format!("{repo}:garbage"), None, true).await.unwrap_err();
         assert!(e.starts_with("INVALID_ARGUMENT"), "{e}");
         // Plain HTTP only to registries listed as insecure.
-        let e = oci::pull(&format!("{repo}:7.7.1"), &OciOptions::default()).await.unwrap_err();
+        let https_only = OciOptions { allow_networks: loopback(), ..OciOptions::default() };
+        let e = oci::pull(&format!("{repo}:7.7.1"), &https_only).await.unwrap_err();
         assert!(matches!(e, OciError::Unavailable(_)), "{e:?}");
+        // A loopback registry only when the operator allowed its network:
+        // refused before anything is sent.
+        let e = oci::pull(&format!("{repo}:7.7.1"), &OciOptions { insecure: vec![registry.host.clone()], ..OciOptions::default() }).await.unwrap_err();
+        assert!(matches!(e, OciError::Denied(_)) && e.to_string().contains("egress policy") && e.to_string().contains("loopback"), "{e:?}");
         assert_eq!(s.registry.list().len(), 2, "nothing bad was admitted");
         assert_eq!(s.registry.live("adversary").unwrap().to_string(), "7.7.2");
         assert_eq!(stamped_run(&s.grpc, json!({}), None).await.unwrap(), (vec!["7.7.2".to_string()], 20));
@@ -342,7 +352,7 @@ fn components_come_from_an_oci_registry() {
         // them loads the signed artifact and refuses the unsigned one.
         let key = PrivateKey::generate("release").unwrap();
         let v4 = version_of(&v1, "7.7.4");
-        let digest = cf_host::sandbox::component_digest(&v4);
+        let digest = cf_host::runtime::component_digest(&v4);
         let version = "7.7.4".parse().unwrap();
         let signed = Manifest { signatures: vec![key.sign("adversary", &version, &digest)], ..Manifest::default() };
         oci::push(&format!("{repo}:7.7.4"), v4, Some(&signed), &opts).await.unwrap();
@@ -361,7 +371,7 @@ fn a_registry_with_auth_needs_the_credentials() {
     let password = "s3cret-registry-pass";
     let registry = OciRegistry::start("oci-auth", &[("ci", password)]);
     let v1 = std::fs::read(adversary_wasm()).unwrap();
-    let anonymous = OciOptions { insecure: vec![registry.host.clone()], ..OciOptions::default() };
+    let anonymous = OciOptions { insecure: vec![registry.host.clone()], allow_networks: loopback(), ..OciOptions::default() };
     let wrong = OciOptions { username: Some("ci".into()), password: Some("wrong".into()), ..anonymous.clone() };
     let right = OciOptions { username: Some("ci".into()), password: Some(password.into()), ..anonymous.clone() };
     let reference = format!("{}/cloudforet/adversary:7.7.1", registry.host);

@@ -6,7 +6,7 @@
 
 use cf_host::host::state::MemoryState;
 use cf_host::record::Record;
-use cf_host::sandbox::CollectReport;
+use cf_host::runtime::CollectReport;
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::{uuid, EstateConfig};
 use prism_sim::{Faults, PageFault, SimConfig, Simulator};
@@ -22,13 +22,8 @@ fn sim(v4: bool) -> Simulator {
 /// One VM collection with `options`, keeping the collector's state in `state`.
 fn run(sim: &Simulator, state: &Arc<MemoryState>, options: Value) -> (CollectReport, BTreeMap<String, Value>) {
     let (rt, plugin) = host();
-    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-    ctx.secret = sim.secret();
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
-    ctx.options = options;
-    ctx.state = state.clone();
     let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
-    ctx.log_capture = Some(logs.clone());
+    let ctx = cf_tests::sim_context(sim).options(options).state(state.clone()).log_capture(logs.clone()).build().unwrap();
     let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": ["vms"]})));
     for l in logs.lock().unwrap().iter() {
         eprintln!("guest log: {} {} {:?}", l.level, l.message, l.fields);
@@ -205,8 +200,7 @@ fn bad_incremental_options_are_refused_by_name() {
         (json!({"incremental": {"full_every": 0}}), "incremental.full_every' must be 1-1000"),
         (json!({"incremental": {"every": 3}}), "unknown key 'every'"),
     ] {
-        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-        ctx.options = bad;
+        let ctx = rt.context("t1").options(bad).build().unwrap();
         let (r, _) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
         let e = r.expect_err("refused");
         assert_eq!(e.code(), cf_host::ErrorCode::InvalidArgument);

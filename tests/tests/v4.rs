@@ -16,12 +16,9 @@ fn sim(v4: bool) -> Simulator {
     block_on(Simulator::start(SimConfig { estate, v4, ..SimConfig::default() })).expect("simulator starts")
 }
 
-fn run(sim: &Simulator, options: Value) -> (Result<cf_host::sandbox::CollectReport, cf_host::RunError>, Vec<Record>) {
+fn run(sim: &Simulator, options: Value) -> (Result<cf_host::runtime::CollectReport, cf_host::RunError>, Vec<Record>) {
     let (rt, plugin) = host();
-    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-    ctx.secret = sim.secret();
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
-    ctx.options = options;
+    let ctx = cf_tests::sim_context(sim).options(options).build().unwrap();
     block_on(collect_all(rt, plugin, &ctx, &json!({})))
 }
 
@@ -127,16 +124,14 @@ fn a_failed_v4_page_becomes_an_error_resource_and_the_rest_is_kept() {
 fn an_api_key_secret_collects_through_v4() {
     let sim = sim(true);
     let (rt, plugin) = host();
-    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-    ctx.secret = json!({"host": sim.url(), "api_key": prism_sim::API_KEY});
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
+    let ctx = cf_tests::sim_context(&sim).secret(json!({"host": sim.url(), "api_key": prism_sim::API_KEY})).build().unwrap();
     let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
     let r = r.expect("collect with an API key");
     assert_eq!((r.errors, records.len() as u64), (0, r.records));
     assert_eq!(sim.state.unauthorized_calls(), 0);
     assert!(sim.state.calls_per_kind().keys().all(|k| k.starts_with("v4/")));
     // A wrong key is UNAUTHENTICATED, with the v4 error text.
-    ctx.secret = json!({"host": sim.url(), "api_key": "wrong-key"});
+    let ctx = cf_tests::sim_context(&sim).secret(json!({"host": sim.url(), "api_key": "wrong-key"})).build().unwrap();
     let (r, _) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
     let e = r.expect_err("wrong key");
     assert_eq!(e.code(), ErrorCode::Unauthenticated);
@@ -244,10 +239,7 @@ fn categories_are_the_same_records_through_v3_and_v4() {
 fn storage_containers_come_through_v4_only() {
     let (rt, plugin) = host();
     let collect = |sim: &Simulator, options: Value| {
-        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-        ctx.secret = sim.secret();
-        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
-        ctx.options = options;
+        let ctx = cf_tests::sim_context(&sim).options(options).build().unwrap();
         let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": ["storage_containers"]})));
         (r.expect("collect"), records)
     };
@@ -296,10 +288,7 @@ fn storage_containers_come_through_v4_only() {
 fn vm_disks_come_from_the_vm_list_through_v3_and_v4() {
     let (rt, plugin) = host();
     let collect = |sim: &Simulator, options: Value, kinds: Value| {
-        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-        ctx.secret = sim.secret();
-        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
-        ctx.options = options;
+        let ctx = cf_tests::sim_context(&sim).options(options).build().unwrap();
         let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": kinds})));
         assert_eq!(r.expect("collect").errors, 0);
         records
@@ -343,10 +332,7 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
     let task = json!({"resource_kinds": ["volume_groups"]});
     let vgs = |sim: &Simulator, options: Value| -> BTreeMap<String, Value> {
         let (rt, plugin) = host();
-        let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-        ctx.secret = sim.secret();
-        ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&sim.url()).unwrap();
-        ctx.options = options;
+        let ctx = cf_tests::sim_context(&sim).options(options).build().unwrap();
         let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
         assert_eq!(r.expect("collect").errors, 0, "{records:?}");
         records
@@ -388,10 +374,7 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
     // volume group without disks; the others are kept.
     without_v3.set_faults(Faults { pages: vec![PageFault { kind: "volume_groups/disks".into(), offset: 0, status: 500, times: Some(1) }], ..Faults::default() });
     let (rt, plugin) = host();
-    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-    ctx.secret = without_v3.secret();
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&without_v3.url()).unwrap();
-    ctx.options = json!({"max_retries": 0});
+    let ctx = cf_tests::sim_context(&without_v3).options(json!({"max_retries": 0})).build().unwrap();
     let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
     assert_eq!(r.expect("collect").errors, 1);
     let err = records.iter().find(|r| r.is_error()).unwrap();
@@ -400,10 +383,7 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
 
     // Forcing v3 where the v3 list is gone: an error resource, no v4 call.
     let before = without_v3.state.calls_per_kind();
-    let mut ctx = cf_host::RunContext::new("t1", rt.limits_for("t1"));
-    ctx.secret = without_v3.secret();
-    ctx.egress = cf_host::egress::EgressPolicy::for_endpoint(&without_v3.url()).unwrap();
-    ctx.options = json!({"api_version": "v3", "max_retries": 0});
+    let ctx = cf_tests::sim_context(&without_v3).options(json!({"api_version": "v3", "max_retries": 0})).build().unwrap();
     let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
     assert_eq!(r.expect("collect").errors, 1);
     assert!(records.iter().find(|r| r.is_error()).unwrap().message.as_deref().unwrap().contains("HTTP 404"));

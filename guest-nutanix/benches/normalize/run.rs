@@ -3,7 +3,7 @@
 //! native code: see their `main.rs`).
 
 use cf_host::host::http::{HttpTransport, InboundResponse, OutboundRequest, TransportFuture};
-use cf_host::sandbox::{RunContext, Runtime, RuntimeConfig};
+use cf_host::runtime::{Runtime, RuntimeConfig};
 use guest_nutanix::{Flow, HttpRequest, HttpResponse, Level, Sink, Transport, TransportError};
 use prism_sim::estate::{Estate, EstateConfig};
 use serde_json::{json, Value};
@@ -166,11 +166,15 @@ pub fn run(allocator: &str) {
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let plugin = runtime.load_file(&target.join("wasm32-wasip2/release/guest_nutanix.wasm")).expect("build the component first");
-    let mut ctx = RunContext::new("bench", runtime.limits_for("bench"));
-    ctx.options = json!({"api_version": "v3"});
-    ctx.secret = serde_json::from_str(secret).expect("secret");
-    ctx.egress = cf_host::egress::EgressPolicy::for_secret(&ctx.secret, 9440);
-    ctx.http_transport = Some(Arc::new(InHost(pages.clone())));
+    let secret: serde_json::Value = serde_json::from_str(secret).expect("secret");
+    let ctx = runtime
+        .context("bench")
+        .options(json!({"api_version": "v3"}))
+        .secret(secret)
+        .egress_from_secret(9440)
+        .http_transport(Arc::new(InHost(pages.clone())))
+        .build()
+        .expect("context");
     let wasm_task = json!({"resource_kinds": ["vms"]});
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     // BENCH_SIDE=native|checked|wasm runs only that side, for a profiler.

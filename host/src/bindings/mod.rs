@@ -6,10 +6,13 @@
 //! semver-compatible lookup). Each module holds its version's one `bindgen!`.
 //!
 //! The host implements the imports once, against [`current`] (in
-//! `crate::host`); an older module implements its own import traits by
-//! converting to the current types and delegating. [`PluginPre`] and
-//! [`Instance`] pick the version a component was built for and present its
-//! exports with the current types.
+//! `crate::host`, which also links every version and implements an older
+//! version's imports by converting with the `From` conversions here and
+//! delegating). [`PluginPre`] and [`Instance`] pick the version a component
+//! was built for and present its exports with the current types.
+//!
+//! This module is a leaf: it names nothing else of the crate. It is generic
+//! over the store's data `T`, which the runtime chooses.
 //!
 //! # Layout
 //!
@@ -21,7 +24,6 @@ pub mod v0_2;
 
 pub use v0_2 as current;
 
-use crate::sandbox::{one_line, RunState};
 use current::exports::cloudforet::collector::collector as cur;
 use current::exports::cloudforet::collector::cost_source as cost;
 use current::exports::cloudforet::collector::metric_source as metric;
@@ -34,18 +36,34 @@ const COLLECTOR_EXPORT: &str = "cloudforet:collector/collector@";
 /// World lines this host serves, oldest first.
 pub const SUPPORTED: &[&str] = &["0.1", "0.2"];
 
-/// Adds every supported version's imports to `linker` (their instance names
-/// differ by version, so they coexist).
-pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    v0_1::add_to_linker(linker)?;
-    v0_2::add_to_linker(linker)
+/// A component linked for the world version it was built against.
+pub enum PluginPre<T: 'static> {
+    V0_1(v0_1::PluginPre<T>),
+    V0_2(v0_2::Pre<T>),
 }
 
-/// A component linked for the world version it was built against.
-#[derive(Clone)]
-pub enum PluginPre {
-    V0_1(v0_1::PluginPre<RunState>),
-    V0_2(v0_2::Pre),
+impl<T: 'static> Clone for PluginPre<T> {
+    fn clone(&self) -> Self {
+        match self {
+            PluginPre::V0_1(p) => PluginPre::V0_1(p.clone()),
+            PluginPre::V0_2(p) => PluginPre::V0_2(p.clone()),
+        }
+    }
+}
+
+/// Why a component cannot be linked as a collector.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// It exports no `cloudforet:collector/collector`, or one whose version
+    /// is not semver.
+    #[error("{0}")]
+    NotACollector(String),
+    /// Built for a world line this host does not serve.
+    #[error("it is built for world cloudforet:collector@{world}; this host supports {}", SUPPORTED.iter().map(|s| format!("{s}.x")).collect::<Vec<_>>().join(", "))]
+    Unsupported { world: semver::Version },
+    /// wasmtime refused to link it (missing imports, wrong types).
+    #[error(transparent)]
+    Link(wasmtime::Error),
 }
 
 /// A running instance, its exports presented with the current types.
@@ -55,37 +73,30 @@ pub enum Instance {
 }
 
 /// The version of `cloudforet:collector/collector` a component exports.
-pub fn exported_world(engine: &Engine, component: &Component) -> Result<semver::Version, String> {
+pub fn exported_world(engine: &Engine, component: &Component) -> Result<semver::Version, LinkError> {
     let name = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .find(|n| n.starts_with(COLLECTOR_EXPORT))
-        .ok_or_else(|| format!("it does not export {COLLECTOR_EXPORT}<version> (not a CloudForet collector component)"))?;
+        .ok_or_else(|| LinkError::NotACollector(format!("it does not export {COLLECTOR_EXPORT}<version> (not a CloudForet collector component)")))?;
     let v = &name[COLLECTOR_EXPORT.len()..];
-    semver::Version::parse(v).map_err(|e| format!("it exports {name}, whose version is not semver: {e}"))
+    semver::Version::parse(v).map_err(|e| LinkError::NotACollector(format!("it exports {name}, whose version is not semver: {e}")))
 }
 
-impl PluginPre {
-    /// Links `component` for its world version. Errors name the version and
-    /// what is wrong, one line.
-    pub fn new(engine: &Engine, linker: &Linker<RunState>, component: &Component) -> Result<(PluginPre, semver::Version), String> {
+impl<T: Send + 'static> PluginPre<T> {
+    /// Links `component` for its world version.
+    pub fn new(engine: &Engine, linker: &Linker<T>, component: &Component) -> Result<(PluginPre<T>, semver::Version), LinkError> {
         let world = exported_world(engine, component)?;
         let line = format!("{}.{}", world.major, world.minor);
-        let unsupported = || {
-            format!(
-                "it is built for world cloudforet:collector@{world}; this host supports {}",
-                SUPPORTED.iter().map(|s| format!("{s}.x")).collect::<Vec<_>>().join(", ")
-            )
-        };
         if world.major != 0 || !SUPPORTED.contains(&line.as_str()) {
-            return Err(unsupported());
+            return Err(LinkError::Unsupported { world });
         }
-        let pre = linker.instantiate_pre(component).map_err(|e| one_line(&e))?;
+        let pre = linker.instantiate_pre(component).map_err(LinkError::Link)?;
         let pre = match line.as_str() {
-            "0.1" => PluginPre::V0_1(v0_1::PluginPre::new(pre).map_err(|e| one_line(&e))?),
-            "0.2" => PluginPre::V0_2(v0_2::Pre::new(pre).map_err(|e| one_line(&e))?),
-            _ => return Err(unsupported()),
+            "0.1" => PluginPre::V0_1(v0_1::PluginPre::new(pre).map_err(LinkError::Link)?),
+            "0.2" => PluginPre::V0_2(v0_2::Pre::new(pre).map_err(LinkError::Link)?),
+            _ => return Err(LinkError::Unsupported { world }),
         };
         Ok((pre, world))
     }
@@ -100,7 +111,7 @@ impl PluginPre {
         matches!(self, PluginPre::V0_2(p) if p.is_metric_source())
     }
 
-    pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Instance> {
+    pub async fn instantiate_async(&self, store: &mut Store<T>) -> wasmtime::Result<Instance> {
         Ok(match self {
             PluginPre::V0_1(p) => Instance::V0_1(p.instantiate_async(store).await?),
             PluginPre::V0_2(p) => Instance::V0_2(p.instantiate_async(store).await?),
@@ -115,21 +126,21 @@ fn up<A, B: From<A>>(r: wasmtime::Result<Result<A, v0_1::exports::cloudforet::co
 }
 
 impl Instance {
-    pub async fn init(&self, store: &mut Store<RunState>, options: &String) -> Call<cur::PluginMetadata> {
+    pub async fn init<T: Send>(&self, store: &mut Store<T>, options: &String) -> Call<cur::PluginMetadata> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_init(store, options).await),
             Instance::V0_2(b) => b.collector.call_init(store, options).await,
         }
     }
 
-    pub async fn verify(&self, store: &mut Store<RunState>, options: &String, secret: &String) -> Call<()> {
+    pub async fn verify<T: Send>(&self, store: &mut Store<T>, options: &String, secret: &String) -> Call<()> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_verify(store, options, secret).await),
             Instance::V0_2(b) => b.collector.call_verify(store, options, secret).await,
         }
     }
 
-    pub async fn get_tasks(&self, store: &mut Store<RunState>, options: &String, secret: &String) -> Call<Vec<cur::Task>> {
+    pub async fn get_tasks<T: Send>(&self, store: &mut Store<T>, options: &String, secret: &String) -> Call<Vec<cur::Task>> {
         match self {
             Instance::V0_1(b) => up::<Vec<_>, v0_1::Tasks>(b.cloudforet_collector_collector().call_get_tasks(store, options, secret).await)
                 .map(|r| r.map(|t| t.0)),
@@ -137,14 +148,14 @@ impl Instance {
         }
     }
 
-    pub async fn collect(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Call<cur::Summary> {
+    pub async fn collect<T: Send>(&self, store: &mut Store<T>, options: &String, secret: &String, task: &String) -> Call<cur::Summary> {
         match self {
             Instance::V0_1(b) => up(b.cloudforet_collector_collector().call_collect(store, options, secret, task).await),
             Instance::V0_2(b) => b.collector.call_collect(store, options, secret, task).await,
         }
     }
 
-    fn cost_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<cost::Guest>> {
+    fn cost_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<cost::Guest>> {
         match self {
             Instance::V0_2(b) => b.cost_source(store),
             Instance::V0_1(_) => None,
@@ -152,16 +163,16 @@ impl Instance {
     }
 
     /// `cost-source.init`; `None` when the component is no cost data source.
-    pub async fn cost_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
+    pub async fn cost_init<T: Send>(&self, store: &mut Store<T>, options: &String) -> Option<Call<String>> {
         Some(match self.cost_source(store)? {
             Ok(g) => g.call_init(store, options).await,
             Err(e) => Err(e),
         })
     }
 
-    pub async fn cost_tasks(
+    pub async fn cost_tasks<T: Send>(
         &self,
-        store: &mut Store<RunState>,
+        store: &mut Store<T>,
         options: &String,
         secret: &String,
         start: Option<&str>,
@@ -173,14 +184,14 @@ impl Instance {
         })
     }
 
-    pub async fn cost_data(&self, store: &mut Store<RunState>, options: &String, secret: &String, task: &String) -> Option<Call<u64>> {
+    pub async fn cost_data<T: Send>(&self, store: &mut Store<T>, options: &String, secret: &String, task: &String) -> Option<Call<u64>> {
         Some(match self.cost_source(store)? {
             Ok(g) => g.call_get_data(store, options, secret, task).await,
             Err(e) => Err(e),
         })
     }
 
-    fn metric_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<metric::Guest>> {
+    fn metric_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<metric::Guest>> {
         match self {
             Instance::V0_2(b) => b.metric_source(store),
             Instance::V0_1(_) => None,
@@ -188,14 +199,14 @@ impl Instance {
     }
 
     /// `metric-source.init`; `None` when the component is no monitoring data source.
-    pub async fn metric_init(&self, store: &mut Store<RunState>, options: &String) -> Option<Call<String>> {
+    pub async fn metric_init<T: Send>(&self, store: &mut Store<T>, options: &String) -> Option<Call<String>> {
         Some(match self.metric_source(store)? {
             Ok(g) => g.call_init(store, options).await,
             Err(e) => Err(e),
         })
     }
 
-    pub async fn metric_list(&self, store: &mut Store<RunState>, options: &String, secret: &String, query: &String) -> Option<Call<Vec<metric::MetricInfo>>> {
+    pub async fn metric_list<T: Send>(&self, store: &mut Store<T>, options: &String, secret: &String, query: &String) -> Option<Call<Vec<metric::MetricInfo>>> {
         Some(match self.metric_source(store)? {
             Ok(g) => g.call_list_metrics(store, options, secret, query).await,
             Err(e) => Err(e),
@@ -203,9 +214,9 @@ impl Instance {
     }
 
     #[expect(clippy::too_many_arguments, reason = "the WIT function's parameters, one to one")]
-    pub async fn metric_data(
+    pub async fn metric_data<T: Send>(
         &self,
-        store: &mut Store<RunState>,
+        store: &mut Store<T>,
         options: &String,
         secret: &String,
         query: &String,

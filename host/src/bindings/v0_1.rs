@@ -3,17 +3,15 @@
 //! through wasmtime's semver-compatible lookup (0.1.1 only added
 //! `http.send-authenticated`).
 //!
-//! The host implements its imports once, for the current world; here each
-//! 0.1 import converts its arguments to the current types, delegates, and
-//! converts the answer back (emit's `ack` becomes the bare `flow` 0.1 knows).
-//! The exports' results convert up to the current types the same way.
+//! The host implements its imports once, for the current world; each 0.1
+//! import converts its arguments to the current types with the `From`
+//! conversions here, delegates (`crate::host::legacy`), and converts the
+//! answer back (emit's `ack` becomes the bare `flow` 0.1 knows). The
+//! exports' results convert up to the current types the same way.
 
 use super::v0_2 as cur;
-use crate::host::{emit::EmitCtx, http::HttpCtx, log::LogCtx, state::StateCtx, types::TypesCtx};
-use crate::sandbox::RunState;
 use cloudforet::collector as old;
 use cur::cloudforet::collector as new;
-use wasmtime::component::{HasSelf, Linker};
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.1",
@@ -21,15 +19,6 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
 });
-
-/// Adds this version's imports (`cloudforet:collector/*@0.1.1`) to `linker`.
-pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    old::types::add_to_linker::<_, HasSelf<TypesCtx>>(linker, |s| &mut s.types)?;
-    old::http::add_to_linker::<_, HasSelf<HttpCtx>>(linker, |s| &mut s.http)?;
-    old::log::add_to_linker::<_, HasSelf<LogCtx>>(linker, |s| &mut s.log)?;
-    old::emit::add_to_linker::<_, HasSelf<EmitCtx>>(linker, |s| &mut s.emit)?;
-    old::state::add_to_linker::<_, HasSelf<StateCtx>>(linker, |s| &mut s.state)
-}
 
 /// `From` for records whose fields have the same names in both versions.
 macro_rules! same_record {
@@ -118,50 +107,5 @@ pub struct Tasks(pub Vec<cur::exports::cloudforet::collector::collector::Task>);
 impl From<Vec<exports::cloudforet::collector::collector::Task>> for Tasks {
     fn from(v: Vec<exports::cloudforet::collector::collector::Task>) -> Tasks {
         Tasks(v.into_iter().map(Into::into).collect())
-    }
-}
-
-impl old::types::Host for TypesCtx {}
-
-impl old::http::Host for HttpCtx {
-    async fn send(&mut self, req: old::http::Request) -> wasmtime::Result<Result<old::http::Response, old::http::HttpError>> {
-        let r = new::http::Host::send(self, req.into()).await?;
-        Ok(r.map(Into::into).map_err(Into::into))
-    }
-
-    async fn send_authenticated(
-        &mut self,
-        req: old::http::Request,
-        credential: old::http::Credential,
-    ) -> wasmtime::Result<Result<old::http::Response, old::http::HttpError>> {
-        let r = new::http::Host::send_authenticated(self, req.into(), credential.into()).await?;
-        Ok(r.map(Into::into).map_err(Into::into))
-    }
-}
-
-impl old::log::Host for LogCtx {
-    async fn log(&mut self, level: old::log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        new::log::Host::log(self, level.into(), message, fields).await
-    }
-}
-
-impl old::emit::Host for EmitCtx {
-    async fn emit(&mut self, batch: Vec<old::emit::Item>) -> wasmtime::Result<old::emit::Flow> {
-        let ack = new::emit::Host::emit(self, batch.into_iter().map(Into::into).collect()).await?;
-        Ok(ack.flow.into())
-    }
-}
-
-impl old::state::Host for StateCtx {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, old::state::StateError>> {
-        Ok(new::state::Host::get(self, key).await?.map_err(Into::into))
-    }
-
-    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), old::state::StateError>> {
-        Ok(new::state::Host::set(self, key, value).await?.map_err(Into::into))
-    }
-
-    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), old::state::StateError>> {
-        Ok(new::state::Host::delete(self, key).await?.map_err(Into::into))
     }
 }

@@ -1,16 +1,16 @@
 //! Bindings for `cloudforet:collector@0.2.x`, the current world
 //! (`wit/collector.wit`, 0.2.2; 0.2.0 and 0.2.1 guests link to it through
 //! wasmtime's semver-compatible lookup). The host's import implementations
-//! (`crate::host`) are written against these types.
+//! are written against these types.
 //!
 //! Generated for `full-plugin`, the largest world, so every export interface
 //! has bindings; a component must export `collector` and may export
 //! `cost-source` and `metric-source` ([`Pre`] looks each up by itself).
+//! The host's implementations of these imports live in `crate::host`, which
+//! also links them; this module only holds what is generated from the WIT.
 
-use crate::host::{emit::EmitCtx, http::HttpCtx, log::LogCtx, state::StateCtx, types::TypesCtx};
-use crate::sandbox::RunState;
 use exports::cloudforet::collector::{collector, cost_source, metric_source};
-use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::Store;
 
 wasmtime::component::bindgen!({
@@ -20,26 +20,24 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-/// Adds this version's imports (`cloudforet:collector/*@0.2.2`) to `linker`.
-pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    use cloudforet::collector as c;
-    c::types::add_to_linker::<_, HasSelf<TypesCtx>>(linker, |s| &mut s.types)?;
-    c::http::add_to_linker::<_, HasSelf<HttpCtx>>(linker, |s| &mut s.http)?;
-    c::log::add_to_linker::<_, HasSelf<LogCtx>>(linker, |s| &mut s.log)?;
-    c::emit::add_to_linker::<_, HasSelf<EmitCtx>>(linker, |s| &mut s.emit)?;
-    // Costs go through the emit capability: same channel, same limits.
-    c::costs::add_to_linker::<_, HasSelf<EmitCtx>>(linker, |s| &mut s.emit)?;
-    c::state::add_to_linker::<_, HasSelf<StateCtx>>(linker, |s| &mut s.state)
-}
-
 /// A 0.2 component ready to instantiate: `collector` (required),
 /// `cost-source` and `metric-source` (when exported).
-#[derive(Clone)]
-pub struct Pre {
-    pre: InstancePre<RunState>,
+pub struct Pre<T: 'static> {
+    pre: InstancePre<T>,
     collector: collector::GuestIndices,
     cost_source: Option<cost_source::GuestIndices>,
     metric_source: Option<metric_source::GuestIndices>,
+}
+
+impl<T: 'static> Clone for Pre<T> {
+    fn clone(&self) -> Self {
+        Pre {
+            pre: self.pre.clone(),
+            collector: self.collector.clone(),
+            cost_source: self.cost_source.clone(),
+            metric_source: self.metric_source.clone(),
+        }
+    }
 }
 
 /// A 0.2 instance's exports. The optional ones are looked up on first
@@ -54,18 +52,18 @@ pub struct Exports {
 
 impl Exports {
     /// `cost-source`, when exported.
-    pub fn cost_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<cost_source::Guest>> {
+    pub fn cost_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<cost_source::Guest>> {
         Some(self.cost_source.as_ref()?.load(store, &self.instance))
     }
 
     /// `metric-source`, when exported.
-    pub fn metric_source(&self, store: &mut Store<RunState>) -> Option<wasmtime::Result<metric_source::Guest>> {
+    pub fn metric_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<metric_source::Guest>> {
         Some(self.metric_source.as_ref()?.load(store, &self.instance))
     }
 }
 
-impl Pre {
-    pub fn new(pre: InstancePre<RunState>) -> wasmtime::Result<Pre> {
+impl<T: Send + 'static> Pre<T> {
+    pub fn new(pre: InstancePre<T>) -> wasmtime::Result<Pre<T>> {
         let collector = collector::GuestIndices::new(&pre)?;
         let cost_source = cost_source::GuestIndices::new(&pre).ok();
         let metric_source = metric_source::GuestIndices::new(&pre).ok();
@@ -82,7 +80,7 @@ impl Pre {
         self.cost_source.is_some()
     }
 
-    pub async fn instantiate_async(&self, store: &mut Store<RunState>) -> wasmtime::Result<Exports> {
+    pub async fn instantiate_async(&self, store: &mut Store<T>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate_async(&mut *store).await?;
         let collector = self.collector.load(&mut *store, &instance)?;
         Ok(Exports { instance, collector, cost_source: self.cost_source.clone(), metric_source: self.metric_source.clone() })

@@ -120,6 +120,10 @@ fn service(endpoint: &str, breakers: &mut HashMap<String, Arc<Mutex<Breaker>>>, 
     let e = Endpoint::from_shared(endpoint.to_string())
         .map_err(|e| format!("invalid CloudForet endpoint '{endpoint}': {e}"))?
         .connect_timeout(Duration::from_secs(5))
+        // Every request is bounded, the token service's too: the token
+        // cache's lock is held across an identity call (one refresh for
+        // all callers), and must never be held forever.
+        .timeout(c.call_timeout)
         .tcp_nodelay(true);
     let url = url::Url::parse(endpoint).map_err(|e| format!("invalid CloudForet endpoint '{endpoint}': {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {

@@ -105,6 +105,8 @@ impl Tokens {
             }
             Auth::User { user_id, password, domain_id, scope, workspace_id } => (user_id, password, domain_id, scope, workspace_id),
         };
+        // Held across the identity calls below: one refresh serves every
+        // caller waiting here. The channel's request timeout bounds it.
         let mut c = self.cached.lock().await;
         if let Some(a) = c.access.as_ref().filter(|a| !needs_refresh(a, now)) {
             return Ok(a.clone());

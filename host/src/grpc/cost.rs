@@ -8,12 +8,10 @@
 //! protocols name a service `Job`).
 
 use super::convert::{json_to_struct, status, struct_to_json};
-use super::{shutting_down, PluginService, STREAM_BUFFER};
+use super::service::PluginService;
 use crate::record::{Record, ResourceType};
 use serde_json::{Map, Value};
 use std::pin::Pin;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// Generated protocol types and services.
@@ -69,13 +67,13 @@ pub fn cost_info(r: &Record) -> CostInfo {
 #[tonic::async_trait]
 impl DataSource for PluginService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
-        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::sandbox::Role::Cost).await?;
+        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::runtime::Role::Cost).await?;
         Ok(Response::new(PluginInfo { metadata }))
     }
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
         let (options, secret) = (req.get_ref().options.clone(), req.get_ref().secret_data.clone());
-        self.verify_data_source(&req, options, secret, crate::sandbox::Role::Cost).await?;
+        self.verify_data_source(&req, options, secret, crate::runtime::Role::Cost).await?;
         Ok(Response::new(()))
     }
 }
@@ -86,8 +84,7 @@ impl Job for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let (start, last) = (r.start.clone(), r.last_synchronized_at.clone());
-        let ctx = self.unary_context(&req, options, secret)?;
-        let plugin = self.plugin(&ctx)?;
+        let (_slot, ctx, plugin) = self.unary(&req, options, secret).await?;
         let tasks = self
             .unless_cancelled(async {
                 self.registry.runtime().cost_tasks(&plugin, &ctx, nonempty(&start), nonempty(&last)).await.map_err(|e| status(&e))
@@ -120,45 +117,28 @@ impl Cost for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let task_options = struct_to_json(r.task_options.clone());
-        let ctx = self.context(&req, options, secret)?;
-        let plugin = self.plugin(&ctx)?;
-        let (out_tx, out_rx) = mpsc::channel::<Result<CostsInfo, Status>>(STREAM_BUFFER);
-        let (rec_tx, mut rec_rx) = mpsc::channel::<Vec<Record>>(4);
+        let (slot, ctx, plugin) = self.streaming(&req, options, secret).await?;
         let runtime = self.registry.runtime().clone();
-        let cancelled = self.cancelled();
-        tokio::spawn(async move {
-            let run_id = ctx.run_id.clone();
-            let client_gone = out_tx.clone();
-            let forward_tx = out_tx.clone();
-            let forward = async move {
-                while let Some(batch) = rec_rx.recv().await {
-                    let mut results = Vec::with_capacity(batch.len());
-                    for r in &batch {
-                        match r.resource_type {
-                            ResourceType::Cost => results.push(cost_info(r)),
-                            _ => tracing::warn!(run = %run_id, error = r.message.as_deref().unwrap_or(""), "cost data: not sent (no place in the protocol)"),
+        let run_id = ctx.run_id.clone();
+        let stream = self.stream_call(
+            slot,
+            &run_id,
+            move |sink| async move { runtime.cost_data(&plugin, &ctx, &task_options, sink).await },
+            |batch| {
+                let results: Vec<CostInfo> = batch
+                    .iter()
+                    .filter_map(|r| match r.resource_type {
+                        ResourceType::Cost => Some(cost_info(r)),
+                        _ => {
+                            tracing::warn!(error = r.message.as_deref().unwrap_or(""), "cost data: not sent (no place in the protocol)");
+                            None
                         }
-                    }
-                    if !results.is_empty() && forward_tx.send(Ok(CostsInfo { results })).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            let run = async { futures::join!(runtime.cost_data(&plugin, &ctx, &task_options, rec_tx), forward).0 };
-            tokio::select! {
-                _ = client_gone.closed() => tracing::info!(run = %ctx.run_id, "cost data stream closed by the client; run cancelled"),
-                () = cancelled => {
-                    let _ = out_tx.send(Err(shutting_down())).await;
-                }
-                result = run => match result {
-                    Ok(report) => tracing::info!(run = %ctx.run_id, lines = report.records, errors = report.errors, "cost data finished"),
-                    Err(e) => {
-                        tracing::warn!(run = %ctx.run_id, error = %e, "cost data failed");
-                        let _ = out_tx.send(Err(status(&e))).await;
-                    }
-                },
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+                    })
+                    .collect();
+                if results.is_empty() { Vec::new() } else { vec![CostsInfo { results }] }
+            },
+            |_| {},
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 }

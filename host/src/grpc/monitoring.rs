@@ -5,8 +5,8 @@
 //! other protocols; unary calls, each in a fresh sandbox.
 
 use super::convert::{json_to_struct, json_to_value, status, struct_to_json};
-use super::PluginService;
-use crate::sandbox::MetricQuery;
+use super::service::PluginService;
+use crate::runtime::MetricQuery;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -29,13 +29,13 @@ fn object(v: &Value) -> Option<prost_types::Struct> {
 #[tonic::async_trait]
 impl DataSource for PluginService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<PluginInfo>, Status> {
-        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::sandbox::Role::Metric).await?;
+        let metadata = self.init_data_source(&req, req.get_ref().options.clone(), crate::runtime::Role::Metric).await?;
         Ok(Response::new(PluginInfo { metadata }))
     }
 
     async fn verify(&self, req: Request<PluginVerifyRequest>) -> Result<Response<()>, Status> {
         let (options, secret) = (req.get_ref().options.clone(), req.get_ref().secret_data.clone());
-        self.verify_data_source(&req, options, secret, crate::sandbox::Role::Metric).await?;
+        self.verify_data_source(&req, options, secret, crate::runtime::Role::Metric).await?;
         Ok(Response::new(()))
     }
 }
@@ -45,8 +45,7 @@ impl Metric for PluginService {
     async fn list(&self, req: Request<MetricRequest>) -> Result<Response<MetricsInfo>, Status> {
         let r = req.get_ref();
         let (options, secret, query) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()), struct_to_json(r.query.clone()));
-        let ctx = self.unary_context(&req, options, secret)?;
-        let plugin = self.plugin(&ctx)?;
+        let (_slot, ctx, plugin) = self.unary(&req, options, secret).await?;
         let list = self
             .unless_cancelled(async { self.registry.runtime().metric_list(&plugin, &ctx, &query).await.map_err(|e| status(&e)) })
             .await?;
@@ -73,8 +72,7 @@ impl Metric for PluginService {
             period,
             stat: Some(r.stat.clone()).filter(|s| !s.is_empty()),
         };
-        let ctx = self.unary_context(&req, options, secret)?;
-        let plugin = self.plugin(&ctx)?;
+        let (_slot, ctx, plugin) = self.unary(&req, options, secret).await?;
         let d = self.unless_cancelled(async { self.registry.runtime().metric_data(&plugin, &ctx, &q).await.map_err(|e| status(&e)) }).await?;
         let labels = prost_types::ListValue { values: d.labels.iter().map(|l| json_to_value(&Value::String(l.clone()))).collect() };
         Ok(Response::new(MetricDataInfo { labels: Some(labels), values: object(&d.values) }))

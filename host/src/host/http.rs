@@ -17,7 +17,7 @@ use crate::egress::EgressPolicy;
 use ipnet::IpNet;
 use crate::limits::HttpLimits;
 use crate::resilience::Breaker;
-use crate::secret::Redactor;
+use crate::secret::{Credentials, Redactor};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,28 +32,6 @@ pub struct TlsConfig {
     pub skip_verify: bool,
     /// Extra trusted roots (PEM).
     pub ca_pem: Option<Vec<u8>>,
-}
-
-impl TlsConfig {
-    /// Reads `verify_ssl` (bool, or "true"/"false") and `ca_bundle` (PEM
-    /// text) from a run's options.
-    pub fn from_options(options: &serde_json::Value) -> Result<TlsConfig, String> {
-        use serde_json::Value;
-        let skip_verify = match options.get("verify_ssl") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => !b,
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => true,
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => false,
-            Some(_) => return Err("option verify_ssl must be true or false".into()),
-        };
-        let ca_pem = match options.get("ca_bundle") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
-            Some(_) => return Err("option ca_bundle must be a PEM string".into()),
-        };
-        Ok(TlsConfig { skip_verify, ca_pem })
-    }
 }
 
 /// reqwest clients shared by runs (one connection pool per TLS setup and
@@ -76,7 +54,19 @@ struct PolicyResolver {
 
 /// A resolution refused by the egress policy (found in reqwest's error chain).
 #[derive(Debug)]
-struct BlockedByPolicy(String);
+pub struct BlockedByPolicy(pub String);
+
+/// The policy's refusal in an error's chain, if that is why it failed.
+pub fn blocked_by_policy<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BlockedByPolicy> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(b) = c.downcast_ref::<BlockedByPolicy>() {
+            return Some(b);
+        }
+        cur = c.source();
+    }
+    None
+}
 
 impl std::fmt::Display for BlockedByPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,32 +254,50 @@ fn map_reqwest_error(e: &reqwest::Error) -> TransportFailure {
         return TransportFailure::Timeout;
     }
     // The source chain, outermost first; reqwest's outer layers only say
-    // "error sending request", the cause is at the end.
+    // "error sending request", the cause is at the end. The cause's type
+    // says what failed: the policy's refusal, or rustls's.
     let mut causes = Vec::new();
-    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let mut tls = false;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if let Some(b) = s.downcast_ref::<BlockedByPolicy>() {
             return TransportFailure::Denied(b.0.clone());
         }
+        tls |= holds::<rustls::Error>(s);
         causes.push(s.to_string());
         src = s.source();
     }
-    let lower = causes.join(": ").to_ascii_lowercase();
     let tail = causes.len().saturating_sub(2);
     let msg = causes[tail..].join(": ");
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        TransportFailure::Tls(msg)
-    } else {
-        TransportFailure::Connection(msg)
+    if tls { TransportFailure::Tls(msg) } else { TransportFailure::Connection(msg) }
+}
+
+/// Whether `e` is an `E`, or wraps one in `io::Error`s: tokio-rustls wraps
+/// rustls's error in an io::Error (hyper-util in another), and
+/// `io::Error::source` skips the error it wraps.
+fn holds<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    for _ in 0..16 {
+        let Some(c) = cur else { return false };
+        if c.downcast_ref::<E>().is_some() {
+            return true;
+        }
+        cur = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
     }
+    false
 }
 
 /// Circuit breakers of guests' outbound HTTP, one per (tenant, origin),
-/// shared by a runtime's runs.
+/// shared by a runtime's runs. The table is bounded: past
+/// [`MAX_BREAKERS`], breakers that know nothing (closed, no failures) are
+/// dropped, then the least recently used.
 #[derive(Clone, Default)]
 pub struct Breakers {
-    map: Arc<Mutex<HashMap<(String, String), Breaker>>>,
+    map: Arc<Mutex<HashMap<(String, String), (Breaker, std::time::Instant)>>>,
 }
+
+/// Breakers kept at most.
+pub const MAX_BREAKERS: usize = 4096;
 
 /// What a breaker learns from one exchange.
 enum Health {
@@ -302,10 +310,30 @@ enum Health {
 impl Breakers {
     fn with<T>(&self, tenant: &str, origin: &str, limits: &HttpLimits, f: impl FnOnce(&mut Breaker) -> T) -> T {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map
-            .entry((tenant.to_string(), origin.to_string()))
-            .or_insert_with(|| Breaker::new(limits.breaker_failures, limits.breaker_open));
+        let key = (tenant.to_string(), origin.to_string());
+        if map.len() >= MAX_BREAKERS && !map.contains_key(&key) {
+            map.retain(|_, (b, _)| b.failures() > 0 || !matches!(b.state(), crate::resilience::BreakerState::Closed));
+            if map.len() >= MAX_BREAKERS {
+                let mut by_age: Vec<_> = map.iter().map(|(k, (_, at))| (*at, k.clone())).collect();
+                by_age.sort();
+                for (_, k) in by_age.into_iter().take(MAX_BREAKERS / 4) {
+                    map.remove(&k);
+                }
+            }
+        }
+        let now = std::time::Instant::now();
+        let (b, at) = map.entry(key).or_insert_with(|| (Breaker::new(limits.breaker_failures, limits.breaker_open), now));
+        *at = now;
         f(b)
+    }
+
+    /// Breakers kept (tests).
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// `Err` with the message a refused request gets.
@@ -374,58 +402,35 @@ pub struct HttpCtx {
     pub(crate) circuit_refused: bool,
 }
 
-/// Credential values from a run's secret, for host-side injection. Never
-/// printed.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    username: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
-    api_key: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credentials(***)")
-    }
-}
-
-/// Secret fields the host keeps to itself when the guest uses
-/// `send-authenticated`.
-pub const INJECTED_SECRET_FIELDS: &[&str] = &["password", "token", "api_key"];
-
-impl Credentials {
-    pub fn from_secret(secret: &serde_json::Value) -> Credentials {
-        let field = |k: &str| secret.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
-        Credentials { username: field("username"), password: field("password"), token: field("token"), api_key: field("api_key") }
-    }
-
-    /// The header to add for `credential`, or why the secret cannot provide it.
-    fn header(&self, credential: &Credential) -> Result<(String, String), HttpError> {
-        use base64::Engine as _;
-        let missing = |f: &str| HttpError::InvalidRequest(format!("the secret has no '{f}' for this credential"));
-        match credential {
-            Credential::Basic => {
-                let user = self.username.as_deref().ok_or_else(|| missing("username"))?;
-                let pass = self.password.as_deref().ok_or_else(|| missing("password"))?;
-                let raw = format!("{user}:{pass}");
-                Ok(("authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))))
+/// The header to add for `credential`, or why the secret cannot provide it.
+fn credential_header(creds: &Credentials, credential: &Credential) -> Result<(String, String), HttpError> {
+    use base64::Engine as _;
+    let missing = |f: &str| HttpError::InvalidRequest(format!("the secret has no '{f}' for this credential"));
+    match credential {
+        Credential::Basic => {
+            let user = creds.username().ok_or_else(|| missing("username"))?;
+            let pass = creds.password().ok_or_else(|| missing("password"))?;
+            let raw = format!("{user}:{pass}");
+            Ok(("authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))))
+        }
+        Credential::Bearer => {
+            let token = creds.token().ok_or_else(|| missing("token"))?;
+            Ok(("authorization".into(), format!("Bearer {token}")))
+        }
+        Credential::ApiKey(name) => {
+            let key = creds.api_key().ok_or_else(|| missing("api_key"))?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HttpError::InvalidRequest(format!("invalid header name '{}'", name.escape_debug())))?;
+            if FORBIDDEN_HEADERS.contains(&header.as_str()) {
+                return Err(HttpError::InvalidRequest(format!("header '{header}' is set by the host")));
             }
-            Credential::Bearer => {
-                let token = self.token.as_deref().ok_or_else(|| missing("token"))?;
-                Ok(("authorization".into(), format!("Bearer {token}")))
-            }
-            Credential::ApiKey(name) => {
-                let key = self.api_key.as_deref().ok_or_else(|| missing("api_key"))?;
-                let header = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| HttpError::InvalidRequest(format!("invalid header name '{}'", name.escape_debug())))?;
-                if FORBIDDEN_HEADERS.contains(&header.as_str()) {
-                    return Err(HttpError::InvalidRequest(format!("header '{header}' is set by the host")));
-                }
-                Ok((header.as_str().to_string(), key.to_string()))
-            }
+            Ok((header.as_str().to_string(), key.to_string()))
         }
     }
+}
+/// `scheme://host:port` of a URL, for logs (never path or query).
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 /// Headers the guest may not set: the host owns framing and routing.
@@ -445,7 +450,7 @@ impl HttpCtx {
     }
 
     fn deny(&self, url: &Url, reason: String) -> HttpError {
-        let origin = crate::host::origin_of(url);
+        let origin = origin_of(url);
         tracing::warn!(origin = %origin, reason = %reason, "egress denied");
         if let Some(d) = &self.denials {
             d.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{origin}: {reason}"));
@@ -489,7 +494,7 @@ impl http::Host for HttpCtx {
     }
 
     async fn send_authenticated(&mut self, req: Request, credential: Credential) -> wasmtime::Result<Result<Response, HttpError>> {
-        let header = match self.credentials.header(&credential) {
+        let header = match credential_header(&self.credentials, &credential) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
@@ -555,7 +560,7 @@ impl HttpCtx {
                     self.limits.max_requests
                 )));
             }
-            let origin = crate::host::origin_of(&out.url);
+            let origin = origin_of(&out.url);
             if let Err(why) = self.breakers.admit(&self.tenant, &origin, &self.limits) {
                 self.circuit_refused = true;
                 return Err(HttpError::Connection(why));
@@ -603,7 +608,6 @@ impl HttpCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// What a breaker counts (5xx but 501, timeouts, connection errors),
     /// what it ignores (TLS, size, policy), per tenant, and off at 0.
@@ -635,15 +639,29 @@ mod tests {
         assert!(b.admit("t3", o, &off).is_ok());
     }
 
+    /// TLS failures are told by rustls's error type, also when wrapped in
+    /// io::Errors as hyper-util and tokio-rustls wrap it.
     #[test]
-    fn tls_options() {
-        assert_eq!(TlsConfig::from_options(&json!({})).unwrap(), TlsConfig::default());
-        assert!(TlsConfig::from_options(&json!({"verify_ssl": false})).unwrap().skip_verify);
-        assert!(TlsConfig::from_options(&json!({"verify_ssl": "false"})).unwrap().skip_verify);
-        assert!(!TlsConfig::from_options(&json!({"verify_ssl": true})).unwrap().skip_verify);
-        assert!(TlsConfig::from_options(&json!({"verify_ssl": 0})).is_err());
-        assert!(TlsConfig::from_options(&json!({"ca_bundle": 5})).is_err());
-        assert_eq!(TlsConfig::from_options(&json!({"ca_bundle": "PEM"})).unwrap().ca_pem.as_deref(), Some(&b"PEM"[..]));
+    fn tls_errors_are_found_by_type() {
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        let outer = std::io::Error::other(inner);
+        assert!(holds::<rustls::Error>(&outer));
+        assert!(!holds::<rustls::Error>(&std::io::Error::other("certificate tls handshake")), "words are not types");
     }
 
+    /// A caller with a new tenant per call cannot grow the table: breakers
+    /// that know nothing go first, an open one stays.
+    #[test]
+    fn the_breaker_table_is_bounded() {
+        let limits = HttpLimits { breaker_failures: 1, breaker_open: Duration::from_secs(600), ..HttpLimits::default() };
+        let b = Breakers::default();
+        b.report("bad", "https://down:9440", &limits, Health::Down);
+        for i in 0..3 * MAX_BREAKERS {
+            let t = format!("tenant-{i}");
+            let _ = b.admit(&t, "https://pc:9440", &limits);
+            b.report(&t, "https://pc:9440", &limits, Health::Up);
+        }
+        assert!(b.len() <= MAX_BREAKERS, "{}", b.len());
+        assert!(b.admit("bad", "https://down:9440", &limits).is_err(), "the open breaker was kept");
+    }
 }

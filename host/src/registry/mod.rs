@@ -22,9 +22,10 @@ pub mod oci;
 pub mod signature;
 pub mod watch;
 
-use crate::sandbox::{Plugin, Runtime};
+use crate::runtime::{Plugin, Runtime};
 use identity::Manifest;
-use semver::{Version, VersionReq};
+pub use crate::options::Want;
+use semver::Version;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -51,38 +52,6 @@ impl RegistryError {
             RegistryError::Rejected(_) => "INVALID_ARGUMENT",
             RegistryError::NotFound(_) => "NOT_FOUND",
             RegistryError::Conflict(_) => "FAILED_PRECONDITION",
-        }
-    }
-}
-
-/// Which version a call asks for (CloudForet's `plugin_info.version` and
-/// `upgrade_mode`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Want {
-    /// The tenant's pin, else the live version.
-    #[default]
-    Live,
-    /// MANUAL: exactly this version.
-    Exact(Version),
-    /// AUTO: the highest loaded version compatible with this one.
-    Compatible(VersionReq),
-}
-
-impl Want {
-    /// From collect options: `plugin_version` and `upgrade_mode`
-    /// (`MANUAL` = exactly that version, `AUTO` = the latest compatible).
-    pub fn from_options(options: &serde_json::Value) -> Result<Want, String> {
-        let Some(v) = options.get("plugin_version").and_then(|v| v.as_str()).filter(|v| !v.is_empty()) else {
-            return Ok(Want::Live);
-        };
-        let version = Version::parse(v).map_err(|e| format!("option plugin_version {v:?} is not semver: {e}"))?;
-        match options.get("upgrade_mode").and_then(|m| m.as_str()).unwrap_or("MANUAL") {
-            "MANUAL" => Ok(Want::Exact(version)),
-            "AUTO" => {
-                let req = VersionReq::parse(&format!("^{version}")).map_err(|e| e.to_string())?;
-                Ok(Want::Compatible(req))
-            }
-            other => Err(format!("option upgrade_mode must be MANUAL or AUTO, got {other:?}")),
         }
     }
 }
@@ -207,7 +176,7 @@ impl Registry {
         activate: bool,
     ) -> Result<LoadReport, RegistryError> {
         let started = Instant::now();
-        let digest = crate::sandbox::component_digest(bytes);
+        let digest = crate::runtime::component_digest(bytes);
         let hex = digest.trim_start_matches("sha256:").to_string();
         for want in expected_digest.into_iter().chain(manifest.as_ref().and_then(|m| m.digest.as_deref())) {
             let want_hex = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
@@ -222,11 +191,13 @@ impl Registry {
         let signed_by =
             self.trust.check(&name, &version, &digest, signatures).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
 
-        if let Some(existing) = self.lock().get(&name).and_then(|e| e.versions.get(&version)) {
-            if existing.plugin.digest != digest {
+        // The digest is copied out and the guard dropped at the end of this
+        // statement: `activate_if` below locks again.
+        let existing = self.lock().get(&name).and_then(|e| e.versions.get(&version)).map(|l| l.plugin.digest.clone());
+        if let Some(existing) = existing {
+            if existing != digest {
                 return Err(RegistryError::Conflict(format!(
-                    "{name}@{version} is already loaded with digest {}; a different build needs a new version",
-                    existing.plugin.digest
+                    "{name}@{version} is already loaded with digest {existing}; a different build needs a new version"
                 )));
             }
             let live = self.activate_if(&name, &version, activate)?;
@@ -289,34 +260,23 @@ impl Registry {
     }
 
     /// Makes `version` live when asked, or when the plugin has no live
-    /// version yet. Returns whether it is live.
+    /// version yet. Returns whether it is live. One lock for the check and
+    /// the switch, so two first loads cannot both go live.
     fn activate_if(&self, name: &str, version: &Version, activate: bool) -> Result<bool, RegistryError> {
-        let first = self.lock().get(name).is_some_and(|e| e.live.is_none());
-        if activate || first {
-            self.activate(name, version)?;
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        if activate || entry.live.is_none() {
+            switch_live(entry, name, version)?;
             return Ok(true);
         }
-        Ok(self.lock().get(name).and_then(|e| e.live.as_ref()) == Some(version))
+        Ok(entry.live.as_ref() == Some(version))
     }
 
     /// Makes a loaded version the live one (new runs get it at once).
     pub fn activate(&self, name: &str, version: &Version) -> Result<(), RegistryError> {
         let mut entries = self.lock();
         let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
-        if !entry.versions.contains_key(version) {
-            return Err(RegistryError::NotFound(format!("{name}@{version} is not loaded")));
-        }
-        if entry.live.as_ref() == Some(version) {
-            return Ok(());
-        }
-        if let Some(prev) = entry.live.replace(version.clone()) {
-            entry.history.push(prev);
-        }
-        if entry.canary.as_ref().is_some_and(|c| c.version == *version) {
-            entry.canary = None; // promoted
-        }
-        tracing::info!(plugin = %name, %version, "live version switched");
-        Ok(())
+        switch_live(entry, name, version)
     }
 
     /// Returns to the previous live version at once.
@@ -461,6 +421,24 @@ impl Registry {
     }
 }
 
+/// Makes `version` the entry's live version; the caller holds the lock.
+fn switch_live(entry: &mut Entry, name: &str, version: &Version) -> Result<(), RegistryError> {
+    if !entry.versions.contains_key(version) {
+        return Err(RegistryError::NotFound(format!("{name}@{version} is not loaded")));
+    }
+    if entry.live.as_ref() == Some(version) {
+        return Ok(());
+    }
+    if let Some(prev) = entry.live.replace(version.clone()) {
+        entry.history.push(prev);
+    }
+    if entry.canary.as_ref().is_some_and(|c| c.version == *version) {
+        entry.canary = None; // promoted
+    }
+    tracing::info!(plugin = %name, %version, "live version switched");
+    Ok(())
+}
+
 fn not_found(name: &str) -> RegistryError {
     RegistryError::NotFound(format!("no plugin named {name}"))
 }
@@ -468,7 +446,6 @@ fn not_found(name: &str) -> RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn canary_buckets_are_stable_and_spread() {
@@ -477,16 +454,5 @@ mod tests {
         let under_10 = buckets.iter().filter(|b| **b < 10).count();
         assert!((60..=140).contains(&under_10), "about 10% of tenants in a 10% canary: {under_10}");
         assert!(buckets.iter().all(|b| *b < 100));
-    }
-
-    #[test]
-    fn want_from_collect_options() {
-        assert_eq!(Want::from_options(&json!({})).unwrap(), Want::Live);
-        assert_eq!(Want::from_options(&json!({"plugin_version": "1.2.0"})).unwrap(), Want::Exact(Version::new(1, 2, 0)));
-        let auto = Want::from_options(&json!({"plugin_version": "1.2.0", "upgrade_mode": "AUTO"})).unwrap();
-        let Want::Compatible(req) = auto else { panic!() };
-        assert!(req.matches(&Version::new(1, 9, 0)) && !req.matches(&Version::new(2, 0, 0)));
-        assert!(Want::from_options(&json!({"plugin_version": "x"})).is_err());
-        assert!(Want::from_options(&json!({"plugin_version": "1.0.0", "upgrade_mode": "SOMETIMES"})).is_err());
     }
 }

@@ -1,5 +1,15 @@
 //! Collector components as wasm OCI artifacts: pull (the admin API's
-//! `load --oci`) and push (`cf-host plugins push`), with the oci-client crate.
+//! `load --oci`, `serve --plugin-oci`) and push (`cf-host plugins push`).
+//!
+//! The pull is the server reaching out on an admin's word, so it runs under
+//! an egress policy: registry names are resolved by the host, and an
+//! address that is loopback, private, link-local (cloud metadata) or
+//! otherwise special is refused unless it is in a network the operator
+//! allowed (`--registry-allow-network`); the address actually connected is
+//! checked again, and so is every redirect (blob downloads often redirect
+//! to storage). It speaks the distribution API itself (manifest, token
+//! flow, blob) for that reason. Push (the CLI, on the operator's machine)
+//! uses the oci-client crate.
 //!
 //! Layout of an artifact, after the CNCF TAG Runtime "Wasm OCI Artifact"
 //! layout: an OCI image manifest whose config has media type
@@ -22,8 +32,6 @@ use oci_client::manifest::{OciImageManifest, OCI_IMAGE_MEDIA_TYPE, WASM_LAYER_ME
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// Layer media type of a wasm component (CNCF layout).
 pub const WASM_LAYER: &str = "application/wasm";
@@ -43,11 +51,14 @@ pub struct OciOptions {
     /// `CF_HOST_OCI_USERNAME` / `CF_HOST_OCI_PASSWORD`, else anonymous.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Networks a registry may resolve into although they are special
+    /// (private, loopback, link-local, ...).
+    pub allow_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for OciOptions {
     fn default() -> Self {
-        OciOptions { insecure: Vec::new(), max_bytes: 256 << 20, username: None, password: None }
+        OciOptions { insecure: Vec::new(), max_bytes: 64 << 20, username: None, password: None, allow_networks: Vec::new() }
     }
 }
 
@@ -166,12 +177,13 @@ impl Pulled {
 /// Pulls the component at `reference` (`registry/repository:tag` or `@sha256:..`).
 pub async fn pull(reference: &str, opts: &OciOptions) -> Result<Pulled, OciError> {
     let image = parse_reference(reference)?;
-    let client = opts.client();
-    let auth = opts.auth();
-    let (raw, manifest_digest) = client
-        .pull_manifest_raw(&image, &auth, &[OCI_IMAGE_MEDIA_TYPE])
-        .await
-        .map_err(|e| classify(reference, "manifest", e))?;
+    let puller = Puller::new(&image, opts)?;
+    let (raw, manifest_digest) = puller.manifest(reference).await?;
+    if let Some(want) = image.digest()
+        && want != manifest_digest
+    {
+        return Err(OciError::Invalid(format!("{reference}: the registry sent a manifest with digest {manifest_digest}")));
+    }
     let manifest: OciImageManifest = serde_json::from_slice(&raw)
         .map_err(|e| OciError::Invalid(format!("{reference}: not an OCI image manifest (an index or another artifact?): {e}")))?;
     let wasm_layers: Vec<_> =
@@ -196,8 +208,7 @@ pub async fn pull(reference: &str, opts: &OciOptions) -> Result<Pulled, OciError
             layer.size, opts.max_bytes
         )));
     }
-    let mut out = Capped { buf: Vec::new(), max: size };
-    client.pull_blob(&image, layer, &mut out).await.map_err(|e| classify(reference, "component layer", e))?;
+    let wasm = puller.blob(reference, &layer.digest, size).await?;
     let manifest_json = manifest.annotations.as_ref().and_then(|a| a.get(MANIFEST_ANNOTATION));
     let plugin_manifest = match manifest_json {
         Some(text) => Some(
@@ -206,7 +217,222 @@ pub async fn pull(reference: &str, opts: &OciOptions) -> Result<Pulled, OciError
         ),
         None => None,
     };
-    Ok(Pulled { reference: reference.to_string(), manifest_digest, wasm: out.buf, manifest: plugin_manifest })
+    Ok(Pulled { reference: reference.to_string(), manifest_digest, wasm, manifest: plugin_manifest })
+}
+
+/// Largest manifest read.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
+/// One pull's HTTP: the registry's base URL, a client whose resolver drops
+/// refused addresses, the policy, credentials and the token once issued.
+struct Puller<'a> {
+    base: url::Url,
+    repository: String,
+    client: reqwest::Client,
+    policy: crate::egress::EgressPolicy,
+    opts: &'a OciOptions,
+    bearer: tokio::sync::Mutex<Option<String>>,
+}
+
+/// `sha256:<hex>` of bytes.
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+impl<'a> Puller<'a> {
+    fn new(image: &Reference, opts: &'a OciOptions) -> Result<Puller<'a>, OciError> {
+        let registry = image.resolve_registry();
+        let scheme = if opts.insecure.iter().any(|r| r == image.registry() || r == registry) { "http" } else { "https" };
+        let base = url::Url::parse(&format!("{scheme}://{registry}/"))
+            .map_err(|e| OciError::Invalid(format!("registry {registry:?} is not a host name: {e}")))?;
+        let policy = crate::egress::EgressPolicy::deny_all().allow_networks(opts.allow_networks.iter().copied());
+        let client = crate::host::http::ClientPool::default()
+            .client(&crate::host::http::TlsConfig::default(), &opts.allow_networks)
+            .map_err(OciError::Unavailable)?;
+        Ok(Puller { base, repository: image.repository().to_string(), client, policy, opts, bearer: Default::default() })
+    }
+
+    async fn manifest(&self, reference: &str) -> Result<(Vec<u8>, String), OciError> {
+        let image = parse_reference(reference)?;
+        let tag = image.digest().or(image.tag()).unwrap_or("latest");
+        let url = self.url(&format!("v2/{}/manifests/{tag}", self.repository))?;
+        let body = self.get(reference, "manifest", url, Some(OCI_IMAGE_MEDIA_TYPE), MAX_MANIFEST_BYTES).await?;
+        let digest = sha256(&body);
+        Ok((body, digest))
+    }
+
+    async fn blob(&self, reference: &str, digest: &str, size: u64) -> Result<Vec<u8>, OciError> {
+        let url = self.url(&format!("v2/{}/blobs/{digest}", self.repository))?;
+        let body = self.get(reference, "component layer", url, None, size).await?;
+        if sha256(&body) != digest {
+            return Err(OciError::Invalid(format!("{reference}: the component layer does not match its digest {digest}")));
+        }
+        Ok(body)
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, OciError> {
+        self.base.join(path).map_err(|e| OciError::Invalid(format!("{path}: {e}")))
+    }
+
+    /// GET with the registry's auth (token flow on a 401), redirects
+    /// followed under the policy, the body capped at `max` bytes.
+    async fn get(&self, reference: &str, what: &str, url: url::Url, accept: Option<&str>, max: u64) -> Result<Vec<u8>, OciError> {
+        let fail = |e: String| OciError::Unavailable(format!("{reference}: {what}: {e}"));
+        let mut retried_auth = false;
+        loop {
+            let mut url = url.clone();
+            let mut resp = None;
+            for _ in 0..=MAX_REDIRECTS {
+                let same_origin = url.origin() == self.base.origin();
+                self.precheck(reference, &url)?;
+                let mut rb = self.client.get(url.clone()).timeout(std::time::Duration::from_secs(120));
+                if let Some(a) = accept {
+                    rb = rb.header("accept", a);
+                }
+                // Credentials go to the registry only, never to a redirect target.
+                if same_origin {
+                    if let Some(t) = self.bearer.lock().await.clone() {
+                        rb = rb.bearer_auth(t);
+                    } else if let (Some(u), Some(p)) = (&self.opts.username, &self.opts.password) {
+                        rb = rb.basic_auth(u, Some(p));
+                    }
+                }
+                let r = rb.send().await.map_err(|e| self.refused(reference, &url, &e).unwrap_or_else(|| fail(causes(&e))))?;
+                self.check_connected(reference, &url, &r)?;
+                if r.status().is_redirection() {
+                    let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).ok_or_else(|| fail("a redirect without Location".into()))?;
+                    url = url.join(loc).map_err(|e| fail(format!("bad redirect {loc:?}: {e}")))?;
+                    if url.scheme() != "https" && url.scheme() != "http" {
+                        return Err(OciError::Denied(format!("{reference}: {what}: redirect to a {} URL refused", url.scheme())));
+                    }
+                    continue;
+                }
+                resp = Some(r);
+                break;
+            }
+            let r = resp.ok_or_else(|| fail(format!("more than {MAX_REDIRECTS} redirects")))?;
+            let status = r.status().as_u16();
+            if status == 401 && !retried_auth {
+                let challenge = r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                if let Some(token) = self.token(reference, &challenge).await? {
+                    *self.bearer.lock().await = Some(token);
+                    retried_auth = true;
+                    continue;
+                }
+            }
+            return match status {
+                200..=299 => read_capped(r, max).await.map_err(|e| match e {
+                    Capped::TooLarge => OciError::Invalid(format!("{reference}: {what} is larger than {max} bytes")),
+                    Capped::Broken(e) => fail(e),
+                }),
+                401 | 403 => Err(OciError::Denied(format!("{reference}: {what}: the registry answered HTTP {status}"))),
+                404 => Err(OciError::NotFound(format!("{reference}: {what}: not found (HTTP 404)"))),
+                _ => Err(fail(format!("the registry answered HTTP {status}"))),
+            };
+        }
+    }
+
+    /// A bearer token from the challenge's realm (`Bearer realm=..,
+    /// service=.., scope=..`), or `None` for a Basic challenge.
+    async fn token(&self, reference: &str, challenge: &str) -> Result<Option<String>, OciError> {
+        let Some(params) = challenge.strip_prefix("Bearer ").or_else(|| challenge.strip_prefix("bearer ")) else { return Ok(None) };
+        let field = |name: &str| {
+            params.split(',').map(str::trim).find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(|v| v.trim_matches('"').to_string())
+        };
+        let realm = field("realm").ok_or_else(|| OciError::Denied(format!("{reference}: a Bearer challenge without a realm")))?;
+        let mut url = url::Url::parse(&realm).map_err(|e| OciError::Denied(format!("{reference}: token realm {realm:?}: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = field("service") {
+                q.append_pair("service", &s);
+            }
+            q.append_pair("scope", &field("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repository)));
+        }
+        self.precheck(reference, &url)?;
+        let mut rb = self.client.get(url.clone()).timeout(std::time::Duration::from_secs(30));
+        if let (Some(u), Some(p)) = (&self.opts.username, &self.opts.password) {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| self.refused(reference, &url, &e).unwrap_or_else(|| OciError::Unavailable(format!("{reference}: token: {}", causes(&e)))))?;
+        self.check_connected(reference, &url, &r)?;
+        if !r.status().is_success() {
+            return Err(OciError::Denied(format!("{reference}: the token service answered HTTP {}", r.status().as_u16())));
+        }
+        let body = read_capped(r, 1 << 20).await.map_err(|_| OciError::Denied(format!("{reference}: the token answer is unreadable")))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| OciError::Denied(format!("{reference}: the token answer is not JSON: {e}")))?;
+        let token = v["token"].as_str().or(v["access_token"].as_str()).ok_or_else(|| OciError::Denied(format!("{reference}: the token answer has no token")))?;
+        Ok(Some(token.to_string()))
+    }
+
+    /// The policy's refusal, when that is why a request failed.
+    fn refused(&self, reference: &str, url: &url::Url, e: &reqwest::Error) -> Option<OciError> {
+        crate::host::http::blocked_by_policy(e).map(|b| {
+            OciError::Denied(format!(
+                "{reference}: egress policy: {} is refused: {}; allow its network with --registry-allow-network",
+                url.host_str().unwrap_or("?"),
+                b.0
+            ))
+        })
+    }
+
+    /// An IP-literal host is checked before anything is sent (no name
+    /// resolution happens for it).
+    fn precheck(&self, reference: &str, url: &url::Url) -> Result<(), OciError> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(a)) => std::net::IpAddr::V4(a),
+            Some(url::Host::Ipv6(a)) => std::net::IpAddr::V6(a),
+            _ => return Ok(()),
+        };
+        self.policy.check_addr(url.host_str().unwrap_or_default(), ip).map_err(|d| {
+            OciError::Denied(format!("{reference}: egress policy: {d}; allow its network with --registry-allow-network"))
+        })
+    }
+
+    /// The address actually connected must pass the policy too.
+    fn check_connected(&self, reference: &str, url: &url::Url, r: &reqwest::Response) -> Result<(), OciError> {
+        match (r.remote_addr(), url.host_str()) {
+            (Some(addr), Some(host)) => self.policy.check_addr(host, addr.ip()).map_err(|d| {
+                OciError::Denied(format!("{reference}: egress policy: {d}; allow its network with --registry-allow-network"))
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        parts.push(c.to_string());
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
+enum Capped {
+    TooLarge,
+    Broken(String),
+}
+
+/// The whole body, or `TooLarge` past `max` bytes (checked against the
+/// declared length first).
+async fn read_capped(mut r: reqwest::Response, max: u64) -> Result<Vec<u8>, Capped> {
+    if r.content_length().is_some_and(|n| n > max) {
+        return Err(Capped::TooLarge);
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| Capped::Broken(causes(&e)))? {
+        if buf.len() as u64 + chunk.len() as u64 > max {
+            return Err(Capped::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
 }
 
 /// Where a push went.
@@ -271,43 +497,9 @@ pub async fn push(reference: &str, wasm: Vec<u8>, manifest: Option<&Manifest>, o
     Ok(Pushed { manifest_url, manifest_digest, component_digest })
 }
 
-/// A `Vec` writer that refuses to grow past `max` bytes (a registry that
-/// sends more than the descriptor said is cut off).
-struct Capped {
-    buf: Vec<u8>,
-    max: u64,
-}
-
-impl tokio::io::AsyncWrite for Capped {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        if self.buf.len() as u64 + data.len() as u64 > self.max {
-            return Poll::Ready(Err(std::io::Error::other(format!("the layer is larger than its descriptor's {} bytes", self.max))));
-        }
-        self.buf.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn capped_writer_refuses_more_than_the_descriptor() {
-        use tokio::io::AsyncWriteExt;
-        let mut w = Capped { buf: Vec::new(), max: 4 };
-        w.write_all(b"abc").await.unwrap();
-        assert!(w.write_all(b"de").await.is_err());
-        assert_eq!(w.buf, b"abc");
-    }
 
     #[test]
     fn references_are_checked() {

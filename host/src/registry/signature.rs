@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn key_files_round_trip_and_bad_files_are_explained() {
         let key = PrivateKey::generate("ci@example").unwrap();
-        let dir = std::env::temp_dir().join(format!("cf-sig-{}", crate::sandbox::new_run_id()));
+        let dir = std::env::temp_dir().join(format!("cf-sig-{}", crate::runtime::new_run_id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("k.key"), key.to_file_text()).unwrap();
         let loaded = PrivateKey::load(&dir.join("k.key")).unwrap();

@@ -5,6 +5,11 @@
 //! next scan, and a file that fails admission is reported and skipped until
 //! it changes again, so a half-copied file never goes live. Removing a file
 //! does not unload its version (runs may use it); use the admin API.
+//!
+//! Entries are hostile too: only regular files are read (a FIFO, a device
+//! or a socket named `x.wasm` is skipped, and so is a symbolic link unless
+//! the operator asked to follow them), opened without blocking and without
+//! following links, checked again once open, and read through a size cap.
 
 use super::Registry;
 use std::collections::HashMap;
@@ -32,9 +37,34 @@ impl Drop for WatchHandle {
 /// Size and modification time of a file.
 type Fingerprint = (u64, Option<SystemTime>);
 
-/// Loads what is in `dir` now, then watches it.
+/// A plugins directory and how its entries are read.
+#[derive(Clone, Debug)]
+pub struct WatchedDir {
+    pub path: PathBuf,
+    /// Read what symbolic links point at (off: links are skipped).
+    pub follow_symlinks: bool,
+    /// Largest component read.
+    pub max_bytes: u64,
+}
+
+impl WatchedDir {
+    pub fn new(path: PathBuf) -> WatchedDir {
+        WatchedDir { path, follow_symlinks: false, max_bytes: 64 << 20 }
+    }
+}
+
+/// Largest manifest read beside a component.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// [`watch_dir`] with the defaults: no symbolic links, 64 MiB at most.
 pub async fn watch(registry: Arc<Registry>, dir: PathBuf) -> Result<WatchHandle, String> {
+    watch_dir(registry, WatchedDir::new(dir)).await
+}
+
+/// Loads what is in the directory now, then watches it.
+pub async fn watch_dir(registry: Arc<Registry>, watched: WatchedDir) -> Result<WatchHandle, String> {
     use notify::Watcher as _;
+    let dir = watched.path.clone();
     if !dir.is_dir() {
         return Err(format!("plugins directory {} does not exist", dir.display()));
     }
@@ -48,7 +78,7 @@ pub async fn watch(registry: Arc<Registry>, dir: PathBuf) -> Result<WatchHandle,
         .watch(&dir, notify::RecursiveMode::NonRecursive)
         .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     let mut seen: HashMap<PathBuf, (Fingerprint, Option<Fingerprint>)> = HashMap::new();
-    let unsettled = scan(&registry, &dir, &mut seen).await;
+    let unsettled = scan(&registry, &watched, &mut seen).await;
     if unsettled {
         let _ = tx.send(());
     }
@@ -56,7 +86,7 @@ pub async fn watch(registry: Arc<Registry>, dir: PathBuf) -> Result<WatchHandle,
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            if scan(&registry, &dir, &mut seen).await {
+            if scan(&registry, &watched, &mut seen).await {
                 // Something is still being written: look again shortly.
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -69,15 +99,85 @@ pub async fn watch(registry: Arc<Registry>, dir: PathBuf) -> Result<WatchHandle,
     Ok(WatchHandle { _watcher: watcher, task })
 }
 
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let m = std::fs::metadata(path).ok()?;
+/// Size and modification time of an entry as it will be read (the link
+/// itself when links are not followed).
+fn fingerprint(path: &Path, follow: bool) -> Option<Fingerprint> {
+    let m = if follow { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) }.ok()?;
     Some((m.len(), m.modified().ok()))
+}
+
+/// Why an entry is not read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("{0} is a symbolic link (start with --plugins-follow-symlinks to follow links)")]
+    Symlink(String),
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    #[error("{path} is larger than {max} bytes")]
+    TooLarge { path: String, max: u64 },
+    #[error("cannot read {path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+/// Reads one entry: a regular file (a link only when following links),
+/// opened without blocking, checked again once open, at most `max` bytes.
+pub fn read_entry(path: &Path, follow: bool, max: u64) -> Result<Vec<u8>, EntryError> {
+    use std::io::Read as _;
+    let name = || path.display().to_string();
+    let io = |e: std::io::Error| EntryError::Io { path: name(), reason: e.to_string() };
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    if meta.file_type().is_symlink() && !follow {
+        return Err(EntryError::Symlink(name()));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // A FIFO opens at once with O_NONBLOCK instead of waiting for a
+        // writer; O_NOFOLLOW refuses a link swapped in after the check.
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        options.custom_flags(libc::O_NONBLOCK | nofollow);
+    }
+    let file = options.open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => EntryError::Symlink(name()),
+        _ => io(e),
+    })?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(EntryError::NotAFile(name()));
+    }
+    if meta.len() > max {
+        return Err(EntryError::TooLarge { path: name(), max });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(EntryError::TooLarge { path: name(), max });
+    }
+    Ok(bytes)
+}
+
+/// Loads one component of the directory and its manifest, read with
+/// [`read_entry`].
+fn load_entry(registry: &Registry, path: &Path, watched: &WatchedDir) -> Result<super::LoadReport, String> {
+    let bytes = read_entry(path, watched.follow_symlinks, watched.max_bytes).map_err(|e| e.to_string())?;
+    let manifest_path = path.with_extension("json");
+    let manifest = match std::fs::symlink_metadata(&manifest_path) {
+        Err(_) => None,
+        Ok(_) => {
+            let text = read_entry(&manifest_path, watched.follow_symlinks, MAX_MANIFEST_BYTES).map_err(|e| e.to_string())?;
+            Some(serde_json::from_slice(&text).map_err(|e| format!("manifest {} is not valid: {e}", manifest_path.display()))?)
+        }
+    };
+    registry.load_bytes(&path.display().to_string(), &bytes, manifest, None, false).map_err(|e| e.to_string())
 }
 
 /// One pass over the directory. Returns true when a file was left for later
 /// because it is still changing.
-async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, (Fingerprint, Option<Fingerprint>)>) -> bool {
-    let Ok(read) = std::fs::read_dir(dir) else { return false };
+async fn scan(registry: &Arc<Registry>, watched: &WatchedDir, seen: &mut HashMap<PathBuf, (Fingerprint, Option<Fingerprint>)>) -> bool {
+    let Ok(read) = std::fs::read_dir(&watched.path) else { return false };
+    let follow = watched.follow_symlinks;
     let mut files: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -88,9 +188,9 @@ async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, 
     files.sort();
     let mut unsettled = false;
     for path in files {
-        let Some(fp) = fingerprint(&path) else { continue };
+        let Some(fp) = fingerprint(&path, follow) else { continue };
         // The manifest counts as part of the file.
-        let seen_as = (fp, fingerprint(&path.with_extension("json")));
+        let seen_as = (fp, fingerprint(&path.with_extension("json"), follow));
         if seen.get(&path) == Some(&seen_as) {
             continue;
         }
@@ -99,10 +199,10 @@ async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, 
             unsettled = true;
             continue;
         }
-        let (reg, p) = (registry.clone(), path.clone());
-        let result = tokio::task::spawn_blocking(move || reg.load_file(&p, None, false)).await;
+        let (reg, p, w) = (registry.clone(), path.clone(), watched.clone());
+        let result = tokio::task::spawn_blocking(move || load_entry(&reg, &p, &w)).await;
         // Changed while we read it: try again next pass.
-        if fingerprint(&path).map(|f| f.1) != Some(fp.1) {
+        if fingerprint(&path, follow).map(|f| f.1) != Some(fp.1) {
             unsettled = true;
             continue;
         }
@@ -122,4 +222,43 @@ async fn scan(registry: &Arc<Registry>, dir: &Path, seen: &mut HashMap<PathBuf, 
         }
     }
     unsettled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cf-watch-{name}-{}", crate::runtime::new_run_id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn only_regular_files_within_the_cap_are_read() {
+        let d = dir("entries");
+        let f = d.join("a.wasm");
+        std::fs::write(&f, b"0123456789").unwrap();
+        assert_eq!(read_entry(&f, false, 10).unwrap(), b"0123456789");
+        assert!(matches!(read_entry(&f, false, 9), Err(EntryError::TooLarge { max: 9, .. })));
+        #[cfg(unix)]
+        {
+            let link = d.join("link.wasm");
+            std::os::unix::fs::symlink(&f, &link).unwrap();
+            assert!(matches!(read_entry(&link, false, 100), Err(EntryError::Symlink(_))));
+            assert_eq!(read_entry(&link, true, 100).unwrap(), b"0123456789");
+            let zero = d.join("zero.wasm");
+            std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+            assert!(matches!(read_entry(&zero, false, 100), Err(EntryError::Symlink(_))));
+            assert!(matches!(read_entry(&zero, true, 100), Err(EntryError::NotAFile(_))), "a device is never read");
+            let fifo = d.join("fifo.wasm");
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let started = std::time::Instant::now();
+            assert!(matches!(read_entry(&fifo, false, 100), Err(EntryError::NotAFile(_))));
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "a FIFO never blocks the reader");
+        }
+        std::fs::remove_dir_all(d).ok();
+    }
 }

@@ -4,7 +4,9 @@
 use super::cassette::{Cassette, MatchMode, Recorder, Replayer};
 use super::expect::{golden_diff, Expect};
 use super::{Harness, Outcome};
-use crate::host::http::{ClientPool, HttpTransport, ReqwestTransport, TlsConfig};
+use crate::host::http::{ClientPool, HttpTransport, ReqwestTransport};
+use crate::options::HostOptions;
+use crate::secret::Secret;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -39,11 +41,11 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
         Some((endpoint, secret)) => {
             let options = args.options.clone().unwrap_or_else(empty);
             let task_options = args.task_options.clone().unwrap_or_else(empty);
-            let tls = TlsConfig::from_options(&options)?;
+            let host = options.as_object().map(HostOptions::read).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
             let policy = crate::egress::EgressPolicy::for_endpoint(endpoint.as_str()).map_err(|e| e.to_string())?;
             let live: Arc<dyn HttpTransport> =
-                Arc::new(ReqwestTransport::new(ClientPool::default().client(&tls, &[])?, policy));
-            let secret = crate::job::secret_for_endpoint(secret.clone(), endpoint);
+                Arc::new(ReqwestTransport::new(ClientPool::default().client(&host.tls, &[])?, policy));
+            let secret = Secret::new(secret.clone()).map_err(|e| e.to_string())?.with_endpoint(endpoint).to_json();
             let recorder = Recorder::new(live, &secret);
             call = call.secret(secret).options(options.clone()).task_options(task_options.clone());
             let out = harness.collect(&call, recorder.clone()).await;
@@ -147,3 +149,4 @@ pub fn render(out: &mut String, o: &Outcome) {
         }
     }
 }
+

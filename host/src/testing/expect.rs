@@ -160,7 +160,7 @@ mod tests {
         Record::from_resource(ResourceType::CloudService, resource.as_object().unwrap().clone())
     }
 
-    fn outcome(records: Vec<Record>, result: Result<crate::sandbox::CollectReport, RunError>) -> Outcome {
+    fn outcome(records: Vec<Record>, result: Result<crate::runtime::CollectReport, RunError>) -> Outcome {
         Outcome {
             result,
             records,

@@ -27,13 +27,12 @@ pub mod cassette;
 pub mod cli;
 pub mod expect;
 
-use crate::egress::EgressPolicy;
 use crate::host::http::{HttpTransport, OutboundRequest, TransportFuture};
 use crate::host::log::LogLine;
 use crate::host::state::{MemoryState, Namespace, StateBackend};
 use crate::record::{Record, ResourceType};
-use crate::sandbox::{CollectReport, Plugin, RunContext, Runtime, RuntimeConfig};
-use crate::RunError;
+use crate::runtime::{CollectReport, Plugin, Runtime, RuntimeConfig};
+use crate::error::RunError;
 use cassette::{Replayer, Unmatched};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -235,16 +234,26 @@ impl Harness {
             state.set(&ns, k, v).expect("preset state");
         }
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut ctx = RunContext::new(call.tenant.clone(), self.runtime.limits_for(&call.tenant));
-        ctx.options = call.options.clone();
-        ctx.secret = call.secret.clone();
-        ctx.egress = EgressPolicy::for_secret(&call.secret, 9440);
-        ctx.state = state.clone();
-        ctx.log_capture = Some(logs.clone());
-        ctx.http_transport = Some(observed.clone());
-        ctx.fixed_wall_clock = Some(FIXED_CLOCK);
         let denials = Arc::new(Mutex::new(Vec::new()));
-        ctx.egress_denials = Some(denials.clone());
+        let ctx = self
+            .runtime
+            .context(call.tenant.clone())
+            .options(call.options.clone())
+            .secret(call.secret.clone())
+            .egress_from_secret(9440)
+            .state(state.clone())
+            .log_capture(logs.clone())
+            .http_transport(observed.clone())
+            .fixed_wall_clock(FIXED_CLOCK)
+            .egress_denials(denials.clone())
+            .build();
+        let ctx = match ctx {
+            Ok(c) => c,
+            Err(e) => {
+                let result = Err(RunError::from(e));
+                return Outcome { result, records: Vec::new(), logs: Vec::new(), requests: Vec::new(), unmatched: Vec::new(), unused: Vec::new(), denied: Vec::new(), state: state.dump(&ns) };
+            }
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(16);
         let collecting = async {
             let mut records = Vec::new();

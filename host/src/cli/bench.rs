@@ -1,0 +1,55 @@
+//! `cf-host bench`: the performance figures as a table.
+
+use super::default_plugin;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The collector component; defaults to the workspace's release build.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// The adversary test component for the concurrent-sandbox figures;
+    /// defaults to the workspace's release build (skipped if missing).
+    #[arg(long)]
+    adversary: Option<PathBuf>,
+    #[arg(long, default_value_t = 2000)]
+    instantiations: usize,
+    /// Sandboxes alive at once.
+    #[arg(long, default_value_t = 1000)]
+    sandboxes: usize,
+    /// Simulated VMs per end-to-end collection (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    vms: Vec<usize>,
+    /// Skip the end-to-end collections.
+    #[arg(long)]
+    no_collect: bool,
+    /// Instead: the gRPC stream against CloudForet's Python SDK, given
+    /// the SDK's `spaceone` command (a venv with spaceone-inventory
+    /// 2.0.dev247); N resources per stream.
+    #[arg(long, value_name = "SPACEONE_CMD")]
+    against_python_sdk: Option<PathBuf>,
+    #[arg(long, default_value_t = 20_000)]
+    stream_resources: u64,
+}
+
+pub async fn run(a: Args) -> Result<ExitCode, String> {
+    let Args { plugin, adversary, instantiations, sandboxes, vms, no_collect, against_python_sdk, stream_resources } = a;
+    if let Some(spaceone) = against_python_sdk {
+        let adversary = adversary.unwrap_or_else(|| default_plugin().with_file_name("cf_adversary.wasm"));
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python");
+        let rows = cf_host::bench::stream_vs_python_sdk(&adversary, &spaceone, &root, stream_resources).await?;
+        print!("{}", cf_host::bench::render(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let vms = if no_collect { Vec::new() } else { vms };
+    let plugin = plugin.unwrap_or_else(default_plugin);
+    let adversary = adversary.or_else(|| {
+        let p = default_plugin().with_file_name("cf_adversary.wasm");
+        p.exists().then_some(p)
+    });
+    let cfg = cf_host::bench::BenchConfig { plugin, adversary, instantiations, sandboxes, vms };
+    let rows = cf_host::bench::run(&cfg, |stage| eprintln!("bench: {stage} ...")).await?;
+    print!("{}", cf_host::bench::render(&rows));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,52 @@
+//! `cf-host run` (push mode) and `cf-host register`.
+
+use super::shutdown_signal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The push configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Run the tenants now, deliver, and exit (non-zero when a collection
+    /// failed or records are left spooled).
+    #[arg(long)]
+    once: bool,
+    /// Only these tenants (with --once; repeatable).
+    #[arg(long = "tenant", requires = "once")]
+    tenants: Vec<String>,
+    /// Seconds between scheduler checks.
+    #[arg(long, default_value_t = 60)]
+    tick: u64,
+}
+
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    /// The push configuration (TOML) with a [register] section.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
+    let runner = cf_host::push_config::Runner::new(cf_host::push_config::RunConfig::load(&a.config)?)?;
+    if a.once {
+        let results = runner.run_all(&a.tenants).await?;
+        print!("{}", cf_host::push_config::render(&results));
+        let ok = results.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.complete()));
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    eprintln!("cf-host run: {} tenants, store {}", runner.config.tenants.len(), runner.sink.store.path().display());
+    runner.serve(std::time::Duration::from_secs(a.tick.max(1)), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn register(a: RegisterArgs) -> Result<ExitCode, String> {
+    let config = cf_host::push_config::RunConfig::load(&a.config)?;
+    let what = config.register.as_ref().ok_or("the configuration has no [register] section")?;
+    let connector = cf_host::cloudforet::client::Connector::new(config.connector_config()?)?;
+    for line in cf_host::push_config::register(&connector, what).await? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

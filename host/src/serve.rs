@@ -1,0 +1,172 @@
+//! `cf-host serve` as a library function: [`run`] wires the runtime, the
+//! registry (plugins from files, a watched directory and OCI registries),
+//! the gRPC plugin server, the admin API and the metrics endpoint on the
+//! listeners it is given, until a shutdown future resolves. The CLI binds
+//! the listeners from its flags; tests bind loopback ports and call it in
+//! process.
+
+use crate::grpc::{PluginService, ServeConfig};
+use crate::registry::cache::PrecompileCache;
+use crate::registry::identity::Manifest;
+use crate::registry::oci::OciOptions;
+use crate::registry::signature::TrustPolicy;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::Store;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// What `serve` runs.
+#[derive(Default)]
+pub struct ServeOptions {
+    pub runtime: RuntimeConfig,
+    pub grpc: ServeConfig,
+    /// A component to load and make live.
+    pub plugin: Option<PathBuf>,
+    /// Load every component here and watch it (hot swap).
+    pub plugins_dir: Option<crate::registry::watch::WatchedDir>,
+    /// Pull and load these wasm OCI artifacts at start; the first one is
+    /// live unless `plugin` is given.
+    pub plugin_oci: Vec<String>,
+    /// The plugin name served (default: the `plugin` component's, else
+    /// `nutanix`).
+    pub name: Option<String>,
+    /// Precompile cache directory; `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
+    pub trust: TrustPolicy,
+    pub oci: OciOptions,
+    pub webhook: Option<crate::webhook::Webhook>,
+    /// Keep the state interface's data in this SQLite file (memory otherwise).
+    pub store: Option<PathBuf>,
+    /// The admin API's settings, when `listeners.admin` is given.
+    pub admin: Option<crate::admin::AdminConfig>,
+    /// Connection limits of the admin and metrics servers.
+    pub conn: crate::net::ConnLimits,
+}
+
+/// Where `serve` listens.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub admin: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
+}
+
+/// What a server that is starting tells its caller once it is ready.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    pub name: String,
+    /// The live version, if any.
+    pub live: Option<String>,
+    pub grpc: std::net::SocketAddr,
+    pub admin: Option<std::net::SocketAddr>,
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Components pulled from OCI registries at start: `name@version from source`.
+    pub pulled: Vec<String>,
+}
+
+/// Loads the plugins, then serves until `shutdown` resolves and the calls
+/// in flight have drained. `ready` hears the addresses once everything is
+/// loaded and listening.
+pub async fn run(
+    o: ServeOptions,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Ready),
+) -> Result<(), String> {
+    let runtime = Arc::new(Runtime::new(o.runtime)?);
+    let cache = o.cache_dir.map(PrecompileCache::new).transpose()?;
+    let registry = Arc::new(Registry::new(runtime, cache).with_trust(o.trust));
+    let mut name = o.name.clone();
+    if let Some(path) = &o.plugin {
+        let report = load_named_file(&registry, path)?;
+        name.get_or_insert(report);
+    }
+    let mut pulled = Vec::new();
+    for (i, reference) in o.plugin_oci.iter().enumerate() {
+        let p = crate::registry::oci::pull(reference, &o.oci).await.map_err(|e| e.to_string())?;
+        let source = p.source();
+        let report = registry.load_bytes(&source, &p.wasm, p.manifest, None, o.plugin.is_none() && i == 0).map_err(|e| e.to_string())?;
+        pulled.push(format!("{}@{} from {source}", report.name, report.version));
+        name.get_or_insert(report.name);
+    }
+    let name = name.unwrap_or_else(|| "nutanix".into());
+    let _watch = match &o.plugins_dir {
+        Some(dir) => Some(crate::registry::watch::watch_dir(registry.clone(), dir.clone()).await?),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut service = PluginService::new(registry.clone(), name.clone(), o.grpc);
+    if let Some(hook) = o.webhook {
+        service = service.with_webhook(hook);
+    }
+    let store = o.store.as_deref().map(Store::open).transpose()?.map(Arc::new);
+    if let Some(store) = &store {
+        service = service.with_state(store.clone());
+    }
+    let mut admin_config = o.admin;
+    if let Some(config) = &mut admin_config {
+        // Webhooks registered through the admin API live in the store when
+        // there is one.
+        if let Some(store) = &store {
+            config.webhooks = Arc::new(crate::webhook::Subscriptions::open(store.clone())?);
+        }
+        service = service.with_subscriptions(config.webhooks.clone());
+    }
+    let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let info = Ready {
+        name: name.clone(),
+        live: registry.live(&name).map(|v| v.to_string()),
+        grpc: addr(&listeners.grpc)?,
+        admin: listeners.admin.as_ref().map(addr).transpose()?,
+        metrics: listeners.metrics.as_ref().map(addr).transpose()?,
+        pulled,
+    };
+    let admin = match (listeners.admin, admin_config) {
+        (Some(l), Some(config)) => {
+            let (registry, stop, oci, conn) = (registry.clone(), stopped(stop_rx.clone()), o.oci.clone(), o.conn.clone());
+            Some(tokio::spawn(async move { crate::admin::serve(l, registry, config, oci, conn, stop).await }))
+        }
+        (Some(_), None) => return Err("the admin API needs its settings (a token)".into()),
+        _ => None,
+    };
+    if let Some(l) = listeners.metrics {
+        let (registry, stop, conn) = (registry.clone(), stopped(stop_rx.clone()), o.conn.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::metrics::serve(l, registry, conn, stop).await {
+                tracing::error!("{e}");
+            }
+        });
+    }
+    ready(&info);
+    crate::grpc::serve(listeners.grpc, service, stopped(stop_rx)).await?;
+    if let Some(a) = admin {
+        a.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Loads `path` and makes it live; a component that names itself nowhere
+/// (no identity section, no manifest) is named after its file, version
+/// 0.0.0. Answers the plugin's name.
+fn load_named_file(registry: &Registry, path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let unnamed = matches!(crate::registry::identity::embedded(&bytes), Ok(None)) && !path.with_extension("json").exists();
+    let report = if unnamed {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "plugin".into());
+        let manifest = Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() };
+        registry.load_bytes(&path.display().to_string(), &bytes, Some(manifest), None, true)
+    } else {
+        registry.load_file(path, None, true)
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(report.name)
+}
