@@ -115,7 +115,10 @@ impl Secret {
         }
         let mut m = self.fields.clone();
         for f in INJECTED_FIELDS {
-            if let Some(v) = m.get_mut(*f).filter(|v| !v.is_null()) {
+            // An empty or null value is shown as it is: the guest tells the
+            // caller the credential is missing, as it would without
+            // injection (the host has nothing to inject).
+            if let Some(v) = m.get_mut(*f).filter(|v| !v.is_null() && v.as_str() != Some("")) {
                 *v = Value::String(INJECTED_MARKER.into());
             }
         }
@@ -510,12 +513,12 @@ mod tests {
 
     #[test]
     fn the_guest_sees_markers_for_injected_fields() {
-        let s = Secret::new(json!({"host": "h", "username": "u", "password": "p", "api_key": null})).unwrap();
+        let s = Secret::new(json!({"host": "h", "username": "u", "password": "p", "api_key": null, "token": ""})).unwrap();
         let seen: Value = serde_json::from_str(&s.for_guest(true)).unwrap();
-        assert_eq!(seen, json!({"host": "h", "username": "u", "password": INJECTED_MARKER, "api_key": null}));
+        assert_eq!(seen, json!({"host": "h", "username": "u", "password": INJECTED_MARKER, "api_key": null, "token": ""}));
         let raw: Value = serde_json::from_str(&s.for_guest(false)).unwrap();
         assert_eq!(raw["password"], "p");
-        assert_eq!(format!("{s:?}"), "Secret(4 fields, values hidden)");
+        assert_eq!(format!("{s:?}"), "Secret(5 fields, values hidden)");
         assert!(Secret::new(json!([1])).is_err());
         assert_eq!(s.credentials().password(), Some("p"));
         assert_eq!(s.principal().as_deref(), Some("user:u"));

@@ -161,3 +161,64 @@ impl Drop for OciRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A `cf-host serve` running in this process ([`cf_host::serve::run`]) on
+/// loopback ports; stopped when dropped.
+pub struct Served {
+    /// `http://127.0.0.1:<port>` of the gRPC server.
+    pub grpc: String,
+    pub admin: Option<String>,
+    pub metrics: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts [`cf_host::serve::run`] with `options`, an admin API when
+/// `options.admin` is set, and a metrics endpoint; answers once it listens.
+pub async fn serve(options: cf_host::serve::ServeOptions) -> Served {
+    let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("loopback port") };
+    let url = |l: &tokio::net::TcpListener| format!("http://{}", l.local_addr().expect("bound"));
+    let grpc = bind().await;
+    let admin = match options.admin.is_some() {
+        true => Some(bind().await),
+        false => None,
+    };
+    let metrics = bind().await;
+    let mut served = Served { grpc: url(&grpc), admin: admin.as_ref().map(url), metrics: Some(url(&metrics)), stop: None };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let listeners = cf_host::serve::Listeners { grpc, admin, metrics: Some(metrics) };
+    tokio::spawn(async move {
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        let r = cf_host::serve::run(options, listeners, stop, move |_| {
+            let _ = ready_tx.send(());
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("serve failed: {e}");
+        }
+    });
+    ready_rx.await.expect("the server starts");
+    served.stop = Some(stop_tx);
+    served
+}
+
+/// `GET /metrics` of a served host, and one series' value (0 when absent).
+pub async fn metric(served: &Served, series: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", served.metrics.as_deref().expect("metrics endpoint")))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
