@@ -580,6 +580,7 @@ def main(argv=None) -> int:
         n_exc = len(env.TASK_EXCEPTIONS)
         n_q = len(env.QUEUE_LOG)
         n_sleep = len(env.CLOCK.sleeps)
+        n_calls = len(env.PLUGIN_CALLS)
 
         def do_collect():
             vo = service().collect(dict(scope))
@@ -587,16 +588,15 @@ def main(argv=None) -> int:
 
         c = call("CollectorService.collect", do_collect)
         run["collect"] = {"ok": c["ok"], "error": c["error"]}
-        run["get_tasks_calls"] = c["plugin_calls"]
         tasks_run = env.drain_queue()
         run["queued_tasks"] = env.QUEUE_LOG[n_q:]
         run["executed_tasks"] = tasks_run
         run["task_exceptions"] = env.TASK_EXCEPTIONS[n_exc:]
         run["sleeps"] = env.CLOCK.sleeps[n_sleep:]
         run["stream"] = env.STREAM["runs"][-1]
-        run["plugin_calls"] = [
-            p for p in env.PLUGIN_CALLS if p not in c["plugin_calls"]
-        ][-50:]
+        # gRPC calls to the plugin during this run (get_tasks, each collect),
+        # with the attempts spaceone-core's interceptor made.
+        run["plugin_calls"] = env.PLUGIN_CALLS[n_calls:]
         job_id = (c.get("result") or {}).get("job_id")
         if job_id:
             run.update(job_report(env, job_id, domain_id))
