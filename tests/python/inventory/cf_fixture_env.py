@@ -4,6 +4,9 @@ Only what lies outside the inventory service is replaced:
 
 - MongoDB: mongomock, through mongoengine's ``mongo_client_class`` in the
   ``DATABASES`` setting the inventory reads anyway;
+- the Redis cache: spaceone-core's own ``RedisCache`` with its connection
+  replaced by ``fakeredis.FakeRedis`` (fakeredis is a dependency of
+  spaceone-inventory itself);
 - the Redis queue: ``MemoryQueue``, named as the ``collector_q`` backend in
   ``QUEUES`` (tasks are drained by ``drain_queue``, which executes each task
   the way spaceone-core's ``BaseWorker.run`` does, without its endless loop
@@ -247,6 +250,14 @@ class FakeServices:
                 "domain_id": self.ids["domain_id"],
             }
             resp = {"results": [sa], "total_count": 1}
+        elif key in (
+            "identity:ServiceAccount.analyze",
+            "identity:Workspace.analyze",
+        ):
+            # CloudForet's managed IAM metrics; the fixture has no IAM data.
+            resp = {"results": []}
+        elif key in ("identity:RoleBinding.list", "identity:User.list"):
+            resp = {"results": [], "total_count": 0}
         elif key == "repository:Plugin.get_versions":
             resp = {"results": [self.plugin_version], "total_count": 1}
         else:
@@ -524,6 +535,13 @@ def configure(cf_version: str, harness_module: str = "cf_fixture_env") -> None:
         "mongo_client_class": mongomock.MongoClient,
     }
 
+    redis_conf = {"host": "127.0.0.1", "port": 6379, "db": 0}
+    if cf_version == "2":
+        cache_default = dict(redis_conf, engine="RedisCache")
+    else:
+        cache_default = dict(redis_conf, backend="spaceone.core.cache.redis_cache.RedisCache")
+    _use_fakeredis()
+
     config.set_global_force(
         DATABASES={"default": database},
         DATABASE_AUTO_CREATE_INDEX=True,
@@ -531,7 +549,7 @@ def configure(cf_version: str, harness_module: str = "cf_fixture_env") -> None:
         collect_queue="collector_q",
         CONNECTORS=connectors,
         TOKEN=SYSTEM_TOKEN,
-        CACHES={"default": {}, "local": {}},
+        CACHES={"default": cache_default},
         HANDLERS={},
         LOG={},
     )
@@ -546,6 +564,19 @@ def configure(cf_version: str, harness_module: str = "cf_fixture_env") -> None:
 
     # The connector class must exist in this module under the configured name.
     globals()["FixtureSpaceConnector"] = make_connector_class()
+
+
+FAKE_REDIS = None
+
+
+def _use_fakeredis() -> None:
+    """spaceone-core's RedisCache, talking to an in-process fakeredis."""
+    global FAKE_REDIS
+    import fakeredis
+    from spaceone.core.cache.redis_cache import RedisCache
+
+    FAKE_REDIS = fakeredis.FakeRedis()
+    RedisCache._get_connection = lambda self, pool: FAKE_REDIS
 
 
 def init_models() -> None:
