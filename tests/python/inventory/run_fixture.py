@@ -91,6 +91,13 @@ def parse_args(argv=None):
         "(try a plugin fix): json-to-struct, add-version=V, unit-to-string, "
         "drop=RESOURCE_TYPE",
     )
+    p.add_argument(
+        "--work-around-112-reflection",
+        action="store_true",
+        help="DIAGNOSTIC: let spaceone-core 1.12 accept reflected file names "
+        "without their package path (real 1.12 fails with 'list index out of "
+        "range'); uses are listed in reflection_workaround_hits",
+    )
     p.add_argument("--log", default=None, help="write CloudForet's log here")
     p.add_argument("--log-level", default="DEBUG")
     return p.parse_args(argv)
@@ -462,6 +469,10 @@ def main(argv=None) -> int:
     report["clock_patched_modules"] = len(env.patch_clock())
     env.install_attempt_counter()
     env.install_stream_tee(make_rewrites(args.rewrite))
+    if args.work_around_112_reflection and args.cf == "1.12":
+        env.install_112_reflection_workaround()
+    report["rewrites"] = args.rewrite
+    report["reflection_workaround_hits"] = env.REFLECTION_WORKAROUND_HITS
 
     fakes = env.FAKES
     fakes.provider = args.provider
