@@ -88,8 +88,11 @@ def parse_args(argv=None):
         action="append",
         default=[],
         help="rewrite plugin records before the inventory sees them "
-        "(try a plugin fix): json-to-struct, add-version=V, unit-to-string, "
-        "drop=RESOURCE_TYPE",
+        "(try a plugin fix), in the order given: json-to-struct (json_data/"
+        "json_metadata -> data/metadata Structs), add-structs (data/metadata "
+        "Structs next to json_data/json_metadata), drop-nulls (remove the "
+        "resource's top-level null fields), add-version=V (Namespace/Metric), "
+        "unit-to-string (Metric unit object -> its string), drop=RESOURCE_TYPE",
     )
     p.add_argument(
         "--work-around-112-reflection",
@@ -153,17 +156,33 @@ def run_plan(args, secret: dict, options: dict) -> list:
 # ----------------------------------------------------------------- rewrites --
 
 
+def as_struct(value):
+    """What a value becomes after travelling as a google.protobuf.Struct
+    field and MessageToDict (every number a double), as the real stream's
+    Structs do."""
+    from google.protobuf import struct_pb2
+    from google.protobuf.json_format import MessageToDict
+
+    if not isinstance(value, dict):
+        return value
+    st = struct_pb2.Struct()
+    st.update(value)
+    return MessageToDict(st)
+
+
 def make_rewrites(specs):
     fns = []
     for spec in specs:
         name, _, arg = spec.partition("=")
-        if name == "json-to-struct":
+        if name in ("json-to-struct", "add-structs"):
 
-            def fn(item):
+            def fn(item, keep=(name == "add-structs")):
                 res = item.get("resource") or {}
                 for src, dst in (("json_data", "data"), ("json_metadata", "metadata")):
                     if src in res:
-                        res[dst] = json.loads(res.pop(src))
+                        res[dst] = as_struct(json.loads(res[src]))
+                        if not keep:
+                            del res[src]
                 return item
 
         elif name == "add-version":
@@ -181,6 +200,14 @@ def make_rewrites(specs):
                 if isinstance(u, dict):
                     vals = [v for v in u.values() if isinstance(v, str)]
                     res["unit"] = vals[0] if vals else json.dumps(u)
+                return item
+
+        elif name == "drop-nulls":
+
+            def fn(item):
+                res = item.get("resource") or {}
+                for k in [k for k, v in res.items() if v is None]:
+                    del res[k]
                 return item
 
         elif name == "drop":
