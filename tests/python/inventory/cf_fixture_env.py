@@ -413,6 +413,7 @@ def install_attempt_counter() -> None:
             "error": None,
         }
         PLUGIN_CALLS.append(rec)
+        started = _time.monotonic()
 
         def counted(details, req):
             rec["attempts"] += 1
@@ -423,6 +424,9 @@ def install_attempt_counter() -> None:
         except Exception as e:
             rec["error"] = describe_error(e)
             raise
+        finally:
+            # for a stream: until the call was set up, not until it ended
+            rec["elapsed_s"] = round(_time.monotonic() - started, 3)
 
     cls._retry_call = _retry_call
     cls._fixture_wrapped = True
