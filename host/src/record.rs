@@ -380,6 +380,16 @@ impl Checks {
         Ok(())
     }
 
+    /// A required field CloudForet stores in at most `max` characters.
+    fn required_within(&mut self, field: &str, v: &str, max: usize) -> Result<(), Invalid> {
+        self.required(field, v)?;
+        let n = v.chars().count();
+        if n > max {
+            return Err(Invalid(format!("field '{field}' is {n} characters; CloudForet keeps at most {max}")));
+        }
+        Ok(())
+    }
+
     fn optional(&mut self, field: &str, v: &Option<String>) -> Result<(), Invalid> {
         match v {
             Some(s) => self.text(field, s),
@@ -433,6 +443,29 @@ fn json_object(field: &'static str, text: &mut String) -> Result<(&'static str, 
         Ok(raw) if raw.get().starts_with('{') => Ok((field, raw)),
         Ok(_) => Err(Invalid(format!("field '{field}' is not a JSON object"))),
         Err(e) => Err(Invalid(format!("field '{field}' is not valid JSON: {e}"))),
+    }
+}
+
+/// A metric's `unit`: CloudForet's string as JSON (`"Count"`), or the
+/// object form guests of world 0.2.2 and older sent (`{"x": "Count"}`),
+/// which the sinks turn into the string.
+fn unit(text: &mut String) -> Result<(&'static str, Box<RawValue>), Invalid> {
+    let raw = RawValue::from_string(std::mem::take(text)).map_err(|e| Invalid(format!("field 'unit' is not valid JSON: {e}")))?;
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) if !s.trim().is_empty() => Ok(("unit", raw)),
+        Ok(Value::Object(_)) => Ok(("unit", raw)),
+        _ => Err(Invalid("field 'unit' must be a JSON string such as \"Count\" (or the older object form)".into())),
+    }
+}
+
+/// A metric unit as CloudForet stores it (a string): the string itself,
+/// or from the older object form its `y` (the measured value's unit), else
+/// its `x`, else its first string.
+pub fn unit_text(unit: &Value) -> Option<String> {
+    match unit {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) => m.get("y").or_else(|| m.get("x")).or_else(|| m.values().find(|v| v.is_string())).and_then(Value::as_str).map(str::to_string),
+        _ => None,
     }
 }
 
@@ -599,12 +632,13 @@ fn error_resource_map(e: emit::ErrorResource) -> Map<String, Value> {
 
 fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
     let mut ck = Checks::default();
+    // Field limits of CloudForet's Namespace model (spaceone-inventory 2.x).
     let checks = ck
-        .required("namespace_id", &n.namespace_id)
-        .and_then(|()| ck.required("name", &n.name))
-        .and_then(|()| ck.required("category", &n.category))
+        .required_within("namespace_id", &n.namespace_id, 80)
+        .and_then(|()| ck.required_within("name", &n.name, 40))
+        .and_then(|()| ck.required_within("category", &n.category, 40))
         .and_then(|()| ck.required("resource_type", &n.resource_type))
-        .and_then(|()| ck.required("group", &n.group))
+        .and_then(|()| ck.required_within("group", &n.group, 40))
         .and_then(|()| ck.required("provider", &n.provider))
         .and_then(|()| ck.optional("icon", &n.icon))
         .and_then(|()| ck.tags(&n.tags));
@@ -628,13 +662,14 @@ fn namespace_map(n: emit::Namespace) -> Map<String, Value> {
 fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
     let mut ck = Checks::default();
     let checks = (|| {
-        ck.required("metric_id", &m.metric_id)?;
-        ck.required("name", &m.name)?;
+        // Field limits of CloudForet's Metric model (spaceone-inventory 2.x).
+        ck.required_within("metric_id", &m.metric_id, 80)?;
+        ck.required_within("name", &m.name, 80)?;
         ck.required("resource_type", &m.resource_type)?;
-        ck.required("namespace_id", &m.namespace_id)?;
+        ck.required_within("namespace_id", &m.namespace_id, 80)?;
         ck.required("provider", &m.provider)?;
         ck.tags(&m.tags)?;
-        Ok(vec![json_object("unit", &mut m.unit)?, json_object("query_options", &mut m.query_options)?])
+        Ok(vec![unit(&mut m.unit)?, json_object("query_options", &mut m.query_options)?])
     })();
     let raw = checked("Metric", ["", "", &m.provider], checks)?;
     ck.size += "metric_type".len() + 9;

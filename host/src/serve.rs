@@ -104,11 +104,16 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mut service = PluginService::new(registry.clone(), name.clone(), o.grpc);
+    let store = o.store.as_deref().map(Store::open).transpose()?.map(Arc::new);
+    let mut grpc = o.grpc;
+    if let (Some(store), None) = (&store, &grpc.tenant_key) {
+        // Tenants keep their ids, and so their state, across restarts.
+        grpc.tenant_key = Some(crate::tenancy::TenantKey::from_bytes(store.host_key("tenant")?));
+    }
+    let mut service = PluginService::new(registry.clone(), name.clone(), grpc);
     if let Some(hook) = o.webhook {
         service = service.with_webhook(hook);
     }
-    let store = o.store.as_deref().map(Store::open).transpose()?.map(Arc::new);
     if let Some(store) = &store {
         service = service.with_state(store.clone());
     }

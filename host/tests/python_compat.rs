@@ -259,7 +259,8 @@ fn bad_input_gets_cloudforet_error_codes() {
     assert!(details.starts_with("ERROR_INVALID_ARGUMENT: ") && details.contains("page_size"), "{details}");
     let (code, details) = stub_error(5);
     assert_eq!(code, "UNAVAILABLE", "{details}");
-    assert!(details.starts_with("ERROR_GRPC_CONNECTION: "), "{details}");
+    // Not ERROR_GRPC_CONNECTION, which CloudForet's client retries.
+    assert!(details.starts_with("ERROR_UNAVAILABLE: "), "{details}");
     let (code, details) = stub_error(6);
     assert_eq!(code, "INVALID_ARGUMENT");
     assert!(details.contains("verify_ssl"), "{details}");

@@ -270,7 +270,9 @@ fn egress_outside_the_grant_is_denied_before_any_request() {
     let ctx = host().0.context("t1").secret(other.secret()).egress(grant).build().unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let e = block_on(rt.collect(plugin, &ctx, &json!({}), tx)).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    // The host's policy refused it, and says so with the destination.
+    assert_eq!(e.code(), ErrorCode::EgressDenied);
+    assert!(e.message().starts_with("the host's egress policy refused http://127.0.0.1:"), "{e}");
     assert!(e.message().contains("is not granted to this run"), "{e}");
     assert!(other.state.calls_per_kind().is_empty() && other.state.unauthorized_calls() == 0, "nothing reached the other server");
 }

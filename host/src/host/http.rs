@@ -400,6 +400,8 @@ pub struct HttpCtx {
     pub(crate) tenant: String,
     /// Set when the last request was refused by an open breaker.
     pub(crate) circuit_refused: bool,
+    /// The last egress refusal (`origin: reason`), for the run's error.
+    pub(crate) last_denial: Option<String>,
 }
 
 /// The header to add for `credential`, or why the secret cannot provide it.
@@ -449,12 +451,14 @@ impl HttpCtx {
         Ok(headers)
     }
 
-    fn deny(&self, url: &Url, reason: String) -> HttpError {
+    fn deny(&mut self, url: &Url, reason: String) -> HttpError {
         let origin = origin_of(url);
         tracing::warn!(origin = %origin, reason = %reason, "egress denied");
+        let line = format!("{origin}: {reason}");
         if let Some(d) = &self.denials {
-            d.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{origin}: {reason}"));
+            d.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
         }
+        self.last_denial = Some(line);
         HttpError::Denied(reason)
     }
 

@@ -167,7 +167,9 @@ impl Runtime {
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let component = self.compile(name, bytes)?;
         let digest = component_digest(bytes);
-        self.admit(name, &component, digest)
+        let mut plugin = self.admit(name, &component, digest)?;
+        plugin.version = crate::registry::identity::embedded(bytes).ok().flatten().map(|i| i.version);
+        Ok(plugin)
     }
 
     /// Header checks and compilation (no linking yet).
@@ -190,7 +192,7 @@ impl Runtime {
         let (pre, world) = PluginPre::new(&self.engine, &self.linker, component)
             .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: link_reason(e) })?;
         let injects_credentials = imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
-        Ok(Plugin { pre, world, digest, name, injects_credentials })
+        Ok(Plugin { pre, world, digest, name, version: None, injects_credentials })
     }
 }
 
@@ -204,6 +206,9 @@ pub struct Plugin {
     pub digest: String,
     /// Display name (file stem or given name).
     pub name: String,
+    /// Its version (semver) when it names one (identity section or
+    /// manifest); the registry sets it.
+    pub version: Option<String>,
     /// The guest imports `http.send-authenticated` (world 0.1.1+): the host
     /// injects credentials and the guest never receives them.
     pub injects_credentials: bool,

@@ -180,6 +180,7 @@ pub(crate) fn new_store(
             breakers: parts.breakers.clone(),
             tenant: ctx.tenant.clone(),
             circuit_refused: false,
+            last_denial: None,
         },
         log: LogCtx {
             tenant: ctx.tenant.clone(),
