@@ -222,3 +222,36 @@ pub async fn metric(served: &Served, series: &str) -> f64 {
         .expect("metrics text");
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
 }
+
+/// A Python venv under the target directory with `requirements` (a file of
+/// tests/python) installed from PyPI, made once and kept while the file is
+/// unchanged; its `bin/python`.
+pub fn python_venv(name: &str, requirements: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file = python_dir().join(requirements);
+    let wanted = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let venv = target.join(name);
+    let marker = venv.join("cf-requirements.txt");
+    let py = venv.join("bin/python");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return py;
+    }
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+    let _ = std::fs::remove_dir_all(&venv);
+    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(std::process::Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&file));
+    std::fs::write(&marker, wanted).expect("venv marker");
+    py
+}
+
+/// The tests' Python files (tests/python).
+pub fn python_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
+}
