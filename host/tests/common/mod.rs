@@ -9,30 +9,20 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
+#[path = "../../../tests/src/fixtures.rs"]
+mod fixtures;
 
+pub use fixtures::*;
+
+/// The guest component (guest-nutanix's release build).
 pub fn guest() -> PathBuf {
-    let p = target_dir().join("wasm32-wasip2/release/guest_nutanix.wasm");
-    assert!(
-        p.exists(),
-        "guest component missing at {}: run `cargo build -p guest-nutanix --target wasm32-wasip2 --release` first",
-        p.display()
-    );
-    p
+    guest_wasm()
 }
 
 /// One tokio runtime per test binary, for the simulators.
 pub fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
-    })
+    runtime()
 }
 
 /// A simulator on `127.0.0.1:<free port>` (stopped when dropped).
@@ -113,37 +103,10 @@ impl Drop for Server {
 /// target directory from PyPI and reused while the requirements are
 /// unchanged.
 pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CF_HOST_PYTHON") {
-        return PathBuf::from(p);
+    match std::env::var_os("CF_HOST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => python_venv("cf-py-venv", "requirements.txt"),
     }
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let requirements = python_dir().join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("tests/python/requirements.txt");
-    let venv = target_dir().join("cf-py-venv");
-    let marker = venv.join("cf-requirements.txt");
-    let py = venv.join("bin/python");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
-        return py;
-    }
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements));
-    std::fs::write(&marker, wanted).expect("venv marker");
-    py
-}
-
-pub fn python_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python")
 }
 
 /// Runs tests/python/cf_client.py against `endpoint` with `calls`; returns
