@@ -17,9 +17,9 @@
 //!   like list pages; the answer's timestamps become the labels, one value
 //!   per label and VM (`null` where a VM has none, e.g. powered off).
 
-use crate::collect::{backoff_ms, retry_after_ms};
 use crate::config::{Options, Secret};
-use crate::{Error, HttpRequest, Method, Transport, TransportError};
+use crate::prism::{Api, Client, Quiet, Request};
+use crate::{Error, Transport};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -174,11 +174,10 @@ const HOSTS_PATH: &str = "/api/clustermgmt/v4.0/config/hosts";
 
 /// Which of `ids` are clusters or hosts (with their cluster), from the v4
 /// cluster and host lists; the rest are VMs.
-fn targets<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, ids: impl Iterator<Item = String>) -> Result<Vec<(String, Target)>, Error> {
-    let base = secret.endpoint.base_url();
+fn targets<T: Transport>(c: &mut Client<'_, T>, ids: impl Iterator<Item = String>) -> Result<Vec<(String, Target)>, Error> {
     let mut nodes: BTreeMap<String, Target> = BTreeMap::new();
     for (path, hosts) in [(CLUSTERS_PATH, false), (HOSTS_PATH, true)] {
-        for item in get_all(t, opts, secret, &format!("{base}{path}"))? {
+        for item in c.get_all(&mut Quiet, path)? {
             let Some(id) = item.get("extId").and_then(Value::as_str) else { continue };
             let target = if hosts {
                 match item.pointer("/cluster/uuid").and_then(Value::as_str) {
@@ -205,7 +204,7 @@ pub fn list<T: Transport>(t: &mut T, options: &str, secret: &str, query: &str) -
     let opts = Options::parse(options)?;
     let secret = Secret::parse(secret)?;
     let ids = resources(query, "query")?;
-    let targets = targets(t, &opts, &secret, ids.into_iter().map(|(id, _)| id))?;
+    let targets = targets(&mut Client::new(t, opts, secret), ids.into_iter().map(|(id, _)| id))?;
     Ok(METRICS
         .iter()
         .filter_map(|m| {
@@ -277,15 +276,15 @@ pub fn get_data<T: Transport>(
         return Err(Error::InvalidArgument(format!("period {period} is not 30-86400 seconds")));
     }
     let stat = stat_type(stat)?;
-    let base = secret.endpoint.base_url();
+    let mut c = Client::new(t, opts, secret);
     let window = format!("$startTime={start}&$endTime={end}&$samplingInterval={period}&$statType={stat}");
     let mut per_vm: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for (id, hint) in &ids {
         let target = Target::from_hint(hint, id, "metric_query")?;
         let mut points = BTreeMap::new();
         if target == Target::Vm {
-            let url = format!("{base}/api/vmm/v4.0/ahv/stats/vms/{id}?{window}&$select=stats/{}", def.field);
-            let body = call_json(t, &opts, &secret, Method::Get, &url, None)?;
+            let path = format!("/api/vmm/v4.0/ahv/stats/vms/{id}?{window}&$select=stats/{}", def.field);
+            let body = c.json(&mut Quiet, &Request::get(Api::V4, path))?;
             for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
                     points.insert(ts.to_string(), v * def.scale);
@@ -297,7 +296,7 @@ pub fn get_data<T: Transport>(
                 Target::Host { cluster } => format!("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{id}"),
                 _ => format!("/api/clustermgmt/v4.0/stats/clusters/{id}"),
             };
-            let body = call_json(t, &opts, &secret, Method::Get, &format!("{base}{path}?{window}&$select={field}"), None)?;
+            let body = c.json(&mut Quiet, &Request::get(Api::V4, format!("{path}?{window}&$select={field}")))?;
             // clustermgmt stats: each field a list of {timestamp, value}.
             for s in body.pointer(&format!("/data/{field}")).and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get("value").and_then(Value::as_f64)) {
@@ -312,76 +311,10 @@ pub fn get_data<T: Transport>(
     Ok(Series { labels, values })
 }
 
-/// One call answered with JSON, with the collector's retry policy (429 with
-/// `Retry-After`, 5xx, timeouts, connection errors); 404 is an entity or
-/// API Prism does not know.
-/// Every item of a v4 list at `url` (no query), page by page with
-/// [`call_json`]'s retries: for the small lists read whole (clusters and
-/// hosts to tell resources apart, a volume group's parts).
-pub(crate) fn get_all<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, url: &str) -> Result<Vec<Value>, Error> {
-    let limit = crate::v4::MAX_LIMIT;
-    let mut all = Vec::new();
-    for page in 0..1_000u32 {
-        let body = call_json(t, opts, secret, Method::Get, &format!("{url}?$page={page}&$limit={limit}"), None)?;
-        let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-        let n = items.len();
-        all.extend(items);
-        let total = body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
-        if n < limit as usize || total.is_some_and(|t| all.len() as u64 >= t) {
-            break;
-        }
-    }
-    Ok(all)
-}
-
-pub(crate) fn call_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, method: Method, url: &str, body: Option<Vec<u8>>) -> Result<Value, Error> {
-    let base = secret.endpoint.base_url();
-    let mut attempt = 0;
-    loop {
-        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
-        if body.is_some() {
-            headers.push(("Content-Type".into(), "application/json".into()));
-        }
-        let req = HttpRequest {
-            method,
-            url: url.to_string(),
-            headers,
-            body: body.clone(),
-            timeout_ms: Some(opts.request_timeout_ms),
-            auth: Some(secret.auth),
-        };
-        let (err, wait) = match t.send(req) {
-            Err(TransportError::Denied(m)) => return Err(Error::PermissionDenied(format!("egress denied by host policy: {m}"))),
-            Err(TransportError::InvalidRequest(m)) => return Err(Error::Internal(format!("host rejected the request: {m}"))),
-            Err(TransportError::Tls(m)) => return Err(Error::Unavailable(format!("TLS to {base} failed: {m}"))),
-            Err(TransportError::TooLarge(n)) => return Err(Error::ResourceExhausted(format!("answer larger than the host limit of {n} bytes"))),
-            Err(TransportError::Timeout) => (Error::Timeout(format!("{base} did not answer within {} ms", opts.request_timeout_ms)), None),
-            Err(TransportError::Connection(m)) => (Error::Unavailable(format!("cannot reach {base}: {m}")), None),
-            Ok(r) => match r.status {
-                200..=299 => match serde_json::from_slice(&r.body) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => (Error::Unavailable(format!("invalid or truncated JSON from {base}: {e}")), None),
-                },
-                401 => return Err(Error::Unauthenticated(format!("Prism rejected the credentials: {}", crate::v4::describe_error_body(&r.body)))),
-                403 => return Err(Error::PermissionDenied(format!("may not read {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
-                404 => return Err(Error::NotFound(format!("nothing at {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
-                429 => (Error::Unavailable("rate limited (HTTP 429)".into()), Some(retry_after_ms(r.header("retry-after")))),
-                s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body))), None),
-                s => return Err(Error::Internal(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body)))),
-            },
-        };
-        if attempt >= opts.max_retries {
-            return Err(err);
-        }
-        t.sleep_ms(wait.unwrap_or_else(|| backoff_ms(attempt)));
-        attempt += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HttpResponse;
+    use crate::{HttpRequest, HttpResponse, TransportError};
 
     const SECRET: &str = r#"{"host":"pc.example","username":"admin","password":"s3cret"}"#;
 

@@ -844,9 +844,6 @@ mod tests {
         assert_eq!(i2.region_code, None);
     }
 
-    /// A volume group: disks summed, attachments by VM or iSCSI initiator,
-    /// the cluster named from the cluster list, categories as tags; one
-    /// without a name or uuid is refused (an error resource, as for every kind).
     /// Storage containers come from the v4 item itself; the cluster name
     /// comes from the item or else the cluster list.
     #[test]
@@ -875,6 +872,9 @@ mod tests {
         assert!(service_of(Kind::StorageContainer, &c, json!([1])).is_err());
     }
 
+    /// A volume group: disks summed, attachments by VM or iSCSI initiator,
+    /// the cluster named from the cluster list, categories as tags; one
+    /// without a name or uuid is refused (an error resource, as for every kind).
     #[test]
     fn volume_groups_normalize_disks_attachments_and_cluster() {
         let c = ctx();

@@ -182,7 +182,7 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Host => host(raw),
         Kind::Subnet => subnet(raw),
         Kind::Image => image(raw),
-        // Never listed through v4 (see `list_path`).
+        // The v4 category list: one key/value pair per item.
         Kind::Category => category(raw),
         // With its parts merged in (see VOLUME_GROUP_PARTS).
         Kind::VolumeGroup => volume_group(raw),
