@@ -100,8 +100,10 @@ pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret
     let mut out = Emitter::new(s);
     match c.page(&mut out, Kind::Cluster, api, None, &Query::All, 0, 1) {
         Ok(_) => Ok(()),
-        Err(CallError::NotFound(_)) => Err(Error::NotFound("this Prism Central does not offer the v4 APIs (option api_version=v4)".into())),
-        Err(CallError::Fatal(e) | CallError::Failed(e)) => Err(e),
+        Err(CallError::NotFound { gateway: true, message }) => {
+            Err(Error::NotFound(format!("this Prism Central does not offer the v4 APIs (option api_version=v4): {message}")))
+        }
+        Err(e) => Err(e.into_error().context("clusters list")),
     }
 }
 
@@ -120,6 +122,7 @@ pub fn collect<T: Transport, S: Sink>(
     let mut c = Collector::new(t, s, Some(st), opts, secret);
     c.out.regions = regions;
     let result = c.run(&kinds);
+    c.report_revisions();
     // Whatever happened, what was collected is handed over.
     c.out.flush();
     result.map(|()| c.out.summary)
@@ -152,6 +155,17 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
         Collector { client: Client::new(t, opts, secret), out: Emitter::new(s), lister: Lister::default(), cache: VmCache::new(state) }
     }
 
+    /// Logs the v4 revision each namespace was read at (fields
+    /// `namespace=revision`, `none` where a namespace is not offered).
+    fn report_revisions(&mut self) {
+        let revisions: Vec<(String, &str)> = self.lister.revisions().iter().map(|(ns, r)| (ns.clone(), r.unwrap_or("none"))).collect();
+        if revisions.is_empty() {
+            return;
+        }
+        let fields: Vec<(&str, &str)> = revisions.iter().map(|(ns, r)| (ns.as_str(), *r)).collect();
+        self.out.log(Level::Info, "v4 API revisions used", &fields);
+    }
+
     fn run_costs(&mut self, card: &costs::RateCard, billed_date: &str) -> Result<(), Error> {
         let (ctx, _) = self.cluster_context()?;
         self.lister.list_kind(&mut self.client, &mut self.out, Kind::Vm, false, |out, raw| match normalize::service_of(Kind::Vm, &ctx, raw) {
@@ -171,6 +185,9 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
         let mut scan = ClusterScan::default();
         for raw in &clusters {
             scan.observe(raw);
+        }
+        for problem in std::mem::take(&mut scan.problems) {
+            self.out.push_error(Kind::Cluster, problem);
         }
         let ctx = Context {
             account: Some(scan.prism_central_uuid.clone().unwrap_or_else(|| self.client.secret.endpoint.host.clone())),
@@ -510,7 +527,7 @@ mod tests {
         assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-0", "vm-uuid-1", "vm-uuid-4", "vm-uuid-5"]);
         assert_eq!(
             errors(&s),
-            vec!["vms list page at offset 2 (of 6) failed: HTTP 500: INTERNAL_ERROR: boom (after 3 attempts)"]
+            vec!["vms list page at offset 2 (of 6) failed: POST /api/nutanix/v3/vms/list: HTTP 500: INTERNAL_ERROR: boom (after 3 attempts)"]
         );
         assert_eq!(sum.errors, 1);
         // Exponential back-off between the three attempts.
@@ -549,7 +566,7 @@ mod tests {
         let mut s = Collected::default();
         let e = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
         let Error::Unauthenticated(m) = &e else { panic!("{e:?}") };
-        assert_eq!(m, "Prism rejected the credentials of user 'admin': AUTHENTICATION_REQUIRED: Authentication required.");
+        assert_eq!(m, "clusters list: Prism rejected the credentials of user 'admin': POST /api/nutanix/v3/clusters/list: HTTP 401: AUTHENTICATION_REQUIRED: Authentication required.");
         assert!(!format!("{e:?}").contains("s3cret"));
         assert_eq!(t.requests.len(), 1, "401 is not retried");
         let mut t = Scripted::default().on(CLUSTERS, 0, status(401, &[], body));
@@ -561,7 +578,7 @@ mod tests {
         let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Connection("refused".into())));
         let mut s = Collected::default();
         let e = collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries":1}"#, SECRET, "{}").unwrap_err();
-        assert_eq!(e, Error::Unavailable("cannot reach https://pc.example:9440: refused (after 2 attempts)".into()));
+        assert_eq!(e, Error::Unavailable("clusters list failed: POST /api/nutanix/v3/clusters/list: cannot reach https://pc.example:9440: refused (after 2 attempts)".into()));
         let mut t = Scripted::default().on(CLUSTERS, 0, Err(TransportError::Denied("host not granted".into())));
         let e = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
         assert!(matches!(e, Error::PermissionDenied(_)));
@@ -619,6 +636,173 @@ mod tests {
         collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 2);
         assert_eq!(errors(&s), vec!["vms list returned no entities at offset 2 although total_matches is 10"]);
+    }
+
+    const V4_CLUSTERS: &str = "/api/clustermgmt/v4.0/config/clusters";
+
+    fn v4_clusters() -> Value {
+        json!({"data": [
+            {"extId": "pc-uuid", "name": "pc", "config": {"clusterFunction": ["PRISM_CENTRAL"], "hypervisorTypes": ["$UNKNOWN"]}},
+            {"extId": "c1-uuid", "name": "cluster-a", "config": {"clusterFunction": ["AOS"], "hypervisorTypes": ["AHV"]}}
+        ], "metadata": {"totalAvailableResults": 2}})
+    }
+
+    fn requests_to(t: &Scripted, path: &str) -> usize {
+        t.requests.iter().filter(|r| r.0 == path).count()
+    }
+
+    /// A v3 422's `details` (what is actually wrong) reaches the error
+    /// resource, which names the list, the request, the status and the
+    /// server's message; a 4xx is not retried.
+    #[test]
+    fn a_v3_422_names_the_list_request_status_and_details() {
+        let body = r#"{"api_version": "3.1", "code": 422, "state": "ERROR", "message_list": [{"message": "Request could not be processed.", "reason": "INVALID_REQUEST", "details": {"length": ["must be at most 250"]}}]}"#;
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, status(422, &[], body));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(
+            errors(&s),
+            [r#"vms list failed: POST /api/nutanix/v3/vms/list: HTTP 422: INVALID_REQUEST: Request could not be processed. (details: {"length":["must be at most 250"]})"#]
+        );
+        assert!(t.slept.is_empty(), "a 422 is not retried");
+    }
+
+    /// A cluster list Prism refuses ends the run with an error that names
+    /// the list and maps the status (never `internal`).
+    #[test]
+    fn a_refused_cluster_list_names_the_list_and_maps_the_status() {
+        for (code, want) in [(400, "invalid argument"), (422, "invalid argument"), (412, "unavailable"), (409, "unavailable"), (404, "not found"), (405, "invalid argument")] {
+            let body = r#"{"state": "ERROR", "code": 0, "message_list": [{"message": "not now", "reason": "REFUSED"}]}"#;
+            let mut t = Scripted::default().on(CLUSTERS, 0, status(code, &[], body));
+            let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"api_version": "v3"}"#, SECRET, "{}").unwrap_err();
+            assert_eq!(e.to_string(), format!("{want}: clusters list failed: POST /api/nutanix/v3/clusters/list: HTTP {code}: REFUSED: not now"));
+            assert_eq!(t.requests.len(), 1, "HTTP {code} is not retried");
+        }
+    }
+
+    /// A v4 list the service answers 404 in its own error shape is a failed
+    /// list, not a Prism without v4: with `auto` no silent fall back to v3.
+    /// The gateway's 404 means the API is not there.
+    #[test]
+    fn a_services_404_is_an_error_and_the_gateways_404_means_not_offered() {
+        let service_404 = r#"{"data": {"error": [{"code": "CLU-10404", "errorGroup": "CLUSTER_NOT_FOUND", "message": "Cluster entity not found", "severity": "ERROR"}], "$objectType": "clustermgmt.v4.error.ErrorResponse"}, "$dataItemDiscriminator": "clustermgmt.v4.error.ErrorResponse"}"#;
+        let mut t = Scripted::default().on("/api/clustermgmt/v4.2/config/clusters", 0, status(404, &[], service_404)).on(CLUSTERS, 0, ok(clusters_fixture()));
+        let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
+        let Error::NotFound(m) = &e else { panic!("{e:?}") };
+        assert_eq!(m, "clusters list failed: GET /api/clustermgmt/v4.2/config/clusters: HTTP 404: CLU-10404: Cluster entity not found (group CLUSTER_NOT_FOUND)");
+        assert_eq!(requests_to(&t, CLUSTERS), 0, "no fall back to v3");
+        // The gateway's 404 at every revision: v3, and the log says so.
+        let gateway = r#"{"message":"The requested URL was not found"}"#;
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture()));
+        for rev in ["v4.2", "v4.1", "v4.0"] {
+            t = t.on(&format!("/api/clustermgmt/{rev}/config/clusters"), 0, status(404, &[], gateway));
+        }
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
+        assert_eq!(services(&s, "Cluster").len(), 2);
+        assert!(s.logs.iter().any(|(l, m)| *l == Level::Info && m == "v4 API not offered: using v3"), "{:?}", s.logs);
+        // Forced v4 against the gateway's 404: says what was tried.
+        let mut t = Scripted::default();
+        for rev in ["v4.2", "v4.1", "v4.0"] {
+            t = t.on(&format!("/api/clustermgmt/{rev}/config/clusters"), 0, status(404, &[], gateway));
+        }
+        let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"api_version": "v4"}"#, SECRET, "{}").unwrap_err();
+        assert_eq!(
+            e,
+            Error::NotFound("clusters list: option api_version=v4, but this Prism Central does not offer /api/clustermgmt/v4.0/config/clusters (its gateway answers 404 at v4.2, v4.1, v4.0)".into())
+        );
+    }
+
+    /// Each v4 namespace's revision is found on its first list, newest
+    /// first, kept for the run (one probe per namespace), and logged.
+    #[test]
+    fn each_namespace_uses_the_newest_revision_it_serves() {
+        let vms_41 = "/api/vmm/v4.1/ahv/config/vms";
+        let vm = json!({"extId": "vm-1", "name": "vm-1", "cluster": {"extId": "c1-uuid"}});
+        let mut t = Scripted::default()
+            .on(V4_CLUSTERS, 0, ok(v4_clusters()))
+            .on(vms_41, 0, ok(json!({"data": [vm], "metadata": {"totalAvailableResults": 1}})))
+            .on("/api/clustermgmt/v4.0/config/hosts", 0, ok(json!({"data": [], "metadata": {"totalAvailableResults": 0}})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms","hosts"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), ["vm-1"]);
+        assert_eq!(errors(&s), Vec::<String>::new());
+        let probes = |prefix: &str| t.v4_probes.iter().filter(|p| p.starts_with(prefix)).count();
+        assert_eq!(probes("/api/clustermgmt/v4.2/"), 1, "clustermgmt probed once at v4.2: {:?}", t.v4_probes);
+        assert_eq!(probes("/api/clustermgmt/v4.1/"), 1, "{:?}", t.v4_probes);
+        assert_eq!(probes("/api/vmm/v4.2/"), 1, "{:?}", t.v4_probes);
+        assert_eq!(probes("/api/vmm/v4.0/"), 0, "vmm stays at v4.1: {:?}", t.v4_probes);
+        assert_eq!(requests_to(&t, "/api/clustermgmt/v4.0/config/hosts"), 1, "hosts at the namespace's revision, no new probe");
+        let logged: Vec<&String> = s.logs.iter().filter(|(_, m)| m.starts_with("v4 API revision")).map(|(_, m)| m).collect();
+        // clustermgmt and vmm found (prism and networking, for the VMs'
+        // names, answer 404 at every revision here), and the run's summary.
+        assert_eq!(logged, ["v4 API revision in use", "v4 API revision in use", "v4 API revisions used"]);
+    }
+
+    /// No list is read twice in a run: v4 hosts, subnets and categories
+    /// serve as names for VMs and as kinds, and a hosts list the gateway
+    /// does not serve is asked for once (then read through v3).
+    #[test]
+    fn no_list_is_read_twice_in_a_run() {
+        let empty = || ok(json!({"data": [], "metadata": {"totalAvailableResults": 0}}));
+        let mut t = Scripted::default()
+            .on(V4_CLUSTERS, 0, ok(v4_clusters()))
+            .on("/api/vmm/v4.0/ahv/config/vms", 0, empty())
+            .on("/api/networking/v4.0/config/subnets", 0, ok(json!({"data": [{"extId": "s-1", "name": "vlan-1", "clusterReference": "c1-uuid"}], "metadata": {"totalAvailableResults": 1}})))
+            .on("/api/prism/v4.0/config/categories", 0, ok(json!({"data": [{"extId": "k-1", "key": "Env", "value": "Prod"}], "metadata": {"totalAvailableResults": 1}})))
+            .on("/api/clustermgmt/v4.0/config/hosts", 0, status(404, &[], r#"{"message":"The requested URL was not found"}"#))
+            .on("/api/nutanix/v3/hosts/list", 0, ok(json!({"metadata": {"total_matches": 0}, "entities": []})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms","hosts","subnets","categories"]}"#).unwrap();
+        assert_eq!(errors(&s), Vec::<String>::new());
+        assert_eq!(services(&s, "Subnet"), ["s-1"]);
+        assert_eq!(services(&s, "Category"), ["Env:Prod"]);
+        let mut paths: Vec<&str> = t.requests.iter().map(|r| r.0.as_str()).collect();
+        let all = paths.len();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), all, "each list once: {:?}", t.requests.iter().map(|r| &r.0).collect::<Vec<_>>());
+        assert_eq!(requests_to(&t, "/api/nutanix/v3/hosts/list"), 1, "hosts through v3 after the gateway's 404");
+    }
+
+    /// An empty uuid is no uuid: the Prism Central pseudo-cluster with one
+    /// gives no `account: ""` (the host instead, and an error resource
+    /// naming it); an entity with one is an error resource naming it.
+    #[test]
+    fn an_empty_uuid_is_no_uuid() {
+        let mut clusters = clusters_fixture();
+        clusters["entities"][0]["metadata"]["uuid"] = json!("");
+        let mut page = vm_page(0, 2, 2);
+        page["entities"][1]["metadata"]["uuid"] = json!("");
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters)).on(VMS, 0, ok(page));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3"}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
+        assert_eq!(vm.account.as_deref(), Some("pc.example"));
+        let errs = errors(&s);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("the Prism Central pseudo-cluster '") && errs[0].contains("empty or missing uuid"), "{errs:?}");
+        assert_eq!(errs[1], "malformed vm entity 'vm-1': empty or missing metadata.uuid");
+    }
+
+    /// Two entities with one uuid: the first is kept, the second is an
+    /// error resource naming both; a region code the cluster list did not
+    /// yield gets its Region.
+    #[test]
+    fn duplicate_uuids_are_reported_and_every_region_code_has_its_region() {
+        let mut page = vm_page(0, 3, 3);
+        page["entities"][2]["metadata"]["uuid"] = json!("vm-uuid-0");
+        page["entities"][1]["status"]["cluster_reference"] = json!({"kind": "cluster", "uuid": "c9-uuid", "name": "cluster-gone"});
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(page));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3"}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), ["vm-uuid-0", "vm-uuid-1"]);
+        assert_eq!(errors(&s), ["duplicate VirtualMachine uuid vm-uuid-0: 'vm-2' has the uuid of 'vm-0', emitted before; only the first is kept"]);
+        let regions: Vec<(String, Vec<(String, String)>)> =
+            s.records.iter().filter_map(|r| match r { Record::Region(g) => Some((g.region_code.clone(), g.tags.clone())), _ => None }).collect();
+        let codes: Vec<&str> = regions.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(codes, ["cluster-a", "cluster-b", "cluster-gone"]);
+        assert_eq!(regions[2].1, [("nutanix:cluster_uuid".to_string(), "c9-uuid".to_string())]);
     }
 
     #[test]

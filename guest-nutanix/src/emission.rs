@@ -10,7 +10,7 @@ use crate::record::{CloudService, ErrorResource, Record};
 use crate::v3::Kind;
 use crate::{Flow, Level, Sink, PROVIDER};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Records per `emit` call.
 pub const BATCH_SIZE: usize = 100;
@@ -37,6 +37,10 @@ pub struct Emitter<'a, S> {
     pub disks: bool,
     /// Emit the VMs themselves (off when only their disks were asked for).
     pub vms_out: bool,
+    /// Resource ids emitted this run, per type, with the name each came with.
+    seen: HashMap<String, HashMap<String, String>>,
+    /// Region codes emitted this run.
+    regions_out: BTreeSet<String>,
 }
 
 impl<'a, S: Sink> Emitter<'a, S> {
@@ -50,11 +54,19 @@ impl<'a, S: Sink> Emitter<'a, S> {
             usage: BTreeMap::new(),
             disks: false,
             vms_out: true,
+            seen: HashMap::new(),
+            regions_out: BTreeSet::new(),
         }
     }
 
     pub fn push(&mut self, r: Record) {
         if self.stopped || !self.in_regions(&r) {
+            return;
+        }
+        if let Record::Region(reg) = &r
+            && !self.regions_out.insert(reg.region_code.clone())
+        {
+            // One Region per code.
             return;
         }
         if r.is_error() {
@@ -92,18 +104,61 @@ impl<'a, S: Sink> Emitter<'a, S> {
     }
 
     /// Emits a CloudService, with its usage when option `usage` read one,
-    /// and a VM's disks when kind `vm_disks` was asked for.
+    /// and a VM's disks when kind `vm_disks` was asked for. A resource id
+    /// its type already emitted this run becomes an error resource naming
+    /// both (only the first is kept); a region code no Region was emitted
+    /// for gets its Region first.
     pub fn push_service(&mut self, mut cs: CloudService) {
+        if !self.first_of_its_id(&cs) {
+            return;
+        }
         let is_vm = cs.cloud_service_type == normalize::group_and_type(Kind::Vm).1;
         let disks = if self.disks && is_vm { normalize::disks_of(&cs) } else { Vec::new() };
         if let (Some(u), Value::Object(data)) = (self.usage.get(&cs.resource_id), &mut cs.data) {
             data.insert("usage".into(), u.clone());
         }
         if self.vms_out || !is_vm {
+            self.with_region(&cs);
             self.push(Record::CloudService(cs));
         }
         for d in disks {
-            self.push(Record::CloudService(d));
+            if self.first_of_its_id(&d) {
+                self.with_region(&d);
+                self.push(Record::CloudService(d));
+            }
+        }
+    }
+
+    /// Whether `cs` is the first of its type with its id this run; if not,
+    /// an error resource says which two collide.
+    fn first_of_its_id(&mut self, cs: &CloudService) -> bool {
+        let ids = self.seen.entry(cs.cloud_service_type.clone()).or_default();
+        match ids.get(&cs.resource_id) {
+            None => {
+                ids.insert(cs.resource_id.clone(), cs.name.clone());
+                true
+            }
+            Some(first) => {
+                let message = format!(
+                    "duplicate {} uuid {}: '{}' has the uuid of '{first}', emitted before; only the first is kept",
+                    cs.cloud_service_type, cs.resource_id, cs.name
+                );
+                match normalize::kind_of_type(&cs.cloud_service_type) {
+                    Some(kind) => self.push_error(kind, message),
+                    None => self.sink.log(Level::Warn, &message, &[]),
+                }
+                false
+            }
+        }
+    }
+
+    /// Emits the Region of `cs`'s region code if none was emitted yet.
+    fn with_region(&mut self, cs: &CloudService) {
+        if let Some(code) = cs.region_code.as_deref()
+            && !self.regions_out.contains(code)
+            && let Some(region) = normalize::region_of_service(cs)
+        {
+            self.push(Record::Region(region));
         }
     }
 

@@ -173,10 +173,10 @@ impl<'s> VmCache<'s> {
         };
         // All ids first, then the changes: a VM created in between is a
         // change, not a VM missing from the cache.
-        let ids = list_vm_ids(c, out, api)?;
+        let ids = list_vm_ids(c, lister, out, api)?;
         let mut changed: BTreeMap<String, CloudService> = BTreeMap::new();
         let mut failed: Vec<(String, String)> = Vec::new();
-        list_strict(c, out, api, &Query::ChangedSince(since.clone()), |raw| {
+        list_strict(c, lister, out, api, &Query::ChangedSince(since.clone()), |raw| {
             let raw = match api {
                 Api::V3 => Ok(raw),
                 Api::V4 => v4::to_v3(Kind::Vm, &raw.into_value(), &lookups).map(Item::from),
@@ -312,11 +312,11 @@ impl<'s> VmCache<'s> {
 }
 
 /// The ids of all VMs: v3 groups API, v4 `$select=extId`.
-fn list_vm_ids<T: Transport, S: Sink>(c: &mut Client<'_, T>, out: &mut Emitter<'_, S>, api: Api) -> Result<HashSet<String>, Abort> {
+fn list_vm_ids<T: Transport, S: Sink>(c: &mut Client<'_, T>, lister: &mut Lister, out: &mut Emitter<'_, S>, api: Api) -> Result<HashSet<String>, Abort> {
     let mut ids = HashSet::new();
     match api {
         Api::V4 => {
-            list_strict(c, out, api, &Query::IdsOnly, |raw| {
+            list_strict(c, lister, out, api, &Query::IdsOnly, |raw| {
                 if let Some(id) = raw.into_value().get("extId").and_then(Value::as_str) {
                     ids.insert(id.to_string());
                 }
@@ -333,20 +333,33 @@ fn list_vm_ids<T: Transport, S: Sink>(c: &mut Client<'_, T>, out: &mut Emitter<'
 }
 
 /// Pages through the VM list without error resources: a lost page
-/// aborts (incremental collection then collects fully).
-fn list_strict<T: Transport, S: Sink>(c: &mut Client<'_, T>, out: &mut Emitter<'_, S>, api: Api, q: &Query, mut each: impl FnMut(Item)) -> Result<(), Abort> {
+/// aborts (incremental collection then collects fully). A v4 list's first
+/// page finds the `vmm` namespace's revision, as any v4 list's does.
+fn list_strict<T: Transport, S: Sink>(c: &mut Client<'_, T>, lister: &mut Lister, out: &mut Emitter<'_, S>, api: Api, q: &Query, mut each: impl FnMut(Item)) -> Result<(), Abort> {
     let limit = match api {
         Api::V3 => c.opts.page_size,
         Api::V4 => c.opts.page_size.min(v4::MAX_LIMIT),
     };
     let mut offset = 0u64;
     let mut pages = 0u64;
+    let mut v4_path: Option<String> = None;
     loop {
-        let page = match c.page(out, Kind::Vm, api, None, q, offset, limit) {
+        let fetched = match api {
+            Api::V4 if v4_path.is_none() => match lister.v4_first_page(c, out, Kind::Vm, v4::list_path(Kind::Vm).unwrap_or_default(), q, limit) {
+                Ok(Some((at, page))) => {
+                    v4_path = Some(at);
+                    Ok(page)
+                }
+                Ok(None) => return Err(Abort::Full("the VM list API is no longer offered".into())),
+                Err(e) => Err(e),
+            },
+            _ => c.page(out, Kind::Vm, api, v4_path.as_deref(), q, offset, limit),
+        };
+        let page = match fetched {
             Ok(p) => p,
-            Err(CallError::Fatal(e)) => return Err(Abort::Fatal(e)),
-            Err(CallError::Failed(e)) => return Err(Abort::Full(format!("a VM list page at offset {offset} failed: {}", e.message()))),
-            Err(CallError::NotFound(_)) => return Err(Abort::Full("the VM list API is no longer offered".into())),
+            Err(CallError::Fatal(e)) => return Err(Abort::Fatal(e.context("vms list"))),
+            Err(CallError::NotFound { gateway: true, .. }) => return Err(Abort::Full("the VM list API is no longer offered".into())),
+            Err(e) => return Err(Abort::Full(format!("a VM list page at offset {offset} failed: {}", e.into_error().message()))),
         };
         pages += 1;
         let n = page.entities.len() as u64;

@@ -22,6 +22,9 @@
 //!   retries with back-off and `Retry-After`, error bodies, the mapping to
 //!   [`Error`], paging (v3 `offset`/`length`, v4 `$page`/`$limit`, the
 //!   groups API).
+//! - [`server_error`]: Prism's error bodies (v3 envelope, v4
+//!   `ErrorResponse`, the gateway's flat bodies) read into one line, and
+//!   whether the service or the gateway answered.
 //! - [`emission`]: records out to the [`Sink`] in batches, error
 //!   resources, the task's regions, the run's summary.
 //! - [`listing`]: each kind's list through the API the option and the
@@ -51,6 +54,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod prism;
 pub mod record;
+pub mod server_error;
 pub mod usage;
 pub mod v3;
 pub mod v4;
@@ -77,6 +81,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error, its message prefixed with `what` (`"vms list: …"`).
+    pub fn context(self, what: &str) -> Error {
+        let with = |m: String| format!("{what}: {m}");
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(with(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(with(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(with(m)),
+            Error::NotFound(m) => Error::NotFound(with(m)),
+            Error::Unavailable(m) => Error::Unavailable(with(m)),
+            Error::Timeout(m) => Error::Timeout(with(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(with(m)),
+            Error::Internal(m) => Error::Internal(with(m)),
+        }
+    }
+
     /// The message without its code.
     pub fn message(&self) -> &str {
         match self {

@@ -1,13 +1,18 @@
 //! Listing the kinds: which API each kind is read through (option
 //! `api_version`), page by page, with lost pages as error resources.
 //!
-//! `auto` asks for the v4 cluster list first; a 404 means a Prism Central
-//! without v4, and everything uses v3. With v4, each kind uses its v4
-//! endpoint, falling back to v3 for a kind whose v4 endpoint answers 404
-//! (the matrix is decided per kind, per run). v4 entities go through
-//! [`v4::to_v3`] so normalization is one code path; VMs need the v4
-//! category, host and subnet lists for names, and the host and subnet lists
-//! are read once a run for both uses. Volume groups go through v3 while it
+//! `auto` asks for the v4 cluster list first; the gateway's 404 at every
+//! revision means a Prism Central without v4, and everything uses v3. With
+//! v4, each kind uses its v4 endpoint, falling back to v3 for a kind whose
+//! v4 endpoint the gateway answers 404 (the matrix is decided per kind, per
+//! run). A 404 in the service's own error shape is the service refusing
+//! the list, not an API missing: an error like any other, never a silent
+//! fallback. Each namespace's revision is negotiated on its first list
+//! ([`v4::REVISIONS`], newest first) and kept for the run (logged, and
+//! listed by [`Lister::revisions`]). v4 entities go through [`v4::to_v3`]
+//! so normalization is one code path; VMs need the v4 category, host and
+//! subnet lists for names, and those lists are read at most once a run for
+//! both uses (an answer of "not offered" too). Volume groups go through v3 while it
 //! is offered (its list carries their disks and attachments), categories
 //! through v4's one list or v3's keys and each key's values.
 //!
@@ -17,7 +22,7 @@
 use crate::config::ApiChoice;
 use crate::emission::Emitter;
 use crate::normalize::{self, Context};
-use crate::prism::{percent_encode, total_keeps_changing, Api, CallError, Client, Query};
+use crate::prism::{percent_encode, total_keeps_changing, Api, CallError, Client, Page, Query};
 use crate::record::CloudService;
 use crate::v3::{Item, Kind};
 use crate::v4;
@@ -48,8 +53,12 @@ pub struct Lister {
     /// Names v4 references lack (filled before v4 VMs are listed).
     lookups: v4::Lookups,
     lookups_filled: bool,
-    /// v4 lists already read this run (see `v4_list_once`).
-    v4_read: BTreeMap<Kind, Vec<Value>>,
+    /// v4 lists already read this run, by path (`None`: not offered; see
+    /// `v4_list_once`).
+    v4_read: BTreeMap<String, Option<Vec<Value>>>,
+    /// The revision each v4 namespace is read at (`None`: the namespace is
+    /// not offered at any).
+    revisions: BTreeMap<String, Option<&'static str>>,
     /// A list lost a page (or more) since this was last reset.
     pub listing_incomplete: bool,
     /// The API the VM list was last read through.
@@ -58,11 +67,25 @@ pub struct Lister {
 
 impl Default for Lister {
     fn default() -> Self {
-        Lister { v4_offered: true, lookups: v4::Lookups::default(), lookups_filled: false, v4_read: BTreeMap::new(), listing_incomplete: false, vm_api: None }
+        Lister {
+            v4_offered: true,
+            lookups: v4::Lookups::default(),
+            lookups_filled: false,
+            v4_read: BTreeMap::new(),
+            revisions: BTreeMap::new(),
+            listing_incomplete: false,
+            vm_api: None,
+        }
     }
 }
 
 impl Lister {
+    /// The v4 revision each namespace read this run was read at (`None`:
+    /// not offered).
+    pub fn revisions(&self) -> &BTreeMap<String, Option<&'static str>> {
+        &self.revisions
+    }
+
     /// The names v4 VMs need, filled once.
     pub fn lookups<T: Transport, S: Sink>(&mut self, c: &mut Client<'_, T>, out: &mut Emitter<'_, S>) -> Result<&v4::Lookups, Error> {
         if !self.lookups_filled {
@@ -124,9 +147,9 @@ impl Lister {
             if kind == Kind::Vm && !self.lookups_filled {
                 self.fill_lookups(c, out)?;
             }
-            let listed = if matches!(kind, Kind::Host | Kind::Subnet) {
+            let listed = if matches!(kind, Kind::Host | Kind::Subnet | Kind::Category) {
                 // Read once: VMs need their names too.
-                match self.v4_list_once(c, out, kind, first_page_fatal)? {
+                match self.v4_list_once(c, out, kind, None, first_page_fatal)? {
                     Some(raws) => {
                         for raw in raws {
                             match v4::to_v3(kind, &raw, &self.lookups) {
@@ -155,7 +178,12 @@ impl Lister {
                     return Ok(());
                 }
                 Listed::NotOffered if api_version == ApiChoice::V4 => {
-                    let msg = format!("option api_version=v4, but this Prism Central does not offer {}", v4::list_path(kind).unwrap_or_default());
+                    let msg = format!(
+                        "{} list: option api_version=v4, but this Prism Central does not offer {} (its gateway answers 404 at {})",
+                        kind.plural(),
+                        v4::list_path(kind).unwrap_or_default(),
+                        self.tried(v4::list_path(kind).unwrap_or_default())
+                    );
                     if first_page_fatal {
                         return Err(Error::NotFound(msg));
                     }
@@ -216,6 +244,14 @@ impl Lister {
         }
         let mut raws = Vec::new();
         let listed = self.list_all(c, out, kind, Api::V4, Some(v4::VOLUME_GROUPS_PATH), first_page_fatal, |_, item| raws.push(item.into_value()))?;
+        let revision = self.revisions.get("volumes").copied().flatten().unwrap_or("v4.0");
+        // Their external attachments name iSCSI clients: one list names them all.
+        if !raws.is_empty() && self.lookups.iscsi_clients.is_empty() {
+            match c.get_all(out, &v4::at_revision(v4::ISCSI_CLIENTS_PATH, revision)) {
+                Ok(clients) => clients.iter().for_each(|cl| self.lookups.add_iscsi_client(cl)),
+                Err(e) => out.push_error(kind, format!("the iSCSI client list was not read (external attachments stay unnamed): {}", e.message())),
+            }
+        }
         'groups: for mut raw in raws {
             if out.stopped {
                 break;
@@ -225,7 +261,7 @@ impl Lister {
                 continue;
             };
             for (part, key) in v4::VOLUME_GROUP_PARTS {
-                let path = format!("{}/{}/{part}", v4::VOLUME_GROUPS_PATH, percent_encode(&id));
+                let path = format!("{}/{}/{part}", v4::at_revision(v4::VOLUME_GROUPS_PATH, revision), percent_encode(&id));
                 match c.get_all(out, &path) {
                     Ok(items) => raw[key] = Value::Array(items),
                     Err(e) => {
@@ -273,11 +309,13 @@ impl Lister {
     /// fails leaves those names out, with an error resource saying so).
     fn fill_lookups<T: Transport, S: Sink>(&mut self, c: &mut Client<'_, T>, out: &mut Emitter<'_, S>) -> Result<(), Error> {
         let mut lk = v4::Lookups::default();
-        self.list_all(c, out, Kind::Vm, Api::V4, Some(v4::CATEGORIES_PATH), false, |_, raw| lk.add_category(&raw.into_value()))?;
-        for raw in self.v4_list_once(c, out, Kind::Host, false)?.unwrap_or_default() {
+        for raw in self.v4_list_once(c, out, Kind::Category, None, false)?.unwrap_or_default() {
+            lk.add_category(&raw);
+        }
+        for raw in self.v4_list_once(c, out, Kind::Host, None, false)?.unwrap_or_default() {
             lk.add_host(&raw);
         }
-        for raw in self.v4_list_once(c, out, Kind::Subnet, false)?.unwrap_or_default() {
+        for raw in self.v4_list_once(c, out, Kind::Subnet, None, false)?.unwrap_or_default() {
             lk.add_subnet(&raw);
         }
         self.lookups = lk;
@@ -285,21 +323,77 @@ impl Lister {
         Ok(())
     }
 
-    /// The raw v4 list of `kind`, fetched at most once per run (hosts and
-    /// subnets serve both as kinds and as names for VMs); `None` when the
-    /// endpoint is not offered.
-    fn v4_list_once<T: Transport, S: Sink>(&mut self, c: &mut Client<'_, T>, out: &mut Emitter<'_, S>, kind: Kind, first_page_fatal: bool) -> Result<Option<Vec<Value>>, Error> {
-        if let Some(raws) = self.v4_read.get(&kind) {
-            return Ok(Some(raws.clone()));
+    /// The raw v4 list of `kind` (at `path`, else its list path), fetched
+    /// at most once per run (hosts, subnets and categories serve both as
+    /// kinds and as names for VMs); `None` when the endpoint is not
+    /// offered, which is kept as well.
+    fn v4_list_once<T: Transport, S: Sink>(
+        &mut self,
+        c: &mut Client<'_, T>,
+        out: &mut Emitter<'_, S>,
+        kind: Kind,
+        path: Option<&str>,
+        first_page_fatal: bool,
+    ) -> Result<Option<Vec<Value>>, Error> {
+        let key = path.or(v4::list_path(kind)).unwrap_or_default().to_string();
+        if let Some(read) = self.v4_read.get(&key) {
+            return Ok(read.clone());
         }
         let mut raws = Vec::new();
-        match self.list_all(c, out, kind, Api::V4, None, first_page_fatal, |_, raw| raws.push(raw.into_value()))? {
-            Listed::Done => {
-                self.v4_read.insert(kind, raws.clone());
-                Ok(Some(raws))
-            }
-            Listed::NotOffered => Ok(None),
+        let read = match self.list_all(c, out, kind, Api::V4, path, first_page_fatal, |_, raw| raws.push(raw.into_value()))? {
+            Listed::Done => Some(raws),
+            Listed::NotOffered => None,
+        };
+        self.v4_read.insert(key, read.clone());
+        Ok(read)
+    }
+
+    /// The revisions tried for a v4 path, for messages.
+    fn tried(&self, path: &str) -> String {
+        match self.revisions.get(v4::namespace(path)) {
+            Some(Some(r)) => r.to_string(),
+            _ => v4::REVISIONS.join(", "),
         }
+    }
+
+    /// The first page of a v4 list at the namespace's revision, negotiated
+    /// on the namespace's first list (newest first: the gateway's 404 moves
+    /// on to the next). `Ok(None)`: the gateway answers 404 at every
+    /// revision tried (the endpoint is not offered).
+    pub fn v4_first_page<T: Transport, S: Sink>(
+        &mut self,
+        c: &mut Client<'_, T>,
+        out: &mut Emitter<'_, S>,
+        kind: Kind,
+        path: &str,
+        q: &Query,
+        limit: u32,
+    ) -> Result<Option<(String, Page)>, CallError> {
+        let ns = v4::namespace(path).to_string();
+        let known = self.revisions.get(&ns).copied();
+        let candidates: Vec<&'static str> = match known {
+            Some(Some(r)) => vec![r],
+            Some(None) => return Ok(None),
+            None => v4::REVISIONS.to_vec(),
+        };
+        for revision in candidates {
+            let at = v4::at_revision(path, revision);
+            match c.page(out, kind, Api::V4, Some(&at), q, 0, limit) {
+                Ok(page) => {
+                    if known.is_none() {
+                        self.revisions.insert(ns.clone(), Some(revision));
+                        out.log(Level::Info, "v4 API revision in use", &[("namespace", &ns), ("revision", revision)]);
+                    }
+                    return Ok(Some((at, page)));
+                }
+                Err(CallError::NotFound { gateway: true, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if known.is_none() {
+            self.revisions.insert(ns, None);
+        }
+        Ok(None)
     }
 
     /// Pages through a list endpoint, handing every raw entity to `each`.
@@ -324,12 +418,30 @@ impl Lister {
         let mut offset: u64 = 0;
         let mut total: Option<u64> = None;
         let mut pages: u64 = 0;
+        // A v4 list's path at the revision its first page found.
+        let mut v4_path: Option<String> = None;
+        let what = format!("{} list", kind.plural());
         loop {
             if out.stopped {
                 return Ok(Listed::Done);
             }
             pages += 1;
-            match c.page(out, kind, api, path, &Query::All, offset, limit) {
+            let fetched = match api {
+                Api::V4 if v4_path.is_none() => {
+                    let base = path.or(v4::list_path(kind)).unwrap_or_default().to_string();
+                    match self.v4_first_page(c, out, kind, &base, &Query::All, limit) {
+                        Ok(Some((at, page))) => {
+                            v4_path = Some(at);
+                            Ok(page)
+                        }
+                        Ok(None) => return Ok(Listed::NotOffered),
+                        Err(e) => Err(e),
+                    }
+                }
+                Api::V4 => c.page(out, kind, api, v4_path.as_deref(), &Query::All, offset, limit),
+                Api::V3 => c.page(out, kind, api, path, &Query::All, offset, limit),
+            };
+            match fetched {
                 Ok(page) => {
                     let n = page.entities.len() as u64;
                     // Without a total (v4 may omit it), a full page means
@@ -351,16 +463,13 @@ impl Lister {
                     }
                     offset += n;
                 }
-                Err(CallError::NotFound(_)) if total.is_none() => return Ok(Listed::NotOffered),
-                Err(CallError::NotFound(_)) => {
-                    self.listing_incomplete = true;
-                    out.push_error(kind, format!("{} list page at offset {offset}: HTTP 404", kind.plural()));
-                    offset += page_size;
-                }
-                Err(CallError::Fatal(e)) => return Err(e),
-                Err(CallError::Failed(e)) => {
+                Err(CallError::Fatal(e)) => return Err(e.context(&what)),
+                Err(e) => {
+                    // A 404 after the first page, or in the service's own
+                    // shape, is a list that failed.
+                    let e = e.into_error();
                     if total.is_none() && first_page_fatal {
-                        return Err(e);
+                        return Err(e.context(&format!("{what} failed")));
                     }
                     let what = match total {
                         Some(t) => format!("{} list page at offset {offset} (of {t})", kind.plural()),

@@ -18,7 +18,7 @@
 //!   per label and VM (`null` where a VM has none, e.g. powered off).
 
 use crate::config::{Options, Secret};
-use crate::prism::{Api, Client, Quiet, Request};
+use crate::prism::{Client, Quiet, Request};
 use crate::{Error, Transport};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -284,7 +284,7 @@ pub fn get_data<T: Transport>(
         let mut points = BTreeMap::new();
         if target == Target::Vm {
             let path = format!("/api/vmm/v4.0/ahv/stats/vms/{id}?{window}&$select=stats/{}", def.field);
-            let body = c.json(&mut Quiet, &Request::get(Api::V4, path))?;
+            let body = c.json(&mut Quiet, &Request::get(path))?;
             for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
                     points.insert(ts.to_string(), v * def.scale);
@@ -296,7 +296,7 @@ pub fn get_data<T: Transport>(
                 Target::Host { cluster } => format!("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{id}"),
                 _ => format!("/api/clustermgmt/v4.0/stats/clusters/{id}"),
             };
-            let body = c.json(&mut Quiet, &Request::get(Api::V4, format!("{path}?{window}&$select={field}")))?;
+            let body = c.json(&mut Quiet, &Request::get(format!("{path}?{window}&$select={field}")))?;
             // clustermgmt stats: each field a list of {timestamp, value}.
             for s in body.pointer(&format!("/data/{field}")).and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get("value").and_then(Value::as_f64)) {

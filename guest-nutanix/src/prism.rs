@@ -5,9 +5,18 @@
 //!   `Retry-After`), 5xx, timeouts, connection errors and unparsable (e.g.
 //!   truncated) bodies are retried with exponential back-off; 401, 403 and
 //!   the host's refusals end the whole call ([`CallError::Fatal`]); a 404 is
-//!   the caller's to interpret ([`CallError::NotFound`]); any other answer
-//!   loses the request ([`CallError::Failed`]). Error bodies are read into
-//!   the message ([`describe_error_body`]).
+//!   the caller's to interpret ([`CallError::NotFound`], the gateway's or a
+//!   service's); any other answer loses the request ([`CallError::Failed`]).
+//!   Error bodies are understood ([`crate::server_error`]); every message
+//!   names the request (method and path), the HTTP status and what the
+//!   server said.
+//! - the mapping of HTTP statuses to the guest's [`Error`]: 400, 422 and
+//!   other 4xx → invalid argument; 401 → unauthenticated; 403 → permission
+//!   denied; 404 → not found; 409 and 412 → unavailable, not retried (a
+//!   read refused for the server's current state, a conflict or an unmet
+//!   precondition, is no fault of the request and may pass in a later run,
+//!   but not seconds later); 429 and 5xx → unavailable after the retries;
+//!   timeouts → timeout.
 //! - paging: v3 lists (`POST`, `offset`/`length`, until `total_matches`),
 //!   v4 lists (`GET`, `$page`/`$limit`, until `totalAvailableResults` or a
 //!   short page: [`Client::page`], [`Client::get_all`]) and the v3 groups
@@ -15,7 +24,8 @@
 //!   [`total_keeps_changing`] bounds a list whose total keeps moving.
 
 use crate::config::{self, Options, Secret};
-use crate::v3::{self, Item, Kind, ListPage};
+use crate::server_error::{self, Source};
+use crate::v3::{Item, Kind, ListPage};
 use crate::v4;
 use crate::{Error, HttpRequest, Level, Method, Transport, TransportError};
 use serde_json::{json, Value};
@@ -33,8 +43,7 @@ impl Log for Quiet {
     fn log(&mut self, _level: Level, _message: &str, _fields: &[(&str, &str)]) {}
 }
 
-/// The REST API a request goes to (which error body shapes to expect, how
-/// lists page).
+/// The REST API a list is read through (how it pages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
     V3,
@@ -48,24 +57,23 @@ pub enum CallError {
     Fatal(Error),
     /// This request is lost; the collection may go on.
     Failed(Error),
-    /// HTTP 404 (never retried), with the server's message: an API this
-    /// Prism Central does not offer, or an entity it does not know.
-    NotFound(String),
+    /// HTTP 404 (never retried): from the gateway (no such API here), or
+    /// from the service (it answered, and does not know what was asked).
+    NotFound { gateway: bool, message: String },
 }
 
 impl CallError {
-    /// As the guest's error; a 404 names the path it came from.
-    pub fn into_error(self, path: &str) -> Error {
+    /// As the guest's error.
+    pub fn into_error(self) -> Error {
         match self {
             CallError::Fatal(e) | CallError::Failed(e) => e,
-            CallError::NotFound(m) => Error::NotFound(format!("nothing at {path}: {m}")),
+            CallError::NotFound { message, .. } => Error::NotFound(message),
         }
     }
 }
 
 /// One request.
 pub struct Request {
-    pub api: Api,
     pub method: Method,
     /// Path and query, from the endpoint's base URL on.
     pub path: String,
@@ -77,12 +85,12 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn get(api: Api, path: String) -> Request {
-        Request { api, method: Method::Get, path, body: None, kind: None, offset: None }
+    pub fn get(path: String) -> Request {
+        Request { method: Method::Get, path, body: None, kind: None, offset: None }
     }
 
-    pub fn post(api: Api, path: String, body: &Value) -> Request {
-        Request { api, method: Method::Post, path, body: Some(body.to_string().into_bytes()), kind: None, offset: None }
+    pub fn post(path: String, body: &Value) -> Request {
+        Request { method: Method::Post, path, body: Some(body.to_string().into_bytes()), kind: None, offset: None }
     }
 }
 
@@ -123,11 +131,12 @@ impl<'a, T: Transport> Client<'a, T> {
     pub fn call<P>(&mut self, log: &mut dyn Log, req: &Request, parse: impl Fn(&[u8]) -> Result<P, String>) -> Result<P, CallError> {
         let base = self.base_url();
         let url = format!("{base}{}", req.path);
-        let describe = |body: &[u8]| describe_error_body(req.api, body);
-        let what = match req.kind {
-            Some(k) => k.plural().to_string(),
-            None => req.path.split('?').next().unwrap_or_default().to_string(),
+        let method = match req.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
         };
+        let at = format!("{method} {}", req.path.split('?').next().unwrap_or_default());
+        let user = &self.secret.username;
         let mut attempt: u32 = 0;
         loop {
             let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
@@ -143,47 +152,42 @@ impl<'a, T: Transport> Client<'a, T> {
                 auth: Some(self.secret.auth),
             });
             let (err, wait_ms) = match sent {
-                Err(TransportError::Denied(m)) => return Err(CallError::Fatal(Error::PermissionDenied(format!("egress denied by host policy: {m}")))),
-                Err(TransportError::InvalidRequest(m)) => return Err(CallError::Fatal(Error::Internal(format!("host rejected the request: {m}")))),
+                Err(TransportError::Denied(m)) => return Err(CallError::Fatal(Error::PermissionDenied(format!("{at}: egress denied by host policy: {m}")))),
+                Err(TransportError::InvalidRequest(m)) => return Err(CallError::Fatal(Error::Internal(format!("{at}: host rejected the request: {m}")))),
                 Err(TransportError::Tls(m)) => {
                     return Err(CallError::Fatal(Error::Unavailable(format!(
-                        "TLS to {base} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)"
+                        "{at}: TLS to {base} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)"
                     ))));
                 }
                 Err(TransportError::TooLarge(n)) => {
                     return Err(CallError::Failed(Error::ResourceExhausted(format!(
-                        "response larger than the host limit of {n} bytes (lower option page_size)"
+                        "{at}: response larger than the host limit of {n} bytes (lower option page_size)"
                     ))));
                 }
-                Err(TransportError::Timeout) => (Error::Timeout(format!("{base} did not answer within {} ms", self.opts.request_timeout_ms)), None),
-                Err(TransportError::Connection(m)) => (Error::Unavailable(format!("cannot reach {base}: {m}")), None),
-                Ok(resp) => match resp.status {
-                    200..=299 => match parse(&resp.body) {
-                        Ok(p) => return Ok(p),
-                        Err(e) => (Error::Unavailable(format!("invalid answer to the {what} list: {e}")), None),
-                    },
-                    401 => {
-                        return Err(CallError::Fatal(Error::Unauthenticated(format!(
-                            "Prism rejected the credentials of user '{}': {}",
-                            self.secret.username,
-                            describe(&resp.body)
-                        ))));
+                Err(TransportError::Timeout) => (Error::Timeout(format!("{at}: {base} did not answer within {} ms", self.opts.request_timeout_ms)), None),
+                Err(TransportError::Connection(m)) => (Error::Unavailable(format!("{at}: cannot reach {base}: {m}")), None),
+                Ok(resp) => {
+                    let status = resp.status;
+                    if (200..300).contains(&status) {
+                        match parse(&resp.body) {
+                            Ok(p) => return Ok(p),
+                            Err(e) => (Error::Unavailable(format!("{at}: HTTP {status} with an invalid answer: {e}")), None),
+                        }
+                    } else {
+                        let said = server_error::parse(&resp.body);
+                        let text = format!("{at}: HTTP {status}: {}", said.message);
+                        match status {
+                            401 => return Err(CallError::Fatal(Error::Unauthenticated(format!("Prism rejected the credentials of user '{user}': {text}")))),
+                            403 => return Err(CallError::Fatal(Error::PermissionDenied(format!("user '{user}' is not allowed: {text}")))),
+                            404 => return Err(CallError::NotFound { gateway: said.source == Source::Gateway, message: text }),
+                            409 | 412 => return Err(CallError::Failed(Error::Unavailable(text))),
+                            429 => (Error::Unavailable(text), Some(retry_after_ms(resp.header("retry-after")))),
+                            500..=599 => (Error::Unavailable(text), None),
+                            400..=499 => return Err(CallError::Failed(Error::InvalidArgument(text))),
+                            _ => return Err(CallError::Failed(Error::Internal(format!("{at}: unexpected HTTP {status}: {}", said.message)))),
+                        }
                     }
-                    403 => {
-                        return Err(CallError::Fatal(Error::PermissionDenied(format!(
-                            "user '{}' may not list {what}: {}",
-                            self.secret.username,
-                            describe(&resp.body)
-                        ))));
-                    }
-                    404 => return Err(CallError::NotFound(describe(&resp.body))),
-                    429 => (
-                        Error::Unavailable(format!("rate limited (HTTP 429): {}", describe(&resp.body))),
-                        Some(retry_after_ms(resp.header("retry-after"))),
-                    ),
-                    s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", describe(&resp.body))), None),
-                    s => return Err(CallError::Failed(Error::Internal(format!("HTTP {s}: {}", describe(&resp.body))))),
-                },
+                }
             };
             if attempt >= self.opts.max_retries {
                 let n = attempt + 1;
@@ -197,7 +201,11 @@ impl<'a, T: Transport> Client<'a, T> {
             attempt += 1;
             let offset = req.offset.map(|o| o.to_string()).unwrap_or_default();
             let (attempt_s, wait_s) = (attempt.to_string(), wait.to_string());
-            let mut fields = vec![("kind", what.as_str())];
+            let what: &str = match req.kind {
+                Some(k) => k.plural(),
+                None => &at,
+            };
+            let mut fields = vec![("kind", what)];
             if req.offset.is_some() {
                 fields.push(("offset", offset.as_str()));
             }
@@ -210,7 +218,7 @@ impl<'a, T: Transport> Client<'a, T> {
     /// One request answered with JSON; a 404 is [`Error::NotFound`].
     pub fn json(&mut self, log: &mut dyn Log, req: &Request) -> Result<Value, Error> {
         self.call(log, req, |b| serde_json::from_slice::<Value>(b).map_err(|e| format!("invalid or truncated JSON: {e}")))
-            .map_err(|e| e.into_error(req.path.split('?').next().unwrap_or_default()))
+            .map_err(CallError::into_error)
     }
 
     /// Every item of a v4 list at `path` (no query), page by page: for the
@@ -220,7 +228,7 @@ impl<'a, T: Transport> Client<'a, T> {
         let limit = v4::MAX_LIMIT;
         let mut all = Vec::new();
         for page in 0..1_000u32 {
-            let body = self.json(log, &Request::get(Api::V4, format!("{path}?$page={page}&$limit={limit}")))?;
+            let body = self.json(log, &Request::get(format!("{path}?$page={page}&$limit={limit}")))?;
             let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
             let n = items.len();
             all.extend(items);
@@ -244,7 +252,7 @@ impl<'a, T: Transport> Client<'a, T> {
                 if let Query::ChangedSince(since) = q {
                     body["filter"] = json!(crate::incremental::v3_filter(since));
                 }
-                Request::post(api, path.unwrap_or(kind.list_path()).to_string(), &body)
+                Request::post(path.unwrap_or(kind.list_path()).to_string(), &body)
             }
             Api::V4 => {
                 let path = path.or(v4::list_path(kind)).unwrap_or_default();
@@ -253,13 +261,14 @@ impl<'a, T: Transport> Client<'a, T> {
                     Query::ChangedSince(since) => format!("&$filter={}", percent_encode(&crate::incremental::v4_filter(since))),
                     Query::IdsOnly => "&$select=extId".to_string(),
                 };
-                Request::get(api, format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
+                Request::get(format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
             }
         };
         req.kind = Some(kind);
         req.offset = Some(offset);
         match self.call(log, &req, |b| parse_page(api, b)) {
-            Err(CallError::NotFound(m)) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(format!("HTTP 404 for {}: {m}", kind.list_path())))),
+            // v3 lists are always there: a 404 loses the page.
+            Err(CallError::NotFound { message, .. }) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(message))),
             other => other,
         }
     }
@@ -280,7 +289,7 @@ impl<'a, T: Transport> Client<'a, T> {
         let mut offset = 0u64;
         let mut pages = 0u64;
         loop {
-            let page = self.json(log, &Request::post(Api::V3, GROUPS_PATH.to_string(), &body(offset, length)))?;
+            let page = self.json(log, &Request::post(GROUPS_PATH.to_string(), &body(offset, length)))?;
             let (total, got) = parse(&page).map_err(Error::Unavailable)?;
             pages += 1;
             let n = got.len() as u64;
@@ -304,14 +313,6 @@ impl<'a, T: Transport> Client<'a, T> {
 
 /// The v3 groups API.
 pub const GROUPS_PATH: &str = "/api/nutanix/v3/groups";
-
-/// A readable summary of an error body of either API.
-pub fn describe_error_body(api: Api, body: &[u8]) -> String {
-    match api {
-        Api::V3 => v3::describe_error_body(body),
-        Api::V4 => v4::describe_error_body(body),
-    }
-}
 
 /// A 2xx list answer as a page.
 pub fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
