@@ -431,6 +431,8 @@ pub struct HostResources {
     pub num_cpu_cores: Option<u32>,
     #[serde(default)]
     pub cpu_capacity_hz: Option<u64>,
+    /// Not in the v3 API (its host resources have no frequency): only v4
+    /// hosts (`cpuFrequencyHz`, through the adapter) fill it.
     #[serde(default)]
     pub cpu_frequency_hz: Option<u64>,
     #[serde(default)]
