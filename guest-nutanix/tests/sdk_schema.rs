@@ -87,14 +87,23 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
     let estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
     let dir = temp("sim");
     for &(_, list, object_type) in prism_sim::v4::ENDPOINTS {
-        if list == "iscsi_clients" {
-            continue; // No list model of its own in v4.0's volumes SDK (checked as items below).
-        }
         write(&dir, &format!("{list}.json"), &prism_sim::v4::page(&estate, list, object_type, 0, 100, &prism_sim::v4::ListQuery::default()));
     }
+    // A volume group's parts, of one with all three (disks, VMs, an iSCSI client).
+    let vg = estate.volume_groups.first().expect("a volume group");
+    for (part, file) in [("disks", "volume_group_disks"), ("vm-attachments", "vm_attachments"), ("external-iscsi-attachments", "external_iscsi_attachments")] {
+        let items = prism_sim::v4::volume_group_part(vg, part).expect("a part");
+        assert!(!items.is_empty(), "{part} rendered");
+        write(&dir, &format!("{file}.json"), &json!({"data": items, "metadata": {"totalAvailableResults": items.len()}}));
+    }
+    // The simulator's error answers, in the services' shape.
+    write(&dir, "error-vms.json", &prism_sim::v4::error("vmm", "VMM-40401", "ENTITY_NOT_FOUND", "VM not found"));
+    write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
     let out = sdk(&["check-bodies", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("vms: 48 items checked against vmm.v4.ahv.config.Vm"), "{}", text(&out));
+    for checked in ["vms: 48 items checked against vmm.v4.ahv.config.Vm", "external_iscsi_attachments: 1 items", "iscsi_clients: ", "error-vms: error body checked"] {
+        assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
+    }
     // The simulator renders the optional fields this is about.
     let vms = std::fs::read_to_string(dir.join("vms.json")).unwrap();
     for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\""] {

@@ -13,8 +13,10 @@ Run by guest-nutanix/tests/sdk_schema.rs in a venv it creates:
 
     v4_sdk.py check-bodies DIR
         Every key of every `<list>.json` in DIR (bodies rendered by the
-        simulator) must exist in the SDK's model of that list: prints each
-        unknown key's path and exits 1 if there is any.
+        simulator) must exist in the SDK's model of that list, and of every
+        `error-<list>.json` (an error answer to that list) in the list
+        response's model (its `data` an ErrorResponse): prints each unknown
+        key's path and exits 1 if there is any.
 
     v4_sdk.py check-paths FILE
         FILE holds {"model": [wire paths]} (the v4 fields the guest reads,
@@ -53,6 +55,11 @@ LISTS = {
     "images": ("vmm.v4.content.ListImagesApiResponse", "vmm.v4.content.Image"),
     "categories": ("prism.v4.config.ListCategoriesApiResponse", "prism.v4.config.Category"),
     "volume_groups": ("volumes.v4.config.ListVolumeGroupsApiResponse", "volumes.v4.config.VolumeGroup"),
+    "iscsi_clients": ("volumes.v4.config.ListIscsiClientsApiResponse", "volumes.v4.config.IscsiClient"),
+    # A volume group's parts.
+    "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
+    "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
+    "external_iscsi_attachments": ("volumes.v4.config.ListExternalIscsiAttachmentsApiResponse", "volumes.v4.config.IscsiClientAttachment"),
 }
 
 PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
@@ -102,7 +109,7 @@ def walk(type_name, value, path, package, unknown):
                 walk(t, value, path, package_of(cls), found)
                 if best is None or len(found) < len(best):
                     best = found
-            unknown.extend(best or [f"{path} (a list where {type_name} allows none)"])
+            unknown.extend([f"{path} (a list where {type_name} allows none)"] if best is None else best)
             return
         wanted = value.get("$objectType") if isinstance(value, dict) else None
         if wanted in cls.discriminator_value_class_map:
@@ -153,6 +160,16 @@ def check_bodies(directory):
     problems = []
     for name in sorted(os.listdir(directory)):
         list_name = name[:-len(".json")]
+        if list_name.startswith("error-") and list_name[len("error-"):] in LISTS:
+            with open(os.path.join(directory, name)) as f:
+                body = json.load(f)
+            found = []
+            walk(LISTS[list_name[len("error-"):]][0], body, list_name, None, found)
+            if not isinstance(body.get("data"), dict) or "error" not in body["data"]:
+                found.append(f"{list_name}/data (not an ErrorResponse)")
+            problems.extend(found)
+            print(f"{list_name}: error body checked")
+            continue
         if not name.endswith(".json") or list_name not in LISTS:
             continue
         with open(os.path.join(directory, name)) as f:
