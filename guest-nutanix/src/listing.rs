@@ -247,7 +247,7 @@ impl Lister {
         let revision = self.revisions.get("volumes").copied().flatten().unwrap_or("v4.0");
         // Their external attachments name iSCSI clients: one list names them all.
         if !raws.is_empty() && self.lookups.iscsi_clients.is_empty() {
-            match c.get_all(out, &v4::at_revision(v4::ISCSI_CLIENTS_PATH, revision)) {
+            match c.get_all(out, &v4::at_revision(v4::ISCSI_CLIENTS_PATH, revision)).map_err(CallError::into_error) {
                 Ok(clients) => clients.iter().for_each(|cl| self.lookups.add_iscsi_client(cl)),
                 Err(e) => out.push_error(kind, format!("the iSCSI client list was not read (external attachments stay unnamed): {}", e.message())),
             }
@@ -262,7 +262,7 @@ impl Lister {
             };
             for (part, key) in v4::VOLUME_GROUP_PARTS {
                 let path = format!("{}/{}/{part}", v4::at_revision(v4::VOLUME_GROUPS_PATH, revision), percent_encode(&id));
-                match c.get_all(out, &path) {
+                match c.get_all(out, &path).map_err(CallError::into_error) {
                     Ok(items) => raw[key] = Value::Array(items),
                     Err(e) => {
                         out.push_error(kind, format!("volume group {id}: its {part} were not read: {}", e.message()));

@@ -217,18 +217,18 @@ impl<'a, T: Transport> Client<'a, T> {
 
     /// One request answered with JSON; a 404 is [`Error::NotFound`].
     pub fn json(&mut self, log: &mut dyn Log, req: &Request) -> Result<Value, Error> {
-        self.call(log, req, |b| serde_json::from_slice::<Value>(b).map_err(|e| format!("invalid or truncated JSON: {e}")))
-            .map_err(CallError::into_error)
+        self.call(log, req, json_body).map_err(CallError::into_error)
     }
 
     /// Every item of a v4 list at `path` (no query), page by page: for the
     /// small lists read whole (clusters and hosts to tell resources apart, a
-    /// volume group's parts).
-    pub fn get_all(&mut self, log: &mut dyn Log, path: &str) -> Result<Vec<Value>, Error> {
+    /// volume group's parts). A 404 stays [`CallError::NotFound`], so the
+    /// caller can tell the gateway's from a service's.
+    pub fn get_all(&mut self, log: &mut dyn Log, path: &str) -> Result<Vec<Value>, CallError> {
         let limit = v4::MAX_LIMIT;
         let mut all = Vec::new();
         for page in 0..1_000u32 {
-            let body = self.json(log, &Request::get(format!("{path}?$page={page}&$limit={limit}")))?;
+            let body = self.call(log, &Request::get(format!("{path}?$page={page}&$limit={limit}")), json_body)?;
             let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
             let n = items.len();
             all.extend(items);
@@ -309,6 +309,11 @@ impl<'a, T: Transport> Client<'a, T> {
             }
         }
     }
+}
+
+/// A 2xx body as JSON.
+pub fn json_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice::<Value>(body).map_err(|e| format!("invalid or truncated JSON: {e}"))
 }
 
 /// The v3 groups API.

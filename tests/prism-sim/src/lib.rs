@@ -773,26 +773,26 @@ pub fn router(state: Arc<SimState>) -> Router {
             );
         }
         router = router
-            .route(&at("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", rev), get(v4_volume_group_part));
+            .route(&at("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", rev), get(v4_volume_group_part))
+            .route(&at("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", rev), get(v4_vm_stats))
+            .route(
+                &at("/api/clustermgmt/v4.0/stats/clusters/{cluster}", rev),
+                get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
+                    v4_node_stats(state, cluster, None, headers, q)
+                }),
+            )
+            .route(
+                &at("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{host}", rev),
+                get(
+                    |State(state): State<Arc<SimState>>,
+                     Path((cluster, host)): Path<(String, String)>,
+                     headers: HeaderMap,
+                     Query(q): Query<std::collections::HashMap<String, String>>| { v4_node_stats(state, cluster, Some(host), headers, q) },
+                ),
+            );
     }
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
-        .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
-        .route(
-            "/api/clustermgmt/v4.0/stats/clusters/{cluster}",
-            get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
-                v4_node_stats(state, cluster, None, headers, q)
-            }),
-        )
-        .route(
-            "/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{host}",
-            get(
-                |State(state): State<Arc<SimState>>,
-                 Path((cluster, host)): Path<(String, String)>,
-                 headers: HeaderMap,
-                 Query(q): Query<std::collections::HashMap<String, String>>| { v4_node_stats(state, cluster, Some(host), headers, q) },
-            ),
-        )
         .route("/api/nutanix/v3/groups", post(v3_groups))
         .route("/api/nutanix/v3/categories/{name}/list", post(v3_category_values))
         .route("/_sim/faults", put(put_faults))
