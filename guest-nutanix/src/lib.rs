@@ -10,17 +10,30 @@
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
 //! - [`costs`]: the rate card, cost tasks (days) and each VM's daily cost
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
-//! - [`metrics`]: the monitoring data source: VM metrics from the v4 stats
-//!   API, aligned per timestamp.
+//! - [`metrics`]: the monitoring data source: VM, host and cluster metrics
+//!   from the v4 stats APIs, aligned per timestamp.
 //! - [`incremental`]: option `incremental`: the VM cache kept in the
-//!   collector's state, its format and when a run must be full.
-//! - [`usage`]: VM usage from the v3 groups API (option `usage`) and the
-//!   Namespace/Metric records over it.
+//!   collector's state, its format and when a run must be full (pure).
+//! - [`usage`]: usage from the v3 groups API (option `usage`) and the
+//!   Namespace/Metric records over it (pure).
 //! - [`heap`]: the component's allocator (free lists per size class in
 //!   front of `talc`).
-//! - [`collect`]: the collection itself (API version per kind, pagination,
-//!   retries, error resources),
-//!   written against the [`Transport`] and [`Sink`] traits below.
+//! - [`prism`]: the Prism Central client every request goes through:
+//!   retries with back-off and `Retry-After`, error bodies, the mapping to
+//!   [`Error`], paging (v3 `offset`/`length`, v4 `$page`/`$limit`, the
+//!   groups API).
+//! - [`server_error`]: Prism's error bodies (v3 envelope, v4
+//!   `ErrorResponse`, the gateway's flat bodies) read into one line, and
+//!   whether the service or the gateway answered.
+//! - [`emission`]: records out to the [`Sink`] in batches, error
+//!   resources, the task's regions, the run's summary.
+//! - [`listing`]: each kind's list through the API the option and the
+//!   endpoint allow, lost pages as error resources.
+//! - [`incremental_vms`]: the VM collection of option `incremental`
+//!   (cache in `state`, changes, full runs).
+//! - [`collect`]: the collector's calls (`init`, `verify`, `get_tasks`,
+//!   `collect`, cost data), written against the [`Transport`] and [`Sink`]
+//!   traits below.
 //! - `component` (wasm32 only): the thin WIT edge. `impl Guest` converts WIT
 //!   types and delegates to the modules above, with the host's imports as
 //!   `Transport` and `Sink`.
@@ -31,12 +44,17 @@
 pub mod collect;
 pub mod config;
 pub mod costs;
+pub mod emission;
 pub mod heap;
 pub mod incremental;
+pub mod incremental_vms;
 pub mod layout;
+pub mod listing;
 pub mod metrics;
 pub mod normalize;
+pub mod prism;
 pub mod record;
+pub mod server_error;
 pub mod usage;
 pub mod v3;
 pub mod v4;
@@ -60,6 +78,37 @@ pub enum Error {
     Timeout(String),
     ResourceExhausted(String),
     Internal(String),
+}
+
+impl Error {
+    /// The same error, its message prefixed with `what` (`"vms list: …"`).
+    pub fn context(self, what: &str) -> Error {
+        let with = |m: String| format!("{what}: {m}");
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(with(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(with(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(with(m)),
+            Error::NotFound(m) => Error::NotFound(with(m)),
+            Error::Unavailable(m) => Error::Unavailable(with(m)),
+            Error::Timeout(m) => Error::Timeout(with(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(with(m)),
+            Error::Internal(m) => Error::Internal(with(m)),
+        }
+    }
+
+    /// The message without its code.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::InvalidArgument(m)
+            | Error::Unauthenticated(m)
+            | Error::PermissionDenied(m)
+            | Error::NotFound(m)
+            | Error::Unavailable(m)
+            | Error::Timeout(m)
+            | Error::ResourceExhausted(m)
+            | Error::Internal(m) => m,
+        }
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -158,7 +207,6 @@ pub enum Flow {
     Stop,
 }
 
-/// Where records and logs go.
 /// The collector's key/value state (WIT `state`), scoped by the host to
 /// this tenant and collector.
 pub trait State {
@@ -183,6 +231,7 @@ impl State for NoState {
     }
 }
 
+/// Where records and logs go.
 pub trait Sink {
     fn emit(&mut self, batch: Vec<Record>) -> Flow;
     fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]);

@@ -69,7 +69,7 @@ fn bad_input_gets_one_line_errors_and_a_failure_exit() {
         (vec!["collect", "--plugin", g, "--endpoint", "ftp://127.0.0.1:9", "--secret", s, "--store", st], "scheme must be http or https"),
         (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", "[1]"], "--options must be a JSON object"),
         // Nothing listens on port 9: unreachable → unavailable.
-        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", r#"{"max_retries":0}"#], "error: collection failed: unavailable: cannot reach http://127.0.0.1:9"),
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", r#"{"max_retries":0}"#], "error: collection failed: unavailable: clusters list failed: GET /api/clustermgmt/v4.2/config/clusters: cannot reach http://127.0.0.1:9"),
     ];
     for (args, expected) in cases {
         let o = cf_host(&args);
