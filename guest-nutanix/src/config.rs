@@ -4,7 +4,7 @@
 //! and never echoes a secret value.
 
 use crate::v3::Kind;
-use crate::Error;
+use crate::error::Error;
 use serde_json::{Map, Value};
 
 pub const DEFAULT_PORT: u16 = 9440;

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: options, secret and task options, validated with field-named errors.
+//! - [`error`]: the collector's expected failures (WIT `collector-error`).
 //! - [`v3`]: the Prism Central v3 wire model (list pages, entities, error bodies).
 //! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
@@ -43,6 +44,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod error;
 pub mod costs;
 pub mod emission;
 pub mod heap;
@@ -67,49 +69,7 @@ pub use record::Record;
 /// Provider name of every record.
 pub const PROVIDER: &str = "nutanix";
 
-/// Expected failures of a collector call; mirrors WIT `collector-error`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    InvalidArgument(String),
-    Unauthenticated(String),
-    PermissionDenied(String),
-    NotFound(String),
-    Unavailable(String),
-    Timeout(String),
-    ResourceExhausted(String),
-    Internal(String),
-}
-
-impl Error {
-    /// The same error, its message prefixed with `what` (`"vms list: …"`).
-    pub fn context(self, what: &str) -> Error {
-        let with = |m: String| format!("{what}: {m}");
-        match self {
-            Error::InvalidArgument(m) => Error::InvalidArgument(with(m)),
-            Error::Unauthenticated(m) => Error::Unauthenticated(with(m)),
-            Error::PermissionDenied(m) => Error::PermissionDenied(with(m)),
-            Error::NotFound(m) => Error::NotFound(with(m)),
-            Error::Unavailable(m) => Error::Unavailable(with(m)),
-            Error::Timeout(m) => Error::Timeout(with(m)),
-            Error::ResourceExhausted(m) => Error::ResourceExhausted(with(m)),
-            Error::Internal(m) => Error::Internal(with(m)),
-        }
-    }
-
-    /// The message without its code.
-    pub fn message(&self) -> &str {
-        match self {
-            Error::InvalidArgument(m)
-            | Error::Unauthenticated(m)
-            | Error::PermissionDenied(m)
-            | Error::NotFound(m)
-            | Error::Unavailable(m)
-            | Error::Timeout(m)
-            | Error::ResourceExhausted(m)
-            | Error::Internal(m) => m,
-        }
-    }
-}
+pub use error::Error;
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -98,9 +98,9 @@ impl CloudForet {
 /// A record as CloudForet's inventory takes it. `data` and `metadata`
 /// travel as JSON text in `json_data` / `json_metadata` (which keeps
 /// integers exact; what 2.x reads first, and what its Python SDK sends),
-/// and with `wire.structs` also as Structs (all 1.12 reads). No field is
+/// and with `wire.structs` also as Structs (all 1.12 reads), with no field
 /// sent as an explicit null (1.12 rejects `instance_size: null`; absent is
-/// what both mean). A Metric's unit is CloudForet's string, and a
+/// what both mean); without, exactly as CloudForet's Python SDK sends them. A Metric's unit is CloudForet's string, and a
 /// Namespace or Metric without a version gets `version` (the plugin's),
 /// so a new plugin version updates the definitions CloudForet keeps.
 /// Takes the record: its strings and raw text move into the message.
@@ -114,9 +114,10 @@ pub fn resource_info(mut r: Record, wire: Wire, version: &str) -> ResourceInfo {
     for (k, v) in raw {
         match (resource_type, k) {
             (ResourceType::CloudService | ResourceType::CloudServiceType, "data" | "metadata") => {
-                if wire.structs {
-                    resource.insert(k.into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
-                }
+                // 2.x: null beside the text, exactly as CloudForet's Python
+                // SDK sends it; otherwise the Struct 1.12 reads.
+                let structured = if wire.structs { serde_json::from_str(v.get()).unwrap_or(Value::Null) } else { Value::Null };
+                resource.insert(k.into(), structured);
                 // The raw text goes out as is: no re-serialization, no copy.
                 resource.insert(format!("json_{k}"), Value::String(Box::<str>::from(v).into_string()));
             }
@@ -133,7 +134,11 @@ pub fn resource_info(mut r: Record, wire: Wire, version: &str) -> ResourceInfo {
     if matches!(resource_type, ResourceType::Namespace | ResourceType::Metric) && !version.is_empty() {
         resource.entry("version").or_insert_with(|| Value::String(version.to_string()));
     }
-    resource.retain(|_, v| !v.is_null());
+    if wire.structs {
+        // 1.12 refuses explicit nulls (`instance_size: null`); absent means
+        // the same to both releases.
+        resource.retain(|_, v| !v.is_null());
+    }
     ResourceInfo {
         state: match state {
             State::Success => resource_info::State::Success as i32,

@@ -34,49 +34,77 @@ pub fn simulator(config: SimConfig) -> Simulator {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The lines it printed while starting (serving, admin API, metrics).
+    pub lines: Vec<String>,
+    /// `http://host:port` of the admin API, when started with `--admin-bind`.
+    pub admin: Option<String>,
+    /// `http://host:port` of the metrics endpoint, with `--metrics-bind`.
+    pub metrics: Option<String>,
 }
 
 impl Server {
-    /// Starts `cf-host serve --bind 127.0.0.1 --port 0` and reads the bound
-    /// address from its first line of output.
+    /// The admin API's token of every test server.
+    pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+    /// `cf-host serve --bind 127.0.0.1 --port 0` for the guest.
     pub fn start() -> Server {
         Server::start_with(&[])
     }
 
     /// [`Server::start`] with more flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        let guest = guest();
+        let mut args = extra.to_vec();
+        args.extend(["--plugin", guest.to_str().expect("a UTF-8 path")]);
+        Server::spawn(&args)
+    }
+
+    /// `cf-host serve --bind 127.0.0.1 --port 0 --no-cache` with `args`;
+    /// reads what it prints while starting: the serving line, then one line
+    /// for each of `--admin-bind` and `--metrics-bind`.
+    pub fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-cache"])
-            .args(extra)
-            .arg("--plugin")
-            .arg(guest())
+            .args(args)
             .env("CF_HOST_LOG", "warn")
+            .env("CF_HOST_ADMIN_TOKEN", Server::ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("cf-host starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read cf-host output");
-        let addr = line
-            .split(" on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok());
+        let extra = args.iter().filter(|a| ["--admin-bind", "--metrics-bind"].contains(a)).count();
+        let mut lines = Vec::new();
+        let mut read = |lines: &mut Vec<String>| {
+            let mut line = String::new();
+            let n = stdout.read_line(&mut line).unwrap_or(0);
+            lines.push(line);
+            n > 0
+        };
+        while read(&mut lines) && !lines.last().is_some_and(|l| l.starts_with("cf-host serving")) {}
+        for _ in 0..extra {
+            read(&mut lines);
+        }
+        let after = |prefix: &str| {
+            lines.iter().find(|l| l.starts_with(prefix)).and_then(|l| l.trim().rsplit(' ').next()).map(|a| format!("http://{a}"))
+        };
+        let serving = lines.iter().find(|l| l.starts_with("cf-host serving")).cloned().unwrap_or_default();
+        let addr = serving.split(" on ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut err);
             }
-            panic!("cf-host serve did not report its address; stdout: {line:?}; stderr: {err}");
+            panic!("cf-host serve did not report its address; stdout: {lines:?}; stderr: {err}");
         };
+        let (admin, metrics) = (after("admin API on"), after("metrics on"));
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         if let Some(mut e) = child.stderr.take() {
             std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::stderr()));
         }
-        Server { child, addr }
+        Server { child, addr, lines, admin, metrics }
     }
 
     pub fn endpoint(&self) -> String {
@@ -86,6 +114,21 @@ impl Server {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `cf-host plugins --admin <this server's admin API> ARGS`.
+    pub fn plugins(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["plugins", "--admin", self.admin.as_deref().expect("started with --admin-bind")])
+            .args(args)
+            .env("CF_HOST_ADMIN_TOKEN", Server::ADMIN_TOKEN)
+            .output()
+            .expect("cf-host plugins runs")
     }
 }
 
