@@ -129,7 +129,8 @@ pub fn definitions(kind: Kind) -> (Namespace, Vec<Metric>) {
         resource_type: ns.resource_type.clone(),
         namespace_id: ns.namespace_id.clone(),
         provider: PROVIDER.into(),
-        unit: json!({"x": unit}),
+        // CloudForet's unit is a string (`Metric.unit` is a StringField).
+        unit: json!(unit),
         query_options: json!({"group_by": group_by, "fields": {"value": {"key": key, "operator": operator}}}),
         tags: Vec::new(),
     };
@@ -199,5 +200,13 @@ mod tests {
         }
         assert_eq!(definitions(Kind::Host).0.resource_type, "inventory.CloudService:nutanix.Compute.Host");
         assert_eq!(definitions(Kind::Cluster).0.resource_type, "inventory.CloudService:nutanix.Cluster.Cluster");
+        // CloudForet stores a Namespace name of at most 40 characters and a
+        // Metric's unit as a string.
+        for kind in KINDS {
+            let (ns, metrics) = definitions(kind);
+            assert!(!ns.name.is_empty() && ns.name.chars().count() <= 40, "{}", ns.name);
+            assert!(metrics.iter().all(|m| m.unit.as_str().is_some_and(|u| ["Count", "Percent", "Count/Second", "Bytes"].contains(&u))), "{metrics:?}");
+            assert!(metrics.iter().all(|m| m.name.chars().count() <= 80));
+        }
     }
 }
