@@ -20,6 +20,7 @@
 use crate::config::{self, ApiChoice, Options, Secret};
 use crate::costs;
 use crate::emission::Emitter;
+use crate::guard;
 use crate::incremental_vms::VmCache;
 use crate::listing::Lister;
 use crate::normalize::{self, ClusterScan, Context};
@@ -193,7 +194,9 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             account: Some(scan.prism_central_uuid.clone().unwrap_or_else(|| self.client.secret.endpoint.host.clone())),
             base_url: self.client.base_url(),
             cluster_names: scan.names,
+            locations: self.client.opts.region_locations.clone(),
         };
+        self.out.locations = ctx.locations.clone();
         self.out.log(
             Level::Info,
             "cluster list read",
@@ -239,7 +242,7 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             if self.out.stopped {
                 break;
             }
-            self.out.push(Record::CloudServiceType(normalize::cloud_service_type(kind)));
+            self.out.push(Record::CloudServiceType(normalize::cloud_service_type(kind, self.client.opts.icon_base_url.as_deref())));
             if kind == Kind::Cluster {
                 for cs in std::mem::take(&mut cluster_services) {
                     match cs {
@@ -261,6 +264,11 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             } else {
                 self.lister.list_services(&mut self.client, &mut self.out, kind, &ctx, None)?;
             }
+        }
+        // Every kind listed: a kind that came back much smaller becomes an
+        // error resource, so nothing is deleted this run.
+        if let (Some(guard), Some(state)) = (self.client.opts.deletion_guard, self.cache.state()) {
+            guard::check(state, &mut self.out, guard, &ctx.base_url, kinds);
         }
         Ok(())
     }
@@ -436,7 +444,7 @@ mod tests {
         assert!(!r.2.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")), "the guest never builds it");
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
-        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(vm.region_code.as_deref(), Some("c1-uuid"));
     }
 
     #[test]
@@ -459,7 +467,7 @@ mod tests {
         let errors: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::Error(e) => Some(e.message.as_str()), _ => None }).collect();
         assert_eq!(sum.errors, 0, "{errors:?}");
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
-        assert_eq!((vm.account.as_deref(), vm.region_code.as_deref()), (Some("pc-uuid"), Some("cluster-a")));
+        assert_eq!((vm.account.as_deref(), vm.region_code.as_deref()), (Some("pc-uuid"), Some("c1-uuid")));
         // The name lookups were asked for and not offered (404): names are left out, nothing fails.
         assert!(t.v4_probes.iter().any(|p| p.starts_with("/api/prism/v4.0/config/categories")), "{:?}", t.v4_probes);
         assert!(t.requests.iter().all(|r| r.0.starts_with("/api/") && r.1.is_null()), "only v4 GETs");
@@ -474,9 +482,9 @@ mod tests {
             c.records.iter().filter_map(|r| match r { Record::Region(g) => Some(g.region_code.clone()), _ => None }).collect()
         };
         let mut s = Collected::default();
-        collect(&mut script(), &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"],"region_codes":["cluster-b"]}"#).unwrap();
+        collect(&mut script(), &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"],"region_codes":["c2-uuid"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine"), vec!["vm-uuid-1"]);
-        assert_eq!(regions(&s), vec!["cluster-b"]);
+        assert_eq!(regions(&s), vec!["c2-uuid"]);
         let mut all = Collected::default();
         collect(&mut script(), &mut all, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
         assert_eq!(services(&all, "VirtualMachine").len(), 3);
@@ -605,7 +613,7 @@ mod tests {
         let mut s = Collected::default();
         collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
         let regions: Vec<_> = s.records.iter().filter_map(|r| match r { Record::Region(r) => Some(r.region_code.clone()), _ => None }).collect();
-        assert_eq!(regions, vec!["cluster-a", "cluster-b"]);
+        assert_eq!(regions, vec!["c1-uuid", "c2-uuid"]);
         assert_eq!(services(&s, "Cluster"), vec!["c1-uuid", "c2-uuid"]);
         let types = s.records.iter().filter(|r| matches!(r, Record::CloudServiceType(_))).count();
         assert_eq!(types, 1);
@@ -801,8 +809,10 @@ mod tests {
         let regions: Vec<(String, Vec<(String, String)>)> =
             s.records.iter().filter_map(|r| match r { Record::Region(g) => Some((g.region_code.clone(), g.tags.clone())), _ => None }).collect();
         let codes: Vec<&str> = regions.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(codes, ["cluster-a", "cluster-b", "cluster-gone"]);
+        assert_eq!(codes, ["c1-uuid", "c2-uuid", "c9-uuid"]);
         assert_eq!(regions[2].1, [("nutanix:cluster_uuid".to_string(), "c9-uuid".to_string())]);
+        let names: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::Region(g) => Some(g.name.as_str()), _ => None }).collect();
+        assert_eq!(names, ["cluster-a", "cluster-b", "cluster-gone"]);
     }
 
     #[test]
@@ -830,5 +840,56 @@ mod tests {
         let m = init("{}").unwrap();
         assert_eq!(m.supported_schedules, vec!["hours"]);
         assert_eq!(m.options_schema["type"], "object");
+    }
+
+    /// The collector's state in memory.
+    #[derive(Default)]
+    struct MemState(std::collections::BTreeMap<String, String>);
+
+    impl State for MemState {
+        fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+            self.0.insert(key.into(), value.into());
+            Ok(())
+        }
+        fn delete(&mut self, key: &str) -> Result<(), String> {
+            self.0.remove(key);
+            Ok(())
+        }
+    }
+
+    /// The deletion guard: the first run keeps its counts; a kind that
+    /// comes back cut short by more than `max_drop` (or empty) is an error
+    /// resource and keeps the old count; a shrink within the share is kept;
+    /// a task of other kinds or regions judges only its own scope.
+    #[test]
+    fn the_deletion_guard_turns_a_short_list_into_an_error() {
+        let mut st = MemState::default();
+        let run = |st: &mut MemState, n: u64, options: &str, task: &str| {
+            let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(vm_page(0, n, n)));
+            let mut s = Collected::default();
+            collect(&mut t, &mut s, st, options, SECRET, task).unwrap();
+            (services(&s, "VirtualMachine").len(), errors(&s))
+        };
+        let v3 = r#"{"api_version": "v3"}"#;
+        let vms = r#"{"resource_kinds":["vms"]}"#;
+        assert_eq!(run(&mut st, 10, v3, vms), (10, vec![]), "the first run has nothing to compare with");
+        assert_eq!(st.0.len(), 1, "{:?}", st.0);
+        let (listed, errs) = run(&mut st, 4, v3, vms);
+        assert_eq!(listed, 4, "what was listed is still emitted");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("deletion guard: 4 vms listed, 10 after the last successful collection (60% fewer, more than the 50%"), "{}", errs[0]);
+        assert_eq!(run(&mut st, 0, v3, vms).1.len(), 1, "to none");
+        assert_eq!(run(&mut st, 6, v3, vms), (6, vec![]), "a drop of 40% (against the 10 kept) is allowed");
+        assert_eq!(run(&mut st, 4, v3, vms).1, Vec::<String>::new(), "and becomes the new count: 6 → 4 is a third");
+        assert_eq!(run(&mut st, 1, r#"{"api_version": "v3", "deletion_guard": {"max_drop": 0.8}}"#, vms).1, Vec::<String>::new(), "a larger max_drop confirms a real drop");
+        assert_eq!(run(&mut st, 0, r#"{"api_version": "v3", "deletion_guard": false}"#, vms).1, Vec::<String>::new(), "off");
+        // A task for one region has counts of its own; a task of hosts leaves the VMs' alone.
+        let before = st.0.clone();
+        assert_eq!(run(&mut st, 1, v3, r#"{"resource_kinds":["vms"],"region_codes":["c2-uuid"]}"#).1, Vec::<String>::new());
+        assert_eq!(st.0.len(), before.len() + 1);
+        assert!(before.iter().all(|(k, v)| st.0.get(k) == Some(v)), "the unlimited scope's count is untouched");
     }
 }

@@ -3,6 +3,7 @@
 //! Every problem is reported as [`Error::InvalidArgument`] naming the field,
 //! and never echoes a secret value.
 
+use crate::console::Locations;
 use crate::v3::Kind;
 use crate::error::Error;
 use serde_json::{Map, Value};
@@ -169,7 +170,31 @@ pub struct Options {
     pub usage: bool,
     /// Incremental VM collection (see [`crate::incremental`]); `None` = off.
     pub incremental: Option<Incremental>,
+    /// Where the types' icons are served (`<url>/<file>.svg`); `None`:
+    /// each icon travels inline as a `data:` URL.
+    pub icon_base_url: Option<String>,
+    /// The Regions' map tags, per cluster.
+    pub region_locations: Locations,
+    /// The deletion guard (see [`crate::guard`]); `None` = off.
+    pub deletion_guard: Option<DeletionGuard>,
 }
+
+/// Option `deletion_guard`: a kind whose count drops by more than
+/// `max_drop` (a share) against its last successful run, or to zero,
+/// becomes an error resource so CloudForet deletes nothing this run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeletionGuard {
+    pub max_drop: f64,
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        DeletionGuard { max_drop: DEFAULT_MAX_DROP }
+    }
+}
+
+/// The share of a kind that may disappear in one run by default.
+pub const DEFAULT_MAX_DROP: f64 = 0.5;
 
 /// Option `incremental`: fetch only the VMs changed since the last run and
 /// re-emit the others from the guest's cache.
@@ -210,6 +235,9 @@ impl Default for Options {
             api_version: ApiChoice::Auto,
             usage: false,
             incremental: None,
+            icon_base_url: None,
+            region_locations: Locations::default(),
+            deletion_guard: Some(DeletionGuard::default()),
         }
     }
 }
@@ -282,6 +310,43 @@ impl Options {
             Some(other) => {
                 return Err(Error::InvalidArgument(format!(
                     "options field 'incremental' must be true, false or {{\"full_every\": runs, \"overlap_s\": seconds}}, got {other}"
+                )));
+            }
+        };
+        o.icon_base_url = match obj.get("icon_base_url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(u)) if u.trim().is_empty() => None,
+            Some(Value::String(u)) => {
+                let u = u.trim();
+                let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
+                if !scheme_ok || u.contains(['?', '#', ' ', '"', '<', '>']) {
+                    return Err(Error::InvalidArgument(format!(
+                        "options field 'icon_base_url' must be an http(s) URL without query or fragment, got {u:?}"
+                    )));
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(other) => return Err(Error::InvalidArgument(format!("options field 'icon_base_url' must be a URL string, got {other}"))),
+        };
+        o.region_locations = Locations::parse(obj.get("region_locations"))?;
+        o.deletion_guard = match obj.get("deletion_guard") {
+            None | Some(Value::Null) | Some(Value::Bool(true)) => Some(DeletionGuard::default()),
+            Some(Value::Bool(false)) => None,
+            Some(Value::Object(m)) => {
+                if let Some(key) = m.keys().find(|k| *k != "max_drop") {
+                    return Err(Error::InvalidArgument(format!("options field 'deletion_guard' has an unknown key '{key}' (expected max_drop)")));
+                }
+                let max_drop = match m.get("max_drop") {
+                    None | Some(Value::Null) => DEFAULT_MAX_DROP,
+                    Some(v) => v.as_f64().filter(|d| (0.0..=1.0).contains(d)).ok_or_else(|| {
+                        Error::InvalidArgument(format!("options field 'deletion_guard.max_drop' must be a share between 0 and 1, got {v}"))
+                    })?,
+                };
+                Some(DeletionGuard { max_drop })
+            }
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'deletion_guard' must be true, false or {{\"max_drop\": share}}, got {other}"
                 )));
             }
         };
@@ -417,6 +482,22 @@ pub fn options_schema() -> Value {
                     "full_every": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 24},
                     "overlap_s": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 3600}
                 }
+            },
+            "icon_base_url": {
+                "type": "string",
+                "title": "Icon base URL",
+                "description": "Where the console loads the resource type icons from (<url>/<type>.svg, the files of guest-nutanix/icons). Empty: each icon is sent inline (a data: URL), which needs no server."
+            },
+            "region_locations": {
+                "type": "object",
+                "title": "Cluster locations",
+                "description": "Places clusters (regions) on the console's map: {\"<cluster name, uuid or *>\": {\"continent\": africa|europe|north_america|south_america|asia_pacific|middle_east, \"latitude\": deg, \"longitude\": deg}}."
+            },
+            "deletion_guard": {
+                "type": ["boolean", "object"], "default": true,
+                "title": "Deletion guard",
+                "description": "A resource kind that shrinks by more than max_drop (share, default 0.5) since its last successful collection, or to none, is reported as an error instead, so CloudForet deletes nothing this run. false turns it off.",
+                "properties": {"max_drop": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_MAX_DROP}}
             },
             "rate_card": {
                 "type": "object",
@@ -574,6 +655,23 @@ mod tests {
         assert!(err(Options::parse(r#"{"page_size":0}"#)).contains("1-500"));
         assert!(err(Options::parse(r#"{"page_size":"x"}"#)).contains("non-negative integer"));
         assert!(err(Options::parse(r#"{"resource_kinds":["vms","disks"]}"#)).contains("unknown kind 'disks'"));
+    }
+
+    #[test]
+    fn console_and_guard_options() {
+        let o = Options::parse(r#"{"icon_base_url": "https://cf.example/icons/", "deletion_guard": {"max_drop": 0.25},
+            "region_locations": {"*": {"continent": "europe", "latitude": 1, "longitude": 2}}}"#).unwrap();
+        assert_eq!(o.icon_base_url.as_deref(), Some("https://cf.example/icons"));
+        assert_eq!(o.deletion_guard, Some(DeletionGuard { max_drop: 0.25 }));
+        assert_eq!(o.region_locations.of("any", None).unwrap().continent, "europe");
+        let d = Options::default();
+        assert_eq!((d.icon_base_url, d.deletion_guard), (None, Some(DeletionGuard { max_drop: DEFAULT_MAX_DROP })));
+        assert_eq!(Options::parse(r#"{"deletion_guard": false}"#).unwrap().deletion_guard, None);
+        assert!(err(Options::parse(r#"{"icon_base_url": "ftp://x"}"#)).contains("icon_base_url"));
+        assert!(err(Options::parse(r#"{"icon_base_url": "https://x/?a=1"}"#)).contains("icon_base_url"));
+        assert!(err(Options::parse(r#"{"deletion_guard": {"max_drop": 2}}"#)).contains("max_drop"));
+        assert!(err(Options::parse(r#"{"deletion_guard": {"share": 0.1}}"#)).contains("unknown key"));
+        assert!(err(Options::parse(r#"{"region_locations": {"a": {"continent": "atlantis", "latitude": 0, "longitude": 0}}}"#)).contains("continent"));
     }
 
     #[test]

@@ -366,7 +366,8 @@ pub fn vm_costs(vm: &CloudService, card: &RateCard, billed_date: &str) -> Vec<Co
         num("memory_mib") / 1024.0,
         num("disk_total_bytes") / GIB,
     );
-    let cluster = vm.region_code.as_deref();
+    // Rates are set per cluster name (the region code is the cluster's uuid).
+    let cluster = vm.data.pointer("/cluster/name").and_then(Value::as_str).or(vm.region_code.as_deref());
     let (rates, source) = card.rates_for(cluster, &vm.tags);
     let lines = [
         (

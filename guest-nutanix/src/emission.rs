@@ -4,6 +4,7 @@
 //! VM with kind `vm_disks`, its disks as resources of their own on the way
 //! out. Once the host says stop, nothing more is emitted.
 
+use crate::console::Locations;
 use crate::normalize;
 use crate::prism::Log;
 use crate::record::{CloudService, ErrorResource, Record};
@@ -41,6 +42,12 @@ pub struct Emitter<'a, S> {
     seen: HashMap<String, HashMap<String, String>>,
     /// Region codes emitted this run.
     regions_out: BTreeSet<String>,
+    /// Option `region_locations`, for the Regions made here.
+    pub locations: Locations,
+    /// CloudServices emitted this run, per type (after the task's regions).
+    services: HashMap<String, u64>,
+    /// Error resources emitted this run, per type.
+    errors: HashMap<String, u64>,
 }
 
 impl<'a, S: Sink> Emitter<'a, S> {
@@ -56,7 +63,20 @@ impl<'a, S: Sink> Emitter<'a, S> {
             vms_out: true,
             seen: HashMap::new(),
             regions_out: BTreeSet::new(),
+            locations: Locations::default(),
+            services: HashMap::new(),
+            errors: HashMap::new(),
         }
+    }
+
+    /// CloudServices of type `ty` emitted this run.
+    pub fn services_of(&self, ty: &str) -> u64 {
+        self.services.get(ty).copied().unwrap_or(0)
+    }
+
+    /// Error resources of type `ty` emitted this run.
+    pub fn errors_of(&self, ty: &str) -> u64 {
+        self.errors.get(ty).copied().unwrap_or(0)
     }
 
     pub fn push(&mut self, r: Record) {
@@ -69,8 +89,13 @@ impl<'a, S: Sink> Emitter<'a, S> {
             // One Region per code.
             return;
         }
-        if r.is_error() {
-            self.summary.errors += 1;
+        match &r {
+            Record::Error(e) => {
+                self.summary.errors += 1;
+                *self.errors.entry(e.cloud_service_type.clone()).or_default() += 1;
+            }
+            Record::CloudService(cs) => *self.services.entry(cs.cloud_service_type.clone()).or_default() += 1,
+            _ => {}
         }
         self.summary.emitted += 1;
         self.buffer.push(r);
@@ -156,7 +181,7 @@ impl<'a, S: Sink> Emitter<'a, S> {
     fn with_region(&mut self, cs: &CloudService) {
         if let Some(code) = cs.region_code.as_deref()
             && !self.regions_out.contains(code)
-            && let Some(region) = normalize::region_of_service(cs)
+            && let Some(region) = normalize::region_of_service(cs, &self.locations)
         {
             self.push(Record::Region(region));
         }

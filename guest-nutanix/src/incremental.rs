@@ -85,7 +85,7 @@ impl Keys {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
@@ -237,7 +237,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn ctx() -> Context {
-        Context { account: Some("pc".into()), base_url: "https://pc:9440".into(), cluster_names: BTreeMap::from([("c1".into(), "one".into())]) }
+        Context { account: Some("pc".into()), base_url: "https://pc:9440".into(), cluster_names: BTreeMap::from([("c1".into(), "one".into())]), ..Context::default() }
     }
 
     fn manifest() -> Manifest {

@@ -77,6 +77,14 @@ impl<'s> VmCache<'s> {
         VmCache { state, keys: Keys::new("") }
     }
 
+    /// The collector's state (the deletion guard keeps its counts there too).
+    pub fn state(&mut self) -> Option<&mut dyn State> {
+        match &mut self.state {
+            Some(s) => Some(&mut **s),
+            None => None,
+        }
+    }
+
     /// VMs with option `incremental`: from the cache and the changes when
     /// it can be trusted, fully (refilling the cache) otherwise.
     pub fn collect_vms<T: Transport, S: Sink>(&mut self, c: &mut Client<'_, T>, lister: &mut Lister, out: &mut Emitter<'_, S>, ctx: &Context) -> Result<(), Error> {

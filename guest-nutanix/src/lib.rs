@@ -8,6 +8,12 @@
 //! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
 //! - [`normalize`]: v3 entities → CloudForet records (pure functions).
+//! - [`console`]: what CloudForet's console makes of the records: label
+//!   vocabulary, primary/major types, icons (`icons/`), region map tags,
+//!   the Server page's fields (pure).
+//! - [`guard`]: the deletion guard: a kind that came back much smaller
+//!   than in its last successful run becomes an error resource (counts in
+//!   the collector's `state`).
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
 //! - [`costs`]: the rate card, cost tasks (days) and each VM's daily cost
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
@@ -44,6 +50,8 @@
 
 pub mod collect;
 pub mod config;
+pub mod console;
+pub mod guard;
 pub mod error;
 pub mod costs;
 pub mod emission;

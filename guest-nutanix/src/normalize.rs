@@ -8,11 +8,15 @@
 //! | subnet  | Networking / Subnet       | the subnet's cluster |
 //! | image   | Storage / Image           | first cluster holding it |
 //!
-//! Region code = the Prism Element cluster's name; the Prism Central
-//! pseudo-cluster (service `PRISM_CENTRAL`) is not a region. A raw entity
+//! Region code = the Prism Element cluster's uuid (unique across Prism
+//! Centrals, unlike cluster names), region name = the cluster's name; the
+//! Prism Central pseudo-cluster (service `PRISM_CENTRAL`) is not a region.
+//! Labels, primary/major, icons, region map tags and the Server page's
+//! fields follow [`crate::console`]. A raw entity
 //! that cannot be normalized yields an error message naming the entity, which
 //! the collector turns into an ErrorResource.
 
+use crate::console::{self, Locations};
 use crate::layout;
 use crate::record::{CloudService, CloudServiceType, Region};
 use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Item, Kind, ProjectResources, Ref, SubnetResources, VmResources, VolumeGroupResources};
@@ -31,6 +35,8 @@ pub struct Context {
     pub base_url: String,
     /// Cluster uuid → name, to resolve references that carry only a uuid.
     pub cluster_names: BTreeMap<String, String>,
+    /// Option `region_locations`: the Regions' map tags.
+    pub locations: Locations,
 }
 
 /// CloudForet group and type of a kind.
@@ -49,54 +55,54 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
     }
 }
 
-/// The CloudServiceType of a kind, with its dynamic layout.
-pub fn cloud_service_type(kind: Kind) -> CloudServiceType {
+/// The CloudServiceType of a kind, with its dynamic layout, the console's
+/// labels and primary/major ([`console::type_rules`]) and its icon (under
+/// option `icon_base_url`, else inline).
+pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServiceType {
     let (group, name) = group_and_type(kind);
-    let (metadata, service_code, is_primary, is_major) = match kind {
-        Kind::Vm => (layout::vm(), "ahv", true, true),
-        Kind::Host => (layout::host(), "ahv", false, true),
-        Kind::Cluster => (layout::cluster(), "aos", false, true),
-        Kind::Subnet => (layout::subnet(), "ahv", false, false),
-        Kind::Image => (layout::image(), "ahv", false, false),
-        Kind::VolumeGroup => (layout::volume_group(), "aos", false, false),
-        Kind::Project => (layout::project(), "calm", false, false),
-        Kind::Category => (layout::category(), "prism", false, false),
-        Kind::StorageContainer => (layout::storage_container(), "aos", false, false),
-        Kind::VmDisk => (layout::vm_disk(), "ahv", false, false),
+    let (metadata, service_code) = match kind {
+        Kind::Vm => (layout::vm(), "ahv"),
+        Kind::Host => (layout::host(), "ahv"),
+        Kind::Cluster => (layout::cluster(), "aos"),
+        Kind::Subnet => (layout::subnet(), "ahv"),
+        Kind::Image => (layout::image(), "ahv"),
+        Kind::VolumeGroup => (layout::volume_group(), "aos"),
+        Kind::Project => (layout::project(), "calm"),
+        Kind::Category => (layout::category(), "prism"),
+        Kind::StorageContainer => (layout::storage_container(), "aos"),
+        Kind::VmDisk => (layout::vm_disk(), "ahv"),
     };
+    let rules = console::type_rules(kind);
     CloudServiceType {
         name: name.to_string(),
         group: group.to_string(),
         provider: PROVIDER.to_string(),
         service_code: Some(service_code.to_string()),
-        is_primary,
-        is_major,
-        labels: vec![group.to_string()],
-        tags: Vec::new(),
+        is_primary: rules.is_primary,
+        is_major: rules.is_major,
+        labels: rules.labels.iter().map(|l| l.to_string()).collect(),
+        tags: vec![(console::ICON_TAG.to_string(), console::icon_url(kind, icon_base_url))],
         metadata,
     }
 }
 
-/// A Region for a Prism Element cluster.
-pub fn region(name: &str, uuid: &str) -> Region {
-    Region {
-        name: name.to_string(),
-        region_code: name.to_string(),
-        provider: PROVIDER.to_string(),
-        tags: vec![("nutanix:cluster_uuid".to_string(), uuid.to_string())],
+/// A Region for a Prism Element cluster: coded by its uuid, named by its
+/// name, on the map where option `region_locations` places it.
+pub fn region(name: &str, uuid: &str, locations: &Locations) -> Region {
+    let mut tags = vec![("nutanix:cluster_uuid".to_string(), uuid.to_string())];
+    if let Some(loc) = locations.of(name, Some(uuid)) {
+        tags.extend(loc.tags());
     }
+    Region { name: name.to_string(), region_code: uuid.to_string(), provider: PROVIDER.to_string(), tags }
 }
 
-/// The Region of a region code a resource carries (its cluster's name)
-/// that the cluster list did not yield: tagged with the cluster's uuid
-/// when the resource names it.
-pub fn region_of_service(cs: &CloudService) -> Option<Region> {
+/// The Region of a region code a resource carries (its cluster's uuid)
+/// that the cluster list did not yield: named by the cluster's name when
+/// the resource has it.
+pub fn region_of_service(cs: &CloudService, locations: &Locations) -> Option<Region> {
     let code = cs.region_code.as_deref()?;
-    let uuid = cs.data.pointer("/cluster/uuid").and_then(Value::as_str).filter(|u| !u.is_empty());
-    Some(match uuid {
-        Some(u) => region(code, u),
-        None => Region { name: code.to_string(), region_code: code.to_string(), provider: PROVIDER.to_string(), tags: Vec::new() },
-    })
+    let name = cs.data.pointer("/cluster/name").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or(code);
+    Some(region(name, code, locations))
 }
 
 /// The kind whose records have this CloudForet type.
@@ -168,12 +174,17 @@ fn cluster_ref(ctx: &Context, r: &Option<Ref>) -> Value {
     }
 }
 
+/// The region code of a cluster reference: its uuid (looked up by name
+/// when the reference has none; the name itself when the cluster list does
+/// not know it either).
 fn region_of(ctx: &Context, r: &Option<Ref>) -> Option<String> {
     let r = r.as_ref()?;
-    r.name
-        .clone()
-        .or_else(|| r.uuid.as_ref().and_then(|u| ctx.cluster_names.get(u).cloned()))
+    r.uuid.clone().filter(|u| !u.is_empty()).or_else(|| {
+        let name = r.name.as_ref()?;
+        ctx.cluster_names.iter().find(|(_, n)| *n == name).map(|(u, _)| u.clone()).or_else(|| Some(name.clone()))
+    })
 }
+
 
 fn ref_json(r: &Option<Ref>) -> Value {
     match r {
@@ -318,9 +329,22 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     if let Some(on) = r.vtpm_config.as_ref().and_then(|t| t.vtpm_enabled) {
         data["vtpm_enabled"] = json!(on);
     }
+    // The fields CloudForet's Server page shows (as its other collectors
+    // fill them: memory in GiB, state RUNNING/STOPPED).
+    let itype = instance_type(vcpus, memory_mib);
+    let guest_os = r.guest_tools.as_ref().and_then(|g| g.pointer("/nutanix_guest_tools/guest_os_version").or_else(|| g.get("guestOsVersion"))).and_then(Value::as_str);
+    data["hardware"] = json!({"core": vcpus, "memory": memory_mib as f64 / 1024.0});
+    data["os"] = console::vm_os(guest_os, r.machine_type.as_deref());
+    data["compute"] = json!({
+        "instance_id": uuid,
+        "instance_state": console::instance_state(r.power_state.as_deref()),
+        "instance_type": itype,
+        "az": data["cluster"]["name"],
+    });
+    data["primary_ip_address"] = json!(ips.first());
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Vm, name, uuid, region, data);
-    cs.instance_type = Some(instance_type(vcpus, memory_mib));
+    cs.instance_type = Some(itype);
     cs.instance_size = Some(f64::from(vcpus));
     cs.ip_addresses = ips;
     cs.tags = tags(&e.metadata.categories);
@@ -369,8 +393,8 @@ pub fn cluster(ctx: &Context, raw: impl Into<Item>) -> Result<Option<(CloudServi
         "created_at": e.metadata.creation_time,
         "updated_at": e.metadata.last_update_time,
     });
-    let reg = region(&name, &uuid);
-    let mut cs = service(ctx, Kind::Cluster, name.clone(), uuid, Some(name), data);
+    let reg = region(&name, &uuid, &ctx.locations);
+    let mut cs = service(ctx, Kind::Cluster, name, uuid.clone(), Some(uuid), data);
     cs.ip_addresses = network.and_then(|n| n.external_ip.clone()).into_iter().collect();
     cs.tags = tags(&e.metadata.categories);
     cs.launched_at = e.metadata.creation_time.clone();
@@ -384,7 +408,7 @@ pub fn host(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String>
     let r = &e.status.resources;
     let hv = r.hypervisor.as_ref();
     let cvm_ip = r.controller_vm.as_ref().and_then(|c| c.ip.clone());
-    let data = json!({
+    let mut data = json!({
         "uuid": uuid,
         "name": name,
         "state": e.status.state,
@@ -411,6 +435,13 @@ pub fn host(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String>
         "created_at": e.metadata.creation_time,
         "updated_at": e.metadata.last_update_time,
     });
+    // The Server page's fields. Prism reports no power state of a host:
+    // its instance_state stays null.
+    let hv_ip = hv.and_then(|h| h.ip.clone());
+    data["hardware"] = json!({"core": r.num_cpu_cores, "memory": r.memory_capacity_mib.map(|m| m as f64 / 1024.0)});
+    data["os"] = console::host_os(hv.and_then(|h| h.hypervisor_full_name.as_deref()));
+    data["compute"] = json!({"instance_id": uuid, "instance_state": Value::Null, "instance_type": r.cpu_model, "az": data["cluster"]["name"]});
+    data["primary_ip_address"] = json!(hv_ip.as_ref().or(cvm_ip.as_ref()));
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Host, name, uuid, region, data);
     cs.ip_addresses = hv.and_then(|h| h.ip.clone()).into_iter().chain(cvm_ip).collect();
@@ -485,6 +516,8 @@ pub fn image(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String
         .and_then(|c| region_of(ctx, &Some(c.clone())));
     let mut cs = service(ctx, Kind::Image, name, uuid, region, data);
     cs.instance_type = r.image_type.clone();
+    // Bytes: the console's Storage Size sums them.
+    cs.instance_size = r.size_bytes.map(|b| b as f64);
     cs.tags = tags(&e.metadata.categories);
     cs.launched_at = e.metadata.creation_time.clone();
     Ok(cs)
@@ -528,7 +561,7 @@ pub fn volume_group(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService,
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::VolumeGroup, name, uuid, region, data);
     cs.instance_type = r.sharing_status.clone();
-    cs.instance_size = Some(size as f64 / (1024.0 * MIB as f64));
+    cs.instance_size = Some(size as f64);
     cs.tags = tags(&e.metadata.categories);
     cs.launched_at = e.metadata.creation_time.clone();
     Ok(cs)
@@ -571,7 +604,9 @@ pub fn disks_of(vm: &CloudService) -> Vec<CloudService> {
                 account: vm.account.clone(),
                 region_code: vm.region_code.clone(),
                 instance_type: text("device_type"),
-                instance_size: size.map(|b| b as f64 / (1u64 << 30) as f64),
+                // Bytes, for Storage Size: a CD-ROM's size is the image
+                // it holds, counted with the images already.
+                instance_size: size.filter(|_| text("device_type").as_deref() != Some("CDROM")).map(|b| b as f64),
                 ip_addresses: Vec::new(),
                 tags: vm.tags.clone(),
                 resource_id: uuid,
@@ -595,6 +630,7 @@ pub fn storage_container(ctx: &Context, raw: impl Into<Item>) -> Result<CloudSer
     let flag = |k: &str| v.get(k).and_then(Value::as_bool);
     let cluster = text("clusterExtId");
     let cluster_name = text("clusterName").or_else(|| cluster.as_ref().and_then(|c| ctx.cluster_names.get(c).cloned()));
+    let region = region_of(ctx, &Some(Ref { uuid: cluster.clone(), name: cluster_name.clone() }));
     let rf = v.get("replicationFactor").and_then(Value::as_u64);
     let capacity = bytes("maxCapacityBytes");
     let data = json!({
@@ -615,9 +651,9 @@ pub fn storage_container(ctx: &Context, raw: impl Into<Item>) -> Result<CloudSer
         "marked_for_removal": flag("isMarkedForRemoval"),
         "internal": flag("isInternal"),
     });
-    let mut cs = service(ctx, Kind::StorageContainer, name, uuid, cluster_name, data);
+    let mut cs = service(ctx, Kind::StorageContainer, name, uuid, region, data);
     cs.instance_type = rf.map(|rf| format!("RF{rf}"));
-    cs.instance_size = capacity.map(|b| b as f64 / (1u64 << 30) as f64);
+    cs.instance_size = capacity.map(|b| b as f64);
     Ok(cs)
 }
 
@@ -759,6 +795,7 @@ mod tests {
             account: scan.prism_central_uuid.clone(),
             base_url: "https://pc.example:9440".into(),
             cluster_names: scan.names,
+            locations: Locations::default(),
         }
     }
 
@@ -777,7 +814,7 @@ mod tests {
         assert_eq!(vm.cloud_service_group, "Compute");
         assert_eq!(vm.cloud_service_type, "VirtualMachine");
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
-        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(vm.region_code.as_deref(), Some("c1-uuid"), "a region is coded by its cluster's uuid");
         // 2 sockets × 2 vCPUs, 16 GiB.
         assert_eq!(vm.instance_type.as_deref(), Some("4vCPU-16GiB"));
         assert_eq!(vm.instance_size, Some(4.0));
@@ -809,8 +846,8 @@ mod tests {
         assert_eq!((big.cloud_service_group.as_str(), big.cloud_service_type.as_str()), ("Storage", "Disk"));
         assert_eq!(big.resource_id, d["disks"][1]["uuid"].as_str().unwrap());
         assert_eq!(big.data["vm"], json!({"uuid": vm.resource_id, "name": "db-01"}));
-        assert_eq!((big.region_code.as_deref(), big.account.as_deref()), (Some("cluster-a"), Some("pc-uuid-0000")));
-        assert_eq!(big.instance_size, Some(100.0));
+        assert_eq!((big.region_code.as_deref(), big.account.as_deref()), (Some("c1-uuid"), Some("pc-uuid-0000")));
+        assert_eq!(big.instance_size, Some(107_374_182_400.0), "bytes, as Storage Size sums them");
         assert_eq!(big.tags, vm.tags);
         assert_eq!(big.external_link, vm.external_link, "a disk has no page of its own: its VM's");
         assert!(big.name.starts_with("db-01 "), "{}", big.name);
@@ -830,7 +867,7 @@ mod tests {
         assert!(vm.ip_addresses.is_empty());
         assert!(vm.tags.is_empty());
         // Only a cluster uuid: name resolved from the cluster list.
-        assert_eq!(vm.region_code.as_deref(), Some("cluster-b"));
+        assert_eq!(vm.region_code.as_deref(), Some("c2-uuid"));
         assert_eq!(vm.instance_type.as_deref(), Some("1vCPU-0.5GiB"));
         assert_eq!(vm.data["description"], Value::Null);
     }
@@ -857,11 +894,11 @@ mod tests {
         let (cs, region) = out[1].clone().unwrap();
         assert_eq!(cs.name, "cluster-a");
         assert_eq!(cs.cloud_service_group, "Cluster");
-        assert_eq!(cs.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(cs.region_code.as_deref(), Some("c1-uuid"));
         assert_eq!(cs.data["aos_version"], "6.5.2");
         assert_eq!(cs.data["num_nodes"], 3);
         assert_eq!(cs.data["hypervisor_types"], json!(["AHV"]));
-        assert_eq!(region.region_code, "cluster-a");
+        assert_eq!((region.region_code.as_str(), region.name.as_str()), ("c1-uuid", "cluster-a"));
         assert_eq!(region.provider, "nutanix");
         assert_eq!(c.account.as_deref(), Some("pc-uuid-0000"));
     }
@@ -871,7 +908,7 @@ mod tests {
         let c = ctx();
         let h = host(&c, entities("hosts")[0].clone()).unwrap();
         assert_eq!(h.cloud_service_type, "Host");
-        assert_eq!(h.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(h.region_code.as_deref(), Some("c1-uuid"));
         assert_eq!(h.ip_addresses, vec!["10.0.0.2", "10.0.0.3"]);
         assert_eq!(h.data["memory_mib"], 524288);
         assert_eq!(h.instance_size, Some(16.0));
@@ -879,12 +916,13 @@ mod tests {
         let s = subnet(&c, entities("subnets")[0].clone()).unwrap();
         assert_eq!(s.data["network"], "10.0.1.0/24");
         assert_eq!(s.data["vlan_id"], 20);
-        assert_eq!(s.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(s.region_code.as_deref(), Some("c1-uuid"));
 
         let i = image(&c, entities("images")[0].clone()).unwrap();
         assert_eq!(i.cloud_service_group, "Storage");
         assert_eq!(i.data["size_bytes"], 2_361_393_152u64);
-        assert_eq!(i.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(i.region_code.as_deref(), Some("c1-uuid"));
+        assert_eq!(i.instance_size, Some(2_361_393_152.0));
         let i2 = image(&c, entities("images")[1].clone()).unwrap();
         assert_eq!(i2.region_code, None);
     }
@@ -904,8 +942,8 @@ mod tests {
         let cs = service_of(Kind::StorageContainer, &c, raw).unwrap();
         assert_eq!((cs.cloud_service_group.as_str(), cs.cloud_service_type.as_str()), ("Storage", "StorageContainer"));
         assert_eq!((cs.name.as_str(), cs.resource_id.as_str()), ("default-container", "sc-1"));
-        assert_eq!(cs.region_code.as_deref(), Some(cluster.1.as_str()));
-        assert_eq!((cs.instance_type.as_deref(), cs.instance_size), (Some("RF2"), Some(2048.0)));
+        assert_eq!(cs.region_code.as_deref(), Some(cluster.0.as_str()));
+        assert_eq!((cs.instance_type.as_deref(), cs.instance_size), (Some("RF2"), Some(2_199_023_255_552.0)));
         assert_eq!(cs.data["cluster"], json!({"uuid": cluster.0, "name": cluster.1}));
         assert_eq!((cs.data["compression"].clone(), cs.data["erasure_code"].clone()), (json!(true), json!("OFF")));
         assert_eq!(cs.data["advertised_bytes"], Value::Null);
@@ -934,9 +972,9 @@ mod tests {
         let cs = service_of(Kind::VolumeGroup, &c, raw).unwrap();
         assert_eq!((cs.cloud_service_group.as_str(), cs.cloud_service_type.as_str()), ("Storage", "VolumeGroup"));
         assert_eq!((cs.name.as_str(), cs.resource_id.as_str()), ("oracle-data", "vg-uuid-1"));
-        assert_eq!(cs.region_code.as_deref(), Some(cluster.1.as_str()));
+        assert_eq!(cs.region_code.as_deref(), Some(cluster.0.as_str()));
         assert_eq!(cs.data["size_bytes"], json!(30u64 * 1024 * 1024 * 1024));
-        assert_eq!(cs.instance_size, Some(30.0));
+        assert_eq!(cs.instance_size, Some(30.0 * 1024.0 * 1024.0 * 1024.0));
         assert_eq!(cs.data["disk_count"], 2);
         assert_eq!(cs.data["disks"][1]["storage_container_uuid"], Value::Null);
         assert_eq!(cs.data["attached_vms"], json!([{"uuid": "vm-1", "name": "db-1"}]));
@@ -990,15 +1028,67 @@ mod tests {
 
     #[test]
     fn types_match_sdk_wire_shape() {
-        let t = cloud_service_type(Kind::Vm);
+        let t = cloud_service_type(Kind::Vm, None);
         assert_eq!((t.name.as_str(), t.group.as_str(), t.provider.as_str()), ("VirtualMachine", "Compute", "nutanix"));
         assert!(t.is_primary && t.is_major);
-        assert_eq!(t.labels, vec!["Compute"]);
+        assert_eq!(t.labels, vec!["Compute", "Server"]);
         for k in Kind::ALL {
-            let t = cloud_service_type(k);
+            let t = cloud_service_type(k, None);
             let (g, n) = group_and_type(k);
             assert_eq!((t.group.as_str(), t.name.as_str()), (g, n));
             assert!(t.metadata["view"]["table"]["layout"]["options"]["fields"].as_array().unwrap().len() >= 4);
+        }
+    }
+
+    /// The console's rules on every type and record (console.rs has the
+    /// table; this checks the records follow it): labels from the
+    /// vocabulary, `Server` on VMs and hosts with the Server page's fields,
+    /// an icon on every type, storage sizes in bytes, regions coded by
+    /// cluster uuid (two Prism Centrals' clusters of one name stay apart)
+    /// and placed by option `region_locations`.
+    #[test]
+    fn records_follow_the_console_rules() {
+        for k in Kind::ALL {
+            let t = cloud_service_type(k, Some("https://cf.example/nutanix-icons"));
+            assert!(t.labels.iter().all(|l| console::LABELS.contains(&l.as_str())), "{k:?}: {:?}", t.labels);
+            let icon = t.tags.iter().find(|(key, _)| key == console::ICON_TAG).map(|(_, v)| v.as_str()).unwrap();
+            assert_eq!(icon, format!("https://cf.example/nutanix-icons/{}", console::icon(k).0));
+            assert_eq!(t.labels.iter().any(|l| l == "Server"), matches!(k, Kind::Vm | Kind::Host), "{k:?}");
+        }
+        let storage_primary: Vec<Kind> = Kind::ALL.into_iter().filter(|k| { let t = cloud_service_type(*k, None); t.is_primary && t.labels.contains(&"Storage".to_string()) }).collect();
+        assert_eq!(storage_primary, [Kind::Image, Kind::VolumeGroup, Kind::VmDisk]);
+
+        let c = ctx();
+        let vm = vm(&c, entities("vms")[0].clone()).unwrap();
+        assert_eq!(vm.data["hardware"], json!({"core": 4, "memory": 16.0}));
+        assert_eq!(vm.data["compute"]["instance_state"], "RUNNING");
+        assert_eq!(vm.data["compute"]["instance_id"], vm.resource_id.as_str());
+        assert_eq!(vm.data["compute"]["instance_type"], "4vCPU-16GiB");
+        assert_eq!(vm.data["compute"]["az"], "cluster-a");
+        assert_eq!(vm.data["primary_ip_address"], "10.0.0.11");
+        assert!(vm.data["os"].is_object());
+        let mut with_os = entities("vms")[0].clone();
+        with_os["status"]["resources"]["guest_tools"] = json!({"nutanix_guest_tools": {"guest_os_version": "Linux:64:Ubuntu 22.04"}});
+        with_os["status"]["resources"]["machine_type"] = json!("PC");
+        assert_eq!(super::vm(&c, with_os).unwrap().data["os"], json!({"os_type": "LINUX", "os_distro": "Ubuntu 22.04", "os_arch": "x86_64"}));
+        let off = super::vm(&c, entities("vms")[1].clone()).unwrap();
+        assert_eq!((off.data["compute"]["instance_state"].as_str(), off.data["primary_ip_address"].as_str()), (Some("STOPPED"), None));
+        let h = host(&c, entities("hosts")[0].clone()).unwrap();
+        assert_eq!(h.data["hardware"], json!({"core": 16, "memory": 512.0}));
+        assert_eq!(h.data["primary_ip_address"], "10.0.0.2");
+        assert_eq!(h.data["compute"]["az"], "cluster-a");
+
+        // Two Prism Centrals, each with a cluster named cluster-a.
+        let raw = |uuid: &str| json!({"metadata": {"uuid": uuid}, "status": {"name": "cluster-a", "resources": {"config": {"service_list": ["AOS"]}}}});
+        let (_, r1) = cluster(&c, raw("pc1-cluster")).unwrap().unwrap();
+        let (_, r2) = cluster(&c, raw("pc2-cluster")).unwrap().unwrap();
+        assert_ne!(r1.region_code, r2.region_code);
+        assert_eq!((r1.name.as_str(), r2.name.as_str()), ("cluster-a", "cluster-a"));
+        assert!(r1.tags.iter().all(|(k, _)| k == "nutanix:cluster_uuid"), "no location without the option: {:?}", r1.tags);
+        let located = Context { locations: Locations::parse(Some(&json!({"cluster-a": {"continent": "europe", "latitude": 47.37, "longitude": 8.54}}))).unwrap(), ..c };
+        let (_, r) = cluster(&located, raw("pc1-cluster")).unwrap().unwrap();
+        for (k, v) in [("continent", "europe"), ("latitude", "47.37"), ("longitude", "8.54")] {
+            assert!(r.tags.contains(&(k.to_string(), v.to_string())), "{k}: {:?}", r.tags);
         }
     }
 }

@@ -592,7 +592,7 @@ mod tests {
     }
 
     fn ctx() -> crate::normalize::Context {
-        crate::normalize::Context { account: Some("pc".into()), base_url: "https://pc:9440".into(), cluster_names: [("cl-1".to_string(), "pe-1".to_string())].into() }
+        crate::normalize::Context { account: Some("pc".into()), base_url: "https://pc:9440".into(), cluster_names: [("cl-1".to_string(), "pe-1".to_string())].into(), ..Default::default() }
     }
 
     /// What real v4 VMs carry beyond the basics: CD-ROMs (a disk each, typed

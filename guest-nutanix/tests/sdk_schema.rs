@@ -191,13 +191,15 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
     let mut scan = ClusterScan::default();
     let clusters: Vec<Value> = items(&body(&dir, "clusters")).iter().map(|c| v4::to_v3(Kind::Cluster, c, &Lookups::default()).unwrap()).collect();
     clusters.iter().for_each(|c| scan.observe(c));
-    let ctx = Context { account: scan.prism_central_uuid.clone(), base_url: "https://pc:9440".into(), cluster_names: scan.names.clone() };
+    let ctx = Context { account: scan.prism_central_uuid.clone(), base_url: "https://pc:9440".into(), cluster_names: scan.names.clone(), ..Context::default() };
+    // Region codes are cluster uuids.
+    let cluster_a = scan.names.iter().find(|(_, n)| *n == "cluster-a").map(|(u, _)| u.clone()).expect("cluster-a");
     assert_eq!(ctx.account.as_deref(), Some("0005f0e1-0000-4000-8000-00000000a0c1"));
     let normalized: Vec<_> = clusters.into_iter().filter_map(|c| normalize::cluster(&ctx, c).unwrap()).collect();
     for f in facts["clusters"].as_array().unwrap() {
         let (cs, region) = normalized.iter().find(|(cs, _)| cs.resource_id == f["uuid"]).expect("cluster");
         assert_eq!((json!(cs.name), cs.data["aos_version"].clone(), cs.data["external_ip"].clone(), cs.data["num_nodes"].clone()), (f["name"].clone(), f["aos_version"].clone(), f["external_ip"].clone(), f["num_nodes"].clone()));
-        assert_eq!(json!(region.region_code), f["name"]);
+        assert_eq!((json!(region.region_code), json!(region.name)), (f["uuid"].clone(), f["name"].clone()));
     }
 
     let mut lk = Lookups::default();
@@ -220,7 +222,7 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
             assert_eq!(d["host"]["name"], "cluster-a-node-1", "{who}: the host named from the host list");
         }
         assert_eq!(d["cluster"]["uuid"], f["cluster"], "{who}");
-        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"), "{who}");
+        assert_eq!(vm.region_code.as_deref(), Some(cluster_a.as_str()), "{who}");
         let drives: Vec<Value> = d["disks"].as_array().unwrap().iter().map(|x| json!([x["uuid"], x["device_type"], x["adapter_type"], x["device_index"], x["size_bytes"]])).collect();
         assert_eq!(json!(drives), f["disks"], "{who}: disks and CD-ROMs");
         assert_eq!(d["disk_total_bytes"], f["disk_total_bytes"], "{who}");
@@ -241,7 +243,7 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
         let h = service(Kind::Host, raw);
         assert_eq!((h.data["cpu_frequency_hz"].clone(), h.data["cpu_capacity_hz"].clone()), (f["cpu_frequency_hz"].clone(), f["cpu_capacity_hz"].clone()));
         assert_eq!((h.data["num_cpu_cores"].clone(), h.data["memory_mib"].clone(), json!(h.ip_addresses)), (f["num_cpu_cores"].clone(), f["memory_mib"].clone(), f["ips"].clone()));
-        assert_eq!(h.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(h.region_code.as_deref(), Some(cluster_a.as_str()));
     }
     for (raw, f) in items(&body(&dir, "storage_containers")).iter().zip(facts["storage_containers"].as_array().unwrap()) {
         let c = service(Kind::StorageContainer, raw);
@@ -254,7 +256,7 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
     for (raw, f) in items(&body(&dir, "images")).iter().zip(facts["images"].as_array().unwrap()) {
         let i = service(Kind::Image, raw);
         assert_eq!((json!(i.name), i.data["size_bytes"].clone(), i.data["image_type"].clone()), (f["name"].clone(), f["size_bytes"].clone(), f["image_type"].clone()));
-        assert_eq!(i.region_code.as_deref(), Some("cluster-a"));
+        assert_eq!(i.region_code.as_deref(), Some(cluster_a.as_str()));
     }
     for (raw, f) in items(&body(&dir, "categories")).iter().zip(facts["categories"].as_array().unwrap()) {
         assert_eq!(json!(service(Kind::Category, raw).resource_id), f["uuid"]);

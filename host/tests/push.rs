@@ -497,7 +497,8 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     assert_eq!(vm["project_id"], "project-nutanix");
     assert!(vm["reference"]["resource_id"].as_str().is_some_and(|s| s.len() == 36), "{vm}");
     assert!(vm["data"]["power_state"].is_string() && vm["data"]["num_sockets"].is_number(), "{vm}");
-    assert_eq!(vm["region_code"], "cluster-a", "{vm}");
+    assert_eq!(vm["data"]["cluster"]["name"], "cluster-a", "{vm}");
+    assert!(vm["region_code"].as_str().is_some_and(|c| c.len() == 36), "coded by the cluster's uuid: {vm}");
     assert_eq!(vm["tags"]["Environment"], "Production", "{vm}");
     let n = state["notifications"].as_array().unwrap();
     assert_eq!(n.len(), 2);

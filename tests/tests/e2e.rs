@@ -85,7 +85,7 @@ fn normalizes_specific_vms_exactly() {
     assert_eq!(vm["cloud_service_type"], "VirtualMachine");
     assert_eq!(vm["instance_type"], "8vCPU-8GiB");
     assert_eq!(vm["instance_size"], 8.0);
-    assert_eq!(vm["region_code"], "cluster-a");
+    assert_eq!(vm["region_code"], prism_sim::estate::uuid("cluster", 0).as_str(), "coded by the cluster's uuid");
     assert_eq!(vm["account"], sim.state.estate().prism_central_uuid().as_str());
     assert_eq!(vm["ip_addresses"], json!(["10.10.1.5"]));
     assert_eq!(vm["tags"], json!({"Environment": "Dev"}));
@@ -126,7 +126,8 @@ fn normalizes_specific_vms_exactly() {
         assert_eq!(vm["name"], f.name.as_str());
         assert_eq!(vm["instance_size"], f64::from(vcpus), "vm {i}");
         assert_eq!(vm["data"]["memory_mib"], f.memory_mib, "vm {i}");
-        assert_eq!(vm["region_code"], cluster_name(f.cluster).as_str(), "vm {i}");
+        assert_eq!(vm["region_code"], prism_sim::estate::uuid("cluster", f.cluster).as_str(), "vm {i}");
+        assert_eq!(vm["data"]["cluster"]["name"], cluster_name(f.cluster).as_str(), "vm {i}");
         assert_eq!(vm["ip_addresses"], json!(f.ips), "vm {i}");
         let tags: serde_json::Map<String, Value> = f.categories.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         assert_eq!(vm["tags"], Value::Object(tags), "vm {i}");

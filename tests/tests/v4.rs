@@ -175,7 +175,7 @@ fn volume_groups_come_on_request_through_v3() {
     let names = [prism_sim::estate::vm_facts(&cfg, 0).name, prism_sim::estate::vm_facts(&cfg, 1).name];
     assert_eq!(attached, names);
     assert_eq!(data["cluster"]["name"], prism_sim::estate::cluster_name(0));
-    assert_eq!(vg0["region_code"], prism_sim::estate::cluster_name(0));
+    assert_eq!(vg0["region_code"], prism_sim::estate::uuid("cluster", 0));
     assert_eq!(vg0["instance_type"], "SHARED");
     let types = records.iter().filter(|r| r.resource_type == cf_host::record::ResourceType::CloudServiceType).count();
     assert_eq!(types, 2, "VirtualMachine and VolumeGroup");
@@ -270,7 +270,7 @@ fn storage_containers_come_through_v4_only() {
         let id = w["containerExtId"].as_str().unwrap();
         let g = got.iter().find(|g| g["reference"]["resource_id"] == id).unwrap_or_else(|| panic!("{id} missing"));
         assert_eq!(g["name"], w["name"]);
-        assert_eq!(g["region_code"], w["clusterName"]);
+        assert_eq!(g["region_code"], w["clusterExtId"]);
         assert_eq!(g["data"]["max_capacity_bytes"], w["maxCapacityBytes"]);
         assert_eq!(g["data"]["internal"], w["isInternal"]);
         assert_eq!(g["instance_type"], "RF2");
