@@ -176,3 +176,139 @@ fn cloudforet_failures_delete_nothing_and_are_not_retried() {
         assert!(out["verify"]["error"]["message"].as_str().is_some_and(|m| m.contains("cannot reach")), "{cf}: the message survives: {}", out["verify"]);
     }
 }
+
+/// What the simulator's estate holds, read from its own entities (not
+/// through the guest): servers (VMs and hosts) and the bytes the storage
+/// kinds hold (images, the VMs' disks other than CD-ROMs, volume groups'
+/// disks).
+fn estate_totals(f: &Fixture) -> (u64, u64) {
+    let e = f.sim.state.estate();
+    let servers = (e.vms.len() + e.hosts.len()) as u64;
+    let n = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let images: u64 = e.images.iter().map(|i| n(i, "/status/resources/size_bytes")).sum();
+    let vm_disks: u64 = e
+        .vms
+        .iter()
+        .flat_map(|v| v["status"]["resources"]["disk_list"].as_array().cloned().unwrap_or_default())
+        .filter(|d| d.pointer("/device_properties/device_type").and_then(Value::as_str) != Some("CDROM"))
+        .map(|d| n(&d, "/disk_size_bytes"))
+        .sum();
+    let vg_disks: u64 = e
+        .volume_groups
+        .iter()
+        .flat_map(|g| g["status"]["resources"]["disk_list"].as_array().cloned().unwrap_or_default())
+        .map(|d| n(&d, "/disk_size_mib") * 1024 * 1024)
+        .sum();
+    assert!(images > 0 && vm_disks > 0 && vg_disks > 0, "the estate has every storage kind");
+    (servers, images + vm_disks + vg_disks)
+}
+
+/// The sum of `value` over a managed metric's rows, as CloudForet's own
+/// query (`MetricManager.analyze_resource`) computed it on the fixture's
+/// database, and over the MetricData its job stored.
+fn managed_metric(out: &Value, id: &str) -> (f64, f64) {
+    let a = &out["metric_queries"]["analyze"][id];
+    assert_eq!(a["ok"], true, "{id}: {a}");
+    let analyzed = a["results"].as_array().unwrap_or_else(|| panic!("{id}: {a}")).iter().map(|r| r["value"].as_f64().unwrap_or(0.0)).sum();
+    let stored = out["metric_queries"]["metric_data"][id]["sum"].as_f64().unwrap_or(-1.0);
+    (analyzed, stored)
+}
+
+/// A tag of a stored record, whichever form CloudForet stored it in
+/// (a map, or a list of `{key, value}`).
+fn tag<'a>(tags: &'a Value, key: &str) -> Option<&'a Value> {
+    tags.get(key).or_else(|| tags.as_array()?.iter().find(|t| t["key"] == key).map(|t| &t["value"]))
+}
+
+/// The console's rules, checked on what CloudForet 2.x stored, and
+/// CloudForet's own managed metrics (the home page's Server Count and
+/// Storage Size, `managed_resource/metric/*.yaml`) evaluated on it: they
+/// equal the simulator's servers and storage bytes.
+#[test]
+fn cloudforet_console_rules_and_managed_metrics() {
+    let f = fixture(Default::default());
+    let kinds = ["clusters", "hosts", "vms", "subnets", "images", "volume_groups", "projects", "categories", "storage_containers", "vm_disks"];
+    let options = json!({"resource_kinds": kinds, "region_locations": {"*": {"continent": "europe", "latitude": 47.37, "longitude": 8.54}}});
+    let out = f.run("2", &["--runs", "1", "--managed-metrics", "--options", &options.to_string()]);
+    let run = &out["runs"][0];
+    assert_eq!(run["job"]["status"], "SUCCESS", "{:?}", errors_of(run));
+    assert_eq!(out["managed_metrics_install"]["ok"], true, "{}", out["managed_metrics_install"]);
+    assert_stored_as_emitted(&out, &f.emitted(options));
+
+    let vocabulary = ["Server", "Compute", "Container", "Database", "Networking", "Storage", "Security", "Analytics", "Application Integration", "Management"];
+    let types = out["cloud_service_types"].as_array().unwrap();
+    assert_eq!(types.len(), kinds.len(), "{types:?}");
+    for t in types {
+        let labels: Vec<&str> = t["labels"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(!labels.is_empty() && labels.iter().all(|l| vocabulary.contains(l)), "{t}");
+        let icon = tag(&t["tags"], "spaceone:icon").and_then(Value::as_str).unwrap_or_default();
+        assert!(icon.starts_with("data:image/svg+xml;base64,"), "every type has its icon: {t}");
+        let server = matches!(t["name"].as_str(), Some("VirtualMachine" | "Host"));
+        assert_eq!(labels.contains(&"Server"), server, "{t}");
+        if server {
+            assert_eq!(t["is_primary"], true, "{t}");
+        }
+    }
+    assert!(types.iter().any(|t| t["is_primary"] == true && t["labels"].as_array().unwrap().contains(&json!("Storage"))), "a primary storage type");
+    let regions = out["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 2, "{regions:?}");
+    for r in regions {
+        assert_ne!(r["region_code"], r["name"], "coded by the cluster's uuid, named by its name: {r}");
+        assert_eq!(tag(&r["tags"], "continent"), Some(&json!("europe")), "{r}");
+        assert!(tag(&r["tags"], "latitude").is_some() && tag(&r["tags"], "longitude").is_some(), "{r}");
+    }
+    for vm in out["cloud_service_samples"]["by_type"]["Compute/VirtualMachine"].as_array().unwrap() {
+        let d = &vm["data"];
+        assert!(d["hardware"]["core"].as_u64().is_some_and(|c| c > 0) && d["hardware"]["memory"].as_f64().is_some(), "{d}");
+        assert!(["RUNNING", "STOPPED"].contains(&d["compute"]["instance_state"].as_str().unwrap_or_default()), "{d}");
+        assert!(d["os"].is_object() && d.get("primary_ip_address").is_some() && vm["instance_type"].is_string(), "{vm}");
+    }
+
+    let (servers, bytes) = estate_totals(&f);
+    let (analyzed, stored) = managed_metric(&out, "metric-managed-server-count");
+    assert_eq!((analyzed, stored), (servers as f64, servers as f64), "Server Count = the simulator's VMs and hosts");
+    let (analyzed, stored) = managed_metric(&out, "metric-managed-storage-size");
+    assert_eq!((analyzed, stored), (bytes as f64, bytes as f64), "Storage Size = the simulator's storage bytes");
+}
+
+/// The deletion guard through CloudForet's own inventory (both releases):
+/// a run whose VM list comes back cut short without any error (the
+/// simulator's `cut_lists`) ends FAILURE and deletes nothing; a run that
+/// shrinks within `max_drop` succeeds, and CloudForet deletes the missing
+/// VMs on its third successful miss, as it would without the guard.
+#[test]
+fn cloudforet_deletion_guard_stops_false_deletions_only() {
+    for cf in ["2", "1.12"] {
+        let f = fixture(Default::default());
+        let vms = f.sim.state.estate().vms.len() as u64;
+        let faults = format!("{}/_sim/faults", f.sim.url());
+        let cut = |n: u64| json!([{"method": "PUT", "url": faults, "body": {"cut_lists": {"vms": n}}}]);
+        let plan = json!([
+            {"label": "full"},
+            {"label": "cut short", "http_before": cut(3)},
+            {"label": "shrunk 1", "http_before": cut(vms - 2)},
+            {"label": "shrunk 2"},
+            {"label": "shrunk 3"},
+        ]);
+        let out = f.run(cf, &["--per-run", &plan.to_string(), "--options", &json!({"deletion_guard": {"max_drop": 0.5}}).to_string()]);
+        let runs = out["runs"].as_array().unwrap();
+        let vm_count = |r: &Value| active(&r["counts"]["cloud_services_by_type"]["Compute/VirtualMachine"]);
+        assert_eq!(runs[0]["job"]["status"], "SUCCESS", "{cf}: {:?}", errors_of(&runs[0]));
+        assert_eq!(vm_count(&runs[0]), vms);
+
+        let short = &runs[1];
+        assert_eq!(short["job"]["status"], "FAILURE", "{cf}");
+        let errors = errors_of(short);
+        assert!(errors.len() == 1 && errors[0].starts_with("ERROR_PLUGIN") && errors[0].contains(&format!("deletion guard: 3 vms listed, {vms} after")), "{cf}: {errors:?}");
+        assert_eq!((short["deleted_since_previous_run"].as_u64(), vm_count(short)), (Some(0), vms), "{cf}: nothing deleted");
+        let disconnected: u64 = short["job_tasks"].as_array().unwrap().iter().map(|t| t["disconnected_count"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(disconnected, 0, "{cf}: no miss counted");
+
+        for (i, r) in runs.iter().enumerate().skip(2) {
+            assert_eq!(r["job"]["status"], "SUCCESS", "{cf} run {i}: {:?}", errors_of(r));
+        }
+        assert_eq!((runs[2]["deleted_since_previous_run"].as_u64(), runs[3]["deleted_since_previous_run"].as_u64()), (Some(0), Some(0)), "{cf}");
+        assert_eq!(runs[4]["deleted_since_previous_run"].as_u64(), Some(2), "{cf}: the third successful miss deletes");
+        assert_eq!(vm_count(&runs[4]), vms - 2, "{cf}");
+    }
+}

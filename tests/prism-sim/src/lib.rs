@@ -12,8 +12,9 @@
 //!   (`{state: "ERROR", code, message_list: [{message, reason, details}]}`,
 //!   `details` on a 4xx), and fault switches ([`Faults`]): latency, a 5xx
 //!   rate, 429 with `Retry-After` every Nth call, truncated bodies, failures
-//!   (any status, in the API's own error shape) pinned to given pages, and
-//!   v4 lists the gateway does not serve.
+//!   (any status, in the API's own error shape) pinned to given pages,
+//!   v4 lists the gateway does not serve, and lists cut short without any
+//!   error (`cut_lists`).
 //! - v4 lists at each revision of [`SimConfig::v4_revisions`] (`v4.0` by
 //!   default, as pc.2024.3); other revisions and unknown paths get the
 //!   gateway's 404 (`{"message": "The requested URL was not found"}`), v4
@@ -100,6 +101,20 @@ pub struct Faults {
     /// Central without that API does.
     #[serde(default)]
     pub v4_absent: Vec<String>,
+    /// Lists (`vms`, ...) that answer, v3 and v4 alike, as if only their
+    /// first N entities existed (`total_matches` N): a list cut short
+    /// without any error, as a server that loses entities without saying
+    /// so, or a wrong filter, would answer.
+    #[serde(default)]
+    pub cut_lists: BTreeMap<String, u64>,
+}
+
+impl SimState {
+    /// The length a list is cut to (fault `cut_lists`), if it is.
+    fn cut(&self, kind: &str) -> Option<usize> {
+        let f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        f.cut_lists.get(kind).map(|n| usize::try_from(*n).unwrap_or(usize::MAX))
+    }
 }
 
 /// Simulator settings.
@@ -374,6 +389,10 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         }
         Err(e) => return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}"))),
     };
+    let entities = match state.cut(kind) {
+        Some(n) => &entities[..n.min(entities.len())],
+        None => entities,
+    };
     let counted_as = if filter.is_some() { format!("{kind}?filter") } else { kind.to_string() };
     let (latency, fault) = state.decide_fault(kind, &counted_as, offset);
     let total = entities.len() as u64;
@@ -548,7 +567,7 @@ async fn v4_list(
         Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40001", &e),
     };
     let q = match v4::ListQuery::parse(list, query.get("$filter").map(String::as_str), query.get("$select").map(String::as_str)) {
-        Ok(q) => q,
+        Ok(q) => v4::ListQuery { cut: state.cut(list), ..q },
         Err(e) => return v4_error(StatusCode::BAD_REQUEST, "PRISM-40003", &e),
     };
     let counted_as = match (&q.updated_since, q.ext_id_only) {

@@ -316,6 +316,8 @@ pub struct ListQuery {
     /// (seconds since the epoch, inclusive)
     pub updated_since: Option<(i64, bool)>,
     pub ext_id_only: bool,
+    /// Only the first N entities exist (fault `cut_lists`).
+    pub cut: Option<usize>,
 }
 
 impl ListQuery {
@@ -349,6 +351,10 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             &filtered
         }
         None => estate.list(list).unwrap_or_default(),
+    };
+    let all = match q.cut {
+        Some(n) => &all[..n.min(all.len())],
+        None => all,
     };
     let items: Vec<Value> = match list {
         "categories" => categories(estate)

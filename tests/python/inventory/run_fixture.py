@@ -25,7 +25,8 @@ Scenarios (--scenario):
                    ones DELETED.
 --per-run '[{"options": {...}, "secret": {...}, "hours": 6}, ...]' gives each
 run's overrides explicitly (merged over --options / --secret) and replaces the
-scenario's run list.
+scenario's run list. A run's "http_before": [{"method": "PUT", "url": ...,
+"body": {...}}] are sent before it (e.g. a simulator's fault switches).
 """
 
 import argparse
@@ -122,6 +123,7 @@ def run_plan(args, secret: dict, options: dict) -> list:
                     "secret": merged(secret, spec.get("secret")),
                     "hours": spec.get("hours", 0 if i == 0 else args.hours_between_runs),
                     "label": spec.get("label", f"run {i + 1}"),
+                    "http_before": spec.get("http_before", []),
                 }
             )
         return plan
@@ -452,6 +454,21 @@ def evaluate_metrics(domain_id: str) -> dict:
     return out
 
 
+def send_http(req: dict) -> dict:
+    """One request of a run's "http_before" (a loopback control endpoint)."""
+    import urllib.request
+
+    body = req.get("body")
+    data = None if body is None else json.dumps(body).encode()
+    r = urllib.request.Request(req["url"], data=data, method=req.get("method", "PUT"))
+    r.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return {"url": req["url"], "status": resp.status}
+    except Exception as e:
+        return {"url": req["url"], "error": str(e)}
+
+
 # ------------------------------------------------------------------- main --
 
 
@@ -606,6 +623,7 @@ def main(argv=None) -> int:
         env.CLOCK.advance(step["hours"])
         fakes.secret_data = copy.deepcopy(step["secret"])
         run = {"run": i + 1, "label": step["label"], "clock_hours": env.CLOCK.hours()}
+        run["http_before"] = [send_http(r) for r in step.get("http_before", [])]
         if step["options"] != current_options:
             upd = call(
                 "CollectorService.update_plugin",
