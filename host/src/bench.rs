@@ -411,6 +411,8 @@ async fn serve_stream(plugin_path: &std::path::Path, sim: &prism_sim::Simulator)
 /// (`inventory.CloudService`, about 1 KB of `data` each) applied in
 /// batches of 100 through [`crate::store::Store::apply`] into a new store
 /// in `dir`, a first run, an unchanged run and a run with 1 % changed.
+/// Their ids come in no order, as the simulator's uuids do, so match keys
+/// land at random places in their index.
 /// Only the `apply` calls are timed (building the records is not).
 pub fn store_only(n: usize, dir: &std::path::Path) -> Result<Vec<Phase>, String> {
     use crate::record::ResourceType;
@@ -419,7 +421,9 @@ pub fn store_only(n: usize, dir: &std::path::Path) -> Result<Vec<Phase>, String>
     let db = dir.join(format!("bench-store-{n}-{}.db", std::process::id()));
     let store = Store::open(&db)?;
     let record = |i: usize, power: &str| {
-        let id = format!("00000000-0000-4000-8000-{i:012}");
+        // Ids in no order, as uuids are: an odd multiplier is a bijection
+        // modulo 2^48.
+        let id = format!("00000000-0000-4000-8000-{:012x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF);
         let resource = json!({
             "name": format!("vm-{i:07}"), "provider": "nutanix", "cloud_service_group": "Compute",
             "cloud_service_type": "VirtualMachine", "account": "00000000-0000-4000-8000-pc0000000001",
