@@ -14,24 +14,25 @@
 /// serves: the descriptor set is kept for reflection and the services use
 /// the host's codec (`grpc::codec`: a message that does not decode is an
 /// invalid argument).
+/// Files served for reflection beside every protocol's own: health, under
+/// its canonical file name (tonic-health serves the service itself).
+const REFLECTION_EXTRAS: &[&str] = &["proto/grpc/health/v1/health.proto"];
+
 fn compile(protos: &[&str], descriptor: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
-    for p in protos {
+    for p in protos.iter().chain(REFLECTION_EXTRAS) {
         println!("cargo:rerun-if-changed={p}");
     }
-    let fds = protox::Compiler::new(["proto"])?
-        .include_imports(true)
-        .include_source_info(true)
-        .open_files(protos)?
-        .file_descriptor_set();
-    if let Some(name) = descriptor {
-        let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-        std::fs::write(out.join(name), prost::Message::encode_to_vec(&fds))?;
-    }
+    let fds = |files: &[&str]| -> Result<prost_types::FileDescriptorSet, Box<dyn std::error::Error>> {
+        Ok(protox::Compiler::new(["proto"])?.include_imports(true).include_source_info(true).open_files(files)?.file_descriptor_set())
+    };
     let mut build = tonic_prost_build::configure().build_client(true).build_server(true);
-    if descriptor.is_some() {
+    if let Some(name) = descriptor {
+        let files: Vec<&str> = protos.iter().chain(REFLECTION_EXTRAS).copied().collect();
+        let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+        std::fs::write(out.join(name), prost::Message::encode_to_vec(&fds(&files)?))?;
         build = build.codec_path("crate::grpc::codec::Codec");
     }
-    build.compile_fds(fds)?;
+    build.compile_fds(fds(protos)?)?;
     Ok(())
 }
 
@@ -65,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compile(
         &[
             "proto/spaceone/api/cost_analysis/v1/cost.proto",
+            "proto/spaceone/api/identity/v2/endpoint.proto",
             "proto/spaceone/api/identity/v2/token.proto",
             "proto/spaceone/api/identity/v2/schema.proto",
             "proto/spaceone/api/inventory/v1/cloud_service.proto",

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: options, secret and task options, validated with field-named errors.
+//! - [`error`]: the collector's expected failures (WIT `collector-error`).
 //! - [`v3`]: the Prism Central v3 wire model (list pages, entities, error bodies).
 //! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
@@ -10,17 +11,30 @@
 //! - [`layout`]: the dynamic layouts of each CloudServiceType (console views).
 //! - [`costs`]: the rate card, cost tasks (days) and each VM's daily cost
 //!   lines (pure functions; `collect::cost_data` lists the VMs).
-//! - [`metrics`]: the monitoring data source: VM metrics from the v4 stats
-//!   API, aligned per timestamp.
+//! - [`metrics`]: the monitoring data source: VM, host and cluster metrics
+//!   from the v4 stats APIs, aligned per timestamp.
 //! - [`incremental`]: option `incremental`: the VM cache kept in the
-//!   collector's state, its format and when a run must be full.
-//! - [`usage`]: VM usage from the v3 groups API (option `usage`) and the
-//!   Namespace/Metric records over it.
+//!   collector's state, its format and when a run must be full (pure).
+//! - [`usage`]: usage from the v3 groups API (option `usage`) and the
+//!   Namespace/Metric records over it (pure).
 //! - [`heap`]: the component's allocator (free lists per size class in
 //!   front of `talc`).
-//! - [`collect`]: the collection itself (API version per kind, pagination,
-//!   retries, error resources),
-//!   written against the [`Transport`] and [`Sink`] traits below.
+//! - [`prism`]: the Prism Central client every request goes through:
+//!   retries with back-off and `Retry-After`, error bodies, the mapping to
+//!   [`Error`], paging (v3 `offset`/`length`, v4 `$page`/`$limit`, the
+//!   groups API).
+//! - [`server_error`]: Prism's error bodies (v3 envelope, v4
+//!   `ErrorResponse`, the gateway's flat bodies) read into one line, and
+//!   whether the service or the gateway answered.
+//! - [`emission`]: records out to the [`Sink`] in batches, error
+//!   resources, the task's regions, the run's summary.
+//! - [`listing`]: each kind's list through the API the option and the
+//!   endpoint allow, lost pages as error resources.
+//! - [`incremental_vms`]: the VM collection of option `incremental`
+//!   (cache in `state`, changes, full runs).
+//! - [`collect`]: the collector's calls (`init`, `verify`, `get_tasks`,
+//!   `collect`, cost data), written against the [`Transport`] and [`Sink`]
+//!   traits below.
 //! - `component` (wasm32 only): the thin WIT edge. `impl Guest` converts WIT
 //!   types and delegates to the modules above, with the host's imports as
 //!   `Transport` and `Sink`.
@@ -30,13 +44,19 @@
 
 pub mod collect;
 pub mod config;
+pub mod error;
 pub mod costs;
+pub mod emission;
 pub mod heap;
 pub mod incremental;
+pub mod incremental_vms;
 pub mod layout;
+pub mod listing;
 pub mod metrics;
 pub mod normalize;
+pub mod prism;
 pub mod record;
+pub mod server_error;
 pub mod usage;
 pub mod v3;
 pub mod v4;
@@ -49,23 +69,13 @@ pub use record::Record;
 /// Provider name of every record.
 pub const PROVIDER: &str = "nutanix";
 
-/// Expected failures of a collector call; mirrors WIT `collector-error`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    InvalidArgument(String),
-    Unauthenticated(String),
-    PermissionDenied(String),
-    NotFound(String),
-    Unavailable(String),
-    Timeout(String),
-    ResourceExhausted(String),
-    Internal(String),
-}
+pub use error::Error;
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (code, msg) = match self {
             Error::InvalidArgument(m) => ("invalid argument", m),
+            Error::MissingParameter(m) => ("missing parameter", m),
             Error::Unauthenticated(m) => ("unauthenticated", m),
             Error::PermissionDenied(m) => ("permission denied", m),
             Error::NotFound(m) => ("not found", m),
@@ -139,6 +149,11 @@ impl std::fmt::Display for TransportError {
 /// Outbound HTTP plus waiting (for retry back-off).
 pub trait Transport {
     fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError>;
+    /// Requests the host may perform concurrently; the answers in order.
+    /// One after another unless the transport can do better.
+    fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        reqs.into_iter().map(|r| self.send(r)).collect()
+    }
     fn sleep_ms(&mut self, ms: u64);
 }
 
@@ -158,7 +173,6 @@ pub enum Flow {
     Stop,
 }
 
-/// Where records and logs go.
 /// The collector's key/value state (WIT `state`), scoped by the host to
 /// this tenant and collector.
 pub trait State {
@@ -183,6 +197,7 @@ impl State for NoState {
     }
 }
 
+/// Where records and logs go.
 pub trait Sink {
     fn emit(&mut self, batch: Vec<Record>) -> Flow;
     fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]);

@@ -16,10 +16,13 @@
 //! - `get_data`: one stats call per VM (at most [`MAX_RESOURCES`]), retried
 //!   like list pages; the answer's timestamps become the labels, one value
 //!   per label and VM (`null` where a VM has none, e.g. powered off).
+//! - each call finds the v4 revision of a namespace (`vmm`, `clustermgmt`)
+//!   on its first request there, newest first, as collections do.
 
-use crate::collect::{backoff_ms, retry_after_ms};
 use crate::config::{Options, Secret};
-use crate::{Error, HttpRequest, Method, Transport, TransportError};
+use crate::prism::{json_body, CallError, Client, Quiet, Request};
+use crate::v4;
+use crate::{Error, Transport};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -172,13 +175,42 @@ fn resources(query: &str, what: &str) -> Result<Map<String, Value>, Error> {
 const CLUSTERS_PATH: &str = "/api/clustermgmt/v4.0/config/clusters";
 const HOSTS_PATH: &str = "/api/clustermgmt/v4.0/config/hosts";
 
+/// The v4 revision each namespace serves, found on its first request of a
+/// call, newest first ([`v4::REVISIONS`]: the gateway's 404 moves on to the
+/// next), and kept for the rest of the call.
+#[derive(Default)]
+struct Revisions(BTreeMap<String, &'static str>);
+
+impl Revisions {
+    /// `attempt` at `path` (written at `v4.0`) at the namespace's revision.
+    fn first<T>(&mut self, path: &str, mut attempt: impl FnMut(&str) -> Result<T, CallError>) -> Result<T, Error> {
+        let ns = v4::namespace(path).to_string();
+        let candidates: Vec<&'static str> = match self.0.get(&ns) {
+            Some(r) => vec![*r],
+            None => v4::REVISIONS.to_vec(),
+        };
+        let mut last = String::new();
+        for revision in candidates {
+            match attempt(&v4::at_revision(path, revision)) {
+                Ok(v) => {
+                    self.0.insert(ns, revision);
+                    return Ok(v);
+                }
+                Err(CallError::NotFound { gateway: true, message }) => last = message,
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        Err(Error::NotFound(format!("this Prism Central serves {path} at none of {} ({last})", v4::REVISIONS.join(", "))))
+    }
+}
+
 /// Which of `ids` are clusters or hosts (with their cluster), from the v4
 /// cluster and host lists; the rest are VMs.
-fn targets<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, ids: impl Iterator<Item = String>) -> Result<Vec<(String, Target)>, Error> {
-    let base = secret.endpoint.base_url();
+fn targets<T: Transport>(c: &mut Client<'_, T>, ids: impl Iterator<Item = String>) -> Result<Vec<(String, Target)>, Error> {
     let mut nodes: BTreeMap<String, Target> = BTreeMap::new();
+    let mut revisions = Revisions::default();
     for (path, hosts) in [(CLUSTERS_PATH, false), (HOSTS_PATH, true)] {
-        for item in get_all(t, opts, secret, &format!("{base}{path}"))? {
+        for item in revisions.first(path, |at| c.get_all(&mut Quiet, at))? {
             let Some(id) = item.get("extId").and_then(Value::as_str) else { continue };
             let target = if hosts {
                 match item.pointer("/cluster/uuid").and_then(Value::as_str) {
@@ -205,7 +237,7 @@ pub fn list<T: Transport>(t: &mut T, options: &str, secret: &str, query: &str) -
     let opts = Options::parse(options)?;
     let secret = Secret::parse(secret)?;
     let ids = resources(query, "query")?;
-    let targets = targets(t, &opts, &secret, ids.into_iter().map(|(id, _)| id))?;
+    let targets = targets(&mut Client::new(t, opts, secret), ids.into_iter().map(|(id, _)| id))?;
     Ok(METRICS
         .iter()
         .filter_map(|m| {
@@ -277,15 +309,16 @@ pub fn get_data<T: Transport>(
         return Err(Error::InvalidArgument(format!("period {period} is not 30-86400 seconds")));
     }
     let stat = stat_type(stat)?;
-    let base = secret.endpoint.base_url();
+    let mut c = Client::new(t, opts, secret);
+    let mut revisions = Revisions::default();
+    let mut get = |path: &str, query: &str| revisions.first(path, |at| c.call(&mut Quiet, &Request::get(format!("{at}?{query}")), json_body));
     let window = format!("$startTime={start}&$endTime={end}&$samplingInterval={period}&$statType={stat}");
     let mut per_vm: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for (id, hint) in &ids {
         let target = Target::from_hint(hint, id, "metric_query")?;
         let mut points = BTreeMap::new();
         if target == Target::Vm {
-            let url = format!("{base}/api/vmm/v4.0/ahv/stats/vms/{id}?{window}&$select=stats/{}", def.field);
-            let body = call_json(t, &opts, &secret, Method::Get, &url, None)?;
+            let body = get(&format!("/api/vmm/v4.0/ahv/stats/vms/{id}"), &format!("{window}&$select=stats/{}", def.field))?;
             for s in body.pointer("/data/stats").and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get(def.field).and_then(Value::as_f64)) {
                     points.insert(ts.to_string(), v * def.scale);
@@ -297,7 +330,7 @@ pub fn get_data<T: Transport>(
                 Target::Host { cluster } => format!("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{id}"),
                 _ => format!("/api/clustermgmt/v4.0/stats/clusters/{id}"),
             };
-            let body = call_json(t, &opts, &secret, Method::Get, &format!("{base}{path}?{window}&$select={field}"), None)?;
+            let body = get(&path, &format!("{window}&$select={field}"))?;
             // clustermgmt stats: each field a list of {timestamp, value}.
             for s in body.pointer(&format!("/data/{field}")).and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(v)) = (s.get("timestamp").and_then(Value::as_str), s.get("value").and_then(Value::as_f64)) {
@@ -312,88 +345,31 @@ pub fn get_data<T: Transport>(
     Ok(Series { labels, values })
 }
 
-/// One call answered with JSON, with the collector's retry policy (429 with
-/// `Retry-After`, 5xx, timeouts, connection errors); 404 is an entity or
-/// API Prism does not know.
-/// Every item of a v4 list at `url` (no query), page by page with
-/// [`call_json`]'s retries: for the small lists read whole (clusters and
-/// hosts to tell resources apart, a volume group's parts).
-pub(crate) fn get_all<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, url: &str) -> Result<Vec<Value>, Error> {
-    let limit = crate::v4::MAX_LIMIT;
-    let mut all = Vec::new();
-    for page in 0..1_000u32 {
-        let body = call_json(t, opts, secret, Method::Get, &format!("{url}?$page={page}&$limit={limit}"), None)?;
-        let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-        let n = items.len();
-        all.extend(items);
-        let total = body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
-        if n < limit as usize || total.is_some_and(|t| all.len() as u64 >= t) {
-            break;
-        }
-    }
-    Ok(all)
-}
-
-pub(crate) fn call_json<T: Transport>(t: &mut T, opts: &Options, secret: &Secret, method: Method, url: &str, body: Option<Vec<u8>>) -> Result<Value, Error> {
-    let base = secret.endpoint.base_url();
-    let mut attempt = 0;
-    loop {
-        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
-        if body.is_some() {
-            headers.push(("Content-Type".into(), "application/json".into()));
-        }
-        let req = HttpRequest {
-            method,
-            url: url.to_string(),
-            headers,
-            body: body.clone(),
-            timeout_ms: Some(opts.request_timeout_ms),
-            auth: Some(secret.auth),
-        };
-        let (err, wait) = match t.send(req) {
-            Err(TransportError::Denied(m)) => return Err(Error::PermissionDenied(format!("egress denied by host policy: {m}"))),
-            Err(TransportError::InvalidRequest(m)) => return Err(Error::Internal(format!("host rejected the request: {m}"))),
-            Err(TransportError::Tls(m)) => return Err(Error::Unavailable(format!("TLS to {base} failed: {m}"))),
-            Err(TransportError::TooLarge(n)) => return Err(Error::ResourceExhausted(format!("answer larger than the host limit of {n} bytes"))),
-            Err(TransportError::Timeout) => (Error::Timeout(format!("{base} did not answer within {} ms", opts.request_timeout_ms)), None),
-            Err(TransportError::Connection(m)) => (Error::Unavailable(format!("cannot reach {base}: {m}")), None),
-            Ok(r) => match r.status {
-                200..=299 => match serde_json::from_slice(&r.body) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => (Error::Unavailable(format!("invalid or truncated JSON from {base}: {e}")), None),
-                },
-                401 => return Err(Error::Unauthenticated(format!("Prism rejected the credentials: {}", crate::v4::describe_error_body(&r.body)))),
-                403 => return Err(Error::PermissionDenied(format!("may not read {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
-                404 => return Err(Error::NotFound(format!("nothing at {}: {}", url.split('?').next().unwrap_or(url), crate::v4::describe_error_body(&r.body)))),
-                429 => (Error::Unavailable("rate limited (HTTP 429)".into()), Some(retry_after_ms(r.header("retry-after")))),
-                s if s >= 500 => (Error::Unavailable(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body))), None),
-                s => return Err(Error::Internal(format!("HTTP {s}: {}", crate::v4::describe_error_body(&r.body)))),
-            },
-        };
-        if attempt >= opts.max_retries {
-            return Err(err);
-        }
-        t.sleep_ms(wait.unwrap_or_else(|| backoff_ms(attempt)));
-        attempt += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HttpResponse;
+    use crate::{HttpRequest, HttpResponse, TransportError};
 
     const SECRET: &str = r#"{"host":"pc.example","username":"admin","password":"s3cret"}"#;
 
-    /// Answers every stats call from `answer(url)`; records the URLs.
+    /// A Prism Central serving the v4 revision `REVISION` (`v4.0` unless a
+    /// test says otherwise): other revisions get the gateway's 404 (counted
+    /// in `probes`); every other call is answered from `answer(url)`, its
+    /// URL recorded.
     struct Stats<F: FnMut(&str) -> Result<HttpResponse, TransportError>> {
         answer: F,
         urls: Vec<String>,
         slept: Vec<u64>,
+        revision: &'static str,
+        probes: Vec<String>,
     }
 
     impl<F: FnMut(&str) -> Result<HttpResponse, TransportError>> Transport for Stats<F> {
         fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+            if crate::v4::REVISIONS.iter().any(|r| *r != self.revision && req.url.contains(&format!("/{r}/"))) {
+                self.probes.push(req.url);
+                return Ok(HttpResponse { status: 404, headers: vec![], body: br#"{"message":"The requested URL was not found"}"#.to_vec() });
+            }
             self.urls.push(req.url.clone());
             (self.answer)(&req.url)
         }
@@ -426,7 +402,7 @@ mod tests {
 
     #[test]
     fn list_offers_every_metric_for_the_queried_resources() {
-        let mut t = Stats { answer: nodes, urls: vec![], slept: vec![] };
+        let mut t = Stats { answer: nodes, urls: vec![], slept: vec![], revision: "v4.0", probes: vec![] };
         let l = list(&mut t, "{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#).unwrap();
         assert_eq!(
             l.iter().map(|(m, _)| m.key).collect::<Vec<_>>(),
@@ -457,6 +433,8 @@ mod tests {
             },
             urls: vec![],
             slept: vec![],
+            revision: "v4.0",
+            probes: vec![],
         };
         let q = r#"{"h-1": {"type": "host", "cluster": "c-1"}, "c-1": {"type": "cluster"}}"#;
         let s = get_data(&mut t, "{}", SECRET, q, "memory_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap();
@@ -490,6 +468,8 @@ mod tests {
             },
             urls: vec![],
             slept: vec![],
+            revision: "v4.0",
+            probes: vec![],
         };
         let s = get_data(&mut t, "{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#, "cpu_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00+01:00", Some(300), Some("max")).unwrap();
         assert_eq!(s.labels, ["2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"]);
@@ -504,17 +484,38 @@ mod tests {
             answer: |_: &str| ok(json!({"data": {"stats": [{"timestamp": "2026-11-23T10:00:00Z", "hypervisorNumReceivedBytes": 4096, "hypervisorCpuUsagePpm": 1}]}})),
             urls: vec![],
             slept: vec![],
+            revision: "v4.0",
+            probes: vec![],
         };
         let s = get_data(&mut t, "{}", SECRET, r#"{"vm-1": {}}"#, "network_received", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap();
         assert_eq!(s.values["vm-1"], [Some(4096.0)]);
         assert!(t.urls[0].ends_with("&$select=stats/hypervisorNumReceivedBytes"), "{}", t.urls[0]);
     }
 
+    /// A Prism Central serving v4.1 (not v4.0): stats and lists are read
+    /// at v4.1, each namespace probed once a call (newest first).
+    #[test]
+    fn calls_use_the_revision_each_namespace_serves() {
+        let mut t = Stats { answer: nodes, urls: vec![], slept: vec![], revision: "v4.1", probes: vec![] };
+        let l = list(&mut t, "{}", SECRET, r#"{"vm-1": {}, "h-1": {}}"#).unwrap();
+        assert_eq!(l[0].1, json!({"vm-1": {}, "h-1": {"type": "host", "cluster": "c-1"}}));
+        assert_eq!(t.probes.len(), 1, "clustermgmt probed once at v4.2: {:?}", t.probes);
+        assert!(t.urls.iter().all(|u| u.contains("/api/clustermgmt/v4.1/")), "{:?}", t.urls);
+        let mut t = Stats { answer: |_: &str| ok(json!({"data": {"stats": []}})), urls: vec![], slept: vec![], revision: "v4.1", probes: vec![] };
+        get_data(&mut t, "{}", SECRET, r#"{"vm-1": {}, "vm-2": {}}"#, "cpu_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap();
+        assert_eq!(t.probes, ["https://pc.example:9440/api/vmm/v4.2/ahv/stats/vms/vm-1?$startTime=2026-11-23T10:00:00Z&$endTime=2026-11-23T10:10:00Z&$samplingInterval=300&$statType=AVG&$select=stats/hypervisorCpuUsagePpm"]);
+        assert!(t.urls.len() == 2 && t.urls.iter().all(|u| u.contains("/api/vmm/v4.1/ahv/stats/vms/")), "the second VM without a probe: {:?}", t.urls);
+        // A Prism Central serving none: not found, saying what was tried.
+        let mut t = Stats { answer: |_: &str| ok(json!({})), urls: vec![], slept: vec![], revision: "v9.9", probes: vec![] };
+        let e = get_data(&mut t, "{}", SECRET, r#"{"vm-1": {}}"#, "cpu_usage", "2026-11-23T10:00:00Z", "2026-11-23T10:10:00Z", None, None).unwrap_err();
+        assert!(matches!(&e, Error::NotFound(m) if m.contains("at none of v4.2, v4.1, v4.0")), "{e:?}");
+    }
+
     #[test]
     fn get_data_checks_its_input_and_retries_like_lists() {
         let q = r#"{"vm-1": {}}"#;
         let (a, b) = ("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z");
-        let mut never = Stats { answer: |_: &str| panic!("no request expected"), urls: vec![], slept: vec![] };
+        let mut never = Stats { answer: |_: &str| panic!("no request expected"), urls: vec![], slept: vec![], revision: "v4.0", probes: vec![] };
         assert!(err(get_data(&mut never, "{}", SECRET, q, "cpu", a, b, None, None)).contains("unknown metric \"cpu\""));
         assert!(err(get_data(&mut never, "{}", SECRET, q, "cpu_usage", "yesterday", b, None, None)).contains("start \"yesterday\""));
         assert!(err(get_data(&mut never, "{}", SECRET, q, "cpu_usage", a, "2026-11-23T11:00:00Z&x=1", None, None)).contains("end"));
@@ -528,11 +529,13 @@ mod tests {
             },
             urls: vec![],
             slept: vec![],
+            revision: "v4.0",
+            probes: vec![],
         };
         let s = get_data(&mut flaky, "{}", SECRET, q, "disk_iops", a, b, None, None).unwrap();
         assert!(s.labels.is_empty());
         assert_eq!(flaky.slept, [250, 500]);
-        let mut gone = Stats { answer: |_: &str| Ok(HttpResponse { status: 404, headers: vec![], body: vec![] }), urls: vec![], slept: vec![] };
+        let mut gone = Stats { answer: |_: &str| Ok(HttpResponse { status: 404, headers: vec![], body: vec![] }), urls: vec![], slept: vec![], revision: "v4.0", probes: vec![] };
         assert!(matches!(get_data(&mut gone, "{}", SECRET, q, "disk_iops", a, b, None, None), Err(Error::NotFound(_))));
     }
 }

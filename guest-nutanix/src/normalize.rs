@@ -87,6 +87,23 @@ pub fn region(name: &str, uuid: &str) -> Region {
     }
 }
 
+/// The Region of a region code a resource carries (its cluster's name)
+/// that the cluster list did not yield: tagged with the cluster's uuid
+/// when the resource names it.
+pub fn region_of_service(cs: &CloudService) -> Option<Region> {
+    let code = cs.region_code.as_deref()?;
+    let uuid = cs.data.pointer("/cluster/uuid").and_then(Value::as_str).filter(|u| !u.is_empty());
+    Some(match uuid {
+        Some(u) => region(code, u),
+        None => Region { name: code.to_string(), region_code: code.to_string(), provider: PROVIDER.to_string(), tags: Vec::new() },
+    })
+}
+
+/// The kind whose records have this CloudForet type.
+pub fn kind_of_type(ty: &str) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| group_and_type(*k).1 == ty)
+}
+
 /// Deserializes one raw entity, with an error naming its uuid when it has one.
 pub fn parse_entity<R: DeserializeOwned + Default>(kind: Kind, raw: impl Into<Item>) -> Result<Entity<R>, String> {
     let raw = raw.into();
@@ -113,8 +130,13 @@ fn required(field: &Option<String>, what: &str, kind: Kind, uuid: Option<&str>) 
     }
 }
 
+/// The entity's uuid; an empty one is as good as none (and the error names
+/// the entity by its name, when it has one).
 fn uuid_of<R>(kind: Kind, e: &Entity<R>) -> Result<String, String> {
-    required(&e.metadata.uuid, "metadata.uuid", kind, None)
+    required(&e.metadata.uuid, "metadata.uuid", kind, None).map_err(|err| match e.status.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => format!("malformed {} entity '{name}': empty or missing metadata.uuid", kind.api_kind()),
+        None => err,
+    })
 }
 
 fn name_of<R>(kind: Kind, e: &Entity<R>, uuid: &str) -> Result<String, String> {
@@ -203,9 +225,11 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
     let uuid = uuid_of(Kind::Vm, &e)?;
     let name = name_of(Kind::Vm, &e, &uuid)?;
     let r = &e.status.resources;
+    // vCPUs = sockets × cores per socket × threads per core: the logical
+    // CPUs the guest OS sees (each field kept in `data` as well).
     let sockets = r.num_sockets.unwrap_or(1);
     let per_socket = r.num_vcpus_per_socket.unwrap_or(1);
-    let vcpus = sockets.saturating_mul(per_socket);
+    let vcpus = sockets.saturating_mul(per_socket).saturating_mul(r.num_threads_per_core.unwrap_or(1).max(1));
     let memory_mib = r.memory_size_mib.unwrap_or(0);
 
     let disks: Vec<Value> = r
@@ -286,6 +310,14 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
         "created_at": e.metadata.creation_time,
         "updated_at": e.metadata.last_update_time,
     });
+    let mut data = data;
+    // Only where a VM has them, so VMs without keep their records.
+    if !r.gpu_list.is_empty() {
+        data["gpus"] = r.gpu_list.iter().map(|g| json!({"vendor": g.vendor, "mode": g.mode, "device_id": g.device_id, "name": g.name, "uuid": g.uuid})).collect();
+    }
+    if let Some(on) = r.vtpm_config.as_ref().and_then(|t| t.vtpm_enabled) {
+        data["vtpm_enabled"] = json!(on);
+    }
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Vm, name, uuid, region, data);
     cs.instance_type = Some(instance_type(vcpus, memory_mib));
@@ -362,6 +394,7 @@ pub fn host(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String>
         "num_cpu_sockets": r.num_cpu_sockets,
         "num_cpu_cores": r.num_cpu_cores,
         "cpu_capacity_hz": r.cpu_capacity_hz,
+        "cpu_frequency_hz": r.cpu_frequency_hz,
         "memory_mib": r.memory_capacity_mib,
         "hypervisor": {
             "ip": hv.and_then(|h| h.ip.clone()),
@@ -577,7 +610,8 @@ pub fn storage_container(ctx: &Context, raw: impl Into<Item>) -> Result<CloudSer
         "erasure_code": text("erasureCode"),
         "on_disk_dedup": text("onDiskDedup"),
         "cache_dedup": text("cacheDeduplication"),
-        "encrypted": flag("isEncrypted"),
+        // v4.0's field; `isEncrypted` only where it is missing.
+        "encrypted": flag("isSoftwareEncryptionEnabled").or(flag("isEncrypted")),
         "marked_for_removal": flag("isMarkedForRemoval"),
         "internal": flag("isInternal"),
     });
@@ -653,6 +687,8 @@ pub struct ClusterScan {
     pub prism_central_uuid: Option<String>,
     /// uuid → name of every real cluster.
     pub names: BTreeMap<String, String>,
+    /// What is wrong with the list (an empty uuid), for error resources.
+    pub problems: Vec<String>,
 }
 
 impl ClusterScan {
@@ -662,7 +698,13 @@ impl ClusterScan {
         let Ok(e) = serde_json::from_value::<Entity<ClusterResources>>(raw.clone()) else {
             return;
         };
-        let Some(uuid) = e.metadata.uuid else { return };
+        let name = e.status.name.clone().unwrap_or_default();
+        let Some(uuid) = e.metadata.uuid.filter(|u| !u.trim().is_empty()) else {
+            if e.status.resources.is_prism_central() {
+                self.problems.push(format!("the Prism Central pseudo-cluster '{name}' has an empty or missing uuid: the account is the endpoint's host instead"));
+            }
+            return;
+        };
         if e.status.resources.is_prism_central() {
             self.prism_central_uuid.get_or_insert(uuid);
         } else if let Some(name) = e.status.name {
@@ -801,7 +843,10 @@ mod tests {
         let e = vm(&ctx(), es[3].clone()).unwrap_err();
         assert!(e.starts_with("malformed vm entity 0a1b2c3d-0000-4000-8000-000000000004: "), "{e}");
         let e = vm(&ctx(), es[4].clone()).unwrap_err();
-        assert_eq!(e, "malformed vm entity: missing metadata.uuid");
+        assert_eq!(e, "malformed vm entity 'no-uuid': empty or missing metadata.uuid");
+        let mut empty = es[0].clone();
+        empty["metadata"]["uuid"] = json!(" ");
+        assert_eq!(vm(&ctx(), empty).unwrap_err(), "malformed vm entity 'db-01': empty or missing metadata.uuid", "an empty uuid is no uuid");
     }
 
     #[test]
@@ -844,9 +889,6 @@ mod tests {
         assert_eq!(i2.region_code, None);
     }
 
-    /// A volume group: disks summed, attachments by VM or iSCSI initiator,
-    /// the cluster named from the cluster list, categories as tags; one
-    /// without a name or uuid is refused (an error resource, as for every kind).
     /// Storage containers come from the v4 item itself; the cluster name
     /// comes from the item or else the cluster list.
     #[test]
@@ -875,6 +917,9 @@ mod tests {
         assert!(service_of(Kind::StorageContainer, &c, json!([1])).is_err());
     }
 
+    /// A volume group: disks summed, attachments by VM or iSCSI initiator,
+    /// the cluster named from the cluster list, categories as tags; one
+    /// without a name or uuid is refused (an error resource, as for every kind).
     #[test]
     fn volume_groups_normalize_disks_attachments_and_cluster() {
         let c = ctx();

@@ -1,4 +1,5 @@
-//! Prism Central v3 REST API: wire model and error bodies.
+//! Prism Central v3 REST API: the wire model (error bodies are
+//! [`crate::server_error`]'s).
 //!
 //! Only what the collector reads is modelled; every field that real Prism
 //! omits for some entities (powered-off VMs have no host, NICs may have no
@@ -248,6 +249,30 @@ pub struct VmResources {
     pub guest_tools: Option<Value>,
     #[serde(default)]
     pub boot_config: Option<BootConfig>,
+    #[serde(default)]
+    pub gpu_list: Vec<Gpu>,
+    #[serde(default)]
+    pub vtpm_config: Option<VtpmConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Gpu {
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub device_id: Option<i64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uuid: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VtpmConfig {
+    #[serde(default)]
+    pub vtpm_enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -406,6 +431,10 @@ pub struct HostResources {
     pub num_cpu_cores: Option<u32>,
     #[serde(default)]
     pub cpu_capacity_hz: Option<u64>,
+    /// Not in the v3 API (its host resources have no frequency): only v4
+    /// hosts (`cpuFrequencyHz`, through the adapter) fill it.
+    #[serde(default)]
+    pub cpu_frequency_hz: Option<u64>,
     #[serde(default)]
     pub memory_capacity_mib: Option<u64>,
     #[serde(default)]
@@ -556,77 +585,9 @@ pub struct Quota {
     pub value: Option<u64>,
 }
 
-// ---- Errors ----------------------------------------------------------------
-
-/// v3 error body: `{"state": "ERROR", "code": 401, "message_list": [{"message", "reason"}]}`.
-#[derive(Debug, Default, Deserialize)]
-pub struct ErrorBody {
-    #[serde(default)]
-    pub state: Option<String>,
-    #[serde(default)]
-    pub code: Option<Value>,
-    #[serde(default)]
-    pub message_list: Vec<ErrorMessage>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ErrorMessage {
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// A one-line description of a v3 error body, or of the raw body when it is
-/// not one (cut to a sane length; never echoes request credentials, which are
-/// not part of a response).
-pub fn describe_error_body(body: &[u8]) -> String {
-    if let Ok(err) = serde_json::from_slice::<ErrorBody>(body) {
-        let msgs: Vec<String> = err
-            .message_list
-            .iter()
-            .map(|m| match (&m.reason, &m.message) {
-                (Some(r), Some(msg)) => format!("{r}: {msg}"),
-                (None, Some(msg)) => msg.clone(),
-                (Some(r), None) => r.clone(),
-                (None, None) => String::new(),
-            })
-            .filter(|s| !s.is_empty())
-            .collect();
-        if !msgs.is_empty() {
-            return msgs.join("; ");
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "empty body".to_string();
-    }
-    let mut cut: String = text.chars().take(200).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
-    }
-    cut
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_body_with_reason_and_message() {
-        let body = br#"{"api_version":"3.1","code":401,"message_list":[{"message":"Authentication required.","reason":"AUTHENTICATION_REQUIRED"}],"state":"ERROR"}"#;
-        assert_eq!(describe_error_body(body), "AUTHENTICATION_REQUIRED: Authentication required.");
-    }
-
-    #[test]
-    fn error_body_not_json_is_cut() {
-        let body = "x".repeat(500);
-        let d = describe_error_body(body.as_bytes());
-        assert_eq!(d.chars().count(), 201);
-        assert!(d.ends_with('…'));
-        assert_eq!(describe_error_body(b"  "), "empty body");
-    }
 
     #[test]
     fn kinds_round_trip() {

@@ -11,15 +11,17 @@
 //! v4.0 NICs use `backingInfo`/`networkInfo`, v4.1+ `nicBackingInfo`/
 //! `nicNetworkInfo`; host references to clusters are `cluster{uuid, name}`;
 //! the Prism Central pseudo-cluster shows `clusterFunction: ["PRISM_CENTRAL"]`
-//! and `hypervisorTypes: ["$UNKNOWN"]`; errors come as `data.error[]` with
-//! `code`, `errorGroup`, `message`, or flat `{code, message}`.
+//! and `hypervisorTypes: ["$UNKNOWN"]`; errors are read by
+//! [`crate::server_error`].
 //!
-//! Documented differences from v3 (v4 does not return these): `state` of
+//! Documented differences from v3 (v4.0 does not return these): `state` of
 //! every entity, a VM's `owner` and `project` names, a cluster's
-//! `created_at` (and so its `launched_at`), a subnet's (empty) `categories`,
-//! an image's `architecture`; a volume group's `categories`, `created_at`
-//! and the names of its attached VMs (v4 attachments name only the VM's
-//! `extId`).
+//! `created_at` (and so its `launched_at`) and its hypervisors' versions, a
+//! host's serial number, a subnet's (empty) `categories`, an image's
+//! `architecture`; a volume group's `categories`, `created_at` and the
+//! names of its attached VMs (v4 attachments name only the VM's `extId`).
+//! And v3 does not return a host's CPU frequency (`cpuFrequencyHz`), which
+//! v4 does.
 //!
 //! Volume groups are read through v4 only when the v3 list is gone (or
 //! `api_version=v4`): their disks and attachments are sub-resources
@@ -53,6 +55,31 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
     })
 }
 
+/// The v4 API revisions the collector knows, newest first. Prism Centrals
+/// serve different ones per namespace (pc.2024.3: v4.0; later releases
+/// v4.1 and v4.2, and some retire the older): the first list of a
+/// namespace tries them in this order, and the run keeps the first the
+/// gateway does not answer 404. The paths here are written at `v4.0`
+/// ([`at_revision`] rewrites them).
+pub const REVISIONS: [&str; 3] = ["v4.2", "v4.1", "v4.0"];
+
+/// The namespace of a v4 path (`/api/vmm/v4.0/...` → `vmm`).
+pub fn namespace(path: &str) -> &str {
+    path.strip_prefix("/api/").and_then(|p| p.split('/').next()).unwrap_or_default()
+}
+
+/// A v4 path (written at `v4.0`) at another revision.
+pub fn at_revision(path: &str, revision: &str) -> String {
+    let ns = namespace(path);
+    match path.strip_prefix(&format!("/api/{ns}/v4.0/")) {
+        Some(rest) => format!("/api/{ns}/{revision}/{rest}"),
+        None => path.to_string(),
+    }
+}
+
+/// The v4 iSCSI client list (names of volume groups' external initiators).
+pub const ISCSI_CLIENTS_PATH: &str = "/api/volumes/v4.0/config/iscsi-clients";
+
 /// The v4 volume group list (see the module docs for when it is used).
 pub const VOLUME_GROUPS_PATH: &str = "/api/volumes/v4.0/config/volume-groups";
 
@@ -60,6 +87,75 @@ pub const VOLUME_GROUPS_PATH: &str = "/api/volumes/v4.0/config/volume-groups";
 /// merges the items under before [`to_v3`]).
 pub const VOLUME_GROUP_PARTS: [(&str, &str); 3] =
     [("disks", "disks"), ("vm-attachments", "vmAttachments"), ("external-iscsi-attachments", "iscsiAttachments")];
+
+/// Every v4.0 field the collector reads, as wire paths from each SDK model
+/// (`*` for a list's items): `tests/sdk_schema.rs` checks each against
+/// Nutanix's own models, and that the adapter names no field missing here.
+pub const WIRE_READS: &[(&str, &[&str])] = &[
+    (
+        "vmm.v4.ahv.config.Vm",
+        &[
+            "extId", "name", "description", "createTime", "updateTime", "numSockets", "numCoresPerSocket", "numThreadsPerCore",
+            "memorySizeBytes", "powerState", "machineType", "cluster/extId", "host/extId", "categories/*/extId", "bootConfig/$objectType",
+            "guestTools", "vtpmConfig/isVtpmEnabled", "gpus/*/extId", "gpus/*/vendor", "gpus/*/mode", "gpus/*/deviceId", "gpus/*/name",
+            "disks/*/extId", "disks/*/diskAddress/busType", "disks/*/diskAddress/index", "disks/*/backingInfo/diskSizeBytes",
+            "disks/*/backingInfo/storageContainer/extId", "disks/*/backingInfo/dataSource/reference/imageExtId",
+            "cdRoms/*/extId", "cdRoms/*/diskAddress/busType", "cdRoms/*/diskAddress/index", "cdRoms/*/backingInfo/diskSizeBytes",
+            "cdRoms/*/backingInfo/storageContainer/extId", "cdRoms/*/backingInfo/dataSource/reference/imageExtId",
+            "nics/*/extId", "nics/*/backingInfo/macAddress", "nics/*/backingInfo/isConnected", "nics/*/networkInfo/nicType",
+            "nics/*/networkInfo/subnet/extId", "nics/*/networkInfo/ipv4Config/ipAddress/value",
+            "nics/*/networkInfo/ipv4Info/learnedIpAddresses/*/value",
+        ],
+    ),
+    (
+        "clustermgmt.v4.config.Cluster",
+        &[
+            "extId", "name", "config/clusterFunction", "config/buildInfo/version", "config/buildInfo/fullVersion", "config/hypervisorTypes",
+            "config/clusterArch", "config/redundancyFactor", "config/timezone", "config/encryptionInTransitStatus",
+            "nodes/nodeList/*/hostIp/ipv4/value", "network/externalAddress/ipv4/value", "network/externalAddress/ipv6/value",
+            "network/nameServerIpList/*/ipv4/value",
+            "network/ntpServerIpList/*/fqdn/value",
+        ],
+    ),
+    (
+        "clustermgmt.v4.config.Host",
+        &[
+            "extId", "hostName", "cluster/uuid", "cluster/name", "hostType", "cpuModel", "numberOfCpuSockets", "numberOfCpuCores",
+            "cpuCapacityHz", "cpuFrequencyHz", "memorySizeBytes", "hypervisor/externalAddress/ipv4/value", "hypervisor/fullName",
+            "hypervisor/numberOfVms", "controllerVm/externalAddress/ipv4/value", "blockSerial", "blockModel",
+        ],
+    ),
+    (
+        "networking.v4.config.Subnet",
+        &[
+            "extId", "name", "clusterReference", "networkId", "subnetType", "bridgeName", "ipConfig/*/ipv4/ipSubnet/ip/value",
+            "ipConfig/*/ipv4/ipSubnet/prefixLength", "ipConfig/*/ipv4/defaultGatewayIp/value", "ipConfig/*/ipv4/poolList/*/startIp/value",
+            "ipConfig/*/ipv4/poolList/*/endIp/value",
+        ],
+    ),
+    ("vmm.v4.content.Image", &["extId", "name", "description", "type", "sizeBytes", "source/url", "clusterLocationExtIds", "createTime"]),
+    ("prism.v4.config.Category", &["extId", "key", "value", "description", "type"]),
+    (
+        "clustermgmt.v4.config.StorageContainer",
+        &[
+            "containerExtId", "extId", "name", "clusterExtId", "clusterName", "maxCapacityBytes", "logicalExplicitReservedCapacityBytes",
+            "logicalAdvertisedCapacityBytes", "replicationFactor", "isCompressionEnabled", "compressionDelaySecs", "erasureCode", "onDiskDedup",
+            "cacheDeduplication", "isSoftwareEncryptionEnabled", "isEncrypted", "isMarkedForRemoval", "isInternal",
+        ],
+    ),
+    (
+        "volumes.v4.config.VolumeGroup",
+        &["extId", "name", "description", "clusterReference", "sharingStatus", "targetPrefix", "storageFeatures/flashMode/isEnabled"],
+    ),
+    ("volumes.v4.config.VolumeDisk", &["index", "diskSizeBytes", "storageContainerId"]),
+    ("volumes.v4.config.VmAttachment", &["extId"]),
+    ("volumes.v4.config.IscsiClientAttachment", &["extId"]),
+    ("volumes.v4.config.IscsiClient", &["extId", "iscsiInitiatorName"]),
+];
+
+/// Fields the adapter also reads that later revisions renamed (v4.1+ NICs:
+/// `nicBackingInfo`/`nicNetworkInfo`); not in the v4.0 models.
+pub const LATER_REVISION_READS: &[&str] = &["nicBackingInfo", "nicNetworkInfo"];
 
 /// One page of a v4 list.
 #[derive(Debug)]
@@ -76,37 +172,13 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     match v.get("data") {
         None | Some(Value::Null) => Ok(Page { total, entities: Vec::new() }),
         Some(Value::Array(items)) => Ok(Page { total, entities: items.clone() }),
-        Some(Value::Object(o)) if o.contains_key("error") => Err(describe_error_body(body)),
+        Some(Value::Object(o)) if o.contains_key("error") => Err(crate::server_error::parse(body).message),
         Some(other) => Err(format!("'data' is neither a list nor an error: {}", cut(&other.to_string()))),
     }
 }
 
 fn cut(s: &str) -> String {
     s.chars().take(200).collect()
-}
-
-/// A readable summary of a v4 error body.
-pub fn describe_error_body(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return cut(&String::from_utf8_lossy(body));
-    };
-    let one = |e: &Value| {
-        let code = e.get("code").map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string)).unwrap_or_default();
-        let msg = e.get("message").and_then(Value::as_str).unwrap_or_default();
-        match (code.is_empty(), msg.is_empty()) {
-            (false, false) => format!("{code}: {msg}"),
-            (false, true) => code,
-            _ => msg.to_string(),
-        }
-    };
-    if let Some(list) = v.pointer("/data/error").and_then(Value::as_array) {
-        let parts: Vec<String> = list.iter().map(one).filter(|s| !s.is_empty()).collect();
-        if !parts.is_empty() {
-            return parts.join("; ");
-        }
-    }
-    let flat = one(&v);
-    if flat.is_empty() { cut(&v.to_string()) } else { flat }
 }
 
 /// Names that v4 references do not carry.
@@ -118,6 +190,9 @@ pub struct Lookups {
     pub hosts: BTreeMap<String, String>,
     /// Subnet extId → name.
     pub subnets: BTreeMap<String, String>,
+    /// iSCSI client extId → initiator name (volume groups' external
+    /// attachments).
+    pub iscsi_clients: BTreeMap<String, String>,
 }
 
 impl Lookups {
@@ -130,6 +205,12 @@ impl Lookups {
     pub fn add_host(&mut self, raw: &Value) {
         if let (Some(id), Some(name)) = (str_at(raw, "/extId"), str_at(raw, "/hostName")) {
             self.hosts.insert(id.into(), name.into());
+        }
+    }
+
+    pub fn add_iscsi_client(&mut self, raw: &Value) {
+        if let (Some(id), Some(name)) = (str_at(raw, "/extId"), str_at(raw, "/iscsiInitiatorName")) {
+            self.iscsi_clients.insert(id.into(), name.into());
         }
     }
 
@@ -182,10 +263,10 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::Host => host(raw),
         Kind::Subnet => subnet(raw),
         Kind::Image => image(raw),
-        // Never listed through v4 (see `list_path`).
+        // The v4 category list: one key/value pair per item.
         Kind::Category => category(raw),
         // With its parts merged in (see VOLUME_GROUP_PARTS).
-        Kind::VolumeGroup => volume_group(raw),
+        Kind::VolumeGroup => volume_group(raw, lk),
         // Never listed through v4 (see `list_path`).
         Kind::Project => raw.clone(),
         // v4 only: normalized from the v4 item itself.
@@ -196,21 +277,20 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
 }
 
 fn vm(v: &Value, lk: &Lookups) -> Value {
-    let disks: Vec<Value> = v["disks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let image = at(d, "/backingInfo/dataSource/reference/imageExtId");
-            json!({
-                "uuid": d["extId"],
-                "disk_size_bytes": at(d, "/backingInfo/diskSizeBytes"),
-                "device_properties": {"device_type": "DISK", "disk_address": {"adapter_type": at(d, "/diskAddress/busType"), "device_index": at(d, "/diskAddress/index")}},
-                "data_source_reference": if image.is_null() { Value::Null } else { json!({"kind": "image", "uuid": image}) },
-                "storage_config": {"storage_container_reference": {"uuid": at(d, "/backingInfo/storageContainer/extId")}},
-            })
+    // Disks and CD-ROMs (v3 lists both in `disk_list`, told apart by
+    // `device_type`); a CD-ROM without media has no backing.
+    let drive = |d: &Value, device_type: &str| {
+        let image = at(d, "/backingInfo/dataSource/reference/imageExtId");
+        json!({
+            "uuid": d["extId"],
+            "disk_size_bytes": at(d, "/backingInfo/diskSizeBytes"),
+            "device_properties": {"device_type": device_type, "disk_address": {"adapter_type": at(d, "/diskAddress/busType"), "device_index": at(d, "/diskAddress/index")}},
+            "data_source_reference": if image.is_null() { Value::Null } else { json!({"kind": "image", "uuid": image}) },
+            "storage_config": {"storage_container_reference": {"uuid": at(d, "/backingInfo/storageContainer/extId")}},
         })
-        .collect();
+    };
+    let list = |k: &str| v[k].as_array().map(Vec::as_slice).unwrap_or_default();
+    let disks: Vec<Value> = list("disks").iter().map(|d| drive(d, "DISK")).chain(list("cdRoms").iter().map(|d| drive(d, "CDROM"))).collect();
     let nics: Vec<Value> = v["nics"]
         .as_array()
         .into_iter()
@@ -220,11 +300,18 @@ fn vm(v: &Value, lk: &Lookups) -> Value {
             let network = n.get("nicNetworkInfo").or_else(|| n.get("networkInfo")).cloned().unwrap_or(Value::Null);
             let subnet = at(&network, "/subnet/extId");
             let name = subnet.as_str().and_then(|s| lk.subnets.get(s)).cloned();
-            let ips: Vec<Value> = [at(&network, "/ipv4Config/ipAddress/value")]
-                .into_iter()
-                .filter(Value::is_string)
-                .map(|ip| json!({"ip": ip, "type": "ASSIGNED"}))
-                .collect();
+            // The assigned address, then those the hypervisor learned (a NIC
+            // on DHCP or with a static address inside the guest has only these).
+            let mut seen: Vec<Value> = Vec::new();
+            let mut ips: Vec<Value> = Vec::new();
+            let assigned = [at(&network, "/ipv4Config/ipAddress/value")].into_iter().map(|ip| (ip, "ASSIGNED"));
+            let learned = network.pointer("/ipv4Info/learnedIpAddresses").and_then(Value::as_array).into_iter().flatten().map(|a| (a["value"].clone(), "LEARNED"));
+            for (ip, kind) in assigned.chain(learned) {
+                if ip.is_string() && !seen.contains(&ip) {
+                    seen.push(ip.clone());
+                    ips.push(json!({"ip": ip, "type": kind}));
+                }
+            }
             json!({
                 "uuid": n["extId"],
                 "mac_address": backing["macAddress"],
@@ -265,6 +352,8 @@ fn vm(v: &Value, lk: &Lookups) -> Value {
                 "num_sockets": v["numSockets"],
                 "num_vcpus_per_socket": v["numCoresPerSocket"],
                 "num_threads_per_core": v["numThreadsPerCore"],
+                "gpu_list": gpus(v),
+                "vtpm_config": at(v, "/vtpmConfig/isVtpmEnabled").as_bool().map(|on| json!({"vtpm_enabled": on})),
                 "memory_size_mib": bytes_to_mib(&v["memorySizeBytes"]),
                 "power_state": v["powerState"],
                 "hypervisor_type": "AHV",
@@ -279,14 +368,29 @@ fn vm(v: &Value, lk: &Lookups) -> Value {
     })
 }
 
-fn volume_group(v: &Value) -> Value {
+/// A VM's GPUs in the v3 `gpu_list` shape (absent when it has none).
+fn gpus(v: &Value) -> Value {
+    match v["gpus"].as_array() {
+        Some(list) if !list.is_empty() => {
+            Value::Array(list.iter().map(|g| json!({"vendor": g["vendor"], "mode": g["mode"], "device_id": g["deviceId"], "name": g["name"], "uuid": g["extId"]})).collect())
+        }
+        _ => Value::Null,
+    }
+}
+
+fn volume_group(v: &Value, lk: &Lookups) -> Value {
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
     let disks: Vec<Value> = list("disks")
         .iter()
         .map(|d| json!({"index": d["index"], "disk_size_mib": bytes_to_mib(&d["diskSizeBytes"]), "storage_container_uuid": d["storageContainerId"]}))
         .collect();
     let mut attachments: Vec<Value> = list("vmAttachments").iter().map(|a| json!({"vm_reference": {"kind": "vm", "uuid": a["extId"]}})).collect();
-    attachments.extend(list("iscsiAttachments").iter().map(|a| json!({"iscsi_initiator_name": a["iscsiInitiatorName"]})));
+    // An external attachment names its iSCSI client; the client list names
+    // its initiator.
+    attachments.extend(list("iscsiAttachments").iter().map(|a| {
+        let name = a["extId"].as_str().and_then(|id| lk.iscsi_clients.get(id)).cloned();
+        json!({"iscsi_initiator_name": name})
+    }));
     let flash = match at(v, "/storageFeatures/flashMode/isEnabled") {
         Value::Bool(true) => json!("ENABLED"),
         Value::Bool(false) => json!("DISABLED"),
@@ -317,7 +421,7 @@ fn cluster(v: &Value) -> Value {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|n| json!({"ip": address(&n["hostIp"]), "type": single_type, "version": n["hypervisorVersion"]}))
+        .map(|n| json!({"ip": address(&n["hostIp"]), "type": single_type}))
         .collect();
     let list = |p: &str| -> Value {
         v.pointer(p).and_then(Value::as_array).map_or(Value::Null, |l| Value::Array(l.iter().map(address).collect()))
@@ -354,12 +458,12 @@ fn host(v: &Value) -> Value {
             "name": v["hostName"],
             "cluster_reference": {"kind": "cluster", "uuid": at(v, "/cluster/uuid"), "name": at(v, "/cluster/name")},
             "resources": {
-                "serial_number": v["nodeSerial"],
                 "host_type": v["hostType"],
                 "cpu_model": v["cpuModel"],
                 "num_cpu_sockets": v["numberOfCpuSockets"],
                 "num_cpu_cores": v["numberOfCpuCores"],
                 "cpu_capacity_hz": v["cpuCapacityHz"],
+                "cpu_frequency_hz": v["cpuFrequencyHz"],
                 "memory_capacity_mib": bytes_to_mib(&v["memorySizeBytes"]),
                 "hypervisor": {
                     "ip": address(&at(v, "/hypervisor/externalAddress")),
@@ -450,10 +554,17 @@ mod tests {
         let p = parse_page(br#"{"metadata": {"totalAvailableResults": 0}}"#).unwrap();
         assert!(p.entities.is_empty());
         let nested = br#"{"data": {"error": [{"code": "VMM-20005", "errorGroup": "X", "message": "Failed to list"}]}}"#;
-        assert_eq!(parse_page(nested).unwrap_err(), "VMM-20005: Failed to list");
-        assert_eq!(describe_error_body(br#"{"code": 401, "message": "Authentication required."}"#), "401: Authentication required.");
-        assert_eq!(describe_error_body(b"<html>oops</html>"), "<html>oops</html>");
+        assert_eq!(parse_page(nested).unwrap_err(), "VMM-20005: Failed to list (group X)");
         assert!(parse_page(b"{\"data\": [").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn revisions_rewrite_paths_per_namespace() {
+        assert_eq!(namespace("/api/vmm/v4.0/ahv/config/vms"), "vmm");
+        assert_eq!(at_revision("/api/vmm/v4.0/ahv/config/vms", "v4.2"), "/api/vmm/v4.2/ahv/config/vms");
+        assert_eq!(at_revision(VOLUME_GROUPS_PATH, "v4.1"), "/api/volumes/v4.1/config/volume-groups");
+        assert_eq!(at_revision("/api/nutanix/v3/vms/list", "v4.1"), "/api/nutanix/v3/vms/list");
+        assert_eq!(REVISIONS.last(), Some(&"v4.0"), "the paths' own revision comes last");
     }
 
     #[test]
@@ -478,6 +589,61 @@ mod tests {
         assert_eq!(r["boot_config"]["boot_type"], "UEFI");
         assert_eq!(v3["metadata"]["categories"], json!({"Environment": "Production"}));
         assert!(to_v3(Kind::Vm, &json!("nope"), &lk).is_err());
+    }
+
+    fn ctx() -> crate::normalize::Context {
+        crate::normalize::Context { account: Some("pc".into()), base_url: "https://pc:9440".into(), cluster_names: [("cl-1".to_string(), "pe-1".to_string())].into() }
+    }
+
+    /// What real v4 VMs carry beyond the basics: CD-ROMs (a disk each, typed
+    /// so, also an empty drive), addresses only learned by the hypervisor,
+    /// threads per core in the vCPU count, GPUs and vTPM.
+    #[test]
+    fn cd_roms_learned_addresses_threads_gpus_and_vtpm_come_through() {
+        let raw = json!({
+            "extId": "vm-1", "name": "db", "numSockets": 2, "numCoresPerSocket": 4, "numThreadsPerCore": 2, "memorySizeBytes": 1073741824u64,
+            "cluster": {"extId": "cl-1"},
+            "disks": [{"extId": "d-1", "diskAddress": {"busType": "SCSI", "index": 0}, "backingInfo": {"diskSizeBytes": 10737418240u64}}],
+            "cdRoms": [{"extId": "cd-1", "diskAddress": {"busType": "IDE", "index": 0}, "backingInfo": {"diskSizeBytes": 5368709120u64, "dataSource": {"reference": {"imageExtId": "img-1"}}}},
+                       {"extId": "cd-2", "diskAddress": {"busType": "SATA", "index": 1}}],
+            "nics": [{"extId": "n-1", "networkInfo": {"subnet": {"extId": "s-1"}, "ipv4Config": {"ipAddress": {"value": "10.0.0.5"}}, "ipv4Info": {"learnedIpAddresses": [{"value": "10.0.0.5"}, {"value": "10.0.0.6"}]}}},
+                     {"extId": "n-2", "networkInfo": {"subnet": {"extId": "s-1"}, "ipv4Info": {"learnedIpAddresses": [{"value": "10.0.0.7", "prefixLength": 32}]}}}],
+            "gpus": [{"extId": "g-1", "vendor": "NVIDIA", "mode": "VIRTUAL", "deviceId": 8712, "name": "NVIDIA A16-4Q"}],
+            "vtpmConfig": {"isVtpmEnabled": true, "version": "2.0"}
+        });
+        let vm = crate::normalize::service_of(Kind::Vm, &ctx(), to_v3(Kind::Vm, &raw, &Lookups::default()).unwrap()).unwrap();
+        let d = &vm.data;
+        let drives: Vec<(&str, &str, &str)> = d["disks"].as_array().unwrap().iter().map(|x| (x["uuid"].as_str().unwrap(), x["device_type"].as_str().unwrap(), x["adapter_type"].as_str().unwrap())).collect();
+        assert_eq!(drives, [("d-1", "DISK", "SCSI"), ("cd-1", "CDROM", "IDE"), ("cd-2", "CDROM", "SATA")]);
+        assert_eq!(d["disks"][1]["size_bytes"], 5368709120u64);
+        assert_eq!(d["disks"][1]["image_uuid"], "img-1");
+        assert_eq!(d["disk_total_bytes"], 10737418240u64, "CD-ROMs are not counted as disk space");
+        assert_eq!(vm.ip_addresses, ["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
+        assert_eq!(d["nics"][1]["ip_addresses"], json!(["10.0.0.7"]));
+        assert_eq!((d["vcpus"].clone(), d["num_sockets"].clone(), d["num_vcpus_per_socket"].clone(), d["num_threads_per_core"].clone()), (json!(16), json!(2), json!(4), json!(2)));
+        assert_eq!(vm.instance_type.as_deref(), Some("16vCPU-1GiB"));
+        assert_eq!(d["gpus"], json!([{"vendor": "NVIDIA", "mode": "VIRTUAL", "device_id": 8712, "name": "NVIDIA A16-4Q", "uuid": "g-1"}]));
+        assert_eq!(d["vtpm_enabled"], true);
+        let disks = crate::normalize::disks_of(&vm);
+        assert_eq!(disks.iter().map(|x| x.resource_id.as_str()).collect::<Vec<_>>(), ["d-1", "cd-1", "cd-2"], "each drive a Storage/Disk");
+        assert_eq!(disks[1].instance_type.as_deref(), Some("CDROM"));
+        // Without GPUs or vTPM the VM's data has neither key.
+        let plain = crate::normalize::service_of(Kind::Vm, &ctx(), to_v3(Kind::Vm, &json!({"extId": "v", "name": "n"}), &Lookups::default()).unwrap()).unwrap();
+        assert!(plain.data.get("gpus").is_none() && plain.data.get("vtpm_enabled").is_none());
+    }
+
+    /// A v4 host's CPU frequency is `cpuFrequencyHz` (its capacity stays);
+    /// a storage container's encryption is `isSoftwareEncryptionEnabled`.
+    #[test]
+    fn host_frequency_and_container_encryption_use_the_v4_fields() {
+        let host = json!({"extId": "h-1", "hostName": "node-1", "cluster": {"uuid": "cl-1"}, "cpuFrequencyHz": 2000000000u64, "cpuCapacityHz": 128000000000u64});
+        let h = crate::normalize::service_of(Kind::Host, &ctx(), to_v3(Kind::Host, &host, &Lookups::default()).unwrap()).unwrap();
+        assert_eq!((h.data["cpu_frequency_hz"].clone(), h.data["cpu_capacity_hz"].clone()), (json!(2000000000u64), json!(128000000000u64)));
+        let sc = json!({"containerExtId": "sc-1", "name": "c", "clusterExtId": "cl-1", "isSoftwareEncryptionEnabled": true});
+        let c = crate::normalize::service_of(Kind::StorageContainer, &ctx(), to_v3(Kind::StorageContainer, &sc, &Lookups::default()).unwrap()).unwrap();
+        assert_eq!(c.data["encrypted"], true);
+        let off = json!({"containerExtId": "sc-2", "name": "c", "isSoftwareEncryptionEnabled": false, "isEncrypted": true});
+        assert_eq!(crate::normalize::service_of(Kind::StorageContainer, &ctx(), off).unwrap().data["encrypted"], false, "the v4.0 field wins");
     }
 
     #[test]

@@ -117,3 +117,36 @@ fn a_request_outside_the_cassette_is_reported_with_a_diff() {
     assert!(first.diff.contains("- body.length: 5") && first.diff.contains("+ body.length: 7"), "{}", first.diff);
     assert!(!Expect::default().check(&out).is_empty());
 }
+
+/// Full collections of the SDK-shaped simulator (every kind, through v4
+/// and through v3), recorded as cassettes: each matches its golden file and
+/// expectations, every request was recorded and every recording used, and
+/// the VMs' disks (CD-ROMs too) and addresses (learned ones too) are the
+/// same through both APIs.
+#[test]
+fn full_v4_and_v3_collections_of_the_sdk_shaped_simulator() {
+    let mut vms = Vec::new();
+    for name in ["v4-sdk-shaped", "v3-sdk-shaped"] {
+        let out = replay(name);
+        check(name, &out);
+        assert!(out.result.is_ok(), "{name}: {:?}", out.result);
+        assert!(out.denied.is_empty() && out.unmatched.is_empty() && out.unused.is_empty(), "{name}: every request recorded, every recording used");
+        let golden = std::fs::read_to_string(cassette_dir(name).join("golden.ndjson")).expect("golden.ndjson");
+        if let Some(diff) = golden_diff(&golden, &out.ndjson()) {
+            panic!("{name}: normalized output changed:\n{diff}");
+        }
+        let by_id: std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)> = out
+            .services("VirtualMachine")
+            .iter()
+            .map(|r| {
+                let v = r.resource_json();
+                let disks: Vec<serde_json::Value> = v["data"]["disks"].as_array().unwrap().iter().map(|d| json!([d["uuid"], d["device_type"], d["size_bytes"]])).collect();
+                (v["reference"]["resource_id"].as_str().unwrap().to_string(), (json!(disks), v["ip_addresses"].clone()))
+            })
+            .collect();
+        vms.push(by_id);
+    }
+    assert_eq!(vms[0], vms[1], "the same disks and addresses through v4 and v3");
+    let cdroms = vms[0].values().flat_map(|(d, _)| d.as_array().unwrap().clone()).filter(|d| d[1] == "CDROM").count();
+    assert_eq!(cdroms, 3, "VMs 1, 5 and 9 have a CD-ROM drive");
+}

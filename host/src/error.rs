@@ -4,7 +4,17 @@
 //! `collector-error` ([`RunError::Collector`]); a *trap* (host bug, guest
 //! crash) or a limit the guest ran into is a [`RunError::Trap`] or
 //! [`RunError::Limit`]. Every error has exactly one [`ErrorCode`], which maps
-//! 1:1 to a gRPC status code and a CloudForet `ERROR_*` code.
+//! to one gRPC status code and one CloudForet `ERROR_*` code.
+//!
+//! The codes are chosen for CloudForet's client (spaceone-core's
+//! `SpaceConnector`), which retries a unary call three times, and drops its
+//! channel as broken, when the details' code is `ERROR_GRPC_CONNECTION` (or,
+//! 2.x, on any `DEADLINE_EXCEEDED`): an endpoint that is down or slow is
+//! `UNAVAILABLE` with `ERROR_UNAVAILABLE` / `ERROR_TIMEOUT` (one guest run
+//! per call), `ERROR_GRPC_CONNECTION` is kept for the host itself going
+//! away (shutdown), and a message the client should show travels with an
+//! `ERROR_*` code that is not `ERROR_PERMISSION_DENIED` (which the client
+//! replaces by "Permission denied.").
 
 use crate::bindings::current::exports::cloudforet::collector::collector::CollectorError;
 use std::fmt;
@@ -12,11 +22,16 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidArgument,
+    /// A required option or secret field is missing.
+    MissingParameter,
     Unauthenticated,
     PermissionDenied,
     NotFound,
     Unavailable,
-    DeadlineExceeded,
+    /// The collector's endpoint did not answer in time.
+    Timeout,
+    /// The host's egress policy refused a request of the guest.
+    EgressDenied,
     ResourceExhausted,
     Internal,
 }
@@ -26,12 +41,12 @@ impl ErrorCode {
     /// The gRPC status code's name (`UNAUTHENTICATED`, ...).
     pub fn grpc_name(self) -> &'static str {
         match self {
-            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::InvalidArgument | ErrorCode::MissingParameter => "INVALID_ARGUMENT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::Unavailable | ErrorCode::Timeout => "UNAVAILABLE",
+            ErrorCode::EgressDenied => "FAILED_PRECONDITION",
             ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -40,11 +55,13 @@ impl ErrorCode {
     pub fn cloudforet_code(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "ERROR_INVALID_ARGUMENT",
+            ErrorCode::MissingParameter => "ERROR_REQUIRED_PARAMETER",
             ErrorCode::Unauthenticated => "ERROR_AUTHENTICATE_FAILURE",
             ErrorCode::PermissionDenied => "ERROR_PERMISSION_DENIED",
             ErrorCode::NotFound => "ERROR_NOT_FOUND",
-            ErrorCode::Unavailable => "ERROR_GRPC_CONNECTION",
-            ErrorCode::DeadlineExceeded => "ERROR_TIMEOUT",
+            ErrorCode::Unavailable => "ERROR_UNAVAILABLE",
+            ErrorCode::Timeout => "ERROR_TIMEOUT",
+            ErrorCode::EgressDenied => "ERROR_EGRESS_DENIED",
             ErrorCode::ResourceExhausted => "ERROR_QUOTA_EXCEEDED",
             ErrorCode::Internal => "ERROR_INTERNAL_API",
         }
@@ -102,6 +119,8 @@ pub enum RunError {
     /// The caller's input (options, secret, endpoint) is not usable; no
     /// guest ran.
     Input(String),
+    /// The host's egress policy refused a request the guest needed.
+    Egress(String),
     /// The plugin could not be loaded or instantiated.
     Load(String),
     /// A bug or failure in the host.
@@ -113,7 +132,7 @@ impl RunError {
         match self {
             RunError::Collector(code, _) => *code,
             RunError::Input(_) => ErrorCode::InvalidArgument,
-            RunError::Limit(l) if l.kind == LimitKind::WallClock => ErrorCode::DeadlineExceeded,
+            RunError::Egress(_) => ErrorCode::EgressDenied,
             RunError::Limit(_) => ErrorCode::ResourceExhausted,
             RunError::Trap(_) | RunError::Load(_) | RunError::Host(_) => ErrorCode::Internal,
         }
@@ -124,7 +143,7 @@ impl RunError {
             RunError::Collector(_, m) => m.clone(),
             RunError::Limit(l) => l.to_string(),
             RunError::Trap(m) => format!("guest trapped: {m}"),
-            RunError::Input(m) | RunError::Load(m) => m.clone(),
+            RunError::Input(m) | RunError::Load(m) | RunError::Egress(m) => m.clone(),
             RunError::Host(m) => format!("host error: {m}"),
         }
     }
@@ -132,11 +151,12 @@ impl RunError {
     pub(crate) fn from_collector(e: CollectorError) -> RunError {
         let (code, m) = match e {
             CollectorError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
+            CollectorError::MissingParameter(m) => (ErrorCode::MissingParameter, m),
             CollectorError::Unauthenticated(m) => (ErrorCode::Unauthenticated, m),
             CollectorError::PermissionDenied(m) => (ErrorCode::PermissionDenied, m),
             CollectorError::NotFound(m) => (ErrorCode::NotFound, m),
             CollectorError::Unavailable(m) => (ErrorCode::Unavailable, m),
-            CollectorError::Timeout(m) => (ErrorCode::DeadlineExceeded, m),
+            CollectorError::Timeout(m) => (ErrorCode::Timeout, m),
             CollectorError::ResourceExhausted(m) => (ErrorCode::ResourceExhausted, m),
             CollectorError::Internal(m) => (ErrorCode::Internal, m),
         };
@@ -148,11 +168,13 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = match self.code() {
             ErrorCode::InvalidArgument => "invalid argument",
+            ErrorCode::MissingParameter => "missing parameter",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission denied",
             ErrorCode::NotFound => "not found",
             ErrorCode::Unavailable => "unavailable",
-            ErrorCode::DeadlineExceeded => "deadline exceeded",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::EgressDenied => "egress denied",
             ErrorCode::ResourceExhausted => "resource exhausted",
             ErrorCode::Internal => "internal",
         };

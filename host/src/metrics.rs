@@ -27,6 +27,7 @@ pub type Series = (String, Labels, f64);
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     active: AtomicI64,
+    started: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -38,7 +39,13 @@ impl Metrics {
     /// Counts one active sandbox until the guard is dropped.
     pub fn sandbox_guard(&self) -> ActiveSandbox<'_> {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         ActiveSandbox(&self.active)
+    }
+
+    /// Sandboxes started since the process started.
+    pub fn runs_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// Sandboxes running right now.

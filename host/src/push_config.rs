@@ -106,11 +106,20 @@ pub struct PluginConf {
     pub docs: toml::Table,
 }
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudForet {
     /// Default endpoint of every service (`http://host:port`).
     pub endpoint: Option<String>,
+    /// Ask identity (`Endpoint.list`, as CloudForet's own clients do) where
+    /// the services without an endpoint of their own listen. On by default;
+    /// takes effect when `endpoint` is not set.
+    #[serde(default = "yes")]
+    pub discover: bool,
     pub identity: Option<String>,
     pub inventory: Option<String>,
     /// Completion notifications go here (none without it or `endpoint`).
@@ -290,21 +299,41 @@ impl RunConfig {
         if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
             return Err("max_parallel_tenants and cloudforet.concurrency must be at least 1".into());
         }
-        self.endpoints().map(|_| ())
+        let c = &self.cloudforet;
+        if c.identity.is_none() && c.endpoint.is_none() {
+            return Err("cloudforet.identity (or cloudforet.endpoint) is required".into());
+        }
+        if c.inventory.is_none() && c.endpoint.is_none() && !c.discover {
+            return Err("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required".into());
+        }
+        Ok(())
     }
 
-    pub fn endpoints(&self) -> Result<Endpoints, String> {
+    /// The services' endpoints: each as configured, else `endpoint`, else
+    /// (with `discover`) what identity's `Endpoint.list` says. Identity is
+    /// asked only when a service has none configured.
+    pub async fn endpoints(&self) -> Result<Endpoints, String> {
         let c = &self.cloudforet;
-        let pick = |s: &Option<String>, what: &str| {
-            s.clone().or_else(|| c.endpoint.clone()).ok_or_else(|| format!("cloudforet.{what} (or cloudforet.endpoint) is required"))
+        let identity = c.identity.clone().or_else(|| c.endpoint.clone()).ok_or("cloudforet.identity (or cloudforet.endpoint) is required")?;
+        let configured = |s: &Option<String>| s.clone().or_else(|| c.endpoint.clone());
+        let wanted = [&c.inventory, &c.notification, &c.secret, &c.repository, &c.cost_analysis];
+        let discovered = if c.discover && wanted.iter().any(|s| configured(s).is_none()) {
+            crate::cloudforet::client::discover(&identity, Duration::from_secs(c.call_timeout_secs.max(1)))
+                .await
+                .map_err(|e| format!("cannot discover CloudForet's endpoints from identity {identity}: {e}"))?
+        } else {
+            BTreeMap::new()
         };
+        let pick = |s: &Option<String>, service: &str| configured(s).or_else(|| discovered.get(service).cloned());
         Ok(Endpoints {
-            identity: pick(&c.identity, "identity")?,
-            inventory: pick(&c.inventory, "inventory")?,
-            notification: c.notification.clone().or_else(|| c.endpoint.clone()),
-            secret: c.secret.clone().or_else(|| c.endpoint.clone()),
-            repository: c.repository.clone().or_else(|| c.endpoint.clone()),
-            cost_analysis: c.cost_analysis.clone().or_else(|| c.endpoint.clone()),
+            inventory: pick(&c.inventory, "inventory").ok_or_else(|| {
+                format!("no inventory endpoint: set cloudforet.inventory, or make identity {identity} list one")
+            })?,
+            identity,
+            notification: pick(&c.notification, "notification"),
+            secret: pick(&c.secret, "secret"),
+            repository: pick(&c.repository, "repository"),
+            cost_analysis: pick(&c.cost_analysis, "cost_analysis"),
         })
     }
 
@@ -327,9 +356,9 @@ impl RunConfig {
         }
     }
 
-    pub fn connector_config(&self) -> Result<ConnectorConfig, String> {
+    pub async fn connector_config(&self) -> Result<ConnectorConfig, String> {
         let c = &self.cloudforet;
-        let mut cc = ConnectorConfig::new(self.endpoints()?, self.auth()?);
+        let mut cc = ConnectorConfig::new(self.endpoints().await?, self.auth()?);
         cc.backoff = Backoff {
             base: Duration::from_millis(c.backoff_base_ms),
             max: Duration::from_millis(c.backoff_max_ms.max(c.backoff_base_ms)),
@@ -492,7 +521,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(config: RunConfig) -> Result<Runner, String> {
+    pub async fn new(config: RunConfig) -> Result<Runner, String> {
         if config.tenants.is_empty() {
             return Err("no [[tenant]] to collect".into());
         }
@@ -510,7 +539,9 @@ impl Runner {
                 return Err(format!("tenant '{}': cost_data_source_id is set but {} is not a cost data source (no cost-source export)", t.name, p.name));
             }
         }
-        let connector = Connector::new(config.connector_config()?)?;
+        let connector_config = config.connector_config().await?;
+        let inventory = connector_config.endpoints.inventory.clone();
+        let connector = Connector::new(connector_config)?;
         let store = Arc::new(Store::open(&config.store)?);
         let webhook = match &config.webhook_url {
             Some(url) => {
@@ -519,8 +550,7 @@ impl Runner {
             }
             None => None,
         };
-        let endpoints = config.endpoints()?;
-        let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{}", endpoints.inventory), settings: config.settings(), webhook };
+        let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
         Ok(Runner { config, runtime, sink, plugins })
     }
 
@@ -676,12 +706,13 @@ hours = [0, 12]
 options = { api_version = "v4", page_size = 100 }
 "#;
 
-    #[test]
-    fn loads_and_resolves_relative_paths() {
+    #[tokio::test]
+    async fn loads_and_resolves_relative_paths() {
         let c = parse(GOOD).unwrap();
         assert!(c.store.is_absolute() && c.store.ends_with("cf-host-push.db"));
         assert!(c.tenants[0].secret_file.as_ref().unwrap().ends_with("acme.json"));
-        let e = c.endpoints().unwrap();
+        // `endpoint` names every service: identity is not asked.
+        let e = c.endpoints().await.unwrap();
         assert_eq!((e.identity.as_str(), e.inventory.as_str(), e.notification.as_deref()), ("http://cf:50051", "http://cf:50051", Some("http://cf:50051")));
         assert_eq!(toml_to_json(&c.tenants[0].options).unwrap(), serde_json::json!({"api_version": "v4", "page_size": 100}));
         assert_eq!(c.settings().delete_after_missed, 3);

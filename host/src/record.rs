@@ -187,10 +187,11 @@ impl Record {
     }
 
     /// A successful record from a whole resource object (tools and tests):
-    /// its `data`, `metadata`, `unit` and `query_options` objects become raw.
+    /// its `data`, `metadata`, `query_options` and `additional_info` objects
+    /// become raw.
     pub fn from_resource(resource_type: ResourceType, mut resource: Map<String, Value>) -> Record {
         let mut raw = Vec::new();
-        for key in ["data", "metadata", "unit", "query_options", "additional_info"] {
+        for key in ["data", "metadata", "query_options", "additional_info"] {
             if let Some(v @ Value::Object(_)) = resource.get(key)
                 && let Ok(r) = RawValue::from_string(v.to_string())
             {
@@ -376,6 +377,16 @@ impl Checks {
         self.text(field, v)?;
         if v.trim().is_empty() {
             return Err(Invalid(format!("field '{field}' is empty")));
+        }
+        Ok(())
+    }
+
+    /// A required field CloudForet stores in at most `max` characters.
+    fn required_within(&mut self, field: &str, v: &str, max: usize) -> Result<(), Invalid> {
+        self.required(field, v)?;
+        let n = v.chars().count();
+        if n > max {
+            return Err(Invalid(format!("field '{field}' is {n} characters; CloudForet keeps at most {max}")));
         }
         Ok(())
     }
@@ -599,12 +610,13 @@ fn error_resource_map(e: emit::ErrorResource) -> Map<String, Value> {
 
 fn namespace(n: emit::Namespace) -> Result<Record, Rejected> {
     let mut ck = Checks::default();
+    // Field limits of CloudForet's Namespace model (spaceone-inventory 2.x).
     let checks = ck
-        .required("namespace_id", &n.namespace_id)
-        .and_then(|()| ck.required("name", &n.name))
-        .and_then(|()| ck.required("category", &n.category))
+        .required_within("namespace_id", &n.namespace_id, 80)
+        .and_then(|()| ck.required_within("name", &n.name, 40))
+        .and_then(|()| ck.required_within("category", &n.category, 40))
         .and_then(|()| ck.required("resource_type", &n.resource_type))
-        .and_then(|()| ck.required("group", &n.group))
+        .and_then(|()| ck.required_within("group", &n.group, 40))
         .and_then(|()| ck.required("provider", &n.provider))
         .and_then(|()| ck.optional("icon", &n.icon))
         .and_then(|()| ck.tags(&n.tags));
@@ -628,13 +640,15 @@ fn namespace_map(n: emit::Namespace) -> Map<String, Value> {
 fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
     let mut ck = Checks::default();
     let checks = (|| {
-        ck.required("metric_id", &m.metric_id)?;
-        ck.required("name", &m.name)?;
+        // Field limits of CloudForet's Metric model (spaceone-inventory 2.x).
+        ck.required_within("metric_id", &m.metric_id, 80)?;
+        ck.required_within("name", &m.name, 80)?;
         ck.required("resource_type", &m.resource_type)?;
-        ck.required("namespace_id", &m.namespace_id)?;
+        ck.required_within("namespace_id", &m.namespace_id, 80)?;
         ck.required("provider", &m.provider)?;
+        ck.text("unit", &m.unit)?;
         ck.tags(&m.tags)?;
-        Ok(vec![json_object("unit", &mut m.unit)?, json_object("query_options", &mut m.query_options)?])
+        Ok(vec![json_object("query_options", &mut m.query_options)?])
     })();
     let raw = checked("Metric", ["", "", &m.provider], checks)?;
     ck.size += "metric_type".len() + 9;
@@ -653,6 +667,8 @@ fn metric_map(m: emit::Metric) -> Map<String, Value> {
         ("resource_type", text(m.resource_type)),
         ("namespace_id", text(m.namespace_id)),
         ("provider", text(m.provider)),
+        // CloudForet's unit is optional: an empty string is none.
+        ("unit", if m.unit.is_empty() { Value::Null } else { text(m.unit) }),
         ("tags", tag_map(m.tags)),
     ])
 }

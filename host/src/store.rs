@@ -127,6 +127,10 @@ CREATE TABLE IF NOT EXISTS webhooks (
     secret     TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS host_keys (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (
     tenant    TEXT NOT NULL,
     collector TEXT NOT NULL,
@@ -274,6 +278,24 @@ impl Store {
             .map_err(|e| e.to_string())?;
         let body: Option<String> = stmt.query_row(params![tenant, resource_id], |r| r.get(0)).optional().map_err(|e| e.to_string())?;
         body.map(|b| serde_json::from_str(&b).map_err(|e| e.to_string())).transpose()
+    }
+
+    /// The host's 32-byte key named `name`, made (random) on first use, so
+    /// it outlives restarts with the store (the tenant key: tenants' state
+    /// in this store stays theirs).
+    pub fn host_key(&self, name: &str) -> Result<[u8; 32], String> {
+        let conn = self.conn();
+        let found: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM host_keys WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())?;
+        if let Some(k) = found.and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            return Ok(k);
+        }
+        let mut k = [0u8; 32];
+        getrandom::fill(&mut k).map_err(|e| format!("no randomness for the {name} key: {e}"))?;
+        conn.execute("INSERT OR REPLACE INTO host_keys (name, value) VALUES (?1, ?2)", params![name, k.to_vec()]).map_err(|e| e.to_string())?;
+        Ok(k)
     }
 
     /// Error messages recorded for a run.

@@ -8,6 +8,20 @@
 //! collectors waiting holds at most its cap of pool slots and another
 //! tenant's run gets the next free slot instead of waiting behind all 50.
 //!
+//! Who a tenant is (`serve`): CloudForet names no tenant to its plugins
+//! (no `x_domain_id`; 2.x sends `token: NO_TOKEN`), so a call's tenant is
+//! derived from what it does send, its secret: [`TenantKey::derive`] keys
+//! an HMAC-SHA256 over the endpoint the secret names, who it authenticates
+//! as and its credential with this host's tenant key. Two CloudForet
+//! domains with different Prism accounts never share limits, state or
+//! breakers; a caller without the same credentials cannot claim another's
+//! tenant; and the id (`<label>/<16 hex>`) says nothing about the
+//! credential without the key. The label is the configured tenant whose
+//! `endpoints` name the secret's endpoint (its settings apply), else the
+//! endpoint's host. Changing a credential makes a new tenant (its state,
+//! e.g. an incremental cache, starts empty). `cf-host collect` and push
+//! mode name their tenants explicitly (the operator's configuration).
+//!
 //! Configuration (`--tenants FILE`, JSON); every field is optional and
 //! tenants inherit `default`:
 //!
@@ -20,7 +34,8 @@
 //!                          "max_handles": 10000, "max_log_lines": 10000,
 //!                          "http_breaker_failures": 5, "http_breaker_open_s": 30},
 //!               "allow_networks": []},
-//!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"]}}
+//!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"],
+//!                        "endpoints": ["pc.acme.example", "10.20.0.5"]}}
 //! }
 //! ```
 
@@ -45,6 +60,8 @@ pub struct TenantConfig {
     /// Networks whose private/loopback/link-local addresses the tenant's
     /// endpoints may resolve to (explicit operator grant).
     pub allow_networks: Vec<IpNet>,
+    /// Endpoint hosts whose callers get this tenant's settings (`serve`).
+    pub endpoints: Vec<String>,
 }
 
 impl Default for TenantConfig {
@@ -54,6 +71,7 @@ impl Default for TenantConfig {
             max_concurrent_runs: 8,
             memory_total_bytes: 1 << 30,
             allow_networks: Vec::new(),
+            endpoints: Vec::new(),
         }
     }
 }
@@ -76,6 +94,8 @@ pub struct TenantOverrides {
     #[serde(default)]
     pub limits: LimitOverrides,
     pub allow_networks: Option<Vec<String>>,
+    /// Endpoint hosts (names or IPs, as secrets name them) of this tenant.
+    pub endpoints: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -97,6 +117,12 @@ pub struct LimitOverrides {
     /// for it (0: no breaker).
     pub http_breaker_failures: Option<u32>,
     pub http_breaker_open_s: Option<u64>,
+    /// Requests of one run in flight at once (`send-many`).
+    pub http_max_in_flight: Option<u32>,
+    /// Requests of one run in flight to one origin at once.
+    pub http_max_in_flight_per_origin: Option<u32>,
+    /// Requests in one `send-many` batch.
+    pub http_max_batch: Option<u32>,
 }
 
 const MB: u64 = 1 << 20;
@@ -152,11 +178,24 @@ impl TenantOverrides {
         if let Some(v) = l.http_breaker_open_s {
             c.limits.http.breaker_open = Duration::from_secs(positive(v, "http_breaker_open_s")?);
         }
+        let positive32 = |v: u32, name: &str| if v == 0 { Err(format!("{who}: limits.{name} must be positive")) } else { Ok(v) };
+        if let Some(v) = l.http_max_in_flight {
+            c.limits.http.max_in_flight = positive32(v, "http_max_in_flight")?;
+        }
+        if let Some(v) = l.http_max_in_flight_per_origin {
+            c.limits.http.max_in_flight_per_origin = positive32(v, "http_max_in_flight_per_origin")?;
+        }
+        if let Some(v) = l.http_max_batch {
+            c.limits.http.max_batch = positive32(v, "http_max_batch")?;
+        }
         if let Some(nets) = &self.allow_networks {
             c.allow_networks = nets
                 .iter()
                 .map(|n| n.parse::<IpNet>().map_err(|e| format!("{who}: allow_networks entry {n:?}: {e}")))
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(hosts) = &self.endpoints {
+            c.endpoints = hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
         }
         if c.memory_total_bytes < c.limits.memory_bytes {
             return Err(format!("{who}: memory_total_mb is below limits.memory_mb: not one run could start"));
@@ -190,8 +229,75 @@ impl TenancyConfig {
         TenancyConfig::from_file(&file).map_err(|e| format!("tenants file {}: {e}", path.display()))
     }
 
+    /// A tenant's settings: by its name, or (a derived `<label>/<key>` id)
+    /// by its label.
     pub fn get(&self, tenant: &str) -> &TenantConfig {
-        self.tenants.get(tenant).unwrap_or(&self.default)
+        self.tenants
+            .get(tenant)
+            .or_else(|| tenant.split_once('/').and_then(|(label, _)| self.tenants.get(label)))
+            .unwrap_or(&self.default)
+    }
+
+    /// The configured tenant whose `endpoints` name `host`.
+    pub fn for_endpoint(&self, host: &str) -> Option<&str> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut names: Vec<&String> = self.tenants.iter().filter(|(_, c)| c.endpoints.contains(&host)).map(|(n, _)| n).collect();
+        names.sort();
+        names.first().map(|n| n.as_str())
+    }
+}
+
+/// This host's key for deriving tenants from secrets.
+#[derive(Clone)]
+pub struct TenantKey([u8; 32]);
+
+impl std::fmt::Debug for TenantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantKey(***)")
+    }
+}
+
+impl TenantKey {
+    /// A random key (a server without a store: its tenants' state lives in
+    /// memory, and goes with the process anyway).
+    pub fn random() -> Result<TenantKey, String> {
+        let mut k = [0u8; 32];
+        getrandom::fill(&mut k).map_err(|e| format!("no randomness for the tenant key: {e}"))?;
+        Ok(TenantKey(k))
+    }
+
+    pub fn from_bytes(k: [u8; 32]) -> TenantKey {
+        TenantKey(k)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The tenant of a call with `secret`, or `None` when the secret names
+    /// no endpoint (nothing to isolate: no Prism is reached).
+    pub fn derive(&self, config: &TenancyConfig, secret: &crate::secret::Secret, default_port: u16) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        let endpoint = secret.endpoint(default_port)?;
+        let origin = endpoint.origin().ascii_serialization();
+        let host = endpoint.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let creds = secret.credentials();
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // Length-prefixed parts: no two different inputs join the same.
+        for part in [
+            origin.as_str(),
+            creds.username().unwrap_or(""),
+            creds.password().unwrap_or(""),
+            creds.api_key().unwrap_or(""),
+            creds.token().unwrap_or(""),
+        ] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        let tag = mac.finalize().into_bytes();
+        let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let label = config.for_endpoint(&host).map_or(host, str::to_string);
+        Some(format!("{label}/{hex}"))
     }
 }
 
@@ -332,6 +438,46 @@ mod tests {
         assert_eq!((c.get("b").limits.http.breaker_failures, c.get("b").limits.http.breaker_open), (5, Duration::from_secs(30)));
         let e = parse(json!({"default": {"limits": {"http_breaker_open_s": 0}}})).unwrap_err();
         assert!(e.contains("http_breaker_open_s must be positive"), "{e}");
+    }
+
+    /// The caps of concurrent guest requests: defaults, overrides, and 0
+    /// refused (a run that may send nothing at once cannot collect).
+    #[test]
+    fn concurrency_caps_parse() {
+        let c = parse(json!({"tenants": {"a": {"limits": {"http_max_in_flight": 4, "http_max_in_flight_per_origin": 2, "http_max_batch": 32}}}})).unwrap();
+        let (a, b) = (&c.get("a").limits.http, &c.get("b").limits.http);
+        assert_eq!((a.max_in_flight, a.max_in_flight_per_origin, a.max_batch), (4, 2, 32));
+        assert_eq!((b.max_in_flight, b.max_in_flight_per_origin, b.max_batch), (16, 8, 128));
+        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch"] {
+            let e = parse(json!({"default": {"limits": {key: 0}}})).unwrap_err();
+            assert!(e.contains(&format!("{key} must be positive")), "{e}");
+        }
+    }
+
+    #[test]
+    fn tenants_are_derived_from_the_secret_and_cannot_be_claimed() {
+        use crate::secret::Secret;
+        let config = parse(json!({"tenants": {"acme": {"endpoints": ["PC.Acme.example"], "max_concurrent_runs": 1}}})).unwrap();
+        let key = TenantKey::from_bytes([7; 32]);
+        let t = |v: serde_json::Value| key.derive(&config, &Secret::new(v).unwrap(), 9440);
+        let a = t(json!({"host": "pc.acme.example", "username": "u", "password": "p"})).unwrap();
+        assert!(a.starts_with("acme/") && a.len() == "acme/".len() + 16, "{a}");
+        assert_eq!(config.get(&a).max_concurrent_runs, 1, "the configured tenant's settings");
+        assert_eq!(t(json!({"host": "pc.acme.example", "username": "u", "password": "p"})).unwrap(), a, "stable");
+        for other in [
+            json!({"host": "pc.acme.example", "username": "u", "password": "other"}),
+            json!({"host": "pc.acme.example", "username": "v", "password": "p"}),
+            json!({"host": "pc.acme.example", "port": 9441, "username": "u", "password": "p"}),
+            json!({"host": "pc.acme.example", "api_key": "p"}),
+        ] {
+            assert_ne!(t(other.clone()).unwrap(), a, "{other}");
+        }
+        let b = t(json!({"host": "https://10.0.0.9", "username": "u", "password": "p"})).unwrap();
+        assert!(b.starts_with("10.0.0.9/"), "{b}");
+        assert_eq!(config.get(&b).max_concurrent_runs, 8, "no configured tenant: the default");
+        assert_eq!(t(json!({"username": "u"})), None, "no endpoint, nothing to derive");
+        let other_key = TenantKey::from_bytes([8; 32]);
+        assert_ne!(other_key.derive(&config, &Secret::new(json!({"host": "pc.acme.example", "username": "u", "password": "p"})).unwrap(), 9440).unwrap(), a, "keyed");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::guest;
+use common::{guest, Server};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -69,7 +69,7 @@ fn bad_input_gets_one_line_errors_and_a_failure_exit() {
         (vec!["collect", "--plugin", g, "--endpoint", "ftp://127.0.0.1:9", "--secret", s, "--store", st], "scheme must be http or https"),
         (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", "[1]"], "--options must be a JSON object"),
         // Nothing listens on port 9: unreachable → unavailable.
-        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", r#"{"max_retries":0}"#], "error: collection failed: unavailable: cannot reach http://127.0.0.1:9"),
+        (vec!["collect", "--plugin", g, "--endpoint", "http://127.0.0.1:9", "--secret", s, "--store", st, "--options", r#"{"max_retries":0}"#], "error: collection failed: unavailable: clusters list failed: GET /api/clustermgmt/v4.2/config/clusters: cannot reach http://127.0.0.1:9"),
     ];
     for (args, expected) in cases {
         let o = cf_host(&args);
@@ -160,9 +160,9 @@ fn plugins_commands_manage_a_running_server() {
     let dir = tmp("plugins");
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let server = Server::start(&plugins, &["--metrics-bind", "127.0.0.1:0"], 3);
-    let (serving, metrics_line) = (&server.lines[0], &server.lines[2]);
-    let metrics = format!("http://{}/metrics", metrics_line.trim().rsplit(' ').next().unwrap());
+    let server = adversary_server(&plugins, &["--metrics-bind", "127.0.0.1:0"]);
+    let serving = &server.lines[0];
+    let metrics = format!("{}/metrics", server.metrics.as_deref().unwrap());
     assert!(serving.contains("serving adversary@(no version yet)"), "{serving}");
     let plugins_cmd = |args: &[&str]| server.plugins(args);
     let adversary = guest().with_file_name("cf_adversary.wasm");
@@ -182,63 +182,18 @@ fn plugins_commands_manage_a_running_server() {
     assert!(stderr(&o).contains("FAILED_PRECONDITION: adversary has no earlier version"), "{}", stderr(&o));
     let o = plugins_cmd(&["unload", "adversary"]);
     assert!(!o.status.success() && stderr(&o).contains("NAME@VERSION"), "{}", stderr(&o));
-    let o = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["plugins", "--admin", &server.admin, "--token", "wrong", "list"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["plugins", "--admin", server.admin.as_deref().unwrap(), "--token", "wrong", "list"]).output().unwrap();
     assert!(!o.status.success() && stderr(&o).contains("UNAUTHENTICATED"), "{}", stderr(&o));
     drop(server);
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// `cf-host serve` for the adversary with the admin API; killed on drop.
-struct Server {
-    child: std::process::Child,
-    /// The first lines it printed (serving, admin API, ...).
-    lines: Vec<String>,
-    admin: String,
-}
-
-impl Server {
-    const TOKEN: &str = "cli-admin-token-0123456789";
-
-    fn start(plugins: &std::path::Path, extra: &[&str], lines: usize) -> Server {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
-            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--name", "adversary", "--no-cache", "--admin-bind", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--plugins-dir")
-            .arg(plugins)
-            .env("CF_HOST_ADMIN_TOKEN", Server::TOKEN)
-            .env("CF_HOST_LOG", "error")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let lines: Vec<String> = (0..lines)
-            .map(|_| {
-                let mut l = String::new();
-                out.read_line(&mut l).unwrap();
-                l
-            })
-            .collect();
-        let admin_line = lines.iter().find(|l| l.starts_with("admin API on")).expect("admin API line");
-        let admin = format!("http://{}", admin_line.trim().rsplit(' ').next().unwrap());
-        Server { child, lines, admin }
-    }
-
-    fn plugins(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cf-host"))
-            .args(["plugins", "--admin", &self.admin])
-            .args(args)
-            .env("CF_HOST_ADMIN_TOKEN", Server::TOKEN)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `cf-host serve` for the adversary's plugins directory with the admin API.
+fn adversary_server(plugins: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--name", "adversary", "--admin-bind", "127.0.0.1:0"];
+    args.extend(extra);
+    args.extend(["--plugins-dir", plugins.to_str().expect("a UTF-8 path")]);
+    Server::spawn(&args)
 }
 
 /// keygen, sign, and a server that requires signatures: unsigned and
@@ -271,7 +226,7 @@ fn a_server_that_requires_signatures_loads_only_signed_plugins() {
     manifest["alias"] = "other".into();
     std::fs::write(dir.join("relabelled.json"), manifest.to_string()).unwrap();
 
-    let server = Server::start(&plugins, &["--trusted-keys", dir.join("trusted").to_str().unwrap(), "--require-signatures"], 2);
+    let server = adversary_server(&plugins, &["--trusted-keys", dir.join("trusted").to_str().unwrap(), "--require-signatures"]);
     let o = server.plugins(&["load", dir.join("unsigned.wasm").to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("adversary@7.7.1 is not signed"), "{}", stderr(&o));
     let o = server.plugins(&["load", dir.join("relabelled.wasm").to_str().unwrap()]);

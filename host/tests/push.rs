@@ -80,7 +80,7 @@ async fn sim(vms: usize, faults: Faults) -> Simulator {
 }
 
 async fn run_once(config: &Path) -> PushReport {
-    let runner = Runner::new(RunConfig::load(config).unwrap()).unwrap();
+    let runner = Runner::new(RunConfig::load(config).unwrap()).await.unwrap();
     let mut results = runner.run_all(&[]).await.unwrap();
     assert_eq!(results.len(), 1);
     results.remove(0).1.unwrap()
@@ -204,7 +204,7 @@ async fn records_spooled_while_cloudforet_is_down_are_delivered_after_a_restart(
 
     // A new process on the same store delivers them once CloudForet is back.
     cf.restart().await;
-    let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+    let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
     let redelivered = runner.redeliver().await.unwrap();
     assert_eq!(redelivered.get("acme"), Some(&(77, None)));
     assert_eq!(runner.sink.store.spool_len(&runner.sink.name, None).unwrap(), 0);
@@ -381,12 +381,12 @@ async fn cli_run_once_reports_and_fails_on_a_refused_token() {
 /// tests/python/cf_api_server.py) takes cf-host's identity, inventory,
 /// notification, repository and secret calls, proving the hand-written
 /// protos wire-compatible.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
+/// tests/python/cf_api_server.py in `dir`, with one secret (`secret-prism`,
+/// the simulator's): the child (stopped by closing its stdin), its port and
+/// its state file.
+async fn api_server(prism: &Simulator, dir: &Path) -> (std::process::Child, u16, std::path::PathBuf) {
     use std::io::{BufRead, BufReader};
-    let prism = sim(12, Faults::default()).await;
-    let dir = std::env::temp_dir().join(format!("cf-push-py-{}", cf_host::runtime::new_run_id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let state_file = dir.join("state.json");
     let secrets_file = dir.join("secrets.json");
     std::fs::write(&secrets_file, serde_json::json!({"secret-prism": prism.secret()}).to_string()).unwrap();
@@ -402,6 +402,47 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
     let mut line = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("the server printed {line:?}"));
+    (server, port, state_file)
+}
+
+/// Given only identity, the other services' endpoints come from identity's
+/// `Endpoint.list` (spaceone-api's own stubs answer it); one configured
+/// explicitly keeps its setting; the run delivers to what was discovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_discovered_from_identity() {
+    let prism = sim(12, Faults::default()).await;
+    let dir = std::env::temp_dir().join(format!("cf-push-discover-{}", cf_host::runtime::new_run_id()));
+    let (mut server, port, state_file) = api_server(&prism, &dir).await;
+    let auth = format!("user_id = \"{}\"\npassword_env = \"CF_PUSH_DISCOVER_PASSWORD\"\ndomain_id = \"domain-py\"", USER.0);
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("CF_PUSH_DISCOVER_PASSWORD", USER.1) };
+    let s = setup(&prism, &format!("http://127.0.0.1:{port}"), &auth, "secret = \"http://127.0.0.1:1\"");
+    edit(&s, |t| t.replacen("endpoint = \"http://", "identity = \"http://", 1));
+    let config = RunConfig::load(&s.config).unwrap();
+    let e = config.endpoints().await.unwrap();
+    let here = format!("http://127.0.0.1:{port}");
+    assert_eq!((e.inventory.as_str(), e.notification.as_deref(), e.cost_analysis.as_deref()), (here.as_str(), Some(here.as_str()), Some(here.as_str())));
+    assert_eq!(e.secret.as_deref(), Some("http://127.0.0.1:1"), "the configured one wins");
+    let report = run_once(&s.config).await;
+    drop(server.stdin.take());
+    let _ = server.wait();
+    assert!(report.complete(), "{report:?}");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let calls: Vec<&str> = state["calls"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(calls.contains(&"Endpoint.list"), "{calls:?}");
+    assert!(state["cloud_services"].as_object().is_some_and(|m| !m.is_empty()), "delivered to the discovered inventory");
+    // Without identity to ask, a clear error.
+    edit(&s, |t| t.replacen(&format!("identity = \"http://127.0.0.1:{port}\""), "identity = \"http://127.0.0.1:1\"", 1));
+    let e = RunConfig::load(&s.config).unwrap().endpoints().await.unwrap_err();
+    assert!(e.starts_with("cannot discover CloudForet's endpoints from identity http://127.0.0.1:1"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
+    let prism = sim(12, Faults::default()).await;
+    let dir = std::env::temp_dir().join(format!("cf-push-py-{}", cf_host::runtime::new_run_id()));
+    let (mut server, port, state_file) = api_server(&prism, &dir).await;
     let auth = format!("user_id = \"{}\"\npassword_env = \"CF_PUSH_PY_PASSWORD\"\ndomain_id = \"domain-py\"", USER.0);
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("CF_PUSH_PY_PASSWORD", USER.1) };
@@ -412,7 +453,7 @@ async fn the_clients_speak_to_a_server_built_on_the_real_spaceone_api_stubs() {
         format!("{tenant}{}", register_section("cloudforet/cf-host:1.0", "\"Nutanix\""))
     });
 
-    let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+    let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
     let register = runner.config.register.as_ref().unwrap();
     let published = cf_host::push_config::register(&runner.sink.connector, register).await.unwrap();
     let republished = cf_host::push_config::register(&runner.sink.connector, register).await.unwrap();
@@ -535,7 +576,7 @@ async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
     // Last synchronized three days ago: the next run covers those days too,
     // and remembers this one.
     {
-        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
         let then = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339();
         runner.sink.store.set_cost_synced(&runner.sink.name, "acme", "ds-nutanix", &then).unwrap();
     }
@@ -543,7 +584,7 @@ async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
     assert_eq!(r.costs.as_ref().map(|c| c.tasks), Some(4), "{r:?}");
     assert_eq!(cf.db().costs.len() as u64, 4 * (on * 3 + (40 - on)));
     {
-        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).unwrap();
+        let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
         let synced = runner.sink.store.cost_synced(&runner.sink.name, "acme", "ds-nutanix").unwrap().unwrap();
         assert!(synced.starts_with(&today.format("%Y-%m-%d").to_string()), "{synced}");
     }

@@ -259,7 +259,8 @@ fn bad_input_gets_cloudforet_error_codes() {
     assert!(details.starts_with("ERROR_INVALID_ARGUMENT: ") && details.contains("page_size"), "{details}");
     let (code, details) = stub_error(5);
     assert_eq!(code, "UNAVAILABLE", "{details}");
-    assert!(details.starts_with("ERROR_GRPC_CONNECTION: "), "{details}");
+    // Not ERROR_GRPC_CONNECTION, which CloudForet's client retries.
+    assert!(details.starts_with("ERROR_UNAVAILABLE: "), "{details}");
     let (code, details) = stub_error(6);
     assert_eq!(code, "INVALID_ARGUMENT");
     assert!(details.contains("verify_ssl"), "{details}");
@@ -424,4 +425,35 @@ fn the_monitoring_data_source_protocol_through_space_connector() {
         let got: Vec<f64> = data["values"][id].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert!(got.len() == 6 && got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-9), "{entity_type}: {got:?} != {want:?}");
     }
+}
+
+/// Tenants under CloudForet's real client, which names none: each call's
+/// tenant comes from its secret. The same Prism account collects
+/// incrementally from its own cache on its second run; another account of
+/// the same Prism (an API key) starts with no cache, and naming the first
+/// tenant's id in `x_domain_id` claims nothing.
+#[test]
+fn tenants_come_from_the_secret_under_cloudforets_client() {
+    let sim = simulator(SimConfig { v4: true, ..SimConfig::default() });
+    let server = Server::start();
+    let collect = |secret: Value, extra: Value| {
+        let mut call = json!({"call": "Collector.collect", "params": {"options": {"incremental": true}, "secret_data": secret, "task_options": {"resource_kinds": ["vms"]}, "filter": {}}});
+        if let Some(m) = call.as_object_mut() {
+            for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+                m.insert(k, v);
+            }
+        }
+        let before = sim.state.calls_per_kind();
+        let out = cf_client(&server.endpoint(), &json!([call]));
+        ok(&out["results"][0]);
+        let after = sim.state.calls_per_kind();
+        // Whether this run read the full VM list (no cache) or only changes.
+        after.get("v4/vms").copied().unwrap_or(0) > before.get("v4/vms").copied().unwrap_or(0)
+    };
+    let admin = sim.secret();
+    let key = json!({"host": sim.url(), "api_key": prism_sim::API_KEY});
+    assert!(collect(admin.clone(), json!({})), "first run of the account: full");
+    assert!(!collect(admin.clone(), json!({})), "its second run: incremental, from its own cache");
+    assert!(collect(key.clone(), json!({"x_domain_id": "default"})), "another account: no cache of the first's");
+    assert!(!collect(key, json!({})), "and its own cache on its second run");
 }

@@ -4,7 +4,8 @@
 It serves identity v2 Token (issue/grant) and Schema (create/update/get),
 inventory v1 CloudService, CloudServiceType and Region
 (create/update/delete/list), notification v1 Notification.create,
-repository v1 Plugin (register/update/list), secret v1 Secret.get_data and
+repository v1 Plugin (register/update/list), secret v1 Secret.get_data,
+identity v2 Endpoint.list (every service here) and
 cost_analysis v1 Cost (create/delete/list) with the generated `add_*Servicer_to_server` functions, keeps everything in
 memory, refuses calls without a token it granted, and writes its whole state
 as JSON to STATE_FILE after every call.
@@ -24,7 +25,7 @@ from concurrent import futures
 import grpc
 from google.protobuf import empty_pb2, json_format
 from spaceone.api.cost_analysis.v1 import cost_pb2, cost_pb2_grpc
-from spaceone.api.identity.v2 import schema_pb2, schema_pb2_grpc, token_pb2, token_pb2_grpc
+from spaceone.api.identity.v2 import endpoint_pb2, endpoint_pb2_grpc, schema_pb2, schema_pb2_grpc, token_pb2, token_pb2_grpc
 from spaceone.api.inventory.v1 import (cloud_service_pb2, cloud_service_pb2_grpc,
                                        cloud_service_type_pb2, cloud_service_type_pb2_grpc,
                                        region_pb2, region_pb2_grpc)
@@ -285,6 +286,21 @@ class Cost(cost_pb2_grpc.CostServicer):
         return cost_pb2.CostsInfo(results=out, total_count=len(out))
 
 
+class Endpoint(endpoint_pb2_grpc.EndpointServicer):
+    """Every service at this server (no token needed, as in identity)."""
+
+    def list(self, request, context):
+        STATE["calls"].append("Endpoint.list")
+        services = ["identity", "inventory", "notification", "secret", "repository", "cost_analysis"]
+        out = [endpoint_pb2.EndpointInfo(name=s.title(), service=s, endpoint="grpc://127.0.0.1:%d" % PORT[0],
+                                         state=endpoint_pb2.EndpointInfo.EndpointState.ACTIVE)
+               for s in services if not request.service or request.service == s]
+        return endpoint_pb2.EndpointsInfo(results=out, total_count=len(out))
+
+
+PORT = [0]
+
+
 def main():
     if len(sys.argv) > 2:
         with open(sys.argv[2]) as f:
@@ -299,7 +315,9 @@ def main():
     plugin_pb2_grpc.add_PluginServicer_to_server(Plugin(), server)
     secret_pb2_grpc.add_SecretServicer_to_server(Secret(), server)
     cost_pb2_grpc.add_CostServicer_to_server(Cost(), server)
+    endpoint_pb2_grpc.add_EndpointServicer_to_server(Endpoint(), server)
     port = server.add_insecure_port("127.0.0.1:0")
+    PORT[0] = port
     server.start()
     dump()
     print(port, flush=True)

@@ -1,5 +1,8 @@
-//! Shared fixtures for the end-to-end tests: one tokio runtime, one host
-//! runtime with the real guest component loaded (compiled once), temp dirs.
+//! Shared fixtures for the end-to-end tests: those both suites share
+//! ([`fixtures`]: component paths, one tokio runtime, temp dirs, Python
+//! venvs), and the host-level ones: the host runtime with the real guest
+//! loaded (compiled once), run contexts through the production builder, a
+//! `cf-host serve` in process, a real OCI registry.
 //!
 //! The components must be built first:
 //! `cargo build -p guest-nutanix -p cf-adversary -p cf-legacy-guest --target wasm32-wasip2 --release`
@@ -9,47 +12,12 @@ use cf_host::error::RunError;
 use cf_host::record::Record;
 use cf_host::runtime::CollectReport;
 use cf_host::{Plugin, RunContext, Runtime, RuntimeConfig};
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The release build of the guest component.
-pub fn guest_wasm() -> PathBuf {
-    wasm("guest_nutanix", "guest-nutanix")
-}
+mod fixtures;
 
-/// The adversarial test component (`tests/adversary`).
-pub fn adversary_wasm() -> PathBuf {
-    wasm("cf_adversary", "cf-adversary")
-}
-
-/// A collector built against the frozen world 0.1.0 (`tests/legacy-guest`).
-pub fn legacy_wasm() -> PathBuf {
-    wasm("cf_legacy_guest", "cf-legacy-guest")
-}
-
-fn wasm(file: &str, package: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let p = target.join(format!("wasm32-wasip2/release/{file}.wasm"));
-    assert!(
-        p.exists(),
-        "component missing at {}: run `cargo build -p {package} --target wasm32-wasip2 --release` first",
-        p.display()
-    );
-    p
-}
-
-/// One multi-threaded tokio runtime shared by all tests of a binary, so the
-/// host's HTTP connection pools stay on one runtime.
-pub fn block_on<F: Future>(f: F) -> F::Output {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
-    })
-    .block_on(f)
-}
+pub use fixtures::*;
 
 /// The host runtime with the guest loaded.
 pub fn host() -> &'static (Runtime, Plugin) {
@@ -71,13 +39,6 @@ pub fn sim_context(sim: &prism_sim::Simulator) -> cf_host::RunContextBuilder {
 /// The admin API's settings with one admin token.
 pub fn admin_config(token: &str) -> cf_host::admin::AdminConfig {
     cf_host::admin::AdminConfig::new(cf_host::admin::auth::AuthPolicy::single(token).expect("a token of 16+ characters"))
-}
-
-/// A fresh, unique temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cf-tests-{name}-{}", cf_host::runtime::new_run_id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 /// Runs `collect` and gathers every record the run emitted.

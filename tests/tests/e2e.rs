@@ -130,7 +130,7 @@ fn normalizes_specific_vms_exactly() {
         assert_eq!(vm["ip_addresses"], json!(f.ips), "vm {i}");
         let tags: serde_json::Map<String, Value> = f.categories.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         assert_eq!(vm["tags"], Value::Object(tags), "vm {i}");
-        assert_eq!(vm["data"]["disks"].as_array().unwrap().len(), f.disks_gib.len(), "vm {i}");
+        assert_eq!(vm["data"]["disks"].as_array().unwrap().len(), f.disks_gib.len() + f.cdroms, "vm {i}: disks and CD-ROMs");
         assert_eq!(vm["data"]["disk_total_bytes"], f.disks_gib.iter().sum::<u64>() << 30, "vm {i}");
         assert_eq!(vm["data"]["host"].is_null(), f.host.is_none(), "vm {i}");
     }
@@ -167,7 +167,7 @@ fn a_failed_page_becomes_an_error_resource_and_the_rest_is_stored() {
     let errors = store.errors_of_run(&r.run_id).unwrap();
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].starts_with("vms list page at offset 500 (of 1234) failed: HTTP 503: INTERNAL_ERROR: Injected fault"),
+        errors[0].starts_with("vms list page at offset 500 (of 1234) failed: POST /api/nutanix/v3/vms/list: HTTP 503: INTERNAL_ERROR: Injected fault"),
         "{}",
         errors[0]
     );
@@ -237,7 +237,7 @@ fn verify_init_and_get_tasks() {
     assert_eq!(e.code(), ErrorCode::Unauthenticated);
     let ctx = cf_tests::sim_context(&sim).secret(json!({"host": sim.url()})).build().unwrap();
     let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
-    assert_eq!(e, RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
+    assert_eq!(e, RunError::Collector(ErrorCode::MissingParameter, "secret field 'username' is required".into()));
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn a_task_collects_only_its_kinds() {
     let want = [("CloudServiceType".to_string(), 1), ("Compute/Host".to_string(), 12), ("Region".to_string(), 3)];
     assert_eq!(labels, want.into());
     assert_eq!(report.records, 16);
-    assert_eq!(report.http_requests, 3, "the v4 probe (404: this simulator has no v4), the cluster list and one hosts page");
+    assert_eq!(report.http_requests, 5, "the v4 probes at v4.2, v4.1 and v4.0 (the gateway's 404: this simulator has no v4), the cluster list and one hosts page");
 }
 
 #[test]
@@ -270,7 +270,9 @@ fn egress_outside_the_grant_is_denied_before_any_request() {
     let ctx = host().0.context("t1").secret(other.secret()).egress(grant).build().unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let e = block_on(rt.collect(plugin, &ctx, &json!({}), tx)).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    // The host's policy refused it, and says so with the destination.
+    assert_eq!(e.code(), ErrorCode::EgressDenied);
+    assert!(e.message().starts_with("the host's egress policy refused http://127.0.0.1:"), "{e}");
     assert!(e.message().contains("is not granted to this run"), "{e}");
     assert!(other.state.calls_per_kind().is_empty() && other.state.unauthorized_calls() == 0, "nothing reached the other server");
 }

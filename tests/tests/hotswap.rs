@@ -79,7 +79,9 @@ async fn setup_with(name: &str, oci: OciOptions) -> Setup {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = format!("http://{}", listener.local_addr().unwrap());
-    let service = PluginService::new(registry.clone(), "adversary", ServeConfig::default());
+    // Tenants as a trusted gateway names them (x_domain_id), for pins and
+    // canaries by name.
+    let service = PluginService::new(registry.clone(), "adversary", ServeConfig { trust_tenant_header: true, ..ServeConfig::default() });
     tokio::spawn(cf_host::grpc::serve(listener, service, std::future::pending()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = format!("http://{}", listener.local_addr().unwrap());

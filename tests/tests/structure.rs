@@ -413,3 +413,8 @@ fn the_host_has_no_import_cycles() {
     let found = cycles(&crate_src("host"));
     assert!(found.is_empty(), "import cycles between host files: {found:#?}");
 }
+#[test]
+fn the_guest_has_no_import_cycles() {
+    let found = cycles(&crate_src("guest-nutanix"));
+    assert!(found.is_empty(), "import cycles between guest files: {found:#?}");
+}

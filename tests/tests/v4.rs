@@ -40,6 +40,15 @@ fn comparable(records: &[Record]) -> BTreeMap<String, Value> {
                     }
                     "Cluster" => {
                         data.remove("created_at");
+                        // v4.0 names no hypervisor versions.
+                        for server in data.get_mut("hypervisor_servers").and_then(Value::as_array_mut).into_iter().flatten() {
+                            server["version"] = Value::Null;
+                        }
+                    }
+                    "Host" => {
+                        // v4.0 has no node serial; v3 no CPU frequency.
+                        data.remove("serial_number");
+                        data.remove("cpu_frequency_hz");
                     }
                     "Subnet" => {
                         data.remove("categories");
@@ -393,4 +402,70 @@ fn volume_groups_come_through_v4_when_v3_is_gone() {
     let forced = vgs(&with_v3, json!({"api_version": "v4"}));
     assert_eq!(forced, want);
     assert_eq!(with_v3.state.calls_per_kind().get("volume_groups"), Some(&2), "only the first run's probe and page");
+}
+
+/// A Prism Central serving v4.1 (and not v4.0) is read at v4.1, every
+/// namespace, found newest first.
+#[test]
+fn the_newest_revision_served_is_used() {
+    let estate = EstateConfig { vms: 30, ..EstateConfig::default() };
+    let sim = block_on(Simulator::start(SimConfig { estate, v4: true, v4_revisions: vec!["v4.0".into(), "v4.1".into()], ..SimConfig::default() }))
+        .expect("simulator starts");
+    let (r, records) = run(&sim, json!({}));
+    assert_eq!(r.expect("collect").errors, 0);
+    assert_eq!(records.iter().filter(|r| r.resource().get("cloud_service_type") == Some(&json!("VirtualMachine"))).count(), 30);
+    let revisions = sim.state.calls_per_revision();
+    assert!(revisions.contains_key("v4.1") && !revisions.contains_key("v4.0"), "v4.1 only: {revisions:?}");
+}
+
+/// Prism's refusals, in each API's own error shape, name the list, the
+/// request, the status and the server's message, mapped to the right
+/// code: a v3 422 on the cluster list fails the run as invalid argument;
+/// a v4 service's 404 on the VM list is an error resource (no silent fall
+/// back to v3); a v4 list the gateway does not serve is asked for once and
+/// read through v3.
+#[test]
+fn prism_refusals_are_named_and_mapped() {
+    let v3 = sim(false);
+    v3.set_faults(Faults { pages: vec![PageFault { kind: "clusters".into(), offset: 0, status: 422, times: None }], ..Faults::default() });
+    let (r, _) = run(&v3, json!({"max_retries": 0}));
+    let e = r.expect_err("the cluster list is refused");
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(
+        e.message().starts_with("clusters list failed: POST /api/nutanix/v3/clusters/list: HTTP 422: INJECTED_REFUSAL: Injected fault")
+            && e.message().contains("(details: "),
+        "{e}"
+    );
+
+    let v4 = sim(true);
+    v4.set_faults(Faults {
+        pages: vec![PageFault { kind: "vms".into(), offset: 0, status: 404, times: None }],
+        v4_absent: vec!["hosts".into()],
+        ..Faults::default()
+    });
+    let (r, records) = run(&v4, json!({"max_retries": 0}));
+    assert_eq!(r.expect("collect").errors, 1);
+    let err = records.iter().find(|r| r.is_error()).unwrap().message.clone().unwrap();
+    assert!(err.starts_with("vms list failed: GET /api/vmm/v4.0/ahv/config/vms: HTTP 404: INJECTED_REFUSAL: Injected fault"), "{err}");
+    let calls = v4.state.calls_per_kind();
+    assert!(!calls.contains_key("vms"), "no v3 VM list after a service's 404: {calls:?}");
+    assert_eq!(calls.get("v4/hosts?absent"), Some(&1), "the hosts list the gateway lacks is asked for once: {calls:?}");
+    assert_eq!(calls.get("hosts"), Some(&1), "and read through v3: {calls:?}");
+    assert_eq!(records.iter().filter(|r| !r.is_error() && r.resource().get("cloud_service_type") == Some(&json!("Host"))).count(), 12);
+}
+
+/// No list is read twice in a run: every v4 list of a full collection
+/// (all kinds) takes exactly the pages it needs.
+#[test]
+fn no_list_is_read_twice() {
+    let sim = sim(true);
+    let kinds = json!(["clusters", "hosts", "vms", "subnets", "images", "categories", "storage_containers", "vm_disks"]);
+    let (r, _) = run(&sim, json!({"resource_kinds": kinds}));
+    assert_eq!(r.expect("collect").errors, 0);
+    let calls = sim.state.calls_per_kind();
+    let want: BTreeMap<String, u64> = [("v4/clusters", 1), ("v4/hosts", 1), ("v4/vms", 3), ("v4/subnets", 1), ("v4/images", 1), ("v4/categories", 1), ("v4/storage_containers", 1)]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    assert_eq!(calls, want);
 }

@@ -29,7 +29,7 @@ pub struct RegisterArgs {
 }
 
 pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
-    let runner = cf_host::push_config::Runner::new(cf_host::push_config::RunConfig::load(&a.config)?)?;
+    let runner = cf_host::push_config::Runner::new(cf_host::push_config::RunConfig::load(&a.config)?).await?;
     if a.once {
         let results = runner.run_all(&a.tenants).await?;
         print!("{}", cf_host::push_config::render(&results));
@@ -44,7 +44,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
 pub async fn register(a: RegisterArgs) -> Result<ExitCode, String> {
     let config = cf_host::push_config::RunConfig::load(&a.config)?;
     let what = config.register.as_ref().ok_or("the configuration has no [register] section")?;
-    let connector = cf_host::cloudforet::client::Connector::new(config.connector_config()?)?;
+    let connector = cf_host::cloudforet::client::Connector::new(config.connector_config().await?)?;
     for line in cf_host::push_config::register(&connector, what).await? {
         println!("{line}");
     }

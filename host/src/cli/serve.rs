@@ -125,6 +125,16 @@ pub struct Args {
     /// private, loopback or link-local (repeatable); others are refused.
     #[arg(long = "registry-allow-network", env = "CF_HOST_REGISTRY_ALLOW_NETWORKS", value_delimiter = ',', value_name = "CIDR")]
     registry_allow_networks: Vec<String>,
+    /// The CloudForet release calling this plugin: 2, 1.12, or auto (a
+    /// caller sending `token: NO_TOKEN`, as 2.x's inventory does, gets the
+    /// 2.x form; others the form both read).
+    #[arg(long, env = "CF_HOST_CLOUDFORET", value_enum, default_value_t = cf_host::grpc::convert::CloudForet::Auto)]
+    cloudforet: cf_host::grpc::convert::CloudForet,
+    /// Take each call's tenant from its `x_domain_id` metadata, for a
+    /// trusted gateway in front that sets it. Without it the tenant is
+    /// derived from the call's secret (endpoint, principal, credential).
+    #[arg(long)]
+    trust_tenant_header: bool,
     /// Follow symbolic links in the plugins directory (off: only regular
     /// files are read).
     #[arg(long)]
@@ -208,6 +218,8 @@ pub async fn run(o: Args) -> Result<ExitCode, String> {
             peer_queue: o.peer_queue,
             max_message_bytes: o.max_message_mb.max(1) << 20,
             conn: conn.clone(),
+            cloudforet: o.cloudforet,
+            trust_tenant_header: o.trust_tenant_header,
             ..cf_host::grpc::ServeConfig::default()
         },
         plugin: o.plugin.clone(),

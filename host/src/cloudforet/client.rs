@@ -530,3 +530,57 @@ impl Connector {
         .map(|_| ())
     }
 }
+
+/// Where CloudForet's services listen, as identity v2 `Endpoint.list`
+/// answers (no token needed; what CloudForet's own clients ask first):
+/// service name → endpoint in this host's form (`grpc://` becomes
+/// `http://`, `grpc+ssl://` `https://`). Inactive endpoints are left out.
+pub async fn discover(identity: &str, timeout: Duration) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    use super::pb::identity::v2::endpoint_client::EndpointClient;
+    use super::pb::identity::v2::{endpoint_info::EndpointState, EndpointSearchQuery};
+    let channel = Endpoint::from_shared(identity.to_string())
+        .map_err(|e| ApiError::new(Code::InvalidArgument, format!("invalid identity endpoint '{identity}': {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| ApiError::new(Code::Unavailable, format!("cannot reach {identity}: {e}")))?;
+    let answer = EndpointClient::new(channel)
+        .list(EndpointSearchQuery::default())
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    let mut out = std::collections::BTreeMap::new();
+    for e in answer.results {
+        if e.state == EndpointState::Inactive as i32 || e.service.is_empty() {
+            continue;
+        }
+        if let Some(url) = host_form(&e.endpoint) {
+            out.insert(e.service, url);
+        }
+    }
+    Ok(out)
+}
+
+/// A CloudForet endpoint (`grpc://h:p`, `grpc+ssl://h:p`) as this host
+/// names endpoints (`http://h:p`, `https://h:p`); `None` for anything else.
+fn host_form(endpoint: &str) -> Option<String> {
+    let e = endpoint.trim().trim_end_matches('/');
+    if let Some(rest) = e.strip_prefix("grpc+ssl://") {
+        return Some(format!("https://{rest}"));
+    }
+    if let Some(rest) = e.strip_prefix("grpc://") {
+        return Some(format!("http://{rest}"));
+    }
+    (e.starts_with("http://") || e.starts_with("https://")).then(|| e.to_string())
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    #[test]
+    fn cloudforet_endpoints_become_urls() {
+        assert_eq!(super::host_form("grpc://inventory.spaceone:50051").as_deref(), Some("http://inventory.spaceone:50051"));
+        assert_eq!(super::host_form("grpc+ssl://identity.example.com:443/").as_deref(), Some("https://identity.example.com:443"));
+        assert_eq!(super::host_form("tcp://x:1"), None);
+    }
+}

@@ -55,28 +55,84 @@ pub fn json_into_value(v: Value) -> PValue {
     PValue { kind: Some(kind) }
 }
 
-/// A record as CloudForet's Python SDK puts it on the wire: `data` and
-/// `metadata` travel as JSON text in `json_data` / `json_metadata` (which
-/// keeps integers exact), with `data` / `metadata` left null. Takes the
-/// record: its strings and raw text move into the message.
-pub fn resource_info(mut r: Record) -> ResourceInfo {
+/// Which CloudForet release a collect stream is for: how records go on
+/// the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudForet {
+    /// Per call: a caller that sends `token: NO_TOKEN` (CloudForet 2.x's
+    /// inventory, always) gets the 2.x form; any other caller the form both
+    /// releases read.
+    #[default]
+    Auto,
+    /// 2.x: `data` / `metadata` as JSON text only (`json_data`,
+    /// `json_metadata`), which keeps integers exact.
+    #[value(name = "2")]
+    V2,
+    /// 1.12: also `data` / `metadata` as Structs (1.12 reads only those),
+    /// and no `inventory.Namespace` / `inventory.Metric` (1.12 has none).
+    #[value(name = "1.12")]
+    V1_12,
+}
+
+/// How one stream's records go on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wire {
+    /// `data` / `metadata` as Structs beside their JSON text.
+    pub structs: bool,
+    /// Namespaces and Metrics are sent (2.x).
+    pub metrics: bool,
+}
+
+impl CloudForet {
+    /// The wire form for a call whose `token` metadata is `token`.
+    pub fn wire(self, token: Option<&str>) -> Wire {
+        match self {
+            CloudForet::V2 => Wire { structs: false, metrics: true },
+            CloudForet::V1_12 => Wire { structs: true, metrics: false },
+            CloudForet::Auto if token == Some("NO_TOKEN") => Wire { structs: false, metrics: true },
+            CloudForet::Auto => Wire { structs: true, metrics: true },
+        }
+    }
+}
+
+/// A record as CloudForet's inventory takes it. `data` and `metadata`
+/// travel as JSON text in `json_data` / `json_metadata` (which keeps
+/// integers exact; what 2.x reads first, and what its Python SDK sends),
+/// and with `wire.structs` also as Structs (all 1.12 reads), with no field
+/// sent as an explicit null (1.12 rejects `instance_size: null`; absent is
+/// what both mean); without, exactly as CloudForet's Python SDK sends them. A Metric's unit is CloudForet's string, and a
+/// Namespace or Metric without a version gets `version` (the plugin's),
+/// so a new plugin version updates the definitions CloudForet keeps.
+/// Takes the record: its strings and raw text move into the message.
+pub fn resource_info(mut r: Record, wire: Wire, version: &str) -> ResourceInfo {
     let match_rules = match r.match_rules_json() {
         Value::Object(m) => json_into_struct(m),
         _ => Struct::default(),
     };
     let (resource_type, state, message) = (r.resource_type, r.state, r.message.take());
     let (mut resource, raw) = r.into_resource();
-    // The raw text goes out as is: no parse, no re-serialization, no copy.
     for (k, v) in raw {
         match (resource_type, k) {
             (ResourceType::CloudService | ResourceType::CloudServiceType, "data" | "metadata") => {
-                resource.insert(k.into(), Value::Null);
+                // 2.x: null beside the text, exactly as CloudForet's Python
+                // SDK sends it; otherwise the Struct 1.12 reads.
+                let structured = if wire.structs { serde_json::from_str(v.get()).unwrap_or(Value::Null) } else { Value::Null };
+                resource.insert(k.into(), structured);
+                // The raw text goes out as is: no re-serialization, no copy.
                 resource.insert(format!("json_{k}"), Value::String(Box::<str>::from(v).into_string()));
             }
             _ => {
                 resource.insert(k.into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
             }
         }
+    }
+    if matches!(resource_type, ResourceType::Namespace | ResourceType::Metric) && !version.is_empty() {
+        resource.entry("version").or_insert_with(|| Value::String(version.to_string()));
+    }
+    if wire.structs {
+        // 1.12 refuses explicit nulls (`instance_size: null`); absent means
+        // the same to both releases.
+        resource.retain(|_, v| !v.is_null());
     }
     ResourceInfo {
         state: match state {
@@ -91,25 +147,32 @@ pub fn resource_info(mut r: Record) -> ResourceInfo {
     }
 }
 
+/// The secret of a `Job.get_tasks` call. CloudForet 1.12 sends it the
+/// secret service's whole answer, `{"encrypted": false, "data": {...}}`,
+/// where every other call gets the data itself: that shape is unwrapped.
+pub fn unwrapped_secret(secret: Value) -> Value {
+    match secret {
+        Value::Object(mut m) if m.len() == 2 && m.contains_key("encrypted") && m.get("data").is_some_and(Value::is_object) => {
+            m.remove("data").unwrap_or_default()
+        }
+        other => other,
+    }
+}
+
 /// `Status` with CloudForet's `"ERROR_CODE: message"` details.
 pub fn status(e: &RunError) -> tonic::Status {
     let code = match e.code() {
-        ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorCode::InvalidArgument | ErrorCode::MissingParameter => tonic::Code::InvalidArgument,
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
         ErrorCode::NotFound => tonic::Code::NotFound,
-        ErrorCode::Unavailable => tonic::Code::Unavailable,
-        ErrorCode::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+        ErrorCode::Unavailable | ErrorCode::Timeout => tonic::Code::Unavailable,
+        ErrorCode::EgressDenied => tonic::Code::FailedPrecondition,
         ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
         ErrorCode::Internal => tonic::Code::Internal,
     };
     let message = e.message();
-    let cf = if e.code() == ErrorCode::InvalidArgument && message.contains("is required") {
-        "ERROR_REQUIRED_PARAMETER"
-    } else {
-        e.code().cloudforet_code()
-    };
-    tonic::Status::new(code, format!("{cf}: {message}"))
+    tonic::Status::new(code, format!("{}: {message}", e.code().cloudforet_code()))
 }
 
 #[cfg(test)]
@@ -133,7 +196,7 @@ mod tests {
 
     #[test]
     fn errors_carry_cloudforet_codes() {
-        let s = status(&RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
+        let s = status(&RunError::Collector(ErrorCode::MissingParameter, "secret field 'username' is required".into()));
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(s.message(), "ERROR_REQUIRED_PARAMETER: secret field 'username' is required");
         let s = status(&RunError::Collector(ErrorCode::InvalidArgument, "options field 'page_size' must be 1-500".into()));
@@ -141,7 +204,11 @@ mod tests {
         let s = status(&RunError::Collector(ErrorCode::Unauthenticated, "bad".into()));
         assert_eq!((s.code(), s.message()), (tonic::Code::Unauthenticated, "ERROR_AUTHENTICATE_FAILURE: bad"));
         let s = status(&RunError::Collector(ErrorCode::Unavailable, "down".into()));
-        assert_eq!((s.code(), s.message()), (tonic::Code::Unavailable, "ERROR_GRPC_CONNECTION: down"));
+        assert_eq!((s.code(), s.message()), (tonic::Code::Unavailable, "ERROR_UNAVAILABLE: down"), "not retried by CloudForet's client");
+        let s = status(&RunError::Collector(ErrorCode::Timeout, "slow".into()));
+        assert_eq!((s.code(), s.message()), (tonic::Code::Unavailable, "ERROR_TIMEOUT: slow"), "never DEADLINE_EXCEEDED, which 2.x retries");
+        let s = status(&RunError::Egress("https://x:443: not granted".into()));
+        assert_eq!((s.code(), s.message()), (tonic::Code::FailedPrecondition, "ERROR_EGRESS_DENIED: https://x:443: not granted"));
         let s = status(&RunError::Trap("unreachable".into()));
         assert_eq!(s.code(), tonic::Code::Internal);
     }

@@ -7,6 +7,7 @@ use super::pb::plugin::collector_server::Collector;
 use super::pb::plugin::job_server::Job;
 use super::pb::plugin::{CollectRequest, GetTaskRequest, InitRequest, PluginInfo, ResourceInfo, TaskInfo, TasksInfo, VerifyRequest};
 use super::service::PluginService;
+use crate::record::ResourceType;
 use serde_json::{json, Value};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ impl Collector for PluginService {
             (event, Arc::new(Mutex::new(crate::webhook::Tally::default())))
         });
         let counted = hook.as_ref().map(|(_, c)| c.clone());
+        let wire = self.config.cloudforet.wire(req.metadata().get("token").and_then(|t| t.to_str().ok()));
+        let version = plugin.version.clone().unwrap_or_default();
         let stream = self.stream_call(
             slot,
             &ctx.run_id.clone(),
@@ -62,7 +65,12 @@ impl Collector for PluginService {
                     let mut tally = c.lock().unwrap_or_else(|p| p.into_inner());
                     batch.iter().for_each(|r| tally.add(r));
                 }
-                batch.into_iter().map(resource_info).collect()
+                batch
+                    .into_iter()
+                    // CloudForet 1.12 has no Namespace or Metric.
+                    .filter(|r| wire.metrics || !matches!(r.resource_type, ResourceType::Namespace | ResourceType::Metric))
+                    .map(|r| resource_info(r, wire, &version))
+                    .collect()
             },
             move |end| {
                 if let Some((event, counts)) = hook {
@@ -86,7 +94,7 @@ impl Job for PluginService {
     async fn get_tasks(&self, req: Request<GetTaskRequest>) -> Result<Response<TasksInfo>, Status> {
         let r = req.get_ref();
         let mut options = struct_to_json(r.options.clone());
-        let secret = struct_to_json(r.secret_data.clone());
+        let secret = super::convert::unwrapped_secret(struct_to_json(r.secret_data.clone()));
         // The task filter reaches the collector inside its options.
         if let (Some(f), Value::Object(o)) = (&r.task_filter, &mut options) {
             let filter = json!({

@@ -57,8 +57,9 @@ pub async fn serve(
     // services and health, not itself.
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.include_reflection_service(false)
+            // Health's descriptor is in the protocol's set, under its
+            // canonical file name (not tonic-health's bare `health.proto`).
             .register_encoded_file_descriptor_set(descriptor)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()

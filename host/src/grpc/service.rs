@@ -67,6 +67,14 @@ pub struct ServeConfig {
     pub max_message_bytes: usize,
     /// Connections: how many, idle and header timeouts, streams each.
     pub conn: crate::net::ConnLimits,
+    /// The CloudForet release at the other end (how records go on the wire).
+    pub cloudforet: super::convert::CloudForet,
+    /// Take the tenant from the `x_domain_id` metadata (a trusted gateway
+    /// in front sets it); otherwise it is derived from the call's secret
+    /// ([`crate::tenancy::TenantKey::derive`]) and the header is ignored.
+    pub trust_tenant_header: bool,
+    /// The key tenants are derived with (`None`: a random one).
+    pub tenant_key: Option<crate::tenancy::TenantKey>,
 }
 
 impl Default for ServeConfig {
@@ -82,6 +90,9 @@ impl Default for ServeConfig {
             peer_queue: 256,
             max_message_bytes: super::limit::DEFAULT_MAX_MESSAGE_BYTES,
             conn: crate::net::ConnLimits::default(),
+            cloudforet: super::convert::CloudForet::Auto,
+            trust_tenant_header: false,
+            tenant_key: None,
         }
     }
 }
@@ -135,8 +146,16 @@ impl StreamEnd {
 }
 
 impl PluginService {
-    pub fn new(registry: Arc<Registry>, name: impl Into<String>, config: ServeConfig) -> PluginService {
+    pub fn new(registry: Arc<Registry>, name: impl Into<String>, mut config: ServeConfig) -> PluginService {
         let (cancel, _) = tokio::sync::watch::channel(false);
+        if config.tenant_key.is_none() {
+            // Without randomness a fixed key still isolates tenants from
+            // each other; only its ids become predictable.
+            config.tenant_key = Some(crate::tenancy::TenantKey::random().unwrap_or_else(|e| {
+                tracing::warn!("{e}; tenants are derived with a fixed key");
+                crate::tenancy::TenantKey::from_bytes([0; 32])
+            }));
+        }
         let pool = registry.runtime().config().max_concurrency as usize;
         let per_peer = match config.max_calls_per_peer {
             0 => (pool * 3).div_ceil(4).max(1),
@@ -247,14 +266,21 @@ impl PluginService {
         Ok((slot, ctx, plugin))
     }
 
+    /// The tenant of a call: see [`ServeConfig::trust_tenant_header`].
+    fn tenant<T>(&self, req: &Request<T>, secret: &Value) -> String {
+        if self.config.trust_tenant_header {
+            let header = req.metadata().get("x_domain_id").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty());
+            return header.unwrap_or(&self.config.default_tenant).to_string();
+        }
+        let (Some(key), Ok(secret)) = (&self.config.tenant_key, crate::secret::Secret::new(secret.clone())) else {
+            return self.config.default_tenant.clone();
+        };
+        key.derive(&self.registry.runtime().config().tenancy, &secret, self.config.default_endpoint_port)
+            .unwrap_or_else(|| self.config.default_tenant.clone())
+    }
+
     fn build_context<T>(&self, req: &Request<T>, options: Value, secret: Value, deadline: Option<Duration>) -> Result<RunContext, Status> {
-        let tenant = req
-            .metadata()
-            .get("x_domain_id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&self.config.default_tenant)
-            .to_string();
+        let tenant = self.tenant(req, &secret);
         let mut b = self
             .registry
             .runtime()

@@ -227,6 +227,7 @@ impl Registry {
         let mut plugin =
             self.runtime.admit(source, &component, digest.clone()).map_err(|e| RegistryError::Rejected(e.to_string()))?;
         plugin.name = name.clone();
+        plugin.version = Some(version.to_string());
         {
             let mut entries = self.lock();
             let entry = entries.entry(name.clone()).or_default();
@@ -362,12 +363,15 @@ impl Registry {
         Ok(())
     }
 
-    /// The version a call of `tenant` runs on.
+    /// The version a call of `tenant` runs on. A pin applies to the tenant
+    /// it names, and to the tenants derived under that label
+    /// (`<label>/<key>`, see [`crate::tenancy`]).
     pub fn resolve(&self, name: &str, tenant: &str, want: &Want) -> Result<Arc<Plugin>, RegistryError> {
         let entries = self.lock();
         let entry = entries.get(name).ok_or_else(|| not_found(name))?;
+        let label = tenant.split_once('/').map(|(l, _)| l);
         let version = match want {
-            Want::Live => entry.pins.get(tenant).or_else(|| match &entry.canary {
+            Want::Live => entry.pins.get(tenant).or_else(|| label.and_then(|l| entry.pins.get(l))).or_else(|| match &entry.canary {
                 Some(c) if canary_bucket(name, tenant) < c.percent => Some(&c.version),
                 _ => entry.live.as_ref(),
             }),

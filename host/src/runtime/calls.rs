@@ -117,7 +117,7 @@ impl Runtime {
     }
 
     fn store_parts<'a>(&'a self, plugin: &'a Plugin) -> StoreParts<'a> {
-        StoreParts { engine: &self.engine, clients: &self.clients, breakers: &self.breakers, plugin: (&plugin.name, plugin.short_digest()) }
+        StoreParts { engine: &self.engine, clients: &self.clients, origins: &self.origins, plugin: (&plugin.name, plugin.short_digest()) }
     }
 
     fn observe<R>(&self, call: &'static str, took: Duration, result: &Result<R, RunError>, st: &RunState) {
@@ -156,10 +156,10 @@ impl Runtime {
     async fn init_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<PluginMetadata, RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let options = ctx.options.to_string();
-        let (r, _) = self
+        let (r, store) = self
             .run("init", plugin, ctx, tx, async |b, s| b.init(s, &options).await)
             .await;
-        let m = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        let m = r?.map_err(|e| guest_error(e, store.as_ref(), ctx))?;
         let options_schema = serde_json::from_str(&m.options_schema)
             .map_err(|e| RunError::Trap(format!("guest returned an options schema that is not JSON: {e}")))?;
         Ok(PluginMetadata {
@@ -173,19 +173,19 @@ impl Runtime {
     async fn verify_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<(), RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), ctx.secret.for_guest(plugin.injects_credentials));
-        let (r, _) = self
+        let (r, store) = self
             .run("verify", plugin, ctx, tx, async |b, s| b.verify(s, &options, &secret).await)
             .await;
-        r?.map_err(|e| redacted(RunError::from_collector(e), ctx))
+        r?.map_err(|e| guest_error(e, store.as_ref(), ctx))
     }
 
     async fn get_tasks_call(&self, plugin: &Plugin, ctx: &RunContext) -> Result<Vec<Value>, RunError> {
         let (tx, _rx) = mpsc::channel(1);
         let (options, secret) = (ctx.options.to_string(), ctx.secret.for_guest(plugin.injects_credentials));
-        let (r, _) = self
+        let (r, store) = self
             .run("get_tasks", plugin, ctx, tx, async |b, s| b.get_tasks(s, &options, &secret).await)
             .await;
-        let tasks = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        let tasks = r?.map_err(|e| guest_error(e, store.as_ref(), ctx))?;
         tasks.into_iter().map(|t| json_object("task options", &t.options)).collect()
     }
 
@@ -261,7 +261,7 @@ impl Runtime {
                 detail: format!("more than {} HTTP requests", st.http.limits.max_requests),
             }));
         }
-        let guest_emitted = r?.map_err(|e| redacted(RunError::from_collector(e), ctx))?;
+        let guest_emitted = r?.map_err(|e| guest_error(e, Some(&finished), ctx))?;
         Ok(CollectReport {
             records: st.emit.records,
             errors: st.emit.errors,
@@ -284,8 +284,8 @@ impl Runtime {
         let r = async {
             role.check(plugin)?;
             let (tx, _rx) = mpsc::channel(1);
-            let (r, _) = self.run(name, plugin, ctx, tx, async |b, s| call(b, s).await.transpose()).await;
-            r?.ok_or_else(|| RunError::Host(format!("{} vanished", role.export())))?.map_err(|e| redacted(RunError::from_collector(e), ctx))
+            let (r, store) = self.run(name, plugin, ctx, tx, async |b, s| call(b, s).await.transpose()).await;
+            r?.ok_or_else(|| RunError::Host(format!("{} vanished", role.export())))?.map_err(|e| guest_error(e, store.as_ref(), ctx))
         }
         .await;
         self.count_run(name, plugin, &r);
@@ -453,11 +453,25 @@ impl Role {
     }
 }
 
+/// A guest's own error as a run error, redacted. A refusal the guest
+/// reports after the host's egress policy refused one of its requests is
+/// the policy's (named with the destination), not the endpoint's.
+fn guest_error(e: CollectorError, finished: Option<&Finished>, ctx: &RunContext) -> RunError {
+    let denial = finished.and_then(|f| f.store.data().http.last_denial.clone());
+    match (e, denial) {
+        (CollectorError::PermissionDenied(m), Some(d)) => {
+            redacted(RunError::Egress(format!("the host's egress policy refused {d} (the collector said: {m})")), ctx)
+        }
+        (e, _) => redacted(RunError::from_collector(e), ctx),
+    }
+}
+
 fn redacted(e: RunError, ctx: &RunContext) -> RunError {
     let r = ctx.secret.redactor();
     match e {
         RunError::Collector(code, m) => RunError::Collector(code, r.redact_owned(m)),
         RunError::Trap(m) => RunError::Trap(r.redact_owned(m)),
+        RunError::Egress(m) => RunError::Egress(r.redact_owned(m)),
         other => other,
     }
 }

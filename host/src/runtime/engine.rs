@@ -7,7 +7,7 @@ use super::store::{RunState, EPOCH_TICK, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_T
 use super::context::{RunContext, RunContextBuilder};
 use crate::bindings::PluginPre;
 use crate::error::RunError;
-use crate::host::http::{Breakers, ClientPool};
+use crate::host::http::{ClientPool, Origins};
 use crate::limits::Limits;
 use crate::tenancy::{Tenancy, TenancyConfig};
 use sha2::{Digest, Sha256};
@@ -48,8 +48,9 @@ pub struct Runtime {
     pub(super) engine: Engine,
     linker: Linker<RunState>,
     pub(super) clients: ClientPool,
-    /// Guests' HTTP circuit breakers, per (tenant, origin), across runs.
-    pub(super) breakers: Breakers,
+    /// Guests' HTTP circuit breakers and paces, per (tenant, origin),
+    /// across runs.
+    pub(super) origins: Origins,
     pub(super) permits: Arc<Semaphore>,
     pub(super) tenancy: Tenancy,
     pub(super) metrics: Arc<crate::metrics::Metrics>,
@@ -113,7 +114,7 @@ impl Runtime {
             engine,
             linker,
             clients: ClientPool::default(),
-            breakers: Breakers::default(),
+            origins: Origins::default(),
             permits: Arc::new(Semaphore::new(n as usize)),
             tenancy: Tenancy::new(config.tenancy.clone()),
             metrics: Arc::default(),
@@ -167,7 +168,9 @@ impl Runtime {
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let component = self.compile(name, bytes)?;
         let digest = component_digest(bytes);
-        self.admit(name, &component, digest)
+        let mut plugin = self.admit(name, &component, digest)?;
+        plugin.version = crate::registry::identity::embedded(bytes).ok().flatten().map(|i| i.version);
+        Ok(plugin)
     }
 
     /// Header checks and compilation (no linking yet).
@@ -190,7 +193,7 @@ impl Runtime {
         let (pre, world) = PluginPre::new(&self.engine, &self.linker, component)
             .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: link_reason(e) })?;
         let injects_credentials = imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
-        Ok(Plugin { pre, world, digest, name, injects_credentials })
+        Ok(Plugin { pre, world, digest, name, version: None, injects_credentials })
     }
 }
 
@@ -204,6 +207,9 @@ pub struct Plugin {
     pub digest: String,
     /// Display name (file stem or given name).
     pub name: String,
+    /// Its version (semver) when it names one (identity section or
+    /// manifest); the registry sets it.
+    pub version: Option<String>,
     /// The guest imports `http.send-authenticated` (world 0.1.1+): the host
     /// injects credentials and the guest never receives them.
     pub injects_credentials: bool,

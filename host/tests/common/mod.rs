@@ -9,30 +9,20 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
+#[path = "../../../tests/src/fixtures.rs"]
+mod fixtures;
 
+pub use fixtures::*;
+
+/// The guest component (guest-nutanix's release build).
 pub fn guest() -> PathBuf {
-    let p = target_dir().join("wasm32-wasip2/release/guest_nutanix.wasm");
-    assert!(
-        p.exists(),
-        "guest component missing at {}: run `cargo build -p guest-nutanix --target wasm32-wasip2 --release` first",
-        p.display()
-    );
-    p
+    guest_wasm()
 }
 
 /// One tokio runtime per test binary, for the simulators.
 pub fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
-    })
+    runtime()
 }
 
 /// A simulator on `127.0.0.1:<free port>` (stopped when dropped).
@@ -44,49 +34,77 @@ pub fn simulator(config: SimConfig) -> Simulator {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The lines it printed while starting (serving, admin API, metrics).
+    pub lines: Vec<String>,
+    /// `http://host:port` of the admin API, when started with `--admin-bind`.
+    pub admin: Option<String>,
+    /// `http://host:port` of the metrics endpoint, with `--metrics-bind`.
+    pub metrics: Option<String>,
 }
 
 impl Server {
-    /// Starts `cf-host serve --bind 127.0.0.1 --port 0` and reads the bound
-    /// address from its first line of output.
+    /// The admin API's token of every test server.
+    pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+    /// `cf-host serve --bind 127.0.0.1 --port 0` for the guest.
     pub fn start() -> Server {
         Server::start_with(&[])
     }
 
     /// [`Server::start`] with more flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        let guest = guest();
+        let mut args = extra.to_vec();
+        args.extend(["--plugin", guest.to_str().expect("a UTF-8 path")]);
+        Server::spawn(&args)
+    }
+
+    /// `cf-host serve --bind 127.0.0.1 --port 0 --no-cache` with `args`;
+    /// reads what it prints while starting: the serving line, then one line
+    /// for each of `--admin-bind` and `--metrics-bind`.
+    pub fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-cache"])
-            .args(extra)
-            .arg("--plugin")
-            .arg(guest())
+            .args(args)
             .env("CF_HOST_LOG", "warn")
+            .env("CF_HOST_ADMIN_TOKEN", Server::ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("cf-host starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read cf-host output");
-        let addr = line
-            .split(" on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok());
+        let extra = args.iter().filter(|a| ["--admin-bind", "--metrics-bind"].contains(a)).count();
+        let mut lines = Vec::new();
+        let mut read = |lines: &mut Vec<String>| {
+            let mut line = String::new();
+            let n = stdout.read_line(&mut line).unwrap_or(0);
+            lines.push(line);
+            n > 0
+        };
+        while read(&mut lines) && !lines.last().is_some_and(|l| l.starts_with("cf-host serving")) {}
+        for _ in 0..extra {
+            read(&mut lines);
+        }
+        let after = |prefix: &str| {
+            lines.iter().find(|l| l.starts_with(prefix)).and_then(|l| l.trim().rsplit(' ').next()).map(|a| format!("http://{a}"))
+        };
+        let serving = lines.iter().find(|l| l.starts_with("cf-host serving")).cloned().unwrap_or_default();
+        let addr = serving.split(" on ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut err);
             }
-            panic!("cf-host serve did not report its address; stdout: {line:?}; stderr: {err}");
+            panic!("cf-host serve did not report its address; stdout: {lines:?}; stderr: {err}");
         };
+        let (admin, metrics) = (after("admin API on"), after("metrics on"));
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         if let Some(mut e) = child.stderr.take() {
             std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::stderr()));
         }
-        Server { child, addr }
+        Server { child, addr, lines, admin, metrics }
     }
 
     pub fn endpoint(&self) -> String {
@@ -96,6 +114,21 @@ impl Server {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `cf-host plugins --admin <this server's admin API> ARGS`.
+    pub fn plugins(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["plugins", "--admin", self.admin.as_deref().expect("started with --admin-bind")])
+            .args(args)
+            .env("CF_HOST_ADMIN_TOKEN", Server::ADMIN_TOKEN)
+            .output()
+            .expect("cf-host plugins runs")
     }
 }
 
@@ -113,37 +146,10 @@ impl Drop for Server {
 /// target directory from PyPI and reused while the requirements are
 /// unchanged.
 pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CF_HOST_PYTHON") {
-        return PathBuf::from(p);
+    match std::env::var_os("CF_HOST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => python_venv("cf-py-venv", "requirements.txt"),
     }
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let requirements = python_dir().join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("tests/python/requirements.txt");
-    let venv = target_dir().join("cf-py-venv");
-    let marker = venv.join("cf-requirements.txt");
-    let py = venv.join("bin/python");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
-        return py;
-    }
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements));
-    std::fs::write(&marker, wanted).expect("venv marker");
-    py
-}
-
-pub fn python_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python")
 }
 
 /// Runs tests/python/cf_client.py against `endpoint` with `calls`; returns

@@ -65,6 +65,12 @@ pub struct VmFacts {
     pub ips: Vec<String>,
     pub categories: Vec<(String, String)>,
     pub host: Option<usize>,
+    /// CD-ROM drives: one on every fourth VM (`i % 4 == 1`), with an ISO
+    /// image inserted on every other of those.
+    pub cdroms: usize,
+    /// The NIC whose address the hypervisor only learned (v3 `LEARNED`,
+    /// v4 `ipv4Info.learnedIpAddresses`), if any.
+    pub learned_nic: Option<usize>,
 }
 
 pub fn vm_facts(cfg: &EstateConfig, i: usize) -> VmFacts {
@@ -103,7 +109,14 @@ pub fn vm_facts(cfg: &EstateConfig, i: usize) -> VmFacts {
         ips,
         categories,
         host,
+        cdroms: usize::from(i % 4 == 1),
+        learned_nic: (nics == 2 && ips_len(i) == 2 && i % 3 == 1).then_some(1),
     }
+}
+
+/// How many addresses VM `i` has (its NICs', none for every seventh).
+fn ips_len(i: usize) -> usize {
+    if i.is_multiple_of(7) { 0 } else { 1 + usize::from(i.is_multiple_of(2)) }
 }
 
 fn host_name(cfg: &EstateConfig, h: usize) -> String {
@@ -146,6 +159,17 @@ pub fn vm_entity(cfg: &EstateConfig, i: usize) -> Value {
             }
             disk
         })
+        .chain((0..f.cdroms).map(|d| {
+            let mut cdrom = json!({
+                "uuid": uuid(&format!("vm-{i}-cdrom"), d),
+                "device_properties": {"device_type": "CDROM", "disk_address": {"adapter_type": "IDE", "device_index": d}}
+            });
+            if i % 8 == 1 && cfg.images > 0 {
+                cdrom["data_source_reference"] = json!({"kind": "image", "uuid": uuid("image", 2 % cfg.images)});
+                cdrom["disk_size_bytes"] = json!(734_003_200u64 * 3);
+            }
+            cdrom
+        }))
         .collect();
     let nics: Vec<Value> = (0..f.nics)
         .map(|n| {
@@ -156,7 +180,7 @@ pub fn vm_entity(cfg: &EstateConfig, i: usize) -> Value {
                 "nic_type": "NORMAL_NIC",
                 "is_connected": f.powered_on,
                 "subnet_reference": {"kind": "subnet", "uuid": uuid("subnet", s), "name": subnet_name(s)},
-                "ip_endpoint_list": f.ips.get(n).map(|ip| vec![json!({"ip": ip, "type": "ASSIGNED"})]).unwrap_or_default()
+                "ip_endpoint_list": f.ips.get(n).map(|ip| vec![json!({"ip": ip, "type": if f.learned_nic == Some(n) { "LEARNED" } else { "ASSIGNED" }})]).unwrap_or_default()
             });
             if f.ips.is_empty() {
                 nic.as_object_mut().map(|o| o.remove("ip_endpoint_list"));
@@ -230,7 +254,7 @@ pub fn storage_container(c: usize, internal: bool) -> Value {
         "erasureCode": "OFF",
         "onDiskDedup": "NONE",
         "cacheDeduplication": "OFF",
-        "isEncrypted": false,
+        "isSoftwareEncryptionEnabled": c.is_multiple_of(2) && !internal,
         "isInternal": internal,
         "isMarkedForRemoval": false,
     })

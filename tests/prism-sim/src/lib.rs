@@ -9,9 +9,18 @@
 //!   (`POST /api/nutanix/v3/{vms,clusters,hosts,subnets,images}/list`) with
 //!   HTTP Basic auth, `offset`/`length` pagination (length 1-500, default 20)
 //!   and `metadata.total_matches`, v3 error bodies
-//!   (`{state: "ERROR", code, message_list: [{message, reason}]}`), and fault
-//!   switches ([`Faults`]): latency, a 5xx rate, 429 with `Retry-After` every
-//!   Nth call, truncated bodies, and failures pinned to given pages.
+//!   (`{state: "ERROR", code, message_list: [{message, reason, details}]}`,
+//!   `details` on a 4xx), and fault switches ([`Faults`]): fixed or random
+//!   latency, a requests-per-second limit answering 429, a 5xx rate, 429
+//!   with `Retry-After` every Nth call, truncated bodies, failures (any
+//!   status, in the API's own error shape) pinned to given pages, a VM list
+//!   that changes while it is read, and v4 lists the gateway does not
+//!   serve.
+//! - v4 lists at each revision of [`SimConfig::v4_revisions`] (`v4.0` by
+//!   default, as pc.2024.3); other revisions and unknown paths get the
+//!   gateway's 404 (`{"message": "The requested URL was not found"}`), v4
+//!   services' errors are `ErrorResponse`s with `AppMessage`s, as
+//!   Nutanix's v4 SDK models them.
 //! - [`tls`]: optional HTTPS with a certificate from a throwaway CA, as an
 //!   untrusted Prism certificate would be.
 //! - v4 volume groups (`/api/volumes/v4.0/config/volume-groups`, disks and
@@ -75,6 +84,19 @@ pub struct Faults {
     /// Added to every list call.
     #[serde(default)]
     pub latency_ms: u64,
+    /// A random extra latency, 0 to this many ms, per list call.
+    #[serde(default)]
+    pub latency_jitter_ms: u64,
+    /// List calls per second the simulated Prism takes (a token bucket as
+    /// deep as one second of calls); calls over it answer 429 with
+    /// `Retry-After: 1`. 0 = no limit.
+    #[serde(default)]
+    pub rps_limit: f64,
+    /// The VM list changes while it is read: every `every`th VM list call
+    /// (v3 or v4) first removes `remove` VMs from the front of the list and
+    /// adds `add` at its end.
+    #[serde(default)]
+    pub vm_churn: Option<VmChurn>,
     /// Probability (0-1) that a list call answers 500 (seeded, repeatable).
     #[serde(default)]
     pub error_rate: f64,
@@ -89,6 +111,23 @@ pub struct Faults {
     pub truncate_every: u32,
     #[serde(default)]
     pub pages: Vec<PageFault>,
+    /// v4 lists (`hosts`, ...) the gateway answers 404 for, as a Prism
+    /// Central without that API does.
+    #[serde(default)]
+    pub v4_absent: Vec<String>,
+}
+
+/// VMs removed and added while the VM list is read (see [`Faults::vm_churn`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct VmChurn {
+    pub every: u32,
+    #[serde(default)]
+    pub remove: u32,
+    #[serde(default)]
+    pub add: u32,
+    /// How many times in all; `None` = on and on.
+    #[serde(default)]
+    pub times: Option<u32>,
 }
 
 /// Simulator settings.
@@ -106,6 +145,9 @@ pub struct SimConfig {
     /// v3 lists (`volume_groups`, ...) that answer 404, as on a Prism
     /// Central that dropped them.
     pub v3_absent: Vec<String>,
+    /// The v4 revisions served (`v4.0`, `v4.1`, `v4.2`), every namespace
+    /// alike; others answer the gateway's 404. pc.2024.3 serves `v4.0`.
+    pub v4_revisions: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -118,6 +160,7 @@ impl Default for SimConfig {
             tls: false,
             v4: false,
             v3_absent: Vec::new(),
+            v4_revisions: vec!["v4.0".into()],
         }
     }
 }
@@ -134,9 +177,22 @@ pub struct SimState {
     calls: AtomicU64,
     rng: Mutex<u64>,
     per_kind: Mutex<BTreeMap<String, u64>>,
+    /// v4 list calls per revision (`v4.0`, ...).
+    per_revision: Mutex<BTreeMap<String, u64>>,
     unauthorized: AtomicU64,
+    /// The rate limit's bucket: (tokens, when last filled).
+    bucket: Mutex<(f64, std::time::Instant)>,
+    /// Calls answered 429 by the rate limit.
+    throttled: AtomicU64,
+    /// VM list calls so far (for the churn).
+    vm_calls: AtomicU64,
+    churned: AtomicU64,
+    /// List calls being answered now, and the most at once.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
     v4: bool,
     v3_absent: Vec<String>,
+    v4_revisions: Vec<String>,
 }
 
 impl SimState {
@@ -148,11 +204,19 @@ impl SimState {
             password: config.password,
             faults: Mutex::new(config.faults),
             calls: AtomicU64::new(0),
+            bucket: Mutex::new((0.0, std::time::Instant::now())),
+            throttled: AtomicU64::new(0),
+            vm_calls: AtomicU64::new(0),
+            churned: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             rng: Mutex::new(0x2545F4914F6CDD1D),
             per_kind: Mutex::new(BTreeMap::new()),
+            per_revision: Mutex::new(BTreeMap::new()),
             unauthorized: AtomicU64::new(0),
             v4: config.v4,
             v3_absent: config.v3_absent,
+            v4_revisions: config.v4_revisions,
         }
     }
 
@@ -208,8 +272,67 @@ impl SimState {
         self.per_kind.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Authorized v4 list calls per revision served (`v4.0`, ...).
+    pub fn calls_per_revision(&self) -> BTreeMap<String, u64> {
+        self.per_revision.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn unauthorized_calls(&self) -> u64 {
         self.unauthorized.load(Ordering::Relaxed)
+    }
+
+    /// List calls answered 429 by [`Faults::rps_limit`].
+    pub fn throttled_calls(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// The most list calls answered at once so far.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a list call in flight until the guard is dropped.
+    fn flight(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+
+    /// Whether the rate limit takes one more call now.
+    fn admit(&self, rps: f64) -> bool {
+        if rps <= 0.0 {
+            return true;
+        }
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let depth = rps.max(1.0);
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rps).min(depth);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Applies [`Faults::vm_churn`] before a VM list call.
+    fn churn(&self, churn: Option<&VmChurn>) {
+        let n = self.vm_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(c) = churn.filter(|c| c.every > 0 && n.is_multiple_of(u64::from(c.every))) else { return };
+        if c.times.is_some_and(|t| self.churned.load(Ordering::SeqCst) >= u64::from(t)) {
+            return;
+        }
+        self.churned.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut e = self.estate_mut();
+            let k = (c.remove as usize).min(e.vms.len());
+            e.vms.drain(..k);
+        }
+        for _ in 0..c.add {
+            self.add_vm("2024-06-01T00:00:00Z");
+        }
     }
 
     fn next_random(&self) -> f64 {
@@ -222,14 +345,34 @@ impl SimState {
     }
 }
 
+/// A list call in flight (see [`SimState::flight`]).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A v3 error answer: the envelope, with `details` on a 4xx (what Prism
+/// puts there: which field is wrong).
 fn v3_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let mut entry = json!({"message": message, "reason": reason});
+    if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
+        entry["details"] = json!({"request": [format!("{reason}: {message}")]});
+    }
     let body = json!({
         "api_version": "3.1",
         "code": status.as_u16(),
-        "message_list": [{"message": message, "reason": reason}],
+        "message_list": [entry],
         "state": "ERROR"
     });
     (status, Json(body)).into_response()
+}
+
+/// The gateway's 404 for a path no service serves.
+async fn gateway_404() -> Response {
+    (StatusCode::NOT_FOUND, Json(v4::gateway_not_found())).into_response()
 }
 
 fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
@@ -282,6 +425,11 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
     if !authorized(&state, &headers) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
         return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
+    }
+    let _flight = state.flight();
+    if kind == "vms" {
+        let churn = state.faults.lock().unwrap_or_else(|p| p.into_inner()).vm_churn.clone();
+        state.churn(churn.as_ref());
     }
     let (latency, fault, body) = match list_page(&state, &kind, &body) {
         Ok(answer) => answer,
@@ -338,7 +486,13 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         }
         Err(e) => return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}"))),
     };
-    let counted_as = if filter.is_some() { format!("{kind}?filter") } else { kind.to_string() };
+    // A one-entity read past the start is a collector checking that the
+    // list did not shift between its pages: counted apart.
+    let counted_as = match (filter.is_some(), length == 1 && offset > 0) {
+        (true, _) => format!("{kind}?filter"),
+        (false, true) => format!("{kind}?probe"),
+        (false, false) => kind.to_string(),
+    };
     let (latency, fault) = state.decide_fault(kind, &counted_as, offset);
     let total = entities.len() as u64;
     let start = offset.min(total) as usize;
@@ -362,6 +516,11 @@ impl SimState {
         *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(counted_as.to_string()).or_default() += 1;
         let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
         let mut fault: Option<(u16, u32)> = None;
+        let jitter = if f.latency_jitter_ms > 0 { (state.next_random() * (f.latency_jitter_ms + 1) as f64) as u64 } else { 0 };
+        let latency = f.latency_ms + jitter;
+        if !state.admit(f.rps_limit) {
+            return (latency, Some((429, 1)));
+        }
         if let Some(pf) = f.pages.iter_mut().find(|p| p.kind == kind && p.offset == offset && p.times != Some(0)) {
             if let Some(t) = pf.times.as_mut() {
                 *t -= 1;
@@ -374,7 +533,7 @@ impl SimState {
         } else if f.error_rate > 0.0 && state.next_random() < f.error_rate {
             fault = Some((500, 0));
         }
-        (f.latency_ms, fault)
+        (latency, fault)
     }
 }
 
@@ -412,7 +571,11 @@ fn faulty(fault: Option<(u16, u32)>, body: impl Into<JsonBody>, error: impl Fn(S
         }
         Some((status, _)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error(status, "INTERNAL_ERROR", "Injected fault: the simulated Prism failed this page.")
+            if status.is_client_error() {
+                error(status, "INJECTED_REFUSAL", "Injected fault: the simulated Prism refused this page.")
+            } else {
+                error(status, "INTERNAL_ERROR", "Injected fault: the simulated Prism failed this page.")
+            }
         }
         None => (StatusCode::OK, [("content-type", "application/json")], bytes).into_response(),
     }
@@ -440,16 +603,31 @@ struct V3Page<'a> {
 /// API key accepted in `X-ntnx-api-key` by the v4 endpoints.
 pub const API_KEY: &str = "sim-api-key-0123456789";
 
-/// A v4 error answer (not retryable).
+/// A v4 service's error answer (an `ErrorResponse`; `code` is the
+/// service's own, e.g. `VMM-40401`, its prefix naming the namespace).
 fn v4_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(v4::error(code, message, false))).into_response()
+    let namespace = match code.split('-').next().unwrap_or_default() {
+        "VMM" => "vmm",
+        "CLU" => "clustermgmt",
+        "VOL" => "volumes",
+        "NET" => "networking",
+        _ => "prism",
+    };
+    let group = match status.as_u16() {
+        401 => "AUTHENTICATION",
+        404 => "ENTITY_NOT_FOUND",
+        429 => "RATE_LIMITED",
+        400..=499 => "INVALID_REQUEST",
+        _ => "INTERNAL_ERROR",
+    };
+    (status, Json(v4::error(namespace, code, group, message))).into_response()
 }
 
 /// What every v4 call checks first: v4 offered at all (404 as an older
 /// Prism Central answers), then the API key or Basic credentials (401).
 fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     if !state.v4 {
-        return Some((StatusCode::NOT_FOUND, Json(v4::error("404", "no such API on this Prism Central", true))).into_response());
+        return Some((StatusCode::NOT_FOUND, Json(v4::gateway_not_found())).into_response());
     }
     let by_key = headers.get("x-ntnx-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
     if !by_key && !authorized(state, headers) {
@@ -462,6 +640,7 @@ fn v4_gate(state: &SimState, headers: &HeaderMap) -> Option<Response> {
 /// `GET` on a v4 list endpoint: `$page` (0-based), `$limit` (1-100, default 50).
 async fn v4_list(
     state: Arc<SimState>,
+    revision: String,
     list: &'static str,
     object_type: &'static str,
     headers: HeaderMap,
@@ -469,6 +648,17 @@ async fn v4_list(
 ) -> Response {
     if let Some(refused) = v4_gate(&state, &headers) {
         return refused;
+    }
+    if state.faults.lock().unwrap_or_else(|p| p.into_inner()).v4_absent.iter().any(|l| l == list) {
+        // Counted (as `v4/<list>?absent`), so tests can see it was asked once.
+        *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(format!("v4/{list}?absent")).or_default() += 1;
+        return (StatusCode::NOT_FOUND, Json(v4::gateway_not_found())).into_response();
+    }
+    *state.per_revision.lock().unwrap_or_else(|p| p.into_inner()).entry(revision).or_default() += 1;
+    let _flight = state.flight();
+    if list == "vms" {
+        let churn = state.faults.lock().unwrap_or_else(|p| p.into_inner()).vm_churn.clone();
+        state.churn(churn.as_ref());
     }
     let num = |k: &str, default: u64| -> Result<u64, String> {
         match query.get(k) {
@@ -492,6 +682,7 @@ async fn v4_list(
     let counted_as = match (&q.updated_since, q.ext_id_only) {
         (Some(_), _) => format!("v4/{list}?filter"),
         (None, true) => format!("v4/{list}?select"),
+        (None, false) if limit == 1 && page > 0 => format!("v4/{list}?probe"),
         (None, false) => format!("v4/{list}"),
     };
     let (latency, fault) = state.decide_fault(list, &counted_as, page * limit);
@@ -692,42 +883,55 @@ async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
-    Json(json!({"calls": state.calls_per_kind(), "unauthorized": state.unauthorized_calls()}))
+    Json(json!({
+        "calls": state.calls_per_kind(),
+        "unauthorized": state.unauthorized_calls(),
+        "throttled": state.throttled_calls(),
+        "peak_in_flight": state.peak_in_flight(),
+    }))
 }
 
 pub fn router(state: Arc<SimState>) -> Router {
     let mut router = Router::new();
-    for &(path, list, object_type) in v4::ENDPOINTS {
-        router = router.route(
-            path,
-            get(move |State(state): State<Arc<SimState>>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
-                v4_list(state, list, object_type, headers, q)
-            }),
-        );
+    // Every v4 path at each revision served (the paths are written at v4.0).
+    let revisions = state.v4_revisions.clone();
+    let at = |path: &str, rev: &str| path.replacen("/v4.0/", &format!("/{rev}/"), 1);
+    for rev in &revisions {
+        for &(path, list, object_type) in v4::ENDPOINTS {
+            let rev = rev.clone();
+            router = router.route(
+                &at(path, &rev),
+                get(move |State(state): State<Arc<SimState>>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
+                    v4_list(state, rev.clone(), list, object_type, headers, q)
+                }),
+            );
+        }
+        router = router
+            .route(&at("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", rev), get(v4_volume_group_part))
+            .route(&at("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", rev), get(v4_vm_stats))
+            .route(
+                &at("/api/clustermgmt/v4.0/stats/clusters/{cluster}", rev),
+                get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
+                    v4_node_stats(state, cluster, None, headers, q)
+                }),
+            )
+            .route(
+                &at("/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{host}", rev),
+                get(
+                    |State(state): State<Arc<SimState>>,
+                     Path((cluster, host)): Path<(String, String)>,
+                     headers: HeaderMap,
+                     Query(q): Query<std::collections::HashMap<String, String>>| { v4_node_stats(state, cluster, Some(host), headers, q) },
+                ),
+            );
     }
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
-        .route("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", get(v4_vm_stats))
-        .route("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", get(v4_volume_group_part))
-        .route(
-            "/api/clustermgmt/v4.0/stats/clusters/{cluster}",
-            get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {
-                v4_node_stats(state, cluster, None, headers, q)
-            }),
-        )
-        .route(
-            "/api/clustermgmt/v4.0/stats/clusters/{cluster}/hosts/{host}",
-            get(
-                |State(state): State<Arc<SimState>>,
-                 Path((cluster, host)): Path<(String, String)>,
-                 headers: HeaderMap,
-                 Query(q): Query<std::collections::HashMap<String, String>>| { v4_node_stats(state, cluster, Some(host), headers, q) },
-            ),
-        )
         .route("/api/nutanix/v3/groups", post(v3_groups))
         .route("/api/nutanix/v3/categories/{name}/list", post(v3_category_values))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))
+        .fallback(gateway_404)
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! `prism-sim`: run the Prism Central simulator (a test double) standalone.
 //!
-//! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only]` serves on
+//! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only] [--v4-revisions v4.0,v4.1]
+//! [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]` serves on
 //! 127.0.0.1 until Ctrl-C; plain HTTP, or with `--tls` HTTPS with a
 //! certificate from a throwaway CA (its PEM is written to a file and the path
 //! printed, for `cf-host collect --ca-bundle`). Credentials: admin / nutanix/4u.
@@ -23,7 +24,10 @@ fn arg(args: &[String], name: &str) -> Result<Option<usize>, String> {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only]");
+        println!(
+            "usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only] [--v4-revisions v4.0,v4.1] \
+             [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]"
+        );
         return;
     }
     let run = async {
@@ -32,7 +36,17 @@ async fn main() {
         estate.vms = arg(&args, "--vms")?.unwrap_or(estate.vms);
         estate.clusters = arg(&args, "--clusters")?.unwrap_or(estate.clusters).max(1);
         // The v4 APIs too, unless asked to behave like a pre-pc.2024.3 Prism.
-        let config = SimConfig { estate, v4: !args.iter().any(|a| a == "--v3-only"), ..SimConfig::default() };
+        let mut config = SimConfig { estate, v4: !args.iter().any(|a| a == "--v3-only"), ..SimConfig::default() };
+        config.faults.latency_ms = arg(&args, "--latency-ms")?.unwrap_or(0) as u64;
+        config.faults.latency_jitter_ms = arg(&args, "--latency-jitter-ms")?.unwrap_or(0) as u64;
+        config.faults.rps_limit = arg(&args, "--rps-limit")?.unwrap_or(0) as f64;
+        if let Some(i) = args.iter().position(|a| a == "--v4-revisions") {
+            let list = args.get(i + 1).ok_or("--v4-revisions needs a list such as v4.0,v4.1")?;
+            config.v4_revisions = list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+            if config.v4_revisions.iter().any(|r| !r.starts_with("v4.")) {
+                return Err(format!("--v4-revisions takes revisions such as v4.0,v4.1, not {list}"));
+            }
+        }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
             .await
             .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;

@@ -23,7 +23,26 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("/api/prism/v4.0/config/categories", "categories", "prism.v4.config.Category"),
     ("/api/clustermgmt/v4.0/config/storage-containers", "storage_containers", "clustermgmt.v4.config.StorageContainer"),
     ("/api/volumes/v4.0/config/volume-groups", "volume_groups", "volumes.v4.config.VolumeGroup"),
+    ("/api/volumes/v4.0/config/iscsi-clients", "iscsi_clients", "volumes.v4.config.IscsiClient"),
 ];
+
+/// The iSCSI clients attached to volume groups: (extId, initiator name).
+pub fn iscsi_clients(estate: &Estate) -> Vec<(String, String)> {
+    let mut names: Vec<String> = estate
+        .volume_groups
+        .iter()
+        .flat_map(|vg| vg.pointer("/status/resources/attachment_list").and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|a| a["iscsi_initiator_name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(|n| (iscsi_client_id(&n), n)).collect()
+}
+
+/// The extId of the iSCSI client with this initiator name.
+pub fn iscsi_client_id(name: &str) -> String {
+    uuid(&format!("iscsi-client-{name}"), 0)
+}
 
 /// A v4 volume group (volumes API): disks and attachments are
 /// sub-resources ([`volume_group_part`]), not in the item.
@@ -62,11 +81,12 @@ pub fn volume_group_part(v3: &Value, part: &str) -> Option<Vec<Value>> {
             .enumerate()
             .map(|(i, a)| json!({"extId": a["vm_reference"]["uuid"], "index": i}))
             .collect(),
+        // An external attachment names the iSCSI client (its initiator is
+        // in the client list), as `volumes.v4.config.IscsiClientAttachment`.
         "external-iscsi-attachments" => list("attachment_list")
             .iter()
-            .filter(|a| a["iscsi_initiator_name"].is_string())
-            .enumerate()
-            .map(|(i, a)| json!({"extId": crate::estate::uuid(&format!("{vg}-iscsi"), i), "iscsiInitiatorName": a["iscsi_initiator_name"]}))
+            .filter_map(|a| a["iscsi_initiator_name"].as_str())
+            .map(|name| json!({"extId": iscsi_client_id(name), "clusterReference": s(v3, "/status/cluster_reference/uuid")}))
             .collect(),
         _ => return None,
     })
@@ -96,10 +116,27 @@ fn compact(v: Value) -> Value {
 
 pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Value {
     let r = s(v3, "/status/resources");
-    let disks: Vec<Value> = r["disk_list"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let drives = r["disk_list"].as_array().cloned().unwrap_or_default();
+    let is_cdrom = |d: &Value| d.pointer("/device_properties/device_type").and_then(Value::as_str) == Some("CDROM");
+    let cd_roms: Vec<Value> = drives
+        .iter()
+        .filter(|d| is_cdrom(d))
+        .map(|d| {
+            let media = d["data_source_reference"].is_object().then(|| {
+                json!({"diskSizeBytes": d["disk_size_bytes"],
+                       "dataSource": {"reference": {"$objectType": "vmm.v4.ahv.config.ImageReference", "imageExtId": s(d, "/data_source_reference/uuid")}}})
+            });
+            json!({
+                "extId": d["uuid"],
+                "diskAddress": {"busType": s(d, "/device_properties/disk_address/adapter_type"), "index": s(d, "/device_properties/disk_address/device_index")},
+                "backingInfo": media,
+                "isoType": if media.is_some() { json!("OTHER") } else { Value::Null },
+            })
+        })
+        .collect();
+    let disks: Vec<Value> = drives
+        .iter()
+        .filter(|d| !is_cdrom(d))
         .map(|d| {
             json!({
                 "extId": d["uuid"],
@@ -120,7 +157,10 @@ pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Valu
         .into_iter()
         .flatten()
         .map(|n| {
-            let ip = n["ip_endpoint_list"].as_array().and_then(|l| l.first()).map(|e| e["ip"].clone()).unwrap_or(Value::Null);
+            let endpoints = n["ip_endpoint_list"].as_array().cloned().unwrap_or_default();
+            let of_type = |t: &str| endpoints.iter().filter(|e| e["type"] == t).map(|e| e["ip"].clone()).collect::<Vec<Value>>();
+            let ip = of_type("ASSIGNED").first().cloned().unwrap_or(Value::Null);
+            let learned: Vec<Value> = of_type("LEARNED").into_iter().map(|ip| json!({"value": ip, "prefixLength": 32})).collect();
             json!({
                 "extId": n["uuid"],
                 "backingInfo": {"macAddress": n["mac_address"], "isConnected": n["is_connected"], "model": "VIRTIO"},
@@ -128,6 +168,7 @@ pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Valu
                     "nicType": n["nic_type"],
                     "subnet": {"extId": s(n, "/subnet_reference/uuid")},
                     "ipv4Config": if ip.is_null() { Value::Null } else { json!({"ipAddress": {"value": ip}}) },
+                    "ipv4Info": if learned.is_empty() { Value::Null } else { json!({"learnedIpAddresses": learned}) },
                 }
             })
         })
@@ -161,6 +202,7 @@ pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Valu
         "host": if r["host_reference"].is_object() { json!({"extId": s(&r, "/host_reference/uuid")}) } else { Value::Null },
         "categories": if categories.is_empty() { Value::Null } else { Value::Array(categories) },
         "disks": disks,
+        "cdRoms": if cd_roms.is_empty() { Value::Null } else { Value::Array(cd_roms) },
         "nics": nics,
         "bootConfig": {"$objectType": boot},
         "guestTools": if r["guest_tools"].is_object() { json!({"isEnabled": true, "version": s(&r, "/guest_tools/nutanix_guest_tools/version")}) } else { Value::Null },
@@ -192,7 +234,7 @@ pub fn cluster(v3: &Value) -> Value {
         },
         "nodes": {
             "numberOfNodes": servers.len(),
-            "nodeList": servers.iter().map(|h| json!({"hostIp": ip(h["ip"].clone()), "hypervisorVersion": h["version"]})).collect::<Vec<_>>(),
+            "nodeList": servers.iter().map(|h| json!({"hostIp": ip(h["ip"].clone())})).collect::<Vec<_>>(),
         },
     }))
 }
@@ -206,11 +248,12 @@ pub fn host(v3: &Value, cluster_names: &BTreeMap<String, String>) -> Value {
         "hostName": s(v3, "/status/name"),
         "hostType": r["host_type"],
         "cluster": {"uuid": cluster_uuid, "name": cluster_name},
-        "nodeSerial": r["serial_number"],
         "cpuModel": r["cpu_model"],
         "numberOfCpuSockets": r["num_cpu_sockets"],
         "numberOfCpuCores": r["num_cpu_cores"],
         "cpuCapacityHz": r["cpu_capacity_hz"],
+        // v4 only (v3 hosts carry no frequency): 2 GHz, as the model name says.
+        "cpuFrequencyHz": 2_000_000_000u64,
         "memorySizeBytes": r["memory_capacity_mib"].as_u64().map(|m| m * 1024 * 1024),
         "hypervisor": {
             "externalAddress": ip(s(&r, "/hypervisor/ip")),
@@ -312,6 +355,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             .into_iter()
             .map(|(id, k, v)| json!({"extId": id, "key": k, "value": v, "description": format!("{k} {v}"), "type": "USER"}))
             .collect(),
+        "iscsi_clients" => iscsi_clients(estate).into_iter().map(|(id, name)| json!({"extId": id, "iscsiInitiatorName": name})).collect(),
         _ => {
             let start = (page * limit).min(all.len() as u64) as usize;
             let end = ((page + 1) * limit).min(all.len() as u64) as usize;
@@ -338,10 +382,10 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
         }
     };
     let total = match list {
-        "categories" => items.len() as u64,
+        "categories" | "iscsi_clients" => items.len() as u64,
         _ => all.len() as u64,
     };
-    let mut items = if list == "categories" {
+    let mut items = if matches!(list, "categories" | "iscsi_clients") {
         let start = (page * limit).min(items.len() as u64) as usize;
         let end = ((page + 1) * limit).min(items.len() as u64) as usize;
         items[start..end].to_vec()
@@ -364,13 +408,25 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
     })
 }
 
-/// A v4 error body: nested `data.error[]`, or flat `{code, message}`.
-pub fn error(code: &str, message: &str, flat: bool) -> Value {
-    if flat {
-        json!({"code": code, "message": message})
-    } else {
-        json!({"data": {"error": [{"code": code, "errorGroup": "SIMULATED", "message": message}], "$objectType": "prism.v4.error.ErrorResponse"}})
-    }
+/// A v4 service's error body: an `ErrorResponse` in the response's `data`
+/// (named by `$dataItemDiscriminator`) holding one `AppMessage`, as the
+/// SDK models them (`<namespace>.v4.error.*`).
+pub fn error(namespace: &str, code: &str, group: &str, message: &str) -> Value {
+    let response = format!("{namespace}.v4.error.ErrorResponse");
+    json!({
+        "data": {
+            "error": [{"code": code, "errorGroup": group, "message": message, "severity": "ERROR", "locale": "en_US",
+                       "argumentsMap": {"simulated": "true"}, "$objectType": format!("{namespace}.v4.error.AppMessage")}],
+            "$objectType": response,
+        },
+        "$dataItemDiscriminator": response,
+    })
+}
+
+/// The gateway's answer to a path no service serves (an API or revision
+/// this Prism Central does not offer).
+pub fn gateway_not_found() -> Value {
+    json!({"message": "The requested URL was not found"})
 }
 
 /// The v4 VM stats fields the simulator serves.

@@ -1,0 +1,50 @@
+//! The guest's expected failures ([`Error`]): the WIT `collector-error`
+//! cases, as plain Rust for the modules tested natively.
+
+/// Expected failures of a collector call; mirrors WIT `collector-error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    InvalidArgument(String),
+    /// A required option or secret field is missing.
+    MissingParameter(String),
+    Unauthenticated(String),
+    PermissionDenied(String),
+    NotFound(String),
+    Unavailable(String),
+    Timeout(String),
+    ResourceExhausted(String),
+    Internal(String),
+}
+
+impl Error {
+    /// The same error, its message prefixed with `what` (`"vms list: …"`).
+    pub fn context(self, what: &str) -> Error {
+        let with = |m: String| format!("{what}: {m}");
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(with(m)),
+            Error::MissingParameter(m) => Error::MissingParameter(with(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(with(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(with(m)),
+            Error::NotFound(m) => Error::NotFound(with(m)),
+            Error::Unavailable(m) => Error::Unavailable(with(m)),
+            Error::Timeout(m) => Error::Timeout(with(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(with(m)),
+            Error::Internal(m) => Error::Internal(with(m)),
+        }
+    }
+
+    /// The message without its code.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::InvalidArgument(m)
+            | Error::MissingParameter(m)
+            | Error::Unauthenticated(m)
+            | Error::PermissionDenied(m)
+            | Error::NotFound(m)
+            | Error::Unavailable(m)
+            | Error::Timeout(m)
+            | Error::ResourceExhausted(m)
+            | Error::Internal(m) => m,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The Prism Central client every request goes through: collection, cost
+//! data and metrics alike.
+//!
+//! - [`Client::call`]: one request with the retry policy. 429 (honouring
+//!   `Retry-After`), 5xx, timeouts, connection errors and unparsable (e.g.
+//!   truncated) bodies are retried with exponential back-off; 401, 403 and
+//!   the host's refusals end the whole call ([`CallError::Fatal`]); a 404 is
+//!   the caller's to interpret ([`CallError::NotFound`], the gateway's or a
+//!   service's); any other answer loses the request ([`CallError::Failed`]).
+//!   Error bodies are understood ([`crate::server_error`]); every message
+//!   names the request (method and path), the HTTP status and what the
+//!   server said.
+//! - the mapping of HTTP statuses to the guest's [`Error`]: 400, 422 and
+//!   other 4xx → invalid argument; 401 → unauthenticated; 403 → permission
+//!   denied; 404 → not found; 409 and 412 → unavailable, not retried (a
+//!   read refused for the server's current state, a conflict or an unmet
+//!   precondition, is no fault of the request and may pass in a later run,
+//!   but not seconds later); 429 and 5xx → unavailable after the retries;
+//!   timeouts → timeout.
+//! - paging: v3 lists (`POST`, `offset`/`length`, until `total_matches`),
+//!   v4 lists (`GET`, `$page`/`$limit`, until `totalAvailableResults` or a
+//!   short page: [`Client::page`], [`Client::get_all`]) and the v3 groups
+//!   API (`group_member_offset`/`group_member_count`: [`Client::groups`]);
+//!   [`total_keeps_changing`] bounds a list whose total keeps moving.
+
+use crate::config::{self, Options, Secret};
+use crate::server_error::{self, Source};
+use crate::v3::{Item, Kind, ListPage};
+use crate::v4;
+use crate::{Error, HttpRequest, HttpResponse, Level, Method, Transport, TransportError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Where the client reports its retries.
+pub trait Log {
+    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]);
+}
+
+/// Retries go unreported (the monitoring calls have no log of their own).
+pub struct Quiet;
+
+impl Log for Quiet {
+    fn log(&mut self, _level: Level, _message: &str, _fields: &[(&str, &str)]) {}
+}
+
+/// The REST API a list is read through (how it pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    V3,
+    V4,
+}
+
+/// Why a request failed, after its retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The whole call must fail (credentials, permissions, host policy).
+    Fatal(Error),
+    /// This request is lost; the collection may go on.
+    Failed(Error),
+    /// HTTP 404 (never retried): from the gateway (no such API here), or
+    /// from the service (it answered, and does not know what was asked).
+    NotFound { gateway: bool, message: String },
+}
+
+impl CallError {
+    /// As the guest's error.
+    pub fn into_error(self) -> Error {
+        match self {
+            CallError::Fatal(e) | CallError::Failed(e) => e,
+            CallError::NotFound { message, .. } => Error::NotFound(message),
+        }
+    }
+}
+
+/// What one answer means for its request.
+enum Verdict<P> {
+    Done(Result<P, CallError>),
+    /// Worth another try, after the wait the server asked for (if any).
+    Retry(Error, Option<u64>),
+}
+
+/// Logs one retry of `req`.
+fn log_retry(log: &mut dyn Log, req: &Request, attempt: u32, wait: u64, err: &Error) {
+    let at = req.at();
+    let offset = req.offset.map(|o| o.to_string()).unwrap_or_default();
+    let (attempt_s, wait_s) = (attempt.to_string(), wait.to_string());
+    let what: &str = match req.kind {
+        Some(k) => k.plural(),
+        None => &at,
+    };
+    let mut fields = vec![("kind", what)];
+    if req.offset.is_some() {
+        fields.push(("offset", offset.as_str()));
+    }
+    fields.extend([("attempt", attempt_s.as_str()), ("wait_ms", wait_s.as_str()), ("reason", err.message())]);
+    log.log(Level::Warn, if req.kind.is_some() { "retrying list call" } else { "retrying call" }, &fields);
+}
+
+/// One request.
+pub struct Request {
+    pub method: Method,
+    /// Path and query, from the endpoint's base URL on.
+    pub path: String,
+    pub body: Option<Vec<u8>>,
+    /// The list it reads (for messages and logs), if it reads one.
+    pub kind: Option<Kind>,
+    /// The list offset it reads (for logs).
+    pub offset: Option<u64>,
+}
+
+impl Request {
+    pub fn get(path: String) -> Request {
+        Request { method: Method::Get, path, body: None, kind: None, offset: None }
+    }
+
+    pub fn post(path: String, body: &Value) -> Request {
+        Request { method: Method::Post, path, body: Some(body.to_string().into_bytes()), kind: None, offset: None }
+    }
+
+    /// `METHOD /path` (no query), for messages.
+    fn at(&self) -> String {
+        let method = match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        };
+        format!("{method} {}", self.path.split('?').next().unwrap_or_default())
+    }
+}
+
+/// What a list call asks for beyond a page.
+pub enum Query {
+    All,
+    /// Entities changed at or after this time (incremental collection).
+    ChangedSince(String),
+    /// Only ids (v4 `$select=extId`).
+    IdsOnly,
+}
+
+/// One page, whichever API.
+pub struct Page {
+    pub total: Option<u64>,
+    pub entities: Vec<Item>,
+}
+
+/// Prism Central's REST APIs at one endpoint, with the collector's options.
+pub struct Client<'a, T> {
+    transport: &'a mut T,
+    pub opts: Options,
+    pub secret: Secret,
+}
+
+impl<'a, T: Transport> Client<'a, T> {
+    pub fn new(transport: &'a mut T, opts: Options, secret: Secret) -> Self {
+        Client { transport, opts, secret }
+    }
+
+    /// `scheme://host:port` of Prism.
+    pub fn base_url(&self) -> String {
+        self.secret.endpoint.base_url()
+    }
+
+    /// One request with retries; a 2xx body goes through `parse`, and one
+    /// that does not parse is retried like a 5xx.
+    pub fn call<P>(&mut self, log: &mut dyn Log, req: &Request, parse: impl Fn(&[u8]) -> Result<P, String>) -> Result<P, CallError> {
+        let answer = self.call_many(log, std::slice::from_ref(req), parse).pop();
+        answer.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into()))))
+    }
+
+    /// Requests the host performs concurrently (at most its caps at once),
+    /// each with the retry policy of [`Client::call`]; the answers in
+    /// order. The requests to retry go again together after the longest
+    /// wait any of them was told.
+    pub fn call_many<P>(&mut self, log: &mut dyn Log, reqs: &[Request], parse: impl Fn(&[u8]) -> Result<P, String>) -> Vec<Result<P, CallError>> {
+        let mut answers: Vec<Option<Result<P, CallError>>> = reqs.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..reqs.len()).collect();
+        let mut attempt: u32 = 0;
+        while !todo.is_empty() {
+            let batch = todo.iter().map(|&i| self.http_request(&reqs[i])).collect();
+            let sent = self.transport.send_many(batch);
+            let mut again = Vec::new();
+            let mut wait = 0;
+            for (&i, sent) in todo.iter().zip(sent) {
+                match self.judge(&reqs[i], sent, &parse) {
+                    Verdict::Done(r) => answers[i] = Some(r),
+                    Verdict::Retry(err, _) if attempt >= self.opts.max_retries => {
+                        let n = attempt + 1;
+                        answers[i] = Some(Err(CallError::Failed(match err {
+                            Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
+                            Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
+                            other => other,
+                        })));
+                    }
+                    Verdict::Retry(err, told) => {
+                        let w = told.unwrap_or_else(|| backoff_ms(attempt));
+                        wait = wait.max(w);
+                        log_retry(log, &reqs[i], attempt + 1, w, &err);
+                        again.push(i);
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            attempt += 1;
+            self.transport.sleep_ms(wait);
+            todo = again;
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into())))))
+            .collect()
+    }
+
+    /// `req` as the transport sends it.
+    fn http_request(&self, req: &Request) -> HttpRequest {
+        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+        if req.body.is_some() {
+            headers.insert(0, ("Content-Type".into(), "application/json".into()));
+        }
+        HttpRequest {
+            method: req.method,
+            url: format!("{}{}", self.base_url(), req.path),
+            headers,
+            body: req.body.clone(),
+            timeout_ms: Some(self.opts.request_timeout_ms),
+            auth: Some(self.secret.auth),
+        }
+    }
+
+    /// What an answer to `req` means: done (a result), or worth another try.
+    fn judge<P>(&self, req: &Request, sent: Result<HttpResponse, TransportError>, parse: &impl Fn(&[u8]) -> Result<P, String>) -> Verdict<P> {
+        let base = self.base_url();
+        let at = req.at();
+        let user = &self.secret.username;
+        let fatal = |e| Verdict::Done(Err(CallError::Fatal(e)));
+        match sent {
+            Err(TransportError::Denied(m)) => fatal(Error::PermissionDenied(format!("{at}: egress denied by host policy: {m}"))),
+            Err(TransportError::InvalidRequest(m)) => fatal(Error::Internal(format!("{at}: host rejected the request: {m}"))),
+            Err(TransportError::Tls(m)) => fatal(Error::Unavailable(format!(
+                "{at}: TLS to {base} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)"
+            ))),
+            Err(TransportError::TooLarge(n)) => Verdict::Done(Err(CallError::Failed(Error::ResourceExhausted(format!(
+                "{at}: response larger than the host limit of {n} bytes (lower option page_size)"
+            ))))),
+            Err(TransportError::Timeout) => {
+                Verdict::Retry(Error::Timeout(format!("{at}: {base} did not answer within {} ms", self.opts.request_timeout_ms)), None)
+            }
+            Err(TransportError::Connection(m)) => Verdict::Retry(Error::Unavailable(format!("{at}: cannot reach {base}: {m}")), None),
+            Ok(resp) => {
+                let status = resp.status;
+                if (200..300).contains(&status) {
+                    return match parse(&resp.body) {
+                        Ok(p) => Verdict::Done(Ok(p)),
+                        Err(e) => Verdict::Retry(Error::Unavailable(format!("{at}: HTTP {status} with an invalid answer: {e}")), None),
+                    };
+                }
+                let said = server_error::parse(&resp.body);
+                let text = format!("{at}: HTTP {status}: {}", said.message);
+                let failed = |e| Verdict::Done(Err(CallError::Failed(e)));
+                match status {
+                    401 => fatal(Error::Unauthenticated(format!("Prism rejected the credentials of user '{user}': {text}"))),
+                    403 => fatal(Error::PermissionDenied(format!("user '{user}' is not allowed: {text}"))),
+                    404 => Verdict::Done(Err(CallError::NotFound { gateway: said.source == Source::Gateway, message: text })),
+                    409 | 412 => failed(Error::Unavailable(text)),
+                    429 => Verdict::Retry(Error::Unavailable(text), Some(retry_after_ms(resp.header("retry-after")))),
+                    500..=599 => Verdict::Retry(Error::Unavailable(text), None),
+                    400..=499 => failed(Error::InvalidArgument(text)),
+                    _ => failed(Error::Internal(format!("{at}: unexpected HTTP {status}: {}", said.message))),
+                }
+            }
+        }
+    }
+
+    /// One request answered with JSON; a 404 is [`Error::NotFound`].
+    pub fn json(&mut self, log: &mut dyn Log, req: &Request) -> Result<Value, Error> {
+        self.call(log, req, json_body).map_err(CallError::into_error)
+    }
+
+    /// Every item of a v4 list at `path` (no query), page by page: for the
+    /// small lists read whole (clusters and hosts to tell resources apart, a
+    /// volume group's parts). A 404 stays [`CallError::NotFound`], so the
+    /// caller can tell the gateway's from a service's.
+    pub fn get_all(&mut self, log: &mut dyn Log, path: &str) -> Result<Vec<Value>, CallError> {
+        let limit = v4::MAX_LIMIT;
+        let mut all = Vec::new();
+        for page in 0..1_000u32 {
+            let body = self.call(log, &Request::get(format!("{path}?$page={page}&$limit={limit}")), json_body)?;
+            let items = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+            let n = items.len();
+            all.extend(items);
+            let total = body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64);
+            if n < limit as usize || total.is_some_and(|t| all.len() as u64 >= t) {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// One page of a list: v3 `POST` with `offset`/`length`, or v4 `GET`
+    /// with `$page`/`$limit` (`path` overrides the kind's list path). A v3
+    /// 404 is a lost page; a v4 404 stays [`CallError::NotFound`] (the API
+    /// may not be offered).
+    #[expect(clippy::too_many_arguments, reason = "a page is named by all of them")]
+    pub fn page(&mut self, log: &mut dyn Log, kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Result<Page, CallError> {
+        let page = self.pages(log, kind, api, path, q, &[(offset, length)]).pop();
+        page.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into()))))
+    }
+
+    /// The pages of a list at (offset, length), fetched concurrently (see
+    /// [`Client::call_many`]); the answers in the same order. A v4 offset
+    /// is a multiple of its length.
+    pub fn pages(&mut self, log: &mut dyn Log, kind: Kind, api: Api, path: Option<&str>, q: &Query, pages: &[(u64, u32)]) -> Vec<Result<Page, CallError>> {
+        let reqs: Vec<Request> = pages.iter().map(|&(offset, length)| page_request(kind, api, path, q, offset, length)).collect();
+        self.call_many(log, &reqs, |b| parse_page(api, b))
+            .into_iter()
+            .map(|r| match r {
+                // v3 lists are always there: a 404 loses the page.
+                Err(CallError::NotFound { message, .. }) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(message))),
+                other => other,
+            })
+            .collect()
+    }
+
+    /// Every entity of `kind` through the v3 groups API, page by page
+    /// (`body` builds a page's request, `parse` reads one into its total
+    /// and its entities): uuid → what `parse` made of it. A page that comes
+    /// back empty before the total fails the whole read (never a short list).
+    pub fn groups(
+        &mut self,
+        log: &mut dyn Log,
+        kind: Kind,
+        body: impl Fn(u64, u32) -> Value,
+        parse: impl Fn(&Value) -> Result<(u64, BTreeMap<String, Value>), String>,
+    ) -> Result<BTreeMap<String, Value>, Error> {
+        let length = self.opts.page_size;
+        let mut all = BTreeMap::new();
+        let mut offset = 0u64;
+        let mut pages = 0u64;
+        loop {
+            let page = self.json(log, &Request::post(GROUPS_PATH.to_string(), &body(offset, length)))?;
+            let (total, got) = parse(&page).map_err(Error::Unavailable)?;
+            pages += 1;
+            let n = got.len() as u64;
+            if n == 0 && offset < total {
+                return Err(Error::Unavailable(format!(
+                    "the groups API returned no {} at offset {offset} although total_entity_count is {total}",
+                    kind.plural()
+                )));
+            }
+            all.extend(got);
+            offset += n;
+            if n == 0 || offset >= total {
+                return Ok(all);
+            }
+            if total_keeps_changing(pages, total, length) {
+                return Err(Error::Unavailable(format!("the groups API's total_entity_count for {} keeps changing", kind.plural())));
+            }
+        }
+    }
+}
+
+/// The request of one list page.
+fn page_request(kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Request {
+    let mut req = match api {
+        Api::V3 => {
+            let mut body = json!({"kind": kind.api_kind(), "offset": offset, "length": length});
+            if let Query::ChangedSince(since) = q {
+                body["filter"] = json!(crate::incremental::v3_filter(since));
+            }
+            Request::post(path.unwrap_or(kind.list_path()).to_string(), &body)
+        }
+        Api::V4 => {
+            let path = path.or(v4::list_path(kind)).unwrap_or_default();
+            let extra = match q {
+                Query::All => String::new(),
+                Query::ChangedSince(since) => format!("&$filter={}", percent_encode(&crate::incremental::v4_filter(since))),
+                Query::IdsOnly => "&$select=extId".to_string(),
+            };
+            Request::get(format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
+        }
+    };
+    req.kind = Some(kind);
+    req.offset = Some(offset);
+    req
+}
+
+/// A 2xx body as JSON.
+pub fn json_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice::<Value>(body).map_err(|e| format!("invalid or truncated JSON: {e}"))
+}
+
+/// The v3 groups API.
+pub const GROUPS_PATH: &str = "/api/nutanix/v3/groups";
+
+/// A 2xx list answer as a page.
+pub fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
+    match api {
+        Api::V3 => serde_json::from_slice::<ListPage>(body)
+            .map(|p| Page { total: p.metadata.total_matches, entities: p.entities.into_iter().map(Item::Raw).collect() })
+            .map_err(|e| format!("invalid or truncated JSON: {e}")),
+        Api::V4 => v4::parse_page(body).map(|p| Page { total: p.total, entities: p.entities.into_iter().map(Item::Value).collect() }),
+    }
+}
+
+/// A path segment: unreserved characters as they are, the rest as `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// A list whose total keeps growing cannot keep the collector forever:
+/// `pages` read so far against what `total` needs at `page_size`, with two
+/// pages of slack.
+pub fn total_keeps_changing(pages: u64, total: u64, page_size: u32) -> bool {
+    pages > total / u64::from(page_size.max(1)) + 2
+}
+
+/// 250 ms, 500 ms, 1 s, 2 s ... capped at 8 s.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    250u64.saturating_mul(1u64 << attempt.min(5)).min(8_000)
+}
+
+/// `Retry-After` in seconds (HTTP dates are not used by Prism; they fall
+/// back to 1 s), capped at [`config::MAX_RETRY_AFTER_MS`].
+pub fn retry_after_ms(header: Option<&str>) -> u64 {
+    header
+        .and_then(|h| h.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| (s * 1000.0) as u64)
+        .unwrap_or(1_000)
+        .min(config::MAX_RETRY_AFTER_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,000 entities at 100 per page take 10 pages; two more are slack,
+    /// the 13th page means the total keeps moving.
+    #[test]
+    fn a_total_that_keeps_changing_is_bounded() {
+        assert!(!total_keeps_changing(12, 1000, 100));
+        assert!(total_keeps_changing(13, 1000, 100));
+        assert!(!total_keeps_changing(2, 0, 100));
+        assert!(total_keeps_changing(3, 0, 0), "a zero page size cannot divide by zero");
+    }
+
+    #[test]
+    fn backoff_and_retry_after() {
+        assert_eq!((0..7).map(backoff_ms).collect::<Vec<_>>(), vec![250, 500, 1000, 2000, 4000, 8000, 8000]);
+        assert_eq!(retry_after_ms(Some("3")), 3000);
+        assert_eq!(retry_after_ms(Some("0.5")), 500);
+        assert_eq!(retry_after_ms(Some("86400")), config::MAX_RETRY_AFTER_MS);
+        assert_eq!(retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT")), 1000);
+        assert_eq!(retry_after_ms(Some("-1")), 1000);
+        assert_eq!(retry_after_ms(None), 1000);
+    }
+}

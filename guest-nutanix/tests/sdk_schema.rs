@@ -1,0 +1,269 @@
+//! Nutanix's own v4 models as the schema: the official Python SDKs from
+//! PyPI (`tests/sdk/requirements.txt`, the v4.0 revision pc.2024.3 serves)
+//! in a venv this test creates under the target directory, driven by
+//! `tests/sdk/v4_sdk.py`. It checks that
+//! (a) every key the simulator renders in a v4 list exists in the SDK's
+//!     model of that list,
+//! (b) every v4 field the guest reads ([`v4::WIRE_READS`]) exists there,
+//!     and the adapter reads no field missing from that table,
+//! (c) the guest normalizes bodies the SDK itself serialized, covering the
+//!     optional fields (CD-ROMs, learned addresses, GPUs, vTPM, NICs
+//!     sharing a subnet, VMs without host, categories as references),
+//!     without losing any of them, and reads the SDK's error bodies.
+//!
+//! Needs `python3` with `venv` and PyPI on first run (`NTNX_SDK_PYTHON`
+//! names an interpreter that has the SDKs instead). The generated bodies
+//! are made afresh each run and never committed.
+
+use guest_nutanix::normalize::{self, ClusterScan, Context};
+use guest_nutanix::server_error::{self, Source};
+use guest_nutanix::v3::Kind;
+use guest_nutanix::v4::{self, Lookups};
+use prism_sim::estate::{Estate, EstateConfig};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+fn sdk_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The interpreter with the SDKs: a venv made once from the requirements
+/// and reused while they are unchanged.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("NTNX_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let requirements = sdk_dir().join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("tests/sdk/requirements.txt");
+    let venv = target_dir().join("ntnx-sdk-venv");
+    let marker = venv.join("ntnx-requirements.txt");
+    let py = venv.join("bin/python");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return py;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements));
+    std::fs::write(&marker, wanted).expect("venv marker");
+    py
+}
+
+fn sdk(args: &[&str]) -> Output {
+    Command::new(python()).arg(sdk_dir().join("v4_sdk.py")).args(args).output().expect("v4_sdk.py runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("guest-sdk-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn write(dir: &Path, name: &str, v: &Value) {
+    std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).expect("json")).expect("write");
+}
+
+/// (a) What the simulator renders in every v4 list is in the SDK's models;
+/// and the check refuses a key the model lacks.
+#[test]
+fn the_simulators_v4_lists_use_only_the_sdks_fields() {
+    let estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    let dir = temp("sim");
+    for &(_, list, object_type) in prism_sim::v4::ENDPOINTS {
+        write(&dir, &format!("{list}.json"), &prism_sim::v4::page(&estate, list, object_type, 0, 100, &prism_sim::v4::ListQuery::default()));
+    }
+    // A volume group's parts, of one with all three (disks, VMs, an iSCSI client).
+    let vg = estate.volume_groups.first().expect("a volume group");
+    for (part, file) in [("disks", "volume_group_disks"), ("vm-attachments", "vm_attachments"), ("external-iscsi-attachments", "external_iscsi_attachments")] {
+        let items = prism_sim::v4::volume_group_part(vg, part).expect("a part");
+        assert!(!items.is_empty(), "{part} rendered");
+        write(&dir, &format!("{file}.json"), &json!({"data": items, "metadata": {"totalAvailableResults": items.len()}}));
+    }
+    // The simulator's error answers, in the services' shape.
+    write(&dir, "error-vms.json", &prism_sim::v4::error("vmm", "VMM-40401", "ENTITY_NOT_FOUND", "VM not found"));
+    write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
+    let out = sdk(&["check-bodies", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    for checked in ["vms: 48 items checked against vmm.v4.ahv.config.Vm", "external_iscsi_attachments: 1 items", "iscsi_clients: ", "error-vms: error body checked"] {
+        assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
+    }
+    // The simulator renders the optional fields this is about.
+    let vms = std::fs::read_to_string(dir.join("vms.json")).unwrap();
+    for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\""] {
+        assert!(vms.contains(field), "{field} rendered");
+    }
+
+    // A key the model does not have is named by its path.
+    let mut bad = prism_sim::v4::page(&estate, "hosts", "clustermgmt.v4.config.Host", 0, 100, &prism_sim::v4::ListQuery::default());
+    bad["data"][0]["nodeSerial"] = json!("SN-1");
+    let bad_dir = temp("sim-bad");
+    write(&bad_dir, "hosts.json", &bad);
+    let out = sdk(&["check-bodies", bad_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not in the SDK model: hosts/data/0/nodeSerial"), "{}", text(&out));
+}
+
+/// (b) Every v4 field the guest reads exists in the SDK's models, and the
+/// adapter's code names no field the table leaves out.
+#[test]
+fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
+    let dir = temp("paths");
+    let table: BTreeMap<&str, &[&str]> = v4::WIRE_READS.iter().copied().collect();
+    write(&dir, "reads.json", &json!(table));
+    let out = sdk(&["check-paths", dir.join("reads.json").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = json!({"clustermgmt.v4.config.Host": ["nodeSerial"], "clustermgmt.v4.config.StorageContainer": ["isSoftwareEncryptionEnabled"]});
+    write(&dir, "bad.json", &bad);
+    let out = sdk(&["check-paths", dir.join("bad.json").to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("Host: nodeSerial") && !text(&out).contains("isSoftwareEncryptionEnabled"), "{}", text(&out));
+
+    // The adapter (and the storage container normalization, which reads the
+    // v4 item itself) names no field outside the table.
+    let declared: BTreeSet<&str> =
+        v4::WIRE_READS.iter().flat_map(|(_, paths)| paths.iter().flat_map(|p| p.split('/'))).chain(v4::LATER_REVISION_READS.iter().copied()).collect();
+    // Keys the collector merges into a volume group before the adapter.
+    let merged: BTreeSet<&str> = v4::VOLUME_GROUP_PARTS.iter().map(|(_, key)| *key).collect();
+    let src = |file: &str| std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src").join(file)).unwrap();
+    let v4_src = src("v4.rs");
+    let adapter = &v4_src[v4_src.find("pub fn to_v3").unwrap()..v4_src.find("#[cfg(test)]").unwrap()];
+    let normalize_src = src("normalize.rs");
+    let container = &normalize_src[normalize_src.find("pub fn storage_container").unwrap()..normalize_src.find("pub fn project").unwrap()];
+    let read = wire_names(adapter).into_iter().chain(wire_names(container));
+    let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
+    assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
+    assert!(wire_names(r#"at(d, "/backingInfo/nodeSerial"); v["hostSerial"]"#).contains("nodeSerial"), "the scan sees reads");
+}
+
+/// The names code reads from v4 items: the segments of string literals in
+/// `x["…"]`, `get("…")`, `pointer("…")`, `text("…")`, `flag("…")`,
+/// `bytes("…")`, `list("…")` and JSON pointers (`"/a/b"`).
+fn wire_names(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let accessors = ["[\"", "get(\"", "pointer(\"", "text(\"", "flag(\"", "bytes(\"", "list(\"", ", \"/"];
+    for acc in accessors {
+        for (i, _) in code.match_indices(acc) {
+            let start = i + acc.len() - if acc.ends_with('/') { 1 } else { 0 };
+            let Some(len) = code[start..].find('"') else { continue };
+            for seg in code[start..start + len].split('/').filter(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit())) {
+                out.insert(seg.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Reads one generated list.
+fn body(dir: &Path, list: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{list}.json"))).expect("generated list")).expect("JSON")
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// (c) Bodies the SDK serialized from its own models normalize without
+/// loss: each fact the generator states about an entity is in its record.
+#[test]
+fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
+    let dir = temp("gen");
+    let out = sdk(&["generate", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let facts: Value = serde_json::from_slice(&std::fs::read(dir.join("facts.json")).unwrap()).unwrap();
+
+    // Clusters: the pseudo-cluster names the account, the other is a cluster.
+    let mut scan = ClusterScan::default();
+    let clusters: Vec<Value> = items(&body(&dir, "clusters")).iter().map(|c| v4::to_v3(Kind::Cluster, c, &Lookups::default()).unwrap()).collect();
+    clusters.iter().for_each(|c| scan.observe(c));
+    let ctx = Context { account: scan.prism_central_uuid.clone(), base_url: "https://pc:9440".into(), cluster_names: scan.names.clone() };
+    assert_eq!(ctx.account.as_deref(), Some("0005f0e1-0000-4000-8000-00000000a0c1"));
+    let normalized: Vec<_> = clusters.into_iter().filter_map(|c| normalize::cluster(&ctx, c).unwrap()).collect();
+    for f in facts["clusters"].as_array().unwrap() {
+        let (cs, region) = normalized.iter().find(|(cs, _)| cs.resource_id == f["uuid"]).expect("cluster");
+        assert_eq!((json!(cs.name), cs.data["aos_version"].clone(), cs.data["external_ip"].clone(), cs.data["num_nodes"].clone()), (f["name"].clone(), f["aos_version"].clone(), f["external_ip"].clone(), f["num_nodes"].clone()));
+        assert_eq!(json!(region.region_code), f["name"]);
+    }
+
+    let mut lk = Lookups::default();
+    items(&body(&dir, "categories")).iter().for_each(|c| lk.add_category(c));
+    items(&body(&dir, "hosts")).iter().for_each(|h| lk.add_host(h));
+    items(&body(&dir, "subnets")).iter().for_each(|s| lk.add_subnet(s));
+    let service = |kind: Kind, raw: &Value| normalize::service_of(kind, &ctx, v4::to_v3(kind, raw, &lk).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+
+    for (raw, f) in items(&body(&dir, "vms")).iter().zip(facts["vms"].as_array().unwrap()) {
+        let vm = service(Kind::Vm, raw);
+        let d = &vm.data;
+        let who = f["name"].as_str().unwrap();
+        assert_eq!(json!(vm.resource_id), f["uuid"], "{who}");
+        assert_eq!(d["vcpus"], f["vcpus"], "{who}: vCPUs are sockets × cores × threads");
+        assert_eq!((d["num_sockets"].clone(), d["num_vcpus_per_socket"].clone(), d["num_threads_per_core"].clone()), (f["sockets"].clone(), f["cores_per_socket"].clone(), f["threads_per_core"].clone()), "{who}");
+        assert_eq!(d["memory_mib"], f["memory_mib"], "{who}");
+        assert_eq!(d["power_state"], f["power_state"], "{who}");
+        assert_eq!(d["host"]["uuid"], f["host"], "{who}");
+        if f["host"].is_string() {
+            assert_eq!(d["host"]["name"], "cluster-a-node-1", "{who}: the host named from the host list");
+        }
+        assert_eq!(d["cluster"]["uuid"], f["cluster"], "{who}");
+        assert_eq!(vm.region_code.as_deref(), Some("cluster-a"), "{who}");
+        let drives: Vec<Value> = d["disks"].as_array().unwrap().iter().map(|x| json!([x["uuid"], x["device_type"], x["adapter_type"], x["device_index"], x["size_bytes"]])).collect();
+        assert_eq!(json!(drives), f["disks"], "{who}: disks and CD-ROMs");
+        assert_eq!(d["disk_total_bytes"], f["disk_total_bytes"], "{who}");
+        assert_eq!(json!(vm.ip_addresses), f["ips"], "{who}: assigned and learned addresses");
+        let subnets: Vec<Value> = d["nics"].as_array().unwrap().iter().map(|n| n["subnet"]["uuid"].clone()).collect();
+        assert_eq!(json!(subnets), f["nic_subnets"], "{who}");
+        if let Some(first) = d["nics"].as_array().unwrap().first() {
+            assert_eq!(first["subnet"]["name"], "vlan-10", "{who}: subnet named from the subnet list");
+        }
+        assert_eq!(d["categories"], f["categories"], "{who}: categories resolved from their references");
+        assert_eq!(d.get("gpus").cloned().unwrap_or(json!([])), f["gpus"], "{who}");
+        assert_eq!(d.get("vtpm_enabled").cloned().unwrap_or(Value::Null), f["vtpm_enabled"], "{who}");
+        assert_eq!(d["boot_type"], f["boot_type"], "{who}");
+        assert_eq!(d["guest_tools_installed"], f["guest_tools_installed"], "{who}");
+        assert_eq!(normalize::disks_of(&vm).len(), f["disks"].as_array().unwrap().len(), "{who}: each drive a Storage/Disk");
+    }
+    for (raw, f) in items(&body(&dir, "hosts")).iter().zip(facts["hosts"].as_array().unwrap()) {
+        let h = service(Kind::Host, raw);
+        assert_eq!((h.data["cpu_frequency_hz"].clone(), h.data["cpu_capacity_hz"].clone()), (f["cpu_frequency_hz"].clone(), f["cpu_capacity_hz"].clone()));
+        assert_eq!((h.data["num_cpu_cores"].clone(), h.data["memory_mib"].clone(), json!(h.ip_addresses)), (f["num_cpu_cores"].clone(), f["memory_mib"].clone(), f["ips"].clone()));
+        assert_eq!(h.region_code.as_deref(), Some("cluster-a"));
+    }
+    for (raw, f) in items(&body(&dir, "storage_containers")).iter().zip(facts["storage_containers"].as_array().unwrap()) {
+        let c = service(Kind::StorageContainer, raw);
+        assert_eq!((json!(c.resource_id), c.data["encrypted"].clone(), c.data["replication_factor"].clone()), (f["uuid"].clone(), f["encrypted"].clone(), f["replication_factor"].clone()));
+    }
+    for (raw, f) in items(&body(&dir, "subnets")).iter().zip(facts["subnets"].as_array().unwrap()) {
+        let s = service(Kind::Subnet, raw);
+        assert_eq!((s.data["vlan_id"].clone(), s.data["network"].clone(), s.data["gateway"].clone(), s.data["ip_pools"].clone()), (f["vlan_id"].clone(), f["network"].clone(), f["gateway"].clone(), f["ip_pools"].clone()));
+    }
+    for (raw, f) in items(&body(&dir, "images")).iter().zip(facts["images"].as_array().unwrap()) {
+        let i = service(Kind::Image, raw);
+        assert_eq!((json!(i.name), i.data["size_bytes"].clone(), i.data["image_type"].clone()), (f["name"].clone(), f["size_bytes"].clone(), f["image_type"].clone()));
+        assert_eq!(i.region_code.as_deref(), Some("cluster-a"));
+    }
+    for (raw, f) in items(&body(&dir, "categories")).iter().zip(facts["categories"].as_array().unwrap()) {
+        assert_eq!(json!(service(Kind::Category, raw).resource_id), f["uuid"]);
+    }
+
+    // The SDK's error bodies: a service's own, read into code, message and group.
+    let errors: Value = serde_json::from_slice(&std::fs::read(dir.join("errors.json")).unwrap()).unwrap();
+    let said = server_error::parse(errors["vmm"].to_string().as_bytes());
+    assert_eq!(said.source, Source::Service);
+    assert_eq!(said.message, "VMM-30100: vmm refused the list: $filter is invalid (group VM_LIST_FAILED, argument=$filter)");
+    assert_eq!(server_error::parse(errors["clustermgmt"].to_string().as_bytes()).source, Source::Service);
+}
