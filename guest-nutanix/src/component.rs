@@ -147,6 +147,7 @@ fn today() -> costs::Day {
 fn to_wit_error(e: Error) -> CollectorError {
     match e {
         Error::InvalidArgument(m) => CollectorError::InvalidArgument(m),
+        Error::MissingParameter(m) => CollectorError::MissingParameter(m),
         Error::Unauthenticated(m) => CollectorError::Unauthenticated(m),
         Error::PermissionDenied(m) => CollectorError::PermissionDenied(m),
         Error::NotFound(m) => CollectorError::NotFound(m),
@@ -162,32 +163,23 @@ struct HostHttp;
 
 impl Transport for HostHttp {
     fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let wit_req = http::Request {
-            method: match req.method {
-                Method::Get => http::Method::Get,
-                Method::Post => http::Method::Post,
-            },
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            timeout_ms: req.timeout_ms,
-        };
-        let sent = match req.auth {
+        let (wit_req, credential) = outbound(req);
+        let sent = match credential {
             None => http::send(&wit_req),
-            Some(Auth::Basic) => http::send_authenticated(&wit_req, &http::Credential::Basic),
-            Some(Auth::ApiKey) => http::send_authenticated(&wit_req, &http::Credential::ApiKey(API_KEY_HEADER.to_string())),
+            Some(c) => http::send_authenticated(&wit_req, &c),
         };
-        match sent {
-            Ok(r) => Ok(HttpResponse { status: r.status, headers: r.headers, body: r.body }),
-            Err(e) => Err(match e {
-                http::HttpError::Denied(m) => TransportError::Denied(m),
-                http::HttpError::InvalidRequest(m) => TransportError::InvalidRequest(m),
-                http::HttpError::Timeout => TransportError::Timeout,
-                http::HttpError::Connection(m) => TransportError::Connection(m),
-                http::HttpError::Tls(m) => TransportError::Tls(m),
-                http::HttpError::TooLarge(n) => TransportError::TooLarge(n),
-            }),
-        }
+        http_answer(sent)
+    }
+
+    fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        let batch: Vec<http::Outbound> = reqs
+            .into_iter()
+            .map(|r| {
+                let (request, credential) = outbound(r);
+                http::Outbound { request, credential }
+            })
+            .collect();
+        http::send_many(&batch).into_iter().map(http_answer).collect()
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -210,6 +202,39 @@ impl State for HostState {
     }
     fn delete(&mut self, key: &str) -> Result<(), String> {
         state::delete(key).map_err(state_error)
+    }
+}
+
+/// A request as the WIT's, with the credential the host adds.
+fn outbound(req: HttpRequest) -> (http::Request, Option<http::Credential>) {
+    let wit_req = http::Request {
+        method: match req.method {
+            Method::Get => http::Method::Get,
+            Method::Post => http::Method::Post,
+        },
+        url: req.url,
+        headers: req.headers,
+        body: req.body,
+        timeout_ms: req.timeout_ms,
+    };
+    let credential = req.auth.map(|a| match a {
+        Auth::Basic => http::Credential::Basic,
+        Auth::ApiKey => http::Credential::ApiKey(API_KEY_HEADER.to_string()),
+    });
+    (wit_req, credential)
+}
+
+fn http_answer(sent: Result<http::Response, http::HttpError>) -> Result<HttpResponse, TransportError> {
+    match sent {
+        Ok(r) => Ok(HttpResponse { status: r.status, headers: r.headers, body: r.body }),
+        Err(e) => Err(match e {
+            http::HttpError::Denied(m) => TransportError::Denied(m),
+            http::HttpError::InvalidRequest(m) => TransportError::InvalidRequest(m),
+            http::HttpError::Timeout => TransportError::Timeout,
+            http::HttpError::Connection(m) => TransportError::Connection(m),
+            http::HttpError::Tls(m) => TransportError::Tls(m),
+            http::HttpError::TooLarge(n) => TransportError::TooLarge(n),
+        }),
     }
 }
 
@@ -345,7 +370,8 @@ fn to_item(r: Record) -> Option<emit::Item> {
             resource_type: m.resource_type,
             namespace_id: m.namespace_id,
             provider: m.provider,
-            unit: record::json_text(&m.unit),
+            // CloudForet's unit string (world 0.3); an object form's `x`.
+            unit: m.unit.as_str().or_else(|| m.unit.get("x").and_then(|x| x.as_str())).unwrap_or_default().to_string(),
             query_options: record::json_text(&m.query_options),
             tags: m.tags,
         }),

@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 pub const DEFAULT_PORT: u16 = 9440;
 pub const MAX_PAGE_SIZE: u32 = 500;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// List pages read at once by default, and at most.
+pub const DEFAULT_PAGE_CONCURRENCY: u32 = 8;
+pub const MAX_PAGE_CONCURRENCY: u32 = 32;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 30_000;
 /// Longest `Retry-After` the collector honours; longer values are capped.
 pub const MAX_RETRY_AFTER_MS: u64 = 30_000;
@@ -158,6 +161,9 @@ pub struct Options {
     pub page_size: u32,
     /// Retries of one page after 429/5xx/timeouts/truncated bodies.
     pub max_retries: u32,
+    /// List pages read at once once a list's total is known (the host caps
+    /// it too).
+    pub page_concurrency: u32,
     pub request_timeout_ms: u32,
     /// Kinds to collect; all by default.
     pub kinds: Vec<Kind>,
@@ -229,6 +235,7 @@ impl Default for Options {
         Options {
             page_size: MAX_PAGE_SIZE,
             max_retries: DEFAULT_MAX_RETRIES,
+            page_concurrency: DEFAULT_PAGE_CONCURRENCY,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             kinds: Kind::DEFAULT.to_vec(),
             task_filter: TaskFilter::default(),
@@ -263,6 +270,14 @@ impl Options {
                 )));
             }
             o.max_retries = v as u32;
+        }
+        if let Some(v) = opt_u64(&obj, "page_concurrency", "options")? {
+            if !(1..=u64::from(MAX_PAGE_CONCURRENCY)).contains(&v) {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'page_concurrency' must be 1-{MAX_PAGE_CONCURRENCY}, got {v}"
+                )));
+            }
+            o.page_concurrency = v as u32;
         }
         if let Some(v) = opt_u64(&obj, "request_timeout_ms", "options")? {
             if !(100..=600_000).contains(&v) {
@@ -465,6 +480,10 @@ pub fn options_schema() -> Value {
                 "type": "integer", "minimum": 0, "maximum": 10, "default": DEFAULT_MAX_RETRIES,
                 "title": "Retries", "description": "Retries of a page after 429, 5xx, timeouts or truncated answers."
             },
+            "page_concurrency": {
+                "type": "integer", "minimum": 1, "maximum": MAX_PAGE_CONCURRENCY, "default": DEFAULT_PAGE_CONCURRENCY,
+                "title": "Pages at once", "description": "List pages read concurrently once a list's total is known (the host's per-origin cap applies too)."
+            },
             "request_timeout_ms": {
                 "type": "integer", "minimum": 100, "maximum": 600000, "default": DEFAULT_REQUEST_TIMEOUT_MS,
                 "title": "Request timeout (ms)"
@@ -565,7 +584,7 @@ fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, what: &str) -> Res
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
         Some(Value::String(_)) => Err(Error::InvalidArgument(format!("{what} field '{field}' is empty"))),
         Some(_) => Err(Error::InvalidArgument(format!("{what} field '{field}' must be a string"))),
-        None => Err(Error::InvalidArgument(format!("{what} field '{field}' is required"))),
+        None => Err(Error::MissingParameter(format!("{what} field '{field}' is required"))),
     }
 }
 
@@ -589,7 +608,11 @@ mod tests {
     fn err(r: Result<impl std::fmt::Debug, Error>) -> String {
         match r.unwrap_err() {
             Error::InvalidArgument(m) => m,
-            other => panic!("expected invalid-argument, got {other:?}"),
+            Error::MissingParameter(m) => {
+                assert!(m.ends_with("is required"), "only a missing field is missing-parameter: {m}");
+                m
+            }
+            other => panic!("expected invalid-argument or missing-parameter, got {other:?}"),
         }
     }
 

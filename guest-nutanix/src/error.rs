@@ -5,6 +5,8 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     InvalidArgument(String),
+    /// A required option or secret field is missing.
+    MissingParameter(String),
     Unauthenticated(String),
     PermissionDenied(String),
     NotFound(String),
@@ -20,6 +22,7 @@ impl Error {
         let with = |m: String| format!("{what}: {m}");
         match self {
             Error::InvalidArgument(m) => Error::InvalidArgument(with(m)),
+            Error::MissingParameter(m) => Error::MissingParameter(with(m)),
             Error::Unauthenticated(m) => Error::Unauthenticated(with(m)),
             Error::PermissionDenied(m) => Error::PermissionDenied(with(m)),
             Error::NotFound(m) => Error::NotFound(with(m)),
@@ -34,6 +37,7 @@ impl Error {
     pub fn message(&self) -> &str {
         match self {
             Error::InvalidArgument(m)
+            | Error::MissingParameter(m)
             | Error::Unauthenticated(m)
             | Error::PermissionDenied(m)
             | Error::NotFound(m)

@@ -83,6 +83,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (code, msg) = match self {
             Error::InvalidArgument(m) => ("invalid argument", m),
+            Error::MissingParameter(m) => ("missing parameter", m),
             Error::Unauthenticated(m) => ("unauthenticated", m),
             Error::PermissionDenied(m) => ("permission denied", m),
             Error::NotFound(m) => ("not found", m),
@@ -156,6 +157,11 @@ impl std::fmt::Display for TransportError {
 /// Outbound HTTP plus waiting (for retry back-off).
 pub trait Transport {
     fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError>;
+    /// Requests the host may perform concurrently; the answers in order.
+    /// One after another unless the transport can do better.
+    fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        reqs.into_iter().map(|r| self.send(r)).collect()
+    }
     fn sleep_ms(&mut self, ms: u64);
 }
 

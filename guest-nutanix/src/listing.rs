@@ -29,7 +29,7 @@ use crate::v4;
 use crate::prism::Log;
 use crate::{Error, Level, Sink, Transport};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How a listing ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -396,9 +396,21 @@ impl Lister {
         Ok(None)
     }
 
-    /// Pages through a list endpoint, handing every raw entity to `each`.
-    /// `first_page_fatal`: a lost first page fails the call (used for the
-    /// cluster list, which everything else depends on).
+    /// Pages through a list endpoint, handing every raw entity to `each`,
+    /// each once. `first_page_fatal`: a lost first page fails the call
+    /// (used for the cluster list, which everything else depends on).
+    ///
+    /// The first page is read alone (it settles a v4 revision, the list's
+    /// total and the page size the server keeps to); then up to option
+    /// `page_concurrency` pages at once, handed on in order. A list that
+    /// changes while it is read (its total moves, an entity comes twice, a
+    /// page comes short) is read once more, handing on only the entities not
+    /// seen yet; should it change again, an error resource says entities may
+    /// be missing until the next run. With each window goes a read of the
+    /// one entity before it: another entity there than the one read last
+    /// means the list shifted (deletions and creations that leave the
+    /// total as it was). `page_concurrency: 1` reads one request at a time,
+    /// without that check.
     #[expect(clippy::too_many_arguments, reason = "the list, its API and path, and where its entities go")]
     pub fn list_all<'e, T: Transport, S: Sink>(
         &mut self,
@@ -410,90 +422,224 @@ impl Lister {
         first_page_fatal: bool,
         mut each: impl FnMut(&mut Emitter<'e, S>, Item),
     ) -> Result<Listed, Error> {
+        let mut seen = Seen::default();
+        let why = match self.list_pass(c, out, (kind, api, path), first_page_fatal, false, &mut seen, &mut each)? {
+            Pass::Listed(listed) => return Ok(listed),
+            Pass::Changed(why) => why,
+        };
+        out.log(Level::Info, "list changed while it was read: reading it again", &[("kind", kind.plural()), ("why", &why)]);
+        match self.list_pass(c, out, (kind, api, path), false, true, &mut seen, &mut each)? {
+            Pass::Listed(listed) => Ok(listed),
+            Pass::Changed(again) => {
+                self.listing_incomplete = true;
+                out.push_error(
+                    kind,
+                    format!(
+                        "{} list changed while it was read, and again while it was read again ({why}; then {again}): entities created or deleted meanwhile may be missing until the next run",
+                        kind.plural()
+                    ),
+                );
+                Ok(Listed::Done)
+            }
+        }
+    }
+
+    /// One reading of a list (see [`Lister::list_all`]); `rereading`: the
+    /// second, after which an entity seen before is no news.
+    #[expect(clippy::too_many_arguments, reason = "the list, how to read it, and where its entities go")]
+    fn list_pass<'e, T: Transport, S: Sink>(
+        &mut self,
+        c: &mut Client<'_, T>,
+        out: &mut Emitter<'e, S>,
+        (kind, api, path): (Kind, Api, Option<&str>),
+        first_page_fatal: bool,
+        rereading: bool,
+        seen: &mut Seen,
+        each: &mut impl FnMut(&mut Emitter<'e, S>, Item),
+    ) -> Result<Pass, Error> {
         let limit = match api {
             Api::V3 => c.opts.page_size,
             Api::V4 => c.opts.page_size.min(v4::MAX_LIMIT),
         };
-        let page_size = u64::from(limit);
+        let mut step = u64::from(limit);
         let mut offset: u64 = 0;
+        // The list's size as known so far, and whether the server said it.
         let mut total: Option<u64> = None;
+        let mut told = false;
+        let mut first_total: Option<u64> = None;
+        let mut changed: Option<String> = None;
+        // The key of the last entity of the last page read.
+        let mut last_key: Option<u128> = None;
         let mut pages: u64 = 0;
         // A v4 list's path at the revision its first page found.
         let mut v4_path: Option<String> = None;
         let what = format!("{} list", kind.plural());
+        let end = |changed: Option<String>| Ok(changed.map_or(Pass::Listed(Listed::Done), Pass::Changed));
         loop {
             if out.stopped {
-                return Ok(Listed::Done);
+                return Ok(Pass::Listed(Listed::Done));
             }
-            pages += 1;
+            let offsets: Vec<u64> = match total {
+                Some(t) if told => (0..u64::from(c.opts.page_concurrency.max(1))).map(|k| offset + k * step).take_while(|o| *o < t).collect(),
+                _ => vec![offset],
+            };
+            // With the window, the entity just before it, to compare with
+            // the last one read: another one there means the list shifted.
+            let probe = match (last_key, offsets.first()) {
+                // One request at a time when asked (page_concurrency 1).
+                (Some(k), Some(&o)) if o > 0 && told && c.opts.page_concurrency > 1 => Some((o - 1, k)),
+                _ => None,
+            };
+            let mut batch: Vec<(u64, u32)> = offsets.iter().map(|&o| (o, step as u32)).collect();
+            batch.extend(probe.map(|(at, _)| (at, 1)));
             let fetched = match api {
                 Api::V4 if v4_path.is_none() => {
                     let base = path.or(v4::list_path(kind)).unwrap_or_default().to_string();
                     match self.v4_first_page(c, out, kind, &base, &Query::All, limit) {
                         Ok(Some((at, page))) => {
                             v4_path = Some(at);
-                            Ok(page)
+                            vec![Ok(page)]
                         }
-                        Ok(None) => return Ok(Listed::NotOffered),
-                        Err(e) => Err(e),
+                        Ok(None) => return Ok(Pass::Listed(Listed::NotOffered)),
+                        Err(e) => vec![Err(e)],
                     }
                 }
-                Api::V4 => c.page(out, kind, api, v4_path.as_deref(), &Query::All, offset, limit),
-                Api::V3 => c.page(out, kind, api, path, &Query::All, offset, limit),
+                Api::V4 => c.pages(out, kind, api, v4_path.as_deref(), &Query::All, &batch),
+                Api::V3 => c.pages(out, kind, api, path, &Query::All, &batch),
             };
-            match fetched {
-                Ok(page) => {
-                    let n = page.entities.len() as u64;
-                    // Without a total (v4 may omit it), a full page means
-                    // there may be more.
-                    let known = page.total;
-                    let t = known.unwrap_or(if n >= page_size { offset + n + 1 } else { offset + n });
-                    total = Some(t);
-                    for raw in page.entities {
-                        each(out, raw);
-                    }
-                    if n == 0 {
-                        // An empty page ends the list; it is an error only
-                        // when the server said there was more.
-                        if known.is_some_and(|k| offset < k) {
-                            self.listing_incomplete = true;
-                            out.push_error(kind, format!("{} list returned no entities at offset {offset} although total_matches is {t}", kind.plural()));
+            let mut fetched = fetched;
+            if let Some((at, expected)) = probe
+                && fetched.len() > offsets.len()
+                && let Some(Ok(p)) = fetched.pop()
+                && p.entities.first().and_then(entity_key) != Some(expected)
+            {
+                changed.get_or_insert_with(|| format!("another entity is at offset {at} than when it was read"));
+            }
+            for (o, fetched) in offsets.iter().copied().zip(fetched) {
+                pages += 1;
+                match fetched {
+                    Ok(page) => {
+                        let n = page.entities.len() as u64;
+                        let known = page.total;
+                        if let Some(k) = known {
+                            match first_total {
+                                None => first_total = Some(k),
+                                Some(f) if f != k => {
+                                    changed.get_or_insert_with(|| format!("its total went from {f} to {k}"));
+                                }
+                                Some(_) => {}
+                            }
                         }
-                        return Ok(Listed::Done);
+                        if pages == 1 && ((n > 0 && n < step && known.is_some_and(|k| k > n)) || n > step) {
+                            // The server keeps its pages shorter (or longer)
+                            // than asked: its size is the step.
+                            step = n;
+                        }
+                        told = known.is_some();
+                        // Without a total (v4 may omit it), a full page
+                        // means there may be more.
+                        let t = known.unwrap_or(if n >= step { o + n + 1 } else { o + n });
+                        total = Some(t);
+                        seen.page += 1;
+                        last_key = page.entities.last().and_then(entity_key);
+                        for raw in page.entities {
+                            // An entity on an earlier page came again: the
+                            // list shifted. Twice on one page is Prism's
+                            // data, for normalization to report.
+                            if let Some(key) = entity_key(&raw) {
+                                let first_on = *seen.keys.entry(key).or_insert(seen.page);
+                                if first_on != seen.page {
+                                    if !rereading {
+                                        changed.get_or_insert_with(|| "an entity came on two pages".to_string());
+                                    }
+                                    continue;
+                                }
+                            }
+                            each(out, raw);
+                        }
+                        if n == 0 {
+                            // An empty page ends the list; it is an error only
+                            // when the server said there was more.
+                            if known.is_some_and(|k| o < k) {
+                                self.listing_incomplete = true;
+                                out.push_error(kind, format!("{} list returned no entities at offset {o} although total_matches is {t}", kind.plural()));
+                            }
+                            return end(changed);
+                        }
+                        if n < step && o + n < t {
+                            changed.get_or_insert_with(|| format!("the page at offset {o} came with {n} of {step} entities"));
+                        }
                     }
-                    offset += n;
+                    Err(CallError::Fatal(e)) => return Err(e.context(&what)),
+                    Err(e) => {
+                        // A 404 after the first page, or in the service's own
+                        // shape, is a list that failed.
+                        let e = e.into_error();
+                        if total.is_none() && first_page_fatal {
+                            return Err(e.context(&format!("{what} failed")));
+                        }
+                        let at = match total {
+                            Some(t) => format!("{} list page at offset {o} (of {t})", kind.plural()),
+                            None => format!("{} list", kind.plural()),
+                        };
+                        self.listing_incomplete = true;
+                        last_key = None;
+                        out.push_error(kind, format!("{at} failed: {}", e.message()));
+                        if total.is_none() {
+                            // Without a first page the size of the list is unknown.
+                            return end(changed);
+                        }
+                    }
                 }
-                Err(CallError::Fatal(e)) => return Err(e.context(&what)),
-                Err(e) => {
-                    // A 404 after the first page, or in the service's own
-                    // shape, is a list that failed.
-                    let e = e.into_error();
-                    if total.is_none() && first_page_fatal {
-                        return Err(e.context(&format!("{what} failed")));
-                    }
-                    let what = match total {
-                        Some(t) => format!("{} list page at offset {offset} (of {t})", kind.plural()),
-                        None => format!("{} list", kind.plural()),
-                    };
-                    self.listing_incomplete = true;
-                    out.push_error(kind, format!("{what} failed: {}", e.message()));
-                    if total.is_none() {
-                        // Without a first page the size of the list is unknown.
-                        return Ok(Listed::Done);
-                    }
-                    offset += page_size;
-                }
+                offset = o + step;
             }
             let t = total.unwrap_or(0);
             if offset >= t {
-                return Ok(Listed::Done);
+                return end(changed);
             }
             // A server whose total keeps growing cannot keep us forever.
-            if total_keeps_changing(pages, t, limit) {
+            if total_keeps_changing(pages, t, step as u32) {
                 self.listing_incomplete = true;
                 out.push_error(kind, format!("{} list stopped after {pages} pages: total_matches keeps changing", kind.plural()));
-                return Ok(Listed::Done);
+                return Ok(Pass::Listed(Listed::Done));
             }
         }
     }
+}
+
+/// How one reading of a list ended.
+enum Pass {
+    Listed(Listed),
+    /// The list changed while it was read (why).
+    Changed(String),
+}
+
+/// The entities a listing has handed on, by [`entity_key`], with the page
+/// (counted across readings) each came on first.
+#[derive(Default)]
+struct Seen {
+    keys: HashMap<u128, u64>,
+    page: u64,
+}
+
+/// An entity's identity: its uuid (v3 `metadata.uuid`, v4 `extId`) as a
+/// number, or a 128-bit hash of an id that is not a uuid. `None`: no id.
+fn entity_key(item: &Item) -> Option<u128> {
+    let id = match item {
+        Item::Value(v) => v.get("extId").or_else(|| v.pointer("/metadata/uuid")).and_then(Value::as_str).map(str::to_string),
+        Item::Raw(_) => item.uuid(),
+    }?;
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32
+        && let Ok(n) = u128::from_str_radix(&hex, 16)
+    {
+        return Some(n);
+    }
+    // FNV-1a, 128-bit.
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in id.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    Some(h)
 }

@@ -27,7 +27,7 @@ use crate::config::{self, Options, Secret};
 use crate::server_error::{self, Source};
 use crate::v3::{Item, Kind, ListPage};
 use crate::v4;
-use crate::{Error, HttpRequest, Level, Method, Transport, TransportError};
+use crate::{Error, HttpRequest, HttpResponse, Level, Method, Transport, TransportError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -72,6 +72,30 @@ impl CallError {
     }
 }
 
+/// What one answer means for its request.
+enum Verdict<P> {
+    Done(Result<P, CallError>),
+    /// Worth another try, after the wait the server asked for (if any).
+    Retry(Error, Option<u64>),
+}
+
+/// Logs one retry of `req`.
+fn log_retry(log: &mut dyn Log, req: &Request, attempt: u32, wait: u64, err: &Error) {
+    let at = req.at();
+    let offset = req.offset.map(|o| o.to_string()).unwrap_or_default();
+    let (attempt_s, wait_s) = (attempt.to_string(), wait.to_string());
+    let what: &str = match req.kind {
+        Some(k) => k.plural(),
+        None => &at,
+    };
+    let mut fields = vec![("kind", what)];
+    if req.offset.is_some() {
+        fields.push(("offset", offset.as_str()));
+    }
+    fields.extend([("attempt", attempt_s.as_str()), ("wait_ms", wait_s.as_str()), ("reason", err.message())]);
+    log.log(Level::Warn, if req.kind.is_some() { "retrying list call" } else { "retrying call" }, &fields);
+}
+
 /// One request.
 pub struct Request {
     pub method: Method,
@@ -91,6 +115,15 @@ impl Request {
 
     pub fn post(path: String, body: &Value) -> Request {
         Request { method: Method::Post, path, body: Some(body.to_string().into_bytes()), kind: None, offset: None }
+    }
+
+    /// `METHOD /path` (no query), for messages.
+    fn at(&self) -> String {
+        let method = match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        };
+        format!("{method} {}", self.path.split('?').next().unwrap_or_default())
     }
 }
 
@@ -129,89 +162,112 @@ impl<'a, T: Transport> Client<'a, T> {
     /// One request with retries; a 2xx body goes through `parse`, and one
     /// that does not parse is retried like a 5xx.
     pub fn call<P>(&mut self, log: &mut dyn Log, req: &Request, parse: impl Fn(&[u8]) -> Result<P, String>) -> Result<P, CallError> {
-        let base = self.base_url();
-        let url = format!("{base}{}", req.path);
-        let method = match req.method {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        };
-        let at = format!("{method} {}", req.path.split('?').next().unwrap_or_default());
-        let user = &self.secret.username;
+        let answer = self.call_many(log, std::slice::from_ref(req), parse).pop();
+        answer.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into()))))
+    }
+
+    /// Requests the host performs concurrently (at most its caps at once),
+    /// each with the retry policy of [`Client::call`]; the answers in
+    /// order. The requests to retry go again together after the longest
+    /// wait any of them was told.
+    pub fn call_many<P>(&mut self, log: &mut dyn Log, reqs: &[Request], parse: impl Fn(&[u8]) -> Result<P, String>) -> Vec<Result<P, CallError>> {
+        let mut answers: Vec<Option<Result<P, CallError>>> = reqs.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..reqs.len()).collect();
         let mut attempt: u32 = 0;
-        loop {
-            let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
-            if req.body.is_some() {
-                headers.insert(0, ("Content-Type".into(), "application/json".into()));
-            }
-            let sent = self.transport.send(HttpRequest {
-                method: req.method,
-                url: url.clone(),
-                headers,
-                body: req.body.clone(),
-                timeout_ms: Some(self.opts.request_timeout_ms),
-                auth: Some(self.secret.auth),
-            });
-            let (err, wait_ms) = match sent {
-                Err(TransportError::Denied(m)) => return Err(CallError::Fatal(Error::PermissionDenied(format!("{at}: egress denied by host policy: {m}")))),
-                Err(TransportError::InvalidRequest(m)) => return Err(CallError::Fatal(Error::Internal(format!("{at}: host rejected the request: {m}")))),
-                Err(TransportError::Tls(m)) => {
-                    return Err(CallError::Fatal(Error::Unavailable(format!(
-                        "{at}: TLS to {base} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)"
-                    ))));
-                }
-                Err(TransportError::TooLarge(n)) => {
-                    return Err(CallError::Failed(Error::ResourceExhausted(format!(
-                        "{at}: response larger than the host limit of {n} bytes (lower option page_size)"
-                    ))));
-                }
-                Err(TransportError::Timeout) => (Error::Timeout(format!("{at}: {base} did not answer within {} ms", self.opts.request_timeout_ms)), None),
-                Err(TransportError::Connection(m)) => (Error::Unavailable(format!("{at}: cannot reach {base}: {m}")), None),
-                Ok(resp) => {
-                    let status = resp.status;
-                    if (200..300).contains(&status) {
-                        match parse(&resp.body) {
-                            Ok(p) => return Ok(p),
-                            Err(e) => (Error::Unavailable(format!("{at}: HTTP {status} with an invalid answer: {e}")), None),
-                        }
-                    } else {
-                        let said = server_error::parse(&resp.body);
-                        let text = format!("{at}: HTTP {status}: {}", said.message);
-                        match status {
-                            401 => return Err(CallError::Fatal(Error::Unauthenticated(format!("Prism rejected the credentials of user '{user}': {text}")))),
-                            403 => return Err(CallError::Fatal(Error::PermissionDenied(format!("user '{user}' is not allowed: {text}")))),
-                            404 => return Err(CallError::NotFound { gateway: said.source == Source::Gateway, message: text }),
-                            409 | 412 => return Err(CallError::Failed(Error::Unavailable(text))),
-                            429 => (Error::Unavailable(text), Some(retry_after_ms(resp.header("retry-after")))),
-                            500..=599 => (Error::Unavailable(text), None),
-                            400..=499 => return Err(CallError::Failed(Error::InvalidArgument(text))),
-                            _ => return Err(CallError::Failed(Error::Internal(format!("{at}: unexpected HTTP {status}: {}", said.message)))),
-                        }
+        while !todo.is_empty() {
+            let batch = todo.iter().map(|&i| self.http_request(&reqs[i])).collect();
+            let sent = self.transport.send_many(batch);
+            let mut again = Vec::new();
+            let mut wait = 0;
+            for (&i, sent) in todo.iter().zip(sent) {
+                match self.judge(&reqs[i], sent, &parse) {
+                    Verdict::Done(r) => answers[i] = Some(r),
+                    Verdict::Retry(err, _) if attempt >= self.opts.max_retries => {
+                        let n = attempt + 1;
+                        answers[i] = Some(Err(CallError::Failed(match err {
+                            Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
+                            Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
+                            other => other,
+                        })));
+                    }
+                    Verdict::Retry(err, told) => {
+                        let w = told.unwrap_or_else(|| backoff_ms(attempt));
+                        wait = wait.max(w);
+                        log_retry(log, &reqs[i], attempt + 1, w, &err);
+                        again.push(i);
                     }
                 }
-            };
-            if attempt >= self.opts.max_retries {
-                let n = attempt + 1;
-                return Err(CallError::Failed(match err {
-                    Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
-                    Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
-                    other => other,
-                }));
             }
-            let wait = wait_ms.unwrap_or_else(|| backoff_ms(attempt));
+            if again.is_empty() {
+                break;
+            }
             attempt += 1;
-            let offset = req.offset.map(|o| o.to_string()).unwrap_or_default();
-            let (attempt_s, wait_s) = (attempt.to_string(), wait.to_string());
-            let what: &str = match req.kind {
-                Some(k) => k.plural(),
-                None => &at,
-            };
-            let mut fields = vec![("kind", what)];
-            if req.offset.is_some() {
-                fields.push(("offset", offset.as_str()));
-            }
-            fields.extend([("attempt", attempt_s.as_str()), ("wait_ms", wait_s.as_str()), ("reason", err.message())]);
-            log.log(Level::Warn, if req.kind.is_some() { "retrying list call" } else { "retrying call" }, &fields);
             self.transport.sleep_ms(wait);
+            todo = again;
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into())))))
+            .collect()
+    }
+
+    /// `req` as the transport sends it.
+    fn http_request(&self, req: &Request) -> HttpRequest {
+        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+        if req.body.is_some() {
+            headers.insert(0, ("Content-Type".into(), "application/json".into()));
+        }
+        HttpRequest {
+            method: req.method,
+            url: format!("{}{}", self.base_url(), req.path),
+            headers,
+            body: req.body.clone(),
+            timeout_ms: Some(self.opts.request_timeout_ms),
+            auth: Some(self.secret.auth),
+        }
+    }
+
+    /// What an answer to `req` means: done (a result), or worth another try.
+    fn judge<P>(&self, req: &Request, sent: Result<HttpResponse, TransportError>, parse: &impl Fn(&[u8]) -> Result<P, String>) -> Verdict<P> {
+        let base = self.base_url();
+        let at = req.at();
+        let user = &self.secret.username;
+        let fatal = |e| Verdict::Done(Err(CallError::Fatal(e)));
+        match sent {
+            Err(TransportError::Denied(m)) => fatal(Error::PermissionDenied(format!("{at}: egress denied by host policy: {m}"))),
+            Err(TransportError::InvalidRequest(m)) => fatal(Error::Internal(format!("{at}: host rejected the request: {m}"))),
+            Err(TransportError::Tls(m)) => fatal(Error::Unavailable(format!(
+                "{at}: TLS to {base} failed: {m} (for a self-signed Prism certificate set option verify_ssl=false or ca_bundle)"
+            ))),
+            Err(TransportError::TooLarge(n)) => Verdict::Done(Err(CallError::Failed(Error::ResourceExhausted(format!(
+                "{at}: response larger than the host limit of {n} bytes (lower option page_size)"
+            ))))),
+            Err(TransportError::Timeout) => {
+                Verdict::Retry(Error::Timeout(format!("{at}: {base} did not answer within {} ms", self.opts.request_timeout_ms)), None)
+            }
+            Err(TransportError::Connection(m)) => Verdict::Retry(Error::Unavailable(format!("{at}: cannot reach {base}: {m}")), None),
+            Ok(resp) => {
+                let status = resp.status;
+                if (200..300).contains(&status) {
+                    return match parse(&resp.body) {
+                        Ok(p) => Verdict::Done(Ok(p)),
+                        Err(e) => Verdict::Retry(Error::Unavailable(format!("{at}: HTTP {status} with an invalid answer: {e}")), None),
+                    };
+                }
+                let said = server_error::parse(&resp.body);
+                let text = format!("{at}: HTTP {status}: {}", said.message);
+                let failed = |e| Verdict::Done(Err(CallError::Failed(e)));
+                match status {
+                    401 => fatal(Error::Unauthenticated(format!("Prism rejected the credentials of user '{user}': {text}"))),
+                    403 => fatal(Error::PermissionDenied(format!("user '{user}' is not allowed: {text}"))),
+                    404 => Verdict::Done(Err(CallError::NotFound { gateway: said.source == Source::Gateway, message: text })),
+                    409 | 412 => failed(Error::Unavailable(text)),
+                    429 => Verdict::Retry(Error::Unavailable(text), Some(retry_after_ms(resp.header("retry-after")))),
+                    500..=599 => Verdict::Retry(Error::Unavailable(text), None),
+                    400..=499 => failed(Error::InvalidArgument(text)),
+                    _ => failed(Error::Internal(format!("{at}: unexpected HTTP {status}: {}", said.message))),
+                }
+            }
         }
     }
 
@@ -246,31 +302,23 @@ impl<'a, T: Transport> Client<'a, T> {
     /// may not be offered).
     #[expect(clippy::too_many_arguments, reason = "a page is named by all of them")]
     pub fn page(&mut self, log: &mut dyn Log, kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Result<Page, CallError> {
-        let mut req = match api {
-            Api::V3 => {
-                let mut body = json!({"kind": kind.api_kind(), "offset": offset, "length": length});
-                if let Query::ChangedSince(since) = q {
-                    body["filter"] = json!(crate::incremental::v3_filter(since));
-                }
-                Request::post(path.unwrap_or(kind.list_path()).to_string(), &body)
-            }
-            Api::V4 => {
-                let path = path.or(v4::list_path(kind)).unwrap_or_default();
-                let extra = match q {
-                    Query::All => String::new(),
-                    Query::ChangedSince(since) => format!("&$filter={}", percent_encode(&crate::incremental::v4_filter(since))),
-                    Query::IdsOnly => "&$select=extId".to_string(),
-                };
-                Request::get(format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
-            }
-        };
-        req.kind = Some(kind);
-        req.offset = Some(offset);
-        match self.call(log, &req, |b| parse_page(api, b)) {
-            // v3 lists are always there: a 404 loses the page.
-            Err(CallError::NotFound { message, .. }) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(message))),
-            other => other,
-        }
+        let page = self.pages(log, kind, api, path, q, &[(offset, length)]).pop();
+        page.unwrap_or_else(|| Err(CallError::Failed(Error::Internal("the host gave no answer".into()))))
+    }
+
+    /// The pages of a list at (offset, length), fetched concurrently (see
+    /// [`Client::call_many`]); the answers in the same order. A v4 offset
+    /// is a multiple of its length.
+    pub fn pages(&mut self, log: &mut dyn Log, kind: Kind, api: Api, path: Option<&str>, q: &Query, pages: &[(u64, u32)]) -> Vec<Result<Page, CallError>> {
+        let reqs: Vec<Request> = pages.iter().map(|&(offset, length)| page_request(kind, api, path, q, offset, length)).collect();
+        self.call_many(log, &reqs, |b| parse_page(api, b))
+            .into_iter()
+            .map(|r| match r {
+                // v3 lists are always there: a 404 loses the page.
+                Err(CallError::NotFound { message, .. }) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(message))),
+                other => other,
+            })
+            .collect()
     }
 
     /// Every entity of `kind` through the v3 groups API, page by page
@@ -309,6 +357,31 @@ impl<'a, T: Transport> Client<'a, T> {
             }
         }
     }
+}
+
+/// The request of one list page.
+fn page_request(kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Request {
+    let mut req = match api {
+        Api::V3 => {
+            let mut body = json!({"kind": kind.api_kind(), "offset": offset, "length": length});
+            if let Query::ChangedSince(since) = q {
+                body["filter"] = json!(crate::incremental::v3_filter(since));
+            }
+            Request::post(path.unwrap_or(kind.list_path()).to_string(), &body)
+        }
+        Api::V4 => {
+            let path = path.or(v4::list_path(kind)).unwrap_or_default();
+            let extra = match q {
+                Query::All => String::new(),
+                Query::ChangedSince(since) => format!("&$filter={}", percent_encode(&crate::incremental::v4_filter(since))),
+                Query::IdsOnly => "&$select=extId".to_string(),
+            };
+            Request::get(format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
+        }
+    };
+    req.kind = Some(kind);
+    req.offset = Some(offset);
+    req
 }
 
 /// A 2xx body as JSON.

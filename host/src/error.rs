@@ -22,6 +22,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidArgument,
+    /// A required option or secret field is missing.
+    MissingParameter,
     Unauthenticated,
     PermissionDenied,
     NotFound,
@@ -39,7 +41,7 @@ impl ErrorCode {
     /// The gRPC status code's name (`UNAUTHENTICATED`, ...).
     pub fn grpc_name(self) -> &'static str {
         match self {
-            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::InvalidArgument | ErrorCode::MissingParameter => "INVALID_ARGUMENT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::NotFound => "NOT_FOUND",
@@ -53,6 +55,7 @@ impl ErrorCode {
     pub fn cloudforet_code(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "ERROR_INVALID_ARGUMENT",
+            ErrorCode::MissingParameter => "ERROR_REQUIRED_PARAMETER",
             ErrorCode::Unauthenticated => "ERROR_AUTHENTICATE_FAILURE",
             ErrorCode::PermissionDenied => "ERROR_PERMISSION_DENIED",
             ErrorCode::NotFound => "ERROR_NOT_FOUND",
@@ -148,6 +151,7 @@ impl RunError {
     pub(crate) fn from_collector(e: CollectorError) -> RunError {
         let (code, m) = match e {
             CollectorError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
+            CollectorError::MissingParameter(m) => (ErrorCode::MissingParameter, m),
             CollectorError::Unauthenticated(m) => (ErrorCode::Unauthenticated, m),
             CollectorError::PermissionDenied(m) => (ErrorCode::PermissionDenied, m),
             CollectorError::NotFound(m) => (ErrorCode::NotFound, m),
@@ -164,6 +168,7 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = match self.code() {
             ErrorCode::InvalidArgument => "invalid argument",
+            ErrorCode::MissingParameter => "missing parameter",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission denied",
             ErrorCode::NotFound => "not found",

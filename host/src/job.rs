@@ -2,7 +2,8 @@
 //! `cf-host demo` run.
 //!
 //! The guest runs in its sandbox; its batches flow through a bounded channel
-//! to a writer on a blocking thread, which upserts them into the store (and
+//! to a writer on a blocking thread, which upserts them into the store, the
+//! batches waiting at that moment in one transaction (and
 //! appends NDJSON when asked) and counts created / updated / unchanged /
 //! errors per type, like a CloudForet job task.
 
@@ -20,6 +21,11 @@ use tokio::sync::mpsc;
 
 /// Batches buffered between the guest and the writer (backpressure beyond).
 pub const CHANNEL_BATCHES: usize = 8;
+
+/// Records the writer applies in one transaction at most: batches that are
+/// already waiting when it starts one are taken together (a writer that
+/// keeps up writes each batch as it comes).
+pub const WRITE_RECORDS: usize = 2_000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -163,7 +169,13 @@ pub async fn run(
     let writer = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Counts>, String> {
         let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
         let mut written = 0u64;
-        while let Some(batch) = rx.blocking_recv() {
+        while let Some(mut batch) = rx.blocking_recv() {
+            while batch.len() < WRITE_RECORDS {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
             let outcomes = writer_store.apply(&tenant, &writer_run, &batch)?;
             for (r, o) in batch.iter().zip(outcomes) {
                 counts.entry(r.label()).or_default().add(o);

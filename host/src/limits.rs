@@ -39,6 +39,12 @@ pub struct HttpLimits {
     /// How long an open breaker fails requests to the origin without I/O
     /// before one probe request goes out.
     pub breaker_open: Duration,
+    /// Requests of one run in flight at once (`send-many`).
+    pub max_in_flight: u32,
+    /// Requests of one run in flight to one origin at once.
+    pub max_in_flight_per_origin: u32,
+    /// Requests in one `send-many` batch.
+    pub max_batch: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +81,9 @@ impl Default for HttpLimits {
             max_redirects: 5,
             breaker_failures: 5,
             breaker_open: Duration::from_secs(30),
+            max_in_flight: 16,
+            max_in_flight_per_origin: 8,
+            max_batch: 128,
         }
     }
 }

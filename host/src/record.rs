@@ -187,10 +187,11 @@ impl Record {
     }
 
     /// A successful record from a whole resource object (tools and tests):
-    /// its `data`, `metadata`, `unit` and `query_options` objects become raw.
+    /// its `data`, `metadata`, `query_options` and `additional_info` objects
+    /// become raw.
     pub fn from_resource(resource_type: ResourceType, mut resource: Map<String, Value>) -> Record {
         let mut raw = Vec::new();
-        for key in ["data", "metadata", "unit", "query_options", "additional_info"] {
+        for key in ["data", "metadata", "query_options", "additional_info"] {
             if let Some(v @ Value::Object(_)) = resource.get(key)
                 && let Ok(r) = RawValue::from_string(v.to_string())
             {
@@ -446,29 +447,6 @@ fn json_object(field: &'static str, text: &mut String) -> Result<(&'static str, 
     }
 }
 
-/// A metric's `unit`: CloudForet's string as JSON (`"Count"`), or the
-/// object form guests of world 0.2.2 and older sent (`{"x": "Count"}`),
-/// which the sinks turn into the string.
-fn unit(text: &mut String) -> Result<(&'static str, Box<RawValue>), Invalid> {
-    let raw = RawValue::from_string(std::mem::take(text)).map_err(|e| Invalid(format!("field 'unit' is not valid JSON: {e}")))?;
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::String(s)) if !s.trim().is_empty() => Ok(("unit", raw)),
-        Ok(Value::Object(_)) => Ok(("unit", raw)),
-        _ => Err(Invalid("field 'unit' must be a JSON string such as \"Count\" (or the older object form)".into())),
-    }
-}
-
-/// A metric unit as CloudForet stores it (a string): the string itself,
-/// or from the older object form its `y` (the measured value's unit), else
-/// its `x`, else its first string.
-pub fn unit_text(unit: &Value) -> Option<String> {
-    match unit {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(m) => m.get("y").or_else(|| m.get("x")).or_else(|| m.values().find(|v| v.is_string())).and_then(Value::as_str).map(str::to_string),
-        _ => None,
-    }
-}
-
 /// Converters of checked fields: they move the guest's strings into the
 /// resource.
 fn text(v: String) -> Value {
@@ -668,8 +646,9 @@ fn metric(mut m: emit::Metric) -> Result<Record, Rejected> {
         ck.required("resource_type", &m.resource_type)?;
         ck.required_within("namespace_id", &m.namespace_id, 80)?;
         ck.required("provider", &m.provider)?;
+        ck.text("unit", &m.unit)?;
         ck.tags(&m.tags)?;
-        Ok(vec![unit(&mut m.unit)?, json_object("query_options", &mut m.query_options)?])
+        Ok(vec![json_object("query_options", &mut m.query_options)?])
     })();
     let raw = checked("Metric", ["", "", &m.provider], checks)?;
     ck.size += "metric_type".len() + 9;
@@ -688,6 +667,8 @@ fn metric_map(m: emit::Metric) -> Map<String, Value> {
         ("resource_type", text(m.resource_type)),
         ("namespace_id", text(m.namespace_id)),
         ("provider", text(m.provider)),
+        // CloudForet's unit is optional: an empty string is none.
+        ("unit", if m.unit.is_empty() { Value::Null } else { text(m.unit) }),
         ("tags", tag_map(m.tags)),
     ])
 }

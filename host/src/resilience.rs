@@ -1,7 +1,7 @@
 //! Retry and circuit-breaking policy: pure functions of attempts, time and
 //! outcomes (no I/O, unit-tested). Used by the CloudForet connectors (a
 //! breaker per CloudForet endpoint) and by the guests' outbound HTTP (a
-//! breaker per tenant and origin, `host::http::Breakers`).
+//! breaker per tenant and origin, `host::http::Origins`).
 //!
 //! - [`Backoff`]: exponential back-off with full jitter, capped.
 //! - [`Breaker`]: a circuit breaker for one endpoint. After

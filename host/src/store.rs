@@ -12,9 +12,10 @@
 //! Push mode's durable outbox and its ledger of what was pushed live in the
 //! same database (tables `outbox`, `pushed`; see [`crate::spool`]).
 
-use crate::host::state::{Namespace, StateBackend};
+use crate::host::state::{Namespace, PutError, StateBackend};
 use crate::record::{Record, ResourceType};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,19 @@ pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
 }
+
+/// The schema this build writes, recorded in the file as `PRAGMA
+/// user_version`:
+///
+/// - 0: the first schema (before 2026-12): the tables below without the
+///   indexes `match_keys_by_resource`, `resources_by_type` and
+///   `error_resources_by_run`, so every upsert scanned `match_keys`.
+/// - 1: the same tables with those indexes.
+///
+/// Opening a store of an older version migrates it in one transaction
+/// (the tables are unchanged, so [`SCHEMA`]'s `IF NOT EXISTS` statements are
+/// the migration); a newer version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS resources (
@@ -54,6 +68,8 @@ CREATE TABLE IF NOT EXISTS match_keys (
     resource_id   INTEGER NOT NULL REFERENCES resources(id),
     PRIMARY KEY (tenant, resource_type, rule, key)
 );
+CREATE INDEX IF NOT EXISTS match_keys_by_resource ON match_keys (resource_id);
+CREATE INDEX IF NOT EXISTS resources_by_type ON resources (tenant, resource_type);
 CREATE TABLE IF NOT EXISTS error_resources (
     id        INTEGER PRIMARY KEY,
     tenant    TEXT NOT NULL,
@@ -63,6 +79,7 @@ CREATE TABLE IF NOT EXISTS error_resources (
     body      TEXT NOT NULL,
     at        TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS error_resources_by_run ON error_resources (run_id);
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -155,15 +172,48 @@ pub fn match_keys(resource_type: ResourceType, resource: &serde_json::Map<String
         .collect()
 }
 
+/// Why a store file cannot be brought to [`SCHEMA_VERSION`].
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("it has schema version {0}, newer than this cf-host's {SCHEMA_VERSION}")]
+    Newer(i64),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Brings the schema of `conn` to [`SCHEMA_VERSION`] in one transaction.
+fn migrate(conn: &Connection) -> Result<(), MigrateError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(MigrateError::Newer(version));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")).inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })?;
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create store directory {}: {e}", dir.display()))?;
         }
         let conn = Connection::open(path).map_err(|e| format!("cannot open store {}: {e}", path.display()))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-            .and_then(|_| conn.execute_batch(SCHEMA))
+        // Up to 256 MiB of page cache: the match keys of a million
+        // resources (random uuids, so random places in their index) stay
+        // in memory; pages are only cached as they are read.
+        // A checkpoint (the only fsync in WAL mode with synchronous=NORMAL)
+        // every 16,384 pages (64 MiB) of WAL instead of SQLite's 1,000:
+        // random match keys dirty many index pages per transaction, and
+        // frequent checkpoints wrote and synced them again and again.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=16384;",
+        )
             .map_err(|e| format!("store {} is not usable: {e}", path.display()))?;
+        migrate(&conn).map_err(|e| format!("store {} is not usable: {e}", path.display()))?;
         Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
@@ -259,12 +309,25 @@ impl Store {
 
 /// Records an error resource of a run.
 pub(crate) fn insert_error(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, label: &str, message: &str, body: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![tenant, run_id, label, message, body, now()],
-    )
-    .map(|_| ())
+    tx.prepare_cached(INSERT_ERROR)?.execute(params![tenant, run_id, label, message, body, now()]).map(|_| ())
 }
+
+/// The statements of the upsert path, in the order [`upsert`] uses them.
+/// Every one of them is a keyed search: `upsert_path_has_no_table_scans`
+/// checks their query plans.
+const FIND_BY_KEY: &str = "SELECT r.id, r.digest FROM match_keys k JOIN resources r ON r.id = k.resource_id
+     WHERE k.tenant = ?1 AND k.resource_type = ?2 AND k.rule = ?3 AND k.key = ?4";
+const TOUCH: &str = "UPDATE resources SET last_run = ?2 WHERE id = ?1";
+const REWRITE: &str = "UPDATE resources SET body = ?2, digest = ?3, label = ?4, updated_at = ?5, last_run = ?6 WHERE id = ?1";
+const INSERT_RESOURCE: &str = "INSERT INTO resources (tenant, resource_type, label, body, digest, created_at, updated_at, last_run)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
+const KEYS_OF: &str = "SELECT tenant, resource_type, rule, key FROM match_keys WHERE resource_id = ?1";
+const DROP_KEYS: &str = "DELETE FROM match_keys WHERE resource_id = ?1";
+const INSERT_KEY: &str = "INSERT OR REPLACE INTO match_keys (tenant, resource_type, rule, key, resource_id) VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_ERROR: &str = "INSERT INTO error_resources (tenant, run_id, label, message, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+#[cfg(test)]
+const UPSERT_PATH: [&str; 8] = [FIND_BY_KEY, TOUCH, REWRITE, INSERT_RESOURCE, KEYS_OF, DROP_KEYS, INSERT_KEY, INSERT_ERROR];
 
 fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record) -> rusqlite::Result<Outcome> {
     // Built once: the body and the match keys both read it.
@@ -284,50 +347,59 @@ fn upsert(tx: &rusqlite::Transaction<'_>, tenant: &str, run_id: &str, r: &Record
     let digest = format!("{:x}", Sha256::digest(body.as_bytes()));
     let rtype = r.resource_type.as_str();
     let mut existing: Option<(i64, String)> = None;
-    for (rule, key) in &keys {
-        existing = tx
-            .query_row(
-                "SELECT r.id, r.digest FROM match_keys k JOIN resources r ON r.id = k.resource_id
-                 WHERE k.tenant = ?1 AND k.resource_type = ?2 AND k.rule = ?3 AND k.key = ?4",
-                params![tenant, rtype, rule, key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        if existing.is_some() {
-            break;
+    {
+        let mut find = tx.prepare_cached(FIND_BY_KEY)?;
+        for (rule, key) in &keys {
+            existing = find.query_row(params![tenant, rtype, rule, key], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
+            if existing.is_some() {
+                break;
+            }
         }
     }
     let ts = now();
     let (id, outcome) = match existing {
         Some((id, old)) if old == digest => {
-            tx.execute("UPDATE resources SET last_run = ?2 WHERE id = ?1", params![id, run_id])?;
+            tx.prepare_cached(TOUCH)?.execute(params![id, run_id])?;
             (id, Outcome::Unchanged)
         }
         Some((id, _)) => {
-            tx.execute(
-                "UPDATE resources SET body = ?2, digest = ?3, label = ?4, updated_at = ?5, last_run = ?6 WHERE id = ?1",
-                params![id, body, digest, label, ts, run_id],
-            )?;
+            tx.prepare_cached(REWRITE)?.execute(params![id, body, digest, label, ts, run_id])?;
             (id, Outcome::Updated)
         }
         None => {
-            tx.execute(
-                "INSERT INTO resources (tenant, resource_type, label, body, digest, created_at, updated_at, last_run)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-                params![tenant, rtype, label, body, digest, ts, run_id],
-            )?;
+            tx.prepare_cached(INSERT_RESOURCE)?.execute(params![tenant, rtype, label, body, digest, ts, run_id])?;
             (tx.last_insert_rowid(), Outcome::Created)
         }
     };
-    // Keep every rule's key pointing at this resource (values may have changed).
-    tx.execute("DELETE FROM match_keys WHERE resource_id = ?1", params![id])?;
-    for (rule, key) in &keys {
-        tx.execute(
-            "INSERT OR REPLACE INTO match_keys (tenant, resource_type, rule, key, resource_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![tenant, rtype, rule, key, id],
-        )?;
+    // Keep every rule's key pointing at this resource (values may have
+    // changed, or another resource may have taken a key since). Most
+    // resources already hold exactly their keys: then nothing is written.
+    if outcome == Outcome::Created || !holds_exactly(tx, id, tenant, rtype, &keys)? {
+        tx.prepare_cached(DROP_KEYS)?.execute(params![id])?;
+        let mut insert = tx.prepare_cached(INSERT_KEY)?;
+        for (rule, key) in &keys {
+            insert.execute(params![tenant, rtype, rule, key, id])?;
+        }
     }
     Ok(outcome)
+}
+
+/// Whether the match keys pointing at resource `id` are exactly `keys`
+/// (of `tenant` and `rtype`).
+fn holds_exactly(tx: &rusqlite::Transaction<'_>, id: i64, tenant: &str, rtype: &str, keys: &[(i64, String)]) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached(KEYS_OF)?;
+    let mut rows = stmt.query(params![id])?;
+    let mut held = 0;
+    let text = |v: ValueRef<'_>, want: &str| matches!(v, ValueRef::Text(t) if t == want.as_bytes());
+    while let Some(row) = rows.next()? {
+        let (rule, key) = (row.get_ref(2)?, row.get_ref(3)?);
+        let wanted = keys.iter().any(|(r, k)| rule == ValueRef::Integer(*r) && text(key, k));
+        if !(wanted && text(row.get_ref(0)?, tenant) && text(row.get_ref(1)?, rtype)) {
+            return Ok(false);
+        }
+        held += 1;
+    }
+    Ok(held == keys.len())
 }
 
 /// The admin API's webhooks.
@@ -380,14 +452,34 @@ impl StateBackend for Store {
             .map_err(|e| e.to_string())
     }
 
-    fn set(&self, ns: &Namespace, key: &str, value: &str) -> Result<(), String> {
-        self.conn()
-            .execute(
-                "INSERT OR REPLACE INTO state (tenant, collector, key, value) VALUES (?1, ?2, ?3, ?4)",
-                params![ns.tenant, ns.collector, key, value],
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError> {
+        let unavailable = |e: rusqlite::Error| PutError::Unavailable(e.to_string());
+        let mut conn = self.conn();
+        // One transaction, holding the write lock from its start: the key
+        // count and the write see the same namespace, also with another
+        // process on the same file.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+        let replaced = tx
+            .prepare_cached("UPDATE state SET value = ?4 WHERE tenant = ?1 AND collector = ?2 AND key = ?3")
+            .and_then(|mut s| s.execute(params![ns.tenant, ns.collector, key, value]))
+            .map_err(unavailable)?;
+        if replaced == 0 {
+            let held: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM state WHERE tenant = ?1 AND collector = ?2")
+                .and_then(|mut s| s.query_row(params![ns.tenant, ns.collector], |r| r.get(0)))
+                .map_err(unavailable)?;
+            if usize::try_from(held).unwrap_or(usize::MAX) >= max_keys {
+                return Err(PutError::TooManyKeys(max_keys));
+            }
+            tx.prepare_cached("INSERT INTO state (tenant, collector, key, value) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![ns.tenant, ns.collector, key, value]))
+                .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn blocks(&self) -> bool {
+        true
     }
 
     fn delete(&self, ns: &Namespace, key: &str) -> Result<(), String> {
@@ -420,10 +512,16 @@ mod tests {
         Record::from_resource(ResourceType::CloudService, resource.as_object().unwrap().clone())
     }
 
+    /// A new directory for one test's files.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cf-host-store-{name}-{}", crate::runtime::new_run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn temp_store() -> (Store, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("cf-host-store-test-{}", crate::runtime::new_run_id()));
-        let path = dir.join("s.db");
-        (Store::open(&path).unwrap(), dir)
+        let dir = temp_dir("test");
+        (Store::open(&dir.join("s.db")).unwrap(), dir)
     }
 
     #[test]
@@ -475,10 +573,144 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// Every statement of the upsert path is a keyed search: no `SCAN`
+    /// of a table, only `SEARCH ... USING (INTEGER) PRIMARY KEY` or
+    /// `USING INDEX`. (Plans are read on a store with rows, as a stale
+    /// planner would pick a scan of an empty table just as well.)
+    #[test]
+    fn upsert_path_has_no_table_scans() {
+        let (s, dir) = temp_store();
+        let batch: Vec<Record> = (0..200).map(|i| vm(&format!("vm-{i}"), "ON")).collect();
+        s.apply("t", "r1", &batch).unwrap();
+        s.conn().execute_batch("ANALYZE").unwrap();
+        let conn = s.conn();
+        let mut searched = 0;
+        for sql in UPSERT_PATH {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().unwrap() {
+                let detail: String = row.get(3).unwrap();
+                assert!(!detail.starts_with("SCAN"), "{sql}\n  plans a table scan: {detail}");
+                assert!(
+                    detail.starts_with("SEARCH") && (detail.contains("PRIMARY KEY") || detail.contains("USING INDEX") || detail.contains("USING COVERING INDEX")),
+                    "{sql}\n  plans {detail}"
+                );
+                searched += 1;
+            }
+        }
+        // The lookup's two tables, the touch, the rewrite, the key read and the key delete.
+        assert_eq!(searched, 6, "every reading statement was planned");
+        drop(conn);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The first schema, as cf-host wrote it before `user_version` 1: the
+    /// same tables without the indexes.
+    const SCHEMA_V0: &str = r#"
+        CREATE TABLE resources (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, resource_type TEXT NOT NULL, label TEXT NOT NULL,
+            body TEXT NOT NULL, digest TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_run TEXT NOT NULL);
+        CREATE TABLE match_keys (tenant TEXT NOT NULL, resource_type TEXT NOT NULL, rule INTEGER NOT NULL, key TEXT NOT NULL,
+            resource_id INTEGER NOT NULL REFERENCES resources(id), PRIMARY KEY (tenant, resource_type, rule, key));
+        CREATE TABLE error_resources (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, run_id TEXT NOT NULL, label TEXT NOT NULL,
+            message TEXT NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL);
+        CREATE TABLE runs (run_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, plugin TEXT NOT NULL, digest TEXT NOT NULL,
+            started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL, summary TEXT);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, tenant TEXT NOT NULL, run_id TEXT NOT NULL,
+            resource_type TEXT NOT NULL, label TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+        CREATE INDEX outbox_by_sink ON outbox (sink, tenant, seq);
+        CREATE TABLE pushed (sink TEXT NOT NULL, tenant TEXT NOT NULL, resource_type TEXT NOT NULL, key TEXT NOT NULL,
+            remote_id TEXT NOT NULL, last_run TEXT NOT NULL, missed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sink, tenant, resource_type, key));
+        CREATE TABLE cost_sync (sink TEXT NOT NULL, tenant TEXT NOT NULL, data_source_id TEXT NOT NULL, synced_at TEXT NOT NULL,
+            PRIMARY KEY (sink, tenant, data_source_id));
+        CREATE TABLE webhooks (id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE state (tenant TEXT NOT NULL, collector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (tenant, collector, key));
+    "#;
+
+    #[test]
+    fn a_store_of_the_first_schema_opens_migrated_and_keeps_its_resources() {
+        // What the old cf-host would have written for vm "a" and vm "b".
+        let (fresh, fresh_dir) = temp_store();
+        fresh.apply("t", "r1", &[vm("a", "ON"), vm("b", "ON")]).unwrap();
+        let dir = temp_dir("v0");
+        let path = dir.join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_V0).unwrap();
+            old.execute("ATTACH DATABASE ?1 AS fresh", params![fresh.path().to_string_lossy()]).unwrap();
+            old.execute_batch(
+                "INSERT INTO resources SELECT * FROM fresh.resources; INSERT INTO match_keys SELECT * FROM fresh.match_keys;
+                 INSERT INTO state VALUES ('t', 'c', 'cursor', '7'); DETACH DATABASE fresh;",
+            )
+            .unwrap();
+            assert_eq!(old.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+        }
+        drop(fresh);
+        std::fs::remove_dir_all(fresh_dir).ok();
+
+        let s = Store::open(&path).unwrap();
+        let conn = s.conn();
+        assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), SCHEMA_VERSION);
+        for index in ["match_keys_by_resource", "resources_by_type", "error_resources_by_run"] {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?1", params![index], |r| r.get(0)).unwrap();
+            assert_eq!(n, 1, "index {index} was created");
+        }
+        drop(conn);
+        let ns = Namespace { tenant: "t".into(), collector: "c".into() };
+        assert_eq!(s.get(&ns, "cursor").unwrap().as_deref(), Some("7"));
+        let out = s.apply("t", "r2", &[vm("a", "ON"), vm("b", "OFF"), vm("c", "ON")]).unwrap();
+        assert_eq!(out, vec![Outcome::Unchanged, Outcome::Updated, Outcome::Created]);
+        assert_eq!(s.count("t", ResourceType::CloudService).unwrap(), 3);
+        drop(s);
+        // Reopening a migrated store changes nothing.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.apply("t", "r3", &[vm("a", "ON")]).unwrap(), vec![Outcome::Unchanged]);
+        drop(s);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_store_of_a_newer_schema_is_refused() {
+        let dir = temp_dir("new");
+        let path = dir.join("new.db");
+        Connection::open(&path).unwrap().execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        let e = Store::open(&path).err().unwrap();
+        assert!(e.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{e}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn put_checks_the_key_limit_and_writes_in_one_step() {
+        let (s, dir) = temp_store();
+        let ns = Namespace { tenant: "t".into(), collector: "c".into() };
+        s.put(&ns, "a", "1", 2).unwrap();
+        s.put(&ns, "b", "1", 2).unwrap();
+        assert_eq!(s.put(&ns, "c", "1", 2), Err(PutError::TooManyKeys(2)));
+        assert_eq!(s.get(&ns, "c").unwrap(), None, "a refused key is not written");
+        // Replacing a key is not a new key.
+        s.put(&ns, "a", "2", 2).unwrap();
+        assert_eq!(s.get(&ns, "a").unwrap().as_deref(), Some("2"));
+        // Writers racing for the last free key: exactly one wins.
+        let s = std::sync::Arc::new(s);
+        s.delete(&ns, "b").unwrap();
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (s, ns) = (s.clone(), ns.clone());
+                    scope.spawn(move || s.put(&ns, &format!("k{i}"), "v", 2).is_ok())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(StateBackend::count(s.as_ref(), &ns).unwrap(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[test]
     fn corrupt_store_file_is_a_clear_error() {
-        let dir = std::env::temp_dir().join(format!("cf-host-store-bad-{}", crate::runtime::new_run_id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("bad");
         let p = dir.join("bad.db");
         std::fs::write(&p, b"this is not sqlite, not at all, definitely not a database file at all").unwrap();
         let e = Store::open(&p).err().unwrap();

@@ -117,6 +117,12 @@ pub struct LimitOverrides {
     /// for it (0: no breaker).
     pub http_breaker_failures: Option<u32>,
     pub http_breaker_open_s: Option<u64>,
+    /// Requests of one run in flight at once (`send-many`).
+    pub http_max_in_flight: Option<u32>,
+    /// Requests of one run in flight to one origin at once.
+    pub http_max_in_flight_per_origin: Option<u32>,
+    /// Requests in one `send-many` batch.
+    pub http_max_batch: Option<u32>,
 }
 
 const MB: u64 = 1 << 20;
@@ -171,6 +177,16 @@ impl TenantOverrides {
         }
         if let Some(v) = l.http_breaker_open_s {
             c.limits.http.breaker_open = Duration::from_secs(positive(v, "http_breaker_open_s")?);
+        }
+        let positive32 = |v: u32, name: &str| if v == 0 { Err(format!("{who}: limits.{name} must be positive")) } else { Ok(v) };
+        if let Some(v) = l.http_max_in_flight {
+            c.limits.http.max_in_flight = positive32(v, "http_max_in_flight")?;
+        }
+        if let Some(v) = l.http_max_in_flight_per_origin {
+            c.limits.http.max_in_flight_per_origin = positive32(v, "http_max_in_flight_per_origin")?;
+        }
+        if let Some(v) = l.http_max_batch {
+            c.limits.http.max_batch = positive32(v, "http_max_batch")?;
         }
         if let Some(nets) = &self.allow_networks {
             c.allow_networks = nets
@@ -422,6 +438,20 @@ mod tests {
         assert_eq!((c.get("b").limits.http.breaker_failures, c.get("b").limits.http.breaker_open), (5, Duration::from_secs(30)));
         let e = parse(json!({"default": {"limits": {"http_breaker_open_s": 0}}})).unwrap_err();
         assert!(e.contains("http_breaker_open_s must be positive"), "{e}");
+    }
+
+    /// The caps of concurrent guest requests: defaults, overrides, and 0
+    /// refused (a run that may send nothing at once cannot collect).
+    #[test]
+    fn concurrency_caps_parse() {
+        let c = parse(json!({"tenants": {"a": {"limits": {"http_max_in_flight": 4, "http_max_in_flight_per_origin": 2, "http_max_batch": 32}}}})).unwrap();
+        let (a, b) = (&c.get("a").limits.http, &c.get("b").limits.http);
+        assert_eq!((a.max_in_flight, a.max_in_flight_per_origin, a.max_batch), (4, 2, 32));
+        assert_eq!((b.max_in_flight, b.max_in_flight_per_origin, b.max_batch), (16, 8, 128));
+        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch"] {
+            let e = parse(json!({"default": {"limits": {key: 0}}})).unwrap_err();
+            assert!(e.contains(&format!("{key} must be positive")), "{e}");
+        }
     }
 
     #[test]

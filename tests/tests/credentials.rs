@@ -50,7 +50,7 @@ fn guests_of_incompatible_world_versions_run_side_by_side() {
     let legacy = runtime.load_file(&legacy_wasm()).expect("a 0.1.0 guest loads");
     let nutanix = runtime.load_file(&guest_wasm()).expect("guest");
     let adversary = runtime.load_file(&adversary_wasm()).expect("adversary");
-    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.2.2".into()));
+    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.3.0".into()));
     // The adversary is built against the frozen 0.2.0 world: it links to
     // the 0.2.1 imports through the semver-compatible lookup.
     assert_eq!(adversary.world.to_string(), "0.2.0");
@@ -72,7 +72,7 @@ fn guests_of_incompatible_world_versions_run_side_by_side() {
         assert_eq!(r.expect("0.1.0 collect").records, 4);
         assert!(records.iter().all(|r| r.resource()["tags"]["world"] == "0.1.0"), "{records:?}");
         let (r, records) = new;
-        assert_eq!(r.expect("0.2.0 collect").records, 7, "type + 3 regions + 3 clusters");
+        assert_eq!(r.expect("0.3.0 collect").records, 7, "type + 3 regions + 3 clusters");
         assert_eq!(records.len(), 7);
         // World 0.2: the ack names the rejected item; it was replaced, not lost.
         let (r, records) = acked;
@@ -89,7 +89,7 @@ fn a_world_this_host_does_not_support_is_refused_at_load() {
     let bytes = std::fs::read(adversary_wasm()).unwrap();
     // The same component claiming a future world: its export's version
     // patched in place (same length).
-    let (from, to) = (b"cloudforet:collector/collector@0.2.0".as_slice(), b"cloudforet:collector/collector@0.3.0".as_slice());
+    let (from, to) = (b"cloudforet:collector/collector@0.2.0".as_slice(), b"cloudforet:collector/collector@0.4.0".as_slice());
     let mut patched = bytes.clone();
     let mut n = 0;
     for i in 0..patched.len().saturating_sub(from.len()) {
@@ -102,6 +102,6 @@ fn a_world_this_host_does_not_support_is_refused_at_load() {
     let e = runtime.load_bytes("future.wasm", &patched).err().expect("refused");
     assert_eq!(
         e.to_string(),
-        "future.wasm is not a collector this host can run: it is built for world cloudforet:collector@0.3.0; this host supports 0.1.x, 0.2.x"
+        "future.wasm is not a collector this host can run: it is built for world cloudforet:collector@0.4.0; this host supports 0.1.x, 0.2.x, 0.3.x"
     );
 }

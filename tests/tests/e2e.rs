@@ -238,7 +238,7 @@ fn verify_init_and_get_tasks() {
     assert_eq!(e.code(), ErrorCode::Unauthenticated);
     let ctx = cf_tests::sim_context(&sim).secret(json!({"host": sim.url()})).build().unwrap();
     let e = block_on(rt.verify(plugin, &ctx)).unwrap_err();
-    assert_eq!(e, RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
+    assert_eq!(e, RunError::Collector(ErrorCode::MissingParameter, "secret field 'username' is required".into()));
 }
 
 #[test]

@@ -1,88 +1,74 @@
-//! Bindings for `cloudforet:collector@0.2.x`, the current world
-//! (`wit/collector.wit`, 0.2.2; 0.2.0 and 0.2.1 guests link to it through
-//! wasmtime's semver-compatible lookup). The host's import implementations
-//! are written against these types.
+//! Bindings for `cloudforet:collector@0.2.x`, generated from the frozen
+//! 0.2.2 world (`wit/v0.2.2/`); guests built against 0.2.0 and 0.2.1 link
+//! to them too, through wasmtime's semver-compatible lookup.
 //!
-//! Generated for `full-plugin`, the largest world, so every export interface
-//! has bindings; a component must export `collector` and may export
-//! `cost-source` and `metric-source` ([`Pre`] looks each up by itself).
-//! The host's implementations of these imports live in `crate::host`, which
-//! also links them; this module only holds what is generated from the WIT.
+//! The host implements its imports once, for the current world; each 0.2
+//! import converts its arguments to the current types with the `From`
+//! conversions here, delegates (`crate::host::legacy`), and converts the
+//! answer back (a metric's unit object becomes its string; 0.2 has no
+//! `send-many`). The exports' results convert up to the current types the
+//! same way.
 
-use exports::cloudforet::collector::{collector, cost_source, metric_source};
-use wasmtime::component::{Instance, InstancePre};
-use wasmtime::Store;
+use super::v0_3 as cur;
+use cloudforet::collector as old;
+use cur::cloudforet::collector as new;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.2.2",
     world: "cloudforet:collector/full-plugin",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
-/// A 0.2 component ready to instantiate: `collector` (required),
-/// `cost-source` and `metric-source` (when exported).
-pub struct Pre<T: 'static> {
-    pre: InstancePre<T>,
-    collector: collector::GuestIndices,
-    cost_source: Option<cost_source::GuestIndices>,
-    metric_source: Option<metric_source::GuestIndices>,
-}
+plugin_pre!();
 
-impl<T: 'static> Clone for Pre<T> {
-    fn clone(&self) -> Self {
-        Pre {
-            pre: self.pre.clone(),
-            collector: self.collector.clone(),
-            cost_source: self.cost_source.clone(),
-            metric_source: self.metric_source.clone(),
+import_conversions!();
+
+mod emit_and_costs {
+    //! What 0.2 has beside the shared imports: emit's `ack` and the costs.
+    use super::{new, old};
+    use new::{costs as nc, emit as ne};
+    use old::{costs as oc, emit as oe};
+
+    same_record! {
+        ne::Rejection => oe::Rejection { index, reason }
+        oc::Cost => nc::Cost {
+            cost, usage_quantity, usage_unit, provider, region_code, product, usage_type, resource, tags,
+            additional_info, data, billed_date,
+        }
+    }
+
+    impl From<ne::Ack> for oe::Ack {
+        fn from(a: ne::Ack) -> oe::Ack {
+            oe::Ack { flow: a.flow.into(), rejected: a.rejected.into_iter().map(Into::into).collect() }
         }
     }
 }
 
-/// A 0.2 instance's exports. The optional ones are looked up on first
-/// use, so instantiating for a collector call costs what it did before
-/// they existed.
-pub struct Exports {
-    instance: Instance,
-    pub collector: collector::Guest,
-    cost_source: Option<cost_source::GuestIndices>,
-    metric_source: Option<metric_source::GuestIndices>,
-}
+mod export_results {
+    //! Export results (0.2 → current).
+    use super::cur::exports::cloudforet::collector::{collector as n, cost_source as nc, metric_source as nm};
+    use super::exports::cloudforet::collector::{collector as o, cost_source as oc, metric_source as om};
 
-impl Exports {
-    /// `cost-source`, when exported.
-    pub fn cost_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<cost_source::Guest>> {
-        Some(self.cost_source.as_ref()?.load(store, &self.instance))
+    same_record! {
+        o::PluginMetadata => n::PluginMetadata { supported_resource_types, supported_schedules, supported_features, options_schema }
+        o::Task => n::Task { options }
+        o::Summary => n::Summary { emitted, errors }
+        oc::CostPeriod => nc::CostPeriod { start, end }
+        om::MetricInfo => nm::MetricInfo { key, name, group, unit, metric_query }
+        om::MetricData => nm::MetricData { labels, values }
     }
 
-    /// `metric-source`, when exported.
-    pub fn metric_source<T: Send>(&self, store: &mut Store<T>) -> Option<wasmtime::Result<metric_source::Guest>> {
-        Some(self.metric_source.as_ref()?.load(store, &self.instance))
-    }
-}
-
-impl<T: Send + 'static> Pre<T> {
-    pub fn new(pre: InstancePre<T>) -> wasmtime::Result<Pre<T>> {
-        let collector = collector::GuestIndices::new(&pre)?;
-        let cost_source = cost_source::GuestIndices::new(&pre).ok();
-        let metric_source = metric_source::GuestIndices::new(&pre).ok();
-        Ok(Pre { pre, collector, cost_source, metric_source })
+    impl From<oc::CostTask> for nc::CostTask {
+        fn from(t: oc::CostTask) -> nc::CostTask {
+            nc::CostTask { options: t.options, changed: t.changed.map(Into::into) }
+        }
     }
 
-    /// Whether the component is also a monitoring data source.
-    pub fn is_metric_source(&self) -> bool {
-        self.metric_source.is_some()
-    }
-
-    /// Whether the component is also a cost data source.
-    pub fn is_cost_source(&self) -> bool {
-        self.cost_source.is_some()
-    }
-
-    pub async fn instantiate_async(&self, store: &mut Store<T>) -> wasmtime::Result<Exports> {
-        let instance = self.pre.instantiate_async(&mut *store).await?;
-        let collector = self.collector.load(&mut *store, &instance)?;
-        Ok(Exports { instance, collector, cost_source: self.cost_source.clone(), metric_source: self.metric_source.clone() })
+    same_cases! {
+        o::CollectorError => n {
+            InvalidArgument(m), Unauthenticated(m), PermissionDenied(m), NotFound(m),
+            Unavailable(m), Timeout(m), ResourceExhausted(m), Internal(m),
+        }
     }
 }

@@ -31,10 +31,49 @@ pub struct Args {
     against_python_sdk: Option<PathBuf>,
     #[arg(long, default_value_t = 20_000)]
     stream_resources: u64,
+    /// Instead: the product path at each `--vms` size: the collection into
+    /// a counting sink, `collect` into the embedded store (first run,
+    /// unchanged, 1 % changed) and `serve` streaming to a gRPC client.
+    #[arg(long)]
+    product: bool,
+    /// Instead: the embedded store alone, with this many synthetic records
+    /// (comma-separated sizes), first run, unchanged and 1 % changed.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    store_only: Vec<usize>,
+    /// Where the benchmark's store files go (removed after each size).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
 }
 
 pub async fn run(a: Args) -> Result<ExitCode, String> {
-    let Args { plugin, adversary, instantiations, sandboxes, vms, no_collect, against_python_sdk, stream_resources } = a;
+    let Args { plugin, adversary, instantiations, sandboxes, vms, no_collect, against_python_sdk, stream_resources, product, store_only, dir } = a;
+    if !store_only.is_empty() {
+        let mut phases = Vec::new();
+        for n in store_only {
+            eprintln!("bench: store alone, {n} records ...");
+            phases.extend(cf_host::bench::store_only(n, &dir)?);
+        }
+        print!("{}", cf_host::bench::render_phases(&phases));
+        return Ok(ExitCode::SUCCESS);
+    }
+    #[cfg(not(feature = "simulator"))]
+    if product {
+        return Err("--product needs the simulator (the `simulator` feature)".into());
+    }
+    #[cfg(feature = "simulator")]
+    if product {
+        let plugin = plugin.unwrap_or_else(default_plugin);
+        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig::default())?;
+        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let mut phases = Vec::new();
+        for n in vms {
+            phases.extend(cf_host::bench::product_path(&runtime, &loaded, &plugin, n, &dir, |stage| eprintln!("bench: {stage} ...")).await?);
+            // Each size as it finishes: a long run shows what it has.
+            eprint!("{}", cf_host::bench::render_phases(&phases));
+        }
+        print!("{}", cf_host::bench::render_phases(&phases));
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(spaceone) = against_python_sdk {
         let adversary = adversary.unwrap_or_else(|| default_plugin().with_file_name("cf_adversary.wasm"));
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python");

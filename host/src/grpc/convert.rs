@@ -121,11 +121,6 @@ pub fn resource_info(mut r: Record, wire: Wire, version: &str) -> ResourceInfo {
                 // The raw text goes out as is: no re-serialization, no copy.
                 resource.insert(format!("json_{k}"), Value::String(Box::<str>::from(v).into_string()));
             }
-            (ResourceType::Metric, "unit") => {
-                if let Some(u) = serde_json::from_str(v.get()).ok().as_ref().and_then(crate::record::unit_text) {
-                    resource.insert(k.into(), Value::String(u));
-                }
-            }
             _ => {
                 resource.insert(k.into(), serde_json::from_str(v.get()).unwrap_or(Value::Null));
             }
@@ -167,7 +162,7 @@ pub fn unwrapped_secret(secret: Value) -> Value {
 /// `Status` with CloudForet's `"ERROR_CODE: message"` details.
 pub fn status(e: &RunError) -> tonic::Status {
     let code = match e.code() {
-        ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorCode::InvalidArgument | ErrorCode::MissingParameter => tonic::Code::InvalidArgument,
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
         ErrorCode::NotFound => tonic::Code::NotFound,
@@ -177,12 +172,7 @@ pub fn status(e: &RunError) -> tonic::Status {
         ErrorCode::Internal => tonic::Code::Internal,
     };
     let message = e.message();
-    let cf = if e.code() == ErrorCode::InvalidArgument && message.contains("is required") {
-        "ERROR_REQUIRED_PARAMETER"
-    } else {
-        e.code().cloudforet_code()
-    };
-    tonic::Status::new(code, format!("{cf}: {message}"))
+    tonic::Status::new(code, format!("{}: {message}", e.code().cloudforet_code()))
 }
 
 #[cfg(test)]
@@ -206,7 +196,7 @@ mod tests {
 
     #[test]
     fn errors_carry_cloudforet_codes() {
-        let s = status(&RunError::Collector(ErrorCode::InvalidArgument, "secret field 'username' is required".into()));
+        let s = status(&RunError::Collector(ErrorCode::MissingParameter, "secret field 'username' is required".into()));
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(s.message(), "ERROR_REQUIRED_PARAMETER: secret field 'username' is required");
         let s = status(&RunError::Collector(ErrorCode::InvalidArgument, "options field 'page_size' must be 1-500".into()));

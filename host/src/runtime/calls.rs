@@ -117,7 +117,7 @@ impl Runtime {
     }
 
     fn store_parts<'a>(&'a self, plugin: &'a Plugin) -> StoreParts<'a> {
-        StoreParts { engine: &self.engine, clients: &self.clients, breakers: &self.breakers, plugin: (&plugin.name, plugin.short_digest()) }
+        StoreParts { engine: &self.engine, clients: &self.clients, origins: &self.origins, plugin: (&plugin.name, plugin.short_digest()) }
     }
 
     fn observe<R>(&self, call: &'static str, took: Duration, result: &Result<R, RunError>, st: &RunState) {

@@ -7,7 +7,7 @@ use super::store::{RunState, EPOCH_TICK, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_T
 use super::context::{RunContext, RunContextBuilder};
 use crate::bindings::PluginPre;
 use crate::error::RunError;
-use crate::host::http::{Breakers, ClientPool};
+use crate::host::http::{ClientPool, Origins};
 use crate::limits::Limits;
 use crate::tenancy::{Tenancy, TenancyConfig};
 use sha2::{Digest, Sha256};
@@ -48,8 +48,9 @@ pub struct Runtime {
     pub(super) engine: Engine,
     linker: Linker<RunState>,
     pub(super) clients: ClientPool,
-    /// Guests' HTTP circuit breakers, per (tenant, origin), across runs.
-    pub(super) breakers: Breakers,
+    /// Guests' HTTP circuit breakers and paces, per (tenant, origin),
+    /// across runs.
+    pub(super) origins: Origins,
     pub(super) permits: Arc<Semaphore>,
     pub(super) tenancy: Tenancy,
     pub(super) metrics: Arc<crate::metrics::Metrics>,
@@ -113,7 +114,7 @@ impl Runtime {
             engine,
             linker,
             clients: ClientPool::default(),
-            breakers: Breakers::default(),
+            origins: Origins::default(),
             permits: Arc::new(Semaphore::new(n as usize)),
             tenancy: Tenancy::new(config.tenancy.clone()),
             metrics: Arc::default(),

@@ -5,7 +5,7 @@
 use super::context::RunContext;
 use crate::error::{LimitExceeded, LimitKind, RunError};
 use crate::host::emit::EmitCtx;
-use crate::host::http::{Breakers, ClientPool, HttpCtx, HttpTransport, ReqwestTransport};
+use crate::host::http::{ClientPool, HttpCtx, HttpTransport, Origins, ReqwestTransport};
 use crate::host::log::LogCtx;
 use crate::host::state::{Namespace, StateCtx};
 use crate::host::types::TypesCtx;
@@ -131,7 +131,7 @@ impl wasmtime_wasi::HostWallClock for FixedWallClock {
 pub(crate) struct StoreParts<'a> {
     pub engine: &'a Engine,
     pub clients: &'a ClientPool,
-    pub breakers: &'a Breakers,
+    pub origins: &'a Origins,
     /// The plugin's name and short digest, for logs.
     pub plugin: (&'a str, &'a str),
 }
@@ -177,9 +177,8 @@ pub(crate) fn new_store(
             denials: ctx.egress_denials.clone(),
             credentials: ctx.secret.credentials(),
             outcomes: Default::default(),
-            breakers: parts.breakers.clone(),
+            origins: parts.origins.clone(),
             tenant: ctx.tenant.clone(),
-            circuit_refused: false,
             last_denial: None,
         },
         log: LogCtx {

@@ -10,11 +10,12 @@
 //!   HTTP Basic auth, `offset`/`length` pagination (length 1-500, default 20)
 //!   and `metadata.total_matches`, v3 error bodies
 //!   (`{state: "ERROR", code, message_list: [{message, reason, details}]}`,
-//!   `details` on a 4xx), and fault switches ([`Faults`]): latency, a 5xx
-//!   rate, 429 with `Retry-After` every Nth call, truncated bodies, failures
-//!   (any status, in the API's own error shape) pinned to given pages,
-//!   v4 lists the gateway does not serve, and lists cut short without any
-//!   error (`cut_lists`).
+//!   `details` on a 4xx), and fault switches ([`Faults`]): fixed or random
+//!   latency, a requests-per-second limit answering 429, a 5xx rate, 429
+//!   with `Retry-After` every Nth call, truncated bodies, failures (any
+//!   status, in the API's own error shape) pinned to given pages, a VM list
+//!   that changes while it is read, v4 lists the gateway does not serve, and
+//!   lists cut short without any error (`cut_lists`).
 //! - v4 lists at each revision of [`SimConfig::v4_revisions`] (`v4.0` by
 //!   default, as pc.2024.3); other revisions and unknown paths get the
 //!   gateway's 404 (`{"message": "The requested URL was not found"}`), v4
@@ -83,6 +84,19 @@ pub struct Faults {
     /// Added to every list call.
     #[serde(default)]
     pub latency_ms: u64,
+    /// A random extra latency, 0 to this many ms, per list call.
+    #[serde(default)]
+    pub latency_jitter_ms: u64,
+    /// List calls per second the simulated Prism takes (a token bucket as
+    /// deep as one second of calls); calls over it answer 429 with
+    /// `Retry-After: 1`. 0 = no limit.
+    #[serde(default)]
+    pub rps_limit: f64,
+    /// The VM list changes while it is read: every `every`th VM list call
+    /// (v3 or v4) first removes `remove` VMs from the front of the list and
+    /// adds `add` at its end.
+    #[serde(default)]
+    pub vm_churn: Option<VmChurn>,
     /// Probability (0-1) that a list call answers 500 (seeded, repeatable).
     #[serde(default)]
     pub error_rate: f64,
@@ -115,6 +129,19 @@ impl SimState {
         let f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         f.cut_lists.get(kind).map(|n| usize::try_from(*n).unwrap_or(usize::MAX))
     }
+}
+
+/// VMs removed and added while the VM list is read (see [`Faults::vm_churn`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct VmChurn {
+    pub every: u32,
+    #[serde(default)]
+    pub remove: u32,
+    #[serde(default)]
+    pub add: u32,
+    /// How many times in all; `None` = on and on.
+    #[serde(default)]
+    pub times: Option<u32>,
 }
 
 /// Simulator settings.
@@ -167,6 +194,16 @@ pub struct SimState {
     /// v4 list calls per revision (`v4.0`, ...).
     per_revision: Mutex<BTreeMap<String, u64>>,
     unauthorized: AtomicU64,
+    /// The rate limit's bucket: (tokens, when last filled).
+    bucket: Mutex<(f64, std::time::Instant)>,
+    /// Calls answered 429 by the rate limit.
+    throttled: AtomicU64,
+    /// VM list calls so far (for the churn).
+    vm_calls: AtomicU64,
+    churned: AtomicU64,
+    /// List calls being answered now, and the most at once.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
     v4: bool,
     v3_absent: Vec<String>,
     v4_revisions: Vec<String>,
@@ -181,6 +218,12 @@ impl SimState {
             password: config.password,
             faults: Mutex::new(config.faults),
             calls: AtomicU64::new(0),
+            bucket: Mutex::new((0.0, std::time::Instant::now())),
+            throttled: AtomicU64::new(0),
+            vm_calls: AtomicU64::new(0),
+            churned: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             rng: Mutex::new(0x2545F4914F6CDD1D),
             per_kind: Mutex::new(BTreeMap::new()),
             per_revision: Mutex::new(BTreeMap::new()),
@@ -252,6 +295,60 @@ impl SimState {
         self.unauthorized.load(Ordering::Relaxed)
     }
 
+    /// List calls answered 429 by [`Faults::rps_limit`].
+    pub fn throttled_calls(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// The most list calls answered at once so far.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a list call in flight until the guard is dropped.
+    fn flight(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+
+    /// Whether the rate limit takes one more call now.
+    fn admit(&self, rps: f64) -> bool {
+        if rps <= 0.0 {
+            return true;
+        }
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let depth = rps.max(1.0);
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rps).min(depth);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Applies [`Faults::vm_churn`] before a VM list call.
+    fn churn(&self, churn: Option<&VmChurn>) {
+        let n = self.vm_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(c) = churn.filter(|c| c.every > 0 && n.is_multiple_of(u64::from(c.every))) else { return };
+        if c.times.is_some_and(|t| self.churned.load(Ordering::SeqCst) >= u64::from(t)) {
+            return;
+        }
+        self.churned.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut e = self.estate_mut();
+            let k = (c.remove as usize).min(e.vms.len());
+            e.vms.drain(..k);
+        }
+        for _ in 0..c.add {
+            self.add_vm("2024-06-01T00:00:00Z");
+        }
+    }
+
     fn next_random(&self) -> f64 {
         let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         // xorshift64*
@@ -259,6 +356,15 @@ impl SimState {
         *s ^= *s << 25;
         *s ^= *s >> 27;
         (s.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A list call in flight (see [`SimState::flight`]).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -334,6 +440,11 @@ async fn list(State(state): State<Arc<SimState>>, Path(kind): Path<String>, head
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
         return v3_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required.");
     }
+    let _flight = state.flight();
+    if kind == "vms" {
+        let churn = state.faults.lock().unwrap_or_else(|p| p.into_inner()).vm_churn.clone();
+        state.churn(churn.as_ref());
+    }
     let (latency, fault, body) = match list_page(&state, &kind, &body) {
         Ok(answer) => answer,
         Err(refused) => return refused,
@@ -393,7 +504,13 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         Some(n) => &entities[..n.min(entities.len())],
         None => entities,
     };
-    let counted_as = if filter.is_some() { format!("{kind}?filter") } else { kind.to_string() };
+    // A one-entity read past the start is a collector checking that the
+    // list did not shift between its pages: counted apart.
+    let counted_as = match (filter.is_some(), length == 1 && offset > 0) {
+        (true, _) => format!("{kind}?filter"),
+        (false, true) => format!("{kind}?probe"),
+        (false, false) => kind.to_string(),
+    };
     let (latency, fault) = state.decide_fault(kind, &counted_as, offset);
     let total = entities.len() as u64;
     let start = offset.min(total) as usize;
@@ -417,6 +534,11 @@ impl SimState {
         *state.per_kind.lock().unwrap_or_else(|p| p.into_inner()).entry(counted_as.to_string()).or_default() += 1;
         let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
         let mut fault: Option<(u16, u32)> = None;
+        let jitter = if f.latency_jitter_ms > 0 { (state.next_random() * (f.latency_jitter_ms + 1) as f64) as u64 } else { 0 };
+        let latency = f.latency_ms + jitter;
+        if !state.admit(f.rps_limit) {
+            return (latency, Some((429, 1)));
+        }
         if let Some(pf) = f.pages.iter_mut().find(|p| p.kind == kind && p.offset == offset && p.times != Some(0)) {
             if let Some(t) = pf.times.as_mut() {
                 *t -= 1;
@@ -429,7 +551,7 @@ impl SimState {
         } else if f.error_rate > 0.0 && state.next_random() < f.error_rate {
             fault = Some((500, 0));
         }
-        (f.latency_ms, fault)
+        (latency, fault)
     }
 }
 
@@ -551,6 +673,11 @@ async fn v4_list(
         return (StatusCode::NOT_FOUND, Json(v4::gateway_not_found())).into_response();
     }
     *state.per_revision.lock().unwrap_or_else(|p| p.into_inner()).entry(revision).or_default() += 1;
+    let _flight = state.flight();
+    if list == "vms" {
+        let churn = state.faults.lock().unwrap_or_else(|p| p.into_inner()).vm_churn.clone();
+        state.churn(churn.as_ref());
+    }
     let num = |k: &str, default: u64| -> Result<u64, String> {
         match query.get(k) {
             None => Ok(default),
@@ -573,6 +700,7 @@ async fn v4_list(
     let counted_as = match (&q.updated_since, q.ext_id_only) {
         (Some(_), _) => format!("v4/{list}?filter"),
         (None, true) => format!("v4/{list}?select"),
+        (None, false) if limit == 1 && page > 0 => format!("v4/{list}?probe"),
         (None, false) => format!("v4/{list}"),
     };
     let (latency, fault) = state.decide_fault(list, &counted_as, page * limit);
@@ -773,7 +901,12 @@ async fn put_faults(State(state): State<Arc<SimState>>, Json(f): Json<Faults>) -
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
-    Json(json!({"calls": state.calls_per_kind(), "unauthorized": state.unauthorized_calls()}))
+    Json(json!({
+        "calls": state.calls_per_kind(),
+        "unauthorized": state.unauthorized_calls(),
+        "throttled": state.throttled_calls(),
+        "peak_in_flight": state.peak_in_flight(),
+    }))
 }
 
 pub fn router(state: Arc<SimState>) -> Router {
