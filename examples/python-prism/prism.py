@@ -148,7 +148,9 @@ def cluster(entity: dict, account) -> dict:
 
 
 def vm(entity: dict, account) -> dict:
-    meta, status = entity["metadata"], entity["status"]
+    meta, status = entity["metadata"], entity.get("status")
+    if status is None:
+        raise ValueError("missing field `status`")
     res = status.get("resources") or {}
     vcpus = (res.get("num_sockets") or 0) * (res.get("num_vcpus_per_socket") or 0)
     memory = res.get("memory_size_mib") or 0
@@ -218,10 +220,10 @@ def collector_collect(params: dict):
             for entity in entities:
                 try:
                     yield make_response(cloud_service=normalize(entity, account))
-                except (KeyError, TypeError, AttributeError) as e:
+                except (KeyError, TypeError, AttributeError, ValueError) as e:
                     uuid = (entity.get("metadata") or {}).get("uuid", "?")
-                    yield make_error_response(ValueError(f"malformed {kind[:-1]} entity {uuid}: {type(e).__name__} {e}"),
-                                              PROVIDER, group, name)
+                    reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__} {e}"
+                    yield make_error_response(ValueError(f"malformed {kind[:-1]} entity {uuid}: {reason}"), PROVIDER, group, name)
         except (Unauthenticated, PermissionDenied):
             raise
         except Exception as e:  # a lost page: the rest of the collection goes on

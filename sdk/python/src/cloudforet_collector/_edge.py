@@ -55,7 +55,7 @@ def _json_text(value, what: str) -> str:
         return "{}"
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _tags(tags) -> list:
