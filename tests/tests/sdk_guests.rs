@@ -420,6 +420,28 @@ fn sdk_bench() {
         row("registry load, cold: compile + cache (ms)", format!("{:.0}", ms(load())));
         let warm = (0..5).map(|_| load()).min().unwrap();
         row("registry load, warm: precompile cache (ms)", format!("{:.2}", ms(warm)));
+        // Where a warm load goes: the digest, the identity scan, mapping the
+        // cached compilation, linking against the host (best of 5 each).
+        let best = |f: &mut dyn FnMut()| {
+            (0..5)
+                .map(|_| {
+                    let started = Instant::now();
+                    f();
+                    started.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let digest = cf_host::runtime::component_digest(&bytes);
+        let hex = digest.trim_start_matches("sha256:").to_string();
+        row("  of which sha256 of the file (ms)", format!("{:.2}", ms(best(&mut || drop(cf_host::runtime::component_digest(&bytes))))));
+        row("  of which identity scan (ms)", format!("{:.2}", ms(best(&mut || drop(cf_host::registry::identity::embedded(&bytes))))));
+        let cache = PrecompileCache::new(cache_dir.clone()).unwrap();
+        row("  of which deserialize (ms)", format!("{:.2}", ms(best(&mut || drop(cache.get(runtime.engine(), &hex).expect("cached"))))));
+        let component = cache.get(runtime.engine(), &hex).unwrap();
+        row("  of which link and admit (ms)", format!("{:.2}", ms(best(&mut || drop(runtime.admit(label, &component, digest.clone()).expect("admits"))))));
+        let cwasm = std::fs::read_dir(&cache_dir).unwrap().filter_map(|e| e.ok()).map(|e| e.metadata().map_or(0, |m| m.len())).max().unwrap_or(0);
+        row("compiled size in the cache (MB)", format!("{:.1}", cwasm as f64 / 1e6));
         let plugin = runtime.load_bytes(label, &bytes).expect("admits");
         let ctx = runtime
             .context("bench")
