@@ -311,7 +311,7 @@ fn a_python_collector_is_hot_swapped_while_serving_cloudforet() {
     let v1 = std::fs::read(prism(Lang::Python)).unwrap();
     let v2 = std::fs::read(build(Lang::Python, "examples/python-prism/prism.py", "prism-py-0.2.0", &["--version", "0.2.0"])).unwrap();
     block_on(async {
-        let sim = Simulator::start(SimConfig { estate: EstateConfig { vms: 300, ..EstateConfig::default() }, ..SimConfig::default() })
+        let sim = Simulator::start(SimConfig { estate: EstateConfig { vms: 300, clusters: 3, ..EstateConfig::default() }, ..SimConfig::default() })
             .await
             .expect("simulator");
         let dir = temp_dir("sdk-hotswap");

@@ -92,6 +92,7 @@ def read_identity(component: bytes):
 def collector_identity(module_dir: str, module: str):
     """(name, version) of the collector, by importing it here."""
     sys.path[:0] = [module_dir, SDK_SRC]
+    sys.dont_write_bytecode = True  # leave no __pycache__ beside the sources
     try:
         importlib.import_module(module)
         from cloudforet_collector.server import current_app
