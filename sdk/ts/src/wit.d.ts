@@ -1,4 +1,4 @@
-// The host's imports of `cloudforet:collector@0.2.2` (wit/collector.wit) as
+// The host's imports of `cloudforet:collector@0.2.2` (wit/v0.2.2/collector.wit) as
 // componentize-js presents them: records with camelCase fields, variants as
 // `{ tag, val }`, enums as strings, `option` as undefined, `u64` as bigint,
 // and a failed `result` thrown as an Error whose `payload` is the variant.
