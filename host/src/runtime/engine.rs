@@ -192,7 +192,11 @@ impl Runtime {
         let name = name.to_string();
         let (pre, world) = PluginPre::new(&self.engine, &self.linker, component)
             .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: link_reason(e) })?;
-        let injects_credentials = imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
+        // From world 0.3 every request names its credential and the host
+        // adds it (`outbound.credential`): such a guest never receives one,
+        // whether or not it imports http at all.
+        let injects_credentials =
+            world >= semver::Version::new(0, 3, 0) || imports_function(&self.engine, component, "cloudforet:collector/http@", "send-authenticated");
         Ok(Plugin { pre, world, digest, name, version: None, injects_credentials })
     }
 }
@@ -210,8 +214,9 @@ pub struct Plugin {
     /// Its version (semver) when it names one (identity section or
     /// manifest); the registry sets it.
     pub version: Option<String>,
-    /// The guest imports `http.send-authenticated` (world 0.1.1+): the host
-    /// injects credentials and the guest never receives them.
+    /// The host injects credentials and the guest never receives them: it
+    /// imports `http.send-authenticated` (world 0.1.1+) or is built for
+    /// world 0.3+ (every request names its credential).
     pub injects_credentials: bool,
 }
 
