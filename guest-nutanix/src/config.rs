@@ -159,7 +159,8 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Error> {
 pub struct Options {
     /// Entities per list call, 1-500.
     pub page_size: u32,
-    /// Retries of one page after 429/5xx/timeouts/truncated bodies.
+    /// Retries of one page after 5xx/timeouts/truncated bodies (429s have
+    /// their own budget, `prism::MAX_THROTTLED_RETRIES`).
     pub max_retries: u32,
     /// List pages read at once once a list's total is known (the host caps
     /// it too).
@@ -478,7 +479,7 @@ pub fn options_schema() -> Value {
             },
             "max_retries": {
                 "type": "integer", "minimum": 0, "maximum": 10, "default": DEFAULT_MAX_RETRIES,
-                "title": "Retries", "description": "Retries of a page after 429, 5xx, timeouts or truncated answers."
+                "title": "Retries", "description": "Retries of a page after 5xx, timeouts or truncated answers (a 429 is waited out up to 10 times more)."
             },
             "page_concurrency": {
                 "type": "integer", "minimum": 1, "maximum": MAX_PAGE_CONCURRENCY, "default": DEFAULT_PAGE_CONCURRENCY,

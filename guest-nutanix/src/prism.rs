@@ -15,8 +15,9 @@
 //!   denied; 404 → not found; 409 and 412 → unavailable, not retried (a
 //!   read refused for the server's current state, a conflict or an unmet
 //!   precondition, is no fault of the request and may pass in a later run,
-//!   but not seconds later); 429 and 5xx → unavailable after the retries;
-//!   timeouts → timeout.
+//!   but not seconds later); 429 and 5xx → unavailable after the retries
+//!   (a 429 spends one of [`MAX_THROTTLED_RETRIES`], anything else one of
+//!   option `max_retries`); timeouts → timeout.
 //! - paging: v3 lists (`POST`, `offset`/`length`, until `total_matches`),
 //!   v4 lists (`GET`, `$page`/`$limit`, until `totalAvailableResults` or a
 //!   short page: [`Client::page`], [`Client::get_all`]) and the v3 groups
@@ -170,30 +171,47 @@ impl<'a, T: Transport> Client<'a, T> {
     /// each with the retry policy of [`Client::call`]; the answers in
     /// order. The requests to retry go again together after the longest
     /// wait any of them was told.
+    ///
+    /// A failure (5xx, timeout, connection, unreadable body) spends one of
+    /// option `max_retries`; a 429, which says when to come back, spends
+    /// one of [`MAX_THROTTLED_RETRIES`] instead: a busy Prism slows the
+    /// collection down (the host paces the origin) rather than losing its
+    /// pages.
     pub fn call_many<P>(&mut self, log: &mut dyn Log, reqs: &[Request], parse: impl Fn(&[u8]) -> Result<P, String>) -> Vec<Result<P, CallError>> {
         let mut answers: Vec<Option<Result<P, CallError>>> = reqs.iter().map(|_| None).collect();
+        // Per request: failures, and 429s.
+        let mut spent: Vec<(u32, u32)> = vec![(0, 0); reqs.len()];
         let mut todo: Vec<usize> = (0..reqs.len()).collect();
-        let mut attempt: u32 = 0;
         while !todo.is_empty() {
             let batch = todo.iter().map(|&i| self.http_request(&reqs[i])).collect();
             let sent = self.transport.send_many(batch);
             let mut again = Vec::new();
             let mut wait = 0;
             for (&i, sent) in todo.iter().zip(sent) {
+                let (failures, throttled) = &mut spent[i];
                 match self.judge(&reqs[i], sent, &parse) {
                     Verdict::Done(r) => answers[i] = Some(r),
-                    Verdict::Retry(err, _) if attempt >= self.opts.max_retries => {
-                        let n = attempt + 1;
-                        answers[i] = Some(Err(CallError::Failed(match err {
-                            Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
-                            Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
-                            other => other,
-                        })));
-                    }
                     Verdict::Retry(err, told) => {
-                        let w = told.unwrap_or_else(|| backoff_ms(attempt));
+                        let over = match told {
+                            Some(_) => *throttled >= MAX_THROTTLED_RETRIES,
+                            None => *failures >= self.opts.max_retries,
+                        };
+                        let n = *failures + *throttled + 1;
+                        if over {
+                            answers[i] = Some(Err(CallError::Failed(match err {
+                                Error::Unavailable(m) => Error::Unavailable(format!("{m} (after {n} attempts)")),
+                                Error::Timeout(m) => Error::Timeout(format!("{m} (after {n} attempts)")),
+                                other => other,
+                            })));
+                            continue;
+                        }
+                        let w = told.unwrap_or_else(|| backoff_ms(*failures));
+                        match told {
+                            Some(_) => *throttled += 1,
+                            None => *failures += 1,
+                        }
                         wait = wait.max(w);
-                        log_retry(log, &reqs[i], attempt + 1, w, &err);
+                        log_retry(log, &reqs[i], n, w, &err);
                         again.push(i);
                     }
                 }
@@ -201,7 +219,6 @@ impl<'a, T: Transport> Client<'a, T> {
             if again.is_empty() {
                 break;
             }
-            attempt += 1;
             self.transport.sleep_ms(wait);
             todo = again;
         }
@@ -390,6 +407,12 @@ pub fn json_body(body: &[u8]) -> Result<Value, String> {
 }
 
 /// The v3 groups API.
+/// How many 429 answers one request may get before it fails: each says
+/// when to come back, and the host holds the whole origin meanwhile, so
+/// these are waits rather than failures (option `max_retries` counts
+/// failures).
+pub const MAX_THROTTLED_RETRIES: u32 = 10;
+
 pub const GROUPS_PATH: &str = "/api/nutanix/v3/groups";
 
 /// A 2xx list answer as a page.
@@ -455,5 +478,48 @@ mod tests {
         assert_eq!(retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT")), 1000);
         assert_eq!(retry_after_ms(Some("-1")), 1000);
         assert_eq!(retry_after_ms(None), 1000);
+    }
+
+    /// Answers `statuses` in turn (429s with `Retry-After: 0`), then 200.
+    struct Statuses(Vec<u16>, usize);
+
+    impl Transport for Statuses {
+        fn send(&mut self, _: HttpRequest) -> Result<HttpResponse, crate::TransportError> {
+            let status = self.0.get(self.1).copied().unwrap_or(200);
+            self.1 += 1;
+            let headers = if status == 429 { vec![("retry-after".to_string(), "0".to_string())] } else { vec![] };
+            Ok(HttpResponse { status, headers, body: b"{}".to_vec() })
+        }
+        fn sleep_ms(&mut self, _: u64) {}
+    }
+
+    fn get_with(statuses: Vec<u16>, options: &str) -> (Result<Value, Error>, usize) {
+        let mut t = Statuses(statuses, 0);
+        let opts = Options::parse(options).unwrap();
+        let secret = Secret::parse(r#"{"host":"pc.example","username":"u","password":"p"}"#).unwrap();
+        let mut c = Client::new(&mut t, opts, secret);
+        let r = c.json(&mut Quiet, &Request::get("/api/x".into()));
+        (r, t.1)
+    }
+
+    #[test]
+    fn a_429_spends_its_own_budget_not_max_retries() {
+        // max_retries 0: one 5xx loses the request, ten 429s do not.
+        let (r, calls) = get_with(vec![500], r#"{"max_retries":0}"#);
+        assert!(matches!(r, Err(Error::Unavailable(ref m)) if m.ends_with("(after 1 attempts)")), "{r:?}");
+        assert_eq!(calls, 1);
+        let (r, calls) = get_with(vec![429; MAX_THROTTLED_RETRIES as usize], r#"{"max_retries":0}"#);
+        assert_eq!(r, Ok(serde_json::json!({})));
+        assert_eq!(calls, MAX_THROTTLED_RETRIES as usize + 1);
+        // One 429 more than the budget fails, naming every attempt.
+        let (r, calls) = get_with(vec![429; MAX_THROTTLED_RETRIES as usize + 1], r#"{"max_retries":0}"#);
+        assert!(matches!(r, Err(Error::Unavailable(ref m)) if m.contains("HTTP 429") && m.ends_with("(after 11 attempts)")), "{r:?}");
+        assert_eq!(calls, MAX_THROTTLED_RETRIES as usize + 1);
+        // Both budgets together: 429s between failures.
+        let (r, _) = get_with(vec![429, 500, 429, 500, 429], r#"{"max_retries":2}"#);
+        assert_eq!(r, Ok(serde_json::json!({})));
+        let (r, calls) = get_with(vec![429, 500, 429, 500, 429, 500], r#"{"max_retries":2}"#);
+        assert!(matches!(r, Err(Error::Unavailable(ref m)) if m.ends_with("(after 6 attempts)")), "{r:?}");
+        assert_eq!(calls, 6);
     }
 }
