@@ -16,6 +16,13 @@
 //!   time, records/s, the ratio to the sink and peak resident memory.
 //! - [`store_only`]: the embedded store alone with synthetic records, to
 //!   sizes the in-process simulator cannot hold.
+//! - [`paging`] (with the simulator): a Prism that takes a fixed time per
+//!   page, collected with pages fetched one at a time and concurrently
+//!   (the guest's `page_concurrency`), against the bound the concurrency
+//!   allows.
+//! - [`many_tenants`] (with simulators): many tenants, each with its own
+//!   slow Prism, collected at once through one runtime, against one of
+//!   them collected alone.
 //!
 //! Goals are recorded in BENCHMARKS.md; nothing here asserts them.
 
@@ -209,7 +216,13 @@ async fn collect_simulated(runtime: &Runtime, plugin: &crate::Plugin, vms: usize
 /// (seconds, records).
 #[cfg(feature = "simulator")]
 async fn collect_into_counter(runtime: &Runtime, plugin: &crate::Plugin, sim: &prism_sim::Simulator) -> Result<(f64, u64), String> {
-    let ctx = runtime.context("bench").secret(sim.secret()).egress_from_secret(9440).build().map_err(|e| e.to_string())?;
+    collect_counted(runtime, plugin, sim, "bench", json!({})).await
+}
+
+/// [`collect_into_counter`] as `tenant` with collector `options`.
+#[cfg(feature = "simulator")]
+async fn collect_counted(runtime: &Runtime, plugin: &crate::Plugin, sim: &prism_sim::Simulator, tenant: &str, options: serde_json::Value) -> Result<(f64, u64), String> {
+    let ctx = runtime.context(tenant).secret(sim.secret()).options(options).egress_from_secret(9440).build().map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(64);
     let started = Instant::now();
     let drain = async {
@@ -405,6 +418,193 @@ async fn serve_stream(plugin_path: &std::path::Path, sim: &prism_sim::Simulator)
     let _ = stop_tx.send(());
     server.await.map_err(|e| format!("serve: {e}"))??;
     Ok((took.as_secs_f64(), got))
+}
+
+/// One collection of [`paging`].
+#[derive(Clone, Debug)]
+pub struct PagingRow {
+    pub vms: usize,
+    /// Simulated time per list call (ms); 0 for the base.
+    pub latency_ms: u64,
+    /// The guest's `page_concurrency`.
+    pub concurrency: u32,
+    pub secs: f64,
+    pub records: u64,
+    /// List calls the simulator answered (pages and shift probes).
+    pub calls: u64,
+    /// The most list calls the simulator answered at once.
+    pub peak_in_flight: u64,
+    /// Calls answered 429 by the simulator's rate limit.
+    pub throttled: u64,
+    /// The bound: max(calls x latency / concurrency, the zero-latency time).
+    pub bound_secs: f64,
+}
+
+/// Renders [`paging`] rows with each one's ratio to its bound.
+pub fn render_paging(rows: &[PagingRow]) -> String {
+    let mut out = format!(
+        "{:>8}  {:>10}  {:>11}  {:>8}  {:>8}  {:>6}  {:>9}  {:>9}  {:>8}  {:>8}\n",
+        "VMs", "latency ms", "concurrency", "time s", "records", "calls", "peak in f", "429s", "bound s", "x bound"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:>8}  {:>10}  {:>11}  {:>8.2}  {:>8}  {:>6}  {:>9}  {:>9}  {:>8.2}  {:>8.2}\n",
+            r.vms,
+            r.latency_ms,
+            r.concurrency,
+            r.secs,
+            r.records,
+            r.calls,
+            r.peak_in_flight,
+            r.throttled,
+            r.bound_secs,
+            r.secs / r.bound_secs.max(1e-9)
+        ));
+    }
+    out
+}
+
+/// A simulated Prism Central of `vms` VMs answering each list call after
+/// `latency_ms` (and, when `rps_limit` is set, answering 429 with
+/// `Retry-After` above that rate), collected through the guest into a
+/// counting sink once per `page_concurrency` in `concurrencies`, after a
+/// collection without latency (the base of the bound). Issue #22's goal:
+/// each run within 1.3 x max(calls x latency / concurrency, the
+/// zero-latency time), no 429s while the limit is respected.
+#[cfg(feature = "simulator")]
+pub async fn paging(
+    runtime: &Runtime,
+    plugin: &crate::Plugin,
+    vms: usize,
+    latency_ms: u64,
+    concurrencies: &[u32],
+    rps_limit: Option<f64>,
+    progress: impl Fn(&str),
+) -> Result<Vec<PagingRow>, String> {
+    progress(&format!("{vms} VMs: simulator"));
+    let sim = start_simulator(vms).await?;
+    let calls = |sim: &prism_sim::Simulator| sim.state.calls_per_kind().values().sum::<u64>();
+    let mut rows = Vec::new();
+    let mut measure = |latency_ms: u64, concurrency: u32, base: f64| {
+        let sim = &sim;
+        let progress = &progress;
+        async move {
+            progress(&format!("{vms} VMs: {latency_ms} ms per call, {concurrency} at once"));
+            sim.set_faults(prism_sim::Faults { latency_ms, rps_limit: rps_limit.unwrap_or(0.0), ..prism_sim::Faults::default() });
+            sim.state.reset_peak_in_flight();
+            let (calls0, throttled0) = (calls(sim), sim.state.throttled_calls());
+            let (secs, records) = collect_counted(runtime, plugin, sim, "bench", json!({"page_concurrency": concurrency})).await?;
+            let n = calls(sim) - calls0;
+            let bound = (n as f64 * latency_ms as f64 / 1000.0 / f64::from(concurrency)).max(base);
+            Ok::<PagingRow, String>(PagingRow {
+                vms,
+                latency_ms,
+                concurrency,
+                secs,
+                records,
+                calls: n,
+                peak_in_flight: sim.state.peak_in_flight(),
+                throttled: sim.state.throttled_calls() - throttled0,
+                bound_secs: bound,
+            })
+        }
+    };
+    let base = measure(0, concurrencies.iter().copied().max().unwrap_or(1), 0.0).await?;
+    let base_secs = base.secs;
+    rows.push(PagingRow { bound_secs: base_secs, ..base });
+    for &c in concurrencies {
+        rows.push(measure(latency_ms, c, base_secs).await?);
+    }
+    Ok(rows)
+}
+
+/// [`many_tenants`]' figures.
+#[derive(Clone, Debug)]
+pub struct TenantsReport {
+    pub tenants: usize,
+    pub vms_each: usize,
+    pub latency_ms: u64,
+    /// One tenant's collection with nothing else running (s).
+    pub alone_secs: f64,
+    /// From the first start to the last end (s).
+    pub wall_secs: f64,
+    pub records: u64,
+    /// Per-tenant wall times (s), p50 and p99.
+    pub p50_secs: f64,
+    pub p99_secs: f64,
+    /// Peak resident memory of the process during the concurrent phase,
+    /// and at its start (the simulators' estates), KiB.
+    pub peak_kib: u64,
+    pub rss_before_kib: u64,
+    /// The runtime's sandbox pool (runs alive at once).
+    pub pool: u32,
+}
+
+/// Renders [`many_tenants`] as rows.
+pub fn render_tenants(r: &TenantsReport) -> String {
+    let rows = [
+        row(format!("{} tenants x {} VMs at {} ms/call: wall time", r.tenants, r.vms_each, r.latency_ms), r.wall_secs, "s"),
+        row("total records/s", r.records as f64 / r.wall_secs.max(1e-9), "rec/s"),
+        row("one tenant alone: wall time", r.alone_secs, "s"),
+        row("per-tenant wall time p50", r.p50_secs, "s"),
+        row("per-tenant wall time p99", r.p99_secs, "s"),
+        row("per-tenant p99 / alone", r.p99_secs / r.alone_secs.max(1e-9), "x"),
+        row("sandbox pool (runs at once)", f64::from(r.pool), "runs"),
+        row("peak RSS (process, simulators included)", r.peak_kib as f64 / 1024.0, "MiB"),
+        row("peak RSS over the simulators' estates", r.peak_kib.saturating_sub(r.rss_before_kib) as f64 / 1024.0, "MiB"),
+    ];
+    render(&rows)
+}
+
+/// `tenants` tenants, each with its own simulated Prism Central of
+/// `vms_each` VMs answering each list call after `latency_ms`, collected
+/// concurrently through one runtime (`pool`: its sandbox pool, for the report) (each tenant its own context, limits
+/// and origin), after one of them collected alone. Per-tenant times run
+/// from the collections' common start (a tenant queued behind the pool
+/// counts its wait), as a user who scheduled them together sees them.
+#[cfg(feature = "simulator")]
+pub async fn many_tenants(runtime: &Runtime, pool: u32, plugin: &crate::Plugin, tenants: usize, vms_each: usize, latency_ms: u64, progress: impl Fn(&str)) -> Result<TenantsReport, String> {
+    progress(&format!("{tenants} simulators of {vms_each} VMs"));
+    let mut sims = Vec::with_capacity(tenants);
+    for _ in 0..tenants {
+        let sim = start_simulator(vms_each).await?;
+        sim.set_faults(prism_sim::Faults { latency_ms, ..prism_sim::Faults::default() });
+        sims.push(sim);
+    }
+    progress("one tenant alone");
+    let (alone_secs, _) = collect_counted(runtime, plugin, &sims[0], "tenant-0", json!({})).await?;
+    progress(&format!("{tenants} tenants at once"));
+    reset_peak_rss();
+    let rss_before_kib = rss_kib().0;
+    let started = Instant::now();
+    let runs = sims.iter().enumerate().map(|(i, sim)| async move {
+        let r = collect_counted(runtime, plugin, sim, &format!("tenant-{i}"), json!({})).await;
+        (started.elapsed().as_secs_f64(), r)
+    });
+    let results = futures::future::join_all(runs).await;
+    let wall_secs = started.elapsed().as_secs_f64();
+    let peak_kib = rss_kib().1;
+    let mut times = Vec::with_capacity(tenants);
+    let mut records = 0;
+    for (i, (secs, r)) in results.into_iter().enumerate() {
+        let (_, n) = r.map_err(|e| format!("tenant-{i}: {e}"))?;
+        records += n;
+        times.push(Duration::from_secs_f64(secs));
+    }
+    times.sort();
+    Ok(TenantsReport {
+        tenants,
+        vms_each,
+        latency_ms,
+        alone_secs,
+        wall_secs,
+        records,
+        p50_secs: percentile(&times, 0.50).as_secs_f64(),
+        p99_secs: percentile(&times, 0.99).as_secs_f64(),
+        peak_kib,
+        rss_before_kib,
+        pool,
+    })
 }
 
 /// The store alone, without guest or simulator: `n` synthetic VM records

@@ -40,13 +40,58 @@ pub struct Args {
     /// (comma-separated sizes), first run, unchanged and 1 % changed.
     #[arg(long, value_delimiter = ',', value_name = "N")]
     store_only: Vec<usize>,
+    /// Instead: paging against a Prism answering each list call after
+    /// `--page-latency-ms`, at each `--vms` size, once per
+    /// `--page-concurrency`, after a run without latency.
+    #[arg(long)]
+    paging: bool,
+    #[arg(long, default_value_t = 200)]
+    page_latency_ms: u64,
+    /// The guest's `page_concurrency` values to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    page_concurrency: Vec<u32>,
+    /// The simulator's rate limit (list calls per second) for `--paging`;
+    /// calls above it are answered 429 with `Retry-After`.
+    #[arg(long)]
+    rps_limit: Option<f64>,
+    /// Instead: this many tenants, each with its own simulated Prism of
+    /// `--vms-each` VMs at `--tenant-latency-ms` per call, collected at once
+    /// through one runtime with a pool of `--pool` sandboxes.
+    #[arg(long, value_name = "N")]
+    tenants: Option<usize>,
+    #[arg(long, default_value_t = 1000)]
+    vms_each: usize,
+    #[arg(long, default_value_t = 50)]
+    tenant_latency_ms: u64,
+    #[arg(long, default_value_t = 32)]
+    pool: u32,
     /// Where the benchmark's store files go (removed after each size).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     dir: PathBuf,
 }
 
 pub async fn run(a: Args) -> Result<ExitCode, String> {
-    let Args { plugin, adversary, instantiations, sandboxes, vms, no_collect, against_python_sdk, stream_resources, product, store_only, dir } = a;
+    let Args {
+        plugin,
+        adversary,
+        instantiations,
+        sandboxes,
+        vms,
+        no_collect,
+        against_python_sdk,
+        stream_resources,
+        product,
+        store_only,
+        paging,
+        page_latency_ms,
+        page_concurrency,
+        rps_limit,
+        tenants,
+        vms_each,
+        tenant_latency_ms,
+        pool,
+        dir,
+    } = a;
     if !store_only.is_empty() {
         let mut phases = Vec::new();
         for n in store_only {
@@ -57,8 +102,31 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     #[cfg(not(feature = "simulator"))]
-    if product {
-        return Err("--product needs the simulator (the `simulator` feature)".into());
+    if product || paging || tenants.is_some() {
+        return Err("--product, --paging and --tenants need the simulator (the `simulator` feature)".into());
+    }
+    #[cfg(feature = "simulator")]
+    if paging {
+        let plugin = plugin.unwrap_or_else(default_plugin);
+        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig::default())?;
+        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for n in vms {
+            let progress = |stage: &str| eprintln!("bench: {stage} ...");
+            rows.extend(cf_host::bench::paging(&runtime, &loaded, n, page_latency_ms, &page_concurrency, rps_limit, progress).await?);
+            eprint!("{}", cf_host::bench::render_paging(&rows));
+        }
+        print!("{}", cf_host::bench::render_paging(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    #[cfg(feature = "simulator")]
+    if let Some(n) = tenants {
+        let plugin = plugin.unwrap_or_else(default_plugin);
+        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig { max_concurrency: pool, ..cf_host::RuntimeConfig::default() })?;
+        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let report = cf_host::bench::many_tenants(&runtime, pool, &loaded, n, vms_each, tenant_latency_ms, |stage| eprintln!("bench: {stage} ...")).await?;
+        print!("{}", cf_host::bench::render_tenants(&report));
+        return Ok(ExitCode::SUCCESS);
     }
     #[cfg(feature = "simulator")]
     if product {

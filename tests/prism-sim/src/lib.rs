@@ -305,6 +305,11 @@ impl SimState {
         self.peak_in_flight.load(Ordering::Relaxed)
     }
 
+    /// Starts [`Self::peak_in_flight`] again from the calls in flight now.
+    pub fn reset_peak_in_flight(&self) {
+        self.peak_in_flight.store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
     /// Counts a list call in flight until the guard is dropped.
     fn flight(&self) -> InFlight<'_> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
