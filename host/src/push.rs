@@ -348,7 +348,8 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
             // Durable before anything is sent; error resources are recorded.
             let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
                 store.spool(&name, &tenant, &run, &batch)?;
-                store.apply(&tenant, &run, &errors).map(|_| ())
+                store.apply(&tenant, &run, &errors)?;
+                Ok(())
             })
             .await
             .map_err(|e| e.to_string())
