@@ -179,7 +179,7 @@ impl Deliverer<'_> {
         let rows = match self.sink.store.spooled(&self.sink.name, self.tenant, CHUNK) {
             Ok(r) if r.is_empty() => return Round::Empty,
             Ok(r) => r,
-            Err(e) => return Round::Fatal(e),
+            Err(e) => return Round::Fatal(e.to_string()),
         };
         // One match key's records in order; different keys in parallel.
         let mut groups: Vec<Vec<Spooled>> = Vec::new();
@@ -230,7 +230,7 @@ impl Deliverer<'_> {
             match r {
                 Ok(up) => {
                     if let Err(e) = store.delivered(&self.sink.name, self.tenant, &row, up.id()) {
-                        return Round::Fatal(e);
+                        return Round::Fatal(e.to_string());
                     }
                     match up {
                         Upserted::Created(_) => count(&|c| c.created += 1),
@@ -252,7 +252,7 @@ impl Deliverer<'_> {
                         tracing::warn!(tenant = self.tenant, label = %row.label, error = %e, "CloudForet refused a record");
                         // Counted with the run's error resources.
                         if let Err(se) = store.refused(self.tenant, &row, &e.to_string()) {
-                            return Round::Fatal(se);
+                            return Round::Fatal(se.to_string());
                         }
                     }
                 },
@@ -438,7 +438,7 @@ async fn collect_costs(
     tx: mpsc::Sender<Vec<Record>>,
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
-    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(RunError::Host)?;
+    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
     let (tasks, report) = crate::job::run_costs(runtime, plugin, ctx, None, last.as_deref(), tx).await?;
     Ok(CostRun { tasks, lines: report.records, synced_at })
 }
