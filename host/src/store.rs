@@ -16,7 +16,7 @@
 //! fail (the file cannot be opened, is not usable, a write or its commit
 //! failed, ...); callers that only report them use its text.
 
-use crate::host::state::{Namespace, PutError, StateBackend};
+use crate::host::state::{BackendError, Namespace, PutError, StateBackend};
 use crate::record::{Record, ResourceType};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -479,19 +479,20 @@ impl crate::webhook::SubscriptionStore for Store {
 }
 
 impl StateBackend for Store {
-    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String> {
-        self.conn()
+    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, BackendError> {
+        let value = self
+            .conn()
             .query_row(
                 "SELECT value FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3",
                 params![ns.tenant, ns.collector, key],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(|e| e.to_string())
+            .optional()?;
+        Ok(value)
     }
 
     fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError> {
-        let unavailable = |e: rusqlite::Error| PutError::Unavailable(e.to_string());
+        let unavailable = |e: rusqlite::Error| PutError::from(BackendError::from(e));
         let mut conn = self.conn();
         // One transaction, holding the write lock from its start: the key
         // count and the write see the same namespace, also with another
@@ -520,20 +521,16 @@ impl StateBackend for Store {
         true
     }
 
-    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), String> {
-        self.conn()
-            .execute("DELETE FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3", params![ns.tenant, ns.collector, key])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
+        self.conn().execute("DELETE FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3", params![ns.tenant, ns.collector, key])?;
+        Ok(())
     }
 
-    fn count(&self, ns: &Namespace) -> Result<usize, String> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM state WHERE tenant = ?1 AND collector = ?2", params![ns.tenant, ns.collector], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as usize)
-            .map_err(|e| e.to_string())
+    fn count(&self, ns: &Namespace) -> Result<usize, BackendError> {
+        let n = self.conn().query_row("SELECT COUNT(*) FROM state WHERE tenant = ?1 AND collector = ?2", params![ns.tenant, ns.collector], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(n as usize)
     }
 }
 
@@ -726,7 +723,7 @@ mod tests {
         let ns = Namespace { tenant: "t".into(), collector: "c".into() };
         s.put(&ns, "a", "1", 2).unwrap();
         s.put(&ns, "b", "1", 2).unwrap();
-        assert_eq!(s.put(&ns, "c", "1", 2), Err(PutError::TooManyKeys(2)));
+        assert!(matches!(s.put(&ns, "c", "1", 2), Err(PutError::TooManyKeys(2))));
         assert_eq!(s.get(&ns, "c").unwrap(), None, "a refused key is not written");
         // Replacing a key is not a new key.
         s.put(&ns, "a", "2", 2).unwrap();
