@@ -442,9 +442,9 @@ fn holds_exactly(tx: &rusqlite::Transaction<'_>, id: i64, tenant: &str, rtype: &
 
 /// The admin API's webhooks.
 impl crate::webhook::SubscriptionStore for Store {
-    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, String> {
+    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id").map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id")?;
         let rows = stmt
             .query_map([], |r| {
                 let events: String = r.get(2)?;
@@ -457,24 +457,22 @@ impl crate::webhook::SubscriptionStore for Store {
                     },
                     r.get::<_, String>(3)?,
                 ))
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+            })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), String> {
-        let events = serde_json::to_string(&s.events).map_err(|e| e.to_string())?;
-        self.conn()
-            .execute(
-                "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.id, s.url, events, secret, s.created_at as i64],
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), StoreError> {
+        // A list of strings always encodes.
+        let events = serde_json::to_string(&s.events).unwrap_or_default();
+        self.conn().execute(
+            "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.id, s.url, events, secret, s.created_at as i64],
+        )?;
+        Ok(())
     }
 
-    fn delete(&self, id: &str) -> Result<bool, String> {
-        self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id]).map(|n| n > 0).map_err(|e| e.to_string())
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id])? > 0)
     }
 }
 
