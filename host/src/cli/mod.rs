@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub fn load_tenancy(path: Option<&Path>) -> Result<cf_host::tenancy::TenancyConfig, String> {
     match path {
-        Some(p) => cf_host::tenancy::TenancyConfig::load(p),
+        Some(p) => Ok(cf_host::tenancy::TenancyConfig::load(p)?),
         None => Ok(cf_host::tenancy::TenancyConfig::default()),
     }
 }
