@@ -306,7 +306,7 @@ pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<String>) {
 
 /// Runs one push collection for a tenant.
 pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, String> {
-    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.store.clone())?;
+    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.store.clone()).map_err(|e| e.to_string())?;
     let run_id = ctx.run_id.clone();
     sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
     let started = Instant::now();
