@@ -564,7 +564,7 @@ impl Runner {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
         let spec = t.spec(&self.sink.connector).await?;
-        push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await
+        Ok(push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await?)
     }
 
     /// Runs the named tenants (all when empty) now, at most
@@ -594,7 +594,8 @@ impl Runner {
     pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, String> {
         let mut out = BTreeMap::new();
         for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
-            out.insert(tenant.clone(), push::redeliver(&self.sink, &tenant).await);
+            let (delivered, error) = push::redeliver(&self.sink, &tenant).await;
+            out.insert(tenant.clone(), (delivered, error.map(|e| e.to_string())));
         }
         Ok(out)
     }

@@ -199,7 +199,8 @@ async fn records_spooled_while_cloudforet_is_down_are_delivered_after_a_restart(
     assert!(r.error.is_none(), "the collection itself succeeded: {r:?}");
     assert!(!r.complete());
     assert_eq!(r.spooled, 77, "{r:?}");
-    assert!(r.delivery_error.as_deref().unwrap_or("").contains("unavailable"), "{r:?}");
+    assert!(matches!(r.delivery_error, Some(cf_host::push::DeliveryError::Unavailable(_))), "{r:?}");
+    assert!(r.delivery_error.as_ref().map(ToString::to_string).unwrap_or_default().contains("unavailable"), "{r:?}");
     assert_eq!(r.deleted, 0);
 
     // A new process on the same store delivers them once CloudForet is back.
