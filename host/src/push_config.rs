@@ -12,6 +12,9 @@
 //! `tick`, starts the tenants whose hour has come (once per hour, at most
 //! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
 //! that could not reach CloudForet.
+//!
+//! A configuration that cannot be used is a [`ConfigError`] naming what is
+//! wrong; the runner's own failures are still reported as text.
 
 use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints, Upserted};
 use crate::cloudforet::pb::identity::v2::SchemaType;
@@ -239,12 +242,81 @@ fn default_registry_type() -> String {
     "DOCKER_HUB".into()
 }
 
-fn read_secret_file(what: &str, p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("{what} {}: {e}", p.display()))
+/// What is wrong with a push configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("no [[tenant]] to collect and nothing to [register]")]
+    NothingToDo,
+    #[error("tenant '{0}' is configured twice")]
+    DuplicateTenant(String),
+    #[error("tenant '{0}': no plugin (set `plugin` at the top or in the tenant)")]
+    NoPlugin(String),
+    #[error("tenant '{0}': set exactly one of secret_file, secret_env, secret_id")]
+    SecretSource(String),
+    #[error("tenant '{tenant}': hour {hour} is not 0-23")]
+    Hour { tenant: String, hour: u8 },
+    #[error("max_parallel_tenants and cloudforet.concurrency must be at least 1")]
+    NoParallelism,
+    #[error("cloudforet.identity (or cloudforet.endpoint) is required")]
+    NoIdentity,
+    #[error("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required")]
+    NoInventory,
+    /// Identity's `Endpoint.list` failed.
+    #[error("cannot discover CloudForet's endpoints from identity {identity}: {source}")]
+    Discover { identity: String, source: crate::cloudforet::ApiError },
+    /// Identity lists no inventory endpoint.
+    #[error("no inventory endpoint: set cloudforet.inventory, or make identity {identity} list one")]
+    NoInventoryListed { identity: String },
+    /// A credential file (`what` is its key) cannot be read.
+    #[error("{what} {}: {source}", path.display())]
+    CredentialFile { what: String, path: PathBuf, source: std::io::Error },
+    /// The environment variable a key (`what`) names is not set.
+    #[error("{what}: environment variable {var} is not set")]
+    EnvNotSet { what: String, var: String },
+    #[error("cloudforet.user_id needs exactly one of password_env, password_file")]
+    PasswordSource,
+    #[error("cloudforet.user_id needs domain_id")]
+    NoDomain,
+    #[error("cloudforet: set exactly one of token_file, token_env, user_id")]
+    AuthSource,
+    /// The `limits` file.
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::TenancyError),
+    #[error("tenant '{tenant}': allow_networks {entry:?}: {source}")]
+    Network { tenant: String, entry: String, source: ipnet::AddrParseError },
+    #[error("register.schema.schema_type '{0}' is not one of SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT, TRUSTED_ACCOUNT")]
+    SchemaType(String),
+    #[error("register.schema.schema_file {}: {source}", path.display())]
+    SchemaFile { path: PathBuf, source: std::io::Error },
+    #[error("register.schema.schema_file {}: {source}", path.display())]
+    SchemaJson { path: PathBuf, source: serde_json::Error },
+    #[error("register.schema.schema_file {}: not a JSON object", path.display())]
+    SchemaNotObject { path: PathBuf },
+    #[error("register.plugin.registry_type '{0}' is not one of DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB, GCP_PRIVATE_GCR")]
+    RegistryType(String),
+    #[error("register.plugin: name and image must not be empty")]
+    EmptyPlugin,
 }
 
-fn env(what: &str, var: &str) -> Result<String, String> {
-    std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+/// The text, for callers that only report it.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
+fn read_secret_file(what: &str, p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ConfigError::CredentialFile { what: what.to_string(), path: p.to_path_buf(), source })
+}
+
+fn env(what: &str, var: &str) -> Result<String, ConfigError> {
+    std::env::var(var).map_err(|_| ConfigError::EnvNotSet { what: what.to_string(), var: var.to_string() })
 }
 
 /// Resolves relative paths against the config file's directory.
@@ -253,9 +325,9 @@ fn rel(base: &Path, p: &Path) -> PathBuf {
 }
 
 impl RunConfig {
-    pub fn load(path: &Path) -> Result<RunConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut c: RunConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.store = rel(base, &c.store);
         c.plugin = c.plugin.map(|p| rel(base, &p));
@@ -273,9 +345,9 @@ impl RunConfig {
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.tenants.is_empty() && self.register.is_none() {
-            return Err("no [[tenant]] to collect and nothing to [register]".into());
+            return Err(ConfigError::NothingToDo);
         }
         if let Some(r) = &self.register {
             r.schema_spec()?;
@@ -284,27 +356,27 @@ impl RunConfig {
         let mut seen = std::collections::HashSet::new();
         for t in &self.tenants {
             if !seen.insert(t.name.as_str()) {
-                return Err(format!("tenant '{}' is configured twice", t.name));
+                return Err(ConfigError::DuplicateTenant(t.name.clone()));
             }
             if t.plugin.is_none() && self.plugin.is_none() {
-                return Err(format!("tenant '{}': no plugin (set `plugin` at the top or in the tenant)", t.name));
+                return Err(ConfigError::NoPlugin(t.name.clone()));
             }
             if [t.secret_file.is_some(), t.secret_env.is_some(), t.secret_id.is_some()].iter().filter(|b| **b).count() != 1 {
-                return Err(format!("tenant '{}': set exactly one of secret_file, secret_env, secret_id", t.name));
+                return Err(ConfigError::SecretSource(t.name.clone()));
             }
             if let Some(h) = t.hours.iter().find(|h| **h > 23) {
-                return Err(format!("tenant '{}': hour {h} is not 0-23", t.name));
+                return Err(ConfigError::Hour { tenant: t.name.clone(), hour: *h });
             }
         }
         if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
-            return Err("max_parallel_tenants and cloudforet.concurrency must be at least 1".into());
+            return Err(ConfigError::NoParallelism);
         }
         let c = &self.cloudforet;
         if c.identity.is_none() && c.endpoint.is_none() {
-            return Err("cloudforet.identity (or cloudforet.endpoint) is required".into());
+            return Err(ConfigError::NoIdentity);
         }
         if c.inventory.is_none() && c.endpoint.is_none() && !c.discover {
-            return Err("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required".into());
+            return Err(ConfigError::NoInventory);
         }
         Ok(())
     }
@@ -312,23 +384,21 @@ impl RunConfig {
     /// The services' endpoints: each as configured, else `endpoint`, else
     /// (with `discover`) what identity's `Endpoint.list` says. Identity is
     /// asked only when a service has none configured.
-    pub async fn endpoints(&self) -> Result<Endpoints, String> {
+    pub async fn endpoints(&self) -> Result<Endpoints, ConfigError> {
         let c = &self.cloudforet;
-        let identity = c.identity.clone().or_else(|| c.endpoint.clone()).ok_or("cloudforet.identity (or cloudforet.endpoint) is required")?;
+        let identity = c.identity.clone().or_else(|| c.endpoint.clone()).ok_or(ConfigError::NoIdentity)?;
         let configured = |s: &Option<String>| s.clone().or_else(|| c.endpoint.clone());
         let wanted = [&c.inventory, &c.notification, &c.secret, &c.repository, &c.cost_analysis];
         let discovered = if c.discover && wanted.iter().any(|s| configured(s).is_none()) {
             crate::cloudforet::client::discover(&identity, Duration::from_secs(c.call_timeout_secs.max(1)))
                 .await
-                .map_err(|e| format!("cannot discover CloudForet's endpoints from identity {identity}: {e}"))?
+                .map_err(|source| ConfigError::Discover { identity: identity.clone(), source })?
         } else {
             BTreeMap::new()
         };
         let pick = |s: &Option<String>, service: &str| configured(s).or_else(|| discovered.get(service).cloned());
         Ok(Endpoints {
-            inventory: pick(&c.inventory, "inventory").ok_or_else(|| {
-                format!("no inventory endpoint: set cloudforet.inventory, or make identity {identity} list one")
-            })?,
+            inventory: pick(&c.inventory, "inventory").ok_or_else(|| ConfigError::NoInventoryListed { identity: identity.clone() })?,
             identity,
             notification: pick(&c.notification, "notification"),
             secret: pick(&c.secret, "secret"),
@@ -337,7 +407,7 @@ impl RunConfig {
         })
     }
 
-    pub fn auth(&self) -> Result<Auth, String> {
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
         let c = &self.cloudforet;
         match (&c.token_file, &c.token_env, &c.user_id) {
             (Some(f), None, None) => Ok(Auth::Token(read_secret_file("cloudforet.token_file", f)?)),
@@ -346,17 +416,17 @@ impl RunConfig {
                 let password = match (&c.password_env, &c.password_file) {
                     (Some(v), None) => env("cloudforet.password_env", v)?,
                     (None, Some(f)) => read_secret_file("cloudforet.password_file", f)?,
-                    _ => return Err("cloudforet.user_id needs exactly one of password_env, password_file".into()),
+                    _ => return Err(ConfigError::PasswordSource),
                 };
-                let domain_id = c.domain_id.clone().ok_or("cloudforet.user_id needs domain_id")?;
+                let domain_id = c.domain_id.clone().ok_or(ConfigError::NoDomain)?;
                 let scope = if c.workspace_id.is_some() { Scope::Workspace } else { Scope::Domain };
                 Ok(Auth::User { user_id: user_id.clone(), password, domain_id, scope, workspace_id: c.workspace_id.clone() })
             }
-            _ => Err("cloudforet: set exactly one of token_file, token_env, user_id".into()),
+            _ => Err(ConfigError::AuthSource),
         }
     }
 
-    pub async fn connector_config(&self) -> Result<ConnectorConfig, String> {
+    pub async fn connector_config(&self) -> Result<ConnectorConfig, ConfigError> {
         let c = &self.cloudforet;
         let mut cc = ConnectorConfig::new(self.endpoints().await?, self.auth()?);
         cc.backoff = Backoff {
@@ -382,7 +452,7 @@ impl RunConfig {
     }
 
     /// The sandbox settings: limits file plus each tenant's networks.
-    pub fn tenancy(&self) -> Result<TenancyConfig, String> {
+    pub fn tenancy(&self) -> Result<TenancyConfig, ConfigError> {
         let mut tenancy = match &self.limits {
             Some(p) => TenancyConfig::load(p)?,
             None => TenancyConfig::default(),
@@ -391,7 +461,9 @@ impl RunConfig {
             let nets = t
                 .allow_networks
                 .iter()
-                .map(|n| n.parse::<ipnet::IpNet>().map_err(|e| format!("tenant '{}': allow_networks {n:?}: {e}", t.name)))
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>().map_err(|source| ConfigError::Network { tenant: t.name.clone(), entry: n.clone(), source })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if !nets.is_empty() {
                 let mut tc = tenancy.get(&t.name).clone();
@@ -416,15 +488,15 @@ fn toml_to_map(t: &toml::Table) -> Map<String, Value> {
 }
 
 impl Register {
-    pub fn schema_spec(&self) -> Result<Option<SchemaSpec>, String> {
+    pub fn schema_spec(&self) -> Result<Option<SchemaSpec>, ConfigError> {
         let Some(s) = &self.schema else { return Ok(None) };
-        let schema_type = SchemaType::parse(&s.schema_type)
-            .ok_or_else(|| format!("register.schema.schema_type '{}' is not one of SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT, TRUSTED_ACCOUNT", s.schema_type))?;
-        let text = std::fs::read_to_string(&s.schema_file).map_err(|e| format!("register.schema.schema_file {}: {e}", s.schema_file.display()))?;
+        let schema_type = SchemaType::parse(&s.schema_type).ok_or_else(|| ConfigError::SchemaType(s.schema_type.clone()))?;
+        let path = || s.schema_file.clone();
+        let text = std::fs::read_to_string(&s.schema_file).map_err(|source| ConfigError::SchemaFile { path: path(), source })?;
         let schema = match serde_json::from_str(&text) {
             Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(format!("register.schema.schema_file {}: not a JSON object", s.schema_file.display())),
-            Err(e) => return Err(format!("register.schema.schema_file {}: {e}", s.schema_file.display())),
+            Ok(_) => return Err(ConfigError::SchemaNotObject { path: path() }),
+            Err(source) => return Err(ConfigError::SchemaJson { path: path(), source }),
         };
         Ok(Some(SchemaSpec {
             schema_id: s.schema_id.clone(),
@@ -438,13 +510,11 @@ impl Register {
         }))
     }
 
-    pub fn plugin_spec(&self) -> Result<Option<PluginSpec>, String> {
+    pub fn plugin_spec(&self) -> Result<Option<PluginSpec>, ConfigError> {
         let Some(p) = &self.plugin else { return Ok(None) };
-        let registry_type = PublicRegistryType::parse(&p.registry_type).ok_or_else(|| {
-            format!("register.plugin.registry_type '{}' is not one of DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB, GCP_PRIVATE_GCR", p.registry_type)
-        })?;
+        let registry_type = PublicRegistryType::parse(&p.registry_type).ok_or_else(|| ConfigError::RegistryType(p.registry_type.clone()))?;
         if p.name.trim().is_empty() || p.image.trim().is_empty() {
-            return Err("register.plugin: name and image must not be empty".into());
+            return Err(ConfigError::EmptyPlugin);
         }
         Ok(Some(PluginSpec {
             plugin_id: p.plugin_id.clone(),
@@ -691,7 +761,7 @@ mod tests {
         std::fs::write(&p, text).map_err(|e| e.to_string())?;
         let r = RunConfig::load(&p);
         std::fs::remove_dir_all(dir).ok();
-        r
+        r.map_err(|e| e.to_string())
     }
 
     const GOOD: &str = r#"
@@ -718,7 +788,9 @@ options = { api_version = "v4", page_size = 100 }
         assert_eq!(toml_to_json(&c.tenants[0].options).unwrap(), serde_json::json!({"api_version": "v4", "page_size": 100}));
         assert_eq!(c.settings().delete_after_missed, 3);
         // The token comes from the environment, named but unset here.
-        assert!(c.auth().unwrap_err().contains("CF_TEST_TOKEN_NOT_SET"));
+        let e = c.auth().unwrap_err();
+        assert!(matches!(&e, ConfigError::EnvNotSet { var, .. } if var == "CF_TEST_TOKEN_NOT_SET"));
+        assert!(e.to_string().contains("CF_TEST_TOKEN_NOT_SET"));
     }
 
     /// The example documents every key (it loads, and each field the
@@ -772,7 +844,7 @@ options = { api_version = "v4", page_size = 100 }
         ];
         for (text, want) in cases {
             let e = match parse(&text) {
-                Ok(c) => c.auth().map(|_| ()).unwrap_err(),
+                Ok(c) => c.auth().map(|_| ()).unwrap_err().to_string(),
                 Err(e) => e,
             };
             assert!(e.contains(want), "{want:?} not in {e:?}");

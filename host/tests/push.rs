@@ -436,6 +436,8 @@ async fn endpoints_are_discovered_from_identity() {
     // Without identity to ask, a clear error.
     edit(&s, |t| t.replacen(&format!("identity = \"http://127.0.0.1:{port}\""), "identity = \"http://127.0.0.1:1\"", 1));
     let e = RunConfig::load(&s.config).unwrap().endpoints().await.unwrap_err();
+    assert!(matches!(e, cf_host::push_config::ConfigError::Discover { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.starts_with("cannot discover CloudForet's endpoints from identity http://127.0.0.1:1"), "{e}");
 }
 
