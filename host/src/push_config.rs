@@ -14,7 +14,8 @@
 //! that could not reach CloudForet.
 //!
 //! A configuration that cannot be used is a [`ConfigError`] naming what is
-//! wrong; the runner's own failures are still reported as text.
+//! wrong; the runner's own failures (a tenant's secret, its plugin, its
+//! push run) are a [`RunnerError`], and registration's a [`RegisterError`].
 
 use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints, Upserted};
 use crate::cloudforet::pb::identity::v2::SchemaType;
@@ -309,6 +310,79 @@ impl From<ConfigError> for String {
     }
 }
 
+/// Why the runner, or one tenant's run, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no [[tenant]] to collect")]
+    NoTenants,
+    /// The sandbox runtime could not be made.
+    #[error("{0}")]
+    Runtime(String),
+    #[error("plugin {}: {source}", path.display())]
+    Plugin { path: PathBuf, source: crate::runtime::LoadError },
+    #[error("tenant '{tenant}': cost_data_source_id is set but {plugin} is not a cost data source (no cost-source export)")]
+    NotCostSource { tenant: String, plugin: String },
+    /// The CloudForet connector could not be made.
+    #[error("{0}")]
+    Connector(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("webhook_url needs CF_HOST_WEBHOOK_SECRET (16+ characters)")]
+    NoWebhookSecret,
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
+    #[error("tenant '{0}': no plugin")]
+    NoPlugin(String),
+    #[error("tenant '{tenant}': plugin {} not loaded", path.display())]
+    NotLoaded { tenant: String, path: PathBuf },
+    #[error("tenant '{tenant}': secret {}: {source}", path.display())]
+    SecretFile { tenant: String, path: PathBuf, source: std::io::Error },
+    /// CloudForet's secret service did not give the secret.
+    #[error("tenant '{tenant}': secret {id}: {source}")]
+    SecretData { tenant: String, id: String, source: crate::cloudforet::ApiError },
+    #[error("tenant '{0}': no secret")]
+    NoSecret(String),
+    /// Never with the secret's text.
+    #[error("tenant '{0}': the secret is not a JSON object")]
+    SecretNotObject(String),
+    /// A tenant's options do not convert to JSON.
+    #[error("{0}")]
+    Options(#[source] serde_json::Error),
+    #[error("no tenant '{0}' in the configuration")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+/// The text, for callers that only report it.
+impl From<RunnerError> for String {
+    fn from(e: RunnerError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why publishing the schema or the plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("schema {id}: {source}")]
+    Schema { id: String, source: crate::cloudforet::ApiError },
+    #[error("plugin {name}: {source}")]
+    Plugin { name: String, source: crate::cloudforet::ApiError },
+}
+
+/// The text, for callers that only report it.
+impl From<RegisterError> for String {
+    fn from(e: RegisterError) -> String {
+        e.to_string()
+    }
+}
+
 fn read_secret_file(what: &str, p: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_string())
@@ -475,8 +549,8 @@ impl RunConfig {
     }
 }
 
-fn toml_to_json(t: &toml::Table) -> Result<Value, String> {
-    serde_json::to_value(t).map_err(|e| e.to_string())
+fn toml_to_json(t: &toml::Table) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(t)
 }
 
 fn toml_to_map(t: &toml::Table) -> Map<String, Value> {
@@ -533,7 +607,7 @@ impl Register {
 }
 
 /// Publishes the schema and the plugin; one line per item.
-pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>, String> {
+pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>, RegisterError> {
     let mut out = Vec::new();
     let said = |what: &str, u: &Upserted| match u {
         Upserted::Created(id) => format!("{what} {id}: created"),
@@ -541,44 +615,48 @@ pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>
         Upserted::Unchanged(id) => format!("{what} {id}: unchanged"),
     };
     if let Some(s) = r.schema_spec()? {
-        let u = connector.ensure_schema(&s).await.map_err(|e| format!("schema {}: {e}", s.schema_id))?;
+        let u = connector.ensure_schema(&s).await.map_err(|source| RegisterError::Schema { id: s.schema_id.clone(), source })?;
         out.push(said("schema", &u));
     }
     if let Some(p) = r.plugin_spec()? {
-        let u = connector.ensure_plugin(&p).await.map_err(|e| format!("plugin {}: {e}", p.name))?;
+        let u = connector.ensure_plugin(&p).await.map_err(|source| RegisterError::Plugin { name: p.name.clone(), source })?;
         out.push(said("plugin", &u));
     }
     Ok(out)
 }
 
 impl TenantJob {
-    async fn spec(&self, connector: &Connector) -> Result<PushSpec, String> {
+    async fn spec(&self, connector: &Connector) -> Result<PushSpec, RunnerError> {
         let secret = match (&self.secret_file, &self.secret_env, &self.secret_id) {
             (Some(f), ..) => {
-                let text = std::fs::read_to_string(f).map_err(|e| format!("tenant '{}': secret {}: {e}", self.name, f.display()))?;
+                let text = std::fs::read_to_string(f)
+                    .map_err(|source| RunnerError::SecretFile { tenant: self.name.clone(), path: f.clone(), source })?;
                 parse_secret(&self.name, &text)?
             }
             (_, Some(v), _) => parse_secret(&self.name, &env(&format!("tenant '{}': secret_env", self.name), v)?)?,
-            (.., Some(id)) => connector.secret_data(id).await.map_err(|e| format!("tenant '{}': secret {id}: {e}", self.name))?,
-            _ => return Err(format!("tenant '{}': no secret", self.name)),
+            (.., Some(id)) => connector
+                .secret_data(id)
+                .await
+                .map_err(|source| RunnerError::SecretData { tenant: self.name.clone(), id: id.clone(), source })?,
+            _ => return Err(RunnerError::NoSecret(self.name.clone())),
         };
         Ok(PushSpec {
             tenant: self.name.clone(),
             endpoint: self.endpoint.clone(),
             secret,
-            options: toml_to_json(&self.options)?,
-            task_options: toml_to_json(&self.task_options)?,
+            options: toml_to_json(&self.options).map_err(RunnerError::Options)?,
+            task_options: toml_to_json(&self.task_options).map_err(RunnerError::Options)?,
             project_id: self.project_id.clone(),
             cost_data_source_id: self.cost_data_source_id.clone(),
         })
     }
 }
 
-fn parse_secret(tenant: &str, text: &str) -> Result<Value, String> {
+fn parse_secret(tenant: &str, text: &str) -> Result<Value, RunnerError> {
     match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
         // Never echo the secret's text.
-        _ => Err(format!("tenant '{tenant}': the secret is not a JSON object")),
+        _ => Err(RunnerError::SecretNotObject(tenant.to_string())),
     }
 }
 
@@ -591,31 +669,31 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub async fn new(config: RunConfig) -> Result<Runner, String> {
+    pub async fn new(config: RunConfig) -> Result<Runner, RunnerError> {
         if config.tenants.is_empty() {
-            return Err("no [[tenant]] to collect".into());
+            return Err(RunnerError::NoTenants);
         }
-        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() })?;
+        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
-                let plugin = runtime.load_file(p).map_err(|e| format!("plugin {}: {e}", p.display()))?;
+                let plugin = runtime.load_file(p).map_err(|source| RunnerError::Plugin { path: p.clone(), source })?;
                 plugins.insert(p.clone(), plugin);
             }
         }
         for t in config.tenants.iter().filter(|t| t.cost_data_source_id.is_some()) {
             let path = t.plugin.as_ref().or(config.plugin.as_ref());
             if let Some(p) = path.and_then(|p| plugins.get(p)).filter(|p: &&Plugin| !p.is_cost_source()) {
-                return Err(format!("tenant '{}': cost_data_source_id is set but {} is not a cost data source (no cost-source export)", t.name, p.name));
+                return Err(RunnerError::NotCostSource { tenant: t.name.clone(), plugin: p.name.clone() });
             }
         }
         let connector_config = config.connector_config().await?;
         let inventory = connector_config.endpoints.inventory.clone();
-        let connector = Connector::new(connector_config)?;
+        let connector = Connector::new(connector_config).map_err(RunnerError::Connector)?;
         let store = Arc::new(Store::open(&config.store)?);
         let webhook = match &config.webhook_url {
             Some(url) => {
-                let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| "webhook_url needs CF_HOST_WEBHOOK_SECRET (16+ characters)")?;
+                let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| RunnerError::NoWebhookSecret)?;
                 Some(crate::webhook::Webhook::new(url, &secret)?)
             }
             None => None,
@@ -624,13 +702,13 @@ impl Runner {
         Ok(Runner { config, runtime, sink, plugins })
     }
 
-    fn plugin(&self, t: &TenantJob) -> Result<&Plugin, String> {
-        let path = t.plugin.as_ref().or(self.config.plugin.as_ref()).ok_or_else(|| format!("tenant '{}': no plugin", t.name))?;
-        self.plugins.get(path).ok_or_else(|| format!("tenant '{}': plugin {} not loaded", t.name, path.display()))
+    fn plugin(&self, t: &TenantJob) -> Result<&Plugin, RunnerError> {
+        let path = t.plugin.as_ref().or(self.config.plugin.as_ref()).ok_or_else(|| RunnerError::NoPlugin(t.name.clone()))?;
+        self.plugins.get(path).ok_or_else(|| RunnerError::NotLoaded { tenant: t.name.clone(), path: path.clone() })
     }
 
     /// Runs one tenant now.
-    pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, String> {
+    pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
         let spec = t.spec(&self.sink.connector).await?;
@@ -639,15 +717,15 @@ impl Runner {
 
     /// Runs the named tenants (all when empty) now, at most
     /// `max_parallel_tenants` at a time; results in configuration order.
-    pub async fn run_all(&self, only: &[String]) -> Result<Vec<(String, Result<PushReport, String>)>, String> {
+    pub async fn run_all(&self, only: &[String]) -> Result<Vec<(String, Result<PushReport, RunnerError>)>, RunnerError> {
         if let Some(unknown) = only.iter().find(|n| !self.config.tenants.iter().any(|t| &t.name == *n)) {
-            return Err(format!("no tenant '{unknown}' in the configuration"));
+            return Err(RunnerError::UnknownTenant(unknown.clone()));
         }
         let jobs: Vec<&TenantJob> = self.config.tenants.iter().filter(|t| only.is_empty() || only.contains(&t.name)).collect();
         Ok(self.run_jobs(jobs).await)
     }
 
-    async fn run_jobs(&self, jobs: Vec<&TenantJob>) -> Vec<(String, Result<PushReport, String>)> {
+    async fn run_jobs(&self, jobs: Vec<&TenantJob>) -> Vec<(String, Result<PushReport, RunnerError>)> {
         let slots = tokio::sync::Semaphore::new(self.config.max_parallel_tenants.max(1));
         let mut runs = Vec::with_capacity(jobs.len());
         for t in jobs {
@@ -661,7 +739,7 @@ impl Runner {
     }
 
     /// Delivers outboxes left by earlier runs; per tenant `(delivered, error)`.
-    pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, String> {
+    pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, RunnerError> {
         let mut out = BTreeMap::new();
         for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
             let (delivered, error) = push::redeliver(&self.sink, &tenant).await;
@@ -671,7 +749,7 @@ impl Runner {
     }
 
     /// The scheduler: runs tenants at their hours until `shutdown`.
-    pub async fn serve(&self, tick: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    pub async fn serve(&self, tick: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunnerError> {
         tokio::pin!(shutdown);
         let mut last_hour: HashMap<String, i64> = HashMap::new();
         loop {
@@ -714,7 +792,7 @@ impl Runner {
 }
 
 /// The per-tenant summary printed by `cf-host run --once`.
-pub fn render(results: &[(String, Result<PushReport, String>)]) -> String {
+pub fn render(results: &[(String, Result<PushReport, RunnerError>)]) -> String {
     let mut s = String::new();
     for (tenant, r) in results {
         match r {
