@@ -37,7 +37,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// CloudForet's error code prefix for status details (`"ERROR_CODE: message"`).
     /// The gRPC status code's name (`UNAUTHENTICATED`, ...).
     pub fn grpc_name(self) -> &'static str {
         match self {
@@ -52,6 +51,7 @@ impl ErrorCode {
         }
     }
 
+    /// CloudForet's error code prefix for status details (`"ERROR_CODE: message"`).
     pub fn cloudforet_code(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "ERROR_INVALID_ARGUMENT",

@@ -6,11 +6,15 @@
 //! batches waiting at that moment in one transaction (and
 //! appends NDJSON when asked) and counts created / updated / unchanged /
 //! errors per type, like a CloudForet job task.
+//!
+//! A job that cannot run or record its outcome fails with a [`JobError`];
+//! the guest's own failure is the report's [`RunError`], with what it
+//! emitted before stored.
 
 use crate::error::RunError;
 use crate::record::Record;
-use crate::runtime::{CollectReport, Plugin, RunContext, Runtime};
-use crate::store::{Outcome, Store};
+use crate::runtime::{CollectReport, ContextError, Plugin, RunContext, Runtime};
+use crate::store::{Outcome, Store, StoreError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -67,6 +71,31 @@ impl Counts {
     /// `{"<label>": {"created", ...}}` of per-type counts.
     pub fn per_type_json(counts: &BTreeMap<String, Counts>) -> Value {
         Value::Object(counts.iter().map(|(k, c)| (k.clone(), c.to_json())).collect())
+    }
+}
+
+/// Why a job could not run, or could not record what it collected.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The endpoint, secret or options are not usable; nothing ran.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The NDJSON file cannot be created.
+    #[error("cannot write {}: {source}", path.display())]
+    Out { path: PathBuf, source: std::io::Error },
+    #[error("cannot write NDJSON: {0}")]
+    Ndjson(#[source] std::io::Error),
+    /// The writer thread panicked or was cancelled.
+    #[error("store writer failed: {0}")]
+    Writer(#[source] tokio::task::JoinError),
+}
+
+/// The text, for callers that only report it.
+impl From<JobError> for String {
+    fn from(e: JobError) -> String {
+        e.to_string()
     }
 }
 
@@ -139,8 +168,8 @@ pub fn run_context(
     secret: Value,
     options: Value,
     store: Arc<Store>,
-) -> Result<RunContext, String> {
-    runtime.context(tenant).endpoint(endpoint).secret(secret).options(options).state(store).build().map_err(|e| e.to_string())
+) -> Result<RunContext, ContextError> {
+    runtime.context(tenant).endpoint(endpoint).secret(secret).options(options).state(store).build()
 }
 
 /// Runs one collection into `store`. `progress` is called with the number of
@@ -151,14 +180,14 @@ pub async fn run(
     store: Arc<Store>,
     spec: JobSpec,
     progress: impl Fn(u64) + Send + 'static,
-) -> Result<JobReport, String> {
+) -> Result<JobReport, JobError> {
     let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, store.clone())?;
     let run_id = ctx.run_id.clone();
     store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
 
     let mut ndjson = match &spec.out {
         Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| format!("cannot write {}: {e}", p.display()))?,
+            std::fs::File::create(p).map_err(|source| JobError::Out { path: p.clone(), source })?,
         )),
         None => None,
     };
@@ -166,7 +195,7 @@ pub async fn run(
     let writer_store = store.clone();
     let tenant = spec.tenant.clone();
     let writer_run = run_id.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Counts>, String> {
+    let writer = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Counts>, JobError> {
         let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
         let mut written = 0u64;
         while let Some(mut batch) = rx.blocking_recv() {
@@ -180,14 +209,14 @@ pub async fn run(
             for (r, o) in batch.iter().zip(outcomes) {
                 counts.entry(r.label()).or_default().add(o);
                 if let Some(w) = ndjson.as_mut() {
-                    writeln!(w, "{}", r.to_json_line()).map_err(|e| format!("cannot write NDJSON: {e}"))?;
+                    writeln!(w, "{}", r.to_json_line()).map_err(JobError::Ndjson)?;
                 }
             }
             written += batch.len() as u64;
             progress(written);
         }
         if let Some(w) = ndjson.as_mut() {
-            w.flush().map_err(|e| format!("cannot write NDJSON: {e}"))?;
+            w.flush().map_err(JobError::Ndjson)?;
         }
         Ok(counts)
     });
@@ -198,7 +227,7 @@ pub async fn run(
         Some(w) => run_costs(runtime, plugin, &ctx, w.start.as_deref(), None, tx).await.map(|(_, report)| report),
     };
     // The sender is gone with the store; the writer drains what is left.
-    let counts = writer.await.map_err(|e| format!("store writer failed: {e}"))??;
+    let counts = writer.await.map_err(JobError::Writer)??;
     let elapsed = started.elapsed();
     let (collect, error) = match result {
         Ok(r) => (Some(r), None),

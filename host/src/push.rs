@@ -20,6 +20,10 @@
 //! no task options narrowing it) ends with the sweep: cloud services pushed before and not seen for
 //! `delete_after_missed` complete runs are deleted. Then the notification
 //! (`Notification.create`) and the optional webhook.
+//!
+//! A run that cannot start or record its outcome fails with a
+//! [`PushError`]; delivery that stops short is the report's
+//! [`DeliveryError`], the collection's own failure its [`RunError`].
 
 use crate::cloudforet::client::{Connector, Upserted};
 use crate::cloudforet::pb::notification::v1::{create_notification_request as notif, CreateNotificationRequest};
@@ -28,9 +32,9 @@ use crate::error::RunError;
 use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
-use crate::runtime::{CollectReport, Plugin, Runtime};
-use crate::spool::Spooled;
-use crate::store::Store;
+use crate::runtime::{CollectReport, ContextError, Plugin, Runtime};
+use crate::spool::{SpoolError, Spooled};
+use crate::store::{Store, StoreError};
 use crate::webhook::{Event, Tally, Webhook};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -107,6 +111,58 @@ pub struct CostRun {
     synced_at: String,
 }
 
+/// Why a push run could not run, or could not record its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The endpoint, secret or options are not usable; nothing ran.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// Recording the run or its error resources failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The outbox, the ledger or the cost synchronization failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// A batch could not be made durable: the rest of the run was dropped.
+    #[error("cannot spool records: {0}")]
+    Spooling(#[source] SpoolFailure),
+}
+
+/// The text, for callers that only report it.
+impl From<PushError> for String {
+    fn from(e: PushError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why the spooler could not make a batch durable.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolFailure {
+    /// Writing the outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] SpoolError),
+    /// Recording the batch's error resources failed.
+    #[error(transparent)]
+    Errors(#[from] StoreError),
+    /// The writing thread panicked or was cancelled.
+    #[error(transparent)]
+    Thread(tokio::task::JoinError),
+}
+
+/// Why delivery stopped short (what is left stays spooled).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// CloudForet stayed unavailable until `deliver_timeout`.
+    #[error("CloudForet unavailable: {0}")]
+    Unavailable(ApiError),
+    /// CloudForet refused the connector (token refused, permission denied).
+    #[error("CloudForet refused the connector: {0}")]
+    Refused(ApiError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
 #[derive(Debug, Default)]
 pub struct PushReport {
     pub run_id: String,
@@ -126,7 +182,7 @@ pub struct PushReport {
     /// Why the cost part failed (the inventory part is unaffected).
     pub cost_error: Option<RunError>,
     /// Why delivery stopped short, if it did.
-    pub delivery_error: Option<String>,
+    pub delivery_error: Option<DeliveryError>,
 }
 
 impl PushReport {
@@ -149,7 +205,7 @@ impl PushReport {
             "cost_tasks": self.costs.as_ref().map(|c| c.tasks),
             "cost_lines": self.costs.as_ref().map(|c| c.lines),
             "cost_error": self.cost_error.as_ref().map(|e| e.to_string()),
-            "delivery_error": self.delivery_error,
+            "delivery_error": self.delivery_error.as_ref().map(|e| e.to_string()),
         })
     }
 }
@@ -164,7 +220,7 @@ enum Round {
     Unavailable(ApiError),
     /// Delivery cannot succeed with this configuration (token refused,
     /// permission denied) or the store failed.
-    Fatal(String),
+    Fatal(DeliveryError),
 }
 
 struct Deliverer<'a> {
@@ -179,7 +235,7 @@ impl Deliverer<'_> {
         let rows = match self.sink.store.spooled(&self.sink.name, self.tenant, CHUNK) {
             Ok(r) if r.is_empty() => return Round::Empty,
             Ok(r) => r,
-            Err(e) => return Round::Fatal(e),
+            Err(e) => return Round::Fatal(e.into()),
         };
         // One match key's records in order; different keys in parallel.
         let mut groups: Vec<Vec<Spooled>> = Vec::new();
@@ -230,7 +286,7 @@ impl Deliverer<'_> {
             match r {
                 Ok(up) => {
                     if let Err(e) = store.delivered(&self.sink.name, self.tenant, &row, up.id()) {
-                        return Round::Fatal(e);
+                        return Round::Fatal(e.into());
                     }
                     match up {
                         Upserted::Created(_) => count(&|c| c.created += 1),
@@ -243,7 +299,7 @@ impl Deliverer<'_> {
                         let _ = store.attempt_failed(&row, &e.to_string());
                         return Round::Unavailable(e);
                     }
-                    Category::Auth | Category::Denied => return Round::Fatal(format!("CloudForet refused the connector: {e}")),
+                    Category::Auth | Category::Denied => return Round::Fatal(DeliveryError::Refused(e)),
                     Category::Other if row.attempts + 1 < MAX_ATTEMPTS => {
                         let _ = store.attempt_failed(&row, &e.to_string());
                         return Round::Unavailable(e);
@@ -252,7 +308,7 @@ impl Deliverer<'_> {
                         tracing::warn!(tenant = self.tenant, label = %row.label, error = %e, "CloudForet refused a record");
                         // Counted with the run's error resources.
                         if let Err(se) = store.refused(self.tenant, &row, &e.to_string()) {
-                            return Round::Fatal(se);
+                            return Round::Fatal(se.into());
                         }
                     }
                 },
@@ -263,7 +319,7 @@ impl Deliverer<'_> {
 
     /// Delivers until the outbox is empty after `done`, or delivery is
     /// impossible, or `deliver_timeout` after `done` has passed.
-    async fn run(&self, mut done: watch::Receiver<bool>, more: &Notify) -> Option<String> {
+    async fn run(&self, mut done: watch::Receiver<bool>, more: &Notify) -> Option<DeliveryError> {
         let mut deadline: Option<Instant> = None;
         loop {
             if deadline.is_none() && *done.borrow() {
@@ -279,10 +335,11 @@ impl Deliverer<'_> {
                     Some(e)
                 }
             };
-            if let (Some(d), Some(e)) = (deadline, &wait)
+            if let Some(d) = deadline
                 && Instant::now() >= d
+                && let Some(e) = wait
             {
-                return Some(format!("CloudForet unavailable: {e}"));
+                return Some(DeliveryError::Unavailable(e));
             }
             let pause = self.sink.settings.pause;
             tokio::select! {
@@ -296,7 +353,7 @@ impl Deliverer<'_> {
 
 /// Delivers what earlier runs left in a tenant's outbox (no collection):
 /// `(records delivered, why delivery stopped short)`.
-pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<String>) {
+pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<DeliveryError>) {
     let d = Deliverer { sink, tenant, run_id: "", counts: Mutex::new((BTreeMap::new(), 0)) };
     let (_done, rx) = watch::channel(true);
     let error = d.run(rx, &Notify::new()).await;
@@ -305,7 +362,7 @@ pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<String>) {
 }
 
 /// Runs one push collection for a tenant.
-pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, String> {
+pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, PushError> {
     let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.store.clone())?;
     let run_id = ctx.run_id.clone();
     sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
@@ -322,7 +379,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     };
     let tally = Mutex::new(Tally::default());
     let spooler = async {
-        let mut failed: Option<String> = None;
+        let mut failed: Option<SpoolFailure> = None;
         while let Some(mut batch) = rx.recv().await {
             if failed.is_some() {
                 continue;
@@ -346,12 +403,13 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
             let store = sink.store.clone();
             let (name, tenant, run) = (sink.name.clone(), spec.tenant.clone(), run_id.clone());
             // Durable before anything is sent; error resources are recorded.
-            let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let written = tokio::task::spawn_blocking(move || -> Result<(), SpoolFailure> {
                 store.spool(&name, &tenant, &run, &batch)?;
-                store.apply(&tenant, &run, &errors).map(|_| ())
+                store.apply(&tenant, &run, &errors)?;
+                Ok(())
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(SpoolFailure::Thread)
             .and_then(|r| r);
             match written {
                 Ok(_) => more.notify_one(),
@@ -376,7 +434,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     };
     let (((result, costs), spool_failure), delivery_error) = tokio::join!(collect_and_spool, deliverer.run(done_rx, &more));
     if let Some(e) = spool_failure {
-        return Err(format!("cannot spool records: {e}"));
+        return Err(PushError::Spooling(e));
     }
     // The costs are durable in the outbox: the next synchronization starts
     // from this one.
@@ -437,7 +495,7 @@ async fn collect_costs(
     tx: mpsc::Sender<Vec<Record>>,
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
-    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(RunError::Host)?;
+    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
     let (tasks, report) = crate::job::run_costs(runtime, plugin, ctx, None, last.as_deref(), tx).await?;
     Ok(CostRun { tasks, lines: report.records, synced_at })
 }
@@ -453,7 +511,7 @@ fn sweeps(report: &PushReport, task_options: &Value) -> bool {
 }
 
 /// Deletes the cloud services missed by enough complete runs.
-async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, String> {
+async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, SpoolError> {
     let gone = sink.store.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
     let mut deleted = 0;
     for (key, id) in gone {
@@ -543,7 +601,7 @@ mod tests {
         assert!(!sweeps(&spooled, &json!({})), "records not delivered");
         let failed = PushReport { error: Some(RunError::Host("x".into())), ..Default::default() };
         assert!(!sweeps(&failed, &json!({})), "a failed collection");
-        let refused = PushReport { delivery_error: Some("token refused".into()), ..Default::default() };
+        let refused = PushReport { delivery_error: Some(DeliveryError::Refused(ApiError::new(tonic::Code::Unauthenticated, "token refused"))), ..Default::default() };
         assert!(!sweeps(&refused, &json!({})));
     }
 }

@@ -12,6 +12,10 @@
 //! `tick`, starts the tenants whose hour has come (once per hour, at most
 //! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
 //! that could not reach CloudForet.
+//!
+//! A configuration that cannot be used is a [`ConfigError`] naming what is
+//! wrong; the runner's own failures (a tenant's secret, its plugin, its
+//! push run) are a [`RunnerError`], and registration's a [`RegisterError`].
 
 use crate::cloudforet::client::{Connector, ConnectorConfig, Endpoints, Upserted};
 use crate::cloudforet::pb::identity::v2::SchemaType;
@@ -239,12 +243,154 @@ fn default_registry_type() -> String {
     "DOCKER_HUB".into()
 }
 
-fn read_secret_file(what: &str, p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("{what} {}: {e}", p.display()))
+/// What is wrong with a push configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("no [[tenant]] to collect and nothing to [register]")]
+    NothingToDo,
+    #[error("tenant '{0}' is configured twice")]
+    DuplicateTenant(String),
+    #[error("tenant '{0}': no plugin (set `plugin` at the top or in the tenant)")]
+    NoPlugin(String),
+    #[error("tenant '{0}': set exactly one of secret_file, secret_env, secret_id")]
+    SecretSource(String),
+    #[error("tenant '{tenant}': hour {hour} is not 0-23")]
+    Hour { tenant: String, hour: u8 },
+    #[error("max_parallel_tenants and cloudforet.concurrency must be at least 1")]
+    NoParallelism,
+    #[error("cloudforet.identity (or cloudforet.endpoint) is required")]
+    NoIdentity,
+    #[error("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required")]
+    NoInventory,
+    /// Identity's `Endpoint.list` failed.
+    #[error("cannot discover CloudForet's endpoints from identity {identity}: {source}")]
+    Discover { identity: String, source: crate::cloudforet::ApiError },
+    /// Identity lists no inventory endpoint.
+    #[error("no inventory endpoint: set cloudforet.inventory, or make identity {identity} list one")]
+    NoInventoryListed { identity: String },
+    /// A credential file (`what` is its key) cannot be read.
+    #[error("{what} {}: {source}", path.display())]
+    CredentialFile { what: String, path: PathBuf, source: std::io::Error },
+    /// The environment variable a key (`what`) names is not set.
+    #[error("{what}: environment variable {var} is not set")]
+    EnvNotSet { what: String, var: String },
+    #[error("cloudforet.user_id needs exactly one of password_env, password_file")]
+    PasswordSource,
+    #[error("cloudforet.user_id needs domain_id")]
+    NoDomain,
+    #[error("cloudforet: set exactly one of token_file, token_env, user_id")]
+    AuthSource,
+    /// The `limits` file.
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::TenancyError),
+    #[error("tenant '{tenant}': allow_networks {entry:?}: {source}")]
+    Network { tenant: String, entry: String, source: ipnet::AddrParseError },
+    #[error("register.schema.schema_type '{0}' is not one of SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT, TRUSTED_ACCOUNT")]
+    SchemaType(String),
+    #[error("register.schema.schema_file {}: {source}", path.display())]
+    SchemaFile { path: PathBuf, source: std::io::Error },
+    #[error("register.schema.schema_file {}: {source}", path.display())]
+    SchemaJson { path: PathBuf, source: serde_json::Error },
+    #[error("register.schema.schema_file {}: not a JSON object", path.display())]
+    SchemaNotObject { path: PathBuf },
+    #[error("register.plugin.registry_type '{0}' is not one of DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB, GCP_PRIVATE_GCR")]
+    RegistryType(String),
+    #[error("register.plugin: name and image must not be empty")]
+    EmptyPlugin,
 }
 
-fn env(what: &str, var: &str) -> Result<String, String> {
-    std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+/// The text, for callers that only report it.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why the runner, or one tenant's run, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no [[tenant]] to collect")]
+    NoTenants,
+    /// The sandbox runtime could not be made.
+    #[error("{0}")]
+    Runtime(String),
+    #[error("plugin {}: {source}", path.display())]
+    Plugin { path: PathBuf, source: crate::runtime::LoadError },
+    #[error("tenant '{tenant}': cost_data_source_id is set but {plugin} is not a cost data source (no cost-source export)")]
+    NotCostSource { tenant: String, plugin: String },
+    /// The CloudForet connector could not be made.
+    #[error("{0}")]
+    Connector(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("webhook_url needs CF_HOST_WEBHOOK_SECRET (16+ characters)")]
+    NoWebhookSecret,
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
+    #[error("tenant '{0}': no plugin")]
+    NoPlugin(String),
+    #[error("tenant '{tenant}': plugin {} not loaded", path.display())]
+    NotLoaded { tenant: String, path: PathBuf },
+    #[error("tenant '{tenant}': secret {}: {source}", path.display())]
+    SecretFile { tenant: String, path: PathBuf, source: std::io::Error },
+    /// CloudForet's secret service did not give the secret.
+    #[error("tenant '{tenant}': secret {id}: {source}")]
+    SecretData { tenant: String, id: String, source: crate::cloudforet::ApiError },
+    #[error("tenant '{0}': no secret")]
+    NoSecret(String),
+    /// Never with the secret's text.
+    #[error("tenant '{0}': the secret is not a JSON object")]
+    SecretNotObject(String),
+    /// A tenant's options do not convert to JSON.
+    #[error("{0}")]
+    Options(#[source] serde_json::Error),
+    #[error("no tenant '{0}' in the configuration")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+/// The text, for callers that only report it.
+impl From<RunnerError> for String {
+    fn from(e: RunnerError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why publishing the schema or the plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("schema {id}: {source}")]
+    Schema { id: String, source: crate::cloudforet::ApiError },
+    #[error("plugin {name}: {source}")]
+    Plugin { name: String, source: crate::cloudforet::ApiError },
+}
+
+/// The text, for callers that only report it.
+impl From<RegisterError> for String {
+    fn from(e: RegisterError) -> String {
+        e.to_string()
+    }
+}
+
+fn read_secret_file(what: &str, p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ConfigError::CredentialFile { what: what.to_string(), path: p.to_path_buf(), source })
+}
+
+fn env(what: &str, var: &str) -> Result<String, ConfigError> {
+    std::env::var(var).map_err(|_| ConfigError::EnvNotSet { what: what.to_string(), var: var.to_string() })
 }
 
 /// Resolves relative paths against the config file's directory.
@@ -253,9 +399,9 @@ fn rel(base: &Path, p: &Path) -> PathBuf {
 }
 
 impl RunConfig {
-    pub fn load(path: &Path) -> Result<RunConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut c: RunConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.store = rel(base, &c.store);
         c.plugin = c.plugin.map(|p| rel(base, &p));
@@ -273,9 +419,9 @@ impl RunConfig {
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.tenants.is_empty() && self.register.is_none() {
-            return Err("no [[tenant]] to collect and nothing to [register]".into());
+            return Err(ConfigError::NothingToDo);
         }
         if let Some(r) = &self.register {
             r.schema_spec()?;
@@ -284,27 +430,27 @@ impl RunConfig {
         let mut seen = std::collections::HashSet::new();
         for t in &self.tenants {
             if !seen.insert(t.name.as_str()) {
-                return Err(format!("tenant '{}' is configured twice", t.name));
+                return Err(ConfigError::DuplicateTenant(t.name.clone()));
             }
             if t.plugin.is_none() && self.plugin.is_none() {
-                return Err(format!("tenant '{}': no plugin (set `plugin` at the top or in the tenant)", t.name));
+                return Err(ConfigError::NoPlugin(t.name.clone()));
             }
             if [t.secret_file.is_some(), t.secret_env.is_some(), t.secret_id.is_some()].iter().filter(|b| **b).count() != 1 {
-                return Err(format!("tenant '{}': set exactly one of secret_file, secret_env, secret_id", t.name));
+                return Err(ConfigError::SecretSource(t.name.clone()));
             }
             if let Some(h) = t.hours.iter().find(|h| **h > 23) {
-                return Err(format!("tenant '{}': hour {h} is not 0-23", t.name));
+                return Err(ConfigError::Hour { tenant: t.name.clone(), hour: *h });
             }
         }
         if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
-            return Err("max_parallel_tenants and cloudforet.concurrency must be at least 1".into());
+            return Err(ConfigError::NoParallelism);
         }
         let c = &self.cloudforet;
         if c.identity.is_none() && c.endpoint.is_none() {
-            return Err("cloudforet.identity (or cloudforet.endpoint) is required".into());
+            return Err(ConfigError::NoIdentity);
         }
         if c.inventory.is_none() && c.endpoint.is_none() && !c.discover {
-            return Err("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required".into());
+            return Err(ConfigError::NoInventory);
         }
         Ok(())
     }
@@ -312,23 +458,21 @@ impl RunConfig {
     /// The services' endpoints: each as configured, else `endpoint`, else
     /// (with `discover`) what identity's `Endpoint.list` says. Identity is
     /// asked only when a service has none configured.
-    pub async fn endpoints(&self) -> Result<Endpoints, String> {
+    pub async fn endpoints(&self) -> Result<Endpoints, ConfigError> {
         let c = &self.cloudforet;
-        let identity = c.identity.clone().or_else(|| c.endpoint.clone()).ok_or("cloudforet.identity (or cloudforet.endpoint) is required")?;
+        let identity = c.identity.clone().or_else(|| c.endpoint.clone()).ok_or(ConfigError::NoIdentity)?;
         let configured = |s: &Option<String>| s.clone().or_else(|| c.endpoint.clone());
         let wanted = [&c.inventory, &c.notification, &c.secret, &c.repository, &c.cost_analysis];
         let discovered = if c.discover && wanted.iter().any(|s| configured(s).is_none()) {
             crate::cloudforet::client::discover(&identity, Duration::from_secs(c.call_timeout_secs.max(1)))
                 .await
-                .map_err(|e| format!("cannot discover CloudForet's endpoints from identity {identity}: {e}"))?
+                .map_err(|source| ConfigError::Discover { identity: identity.clone(), source })?
         } else {
             BTreeMap::new()
         };
         let pick = |s: &Option<String>, service: &str| configured(s).or_else(|| discovered.get(service).cloned());
         Ok(Endpoints {
-            inventory: pick(&c.inventory, "inventory").ok_or_else(|| {
-                format!("no inventory endpoint: set cloudforet.inventory, or make identity {identity} list one")
-            })?,
+            inventory: pick(&c.inventory, "inventory").ok_or_else(|| ConfigError::NoInventoryListed { identity: identity.clone() })?,
             identity,
             notification: pick(&c.notification, "notification"),
             secret: pick(&c.secret, "secret"),
@@ -337,7 +481,7 @@ impl RunConfig {
         })
     }
 
-    pub fn auth(&self) -> Result<Auth, String> {
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
         let c = &self.cloudforet;
         match (&c.token_file, &c.token_env, &c.user_id) {
             (Some(f), None, None) => Ok(Auth::Token(read_secret_file("cloudforet.token_file", f)?)),
@@ -346,17 +490,17 @@ impl RunConfig {
                 let password = match (&c.password_env, &c.password_file) {
                     (Some(v), None) => env("cloudforet.password_env", v)?,
                     (None, Some(f)) => read_secret_file("cloudforet.password_file", f)?,
-                    _ => return Err("cloudforet.user_id needs exactly one of password_env, password_file".into()),
+                    _ => return Err(ConfigError::PasswordSource),
                 };
-                let domain_id = c.domain_id.clone().ok_or("cloudforet.user_id needs domain_id")?;
+                let domain_id = c.domain_id.clone().ok_or(ConfigError::NoDomain)?;
                 let scope = if c.workspace_id.is_some() { Scope::Workspace } else { Scope::Domain };
                 Ok(Auth::User { user_id: user_id.clone(), password, domain_id, scope, workspace_id: c.workspace_id.clone() })
             }
-            _ => Err("cloudforet: set exactly one of token_file, token_env, user_id".into()),
+            _ => Err(ConfigError::AuthSource),
         }
     }
 
-    pub async fn connector_config(&self) -> Result<ConnectorConfig, String> {
+    pub async fn connector_config(&self) -> Result<ConnectorConfig, ConfigError> {
         let c = &self.cloudforet;
         let mut cc = ConnectorConfig::new(self.endpoints().await?, self.auth()?);
         cc.backoff = Backoff {
@@ -382,7 +526,7 @@ impl RunConfig {
     }
 
     /// The sandbox settings: limits file plus each tenant's networks.
-    pub fn tenancy(&self) -> Result<TenancyConfig, String> {
+    pub fn tenancy(&self) -> Result<TenancyConfig, ConfigError> {
         let mut tenancy = match &self.limits {
             Some(p) => TenancyConfig::load(p)?,
             None => TenancyConfig::default(),
@@ -391,7 +535,9 @@ impl RunConfig {
             let nets = t
                 .allow_networks
                 .iter()
-                .map(|n| n.parse::<ipnet::IpNet>().map_err(|e| format!("tenant '{}': allow_networks {n:?}: {e}", t.name)))
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>().map_err(|source| ConfigError::Network { tenant: t.name.clone(), entry: n.clone(), source })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if !nets.is_empty() {
                 let mut tc = tenancy.get(&t.name).clone();
@@ -403,8 +549,8 @@ impl RunConfig {
     }
 }
 
-fn toml_to_json(t: &toml::Table) -> Result<Value, String> {
-    serde_json::to_value(t).map_err(|e| e.to_string())
+fn toml_to_json(t: &toml::Table) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(t)
 }
 
 fn toml_to_map(t: &toml::Table) -> Map<String, Value> {
@@ -416,15 +562,15 @@ fn toml_to_map(t: &toml::Table) -> Map<String, Value> {
 }
 
 impl Register {
-    pub fn schema_spec(&self) -> Result<Option<SchemaSpec>, String> {
+    pub fn schema_spec(&self) -> Result<Option<SchemaSpec>, ConfigError> {
         let Some(s) = &self.schema else { return Ok(None) };
-        let schema_type = SchemaType::parse(&s.schema_type)
-            .ok_or_else(|| format!("register.schema.schema_type '{}' is not one of SECRET, TRUSTING_SECRET, SERVICE_ACCOUNT, TRUSTED_ACCOUNT", s.schema_type))?;
-        let text = std::fs::read_to_string(&s.schema_file).map_err(|e| format!("register.schema.schema_file {}: {e}", s.schema_file.display()))?;
+        let schema_type = SchemaType::parse(&s.schema_type).ok_or_else(|| ConfigError::SchemaType(s.schema_type.clone()))?;
+        let path = || s.schema_file.clone();
+        let text = std::fs::read_to_string(&s.schema_file).map_err(|source| ConfigError::SchemaFile { path: path(), source })?;
         let schema = match serde_json::from_str(&text) {
             Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(format!("register.schema.schema_file {}: not a JSON object", s.schema_file.display())),
-            Err(e) => return Err(format!("register.schema.schema_file {}: {e}", s.schema_file.display())),
+            Ok(_) => return Err(ConfigError::SchemaNotObject { path: path() }),
+            Err(source) => return Err(ConfigError::SchemaJson { path: path(), source }),
         };
         Ok(Some(SchemaSpec {
             schema_id: s.schema_id.clone(),
@@ -438,13 +584,11 @@ impl Register {
         }))
     }
 
-    pub fn plugin_spec(&self) -> Result<Option<PluginSpec>, String> {
+    pub fn plugin_spec(&self) -> Result<Option<PluginSpec>, ConfigError> {
         let Some(p) = &self.plugin else { return Ok(None) };
-        let registry_type = PublicRegistryType::parse(&p.registry_type).ok_or_else(|| {
-            format!("register.plugin.registry_type '{}' is not one of DOCKER_HUB, AWS_PRIVATE_ECR, HARBOR, GITHUB, GCP_PRIVATE_GCR", p.registry_type)
-        })?;
+        let registry_type = PublicRegistryType::parse(&p.registry_type).ok_or_else(|| ConfigError::RegistryType(p.registry_type.clone()))?;
         if p.name.trim().is_empty() || p.image.trim().is_empty() {
-            return Err("register.plugin: name and image must not be empty".into());
+            return Err(ConfigError::EmptyPlugin);
         }
         Ok(Some(PluginSpec {
             plugin_id: p.plugin_id.clone(),
@@ -463,7 +607,7 @@ impl Register {
 }
 
 /// Publishes the schema and the plugin; one line per item.
-pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>, String> {
+pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>, RegisterError> {
     let mut out = Vec::new();
     let said = |what: &str, u: &Upserted| match u {
         Upserted::Created(id) => format!("{what} {id}: created"),
@@ -471,44 +615,48 @@ pub async fn register(connector: &Connector, r: &Register) -> Result<Vec<String>
         Upserted::Unchanged(id) => format!("{what} {id}: unchanged"),
     };
     if let Some(s) = r.schema_spec()? {
-        let u = connector.ensure_schema(&s).await.map_err(|e| format!("schema {}: {e}", s.schema_id))?;
+        let u = connector.ensure_schema(&s).await.map_err(|source| RegisterError::Schema { id: s.schema_id.clone(), source })?;
         out.push(said("schema", &u));
     }
     if let Some(p) = r.plugin_spec()? {
-        let u = connector.ensure_plugin(&p).await.map_err(|e| format!("plugin {}: {e}", p.name))?;
+        let u = connector.ensure_plugin(&p).await.map_err(|source| RegisterError::Plugin { name: p.name.clone(), source })?;
         out.push(said("plugin", &u));
     }
     Ok(out)
 }
 
 impl TenantJob {
-    async fn spec(&self, connector: &Connector) -> Result<PushSpec, String> {
+    async fn spec(&self, connector: &Connector) -> Result<PushSpec, RunnerError> {
         let secret = match (&self.secret_file, &self.secret_env, &self.secret_id) {
             (Some(f), ..) => {
-                let text = std::fs::read_to_string(f).map_err(|e| format!("tenant '{}': secret {}: {e}", self.name, f.display()))?;
+                let text = std::fs::read_to_string(f)
+                    .map_err(|source| RunnerError::SecretFile { tenant: self.name.clone(), path: f.clone(), source })?;
                 parse_secret(&self.name, &text)?
             }
             (_, Some(v), _) => parse_secret(&self.name, &env(&format!("tenant '{}': secret_env", self.name), v)?)?,
-            (.., Some(id)) => connector.secret_data(id).await.map_err(|e| format!("tenant '{}': secret {id}: {e}", self.name))?,
-            _ => return Err(format!("tenant '{}': no secret", self.name)),
+            (.., Some(id)) => connector
+                .secret_data(id)
+                .await
+                .map_err(|source| RunnerError::SecretData { tenant: self.name.clone(), id: id.clone(), source })?,
+            _ => return Err(RunnerError::NoSecret(self.name.clone())),
         };
         Ok(PushSpec {
             tenant: self.name.clone(),
             endpoint: self.endpoint.clone(),
             secret,
-            options: toml_to_json(&self.options)?,
-            task_options: toml_to_json(&self.task_options)?,
+            options: toml_to_json(&self.options).map_err(RunnerError::Options)?,
+            task_options: toml_to_json(&self.task_options).map_err(RunnerError::Options)?,
             project_id: self.project_id.clone(),
             cost_data_source_id: self.cost_data_source_id.clone(),
         })
     }
 }
 
-fn parse_secret(tenant: &str, text: &str) -> Result<Value, String> {
+fn parse_secret(tenant: &str, text: &str) -> Result<Value, RunnerError> {
     match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
         // Never echo the secret's text.
-        _ => Err(format!("tenant '{tenant}': the secret is not a JSON object")),
+        _ => Err(RunnerError::SecretNotObject(tenant.to_string())),
     }
 }
 
@@ -521,31 +669,31 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub async fn new(config: RunConfig) -> Result<Runner, String> {
+    pub async fn new(config: RunConfig) -> Result<Runner, RunnerError> {
         if config.tenants.is_empty() {
-            return Err("no [[tenant]] to collect".into());
+            return Err(RunnerError::NoTenants);
         }
-        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() })?;
+        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
-                let plugin = runtime.load_file(p).map_err(|e| format!("plugin {}: {e}", p.display()))?;
+                let plugin = runtime.load_file(p).map_err(|source| RunnerError::Plugin { path: p.clone(), source })?;
                 plugins.insert(p.clone(), plugin);
             }
         }
         for t in config.tenants.iter().filter(|t| t.cost_data_source_id.is_some()) {
             let path = t.plugin.as_ref().or(config.plugin.as_ref());
             if let Some(p) = path.and_then(|p| plugins.get(p)).filter(|p: &&Plugin| !p.is_cost_source()) {
-                return Err(format!("tenant '{}': cost_data_source_id is set but {} is not a cost data source (no cost-source export)", t.name, p.name));
+                return Err(RunnerError::NotCostSource { tenant: t.name.clone(), plugin: p.name.clone() });
             }
         }
         let connector_config = config.connector_config().await?;
         let inventory = connector_config.endpoints.inventory.clone();
-        let connector = Connector::new(connector_config)?;
+        let connector = Connector::new(connector_config).map_err(RunnerError::Connector)?;
         let store = Arc::new(Store::open(&config.store)?);
         let webhook = match &config.webhook_url {
             Some(url) => {
-                let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| "webhook_url needs CF_HOST_WEBHOOK_SECRET (16+ characters)")?;
+                let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| RunnerError::NoWebhookSecret)?;
                 Some(crate::webhook::Webhook::new(url, &secret)?)
             }
             None => None,
@@ -554,30 +702,30 @@ impl Runner {
         Ok(Runner { config, runtime, sink, plugins })
     }
 
-    fn plugin(&self, t: &TenantJob) -> Result<&Plugin, String> {
-        let path = t.plugin.as_ref().or(self.config.plugin.as_ref()).ok_or_else(|| format!("tenant '{}': no plugin", t.name))?;
-        self.plugins.get(path).ok_or_else(|| format!("tenant '{}': plugin {} not loaded", t.name, path.display()))
+    fn plugin(&self, t: &TenantJob) -> Result<&Plugin, RunnerError> {
+        let path = t.plugin.as_ref().or(self.config.plugin.as_ref()).ok_or_else(|| RunnerError::NoPlugin(t.name.clone()))?;
+        self.plugins.get(path).ok_or_else(|| RunnerError::NotLoaded { tenant: t.name.clone(), path: path.clone() })
     }
 
     /// Runs one tenant now.
-    pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, String> {
+    pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
         let spec = t.spec(&self.sink.connector).await?;
-        push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await
+        Ok(push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await?)
     }
 
     /// Runs the named tenants (all when empty) now, at most
     /// `max_parallel_tenants` at a time; results in configuration order.
-    pub async fn run_all(&self, only: &[String]) -> Result<Vec<(String, Result<PushReport, String>)>, String> {
+    pub async fn run_all(&self, only: &[String]) -> Result<Vec<(String, Result<PushReport, RunnerError>)>, RunnerError> {
         if let Some(unknown) = only.iter().find(|n| !self.config.tenants.iter().any(|t| &t.name == *n)) {
-            return Err(format!("no tenant '{unknown}' in the configuration"));
+            return Err(RunnerError::UnknownTenant(unknown.clone()));
         }
         let jobs: Vec<&TenantJob> = self.config.tenants.iter().filter(|t| only.is_empty() || only.contains(&t.name)).collect();
         Ok(self.run_jobs(jobs).await)
     }
 
-    async fn run_jobs(&self, jobs: Vec<&TenantJob>) -> Vec<(String, Result<PushReport, String>)> {
+    async fn run_jobs(&self, jobs: Vec<&TenantJob>) -> Vec<(String, Result<PushReport, RunnerError>)> {
         let slots = tokio::sync::Semaphore::new(self.config.max_parallel_tenants.max(1));
         let mut runs = Vec::with_capacity(jobs.len());
         for t in jobs {
@@ -591,16 +739,17 @@ impl Runner {
     }
 
     /// Delivers outboxes left by earlier runs; per tenant `(delivered, error)`.
-    pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, String> {
+    pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, RunnerError> {
         let mut out = BTreeMap::new();
         for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
-            out.insert(tenant.clone(), push::redeliver(&self.sink, &tenant).await);
+            let (delivered, error) = push::redeliver(&self.sink, &tenant).await;
+            out.insert(tenant.clone(), (delivered, error.map(|e| e.to_string())));
         }
         Ok(out)
     }
 
     /// The scheduler: runs tenants at their hours until `shutdown`.
-    pub async fn serve(&self, tick: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    pub async fn serve(&self, tick: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunnerError> {
         tokio::pin!(shutdown);
         let mut last_hour: HashMap<String, i64> = HashMap::new();
         loop {
@@ -643,7 +792,7 @@ impl Runner {
 }
 
 /// The per-tenant summary printed by `cf-host run --once`.
-pub fn render(results: &[(String, Result<PushReport, String>)]) -> String {
+pub fn render(results: &[(String, Result<PushReport, RunnerError>)]) -> String {
     let mut s = String::new();
     for (tenant, r) in results {
         match r {
@@ -690,7 +839,7 @@ mod tests {
         std::fs::write(&p, text).map_err(|e| e.to_string())?;
         let r = RunConfig::load(&p);
         std::fs::remove_dir_all(dir).ok();
-        r
+        r.map_err(|e| e.to_string())
     }
 
     const GOOD: &str = r#"
@@ -717,7 +866,9 @@ options = { api_version = "v4", page_size = 100 }
         assert_eq!(toml_to_json(&c.tenants[0].options).unwrap(), serde_json::json!({"api_version": "v4", "page_size": 100}));
         assert_eq!(c.settings().delete_after_missed, 3);
         // The token comes from the environment, named but unset here.
-        assert!(c.auth().unwrap_err().contains("CF_TEST_TOKEN_NOT_SET"));
+        let e = c.auth().unwrap_err();
+        assert!(matches!(&e, ConfigError::EnvNotSet { var, .. } if var == "CF_TEST_TOKEN_NOT_SET"));
+        assert!(e.to_string().contains("CF_TEST_TOKEN_NOT_SET"));
     }
 
     /// The example documents every key (it loads, and each field the
@@ -771,7 +922,7 @@ options = { api_version = "v4", page_size = 100 }
         ];
         for (text, want) in cases {
             let e = match parse(&text) {
-                Ok(c) => c.auth().map(|_| ()).unwrap_err(),
+                Ok(c) => c.auth().map(|_| ()).unwrap_err().to_string(),
                 Err(e) => e,
             };
             assert!(e.contains(want), "{want:?} not in {e:?}");

@@ -12,6 +12,9 @@
 //! The `pushed` ledger remembers the CloudForet id of every cloud service
 //! pushed per sink and tenant and the last run that saw it; a complete run
 //! counts up `missed` on the others, which are deleted after N misses.
+//!
+//! Failures are a [`SpoolError`]: the database failed, or an outbox row
+//! does not read back.
 
 use crate::record::{Record, ResourceType};
 use crate::store::{insert_error, match_keys, Store};
@@ -32,138 +35,155 @@ pub struct Spooled {
     pub attempts: i64,
 }
 
-fn db(e: rusqlite::Error) -> String {
-    format!("store: {e}")
+/// Why the outbox or the ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// A statement failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// An outbox row names a resource type this build does not know.
+    #[error("outbox row {seq}: unknown resource type '{resource_type}'")]
+    UnknownType { seq: i64, resource_type: String },
+    /// An outbox row's body is not a JSON object.
+    #[error("outbox row {seq}: {source}")]
+    Corrupt { seq: i64, source: serde_json::Error },
+}
+
+/// The text, for callers that only report it.
+impl From<SpoolError> for String {
+    fn from(e: SpoolError) -> String {
+        e.to_string()
+    }
 }
 
 impl Store {
     /// Writes a batch to the outbox in one transaction. Error resources
     /// are not spooled (the caller records them).
-    pub fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, String> {
+    pub fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, SpoolError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn.transaction()?;
         let mut n = 0;
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO outbox (sink, tenant, run_id, resource_type, label, key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
-                .map_err(db)?;
+                ?;
             for r in batch.iter().filter(|r| !r.is_error()) {
                 let resource = r.resource();
                 let key = match_keys(r.resource_type, &resource).into_iter().next().map(|(_, k)| k).unwrap_or_default();
-                stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text(&resource)]).map_err(db)?;
+                stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text(&resource)])?;
                 n += 1;
             }
         }
-        tx.commit().map_err(db)?;
+        tx.commit()?;
         Ok(n)
     }
 
     /// The oldest `limit` spooled records of a sink and tenant.
-    pub fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, String> {
+    pub fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, run_id, resource_type, label, key, body, attempts FROM outbox
                  WHERE sink = ?1 AND tenant = ?2 ORDER BY seq LIMIT ?3",
             )
-            .map_err(db)?;
+            ?;
         let rows = stmt
             .query_map(params![sink, tenant, limit as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?, r.get(6)?))
             })
-            .map_err(db)?;
+            ?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, run_id, ty, label, key, body, attempts) = row.map_err(db)?;
-            let resource_type = ResourceType::parse(&ty).ok_or_else(|| format!("outbox row {seq}: unknown resource type '{ty}'"))?;
-            let resource = serde_json::from_str::<Map<String, Value>>(&body).map_err(|e| format!("outbox row {seq}: {e}"))?;
+            let (seq, run_id, ty, label, key, body, attempts) = row?;
+            let resource_type = ResourceType::parse(&ty).ok_or(SpoolError::UnknownType { seq, resource_type: ty })?;
+            let resource = serde_json::from_str::<Map<String, Value>>(&body).map_err(|source| SpoolError::Corrupt { seq, source })?;
             out.push(Spooled { seq, run_id, resource_type, label, key, resource, attempts });
         }
         Ok(out)
     }
 
     /// Records left in a sink's outbox for a tenant (all tenants: `None`).
-    pub fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, String> {
+    pub fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, SpoolError> {
         let conn = self.conn();
         let n: i64 = match tenant {
             Some(t) => conn.query_row("SELECT COUNT(*) FROM outbox WHERE sink = ?1 AND tenant = ?2", params![sink, t], |r| r.get(0)),
             None => conn.query_row("SELECT COUNT(*) FROM outbox WHERE sink = ?1", params![sink], |r| r.get(0)),
         }
-        .map_err(db)?;
+        ?;
         Ok(n as u64)
     }
 
     /// Tenants with spooled records for a sink.
-    pub fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, String> {
+    pub fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, SpoolError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM outbox WHERE sink = ?1 ORDER BY tenant").map_err(db)?;
-        let rows = stmt.query_map(params![sink], |r| r.get(0)).map_err(db)?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(db)
+        let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM outbox WHERE sink = ?1 ORDER BY tenant")?;
+        let rows = stmt.query_map(params![sink], |r| r.get(0))?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(SpoolError::from)
     }
 
     /// A record CloudForet took: out of the outbox; a cloud service goes
     /// into the ledger as seen by its run.
-    pub fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), String> {
+    pub fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
-        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq]).map_err(db)?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq])?;
         if s.resource_type == ResourceType::CloudService && !s.key.is_empty() {
             tx.execute(
                 "INSERT INTO pushed (sink, tenant, resource_type, key, remote_id, last_run, missed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
                  ON CONFLICT (sink, tenant, resource_type, key) DO UPDATE SET remote_id = ?5, last_run = ?6, missed = 0",
                 params![sink, tenant, s.resource_type.as_str(), s.key, remote_id, s.run_id],
             )
-            .map_err(db)?;
+            ?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(SpoolError::from)
     }
 
     /// A record CloudForet refused as invalid: out of the outbox, into the
     /// run's error resources with the reason.
-    pub fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), String> {
+    pub fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
-        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq]).map_err(db)?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq])?;
         let body = Value::Object(s.resource.clone()).to_string();
-        insert_error(&tx, tenant, &s.run_id, &s.label, &format!("CloudForet refused the record: {reason}"), &body).map_err(db)?;
-        tx.commit().map_err(db)
+        insert_error(&tx, tenant, &s.run_id, &s.label, &format!("CloudForet refused the record: {reason}"), &body)?;
+        tx.commit().map_err(SpoolError::from)
     }
 
     /// A delivery attempt that failed for a passing reason (kept spooled).
-    pub fn attempt_failed(&self, s: &Spooled, error: &str) -> Result<(), String> {
+    pub fn attempt_failed(&self, s: &Spooled, error: &str) -> Result<(), SpoolError> {
         self.conn()
             .execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1", params![s.seq, error])
             .map(|_| ())
-            .map_err(db)
+            .map_err(SpoolError::from)
     }
 
     /// After a complete run: every pushed cloud service of the sink and
     /// tenant the run did not see has missed one more run. Returns
     /// `(key, remote_id)` of those that have now missed `delete_after`
     /// runs (0: never).
-    pub fn missed_by(&self, sink: &str, tenant: &str, run_id: &str, delete_after: u32) -> Result<Vec<(String, String)>, String> {
+    pub fn missed_by(&self, sink: &str, tenant: &str, run_id: &str, delete_after: u32) -> Result<Vec<(String, String)>, SpoolError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn.transaction()?;
         tx.execute("UPDATE pushed SET missed = missed + 1 WHERE sink = ?1 AND tenant = ?2 AND last_run != ?3", params![sink, tenant, run_id])
-            .map_err(db)?;
+            ?;
         let gone = if delete_after == 0 {
             Vec::new()
         } else {
             let mut stmt = tx
                 .prepare("SELECT key, remote_id FROM pushed WHERE sink = ?1 AND tenant = ?2 AND missed >= ?3 ORDER BY key")
-                .map_err(db)?;
-            let rows = stmt.query_map(params![sink, tenant, delete_after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
-            rows.collect::<Result<Vec<(String, String)>, _>>().map_err(db)?
+                ?;
+            let rows = stmt.query_map(params![sink, tenant, delete_after], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<Vec<(String, String)>, _>>()?
         };
-        tx.commit().map_err(db)?;
+        tx.commit()?;
         Ok(gone)
     }
 
     /// When costs of `data_source_id` were last synchronized for a tenant
     /// (RFC 3339); host-owned, out of reach of the collectors' state.
-    pub fn cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str) -> Result<Option<String>, String> {
+    pub fn cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str) -> Result<Option<String>, SpoolError> {
         self.conn()
             .query_row(
                 "SELECT synced_at FROM cost_sync WHERE sink = ?1 AND tenant = ?2 AND data_source_id = ?3",
@@ -171,10 +191,10 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(db)
+            .map_err(SpoolError::from)
     }
 
-    pub fn set_cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str, at: &str) -> Result<(), String> {
+    pub fn set_cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str, at: &str) -> Result<(), SpoolError> {
         self.conn()
             .execute(
                 "INSERT INTO cost_sync (sink, tenant, data_source_id, synced_at) VALUES (?1, ?2, ?3, ?4)
@@ -182,31 +202,31 @@ impl Store {
                 params![sink, tenant, data_source_id, at],
             )
             .map(|_| ())
-            .map_err(db)
+            .map_err(SpoolError::from)
     }
 
     /// A cloud service deleted in CloudForet leaves the ledger.
-    pub fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), String> {
+    pub fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), SpoolError> {
         self.conn()
             .execute("DELETE FROM pushed WHERE sink = ?1 AND tenant = ?2 AND key = ?3", params![sink, tenant, key])
             .map(|_| ())
-            .map_err(db)
+            .map_err(SpoolError::from)
     }
 
     /// Error resources of a run by label.
-    pub fn error_counts_of_run(&self, run_id: &str) -> Result<BTreeMap<String, u64>, String> {
+    pub fn error_counts_of_run(&self, run_id: &str) -> Result<BTreeMap<String, u64>, SpoolError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT label, COUNT(*) FROM error_resources WHERE run_id = ?1 GROUP BY label").map_err(db)?;
-        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(db)?;
-        rows.collect::<Result<BTreeMap<String, u64>, _>>().map_err(db)
+        let mut stmt = conn.prepare("SELECT label, COUNT(*) FROM error_resources WHERE run_id = ?1 GROUP BY label")?;
+        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        rows.collect::<Result<BTreeMap<String, u64>, _>>().map_err(SpoolError::from)
     }
 
     /// Cloud services in the ledger of a sink and tenant.
-    pub fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, String> {
+    pub fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, SpoolError> {
         self.conn()
             .query_row("SELECT COUNT(*) FROM pushed WHERE sink = ?1 AND tenant = ?2", params![sink, tenant], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
-            .map_err(db)
+            .map_err(SpoolError::from)
     }
 }
 

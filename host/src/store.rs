@@ -11,8 +11,12 @@
 //!
 //! Push mode's durable outbox and its ledger of what was pushed live in the
 //! same database (tables `outbox`, `pushed`; see [`crate::spool`]).
+//!
+//! Failures are a [`StoreError`], one variant for each way the store can
+//! fail (the file cannot be opened, is not usable, a write or its commit
+//! failed, ...); callers that only report them use its text.
 
-use crate::host::state::{Namespace, PutError, StateBackend};
+use crate::host::state::{BackendError, Namespace, PutError, StateBackend};
 use crate::record::{Record, ResourceType};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -196,12 +200,49 @@ fn migrate(conn: &Connection) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory of the store file could not be made.
+    #[error("cannot create store directory {}: {source}", dir.display())]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    /// SQLite could not open the file.
+    #[error("cannot open store {}: {source}", path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// The file opened but cannot be used: not a database, or of a schema
+    /// this build cannot bring to [`SCHEMA_VERSION`].
+    #[error("store {} is not usable: {source}", path.display())]
+    Unusable { path: PathBuf, source: MigrateError },
+    /// Writing a record of a batch failed (the batch is not applied).
+    #[error("store write failed: {0}")]
+    Write(#[source] rusqlite::Error),
+    /// Committing a batch failed (the batch is not applied).
+    #[error("store commit failed: {0}")]
+    Commit(#[source] rusqlite::Error),
+    /// Any other statement failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON document does not parse.
+    #[error("store: {what} is not JSON: {source}")]
+    Corrupt { what: String, source: serde_json::Error },
+    /// No randomness to make a host key.
+    #[error("no randomness for the {name} key: {source}")]
+    NoRandomness { name: String, source: getrandom::Error },
+}
+
+/// The text, for callers that only report it.
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.to_string()
+    }
+}
+
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, String> {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create store directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
         }
-        let conn = Connection::open(path).map_err(|e| format!("cannot open store {}: {e}", path.display()))?;
+        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         // Up to 256 MiB of page cache: the match keys of a million
         // resources (random uuids, so random places in their index) stay
         // in memory; pages are only cached as they are read.
@@ -212,8 +253,9 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=16384;",
         )
-            .map_err(|e| format!("store {} is not usable: {e}", path.display()))?;
-        migrate(&conn).map_err(|e| format!("store {} is not usable: {e}", path.display()))?;
+            .map_err(MigrateError::from)
+            .and_then(|()| migrate(&conn))
+            .map_err(|source| StoreError::Unusable { path: path.to_path_buf(), source })?;
         Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
@@ -226,84 +268,80 @@ impl Store {
     }
 
     /// Applies a batch in one transaction.
-    pub fn apply(&self, tenant: &str, run_id: &str, batch: &[Record]) -> Result<Vec<Outcome>, String> {
+    pub fn apply(&self, tenant: &str, run_id: &str, batch: &[Record]) -> Result<Vec<Outcome>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         for r in batch {
-            out.push(upsert(&tx, tenant, run_id, r).map_err(|e| format!("store write failed: {e}"))?);
+            out.push(upsert(&tx, tenant, run_id, r).map_err(StoreError::Write)?);
         }
-        tx.commit().map_err(|e| format!("store commit failed: {e}"))?;
+        tx.commit().map_err(StoreError::Commit)?;
         Ok(out)
     }
 
-    pub fn begin_run(&self, run_id: &str, tenant: &str, plugin: &str, digest: &str) -> Result<(), String> {
+    pub fn begin_run(&self, run_id: &str, tenant: &str, plugin: &str, digest: &str) -> Result<(), StoreError> {
         self.conn()
             .execute(
                 "INSERT INTO runs (run_id, tenant, plugin, digest, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'RUNNING')",
                 params![run_id, tenant, plugin, digest, now()],
             )
             .map(|_| ())
-            .map_err(|e| format!("store: {e}"))
+            .map_err(StoreError::from)
     }
 
-    pub fn finish_run(&self, run_id: &str, status: &str, summary: &Value) -> Result<(), String> {
+    pub fn finish_run(&self, run_id: &str, status: &str, summary: &Value) -> Result<(), StoreError> {
         self.conn()
             .execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, summary = ?4 WHERE run_id = ?1",
                 params![run_id, now(), status, summary.to_string()],
             )
             .map(|_| ())
-            .map_err(|e| format!("store: {e}"))
+            .map_err(StoreError::from)
     }
 
     /// Number of stored resources of a type for a tenant.
-    pub fn count(&self, tenant: &str, resource_type: ResourceType) -> Result<u64, String> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*) FROM resources WHERE tenant = ?1 AND resource_type = ?2",
-                params![tenant, resource_type.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(|e| e.to_string())
+    pub fn count(&self, tenant: &str, resource_type: ResourceType) -> Result<u64, StoreError> {
+        let n = self.conn().query_row(
+            "SELECT COUNT(*) FROM resources WHERE tenant = ?1 AND resource_type = ?2",
+            params![tenant, resource_type.as_str()],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// A stored resource by its rule-1 key values (e.g. a CloudService by
     /// reference.resource_id + provider + type + group + account).
-    pub fn find_by_resource_id(&self, tenant: &str, resource_id: &str) -> Result<Option<Value>, String> {
+    pub fn find_by_resource_id(&self, tenant: &str, resource_id: &str) -> Result<Option<Value>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT body FROM resources WHERE tenant = ?1 AND resource_type = 'inventory.CloudService' AND json_extract(body, '$.reference.resource_id') = ?2")
-            .map_err(|e| e.to_string())?;
-        let body: Option<String> = stmt.query_row(params![tenant, resource_id], |r| r.get(0)).optional().map_err(|e| e.to_string())?;
-        body.map(|b| serde_json::from_str(&b).map_err(|e| e.to_string())).transpose()
+        let mut stmt = conn.prepare(
+            "SELECT body FROM resources WHERE tenant = ?1 AND resource_type = 'inventory.CloudService' AND json_extract(body, '$.reference.resource_id') = ?2",
+        )?;
+        let body: Option<String> = stmt.query_row(params![tenant, resource_id], |r| r.get(0)).optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(|source| StoreError::Corrupt { what: format!("resource {resource_id}"), source }))
+            .transpose()
     }
 
     /// The host's 32-byte key named `name`, made (random) on first use, so
     /// it outlives restarts with the store (the tenant key: tenants' state
     /// in this store stays theirs).
-    pub fn host_key(&self, name: &str) -> Result<[u8; 32], String> {
+    pub fn host_key(&self, name: &str) -> Result<[u8; 32], StoreError> {
         let conn = self.conn();
-        let found: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM host_keys WHERE name = ?1", params![name], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())?;
+        let found: Option<Vec<u8>> = conn.query_row("SELECT value FROM host_keys WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         if let Some(k) = found.and_then(|v| <[u8; 32]>::try_from(v).ok()) {
             return Ok(k);
         }
         let mut k = [0u8; 32];
-        getrandom::fill(&mut k).map_err(|e| format!("no randomness for the {name} key: {e}"))?;
-        conn.execute("INSERT OR REPLACE INTO host_keys (name, value) VALUES (?1, ?2)", params![name, k.to_vec()]).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut k).map_err(|source| StoreError::NoRandomness { name: name.to_string(), source })?;
+        conn.execute("INSERT OR REPLACE INTO host_keys (name, value) VALUES (?1, ?2)", params![name, k.to_vec()])?;
         Ok(k)
     }
 
     /// Error messages recorded for a run.
-    pub fn errors_of_run(&self, run_id: &str) -> Result<Vec<String>, String> {
+    pub fn errors_of_run(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT message FROM error_resources WHERE run_id = ?1 ORDER BY id").map_err(|e| e.to_string())?;
-        let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0)).map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+        let mut stmt = conn.prepare("SELECT message FROM error_resources WHERE run_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 
@@ -404,9 +442,9 @@ fn holds_exactly(tx: &rusqlite::Transaction<'_>, id: i64, tenant: &str, rtype: &
 
 /// The admin API's webhooks.
 impl crate::webhook::SubscriptionStore for Store {
-    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, String> {
+    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id").map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id")?;
         let rows = stmt
             .query_map([], |r| {
                 let events: String = r.get(2)?;
@@ -419,41 +457,40 @@ impl crate::webhook::SubscriptionStore for Store {
                     },
                     r.get::<_, String>(3)?,
                 ))
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+            })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), String> {
-        let events = serde_json::to_string(&s.events).map_err(|e| e.to_string())?;
-        self.conn()
-            .execute(
-                "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.id, s.url, events, secret, s.created_at as i64],
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), StoreError> {
+        // A list of strings always encodes.
+        let events = serde_json::to_string(&s.events).unwrap_or_default();
+        self.conn().execute(
+            "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.id, s.url, events, secret, s.created_at as i64],
+        )?;
+        Ok(())
     }
 
-    fn delete(&self, id: &str) -> Result<bool, String> {
-        self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id]).map(|n| n > 0).map_err(|e| e.to_string())
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id])? > 0)
     }
 }
 
 impl StateBackend for Store {
-    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String> {
-        self.conn()
+    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, BackendError> {
+        let value = self
+            .conn()
             .query_row(
                 "SELECT value FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3",
                 params![ns.tenant, ns.collector, key],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(|e| e.to_string())
+            .optional()?;
+        Ok(value)
     }
 
     fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError> {
-        let unavailable = |e: rusqlite::Error| PutError::Unavailable(e.to_string());
+        let unavailable = |e: rusqlite::Error| PutError::from(BackendError::from(e));
         let mut conn = self.conn();
         // One transaction, holding the write lock from its start: the key
         // count and the write see the same namespace, also with another
@@ -482,20 +519,16 @@ impl StateBackend for Store {
         true
     }
 
-    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), String> {
-        self.conn()
-            .execute("DELETE FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3", params![ns.tenant, ns.collector, key])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
+        self.conn().execute("DELETE FROM state WHERE tenant = ?1 AND collector = ?2 AND key = ?3", params![ns.tenant, ns.collector, key])?;
+        Ok(())
     }
 
-    fn count(&self, ns: &Namespace) -> Result<usize, String> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM state WHERE tenant = ?1 AND collector = ?2", params![ns.tenant, ns.collector], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as usize)
-            .map_err(|e| e.to_string())
+    fn count(&self, ns: &Namespace) -> Result<usize, BackendError> {
+        let n = self.conn().query_row("SELECT COUNT(*) FROM state WHERE tenant = ?1 AND collector = ?2", params![ns.tenant, ns.collector], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(n as usize)
     }
 }
 
@@ -676,6 +709,8 @@ mod tests {
         let path = dir.join("new.db");
         Connection::open(&path).unwrap().execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
         let e = Store::open(&path).err().unwrap();
+        assert!(matches!(e, StoreError::Unusable { source: MigrateError::Newer(v), .. } if v == SCHEMA_VERSION + 1), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{e}");
         std::fs::remove_dir_all(dir).ok();
     }
@@ -686,7 +721,7 @@ mod tests {
         let ns = Namespace { tenant: "t".into(), collector: "c".into() };
         s.put(&ns, "a", "1", 2).unwrap();
         s.put(&ns, "b", "1", 2).unwrap();
-        assert_eq!(s.put(&ns, "c", "1", 2), Err(PutError::TooManyKeys(2)));
+        assert!(matches!(s.put(&ns, "c", "1", 2), Err(PutError::TooManyKeys(2))));
         assert_eq!(s.get(&ns, "c").unwrap(), None, "a refused key is not written");
         // Replacing a key is not a new key.
         s.put(&ns, "a", "2", 2).unwrap();
@@ -714,6 +749,8 @@ mod tests {
         let p = dir.join("bad.db");
         std::fs::write(&p, b"this is not sqlite, not at all, definitely not a database file at all").unwrap();
         let e = Store::open(&p).err().unwrap();
+        assert!(matches!(e, StoreError::Unusable { .. } | StoreError::Open { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("is not usable") || e.contains("cannot open"), "{e}");
         std::fs::remove_dir_all(dir).ok();
     }

@@ -38,13 +38,16 @@
 //!                        "endpoints": ["pc.acme.example", "10.20.0.5"]}}
 //! }
 //! ```
+//!
+//! A file that cannot be used is a [`TenancyError`]; a tenant's settings
+//! that are refused, an [`InvalidTenant`] naming the [`TenantProblem`].
 
 use crate::error::{LimitExceeded, LimitKind};
 use crate::limits::Limits;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,12 +130,56 @@ pub struct LimitOverrides {
 
 const MB: u64 = 1 << 20;
 
+/// Why a tenant's settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantProblem {
+    #[error("max_concurrent_runs must be at least 1")]
+    NoRuns,
+    /// The limit named (`memory_mb`, `cpu_ms`, ...) is 0.
+    #[error("limits.{0} must be positive")]
+    NotPositive(&'static str),
+    #[error("allow_networks entry {entry:?}: {source}")]
+    Network { entry: String, source: ipnet::AddrParseError },
+    #[error("memory_total_mb is below limits.memory_mb: not one run could start")]
+    BudgetBelowOneRun,
+}
+
+/// A tenant whose settings are refused: `who` is `default` or
+/// `tenant "<name>"`.
+#[derive(Debug, thiserror::Error)]
+#[error("{who}: {problem}")]
+pub struct InvalidTenant {
+    pub who: String,
+    pub problem: TenantProblem,
+}
+
+/// Why the tenants file, or the tenant key, cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    #[error("cannot read tenants file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("tenants file {} is not valid: {source}", path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("tenants file {}: {source}", path.display())]
+    Invalid { path: PathBuf, source: InvalidTenant },
+    #[error("no randomness for the tenant key: {0}")]
+    NoRandomness(#[source] getrandom::Error),
+}
+
+/// The text, for callers that only report it.
+impl From<TenancyError> for String {
+    fn from(e: TenancyError) -> String {
+        e.to_string()
+    }
+}
+
 impl TenantOverrides {
-    fn apply(&self, base: &TenantConfig, who: &str) -> Result<TenantConfig, String> {
+    fn apply(&self, base: &TenantConfig, who: &str) -> Result<TenantConfig, InvalidTenant> {
+        let invalid = |problem| InvalidTenant { who: who.to_string(), problem };
         let mut c = base.clone();
         if let Some(n) = self.max_concurrent_runs {
             if n == 0 {
-                return Err(format!("{who}: max_concurrent_runs must be at least 1"));
+                return Err(invalid(TenantProblem::NoRuns));
             }
             c.max_concurrent_runs = n;
         }
@@ -140,7 +187,7 @@ impl TenantOverrides {
             c.memory_total_bytes = usize::try_from(mb.saturating_mul(MB)).unwrap_or(usize::MAX);
         }
         let l = &self.limits;
-        let positive = |v: u64, name: &str| if v == 0 { Err(format!("{who}: limits.{name} must be positive")) } else { Ok(v) };
+        let positive = |v: u64, name: &'static str| if v == 0 { Err(invalid(TenantProblem::NotPositive(name))) } else { Ok(v) };
         if let Some(v) = l.memory_mb {
             c.limits.memory_bytes = usize::try_from(positive(v, "memory_mb")?.saturating_mul(MB)).unwrap_or(usize::MAX);
         }
@@ -178,7 +225,7 @@ impl TenantOverrides {
         if let Some(v) = l.http_breaker_open_s {
             c.limits.http.breaker_open = Duration::from_secs(positive(v, "http_breaker_open_s")?);
         }
-        let positive32 = |v: u32, name: &str| if v == 0 { Err(format!("{who}: limits.{name} must be positive")) } else { Ok(v) };
+        let positive32 = |v: u32, name: &'static str| if v == 0 { Err(invalid(TenantProblem::NotPositive(name))) } else { Ok(v) };
         if let Some(v) = l.http_max_in_flight {
             c.limits.http.max_in_flight = positive32(v, "http_max_in_flight")?;
         }
@@ -191,14 +238,14 @@ impl TenantOverrides {
         if let Some(nets) = &self.allow_networks {
             c.allow_networks = nets
                 .iter()
-                .map(|n| n.parse::<IpNet>().map_err(|e| format!("{who}: allow_networks entry {n:?}: {e}")))
+                .map(|n| n.parse::<IpNet>().map_err(|source| invalid(TenantProblem::Network { entry: n.clone(), source })))
                 .collect::<Result<_, _>>()?;
         }
         if let Some(hosts) = &self.endpoints {
             c.endpoints = hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
         }
         if c.memory_total_bytes < c.limits.memory_bytes {
-            return Err(format!("{who}: memory_total_mb is below limits.memory_mb: not one run could start"));
+            return Err(invalid(TenantProblem::BudgetBelowOneRun));
         }
         Ok(c)
     }
@@ -212,7 +259,7 @@ pub struct TenancyConfig {
 }
 
 impl TenancyConfig {
-    pub fn from_file(file: &TenancyFile) -> Result<TenancyConfig, String> {
+    pub fn from_file(file: &TenancyFile) -> Result<TenancyConfig, InvalidTenant> {
         let default = file.default.apply(&TenantConfig::default(), "default")?;
         let tenants = file
             .tenants
@@ -222,11 +269,10 @@ impl TenancyConfig {
         Ok(TenancyConfig { default, tenants })
     }
 
-    pub fn load(path: &Path) -> Result<TenancyConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read tenants file {}: {e}", path.display()))?;
-        let file: TenancyFile =
-            serde_json::from_str(&text).map_err(|e| format!("tenants file {} is not valid: {e}", path.display()))?;
-        TenancyConfig::from_file(&file).map_err(|e| format!("tenants file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<TenancyConfig, TenancyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TenancyError::Read { path: path.to_path_buf(), source })?;
+        let file: TenancyFile = serde_json::from_str(&text).map_err(|source| TenancyError::Parse { path: path.to_path_buf(), source })?;
+        TenancyConfig::from_file(&file).map_err(|source| TenancyError::Invalid { path: path.to_path_buf(), source })
     }
 
     /// A tenant's settings: by its name, or (a derived `<label>/<key>` id)
@@ -260,9 +306,9 @@ impl std::fmt::Debug for TenantKey {
 impl TenantKey {
     /// A random key (a server without a store: its tenants' state lives in
     /// memory, and goes with the process anyway).
-    pub fn random() -> Result<TenantKey, String> {
+    pub fn random() -> Result<TenantKey, TenancyError> {
         let mut k = [0u8; 32];
-        getrandom::fill(&mut k).map_err(|e| format!("no randomness for the tenant key: {e}"))?;
+        getrandom::fill(&mut k).map_err(TenancyError::NoRandomness)?;
         Ok(TenantKey(k))
     }
 
@@ -399,7 +445,13 @@ mod tests {
 
     fn parse(v: serde_json::Value) -> Result<TenancyConfig, String> {
         let file: TenancyFile = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        TenancyConfig::from_file(&file)
+        TenancyConfig::from_file(&file).map_err(|e| e.to_string())
+    }
+
+    /// The problem of a file whose JSON is well formed but refused.
+    fn problem(v: serde_json::Value) -> TenantProblem {
+        let file: TenancyFile = serde_json::from_value(v).unwrap();
+        TenancyConfig::from_file(&file).unwrap_err().problem
     }
 
     #[test]
@@ -427,6 +479,10 @@ mod tests {
         assert!(parse(json!({"default": {"limits": {"memory_mb": 0}}})).unwrap_err().contains("memory_mb must be positive"));
         assert!(parse(json!({"default": {"memory_total_mb": 10, "limits": {"memory_mb": 20}}})).unwrap_err().contains("below"));
         assert!(parse(json!({"default": {"max_concurent_runs": 2}})).is_err(), "typos are refused");
+        assert!(matches!(problem(json!({"default": {"max_concurrent_runs": 0}})), TenantProblem::NoRuns));
+        assert!(matches!(problem(json!({"tenants": {"a": {"allow_networks": ["10.0.0.0/33"]}}})), TenantProblem::Network { .. }));
+        assert!(matches!(problem(json!({"default": {"limits": {"memory_mb": 0}}})), TenantProblem::NotPositive("memory_mb")));
+        assert!(matches!(problem(json!({"default": {"memory_total_mb": 10, "limits": {"memory_mb": 20}}})), TenantProblem::BudgetBelowOneRun));
     }
 
     /// The guests' HTTP circuit breaker settings: defaults, overrides (0

@@ -16,11 +16,61 @@
 //! Webhooks come from `--webhook-url` (one, with `CF_HOST_WEBHOOK_SECRET`)
 //! and from the admin API (`/v1/webhooks`: [`Subscriptions`], each with its
 //! own secret and events, kept in the store when there is one).
+//!
+//! Failures are a [`WebhookError`]: a refused URL, secret or event list,
+//! a delivery that failed, or the store that keeps the subscriptions.
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use std::time::Duration;
+
+/// Why a webhook could not be made, registered or delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The URL does not parse.
+    #[error("webhook URL {url:?}: {source}")]
+    Url { url: String, source: url::ParseError },
+    /// The URL is not http or https.
+    #[error("webhook URL {0}: scheme must be http or https")]
+    Scheme(url::Url),
+    #[error("the webhook secret must be at least 16 characters")]
+    ShortSecret,
+    /// The HTTP client could not be built.
+    #[error("{0}")]
+    Client(#[source] reqwest::Error),
+    /// The event does not encode.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The receiver answered with a status that is not retried.
+    #[error("webhook {url} answered HTTP {status}")]
+    Refused { url: url::Url, status: reqwest::StatusCode },
+    /// An attempt's passing failure: a 5xx or 429 answer.
+    #[error("HTTP {0}")]
+    Busy(reqwest::StatusCode),
+    /// An attempt's passing failure: no connection.
+    #[error("cannot reach webhook {url}: {source}")]
+    Unreachable { url: url::Url, source: reqwest::Error },
+    /// Every attempt failed for a passing reason; `last` is the last one's.
+    #[error("webhook {url} failed after 3 attempts: {last}")]
+    GaveUp { url: url::Url, last: Box<WebhookError> },
+    #[error("events must name at least one event")]
+    NoEvents,
+    #[error("unknown event {0:?}; known: {known}", known = EVENTS.join(", "))]
+    UnknownEvent(String),
+    #[error("at most {MAX_SUBSCRIPTIONS} webhooks")]
+    TooMany,
+    /// The store keeping the subscriptions failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The text, for callers that only report it.
+impl From<WebhookError> for String {
+    fn from(e: WebhookError) -> String {
+        e.to_string()
+    }
+}
 
 /// Where and how to deliver.
 #[derive(Clone)]
@@ -108,19 +158,19 @@ impl Event {
 }
 
 impl Webhook {
-    pub fn new(url: &str, secret: &str) -> Result<Webhook, String> {
-        let url = url::Url::parse(url).map_err(|e| format!("webhook URL {url:?}: {e}"))?;
+    pub fn new(url: &str, secret: &str) -> Result<Webhook, WebhookError> {
+        let url = url::Url::parse(url).map_err(|source| WebhookError::Url { url: url.to_string(), source })?;
         if url.scheme() != "https" && url.scheme() != "http" {
-            return Err(format!("webhook URL {url}: scheme must be http or https"));
+            return Err(WebhookError::Scheme(url));
         }
         if secret.len() < 16 {
-            return Err("the webhook secret must be at least 16 characters".into());
+            return Err(WebhookError::ShortSecret);
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(WebhookError::Client)?;
         Ok(Webhook { url, secret: secret.as_bytes().to_vec(), client })
     }
 
@@ -130,10 +180,10 @@ impl Webhook {
     }
 
     /// Delivers `event`; returns the attempts made, or why it failed.
-    pub async fn deliver(&self, event: &Event) -> Result<u32, String> {
-        let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for attempt in 1..=3u32 {
+    pub async fn deliver(&self, event: &Event) -> Result<u32, WebhookError> {
+        let body = serde_json::to_vec(event).map_err(WebhookError::Encode)?;
+        let mut attempt = 1u32;
+        loop {
             let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let sent = self
                 .client
@@ -146,17 +196,18 @@ impl Webhook {
                 .body(body.clone())
                 .send()
                 .await;
-            match sent {
+            let last = match sent {
                 Ok(r) if r.status().is_success() => return Ok(attempt),
-                Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => last = format!("HTTP {}", r.status()),
-                Ok(r) => return Err(format!("webhook {} answered HTTP {}", self.url, r.status())),
-                Err(e) => last = format!("cannot reach webhook {}: {e}", self.url),
+                Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => WebhookError::Busy(r.status()),
+                Ok(r) => return Err(WebhookError::Refused { url: self.url.clone(), status: r.status() }),
+                Err(source) => WebhookError::Unreachable { url: self.url.clone(), source },
+            };
+            if attempt == 3 {
+                return Err(WebhookError::GaveUp { url: self.url.clone(), last: Box::new(last) });
             }
-            if attempt < 3 {
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-            }
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            attempt += 1;
         }
-        Err(format!("webhook {} failed after 3 attempts: {last}", self.url))
     }
 
     /// Delivers in the background, logging the outcome.
@@ -186,9 +237,9 @@ pub struct Subscription {
 
 /// Where subscriptions are kept across restarts.
 pub trait SubscriptionStore: Send + Sync {
-    fn load(&self) -> Result<Vec<(Subscription, String)>, String>;
-    fn insert(&self, s: &Subscription, secret: &str) -> Result<(), String>;
-    fn delete(&self, id: &str) -> Result<bool, String>;
+    fn load(&self) -> Result<Vec<(Subscription, String)>, crate::store::StoreError>;
+    fn insert(&self, s: &Subscription, secret: &str) -> Result<(), crate::store::StoreError>;
+    fn delete(&self, id: &str) -> Result<bool, crate::store::StoreError>;
 }
 
 /// Webhooks registered through the admin API, and the one from
@@ -207,7 +258,7 @@ impl Subscriptions {
     }
 
     /// The subscriptions kept in `store`.
-    pub fn open(store: std::sync::Arc<dyn SubscriptionStore>) -> Result<Subscriptions, String> {
+    pub fn open(store: std::sync::Arc<dyn SubscriptionStore>) -> Result<Subscriptions, WebhookError> {
         let mut hooks = Vec::new();
         for (s, secret) in store.load()? {
             let hook = Webhook::new(&s.url, &secret)?;
@@ -221,21 +272,21 @@ impl Subscriptions {
     }
 
     /// Registers a webhook; `events` defaults to all.
-    pub fn add(&self, url: &str, events: Option<Vec<String>>, secret: &str) -> Result<Subscription, String> {
+    pub fn add(&self, url: &str, events: Option<Vec<String>>, secret: &str) -> Result<Subscription, WebhookError> {
         let hook = Webhook::new(url, secret)?;
         let events = events.unwrap_or_else(|| EVENTS.iter().map(|e| e.to_string()).collect());
         if events.is_empty() {
-            return Err("events must name at least one event".into());
+            return Err(WebhookError::NoEvents);
         }
         if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-            return Err(format!("unknown event {bad:?}; known: {}", EVENTS.join(", ")));
+            return Err(WebhookError::UnknownEvent(bad.clone()));
         }
         let id = format!("wh-{}", crate::runtime::new_run_id().trim_start_matches("run-"));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let s = Subscription { id, url: hook.url.to_string(), events, created_at: now };
         let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
         if hooks.len() >= MAX_SUBSCRIPTIONS {
-            return Err(format!("at most {MAX_SUBSCRIPTIONS} webhooks"));
+            return Err(WebhookError::TooMany);
         }
         if let Some(store) = &self.store {
             store.insert(&s, secret)?;
@@ -245,7 +296,7 @@ impl Subscriptions {
     }
 
     /// Removes a webhook; `false` when there is none with that id.
-    pub fn remove(&self, id: &str) -> Result<bool, String> {
+    pub fn remove(&self, id: &str) -> Result<bool, WebhookError> {
         let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
         let Some(i) = hooks.iter().position(|(s, _)| s.id == id) else { return Ok(false) };
         if let Some(store) = &self.store {
@@ -294,8 +345,10 @@ mod tests {
         assert_eq!(s.len(), "sha256=".len() + 64);
         assert_ne!(s, sign(b"Jefe", 1, b"what do ya want for nothing?"), "the timestamp is signed");
         assert_ne!(s, sign(b"Jefx", 0, b"what do ya want for nothing?"));
-        assert!(Webhook::new("ftp://x", "0123456789abcdef").is_err());
-        assert!(Webhook::new("https://x", "short").unwrap_err().contains("at least 16"));
+        assert!(matches!(Webhook::new("ftp://x", "0123456789abcdef"), Err(WebhookError::Scheme(_))));
+        let short = Webhook::new("https://x", "short").unwrap_err();
+        assert!(matches!(short, WebhookError::ShortSecret));
+        assert!(short.to_string().contains("at least 16"));
         let hook = Webhook::new("https://hooks.example.com/cf", "0123456789abcdef").unwrap();
         assert!(!format!("{hook:?}").contains("0123456789abcdef"));
     }
@@ -305,16 +358,20 @@ mod tests {
         let subs = Subscriptions::in_memory();
         let a = subs.add("https://hooks.example.com/a", None, "0123456789abcdef").unwrap();
         assert_eq!(a.events, vec!["collection.finished", "collection.failed"]);
-        assert!(subs.add("https://x", Some(vec!["collection.exploded".into()]), "0123456789abcdef").unwrap_err().contains("unknown event"));
-        assert!(subs.add("https://x", Some(vec![]), "0123456789abcdef").is_err());
-        assert!(subs.add("ftp://x", None, "0123456789abcdef").is_err());
-        assert!(subs.add("https://x", None, "short").is_err());
+        let unknown = subs.add("https://x", Some(vec!["collection.exploded".into()]), "0123456789abcdef").unwrap_err();
+        assert!(matches!(&unknown, WebhookError::UnknownEvent(e) if e == "collection.exploded"));
+        assert!(unknown.to_string().contains("unknown event"));
+        assert!(matches!(subs.add("https://x", Some(vec![]), "0123456789abcdef"), Err(WebhookError::NoEvents)));
+        assert!(matches!(subs.add("ftp://x", None, "0123456789abcdef"), Err(WebhookError::Scheme(_))));
+        assert!(matches!(subs.add("https://x", None, "short"), Err(WebhookError::ShortSecret)));
         assert!(!serde_json::to_string(&subs.list()).unwrap().contains("0123456789abcdef"), "the secret is never listed");
         assert!(subs.remove(&a.id).unwrap());
         assert!(!subs.remove(&a.id).unwrap());
         for i in 0..MAX_SUBSCRIPTIONS {
             subs.add(&format!("https://h/{i}"), None, "0123456789abcdef").unwrap();
         }
-        assert!(subs.add("https://h/x", None, "0123456789abcdef").unwrap_err().contains("at most"));
+        let full = subs.add("https://h/x", None, "0123456789abcdef").unwrap_err();
+        assert!(matches!(full, WebhookError::TooMany));
+        assert!(full.to_string().contains("at most"));
     }
 }

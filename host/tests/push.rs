@@ -199,7 +199,8 @@ async fn records_spooled_while_cloudforet_is_down_are_delivered_after_a_restart(
     assert!(r.error.is_none(), "the collection itself succeeded: {r:?}");
     assert!(!r.complete());
     assert_eq!(r.spooled, 77, "{r:?}");
-    assert!(r.delivery_error.as_deref().unwrap_or("").contains("unavailable"), "{r:?}");
+    assert!(matches!(r.delivery_error, Some(cf_host::push::DeliveryError::Unavailable(_))), "{r:?}");
+    assert!(r.delivery_error.as_ref().map(ToString::to_string).unwrap_or_default().contains("unavailable"), "{r:?}");
     assert_eq!(r.deleted, 0);
 
     // A new process on the same store delivers them once CloudForet is back.
@@ -435,6 +436,8 @@ async fn endpoints_are_discovered_from_identity() {
     // Without identity to ask, a clear error.
     edit(&s, |t| t.replacen(&format!("identity = \"http://127.0.0.1:{port}\""), "identity = \"http://127.0.0.1:1\"", 1));
     let e = RunConfig::load(&s.config).unwrap().endpoints().await.unwrap_err();
+    assert!(matches!(e, cf_host::push_config::ConfigError::Discover { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.starts_with("cannot discover CloudForet's endpoints from identity http://127.0.0.1:1"), "{e}");
 }
 

@@ -343,6 +343,8 @@ fn an_untrusted_tls_certificate_needs_an_explicit_choice() {
         costs: None,
     };
     let e = block_on(job::run(rt, plugin, store("tls-bad"), spec, |_| {})).err().expect("a bad bundle is refused before the run");
+    assert!(matches!(e, job::JobError::Context(_)), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("CA bundle"), "{e}");
 }
 

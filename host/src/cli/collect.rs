@@ -126,7 +126,7 @@ pub async fn collect_with_progress(
     plugin: &cf_host::Plugin,
     store: Arc<Store>,
     spec: JobSpec,
-) -> Result<JobReport, String> {
+) -> Result<JobReport, cf_host::job::JobError> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub fn load_tenancy(path: Option<&Path>) -> Result<cf_host::tenancy::TenancyConfig, String> {
     match path {
-        Some(p) => cf_host::tenancy::TenancyConfig::load(p),
+        Some(p) => Ok(cf_host::tenancy::TenancyConfig::load(p)?),
         None => Ok(cf_host::tenancy::TenancyConfig::default()),
     }
 }
@@ -32,7 +32,7 @@ pub fn parse_object(what: &str, text: &str) -> Result<Value, String> {
 /// The webhook for `--webhook-url`, keyed by `CF_HOST_WEBHOOK_SECRET`.
 pub fn webhook(url: &str) -> Result<cf_host::webhook::Webhook, String> {
     let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| "--webhook-url needs CF_HOST_WEBHOOK_SECRET (16+ characters)".to_string())?;
-    cf_host::webhook::Webhook::new(url, &secret)
+    Ok(cf_host::webhook::Webhook::new(url, &secret)?)
 }
 
 /// The guest built by `cargo build -p guest-nutanix --target wasm32-wasip2 --release`.

@@ -2,6 +2,10 @@
 //! collector). The namespace is fixed by the host when the run starts; the
 //! guest only names keys inside it, so it cannot reach another tenant's or
 //! collector's state.
+//!
+//! A backend fails with a [`BackendError`] (a put also with
+//! [`PutError::TooManyKeys`]); the interface hands the guest its text as
+//! `state-error.unavailable`.
 
 use crate::bindings::current::cloudforet::collector::state::{self, StateError};
 use crate::limits::StateLimits;
@@ -15,27 +19,41 @@ pub struct Namespace {
     pub collector: String,
 }
 
+/// Why a [`StateBackend`] could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A thread panicked holding the in-memory state.
+    #[error("state lock poisoned")]
+    Poisoned,
+    /// The embedded store failed.
+    #[error(transparent)]
+    Store(#[from] rusqlite::Error),
+    /// Another backend's own failure.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Why [`StateBackend::put`] did not store a value.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PutError {
     /// The key is new and the namespace already holds this many keys.
     #[error("the namespace already holds its limit of {0} keys")]
     TooManyKeys(usize),
     /// The storage failed.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] BackendError),
 }
 
 /// Storage behind the state interface.
 pub trait StateBackend: Send + Sync {
-    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String>;
+    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, BackendError>;
     /// Sets `key` to `value` in one atomic step: a key that is not there
     /// yet is refused when the namespace already holds `max_keys` keys,
     /// and the check and the write see the same state (no other writer in
     /// between).
     fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError>;
-    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), String>;
-    fn count(&self, ns: &Namespace) -> Result<usize, String>;
+    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError>;
+    fn count(&self, ns: &Namespace) -> Result<usize, BackendError>;
     /// Whether calls wait on I/O (a database): the state interface then
     /// runs them on tokio's blocking threads, off the async workers. An
     /// in-memory backend answers false and is called in place.
@@ -43,8 +61,8 @@ pub trait StateBackend: Send + Sync {
         false
     }
     /// Sets `key` without a key limit (presets, tests).
-    fn set(&self, ns: &Namespace, key: &str, value: &str) -> Result<(), String> {
-        self.put(ns, key, value, usize::MAX).map_err(|e| e.to_string())
+    fn set(&self, ns: &Namespace, key: &str, value: &str) -> Result<(), PutError> {
+        self.put(ns, key, value, usize::MAX)
     }
 }
 
@@ -63,12 +81,12 @@ impl MemoryState {
 }
 
 impl StateBackend for MemoryState {
-    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, String> {
-        let m = self.map.lock().map_err(|_| "state lock poisoned".to_string())?;
+    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, BackendError> {
+        let m = self.map.lock().map_err(|_| BackendError::Poisoned)?;
         Ok(m.get(ns).and_then(|kv| kv.get(key).cloned()))
     }
     fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError> {
-        let mut m = self.map.lock().map_err(|_| PutError::Unavailable("state lock poisoned".into()))?;
+        let mut m = self.map.lock().map_err(|_| BackendError::Poisoned)?;
         let kv = m.entry(ns.clone()).or_default();
         let held = kv.len();
         match kv.get_mut(key) {
@@ -80,15 +98,15 @@ impl StateBackend for MemoryState {
         }
         Ok(())
     }
-    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), String> {
-        let mut m = self.map.lock().map_err(|_| "state lock poisoned".to_string())?;
+    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
+        let mut m = self.map.lock().map_err(|_| BackendError::Poisoned)?;
         if let Some(kv) = m.get_mut(ns) {
             kv.remove(key);
         }
         Ok(())
     }
-    fn count(&self, ns: &Namespace) -> Result<usize, String> {
-        let m = self.map.lock().map_err(|_| "state lock poisoned".to_string())?;
+    fn count(&self, ns: &Namespace) -> Result<usize, BackendError> {
+        let m = self.map.lock().map_err(|_| BackendError::Poisoned)?;
         Ok(m.get(ns).map_or(0, HashMap::len))
     }
 }
@@ -118,7 +136,7 @@ impl state::Host for StateCtx {
         if key.len() > self.limits.max_key_bytes {
             return Ok(Err(StateError::TooLarge(self.limits.max_key_bytes as u64)));
         }
-        Ok(self.call(move |b, ns| b.get(ns, &key)).await.and_then(|r| r.map_err(StateError::Unavailable)))
+        Ok(self.call(move |b, ns| b.get(ns, &key)).await.and_then(|r| r.map_err(unavailable)))
     }
 
     async fn set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), StateError>> {
@@ -133,7 +151,7 @@ impl state::Host for StateCtx {
         Ok(match put {
             Ok(Ok(())) => Ok(()),
             Ok(Err(PutError::TooManyKeys(n))) => Err(StateError::TooLarge(n as u64)),
-            Ok(Err(PutError::Unavailable(e))) => Err(StateError::Unavailable(e)),
+            Ok(Err(PutError::Unavailable(e))) => Err(unavailable(e)),
             Err(e) => Err(e),
         })
     }
@@ -142,8 +160,13 @@ impl state::Host for StateCtx {
         if key.len() > self.limits.max_key_bytes {
             return Ok(Err(StateError::TooLarge(self.limits.max_key_bytes as u64)));
         }
-        Ok(self.call(move |b, ns| b.delete(ns, &key)).await.and_then(|r| r.map_err(StateError::Unavailable)))
+        Ok(self.call(move |b, ns| b.delete(ns, &key)).await.and_then(|r| r.map_err(unavailable)))
     }
+}
+
+/// What the guest is told of a backend failure: its text.
+fn unavailable(e: BackendError) -> StateError {
+    StateError::Unavailable(e.to_string())
 }
 
 #[cfg(test)]
@@ -160,17 +183,19 @@ mod tests {
     }
 
     impl StateBackend for Gate {
-        fn get(&self, _: &Namespace, _: &str) -> Result<Option<String>, String> {
-            let open = self.open.lock().map_err(|_| "poisoned".to_string())?;
-            open.recv_timeout(Duration::from_secs(5)).map(|()| Some("v".into())).map_err(|_| "the async thread was blocked".into())
+        fn get(&self, _: &Namespace, _: &str) -> Result<Option<String>, BackendError> {
+            let open = self.open.lock().map_err(|_| BackendError::Poisoned)?;
+            open.recv_timeout(Duration::from_secs(5))
+                .map(|()| Some("v".into()))
+                .map_err(|_| BackendError::Other("the async thread was blocked".into()))
         }
         fn put(&self, _: &Namespace, _: &str, _: &str, _: usize) -> Result<(), PutError> {
             Ok(())
         }
-        fn delete(&self, _: &Namespace, _: &str) -> Result<(), String> {
+        fn delete(&self, _: &Namespace, _: &str) -> Result<(), BackendError> {
             Ok(())
         }
-        fn count(&self, _: &Namespace) -> Result<usize, String> {
+        fn count(&self, _: &Namespace) -> Result<usize, BackendError> {
             Ok(0)
         }
         fn blocks(&self) -> bool {

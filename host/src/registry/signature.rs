@@ -12,16 +12,88 @@
 //!
 //! Key files: `cf-host plugins keygen` writes `<id>.key` (the private seed,
 //! mode 0600) and prints the public line for the trusted-keys file.
+//!
+//! Failures are typed: a key or trusted-keys file that cannot be used is a
+//! [`SignatureError`]; a version the policy refuses, a [`CheckError`]
+//! listing each signature's [`SignatureProblem`].
 
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// First word of a private key file.
 const PRIVATE_KEY_TAG: &str = "cf-host-ed25519-private-key";
+
+/// A key id that is not 1-64 letters, digits, '-', '_', '.', '@'.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("key id {0:?}: use 1-64 letters, digits, '-', '_', '.', '@'")]
+pub struct BadKeyId(pub String);
+
+/// Why a private key or the trusted keys cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error(transparent)]
+    KeyId(#[from] BadKeyId),
+    #[error("no randomness for a key: {0}")]
+    NoRandomness(#[source] getrandom::Error),
+    #[error("cannot read key {}: {source}", path.display())]
+    ReadKey { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a cf-host private key file", path.display())]
+    NotAKeyFile { path: PathBuf },
+    #[error("cannot read trusted keys {}: {source}", path.display())]
+    ReadTrustedKeys { path: PathBuf, source: std::io::Error },
+    /// A line (counted from 1) of the trusted keys is not usable.
+    #[error("trusted keys, line {line}: {problem}")]
+    TrustedKeyLine { line: usize, problem: TrustedKeyProblem },
+    #[error("signatures are required but no trusted key is configured")]
+    NoTrustedKey,
+}
+
+/// What is wrong with a line of the trusted keys.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedKeyProblem {
+    #[error("expected `<key-id> <base64 public key>`")]
+    Shape,
+    #[error(transparent)]
+    KeyId(#[from] BadKeyId),
+    #[error("the key is not 32 bytes of base64")]
+    NotBase64,
+    #[error("not an ed25519 public key: {0}")]
+    NotEd25519(#[source] ed25519_dalek::SignatureError),
+    #[error("key id {0} appears twice")]
+    Twice(String),
+}
+
+/// Why [`TrustPolicy::check`] refused a version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("{name}@{version} is not signed, and this host requires a signature by a trusted key")]
+    Unsigned { name: String, version: semver::Version },
+    /// Signed, but by no trusted key that verifies: each signature's problem.
+    #[error("{name}@{version}: no valid signature by a trusted key: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoValidSignature { name: String, version: semver::Version, problems: Vec<SignatureProblem> },
+}
+
+/// Why one signature does not count.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureProblem {
+    #[error("key {0:?} is not trusted")]
+    Untrusted(String),
+    #[error("the signature by {key_id:?} does not match {name}@{version} ({digest})")]
+    Mismatch { key_id: String, name: String, version: semver::Version, digest: String },
+    #[error("the signature by {0:?} is not a base64 ed25519 signature")]
+    Malformed(String),
+}
+
+/// The text, for callers that only report it.
+impl From<SignatureError> for String {
+    fn from(e: SignatureError) -> String {
+        e.to_string()
+    }
+}
 
 /// One signature in a manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,10 +124,10 @@ impl std::fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// A new random key.
-    pub fn generate(key_id: &str) -> Result<PrivateKey, String> {
+    pub fn generate(key_id: &str) -> Result<PrivateKey, SignatureError> {
         check_key_id(key_id)?;
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a key: {e}"))?;
+        getrandom::fill(&mut seed).map_err(SignatureError::NoRandomness)?;
         Ok(PrivateKey { key_id: key_id.to_string(), key: SigningKey::from_bytes(&seed) })
     }
 
@@ -64,9 +136,9 @@ impl PrivateKey {
         format!("{PRIVATE_KEY_TAG} {} {}\n", self.key_id, B64.encode(self.key.to_bytes()))
     }
 
-    pub fn load(path: &Path) -> Result<PrivateKey, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read key {}: {e}", path.display()))?;
-        let bad = || format!("{} is not a cf-host private key file", path.display());
+    pub fn load(path: &Path) -> Result<PrivateKey, SignatureError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SignatureError::ReadKey { path: path.to_path_buf(), source })?;
+        let bad = || SignatureError::NotAKeyFile { path: path.to_path_buf() };
         let mut words = text.split_whitespace();
         if words.next() != Some(PRIVATE_KEY_TAG) {
             return Err(bad());
@@ -87,9 +159,9 @@ impl PrivateKey {
     }
 }
 
-fn check_key_id(id: &str) -> Result<(), String> {
+fn check_key_id(id: &str) -> Result<(), BadKeyId> {
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
-        return Err(format!("key id {id:?}: use 1-64 letters, digits, '-', '_', '.', '@'"));
+        return Err(BadKeyId(id.to_string()));
     }
     Ok(())
 }
@@ -103,37 +175,37 @@ pub struct TrustPolicy {
 
 impl TrustPolicy {
     /// Parses a trusted-keys file's text.
-    pub fn parse(text: &str, required: bool) -> Result<TrustPolicy, String> {
+    pub fn parse(text: &str, required: bool) -> Result<TrustPolicy, SignatureError> {
         let mut keys = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: &str| format!("trusted keys, line {}: {why}", n + 1);
+            let bad = |problem: TrustedKeyProblem| SignatureError::TrustedKeyLine { line: n + 1, problem };
             let mut words = line.split_whitespace();
             let (Some(id), Some(key), None) = (words.next(), words.next(), words.next()) else {
-                return Err(bad("expected `<key-id> <base64 public key>`"));
+                return Err(bad(TrustedKeyProblem::Shape));
             };
-            check_key_id(id).map_err(|e| bad(&e))?;
+            check_key_id(id).map_err(|e| bad(e.into()))?;
             let bytes: [u8; 32] = B64
                 .decode(key)
                 .ok()
                 .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| bad("the key is not 32 bytes of base64"))?;
-            let key = VerifyingKey::from_bytes(&bytes).map_err(|e| bad(&format!("not an ed25519 public key: {e}")))?;
+                .ok_or_else(|| bad(TrustedKeyProblem::NotBase64))?;
+            let key = VerifyingKey::from_bytes(&bytes).map_err(|e| bad(TrustedKeyProblem::NotEd25519(e)))?;
             if keys.insert(id.to_string(), key).is_some() {
-                return Err(bad(&format!("key id {id} appears twice")));
+                return Err(bad(TrustedKeyProblem::Twice(id.to_string())));
             }
         }
         if required && keys.is_empty() {
-            return Err("signatures are required but no trusted key is configured".into());
+            return Err(SignatureError::NoTrustedKey);
         }
         Ok(TrustPolicy { keys, required })
     }
 
-    pub fn load(path: &Path, required: bool) -> Result<TrustPolicy, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read trusted keys {}: {e}", path.display()))?;
+    pub fn load(path: &Path, required: bool) -> Result<TrustPolicy, SignatureError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SignatureError::ReadTrustedKeys { path: path.to_path_buf(), source })?;
         TrustPolicy::parse(&text, required)
     }
 
@@ -146,13 +218,13 @@ impl TrustPolicy {
         version: &semver::Version,
         digest: &str,
         signatures: &[ManifestSignature],
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, CheckError> {
         if self.keys.is_empty() {
             return Ok(None);
         }
         if signatures.is_empty() {
             return if self.required {
-                Err(format!("{name}@{version} is not signed, and this host requires a signature by a trusted key"))
+                Err(CheckError::Unsigned { name: name.to_string(), version: version.clone() })
             } else {
                 Ok(None)
             };
@@ -161,17 +233,22 @@ impl TrustPolicy {
         let mut problems = Vec::new();
         for s in signatures {
             let Some(key) = self.keys.get(&s.key_id) else {
-                problems.push(format!("key {:?} is not trusted", s.key_id));
+                problems.push(SignatureProblem::Untrusted(s.key_id.clone()));
                 continue;
             };
             let sig = B64.decode(&s.signature).ok().and_then(|b| Signature::from_slice(&b).ok());
             match sig {
                 Some(sig) if key.verify(&msg, &sig).is_ok() => return Ok(Some(s.key_id.clone())),
-                Some(_) => problems.push(format!("the signature by {:?} does not match {name}@{version} ({digest})", s.key_id)),
-                None => problems.push(format!("the signature by {:?} is not a base64 ed25519 signature", s.key_id)),
+                Some(_) => problems.push(SignatureProblem::Mismatch {
+                    key_id: s.key_id.clone(),
+                    name: name.to_string(),
+                    version: version.clone(),
+                    digest: digest.to_string(),
+                }),
+                None => problems.push(SignatureProblem::Malformed(s.key_id.clone())),
             }
         }
-        Err(format!("{name}@{version}: no valid signature by a trusted key: {}", problems.join("; ")))
+        Err(CheckError::NoValidSignature { name: name.to_string(), version: version.clone(), problems })
     }
 }
 
@@ -193,14 +270,20 @@ mod tests {
         // Moved to another build, version or name: refused.
         for (n, ver, d) in [("nutanix", "1.2.0", "sha256:bb"), ("nutanix", "1.2.1", "sha256:aa"), ("other", "1.2.0", "sha256:aa")] {
             let e = trust.check(n, &v(ver), d, std::slice::from_ref(&sig)).unwrap_err();
-            assert!(e.contains("does not match"), "{e}");
+            assert!(matches!(&e, CheckError::NoValidSignature { problems, .. } if matches!(problems[..], [SignatureProblem::Mismatch { .. }])));
+            assert!(e.to_string().contains("does not match"), "{e}");
         }
         // Unsigned, untrusted key, garbage.
-        assert!(trust.check("nutanix", &v("1.2.0"), "sha256:aa", &[]).unwrap_err().contains("is not signed"));
+        let e = trust.check("nutanix", &v("1.2.0"), "sha256:aa", &[]).unwrap_err();
+        assert!(matches!(e, CheckError::Unsigned { .. }));
+        assert!(e.to_string().contains("is not signed"));
         let e = trust.check("nutanix", &v("1.2.0"), "sha256:aa", &[other.sign("nutanix", &v("1.2.0"), "sha256:aa")]).unwrap_err();
-        assert!(e.contains("\"someone-else\" is not trusted"), "{e}");
+        assert!(matches!(&e, CheckError::NoValidSignature { problems, .. } if problems == &[SignatureProblem::Untrusted("someone-else".into())]));
+        assert!(e.to_string().contains("\"someone-else\" is not trusted"), "{e}");
         let junk = ManifestSignature { key_id: "release-2026".into(), signature: "bm90IGEgc2ln".into() };
-        assert!(trust.check("nutanix", &v("1.2.0"), "sha256:aa", &[junk]).unwrap_err().contains("not a base64 ed25519"));
+        let e = trust.check("nutanix", &v("1.2.0"), "sha256:aa", &[junk]).unwrap_err();
+        assert!(matches!(&e, CheckError::NoValidSignature { problems, .. } if problems == &[SignatureProblem::Malformed("release-2026".into())]));
+        assert!(e.to_string().contains("not a base64 ed25519"));
         // One good signature among bad ones is enough.
         let both = [other.sign("nutanix", &v("1.2.0"), "sha256:aa"), sig];
         assert!(trust.check("nutanix", &v("1.2.0"), "sha256:aa", &both).is_ok());
@@ -225,11 +308,19 @@ mod tests {
         let loaded = PrivateKey::load(&dir.join("k.key")).unwrap();
         assert_eq!(loaded.public_line(), key.public_line());
         std::fs::write(dir.join("bad.key"), "hello").unwrap();
-        assert!(PrivateKey::load(&dir.join("bad.key")).unwrap_err().contains("not a cf-host private key file"));
-        assert!(PrivateKey::generate("no spaces").is_err());
-        assert!(TrustPolicy::parse("k notbase64!", false).unwrap_err().contains("line 1"));
-        assert!(TrustPolicy::parse("", true).unwrap_err().contains("no trusted key"));
+        let e = PrivateKey::load(&dir.join("bad.key")).unwrap_err();
+        assert!(matches!(e, SignatureError::NotAKeyFile { .. }));
+        assert!(e.to_string().contains("not a cf-host private key file"));
+        assert!(matches!(PrivateKey::generate("no spaces"), Err(SignatureError::KeyId(_))));
+        let e = TrustPolicy::parse("k notbase64!", false).unwrap_err();
+        assert!(matches!(e, SignatureError::TrustedKeyLine { line: 1, problem: TrustedKeyProblem::NotBase64 }));
+        assert!(e.to_string().contains("line 1"));
+        let e = TrustPolicy::parse("", true).unwrap_err();
+        assert!(matches!(e, SignatureError::NoTrustedKey));
+        assert!(e.to_string().contains("no trusted key"));
         let line = key.public_line();
-        assert!(TrustPolicy::parse(&format!("{line}{line}"), false).unwrap_err().contains("appears twice"));
+        let e = TrustPolicy::parse(&format!("{line}{line}"), false).unwrap_err();
+        assert!(matches!(&e, SignatureError::TrustedKeyLine { line: 2, problem: TrustedKeyProblem::Twice(id) } if id == "ci@example"));
+        assert!(e.to_string().contains("appears twice"));
     }
 }
