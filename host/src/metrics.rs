@@ -6,8 +6,12 @@
 //! - `cf_host_run_seconds_sum` / `_count{call}`: call durations.
 //! - `cf_host_records_total{resource_type}`: records emitted.
 //! - `cf_host_http_requests_total{status}`: guest HTTP requests by status
-//!   class (`2xx`, ..., `error`, `denied`).
-//! - `cf_host_limit_hits_total{limit}`: runs ended by a host limit.
+//!   class (`2xx`, ..., `error`, `denied`, `circuit_open`, `refused`: in a
+//!   `send-many` batch over the host's cap).
+//! - `cf_host_limit_hits_total{limit}`: runs ended by a host limit (the
+//!   request budget included).
+//! - `cf_host_stream_stalls_total`: streams cancelled because the client
+//!   read nothing.
 //! - `cf_host_sandboxes_active`: sandboxes alive now.
 //! - `cf_host_plugin_live{plugin,version}`: 1 for each live plugin version
 //!   (from the registry, when served).

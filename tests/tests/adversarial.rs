@@ -27,7 +27,8 @@ fn tenancy() -> TenancyConfig {
             "bomber": {"limits": {"memory_mb": 64, "cpu_ms": 2000}},
             "loopback-ok": {"allow_networks": ["127.0.0.0/8"]},
             "greedy": {"max_concurrent_runs": 2, "limits": {"cpu_ms": 400}},
-            "polite": {"limits": {"cpu_ms": 400}}
+            "polite": {"limits": {"cpu_ms": 400}},
+            "frugal": {"limits": {"max_http_requests": 0}}
         }
     }))
     .expect("tenancy file");
@@ -191,6 +192,21 @@ fn a_hostile_endpoint_cannot_flood_or_stall_the_host() {
         let (r, _) = run(stall).await;
         assert_eq!(reported(&r), "http-err HttpError::Timeout");
         assert!(started.elapsed() < Duration::from_secs(10), "bounded by the 1 s cap: {:?}", started.elapsed());
+    });
+}
+
+/// A run past its request budget ends as a limit, and the host's metrics
+/// count it as one (the budget is checked after the guest returns).
+#[test]
+fn the_request_budget_ends_the_run_and_counts_as_a_limit_hit() {
+    block_on(async {
+        let port = fixed_server("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0).await;
+        let secret = json!({"host": format!("http://127.0.0.1:{port}"), "username": "u", "password": "p"});
+        let hits = || host().runtime.metrics().get("cf_host_limit_hits_total", &[("limit", "HTTP requests")]);
+        let before = hits();
+        let (r, _) = attack_owned(ctx("frugal", secret), json!({"attack": "http", "url": format!("http://127.0.0.1:{port}/")})).await;
+        assert_eq!(limit_kind(&r), Some(LimitKind::HttpRequests), "{r:?}");
+        assert_eq!(hits() - before, 1.0);
     });
 }
 

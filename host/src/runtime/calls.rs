@@ -132,7 +132,9 @@ impl Runtime {
         }
         let limit = match result {
             Err(RunError::Limit(l)) => Some(l.kind),
-            _ => st.emit.limit_hit.as_ref().map(|l| l.kind),
+            // The request budget ends a run after this point (in the
+            // caller), as a limit.
+            _ => st.emit.limit_hit.as_ref().map(|l| l.kind).or(st.http.budget_exhausted.then_some(LimitKind::HttpRequests)),
         };
         if let Some(kind) = limit {
             m.add("cf_host_limit_hits_total", vec![("limit", kind.to_string())], 1.0);

@@ -171,6 +171,7 @@ impl http::Host for HttpCtx {
         let max = self.limits.max_batch as usize;
         if batch.len() > max {
             let why = format!("a batch of {} requests is over the host's limit of {max}; nothing was sent", batch.len());
+            *self.outcomes.entry("refused").or_insert(0) += batch.len() as u64;
             return Ok(batch.iter().map(|_| Err(HttpError::InvalidRequest(why.clone()))).collect());
         }
         self.perform(batch).await
@@ -530,6 +531,7 @@ mod tests {
             assert!(answers.iter().all(|a| matches!(a, Err(HttpError::InvalidRequest(m)) if m.contains("limit of 3"))));
             assert!(t.seen.lock().unwrap().is_empty());
             assert_eq!(h.requests, 0);
+            assert_eq!(h.outcomes.get("refused"), Some(&4), "counted for cf_host_http_requests_total");
         });
     }
 
