@@ -38,6 +38,9 @@
 //!   endpoint allow, lost pages as error resources.
 //! - [`incremental_vms`]: the VM collection of option `incremental`
 //!   (cache in `state`, changes, full runs).
+//! - [`record`]: the records the guest emits (CloudService, types,
+//!   regions, error resources, namespaces, metrics) as plain Rust values,
+//!   and their JSON text for the WIT edge.
 //! - [`collect`]: the collector's calls (`init`, `verify`, `get_tasks`,
 //!   `collect`, cost data), written against the [`Transport`] and [`Sink`]
 //!   traits below.

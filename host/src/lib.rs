@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`bindings`]: the generated WIT bindings, one module (and one `bindgen!`)
-//!   per supported, incompatible world version (0.1.x, 0.2.x), and the
-//!   dispatch to the version a component was built for.
+//! - [`bindings`]: the generated WIT bindings, a leaf: one module (and one
+//!   `bindgen!`, from one macro) per supported world version (0.1.x, 0.2.x,
+//!   0.3.x), conversions to the current one, and the dispatch to the
+//!   version a component was built for.
 //! - [`cloudforet`]: the host's CloudForet connectors: tonic clients of
 //!   identity, inventory and notification with tokens, retries and breakers.
 //! - [`push`]: a push run: collection → durable outbox → upserts into
@@ -16,10 +17,19 @@
 //! - [`config_file`]: `cf-host serve --config FILE` (TOML keys = flags).
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per
 //!   interface (`http`, `log`, `emit`, `state`, `types`), each on a context
-//!   holding only that capability.
-//! - [`sandbox`]: engine (pooling allocator, epoch ticker), plugin loading and
-//!   admission, one fresh store per call with limits in place; the store's
-//!   state only aggregates the capability contexts.
+//!   holding only that capability; `host::http` holds the transport (TLS,
+//!   client pool, policy-checking resolver) and the per-tenant origins
+//!   (breakers and 429 pacing) and runs `send-many` batches under caps.
+//! - [`runtime`]: engine (pooling allocator, epoch ticker), plugin loading and
+//!   admission, one fresh store per call with limits in place (the store's
+//!   state only aggregates the capability contexts), the calls and their
+//!   results, and the run context with its one builder.
+//! - [`serve`]: `serve::run(options, listeners, shutdown, ready)`: the gRPC
+//!   server, admin API and metrics as a library function.
+//! - [`options`]: host options split from the guest's at the edge.
+//! - [`net`]: bounded listeners (connection caps, idle timeouts, accept
+//!   back-off).
+//! - [`telemetry`]: logging filters and the optional OTLP span export.
 //! - [`egress`]: the egress policy, a pure module checked before any I/O.
 //! - [`resilience`]: back-off with jitter and the circuit breaker (pure),
 //!   used by the CloudForet connectors and by guests' outbound HTTP.
@@ -29,7 +39,8 @@
 //! - [`tenancy`]: per-tenant limits, concurrency caps with fair queuing,
 //!   memory budgets and network grants.
 //! - [`error`]: the boundary's error model (typed collector errors vs traps
-//!   and limits) and its 1:1 error codes.
+//!   and limits) and its 1:1 error codes; each core module has its own
+//!   typed error (`thiserror`).
 //! - [`registry`]: collector versions by name and semver, live version,
 //!   pins, rollback, admission, precompile cache, plugins directory watcher.
 //! - [`record`]: emitted records, validated from guest output.
@@ -43,7 +54,8 @@
 //! - [`admin`]: the admin HTTP API over the registry (bearer token, error
 //!   envelope); `cf-host plugins` is its client.
 //! - [`bench`]: `cf-host bench`, the performance figures as a table.
-//! - `main.rs`: the `cf-host` command line.
+//! - `main.rs` parses the `cf-host` command line and dispatches to `cli/`,
+//!   one file per command.
 
 pub mod admin;
 pub mod bench;

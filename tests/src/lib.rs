@@ -1,8 +1,19 @@
-//! Shared fixtures for the end-to-end tests: those both suites share
-//! ([`fixtures`]: component paths, one tokio runtime, temp dirs, Python
-//! venvs), and the host-level ones: the host runtime with the real guest
-//! loaded (compiled once), run contexts through the production builder, a
-//! `cf-host serve` in process, a real OCI registry.
+//! Shared fixtures for the end-to-end tests (`tests/tests/*.rs`).
+//!
+//! # Layout
+//!
+//! - `fixtures` (also included by `host/tests/common`): what both suites
+//!   share: component paths, one tokio runtime, temp dirs, Python venvs.
+//! - this module: the host-level fixtures: the host runtime with the real
+//!   guest loaded (compiled once, [`host`]), run contexts through the
+//!   production builder ([`sim_context`]), collections gathered
+//!   ([`collect_all`]), a `cf-host serve` in process ([`serve`]) and its
+//!   metrics, the admin API's configuration, a real OCI registry.
+//!
+//! `host/tests` holds the tests of the `cf-host` binary and its servers
+//! seen from outside (CLI, soak, admin); `tests/tests` the end-to-end
+//! tests of the runtime with real guests, simulators and CloudForet's own
+//! packages.
 //!
 //! The components must be built first:
 //! `cargo build -p guest-nutanix -p cf-adversary -p cf-legacy-guest --target wasm32-wasip2 --release`

@@ -16,7 +16,7 @@
 //!   status, in the API's own error shape) pinned to given pages, a VM list
 //!   that changes while it is read, v4 lists the gateway does not serve, and
 //!   lists cut short without any error (`cut_lists`).
-//! - v4 lists at each revision of [`SimConfig::v4_revisions`] (`v4.0` by
+//! - [`v4`]: v4 lists at each revision of [`SimConfig::v4_revisions`] (`v4.0` by
 //!   default, as pc.2024.3); other revisions and unknown paths get the
 //!   gateway's 404 (`{"message": "The requested URL was not found"}`), v4
 //!   services' errors are `ErrorResponse`s with `AppMessage`s, as
@@ -36,7 +36,11 @@
 //! - control endpoints for tests and demos: `PUT /_sim/faults` (JSON
 //!   [`Faults`]), `GET /_sim/stats` (requests per kind).
 //!
-//! Used by the integration tests and by `cf-host demo`.
+//! - `main.rs`: the standalone binary (`prism-sim --port --vms --clusters
+//!   --tls --v3-only --v4-revisions --latency-ms --latency-jitter-ms
+//!   --rps-limit`).
+//!
+//! Used by the integration tests, the benchmarks and by `cf-host demo`.
 
 pub mod estate;
 pub mod tls;
