@@ -485,7 +485,7 @@ pub async fn paging(
     let sim = start_simulator(vms).await?;
     let calls = |sim: &prism_sim::Simulator| sim.state.calls_per_kind().values().sum::<u64>();
     let mut rows = Vec::new();
-    let mut measure = |latency_ms: u64, concurrency: u32, base: f64| {
+    let measure = |latency_ms: u64, concurrency: u32, base: f64| {
         let sim = &sim;
         let progress = &progress;
         async move {

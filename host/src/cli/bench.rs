@@ -107,9 +107,7 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
     }
     #[cfg(feature = "simulator")]
     if paging {
-        let plugin = plugin.unwrap_or_else(default_plugin);
-        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig::default())?;
-        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let (_, runtime, loaded) = load(plugin, cf_host::RuntimeConfig::default().max_concurrency)?;
         let mut rows = Vec::new();
         for n in vms {
             let progress = |stage: &str| eprintln!("bench: {stage} ...");
@@ -121,18 +119,14 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
     }
     #[cfg(feature = "simulator")]
     if let Some(n) = tenants {
-        let plugin = plugin.unwrap_or_else(default_plugin);
-        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig { max_concurrency: pool, ..cf_host::RuntimeConfig::default() })?;
-        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let (_, runtime, loaded) = load(plugin, pool)?;
         let report = cf_host::bench::many_tenants(&runtime, pool, &loaded, n, vms_each, tenant_latency_ms, |stage| eprintln!("bench: {stage} ...")).await?;
         print!("{}", cf_host::bench::render_tenants(&report));
         return Ok(ExitCode::SUCCESS);
     }
     #[cfg(feature = "simulator")]
     if product {
-        let plugin = plugin.unwrap_or_else(default_plugin);
-        let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig::default())?;
-        let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+        let (plugin, runtime, loaded) = load(plugin, cf_host::RuntimeConfig::default().max_concurrency)?;
         let mut phases = Vec::new();
         for n in vms {
             phases.extend(cf_host::bench::product_path(&runtime, &loaded, &plugin, n, &dir, |stage| eprintln!("bench: {stage} ...")).await?);
@@ -159,4 +153,14 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
     let rows = cf_host::bench::run(&cfg, |stage| eprintln!("bench: {stage} ...")).await?;
     print!("{}", cf_host::bench::render(&rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime (a pool of `pool` sandboxes) with the collector loaded from
+/// `plugin` (default: the workspace's release build).
+#[cfg(feature = "simulator")]
+fn load(plugin: Option<PathBuf>, pool: u32) -> Result<(PathBuf, cf_host::Runtime, cf_host::Plugin), String> {
+    let plugin = plugin.unwrap_or_else(default_plugin);
+    let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig { max_concurrency: pool, ..cf_host::RuntimeConfig::default() })?;
+    let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
+    Ok((plugin, runtime, loaded))
 }
