@@ -122,7 +122,7 @@ pub async fn run(
         // Webhooks registered through the admin API live in the store when
         // there is one.
         if let Some(store) = &store {
-            config.webhooks = Arc::new(crate::webhook::Subscriptions::open(store.clone())?);
+            config.webhooks = Arc::new(crate::webhook::Subscriptions::open(store.clone(), config.webhook_networks.clone())?);
         }
         service = service.with_subscriptions(config.webhooks.clone());
     }

@@ -17,6 +17,15 @@
 //! and from the admin API (`/v1/webhooks`: [`Subscriptions`], each with its
 //! own secret and events, kept in the store when there is one).
 //!
+//! A webhook registered through the API is guarded by an egress policy, as
+//! registry pulls are: an admin token must not make the server post to
+//! loopback, private or link-local addresses (cloud metadata at
+//! 169.254.169.254). An IP-literal URL is checked when it is registered
+//! and before each delivery, a name is resolved by the host (refused
+//! addresses dropped), and the address connected is checked again. The
+//! operator's `--webhook-allow-network` opens networks; the operator's own
+//! `--webhook-url` is not guarded.
+//!
 //! Failures are a [`WebhookError`]: a refused URL, secret or event list,
 //! a delivery that failed, or the store that keeps the subscriptions.
 
@@ -63,6 +72,9 @@ pub enum WebhookError {
     /// The store keeping the subscriptions failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The egress policy of registered webhooks refused the destination.
+    #[error("webhook {url}: egress policy: {reason}; allow its network with --webhook-allow-network")]
+    Egress { url: url::Url, reason: String },
 }
 
 /// The text, for callers that only report it.
@@ -78,6 +90,9 @@ pub struct Webhook {
     pub url: url::Url,
     secret: Vec<u8>,
     client: reqwest::Client,
+    /// The egress policy of a webhook registered through the API (none
+    /// for the operator's `--webhook-url`).
+    policy: Option<crate::egress::EgressPolicy>,
 }
 
 /// The key never reaches logs.
@@ -159,6 +174,30 @@ impl Event {
 
 impl Webhook {
     pub fn new(url: &str, secret: &str) -> Result<Webhook, WebhookError> {
+        let (url, secret) = Self::checked(url, secret)?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(WebhookError::Client)?;
+        Ok(Webhook { url, secret, client, policy: None })
+    }
+
+    /// A webhook under the egress policy that allows only public addresses
+    /// and `networks`: its client resolves names through the policy, and an
+    /// IP-literal URL is refused here when the policy refuses it.
+    pub fn guarded(url: &str, secret: &str, networks: &[ipnet::IpNet]) -> Result<Webhook, WebhookError> {
+        let (url, secret) = Self::checked(url, secret)?;
+        let policy = crate::egress::EgressPolicy::deny_all().allow_networks(networks.iter().copied());
+        let client = crate::host::http::ClientPool::default()
+            .client(&crate::host::http::TlsConfig::default(), networks)
+            .map_err(|reason| WebhookError::Egress { url: url.clone(), reason })?;
+        let hook = Webhook { url, secret, client, policy: Some(policy) };
+        hook.precheck()?;
+        Ok(hook)
+    }
+
+    fn checked(url: &str, secret: &str) -> Result<(url::Url, Vec<u8>), WebhookError> {
         let url = url::Url::parse(url).map_err(|source| WebhookError::Url { url: url.to_string(), source })?;
         if url.scheme() != "https" && url.scheme() != "http" {
             return Err(WebhookError::Scheme(url));
@@ -166,12 +205,27 @@ impl Webhook {
         if secret.len() < 16 {
             return Err(WebhookError::ShortSecret);
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(WebhookError::Client)?;
-        Ok(Webhook { url, secret: secret.as_bytes().to_vec(), client })
+        Ok((url, secret.as_bytes().to_vec()))
+    }
+
+    /// The policy's verdict on `addr` for this webhook's host.
+    fn check_addr(&self, addr: std::net::IpAddr) -> Result<(), WebhookError> {
+        match &self.policy {
+            Some(p) => p
+                .check_addr(self.url.host_str().unwrap_or_default(), addr)
+                .map_err(|d| WebhookError::Egress { url: self.url.clone(), reason: d.to_string() }),
+            None => Ok(()),
+        }
+    }
+
+    /// An IP-literal host is checked before anything is sent (no name
+    /// resolution happens for it).
+    fn precheck(&self) -> Result<(), WebhookError> {
+        match self.url.host() {
+            Some(url::Host::Ipv4(a)) => self.check_addr(a.into()),
+            Some(url::Host::Ipv6(a)) => self.check_addr(a.into()),
+            _ => Ok(()),
+        }
     }
 
     /// `sha256=<hex>` over `"<timestamp>.<body>"`.
@@ -182,6 +236,7 @@ impl Webhook {
     /// Delivers `event`; returns the attempts made, or why it failed.
     pub async fn deliver(&self, event: &Event) -> Result<u32, WebhookError> {
         let body = serde_json::to_vec(event).map_err(WebhookError::Encode)?;
+        self.precheck()?;
         let mut attempt = 1u32;
         loop {
             let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -194,9 +249,19 @@ impl Webhook {
                 .header("x-cf-timestamp", ts.to_string())
                 .header("x-cf-signature", self.signature(ts, &body))
                 .body(body.clone())
+                .timeout(Duration::from_secs(10))
                 .send()
                 .await;
+            if let Ok(r) = &sent
+                && let Some(addr) = r.remote_addr()
+            {
+                self.check_addr(addr.ip())?;
+            }
             let last = match sent {
+                Err(e) if self.policy.is_some() && crate::host::http::blocked_by_policy(&e).is_some() => {
+                    let reason = crate::host::http::blocked_by_policy(&e).map(|b| b.0.clone()).unwrap_or_default();
+                    return Err(WebhookError::Egress { url: self.url.clone(), reason });
+                }
                 Ok(r) if r.status().is_success() => return Ok(attempt),
                 Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => WebhookError::Busy(r.status()),
                 Ok(r) => return Err(WebhookError::Refused { url: self.url.clone(), status: r.status() }),
@@ -247,24 +312,37 @@ pub trait SubscriptionStore: Send + Sync {
 pub struct Subscriptions {
     store: Option<std::sync::Arc<dyn SubscriptionStore>>,
     hooks: std::sync::RwLock<Vec<(Subscription, Webhook)>>,
+    /// Networks the webhooks may reach although they are special
+    /// (`--webhook-allow-network`).
+    networks: Vec<ipnet::IpNet>,
 }
 
 /// Subscriptions held at most.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
 
 impl Subscriptions {
-    pub fn in_memory() -> Subscriptions {
-        Subscriptions { store: None, hooks: Default::default() }
+    /// Subscriptions kept in memory, whose webhooks may reach public
+    /// addresses and `networks`.
+    pub fn in_memory(networks: Vec<ipnet::IpNet>) -> Subscriptions {
+        Subscriptions { store: None, hooks: Default::default(), networks }
     }
 
-    /// The subscriptions kept in `store`.
-    pub fn open(store: std::sync::Arc<dyn SubscriptionStore>) -> Result<Subscriptions, WebhookError> {
+    /// The subscriptions kept in `store`. One the egress policy now refuses
+    /// (its network no longer allowed) stays listed; its deliveries fail.
+    pub fn open(store: std::sync::Arc<dyn SubscriptionStore>, networks: Vec<ipnet::IpNet>) -> Result<Subscriptions, WebhookError> {
         let mut hooks = Vec::new();
         for (s, secret) in store.load()? {
-            let hook = Webhook::new(&s.url, &secret)?;
+            let hook = match Webhook::guarded(&s.url, &secret, &networks) {
+                Err(WebhookError::Egress { .. }) => {
+                    let mut hook = Webhook::new(&s.url, &secret)?;
+                    hook.policy = Some(crate::egress::EgressPolicy::deny_all().allow_networks(networks.iter().copied()));
+                    hook
+                }
+                other => other?,
+            };
             hooks.push((s, hook));
         }
-        Ok(Subscriptions { store: Some(store), hooks: std::sync::RwLock::new(hooks) })
+        Ok(Subscriptions { store: Some(store), hooks: std::sync::RwLock::new(hooks), networks })
     }
 
     pub fn list(&self) -> Vec<Subscription> {
@@ -273,7 +351,7 @@ impl Subscriptions {
 
     /// Registers a webhook; `events` defaults to all.
     pub fn add(&self, url: &str, events: Option<Vec<String>>, secret: &str) -> Result<Subscription, WebhookError> {
-        let hook = Webhook::new(url, secret)?;
+        let hook = Webhook::guarded(url, secret, &self.networks)?;
         let events = events.unwrap_or_else(|| EVENTS.iter().map(|e| e.to_string()).collect());
         if events.is_empty() {
             return Err(WebhookError::NoEvents);
@@ -355,7 +433,7 @@ mod tests {
 
     #[test]
     fn subscriptions_check_their_input_and_are_bounded() {
-        let subs = Subscriptions::in_memory();
+        let subs = Subscriptions::in_memory(Vec::new());
         let a = subs.add("https://hooks.example.com/a", None, "0123456789abcdef").unwrap();
         assert_eq!(a.events, vec!["collection.finished", "collection.failed"]);
         let unknown = subs.add("https://x", Some(vec!["collection.exploded".into()]), "0123456789abcdef").unwrap_err();
@@ -373,5 +451,47 @@ mod tests {
         let full = subs.add("https://h/x", None, "0123456789abcdef").unwrap_err();
         assert!(matches!(full, WebhookError::TooMany));
         assert!(full.to_string().contains("at most"));
+    }
+
+    /// Webhooks registered through the API reach public addresses only,
+    /// unless the operator allowed the network: an IP literal is refused
+    /// when registered, a name that resolves to a refused address when
+    /// delivered, before anything is sent.
+    #[test]
+    fn registered_webhooks_are_under_the_egress_policy() {
+        let secret = "0123456789abcdef";
+        let subs = Subscriptions::in_memory(Vec::new());
+        for url in ["http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/", "http://[::1]:8080/", "https://[fd00::1]/"] {
+            let e = subs.add(url, None, secret).unwrap_err();
+            assert!(matches!(e, WebhookError::Egress { .. }), "{url}: {e}");
+            assert!(e.to_string().contains("--webhook-allow-network"), "{e}");
+        }
+        assert!(subs.list().is_empty());
+        assert!(subs.add("https://93.184.215.14/hook", None, secret).is_ok(), "a public address is fine");
+        // The operator allowed loopback: registered.
+        let open = Subscriptions::in_memory(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(open.add("http://127.0.0.1:9/x", None, secret).is_ok());
+        assert!(matches!(open.add("http://169.254.169.254/", None, secret), Err(WebhookError::Egress { .. })));
+        // The operator's own --webhook-url is not guarded.
+        assert!(Webhook::new("http://127.0.0.1:9/x", secret).is_ok());
+
+        // A name resolving to loopback: refused at delivery, nothing sent.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = accepted.clone();
+            tokio::spawn(async move {
+                if listener.accept().await.is_ok() {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            let hook = Webhook::guarded(&format!("http://localhost:{port}/hook"), secret, &[]).unwrap();
+            let e = hook.deliver(&Event::start("run-1", "t", "nutanix", "sha256:0")).await.unwrap_err();
+            assert!(matches!(e, WebhookError::Egress { .. }), "{e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!accepted.load(std::sync::atomic::Ordering::SeqCst), "nothing reached the loopback receiver");
+        });
     }
 }

@@ -507,13 +507,19 @@ fn webhooks_are_registered_kept_and_delivered() {
         let hook_url = format!("http://{}/hook", l.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(l, app).await });
 
+        // The receiver is on loopback: the operator allows it (registered
+        // webhooks reach public addresses only by default).
         let s = cf_tests::serve(options(|o| {
-            o.admin = Some(cf_tests::admin_config(TOKEN));
+            o.admin = Some(cf_tests::admin_config(TOKEN).allow_webhook_networks(vec!["127.0.0.0/8".parse().unwrap()]));
             o.store = Some(store.clone());
         }))
         .await;
         let a = s.admin.clone().unwrap();
         let secret = "webhook-secret-0123456789";
+        // Cloud metadata stays refused.
+        let (st, _, b) = admin_call(Method::POST, format!("{a}/v1/webhooks"), Some(TOKEN), Some(serde_json::json!({"url": "http://169.254.169.254/latest", "secret": secret}))).await;
+        assert_envelope(st, &b, 400, "INVALID_ARGUMENT");
+        assert!(b["error"]["message"].as_str().unwrap_or_default().contains("egress policy"), "{b}");
         let (st, _, made) = admin_call(Method::POST, format!("{a}/v1/webhooks"), Some(TOKEN), Some(serde_json::json!({"url": hook_url, "secret": secret, "events": ["collection.finished"]}))).await;
         assert_eq!(st, 200, "{made}");
         assert!(made.get("secret").is_none(), "never shown: {made}");

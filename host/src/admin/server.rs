@@ -64,6 +64,9 @@ pub struct AdminConfig {
     pub max_concurrent_uploads: usize,
     /// Registered webhooks (`/v1/webhooks`).
     pub webhooks: Arc<Subscriptions>,
+    /// Networks registered webhooks may reach although they are private,
+    /// loopback or link-local (`--webhook-allow-network`).
+    pub webhook_networks: Vec<ipnet::IpNet>,
 }
 
 impl AdminConfig {
@@ -75,8 +78,16 @@ impl AdminConfig {
             rate_window: Duration::from_secs(60),
             max_upload_bytes: MAX_UPLOAD_BYTES,
             max_concurrent_uploads: 2,
-            webhooks: Arc::new(Subscriptions::in_memory()),
+            webhooks: Arc::new(Subscriptions::in_memory(Vec::new())),
+            webhook_networks: Vec::new(),
         }
+    }
+
+    /// Registered webhooks may also reach `networks`.
+    pub fn allow_webhook_networks(mut self, networks: Vec<ipnet::IpNet>) -> AdminConfig {
+        self.webhooks = Arc::new(Subscriptions::in_memory(networks.clone()));
+        self.webhook_networks = networks;
+        self
     }
 }
 

@@ -125,6 +125,11 @@ pub struct Args {
     /// private, loopback or link-local (repeatable); others are refused.
     #[arg(long = "registry-allow-network", env = "CF_HOST_REGISTRY_ALLOW_NETWORKS", value_delimiter = ',', value_name = "CIDR")]
     registry_allow_networks: Vec<String>,
+    /// Networks (CIDR) a webhook registered through the admin API may
+    /// reach although they are private, loopback or link-local
+    /// (repeatable); others are refused.
+    #[arg(long = "webhook-allow-network", env = "CF_HOST_WEBHOOK_ALLOW_NETWORKS", value_delimiter = ',', value_name = "CIDR")]
+    webhook_allow_networks: Vec<String>,
     /// The CloudForet release calling this plugin: 2, 1.12, or auto (a
     /// caller sending `token: NO_TOKEN`, as 2.x's inventory does, gets the
     /// 2.x form; others the form both read).
@@ -183,7 +188,7 @@ fn admin_config(o: &Args) -> Result<AdminConfig, String> {
     if auth.is_empty() {
         return Err("--admin-bind needs CF_HOST_ADMIN_TOKEN or --admin-policy".into());
     }
-    let mut c = AdminConfig::new(auth);
+    let mut c = AdminConfig::new(auth).allow_webhook_networks(networks("--webhook-allow-network", &o.webhook_allow_networks)?);
     c.rate_limit = o.admin_rate_limit;
     c.max_upload_bytes = o.max_upload_mb.saturating_mul(1 << 20);
     c.max_concurrent_uploads = o.max_concurrent_uploads;
