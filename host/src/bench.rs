@@ -467,7 +467,8 @@ pub fn render_paging(rows: &[PagingRow]) -> String {
 /// A simulated Prism Central of `vms` VMs answering each list call after
 /// `latency_ms` (and, when `rps_limit` is set, answering 429 with
 /// `Retry-After` above that rate), collected through the guest into a
-/// counting sink once per `page_concurrency` in `concurrencies`, after a
+/// counting sink with pages of `page_size` (100: what v4 lists return at
+/// most) once per `page_concurrency` in `concurrencies`, after a
 /// collection without latency (the base of the bound). Issue #22's goal:
 /// each run within 1.3 x max(calls x latency / concurrency, the
 /// zero-latency time), no 429s while the limit is respected.
@@ -477,6 +478,7 @@ pub async fn paging(
     plugin: &crate::Plugin,
     vms: usize,
     latency_ms: u64,
+    page_size: u32,
     concurrencies: &[u32],
     rps_limit: Option<f64>,
     progress: impl Fn(&str),
@@ -493,7 +495,7 @@ pub async fn paging(
             sim.set_faults(prism_sim::Faults { latency_ms, rps_limit: rps_limit.unwrap_or(0.0), ..prism_sim::Faults::default() });
             sim.state.reset_peak_in_flight();
             let (calls0, throttled0) = (calls(sim), sim.state.throttled_calls());
-            let (secs, records) = collect_counted(runtime, plugin, sim, "bench", json!({"page_concurrency": concurrency})).await?;
+            let (secs, records) = collect_counted(runtime, plugin, sim, "bench", json!({"page_concurrency": concurrency, "page_size": page_size})).await?;
             let n = calls(sim) - calls0;
             let bound = (n as f64 * latency_ms as f64 / 1000.0 / f64::from(concurrency)).max(base);
             Ok::<PagingRow, String>(PagingRow {

@@ -47,6 +47,9 @@ pub struct Args {
     paging: bool,
     #[arg(long, default_value_t = 200)]
     page_latency_ms: u64,
+    /// The guest's `page_size` for `--paging` (100: v4's largest page).
+    #[arg(long, default_value_t = 100)]
+    page_size: u32,
     /// The guest's `page_concurrency` values to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     page_concurrency: Vec<u32>,
@@ -84,6 +87,7 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
         store_only,
         paging,
         page_latency_ms,
+        page_size,
         page_concurrency,
         rps_limit,
         tenants,
@@ -111,7 +115,7 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
         let mut rows = Vec::new();
         for n in vms {
             let progress = |stage: &str| eprintln!("bench: {stage} ...");
-            rows.extend(cf_host::bench::paging(&runtime, &loaded, n, page_latency_ms, &page_concurrency, rps_limit, progress).await?);
+            rows.extend(cf_host::bench::paging(&runtime, &loaded, n, page_latency_ms, page_size, &page_concurrency, rps_limit, progress).await?);
             eprint!("{}", cf_host::bench::render_paging(&rows));
         }
         print!("{}", cf_host::bench::render_paging(&rows));
