@@ -201,8 +201,11 @@ pub async fn run(args: &ConformanceArgs) -> Result<Report, ConformanceError> {
         }
     };
     let mut collects = Vec::new();
-    for task in task_list {
-        let call = call.clone().task_options(task.clone());
+    for (i, task) in task_list.into_iter().enumerate() {
+        let mut call = call.clone().task_options(task.clone());
+        // A tenant per task: one task's failures do not open the circuit
+        // breaker the next task meets (breakers are per tenant and origin).
+        call.tenant = format!("{}-{i}", call.tenant);
         let outcome = match &cassette {
             // A fresh replayer per task: each task sees the whole cassette.
             Some(c) => harness.replay(&call, &Replayer::new(c.clone())).await,
