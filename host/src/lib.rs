@@ -50,9 +50,12 @@
 //! - [`grpc`]: CloudForet's collector plugin protocol (tonic server,
 //!   reflection, health).
 //! - [`testing`]: run a guest against a mocked host (cassettes, captured
-//!   emit/log/state, fixed clock), expectations and golden files.
+//!   emit/log/state, fixed clock), expectations and golden files, and the
+//!   conformance checks (`cf-host test --conformance`).
 //! - [`admin`]: the admin HTTP API over the registry (bearer token, error
 //!   envelope); `cf-host plugins` is its client.
+//! - [`scaffold`]: `cf-host new`, a collector project from the templates
+//!   in `host/templates/`.
 //! - [`bench`]: `cf-host bench`, the performance figures as a table.
 //! - `main.rs` parses the `cf-host` command line and dispatches to `cli/`,
 //!   one file per command.
@@ -77,6 +80,7 @@ pub mod record;
 pub mod registry;
 pub mod resilience;
 pub mod runtime;
+pub mod scaffold;
 pub mod secret;
 pub mod serve;
 pub mod spool;

@@ -37,12 +37,16 @@ enum Cmd {
     Serve(cli::serve::Args),
     /// Manage the plugin registry of a running `cf-host serve` (admin API).
     Plugins(cli::plugins::Args),
-    /// Test a collector component against a cassette (no network), or record one.
+    /// Test a collector component against a cassette (no network), or record
+    /// one; or check its conformance (`--conformance`).
     ///
     /// Prints per-type counts, errors, requests and what the cassette lacked;
     /// exits non-zero when the run fails, a request is not in the cassette,
     /// an expectation is not met or the output differs from the golden file.
     Test(cli::test::Args),
+    /// Create a collector project (rust, python or ts) that builds and passes
+    /// its first `cf-host test`.
+    New(cli::new::Args),
     /// Measure the host: instantiation, concurrent sandboxes, end-to-end collections.
     Bench(cli::bench::Args),
     /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
@@ -98,6 +102,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Serve(a) => cli::serve::run(a).await,
         Cmd::Plugins(a) => cli::plugins::run(a).await,
         Cmd::Test(a) => cli::test::run(a).await,
+        Cmd::New(a) => cli::new::run(a).await,
         Cmd::Bench(a) => cli::bench::run(a).await,
         Cmd::Demo(a) => cli::demo::run(a).await,
     }

@@ -742,9 +742,13 @@ pub fn out_of_place(r: Record, call: &str) -> Result<Record, Rejected> {
     Err(rejected(r.resource_type.as_str(), why, &s("cloud_service_group"), &s("cloud_service_type"), &s("provider")))
 }
 
+/// How the message of an error resource the host put in place of a
+/// rejected item starts (what `cf-host test --conformance` counts).
+pub const REJECTED_PREFIX: &str = "host rejected an emitted ";
+
 fn rejected(what: &str, why: String, group: &str, ty: &str, provider: &str) -> Rejected {
     let cut = |s: &str| s.chars().take(256).collect::<String>();
-    let replacement = Record::host_error(format!("host rejected an emitted {what}: {why}"), &cut(group), &cut(ty), &cut(provider));
+    let replacement = Record::host_error(format!("{REJECTED_PREFIX}{what}: {why}"), &cut(group), &cut(ty), &cut(provider));
     Rejected { reason: why, replacement: Box::new(replacement) }
 }
 

@@ -292,3 +292,49 @@ fn a_config_file_drives_serve_and_the_example_documents_every_flag() {
     assert!(stderr(&o).contains("unknown key \"colour\""), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `cf-host test --conformance`: the reference guest passes (against 404s
+/// and against its cassette, where every record is checked); the
+/// adversary's invalid items fail the record check; the report names each
+/// check and the exit code follows it.
+#[test]
+fn conformance_passes_the_guest_and_fails_the_adversary() {
+    let guest = guest();
+    let g = guest.to_str().unwrap();
+    let o = cf_host(&["test", "--conformance", g]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    for check in ["world", "identity", "init", "get-tasks", "collect", "typed-errors", "records", "cloud-service-types", "cloud-services"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with("PASS") && l.contains(check)), "{check} passes: {out}");
+    }
+    assert!(out.contains("identity             nutanix 0.1.0"), "{out}");
+
+    let cassette = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-nutanix/tests/cassettes/v3-small");
+    let o = cf_host(&["test", "--conformance", g, "--cassette", cassette.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("types with console labels and icons") && out.contains("34 services with a resource_id"), "{out}");
+
+    let adversary = common::adversary_wasm();
+    let a = adversary.to_str().unwrap();
+    let o = cf_host(&["test", "--conformance", a, "--task-options", r#"{"attack": "emit-invalid"}"#]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("FAIL  records") && out.contains("host rejected an emitted Region: field 'name' is empty"), "{out}");
+    assert!(out.contains("FAIL: 1 checks failed"), "{out}");
+    // A panic is no typed error.
+    let o = cf_host(&["test", "--conformance", a, "--task-options", r#"{"attack": "panic"}"#]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success() && out.contains("FAIL  typed-errors"), "{out}");
+
+    // Not a component at all: one failing check, not a crash.
+    let dir = tmp("conformance");
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let o = cf_host(&["test", "--conformance", junk.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!o.status.success() && out.contains("FAIL  world") && out.contains("does not load"), "{out}");
+    let o = cf_host(&["test", g]);
+    assert!(!o.status.success() && stderr(&o).contains("--cassette"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -2,7 +2,8 @@
 //! `sdk/ts`), built from source by this test into components and run in the
 //! real host: the SDKs' own unit tests, the examples against the shared Prism
 //! cassettes and golden file (the same ones for both languages), identity,
-//! and a hot swap of the Python collector serving CloudForet's gRPC protocol
+//! the Python and TypeScript projects `cf-host new` makes (built, their
+//! first test, conformance), and a hot swap of the Python collector serving CloudForet's gRPC protocol
 //! against the simulator.
 //!
 //! The tools come from the registries, pinned, into the target directory on
@@ -491,4 +492,50 @@ fn sdk_bench() {
         table.push_str(&format!("{name:<width$}  {:>22}  {:>18}  {:>22}\n", values[0], values.get(1).map_or("", |s| s), values.get(2).map_or("", |s| s)));
     }
     println!("{table}");
+}
+
+/// `cf-host new --lang python|ts` (the library behind it): the project
+/// builds with the command its README gives (the SDK's build tool, as
+/// above) and passes its first test (its empty cassette and expect.json)
+/// and the conformance checks, under its own name.
+#[test]
+fn new_python_and_ts_projects_build_and_pass_their_first_test() {
+    use cf_host::scaffold::{self, Lang as New};
+    for (lang, name) in [(New::Python, "py-scaffold"), (New::Ts, "ts-scaffold")] {
+        let dir = temp_dir(name);
+        scaffold::create(name, lang, &dir).expect("the project is written");
+        let out = dir.join(scaffold::component_path(name, lang));
+        match lang {
+            New::Python => run(Command::new(python())
+                .arg(repo().join("sdk/python/src/cloudforet_collector/build.py"))
+                .arg("collector.py")
+                .arg("-o")
+                .arg(&out)
+                .arg("-q")
+                .current_dir(&dir)),
+            _ => run(Command::new("node")
+                .arg(repo().join("sdk/ts/bin/cf-collector-build.mjs"))
+                .arg("collector.ts")
+                .arg("-o")
+                .arg(&out)
+                .arg("--check")
+                .current_dir(&dir)
+                .env("CF_SDK_NODE_MODULES", node_modules())),
+        };
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let source = if lang == New::Python { "collector.py" } else { "collector.ts" };
+        assert!(readme.contains(&format!("{source} -o {name}.wasm")), "{readme}");
+
+        let h = Harness::load(&out).expect("the component loads");
+        let cassette = Cassette::load(&dir.join("cassette")).expect("its cassette");
+        let outcome = h.replay_blocking(&h.call_for(&cassette), &Replayer::new(cassette));
+        let fails = Expect::load(&dir.join("expect.json")).expect("its expect.json").check(&outcome);
+        assert!(fails.is_empty(), "{name}: {}", fails.join("\n"));
+
+        let args = cf_host::testing::conformance::ConformanceArgs { plugin: out.clone(), ..Default::default() };
+        let report = block_on(cf_host::testing::conformance::run(&args)).expect("conformance runs");
+        assert!(report.passed(), "{}", report.render());
+        assert_eq!(report.get("identity").unwrap().detail, format!("{name} 0.1.0"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -25,13 +25,14 @@
 
 pub mod cassette;
 pub mod cli;
+pub mod conformance;
 pub mod expect;
 
 use crate::host::http::{HttpTransport, OutboundRequest, TransportFuture};
 use crate::host::log::LogLine;
 use crate::host::state::{MemoryState, Namespace, StateBackend};
 use crate::record::{Record, ResourceType};
-use crate::runtime::{CollectReport, Plugin, Runtime, RuntimeConfig};
+use crate::runtime::{CollectReport, Plugin, PluginMetadata, RunContext, Runtime, RuntimeConfig};
 use crate::error::RunError;
 use cassette::{Replayer, Unmatched};
 use serde_json::{json, Value};
@@ -267,6 +268,30 @@ impl Harness {
         let denied = denials.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let requests = observed.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Outcome { result, records, logs, requests, unmatched: Vec::new(), unused: Vec::new(), denied, state: state.dump(&ns) }
+    }
+
+    /// Runs `init` with the call's options.
+    pub async fn init(&self, call: &Call) -> Result<PluginMetadata, RunError> {
+        let ctx = self.plain_context(call)?;
+        self.runtime.init(&self.plugin, &ctx).await
+    }
+
+    /// Runs `get-tasks` with the call's options and secret.
+    pub async fn get_tasks(&self, call: &Call) -> Result<Vec<Value>, RunError> {
+        let ctx = self.plain_context(call)?;
+        self.runtime.get_tasks(&self.plugin, &ctx).await
+    }
+
+    /// A context for the calls that send no requests (`init`, `get-tasks`).
+    fn plain_context(&self, call: &Call) -> Result<RunContext, RunError> {
+        self.runtime
+            .context(call.tenant.clone())
+            .options(call.options.clone())
+            .secret(call.secret.clone())
+            .egress_from_secret(9440)
+            .fixed_wall_clock(FIXED_CLOCK)
+            .build()
+            .map_err(RunError::from)
     }
 
     /// Runs `collect` against a cassette; the outcome lists the requests it
