@@ -42,9 +42,8 @@ pub struct ServerError {
 /// Reads an error body of any shape Prism answers with.
 pub fn parse(body: &[u8]) -> ServerError {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        let message = if text.is_empty() { "empty body".to_string() } else { cut(text) };
+        let message = cut(&String::from_utf8_lossy(body));
+        let message = if message.is_empty() { "empty body".to_string() } else { message };
         return ServerError { source: Source::Gateway, message };
     };
     if let Some(list) = v.get("message_list").and_then(Value::as_array) {
@@ -173,18 +172,45 @@ fn messages_in(v: &Value, depth: usize, out: &mut Vec<String>) {
     }
 }
 
-/// At most [`MAX_CHARS`] characters, `…` marking a cut.
+/// One line of at most [`MAX_CHARS`] characters, `…` marking a cut.
 fn cut(s: &str) -> String {
-    let mut out: String = s.chars().take(MAX_CHARS).collect();
-    if out.len() < s.len() {
-        out.push('…');
+    // One line: runs of whitespace and control characters (an HTML page's
+    // newlines, a stray escape) become one space.
+    let mut line = String::with_capacity(s.len().min(MAX_CHARS * 4));
+    let mut chars = 0;
+    let mut gap = false;
+    for c in s.trim().chars() {
+        if c.is_whitespace() || c.is_control() {
+            gap = true;
+            continue;
+        }
+        if chars == MAX_CHARS {
+            line.push('…');
+            return line;
+        }
+        if gap && !line.is_empty() {
+            line.push(' ');
+            chars += 1;
+        }
+        gap = false;
+        line.push(c);
+        chars += 1;
     }
-    out
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(said("<html>\n  <body>Bad\r\n\tGateway</body>\n</html>\n").1, "<html> <body>Bad Gateway</body> </html>");
+        assert_eq!(said("\u{e}\n\u{e}").1, "empty body");
+        assert_eq!(said(r#"{"message": "line one\nline two"}"#).1, "line one line two");
+        let long = "x".repeat(MAX_CHARS + 10);
+        assert_eq!(said(&long).1.chars().count(), MAX_CHARS + 1, "cut, with an ellipsis");
+    }
 
     fn said(body: &str) -> (Source, String) {
         let e = parse(body.as_bytes());
