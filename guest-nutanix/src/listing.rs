@@ -401,16 +401,18 @@ impl Lister {
     /// (used for the cluster list, which everything else depends on).
     ///
     /// The first page is read alone (it settles a v4 revision, the list's
-    /// total and the page size the server keeps to); then up to option
-    /// `page_concurrency` pages at once, handed on in order. A list that
+    /// total and the page size the server keeps to); then windows of pages
+    /// read at once, handed on in order. A list that
     /// changes while it is read (its total moves, an entity comes twice, a
     /// page comes short) is read once more, handing on only the entities not
     /// seen yet; should it change again, an error resource says entities may
     /// be missing until the next run. With each window goes a read of the
     /// one entity before it: another entity there than the one read last
     /// means the list shifted (deletions and creations that leave the
-    /// total as it was). `page_concurrency: 1` reads one request at a time,
-    /// without that check.
+    /// total as it was); a window and its check are option
+    /// `page_concurrency` requests (7 pages and the check by default), one
+    /// round trip under the host's per-origin cap. `page_concurrency: 1`
+    /// reads one request at a time, without that check.
     #[expect(clippy::too_many_arguments, reason = "the list, its API and path, and where its entities go")]
     pub fn list_all<'e, T: Transport, S: Sink>(
         &mut self,
@@ -479,16 +481,21 @@ impl Lister {
             if out.stopped {
                 return Ok(Pass::Listed(Listed::Done));
             }
-            let offsets: Vec<u64> = match total {
-                Some(t) if told => (0..u64::from(c.opts.page_concurrency.max(1))).map(|k| offset + k * step).take_while(|o| *o < t).collect(),
-                _ => vec![offset],
-            };
-            // With the window, the entity just before it, to compare with
-            // the last one read: another one there means the list shifted.
-            let probe = match (last_key, offsets.first()) {
-                // One request at a time when asked (page_concurrency 1).
-                (Some(k), Some(&o)) if o > 0 && told && c.opts.page_concurrency > 1 => Some((o - 1, k)),
+            // With a window of pages, the entity just before it, to compare
+            // with the last one read: another one there means the list
+            // shifted. Not when asked for one request at a time
+            // (page_concurrency 1).
+            let probing = told && offset > 0 && c.opts.page_concurrency > 1;
+            let probe = match last_key {
+                Some(k) if probing => Some((offset - 1, k)),
                 _ => None,
+            };
+            // The window and its check together are `page_concurrency`
+            // requests: one round trip under the host's per-origin cap.
+            let width = u64::from(c.opts.page_concurrency.max(1)) - u64::from(probe.is_some());
+            let offsets: Vec<u64> = match total {
+                Some(t) if told => (0..width.max(1)).map(|k| offset + k * step).take_while(|o| *o < t).collect(),
+                _ => vec![offset],
             };
             let mut batch: Vec<(u64, u32)> = offsets.iter().map(|&o| (o, step as u32)).collect();
             batch.extend(probe.map(|(at, _)| (at, 1)));
