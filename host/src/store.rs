@@ -442,37 +442,49 @@ fn holds_exactly(tx: &rusqlite::Transaction<'_>, id: i64, tenant: &str, rtype: &
 
 /// The admin API's webhooks.
 impl crate::webhook::SubscriptionStore for Store {
-    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id")?;
-        let rows = stmt
-            .query_map([], |r| {
-                let events: String = r.get(2)?;
-                Ok((
-                    crate::webhook::Subscription {
-                        id: r.get(0)?,
-                        url: r.get(1)?,
-                        events: serde_json::from_str(&events).unwrap_or_default(),
-                        created_at: r.get::<_, i64>(4)? as u64,
-                    },
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    fn load(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, crate::webhook::KeepError> {
+        self.webhooks().map_err(keep_error)
     }
 
-    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), StoreError> {
+    fn insert(&self, s: &crate::webhook::Subscription, secret: &str) -> Result<(), crate::webhook::KeepError> {
         // A list of strings always encodes.
         let events = serde_json::to_string(&s.events).unwrap_or_default();
-        self.conn().execute(
-            "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![s.id, s.url, events, secret, s.created_at as i64],
-        )?;
-        Ok(())
+        self.conn()
+            .execute(
+                "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.id, s.url, events, secret, s.created_at as i64],
+            )
+            .map(drop)
+            .map_err(|e| keep_error(e.into()))
     }
 
-    fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id])? > 0)
+    fn delete(&self, id: &str) -> Result<bool, crate::webhook::KeepError> {
+        self.conn().execute("DELETE FROM webhooks WHERE id = ?1", params![id]).map(|n| n > 0).map_err(|e| keep_error(e.into()))
+    }
+}
+
+fn keep_error(e: StoreError) -> crate::webhook::KeepError {
+    crate::webhook::KeepError(Box::new(e))
+}
+
+impl Store {
+    /// The webhooks kept, oldest first, with their secrets.
+    fn webhooks(&self) -> Result<Vec<(crate::webhook::Subscription, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, url, events, secret, created_at FROM webhooks ORDER BY created_at, id")?;
+        let rows = stmt.query_map([], |r| {
+            let events: String = r.get(2)?;
+            Ok((
+                crate::webhook::Subscription {
+                    id: r.get(0)?,
+                    url: r.get(1)?,
+                    events: serde_json::from_str(&events).unwrap_or_default(),
+                    created_at: r.get::<_, i64>(4)? as u64,
+                },
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -71,7 +71,7 @@ pub enum WebhookError {
     TooMany,
     /// The store keeping the subscriptions failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] KeepError),
     /// The egress policy of registered webhooks refused the destination.
     #[error("webhook {url}: egress policy: {reason}; allow its network with --webhook-allow-network")]
     Egress { url: url::Url, reason: String },
@@ -300,12 +300,18 @@ pub struct Subscription {
     pub created_at: u64,
 }
 
-/// Where subscriptions are kept across restarts.
+/// Where subscriptions are kept across restarts (the embedded store
+/// implements it, so this module does not depend on the store's types).
 pub trait SubscriptionStore: Send + Sync {
-    fn load(&self) -> Result<Vec<(Subscription, String)>, crate::store::StoreError>;
-    fn insert(&self, s: &Subscription, secret: &str) -> Result<(), crate::store::StoreError>;
-    fn delete(&self, id: &str) -> Result<bool, crate::store::StoreError>;
+    fn load(&self) -> Result<Vec<(Subscription, String)>, KeepError>;
+    fn insert(&self, s: &Subscription, secret: &str) -> Result<(), KeepError>;
+    fn delete(&self, id: &str) -> Result<bool, KeepError>;
 }
+
+/// A [`SubscriptionStore`] failed; the store's own error is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeepError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Webhooks registered through the admin API, and the one from
 /// `--webhook-url`: every collection's event goes to each that wants it.
