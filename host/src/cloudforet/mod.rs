@@ -91,11 +91,14 @@ pub struct ApiError {
     /// CloudForet's error code (`ERROR_NOT_FOUND`), when it sent one.
     pub error_code: Option<String>,
     pub message: String,
+    /// The call failed in the transport (no answer from CloudForet): the
+    /// status carries tonic's transport error as its source.
+    pub transport: bool,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
-        ApiError { code, error_code: None, message: message.into() }
+        ApiError { code, error_code: None, message: message.into(), transport: false }
     }
 
     /// From a gRPC status; CloudForet's details read `"ERROR_CODE: message"`.
@@ -104,17 +107,20 @@ impl ApiError {
         let split = text.split_once(": ").filter(|(c, _)| {
             c.starts_with("ERROR_") && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         });
+        let transport = std::iter::successors(std::error::Error::source(s), |e| e.source())
+            .any(|e| e.is::<tonic::transport::Error>() || e.is::<hyper::Error>() || e.is::<std::io::Error>());
         match split {
-            Some((c, m)) => ApiError { code: s.code(), error_code: Some(c.to_string()), message: m.to_string() },
-            None => ApiError { code: s.code(), error_code: None, message: text.to_string() },
+            Some((c, m)) => ApiError { code: s.code(), error_code: Some(c.to_string()), message: m.to_string(), transport },
+            None => ApiError { code: s.code(), error_code: None, message: text.to_string(), transport },
         }
     }
 
     pub fn category(&self) -> Category {
         match self.code {
             Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => Category::Unavailable,
-            // A transport failure surfaces as Unknown with tonic's own text.
-            Code::Unknown if self.error_code.is_none() && self.message.contains("transport error") => Category::Unavailable,
+            // A transport failure surfaces as Unknown, tonic's transport
+            // error its source.
+            Code::Unknown if self.transport => Category::Unavailable,
             Code::Unauthenticated => Category::Auth,
             Code::PermissionDenied => Category::Denied,
             Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition | Code::OutOfRange => {
@@ -158,5 +164,20 @@ mod tests {
         assert_eq!((e.error_code.as_deref(), e.category()), (None, Category::Other));
         assert_eq!(ApiError::new(Code::PermissionDenied, "x").category(), Category::Denied);
         assert_eq!(ApiError::new(Code::DeadlineExceeded, "x").category(), Category::Unavailable);
+    }
+
+    /// A transport failure is told by the status's source, not its text.
+    #[test]
+    fn transport_failures_are_told_by_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let mut status = tonic::Status::unknown("transport error");
+        status.set_source(std::sync::Arc::new(io));
+        let e = ApiError::from_status(&status);
+        assert!(e.transport);
+        assert_eq!(e.category(), Category::Unavailable);
+        // The same words without a transport source are just an error.
+        let e = ApiError::from_status(&tonic::Status::unknown("transport error"));
+        assert!(!e.transport);
+        assert_eq!(e.category(), Category::Other);
     }
 }
