@@ -487,15 +487,18 @@ pub async fn paging(
     let sim = start_simulator(vms).await?;
     let calls = |sim: &prism_sim::Simulator| sim.state.calls_per_kind().values().sum::<u64>();
     let mut rows = Vec::new();
+    // The base runs without the rate limit (at no latency it would exceed
+    // any); the tenant differs per run, so no pace carries over.
     let measure = |latency_ms: u64, concurrency: u32, base: f64| {
         let sim = &sim;
         let progress = &progress;
         async move {
             progress(&format!("{vms} VMs: {latency_ms} ms per call, {concurrency} at once"));
-            sim.set_faults(prism_sim::Faults { latency_ms, rps_limit: rps_limit.unwrap_or(0.0), ..prism_sim::Faults::default() });
+            let rps_limit = if latency_ms == 0 { 0.0 } else { rps_limit.unwrap_or(0.0) };
+            sim.set_faults(prism_sim::Faults { latency_ms, rps_limit, ..prism_sim::Faults::default() });
             sim.state.reset_peak_in_flight();
             let (calls0, throttled0) = (calls(sim), sim.state.throttled_calls());
-            let (secs, records) = collect_counted(runtime, plugin, sim, "bench", json!({"page_concurrency": concurrency, "page_size": page_size})).await?;
+            let (secs, records) = collect_counted(runtime, plugin, sim, &format!("bench-{latency_ms}-{concurrency}"), json!({"page_concurrency": concurrency, "page_size": page_size})).await?;
             let n = calls(sim) - calls0;
             let bound = (n as f64 * latency_ms as f64 / 1000.0 / f64::from(concurrency)).max(base);
             Ok::<PagingRow, String>(PagingRow {
