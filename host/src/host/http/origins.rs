@@ -98,6 +98,10 @@ pub(super) struct Pace {
     next_slot: Option<Instant>,
     /// Starts in the last second, to know the rate that overloaded it.
     recent: VecDeque<Instant>,
+    /// Until then further overload answers are the same overload (the
+    /// requests that were in flight with the first one): the rate was cut
+    /// for it already.
+    cut_until: Option<Instant>,
 }
 
 /// Starts remembered for the rate estimate.
@@ -105,7 +109,7 @@ const RECENT: usize = 1024;
 
 impl Pace {
     fn new() -> Pace {
-        Pace { hold_until: None, rate: None, next_slot: None, recent: VecDeque::new() }
+        Pace { hold_until: None, rate: None, next_slot: None, recent: VecDeque::new(), cut_until: None }
     }
 
     /// Whether the pace holds nothing back (safe to forget).
@@ -132,10 +136,18 @@ impl Pace {
     }
 
     /// The origin said it is overloaded: hold it for `wait` and halve the
-    /// rate (the rate of the last second when it had no pace).
+    /// rate (the rate of the last second when it had no pace), once per
+    /// overload: the other requests that were in flight with the first
+    /// answer (a window of pages) come back overloaded too, within the
+    /// hold or [`DEFAULT_RETRY_AFTER`], and only extend the hold. Halving
+    /// for each of them took a burst of 6 answers to 1/64 of the rate.
     pub(super) fn overloaded(&mut self, now: Instant, wait: Duration) {
         let until = now + wait;
         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+        if self.cut_until.is_some_and(|c| now < c) {
+            return;
+        }
+        self.cut_until = Some(now + wait.max(DEFAULT_RETRY_AFTER));
         let observed = self.recent.iter().filter(|t| now.saturating_duration_since(**t) <= Duration::from_secs(1)).count();
         let current = self.rate.unwrap_or(observed.max(1) as f64);
         self.rate = Some((current / 2.0).max(MIN_RATE));
@@ -319,7 +331,14 @@ mod tests {
         assert_eq!(first, t1 + Duration::from_secs(2), "held until Retry-After");
         let second = p.reserve(t1);
         assert_eq!(second - first, Duration::from_millis(100), "then 10 per second");
-        p.overloaded(t1, Duration::ZERO);
+        // The other answers of that burst: the hold is extended, the rate
+        // not cut again.
+        for _ in 0..5 {
+            p.overloaded(t1 + Duration::from_millis(10), Duration::from_secs(2));
+        }
+        assert_eq!(p.rate(), Some(10.0), "one overload, one cut");
+        // Overloaded again after the hold: halved again.
+        p.overloaded(t1 + Duration::from_secs(3), Duration::ZERO);
         assert_eq!(p.rate(), Some(5.0), "halved again");
         let mut n = 0;
         while p.rate().is_some() {
@@ -331,8 +350,9 @@ mod tests {
         let later = t1 + Duration::from_secs(10);
         assert_eq!(p.reserve(later), later);
         let mut slow = Pace::new();
-        slow.overloaded(t0, Duration::ZERO);
-        slow.overloaded(t0, Duration::ZERO);
+        for i in 0..3 {
+            slow.overloaded(t0 + Duration::from_secs(2 * i), Duration::ZERO);
+        }
         assert_eq!(slow.rate(), Some(MIN_RATE), "never slower than the floor");
     }
 
