@@ -6,7 +6,7 @@
 //!   `connection` error, no I/O.
 //! - The [`Pace`] slows the whole origin when it says it is overloaded: a
 //!   429 (or a 503 with `Retry-After`) holds every request until the time it
-//!   names and then admits requests at a rate (halved at each such answer,
+//!   names and then admits requests at a rate (halved once per overload,
 //!   raised again while answers are good), so a guest's concurrent pages and
 //!   its tenant's other runs back off together instead of hammering it.
 //!
