@@ -184,17 +184,16 @@ impl Webhook {
     }
 
     /// A webhook under the egress policy that allows only public addresses
-    /// and `networks`: its client resolves names through the policy, and an
-    /// IP-literal URL is refused here when the policy refuses it.
+    /// and `networks`: its client resolves names through the policy, and
+    /// each delivery checks an IP-literal URL first ([`Subscriptions::add`]
+    /// also refuses one when it is registered).
     pub fn guarded(url: &str, secret: &str, networks: &[ipnet::IpNet]) -> Result<Webhook, WebhookError> {
         let (url, secret) = Self::checked(url, secret)?;
         let policy = crate::egress::EgressPolicy::deny_all().allow_networks(networks.iter().copied());
         let client = crate::host::http::ClientPool::default()
             .client(&crate::host::http::TlsConfig::default(), networks)
             .map_err(|reason| WebhookError::Egress { url: url.clone(), reason })?;
-        let hook = Webhook { url, secret, client, policy: Some(policy) };
-        hook.precheck()?;
-        Ok(hook)
+        Ok(Webhook { url, secret, client, policy: Some(policy) })
     }
 
     fn checked(url: &str, secret: &str) -> Result<(url::Url, Vec<u8>), WebhookError> {
@@ -257,11 +256,13 @@ impl Webhook {
             {
                 self.check_addr(addr.ip())?;
             }
+            if self.policy.is_some()
+                && let Err(e) = &sent
+                && let Some(refused) = crate::host::http::blocked_by_policy(e)
+            {
+                return Err(WebhookError::Egress { url: self.url.clone(), reason: refused.0.clone() });
+            }
             let last = match sent {
-                Err(e) if self.policy.is_some() && crate::host::http::blocked_by_policy(&e).is_some() => {
-                    let reason = crate::host::http::blocked_by_policy(&e).map(|b| b.0.clone()).unwrap_or_default();
-                    return Err(WebhookError::Egress { url: self.url.clone(), reason });
-                }
                 Ok(r) if r.status().is_success() => return Ok(attempt),
                 Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => WebhookError::Busy(r.status()),
                 Ok(r) => return Err(WebhookError::Refused { url: self.url.clone(), status: r.status() }),
@@ -338,14 +339,7 @@ impl Subscriptions {
     pub fn open(store: std::sync::Arc<dyn SubscriptionStore>, networks: Vec<ipnet::IpNet>) -> Result<Subscriptions, WebhookError> {
         let mut hooks = Vec::new();
         for (s, secret) in store.load()? {
-            let hook = match Webhook::guarded(&s.url, &secret, &networks) {
-                Err(WebhookError::Egress { .. }) => {
-                    let mut hook = Webhook::new(&s.url, &secret)?;
-                    hook.policy = Some(crate::egress::EgressPolicy::deny_all().allow_networks(networks.iter().copied()));
-                    hook
-                }
-                other => other?,
-            };
+            let hook = Webhook::guarded(&s.url, &secret, &networks)?;
             hooks.push((s, hook));
         }
         Ok(Subscriptions { store: Some(store), hooks: std::sync::RwLock::new(hooks), networks })
@@ -358,6 +352,7 @@ impl Subscriptions {
     /// Registers a webhook; `events` defaults to all.
     pub fn add(&self, url: &str, events: Option<Vec<String>>, secret: &str) -> Result<Subscription, WebhookError> {
         let hook = Webhook::guarded(url, secret, &self.networks)?;
+        hook.precheck()?;
         let events = events.unwrap_or_else(|| EVENTS.iter().map(|e| e.to_string()).collect());
         if events.is_empty() {
             return Err(WebhookError::NoEvents);
