@@ -499,7 +499,7 @@ impl Lister {
             };
             let mut batch: Vec<(u64, u32)> = offsets.iter().map(|&o| (o, step as u32)).collect();
             batch.extend(probe.map(|(at, _)| (at, 1)));
-            let fetched = match api {
+            let mut fetched = match api {
                 Api::V4 if v4_path.is_none() => {
                     let base = path.or(v4::list_path(kind)).unwrap_or_default().to_string();
                     match self.v4_first_page(c, out, kind, &base, &Query::All, limit) {
@@ -514,7 +514,6 @@ impl Lister {
                 Api::V4 => c.pages(out, kind, api, v4_path.as_deref(), &Query::All, &batch),
                 Api::V3 => c.pages(out, kind, api, path, &Query::All, &batch),
             };
-            let mut fetched = fetched;
             if let Some((at, expected)) = probe
                 && fetched.len() > offsets.len()
                 && let Some(Ok(p)) = fetched.pop()
