@@ -55,6 +55,9 @@ fn a_new_rust_collector_builds_and_passes_conformance_and_its_first_test() {
     for f in ["Cargo.toml", "src/lib.rs", "vendor/cloudforet-collector/wit/collector.wit", "vendor/cloudforet-collector/src/lib.rs", "README.md", "cassette/cassette.json", "expect.json"] {
         assert!(dir.join(f).is_file(), "{f} in {}", text(&o));
     }
+    let hello = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    let lines = hello.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count();
+    assert!(lines <= 40, "the Rust hello collector has {lines} lines; the goal is at most 40");
     let o = cargo_build(&dir);
     assert!(o.status.success(), "the scaffold builds: {}", text(&o));
     // Its own test, natively against the SDK's doubles of the host.
