@@ -34,13 +34,7 @@ use serde_json::{json, Value};
 pub use crate::emission::{Summary, BATCH_SIZE};
 
 /// Answer of `init`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Metadata {
-    pub supported_resource_types: Vec<String>,
-    pub supported_schedules: Vec<String>,
-    pub supported_features: Vec<String>,
-    pub options_schema: Value,
-}
+pub use cloudforet_collector::Metadata;
 
 pub fn init(options: &str) -> Result<Metadata, Error> {
     Options::parse(options)?;
@@ -293,7 +287,7 @@ mod tests {
     /// (path, offset) → answers in order.
     type Script = Vec<((String, u64), VecDeque<Answer>)>;
     /// (path, body, headers) of each request.
-    type Sent = (String, Value, Vec<(String, String)>, Option<crate::config::Auth>);
+    type Sent = (String, Value, Vec<(String, String)>, Option<cloudforet_collector::Credential>);
 
     /// Answers list calls from a script keyed by (path, offset); records requests.
     #[derive(Default)]
@@ -451,7 +445,7 @@ mod tests {
         assert_eq!(t.shift_checks, vec![(VMS.to_string(), 1)]);
         let r = &t.requests[1];
         assert_eq!(r.1, json!({"kind": "vm", "offset": 0, "length": 2}));
-        assert_eq!(r.3, Some(crate::config::Auth::Basic), "the host adds the credential");
+        assert_eq!(r.3, Some(cloudforet_collector::Credential::Basic), "the host adds the credential");
         assert!(!r.2.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")), "the guest never builds it");
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert_eq!(vm.account.as_deref(), Some("pc-uuid-0000"));
@@ -858,22 +852,7 @@ mod tests {
     }
 
     /// The collector's state in memory.
-    #[derive(Default)]
-    struct MemState(std::collections::BTreeMap<String, String>);
-
-    impl State for MemState {
-        fn get(&mut self, key: &str) -> Result<Option<String>, String> {
-            Ok(self.0.get(key).cloned())
-        }
-        fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-            self.0.insert(key.into(), value.into());
-            Ok(())
-        }
-        fn delete(&mut self, key: &str) -> Result<(), String> {
-            self.0.remove(key);
-            Ok(())
-        }
-    }
+    use cloudforet_collector::testing::MemState;
 
     /// The deletion guard: the first run keeps its counts; a kind that
     /// comes back cut short by more than `max_drop` (or empty) is an error

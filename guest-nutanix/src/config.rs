@@ -51,6 +51,16 @@ pub enum Auth {
 /// The header Prism Central reads an API key from.
 pub const API_KEY_HEADER: &str = "X-ntnx-api-key";
 
+impl From<Auth> for cloudforet_collector::Credential {
+    /// What the host adds to each request.
+    fn from(a: Auth) -> cloudforet_collector::Credential {
+        match a {
+            Auth::Basic => cloudforet_collector::Credential::Basic,
+            Auth::ApiKey => cloudforet_collector::Credential::ApiKey(API_KEY_HEADER.to_string()),
+        }
+    }
+}
+
 /// The parsed secret: endpoint and which credential the host should add.
 /// Secret values arrive replaced by the host (`[host-injected]`); only their
 /// presence matters here.

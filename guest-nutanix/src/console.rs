@@ -3,7 +3,7 @@
 //! code; see README "CloudForet console"):
 //!
 //! - a type's `labels` come from the console's fixed vocabulary
-//!   ([`LABELS`]); `Server` puts a type on the Server page and, with
+//!   ([`Label`]); `Server` puts a type on the Server page and, with
 //!   `is_primary`, into the home page's Server Count (managed metric
 //!   `metric-managed-server-count`);
 //! - only `is_primary` types are listed by default; Storage Size
@@ -22,21 +22,14 @@ use crate::v3::Kind;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// The console's service categories (`CLOUD_SERVICE_CATEGORY`): the only
-/// labels it filters by.
-pub const LABELS: [&str; 10] =
-    ["Server", "Compute", "Container", "Database", "Networking", "Storage", "Security", "Analytics", "Application Integration", "Management"];
-
-/// The continents the console's map knows (`CONTINENT_LABEL_MAP`).
-pub const CONTINENTS: [&str; 6] = ["africa", "europe", "north_america", "south_america", "asia_pacific", "middle_east"];
-
-/// The tag the console reads a type's icon from.
-pub const ICON_TAG: &str = "spaceone:icon";
+/// The console's vocabulary (labels, continents, the icon tag), from the
+/// SDK.
+pub use cloudforet_collector::console::{Icon, Label, CONTINENTS, ICON_TAG};
 
 /// How the console shows a kind's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TypeRules {
-    pub labels: &'static [&'static str],
+    pub labels: &'static [Label],
     /// Listed by default, counted by the managed metrics.
     pub is_primary: bool,
     pub is_major: bool,
@@ -51,62 +44,42 @@ pub struct TypeRules {
 /// them twice) and is listed with "all types". Categories and projects are
 /// Prism's own management objects, not assets: not primary.
 pub fn type_rules(kind: Kind) -> TypeRules {
+    use Label::{Compute, Management, Networking, Server, Storage};
     let r = |labels, is_primary, is_major| TypeRules { labels, is_primary, is_major };
     match kind {
-        Kind::Vm => r(&["Compute", "Server"], true, true),
-        Kind::Host => r(&["Compute", "Server"], true, true),
-        Kind::Cluster => r(&["Compute"], true, true),
-        Kind::Subnet => r(&["Networking"], true, false),
-        Kind::Image => r(&["Storage"], true, false),
-        Kind::VmDisk => r(&["Storage"], true, false),
-        Kind::VolumeGroup => r(&["Storage"], true, false),
-        Kind::StorageContainer => r(&["Storage"], false, false),
-        Kind::Project => r(&["Management"], false, false),
-        Kind::Category => r(&["Management"], false, false),
+        Kind::Vm => r(&[Compute, Server], true, true),
+        Kind::Host => r(&[Compute, Server], true, true),
+        Kind::Cluster => r(&[Compute], true, true),
+        Kind::Subnet => r(&[Networking], true, false),
+        Kind::Image => r(&[Storage], true, false),
+        Kind::VmDisk => r(&[Storage], true, false),
+        Kind::VolumeGroup => r(&[Storage], true, false),
+        Kind::StorageContainer => r(&[Storage], false, false),
+        Kind::Project => r(&[Management], false, false),
+        Kind::Category => r(&[Management], false, false),
     }
 }
 
 /// The icon of a kind: its file in `guest-nutanix/icons/` and the SVG.
-pub fn icon(kind: Kind) -> (&'static str, &'static str) {
+pub fn icon(kind: Kind) -> Icon {
     match kind {
-        Kind::Vm => ("virtual-machine.svg", include_str!("../icons/virtual-machine.svg")),
-        Kind::Host => ("host.svg", include_str!("../icons/host.svg")),
-        Kind::Cluster => ("cluster.svg", include_str!("../icons/cluster.svg")),
-        Kind::Subnet => ("subnet.svg", include_str!("../icons/subnet.svg")),
-        Kind::Image => ("image.svg", include_str!("../icons/image.svg")),
-        Kind::VolumeGroup => ("volume-group.svg", include_str!("../icons/volume-group.svg")),
-        Kind::Project => ("project.svg", include_str!("../icons/project.svg")),
-        Kind::Category => ("category.svg", include_str!("../icons/category.svg")),
-        Kind::StorageContainer => ("storage-container.svg", include_str!("../icons/storage-container.svg")),
-        Kind::VmDisk => ("disk.svg", include_str!("../icons/disk.svg")),
+        Kind::Vm => Icon { file: "virtual-machine.svg", svg: include_str!("../icons/virtual-machine.svg") },
+        Kind::Host => Icon { file: "host.svg", svg: include_str!("../icons/host.svg") },
+        Kind::Cluster => Icon { file: "cluster.svg", svg: include_str!("../icons/cluster.svg") },
+        Kind::Subnet => Icon { file: "subnet.svg", svg: include_str!("../icons/subnet.svg") },
+        Kind::Image => Icon { file: "image.svg", svg: include_str!("../icons/image.svg") },
+        Kind::VolumeGroup => Icon { file: "volume-group.svg", svg: include_str!("../icons/volume-group.svg") },
+        Kind::Project => Icon { file: "project.svg", svg: include_str!("../icons/project.svg") },
+        Kind::Category => Icon { file: "category.svg", svg: include_str!("../icons/category.svg") },
+        Kind::StorageContainer => Icon { file: "storage-container.svg", svg: include_str!("../icons/storage-container.svg") },
+        Kind::VmDisk => Icon { file: "disk.svg", svg: include_str!("../icons/disk.svg") },
     }
 }
 
 /// The `spaceone:icon` URL of a kind: under `base` (option
 /// `icon_base_url`), else the SVG as a `data:` URL.
 pub fn icon_url(kind: Kind, base: Option<&str>) -> String {
-    let (file, svg) = icon(kind);
-    match base {
-        Some(base) => format!("{}/{file}", base.trim_end_matches('/')),
-        None => format!("data:image/svg+xml;base64,{}", base64(svg.trim_end().as_bytes())),
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    icon(kind).url(base)
 }
 
 /// Where a region lies on the console's map.
@@ -235,25 +208,15 @@ mod tests {
     fn every_kind_uses_the_vocabulary_and_has_an_icon() {
         for kind in Kind::ALL {
             let r = type_rules(kind);
-            assert!(!r.labels.is_empty() && r.labels.iter().all(|l| LABELS.contains(l)), "{kind:?}: {:?}", r.labels);
-            let (file, svg) = icon(kind);
+            assert!(!r.labels.is_empty(), "{kind:?}");
+            let Icon { file, svg } = icon(kind);
             assert!(svg.starts_with("<svg") && svg.contains("viewBox"), "{file}");
             assert_eq!(icon_url(kind, Some("https://cdn.example/icons/")), format!("https://cdn.example/icons/{file}"));
             assert!(icon_url(kind, None).starts_with("data:image/svg+xml;base64,PHN2Zy"), "{kind:?}");
         }
-        let servers: Vec<Kind> = Kind::ALL.into_iter().filter(|k| type_rules(*k).labels.contains(&"Server")).collect();
+        let servers: Vec<Kind> = Kind::ALL.into_iter().filter(|k| type_rules(*k).labels.contains(&Label::Server)).collect();
         assert_eq!(servers, [Kind::Host, Kind::Vm]);
         assert!(servers.iter().all(|k| type_rules(*k).is_primary));
-    }
-
-    #[test]
-    fn base64_encodes_as_rfc_4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
     }
 
     #[test]

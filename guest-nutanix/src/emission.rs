@@ -17,11 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub const BATCH_SIZE: usize = 100;
 
 /// The guest's account of a collection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub emitted: u64,
-    pub errors: u64,
-}
+pub use cloudforet_collector::Summary;
 
 /// Batches records to the sink.
 pub struct Emitter<'a, S> {

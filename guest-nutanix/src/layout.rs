@@ -7,114 +7,12 @@
 //! "sub_data": {"layouts": [...]}}}`, with fields of type `text`, `enum`
 //! (state icons), `size`, `datetime`, `list`.
 
-use serde_json::{json, Map, Value};
-
-/// A console field (`{"name", "key", "type", "options"?}`).
-#[derive(Clone, Debug)]
-pub struct Field(Value);
-
-pub fn text(name: &str, key: &str) -> Field {
-    Field(json!({"name": name, "key": key, "type": "text"}))
-}
-
-/// A size in `source_unit` shown in `display_unit` (`BYTES`, `MB`, `GB`...).
-pub fn size(name: &str, key: &str, source_unit: &str, display_unit: &str) -> Field {
-    Field(json!({"name": name, "key": key, "type": "size",
-        "options": {"display_unit": display_unit, "source_unit": source_unit}}))
-}
-
-pub fn datetime(name: &str, key: &str) -> Field {
-    Field(json!({"name": name, "key": key, "type": "datetime", "options": {"source_type": "iso8601"}}))
-}
-
-pub fn list(name: &str, key: &str, delimiter: &str) -> Field {
-    Field(json!({"name": name, "key": key, "type": "list", "options": {"delimiter": delimiter}}))
-}
-
-/// An enum shown as a coloured state dot: `states` is `(value, colour)`.
-pub fn state(name: &str, key: &str, states: &[(&str, &str)]) -> Field {
-    let mut opts = Map::new();
-    for (value, color) in states {
-        opts.insert(
-            (*value).to_string(),
-            json!({"type": "state", "options": {"icon": {"image": "ic_circle-filled", "color": color}}}),
-        );
-    }
-    Field(json!({"name": name, "key": key, "type": "enum", "options": opts}))
-}
-
-impl Field {
-    /// Hidden by default in the main table.
-    pub fn optional(mut self) -> Field {
-        let obj = self.0.as_object_mut().expect("fields are objects");
-        let opts = obj.entry("options").or_insert_with(|| json!({}));
-        if let Some(o) = opts.as_object_mut() {
-            o.insert("is_optional".into(), Value::Bool(true));
-        }
-        self
-    }
-}
-
-/// A search key (`{"name", "key", "type": "text", "data_type"?}`).
-pub struct Search(Value);
-
-pub fn search(name: &str, key: &str) -> Search {
-    Search(json!({"name": name, "key": key, "type": "text"}))
-}
-
-pub fn search_typed(name: &str, key: &str, data_type: &str) -> Search {
-    Search(json!({"name": name, "key": key, "type": "text", "data_type": data_type}))
-}
-
-/// A sub-data tab.
-pub enum Tab {
-    /// Key/value view of one object.
-    Item { name: String, fields: Vec<Field> },
-    /// A table of the list at `root_path`.
-    Table { name: String, root_path: String, fields: Vec<Field> },
-}
-
-pub fn item(name: &str, fields: Vec<Field>) -> Tab {
-    Tab::Item { name: name.into(), fields }
-}
-
-pub fn table(name: &str, root_path: &str, fields: Vec<Field>) -> Tab {
-    Tab::Table { name: name.into(), root_path: root_path.into(), fields }
-}
-
-fn fields_json(fields: Vec<Field>) -> Value {
-    Value::Array(fields.into_iter().map(|f| f.0).collect())
-}
-
-/// The whole `metadata` of a CloudServiceType.
-pub fn view(search: Vec<Search>, default_sort: &str, table_fields: Vec<Field>, tabs: Vec<Tab>) -> Value {
-    let layouts: Vec<Value> = tabs
-        .into_iter()
-        .map(|t| match t {
-            Tab::Item { name, fields } => json!({"name": name, "type": "item", "options": {"fields": fields_json(fields)}}),
-            Tab::Table { name, root_path, fields } => json!({"name": name, "type": "table",
-                "options": {"root_path": root_path, "fields": fields_json(fields)}}),
-        })
-        .collect();
-    json!({
-        "view": {
-            "search": search.into_iter().map(|s| s.0).collect::<Vec<_>>(),
-            "table": {"layout": {
-                "name": "Main Table",
-                "type": "query-search-table",
-                "options": {"default_sort": {"key": default_sort, "desc": false}, "fields": fields_json(table_fields)}
-            }},
-            "sub_data": {"layouts": layouts}
-        }
-    })
-}
+pub use cloudforet_collector::layout::*;
+use serde_json::Value;
 
 /// The per-service `metadata` pointing the console at its type's layout.
 pub fn service_reference(group: &str, kind: &str) -> Value {
-    json!({"view": {"sub_data": {"reference": {
-        "resource_type": "inventory.CloudServiceType",
-        "options": {"provider": crate::PROVIDER, "cloud_service_group": group, "cloud_service_type": kind}
-    }}}})
+    cloudforet_collector::layout::service_reference(crate::PROVIDER, group, kind)
 }
 
 const POWER: &[(&str, &str)] = &[("ON", "green.500"), ("OFF", "gray.400"), ("PAUSED", "yellow.500"), ("SUSPENDED", "yellow.500"), ("UNKNOWN", "red.500")];
@@ -556,7 +454,7 @@ mod tests {
             serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
         let ref_fields = reference["view"]["table"]["layout"]["options"]["fields"].as_array().unwrap();
         // {"name":"Size","key":"data.size","type":"size","options":{"display_unit":"GB","source_unit":"BYTES"}}
-        assert_eq!(size("Size", "data.size", "BYTES", "GB").0, ref_fields[1]);
+        assert_eq!(size("Size", "data.size", "BYTES", "GB").into_json(), ref_fields[1]);
         // The enum field with state icons.
         let disk_state = state(
             "Disk State",
@@ -564,11 +462,11 @@ mod tests {
             &[("ActiveSAS", "green.500"), ("ActiveUpload", "green.500"), ("Attached", "green.500"),
               ("Reserved", "green.500"), ("ReadyToUpload", "yellow.500"), ("Unattached", "blue.400")],
         );
-        assert_eq!(disk_state.0, ref_fields[2]);
-        assert_eq!(text("Subscription ID", "data.subscription_id").optional().0, ref_fields[7]);
+        assert_eq!(disk_state.into_json(), ref_fields[2]);
+        assert_eq!(text("Subscription ID", "data.subscription_id").optional().into_json(), ref_fields[7]);
         let sub = reference["view"]["sub_data"]["layouts"][0]["options"]["fields"].as_array().unwrap();
         let last = sub.last().unwrap();
-        assert_eq!(datetime(last["name"].as_str().unwrap(), "data.time_created").0, *last);
+        assert_eq!(datetime(last["name"].as_str().unwrap(), "data.time_created").into_json(), *last);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         service_code: Some(service_code.to_string()),
         is_primary: rules.is_primary,
         is_major: rules.is_major,
-        labels: rules.labels.iter().map(|l| l.to_string()).collect(),
+        labels: rules.labels.iter().map(|l| l.as_str().to_string()).collect(),
         tags: vec![(console::ICON_TAG.to_string(), console::icon_url(kind, icon_base_url))],
         metadata,
     }
@@ -1050,9 +1050,9 @@ mod tests {
     fn records_follow_the_console_rules() {
         for k in Kind::ALL {
             let t = cloud_service_type(k, Some("https://cf.example/nutanix-icons"));
-            assert!(t.labels.iter().all(|l| console::LABELS.contains(&l.as_str())), "{k:?}: {:?}", t.labels);
+            assert!(t.labels.iter().all(|l| console::Label::parse(l).is_some()), "{k:?}: {:?}", t.labels);
             let icon = t.tags.iter().find(|(key, _)| key == console::ICON_TAG).map(|(_, v)| v.as_str()).unwrap();
-            assert_eq!(icon, format!("https://cf.example/nutanix-icons/{}", console::icon(k).0));
+            assert_eq!(icon, format!("https://cf.example/nutanix-icons/{}", console::icon(k).file));
             assert_eq!(t.labels.iter().any(|l| l == "Server"), matches!(k, Kind::Vm | Kind::Host), "{k:?}");
         }
         let storage_primary: Vec<Kind> = Kind::ALL.into_iter().filter(|k| { let t = cloud_service_type(*k, None); t.is_primary && t.labels.contains(&"Storage".to_string()) }).collect();

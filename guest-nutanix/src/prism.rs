@@ -120,11 +120,7 @@ impl Request {
 
     /// `METHOD /path` (no query), for messages.
     fn at(&self) -> String {
-        let method = match self.method {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        };
-        format!("{method} {}", self.path.split('?').next().unwrap_or_default())
+        format!("{} {}", self.method.as_str(), self.path.split('?').next().unwrap_or_default())
     }
 }
 
@@ -240,7 +236,7 @@ impl<'a, T: Transport> Client<'a, T> {
             headers,
             body: req.body.clone(),
             timeout_ms: Some(self.opts.request_timeout_ms),
-            auth: Some(self.secret.auth),
+            auth: Some(self.secret.auth.into()),
         }
     }
 

@@ -2,12 +2,14 @@
 //! builds and passes its first `cf-host test`.
 //!
 //! The templates are files in the repository (`host/templates/<lang>/`,
-//! and the hello examples `examples/python-hello/hello.py` and
-//! `examples/ts-hello/hello.ts` for the SDK languages), compiled in with
-//! `include_str!`; `{{name}}` (the collector's name) and `{{crate}}` (its
-//! Rust crate name, `-` as `_`) are substituted. The Rust project gets a
-//! copy of the current world (`wit/collector.wit`). Every project gets an
-//! empty cassette and the `expect.json` its first test checks.
+//! and the hello examples `examples/rust-hello/src/lib.rs`,
+//! `examples/python-hello/hello.py` and `examples/ts-hello/hello.ts`),
+//! compiled in with `include_str!`; `{{name}}` (the collector's name) and
+//! `{{crate}}` (its Rust crate name, `-` as `_`) are substituted. The Rust
+//! project gets a copy of the Rust SDK (`sdk/rust`, with the current world
+//! `wit/collector.wit`) under `vendor/cloudforet-collector`, so it builds
+//! offline and wherever it is moved. Every project gets an empty cassette
+//! and the `expect.json` its first test checks.
 
 use std::path::{Path, PathBuf};
 
@@ -54,7 +56,7 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 }
 
 const RUST_CARGO: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
-const RUST_LIB: &str = include_str!("../templates/rust/lib.rs.tmpl");
+const RUST_HELLO: &str = include_str!("../../examples/rust-hello/src/lib.rs");
 const RUST_README: &str = include_str!("../templates/rust/README.md");
 const PYTHON_README: &str = include_str!("../templates/python/README.md");
 const TS_README: &str = include_str!("../templates/ts/README.md");
@@ -65,6 +67,25 @@ const WIT: &str = include_str!("../../wit/collector.wit");
 const PYTHON_HELLO: &str = include_str!("../../examples/python-hello/hello.py");
 const TS_HELLO: &str = include_str!("../../examples/ts-hello/hello.ts");
 
+/// The Rust SDK as a new project vendors it (path under
+/// `vendor/cloudforet-collector`, contents).
+const RUST_SDK: [(&str, &str); 14] = [
+    ("vendor/cloudforet-collector/Cargo.toml", include_str!("../../sdk/rust/Cargo.toml")),
+    ("vendor/cloudforet-collector/wit/collector.wit", WIT),
+    ("vendor/cloudforet-collector/src/lib.rs", include_str!("../../sdk/rust/src/lib.rs")),
+    ("vendor/cloudforet-collector/src/build.rs", include_str!("../../sdk/rust/src/build.rs")),
+    ("vendor/cloudforet-collector/src/client.rs", include_str!("../../sdk/rust/src/client.rs")),
+    ("vendor/cloudforet-collector/src/console.rs", include_str!("../../sdk/rust/src/console.rs")),
+    ("vendor/cloudforet-collector/src/error.rs", include_str!("../../sdk/rust/src/error.rs")),
+    ("vendor/cloudforet-collector/src/guest.rs", include_str!("../../sdk/rust/src/guest.rs")),
+    ("vendor/cloudforet-collector/src/heap.rs", include_str!("../../sdk/rust/src/heap.rs")),
+    ("vendor/cloudforet-collector/src/io.rs", include_str!("../../sdk/rust/src/io.rs")),
+    ("vendor/cloudforet-collector/src/layout.rs", include_str!("../../sdk/rust/src/layout.rs")),
+    ("vendor/cloudforet-collector/src/plugin.rs", include_str!("../../sdk/rust/src/plugin.rs")),
+    ("vendor/cloudforet-collector/src/record.rs", include_str!("../../sdk/rust/src/record.rs")),
+    ("vendor/cloudforet-collector/src/testing.rs", include_str!("../../sdk/rust/src/testing.rs")),
+];
+
 /// The project's files (path relative to its directory, contents), in
 /// the order they are written.
 pub fn files(name: &str, lang: Lang) -> Result<Vec<(&'static str, String)>, ScaffoldError> {
@@ -72,12 +93,11 @@ pub fn files(name: &str, lang: Lang) -> Result<Vec<(&'static str, String)>, Scaf
     let crate_name = name.replace('-', "_");
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{crate}}", &crate_name);
     let mut out = match lang {
-        Lang::Rust => vec![
-            ("Cargo.toml", fill(RUST_CARGO)),
-            ("src/lib.rs", fill(RUST_LIB)),
-            ("wit/collector.wit", WIT.to_string()),
-            ("README.md", fill(RUST_README)),
-        ],
+        // The hello example: its provider and identity are the crate's name.
+        Lang::Rust => [("Cargo.toml", fill(RUST_CARGO)), ("src/lib.rs", RUST_HELLO.to_string()), ("README.md", fill(RUST_README))]
+            .into_iter()
+            .chain(RUST_SDK.iter().map(|(p, t)| (*p, t.to_string())))
+            .collect(),
         // The hello examples, under the new name (their identity).
         Lang::Python => vec![
             ("collector.py", PYTHON_HELLO.replace("name=\"hello-py\"", &format!("name=\"{name}\""))),
@@ -153,12 +173,13 @@ mod tests {
     fn every_language_gets_its_sources_a_readme_a_cassette_and_expectations() {
         let names = |lang| files("my-collector", lang).unwrap().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
         let common = ["cassette/cassette.json", "expect.json", ".gitignore"];
-        assert_eq!(names(Lang::Rust), [&["Cargo.toml", "src/lib.rs", "wit/collector.wit", "README.md"][..], &common].concat());
+        let sdk: Vec<&str> = RUST_SDK.iter().map(|(p, _)| *p).collect();
+        assert_eq!(names(Lang::Rust), [&["Cargo.toml", "src/lib.rs", "README.md"][..], &sdk, &common].concat());
         assert_eq!(names(Lang::Python), [&["collector.py", "README.md"][..], &common].concat());
         assert_eq!(names(Lang::Ts), [&["collector.ts", "README.md"][..], &common].concat());
         for lang in [Lang::Rust, Lang::Python, Lang::Ts] {
             for (path, text) in files("my-collector", lang).unwrap() {
-                assert!(!text.contains("{{"), "{lang:?} {path}: a placeholder is left");
+                assert!(path.starts_with("vendor/") || !text.contains("{{"), "{lang:?} {path}: a placeholder is left");
             }
         }
     }
@@ -168,9 +189,9 @@ mod tests {
         let get = |lang, file: &str| files("my-collector", lang).unwrap().into_iter().find(|(p, _)| *p == file).unwrap().1;
         assert!(get(Lang::Rust, "Cargo.toml").contains("name = \"my-collector\"\n"));
         assert!(get(Lang::Rust, "Cargo.toml").contains("\n[workspace]\n"), "its own workspace");
-        assert!(get(Lang::Rust, "src/lib.rs").contains(r#"{"name":"my-collector","version":""#));
+        assert!(get(Lang::Rust, "src/lib.rs").contains("export!(Hello);"), "identity from the crate's name");
         assert!(get(Lang::Rust, "README.md").contains("release/my_collector.wasm"));
-        assert_eq!(get(Lang::Rust, "wit/collector.wit"), WIT);
+        assert_eq!(get(Lang::Rust, "vendor/cloudforet-collector/wit/collector.wit"), WIT);
         assert!(WIT.contains("package cloudforet:collector@0.3.0;") && WIT.contains("world plugin {"));
         assert!(get(Lang::Python, "collector.py").contains("CollectorPluginServer(name=\"my-collector\", version=\"0.1.0\")"));
         assert!(get(Lang::Python, "README.md").contains("build.py\" collector.py -o my-collector.wasm"));
@@ -178,11 +199,19 @@ mod tests {
         assert!(get(Lang::Ts, "README.md").contains("cf-collector-build.mjs\" collector.ts -o my-collector.wasm --check"));
     }
 
+    /// Every file of the SDK crate is vendored (a new module would
+    /// otherwise be missing from new projects), and the SDK is the one
+    /// guest-nutanix builds on.
     #[test]
-    fn the_wit_bindgen_version_is_guest_nutanixs() {
+    fn the_vendored_sdk_is_the_whole_sdk() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        on_disk.sort();
+        let mut vendored: Vec<String> = RUST_SDK.iter().filter_map(|(p, _)| p.strip_prefix("vendor/cloudforet-collector/src/")).map(String::from).collect();
+        vendored.sort();
+        assert_eq!(vendored, on_disk);
         let guest = include_str!("../../guest-nutanix/Cargo.toml");
-        let line = guest.lines().find(|l| l.starts_with("wit-bindgen")).expect("guest-nutanix uses wit-bindgen");
-        assert!(RUST_CARGO.lines().any(|l| l == line), "{line} in the template");
+        assert!(guest.contains("cloudforet-collector = { path = \"../sdk/rust\""), "guest-nutanix is built on the SDK");
     }
 
     #[test]

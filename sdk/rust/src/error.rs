@@ -1,5 +1,5 @@
-//! The guest's expected failures ([`Error`]): the WIT `collector-error`
-//! cases, as plain Rust for the modules tested natively.
+//! A collector's expected failures ([`Error`]): the WIT `collector-error`
+//! cases as plain Rust, each mapped 1:1 to a gRPC code by the host.
 
 /// Expected failures of a collector call; mirrors WIT `collector-error`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,3 +48,22 @@ impl Error {
         }
     }
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = match self {
+            Error::InvalidArgument(_) => "invalid argument",
+            Error::MissingParameter(_) => "missing parameter",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::PermissionDenied(_) => "permission denied",
+            Error::NotFound(_) => "not found",
+            Error::Unavailable(_) => "unavailable",
+            Error::Timeout(_) => "timeout",
+            Error::ResourceExhausted(_) => "resource exhausted",
+            Error::Internal(_) => "internal",
+        };
+        write!(f, "{code}: {}", self.message())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Serializable so incremental collection can cache it (see
-/// [`crate::incremental`]).
+/// Serializable, so a collector can cache it in its `state` (guest-nutanix's
+/// incremental collection does).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudService {
     pub name: String,
