@@ -25,7 +25,6 @@
 //!   run wrote it) is kept too, within the same budget, redacted: a replay
 //!   starts with it (e.g. the deletion guard's counts of the last run).
 
-use super::service::StreamEnd;
 use crate::error::RunError;
 use crate::runtime::{CollectReport, Plugin, RunContext};
 use crate::testing::cassette::{Cassette, RecordedCall, RecordedFailure, Tape, FILE_NAME};
@@ -184,16 +183,6 @@ fn file_safe(s: &str) -> String {
 }
 
 impl Recording {
-    /// A streamed `collect` ended: kept when it failed or emitted error
-    /// resources; not when the client or the shutdown ended it.
-    pub(super) fn stream_ended(self, end: &StreamEnd) {
-        match end {
-            StreamEnd::Finished(report) => self.ended(Ok(report)),
-            StreamEnd::Failed(e) => self.ended(Err(e)),
-            StreamEnd::ClientGone | StreamEnd::Stalled | StreamEnd::Shutdown => {}
-        }
-    }
-
     /// A unary call (`verify`) ended.
     pub(super) fn unary_ended<T>(recording: Option<Recording>, result: &Result<T, RunError>) {
         if let Some(r) = recording {
@@ -202,9 +191,10 @@ impl Recording {
         }
     }
 
-    /// Keeps the run's cassette if it failed; the writing happens off the
-    /// async threads and its errors are logged.
-    fn ended(self, result: Result<&CollectReport, &RunError>) {
+    /// The run ended: its cassette is kept if it failed or finished with
+    /// error resources. The writing happens off the async threads and its
+    /// errors are logged.
+    pub(super) fn ended(self, result: Result<&CollectReport, &RunError>) {
         let (code, message, error_resources) = match result {
             Ok(r) if r.errors == 0 => return,
             Ok(r) => (None, None, Some(r.errors)),

@@ -75,8 +75,10 @@ impl Collector for PluginService {
                     .collect()
             },
             move |end| {
-                if let Some(r) = recording {
-                    r.stream_ended(end);
+                // Kept when it failed, not when the client or the shutdown
+                // cut it short.
+                if let (Some(r), Some(outcome)) = (recording, end.outcome()) {
+                    r.ended(outcome);
                 }
                 if let Some((event, counts)) = hook {
                     let tally = std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()));

@@ -141,6 +141,16 @@ pub(super) enum StreamEnd {
 }
 
 impl StreamEnd {
+    /// How the run itself ended, when it did; `None` when the client or
+    /// the shutdown cut it short.
+    pub(super) fn outcome(&self) -> Option<Result<&CollectReport, &RunError>> {
+        match self {
+            StreamEnd::Finished(report) => Some(Ok(report)),
+            StreamEnd::Failed(e) => Some(Err(e)),
+            StreamEnd::ClientGone | StreamEnd::Stalled | StreamEnd::Shutdown => None,
+        }
+    }
+
     /// `(code, message)` of an unsuccessful end, as webhooks report it.
     pub(super) fn failure(&self) -> Option<(&'static str, String)> {
         match self {
