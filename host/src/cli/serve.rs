@@ -146,15 +146,15 @@ pub struct Args {
     plugins_follow_symlinks: bool,
     /// Keep each failed collect or verify run's HTTP exchange here as a
     /// redacted cassette (`DIR/<time>-<tenant>-<plugin>-<run>/cassette.json`)
-    /// that `cf-host test PLUGIN --cassette` replays. Successful runs leave
-    /// nothing.
+    /// that `cf-host test` replays. Successful runs leave nothing.
     #[arg(long, env = "CF_HOST_RECORD_FAILURES", value_name = "DIR")]
     record_failures: Option<PathBuf>,
     /// Recorded failures kept; the oldest beyond it are deleted.
     #[arg(long, default_value_t = cf_host::grpc::failures::DEFAULT_MAX_KEPT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     record_failures_max: u64,
-    /// MiB of one run's exchanges held in memory for --record-failures;
-    /// past it the rest is dropped and the cassette says `truncated`.
+    /// MiB of one run's exchanges held in memory while failures are
+    /// recorded; past it the rest is dropped and the cassette says
+    /// `truncated`.
     #[arg(long, default_value_t = cf_host::grpc::failures::DEFAULT_MAX_RUN_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..))]
     record_failures_run_mb: u64,
 }
