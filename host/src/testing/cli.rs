@@ -96,6 +96,9 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
             }
             failure.as_ref().map(|f| {
                 let _ = writeln!(report, "Recorded failure: {} ({} on {}, tenant {}, {})", f.describe(), f.run_id, f.plugin, f.tenant, f.at);
+                if !f.plugin.contains(plugin.short_digest()) {
+                    let _ = writeln!(report, "Note: recorded with another build than this one ({})", plugin.short_digest());
+                }
                 f.describe()
             })
         }
