@@ -106,6 +106,11 @@ pub async fn run(
     };
     let store = o.store.as_deref().map(Store::open).transpose()?.map(Arc::new);
     let mut grpc = o.grpc;
+    if let Some(r) = &grpc.record_failures {
+        // A directory that cannot be made is the operator's to fix now, not
+        // at the first failed run.
+        std::fs::create_dir_all(&r.dir).map_err(|e| format!("--record-failures {}: {e}", r.dir.display()))?;
+    }
     if let (Some(store), None) = (&store, &grpc.tenant_key) {
         // Tenants keep their ids, and so their state, across restarts.
         grpc.tenant_key = Some(crate::tenancy::TenantKey::from_bytes(store.host_key("tenant")?));

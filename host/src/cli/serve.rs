@@ -144,6 +144,19 @@ pub struct Args {
     /// files are read).
     #[arg(long)]
     plugins_follow_symlinks: bool,
+    /// Keep each failed collect or verify run's HTTP exchange here as a
+    /// redacted cassette (`DIR/<time>-<tenant>-<plugin>-<run>/cassette.json`)
+    /// that `cf-host test` replays. Successful runs leave nothing.
+    #[arg(long, env = "CF_HOST_RECORD_FAILURES", value_name = "DIR")]
+    record_failures: Option<PathBuf>,
+    /// Recorded failures kept; the oldest beyond it are deleted.
+    #[arg(long, default_value_t = cf_host::grpc::failures::DEFAULT_MAX_KEPT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    record_failures_max: u64,
+    /// MiB of one run's exchanges held in memory while failures are
+    /// recorded; past it the rest is dropped and the cassette says
+    /// `truncated`.
+    #[arg(long, default_value_t = cf_host::grpc::failures::DEFAULT_MAX_RUN_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..))]
+    record_failures_run_mb: u64,
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -225,6 +238,11 @@ pub async fn run(o: Args) -> Result<ExitCode, String> {
             conn: conn.clone(),
             cloudforet: o.cloudforet,
             trust_tenant_header: o.trust_tenant_header,
+            record_failures: o.record_failures.clone().map(|dir| cf_host::grpc::failures::RecordFailures {
+                dir,
+                max_kept: usize::try_from(o.record_failures_max).unwrap_or(usize::MAX),
+                max_run_bytes: o.record_failures_run_mb.saturating_mul(1 << 20),
+            }),
             ..cf_host::grpc::ServeConfig::default()
         },
         plugin: o.plugin.clone(),

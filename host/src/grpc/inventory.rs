@@ -8,6 +8,7 @@ use super::pb::plugin::job_server::Job;
 use super::pb::plugin::{CollectRequest, GetTaskRequest, InitRequest, PluginInfo, ResourceInfo, TaskInfo, TasksInfo, VerifyRequest};
 use super::service::PluginService;
 use crate::record::ResourceType;
+use crate::testing::cassette::RecordedCall;
 use serde_json::{json, Value};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,7 +35,7 @@ impl Collector for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let (_slot, ctx, plugin) = self.unary(&req, options, secret).await?;
-        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await?;
+        PluginService::verify(self, ctx, &plugin).await?;
         Ok(Response::new(()))
     }
 
@@ -44,7 +45,8 @@ impl Collector for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let task_options = struct_to_json(r.task_options.clone());
-        let (slot, ctx, plugin) = self.streaming(&req, options, secret).await?;
+        let (slot, mut ctx, plugin) = self.streaming(&req, options, secret).await?;
+        let recording = self.record(&mut ctx, &plugin, RecordedCall::Collect, Some(&task_options));
         let runtime = self.registry.runtime().clone();
         let started = std::time::Instant::now();
         // The webhooks' tally of what was streamed.
@@ -73,6 +75,11 @@ impl Collector for PluginService {
                     .collect()
             },
             move |end| {
+                // Kept when it failed, not when the client or the shutdown
+                // cut it short.
+                if let (Some(r), Some(outcome)) = (recording, end.outcome()) {
+                    r.ended(outcome);
+                }
                 if let Some((event, counts)) = hook {
                     let tally = std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()));
                     let event = event.finish(started.elapsed(), tally, end.failure());

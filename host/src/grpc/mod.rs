@@ -12,6 +12,8 @@
 //!   verify, collect), `Job` (get_tasks), `spaceone.api.core.v1.ServerInfo`.
 //! - [`cost`]: the cost data source protocol (`--protocol cost-analysis`).
 //! - [`monitoring`]: the metric data source protocol (`--protocol monitoring`).
+//! - [`failures`]: `--record-failures`: failed `collect` / `verify` runs
+//!   kept as redacted cassettes, bounded in memory and on disk.
 //! - [`server`]: [`serve`]: the tonic server with health, reflection
 //!   (v1alpha, which CloudForet's client requires, and v1), limits, and the
 //!   graceful shutdown.
@@ -26,6 +28,7 @@
 pub mod codec;
 pub mod convert;
 pub mod cost;
+pub mod failures;
 pub mod inventory;
 pub mod limit;
 pub mod monitoring;

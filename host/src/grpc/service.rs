@@ -4,6 +4,8 @@
 //! emitting guest call to its client ([`PluginService::stream_call`]).
 
 use super::convert::{json_to_struct, status, struct_to_json};
+use super::failures::{FailureLog, Recording};
+use crate::testing::cassette::RecordedCall;
 use crate::error::RunError;
 use crate::host::state::{MemoryState, StateBackend};
 use crate::record::Record;
@@ -75,6 +77,9 @@ pub struct ServeConfig {
     pub trust_tenant_header: bool,
     /// The key tenants are derived with (`None`: a random one).
     pub tenant_key: Option<crate::tenancy::TenantKey>,
+    /// Keep each failed `collect` / `verify` run's exchange as a cassette
+    /// (`--record-failures`; see [`super::failures`]).
+    pub record_failures: Option<super::failures::RecordFailures>,
 }
 
 impl Default for ServeConfig {
@@ -93,6 +98,7 @@ impl Default for ServeConfig {
             cloudforet: super::convert::CloudForet::Auto,
             trust_tenant_header: false,
             tenant_key: None,
+            record_failures: None,
         }
     }
 }
@@ -113,6 +119,8 @@ pub struct PluginService {
     pub(super) webhook: Option<crate::webhook::Webhook>,
     pub(super) subscriptions: Option<Arc<crate::webhook::Subscriptions>>,
     peers: Arc<Peers>,
+    /// Where failed runs are recorded (`--record-failures`).
+    failures: Option<Arc<FailureLog>>,
 }
 
 /// What a call cancelled by the shutdown answers.
@@ -133,6 +141,16 @@ pub(super) enum StreamEnd {
 }
 
 impl StreamEnd {
+    /// How the run itself ended, when it did; `None` when the client or
+    /// the shutdown cut it short.
+    pub(super) fn outcome(&self) -> Option<Result<&CollectReport, &RunError>> {
+        match self {
+            StreamEnd::Finished(report) => Some(Ok(report)),
+            StreamEnd::Failed(e) => Some(Err(e)),
+            StreamEnd::ClientGone | StreamEnd::Stalled | StreamEnd::Shutdown => None,
+        }
+    }
+
     /// `(code, message)` of an unsuccessful end, as webhooks report it.
     pub(super) fn failure(&self) -> Option<(&'static str, String)> {
         match self {
@@ -162,6 +180,7 @@ impl PluginService {
             n => n,
         };
         PluginService {
+            failures: config.record_failures.clone().map(FailureLog::new),
             registry,
             name: name.into(),
             state: Arc::new(MemoryState::default()),
@@ -189,6 +208,12 @@ impl PluginService {
     pub fn with_subscriptions(mut self, subs: Arc<crate::webhook::Subscriptions>) -> PluginService {
         self.subscriptions = Some(subs);
         self
+    }
+
+    /// Records `ctx`'s run when failed runs are recorded: its transport
+    /// is wrapped; the recording decides at the end whether it is kept.
+    pub(super) fn record(&self, ctx: &mut RunContext, plugin: &Plugin, call: RecordedCall, task_options: Option<&Value>) -> Option<Recording> {
+        self.failures.as_ref().map(|f| f.start(ctx, plugin, call, task_options))
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -244,7 +269,19 @@ impl PluginService {
     ) -> Result<(), Status> {
         let (_slot, ctx, plugin) = self.unary(req, struct_to_json(options), struct_to_json(secret)).await?;
         role.check(&plugin).map_err(|e| status(&e))?;
-        self.unless_cancelled(async { self.registry.runtime().verify(&plugin, &ctx).await.map_err(|e| status(&e)) }).await
+        self.verify(ctx, &plugin).await
+    }
+
+    /// `verify` of a unary call's context (recorded when it fails and
+    /// failed runs are recorded), unless the shutdown cancels it.
+    pub(super) async fn verify(&self, mut ctx: RunContext, plugin: &Plugin) -> Result<(), Status> {
+        let recording = self.record(&mut ctx, plugin, RecordedCall::Verify, None);
+        self.unless_cancelled(async {
+            let r = self.registry.runtime().verify(plugin, &ctx).await;
+            Recording::unary_ended(recording, &r);
+            r.map_err(|e| status(&e))
+        })
+        .await
     }
 
     /// A unary call: its peer slot (held until the call ends), its run

@@ -5,7 +5,7 @@
 //! place.
 
 use crate::egress::{Denial, EgressPolicy, Grant};
-use crate::host::http::{HttpTransport, TlsConfig};
+use crate::host::http::{HttpTransport, TlsConfig, TransportLayer};
 use crate::host::log::LogLine;
 use crate::host::state::{MemoryState, StateBackend};
 use crate::limits::Limits;
@@ -37,6 +37,9 @@ pub struct RunContext {
     /// Performs the run's HTTP exchanges instead of reqwest (test harness:
     /// cassettes, recorders). Egress policy and limits apply all the same.
     pub http_transport: Option<Arc<dyn HttpTransport>>,
+    /// Wraps the run's transport, whichever it is (`serve
+    /// --record-failures`: a recorder).
+    pub http_layer: Option<Arc<dyn TransportLayer>>,
     /// Where egress denials are also recorded (`origin: reason`), if anywhere.
     pub egress_denials: Option<Arc<Mutex<Vec<String>>>>,
     /// The guest's wall clock stands still at this time (since the Unix
@@ -99,6 +102,7 @@ pub struct RunContextBuilder {
     collector: Option<String>,
     log_capture: Option<Arc<Mutex<Vec<LogLine>>>>,
     http_transport: Option<Arc<dyn HttpTransport>>,
+    http_layer: Option<Arc<dyn TransportLayer>>,
     egress_denials: Option<Arc<Mutex<Vec<String>>>>,
     fixed_wall_clock: Option<Duration>,
 }
@@ -117,6 +121,7 @@ impl RunContext {
             collector: None,
             log_capture: None,
             http_transport: None,
+            http_layer: None,
             egress_denials: None,
             fixed_wall_clock: None,
         }
@@ -178,6 +183,11 @@ impl RunContextBuilder {
         self
     }
 
+    pub fn http_layer(mut self, l: Arc<dyn TransportLayer>) -> Self {
+        self.http_layer = Some(l);
+        self
+    }
+
     pub fn log_capture(mut self, c: Arc<Mutex<Vec<LogLine>>>) -> Self {
         self.log_capture = Some(c);
         self
@@ -230,6 +240,7 @@ impl RunContextBuilder {
             collector: self.collector,
             log_capture: self.log_capture,
             http_transport: self.http_transport,
+            http_layer: self.http_layer,
             egress_denials: self.egress_denials,
             fixed_wall_clock: self.fixed_wall_clock,
         })

@@ -153,6 +153,10 @@ pub(crate) fn new_store(
             policy.clone(),
         )),
     };
+    let transport = match &ctx.http_layer {
+        Some(l) => l.layer(transport),
+        None => transport,
+    };
     let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
     let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
     wasi.stdout(stderr.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);

@@ -27,10 +27,19 @@
 //! - `failure` instead of `response`: `"timeout"` or `"connection"`.
 //! - Recorded cassettes never hold credentials: `Authorization`, cookies and
 //!   API-key headers are replaced by `[redacted]` and secret values are
-//!   redacted from URLs and bodies.
+//!   redacted from URLs, headers, bodies and options.
+//! - A cassette of a failed `serve` run (`serve --record-failures`) also
+//!   holds the state the run read (`"state"`: key → value, which a replay
+//!   presets), says which call it was (`"call": "verify"`; absent: `collect`), how
+//!   the run failed (`"failure"`: the gRPC code and message, or the error
+//!   resources of a run that finished), and, when the recording hit its
+//!   byte budget, `"truncated"`: `{"max_bytes", "dropped"}`, the number of
+//!   exchanges after the budget that were not kept.
 
-use crate::host::http::{HttpTransport, InboundResponse, OutboundRequest, TransportFailure, TransportFuture};
+use crate::host::http::{HttpTransport, InboundResponse, OutboundRequest, TransportFailure, TransportFuture, TransportLayer};
+use crate::host::state::{BackendError, Namespace, PutError, StateBackend};
 use crate::secret::Redactor;
+use std::collections::{BTreeMap, HashSet};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -145,6 +154,72 @@ pub struct Interaction {
     pub failure: Option<StoredFailure>,
 }
 
+/// The guest call a cassette replays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordedCall {
+    #[default]
+    Collect,
+    Verify,
+}
+
+impl RecordedCall {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordedCall::Collect => "collect",
+            RecordedCall::Verify => "verify",
+        }
+    }
+}
+
+/// How the recorded run failed (`serve --record-failures`); a replay is
+/// expected to fail the same way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordedFailure {
+    /// The gRPC code of the run's error (`UNAUTHENTICATED`, ...); absent
+    /// when the run finished, with error resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The error's message (redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Error resources of a run that finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_resources: Option<u64>,
+    pub run_id: String,
+    pub tenant: String,
+    /// `name@version (digest)` of the plugin that ran.
+    pub plugin: String,
+    /// When the run ended (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl RecordedFailure {
+    /// `CODE: message`, or `N error resources`.
+    pub fn describe(&self) -> String {
+        match (&self.code, self.error_resources) {
+            (Some(code), _) => format!("{code}: {}", self.message.as_deref().unwrap_or_default()),
+            (None, Some(n)) => format!("{n} error resources"),
+            (None, None) => "failed".to_string(),
+        }
+    }
+}
+
+/// A recording cut at its byte budget: the exchanges after it are missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    pub max_bytes: u64,
+    /// Exchanges not kept.
+    pub dropped: u64,
+    /// State keys read but not kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub state_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cassette {
     pub version: u32,
@@ -159,6 +234,25 @@ pub struct Cassette {
     /// The task options the recording ran with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_options: Option<Value>,
+    /// The call replayed (absent: `collect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<RecordedCall>,
+    /// How the recorded run failed, if it was recorded for that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RecordedFailure>,
+    /// Set when the recording hit its byte budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+    /// The endpoint fields of the recorded run's secret (`host`, `port`;
+    /// never a credential): a replay's secret names the same endpoint, so
+    /// the guest builds the same URLs and state keys (nothing is sent
+    /// there: the cassette answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<serde_json::Map<String, Value>>,
+    /// The state the recorded run read (key → value as it was before the
+    /// run wrote it); a replay starts with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<String, String>,
     pub interactions: Vec<Interaction>,
 }
 
@@ -170,6 +264,11 @@ impl Cassette {
             recorded_from: None,
             options: None,
             task_options: None,
+            call: None,
+            failure: None,
+            truncated: None,
+            endpoint: None,
+            state: BTreeMap::new(),
             interactions,
         }
     }
@@ -240,6 +339,11 @@ impl Replayer {
     pub fn new(cassette: Cassette) -> Arc<Replayer> {
         let used = vec![false; cassette.interactions.len()];
         Arc::new(Replayer { cassette, state: Mutex::new(ReplayState { used, unmatched: Vec::new() }) })
+    }
+
+    /// The call the cassette replays.
+    pub fn call(&self) -> RecordedCall {
+        self.cassette.call.unwrap_or_default()
     }
 
     pub fn unmatched(&self) -> Vec<Unmatched> {
@@ -377,29 +481,118 @@ impl HttpTransport for Replayer {
 }
 
 /// Performs requests through another transport and keeps each exchange,
-/// redacted, for a cassette.
+/// redacted, on its [`Tape`], for a cassette.
 pub struct Recorder {
     inner: Arc<dyn HttpTransport>,
-    redactor: Redactor,
-    interactions: Mutex<Vec<Interaction>>,
-    origin: Mutex<Option<String>>,
+    tape: Tape,
 }
 
 impl Recorder {
+    /// A recorder keeping everything (`cf-host test --record`), redacting
+    /// `secret`'s values.
     pub fn new(inner: Arc<dyn HttpTransport>, secret: &Value) -> Arc<Recorder> {
-        Arc::new(Recorder {
-            inner,
-            redactor: Redactor::from_secret(secret),
-            interactions: Mutex::new(Vec::new()),
-            origin: Mutex::new(None),
-        })
+        Arc::new(Recorder { inner, tape: Tape::new(Arc::new(Redactor::from_secret(secret)), u64::MAX) })
     }
 
     /// The cassette of everything recorded so far.
     pub fn cassette(&self) -> Cassette {
-        let mut c = Cassette::new(self.interactions.lock().unwrap_or_else(|p| p.into_inner()).clone());
-        c.recorded_from = self.origin.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.tape.cassette()
+    }
+}
+
+impl HttpTransport for Recorder {
+    fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a> {
+        Box::pin(async move {
+            let result = self.inner.perform(req, timeout, max_body).await;
+            self.tape.keep(req, &result);
+            result
+        })
+    }
+}
+
+/// What a recording keeps: the exchanges, redacted, up to a byte budget
+/// (the first exchanges that fit; the rest are counted, not kept). As a
+/// [`TransportLayer`] it records whatever transport a run's store builds
+/// (`serve --record-failures`). Clones share the recording.
+#[derive(Clone)]
+pub struct Tape {
+    redactor: Arc<Redactor>,
+    max_bytes: u64,
+    kept: Arc<Mutex<Kept>>,
+}
+
+#[derive(Default)]
+struct Kept {
+    interactions: Vec<Interaction>,
+    origin: Option<String>,
+    state: BTreeMap<String, String>,
+    /// Approximate bytes of what is kept.
+    bytes: u64,
+    dropped: u64,
+    state_dropped: u64,
+}
+
+/// What an exchange costs the budget beyond its URL, headers and bodies.
+const EXCHANGE_OVERHEAD: u64 = 128;
+
+impl Tape {
+    pub fn new(redactor: Arc<Redactor>, max_bytes: u64) -> Tape {
+        Tape { redactor, max_bytes, kept: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cassette of everything kept so far; `truncated` when some was not.
+    pub fn cassette(&self) -> Cassette {
+        let k = self.lock();
+        let mut c = Cassette::new(k.interactions.clone());
+        c.recorded_from = k.origin.clone();
+        c.truncated = (k.dropped > 0 || k.state_dropped > 0).then_some(Truncated {
+            max_bytes: self.max_bytes,
+            dropped: k.dropped,
+            state_dropped: k.state_dropped,
+        });
+        c.state = k.state.clone();
         c
+    }
+
+    /// `inner`, keeping on this tape the value of each key the run reads
+    /// before it writes it: the state a replay must start with.
+    pub fn state_layer(&self, inner: Arc<dyn StateBackend>) -> Arc<dyn StateBackend> {
+        Arc::new(ReadState { inner, tape: self.clone(), written: Mutex::new(Some(HashSet::new())) })
+    }
+
+    fn keep_state(&self, key: &str, value: &str) {
+        let mut k = self.lock();
+        let key = self.redactor.redact(key).into_owned();
+        if k.state.contains_key(&key) {
+            return;
+        }
+        let size = EXCHANGE_OVERHEAD + key.len() as u64 + value.len() as u64;
+        if k.bytes.saturating_add(size) > self.max_bytes {
+            k.state_dropped += 1;
+            return;
+        }
+        k.bytes += size;
+        let value = self.redactor.redact(value).into_owned();
+        k.state.insert(key, value);
+    }
+
+    /// Redacts every string of a JSON value (options kept in a cassette).
+    pub fn redact_json(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.redactor.redact(s).into_owned()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (self.redactor.redact(k).into_owned(), self.redact_json(x))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Redacts a text (an error message kept in a cassette).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text).into_owned()
     }
 
     fn headers(&self, headers: &[(String, String)]) -> Vec<(String, String)> {
@@ -424,6 +617,22 @@ impl Recorder {
     }
 
     fn keep(&self, req: &OutboundRequest, result: &Result<InboundResponse, TransportFailure>) {
+        let header_bytes = |h: &[(String, String)]| h.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+        let size = EXCHANGE_OVERHEAD
+            + req.url.as_str().len() as u64
+            + header_bytes(&req.headers)
+            + req.body.as_ref().map_or(0, |b| b.len() as u64)
+            + result.as_ref().map_or(0, |r| header_bytes(&r.headers) + r.body.len() as u64);
+        {
+            // Past the budget once, nothing more is kept: the kept
+            // exchanges stay the run's first ones, without gaps.
+            let mut k = self.lock();
+            if k.dropped > 0 || k.bytes.saturating_add(size) > self.max_bytes {
+                k.dropped += 1;
+                return;
+            }
+            k.bytes += size;
+        }
         let request = StoredRequest {
             method: req.method.clone(),
             path: self.redactor.redact(&path_and_query(&req.url)).into_owned(),
@@ -446,18 +655,75 @@ impl Recorder {
             Err(TransportFailure::Timeout) => (None, Some(StoredFailure::Timeout)),
             Err(_) => (None, Some(StoredFailure::Connection)),
         };
-        self.origin.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| req.url.origin().ascii_serialization());
-        self.interactions.lock().unwrap_or_else(|p| p.into_inner()).push(Interaction { request, response, failure });
+        let mut k = self.lock();
+        k.origin.get_or_insert_with(|| req.url.origin().ascii_serialization());
+        k.interactions.push(Interaction { request, response, failure });
     }
 }
 
-impl HttpTransport for Recorder {
-    fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a> {
-        Box::pin(async move {
-            let result = self.inner.perform(req, timeout, max_body).await;
-            self.keep(req, &result);
-            result
-        })
+/// A run's state seen through a [`Tape`]: reads are kept, until the run
+/// writes the key.
+struct ReadState {
+    inner: Arc<dyn StateBackend>,
+    tape: Tape,
+    /// Keys the run wrote; `None` once more than [`MAX_WRITTEN`] were
+    /// (then no more reads are kept).
+    written: Mutex<Option<HashSet<String>>>,
+}
+
+/// Keys written by one run that a recording tracks.
+const MAX_WRITTEN: usize = 4096;
+
+impl ReadState {
+    fn wrote(&self, key: &str) {
+        let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = w.as_mut() {
+            if set.len() >= MAX_WRITTEN && !set.contains(key) {
+                *w = None;
+            } else {
+                set.insert(key.to_string());
+            }
+        }
+    }
+}
+
+impl StateBackend for ReadState {
+    fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, BackendError> {
+        let v = self.inner.get(ns, key)?;
+        let unwritten = self.written.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|w| !w.contains(key));
+        if let Some(v) = &v
+            && unwritten
+        {
+            self.tape.keep_state(key, v);
+        }
+        Ok(v)
+    }
+
+    fn put(&self, ns: &Namespace, key: &str, value: &str, max_keys: usize) -> Result<(), PutError> {
+        let r = self.inner.put(ns, key, value, max_keys);
+        if r.is_ok() {
+            self.wrote(key);
+        }
+        r
+    }
+
+    fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
+        self.wrote(key);
+        self.inner.delete(ns, key)
+    }
+
+    fn count(&self, ns: &Namespace) -> Result<usize, BackendError> {
+        self.inner.count(ns)
+    }
+
+    fn blocks(&self) -> bool {
+        self.inner.blocks()
+    }
+}
+
+impl TransportLayer for Tape {
+    fn layer(&self, inner: Arc<dyn HttpTransport>) -> Arc<dyn HttpTransport> {
+        Arc::new(Recorder { inner, tape: self.clone() })
     }
 }
 
@@ -560,6 +826,51 @@ mod tests {
         assert!(!text.contains("c2VjcmV0"), "{text}");
         assert!(text.contains("[redacted]"));
         assert_eq!(rec.cassette().recorded_from.as_deref(), Some("https://pc:9440"));
+    }
+
+    /// Answers every request with `size` bytes.
+    struct Sized(usize);
+
+    impl HttpTransport for Sized {
+        fn perform<'a>(&'a self, _: &'a OutboundRequest, _: Duration, _: u64) -> TransportFuture<'a> {
+            let body = vec![b'x'; self.0];
+            Box::pin(async move { Ok(InboundResponse { status: 200, headers: vec![], body }) })
+        }
+    }
+
+    #[test]
+    fn a_tape_keeps_the_first_exchanges_within_its_budget_and_says_so() {
+        let secret = json!({"username": "admin", "password": "hunter2-secret"});
+        let tape = Tape::new(Arc::new(Redactor::from_secret(&secret)), 2_000);
+        let http = tape.layer(Arc::new(Sized(700)));
+        for n in 0..4 {
+            let r = req("GET", &format!("https://pc:9440/item/{n}"), None);
+            futures::executor::block_on(http.perform(&r, Duration::from_secs(1), 1 << 20)).unwrap();
+        }
+        let c = tape.cassette();
+        assert_eq!(c.interactions.iter().map(|i| i.request.path.as_str()).collect::<Vec<_>>(), vec!["/item/0", "/item/1"]);
+        assert_eq!(c.truncated, Some(Truncated { max_bytes: 2_000, dropped: 2, state_dropped: 0 }));
+        assert!(Recorder::new(Arc::new(Sized(700)), &secret).cassette().truncated.is_none());
+    }
+
+    #[test]
+    fn a_tape_keeps_the_state_read_before_the_run_wrote_it() {
+        let secret = json!({"password": "hunter2-secret"});
+        let tape = Tape::new(Arc::new(Redactor::from_secret(&secret)), 1 << 20);
+        let inner = Arc::new(crate::host::state::MemoryState::default());
+        let ns = Namespace { tenant: "t".into(), collector: "c".into() };
+        inner.set(&ns, "old", "1").unwrap();
+        inner.set(&ns, "leak", "pw hunter2-secret").unwrap();
+        inner.set(&ns, "rewritten", "before").unwrap();
+        let state = tape.state_layer(inner);
+        state.put(&ns, "rewritten", "during", 100).unwrap();
+        assert_eq!(state.get(&ns, "rewritten").unwrap().as_deref(), Some("during"));
+        assert_eq!(state.get(&ns, "old").unwrap().as_deref(), Some("1"));
+        assert_eq!(state.get(&ns, "leak").unwrap().as_deref(), Some("pw hunter2-secret"));
+        assert_eq!(state.get(&ns, "missing").unwrap(), None);
+        let kept = tape.cassette().state;
+        assert_eq!(kept.keys().collect::<Vec<_>>(), vec!["leak", "old"], "not the key the run wrote first");
+        assert!(!kept["leak"].contains("hunter2-secret"), "{kept:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cf-host test`: replay (or record) a cassette through a guest, print a
 //! readable report, and say whether it passed.
 
-use super::cassette::{Cassette, MatchMode, Recorder, Replayer};
+use super::cassette::{Cassette, MatchMode, RecordedCall, Recorder, Replayer};
 use super::expect::{golden_diff, Expect};
 use super::{Harness, Outcome};
 use crate::host::http::{ClientPool, HttpTransport, ReqwestTransport};
@@ -30,13 +30,15 @@ pub struct TestArgs {
 /// Runs the test; prints the report to stdout. `Ok(true)` = passed.
 /// `Err` is for unusable input (missing files, invalid cassette).
 pub async fn run(args: TestArgs) -> Result<bool, String> {
-    let expect = match &args.expect {
+    let mut expect = match &args.expect {
         Some(p) => Expect::load(p)?,
         None => Expect::default(),
     };
     let harness = Harness::load(&args.plugin)?;
     let empty = || Value::Object(Default::default());
     let mut call = harness.call();
+    // A cassette of a failed run: what the replay must reproduce.
+    let mut recorded = None;
     let (outcome, source, ordered) = match &args.record {
         Some((endpoint, secret)) => {
             let options = args.options.clone().unwrap_or_else(empty);
@@ -66,6 +68,12 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
             }
             let n = cassette.interactions.len();
             let ordered = cassette.match_mode == MatchMode::Ordered;
+            if let Some(f) = &cassette.failure
+                && args.expect.is_none()
+            {
+                expect = Expect::reproducing(f);
+            }
+            recorded = Some((cassette.call.unwrap_or_default(), cassette.failure.clone(), cassette.truncated));
             let replayer = Replayer::new(cassette);
             (harness.replay(&call, &replayer).await, format!("cassette {} ({n} interactions)", args.cassette.display()), ordered)
         }
@@ -74,6 +82,28 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
     let mut report = String::new();
     let plugin = harness.plugin();
     let _ = writeln!(report, "cf-host test: {} ({}) against {source}", plugin.name, plugin.short_digest());
+    let reproducing = match &recorded {
+        Some((kind, failure, truncated)) => {
+            if *kind != RecordedCall::Collect {
+                let _ = writeln!(report, "Call: {}", kind.name());
+            }
+            if let Some(t) = truncated {
+                let _ = writeln!(
+                    report,
+                    "Truncated: the recording kept its first {} bytes; {} later exchanges are missing, so the replay may fail earlier",
+                    t.max_bytes, t.dropped
+                );
+            }
+            failure.as_ref().map(|f| {
+                let _ = writeln!(report, "Recorded failure: {} ({} on {}, tenant {}, {})", f.describe(), f.run_id, f.plugin, f.tenant, f.at);
+                if !f.plugin.contains(plugin.short_digest()) {
+                    let _ = writeln!(report, "Note: recorded with another build than this one ({})", plugin.short_digest());
+                }
+                f.describe()
+            })
+        }
+        None => None,
+    };
     render(&mut report, &outcome);
     let mut failures = expect.check(&outcome);
     if ordered && !outcome.unused.is_empty() {
@@ -96,7 +126,11 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
         }
     }
     if failures.is_empty() {
-        let checked = if args.expect.is_some() { "expectations met" } else { "run succeeded" };
+        let checked = match (&args.expect, reproducing) {
+            (Some(_), _) => "expectations met".to_string(),
+            (None, Some(failure)) => format!("the recorded failure reproduced ({failure})"),
+            (None, None) => "run succeeded".to_string(),
+        };
         let _ = writeln!(report, "PASS: {checked}");
     } else {
         let _ = writeln!(report, "FAIL:");

@@ -16,6 +16,7 @@
 //! lists labels as [`Outcome::counts`] does; labels not listed are not
 //! checked. Requests outside the cassette always fail a check.
 
+use super::cassette::RecordedFailure;
 use super::Outcome;
 use serde::Deserialize;
 use serde_json::Value;
@@ -43,6 +44,12 @@ impl Expect {
     pub fn load(path: &Path) -> Result<Expect, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read expectations {}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("expectations {} are not valid: {e}", path.display()))
+    }
+
+    /// What a replay of a failed run's cassette must show: the same error
+    /// code, or as many error resources.
+    pub fn reproducing(f: &RecordedFailure) -> Expect {
+        Expect { error_code: f.code.clone(), errors: f.error_resources, ..Expect::default() }
     }
 
     /// Every way `out` falls short, one line each; empty when it passes.

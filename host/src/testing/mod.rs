@@ -9,7 +9,9 @@
 //!   apply exactly as in production.
 //! - [`Outcome`]: what a run did, with assertion helpers (counts per type,
 //!   one resource's fields, requests per path, denials).
-//! - [`cassette`]: the cassette format, replay with diffs, recording.
+//! - [`cassette`]: the cassette format, replay with diffs, recording
+//!   (`cf-host test --record`, and the bounded [`cassette::Tape`] of
+//!   `serve --record-failures`).
 //! - [`expect`]: expectation files for `cf-host test --expect`, and golden
 //!   NDJSON comparison.
 //! - [`cli`]: `cf-host test` (replay or record, report, pass/fail).
@@ -34,7 +36,7 @@ use crate::host::state::{MemoryState, Namespace, StateBackend};
 use crate::record::{Record, ResourceType};
 use crate::runtime::{CollectReport, Plugin, PluginMetadata, RunContext, Runtime, RuntimeConfig};
 use crate::error::RunError;
-use cassette::{Replayer, Unmatched};
+use cassette::{RecordedCall, Replayer, Unmatched};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -212,7 +214,8 @@ impl Harness {
         }
     }
 
-    /// A call with the options and task options a cassette was recorded with.
+    /// A call with the options, task options, state and endpoint a cassette
+    /// was recorded with.
     pub fn call_for(&self, cassette: &cassette::Cassette) -> Call {
         let mut call = self.call();
         if let Some(o) = &cassette.options {
@@ -221,12 +224,26 @@ impl Harness {
         if let Some(t) = &cassette.task_options {
             call.task_options = t.clone();
         }
+        if let (Some(endpoint), Value::Object(secret)) = (&cassette.endpoint, &mut call.secret) {
+            secret.extend(endpoint.clone());
+        }
+        call.state.extend(cassette.state.clone());
         call
     }
 
     /// Runs `collect` with `http` answering every request that passes the
     /// egress policy (granted from the call's secret).
     pub async fn collect(&self, call: &Call, http: Arc<dyn HttpTransport>) -> Outcome {
+        self.run(RecordedCall::Collect, call, http).await
+    }
+
+    /// Runs `verify` as [`Harness::collect`] runs `collect` (the outcome's
+    /// report is empty when it succeeds).
+    pub async fn verify(&self, call: &Call, http: Arc<dyn HttpTransport>) -> Outcome {
+        self.run(RecordedCall::Verify, call, http).await
+    }
+
+    async fn run(&self, kind: RecordedCall, call: &Call, http: Arc<dyn HttpTransport>) -> Outcome {
         let observed = Arc::new(Observed { inner: http.clone(), seen: Mutex::new(Vec::new()) });
         let state = Arc::new(MemoryState::default());
         let ns = Namespace { tenant: call.tenant.clone(), collector: self.plugin.name.clone() };
@@ -263,7 +280,16 @@ impl Harness {
             }
             records
         };
-        let (result, records) = tokio::join!(self.runtime.collect(&self.plugin, &ctx, &call.task_options, tx), collecting);
+        let run = async {
+            match kind {
+                RecordedCall::Collect => self.runtime.collect(&self.plugin, &ctx, &call.task_options, tx).await,
+                RecordedCall::Verify => {
+                    drop(tx);
+                    self.runtime.verify(&self.plugin, &ctx).await.map(|()| CollectReport::default())
+                }
+            }
+        };
+        let (result, records) = tokio::join!(run, collecting);
         let logs = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let denied = denials.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let requests = observed.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -294,10 +320,11 @@ impl Harness {
             .map_err(RunError::from)
     }
 
-    /// Runs `collect` against a cassette; the outcome lists the requests it
-    /// could not answer (with diffs) and the interactions never used.
+    /// Runs the cassette's call (`collect` unless it says `verify`) against
+    /// it; the outcome lists the requests it could not answer (with diffs)
+    /// and the interactions never used.
     pub async fn replay(&self, call: &Call, replayer: &Arc<Replayer>) -> Outcome {
-        let mut out = self.collect(call, replayer.clone()).await;
+        let mut out = self.run(replayer.call(), call, replayer.clone()).await;
         out.unmatched = replayer.unmatched();
         out.unused = replayer.unused();
         out

@@ -5,7 +5,8 @@
 //!   `send-authenticated`, `send-many`): the host's checks, redirects,
 //!   concurrency caps, counting.
 //! - [`transport`]: reqwest clients, the policy-checking resolver, the
-//!   [`HttpTransport`] seam (cassettes plug in there).
+//!   [`HttpTransport`] seam (cassettes plug in there) and
+//!   [`TransportLayer`] (recorders wrap the run's transport there).
 //! - [`origins`]: per (tenant, origin) circuit breakers and paces, shared
 //!   by a runtime's runs.
 //!
@@ -22,7 +23,7 @@ mod transport;
 pub use origins::{MAX_ORIGINS, MAX_RETRY_AFTER, Origins};
 pub use transport::{
     BlockedByPolicy, ClientPool, HttpTransport, InboundResponse, OutboundRequest, ReqwestTransport, TlsConfig, TransportFailure,
-    TransportFuture, blocked_by_policy,
+    TransportFuture, TransportLayer, blocked_by_policy,
 };
 
 use crate::bindings::current::cloudforet::collector::http::{self, Credential, HttpError, Method, Outbound, Request, Response};

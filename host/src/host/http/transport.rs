@@ -173,6 +173,14 @@ pub trait HttpTransport: Send + Sync {
     fn perform<'a>(&'a self, req: &'a OutboundRequest, timeout: Duration, max_body: u64) -> TransportFuture<'a>;
 }
 
+/// Wraps the transport a run's store builds (the product one, or the one
+/// its context names) in another, e.g. a recorder keeping the run's
+/// exchanges (`serve --record-failures`). The host's checks still come
+/// first; the layer sees what the transport sees.
+pub trait TransportLayer: Send + Sync {
+    fn layer(&self, inner: Arc<dyn HttpTransport>) -> Arc<dyn HttpTransport>;
+}
+
 /// The product transport: reqwest with a shared connection pool; checks
 /// the address it actually connected to against the run's policy.
 pub struct ReqwestTransport {
