@@ -125,6 +125,9 @@ pub enum RunError {
     Load(String),
     /// A bug or failure in the host.
     Host(String),
+    /// Fleet mode: the database the replicas share did not answer; no
+    /// guest ran.
+    Shared(String),
 }
 
 impl RunError {
@@ -135,6 +138,7 @@ impl RunError {
             RunError::Egress(_) => ErrorCode::EgressDenied,
             RunError::Limit(_) => ErrorCode::ResourceExhausted,
             RunError::Trap(_) | RunError::Load(_) | RunError::Host(_) => ErrorCode::Internal,
+            RunError::Shared(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -145,6 +149,7 @@ impl RunError {
             RunError::Trap(m) => format!("guest trapped: {m}"),
             RunError::Input(m) | RunError::Load(m) | RunError::Egress(m) => m.clone(),
             RunError::Host(m) => format!("host error: {m}"),
+            RunError::Shared(m) => m.clone(),
         }
     }
 

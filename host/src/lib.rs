@@ -67,6 +67,7 @@ pub mod cloudforet;
 pub mod config_file;
 pub mod egress;
 pub mod error;
+pub mod fleet;
 pub mod grpc;
 pub mod host;
 pub mod job;

@@ -40,6 +40,9 @@ pub struct ServeOptions {
     pub webhook: Option<crate::webhook::Webhook>,
     /// Keep the state interface's data in this SQLite file (memory otherwise).
     pub store: Option<PathBuf>,
+    /// Fleet mode: the PostgreSQL database shared with the other replicas
+    /// (guest state, tenant run leases, the tenant key). Excludes `store`.
+    pub database: Option<String>,
     /// The admin API's settings, when `listeners.admin` is given.
     pub admin: Option<crate::admin::AdminConfig>,
     /// Connection limits of the admin and metrics servers.
@@ -75,7 +78,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Ready),
 ) -> Result<(), String> {
-    let runtime = Arc::new(Runtime::new(o.runtime)?);
+    let fleet = match o.database.clone() {
+        Some(url) => Some(
+            tokio::task::spawn_blocking(move || crate::fleet::Fleet::connect(&url))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let mut runtime_config = o.runtime;
+    if let Some(f) = &fleet {
+        runtime_config.leases = Some(f.leases());
+    }
+    let runtime = Arc::new(Runtime::new(runtime_config)?);
     let cache = o.cache_dir.map(PrecompileCache::new).transpose()?;
     let registry = Arc::new(Registry::new(runtime, cache).with_trust(o.trust));
     let mut name = o.name.clone();
@@ -115,12 +131,22 @@ pub async fn run(
         // Tenants keep their ids, and so their state, across restarts.
         grpc.tenant_key = Some(crate::tenancy::TenantKey::from_bytes(store.host_key("tenant")?));
     }
+    if let (Some(f), None) = (&fleet, &grpc.tenant_key) {
+        // Every replica derives the same tenant ids, so a tenant finds its
+        // state wherever its run lands.
+        let f = f.clone();
+        let key = tokio::task::spawn_blocking(move || f.host_key("tenant")).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        grpc.tenant_key = Some(crate::tenancy::TenantKey::from_bytes(key));
+    }
     let mut service = PluginService::new(registry.clone(), name.clone(), grpc);
     if let Some(hook) = o.webhook {
         service = service.with_webhook(hook);
     }
     if let Some(store) = &store {
         service = service.with_state(store.clone());
+    }
+    if let Some(f) = &fleet {
+        service = service.with_state(Arc::new(f.state()));
     }
     let mut admin_config = o.admin;
     if let Some(config) = &mut admin_config {

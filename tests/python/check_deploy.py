@@ -141,6 +141,13 @@ def check(root):
     container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [{"name": "CF_HOST_LOG", "value": "info"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}], container.get("env")
 
+    # Fleet mode: the database URL from a Secret, never a plain value.
+    objs = render_chart(root, {"database": {"secret": "cf-host-db", "key": "url"}, "replicaCount": 3})
+    dep = objs["Deployment"]
+    assert dep["spec"]["replicas"] == 3
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "CF_HOST_DATABASE", "valueFrom": {"secretKeyRef": {"name": "cf-host-db", "key": "url"}}} in env, env
+
     docker = (root / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", docker, re.M)) >= 2, "multi-stage build"
     assert re.search(r"^EXPOSE .*\b50051\b", docker, re.M), "EXPOSE 50051"

@@ -9,6 +9,7 @@
 //!   production builder ([`sim_context`]), collections gathered
 //!   ([`collect_all`]), a `cf-host serve` in process ([`serve`]) and its
 //!   metrics, the admin API's configuration, a real OCI registry.
+//! - [`postgres`]: a real PostgreSQL server on a Unix socket (fleet mode).
 //!
 //! `host/tests` holds the tests of the `cf-host` binary and its servers
 //! seen from outside (CLI, soak, admin); `tests/tests` the end-to-end
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 mod fixtures;
+pub mod postgres;
 
 pub use fixtures::*;
 

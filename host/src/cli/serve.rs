@@ -57,6 +57,13 @@ pub struct Args {
     /// Keep the state interface's data in this SQLite file (in memory otherwise).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Fleet mode: share guest state, tenant run caps and the tenant key
+    /// with the other replicas in this PostgreSQL database
+    /// (`postgres://user:password@host:port/db`, or `host=/socket/dir
+    /// user=... dbname=...`). Give it through the environment: it may hold
+    /// a password.
+    #[arg(long, env = "CF_HOST_DATABASE", hide_env_values = true, conflicts_with = "store")]
+    database: Option<String>,
     /// Per-tenant limits, concurrency caps and networks (JSON; see the README).
     #[arg(long, env = "CF_HOST_TENANTS")]
     tenants: Option<PathBuf>,
@@ -226,7 +233,7 @@ pub async fn run(o: Args) -> Result<ExitCode, String> {
     };
     let admin = o.admin_bind.is_some().then(|| admin_config(&o)).transpose()?;
     let options = ServeOptions {
-        runtime: RuntimeConfig { max_concurrency: o.max_concurrency, tenancy: load_tenancy(o.tenants.as_deref())? },
+        runtime: RuntimeConfig { max_concurrency: o.max_concurrency, tenancy: load_tenancy(o.tenants.as_deref())?, leases: None },
         grpc: cf_host::grpc::ServeConfig {
             protocol: o.protocol,
             default_endpoint_port: o.default_endpoint_port,
@@ -254,6 +261,7 @@ pub async fn run(o: Args) -> Result<ExitCode, String> {
         oci,
         webhook: o.webhook_url.as_deref().map(webhook).transpose()?,
         store: o.store.clone(),
+        database: o.database.clone(),
         admin,
         conn,
     };

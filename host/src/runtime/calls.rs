@@ -42,7 +42,7 @@ pub struct CollectReport {
 /// run never finds the instance pool still occupied.
 struct Finished {
     store: Store<RunState>,
-    _permits: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+    _permits: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit, Option<crate::fleet::leases::Lease>),
 }
 
 impl Runtime {
@@ -70,6 +70,14 @@ impl Runtime {
         let tenant_permit = match tenant.permits.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return (Err(RunError::Host("runtime is shutting down".into())), None),
+        };
+        // Fleet mode: the tenant's cap across every replica.
+        let lease = match &self.config().leases {
+            Some(leases) => match leases.acquire(&ctx.tenant, tenant.config.max_concurrent_runs, &ctx.run_id, ctx.limits.wall_clock).await {
+                Ok(l) => Some(l),
+                Err(e) => return (Err(RunError::Shared(e.to_string())), None),
+            },
+            None => None,
         };
         let permit = match self.permits.clone().acquire_owned().await {
             Ok(p) => p,
@@ -113,7 +121,7 @@ impl Runtime {
         });
         drop(active);
         self.observe(call_name, started.elapsed(), &result, store.data());
-        (result, Some(Finished { store, _permits: (tenant_permit, permit) }))
+        (result, Some(Finished { store, _permits: (tenant_permit, permit, lease) }))
     }
 
     fn store_parts<'a>(&'a self, plugin: &'a Plugin) -> StoreParts<'a> {

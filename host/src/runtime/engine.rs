@@ -25,11 +25,14 @@ pub struct RuntimeConfig {
     pub max_concurrency: u32,
     /// Per-tenant limits, concurrency caps, memory budgets, networks.
     pub tenancy: TenancyConfig,
+    /// Fleet mode: per-tenant run leases shared with the other replicas
+    /// (a tenant's cap counts its runs on all of them).
+    pub leases: Option<crate::fleet::RunLeases>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { max_concurrency: 32, tenancy: TenancyConfig::default() }
+        RuntimeConfig { max_concurrency: 32, tenancy: TenancyConfig::default(), leases: None }
     }
 }
 

@@ -289,7 +289,7 @@ fn check_completes(collects: &[(Value, Outcome)]) -> Check {
     for (task, out) in collects {
         match &out.result {
             Ok(r) => summary.push(format!("task {}: ok, {} records", task_label(task), r.records)),
-            Err(e @ (RunError::Trap(_) | RunError::Limit(_) | RunError::Host(_) | RunError::Load(_) | RunError::Input(_))) => {
+            Err(e @ (RunError::Trap(_) | RunError::Limit(_) | RunError::Host(_) | RunError::Load(_) | RunError::Input(_) | RunError::Shared(_))) => {
                 bad.push(format!("task {}: {}", task_label(task), e.message()));
             }
             Err(e) => summary.push(format!("task {}: {} ({}), {} records", task_label(task), e.code().grpc_name(), e.message(), out.records.len())),

@@ -1,0 +1,27 @@
+//! Why the fleet's database could not answer.
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// `--database` is not a PostgreSQL URL this host can use.
+    #[error("--database: {0}")]
+    Url(String),
+    /// The database is down, refused us, or failed a statement.
+    #[error("fleet database unavailable: {0}")]
+    Db(#[from] postgres::Error),
+    /// Every connection of the pool is in use for longer than the wait.
+    #[error("fleet database unavailable: no free connection within {0} ms")]
+    Busy(u64),
+    /// A blocking database task did not finish (panicked or cancelled).
+    #[error("fleet database call failed: {0}")]
+    Task(String),
+    /// A row the host wrote is not what it wrote.
+    #[error("fleet database holds a bad value: {0}")]
+    Corrupt(String),
+    /// The OS gave no randomness for a new host key.
+    #[error("no randomness for a host key: {0}")]
+    NoRandomness(String),
+    /// The schema is newer than this host knows.
+    #[error("fleet database schema version {found} is newer than this host's {known}: upgrade cf-host")]
+    Schema { found: i32, known: i32 },
+}
+

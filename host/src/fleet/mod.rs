@@ -1,0 +1,131 @@
+//! Fleet mode: many `cf-host` replicas acting as one on a shared
+//! PostgreSQL database (`--database postgres://…`); SQLite stays the
+//! embedded default.
+//!
+//! # Layout
+//!
+//! - this module: [`Fleet`], the database a replica joins (connect,
+//!   migrate, the shared host keys).
+//! - [`error`]: [`FleetError`].
+//! - [`pool`]: a bounded pool of blocking connections (the callers run on
+//!   tokio's blocking threads).
+//! - [`state`]: guest `state` in the database ([`PgState`], a
+//!   [`crate::host::state::StateBackend`]): a run that lands on another
+//!   replica sees what the last one wrote.
+//! - [`leases`]: per-tenant run leases ([`RunLeases`]): a tenant's
+//!   concurrent runs across all replicas stay within its cap; a lease
+//!   outlives a dead replica only until it expires (the run's wall-clock
+//!   limit plus a margin).
+//!
+//! Every call fails closed: a database that is down refuses the run
+//! (`UNAVAILABLE`), nothing is half-applied (each write is one
+//! transaction), and the next call connects again.
+
+pub mod error;
+pub mod leases;
+pub mod pool;
+pub mod state;
+
+pub use error::FleetError;
+
+pub use leases::RunLeases;
+pub use state::PgState;
+
+use pool::Pool;
+use std::sync::Arc;
+
+/// The schema this host writes (see [`MIGRATIONS`]).
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
+CREATE TABLE cf_state (
+    tenant text NOT NULL,
+    collector text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (tenant, collector, key)
+);
+CREATE TABLE cf_run_leases (
+    run_id text PRIMARY KEY,
+    tenant text NOT NULL,
+    replica text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX cf_run_leases_tenant ON cf_run_leases (tenant, expires_at);
+"#];
+
+/// Any constant: the advisory lock replicas take while migrating, so two
+/// starting at once do not race on the same `CREATE TABLE`.
+const MIGRATION_LOCK: i64 = 0x0cf_4057_f1ee7;
+
+/// The database a replica joins.
+#[derive(Clone)]
+pub struct Fleet {
+    pool: Arc<Pool>,
+    /// This process, in lease rows (`host:pid`).
+    replica: String,
+}
+
+impl Fleet {
+    /// Connects to `url` (`postgres://user@host:port/db`, or a Unix socket
+    /// directory as `host=/path`), brings the schema up to date and answers
+    /// the fleet. Blocking: call it off the async workers.
+    pub fn connect(url: &str) -> Result<Fleet, FleetError> {
+        let pool = Pool::new(url, 8)?;
+        let fleet = Fleet { pool: Arc::new(pool), replica: replica_name() };
+        fleet.migrate()?;
+        Ok(fleet)
+    }
+
+    fn migrate(&self) -> Result<(), FleetError> {
+        let mut c = self.pool.get()?;
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS cf_schema (version int NOT NULL)")?;
+        let found: i32 = match tx.query_opt("SELECT version FROM cf_schema", &[])? {
+            Some(row) => row.get(0),
+            None => {
+                tx.execute("INSERT INTO cf_schema (version) VALUES (0)", &[])?;
+                0
+            }
+        };
+        if found > SCHEMA_VERSION {
+            return Err(FleetError::Schema { found, known: SCHEMA_VERSION });
+        }
+        for step in &MIGRATIONS[found as usize..] {
+            tx.batch_execute(step)?;
+        }
+        tx.execute("UPDATE cf_schema SET version = $1", &[&SCHEMA_VERSION])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A 32-byte key every replica shares (the first to ask creates it):
+    /// e.g. the key tenants are derived with, so a tenant has the same id,
+    /// and so the same state, on every replica.
+    pub fn host_key(&self, name: &str) -> Result<[u8; 32], FleetError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| FleetError::NoRandomness(e.to_string()))?;
+        let mut c = self.pool.get()?;
+        c.execute("INSERT INTO cf_host_keys (name, key) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", &[&name, &&fresh[..]])?;
+        let key: Vec<u8> = c.query_one("SELECT key FROM cf_host_keys WHERE name = $1", &[&name])?.get(0);
+        key.try_into().map_err(|_| FleetError::Corrupt(format!("host key {name:?} is not 32 bytes")))
+    }
+
+    /// Guest state in the database.
+    pub fn state(&self) -> PgState {
+        PgState::new(self.pool.clone())
+    }
+
+    /// Run leases: per-tenant caps across replicas.
+    pub fn leases(&self) -> RunLeases {
+        RunLeases::new(self.pool.clone(), self.replica.clone())
+    }
+}
+
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}:{}", std::process::id())
+}

@@ -1,0 +1,118 @@
+//! A bounded pool of blocking PostgreSQL connections. The `postgres`
+//! client runs its own small runtime per call, so callers use it from
+//! tokio's blocking threads (`spawn_blocking`), never from async code.
+
+use super::error::FleetError;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// How long a caller waits for a free connection before failing closed.
+const WAIT: Duration = Duration::from_secs(10);
+/// Each statement's limit; a hung database fails the call instead of
+/// holding a connection (and a blocking thread) forever.
+const STATEMENT_TIMEOUT_MS: u64 = 15_000;
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Pool {
+    config: postgres::Config,
+    max: usize,
+    inner: Mutex<Idle>,
+    freed: Condvar,
+}
+
+struct Idle {
+    clients: Vec<postgres::Client>,
+    /// Connections handed out.
+    out: usize,
+}
+
+impl Pool {
+    pub fn new(url: &str, max: usize) -> Result<Pool, FleetError> {
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| FleetError::Url(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(FleetError::Url("sslmode=require: this host connects without TLS (a database on loopback, a Unix socket or a private network)".into()));
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        config.application_name("cf-host");
+        Ok(Pool { config, max: max.max(1), inner: Mutex::new(Idle { clients: Vec::new(), out: 0 }), freed: Condvar::new() })
+    }
+
+    /// A connection: an idle one, a new one while fewer than `max` are
+    /// out, else the first one freed within [`WAIT`].
+    pub fn get(&self) -> Result<Conn<'_>, FleetError> {
+        let mut idle = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            while let Some(c) = idle.clients.pop() {
+                if !c.is_closed() {
+                    idle.out += 1;
+                    return Ok(Conn { pool: self, client: Some(c) });
+                }
+            }
+            if idle.out < self.max {
+                idle.out += 1;
+                drop(idle);
+                return match self.config.connect(postgres::NoTls) {
+                    Ok(c) => Ok(Conn { pool: self, client: Some(c) }),
+                    Err(e) => {
+                        self.give_back(None);
+                        Err(FleetError::Db(e))
+                    }
+                };
+            }
+            let (guard, timeout) = self.freed.wait_timeout(idle, WAIT).unwrap_or_else(|p| p.into_inner());
+            idle = guard;
+            if timeout.timed_out() && idle.clients.is_empty() && idle.out >= self.max {
+                return Err(FleetError::Busy(WAIT.as_millis() as u64));
+            }
+        }
+    }
+
+    fn give_back(&self, client: Option<postgres::Client>) {
+        let mut idle = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        idle.out = idle.out.saturating_sub(1);
+        // A broken connection is dropped; the next caller connects again.
+        if let Some(c) = client.filter(|c| !c.is_closed()) {
+            idle.clients.push(c);
+        }
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    /// Closing a blocking client blocks on its own runtime, which panics
+    /// inside an async context (a server shutting down drops its pool
+    /// there): the idle clients are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.inner.get_mut().unwrap_or_else(|p| p.into_inner()).clients);
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new().name("cf-host-pg-close".into()).spawn(move || drop(idle));
+        }
+    }
+}
+
+/// A connection out of the pool; back in on drop.
+pub struct Conn<'a> {
+    pool: &'a Pool,
+    client: Option<postgres::Client>,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.client.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        self.pool.give_back(self.client.take());
+    }
+}
