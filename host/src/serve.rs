@@ -148,7 +148,19 @@ pub async fn run(
     if let Some(f) = &fleet {
         service = service.with_state(Arc::new(f.state()));
     }
+    // Fleet mode: the registry follows the fleet's log (all of it before
+    // serving), and admin changes go through it.
+    let follower = match &fleet {
+        Some(f) => {
+            let (f, registry) = (f.clone(), registry.clone());
+            Some(tokio::task::spawn_blocking(move || f.follow_registry(registry)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut admin_config = o.admin;
+    if let (Some(config), Some((sync, _))) = (&mut admin_config, &follower) {
+        config.registry_sync = Some(sync.clone());
+    }
     if let Some(config) = &mut admin_config {
         // Webhooks registered through the admin API live in the store when
         // there is one.

@@ -11,7 +11,7 @@ use cf_host::host::state::{Namespace, PutError, StateBackend};
 use cf_host::serve::ServeOptions;
 use cf_host::tenancy::{TenancyConfig, TenancyFile};
 use cf_tests::postgres::Postgres;
-use cf_tests::{block_on, guest_wasm, serve};
+use cf_tests::{admin_config, block_on, guest_wasm, serve};
 use prism_sim::estate::{uuid, EstateConfig};
 use prism_sim::{Faults, SimConfig, Simulator};
 use serde_json::{json, Value};
@@ -214,5 +214,161 @@ fn a_tenants_cap_holds_across_three_serving_replicas() {
         assert_eq!(max, 1, "never two runs of the tenant at once across the replicas");
         assert_eq!(left, 0, "every lease released");
         eprintln!("3 collections, one at a time across 3 replicas: {took:?}");
+    });
+}
+
+const TOKEN: &str = "fleet-admin-token-0123456789";
+
+/// The live version of `nutanix` on a replica, from its admin API.
+async fn live_on(admin: &str) -> Option<String> {
+    let r = reqwest::Client::new().get(format!("{admin}/v1/plugins")).bearer_auth(TOKEN).send().await.ok()?;
+    let body: Value = r.json().await.ok()?;
+    body["plugins"].as_array()?.iter().find(|p| p["name"] == "nutanix" && p["live"] == true).and_then(|p| p["version"].as_str()).map(String::from)
+}
+
+async fn admin_post(admin: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new().post(format!("{admin}{path}")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The guest as another version (its identity section says so).
+fn guest_as(version: &str) -> Vec<u8> {
+    let (from, to) = (br#""name":"nutanix","version":"0.1.0""#.as_slice(), format!(r#""name":"nutanix","version":"{version}""#));
+    assert_eq!(from.len(), to.len());
+    let mut out = std::fs::read(guest_wasm()).unwrap();
+    let mut n = 0;
+    for i in 0..out.len().saturating_sub(from.len()) {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to.as_bytes());
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "the identity section is patched");
+    out
+}
+
+/// Three replicas serving under load: a new version uploaded to one goes
+/// live on all three within 2 s, a rollback sent to another rolls back all
+/// three, a refused change is refused alike, and no collection fails.
+#[test]
+fn an_admin_change_on_one_replica_reaches_every_replica() {
+    let pg = Postgres::start();
+    let sim = sim(Faults::default());
+    block_on(async {
+        let with_admin = || {
+            let mut o = replica(&pg, None);
+            o.admin = Some(admin_config(TOKEN));
+            o
+        };
+        let replicas = [serve(with_admin()).await, serve(with_admin()).await, serve(with_admin()).await];
+        let admins: Vec<String> = replicas.iter().map(|r| r.admin.clone().expect("admin API")).collect();
+        for a in &admins {
+            assert_eq!(live_on(a).await.as_deref(), Some("0.1.0"));
+        }
+
+        // Collections on every replica while the version changes.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                let (grpc, stop, sim_secret) = (r.grpc.clone(), stop.clone(), sim.secret());
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut client = CollectorClient::connect(grpc.clone()).await.expect("connects");
+                        let req = CollectRequest {
+                            options: json!({"resource_kinds": ["vms"]}).as_object().map(json_to_struct),
+                            secret_data: sim_secret.as_object().map(json_to_struct),
+                            filter: None,
+                            task_options: None,
+                        };
+                        let r: Result<usize, tonic::Status> = async {
+                            let mut s = client.collect(req).await?.into_inner();
+                            let mut n = 0;
+                            while s.message().await?.is_some() {
+                                n += 1;
+                            }
+                            Ok(n)
+                        }
+                        .await;
+                        match r {
+                            Ok(_) => ok += 1,
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // The upload returns once every replica has the version loaded
+        // and it is live here; watch when each replica switches.
+        let v2 = guest_as("0.1.1");
+        let started = Instant::now();
+        let watch = {
+            let admins = admins.clone();
+            tokio::spawn(async move {
+                let mut switched: Vec<Option<Duration>> = vec![None; admins.len()];
+                while switched.iter().any(Option::is_none) && started.elapsed() < Duration::from_secs(120) {
+                    for (i, a) in admins.iter().enumerate() {
+                        if switched[i].is_none() && live_on(a).await.as_deref() == Some("0.1.1") {
+                            switched[i] = Some(started.elapsed());
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                switched
+            })
+        };
+        let r = reqwest::Client::new().post(format!("{}/v1/plugins?activate=true", admins[0])).bearer_auth(TOKEN).body(v2).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!((status, body["version"].as_str(), body["live"].as_bool()), (200, Some("0.1.1"), Some(true)), "{body}");
+        let switched: Vec<Duration> = watch.await.unwrap().into_iter().map(|t| t.expect("every replica serves 0.1.1")).collect();
+        let spread = *switched.iter().max().unwrap() - *switched.iter().min().unwrap();
+        assert!(spread < Duration::from_secs(2), "switched at {switched:?}");
+        eprintln!("upload + activate on one replica: switched at {switched:?} (spread {spread:?})");
+
+        // A rollback through another replica.
+        let (status, body) = admin_post(&admins[2], "/v1/plugins/nutanix/rollback", json!({})).await;
+        assert_eq!((status, body["live"].as_str()), (200, Some("0.1.0")), "{body}");
+        let started = Instant::now();
+        loop {
+            let mut all = true;
+            for a in &admins {
+                all &= live_on(a).await.as_deref() == Some("0.1.0");
+            }
+            if all {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(2), "rollback did not reach every replica");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Refused alike: a version nobody loaded.
+        let (status, body) = admin_post(&admins[1], "/v1/plugins/nutanix/activate", json!({"version": "9.9.9"})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "{body}");
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in load {
+            let (ok, failed) = l.await.unwrap();
+            assert!(ok > 0 && failed.is_empty(), "collections during the swaps: {ok} ok, failed: {failed:?}");
+        }
+
+        // A replica that starts later applies the log before it serves.
+        let late = serve(with_admin()).await;
+        assert_eq!(live_on(late.admin.as_deref().unwrap()).await.as_deref(), Some("0.1.0"));
+        let listed: Value = reqwest::Client::new()
+            .get(format!("{}/v1/plugins", late.admin.as_deref().unwrap()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let versions: Vec<&str> = listed["plugins"].as_array().unwrap().iter().filter_map(|p| p["version"].as_str()).collect();
+        assert!(versions.contains(&"0.1.1"), "the uploaded version is loaded on the late replica too: {versions:?}");
     });
 }

@@ -28,6 +28,8 @@
 use super::auth::{AuthError, AuthPolicy, Caller, Quota, RateLimiter, Role};
 use crate::registry::identity::Manifest;
 use crate::registry::oci::{self, OciError, OciOptions};
+use crate::fleet::{RegistryFollower, SubmitError};
+use crate::registry::ops::{Op, Outcome};
 use crate::registry::{Registry, RegistryError};
 use crate::webhook::Subscriptions;
 use axum::body::Body;
@@ -67,6 +69,9 @@ pub struct AdminConfig {
     /// Networks registered webhooks may reach although they are private,
     /// loopback or link-local (`--webhook-allow-network`).
     pub webhook_networks: Vec<ipnet::IpNet>,
+    /// Fleet mode: changes go through the fleet's shared registry log, so
+    /// every replica applies them.
+    pub registry_sync: Option<Arc<RegistryFollower>>,
 }
 
 impl AdminConfig {
@@ -80,6 +85,7 @@ impl AdminConfig {
             max_concurrent_uploads: 2,
             webhooks: Arc::new(Subscriptions::in_memory(Vec::new())),
             webhook_networks: Vec::new(),
+            registry_sync: None,
         }
     }
 
@@ -100,6 +106,7 @@ struct AdminState {
     max_upload_bytes: u64,
     oci: Arc<OciOptions>,
     webhooks: Arc<Subscriptions>,
+    sync: Option<Arc<RegistryFollower>>,
 }
 
 /// The request's id (from `X-Request-Id`, else a new one).
@@ -262,6 +269,48 @@ fn registry_error(e: RegistryError, id: &RequestId) -> ApiError {
     api_error(status, e.code(), e.to_string(), id)
 }
 
+/// Applies a change: here, or in fleet mode through the shared log (every
+/// replica applies it; this one answers once it has).
+async fn apply(st: &AdminState, op: Op, bytes: Option<Vec<u8>>, id: &RequestId) -> Result<Outcome, ApiError> {
+    match &st.sync {
+        Some(sync) => sync.submit(op, bytes).await.map_err(|e| match e {
+            SubmitError::Registry(e) => registry_error(e, id),
+            other => api_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", other.to_string(), id),
+        }),
+        None => {
+            let registry = st.registry.clone();
+            tokio::task::spawn_blocking(move || registry.apply(&op, bytes.as_deref()))
+                .await
+                .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), id))?
+                .map_err(|e| registry_error(e, id))
+        }
+    }
+}
+
+/// The load of `bytes` as an op, after checking the digest the caller
+/// expects.
+fn load_op(source: &str, bytes: &[u8], manifest: Option<Manifest>, expected: Option<&str>, activate: bool, id: &RequestId) -> Result<Op, ApiError> {
+    let digest = crate::runtime::component_digest(bytes);
+    if let Some(want) = expected {
+        crate::registry::check_digest(source, &digest, want).map_err(|e| registry_error(e, id))?;
+    }
+    Ok(Op::Load { source: source.to_string(), digest, manifest, activate })
+}
+
+fn loaded(outcome: Outcome) -> Value {
+    match outcome {
+        Outcome::Loaded(report) => serde_json::to_value(report).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+fn live(outcome: Outcome) -> Json<Value> {
+    match outcome {
+        Outcome::Live(v) => Json(json!({"live": v.to_string()})),
+        _ => Json(json!({})),
+    }
+}
+
 fn bad_request(message: impl Into<String>, id: &RequestId) -> ApiError {
     api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message, id)
 }
@@ -385,17 +434,10 @@ async fn upload(
     }
     let _slot = upload_slot(&st, &id)?;
     let (file, _) = receive(body, st.max_upload_bytes, &id).await?;
-    let registry = st.registry.clone();
-    let id2 = id.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&file.0).map_err(|e| RegistryError::Rejected(format!("cannot read the upload: {e}")))?;
-        drop(file);
-        registry.load_bytes("upload", &bytes, manifest, q.digest.as_deref(), q.activate)
-    })
-    .await
-    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), &id2))?
-    .map_err(|e| registry_error(e, &id))?;
-    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+    let bytes = tokio::fs::read(&file.0).await.map_err(|e| registry_error(RegistryError::Rejected(format!("cannot read the upload: {e}")), &id))?;
+    drop(file);
+    let op = load_op("upload", &bytes, manifest, q.digest.as_deref(), q.activate, &id)?;
+    Ok(Json(loaded(apply(&st, op, Some(bytes), &id).await?)))
 }
 
 fn decode_manifest(b64: &[u8]) -> Result<Manifest, String> {
@@ -428,13 +470,8 @@ async fn load_oci(State(st): State<AdminState>, Req { id, .. }: Req, b: JsonBody
     let _slot = upload_slot(&st, &id)?;
     let pulled = oci::pull(&b.reference, &st.oci).await.map_err(|e| oci_error(e, &id))?;
     let source = pulled.source();
-    let registry = st.registry.clone();
-    let src = source.clone();
-    let report = tokio::task::spawn_blocking(move || registry.load_bytes(&src, &pulled.wasm, pulled.manifest, b.digest.as_deref(), b.activate))
-        .await
-        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), &id))?
-        .map_err(|e| registry_error(e, &id))?;
-    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    let op = load_op(&source, &pulled.wasm, pulled.manifest, b.digest.as_deref(), b.activate, &id)?;
+    let mut v = loaded(apply(&st, op, Some(pulled.wasm), &id).await?);
     v["source"] = Value::String(source);
     Ok(Json(v))
 }
@@ -459,8 +496,7 @@ async fn activate(
     Req::everyone(&caller, &id)?;
     let b = body(b, "{\"version\": \"x.y.z\"}", &id)?;
     let v = version(&b.version, &id)?;
-    st.registry.activate(&name, &v).map_err(|e| registry_error(e, &id))?;
-    Ok(Json(json!({"live": v.to_string()})))
+    Ok(live(apply(&st, Op::Activate { name, version: v.to_string() }, None, &id).await?))
 }
 
 async fn rollback(
@@ -469,8 +505,7 @@ async fn rollback(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Req::everyone(&caller, &id)?;
-    let v = st.registry.rollback(&name).map_err(|e| registry_error(e, &id))?;
-    Ok(Json(json!({"live": v.to_string()})))
+    Ok(live(apply(&st, Op::Rollback { name }, None, &id).await?))
 }
 
 async fn pin(
@@ -486,7 +521,7 @@ async fn pin(
         caller.require(Role::Admin).map_err(|e| forbidden(e, &id))?;
     }
     let v = version(&b.version, &id)?;
-    st.registry.pin(&name, &v, b.tenant.as_deref()).map_err(|e| registry_error(e, &id))?;
+    apply(&st, Op::Pin { name, version: v.to_string(), tenant: b.tenant }, None, &id).await?;
     Ok(Json(json!({})))
 }
 
@@ -498,7 +533,7 @@ async fn unpin(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b, "{\"tenant\": \"...\"}", &id)?;
     caller.may_act_for(Some(&b.tenant)).map_err(|e| forbidden(e, &id))?;
-    st.registry.unpin(&name, &b.tenant).map_err(|e| registry_error(e, &id))?;
+    apply(&st, Op::Unpin { name, tenant: b.tenant }, None, &id).await?;
     Ok(Json(json!({})))
 }
 
@@ -511,7 +546,7 @@ async fn unload(
     Req::everyone(&caller, &id)?;
     let b = body(b, "{\"version\": \"x.y.z\"}", &id)?;
     let v = version(&b.version, &id)?;
-    st.registry.unload(&name, &v).map_err(|e| registry_error(e, &id))?;
+    apply(&st, Op::Unload { name, version: v.to_string() }, None, &id).await?;
     Ok(Json(json!({})))
 }
 
@@ -530,7 +565,7 @@ async fn canary(
     Req::everyone(&caller, &id)?;
     let b = body(b, "{\"version\": \"x.y.z\", \"percent\": 0-100}", &id)?;
     let v = version(&b.version, &id)?;
-    st.registry.canary(&name, &v, b.percent).map_err(|e| registry_error(e, &id))?;
+    apply(&st, Op::Canary { name, version: v.to_string(), percent: b.percent }, None, &id).await?;
     Ok(Json(json!({})))
 }
 
@@ -580,6 +615,7 @@ pub fn router(registry: Arc<Registry>, config: AdminConfig, oci: OciOptions) -> 
         max_upload_bytes: config.max_upload_bytes,
         oci: Arc::new(oci),
         webhooks: config.webhooks,
+        sync: config.registry_sync,
     };
     let needs = |role: Role, m: MethodRouter<AdminState>| m.route_layer(middleware::from_fn_with_state((st.clone(), role), gate));
     Router::new()

@@ -12,6 +12,8 @@
 //! - [`state`]: guest `state` in the database ([`PgState`], a
 //!   [`crate::host::state::StateBackend`]): a run that lands on another
 //!   replica sees what the last one wrote.
+//! - [`registry_log`]: the registry's changes as a shared, ordered log
+//!   ([`RegistryFollower`]): an admin call on any replica changes them all.
 //! - [`leases`]: per-tenant run leases ([`RunLeases`]): a tenant's
 //!   concurrent runs across all replicas stay within its cap; a lease
 //!   outlives a dead replica only until it expires (the run's wall-clock
@@ -24,9 +26,11 @@
 pub mod error;
 pub mod leases;
 pub mod pool;
+pub mod registry_log;
 pub mod state;
 
 pub use error::FleetError;
+pub use registry_log::{FollowerGuard, RegistryFollower, SubmitError};
 
 pub use leases::RunLeases;
 pub use state::PgState;
@@ -35,10 +39,10 @@ use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 3] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -54,6 +58,16 @@ CREATE TABLE cf_run_leases (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX cf_run_leases_tenant ON cf_run_leases (tenant, expires_at);
+"#, r#"
+CREATE TABLE cf_components (digest text PRIMARY KEY, bytes bytea NOT NULL);
+CREATE TABLE cf_registry_ops (
+    id bigserial PRIMARY KEY,
+    op text NOT NULL,
+    origin text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+"#, r#"
+CREATE TABLE cf_replicas (replica text PRIMARY KEY, applied bigint NOT NULL, seen_at timestamptz NOT NULL);
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -117,6 +131,12 @@ impl Fleet {
     /// Guest state in the database.
     pub fn state(&self) -> PgState {
         PgState::new(self.pool.clone())
+    }
+
+    /// Applies the fleet's registry log to `registry` (all of it now, then
+    /// as it grows). Blocking.
+    pub fn follow_registry(&self, registry: Arc<crate::registry::Registry>) -> Result<(Arc<RegistryFollower>, FollowerGuard), FleetError> {
+        RegistryFollower::start(self.pool.clone(), self.replica.clone(), registry)
     }
 
     /// Run leases: per-tenant caps across replicas.

@@ -69,6 +69,11 @@ impl Pool {
         }
     }
 
+    /// A connection outside the pool (a listener that stays connected).
+    pub fn connect_dedicated(&self) -> Result<postgres::Client, FleetError> {
+        Ok(self.config.connect(postgres::NoTls)?)
+    }
+
     fn give_back(&self, client: Option<postgres::Client>) {
         let mut idle = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         idle.out = idle.out.saturating_sub(1);

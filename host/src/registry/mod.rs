@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod identity;
 pub mod oci;
+pub mod ops;
 pub mod signature;
 pub mod watch;
 
@@ -126,6 +127,17 @@ pub struct LoadReport {
     pub signed_by: Option<String>,
 }
 
+/// Refuses bytes whose `digest` (`sha256:<hex>`) is not `want` (with or
+/// without its `sha256:` prefix, any case).
+pub fn check_digest(source: &str, digest: &str, want: &str) -> Result<(), RegistryError> {
+    let want_hex = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
+    if want_hex == digest.trim_start_matches("sha256:") {
+        Ok(())
+    } else {
+        Err(RegistryError::Rejected(format!("{source}: digest mismatch: expected sha256:{want_hex}, the file is {digest}")))
+    }
+}
+
 pub struct Registry {
     runtime: Arc<Runtime>,
     cache: Option<cache::PrecompileCache>,
@@ -179,10 +191,7 @@ impl Registry {
         let digest = crate::runtime::component_digest(bytes);
         let hex = digest.trim_start_matches("sha256:").to_string();
         for want in expected_digest.into_iter().chain(manifest.as_ref().and_then(|m| m.digest.as_deref())) {
-            let want_hex = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
-            if want_hex != hex {
-                return Err(RegistryError::Rejected(format!("{source}: digest mismatch: expected sha256:{want_hex}, the file is {digest}")));
-            }
+            check_digest(source, &digest, want)?;
         }
         let embedded = identity::embedded(bytes).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
         let (name, version) =

@@ -27,7 +27,7 @@ pub struct RuntimeConfig {
     pub tenancy: TenancyConfig,
     /// Fleet mode: per-tenant run leases shared with the other replicas
     /// (a tenant's cap counts its runs on all of them).
-    pub leases: Option<crate::fleet::RunLeases>,
+    pub leases: Option<crate::fleet::leases::RunLeases>,
 }
 
 impl Default for RuntimeConfig {
