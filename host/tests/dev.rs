@@ -4,7 +4,8 @@
 //! then the watch loop as a child process: an edit (a record renamed)
 //! gives a second result showing it, a broken edit prints the compiler's
 //! error and keeps the last good build loaded, the fix runs again, and
-//! Ctrl-C stops it cleanly.
+//! Ctrl-C stops it cleanly. The project builds into a target directory of
+//! its own (see `probe_target`).
 
 mod common;
 
@@ -19,15 +20,22 @@ use std::time::{Duration, Instant};
 /// target directory's lock).
 const STEP: Duration = Duration::from_secs(150);
 
+/// The project's target directory: its own, under the workspace's, so
+/// that its builds never wait for the workspace's builds (the first run
+/// compiles its dependencies once).
+fn probe_target() -> std::path::PathBuf {
+    common::target_dir().join("cf-dev-probe")
+}
+
 /// `cf-host dev ARGS` in `dir`, building offline (the dependencies are
-/// fetched by the first build) into the shared target directory.
+/// fetched by the first build) into [`probe_target`].
 fn dev_command(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cf-host"));
     c.arg("dev")
         .args(args)
         .current_dir(dir)
         .env("CF_HOST_LOG", "error")
-        .env("CARGO_TARGET_DIR", common::target_dir())
+        .env("CARGO_TARGET_DIR", probe_target())
         .env("CARGO_NET_OFFLINE", "true")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
@@ -93,13 +101,8 @@ fn edit(file: &Path, from: &str, to: &str) {
 #[test]
 fn dev_builds_runs_and_rebuilds_after_each_edit() {
     let root = common::temp_dir("dev-rust");
-    let o = cf_host_in(&["new", "dev-probe", "--lang", "rust", "--dir", "probe"], &root);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let dir = root.join("probe");
     // The first build (and the dependencies, offline or not).
-    let o = common::cargo_build(&dir);
-    assert!(o.status.success(), "the scaffold builds: {}", output_text(&o));
-    let wasm = common::target_dir().join("wasm32-wasip2/release/dev_probe.wasm");
+    let (dir, wasm) = common::new_rust_project(&root, "dev-probe", &probe_target());
     let o = cf_host_in(&["test", wasm.to_str().unwrap(), "--cassette", "cassette", "--golden", "golden.ndjson", "--update-golden"], &dir);
     assert!(o.status.success(), "{}", output_text(&o));
 

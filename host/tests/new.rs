@@ -12,15 +12,10 @@ use common::{cf_host_in as cf_host, output_text as text};
 #[test]
 fn a_new_rust_collector_builds_and_passes_conformance_and_its_first_test() {
     let root = common::temp_dir("new-rust");
-    let o = cf_host(&["new", "scaffold-probe", "--lang", "rust", "--dir", "probe"], &root);
-    assert!(o.status.success(), "{}", text(&o));
-    let dir = root.join("probe");
+    let (dir, wasm) = common::new_rust_project(&root, "scaffold-probe", &common::target_dir());
     for f in ["Cargo.toml", "src/lib.rs", "wit/collector.wit", "README.md", "cassette/cassette.json", "expect.json"] {
-        assert!(dir.join(f).is_file(), "{f} in {}", text(&o));
+        assert!(dir.join(f).is_file(), "{f} in {}", dir.display());
     }
-    let o = common::cargo_build(&dir);
-    assert!(o.status.success(), "the scaffold builds: {}", text(&o));
-    let wasm = common::target_dir().join("wasm32-wasip2/release/scaffold_probe.wasm");
     let w = wasm.to_str().unwrap();
 
     let o = cf_host(&["test", "--conformance", w], &dir);
