@@ -72,7 +72,7 @@ impl Dev {
     }
 
     /// The lines printed up to and including the first that starts with
-    /// `prefix`.
+    /// `prefix`; fails at once if the loop goes back to watching first.
     fn until(&mut self, prefix: &str) -> Vec<String> {
         let deadline = Instant::now() + STEP;
         let mut block = Vec::new();
@@ -85,6 +85,7 @@ impl Dev {
                     if line.starts_with(prefix) {
                         return block;
                     }
+                    assert!(!line.starts_with("watching "), "no line starting with {prefix:?}; it printed:\n{}", self.seen.join("\n"));
                 }
                 Err(e) => panic!("no line starting with {prefix:?} ({e}); it printed:\n{}", self.seen.join("\n")),
             }
