@@ -199,7 +199,7 @@ fn cargo_metadata(dir: &Path) -> Result<(PathBuf, String), ProjectError> {
 fn checkout() -> PathBuf {
     std::env::var_os("CF_HOST")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("..")).to_path_buf())
 }
 
 /// The SDK build of the scaffold's README, writing `out`. With an
@@ -214,6 +214,7 @@ fn sdk_build(dir: &Path, lang: Lang, out: &Path, overridden: bool) -> Result<Bui
             let argv = vec![python, tool.display().to_string(), "collector.py".into(), "-o".into(), out, "-q".into()];
             (tool, argv)
         }
+        // (Rust is built by cargo and never comes here.)
         Lang::Ts | Lang::Rust => {
             let tool = checkout().join("sdk/ts/bin/cf-collector-build.mjs");
             let argv = vec!["node".into(), tool.display().to_string(), "collector.ts".into(), "-o".into(), out, "--check".into()];
