@@ -3,8 +3,8 @@
 //! the project's cassette (and a golden file) and against the simulator;
 //! then the watch loop as a child process: an edit (a record renamed)
 //! gives a second result showing it, a broken edit prints the compiler's
-//! error and keeps the last good build loaded, the fix runs again, and
-//! Ctrl-C stops it cleanly. The project builds into a target directory of
+//! error and keeps the last good build loaded, the fix runs again, an
+//! edit during a build is not lost, and Ctrl-C stops it cleanly. The project builds into a target directory of
 //! its own (see `probe_target`).
 
 mod common;
@@ -77,18 +77,42 @@ impl Dev {
         let deadline = Instant::now() + STEP;
         let mut block = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    block.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return block;
-                    }
-                    assert!(!line.starts_with("watching "), "no line starting with {prefix:?}; it printed:\n{}", self.seen.join("\n"));
-                }
-                Err(e) => panic!("no line starting with {prefix:?} ({e}); it printed:\n{}", self.seen.join("\n")),
+            let line = self.next_line(deadline.saturating_duration_since(Instant::now()), prefix);
+            block.push(line.clone());
+            if line.starts_with(prefix) {
+                return block;
             }
+            assert!(!line.starts_with("watching "), "no line starting with {prefix:?}; it printed:\n{}", self.seen.join("\n"));
+        }
+    }
+
+    /// The lines of the first run whose result holds the line `wanted`,
+    /// through its `[run k]` line; runs without it may come first. Fails
+    /// when the loop waits for edits (30 s without a line) before one.
+    fn until_run_with(&mut self, wanted: &str) -> String {
+        let mut block = Vec::new();
+        let mut wait = STEP;
+        loop {
+            let line = self.next_line(wait, wanted);
+            block.push(line.clone());
+            if line.starts_with("[run ") {
+                if block.iter().any(|l| l == wanted) {
+                    return block.join("\n");
+                }
+                block.clear();
+            }
+            wait = if line.starts_with("watching ") { Duration::from_secs(30) } else { STEP };
+        }
+    }
+
+    /// The next line printed, within `wait`.
+    fn next_line(&mut self, wait: Duration, waiting_for: &str) -> String {
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
+            Err(e) => panic!("no {waiting_for:?} ({e}); it printed:\n{}", self.seen.join("\n")),
         }
     }
 }
@@ -163,6 +187,15 @@ fn dev_builds_runs_and_rebuilds_after_each_edit() {
     edit(&lib, "Ok(Summary { broken ", "Ok(Summary {");
     let fourth = dev.until("[run 4] ").join("\n");
     assert!(fourth.contains("[build 4] ok") && fourth.contains("  record Hello/Greeting salute (hello-1)"), "{fourth}");
+    dev.until("watching ");
+
+    // Two edits, the second while the first builds: no edit is lost, the
+    // last result shows the second (after one more build, or a run of its own).
+    edit(&lib, r#"name: "salute".into()"#, r#"name: "hail".into()"#);
+    std::thread::sleep(Duration::from_millis(400));
+    edit(&lib, r#"name: "hail".into()"#, r#"name: "welcome".into()"#);
+    let last = dev.until_run_with("  record Hello/Greeting welcome (hello-1)");
+    assert!(last.contains("PASS") || last.contains("Golden: differs"), "{last}");
     dev.until("watching ");
 
     // Ctrl-C: a clean stop.
