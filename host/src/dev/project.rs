@@ -94,6 +94,10 @@ impl Project {
             None => detect(&dir)?,
         };
         let (default_build, default_component, work_dir) = match lang {
+            // Both given: nothing to ask cargo (the defaults are not used).
+            Lang::Rust if build.is_some() && component.is_some() => {
+                (BuildCommand::Argv(Vec::new()), PathBuf::new(), dir.join("target").join("cf-host-dev"))
+            }
             Lang::Rust => {
                 let (target_dir, lib) = cargo_metadata(&dir)?;
                 let argv = [cargo().as_str(), "build", "--target", "wasm32-wasip2", "--release"].map(String::from);
@@ -122,8 +126,12 @@ impl Project {
         let started = Instant::now();
         let mut cmd = match &self.build {
             BuildCommand::Argv(argv) => {
-                let mut c = tokio::process::Command::new(&argv[0]);
-                c.args(&argv[1..]);
+                let Some((program, args)) = argv.split_first() else {
+                    let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program");
+                    return Err(BuildError::Spawn { command: String::new(), source });
+                };
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
                 c
             }
             BuildCommand::Shell(line) => {
@@ -243,6 +251,9 @@ mod tests {
         assert_eq!(detect(&dir).unwrap(), Lang::Python);
         let p = Project::open(&dir, None, Some("make wasm".into()), Some("out/x.wasm".into())).unwrap();
         assert_eq!(p.build, BuildCommand::Shell("make wasm".into()));
+        let rust = Project::open(&dir, Some(Lang::Rust), Some("make wasm".into()), Some("out/x.wasm".into())).unwrap();
+        assert_eq!((rust.build, rust.component), (p.build.clone(), p.component.clone()), "no Cargo.toml needed");
+        assert!(matches!(Project::open(&dir, Some(Lang::Rust), None, None), Err(ProjectError::Metadata { .. })));
         assert_eq!(p.component, std::path::absolute(&dir).unwrap().join("out/x.wasm"));
         assert!(p.work_dir.ends_with("target/cf-host-dev") && p.work_dir.is_dir());
         assert!(matches!(Project::open(&dir, None, Some(" ".into()), None), Err(ProjectError::EmptyBuild)));
