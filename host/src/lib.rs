@@ -56,6 +56,8 @@
 //!   envelope); `cf-host plugins` is its client.
 //! - [`scaffold`]: `cf-host new`, a collector project from the templates
 //!   in `host/templates/`.
+//! - [`dev`]: `cf-host dev`, the edit → result loop: build, hot-swap
+//!   through the registry, run against a cassette or the simulator, watch.
 //! - [`bench`]: `cf-host bench`, the performance figures as a table.
 //! - `main.rs` parses the `cf-host` command line and dispatches to `cli/`,
 //!   one file per command.
@@ -65,6 +67,7 @@ pub mod bench;
 pub mod bindings;
 pub mod cloudforet;
 pub mod config_file;
+pub mod dev;
 pub mod egress;
 pub mod error;
 pub mod fleet;

@@ -47,6 +47,15 @@ enum Cmd {
     /// Create a collector project (rust, python or ts) that builds and passes
     /// its first `cf-host test`.
     New(cli::new::Args),
+    /// Develop a collector: build it, run it against a cassette or the
+    /// Prism simulator and print the result; again after every edit.
+    ///
+    /// Watches DIR (not target/ or node_modules/), rebuilds after each
+    /// edit, swaps the new component in, and prints records by type,
+    /// errors and the golden file's diff. A failed build prints the
+    /// compiler's errors and keeps the last good component. `--once`:
+    /// build and run once, then exit.
+    Dev(cli::dev::Args),
     /// Measure the host: instantiation, concurrent sandboxes, end-to-end collections.
     Bench(cli::bench::Args),
     /// Collect a simulated Prism Central through the wasm guest; needs nothing external.
@@ -103,6 +112,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Plugins(a) => cli::plugins::run(a).await,
         Cmd::Test(a) => cli::test::run(a).await,
         Cmd::New(a) => cli::new::run(a).await,
+        Cmd::Dev(a) => cli::dev::run(a).await,
         Cmd::Bench(a) => cli::bench::run(a).await,
         Cmd::Demo(a) => cli::demo::run(a).await,
     }

@@ -7,63 +7,21 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn cf_host(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cf-host"))
-        .args(args)
-        .current_dir(dir)
-        .env("CF_HOST_LOG", "error")
-        .output()
-        .expect("cf-host runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// `cargo build --target wasm32-wasip2 --release` in `dir`, into the
-/// shared target directory: offline first (wit-bindgen is in the registry
-/// cache when the workspace's guests were built), then online.
-fn cargo_build(dir: &Path) -> Output {
-    cargo(dir, &["build", "--target", "wasm32-wasip2", "--release", "--quiet"])
-}
-
-/// `cargo ARGS` in `dir`, offline first.
-fn cargo(dir: &Path, args: &[&str]) -> Output {
-    let build = |offline: bool| {
-        let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        c.args(args).current_dir(dir).env("CARGO_TARGET_DIR", common::target_dir());
-        // Not the outer build's: the project is its own workspace.
-        c.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
-        if offline {
-            c.arg("--offline");
-        }
-        c.output().expect("cargo runs")
-    };
-    let o = build(true);
-    if o.status.success() { o } else { build(false) }
-}
+use common::{cf_host_in as cf_host, output_text as text};
 
 #[test]
 fn a_new_rust_collector_builds_and_passes_conformance_and_its_first_test() {
     let root = common::temp_dir("new-rust");
-    let o = cf_host(&["new", "scaffold-probe", "--lang", "rust", "--dir", "probe"], &root);
-    assert!(o.status.success(), "{}", text(&o));
-    let dir = root.join("probe");
+    let (dir, wasm) = common::new_rust_project(&root, "scaffold-probe", &common::target_dir());
     for f in ["Cargo.toml", "src/lib.rs", "vendor/cloudforet-collector/wit/collector.wit", "vendor/cloudforet-collector/src/lib.rs", "README.md", "cassette/cassette.json", "expect.json"] {
-        assert!(dir.join(f).is_file(), "{f} in {}", text(&o));
+        assert!(dir.join(f).is_file(), "{f} in {}", dir.display());
     }
     let hello = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
     let lines = hello.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count();
     assert!(lines <= 40, "the Rust hello collector has {lines} lines; the goal is at most 40");
-    let o = cargo_build(&dir);
-    assert!(o.status.success(), "the scaffold builds: {}", text(&o));
     // Its own test, natively against the SDK's doubles of the host.
-    let o = cargo(&dir, &["test", "--quiet"]);
+    let o = common::cargo_in(&dir, &common::target_dir(), &["test", "--quiet"]);
     assert!(o.status.success() && text(&o).contains("1 passed"), "the scaffold's cargo test: {}", text(&o));
-    let wasm = common::target_dir().join("wasm32-wasip2/release/scaffold_probe.wasm");
     let w = wasm.to_str().unwrap();
 
     let o = cf_host(&["test", "--conformance", w], &dir);

@@ -1,6 +1,7 @@
 //! Hot swap through the registry, the plugins directory and the admin API,
 //! under continuous gRPC load; bad components rejected with the old version
-//! still serving; CloudForet's version / upgrade_mode and tenant pins.
+//! still serving; CloudForet's version / upgrade_mode and tenant pins; the
+//! development reload (`reload_bytes`: a new build of the same version).
 //!
 //! Versions: the adversary test component is `adversary@7.7.1`; a "v2" is
 //! the same file with `"version":"7.7.1"` replaced by `"version":"7.7.2"`
@@ -444,4 +445,33 @@ fn a_canary_serves_a_stable_share_of_the_tenants() {
         assert!(s.registry.list().iter().all(|v| v.canary_percent.is_none()));
         assert!(tenants.iter().all(|t| s.registry.resolve("adversary", t, &cf_host::registry::Want::Live).unwrap().digest == s.registry.list()[0].digest));
     });
+}
+
+#[test]
+fn a_new_build_of_a_loaded_version_is_refused_but_a_dev_reload_replaces_it() {
+    use cf_host::registry::{RegistryError, Want};
+    let registry = Registry::new(Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()), None);
+    let bytes = std::fs::read(adversary_wasm()).unwrap();
+    // The same identity, another digest: an empty custom section `x-dev` appended.
+    let mut rebuilt = bytes.clone();
+    rebuilt.extend_from_slice(&[0, 6, 5, b'x', b'-', b'd', b'e', b'v']);
+    let first = registry.load_bytes("first", &bytes, None, None, true).unwrap();
+    let held = registry.resolve(&first.name, "t", &Want::Live).unwrap();
+
+    let e = registry.load_bytes("rebuilt", &rebuilt, None, None, true).unwrap_err();
+    assert!(matches!(&e, RegistryError::Conflict(m) if m.contains("a different build needs a new version")), "{e}");
+    assert_eq!(registry.resolve(&first.name, "t", &Want::Live).unwrap().digest, first.digest, "a refusal changes nothing");
+
+    let second = registry.reload_bytes("rebuilt", &rebuilt).unwrap();
+    assert!(second.live && !second.unchanged, "{second:?}");
+    assert_eq!((second.name.as_str(), second.version.as_str()), (first.name.as_str(), first.version.as_str()));
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(registry.resolve(&first.name, "t", &Want::Live).unwrap().digest, second.digest, "new runs get the new build");
+    assert_eq!(held.digest, first.digest, "a run in flight keeps its build");
+    let listed = registry.list();
+    assert_eq!(listed.len(), 1, "the new build took the old one's place: {listed:?}");
+    assert_eq!(listed[0].digest, second.digest);
+    assert!(registry.reload_bytes("rebuilt", &rebuilt).unwrap().unchanged, "the same build again");
+    assert!(registry.reload_bytes("junk", b"not wasm").is_err());
+    assert_eq!(registry.resolve(&first.name, "t", &Want::Live).unwrap().digest, second.digest, "a failed reload keeps the last good build");
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod collect;
 pub mod demo;
+pub mod dev;
 pub mod new;
 pub mod plugins;
 pub mod push;

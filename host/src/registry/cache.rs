@@ -43,6 +43,22 @@ impl PrecompileCache {
         }
     }
 
+    /// Removes all but the `keep` most recently written compilations (best
+    /// effort): `cf-host dev` writes one per build.
+    pub fn prune(&self, keep: usize) {
+        let Ok(read) = std::fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = read
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (_, p) in files.into_iter().skip(keep) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// Stores a compilation (best effort: a failure only costs a recompile).
     pub fn put(&self, engine: &Engine, digest_hex: &str, component: &Component) {
         let path = self.path(engine, digest_hex);

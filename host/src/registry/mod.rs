@@ -14,7 +14,9 @@
 //! Swaps are atomic: resolution and changes take one short lock, and a run
 //! holds an `Arc` of the version it resolved, so runs in flight finish on the
 //! version they started with while new runs get the new one. A version is
-//! unloaded only when it is neither live, pinned nor in use.
+//! unloaded only when it is neither live, pinned nor in use. `cf-host dev`
+//! reloads with [`Registry::reload_bytes`]: a new build of the same version
+//! replaces the loaded one.
 
 pub mod cache;
 pub mod identity;
@@ -138,6 +140,17 @@ pub fn check_digest(source: &str, digest: &str, want: &str) -> Result<(), Regist
     }
 }
 
+/// How a build is admitted.
+struct Admission<'a> {
+    manifest: Option<Manifest>,
+    expected_digest: Option<&'a str>,
+    /// Make it live.
+    activate: bool,
+    /// A build with another digest takes the place of the loaded build of
+    /// its version instead of being refused.
+    replace: bool,
+}
+
 pub struct Registry {
     runtime: Arc<Runtime>,
     cache: Option<cache::PrecompileCache>,
@@ -158,6 +171,11 @@ impl Registry {
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The precompile cache, if any.
+    pub fn cache(&self) -> Option<&cache::PrecompileCache> {
+        self.cache.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -187,6 +205,21 @@ impl Registry {
         expected_digest: Option<&str>,
         activate: bool,
     ) -> Result<LoadReport, RegistryError> {
+        self.admit_bytes(source, bytes, Admission { manifest, expected_digest, activate, replace: false })
+    }
+
+    /// The development reload (`cf-host dev`): admission as in
+    /// [`Registry::load_bytes`], then the build goes live even when it keeps
+    /// the version of a loaded build with another digest, which it replaces
+    /// (runs in flight finish on the build they resolved). Any failure
+    /// leaves the registry unchanged, the last good build live.
+    pub fn reload_bytes(&self, source: &str, bytes: &[u8]) -> Result<LoadReport, RegistryError> {
+        self.admit_bytes(source, bytes, Admission { manifest: None, expected_digest: None, activate: true, replace: true })
+    }
+
+    /// [`Registry::load_bytes`] and [`Registry::reload_bytes`].
+    fn admit_bytes(&self, source: &str, bytes: &[u8], how: Admission<'_>) -> Result<LoadReport, RegistryError> {
+        let Admission { manifest, expected_digest, activate, replace } = how;
         let started = Instant::now();
         let digest = crate::runtime::component_digest(bytes);
         let hex = digest.trim_start_matches("sha256:").to_string();
@@ -203,7 +236,7 @@ impl Registry {
         // The digest is copied out and the guard dropped at the end of this
         // statement: `activate_if` below locks again.
         let existing = self.lock().get(&name).and_then(|e| e.versions.get(&version)).map(|l| l.plugin.digest.clone());
-        if let Some(existing) = existing {
+        if let Some(existing) = existing.filter(|existing| !replace || *existing == digest) {
             if existing != digest {
                 return Err(RegistryError::Conflict(format!(
                     "{name}@{version} is already loaded with digest {existing}; a different build needs a new version"
@@ -240,7 +273,7 @@ impl Registry {
         {
             let mut entries = self.lock();
             let entry = entries.entry(name.clone()).or_default();
-            if entry.versions.contains_key(&version) {
+            if entry.versions.contains_key(&version) && !replace {
                 return Err(RegistryError::Conflict(format!("{name}@{version} was loaded concurrently")));
             }
             entry.versions.insert(

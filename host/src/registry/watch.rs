@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Quiet time after a change before scanning.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Quiet time after a change before scanning (and before `cf-host dev`
+/// rebuilds).
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A file modified more recently than this is still being written.
 const SETTLE: Duration = Duration::from_millis(200);
 
@@ -68,12 +69,7 @@ pub async fn watch_dir(registry: Arc<Registry>, watched: WatchedDir) -> Result<W
     if !dir.is_dir() {
         return Err(format!("plugins directory {} does not exist", dir.display()));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let notify_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = notify_tx.send(());
-    })
-    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    let (mut watcher, tx, mut rx) = notifier(|_| true).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     watcher
         .watch(&dir, notify::RecursiveMode::NonRecursive)
         .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
@@ -97,6 +93,22 @@ pub async fn watch_dir(registry: Arc<Registry>, watched: WatchedDir) -> Result<W
         }
     });
     Ok(WatchHandle { _watcher: watcher, task })
+}
+
+/// A file system watcher (nothing watched yet) whose events that `keep`
+/// accepts arrive as `()` on the channel; its sender is answered too, to
+/// look again later. A watcher error counts as an event: look.
+pub fn notifier(
+    keep: impl Fn(&notify::Event) -> bool + Send + 'static,
+) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedSender<()>, tokio::sync::mpsc::UnboundedReceiver<()>)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let notify_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.as_ref().map_or(true, &keep) {
+            let _ = notify_tx.send(());
+        }
+    })?;
+    Ok((watcher, tx, rx))
 }
 
 /// Size and modification time of an entry as it will be read (the link

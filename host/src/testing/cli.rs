@@ -43,11 +43,7 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
         Some((endpoint, secret)) => {
             let options = args.options.clone().unwrap_or_else(empty);
             let task_options = args.task_options.clone().unwrap_or_else(empty);
-            let host = options.as_object().map(HostOptions::read).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
-            let policy = crate::egress::EgressPolicy::for_endpoint(endpoint.as_str()).map_err(|e| e.to_string())?;
-            let live: Arc<dyn HttpTransport> =
-                Arc::new(ReqwestTransport::new(ClientPool::default().client(&host.tls, &[])?, policy));
-            let secret = Secret::new(secret.clone()).map_err(|e| e.to_string())?.with_endpoint(endpoint).to_json();
+            let (live, secret) = live(endpoint, secret, &options)?;
             let recorder = Recorder::new(live, &secret);
             call = call.secret(secret).options(options.clone()).task_options(task_options.clone());
             let out = harness.collect(&call, recorder.clone()).await;
@@ -115,9 +111,7 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
             std::fs::write(path, &actual).map_err(|e| format!("cannot write golden file {}: {e}", path.display()))?;
             let _ = writeln!(report, "Golden: written {} ({} records)", path.display(), outcome.records.len());
         } else {
-            let golden = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read golden file {} (create it with --update-golden): {e}", path.display()))?;
-            match golden_diff(&golden, &actual) {
+            match golden_check(path, &actual)? {
                 None => {
                     let _ = writeln!(report, "Golden: matches {}", path.display());
                 }
@@ -140,6 +134,26 @@ pub async fn run(args: TestArgs) -> Result<bool, String> {
     }
     print!("{report}");
     Ok(failures.is_empty())
+}
+
+/// The transport and the secret of a run against a live `endpoint`
+/// (recording; `cf-host dev --sim`): the TLS the options ask for, the
+/// egress policy of the endpoint, the secret naming it.
+pub fn live(endpoint: &url::Url, secret: &Value, options: &Value) -> Result<(Arc<dyn HttpTransport>, Value), String> {
+    let host = options.as_object().map(HostOptions::read).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
+    let policy = crate::egress::EgressPolicy::for_endpoint(endpoint.as_str()).map_err(|e| e.to_string())?;
+    let live: Arc<dyn HttpTransport> = Arc::new(ReqwestTransport::new(ClientPool::default().client(&host.tls, &[])?, policy));
+    let secret = Secret::new(secret.clone()).map_err(|e| e.to_string())?.with_endpoint(endpoint).to_json();
+    Ok((live, secret))
+}
+
+/// `actual` (normalized NDJSON) against the golden file at `path`:
+/// `None` when equal, else the diff.
+pub fn golden_check(path: &std::path::Path, actual: &str) -> Result<Option<String>, String> {
+    let golden = std::fs::read_to_string(path).map_err(|e| {
+        format!("cannot read golden file {} (create it with `cf-host test --golden FILE --update-golden`): {e}", path.display())
+    })?;
+    Ok(golden_diff(&golden, actual))
 }
 
 /// The per-type table, errors, requests, and what the cassette lacked.

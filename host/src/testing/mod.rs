@@ -52,7 +52,7 @@ pub const REPLAY_HOST: &str = "https://prism.cassette.invalid:9440";
 /// A guest loaded in the real host runtime.
 pub struct Harness {
     runtime: Arc<Runtime>,
-    plugin: Plugin,
+    plugin: Arc<Plugin>,
 }
 
 /// One call's inputs.
@@ -196,7 +196,12 @@ impl Harness {
     pub fn load(wasm: &Path) -> Result<Harness, String> {
         let runtime = Runtime::new(RuntimeConfig { max_concurrency: 4, ..RuntimeConfig::default() })?;
         let plugin = runtime.load_file(wasm).map_err(|e| e.to_string())?;
-        Ok(Harness { runtime: Arc::new(runtime), plugin })
+        Ok(Harness { runtime: Arc::new(runtime), plugin: Arc::new(plugin) })
+    }
+
+    /// A guest already loaded in `runtime` (e.g. resolved from a registry).
+    pub fn new(runtime: Arc<Runtime>, plugin: Arc<Plugin>) -> Harness {
+        Harness { runtime, plugin }
     }
 
     pub fn plugin(&self) -> &Plugin {

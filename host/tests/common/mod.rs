@@ -170,3 +170,54 @@ pub fn cf_client(endpoint: &str, calls: &serde_json::Value) -> serde_json::Value
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("cf_client.py printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// `cargo build --target wasm32-wasip2 --release` in `dir` (a project of
+/// `cf-host new --lang rust`), into `target`: offline first (wit-bindgen
+/// is in the registry cache when the workspace's guests were built), then
+/// online.
+pub fn cargo_build(dir: &std::path::Path, target: &std::path::Path) -> std::process::Output {
+    cargo_in(dir, target, &["build", "--target", "wasm32-wasip2", "--release", "--quiet"])
+}
+
+/// `cargo ARGS` in `dir` (its own workspace) into `target`, offline first.
+pub fn cargo_in(dir: &std::path::Path, target: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let build = |offline: bool| {
+        let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        c.args(args).current_dir(dir).env("CARGO_TARGET_DIR", target);
+        // Not the outer build's: the project is its own workspace.
+        c.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().expect("cargo runs")
+    };
+    let o = build(true);
+    if o.status.success() { o } else { build(false) }
+}
+
+/// `cf-host ARGS` in `dir`, run to its end (log level `error`).
+pub fn cf_host_in(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cf-host"))
+        .args(args)
+        .current_dir(dir)
+        .env("CF_HOST_LOG", "error")
+        .output()
+        .expect("cf-host runs")
+}
+
+/// A process's stdout, then its stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `cf-host new NAME --lang rust --dir probe` in `root`, then its first
+/// build ([`cargo_build`]) into `target`; answers the project directory
+/// and the component.
+pub fn new_rust_project(root: &std::path::Path, name: &str, target: &std::path::Path) -> (PathBuf, PathBuf) {
+    let o = cf_host_in(&["new", name, "--lang", "rust", "--dir", "probe"], root);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let dir = root.join("probe");
+    let o = cargo_build(&dir, target);
+    assert!(o.status.success(), "the scaffold builds: {}", output_text(&o));
+    (dir, target.join(format!("wasm32-wasip2/release/{}.wasm", name.replace('-', "_"))))
+}
