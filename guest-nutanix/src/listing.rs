@@ -252,6 +252,9 @@ impl Lister {
                 Kind::VmDisk => Kind::Vm,
                 k => k,
             };
+            if incremental && kind == Kind::Vm {
+                continue;
+            }
             if kind == Kind::VolumeGroup {
                 lists.push(match api_version {
                     ApiChoice::V3 => Ok(page_request(kind, Api::V3, None, &Query::All, 0, v3_limit)),
@@ -263,9 +266,6 @@ impl Lister {
                 // VMs need the names in these lists first.
                 let mut v4_kinds = if kind == Kind::Vm && !self.lookups_filled { vec![Kind::Category, Kind::Host, Kind::Subnet] } else { vec![] };
                 v4_kinds.push(kind);
-                if incremental && kind == Kind::Vm {
-                    v4_kinds.clear();
-                }
                 for k in v4_kinds {
                     let path = v4::list_path(k).unwrap_or_default();
                     if !self.v4_read.contains_key(path) && !lists.iter().any(|l| matches!(l, Err((_, p)) if *p == path)) {

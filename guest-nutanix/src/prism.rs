@@ -150,6 +150,8 @@ pub struct Client<'a, T> {
     pub secret: Secret,
     /// Requests read ahead of their turn (see [`Client::read_ahead`]).
     ahead: Vec<Ahead>,
+    /// Whether a request went out yet.
+    sent_any: bool,
 }
 
 /// A request the collection will make later: still to send, or sent and
@@ -166,14 +168,17 @@ fn same(a: &HttpRequest, b: &HttpRequest) -> bool {
 
 impl<'a, T: Transport> Client<'a, T> {
     pub fn new(transport: &'a mut T, opts: Options, secret: Secret) -> Self {
-        Client { transport, opts, secret, ahead: Vec::new() }
+        Client { transport, opts, secret, ahead: Vec::new(), sent_any: false }
     }
 
     /// Requests the collection will make later, in the order it will make
     /// them (the first pages of the kinds to come, a v4 list's other
     /// revisions): sent with [`Client::fetch_ahead`], or with a later batch
     /// that has room for them under option `page_concurrency` (one round
-    /// trip under the host's per-origin cap). When a request's turn comes
+    /// trip under the host's per-origin cap), but not with the run's first
+    /// request (after an outage it is the host breaker's one probe, and
+    /// requests beside it would be refused) nor with requests sent again
+    /// (the origin failed or was busy). When a request's turn comes
     /// ([`Client::call_many`]), its kept answer is its first attempt, judged
     /// and retried as if it had just come; a request not sent yet goes
     /// with its batch. Nothing is read ahead with `page_concurrency: 1`
@@ -211,19 +216,18 @@ impl<'a, T: Transport> Client<'a, T> {
     }
 
     /// Sends `batch` and, after it, up to `room` requests read ahead and
-    /// not sent yet (nothing when `batch` is empty and `room` is not
-    /// `usize::MAX`: a batch that has to go anyway carries them); the
-    /// answers of `batch`, those of the others kept.
+    /// not sent yet (none with the run's first request; with an empty
+    /// `batch` only when `room` is `usize::MAX`, [`Client::fetch_ahead`]);
+    /// the answers of `batch`, those of the others kept.
     fn send_with_ahead(&mut self, mut batch: Vec<HttpRequest>, room: usize) -> Vec<Result<HttpResponse, TransportError>> {
         let own = batch.len();
-        let extra: Vec<usize> = if own == 0 && room != usize::MAX {
-            Vec::new()
-        } else {
-            (0..self.ahead.len()).filter(|&i| self.ahead[i].answer.is_none()).take(room).collect()
-        };
+        let carries = if own == 0 { room == usize::MAX } else { self.sent_any };
+        let extra: Vec<usize> =
+            if carries { (0..self.ahead.len()).filter(|&i| self.ahead[i].answer.is_none()).take(room).collect() } else { Vec::new() };
         if own + extra.len() == 0 {
             return Vec::new();
         }
+        self.sent_any = true;
         batch.extend(extra.iter().map(|&i| self.ahead[i].req.clone()));
         let mut answers = self.transport.send_many(batch);
         for (&i, answer) in extra.iter().zip(answers.drain(own.min(answers.len())..)) {
@@ -259,6 +263,7 @@ impl<'a, T: Transport> Client<'a, T> {
         // Per request: failures, and 429s.
         let mut spent: Vec<(u32, u32)> = vec![(0, 0); reqs.len()];
         let mut todo: Vec<usize> = (0..reqs.len()).collect();
+        let mut retrying = false;
         while !todo.is_empty() {
             // Answers read ahead stand for their requests' first attempt.
             let mut sent: Vec<Option<Result<HttpResponse, TransportError>>> = Vec::with_capacity(todo.len());
@@ -271,8 +276,9 @@ impl<'a, T: Transport> Client<'a, T> {
                 }
                 sent.push(kept);
             }
-            // Room left under `page_concurrency` carries requests read ahead.
-            let room = (self.opts.page_concurrency as usize).saturating_sub(batch.len());
+            // Room left under `page_concurrency` carries requests read
+            // ahead, on a batch's first attempt.
+            let room = if retrying { 0 } else { (self.opts.page_concurrency as usize).saturating_sub(batch.len()) };
             let mut fresh = self.send_with_ahead(batch, room).into_iter();
             let sent = sent.into_iter().map(|kept| kept.or_else(|| fresh.next()).unwrap_or_else(|| Err(TransportError::Connection("the host gave no answer".into()))));
             let mut again = Vec::new();
@@ -311,6 +317,7 @@ impl<'a, T: Transport> Client<'a, T> {
             }
             self.transport.sleep_ms(wait);
             todo = again;
+            retrying = true;
         }
         answers
             .into_iter()
