@@ -6,7 +6,9 @@
 //! uuids to names) and the Regions it yields (in every task), then, with
 //! option `usage`, the usage of the kinds that have one, then per requested
 //! kind its CloudServiceType and its entities ([`crate::listing`]; VMs with
-//! option `incremental` through [`crate::incremental_vms`]).
+//! option `incremental` through [`crate::incremental_vms`]). The kinds'
+//! first pages are read ahead together once the cluster list is read
+//! ([`Lister::read_ahead`]); what goes out keeps this order.
 //!
 //! Failure policy:
 //! - 401/403 or an egress denial: the whole call fails (typed error); what was

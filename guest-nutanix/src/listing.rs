@@ -8,8 +8,12 @@
 //! run). A 404 in the service's own error shape is the service refusing
 //! the list, not an API missing: an error like any other, never a silent
 //! fallback. Each namespace's revision is negotiated on its first list
-//! ([`v4::REVISIONS`], newest first) and kept for the run (logged, and
-//! listed by [`Lister::revisions`]). v4 entities go through [`v4::to_v3`]
+//! ([`v4::REVISIONS`], newest first: all asked at once, the newest that
+//! answers used) and kept for the run (logged, and listed by
+//! [`Lister::revisions`]). Once the cluster list is read, the first page
+//! of every list the run will read is read ahead, all at once
+//! ([`Lister::read_ahead`]); the lists are still handed on one after
+//! another, in the same order. v4 entities go through [`v4::to_v3`]
 //! so normalization is one code path; VMs need the v4 category, host and
 //! subnet lists for names, and those lists are read at most once a run for
 //! both uses (an answer of "not offered" too). Volume groups go through v3 while it
@@ -512,9 +516,10 @@ impl Lister {
     /// each once. `first_page_fatal`: a lost first page fails the call
     /// (used for the cluster list, which everything else depends on).
     ///
-    /// The first page is read alone (it settles a v4 revision, the list's
-    /// total and the page size the server keeps to); then windows of pages
-    /// read at once, handed on in order. A list that
+    /// The first page comes first (it settles a v4 revision, the list's
+    /// total and the page size the server keeps to; read ahead with the
+    /// other kinds' first pages, [`Lister::read_ahead`]); then windows of
+    /// pages read at once, handed on in order. A list that
     /// changes while it is read (its total moves, an entity comes twice, a
     /// page comes short) is read once more, handing on only the entities not
     /// seen yet; should it change again, an error resource says entities may
