@@ -831,6 +831,39 @@ mod tests {
         assert_eq!(t.batches, [clusters[..1].to_vec(), clusters[1..].to_vec(), second, vec!["/api/vmm/v4.0/content/images?$page=0&$limit=100".to_string()]]);
     }
 
+    /// A first page read ahead fails as it did when read in its turn: one
+    /// lost (5xx after the retries, which go in its turn) is an error
+    /// resource and the kinds before and after it are emitted; a 403 fails
+    /// the whole call in that list's turn, after the kinds before it.
+    #[test]
+    fn a_first_page_read_ahead_fails_in_its_turn() {
+        let v3_empty = || ok(json!({"metadata": {"total_matches": 0}, "entities": []}));
+        let hosts = "/api/nutanix/v3/hosts/list";
+        let script = |vms: Result<HttpResponse, TransportError>| {
+            let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, vms).on(hosts, 0, status(503, &[], "{}"));
+            for kind in ["subnets", "images"] {
+                t = t.on(&format!("/api/nutanix/v3/{kind}/list"), 0, v3_empty());
+            }
+            t
+        };
+        let mut t = script(ok(vm_page(0, 2, 2)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3", "max_retries": 1}"#, SECRET, "{}").unwrap();
+        assert_eq!(t.batches[1].len(), 4, "read ahead together: {:?}", t.batches);
+        assert_eq!(requests_to(&t, hosts), 2, "one retry, in its turn");
+        assert_eq!(t.slept, [250]);
+        assert_eq!(errors(&s), ["hosts list failed: POST /api/nutanix/v3/hosts/list: HTTP 503: an error body without a message (2 bytes) (after 2 attempts)"]);
+        assert_eq!(services(&s, "VirtualMachine").len(), 2);
+
+        let denied = r#"{"state":"ERROR","code":403,"message_list":[{"message":"Access denied.","reason":"ACCESS_DENIED"}]}"#;
+        let mut t = script(status(403, &[], denied));
+        let mut s = Collected::default();
+        let e = collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3", "max_retries": 0}"#, SECRET, "{}").unwrap_err();
+        assert!(matches!(&e, Error::PermissionDenied(m) if m.starts_with("vms list: user 'admin' is not allowed")), "{e:?}");
+        let types: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::CloudServiceType(t) => Some(t.name.as_str()), _ => None }).collect();
+        assert_eq!(types, ["Cluster", "Host", "VirtualMachine"], "the kinds before the VMs went out; none after");
+    }
+
     /// No list is read twice in a run: v4 hosts, subnets and categories
     /// serve as names for VMs and as kinds, and a hosts list the gateway
     /// does not serve is asked for once (then read through v3).

@@ -195,10 +195,12 @@ impl<'a, T: Transport> Client<'a, T> {
         }
     }
 
-    /// Sends every request read ahead and not sent yet, as one batch (the
-    /// host queues what is over its caps).
+    /// Sends the requests read ahead and not sent yet, as one batch (the
+    /// host queues what is over its in-flight caps), at most
+    /// [`config::MAX_PAGE_CONCURRENCY`] (the largest batch a window can
+    /// be); the rest go with later batches.
     pub fn fetch_ahead(&mut self) {
-        self.send_with_ahead(Vec::new(), usize::MAX);
+        self.send_with_ahead(Vec::new(), config::MAX_PAGE_CONCURRENCY as usize, true);
     }
 
     /// Drops what was read ahead for `reqs` (requests whose turn will not
@@ -216,12 +218,12 @@ impl<'a, T: Transport> Client<'a, T> {
     }
 
     /// Sends `batch` and, after it, up to `room` requests read ahead and
-    /// not sent yet (none with the run's first request; with an empty
-    /// `batch` only when `room` is `usize::MAX`, [`Client::fetch_ahead`]);
-    /// the answers of `batch`, those of the others kept.
-    fn send_with_ahead(&mut self, mut batch: Vec<HttpRequest>, room: usize) -> Vec<Result<HttpResponse, TransportError>> {
+    /// not sent yet (none with the run's first request; an empty `batch`
+    /// carries them only for [`Client::fetch_ahead`], `alone`); the
+    /// answers of `batch`, those of the others kept.
+    fn send_with_ahead(&mut self, mut batch: Vec<HttpRequest>, room: usize, alone: bool) -> Vec<Result<HttpResponse, TransportError>> {
         let own = batch.len();
-        let carries = if own == 0 { room == usize::MAX } else { self.sent_any };
+        let carries = if own == 0 { alone } else { self.sent_any };
         let extra: Vec<usize> =
             if carries { (0..self.ahead.len()).filter(|&i| self.ahead[i].answer.is_none()).take(room).collect() } else { Vec::new() };
         if own + extra.len() == 0 {
@@ -279,7 +281,7 @@ impl<'a, T: Transport> Client<'a, T> {
             // Room left under `page_concurrency` carries requests read
             // ahead, on a batch's first attempt.
             let room = if retrying { 0 } else { (self.opts.page_concurrency as usize).saturating_sub(batch.len()) };
-            let mut fresh = self.send_with_ahead(batch, room).into_iter();
+            let mut fresh = self.send_with_ahead(batch, room, false).into_iter();
             let sent = sent.into_iter().map(|kept| kept.or_else(|| fresh.next()).unwrap_or_else(|| Err(TransportError::Connection("the host gave no answer".into()))));
             let mut again = Vec::new();
             let mut wait = 0;
