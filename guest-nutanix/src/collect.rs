@@ -6,7 +6,9 @@
 //! uuids to names) and the Regions it yields (in every task), then, with
 //! option `usage`, the usage of the kinds that have one, then per requested
 //! kind its CloudServiceType and its entities ([`crate::listing`]; VMs with
-//! option `incremental` through [`crate::incremental_vms`]).
+//! option `incremental` through [`crate::incremental_vms`]). The kinds'
+//! first pages are read ahead together once the cluster list is read
+//! ([`Lister::read_ahead`]); what goes out keeps this order.
 //!
 //! Failure policy:
 //! - 401/403 or an egress denial: the whole call fails (typed error); what was
@@ -163,6 +165,7 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
 
     fn run_costs(&mut self, card: &costs::RateCard, billed_date: &str) -> Result<(), Error> {
         let (ctx, _) = self.cluster_context()?;
+        self.lister.read_ahead(&mut self.client, &[Kind::Vm], false);
         self.lister.list_kind(&mut self.client, &mut self.out, Kind::Vm, false, |out, raw| match normalize::service_of(Kind::Vm, &ctx, raw) {
             Ok(vm) => {
                 for cost in costs::vm_costs(&vm, card, billed_date) {
@@ -202,6 +205,10 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
         self.out.disks = kinds.contains(&Kind::VmDisk);
         let (ctx, mut clusters) = self.cluster_context()?;
+        let incremental = self.client.opts.incremental.is_some();
+        // Every kind's first page at once; the records still go out kind
+        // after kind.
+        self.lister.read_ahead(&mut self.client, kinds, incremental);
 
         // Regions (one per Prism Element cluster) come with every task, so
         // a task for one kind still creates the regions its services name.
@@ -231,7 +238,6 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
                 }
             }
         }
-        let incremental = self.client.opts.incremental.is_some();
         for &kind in kinds {
             if self.out.stopped {
                 break;
@@ -281,6 +287,7 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
 mod tests {
     use super::*;
     use crate::{Flow, HttpRequest, HttpResponse, TransportError};
+    use crate::v4;
     use std::collections::VecDeque;
 
     type Answer = Result<HttpResponse, TransportError>;
@@ -301,6 +308,8 @@ mod tests {
         /// windows of pages), answered 404 unless scripted: the check is
         /// then skipped, as a lost check is in the real collector.
         shift_checks: Vec<(String, u64)>,
+        /// The path and query of each request, per `send_many` batch.
+        batches: Vec<Vec<String>>,
     }
 
     impl Scripted {
@@ -315,6 +324,10 @@ mod tests {
     }
 
     impl Transport for Scripted {
+        fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+            self.batches.push(reqs.iter().map(|r| r.url.split_once("9440").unwrap().1.to_string()).collect());
+            reqs.into_iter().map(|r| self.send(r)).collect()
+        }
         fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
             let full = req.url.split_once("9440").unwrap().1.to_string();
             let (path, query) = full.split_once('?').map_or((full.clone(), String::new()), |(p, q)| (p.to_string(), q.to_string()));
@@ -731,7 +744,8 @@ mod tests {
     }
 
     /// Each v4 namespace's revision is found on its first list, newest
-    /// first, kept for the run (one probe per namespace), and logged.
+    /// first (every revision asked at once, the newest that answers used),
+    /// kept for the run (one probe per namespace and revision), and logged.
     #[test]
     fn each_namespace_uses_the_newest_revision_it_serves() {
         let vms_41 = "/api/vmm/v4.1/ahv/config/vms";
@@ -748,12 +762,100 @@ mod tests {
         assert_eq!(probes("/api/clustermgmt/v4.2/"), 1, "clustermgmt probed once at v4.2: {:?}", t.v4_probes);
         assert_eq!(probes("/api/clustermgmt/v4.1/"), 1, "{:?}", t.v4_probes);
         assert_eq!(probes("/api/vmm/v4.2/"), 1, "{:?}", t.v4_probes);
-        assert_eq!(probes("/api/vmm/v4.0/"), 0, "vmm stays at v4.1: {:?}", t.v4_probes);
+        // v4.0 was asked with v4.2 and v4.1; vmm stays at v4.1.
+        assert_eq!(probes("/api/vmm/v4.0/"), 1, "{:?}", t.v4_probes);
+        assert_eq!(requests_to(&t, vms_41), 1, "{:?}", t.requests.iter().map(|r| &r.0).collect::<Vec<_>>());
         assert_eq!(requests_to(&t, "/api/clustermgmt/v4.0/config/hosts"), 1, "hosts at the namespace's revision, no new probe");
         let logged: Vec<&String> = s.logs.iter().filter(|(_, m)| m.starts_with("v4 API revision")).map(|(_, m)| m).collect();
         // clustermgmt and vmm found (prism and networking, for the VMs'
         // names, answer 404 at every revision here), and the run's summary.
         assert_eq!(logged, ["v4 API revision in use", "v4 API revision in use", "v4 API revisions used"]);
+    }
+
+    /// Once the cluster list is read, the first pages of every kind go out
+    /// together (one batch; through v4 with each namespace's revisions at
+    /// once), and the records still come kind after kind, as when they
+    /// were read one after another (`page_concurrency: 1`).
+    #[test]
+    fn the_kinds_first_pages_are_read_together() {
+        let v3_empty = || ok(json!({"metadata": {"total_matches": 0}, "entities": []}));
+        let kinds_out = |s: &Collected| -> Vec<String> {
+            s.records.iter().filter_map(|r| match r { Record::CloudServiceType(t) => Some(t.name.clone()), _ => None }).collect()
+        };
+        let v3 = |concurrency: u32| {
+            let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, ok(vm_page(0, 2, 2)));
+            for kind in ["hosts", "subnets", "images"] {
+                t = t.on(&format!("/api/nutanix/v3/{kind}/list"), 0, v3_empty());
+            }
+            let mut s = Collected::default();
+            collect(&mut t, &mut s, &mut crate::NoState, &format!(r#"{{"api_version": "v3", "page_concurrency": {concurrency}}}"#), SECRET, "{}").unwrap();
+            (t.batches, kinds_out(&s), services(&s, "VirtualMachine"))
+        };
+        let (together, kinds, vms) = v3(8);
+        let lists = |kinds: &[&str]| -> Vec<String> { kinds.iter().map(|k| format!("/api/nutanix/v3/{k}/list")).collect() };
+        assert_eq!(together, [lists(&["clusters"]), lists(&["hosts", "vms", "subnets", "images"])]);
+        let (alone, kinds_alone, vms_alone) = v3(1);
+        assert_eq!(alone, ["clusters", "hosts", "vms", "subnets", "images"].map(|k| lists(&[k])));
+        assert_eq!((&kinds, &vms), (&kinds_alone, &vms_alone), "the same records in the same order");
+        assert_eq!(kinds, ["Cluster", "Host", "VirtualMachine", "Subnet", "Image"]);
+
+        // v4: the clusters' revisions, then the other lists' first
+        // pages (VMs need the category, host and subnet lists first);
+        // images, in the namespace the VM list settles, after it.
+        let v4_empty = || ok(json!({"data": [], "metadata": {"totalAvailableResults": 0}}));
+        let vm = json!({"extId": "vm-1", "name": "vm-1", "cluster": {"extId": "c1-uuid"}});
+        let mut t = Scripted::default()
+            .on(V4_CLUSTERS, 0, ok(v4_clusters()))
+            .on("/api/vmm/v4.0/ahv/config/vms", 0, ok(json!({"data": [vm], "metadata": {"totalAvailableResults": 1}})));
+        for path in ["/api/clustermgmt/v4.0/config/hosts", "/api/prism/v4.0/config/categories", "/api/networking/v4.0/config/subnets", "/api/vmm/v4.0/content/images"] {
+            t = t.on(path, 0, v4_empty());
+        }
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, "{}").unwrap();
+        assert_eq!(services(&s, "VirtualMachine"), ["vm-1"]);
+        assert_eq!(kinds_out(&s), ["Cluster", "Host", "VirtualMachine", "Subnet", "Image"]);
+        let revisions = |path: &str| -> Vec<String> { v4::REVISIONS.iter().map(|r| format!("{}?$page=0&$limit=100", v4::at_revision(path, r))).collect() };
+        let mut second = vec!["/api/clustermgmt/v4.0/config/hosts?$page=0&$limit=100".to_string()];
+        for path in ["/api/prism/v4.0/config/categories", "/api/networking/v4.0/config/subnets", "/api/vmm/v4.0/ahv/config/vms"] {
+            second.extend(revisions(path));
+        }
+        // The run's first request alone (after an outage, the host's
+        // breaker lets one through), the other revisions together.
+        let clusters = revisions(V4_CLUSTERS);
+        assert_eq!(t.batches, [clusters[..1].to_vec(), clusters[1..].to_vec(), second, vec!["/api/vmm/v4.0/content/images?$page=0&$limit=100".to_string()]]);
+    }
+
+    /// A first page read ahead fails as it did when read in its turn: one
+    /// lost (5xx after the retries, which go in its turn) is an error
+    /// resource and the kinds before and after it are emitted; a 403 fails
+    /// the whole call in that list's turn, after the kinds before it.
+    #[test]
+    fn a_first_page_read_ahead_fails_in_its_turn() {
+        let v3_empty = || ok(json!({"metadata": {"total_matches": 0}, "entities": []}));
+        let hosts = "/api/nutanix/v3/hosts/list";
+        let script = |vms: Result<HttpResponse, TransportError>| {
+            let mut t = Scripted::default().on(CLUSTERS, 0, ok(clusters_fixture())).on(VMS, 0, vms).on(hosts, 0, status(503, &[], "{}"));
+            for kind in ["subnets", "images"] {
+                t = t.on(&format!("/api/nutanix/v3/{kind}/list"), 0, v3_empty());
+            }
+            t
+        };
+        let mut t = script(ok(vm_page(0, 2, 2)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3", "max_retries": 1}"#, SECRET, "{}").unwrap();
+        assert_eq!(t.batches[1].len(), 4, "read ahead together: {:?}", t.batches);
+        assert_eq!(requests_to(&t, hosts), 2, "one retry, in its turn");
+        assert_eq!(t.slept, [250]);
+        assert_eq!(errors(&s), ["hosts list failed: POST /api/nutanix/v3/hosts/list: HTTP 503: an error body without a message (2 bytes) (after 2 attempts)"]);
+        assert_eq!(services(&s, "VirtualMachine").len(), 2);
+
+        let denied = r#"{"state":"ERROR","code":403,"message_list":[{"message":"Access denied.","reason":"ACCESS_DENIED"}]}"#;
+        let mut t = script(status(403, &[], denied));
+        let mut s = Collected::default();
+        let e = collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version": "v3", "max_retries": 0}"#, SECRET, "{}").unwrap_err();
+        assert!(matches!(&e, Error::PermissionDenied(m) if m.starts_with("vms list: user 'admin' is not allowed")), "{e:?}");
+        let types: Vec<&str> = s.records.iter().filter_map(|r| match r { Record::CloudServiceType(t) => Some(t.name.as_str()), _ => None }).collect();
+        assert_eq!(types, ["Cluster", "Host", "VirtualMachine"], "the kinds before the VMs went out; none after");
     }
 
     /// No list is read twice in a run: v4 hosts, subnets and categories

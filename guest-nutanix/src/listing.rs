@@ -8,8 +8,12 @@
 //! run). A 404 in the service's own error shape is the service refusing
 //! the list, not an API missing: an error like any other, never a silent
 //! fallback. Each namespace's revision is negotiated on its first list
-//! ([`v4::REVISIONS`], newest first) and kept for the run (logged, and
-//! listed by [`Lister::revisions`]). v4 entities go through [`v4::to_v3`]
+//! ([`v4::REVISIONS`], newest first: all asked at once, the newest that
+//! answers used) and kept for the run (logged, and listed by
+//! [`Lister::revisions`]). Once the cluster list is read, the first page
+//! of every list the run will read is read ahead, all at once
+//! ([`Lister::read_ahead`]); the lists are still handed on one after
+//! another, in the same order. v4 entities go through [`v4::to_v3`]
 //! so normalization is one code path; VMs need the v4 category, host and
 //! subnet lists for names, and those lists are read at most once a run for
 //! both uses (an answer of "not offered" too). Volume groups go through v3 while it
@@ -22,7 +26,7 @@
 use crate::config::ApiChoice;
 use crate::emission::Emitter;
 use crate::normalize::{self, Context};
-use crate::prism::{percent_encode, total_keeps_changing, Api, CallError, Client, Page, Query};
+use crate::prism::{page_request, percent_encode, total_keeps_changing, Api, CallError, Client, Page, Query, Request};
 use crate::record::CloudService;
 use crate::v3::{Item, Kind};
 use crate::v4;
@@ -63,6 +67,9 @@ pub struct Lister {
     pub listing_incomplete: bool,
     /// The API the VM list was last read through.
     pub vm_api: Option<Api>,
+    /// v4 lists read ahead once their namespace's revision is found (on
+    /// an earlier list of the namespace): (namespace, kind, path).
+    waiting: Vec<(String, Kind, &'static str)>,
 }
 
 impl Default for Lister {
@@ -75,6 +82,7 @@ impl Default for Lister {
             revisions: BTreeMap::new(),
             listing_incomplete: false,
             vm_api: None,
+            waiting: Vec::new(),
         }
     }
 }
@@ -137,13 +145,7 @@ impl Lister {
             return self.list_volume_groups(c, out, first_page_fatal, each);
         }
         let api_version = c.opts.api_version;
-        let try_v4 = v4::list_path(kind).is_some()
-            && match api_version {
-                ApiChoice::V3 => false,
-                ApiChoice::V4 => true,
-                ApiChoice::Auto => self.v4_offered,
-            };
-        if try_v4 {
+        if self.tries_v4(api_version, kind) {
             if kind == Kind::Vm && !self.lookups_filled {
                 self.fill_lookups(c, out)?;
             }
@@ -216,6 +218,93 @@ impl Lister {
             self.vm_api = Some(Api::V3);
         }
         self.list_all(c, out, kind, Api::V3, None, first_page_fatal, each).map(|_| ())
+    }
+
+    /// Whether `kind` is read through v4 first (option `api_version`,
+    /// and with `auto` whether this Prism Central offers v4 at all).
+    fn tries_v4(&self, api_version: ApiChoice, kind: Kind) -> bool {
+        v4::list_path(kind).is_some()
+            && match api_version {
+                ApiChoice::V3 => false,
+                ApiChoice::V4 => true,
+                ApiChoice::Auto => self.v4_offered,
+            }
+    }
+
+    /// Reads ahead, all at once, the first page of every list `kinds`
+    /// will read after the cluster list (called once that is read: it
+    /// tells whether v4 is offered), in the order they will be read: each
+    /// list's first page then comes from what was read ahead
+    /// ([`Client::read_ahead`]), and the records still go out kind after
+    /// kind. A v4 namespace whose revision is not known yet is probed at
+    /// every revision at once on its first list; its other lists are read
+    /// ahead once that one has found the revision. With `incremental`, the
+    /// VMs' lists are left to the incremental collection (whether it reads
+    /// them depends on its cache).
+    pub fn read_ahead<T: Transport>(&mut self, c: &mut Client<'_, T>, kinds: &[Kind], incremental: bool) {
+        let api_version = c.opts.api_version;
+        let v3_limit = c.opts.page_size;
+        let v4_limit = v3_limit.min(v4::MAX_LIMIT);
+        // The lists in the order they will be read: a v3 first page, or a
+        // v4 list (kind, path).
+        let mut lists: Vec<Result<Request, (Kind, &'static str)>> = Vec::new();
+        for &kind in kinds {
+            let kind = match kind {
+                Kind::Cluster => continue,
+                // Disks come with the VM list.
+                Kind::VmDisk if kinds.contains(&Kind::Vm) => continue,
+                Kind::VmDisk => Kind::Vm,
+                k => k,
+            };
+            if incremental && kind == Kind::Vm {
+                continue;
+            }
+            if kind == Kind::VolumeGroup {
+                lists.push(match api_version {
+                    ApiChoice::V3 => Ok(page_request(kind, Api::V3, None, &Query::All, 0, v3_limit)),
+                    ApiChoice::V4 => Err((kind, v4::VOLUME_GROUPS_PATH)),
+                    // Whether v3 still lists them: a one-entity probe.
+                    ApiChoice::Auto => Ok(page_request(kind, Api::V3, None, &Query::All, 0, 1)),
+                });
+            } else if self.tries_v4(api_version, kind) {
+                // VMs need the names in these lists first.
+                let mut v4_kinds = if kind == Kind::Vm && !self.lookups_filled { vec![Kind::Category, Kind::Host, Kind::Subnet] } else { vec![] };
+                v4_kinds.push(kind);
+                for k in v4_kinds {
+                    let path = v4::list_path(k).unwrap_or_default();
+                    if !self.v4_read.contains_key(path) && !lists.iter().any(|l| matches!(l, Err((_, p)) if *p == path)) {
+                        lists.push(Err((k, path)));
+                    }
+                }
+            } else if kind.has_v3() {
+                lists.push(Ok(page_request(kind, Api::V3, None, &Query::All, 0, v3_limit)));
+            }
+        }
+        let mut reqs = Vec::new();
+        let mut probing: Vec<&str> = Vec::new();
+        for list in lists {
+            let (kind, path) = match list {
+                Ok(req) => {
+                    reqs.push(req);
+                    continue;
+                }
+                Err(v4_list) => v4_list,
+            };
+            let at = |r: &str| page_request(kind, Api::V4, Some(&v4::at_revision(path, r)), &Query::All, 0, v4_limit);
+            let ns = v4::namespace(path);
+            match self.revisions.get(ns) {
+                Some(Some(r)) => reqs.push(at(r)),
+                Some(None) => {}
+                None if probing.contains(&ns) => self.waiting.push((ns.to_string(), kind, path)),
+                None => {
+                    // The namespace's first list: every revision at once.
+                    probing.push(ns);
+                    reqs.extend(v4::REVISIONS.iter().map(|r| at(r)));
+                }
+            }
+        }
+        c.read_ahead(&reqs);
+        c.fetch_ahead();
     }
 
     /// Volume groups: through v3, whose list carries their disks and
@@ -371,38 +460,66 @@ impl Lister {
     ) -> Result<Option<(String, Page)>, CallError> {
         let ns = v4::namespace(path).to_string();
         let known = self.revisions.get(&ns).copied();
+        // This list's turn has come: not read ahead any more.
+        self.waiting.retain(|(_, _, p)| *p != path);
         let candidates: Vec<&'static str> = match known {
             Some(Some(r)) => vec![r],
             Some(None) => return Ok(None),
             None => v4::REVISIONS.to_vec(),
         };
+        let at = |revision: &str| v4::at_revision(path, revision);
+        let probes: Vec<Request> = candidates.iter().map(|r| page_request(kind, Api::V4, Some(&at(r)), q, 0, limit)).collect();
+        // Every revision at once (those read ahead already are not sent
+        // again); the newest that answers is used, as one after another.
+        c.read_ahead(&probes[1..]);
+        let mut found = Ok(None);
+        let mut chosen = None;
         for revision in candidates {
-            let at = v4::at_revision(path, revision);
-            match c.page(out, kind, Api::V4, Some(&at), q, 0, limit) {
+            match c.page(out, kind, Api::V4, Some(&at(revision)), q, 0, limit) {
                 Ok(page) => {
-                    if known.is_none() {
-                        self.revisions.insert(ns.clone(), Some(revision));
-                        out.log(Level::Info, "v4 API revision in use", &[("namespace", &ns), ("revision", revision)]);
-                    }
-                    return Ok(Some((at, page)));
+                    chosen = Some(revision);
+                    found = Ok(Some((at(revision), page)));
+                    break;
                 }
                 Err(CallError::NotFound { gateway: true, .. }) => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    found = Err(e);
+                    break;
+                }
             }
         }
+        // The older revisions' answers are not needed.
+        c.forget_ahead(&probes);
         if known.is_none() {
-            self.revisions.insert(ns, None);
+            let revision = match &found {
+                Ok(Some(_)) => chosen,
+                Ok(None) => None,
+                Err(_) => return found,
+            };
+            self.revisions.insert(ns.clone(), revision);
+            if let Some(revision) = revision {
+                out.log(Level::Info, "v4 API revision in use", &[("namespace", &ns), ("revision", revision)]);
+            }
+            // The namespace's other lists can be read ahead now.
+            let (later, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting).into_iter().partition(|(n, ..)| *n == ns);
+            self.waiting = rest;
+            if let Some(revision) = revision {
+                let limit = c.opts.page_size.min(v4::MAX_LIMIT);
+                let reqs: Vec<Request> = later.iter().map(|(_, k, p)| page_request(*k, Api::V4, Some(&v4::at_revision(p, revision)), &Query::All, 0, limit)).collect();
+                c.read_ahead(&reqs);
+            }
         }
-        Ok(None)
+        found
     }
 
     /// Pages through a list endpoint, handing every raw entity to `each`,
     /// each once. `first_page_fatal`: a lost first page fails the call
     /// (used for the cluster list, which everything else depends on).
     ///
-    /// The first page is read alone (it settles a v4 revision, the list's
-    /// total and the page size the server keeps to); then windows of pages
-    /// read at once, handed on in order. A list that
+    /// The first page comes first (it settles a v4 revision, the list's
+    /// total and the page size the server keeps to; read ahead with the
+    /// other kinds' first pages, [`Lister::read_ahead`]); then windows of
+    /// pages read at once, handed on in order. A list that
     /// changes while it is read (its total moves, an entity comes twice, a
     /// page comes short) is read once more, handing on only the entities not
     /// seen yet; should it change again, an error resource says entities may

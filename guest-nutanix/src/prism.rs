@@ -144,11 +144,94 @@ pub struct Client<'a, T> {
     transport: &'a mut T,
     pub opts: Options,
     pub secret: Secret,
+    /// Requests read ahead of their turn (see [`Client::read_ahead`]).
+    ahead: Vec<Ahead>,
+    /// Whether a request went out yet.
+    sent_any: bool,
+}
+
+/// A request the collection will make later: still to send, or sent and
+/// its first answer kept until the request's turn comes.
+struct Ahead {
+    req: HttpRequest,
+    answer: Option<Result<HttpResponse, TransportError>>,
+}
+
+/// The same request: method, URL and body.
+fn same(a: &HttpRequest, b: &HttpRequest) -> bool {
+    a.method == b.method && a.url == b.url && a.body == b.body
 }
 
 impl<'a, T: Transport> Client<'a, T> {
     pub fn new(transport: &'a mut T, opts: Options, secret: Secret) -> Self {
-        Client { transport, opts, secret }
+        Client { transport, opts, secret, ahead: Vec::new(), sent_any: false }
+    }
+
+    /// Requests the collection will make later, in the order it will make
+    /// them (the first pages of the kinds to come, a v4 list's other
+    /// revisions): sent with [`Client::fetch_ahead`], or with a later batch
+    /// that has room for them under option `page_concurrency` (one round
+    /// trip under the host's per-origin cap), but not with the run's first
+    /// request (after an outage it is the host breaker's one probe, and
+    /// requests beside it would be refused) nor with requests sent again
+    /// (the origin failed or was busy). When a request's turn comes
+    /// ([`Client::call_many`]), its kept answer is its first attempt, judged
+    /// and retried as if it had just come; a request not sent yet goes
+    /// with its batch. Nothing is read ahead with `page_concurrency: 1`
+    /// (one request at a time).
+    pub fn read_ahead(&mut self, reqs: &[Request]) {
+        if self.opts.page_concurrency <= 1 {
+            return;
+        }
+        for req in reqs {
+            let req = self.http_request(req);
+            if !self.ahead.iter().any(|a| same(&a.req, &req)) {
+                self.ahead.push(Ahead { req, answer: None });
+            }
+        }
+    }
+
+    /// Sends the requests read ahead and not sent yet, as one batch (the
+    /// host queues what is over its in-flight caps), at most
+    /// [`config::MAX_PAGE_CONCURRENCY`] (the largest batch a window can
+    /// be); the rest go with later batches.
+    pub fn fetch_ahead(&mut self) {
+        self.send_with_ahead(Vec::new(), config::MAX_PAGE_CONCURRENCY as usize, true);
+    }
+
+    /// Drops what was read ahead for `reqs` (requests whose turn will not
+    /// come, such as a v4 list's revisions older than the one it found).
+    pub fn forget_ahead(&mut self, reqs: &[Request]) {
+        let reqs: Vec<HttpRequest> = reqs.iter().map(|r| self.http_request(r)).collect();
+        self.ahead.retain(|a| !reqs.iter().any(|r| same(&a.req, r)));
+    }
+
+    /// `req`'s answer if it was read ahead; a request read ahead but not
+    /// sent yet is sent now, with its batch.
+    fn take_ahead(&mut self, req: &HttpRequest) -> Option<Result<HttpResponse, TransportError>> {
+        let at = self.ahead.iter().position(|a| same(&a.req, req))?;
+        self.ahead.remove(at).answer
+    }
+
+    /// Sends `batch` and, after it, up to `room` requests read ahead and
+    /// not sent yet (none with the run's first request; an empty `batch`
+    /// carries them only for [`Client::fetch_ahead`], `alone`); the
+    /// answers of `batch`, those of the others kept.
+    fn send_with_ahead(&mut self, mut batch: Vec<HttpRequest>, room: usize, alone: bool) -> Vec<Result<HttpResponse, TransportError>> {
+        let own = batch.len();
+        let carries = if own == 0 { alone } else { self.sent_any };
+        let extra: Vec<usize> =
+            if carries { (0..self.ahead.len()).filter(|&i| self.ahead[i].answer.is_none()).take(room).collect() } else { Vec::new() };
+        if own + extra.len() == 0 {
+            return Vec::new();
+        }
+        self.sent_any = true;
+        batch.extend(extra.iter().map(|&i| self.ahead[i].req.clone()));
+        let mut answers = self.transport.send_many(batch);
+        for (&i, answer) in extra.iter().zip(answers.drain(own.min(answers.len())..)) {
+            self.ahead[i].answer = Some(answer);
+        }
+        answers
     }
 
     /// `scheme://host:port` of Prism.
@@ -178,9 +261,24 @@ impl<'a, T: Transport> Client<'a, T> {
         // Per request: failures, and 429s.
         let mut spent: Vec<(u32, u32)> = vec![(0, 0); reqs.len()];
         let mut todo: Vec<usize> = (0..reqs.len()).collect();
+        let mut retrying = false;
         while !todo.is_empty() {
-            let batch = todo.iter().map(|&i| self.http_request(&reqs[i])).collect();
-            let sent = self.transport.send_many(batch);
+            // Answers read ahead stand for their requests' first attempt.
+            let mut sent: Vec<Option<Result<HttpResponse, TransportError>>> = Vec::with_capacity(todo.len());
+            let mut batch = Vec::new();
+            for &i in &todo {
+                let req = self.http_request(&reqs[i]);
+                let kept = self.take_ahead(&req);
+                if kept.is_none() {
+                    batch.push(req);
+                }
+                sent.push(kept);
+            }
+            // Room left under `page_concurrency` carries requests read
+            // ahead, on a batch's first attempt.
+            let room = if retrying { 0 } else { (self.opts.page_concurrency as usize).saturating_sub(batch.len()) };
+            let mut fresh = self.send_with_ahead(batch, room, false).into_iter();
+            let sent = sent.into_iter().map(|kept| kept.or_else(|| fresh.next()).unwrap_or_else(|| Err(TransportError::Connection("the host gave no answer".into()))));
             let mut again = Vec::new();
             let mut wait = 0;
             for (&i, sent) in todo.iter().zip(sent) {
@@ -217,6 +315,7 @@ impl<'a, T: Transport> Client<'a, T> {
             }
             self.transport.sleep_ms(wait);
             todo = again;
+            retrying = true;
         }
         answers
             .into_iter()
@@ -373,7 +472,7 @@ impl<'a, T: Transport> Client<'a, T> {
 }
 
 /// The request of one list page.
-fn page_request(kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Request {
+pub fn page_request(kind: Kind, api: Api, path: Option<&str>, q: &Query, offset: u64, length: u32) -> Request {
     let mut req = match api {
         Api::V3 => {
             let mut body = json!({"kind": kind.api_kind(), "offset": offset, "length": length});

@@ -19,6 +19,11 @@ fn sim(vms: usize, v4: bool, faults: Faults) -> Simulator {
 
 /// Collects the VMs of `sim` with `options`, under `http` limits.
 fn collect_vms(sim: &Simulator, options: Value, http: HttpLimits) -> Vec<Record> {
+    collect(sim, options, http, json!({"resource_kinds": ["vms"]}))
+}
+
+/// Collects `task` from `sim` with `options`, under `http` limits.
+fn collect(sim: &Simulator, options: Value, http: HttpLimits, task: Value) -> Vec<Record> {
     let (rt, plugin) = host();
     let ctx = RunContext::builder("t1", Limits { http, ..Limits::default() })
         .endpoint(sim.url())
@@ -26,7 +31,7 @@ fn collect_vms(sim: &Simulator, options: Value, http: HttpLimits) -> Vec<Record>
         .options(options)
         .build()
         .expect("context");
-    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": ["vms"]})));
+    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &task));
     r.expect("collect");
     records
 }
@@ -67,6 +72,31 @@ fn pages_are_read_concurrently_within_the_hosts_cap() {
         // One shift check per window of pages after the first page.
         let probes = sim.state.calls_per_kind().get(if v4 { "v4/vms?probe" } else { "vms?probe" }).copied();
         assert_eq!(probes, Some(2), "v4={v4}: 14 pages after the first, in windows of 8");
+    }
+}
+
+/// Once the cluster list is read, the other kinds' first pages are read
+/// together (the VMs' category, host and subnet lists too, through v4),
+/// and the records come out as when every list was read one after another.
+/// Every list here is one page, so calls in flight together are first
+/// pages of different lists.
+#[test]
+fn the_first_pages_of_all_kinds_are_read_together() {
+    for v4 in [false, true] {
+        let config = SimConfig { estate: EstateConfig { vms: 50, ..EstateConfig::default() }, v4, faults: Faults { latency_ms: 50, ..Faults::default() }, ..SimConfig::default() };
+        let sim = block_on(Simulator::start(config)).expect("simulator starts");
+        let mut runs = Vec::new();
+        for concurrency in [8, 1] {
+            sim.state.reset_peak_in_flight();
+            let records = collect(&sim, json!({"page_size": 100, "page_concurrency": concurrency}), HttpLimits::default(), json!({}));
+            assert!(errors(&records).is_empty(), "v4={v4}: {:?}", errors(&records));
+            runs.push((sim.state.peak_in_flight(), records.iter().map(|r| r.resource().into_owned()).collect::<Vec<_>>()));
+        }
+        let calls = sim.state.calls_per_kind();
+        assert!(calls.keys().all(|k| !k.ends_with("?probe")), "one page a list: {calls:?}");
+        assert!(runs[0].0 >= 4, "v4={v4}: {} list calls at once: hosts, VMs, subnets and images (categories through v4) together", runs[0].0);
+        assert_eq!(runs[1].0, 1, "v4={v4}: one at a time with page_concurrency 1");
+        assert_eq!(runs[0].1, runs[1].1, "v4={v4}: the same records in the same order");
     }
 }
 
