@@ -44,7 +44,7 @@ struct Host {
 fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(|| {
-        let runtime = Runtime::new(RuntimeConfig { max_concurrency: 16, tenancy: tenancy() }).expect("runtime");
+        let runtime = Runtime::new(RuntimeConfig { max_concurrency: 16, tenancy: tenancy(), ..RuntimeConfig::default() }).expect("runtime");
         let adversary = runtime.load_file(&adversary_wasm()).expect("adversary loads");
         let nutanix = runtime.load_file(&guest_wasm()).expect("guest loads");
         Host { runtime, adversary, nutanix }
@@ -235,7 +235,7 @@ fn a_run_never_sees_another_tenants_state() {
 #[test]
 fn a_greedy_tenant_cannot_starve_another() {
     // A runtime of its own (3 pool slots), so other tests do not queue here.
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { max_concurrency: 3, tenancy: tenancy() }).expect("runtime"));
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { max_concurrency: 3, tenancy: tenancy(), ..RuntimeConfig::default() }).expect("runtime"));
     let plugin = Arc::new(runtime.load_file(&adversary_wasm()).expect("adversary loads"));
     // And its own threads, so the order reflects the host's queuing, not
     // other tests' tasks.
