@@ -372,3 +372,28 @@ fn an_admin_change_on_one_replica_reaches_every_replica() {
         assert!(versions.contains(&"0.1.1"), "the uploaded version is loaded on the late replica too: {versions:?}");
     });
 }
+
+/// A replica does not start without its database, and says why; one whose
+/// database goes away refuses collections `UNAVAILABLE` (no guest runs
+/// without its lease) and serves again once the database is back.
+#[test]
+fn a_replica_without_its_database_refuses_clearly_and_recovers() {
+    let pg = Postgres::start();
+    let sim = sim(Faults::default());
+    block_on(async {
+        let nowhere = ServeOptions { plugin: Some(guest_wasm()), database: Some("host=/nonexistent-cf-host-socket user=cf dbname=cf".into()), ..ServeOptions::default() };
+        let listeners = cf_host::serve::Listeners { grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), admin: None, metrics: None };
+        let e = cf_host::serve::run(nowhere, listeners, std::future::ready(()), |_| panic!("must not start")).await.unwrap_err();
+        assert!(e.contains("fleet database unavailable"), "{e}");
+
+        let r = serve(replica(&pg, None)).await;
+        let options = json!({"resource_kinds": ["vms"]});
+        assert_eq!(collect(&r.grpc, &sim, options.clone()).await.unwrap(), 230);
+        pg.stop();
+        let status = collect(&r.grpc, &sim, options.clone()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("fleet database unavailable"), "{status:?}");
+        pg.start_server();
+        assert_eq!(collect(&r.grpc, &sim, options).await.unwrap(), 230, "served again without a restart");
+    });
+}
