@@ -114,6 +114,13 @@ fn a_database_that_goes_down_fails_closed_and_recovers() {
     assert_eq!(state.get(&ns, "k").unwrap().as_deref(), Some("v"), "nothing lost, nothing half-written");
     assert_eq!(state.get(&ns, "k2").unwrap(), None);
     assert!(leases.try_acquire("t", 1, "r", Duration::from_secs(1)).unwrap());
+
+    // Idle connections that died with a restarted server are replaced, not
+    // handed out: the first call after the restart works.
+    state.put(&ns, "idle", "1", 10).unwrap();
+    pg.stop();
+    pg.start_server();
+    assert_eq!(state.get(&ns, "idle").unwrap().as_deref(), Some("1"));
 }
 
 fn sim(faults: Faults) -> Simulator {

@@ -11,6 +11,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Each statement's limit; a hung database fails the call instead of
 /// holding a connection (and a blocking thread) forever.
 const STATEMENT_TIMEOUT_MS: u64 = 15_000;
+/// How long the check of an idle connection may take.
+const VALIDATE: Duration = Duration::from_secs(2);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,27 +46,37 @@ impl Pool {
     pub fn get(&self) -> Result<Conn<'_>, FleetError> {
         let mut idle = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            while let Some(c) = idle.clients.pop() {
-                if !c.is_closed() {
-                    idle.out += 1;
+            if let Some(mut c) = idle.clients.pop() {
+                idle.out += 1;
+                drop(idle);
+                // An idle connection may have died with its server (a
+                // restart): checked with one round trip, else replaced.
+                if !c.is_closed() && c.is_valid(VALIDATE).is_ok() {
                     return Ok(Conn { pool: self, client: Some(c) });
                 }
+                drop(c);
+                return self.fresh();
             }
             if idle.out < self.max {
                 idle.out += 1;
                 drop(idle);
-                return match self.config.connect(postgres::NoTls) {
-                    Ok(c) => Ok(Conn { pool: self, client: Some(c) }),
-                    Err(e) => {
-                        self.give_back(None);
-                        Err(FleetError::Db(e))
-                    }
-                };
+                return self.fresh();
             }
             let (guard, timeout) = self.freed.wait_timeout(idle, WAIT).unwrap_or_else(|p| p.into_inner());
             idle = guard;
             if timeout.timed_out() && idle.clients.is_empty() && idle.out >= self.max {
                 return Err(FleetError::Busy(WAIT.as_millis() as u64));
+            }
+        }
+    }
+
+    /// A new connection in a slot already counted as out.
+    fn fresh(&self) -> Result<Conn<'_>, FleetError> {
+        match self.config.connect(postgres::NoTls) {
+            Ok(c) => Ok(Conn { pool: self, client: Some(c) }),
+            Err(e) => {
+                self.give_back(None);
+                Err(FleetError::Db(e))
             }
         }
     }
