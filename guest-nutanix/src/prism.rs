@@ -534,20 +534,13 @@ pub fn total_keeps_changing(pages: u64, total: u64, page_size: u32) -> bool {
     pages > total / u64::from(page_size.max(1)) + 2
 }
 
-/// 250 ms, 500 ms, 1 s, 2 s ... capped at 8 s.
-pub fn backoff_ms(attempt: u32) -> u64 {
-    250u64.saturating_mul(1u64 << attempt.min(5)).min(8_000)
-}
+/// 250 ms, 500 ms, 1 s, 2 s ... capped at 8 s (the SDK's back-off).
+pub use cloudforet_collector::client::backoff_ms;
 
 /// `Retry-After` in seconds (HTTP dates are not used by Prism; they fall
 /// back to 1 s), capped at [`config::MAX_RETRY_AFTER_MS`].
 pub fn retry_after_ms(header: Option<&str>) -> u64 {
-    header
-        .and_then(|h| h.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| (s * 1000.0) as u64)
-        .unwrap_or(1_000)
-        .min(config::MAX_RETRY_AFTER_MS)
+    cloudforet_collector::client::retry_after_ms(header, config::MAX_RETRY_AFTER_MS)
 }
 
 #[cfg(test)]
