@@ -287,21 +287,29 @@ async fn apply(st: &AdminState, op: Op, bytes: Option<Vec<u8>>, id: &RequestId) 
     }
 }
 
-/// The load of `bytes` as an op, after checking the digest the caller
-/// expects.
-fn load_op(source: &str, bytes: &[u8], manifest: Option<Manifest>, expected: Option<&str>, activate: bool, id: &RequestId) -> Result<Op, ApiError> {
-    let digest = crate::runtime::component_digest(bytes);
-    if let Some(want) = expected {
-        crate::registry::check_digest(source, &digest, want).map_err(|e| registry_error(e, id))?;
-    }
-    Ok(Op::Load { source: source.to_string(), digest, manifest, activate })
-}
-
-fn loaded(outcome: Outcome) -> Value {
-    match outcome {
-        Outcome::Loaded(report) => serde_json::to_value(report).unwrap_or(Value::Null),
-        _ => Value::Null,
-    }
+/// Loads `bytes`: here (one digest, the registry's), or in fleet mode as
+/// an op of the shared log, keyed by the digest checked here first.
+async fn load(st: &AdminState, source: String, bytes: Vec<u8>, manifest: Option<Manifest>, expected: Option<String>, activate: bool, id: &RequestId) -> Result<Value, ApiError> {
+    let report = match &st.sync {
+        Some(_) => {
+            let digest = crate::runtime::component_digest(&bytes);
+            if let Some(want) = &expected {
+                crate::registry::check_digest(&source, &digest, want).map_err(|e| registry_error(e, id))?;
+            }
+            match apply(st, Op::Load { source, digest, manifest, activate }, Some(bytes), id).await? {
+                Outcome::Loaded(report) => report,
+                _ => return Ok(Value::Null),
+            }
+        }
+        None => {
+            let registry = st.registry.clone();
+            tokio::task::spawn_blocking(move || registry.load_bytes(&source, &bytes, manifest, expected.as_deref(), activate))
+                .await
+                .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), id))?
+                .map_err(|e| registry_error(e, id))?
+        }
+    };
+    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
 }
 
 fn live(outcome: Outcome) -> Json<Value> {
@@ -436,8 +444,7 @@ async fn upload(
     let (file, _) = receive(body, st.max_upload_bytes, &id).await?;
     let bytes = tokio::fs::read(&file.0).await.map_err(|e| registry_error(RegistryError::Rejected(format!("cannot read the upload: {e}")), &id))?;
     drop(file);
-    let op = load_op("upload", &bytes, manifest, q.digest.as_deref(), q.activate, &id)?;
-    Ok(Json(loaded(apply(&st, op, Some(bytes), &id).await?)))
+    Ok(Json(load(&st, "upload".into(), bytes, manifest, q.digest, q.activate, &id).await?))
 }
 
 fn decode_manifest(b64: &[u8]) -> Result<Manifest, String> {
@@ -470,8 +477,7 @@ async fn load_oci(State(st): State<AdminState>, Req { id, .. }: Req, b: JsonBody
     let _slot = upload_slot(&st, &id)?;
     let pulled = oci::pull(&b.reference, &st.oci).await.map_err(|e| oci_error(e, &id))?;
     let source = pulled.source();
-    let op = load_op(&source, &pulled.wasm, pulled.manifest, b.digest.as_deref(), b.activate, &id)?;
-    let mut v = loaded(apply(&st, op, Some(pulled.wasm), &id).await?);
+    let mut v = load(&st, source.clone(), pulled.wasm, pulled.manifest, b.digest, b.activate, &id).await?;
     v["source"] = Value::String(source);
     Ok(Json(v))
 }
