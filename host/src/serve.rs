@@ -230,15 +230,18 @@ async fn release_memory_when_idle(metrics: Arc<crate::metrics::Metrics>) {
 /// (no identity section, no manifest) is named after its file, version
 /// 0.0.0. Answers the plugin's name.
 fn load_named_file(registry: &Registry, path: &std::path::Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let unnamed = matches!(crate::registry::identity::embedded(&bytes), Ok(None)) && !path.with_extension("json").exists();
-    let report = if unnamed {
+    use crate::registry::file::{ComponentFile, DEFAULT_MAX_BYTES};
+    let file = ComponentFile::open(path, DEFAULT_MAX_BYTES).map_err(|e| e.to_string())?;
+    let read = registry.read_file(file).map_err(|e| e.to_string())?;
+    let manifest_path = path.with_extension("json");
+    let manifest = if manifest_path.exists() {
+        Some(Manifest::load(&manifest_path)?)
+    } else if matches!(read.facts().identity, Ok(None)) {
         let stem = path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "plugin".into());
-        let manifest = Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() };
-        registry.load_bytes(&path.display().to_string(), &bytes, Some(manifest), None, true)
+        Some(Manifest { alias: Some(stem), version: Some("0.0.0".into()), ..Manifest::default() })
     } else {
-        registry.load_file(path, None, true)
-    }
-    .map_err(|e| e.to_string())?;
+        None
+    };
+    let report = registry.load_read(read, manifest, None, true).map_err(|e| e.to_string())?;
     Ok(report.name)
 }

@@ -475,3 +475,53 @@ fn a_new_build_of_a_loaded_version_is_refused_but_a_dev_reload_replaces_it() {
     assert!(registry.reload_bytes("junk", b"not wasm").is_err());
     assert_eq!(registry.resolve(&first.name, "t", &Want::Live).unwrap().digest, second.digest, "a failed reload keeps the last good build");
 }
+
+/// A warm load of a component file loaded before neither reads nor hashes
+/// it (its digest is remembered beside the precompile cache); any change to
+/// the file, or compiled code that is gone, and it is read again.
+#[test]
+fn a_warm_load_of_an_unchanged_file_remembers_its_digest() {
+    use cf_host::registry::file::{ComponentFile, DEFAULT_MAX_BYTES};
+    let dir = temp_dir("file-memo");
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+    let registry = || Registry::new(runtime.clone(), Some(PrecompileCache::new(dir.join("cache")).unwrap()));
+    let path = dir.join("adversary.wasm");
+    let bytes = std::fs::read(adversary_wasm()).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let open = || ComponentFile::open(&path, DEFAULT_MAX_BYTES).unwrap();
+
+    // Just written: not remembered, whatever the loads (a write in the same
+    // timestamp tick would not change the file's stamp).
+    let first = registry().load_file(&path, None, true).unwrap();
+    assert!(!registry().read_file(open()).unwrap().remembered(), "a file that just changed is read");
+    std::thread::sleep(cf_host::registry::file::SETTLED + Duration::from_millis(100));
+    let read = registry().read_file(open()).unwrap();
+    assert!(!read.remembered(), "the first load of a settled file reads it");
+    assert_eq!(read.facts().digest, first.digest);
+
+    let read = registry().read_file(open()).unwrap();
+    assert!(read.remembered(), "an unchanged file is not read again");
+    let warm = registry().load_read(read, None, None, true).unwrap();
+    assert!(warm.cached, "{warm:?}");
+    assert_eq!((warm.digest.as_str(), warm.version.as_str()), (first.digest.as_str(), first.version.as_str()));
+
+    // The compiled code is gone: the remembered file is read to compile it.
+    for e in std::fs::read_dir(dir.join("cache")).unwrap().filter_map(|e| e.ok()) {
+        if e.path().extension().is_some_and(|x| x == "cwasm") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let recompiled = registry().load_file(&path, None, true).unwrap();
+    assert!(!recompiled.cached, "{recompiled:?}");
+    assert_eq!(recompiled.digest, first.digest);
+
+    // Another build in place, of the same size: read, hashed, a new version.
+    let other = version_of(&bytes, "7.7.2");
+    assert_eq!(other.len(), bytes.len());
+    std::fs::write(&path, &other).unwrap();
+    let read = registry().read_file(open()).unwrap();
+    assert!(!read.remembered(), "a rewritten file is read again");
+    let changed = registry().load_read(read, None, None, true).unwrap();
+    assert_eq!(changed.version, "7.7.2");
+    assert_ne!(changed.digest, first.digest);
+}

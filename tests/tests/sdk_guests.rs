@@ -421,6 +421,18 @@ fn sdk_bench() {
         row("registry load, cold: compile + cache (ms)", format!("{:.0}", ms(load())));
         let warm = (0..5).map(|_| load()).min().unwrap();
         row("registry load, warm: precompile cache (ms)", format!("{:.2}", ms(warm)));
+        // From the file, as `serve --plugin` and the plugins directory load:
+        // the first load remembers the file's digest, the next ones neither
+        // read nor hash it.
+        let load_file = || {
+            let registry = Registry::new(runtime.clone(), Some(PrecompileCache::new(cache_dir.clone()).unwrap()));
+            let started = Instant::now();
+            registry.load_file(path, None, true).expect("loads");
+            started.elapsed()
+        };
+        load_file();
+        let warm_file = (0..5).map(|_| load_file()).min().unwrap();
+        row("registry load from its file, warm: digest remembered (ms)", format!("{:.2}", ms(warm_file)));
         // Where a warm load goes: the digest, the identity scan, mapping the
         // cached compilation, linking against the host (best of 5 each).
         let best = |f: &mut dyn FnMut()| {

@@ -1,7 +1,8 @@
 //! Precompile cache: compiled components keyed by the wasm's sha256 and the
 //! engine's compatibility hash, so a restart or a re-load of a known version
 //! skips compilation. Only files this cache wrote are ever deserialized,
-//! never user-supplied artifacts.
+//! never user-supplied artifacts. Beside them, `files/` remembers the
+//! digests of component files (see [`super::file`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -10,12 +11,19 @@ use wasmtime::Engine;
 
 pub struct PrecompileCache {
     dir: PathBuf,
+    memo: super::file::FactsMemo,
 }
 
 impl PrecompileCache {
     pub fn new(dir: PathBuf) -> Result<PrecompileCache, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the cache directory {}: {e}", dir.display()))?;
-        Ok(PrecompileCache { dir })
+        let memo = super::file::FactsMemo::new(dir.join("files"));
+        Ok(PrecompileCache { dir, memo })
+    }
+
+    /// The digests of component files loaded before (`files/`).
+    pub fn memo(&self) -> &super::file::FactsMemo {
+        &self.memo
     }
 
     fn path(&self, engine: &Engine, digest_hex: &str) -> PathBuf {

@@ -7,6 +7,8 @@
 //! - [`identity`]: name and version from the component's custom section and
 //!   the manifest beside it.
 //! - [`cache`]: the precompile cache.
+//! - [`file`]: component files, and the memo of their digests that lets a
+//!   warm load skip reading and hashing an unchanged file.
 //! - [`watch`]: the plugins directory watcher.
 //! - [`oci`]: pull and push of components as wasm OCI artifacts.
 //! - [`signature`]: ed25519 signatures and the trusted-keys policy.
@@ -19,6 +21,7 @@
 //! replaces the loaded one.
 
 pub mod cache;
+pub mod file;
 pub mod identity;
 pub mod oci;
 pub mod ops;
@@ -140,6 +143,46 @@ pub fn check_digest(source: &str, digest: &str, want: &str) -> Result<(), Regist
     }
 }
 
+/// A component file opened and read for loading ([`Registry::read_file`]).
+pub struct FileRead {
+    file: file::ComponentFile,
+    facts: file::Facts,
+    /// `None` when the facts were remembered.
+    bytes: Option<Vec<u8>>,
+}
+
+impl FileRead {
+    pub fn facts(&self) -> &file::Facts {
+        &self.facts
+    }
+
+    /// Whether the facts came from the memo (the file was not read).
+    pub fn remembered(&self) -> bool {
+        self.bytes.is_none()
+    }
+}
+
+/// The bytes of a build being admitted.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// A file whose facts were remembered: read only to compile.
+    File(&'a file::ComponentFile),
+}
+
+impl Content<'_> {
+    /// The bytes, which must have `digest`.
+    fn bytes(&self, digest: &str) -> Result<std::borrow::Cow<'_, [u8]>, RegistryError> {
+        match self {
+            Content::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
+            Content::File(f) => {
+                let bytes = f.read().map_err(|e| RegistryError::Rejected(e.to_string()))?;
+                check_digest(&f.path().display().to_string(), &crate::runtime::component_digest(&bytes), digest)?;
+                Ok(std::borrow::Cow::Owned(bytes))
+            }
+        }
+    }
+}
+
 /// How a build is admitted.
 struct Admission<'a> {
     manifest: Option<Manifest>,
@@ -184,14 +227,49 @@ impl Registry {
 
     /// Loads a component file (and `<file>.json` manifest if present).
     pub fn load_file(&self, path: &Path, expected_digest: Option<&str>, activate: bool) -> Result<LoadReport, RegistryError> {
-        let bytes = std::fs::read(path).map_err(|e| RegistryError::Rejected(format!("cannot read {}: {e}", path.display())))?;
+        let file = file::ComponentFile::open(path, file::DEFAULT_MAX_BYTES).map_err(|e| RegistryError::Rejected(e.to_string()))?;
         let manifest_path = path.with_extension("json");
         let manifest = if manifest_path.exists() {
             Some(Manifest::load(&manifest_path).map_err(RegistryError::Rejected)?)
         } else {
             None
         };
-        self.load_bytes(&path.display().to_string(), &bytes, manifest, expected_digest, activate)
+        let read = self.read_file(file)?;
+        self.load_read(read, manifest, expected_digest, activate)
+    }
+
+    /// What an opened component file's bytes determine: remembered by the
+    /// precompile cache's memo for a file loaded before and unchanged since
+    /// (the bytes are then not read), otherwise read and computed.
+    pub fn read_file(&self, file: file::ComponentFile) -> Result<FileRead, RegistryError> {
+        let memo = self.cache.as_ref().map(|c| c.memo());
+        if let Some(facts) = memo.and_then(|m| m.get(&file)) {
+            return Ok(FileRead { file, facts, bytes: None });
+        }
+        let read_at = std::time::SystemTime::now();
+        let bytes = file.read().map_err(|e| RegistryError::Rejected(e.to_string()))?;
+        let facts = file::Facts::of(&bytes);
+        if let Some(memo) = memo {
+            memo.put(&file, &facts, read_at);
+        }
+        Ok(FileRead { file, facts, bytes: Some(bytes) })
+    }
+
+    /// Loads a file read with [`Registry::read_file`], as
+    /// [`Registry::load_bytes`] does bytes.
+    pub fn load_read(
+        &self,
+        read: FileRead,
+        manifest: Option<Manifest>,
+        expected_digest: Option<&str>,
+        activate: bool,
+    ) -> Result<LoadReport, RegistryError> {
+        let source = read.file.path().display().to_string();
+        let content = match &read.bytes {
+            Some(bytes) => Content::Bytes(bytes),
+            None => Content::File(&read.file),
+        };
+        self.admit(&source, read.facts, content, Admission { manifest, expected_digest, activate, replace: false })
     }
 
     /// Admission, then registration: digest, identity, compile (or cache),
@@ -205,7 +283,7 @@ impl Registry {
         expected_digest: Option<&str>,
         activate: bool,
     ) -> Result<LoadReport, RegistryError> {
-        self.admit_bytes(source, bytes, Admission { manifest, expected_digest, activate, replace: false })
+        self.admit(source, file::Facts::of(bytes), Content::Bytes(bytes), Admission { manifest, expected_digest, activate, replace: false })
     }
 
     /// The development reload (`cf-host dev`): admission as in
@@ -214,19 +292,21 @@ impl Registry {
     /// (runs in flight finish on the build they resolved). Any failure
     /// leaves the registry unchanged, the last good build live.
     pub fn reload_bytes(&self, source: &str, bytes: &[u8]) -> Result<LoadReport, RegistryError> {
-        self.admit_bytes(source, bytes, Admission { manifest: None, expected_digest: None, activate: true, replace: true })
+        let how = Admission { manifest: None, expected_digest: None, activate: true, replace: true };
+        self.admit(source, file::Facts::of(bytes), Content::Bytes(bytes), how)
     }
 
-    /// [`Registry::load_bytes`] and [`Registry::reload_bytes`].
-    fn admit_bytes(&self, source: &str, bytes: &[u8], how: Admission<'_>) -> Result<LoadReport, RegistryError> {
+    /// [`Registry::load_bytes`], [`Registry::reload_bytes`] and
+    /// [`Registry::load_read`]: `facts` are those of `content`.
+    fn admit(&self, source: &str, facts: file::Facts, content: Content<'_>, how: Admission<'_>) -> Result<LoadReport, RegistryError> {
         let Admission { manifest, expected_digest, activate, replace } = how;
         let started = Instant::now();
-        let digest = crate::runtime::component_digest(bytes);
+        let file::Facts { digest, identity: embedded } = facts;
         let hex = digest.trim_start_matches("sha256:").to_string();
         for want in expected_digest.into_iter().chain(manifest.as_ref().and_then(|m| m.digest.as_deref())) {
             check_digest(source, &digest, want)?;
         }
-        let embedded = identity::embedded(bytes).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
+        let embedded = embedded.map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
         let (name, version) =
             identity::resolve(embedded.as_ref(), manifest.as_ref()).map_err(|e| RegistryError::Rejected(format!("{source}: {e}")))?;
         let signatures = manifest.as_ref().map_or(&[][..], |m| m.signatures.as_slice());
@@ -259,7 +339,8 @@ impl Registry {
         let (component, cached) = match self.cache.as_ref().and_then(|c| c.get(engine, &hex)) {
             Some(c) => (c, true),
             None => {
-                let c = self.runtime.compile(source, bytes).map_err(|e| RegistryError::Rejected(e.to_string()))?;
+                let bytes = content.bytes(&digest)?;
+                let c = self.runtime.compile(source, &bytes).map_err(|e| RegistryError::Rejected(e.to_string()))?;
                 if let Some(cache) = &self.cache {
                     cache.put(engine, &hex, &c);
                 }

@@ -11,6 +11,7 @@
 //! the operator asked to follow them), opened without blocking and without
 //! following links, checked again once open, and read through a size cap.
 
+use super::file::{ComponentFile, FileError};
 use super::Registry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,12 +130,18 @@ pub enum EntryError {
     TooLarge { path: String, max: u64 },
     #[error("cannot read {path}: {reason}")]
     Io { path: String, reason: String },
+    #[error("{0} changed while it was read")]
+    Changed(String),
 }
 
 /// Reads one entry: a regular file (a link only when following links),
 /// opened without blocking, checked again once open, at most `max` bytes.
 pub fn read_entry(path: &Path, follow: bool, max: u64) -> Result<Vec<u8>, EntryError> {
-    use std::io::Read as _;
+    open_entry(path, follow, max)?.read().map_err(EntryError::from)
+}
+
+/// Opens one entry as [`read_entry`] reads it.
+pub fn open_entry(path: &Path, follow: bool, max: u64) -> Result<ComponentFile, EntryError> {
     let name = || path.display().to_string();
     let io = |e: std::io::Error| EntryError::Io { path: name(), reason: e.to_string() };
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
@@ -156,24 +163,25 @@ pub fn read_entry(path: &Path, follow: bool, max: u64) -> Result<Vec<u8>, EntryE
         _ => io(e),
     })?;
     let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(EntryError::NotAFile(name()));
+    ComponentFile::opened(path, file, &meta, max).map_err(EntryError::from)
+}
+
+impl From<FileError> for EntryError {
+    fn from(e: FileError) -> EntryError {
+        match e {
+            FileError::Io { path, source } => EntryError::Io { path, reason: source.to_string() },
+            FileError::NotAFile(path) => EntryError::NotAFile(path),
+            FileError::TooLarge { path, max } => EntryError::TooLarge { path, max },
+            FileError::Changed(path) => EntryError::Changed(path),
+        }
     }
-    if meta.len() > max {
-        return Err(EntryError::TooLarge { path: name(), max });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > max {
-        return Err(EntryError::TooLarge { path: name(), max });
-    }
-    Ok(bytes)
 }
 
 /// Loads one component of the directory and its manifest, read with
-/// [`read_entry`].
+/// [`read_entry`]; a component unchanged since an earlier load is not read
+/// again (see [`super::file`]).
 fn load_entry(registry: &Registry, path: &Path, watched: &WatchedDir) -> Result<super::LoadReport, String> {
-    let bytes = read_entry(path, watched.follow_symlinks, watched.max_bytes).map_err(|e| e.to_string())?;
+    let file = open_entry(path, watched.follow_symlinks, watched.max_bytes).map_err(|e| e.to_string())?;
     let manifest_path = path.with_extension("json");
     let manifest = match std::fs::symlink_metadata(&manifest_path) {
         Err(_) => None,
@@ -182,7 +190,8 @@ fn load_entry(registry: &Registry, path: &Path, watched: &WatchedDir) -> Result<
             Some(serde_json::from_slice(&text).map_err(|e| format!("manifest {} is not valid: {e}", manifest_path.display()))?)
         }
     };
-    registry.load_bytes(&path.display().to_string(), &bytes, manifest, None, false).map_err(|e| e.to_string())
+    let read = registry.read_file(file).map_err(|e| e.to_string())?;
+    registry.load_read(read, manifest, None, false).map_err(|e| e.to_string())
 }
 
 /// One pass over the directory. Returns true when a file was left for later
