@@ -348,22 +348,53 @@ fn a_python_collector_is_hot_swapped_while_serving_cloudforet() {
 
 /// Prism v3 list pages of a generated estate, answered from memory (no
 /// network, no simulator server): what the normalization figures read.
-struct Pages(std::collections::HashMap<(String, u64), Vec<u8>>);
+/// Pages of the bench's page size are rendered up front; other reads (the
+/// Rust guest's one-entity shift checks) when asked.
+struct Pages {
+    pages: std::collections::HashMap<(String, u64), Vec<u8>>,
+    lists: std::collections::HashMap<String, (String, Vec<Value>)>,
+}
+
+/// A v3 list body: `entities` at `offset` of a list of `total`.
+fn v3_page(kind: &str, entities: &[Value], offset: usize, total: usize) -> Vec<u8> {
+    let metadata = json!({"kind": kind, "total_matches": total, "length": entities.len(), "offset": offset});
+    json!({"api_version": "3.1", "metadata": metadata, "entities": entities}).to_string().into_bytes()
+}
 
 impl Pages {
     fn new(vms: usize, page: usize) -> Pages {
         let estate = prism_sim::estate::Estate::generate(EstateConfig { vms, ..EstateConfig::default() });
-        let mut out = std::collections::HashMap::new();
+        let (mut pages, mut lists) = (std::collections::HashMap::new(), std::collections::HashMap::new());
         for (kind, singular) in [("clusters", "cluster"), ("vms", "vm")] {
             let all = estate.list(kind).unwrap_or_default();
+            let path = format!("/api/nutanix/v3/{kind}/list");
             for offset in (0..all.len().max(1)).step_by(page) {
-                let entities: Vec<&Value> = all.iter().skip(offset).take(page).collect();
-                let metadata = json!({"kind": singular, "total_matches": all.len(), "length": entities.len(), "offset": offset});
-                let body = json!({"api_version": "3.1", "metadata": metadata, "entities": entities});
-                out.insert((format!("/api/nutanix/v3/{kind}/list"), offset as u64), body.to_string().into_bytes());
+                let entities: Vec<Value> = all.iter().skip(offset).take(page).cloned().collect();
+                pages.insert((path.clone(), offset as u64), v3_page(singular, &entities, offset, all.len()));
+            }
+            lists.insert(path, (singular.to_string(), all.to_vec()));
+        }
+        Pages { pages, lists }
+    }
+
+    /// The body for a v3 list read: pre-rendered, sliced from the estate,
+    /// or an empty list (the VMs' categories, hosts and subnets: a read that
+    /// failed would be retried with back-off, and time that).
+    fn answer(&self, path: &str, offset: u64, length: u64) -> Option<Vec<u8>> {
+        if let Some(body) = self.pages.get(&(path.to_string(), offset)) {
+            return Some(body.clone());
+        }
+        match self.lists.get(path) {
+            Some((kind, all)) => {
+                let at = (offset as usize).min(all.len());
+                let entities = &all[at..all.len().min(at.saturating_add(length as usize))];
+                Some(v3_page(kind, entities, at, all.len()))
+            }
+            None => {
+                let kind = path.strip_prefix("/api/nutanix/v3/")?.strip_suffix("s/list")?;
+                Some(v3_page(kind, &[], 0, 0))
             }
         }
-        Pages(out)
     }
 }
 
@@ -374,8 +405,8 @@ impl cf_host::host::http::HttpTransport for Pages {
         _: Duration,
         _: u64,
     ) -> cf_host::host::http::TransportFuture<'a> {
-        let offset = serde_json::from_slice::<Value>(req.body.as_deref().unwrap_or_default()).ok().and_then(|b| b["offset"].as_u64());
-        let body = offset.and_then(|o| self.0.get(&(req.url.path().to_string(), o)).cloned());
+        let query = serde_json::from_slice::<Value>(req.body.as_deref().unwrap_or_default()).unwrap_or_default();
+        let body = query["offset"].as_u64().and_then(|o| self.answer(req.url.path(), o, query["length"].as_u64().unwrap_or(20)));
         Box::pin(async move {
             body.map(|body| cf_host::host::http::InboundResponse { status: 200, headers: vec![], body })
                 .ok_or_else(|| cf_host::host::http::TransportFailure::Connection("no such page".into()))
