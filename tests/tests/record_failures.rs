@@ -40,10 +40,16 @@ struct Fixture {
 }
 
 fn fixture(name: &str, max_kept: usize) -> Fixture {
+    fixture_for(name, max_kept, cf_host::grpc::Protocol::Inventory)
+}
+
+fn fixture_for(name: &str, max_kept: usize, protocol: cf_host::grpc::Protocol) -> Fixture {
     let sim = block_on(Simulator::start(SimConfig {
         estate: EstateConfig { vms: 6, clusters: 1, ..EstateConfig::default() },
         username: "admin".into(),
         password: PASSWORD.into(),
+        // Metrics are v4 stats.
+        v4: protocol == cf_host::grpc::Protocol::Monitoring,
         ..SimConfig::default()
     }))
     .expect("simulator");
@@ -54,6 +60,7 @@ fn fixture(name: &str, max_kept: usize) -> Fixture {
         // The simulator listens on loopback.
         o.runtime.tenancy.default.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
         o.grpc.record_failures = Some(RecordFailures { max_kept, ..RecordFailures::new(&dir) });
+        o.grpc.protocol = protocol;
         o
     }));
     Fixture { sim, served, dir }
@@ -283,4 +290,89 @@ fn the_bound_deletes_the_oldest_failure() {
     }
     assert_eq!(seen, firsts[1..].to_vec(), "the two newest are kept");
     assert!(!f.dir.join(&firsts[0]).exists());
+}
+
+/// The data sources' `get_data` calls are runs too: a cost collection and a
+/// metric query with the wrong password are each recorded (the cost call
+/// with its task options, the metric call with its query), redacted, and
+/// replay to UNAUTHENTICATED; with the right password nothing is recorded.
+#[test]
+fn failed_cost_and_metric_calls_are_recorded_and_replay() {
+    use cf_host::grpc::cost::pb::cost_client::CostClient;
+    use cf_host::grpc::cost::pb::GetDataRequest;
+    use cf_host::grpc::monitoring::pb::metric_client::MetricClient;
+    use cf_host::grpc::monitoring::pb::MetricDataRequest;
+    use cf_host::grpc::Protocol;
+    let harness = Harness::load(&guest_wasm()).unwrap();
+
+    let f = fixture_for("recfail-cost", 100, Protocol::CostAnalysis);
+    let task = json!({"billed_date": "2026-11-23"});
+    let cost = |password: &'static str| {
+        let (f, task) = (&f, task.clone());
+        async move {
+            let mut client = CostClient::connect(f.served.grpc.clone()).await.expect("connect");
+            let options = json!({"rate_card": {"currency": "EUR", "vcpu_hour": 0.02, "memory_gib_hour": 0.005, "disk_gib_month": 0.1}});
+            let req = GetDataRequest {
+                options: options.as_object().map(json_to_struct),
+                secret_data: f.secret(password).as_object().map(json_to_struct),
+                task_options: task.as_object().map(json_to_struct),
+                ..Default::default()
+            };
+            let mut stream = client.get_data(req).await?.into_inner();
+            let mut lines = 0;
+            while let Some(m) = stream.message().await? {
+                lines += m.results.len();
+            }
+            Ok::<usize, tonic::Status>(lines)
+        }
+    };
+    assert!(block_on(cost(PASSWORD)).expect("the right password collects costs") > 0);
+    let e = block_on(cost(WRONG_PASSWORD)).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    let names = block_on(f.recorded_after(&[]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.recorded(), names, "one cassette, for the failed cost call");
+    assert_no_secret(&f.dir);
+    let cassette = Cassette::load(&f.dir.join(&names[0])).unwrap();
+    assert_eq!(cassette.call, Some(RecordedCall::CostData));
+    assert_eq!(cassette.task_options, Some(task.clone()));
+    let out = block_on(harness.replay(&harness.call_for(&cassette), &cf_host::testing::cassette::Replayer::new(cassette.clone())));
+    assert_eq!(out.result.as_ref().err().map(|e| e.code().grpc_name()), Some("UNAUTHENTICATED"), "{:?}", out.result);
+    assert!(out.unmatched.is_empty(), "{:?}", out.unmatched);
+
+    let f = fixture_for("recfail-metric", 100, Protocol::Monitoring);
+    let vm = prism_sim::estate::vm_facts(&EstateConfig { vms: 6, clusters: 1, ..EstateConfig::default() }, 0).uuid;
+    let query = json!({vm: {}});
+    let metric = |password: &'static str| {
+        let (f, query) = (&f, query.clone());
+        async move {
+            let mut client = MetricClient::connect(f.served.grpc.clone()).await.expect("connect");
+            let req = MetricDataRequest {
+                options: None,
+                secret_data: f.secret(password).as_object().map(json_to_struct),
+                metric_query: query.as_object().map(json_to_struct),
+                metric: "cpu_usage".into(),
+                start: "2026-11-23T10:00:00Z".into(),
+                end: "2026-11-23T11:00:00Z".into(),
+                period: 600,
+                stat: "AVERAGE".into(),
+                ..Default::default()
+            };
+            client.get_data(req).await.map(|_| ())
+        }
+    };
+    block_on(metric(PASSWORD)).expect("the right password reads metrics");
+    let e = block_on(metric(WRONG_PASSWORD)).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    let names = block_on(f.recorded_after(&[]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.recorded(), names, "one cassette, for the failed metric call");
+    assert_no_secret(&f.dir);
+    let cassette = Cassette::load(&f.dir.join(&names[0])).unwrap();
+    assert_eq!(cassette.call, Some(RecordedCall::MetricData));
+    let q = cassette.metric_query.clone().expect("the query is kept");
+    assert_eq!((q.metric.as_str(), &q.metric_query, q.period), ("cpu_usage", &query, Some(600)));
+    let out = block_on(harness.replay(&harness.call_for(&cassette), &cf_host::testing::cassette::Replayer::new(cassette.clone())));
+    assert_eq!(out.result.as_ref().err().map(|e| e.code().grpc_name()), Some("UNAUTHENTICATED"), "{:?}", out.result);
+    assert!(out.unmatched.is_empty(), "{:?}", out.unmatched);
 }

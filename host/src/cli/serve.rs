@@ -151,8 +151,8 @@ pub struct Args {
     /// files are read).
     #[arg(long)]
     plugins_follow_symlinks: bool,
-    /// Keep each failed collect or verify run's HTTP exchange here as a
-    /// redacted cassette (`DIR/<time>-<tenant>-<plugin>-<run>/cassette.json`)
+    /// Keep each failed collect, verify or data source get_data run's HTTP
+    /// exchange here as a redacted cassette (`DIR/<time>-<tenant>-<plugin>-<run>/cassette.json`)
     /// that `cf-host test` replays. Successful runs leave nothing.
     #[arg(long, env = "CF_HOST_RECORD_FAILURES", value_name = "DIR")]
     record_failures: Option<PathBuf>,

@@ -10,6 +10,7 @@
 use super::convert::{json_to_struct, status, struct_to_json};
 use super::service::PluginService;
 use crate::record::{Record, ResourceType};
+use crate::testing::cassette::RecordedCall;
 use serde_json::{Map, Value};
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
@@ -117,7 +118,8 @@ impl Cost for PluginService {
         let r = req.get_ref();
         let (options, secret) = (struct_to_json(r.options.clone()), struct_to_json(r.secret_data.clone()));
         let task_options = struct_to_json(r.task_options.clone());
-        let (slot, ctx, plugin) = self.streaming(&req, options, secret).await?;
+        let (slot, mut ctx, plugin) = self.streaming(&req, options, secret).await?;
+        let recording = self.record(&mut ctx, &plugin, RecordedCall::CostData, Some(&task_options));
         let runtime = self.registry.runtime().clone();
         let run_id = ctx.run_id.clone();
         let stream = self.stream_call(
@@ -137,7 +139,13 @@ impl Cost for PluginService {
                     .collect();
                 if results.is_empty() { Vec::new() } else { vec![CostsInfo { results }] }
             },
-            |_| {},
+            // Kept when it failed, not when the client or the shutdown cut
+            // it short.
+            move |end| {
+                if let (Some(r), Some(outcome)) = (recording, end.outcome()) {
+                    r.ended(outcome);
+                }
+            },
         );
         Ok(Response::new(Box::pin(stream)))
     }

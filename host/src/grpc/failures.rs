@@ -3,7 +3,8 @@
 //! failure can be reproduced without the production endpoint.
 //!
 //! - What is recorded: `collect` and `verify` (the inventory protocol's,
-//!   and the data sources' `verify`). Each such call's transport is wrapped
+//!   and the data sources' `verify`), and the data sources' `get_data`
+//!   (costs: with the task options; metrics: with the metric query). Each such call's transport is wrapped
 //!   in a [`Tape`] (a [`crate::host::http::TransportLayer`]) that keeps the
 //!   exchanges in memory, redacted as `cf-host test --record` redacts them
 //!   (the secret's values and their encodings; `Authorization`, cookie and
@@ -77,6 +78,7 @@ pub(super) struct Recording {
     call: RecordedCall,
     options: Value,
     task_options: Option<Value>,
+    metric_query: Option<crate::runtime::MetricQuery>,
     endpoint: Option<serde_json::Map<String, Value>>,
     run_id: String,
     tenant: String,
@@ -104,6 +106,7 @@ impl FailureLog {
             log: self.clone(),
             options: tape.redact_json(&ctx.options),
             task_options: task_options.map(|t| tape.redact_json(t)),
+            metric_query: None,
             tape,
             call,
             run_id: ctx.run_id.clone(),
@@ -183,6 +186,12 @@ fn file_safe(s: &str) -> String {
 }
 
 impl Recording {
+    /// The metric query of a `metric-data` call (redacted like the options).
+    pub(super) fn metric_query(mut self, q: &crate::runtime::MetricQuery) -> Recording {
+        self.metric_query = Some(crate::runtime::MetricQuery { metric_query: self.tape.redact_json(&q.metric_query), ..q.clone() });
+        self
+    }
+
     /// A unary call (`verify`) ended.
     pub(super) fn unary_ended<T>(recording: Option<Recording>, result: &Result<T, RunError>) {
         if let Some(r) = recording {
@@ -206,6 +215,7 @@ impl Recording {
         cassette.task_options = self.task_options;
         cassette.endpoint = self.endpoint;
         cassette.call = Some(self.call);
+        cassette.metric_query = self.metric_query;
         cassette.failure = Some(RecordedFailure {
             code,
             message,

@@ -6,7 +6,9 @@
 
 use super::convert::{json_to_struct, json_to_value, status, struct_to_json};
 use super::service::PluginService;
+use super::failures::Recording;
 use crate::runtime::MetricQuery;
+use crate::testing::cassette::RecordedCall;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -72,8 +74,15 @@ impl Metric for PluginService {
             period,
             stat: Some(r.stat.clone()).filter(|s| !s.is_empty()),
         };
-        let (_slot, ctx, plugin) = self.unary(&req, options, secret).await?;
-        let d = self.unless_cancelled(async { self.registry.runtime().metric_data(&plugin, &ctx, &q).await.map_err(|e| status(&e)) }).await?;
+        let (_slot, mut ctx, plugin) = self.unary(&req, options, secret).await?;
+        let recording = self.record(&mut ctx, &plugin, RecordedCall::MetricData, None).map(|r| r.metric_query(&q));
+        let d = self
+            .unless_cancelled(async {
+                let r = self.registry.runtime().metric_data(&plugin, &ctx, &q).await;
+                Recording::unary_ended(recording, &r);
+                r.map_err(|e| status(&e))
+            })
+            .await?;
         let labels = prost_types::ListValue { values: d.labels.iter().map(|l| json_to_value(&Value::String(l.clone()))).collect() };
         Ok(Response::new(MetricDataInfo { labels: Some(labels), values: object(&d.values) }))
     }

@@ -396,7 +396,7 @@ pub struct MetricData {
 }
 
 /// What `metric_data` asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricQuery {
     /// JSON object keyed by resource id.
     pub metric_query: Value,

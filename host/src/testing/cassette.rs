@@ -161,6 +161,12 @@ pub enum RecordedCall {
     #[default]
     Collect,
     Verify,
+    /// The cost data source's `get_data` (`cost-source.get-data`, with the
+    /// cassette's task options).
+    CostData,
+    /// The monitoring data source's `get_data` (`metric-source.get-data`,
+    /// with the cassette's `metric_query`).
+    MetricData,
 }
 
 impl RecordedCall {
@@ -168,6 +174,8 @@ impl RecordedCall {
         match self {
             RecordedCall::Collect => "collect",
             RecordedCall::Verify => "verify",
+            RecordedCall::CostData => "cost-data",
+            RecordedCall::MetricData => "metric-data",
         }
     }
 }
@@ -237,6 +245,9 @@ pub struct Cassette {
     /// The call replayed (absent: `collect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<RecordedCall>,
+    /// What a `metric-data` call asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_query: Option<crate::runtime::MetricQuery>,
     /// How the recorded run failed, if it was recorded for that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RecordedFailure>,
@@ -265,6 +276,7 @@ impl Cassette {
             options: None,
             task_options: None,
             call: None,
+            metric_query: None,
             failure: None,
             truncated: None,
             endpoint: None,

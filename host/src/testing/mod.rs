@@ -64,6 +64,8 @@ pub struct Call {
     pub task_options: Value,
     /// State visible to the run (keys of its tenant and collector).
     pub state: BTreeMap<String, String>,
+    /// What a `metric-data` call asks for.
+    pub metric_query: Option<crate::runtime::MetricQuery>,
 }
 
 impl Call {
@@ -216,6 +218,7 @@ impl Harness {
             secret: json!({"host": REPLAY_HOST, "username": "cassette", "password": "cassette-password"}),
             task_options: json!({}),
             state: BTreeMap::new(),
+            metric_query: None,
         }
     }
 
@@ -233,6 +236,7 @@ impl Harness {
             secret.extend(endpoint.clone());
         }
         call.state.extend(cassette.state.clone());
+        call.metric_query = cassette.metric_query.clone().or(call.metric_query);
         call
     }
 
@@ -291,6 +295,14 @@ impl Harness {
                 RecordedCall::Verify => {
                     drop(tx);
                     self.runtime.verify(&self.plugin, &ctx).await.map(|()| CollectReport::default())
+                }
+                RecordedCall::CostData => self.runtime.cost_data(&self.plugin, &ctx, &call.task_options, tx).await,
+                RecordedCall::MetricData => {
+                    drop(tx);
+                    match &call.metric_query {
+                        Some(q) => self.runtime.metric_data(&self.plugin, &ctx, q).await.map(|_| CollectReport::default()),
+                        None => Err(RunError::Input("a metric-data call needs its metric query (the cassette has none)".into())),
+                    }
                 }
             }
         };
