@@ -43,6 +43,8 @@ PACKAGES = {
     "networking": "ntnx_networking_py_client",
     "prism": "ntnx_prism_py_client",
     "volumes": "ntnx_volumes_py_client",
+    "dataprotection": "ntnx_dataprotection_py_client",
+    "datapolicies": "ntnx_datapolicies_py_client",
 }
 
 # List → (response model, item model), as the v4.0 list endpoints answer.
@@ -56,6 +58,8 @@ LISTS = {
     "categories": ("prism.v4.config.ListCategoriesApiResponse", "prism.v4.config.Category"),
     "volume_groups": ("volumes.v4.config.ListVolumeGroupsApiResponse", "volumes.v4.config.VolumeGroup"),
     "iscsi_clients": ("volumes.v4.config.ListIscsiClientsApiResponse", "volumes.v4.config.IscsiClient"),
+    "protection_rules": ("datapolicies.v4.config.ListProtectionPoliciesApiResponse", "datapolicies.v4.config.ProtectionPolicy"),
+    "vm_recovery_points": ("dataprotection.v4.config.ListRecoveryPointsApiResponse", "dataprotection.v4.config.RecoveryPoint"),
     # A volume group's parts.
     "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
     "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
