@@ -83,7 +83,7 @@ pub enum Kind {
     RecoveryPoint,
     /// Protection policies (v3 `protection_rule`s; v4 datapolicies).
     ProtectionPolicy,
-    /// Recovery plans (v3 only in the revisions the collector reads).
+    /// Recovery plans (through v3: datapolicies v4.0 has no list of them).
     RecoveryPlan,
 }
 

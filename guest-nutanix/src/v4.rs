@@ -41,8 +41,8 @@ pub const CATEGORIES_PATH: &str = "/api/prism/v4.0/config/categories";
 /// The v4 list endpoint of a kind; `None` where the collector reads v3
 /// only: the v4 volumes API lists volume groups without their disks and
 /// attachments (one more call per group), v3 lists them with both; projects
-/// have no v4 API in Prism Central pc.2024.3; recovery plans have no list
-/// in datapolicies v4.0-v4.2.
+/// have no v4 API in Prism Central pc.2024.3; recovery plans are read
+/// through v3 (datapolicies v4.0 has no list of them).
 pub fn list_path(kind: Kind) -> Option<&'static str> {
     Some(match kind {
         Kind::Vm => "/api/vmm/v4.0/ahv/config/vms",
@@ -54,8 +54,9 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
         Kind::RecoveryPoint => "/api/dataprotection/v4.0/config/recovery-points",
         Kind::ProtectionPolicy => "/api/datapolicies/v4.0/config/protection-policies",
-        // The datapolicies revisions the collector negotiates (v4.0-v4.2)
-        // have no recovery plan list: v3 only.
+        // Read through v3 only: datapolicies v4.0 has no recovery plan list
+        // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
+        // which the collector does not read yet).
         Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan => return None,
     })
 }

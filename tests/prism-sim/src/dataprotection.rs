@@ -1,7 +1,7 @@
 //! The estate's data protection: protection rules (policies), VM recovery
 //! points and recovery plans, in the v3 shape, and their v4 renderings
 //! (datapolicies `ProtectionPolicy`, dataprotection `RecoveryPoint`; the
-//! v4.0 revisions have no recovery plan list).
+//! v4.0 revision has no recovery plan list).
 //!
 //! Recovery points are taken relative to the estate's clock (`now`, when
 //! it was generated), so an RPO check against the wall clock sees the same

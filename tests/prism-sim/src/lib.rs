@@ -30,7 +30,8 @@
 //!   the v3 list answers 404 for them, as Prism Central has none).
 //! - data protection ([`dataprotection`]): v3 protection rules, VM recovery
 //!   points and recovery plans; v4 protection policies (datapolicies) and
-//!   recovery points (dataprotection), no v4 recovery plans.
+//!   recovery points (dataprotection); recovery plans through v3 only, as
+//!   datapolicies v4.0 has no list of them.
 //! - change filters for incremental collection: v3 `filter:
 //!   last_update_time=ge=T` (or `=gt=`) and v4 `$filter=updateTime ge T`
 //!   plus `$select=extId` on the VM list; tests change the estate between
