@@ -167,6 +167,26 @@ fn data_protection_through_v4_with_recovery_plans_through_v3() {
     assert_one_call_per_page(&calls, "recovery_plans", 2);
     assert_one_call_per_page(&calls, "v4/vms", VMS);
     assert!(!calls.contains_key("vm_recovery_points") && !calls.contains_key("protection_rules"), "no v3 where v4 answers: {calls:?}");
+    // Nothing else, nothing twice: the cluster list, the VMs' name lists
+    // (categories also name the policies' categories), and a probe per
+    // window of pages.
+    let pages = |n: usize| n.div_ceil(100) as u64;
+    let want: BTreeMap<String, u64> = [
+        ("v4/clusters", 1),
+        ("v4/categories", 1),
+        ("v4/hosts", 1),
+        ("v4/subnets", 1),
+        ("v4/vms", pages(VMS)),
+        ("v4/vms?probe", 1),
+        ("v4/vm_recovery_points", pages(points)),
+        ("v4/vm_recovery_points?probe", 1),
+        ("v4/protection_rules", 1),
+        ("recovery_plans", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(calls, want);
 }
 
 #[test]
