@@ -23,6 +23,11 @@ use crate::v3::Kind;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// Most VMs a policy record lists in `protected_vms` and in
+/// `rpo_violated_vms` (the counts stay exact; the violators come first),
+/// so a policy over a whole estate stays a record of bounded size.
+pub const MAX_LISTED_VMS: usize = 1_000;
+
 /// A protected VM's state against its policy's RPO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RpoStatus {
@@ -133,7 +138,9 @@ impl Facts {
     }
 
     /// Adds a protection policy's flags to its `data`: `protected_vms`
-    /// (each with its status and newest recovery point), their count,
+    /// (each with its status and newest recovery point; violators first,
+    /// at most [`MAX_LISTED_VMS`], `protected_vms_truncated` says whether
+    /// more were left out), their count,
     /// `rpo_violated_vms` and its count, and `rpo_violated` (`true` when
     /// one VM is seen violating, `false` when none does and every list was
     /// read whole, else `null`).
@@ -160,6 +167,12 @@ impl Facts {
             }
             protected.push(json!({"uuid": uuid, "name": name, "status": status.as_str(), "latest_recovery_point_at": latest.map(format_time)}));
         }
+        let (protected_count, violated_count) = (protected.len(), violated.len());
+        // Violators first (stable: by name within each), then cut.
+        protected.sort_by_key(|v| v["status"] != RpoStatus::RpoViolated.as_str() && v["status"] != RpoStatus::NoRecoveryPoint.as_str());
+        let truncated = protected_count > MAX_LISTED_VMS;
+        protected.truncate(MAX_LISTED_VMS);
+        violated.truncate(MAX_LISTED_VMS);
         let decided = self.vms_complete && (self.points_complete || rpo.is_none());
         let flag = if !violated.is_empty() {
             json!(true)
@@ -168,9 +181,10 @@ impl Facts {
         } else {
             Value::Null
         };
-        data.insert("protected_vm_count".into(), json!(protected.len()));
+        data.insert("protected_vm_count".into(), json!(protected_count));
         data.insert("protected_vms".into(), Value::Array(protected));
-        data.insert("rpo_violated_count".into(), json!(violated.len()));
+        data.insert("protected_vms_truncated".into(), json!(truncated));
+        data.insert("rpo_violated_count".into(), json!(violated_count));
         data.insert("rpo_violated_vms".into(), Value::Array(violated));
         data.insert("rpo_violated".into(), flag);
     }
@@ -302,9 +316,11 @@ mod tests {
         let mut p = policy(Some(3600), json!({"Environment": ["Production"]}), "CATEGORIES_MATCH_ANY");
         assert_eq!(p.instance_type.as_deref(), Some("RPO 1h"));
         f.flag_policy(&mut p);
-        let want = [("db-1", "OK"), ("db-2", "RPO_VIOLATED"), ("db-3", "NO_RECOVERY_POINT"), ("db-4", "NO_RECOVERY_POINT")];
+        // Violators first, by name within each.
+        let want = [("db-2", "RPO_VIOLATED"), ("db-3", "NO_RECOVERY_POINT"), ("db-4", "NO_RECOVERY_POINT"), ("db-1", "OK")];
         assert_eq!(statuses(&p), want.map(|(a, b)| (a.to_string(), b.to_string())));
-        assert_eq!(p.data["protected_vms"][0]["latest_recovery_point_at"], format_time(NOW - 600), "the newer of v1's two");
+        assert_eq!(p.data["protected_vms"][3]["latest_recovery_point_at"], format_time(NOW - 600), "the newer of v1's two");
+        assert_eq!(p.data["protected_vms_truncated"], false);
         assert_eq!(p.data["rpo_violated"], true);
         assert_eq!(p.data["rpo_violated_count"], 3);
         assert_eq!(p.data["rpo_violated_vms"][0], json!({"uuid": "v2", "name": "db-2"}));
@@ -359,6 +375,25 @@ mod tests {
         let mut p = policy(Some(3600), json!({"Environment": ["Production"]}), "CATEGORIES_MATCH_ANY");
         f.flag_policy(&mut p);
         assert_eq!(p.data["rpo_violated"], true, "a violation seen stands");
+    }
+
+    /// A policy over more VMs than a record lists: the counts stay exact,
+    /// the violators are listed first.
+    #[test]
+    fn a_policy_over_many_vms_lists_a_bounded_number_violators_first() {
+        let n = MAX_LISTED_VMS + 500;
+        let mut records: Vec<CloudService> = (0..n).map(|i| vm(&format!("v{i:05}"), &format!("vm-{i:05}"), json!({"Environment": "Production"}))).collect();
+        // Every VM but the last 10 (by name) has a recent recovery point.
+        records.extend((0..n - 10).map(|i| point(&format!("r{i}"), &format!("v{i:05}"), 60, None)));
+        let f = facts(&records);
+        let mut p = policy(Some(3600), json!({"Environment": ["Production"]}), "CATEGORIES_MATCH_ANY");
+        f.flag_policy(&mut p);
+        assert_eq!((p.data["protected_vm_count"].clone(), p.data["rpo_violated_count"].clone()), (json!(n), json!(10)));
+        assert_eq!(p.data["protected_vms"].as_array().unwrap().len(), MAX_LISTED_VMS);
+        assert_eq!(p.data["protected_vms_truncated"], true);
+        assert_eq!(p.data["protected_vms"][0]["name"], format!("vm-{:05}", n - 10), "violators first");
+        assert_eq!(p.data["protected_vms"][10]["status"], "OK");
+        assert_eq!(p.data["rpo_violated_vms"].as_array().unwrap().len(), 10);
     }
 
     fn plan(vms: &[&str]) -> CloudService {
