@@ -737,6 +737,31 @@ mod tests {
         assert_eq!(crate::normalize::service_of(Kind::StorageContainer, &ctx(), off).unwrap().data["encrypted"], false, "the v4.0 field wins");
     }
 
+    /// A v4 policy's categories are references named through the category
+    /// list (an id it does not name is left out); a v4 recovery point
+    /// holds all its consistency group's VMs.
+    #[test]
+    fn protection_policies_and_recovery_points_from_v4() {
+        let mut lk = Lookups::default();
+        lk.add_category(&json!({"extId": "c1", "key": "Environment", "value": "Production"}));
+        lk.add_category(&json!({"extId": "c2", "key": "Environment", "value": "Staging"}));
+        let raw = json!({"extId": "pp-1", "name": "gold", "categoryIds": ["c1", "c2", "gone"],
+            "replicationConfigurations": [
+                {"sourceLocationLabel": "a", "remoteLocationLabel": "b", "schedule": {"recoveryPointObjectiveTimeSeconds": 3600, "recoveryPointType": "CRASH_CONSISTENT"}},
+                {"sourceLocationLabel": "a", "remoteLocationLabel": "c", "schedule": {"recoveryPointObjectiveTimeSeconds": 900}}]});
+        let p = crate::normalize::service_of(Kind::ProtectionPolicy, &ctx(), to_v3(Kind::ProtectionPolicy, &raw, &lk).unwrap()).unwrap();
+        assert_eq!(p.data["rpo_secs"], 900, "the shortest schedule's");
+        assert_eq!(p.data["categories"], json!(["Environment:Production", "Environment:Staging"]));
+        assert_eq!(p.data["category_match"], "CATEGORIES_MATCH_ANY");
+        let rp = json!({"extId": "rp-1", "creationTime": "2026-01-01T00:00:00Z", "expirationTime": "2026-01-08T00:00:00.000+00:00", "status": "COMPLETE",
+            "vmRecoveryPoints": [{"vmExtId": "vm-1"}, {"vmExtId": "vm-2"}, {"consistencyGroupExtId": "no-vm"}]});
+        let r = crate::normalize::service_of(Kind::RecoveryPoint, &ctx(), to_v3(Kind::RecoveryPoint, &rp, &lk).unwrap()).unwrap();
+        assert_eq!((r.name.as_str(), r.data["vm_count"].clone()), ("rp-1", json!(2)), "named by its id; the VM-less entry left out");
+        assert_eq!(r.data["expires_at"], "2026-01-08T00:00:00.000+00:00");
+        assert_eq!(r.data["state"], "COMPLETE");
+        assert!(to_v3(Kind::RecoveryPoint, &json!([]), &lk).is_err());
+    }
+
     #[test]
     fn the_prism_central_pseudo_cluster_stays_recognisable() {
         let raw = json!({"extId": "pc", "name": "pc", "config": {"clusterFunction": ["PRISM_CENTRAL"], "hypervisorTypes": ["$UNKNOWN"]}});
