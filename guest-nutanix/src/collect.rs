@@ -27,6 +27,7 @@ use crate::incremental_vms::VmCache;
 use crate::listing::Lister;
 use crate::normalize::{self, ClusterScan, Context};
 use crate::prism::{Api, CallError, Client, Log, Query};
+use crate::protection::{self, Facts};
 use crate::record::Record;
 use crate::usage;
 use crate::v3::Kind;
@@ -145,11 +146,29 @@ struct Collector<'a, 's, T, S> {
     out: Emitter<'a, S>,
     lister: Lister,
     cache: VmCache<'s>,
+    /// The run's clock (seconds since the epoch): recovery points' expiry,
+    /// policies' RPO.
+    now: i64,
+    /// Whether the VMs and the recovery points were read this run (for the
+    /// data protection flags).
+    facts_read: (bool, bool),
+}
+
+/// Seconds since the epoch (the host's wall clock in the component).
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
     fn new(t: &'a mut T, s: &'a mut S, state: Option<&'s mut dyn State>, opts: Options, secret: Secret) -> Self {
-        Collector { client: Client::new(t, opts, secret), out: Emitter::new(s), lister: Lister::default(), cache: VmCache::new(state) }
+        Collector {
+            client: Client::new(t, opts, secret),
+            out: Emitter::new(s),
+            lister: Lister::default(),
+            cache: VmCache::new(state),
+            now: now_s(),
+            facts_read: (false, false),
+        }
     }
 
     /// Logs the v4 revision each namespace was read at (fields
@@ -204,6 +223,11 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
         self.out.disks = kinds.contains(&Kind::VmDisk);
+        // Policies and plans are flagged from the VMs and recovery points
+        // (listed before them: the order of `Kind`).
+        if kinds.iter().any(|k| matches!(k, Kind::ProtectionPolicy | Kind::RecoveryPlan)) {
+            self.out.facts = Some(Facts::new(self.now));
+        }
         let (ctx, mut clusters) = self.cluster_context()?;
         let incremental = self.client.opts.incremental.is_some();
         // Every kind's first page at once; the records still go out kind
@@ -255,12 +279,16 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
                 // themselves were not asked for.
                 if !kinds.contains(&Kind::Vm) {
                     self.out.vms_out = false;
-                    let listed = self.vms(&ctx, incremental);
+                    let listed = self.vms_for_facts(&ctx, incremental, true);
                     self.out.vms_out = true;
                     listed?;
                 }
             } else if kind == Kind::Vm {
-                self.vms(&ctx, incremental)?;
+                self.vms_for_facts(&ctx, incremental, true)?;
+            } else if kind == Kind::RecoveryPoint {
+                self.recovery_points(&ctx, true)?;
+            } else if matches!(kind, Kind::ProtectionPolicy | Kind::RecoveryPlan) {
+                self.data_protection(&ctx, kind, incremental)?;
             } else {
                 self.lister.list_services(&mut self.client, &mut self.out, kind, &ctx, None)?;
             }
@@ -271,6 +299,110 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             guard::check(state, &mut self.out, guard, &ctx.base_url, kinds);
         }
         Ok(())
+    }
+
+    /// The VMs (emitted when `emit`, else only learned from), noting in
+    /// the data protection facts whether the list was read whole (no lost
+    /// page, no malformed VM).
+    fn vms_for_facts(&mut self, ctx: &Context, incremental: bool, emit: bool) -> Result<(), Error> {
+        let (listed, complete) = self.tracked(Kind::Vm, |c| {
+            if emit {
+                c.vms(ctx, incremental)
+            } else {
+                c.learn(ctx, Kind::Vm)
+            }
+        });
+        if let Some(facts) = self.out.facts.as_mut() {
+            facts.vms_complete = complete;
+            self.facts_read.0 = true;
+        }
+        listed
+    }
+
+    /// The recovery points (emitted when `emit`, else only learned from),
+    /// each with `data.expired`.
+    fn recovery_points(&mut self, ctx: &Context, emit: bool) -> Result<(), Error> {
+        let (listed, complete) = self.tracked(Kind::RecoveryPoint, |c| {
+            if !emit {
+                return c.learn(ctx, Kind::RecoveryPoint);
+            }
+            let now = c.now;
+            c.lister.list_kind(&mut c.client, &mut c.out, Kind::RecoveryPoint, false, |out, raw| match normalize::service_of(Kind::RecoveryPoint, ctx, raw) {
+                Ok(mut cs) => {
+                    protection::flag_recovery_point(&mut cs, now);
+                    out.push_service(cs)
+                }
+                Err(msg) => out.push_error(Kind::RecoveryPoint, msg),
+            })
+        });
+        if let Some(facts) = self.out.facts.as_mut() {
+            facts.points_complete = complete;
+            self.facts_read.1 = true;
+        }
+        listed
+    }
+
+    /// Runs a listing of `kind` and tells whether it was read whole: no
+    /// lost page and no error resource of its type.
+    fn tracked(&mut self, kind: Kind, list: impl FnOnce(&mut Self) -> Result<(), Error>) -> (Result<(), Error>, bool) {
+        let ty = normalize::group_and_type(kind).1;
+        let (lost_before, errors_before) = (std::mem::take(&mut self.lister.listing_incomplete), self.out.errors_of(ty));
+        let listed = list(self);
+        let complete = listed.is_ok() && !self.lister.listing_incomplete && self.out.errors_of(ty) == errors_before;
+        self.lister.listing_incomplete |= lost_before;
+        (listed, complete)
+    }
+
+    /// Lists `kind` only to learn the data protection facts from it (the
+    /// kind was not asked for): nothing is emitted but lost pages, and a
+    /// malformed entity is counted as one of its type's errors (logged,
+    /// not emitted), so the list counts as not read whole.
+    fn learn(&mut self, ctx: &Context, kind: Kind) -> Result<(), Error> {
+        let now = self.now;
+        let mut malformed = 0u64;
+        let listed = self.lister.list_kind(&mut self.client, &mut self.out, kind, false, |out, raw| match normalize::service_of(kind, ctx, raw) {
+            Ok(mut cs) => {
+                if kind == Kind::RecoveryPoint {
+                    protection::flag_recovery_point(&mut cs, now);
+                }
+                if let Some(facts) = out.facts.as_mut() {
+                    facts.observe(&cs);
+                }
+            }
+            Err(msg) => {
+                malformed += 1;
+                out.log(Level::Warn, "entity read for the data protection flags is malformed", &[("kind", kind.plural()), ("error", &msg)]);
+            }
+        });
+        if malformed > 0 {
+            self.lister.listing_incomplete = true;
+        }
+        listed
+    }
+
+    /// Protection policies (flagged against their RPO) or recovery plans
+    /// (flagged for VMs that no longer exist); the VMs and, for policies,
+    /// the recovery points are read first when this run has not read them.
+    fn data_protection(&mut self, ctx: &Context, kind: Kind, incremental: bool) -> Result<(), Error> {
+        if !self.facts_read.0 {
+            self.vms_for_facts(ctx, incremental, false)?;
+        }
+        if kind == Kind::ProtectionPolicy && !self.facts_read.1 {
+            self.recovery_points(ctx, false)?;
+        }
+        self.lister.list_kind(&mut self.client, &mut self.out, kind, false, |out, raw| match normalize::service_of(kind, ctx, raw) {
+            Ok(mut cs) => {
+                if let Some(facts) = out.facts.as_ref() {
+                    if kind == Kind::ProtectionPolicy {
+                        facts.flag_policy(&mut cs);
+                    } else {
+                        facts.flag_plan(&mut cs);
+                    }
+                }
+                out.push_service(cs)
+            }
+            Err(msg) => out.push_error(kind, msg),
+        })
     }
 
     /// The VMs, incrementally with option `incremental`.
@@ -987,5 +1119,83 @@ mod tests {
         assert_eq!(run(&mut st, 1, v3, r#"{"resource_kinds":["vms"],"region_codes":["c2-uuid"]}"#).1, Vec::<String>::new());
         assert_eq!(st.0.len(), before.len() + 1);
         assert!(before.iter().all(|(k, v)| st.0.get(k) == Some(v)), "the unlimited scope's count is untouched");
+    }
+
+    const RULES: &str = "/api/nutanix/v3/protection_rules/list";
+    const POINTS: &str = "/api/nutanix/v3/vm_recovery_points/list";
+    const PLANS: &str = "/api/nutanix/v3/recovery_plans/list";
+
+    fn dp_script() -> Scripted {
+        let mut vms = vm_page(0, 3, 3);
+        for (i, env) in ["Production", "Production", "Test"].iter().enumerate() {
+            vms["entities"][i]["metadata"]["categories"] = json!({"Environment": env});
+        }
+        let now = now_s();
+        let point = |id: &str, vm: &str, age: i64| json!({"metadata": {"uuid": id, "creation_time": crate::time::format_time(now - age)},
+            "status": {"name": id, "state": "COMPLETE", "resources": {"parent_vm_reference": {"kind": "vm", "uuid": vm}, "expiration_time_msecs": (now + 86_400) * 1000}}});
+        let rule = json!({"metadata": {"uuid": "pp-1"}, "status": {"name": "gold", "resources": {
+            "availability_zone_connectivity_list": [{"snapshot_schedule_list": [{"recovery_point_objective_secs": 3600}]}],
+            "category_filter": {"type": "CATEGORIES_MATCH_ANY", "params": {"Environment": ["Production"]}}}}});
+        let plan = json!({"metadata": {"uuid": "plan-1"}, "status": {"name": "dr", "resources": {"stage_list": [{"stage_work": {"recover_entities": {"entity_info_list": [
+            {"any_entity_reference": {"kind": "vm", "uuid": "vm-uuid-0"}}, {"any_entity_reference": {"kind": "vm", "uuid": "vm-uuid-9", "name": "deleted"}}]}}}]}}});
+        let page = |entities: Vec<Value>| json!({"metadata": {"total_matches": entities.len(), "offset": 0, "length": entities.len()}, "entities": entities});
+        Scripted::default()
+            .on(CLUSTERS, 0, ok(clusters_fixture()))
+            .on(VMS, 0, ok(vms))
+            .on(POINTS, 0, ok(page(vec![point("rp-0", "vm-uuid-0", 600), point("rp-1", "vm-uuid-1", 7_200)])))
+            .on(RULES, 0, ok(page(vec![rule])))
+            .on(PLANS, 0, ok(page(vec![plan])))
+    }
+
+    fn service<'c>(c: &'c Collected, ty: &str) -> &'c crate::record::CloudService {
+        c.records.iter().find_map(|r| match r { Record::CloudService(cs) if cs.cloud_service_type == ty => Some(cs), _ => None }).unwrap()
+    }
+
+    /// Policies and plans asked for alone: the VMs and recovery points are
+    /// read (once each, not emitted) for their flags.
+    #[test]
+    fn policies_and_plans_are_flagged_from_vms_and_recovery_points_read_once() {
+        let mut t = dp_script();
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version":"v3"}"#, SECRET, r#"{"resource_kinds":["protection_policies","recovery_plans"]}"#).unwrap();
+        assert!(errors(&s).is_empty(), "{:?}", errors(&s));
+        assert!(services(&s, "VirtualMachine").is_empty() && services(&s, "RecoveryPoint").is_empty(), "read, not emitted");
+        let p = service(&s, "ProtectionPolicy");
+        assert_eq!(p.data["rpo_violated"], true);
+        assert_eq!(p.data["rpo_violated_vms"], json!([{"uuid": "vm-uuid-1", "name": "vm-1"}]));
+        assert_eq!(p.data["protected_vm_count"], 2, "vm-2 is not in Production");
+        let plan = service(&s, "RecoveryPlan");
+        assert_eq!(plan.data["missing_vms"], json!([{"uuid": "vm-uuid-9", "name": "deleted"}]));
+        assert_eq!(plan.data["has_missing_vms"], true);
+        for path in [VMS, POINTS, RULES, PLANS] {
+            assert_eq!(requests_to(&t, path), 1, "{path}");
+        }
+    }
+
+    /// Every data protection kind asked for: each list read once, the VMs
+    /// and recovery points emitted and learned from on the way out; a lost
+    /// recovery point page leaves the policy's flag undecided, never false.
+    #[test]
+    fn all_data_protection_kinds_each_list_once_and_lost_pages_decide_nothing() {
+        let kinds = r#"{"resource_kinds":["vms","recovery_points","protection_policies","recovery_plans"]}"#;
+        let mut t = dp_script();
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version":"v3"}"#, SECRET, kinds).unwrap();
+        assert_eq!(services(&s, "RecoveryPoint"), ["rp-0", "rp-1"]);
+        assert_eq!(service(&s, "RecoveryPoint").data["expired"], false);
+        assert_eq!(service(&s, "ProtectionPolicy").data["rpo_violated_count"], 1);
+        for path in [VMS, POINTS, RULES, PLANS] {
+            assert_eq!(requests_to(&t, path), 1, "{path}");
+        }
+        // The recovery point page lost: no VM can be said to violate.
+        let mut t = dp_script();
+        t.answers.retain(|((p, _), _)| p != POINTS);
+        let mut t = t.on(POINTS, 0, status(503, &[], "{}"));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"api_version":"v3","max_retries":0}"#, SECRET, kinds).unwrap();
+        let p = service(&s, "ProtectionPolicy");
+        assert_eq!(p.data["rpo_violated"], Value::Null, "{}", p.data);
+        assert!(p.data["protected_vms"].as_array().unwrap().iter().all(|v| v["status"] == "UNKNOWN"));
+        assert_eq!(errors(&s).len(), 1, "the lost page: {:?}", errors(&s));
     }
 }

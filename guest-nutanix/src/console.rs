@@ -42,7 +42,11 @@ pub struct TypeRules {
 /// disks and volume groups are each their own data; a storage container's
 /// capacity holds those (and more), so it is not primary (it would count
 /// them twice) and is listed with "all types". Categories and projects are
-/// Prism's own management objects, not assets: not primary.
+/// Prism's own management objects, not assets: not primary. Protection
+/// policies and recovery plans are primary: their flags (RPO violated,
+/// missing VMs) are what a user filters on; recovery points, many per VM
+/// and each a moment, are listed with "all types" (no size: they do not
+/// count into Storage Size either way).
 pub fn type_rules(kind: Kind) -> TypeRules {
     use Label::{Compute, Management, Networking, Server, Storage};
     let r = |labels, is_primary, is_major| TypeRules { labels, is_primary, is_major };
@@ -57,6 +61,9 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::StorageContainer => r(&[Storage], false, false),
         Kind::Project => r(&[Management], false, false),
         Kind::Category => r(&[Management], false, false),
+        Kind::ProtectionPolicy => r(&[Management], true, false),
+        Kind::RecoveryPlan => r(&[Management], true, false),
+        Kind::RecoveryPoint => r(&[Storage], false, false),
     }
 }
 
@@ -73,6 +80,9 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::Category => Icon { file: "category.svg", svg: include_str!("../icons/category.svg") },
         Kind::StorageContainer => Icon { file: "storage-container.svg", svg: include_str!("../icons/storage-container.svg") },
         Kind::VmDisk => Icon { file: "disk.svg", svg: include_str!("../icons/disk.svg") },
+        Kind::ProtectionPolicy => Icon { file: "protection-policy.svg", svg: include_str!("../icons/protection-policy.svg") },
+        Kind::RecoveryPoint => Icon { file: "recovery-point.svg", svg: include_str!("../icons/recovery-point.svg") },
+        Kind::RecoveryPlan => Icon { file: "recovery-plan.svg", svg: include_str!("../icons/recovery-plan.svg") },
     }
 }
 

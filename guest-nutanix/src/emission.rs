@@ -7,6 +7,7 @@
 use crate::console::Locations;
 use crate::normalize;
 use crate::prism::Log;
+use crate::protection::Facts;
 use crate::record::{CloudService, ErrorResource, Record};
 use crate::v3::Kind;
 use crate::{Flow, Level, Sink, PROVIDER};
@@ -34,6 +35,9 @@ pub struct Emitter<'a, S> {
     pub disks: bool,
     /// Emit the VMs themselves (off when only their disks were asked for).
     pub vms_out: bool,
+    /// What the data protection flags need, learned from the VMs and
+    /// recovery points that pass (on when policies or plans are collected).
+    pub facts: Option<Facts>,
     /// Resource ids emitted this run, per type, with the name each came with.
     seen: HashMap<String, HashMap<String, String>>,
     /// Region codes emitted this run.
@@ -57,6 +61,7 @@ impl<'a, S: Sink> Emitter<'a, S> {
             usage: BTreeMap::new(),
             disks: false,
             vms_out: true,
+            facts: None,
             seen: HashMap::new(),
             regions_out: BTreeSet::new(),
             locations: Locations::default(),
@@ -132,6 +137,9 @@ impl<'a, S: Sink> Emitter<'a, S> {
     pub fn push_service(&mut self, mut cs: CloudService) {
         if !self.first_of_its_id(&cs) {
             return;
+        }
+        if let Some(facts) = self.facts.as_mut() {
+            facts.observe(&cs);
         }
         let is_vm = cs.cloud_service_type == normalize::group_and_type(Kind::Vm).1;
         let disks = if self.disks && is_vm { normalize::disks_of(&cs) } else { Vec::new() };

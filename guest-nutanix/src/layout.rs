@@ -410,6 +410,142 @@ pub fn project() -> Value {
     )
 }
 
+const RPO_STATUS: &[(&str, &str)] = &[("OK", "green.500"), ("RPO_VIOLATED", "red.500"), ("NO_RECOVERY_POINT", "red.500"), ("NO_RPO", "gray.400"), ("UNKNOWN", "yellow.500")];
+
+/// Protection policies: the RPO flags are searchable (`data.rpo_violated`,
+/// the violating VMs' names).
+pub fn protection_policy() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search_typed("RPO Violated", "data.rpo_violated", "boolean"),
+            search("RPO Violated VM", "data.rpo_violated_vms.name"),
+            search_typed("RPO Violations", "data.rpo_violated_count", "integer"),
+            search("Protected VM", "data.protected_vms.name"),
+            search("Category", "data.categories"),
+            search_typed("RPO (s)", "data.rpo_secs", "integer"),
+        ],
+        "name",
+        vec![
+            text("RPO", "instance_type"),
+            text("RPO Violated", "data.rpo_violated"),
+            text("RPO Violations", "data.rpo_violated_count"),
+            text("Protected VMs", "data.protected_vm_count"),
+            list("Categories", "data.categories", ", "),
+            datetime("Created", "data.created_at").optional(),
+        ],
+        vec![
+            item(
+                "Protection Policy",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("Description", "data.description"),
+                    text("RPO (s)", "data.rpo_secs"),
+                    text("RPO Violated", "data.rpo_violated"),
+                    list("Categories", "data.categories", ", "),
+                    text("Category Match", "data.category_match"),
+                    datetime("Created", "data.created_at"),
+                    datetime("Updated", "data.updated_at"),
+                ],
+            ),
+            table(
+                "Protected VMs",
+                "data.protected_vms",
+                vec![
+                    text("VM", "name"),
+                    text("UUID", "uuid"),
+                    state("Status", "status", RPO_STATUS),
+                    datetime("Latest Recovery Point", "latest_recovery_point_at"),
+                ],
+            ),
+            table(
+                "Schedules",
+                "data.schedules",
+                vec![text("RPO (s)", "rpo_secs"), text("Snapshot Type", "snapshot_type"), text("Local Retention", "local_retention"), text("Remote Retention", "remote_retention")],
+            ),
+        ],
+    )
+}
+
+/// Recovery points: their VMs and expiry.
+pub fn recovery_point() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search("VM", "data.vms.name"),
+            search("VM UUID", "data.vms.uuid"),
+            search_typed("Expired", "data.expired", "boolean"),
+            search_typed("Created", "data.created_at", "datetime"),
+            search_typed("Expires", "data.expires_at", "datetime"),
+            search("Type", "data.recovery_point_type"),
+        ],
+        "name",
+        vec![
+            list("VMs", "data.vms.name", ", "),
+            text("Type", "data.recovery_point_type"),
+            datetime("Created", "data.created_at"),
+            datetime("Expires", "data.expires_at"),
+            text("Expired", "data.expired"),
+        ],
+        vec![
+            item(
+                "Recovery Point",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("State", "data.state"),
+                    text("Type", "data.recovery_point_type"),
+                    text("Consistency Group", "data.consistency_group_uuid"),
+                    datetime("Created", "data.created_at"),
+                    datetime("Expires", "data.expires_at"),
+                    text("Expired", "data.expired"),
+                ],
+            ),
+            table("VMs", "data.vms", vec![text("Name", "name"), text("UUID", "uuid")]),
+        ],
+    )
+}
+
+/// Recovery plans: the VMs they name that no longer exist are searchable
+/// (`data.has_missing_vms`, their ids).
+pub fn recovery_plan() -> Value {
+    view(
+        vec![
+            search("UUID", "data.uuid"),
+            search_typed("Missing VMs", "data.has_missing_vms", "boolean"),
+            search("Missing VM UUID", "data.missing_vms.uuid"),
+            search("VM", "data.vms.name"),
+            search("Category", "data.categories"),
+        ],
+        "name",
+        vec![
+            text("Stages", "data.stage_count"),
+            text("VMs", "data.vm_count"),
+            text("Missing VMs", "data.missing_vm_count"),
+            list("Categories", "data.categories", ", "),
+            datetime("Created", "data.created_at").optional(),
+        ],
+        vec![
+            item(
+                "Recovery Plan",
+                vec![
+                    text("Name", "name"),
+                    text("UUID", "data.uuid"),
+                    text("Description", "data.description"),
+                    text("State", "data.state"),
+                    text("Has Missing VMs", "data.has_missing_vms"),
+                    list("Categories", "data.categories", ", "),
+                    datetime("Created", "data.created_at"),
+                    datetime("Updated", "data.updated_at"),
+                ],
+            ),
+            table("VMs", "data.vms", vec![text("Name", "name"), text("UUID", "uuid")]),
+            table("Missing VMs", "data.missing_vms", vec![text("Name", "name"), text("UUID", "uuid")]),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +557,7 @@ mod tests {
         let reference: Value =
             serde_json::from_str(include_str!("../tests/fixtures/dynamic_layout_example.json")).unwrap();
         let ref_view = reference["view"].as_object().unwrap();
-        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group(), project(), category()] {
+        for layout in [vm(), host(), cluster(), subnet(), image(), volume_group(), project(), category(), protection_policy(), recovery_point(), recovery_plan()] {
             let v = layout["view"].as_object().unwrap();
             let keys: Vec<_> = v.keys().collect();
             let ref_keys: Vec<_> = ref_view.keys().collect();

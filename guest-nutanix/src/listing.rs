@@ -146,7 +146,9 @@ impl Lister {
         }
         let api_version = c.opts.api_version;
         if self.tries_v4(api_version, kind) {
-            if kind == Kind::Vm && !self.lookups_filled {
+            // VMs need names from these lists; protection policies the
+            // category names (their categories are references).
+            if matches!(kind, Kind::Vm | Kind::ProtectionPolicy) && !self.lookups_filled {
                 self.fill_lookups(c, out)?;
             }
             let listed = if matches!(kind, Kind::Host | Kind::Subnet | Kind::Category) {
@@ -268,7 +270,7 @@ impl Lister {
                 });
             } else if self.tries_v4(api_version, kind) {
                 // VMs need the names in these lists first.
-                let mut v4_kinds = if kind == Kind::Vm && !self.lookups_filled { vec![Kind::Category, Kind::Host, Kind::Subnet] } else { vec![] };
+                let mut v4_kinds = if matches!(kind, Kind::Vm | Kind::ProtectionPolicy) && !self.lookups_filled { vec![Kind::Category, Kind::Host, Kind::Subnet] } else { vec![] };
                 v4_kinds.push(kind);
                 for k in v4_kinds {
                     let path = v4::list_path(k).unwrap_or_default();

@@ -19,7 +19,10 @@
 use crate::console::{self, Locations};
 use crate::layout;
 use crate::record::{CloudService, CloudServiceType, Region};
-use crate::v3::{ClusterResources, Entity, HostResources, ImageResources, Item, Kind, ProjectResources, Ref, SubnetResources, VmResources, VolumeGroupResources};
+use crate::v3::{
+    ClusterResources, Entity, HostResources, ImageResources, Item, Kind, ProjectResources, ProtectionRuleResources, RecoveryPlanResources,
+    RecoveryPointResources, Ref, SubnetResources, VmResources, VolumeGroupResources,
+};
 use crate::PROVIDER;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -52,6 +55,9 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Category => ("Management", "Category"),
         Kind::StorageContainer => ("Storage", "StorageContainer"),
         Kind::VmDisk => ("Storage", "Disk"),
+        Kind::RecoveryPoint => ("DataProtection", "RecoveryPoint"),
+        Kind::ProtectionPolicy => ("DataProtection", "ProtectionPolicy"),
+        Kind::RecoveryPlan => ("DataProtection", "RecoveryPlan"),
     }
 }
 
@@ -71,6 +77,9 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::Category => (layout::category(), "prism"),
         Kind::StorageContainer => (layout::storage_container(), "aos"),
         Kind::VmDisk => (layout::vm_disk(), "ahv"),
+        Kind::RecoveryPoint => (layout::recovery_point(), "leap"),
+        Kind::ProtectionPolicy => (layout::protection_policy(), "leap"),
+        Kind::RecoveryPlan => (layout::recovery_plan(), "leap"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -716,6 +725,138 @@ pub fn category(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, Str
     Ok(cs)
 }
 
+/// A protection policy (v3 protection rule, or v4's adapted): its
+/// schedules, its RPO (the shortest of its schedules'; none when no
+/// schedule states one), the categories whose VMs it protects and its
+/// locations. Its RPO flags are [`crate::protection::Facts::flag_policy`]'s.
+pub fn protection_policy(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let e: Entity<ProtectionRuleResources> = parse_entity(Kind::ProtectionPolicy, raw)?;
+    let uuid = uuid_of(Kind::ProtectionPolicy, &e)?;
+    let name = name_of(Kind::ProtectionPolicy, &e, &uuid)?;
+    let r = &e.status.resources;
+    let schedules: Vec<Value> = r
+        .availability_zone_connectivity_list
+        .iter()
+        .flat_map(|c| c.snapshot_schedule_list.iter().map(move |s| (c, s)))
+        .map(|(c, s)| {
+            json!({
+                "rpo_secs": s.recovery_point_objective_secs,
+                "snapshot_type": s.snapshot_type,
+                "local_retention": s.local_snapshot_retention_policy.as_ref().and_then(|p| p.num_snapshots),
+                "remote_retention": s.remote_snapshot_retention_policy.as_ref().and_then(|p| p.num_snapshots),
+                "source_index": c.source_availability_zone_index,
+                "destination_index": c.destination_availability_zone_index,
+            })
+        })
+        .collect();
+    let rpo = r
+        .availability_zone_connectivity_list
+        .iter()
+        .flat_map(|c| &c.snapshot_schedule_list)
+        .filter_map(|s| s.recovery_point_objective_secs)
+        .filter(|s| *s > 0)
+        .min();
+    let filter = r.category_filter.as_ref();
+    let categories: Vec<String> =
+        filter.iter().flat_map(|f| &f.params).flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}:{v}"))).collect();
+    let locations: Vec<Value> =
+        r.ordered_availability_zone_list.iter().map(|z| json!({"url": z.availability_zone_url, "cluster_uuid": z.cluster_uuid})).collect();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "state": e.status.state,
+        "rpo_secs": rpo,
+        "schedules": schedules,
+        "category_filter": filter.map(|f| &f.params),
+        "category_match": filter.and_then(|f| f.match_type.clone()),
+        "categories": categories,
+        "locations": locations,
+        "start_time": r.start_time,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let mut cs = service(ctx, Kind::ProtectionPolicy, name, uuid, None, data);
+    cs.instance_type = rpo.map(rpo_label);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+/// `RPO 1h`, `RPO 15m`, `RPO 90s`.
+pub fn rpo_label(secs: u64) -> String {
+    match secs {
+        s if s % 3_600 == 0 => format!("RPO {}h", s / 3_600),
+        s if s % 60 == 0 => format!("RPO {}m", s / 60),
+        s => format!("RPO {s}s"),
+    }
+}
+
+/// A recovery point (v3 VM recovery point, or v4's adapted): its VMs,
+/// when it was taken and when it expires (`data.expired` is set against
+/// the run's clock by [`crate::protection::flag_recovery_point`]).
+pub fn recovery_point(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let e: Entity<RecoveryPointResources> = parse_entity(Kind::RecoveryPoint, raw)?;
+    let uuid = uuid_of(Kind::RecoveryPoint, &e)?;
+    // v4 recovery points often have no name: the id stands in.
+    let name = e.status.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| uuid.clone());
+    let r = &e.status.resources;
+    let vms: Vec<Value> = r.parent_vm_reference.iter().chain(&r.vm_reference_list).filter(|v| v.uuid.is_some()).map(|v| ref_json(&Some(v.clone()))).collect();
+    let expires_at = r
+        .expiration_time
+        .clone()
+        .or_else(|| r.expiration_time_msecs.and_then(|ms| i64::try_from(ms / 1_000).ok()).map(crate::time::format_time));
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "state": e.status.state,
+        "recovery_point_type": r.recovery_point_type,
+        "consistency_group_uuid": r.consistency_group_uuid,
+        "vms": vms,
+        "vm_count": vms.len(),
+        "created_at": e.metadata.creation_time,
+        "expires_at": expires_at,
+    });
+    let mut cs = service(ctx, Kind::RecoveryPoint, name, uuid, None, data);
+    cs.instance_type = r.recovery_point_type.clone();
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
+/// A recovery plan (v3): its stages, the VMs it recovers by reference and
+/// the categories it recovers by. Its `missing_vms` are
+/// [`crate::protection::Facts::flag_plan`]'s.
+pub fn recovery_plan(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
+    let e: Entity<RecoveryPlanResources> = parse_entity(Kind::RecoveryPlan, raw)?;
+    let uuid = uuid_of(Kind::RecoveryPlan, &e)?;
+    let name = name_of(Kind::RecoveryPlan, &e, &uuid)?;
+    let entities = || {
+        e.status.resources.stage_list.iter().flat_map(|s| s.stage_work.iter().flat_map(|w| w.recover_entities.iter().flat_map(|r| &r.entity_info_list)))
+    };
+    let vms: Vec<Value> = entities()
+        .filter_map(|i| i.any_entity_reference.as_ref())
+        .filter(|r| r.kind.as_deref().is_none_or(|k| k == "vm") && r.uuid.as_deref().is_some_and(|u| !u.is_empty()))
+        .map(|r| json!({"uuid": r.uuid, "name": r.name}))
+        .collect();
+    let categories: Vec<String> = entities().flat_map(|i| i.categories.iter().flatten()).map(|(k, v)| format!("{k}:{v}")).collect();
+    let stages: Vec<Value> = e.status.resources.stage_list.iter().map(|s| json!({"uuid": s.stage_uuid, "delay_secs": s.delay_time_secs})).collect();
+    let data = json!({
+        "uuid": uuid,
+        "name": name,
+        "description": e.status.description,
+        "state": e.status.state,
+        "stage_count": stages.len(),
+        "stages": stages,
+        "vms": vms,
+        "vm_count": vms.len(),
+        "categories": categories,
+        "created_at": e.metadata.creation_time,
+        "updated_at": e.metadata.last_update_time,
+    });
+    let mut cs = service(ctx, Kind::RecoveryPlan, name, uuid, None, data);
+    cs.launched_at = e.metadata.creation_time.clone();
+    Ok(cs)
+}
+
 /// Facts about the Prism estate learned from the cluster list.
 #[derive(Debug, Default)]
 pub struct ClusterScan {
@@ -761,6 +902,9 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::Project => project(ctx, raw),
         Kind::Category => category(ctx, raw),
         Kind::StorageContainer => storage_container(ctx, raw),
+        Kind::ProtectionPolicy => protection_policy(ctx, raw),
+        Kind::RecoveryPoint => recovery_point(ctx, raw),
+        Kind::RecoveryPlan => recovery_plan(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }

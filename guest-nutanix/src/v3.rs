@@ -77,10 +77,18 @@ pub enum Kind {
     StorageContainer,
     /// Each VM disk as its own resource, from the VM list (no list of its own).
     VmDisk,
+    /// Recovery points (v3 `vm_recovery_point`s; v4 dataprotection).
+    /// Listed after VMs and before protection policies, whose RPO flags
+    /// they feed ([`crate::protection`]).
+    RecoveryPoint,
+    /// Protection policies (v3 `protection_rule`s; v4 datapolicies).
+    ProtectionPolicy,
+    /// Recovery plans (through v3: datapolicies v4.0 has no list of them).
+    RecoveryPlan,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -91,7 +99,12 @@ impl Kind {
         Kind::Category,
         Kind::StorageContainer,
         Kind::VmDisk,
+        Kind::RecoveryPoint,
+        Kind::ProtectionPolicy,
+        Kind::RecoveryPlan,
     ];
+    /// The data protection kinds (option `resource_kinds` only).
+    pub const DATA_PROTECTION: [Kind; 3] = [Kind::RecoveryPoint, Kind::ProtectionPolicy, Kind::RecoveryPlan];
     /// What a collection lists when the options name no kinds (volume
     /// groups, projects, categories and storage containers only on
     /// request: option `resource_kinds`).
@@ -110,6 +123,9 @@ impl Kind {
             Kind::Category => "category",
             Kind::StorageContainer => "storage_container",
             Kind::VmDisk => "vm_disk",
+            Kind::RecoveryPoint => "vm_recovery_point",
+            Kind::ProtectionPolicy => "protection_rule",
+            Kind::RecoveryPlan => "recovery_plan",
         }
     }
 
@@ -131,6 +147,9 @@ impl Kind {
             Kind::Project => "/api/nutanix/v3/projects/list",
             // The keys; each key's values at `/categories/{key}/list`.
             Kind::Category => "/api/nutanix/v3/categories/list",
+            Kind::RecoveryPoint => "/api/nutanix/v3/vm_recovery_points/list",
+            Kind::ProtectionPolicy => "/api/nutanix/v3/protection_rules/list",
+            Kind::RecoveryPlan => "/api/nutanix/v3/recovery_plans/list",
             Kind::StorageContainer | Kind::VmDisk => "",
         }
     }
@@ -148,6 +167,9 @@ impl Kind {
             Kind::Category => "categories",
             Kind::StorageContainer => "storage_containers",
             Kind::VmDisk => "vm_disks",
+            Kind::RecoveryPoint => "recovery_points",
+            Kind::ProtectionPolicy => "protection_policies",
+            Kind::RecoveryPlan => "recovery_plans",
         }
     }
 
@@ -585,6 +607,139 @@ pub struct Quota {
     pub value: Option<u64>,
 }
 
+// ---- Data protection ---------------------------------------------------------
+
+/// A protection rule's (protection policy's) resources: where it
+/// replicates, its schedules (each with its RPO) and the categories of the
+/// VMs it protects.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProtectionRuleResources {
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub ordered_availability_zone_list: Vec<AvailabilityZone>,
+    #[serde(default)]
+    pub availability_zone_connectivity_list: Vec<ZoneConnectivity>,
+    #[serde(default)]
+    pub category_filter: Option<CategoryFilter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AvailabilityZone {
+    #[serde(default)]
+    pub availability_zone_url: Option<String>,
+    #[serde(default)]
+    pub cluster_uuid: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ZoneConnectivity {
+    #[serde(default)]
+    pub source_availability_zone_index: Option<u32>,
+    #[serde(default)]
+    pub destination_availability_zone_index: Option<u32>,
+    #[serde(default)]
+    pub snapshot_schedule_list: Vec<SnapshotSchedule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SnapshotSchedule {
+    #[serde(default)]
+    pub recovery_point_objective_secs: Option<u64>,
+    /// `CRASH_CONSISTENT` or `APPLICATION_CONSISTENT`.
+    #[serde(default)]
+    pub snapshot_type: Option<String>,
+    #[serde(default)]
+    pub local_snapshot_retention_policy: Option<Retention>,
+    #[serde(default)]
+    pub remote_snapshot_retention_policy: Option<Retention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Retention {
+    #[serde(default)]
+    pub num_snapshots: Option<u64>,
+}
+
+/// `{"type": "CATEGORIES_MATCH_ANY", "kind_list": ["vm"], "params": {"Key": ["Value", ..]}}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CategoryFilter {
+    #[serde(default, rename = "type")]
+    pub match_type: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+}
+
+/// A VM recovery point's resources (v3 lists one per VM; the v4 adapter
+/// puts a recovery point's VMs in `vm_reference_list`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RecoveryPointResources {
+    #[serde(default)]
+    pub parent_vm_reference: Option<Ref>,
+    #[serde(default)]
+    pub vm_reference_list: Vec<Ref>,
+    /// v3: milliseconds since the epoch.
+    #[serde(default)]
+    pub expiration_time_msecs: Option<u64>,
+    /// The v4 adapter's: RFC 3339.
+    #[serde(default)]
+    pub expiration_time: Option<String>,
+    #[serde(default)]
+    pub recovery_point_type: Option<String>,
+    #[serde(default)]
+    pub consistency_group_uuid: Option<String>,
+}
+
+/// A recovery plan's resources: its stages, each recovering VMs named
+/// one by one or by category.
+#[derive(Debug, Default, Deserialize)]
+pub struct RecoveryPlanResources {
+    #[serde(default)]
+    pub stage_list: Vec<PlanStage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PlanStage {
+    #[serde(default)]
+    pub stage_uuid: Option<String>,
+    #[serde(default)]
+    pub delay_time_secs: Option<u64>,
+    #[serde(default)]
+    pub stage_work: Option<StageWork>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StageWork {
+    #[serde(default)]
+    pub recover_entities: Option<RecoverEntities>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RecoverEntities {
+    #[serde(default)]
+    pub entity_info_list: Vec<EntityInfo>,
+}
+
+/// One entry of a stage: a VM (`any_entity_reference`) or categories.
+#[derive(Debug, Default, Deserialize)]
+pub struct EntityInfo {
+    #[serde(default)]
+    pub any_entity_reference: Option<KindRef>,
+    #[serde(default)]
+    pub categories: Option<BTreeMap<String, String>>,
+}
+
+/// A reference with its kind (`{"kind": "vm", "uuid", "name"}`).
+#[derive(Debug, Default, Deserialize)]
+pub struct KindRef {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,12 +748,17 @@ mod tests {
     fn kinds_round_trip() {
         for k in Kind::ALL {
             assert_eq!(Kind::from_plural(k.plural()), Some(k));
-            assert_eq!(k.list_path().ends_with(&format!("{}/list", k.plural())), k.has_v3(), "{k:?}");
+            // The data protection kinds keep v3's names in their paths.
+            let v3_name = k.list_path().trim_end_matches("/list").rsplit('/').next().unwrap_or_default();
+            let named = v3_name == k.plural() || v3_name == format!("{}s", k.api_kind());
+            assert_eq!(k.list_path().ends_with("/list") && named, k.has_v3(), "{k:?}");
         }
+        assert_eq!(Kind::RecoveryPoint.list_path(), "/api/nutanix/v3/vm_recovery_points/list");
+        assert_eq!(Kind::from_plural("protection_policies"), Some(Kind::ProtectionPolicy));
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);
         assert_eq!((Kind::StorageContainer.has_v3(), Kind::StorageContainer.list_path()), (false, ""));
-        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category, Kind::StorageContainer, Kind::VmDisk] {
+        for k in [Kind::VolumeGroup, Kind::Project, Kind::Category, Kind::StorageContainer, Kind::VmDisk, Kind::RecoveryPoint, Kind::ProtectionPolicy, Kind::RecoveryPlan] {
             assert!(!Kind::DEFAULT.contains(&k), "{k:?} only on request");
         }
     }

@@ -41,7 +41,8 @@ pub const CATEGORIES_PATH: &str = "/api/prism/v4.0/config/categories";
 /// The v4 list endpoint of a kind; `None` where the collector reads v3
 /// only: the v4 volumes API lists volume groups without their disks and
 /// attachments (one more call per group), v3 lists them with both; projects
-/// have no v4 API in Prism Central pc.2024.3.
+/// have no v4 API in Prism Central pc.2024.3; recovery plans are read
+/// through v3 (datapolicies v4.0 has no list of them).
 pub fn list_path(kind: Kind) -> Option<&'static str> {
     Some(match kind {
         Kind::Vm => "/api/vmm/v4.0/ahv/config/vms",
@@ -51,7 +52,12 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Image => "/api/vmm/v4.0/content/images",
         Kind::Category => CATEGORIES_PATH,
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
-        Kind::VolumeGroup | Kind::Project | Kind::VmDisk => return None,
+        Kind::RecoveryPoint => "/api/dataprotection/v4.0/config/recovery-points",
+        Kind::ProtectionPolicy => "/api/datapolicies/v4.0/config/protection-policies",
+        // Read through v3 only: datapolicies v4.0 has no recovery plan list
+        // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
+        // which the collector does not read yet).
+        Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan => return None,
     })
 }
 
@@ -151,6 +157,19 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
     ("volumes.v4.config.VmAttachment", &["extId"]),
     ("volumes.v4.config.IscsiClientAttachment", &["extId"]),
     ("volumes.v4.config.IscsiClient", &["extId", "iscsiInitiatorName"]),
+    (
+        "datapolicies.v4.config.ProtectionPolicy",
+        &[
+            "extId", "name", "description", "categoryIds", "replicationLocations/*/label", "replicationLocations/*/isPrimary",
+            "replicationLocations/*/domainManagerExtId", "replicationConfigurations/*/sourceLocationLabel",
+            "replicationConfigurations/*/remoteLocationLabel", "replicationConfigurations/*/schedule/recoveryPointObjectiveTimeSeconds",
+            "replicationConfigurations/*/schedule/recoveryPointType",
+        ],
+    ),
+    (
+        "dataprotection.v4.config.RecoveryPoint",
+        &["extId", "name", "creationTime", "expirationTime", "status", "recoveryPointType", "vmRecoveryPoints/*/vmExtId"],
+    ),
 ];
 
 /// Fields the adapter also reads that later revisions renamed (v4.1+ NICs:
@@ -273,6 +292,10 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::StorageContainer => raw.clone(),
         // Never listed (derived from VMs).
         Kind::VmDisk => raw.clone(),
+        Kind::ProtectionPolicy => protection_policy(raw, lk),
+        Kind::RecoveryPoint => recovery_point(raw),
+        // Never listed through v4 (see `list_path`).
+        Kind::RecoveryPlan => raw.clone(),
     }))
 }
 
@@ -543,6 +566,74 @@ fn image(v: &Value) -> Value {
     })
 }
 
+/// A v4 protection policy (datapolicies) as a v3 protection rule: each
+/// replication configuration's schedule as a snapshot schedule, its
+/// categories (references) by key and value through the category list
+/// (an id the list does not name is left out), its locations as
+/// availability zones. A v4 policy protects the VMs in any of its
+/// categories.
+fn protection_policy(v: &Value, lk: &Lookups) -> Value {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let schedules: Vec<Value> = list("replicationConfigurations")
+        .iter()
+        .map(|c| {
+            json!({
+                "source_label": c["sourceLocationLabel"],
+                "remote_label": c["remoteLocationLabel"],
+                "snapshot_schedule_list": [{
+                    "recovery_point_objective_secs": at(c, "/schedule/recoveryPointObjectiveTimeSeconds"),
+                    "snapshot_type": at(c, "/schedule/recoveryPointType"),
+                }],
+            })
+        })
+        .collect();
+    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in list("categoryIds").iter().filter_map(Value::as_str) {
+        if let Some((k, val)) = lk.categories.get(id) {
+            params.entry(k.clone()).or_default().push(val.clone());
+        }
+    }
+    let zones: Vec<Value> = list("replicationLocations")
+        .iter()
+        .map(|l| json!({"availability_zone_url": l["domainManagerExtId"], "label": l["label"], "is_primary": l["isPrimary"]}))
+        .collect();
+    json!({
+        "metadata": {"kind": "protection_rule", "uuid": v["extId"]},
+        "status": {
+            "name": v["name"],
+            "description": v["description"],
+            "resources": {
+                "ordered_availability_zone_list": zones,
+                "availability_zone_connectivity_list": schedules,
+                "category_filter": {"type": "CATEGORIES_MATCH_ANY", "params": params},
+            }
+        }
+    })
+}
+
+/// A v4 recovery point (dataprotection) as a v3 VM recovery point, with
+/// all its VMs (v4 groups a consistency group's VMs in one recovery point).
+fn recovery_point(v: &Value) -> Value {
+    let vms: Vec<Value> = v["vmRecoveryPoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| json!({"kind": "vm", "uuid": r["vmExtId"]}))
+        .collect();
+    json!({
+        "metadata": {"kind": "vm_recovery_point", "uuid": v["extId"], "creation_time": v["creationTime"]},
+        "status": {
+            "name": v["name"],
+            "state": v["status"],
+            "resources": {
+                "vm_reference_list": vms,
+                "expiration_time": v["expirationTime"],
+                "recovery_point_type": v["recoveryPointType"],
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,6 +735,31 @@ mod tests {
         assert_eq!(c.data["encrypted"], true);
         let off = json!({"containerExtId": "sc-2", "name": "c", "isSoftwareEncryptionEnabled": false, "isEncrypted": true});
         assert_eq!(crate::normalize::service_of(Kind::StorageContainer, &ctx(), off).unwrap().data["encrypted"], false, "the v4.0 field wins");
+    }
+
+    /// A v4 policy's categories are references named through the category
+    /// list (an id it does not name is left out); a v4 recovery point
+    /// holds all its consistency group's VMs.
+    #[test]
+    fn protection_policies_and_recovery_points_from_v4() {
+        let mut lk = Lookups::default();
+        lk.add_category(&json!({"extId": "c1", "key": "Environment", "value": "Production"}));
+        lk.add_category(&json!({"extId": "c2", "key": "Environment", "value": "Staging"}));
+        let raw = json!({"extId": "pp-1", "name": "gold", "categoryIds": ["c1", "c2", "gone"],
+            "replicationConfigurations": [
+                {"sourceLocationLabel": "a", "remoteLocationLabel": "b", "schedule": {"recoveryPointObjectiveTimeSeconds": 3600, "recoveryPointType": "CRASH_CONSISTENT"}},
+                {"sourceLocationLabel": "a", "remoteLocationLabel": "c", "schedule": {"recoveryPointObjectiveTimeSeconds": 900}}]});
+        let p = crate::normalize::service_of(Kind::ProtectionPolicy, &ctx(), to_v3(Kind::ProtectionPolicy, &raw, &lk).unwrap()).unwrap();
+        assert_eq!(p.data["rpo_secs"], 900, "the shortest schedule's");
+        assert_eq!(p.data["categories"], json!(["Environment:Production", "Environment:Staging"]));
+        assert_eq!(p.data["category_match"], "CATEGORIES_MATCH_ANY");
+        let rp = json!({"extId": "rp-1", "creationTime": "2026-01-01T00:00:00Z", "expirationTime": "2026-01-08T00:00:00.000+00:00", "status": "COMPLETE",
+            "vmRecoveryPoints": [{"vmExtId": "vm-1"}, {"vmExtId": "vm-2"}, {"consistencyGroupExtId": "no-vm"}]});
+        let r = crate::normalize::service_of(Kind::RecoveryPoint, &ctx(), to_v3(Kind::RecoveryPoint, &rp, &lk).unwrap()).unwrap();
+        assert_eq!((r.name.as_str(), r.data["vm_count"].clone()), ("rp-1", json!(2)), "named by its id; the VM-less entry left out");
+        assert_eq!(r.data["expires_at"], "2026-01-08T00:00:00.000+00:00");
+        assert_eq!(r.data["state"], "COMPLETE");
+        assert!(to_v3(Kind::RecoveryPoint, &json!([]), &lk).is_err());
     }
 
     #[test]

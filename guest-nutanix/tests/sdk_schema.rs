@@ -101,7 +101,14 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
     write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
     let out = sdk(&["check-bodies", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    for checked in ["vms: 48 items checked against vmm.v4.ahv.config.Vm", "external_iscsi_attachments: 1 items", "iscsi_clients: ", "error-vms: error body checked"] {
+    for checked in [
+        "vms: 48 items checked against vmm.v4.ahv.config.Vm",
+        "external_iscsi_attachments: 1 items",
+        "iscsi_clients: ",
+        "error-vms: error body checked",
+        "protection_rules: 3 items checked against datapolicies.v4.config.ProtectionPolicy",
+        "vm_recovery_points: ",
+    ] {
         assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
     }
     // The simulator renders the optional fields this is about.
@@ -260,6 +267,22 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
     }
     for (raw, f) in items(&body(&dir, "categories")).iter().zip(facts["categories"].as_array().unwrap()) {
         assert_eq!(json!(service(Kind::Category, raw).resource_id), f["uuid"]);
+    }
+    // Data protection: a policy's RPO and its categories (named through the
+    // category list), a recovery point's VMs and times.
+    for (raw, f) in items(&body(&dir, "protection_policies")).iter().zip(facts["protection_policies"].as_array().unwrap()) {
+        let p = service(Kind::ProtectionPolicy, raw);
+        assert_eq!((json!(p.resource_id), json!(p.name)), (f["uuid"].clone(), f["name"].clone()));
+        assert_eq!((p.data["rpo_secs"].clone(), p.data["categories"].clone()), (f["rpo_secs"].clone(), f["categories"].clone()));
+    }
+    for (raw, f) in items(&body(&dir, "recovery_points")).iter().zip(facts["recovery_points"].as_array().unwrap()) {
+        let r = service(Kind::RecoveryPoint, raw);
+        assert_eq!((json!(r.resource_id), json!(r.name)), (f["uuid"].clone(), f["name"].clone()));
+        let vms: Vec<Value> = r.data["vms"].as_array().unwrap().iter().map(|v| v["uuid"].clone()).collect();
+        assert_eq!(json!(vms), f["vms"]);
+        let at = |k: &str| r.data[k].as_str().and_then(guest_nutanix::time::parse_time);
+        assert_eq!(at("created_at"), f["created_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
+        assert_eq!(at("expires_at"), f["expires_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
     }
 
     // The SDK's error bodies: a service's own, read into code, message and group.

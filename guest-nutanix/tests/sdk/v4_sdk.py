@@ -32,6 +32,8 @@ import os
 import sys
 
 import ntnx_clustermgmt_py_client as clustermgmt
+import ntnx_datapolicies_py_client as datapolicies
+import ntnx_dataprotection_py_client as dataprotection
 import ntnx_networking_py_client as networking
 import ntnx_prism_py_client as prism
 import ntnx_vmm_py_client as vmm
@@ -43,6 +45,8 @@ PACKAGES = {
     "networking": "ntnx_networking_py_client",
     "prism": "ntnx_prism_py_client",
     "volumes": "ntnx_volumes_py_client",
+    "dataprotection": "ntnx_dataprotection_py_client",
+    "datapolicies": "ntnx_datapolicies_py_client",
 }
 
 # List → (response model, item model), as the v4.0 list endpoints answer.
@@ -56,6 +60,8 @@ LISTS = {
     "categories": ("prism.v4.config.ListCategoriesApiResponse", "prism.v4.config.Category"),
     "volume_groups": ("volumes.v4.config.ListVolumeGroupsApiResponse", "volumes.v4.config.VolumeGroup"),
     "iscsi_clients": ("volumes.v4.config.ListIscsiClientsApiResponse", "volumes.v4.config.IscsiClient"),
+    "protection_rules": ("datapolicies.v4.config.ListProtectionPoliciesApiResponse", "datapolicies.v4.config.ProtectionPolicy"),
+    "vm_recovery_points": ("dataprotection.v4.config.ListRecoveryPointsApiResponse", "dataprotection.v4.config.RecoveryPoint"),
     # A volume group's parts.
     "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
     "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
@@ -436,6 +442,36 @@ def categories(client):
     return wire(client["prism"], page), [{"uuid": "Environment:Production"}, {"uuid": "AppType:Database"}]
 
 
+POLICY_1 = "9011c000-0000-4000-8000-000000000001"
+RECOVERY_POINT_1 = "4ec0e000-0000-4000-8000-000000000001"
+VM_PROTECTED = "0f0f0000-0000-4000-8000-0000000000a1"
+
+
+def protection_policies(client):
+    D = "datapolicies.v4.config."
+    schedule = cls(D + "Schedule")(recovery_point_type="CRASH_CONSISTENT", recovery_point_objective_time_seconds=3600,
+                                   retention=cls(D + "LinearRetention")(local=24, remote=12))
+    policy = cls(D + "ProtectionPolicy")(
+        ext_id=POLICY_1, name="gold", description="hourly to DR", category_ids=[CATEGORY_ENV],
+        replication_locations=[cls(D + "ReplicationLocation")(label="primary", domain_manager_ext_id=CLUSTER_PC, is_primary=True),
+                               cls(D + "ReplicationLocation")(label="dr", domain_manager_ext_id=CLUSTER_PE, is_primary=False)],
+        replication_configurations=[cls(D + "ReplicationConfiguration")(source_location_label="primary", remote_location_label="dr", schedule=schedule)],
+    )
+    page = cls(D + "ListProtectionPoliciesApiResponse")(data=[policy], metadata=metadata("ntnx_datapolicies_py_client", 1))
+    return wire(client["datapolicies"], page), [{"uuid": POLICY_1, "name": "gold", "rpo_secs": 3600, "categories": ["Environment:Production"]}]
+
+
+def recovery_points(client):
+    P = "dataprotection.v4.config."
+    rp = cls(P + "RecoveryPoint")(
+        ext_id=RECOVERY_POINT_1, name="db-01-hourly", creation_time=ts(6), expiration_time=ts(13), status="COMPLETE",
+        recovery_point_type="CRASH_CONSISTENT", vm_recovery_points=[cls(P + "VmRecoveryPoint")(vm_ext_id=VM_PROTECTED)],
+    )
+    page = cls(P + "ListRecoveryPointsApiResponse")(data=[rp], metadata=metadata("ntnx_dataprotection_py_client", 1))
+    return wire(client["dataprotection"], page), [{"uuid": RECOVERY_POINT_1, "name": "db-01-hourly", "vms": [VM_PROTECTED],
+                                                   "created_at": "2024-05-06T08:30:00Z", "expires_at": "2024-05-13T08:30:00Z"}]
+
+
 def errors(client):
     """v4 error bodies as Prism's services answer them: an ErrorResponse
     whose `error` is a list of AppMessages, in the list response's `data`."""
@@ -453,10 +489,12 @@ def errors(client):
 
 def generate(outdir):
     os.makedirs(outdir, exist_ok=True)
-    client = {"vmm": vmm.ApiClient(), "clustermgmt": clustermgmt.ApiClient(), "networking": networking.ApiClient(), "prism": prism.ApiClient()}
+    client = {"vmm": vmm.ApiClient(), "clustermgmt": clustermgmt.ApiClient(), "networking": networking.ApiClient(), "prism": prism.ApiClient(),
+              "dataprotection": dataprotection.ApiClient(), "datapolicies": datapolicies.ApiClient()}
     facts = {}
     for name, make in [("vms", vms), ("clusters", clusters), ("hosts", hosts), ("storage_containers", storage_containers),
-                       ("subnets", subnets), ("images", images), ("categories", categories)]:
+                       ("subnets", subnets), ("images", images), ("categories", categories),
+                       ("protection_policies", protection_policies), ("recovery_points", recovery_points)]:
         body, facts[name] = make(client)
         with open(os.path.join(outdir, f"{name}.json"), "w") as f:
             json.dump(body, f, indent=1, sort_keys=True)

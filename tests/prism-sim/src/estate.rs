@@ -437,11 +437,19 @@ pub struct Estate {
     /// default container (the one VM and volume group disks live on) and
     /// the internal management share.
     pub storage_containers: Vec<Value>,
+    /// Data protection ([`crate::dataprotection`]), v3 shapes.
+    pub protection_rules: Vec<Value>,
+    pub vm_recovery_points: Vec<Value>,
+    pub recovery_plans: Vec<Value>,
+    /// When the estate was generated (seconds since the epoch): recovery
+    /// points are aged from it.
+    pub now: i64,
 }
 
 impl Estate {
     pub fn generate(config: EstateConfig) -> Estate {
         let cfg = &config;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let mut clusters = vec![prism_central_entity()];
         clusters.extend((0..cfg.clusters).map(|c| cluster_entity(cfg, c)));
         let n_hosts = cfg.clusters * cfg.hosts_per_cluster;
@@ -460,6 +468,10 @@ impl Estate {
             projects: (0..cfg.projects).map(|p| project_entity(cfg, p)).collect(),
             category_keys: Vec::new(),
             storage_containers: (0..cfg.clusters).flat_map(|c| [storage_container(c, false), storage_container(c, true)]).collect(),
+            protection_rules: crate::dataprotection::protection_rules(now),
+            vm_recovery_points: crate::dataprotection::vm_recovery_points(cfg, now),
+            recovery_plans: crate::dataprotection::recovery_plans(cfg, now),
+            now,
             clusters,
             config,
         };
@@ -501,6 +513,9 @@ impl Estate {
             "projects" => &self.projects,
             "categories" => &self.category_keys,
             "storage_containers" => &self.storage_containers,
+            "protection_rules" => &self.protection_rules,
+            "vm_recovery_points" => &self.vm_recovery_points,
+            "recovery_plans" => &self.recovery_plans,
             _ => return None,
         })
     }

@@ -28,6 +28,10 @@
 //!   answer 404, as on a Prism Central that dropped it.
 //! - v4-only storage containers (`/api/clustermgmt/v4.0/config/storage-containers`;
 //!   the v3 list answers 404 for them, as Prism Central has none).
+//! - data protection ([`dataprotection`]): v3 protection rules, VM recovery
+//!   points and recovery plans; v4 protection policies (datapolicies) and
+//!   recovery points (dataprotection); recovery plans through v3 only, as
+//!   datapolicies v4.0 has no list of them.
 //! - change filters for incremental collection: v3 `filter:
 //!   last_update_time=ge=T` (or `=gt=`) and v4 `$filter=updateTime ge T`
 //!   plus `$select=extId` on the VM list; tests change the estate between
@@ -42,6 +46,7 @@
 //!
 //! Used by the integration tests, the benchmarks and by `cf-host demo`.
 
+pub mod dataprotection;
 pub mod estate;
 pub mod tls;
 pub mod v4;

@@ -24,6 +24,8 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("/api/clustermgmt/v4.0/config/storage-containers", "storage_containers", "clustermgmt.v4.config.StorageContainer"),
     ("/api/volumes/v4.0/config/volume-groups", "volume_groups", "volumes.v4.config.VolumeGroup"),
     ("/api/volumes/v4.0/config/iscsi-clients", "iscsi_clients", "volumes.v4.config.IscsiClient"),
+    ("/api/datapolicies/v4.0/config/protection-policies", "protection_rules", "datapolicies.v4.config.ProtectionPolicy"),
+    ("/api/dataprotection/v4.0/config/recovery-points", "vm_recovery_points", "dataprotection.v4.config.RecoveryPoint"),
 ];
 
 /// The iSCSI clients attached to volume groups: (extId, initiator name).
@@ -366,7 +368,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             let start = (page * limit).min(all.len() as u64) as usize;
             let end = ((page + 1) * limit).min(all.len() as u64) as usize;
             let ids: BTreeMap<(String, String), String> =
-                if list == "vms" { categories(estate).into_iter().map(|(id, k, v)| ((k, v), id)).collect() } else { BTreeMap::new() };
+                if matches!(list, "vms" | "protection_rules") { categories(estate).into_iter().map(|(id, k, v)| ((k, v), id)).collect() } else { BTreeMap::new() };
             let names: BTreeMap<String, String> = estate
                 .clusters
                 .iter()
@@ -382,6 +384,8 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                     "subnets" => subnet(e),
                     "storage_containers" => e.clone(),
                     "volume_groups" => volume_group(e),
+                    "protection_rules" => crate::dataprotection::protection_policy(e, &ids),
+                    "vm_recovery_points" => crate::dataprotection::recovery_point(e),
                     _ => image(e),
                 })
                 .collect()
