@@ -51,6 +51,76 @@ def evaluate(ctx, expr):
             raise ValueError(f"unsupported function {name}")
     return text
 
+class ChartFailure(Exception):
+    """The chart refused to render (`fail`), as `helm template` does."""
+
+
+TERM = re.compile(r'\s*(\(|\)|"(?:[^"\\]|\\.)*"|[^\s()]+)')
+
+
+def tokens(expr):
+    """The terms of a template expression: `(`, `)`, strings, words."""
+    out, pos = [], 0
+    expr = expr.strip()
+    while pos < len(expr):
+        m = TERM.match(expr, pos)
+        if not m:
+            raise ValueError(f"cannot read {expr!r} at {pos}")
+        out.append(m.group(1))
+        pos = m.end()
+        while pos < len(expr) and expr[pos].isspace():
+            pos += 1
+    return out
+
+
+def truthy(v):
+    return bool(v) and v != 0
+
+
+FUNCTIONS = {
+    "and": lambda *a: next((x for x in a if not truthy(x)), a[-1]),
+    "or": lambda *a: next((x for x in a if truthy(x)), a[-1]),
+    "not": lambda a: not truthy(a),
+    "gt": lambda a, b: a > b,
+    "eq": lambda a, b: a == b,
+    "int": lambda a: int(a),
+    "fail": lambda msg: msg,
+}
+
+
+def term(ctx, toks):
+    """One term (consumed from `toks`): a parenthesized call, a string, a
+    number or a value path."""
+    t = toks.pop(0)
+    if t == "(":
+        inner = []
+        depth = 1
+        while depth:
+            x = toks.pop(0)
+            depth += {"(": 1, ")": -1}.get(x, 0)
+            if depth:
+                inner.append(x)
+        return call(ctx, inner)
+    if t.startswith('"'):
+        return json.loads(t)
+    if re.fullmatch(r"-?\d+", t):
+        return int(t)
+    return lookup(ctx, t)
+
+
+def call(ctx, toks):
+    """A function applied to its terms, or a single term."""
+    toks = list(toks)
+    if toks and toks[0] in FUNCTIONS:
+        f = FUNCTIONS[toks.pop(0)]
+        args = []
+        while toks:
+            args.append(term(ctx, toks))
+        return f(*args)
+    value = term(ctx, toks)
+    assert not toks, f"unsupported expression, left: {toks}"
+    return value
+
 
 def render(template, ctx):
     out, stack, pos = [], [True], 0
@@ -65,9 +135,11 @@ def render(template, ctx):
             while pos < len(template) and template[pos] in " \t\n":
                 pos += 1
         if expr.startswith("if "):
-            stack.append(bool(lookup(ctx, expr[3:].strip())) if all(stack) else False)
+            stack.append(truthy(call(ctx, tokens(expr[3:]))) if all(stack) else False)
         elif expr == "end":
             stack.pop()
+        elif all(stack) and expr.startswith("fail "):
+            raise ChartFailure(call(ctx, tokens(expr)))
         elif all(stack):
             out.append(evaluate(ctx, expr))
     out.append(template[pos:] if all(stack) else "")
@@ -98,7 +170,9 @@ def merge(base, over):
 
 def check(root):
     objs = render_chart(root, {})
-    assert set(objs) == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"}, sorted(objs)
+    # One replica, no autoscaling: a fleet needs a database.
+    assert set(objs) == {"ConfigMap", "Deployment", "Service"}, sorted(objs)
+    assert objs["Deployment"]["spec"]["replicas"] == 1
     dep = objs["Deployment"]
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "grpc", "containerPort": 50051} in container["ports"], container["ports"]
@@ -118,8 +192,6 @@ def check(root):
     svc = objs["Service"]
     assert {"name": "grpc", "port": 50051, "targetPort": "grpc"} in svc["spec"]["ports"], svc["spec"]["ports"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-    hpa = objs["HorizontalPodAutoscaler"]
-    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
 
     # A plugins volume (e.g. an image volume of wasm files), autoscaling off.
     objs = render_chart(root, {"pluginsVolume": {"persistentVolumeClaim": {"claimName": "plugins"}}, "autoscaling": {"enabled": False}})
@@ -142,11 +214,27 @@ def check(root):
     assert container["env"] == [{"name": "CF_HOST_LOG", "value": "info"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}], container.get("env")
 
     # Fleet mode: the database URL from a Secret, never a plain value.
-    objs = render_chart(root, {"database": {"secret": "cf-host-db", "key": "url"}, "replicaCount": 3})
+    db = {"database": {"secret": "cf-host-db", "key": "url"}}
+    objs = render_chart(root, {**db, "replicaCount": 3})
     dep = objs["Deployment"]
     assert dep["spec"]["replicas"] == 3
     env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "CF_HOST_DATABASE", "valueFrom": {"secretKeyRef": {"name": "cf-host-db", "key": "url"}}} in env, env
+    objs = render_chart(root, {**db, "autoscaling": {"enabled": True}})
+    hpa = objs["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == objs["Deployment"]["metadata"]["name"]
+    assert hpa["spec"]["maxReplicas"] > 1
+
+    # More than one replica without the database: refused, naming the value.
+    for over in ({"replicaCount": 2}, {"autoscaling": {"enabled": True}}):
+        try:
+            render_chart(root, over)
+        except ChartFailure as e:
+            assert "needs database.secret" in str(e), e
+        else:
+            raise AssertionError(f"{over} rendered without a database")
+    # Autoscaling capped at one replica needs none.
+    assert "HorizontalPodAutoscaler" in render_chart(root, {"autoscaling": {"enabled": True, "maxReplicas": 1}})
 
     docker = (root / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", docker, re.M)) >= 2, "multi-stage build"
