@@ -404,3 +404,107 @@ fn a_replica_without_its_database_refuses_clearly_and_recovers() {
         assert_eq!(collect(&r.grpc, &sim, options).await.unwrap(), 230, "served again without a restart");
     });
 }
+
+/// p-th percentile of sorted durations.
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Fleet mode's figures for BENCHMARKS.md (issue #25; never asserted):
+///
+/// - throughput: `CF_FLEET_BENCH_TENANTS` tenants (default 24), each its own
+///   simulated Prism Central of `CF_FLEET_BENCH_VMS` VMs (default 1000)
+///   answering each call after 50 ms, collected at once over gRPC through
+///   one replica without a database, one replica on PostgreSQL, and three
+///   replicas on PostgreSQL (tenants dealt round-robin); every run takes
+///   its tenant's lease in the database;
+/// - guest state: one tenant's incremental collection of
+///   `CF_FLEET_BENCH_STATE_VMS` VMs (default 20000; about 1.5 KB of cache
+///   per VM), the first run writing the cache and the second reading it,
+///   with the state in SQLite (`--store`) and in PostgreSQL.
+///
+/// `cargo test --release -p cf-tests --test fleet -- --ignored --nocapture fleet_bench`
+#[test]
+#[ignore = "a benchmark: prints the figures of BENCHMARKS.md"]
+fn fleet_bench() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (tenants, vms, state_vms) = (env("CF_FLEET_BENCH_TENANTS", 24), env("CF_FLEET_BENCH_VMS", 1000), env("CF_FLEET_BENCH_STATE_VMS", 20_000));
+    let pg = Postgres::start();
+    let sims: Vec<Simulator> = (0..tenants)
+        .map(|_| {
+            let estate = EstateConfig { vms, ..EstateConfig::default() };
+            block_on(Simulator::start(SimConfig { estate, faults: Faults { latency_ms: 50, ..Faults::default() }, ..SimConfig::default() })).expect("simulator")
+        })
+        .collect();
+    let options = json!({"resource_kinds": ["vms"], "page_size": 100});
+    let mut out = String::from("setup                                   wall s   VMs/s    tenant p50 s   tenant p99 s\n");
+    block_on(async {
+        for (label, replicas, db) in [("1 replica, no database", 1, false), ("1 replica on PostgreSQL", 1, true), ("3 replicas on PostgreSQL", 3, true)] {
+            let mut served = Vec::new();
+            for _ in 0..replicas {
+                let mut o = if db { replica(&pg, None) } else { ServeOptions { plugin: Some(guest_wasm()), ..ServeOptions::default() } };
+                o.runtime.max_concurrency = 64;
+                served.push(serve(o).await);
+            }
+            // One collection first (connections, code warm), not timed.
+            collect(&served[0].grpc, &sims[0], options.clone()).await.expect("warm-up");
+            let started = Instant::now();
+            let runs = sims.iter().enumerate().map(|(i, s)| {
+                let (grpc, options) = (served[i % replicas].grpc.clone(), options.clone());
+                async move {
+                    let t = Instant::now();
+                    let n = collect(&grpc, s, options).await.expect("collects");
+                    (t.elapsed(), n)
+                }
+            });
+            let results = futures::future::join_all(runs).await;
+            let wall = started.elapsed();
+            assert!(results.iter().all(|(_, n)| *n == vms), "every tenant's VMs");
+            let mut times: Vec<Duration> = results.iter().map(|(t, _)| *t).collect();
+            times.sort();
+            out.push_str(&format!(
+                "{label:<38}  {:>6.2}  {:>6.0}  {:>13.2}  {:>13.2}\n",
+                wall.as_secs_f64(),
+                (tenants * vms) as f64 / wall.as_secs_f64(),
+                pct(&times, 0.5).as_secs_f64(),
+                pct(&times, 0.99).as_secs_f64()
+            ));
+        }
+        drop(sims);
+
+        out.push_str(&format!("\nincremental collection of {state_vms} VMs      first run s   second run s   state rows\n"));
+        let sim = block_on_sim(state_vms);
+        let incremental = json!({"incremental": true, "resource_kinds": ["vms"], "page_size": 100});
+        let dir = cf_tests::temp_dir("fleet-bench-store");
+        for (label, db) in [("state in SQLite (--store)", false), ("state in PostgreSQL (--database)", true)] {
+            let mut o = if db { replica(&pg, None) } else { ServeOptions { plugin: Some(guest_wasm()), store: Some(dir.join("state.sqlite")), ..ServeOptions::default() } };
+            o.runtime.max_concurrency = 4;
+            let r = serve(o).await;
+            let t = Instant::now();
+            assert_eq!(collect(&r.grpc, &sim, incremental.clone()).await.expect("first run"), state_vms);
+            let first = t.elapsed();
+            let t = Instant::now();
+            assert_eq!(collect(&r.grpc, &sim, incremental.clone()).await.expect("second run"), state_vms);
+            let second = t.elapsed();
+            let rows = if db {
+                let url = pg.url.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("client");
+                    c.query_one("SELECT count(*) FROM cf_state", &[]).unwrap().get::<_, i64>(0).to_string()
+                })
+                .await
+                .unwrap()
+            } else {
+                "-".to_string()
+            };
+            out.push_str(&format!("{label:<38}  {:>11.2}  {:>13.2}  {rows:>10}\n", first.as_secs_f64(), second.as_secs_f64()));
+        }
+    });
+    println!("{out}");
+}
+
+/// A simulator of `vms` VMs without latency (started outside the runtime).
+fn block_on_sim(vms: usize) -> Simulator {
+    let estate = EstateConfig { vms, ..EstateConfig::default() };
+    std::thread::spawn(move || block_on(Simulator::start(SimConfig { estate, ..SimConfig::default() })).expect("simulator")).join().unwrap()
+}
