@@ -161,14 +161,48 @@ pub async fn run(
     if let (Some(config), Some((sync, _))) = (&mut admin_config, &follower) {
         config.registry_sync = Some(sync.clone());
     }
+    // Fleet mode: the webhooks any replica registered, fired by every
+    // replica (with or without its own admin API), read again every
+    // `fleet::webhooks::RELOAD`.
+    let fleet_webhooks = match &fleet {
+        Some(f) => {
+            let store: Arc<dyn crate::webhook::SubscriptionStore> = Arc::new(f.webhooks());
+            let networks = admin_config.as_ref().map(|c| c.webhook_networks.clone()).unwrap_or_default();
+            let subs = tokio::task::spawn_blocking(move || crate::webhook::Subscriptions::open(store, networks))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Some(Arc::new(subs))
+        }
+        None => None,
+    };
     if let Some(config) = &mut admin_config {
         // Webhooks registered through the admin API live in the store when
         // there is one.
         if let Some(store) = &store {
             config.webhooks = Arc::new(crate::webhook::Subscriptions::open(store.clone(), config.webhook_networks.clone())?);
         }
-        service = service.with_subscriptions(config.webhooks.clone());
+        if let Some(subs) = &fleet_webhooks {
+            config.webhooks = subs.clone();
+        }
     }
+    if let Some(subs) = admin_config.as_ref().map(|c| c.webhooks.clone()).or_else(|| fleet_webhooks.clone()) {
+        service = service.with_subscriptions(subs);
+    }
+    let _reloading = fleet_webhooks.map(|subs| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::fleet::webhooks::RELOAD).await;
+                let s = subs.clone();
+                match tokio::task::spawn_blocking(move || s.reload()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "fleet webhooks not read again"),
+                    Err(e) => tracing::warn!(error = %e, "fleet webhooks reload task failed"),
+                }
+            }
+        })
+        .abort_handle()
+    }).map(AbortOnDrop);
     let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
     let info = Ready {
         name: name.clone(),
@@ -223,6 +257,15 @@ async fn release_memory_when_idle(metrics: Arc<crate::metrics::Metrics>) {
                 libc::malloc_trim(0);
             }
         }
+    }
+}
+
+/// Aborts its task when the server it belongs to returns.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -345,6 +345,26 @@ impl Subscriptions {
         Ok(Subscriptions { store: Some(store), hooks: std::sync::RwLock::new(hooks), networks })
     }
 
+    /// Reads the store again (fleet mode: another replica may have added
+    /// or removed a webhook); a webhook kept keeps its client. Blocking.
+    pub fn reload(&self) -> Result<(), WebhookError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let kept = store.load()?;
+        let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = Vec::with_capacity(kept.len().min(MAX_SUBSCRIPTIONS));
+        for (s, secret) in kept.into_iter().take(MAX_SUBSCRIPTIONS) {
+            match hooks.iter().position(|(h, _)| h.id == s.id) {
+                Some(i) => fresh.push(hooks.swap_remove(i)),
+                None => match Webhook::guarded(&s.url, &secret, &self.networks) {
+                    Ok(hook) => fresh.push((s, hook)),
+                    Err(e) => tracing::warn!(webhook = %s.id, error = %e, "a registered webhook is not usable here"),
+                },
+            }
+        }
+        *hooks = fresh;
+        Ok(())
+    }
+
     pub fn list(&self) -> Vec<Subscription> {
         self.hooks.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, _)| s.clone()).collect()
     }
@@ -363,26 +383,29 @@ impl Subscriptions {
         let id = format!("wh-{}", crate::runtime::new_run_id().trim_start_matches("run-"));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let s = Subscription { id, url: hook.url.to_string(), events, created_at: now };
-        let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
-        if hooks.len() >= MAX_SUBSCRIPTIONS {
+        if self.hooks.read().unwrap_or_else(|p| p.into_inner()).len() >= MAX_SUBSCRIPTIONS {
             return Err(WebhookError::TooMany);
         }
+        // The store (a database in fleet mode) is written without holding
+        // the lock deliveries read.
         if let Some(store) = &self.store {
             store.insert(&s, secret)?;
         }
-        hooks.push((s.clone(), hook));
+        self.hooks.write().unwrap_or_else(|p| p.into_inner()).push((s.clone(), hook));
         Ok(s)
     }
 
-    /// Removes a webhook; `false` when there is none with that id.
+    /// Removes a webhook; `false` when there is none with that id, here or
+    /// in the store (in fleet mode another replica may have added it since
+    /// this one last read the store).
     pub fn remove(&self, id: &str) -> Result<bool, WebhookError> {
+        let stored = match &self.store {
+            Some(store) => store.delete(id)?,
+            None => false,
+        };
         let mut hooks = self.hooks.write().unwrap_or_else(|p| p.into_inner());
-        let Some(i) = hooks.iter().position(|(s, _)| s.id == id) else { return Ok(false) };
-        if let Some(store) = &self.store {
-            store.delete(id)?;
-        }
-        hooks.remove(i);
-        Ok(true)
+        let here = hooks.iter().position(|(s, _)| s.id == id).map(|i| hooks.remove(i));
+        Ok(here.is_some() || stored)
     }
 
     /// Delivers `event` in the background to every webhook that wants it.

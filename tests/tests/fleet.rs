@@ -508,3 +508,64 @@ fn block_on_sim(vms: usize) -> Simulator {
     let estate = EstateConfig { vms, ..EstateConfig::default() };
     std::thread::spawn(move || block_on(Simulator::start(SimConfig { estate, ..SimConfig::default() })).expect("simulator")).join().unwrap()
 }
+
+/// A webhook registered through one replica's admin API is fired by the
+/// collections of another replica, and removing it through a third stops
+/// it everywhere within the reload interval.
+#[test]
+fn a_webhook_registered_on_one_replica_fires_on_every_replica() {
+    use axum::http::StatusCode;
+    let pg = Postgres::start();
+    let sim = sim(Faults::default());
+    block_on(async {
+        let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+        let seen = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let loopback = vec!["127.0.0.0/8".parse().unwrap()];
+        let with_admin = || {
+            let mut o = replica(&pg, None);
+            o.admin = Some(admin_config(TOKEN).allow_webhook_networks(loopback.clone()));
+            o
+        };
+        let (a, b, c) = (serve(with_admin()).await, serve(with_admin()).await, serve(with_admin()).await);
+        let (status, hook) = admin_post(a.admin.as_deref().unwrap(), "/v1/webhooks", json!({"url": hook_url, "secret": "fleet-webhook-secret-0123"})).await;
+        assert_eq!(status, 200, "{hook}");
+        let id = hook["id"].as_str().expect("the webhook's id").to_string();
+
+        // Replica B reads the registrations within the reload interval.
+        let until = Instant::now() + cf_host::fleet::webhooks::RELOAD * 3;
+        loop {
+            assert_eq!(collect(&b.grpc, &sim, json!({"resource_kinds": ["vms"]})).await.unwrap(), 230);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if got.lock().unwrap().iter().any(|e| e["event"] == "collection.finished") {
+                break;
+            }
+            assert!(Instant::now() < until, "replica B never fired the webhook registered on A");
+        }
+
+        // Removed through C: no replica fires it after the reload interval.
+        let client = reqwest::Client::new();
+        let r = client.delete(format!("{}/v1/webhooks/{id}", c.admin.as_deref().unwrap())).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        tokio::time::sleep(cf_host::fleet::webhooks::RELOAD * 2).await;
+        let before = got.lock().unwrap().len();
+        for r in [&a, &b, &c] {
+            assert_eq!(collect(&r.grpc, &sim, json!({"resource_kinds": ["vms"]})).await.unwrap(), 230);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(got.lock().unwrap().len(), before, "a removed webhook was fired");
+    });
+}

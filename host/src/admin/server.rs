@@ -594,7 +594,12 @@ async fn add_webhook(
 ) -> Result<Json<Value>, ApiError> {
     Req::everyone(&caller, &id)?;
     let b = body(b, "{\"url\": \"https://...\", \"events\": [\"collection.finished\"], \"secret\": \"16+ characters\"}", &id)?;
-    let hook = st.webhooks.add(&b.url, b.events, &b.secret).map_err(|e| bad_request(e, &id))?;
+    // The store is blocking (a database in fleet mode).
+    let hooks = st.webhooks.clone();
+    let hook = tokio::task::spawn_blocking(move || hooks.add(&b.url, b.events, &b.secret))
+        .await
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), &id))?
+        .map_err(|e| bad_request(e, &id))?;
     Ok(Json(serde_json::to_value(hook).unwrap_or(Value::Null)))
 }
 
@@ -604,7 +609,12 @@ async fn delete_webhook(
     Path(hook): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Req::everyone(&caller, &id)?;
-    match st.webhooks.remove(&hook) {
+    let hooks = st.webhooks.clone();
+    let gone = {
+        let hook = hook.clone();
+        tokio::task::spawn_blocking(move || hooks.remove(&hook)).await.map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), &id))?
+    };
+    match gone {
         Ok(true) => Ok(Json(json!({}))),
         Ok(false) => Err(api_error(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no webhook {hook:?}"), &id)),
         Err(e) => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e, &id)),

@@ -18,6 +18,8 @@
 //!   concurrent runs across all replicas stay within its cap; a lease
 //!   outlives a dead replica only until it expires (the run's wall-clock
 //!   limit plus a margin).
+//! - [`webhooks`]: webhooks registered through any replica's admin API
+//!   ([`PgSubscriptions`]), fired by every replica.
 //!
 //! Every call fails closed: a database that is down refuses the run
 //! (`UNAVAILABLE`), nothing is half-applied (each write is one
@@ -28,21 +30,23 @@ pub mod leases;
 pub mod pool;
 pub mod registry_log;
 pub mod state;
+pub mod webhooks;
 
 pub use error::FleetError;
 pub use registry_log::{FollowerGuard, RegistryFollower, SubmitError};
 
 pub use leases::RunLeases;
 pub use state::PgState;
+pub use webhooks::PgSubscriptions;
 
 use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [r#"
+const MIGRATIONS: [&str; 4] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -68,6 +72,14 @@ CREATE TABLE cf_registry_ops (
 );
 "#, r#"
 CREATE TABLE cf_replicas (replica text PRIMARY KEY, applied bigint NOT NULL, seen_at timestamptz NOT NULL);
+"#, r#"
+CREATE TABLE cf_webhooks (
+    id text PRIMARY KEY,
+    url text NOT NULL,
+    events text NOT NULL,
+    secret text NOT NULL,
+    created_at bigint NOT NULL
+);
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -137,6 +149,11 @@ impl Fleet {
     /// as it grows). Blocking.
     pub fn follow_registry(&self, registry: Arc<crate::registry::Registry>) -> Result<(Arc<RegistryFollower>, FollowerGuard), FleetError> {
         RegistryFollower::start(self.pool.clone(), self.replica.clone(), registry)
+    }
+
+    /// The webhooks registered through any replica.
+    pub fn webhooks(&self) -> PgSubscriptions {
+        PgSubscriptions::new(self.pool.clone())
     }
 
     /// Run leases: per-tenant caps across replicas.
