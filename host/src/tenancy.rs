@@ -32,7 +32,8 @@
 //!                          "max_records": 2000000, "max_output_mb": 4096,
 //!                          "max_http_response_mb": 64, "max_http_requests": 100000, "max_http_timeout_s": 300,
 //!                          "max_handles": 10000, "max_log_lines": 10000,
-//!                          "http_breaker_failures": 5, "http_breaker_open_s": 30},
+//!                          "http_breaker_failures": 5, "http_breaker_open_s": 30,
+//!                          "state_max_keys": 1000},
 //!               "allow_networks": []},
 //!   "tenants": {"acme": {"max_concurrent_runs": 2, "allow_networks": ["10.20.0.0/16"],
 //!                        "endpoints": ["pc.acme.example", "10.20.0.5"]}}
@@ -126,6 +127,10 @@ pub struct LimitOverrides {
     pub http_max_in_flight_per_origin: Option<u32>,
     /// Requests in one `send-many` batch.
     pub http_max_batch: Option<u32>,
+    /// Keys a collector may hold in the `state` interface per tenant and
+    /// endpoint namespace (values up to 256 KiB each). guest-nutanix's
+    /// incremental VM cache takes about one key per 60 VMs.
+    pub state_max_keys: Option<usize>,
 }
 
 const MB: u64 = 1 << 20;
@@ -234,6 +239,9 @@ impl TenantOverrides {
         }
         if let Some(v) = l.http_max_batch {
             c.limits.http.max_batch = positive32(v, "http_max_batch")?;
+        }
+        if let Some(v) = l.state_max_keys {
+            c.limits.state.max_keys = usize::try_from(positive(v as u64, "state_max_keys")?).unwrap_or(usize::MAX);
         }
         if let Some(nets) = &self.allow_networks {
             c.allow_networks = nets
@@ -504,7 +512,9 @@ mod tests {
         let (a, b) = (&c.get("a").limits.http, &c.get("b").limits.http);
         assert_eq!((a.max_in_flight, a.max_in_flight_per_origin, a.max_batch), (4, 2, 32));
         assert_eq!((b.max_in_flight, b.max_in_flight_per_origin, b.max_batch), (16, 8, 128));
-        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch"] {
+        let c = parse(json!({"tenants": {"big": {"limits": {"state_max_keys": 5000}}}})).unwrap();
+        assert_eq!((c.get("big").limits.state.max_keys, c.get("small").limits.state.max_keys), (5000, 1000));
+        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch", "state_max_keys"] {
             let e = parse(json!({"default": {"limits": {key: 0}}})).unwrap_err();
             assert!(e.contains(&format!("{key} must be positive")), "{e}");
         }
