@@ -57,6 +57,7 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::StorageContainer => r(&[Storage], false, false),
         Kind::Project => r(&[Management], false, false),
         Kind::Category => r(&[Management], false, false),
+        Kind::Network(n) => n.type_rules(),
     }
 }
 
@@ -73,6 +74,7 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::Category => Icon { file: "category.svg", svg: include_str!("../icons/category.svg") },
         Kind::StorageContainer => Icon { file: "storage-container.svg", svg: include_str!("../icons/storage-container.svg") },
         Kind::VmDisk => Icon { file: "disk.svg", svg: include_str!("../icons/disk.svg") },
+        Kind::Network(n) => n.icon(),
     }
 }
 

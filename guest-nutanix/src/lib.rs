@@ -59,6 +59,7 @@ pub mod incremental_vms;
 pub mod layout;
 pub mod listing;
 pub mod metrics;
+pub mod network;
 pub mod normalize;
 pub mod prism;
 pub mod server_error;

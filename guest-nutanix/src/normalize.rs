@@ -52,6 +52,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Category => ("Management", "Category"),
         Kind::StorageContainer => ("Storage", "StorageContainer"),
         Kind::VmDisk => ("Storage", "Disk"),
+        Kind::Network(n) => n.group_and_type(),
     }
 }
 
@@ -71,6 +72,7 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::Category => (layout::category(), "prism"),
         Kind::StorageContainer => (layout::storage_container(), "aos"),
         Kind::VmDisk => (layout::vm_disk(), "ahv"),
+        Kind::Network(n) => (n.layout(), n.service_code()),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -203,7 +205,7 @@ pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
     }
 }
 
-fn service(
+pub(crate) fn service(
     ctx: &Context,
     kind: Kind,
     name: String,
@@ -463,7 +465,7 @@ pub fn subnet(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, Strin
         (Some(ip), None) => Some(ip.clone()),
         _ => None,
     });
-    let data = json!({
+    let mut data = json!({
         "uuid": uuid,
         "name": name,
         "state": e.status.state,
@@ -478,6 +480,11 @@ pub fn subnet(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, Strin
         "created_at": e.metadata.creation_time,
         "updated_at": e.metadata.last_update_time,
     });
+    // Only an overlay subnet has a VPC: a VLAN subnet's record stays as it
+    // was before VPCs were read (no `vpc` key at all).
+    if let Some(vpc) = r.vpc_reference.as_ref().filter(|v| v.uuid.as_deref().is_some_and(|u| !u.is_empty())) {
+        data["vpc"] = ref_json(&Some(vpc.clone()));
+    }
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Subnet, name, uuid, region, data);
     cs.instance_type = r.subnet_type.clone();
@@ -763,6 +770,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::StorageContainer => storage_container(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
+        Kind::Network(n) => crate::network::service(n, ctx, raw),
     }
 }
 

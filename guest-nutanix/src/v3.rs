@@ -7,6 +7,7 @@
 //! ignored. Entities are parsed one by one from a page of raw JSON values so a
 //! single malformed entity never loses the rest of its page.
 
+use crate::network::NetKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -77,10 +78,12 @@ pub enum Kind {
     StorageContainer,
     /// Each VM disk as its own resource, from the VM list (no list of its own).
     VmDisk,
+    /// The networking and security kinds ([`crate::network`]).
+    Network(crate::network::NetKind),
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -91,6 +94,13 @@ impl Kind {
         Kind::Category,
         Kind::StorageContainer,
         Kind::VmDisk,
+        Kind::Network(NetKind::Vpc),
+        Kind::Network(NetKind::FloatingIp),
+        Kind::Network(NetKind::RouteTable),
+        Kind::Network(NetKind::VirtualSwitch),
+        Kind::Network(NetKind::SecurityPolicy),
+        Kind::Network(NetKind::AddressGroup),
+        Kind::Network(NetKind::ServiceGroup),
     ];
     /// What a collection lists when the options name no kinds (volume
     /// groups, projects, categories and storage containers only on
@@ -110,12 +120,16 @@ impl Kind {
             Kind::Category => "category",
             Kind::StorageContainer => "storage_container",
             Kind::VmDisk => "vm_disk",
+            Kind::Network(n) => n.api_kind(),
         }
     }
 
     /// Whether Prism Central lists this kind through v3.
     pub fn has_v3(self) -> bool {
-        !matches!(self, Kind::StorageContainer | Kind::VmDisk)
+        match self {
+            Kind::Network(n) => !n.v3_list_path().is_empty(),
+            k => !matches!(k, Kind::StorageContainer | Kind::VmDisk),
+        }
     }
 
     /// Path of the v3 list endpoint (empty for a kind without one, see
@@ -132,6 +146,7 @@ impl Kind {
             // The keys; each key's values at `/categories/{key}/list`.
             Kind::Category => "/api/nutanix/v3/categories/list",
             Kind::StorageContainer | Kind::VmDisk => "",
+            Kind::Network(n) => n.v3_list_path(),
         }
     }
 
@@ -148,6 +163,7 @@ impl Kind {
             Kind::Category => "categories",
             Kind::StorageContainer => "storage_containers",
             Kind::VmDisk => "vm_disks",
+            Kind::Network(n) => n.plural(),
         }
     }
 
@@ -481,6 +497,9 @@ pub struct SubnetResources {
     pub vswitch_name: Option<String>,
     #[serde(default)]
     pub ip_config: Option<IpConfig>,
+    /// An overlay subnet's VPC.
+    #[serde(default)]
+    pub vpc_reference: Option<Ref>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -593,7 +612,11 @@ mod tests {
     fn kinds_round_trip() {
         for k in Kind::ALL {
             assert_eq!(Kind::from_plural(k.plural()), Some(k));
-            assert_eq!(k.list_path().ends_with(&format!("{}/list", k.plural())), k.has_v3(), "{k:?}");
+            match k {
+                // Option names of their own (`security_policies`): checked in `network`.
+                Kind::Network(n) => assert_eq!(!n.v3_list_path().is_empty(), k.has_v3(), "{k:?}"),
+                _ => assert_eq!(k.list_path().ends_with(&format!("{}/list", k.plural())), k.has_v3(), "{k:?}"),
+            }
         }
         assert_eq!(Kind::from_plural("volume_groups"), Some(Kind::VolumeGroup));
         assert_eq!(Kind::from_plural("disks"), None);

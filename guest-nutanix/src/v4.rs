@@ -52,6 +52,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Category => CATEGORIES_PATH,
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
         Kind::VolumeGroup | Kind::Project | Kind::VmDisk => return None,
+        Kind::Network(n) => n.v4_list_path(),
     })
 }
 
@@ -128,7 +129,7 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
     (
         "networking.v4.config.Subnet",
         &[
-            "extId", "name", "clusterReference", "networkId", "subnetType", "bridgeName", "ipConfig/*/ipv4/ipSubnet/ip/value",
+            "extId", "name", "clusterReference", "networkId", "subnetType", "bridgeName", "vpcReference", "ipConfig/*/ipv4/ipSubnet/ip/value",
             "ipConfig/*/ipv4/ipSubnet/prefixLength", "ipConfig/*/ipv4/defaultGatewayIp/value", "ipConfig/*/ipv4/poolList/*/startIp/value",
             "ipConfig/*/ipv4/poolList/*/endIp/value",
         ],
@@ -273,6 +274,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::StorageContainer => raw.clone(),
         // Never listed (derived from VMs).
         Kind::VmDisk => raw.clone(),
+        // Normalized from the v4 item itself (`network`).
+        Kind::Network(_) => raw.clone(),
     }))
 }
 
@@ -505,6 +508,7 @@ fn subnet(v: &Value) -> Value {
                 "subnet_type": v["subnetType"],
                 "vswitch_name": v["bridgeName"],
                 "ip_config": ip_config,
+                "vpc_reference": v.get("vpcReference").map(|id| json!({"kind": "vpc", "uuid": id})),
             }
         }
     })
