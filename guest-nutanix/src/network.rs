@@ -250,12 +250,6 @@ pub fn service(kind: NetKind, ctx: &Context, raw: Item) -> Result<CloudService, 
     Ok(cs)
 }
 
-/// Whether an entity is in v3's shape (`{metadata, spec, status}`, or the
-/// address and service groups' `{uuid, address_group | service_group}`).
-fn is_v3(v: &Value) -> bool {
-    ["status", "address_group", "service_group"].iter().any(|k| v.get(k).is_some_and(Value::is_object)) || v.pointer("/metadata/uuid").is_some_and(Value::is_string)
-}
-
 fn named(v: &Value) -> String {
     txt(v, "/name").map(|n| format!(" '{n}'")).unwrap_or_default()
 }
@@ -310,7 +304,7 @@ fn vpc(v: &Value) -> Normalized {
     let prefixes: Vec<String> =
         items(v, "/externallyRoutablePrefixes").iter().filter_map(|p| cidr(txt(p, "/ipv4/ip/value"), p.pointer("/ipv4/prefixLength"))).collect();
     let snat = ips(v, "/snatIps");
-    let mut addresses: Vec<String> = external.iter().flat_map(|e| strings(e, "/external_ips")).chain(snat.iter().cloned()).collect();
+    let mut addresses: Vec<String> = items(v, "/externalSubnets").iter().flat_map(|e| ips(e, "/externalIps")).chain(snat.iter().cloned()).collect();
     addresses.dedup();
     let vpc_type = txt(v, "/vpcType");
     let data = json!({
@@ -551,6 +545,12 @@ pub fn v3_to_v4(kind: NetKind, v: &Value) -> Value {
         // No v3 list: never read through v3.
         NetKind::RouteTable | NetKind::VirtualSwitch => json!({"extId": uuid, "name": name}),
     }
+}
+
+/// Whether an entity is in v3's shape (`{metadata, spec, status}`, or the
+/// address and service groups' `{uuid, address_group | service_group}`).
+fn is_v3(v: &Value) -> bool {
+    ["status", "address_group", "service_group"].iter().any(|k| v.get(k).is_some_and(Value::is_object)) || v.pointer("/metadata/uuid").is_some_and(Value::is_string)
 }
 
 const POLICY_STATE: &[(&str, &str)] = &[("ENFORCE", "green.500"), ("MONITOR", "yellow.500"), ("SAVE", "gray.400")];

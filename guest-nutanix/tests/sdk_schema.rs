@@ -15,6 +15,7 @@
 //! names an interpreter that has the SDKs instead). The generated bodies
 //! are made afresh each run and never committed.
 
+use guest_nutanix::network;
 use guest_nutanix::normalize::{self, ClusterScan, Context};
 use guest_nutanix::server_error::{self, Source};
 use guest_nutanix::v3::Kind;
@@ -84,9 +85,11 @@ fn write(dir: &Path, name: &str, v: &Value) {
 /// and the check refuses a key the model lacks.
 #[test]
 fn the_simulators_v4_lists_use_only_the_sdks_fields() {
-    let estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    let mut estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    // With the VPCs' overlay subnets in the subnet list.
+    estate.subnets.extend(estate.network.overlay_subnets.clone());
     let dir = temp("sim");
-    for &(_, list, object_type) in prism_sim::v4::ENDPOINTS {
+    for &(_, list, object_type) in prism_sim::v4::ENDPOINTS.iter().chain(prism_sim::network::ENDPOINTS) {
         write(&dir, &format!("{list}.json"), &prism_sim::v4::page(&estate, list, object_type, 0, 100, &prism_sim::v4::ListQuery::default()));
     }
     // A volume group's parts, of one with all three (disks, VMs, an iSCSI client).
@@ -101,13 +104,32 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
     write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
     let out = sdk(&["check-bodies", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    for checked in ["vms: 48 items checked against vmm.v4.ahv.config.Vm", "external_iscsi_attachments: 1 items", "iscsi_clients: ", "error-vms: error body checked"] {
-        assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
+    let n = estate.network.vpcs.len();
+    for checked in [
+        "vms: 48 items checked against vmm.v4.ahv.config.Vm".to_string(),
+        "external_iscsi_attachments: 1 items".into(),
+        "iscsi_clients: ".into(),
+        "error-vms: error body checked".into(),
+        format!("vpcs: {n} items checked against networking.v4.config.Vpc"),
+        format!("floating_ips: {} items checked against networking.v4.config.FloatingIp", 2 * n),
+        format!("route_tables: {n} items checked against networking.v4.config.RouteTable"),
+        format!("virtual_switches: {n} items checked against networking.v4.config.VirtualSwitch"),
+        format!("network_security_rules: {n} items checked against microseg.v4.config.NetworkSecurityPolicy"),
+        format!("address_groups: {n} items checked against microseg.v4.config.AddressGroup"),
+        format!("service_groups: {n} items checked against microseg.v4.config.ServiceGroup"),
+    ] {
+        assert!(text(&out).contains(checked.as_str()), "{checked}: {}", text(&out));
     }
     // The simulator renders the optional fields this is about.
     let vms = std::fs::read_to_string(dir.join("vms.json")).unwrap();
     for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\""] {
         assert!(vms.contains(field), "{field} rendered");
+    }
+    // The overlay subnets carry their VPC; the networking lists their optional parts.
+    assert!(std::fs::read_to_string(dir.join("subnets.json")).unwrap().contains("\"vpcReference\""));
+    for (list, field) in [("floating_ips", "VmNicAssociation"), ("floating_ips", "PrivateIpAssociation"), ("network_security_rules", "TwoEnvIsolationRuleSpec"),
+                          ("network_security_rules", "IntraEntityGroupRuleSpec"), ("service_groups", "isAllAllowed"), ("address_groups", "ipRanges")] {
+        assert!(std::fs::read_to_string(dir.join(format!("{list}.json"))).unwrap().contains(field), "{list}: {field} rendered");
     }
 
     // A key the model does not have is named by its path.
@@ -125,7 +147,7 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
 #[test]
 fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let dir = temp("paths");
-    let table: BTreeMap<&str, &[&str]> = v4::WIRE_READS.iter().copied().collect();
+    let table: BTreeMap<&str, &[&str]> = v4::WIRE_READS.iter().chain(network::WIRE_READS).copied().collect();
     write(&dir, "reads.json", &json!(table));
     let out = sdk(&["check-paths", dir.join("reads.json").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -136,8 +158,12 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
 
     // The adapter (and the storage container normalization, which reads the
     // v4 item itself) names no field outside the table.
-    let declared: BTreeSet<&str> =
-        v4::WIRE_READS.iter().flat_map(|(_, paths)| paths.iter().flat_map(|p| p.split('/'))).chain(v4::LATER_REVISION_READS.iter().copied()).collect();
+    let declared: BTreeSet<&str> = v4::WIRE_READS
+        .iter()
+        .chain(network::WIRE_READS)
+        .flat_map(|(_, paths)| paths.iter().flat_map(|p| p.split('/')))
+        .chain(v4::LATER_REVISION_READS.iter().copied())
+        .collect();
     // Keys the collector merges into a volume group before the adapter.
     let merged: BTreeSet<&str> = v4::VOLUME_GROUP_PARTS.iter().map(|(_, key)| *key).collect();
     let src = |file: &str| std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src").join(file)).unwrap();
@@ -145,7 +171,12 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let adapter = &v4_src[v4_src.find("pub fn to_v3").unwrap()..v4_src.find("#[cfg(test)]").unwrap()];
     let normalize_src = src("normalize.rs");
     let container = &normalize_src[normalize_src.find("pub fn storage_container").unwrap()..normalize_src.find("pub fn project").unwrap()];
-    let read = wire_names(adapter).into_iter().chain(wire_names(container));
+    // The networking kinds' normalization reads the v4 item itself (its v3
+    // adapter, after it, reads v3 names).
+    let network_src = src("network.rs");
+    let net = &network_src[network_src.find("pub fn service(").unwrap()..network_src.find("pub fn v3_to_v4").unwrap()];
+    assert!(wire_names(net).contains("floatingIp") && wire_names(net).contains("mtu"), "the scan sees the networking reads");
+    let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(net));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
     assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
     assert!(wire_names(r#"at(d, "/backingInfo/nodeSerial"); v["hostSerial"]"#).contains("nodeSerial"), "the scan sees reads");

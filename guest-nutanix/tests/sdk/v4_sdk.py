@@ -43,6 +43,7 @@ PACKAGES = {
     "networking": "ntnx_networking_py_client",
     "prism": "ntnx_prism_py_client",
     "volumes": "ntnx_volumes_py_client",
+    "microseg": "ntnx_microseg_py_client",
 }
 
 # List → (response model, item model), as the v4.0 list endpoints answer.
@@ -60,6 +61,15 @@ LISTS = {
     "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
     "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
     "external_iscsi_attachments": ("volumes.v4.config.ListExternalIscsiAttachmentsApiResponse", "volumes.v4.config.IscsiClientAttachment"),
+    # Networking and security (the guest's `network` kinds), by the
+    # simulator's list names (`network_security_rules`: the policies).
+    "vpcs": ("networking.v4.config.ListVpcsApiResponse", "networking.v4.config.Vpc"),
+    "floating_ips": ("networking.v4.config.ListFloatingIpsApiResponse", "networking.v4.config.FloatingIp"),
+    "route_tables": ("networking.v4.config.ListRouteTablesApiResponse", "networking.v4.config.RouteTable"),
+    "virtual_switches": ("networking.v4.config.ListVirtualSwitchesApiResponse", "networking.v4.config.VirtualSwitch"),
+    "network_security_rules": ("microseg.v4.config.ListNetworkSecurityPoliciesApiResponse", "microseg.v4.config.NetworkSecurityPolicy"),
+    "address_groups": ("microseg.v4.config.ListAddressGroupsApiResponse", "microseg.v4.config.AddressGroup"),
+    "service_groups": ("microseg.v4.config.ListServiceGroupsApiResponse", "microseg.v4.config.ServiceGroup"),
 }
 
 PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}

@@ -136,7 +136,7 @@ fn subnet_name(s: usize) -> String {
     format!("vlan-{}", 100 + s * 10)
 }
 
-fn timestamp(i: usize) -> String {
+pub(crate) fn timestamp(i: usize) -> String {
     format!("2024-{:02}-{:02}T{:02}:{:02}:00Z", 1 + i % 12, 1 + i % 28, i % 24, i % 60)
 }
 
@@ -437,6 +437,8 @@ pub struct Estate {
     /// default container (the one VM and volume group disks live on) and
     /// the internal management share.
     pub storage_containers: Vec<Value>,
+    /// Networking and security, in the v4 shape (see [`crate::network`]).
+    pub network: crate::network::Network,
 }
 
 impl Estate {
@@ -460,6 +462,7 @@ impl Estate {
             projects: (0..cfg.projects).map(|p| project_entity(cfg, p)).collect(),
             category_keys: Vec::new(),
             storage_containers: (0..cfg.clusters).flat_map(|c| [storage_container(c, false), storage_container(c, true)]).collect(),
+            network: crate::network::Network::generate(cfg, crate::network::default_size(cfg)),
             clusters,
             config,
         };
@@ -501,7 +504,7 @@ impl Estate {
             "projects" => &self.projects,
             "categories" => &self.category_keys,
             "storage_containers" => &self.storage_containers,
-            _ => return None,
+            _ => return self.network.list(kind),
         })
     }
 
