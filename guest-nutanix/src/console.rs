@@ -57,7 +57,10 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::StorageContainer => r(&[Storage], false, false),
         Kind::Project => r(&[Management], false, false),
         Kind::Category => r(&[Management], false, false),
-        Kind::Network(n) => n.type_rules(),
+        Kind::Network(n) => {
+            let (labels, is_primary) = n.type_rules();
+            r(labels, is_primary, false)
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub mod layout;
 pub mod listing;
 pub mod metrics;
 pub mod network;
+pub mod network_kinds;
 pub mod normalize;
 pub mod prism;
 pub mod server_error;

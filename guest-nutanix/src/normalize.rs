@@ -205,7 +205,7 @@ pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
     }
 }
 
-pub(crate) fn service(
+fn service(
     ctx: &Context,
     kind: Kind,
     name: String,
@@ -770,7 +770,12 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::StorageContainer => storage_container(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
-        Kind::Network(n) => crate::network::service(n, ctx, raw),
+        Kind::Network(n) => crate::network::normalize(n, &ctx.cluster_names, raw).map(|p| {
+            let mut cs = service(ctx, kind, p.name, p.id, None, p.data);
+            cs.instance_type = p.instance_type;
+            cs.ip_addresses = p.ip_addresses;
+            cs
+        }),
     }
 }
 

@@ -7,7 +7,7 @@
 //! ignored. Entities are parsed one by one from a page of raw JSON values so a
 //! single malformed entity never loses the rest of its page.
 
-use crate::network::NetKind;
+use crate::network_kinds::NetKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -78,8 +78,8 @@ pub enum Kind {
     StorageContainer,
     /// Each VM disk as its own resource, from the VM list (no list of its own).
     VmDisk,
-    /// The networking and security kinds ([`crate::network`]).
-    Network(crate::network::NetKind),
+    /// The networking and security kinds ([`crate::network_kinds`]).
+    Network(NetKind),
 }
 
 impl Kind {

@@ -174,7 +174,7 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     // The networking kinds' normalization reads the v4 item itself (its v3
     // adapter, after it, reads v3 names).
     let network_src = src("network.rs");
-    let net = &network_src[network_src.find("pub fn service(").unwrap()..network_src.find("pub fn v3_to_v4").unwrap()];
+    let net = &network_src[network_src.find("pub fn normalize(").unwrap()..network_src.find("pub fn v3_to_v4").unwrap()];
     assert!(wire_names(net).contains("floatingIp") && wire_names(net).contains("mtu"), "the scan sees the networking reads");
     let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(net));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
