@@ -26,6 +26,9 @@
 //! - v4 volume groups (`/api/volumes/v4.0/config/volume-groups`, disks and
 //!   attachments as sub-resources); [`SimConfig::v3_absent`] makes a v3 list
 //!   answer 404, as on a Prism Central that dropped it.
+//! - [`network`]: VPCs, floating IPs, route tables, virtual switches, Flow
+//!   security policies, address and service groups (v4 lists; v3 lists
+//!   rendered from them, but for route tables and virtual switches).
 //! - v4-only storage containers (`/api/clustermgmt/v4.0/config/storage-containers`;
 //!   the v3 list answers 404 for them, as Prism Central has none).
 //! - change filters for incremental collection: v3 `filter:
