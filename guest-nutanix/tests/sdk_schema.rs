@@ -293,6 +293,46 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
         assert_eq!(json!(service(Kind::Category, raw).resource_id), f["uuid"]);
     }
 
+    // The networking and security kinds, and an overlay subnet with its VPC.
+    let net = |list: &str| -> Vec<(guest_nutanix::record::CloudService, Value)> {
+        let kind = if list == "overlay_subnets" { Kind::Subnet } else { Kind::from_plural(list).unwrap_or_else(|| panic!("{list}")) };
+        items(&body(&dir, list)).iter().map(|raw| service(kind, raw)).zip(facts[list].as_array().unwrap().iter().cloned()).collect()
+    };
+    for (s, f) in net("overlay_subnets") {
+        assert_eq!((json!(s.resource_id), s.data["subnet_type"].clone(), s.data["vpc"]["uuid"].clone()), (f["uuid"].clone(), json!("OVERLAY"), f["vpc_uuid"].clone()));
+    }
+    for (v, f) in net("vpcs") {
+        let d = &v.data;
+        assert_eq!((json!(v.resource_id), json!(v.name), d["vpc_type"].clone(), json!(v.ip_addresses)), (f["uuid"].clone(), f["name"].clone(), f["vpc_type"].clone(), f["ips"].clone()));
+        assert_eq!((d["dns_servers"].clone(), d["externally_routable_prefixes"].clone(), d["project"].clone(), d["owner"].clone()), (f["dns_servers"].clone(), f["prefixes"].clone(), f["project"].clone(), f["owner"].clone()));
+    }
+    for (fip, f) in net("floating_ips") {
+        let d = &fip.data;
+        assert_eq!((json!(fip.resource_id), json!(fip.name), d["association"].clone(), d["vpc_uuid"].clone(), d["private_ip"].clone()),
+                   (f["uuid"].clone(), f["name"].clone(), f["association"].clone(), f["vpc_uuid"].clone(), f["private_ip"].clone()));
+    }
+    for (rt, f) in net("route_tables") {
+        assert_eq!((json!(rt.resource_id), rt.data["vpc_uuid"].clone()), (f["uuid"].clone(), f["vpc_uuid"].clone()));
+    }
+    for (vs, f) in net("virtual_switches") {
+        assert_eq!((json!(vs.resource_id), json!(vs.name), vs.data["clusters"].clone()), (f["uuid"].clone(), f["name"].clone(), f["clusters"].clone()), "the cluster named from the cluster list");
+    }
+    for (p, f) in net("security_policies") {
+        for k in ["policy_type", "state", "rule_count", "address_group_uuids", "service_group_uuids", "vpc_uuids", "created_at"] {
+            assert_eq!(p.data[k], f[k], "security policy: {k}");
+        }
+    }
+    for (g, f) in net("address_groups") {
+        for k in ["ipv4_addresses", "ip_ranges", "policy_uuids"] {
+            assert_eq!(g.data[k], f[k], "address group: {k}");
+        }
+    }
+    for (g, f) in net("service_groups") {
+        for k in ["tcp_ports", "icmp", "protocols"] {
+            assert_eq!(g.data[k], f[k], "service group: {k}");
+        }
+    }
+
     // The SDK's error bodies: a service's own, read into code, message and group.
     let errors: Value = serde_json::from_slice(&std::fs::read(dir.join("errors.json")).unwrap()).unwrap();
     let said = server_error::parse(errors["vmm"].to_string().as_bytes());
