@@ -64,6 +64,10 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::ProtectionPolicy => r(&[Management], true, false),
         Kind::RecoveryPlan => r(&[Management], true, false),
         Kind::RecoveryPoint => r(&[Storage], false, false),
+        Kind::Network(n) => {
+            let (labels, is_primary) = n.type_rules();
+            r(labels, is_primary, false)
+        }
     }
 }
 
@@ -83,6 +87,7 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::ProtectionPolicy => Icon { file: "protection-policy.svg", svg: include_str!("../icons/protection-policy.svg") },
         Kind::RecoveryPoint => Icon { file: "recovery-point.svg", svg: include_str!("../icons/recovery-point.svg") },
         Kind::RecoveryPlan => Icon { file: "recovery-plan.svg", svg: include_str!("../icons/recovery-plan.svg") },
+        Kind::Network(n) => n.icon(),
     }
 }
 

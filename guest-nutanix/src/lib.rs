@@ -10,6 +10,10 @@
 //! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
 //! - [`normalize`]: v3 entities → CloudForet records (pure functions).
+//! - [`network_kinds`], [`network`]: the networking and security kinds
+//!   (VPCs, floating IPs, route tables, virtual switches, security
+//!   policies, address and service groups): what each is, and their
+//!   records from the v4 item (v3 entities adapted to it).
 //! - [`console`]: what CloudForet's console makes of the records: label
 //!   vocabulary, primary/major types, icons (`icons/`), region map tags,
 //!   the Server page's fields (pure).
@@ -59,6 +63,8 @@ pub mod incremental_vms;
 pub mod layout;
 pub mod listing;
 pub mod metrics;
+pub mod network;
+pub mod network_kinds;
 pub mod normalize;
 pub mod prism;
 pub mod protection;

@@ -58,6 +58,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::RecoveryPoint => ("DataProtection", "RecoveryPoint"),
         Kind::ProtectionPolicy => ("DataProtection", "ProtectionPolicy"),
         Kind::RecoveryPlan => ("DataProtection", "RecoveryPlan"),
+        Kind::Network(n) => n.group_and_type(),
     }
 }
 
@@ -80,6 +81,7 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::RecoveryPoint => (layout::recovery_point(), "leap"),
         Kind::ProtectionPolicy => (layout::protection_policy(), "leap"),
         Kind::RecoveryPlan => (layout::recovery_plan(), "leap"),
+        Kind::Network(n) => (n.layout(), n.service_code()),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -472,7 +474,7 @@ pub fn subnet(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, Strin
         (Some(ip), None) => Some(ip.clone()),
         _ => None,
     });
-    let data = json!({
+    let mut data = json!({
         "uuid": uuid,
         "name": name,
         "state": e.status.state,
@@ -487,6 +489,11 @@ pub fn subnet(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, Strin
         "created_at": e.metadata.creation_time,
         "updated_at": e.metadata.last_update_time,
     });
+    // Only an overlay subnet has a VPC: a VLAN subnet's record stays as it
+    // was before VPCs were read (no `vpc` key at all).
+    if let Some(vpc) = r.vpc_reference.as_ref().filter(|v| v.uuid.as_deref().is_some_and(|u| !u.is_empty())) {
+        data["vpc"] = ref_json(&Some(vpc.clone()));
+    }
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Subnet, name, uuid, region, data);
     cs.instance_type = r.subnet_type.clone();
@@ -907,6 +914,12 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::RecoveryPlan => recovery_plan(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
+        Kind::Network(n) => crate::network::normalize(n, &ctx.cluster_names, raw).map(|p| {
+            let mut cs = service(ctx, kind, p.name, p.id, None, p.data);
+            cs.instance_type = p.instance_type;
+            cs.ip_addresses = p.ip_addresses;
+            cs
+        }),
     }
 }
 

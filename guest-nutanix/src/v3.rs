@@ -7,6 +7,7 @@
 //! ignored. Entities are parsed one by one from a page of raw JSON values so a
 //! single malformed entity never loses the rest of its page.
 
+use crate::network_kinds::NetKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -85,10 +86,12 @@ pub enum Kind {
     ProtectionPolicy,
     /// Recovery plans (through v3: datapolicies v4.0 has no list of them).
     RecoveryPlan,
+    /// The networking and security kinds ([`crate::network_kinds`]).
+    Network(NetKind),
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -102,6 +105,13 @@ impl Kind {
         Kind::RecoveryPoint,
         Kind::ProtectionPolicy,
         Kind::RecoveryPlan,
+        Kind::Network(NetKind::Vpc),
+        Kind::Network(NetKind::FloatingIp),
+        Kind::Network(NetKind::RouteTable),
+        Kind::Network(NetKind::VirtualSwitch),
+        Kind::Network(NetKind::SecurityPolicy),
+        Kind::Network(NetKind::AddressGroup),
+        Kind::Network(NetKind::ServiceGroup),
     ];
     /// The data protection kinds (option `resource_kinds` only).
     pub const DATA_PROTECTION: [Kind; 3] = [Kind::RecoveryPoint, Kind::ProtectionPolicy, Kind::RecoveryPlan];
@@ -126,12 +136,16 @@ impl Kind {
             Kind::RecoveryPoint => "vm_recovery_point",
             Kind::ProtectionPolicy => "protection_rule",
             Kind::RecoveryPlan => "recovery_plan",
+            Kind::Network(n) => n.api_kind(),
         }
     }
 
     /// Whether Prism Central lists this kind through v3.
     pub fn has_v3(self) -> bool {
-        !matches!(self, Kind::StorageContainer | Kind::VmDisk)
+        match self {
+            Kind::Network(n) => !n.v3_list_path().is_empty(),
+            k => !matches!(k, Kind::StorageContainer | Kind::VmDisk),
+        }
     }
 
     /// Path of the v3 list endpoint (empty for a kind without one, see
@@ -151,6 +165,7 @@ impl Kind {
             Kind::ProtectionPolicy => "/api/nutanix/v3/protection_rules/list",
             Kind::RecoveryPlan => "/api/nutanix/v3/recovery_plans/list",
             Kind::StorageContainer | Kind::VmDisk => "",
+            Kind::Network(n) => n.v3_list_path(),
         }
     }
 
@@ -170,6 +185,7 @@ impl Kind {
             Kind::RecoveryPoint => "recovery_points",
             Kind::ProtectionPolicy => "protection_policies",
             Kind::RecoveryPlan => "recovery_plans",
+            Kind::Network(n) => n.plural(),
         }
     }
 
@@ -503,6 +519,9 @@ pub struct SubnetResources {
     pub vswitch_name: Option<String>,
     #[serde(default)]
     pub ip_config: Option<IpConfig>,
+    /// An overlay subnet's VPC.
+    #[serde(default)]
+    pub vpc_reference: Option<Ref>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -748,10 +767,16 @@ mod tests {
     fn kinds_round_trip() {
         for k in Kind::ALL {
             assert_eq!(Kind::from_plural(k.plural()), Some(k));
-            // The data protection kinds keep v3's names in their paths.
-            let v3_name = k.list_path().trim_end_matches("/list").rsplit('/').next().unwrap_or_default();
-            let named = v3_name == k.plural() || v3_name == format!("{}s", k.api_kind());
-            assert_eq!(k.list_path().ends_with("/list") && named, k.has_v3(), "{k:?}");
+            match k {
+                // Option names of their own (`security_policies`): checked in `network`.
+                Kind::Network(n) => assert_eq!(!n.v3_list_path().is_empty(), k.has_v3(), "{k:?}"),
+                // The data protection kinds keep v3's names in their paths.
+                _ => {
+                    let v3_name = k.list_path().trim_end_matches("/list").rsplit('/').next().unwrap_or_default();
+                    let named = v3_name == k.plural() || v3_name == format!("{}s", k.api_kind());
+                    assert_eq!(k.list_path().ends_with("/list") && named, k.has_v3(), "{k:?}");
+                }
+            }
         }
         assert_eq!(Kind::RecoveryPoint.list_path(), "/api/nutanix/v3/vm_recovery_points/list");
         assert_eq!(Kind::from_plural("protection_policies"), Some(Kind::ProtectionPolicy));

@@ -58,6 +58,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
         // which the collector does not read yet).
         Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan => return None,
+        Kind::Network(n) => n.v4_list_path(),
     })
 }
 
@@ -134,7 +135,7 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
     (
         "networking.v4.config.Subnet",
         &[
-            "extId", "name", "clusterReference", "networkId", "subnetType", "bridgeName", "ipConfig/*/ipv4/ipSubnet/ip/value",
+            "extId", "name", "clusterReference", "networkId", "subnetType", "bridgeName", "vpcReference", "ipConfig/*/ipv4/ipSubnet/ip/value",
             "ipConfig/*/ipv4/ipSubnet/prefixLength", "ipConfig/*/ipv4/defaultGatewayIp/value", "ipConfig/*/ipv4/poolList/*/startIp/value",
             "ipConfig/*/ipv4/poolList/*/endIp/value",
         ],
@@ -296,6 +297,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::RecoveryPoint => recovery_point(raw),
         // Never listed through v4 (see `list_path`).
         Kind::RecoveryPlan => raw.clone(),
+        // Normalized from the v4 item itself (`network`).
+        Kind::Network(_) => raw.clone(),
     }))
 }
 
@@ -528,6 +531,7 @@ fn subnet(v: &Value) -> Value {
                 "subnet_type": v["subnetType"],
                 "vswitch_name": v["bridgeName"],
                 "ip_config": ip_config,
+                "vpc_reference": v.get("vpcReference").map(|id| json!({"kind": "vpc", "uuid": id})),
             }
         }
     })

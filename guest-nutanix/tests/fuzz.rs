@@ -65,6 +65,17 @@ fn entities() -> &'static Vec<(Kind, Value, Option<Value>)> {
                 out.push((kind, e.clone(), v4));
             }
         }
+        // The networking and security kinds: kept in the v4 shape, their v3
+        // entities rendered from it (the v4-only kinds: the v4 item alone).
+        for &(_, list, _) in prism_sim::network::ENDPOINTS {
+            let kind = Kind::from_plural(if list == "network_security_rules" { "security_policies" } else { list }).expect("a kind of each list");
+            for e in estate.list(list).unwrap_or_default() {
+                match prism_sim::network::v3_entity(list, e) {
+                    Some(v3) => out.push((kind, v3, Some(e.clone()))),
+                    None => out.push((kind, e.clone(), None)),
+                }
+            }
+        }
         assert!(out.len() > 10, "the estate has entities");
         out
     })

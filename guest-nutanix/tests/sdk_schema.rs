@@ -15,6 +15,7 @@
 //! names an interpreter that has the SDKs instead). The generated bodies
 //! are made afresh each run and never committed.
 
+use guest_nutanix::network;
 use guest_nutanix::normalize::{self, ClusterScan, Context};
 use guest_nutanix::server_error::{self, Source};
 use guest_nutanix::v3::Kind;
@@ -84,9 +85,11 @@ fn write(dir: &Path, name: &str, v: &Value) {
 /// and the check refuses a key the model lacks.
 #[test]
 fn the_simulators_v4_lists_use_only_the_sdks_fields() {
-    let estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    let mut estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    // With the VPCs' overlay subnets in the subnet list.
+    estate.subnets.extend(estate.network.overlay_subnets.clone());
     let dir = temp("sim");
-    for &(_, list, object_type) in prism_sim::v4::ENDPOINTS {
+    for &(_, list, object_type) in prism_sim::v4::ENDPOINTS.iter().chain(prism_sim::network::ENDPOINTS) {
         write(&dir, &format!("{list}.json"), &prism_sim::v4::page(&estate, list, object_type, 0, 100, &prism_sim::v4::ListQuery::default()));
     }
     // A volume group's parts, of one with all three (disks, VMs, an iSCSI client).
@@ -101,20 +104,34 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
     write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
     let out = sdk(&["check-bodies", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
+    let n = estate.network.vpcs.len();
     for checked in [
-        "vms: 48 items checked against vmm.v4.ahv.config.Vm",
-        "external_iscsi_attachments: 1 items",
-        "iscsi_clients: ",
-        "error-vms: error body checked",
-        "protection_rules: 3 items checked against datapolicies.v4.config.ProtectionPolicy",
-        "vm_recovery_points: ",
+        "vms: 48 items checked against vmm.v4.ahv.config.Vm".to_string(),
+        "external_iscsi_attachments: 1 items".into(),
+        "iscsi_clients: ".into(),
+        "error-vms: error body checked".into(),
+        "protection_rules: 3 items checked against datapolicies.v4.config.ProtectionPolicy".into(),
+        "vm_recovery_points: ".into(),
+        format!("vpcs: {n} items checked against networking.v4.config.Vpc"),
+        format!("floating_ips: {} items checked against networking.v4.config.FloatingIp", 2 * n),
+        format!("route_tables: {n} items checked against networking.v4.config.RouteTable"),
+        format!("virtual_switches: {n} items checked against networking.v4.config.VirtualSwitch"),
+        format!("network_security_rules: {n} items checked against microseg.v4.config.NetworkSecurityPolicy"),
+        format!("address_groups: {n} items checked against microseg.v4.config.AddressGroup"),
+        format!("service_groups: {n} items checked against microseg.v4.config.ServiceGroup"),
     ] {
-        assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
+        assert!(text(&out).contains(checked.as_str()), "{checked}: {}", text(&out));
     }
     // The simulator renders the optional fields this is about.
     let vms = std::fs::read_to_string(dir.join("vms.json")).unwrap();
     for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\""] {
         assert!(vms.contains(field), "{field} rendered");
+    }
+    // The overlay subnets carry their VPC; the networking lists their optional parts.
+    assert!(std::fs::read_to_string(dir.join("subnets.json")).unwrap().contains("\"vpcReference\""));
+    for (list, field) in [("floating_ips", "VmNicAssociation"), ("floating_ips", "PrivateIpAssociation"), ("network_security_rules", "TwoEnvIsolationRuleSpec"),
+                          ("network_security_rules", "IntraEntityGroupRuleSpec"), ("service_groups", "isAllAllowed"), ("address_groups", "ipRanges")] {
+        assert!(std::fs::read_to_string(dir.join(format!("{list}.json"))).unwrap().contains(field), "{list}: {field} rendered");
     }
 
     // A key the model does not have is named by its path.
@@ -132,7 +149,7 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
 #[test]
 fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let dir = temp("paths");
-    let table: BTreeMap<&str, &[&str]> = v4::WIRE_READS.iter().copied().collect();
+    let table: BTreeMap<&str, &[&str]> = v4::WIRE_READS.iter().chain(network::WIRE_READS).copied().collect();
     write(&dir, "reads.json", &json!(table));
     let out = sdk(&["check-paths", dir.join("reads.json").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -143,8 +160,12 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
 
     // The adapter (and the storage container normalization, which reads the
     // v4 item itself) names no field outside the table.
-    let declared: BTreeSet<&str> =
-        v4::WIRE_READS.iter().flat_map(|(_, paths)| paths.iter().flat_map(|p| p.split('/'))).chain(v4::LATER_REVISION_READS.iter().copied()).collect();
+    let declared: BTreeSet<&str> = v4::WIRE_READS
+        .iter()
+        .chain(network::WIRE_READS)
+        .flat_map(|(_, paths)| paths.iter().flat_map(|p| p.split('/')))
+        .chain(v4::LATER_REVISION_READS.iter().copied())
+        .collect();
     // Keys the collector merges into a volume group before the adapter.
     let merged: BTreeSet<&str> = v4::VOLUME_GROUP_PARTS.iter().map(|(_, key)| *key).collect();
     let src = |file: &str| std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src").join(file)).unwrap();
@@ -152,7 +173,12 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let adapter = &v4_src[v4_src.find("pub fn to_v3").unwrap()..v4_src.find("#[cfg(test)]").unwrap()];
     let normalize_src = src("normalize.rs");
     let container = &normalize_src[normalize_src.find("pub fn storage_container").unwrap()..normalize_src.find("pub fn project").unwrap()];
-    let read = wire_names(adapter).into_iter().chain(wire_names(container));
+    // The networking kinds' normalization reads the v4 item itself (its v3
+    // adapter, after it, reads v3 names).
+    let network_src = src("network.rs");
+    let net = &network_src[network_src.find("pub fn normalize(").unwrap()..network_src.find("pub fn v3_to_v4").unwrap()];
+    assert!(wire_names(net).contains("floatingIp") && wire_names(net).contains("mtu"), "the scan sees the networking reads");
+    let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(net));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
     assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
     assert!(wire_names(r#"at(d, "/backingInfo/nodeSerial"); v["hostSerial"]"#).contains("nodeSerial"), "the scan sees reads");
@@ -283,6 +309,46 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
         let at = |k: &str| r.data[k].as_str().and_then(guest_nutanix::time::parse_time);
         assert_eq!(at("created_at"), f["created_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
         assert_eq!(at("expires_at"), f["expires_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
+    }
+
+    // The networking and security kinds, and an overlay subnet with its VPC.
+    let net = |list: &str| -> Vec<(guest_nutanix::record::CloudService, Value)> {
+        let kind = if list == "overlay_subnets" { Kind::Subnet } else { Kind::from_plural(list).unwrap_or_else(|| panic!("{list}")) };
+        items(&body(&dir, list)).iter().map(|raw| service(kind, raw)).zip(facts[list].as_array().unwrap().iter().cloned()).collect()
+    };
+    for (s, f) in net("overlay_subnets") {
+        assert_eq!((json!(s.resource_id), s.data["subnet_type"].clone(), s.data["vpc"]["uuid"].clone()), (f["uuid"].clone(), json!("OVERLAY"), f["vpc_uuid"].clone()));
+    }
+    for (v, f) in net("vpcs") {
+        let d = &v.data;
+        assert_eq!((json!(v.resource_id), json!(v.name), d["vpc_type"].clone(), json!(v.ip_addresses)), (f["uuid"].clone(), f["name"].clone(), f["vpc_type"].clone(), f["ips"].clone()));
+        assert_eq!((d["dns_servers"].clone(), d["externally_routable_prefixes"].clone(), d["project"].clone(), d["owner"].clone()), (f["dns_servers"].clone(), f["prefixes"].clone(), f["project"].clone(), f["owner"].clone()));
+    }
+    for (fip, f) in net("floating_ips") {
+        let d = &fip.data;
+        assert_eq!((json!(fip.resource_id), json!(fip.name), d["association"].clone(), d["vpc_uuid"].clone(), d["private_ip"].clone()),
+                   (f["uuid"].clone(), f["name"].clone(), f["association"].clone(), f["vpc_uuid"].clone(), f["private_ip"].clone()));
+    }
+    for (rt, f) in net("route_tables") {
+        assert_eq!((json!(rt.resource_id), rt.data["vpc_uuid"].clone()), (f["uuid"].clone(), f["vpc_uuid"].clone()));
+    }
+    for (vs, f) in net("virtual_switches") {
+        assert_eq!((json!(vs.resource_id), json!(vs.name), vs.data["clusters"].clone()), (f["uuid"].clone(), f["name"].clone(), f["clusters"].clone()), "the cluster named from the cluster list");
+    }
+    for (p, f) in net("security_policies") {
+        for k in ["policy_type", "state", "rule_count", "address_group_uuids", "service_group_uuids", "vpc_uuids", "created_at"] {
+            assert_eq!(p.data[k], f[k], "security policy: {k}");
+        }
+    }
+    for (g, f) in net("address_groups") {
+        for k in ["ipv4_addresses", "ip_ranges", "policy_uuids"] {
+            assert_eq!(g.data[k], f[k], "address group: {k}");
+        }
+    }
+    for (g, f) in net("service_groups") {
+        for k in ["tcp_ports", "icmp", "protocols"] {
+            assert_eq!(g.data[k], f[k], "service group: {k}");
+        }
     }
 
     // The SDK's error bodies: a service's own, read into code, message and group.

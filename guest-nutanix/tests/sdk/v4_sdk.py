@@ -34,6 +34,7 @@ import sys
 import ntnx_clustermgmt_py_client as clustermgmt
 import ntnx_datapolicies_py_client as datapolicies
 import ntnx_dataprotection_py_client as dataprotection
+import ntnx_microseg_py_client as microseg
 import ntnx_networking_py_client as networking
 import ntnx_prism_py_client as prism
 import ntnx_vmm_py_client as vmm
@@ -47,6 +48,7 @@ PACKAGES = {
     "volumes": "ntnx_volumes_py_client",
     "dataprotection": "ntnx_dataprotection_py_client",
     "datapolicies": "ntnx_datapolicies_py_client",
+    "microseg": "ntnx_microseg_py_client",
 }
 
 # List → (response model, item model), as the v4.0 list endpoints answer.
@@ -66,6 +68,15 @@ LISTS = {
     "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
     "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
     "external_iscsi_attachments": ("volumes.v4.config.ListExternalIscsiAttachmentsApiResponse", "volumes.v4.config.IscsiClientAttachment"),
+    # Networking and security (the guest's `network` kinds), by the
+    # simulator's list names (`network_security_rules`: the policies).
+    "vpcs": ("networking.v4.config.ListVpcsApiResponse", "networking.v4.config.Vpc"),
+    "floating_ips": ("networking.v4.config.ListFloatingIpsApiResponse", "networking.v4.config.FloatingIp"),
+    "route_tables": ("networking.v4.config.ListRouteTablesApiResponse", "networking.v4.config.RouteTable"),
+    "virtual_switches": ("networking.v4.config.ListVirtualSwitchesApiResponse", "networking.v4.config.VirtualSwitch"),
+    "network_security_rules": ("microseg.v4.config.ListNetworkSecurityPoliciesApiResponse", "microseg.v4.config.NetworkSecurityPolicy"),
+    "address_groups": ("microseg.v4.config.ListAddressGroupsApiResponse", "microseg.v4.config.AddressGroup"),
+    "service_groups": ("microseg.v4.config.ListServiceGroupsApiResponse", "microseg.v4.config.ServiceGroup"),
 }
 
 PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
@@ -470,6 +481,91 @@ def recovery_points(client):
     page = cls(P + "ListRecoveryPointsApiResponse")(data=[rp], metadata=metadata("ntnx_dataprotection_py_client", 1))
     return wire(client["dataprotection"], page), [{"uuid": RECOVERY_POINT_1, "name": "db-01-hourly", "vms": [VM_PROTECTED],
                                                    "created_at": "2024-05-06T08:30:00Z", "expires_at": "2024-05-13T08:30:00Z"}]
+VPC_1 = "5bc10000-0000-4000-8000-000000000001"
+
+
+def networking_kinds(client):
+    """The networking kinds (VPCs, floating IPs, route tables, virtual
+    switches) and an overlay subnet of the VPC."""
+    N = "networking.v4.config."
+    P = "ntnx_networking_py_client"
+    ip = lambda value: ip_address(P, value)
+    vpc = cls(N + "Vpc")(
+        ext_id=VPC_1, name="prod-vpc", description="production", vpc_type="REGULAR",
+        external_subnets=[cls(N + "ExternalSubnet")(subnet_reference=SUBNET_A, external_ips=[ip("192.168.1.10")])],
+        snat_ips=[ip("192.168.1.10")],
+        common_dhcp_options=cls(N + "VpcDhcpOptions")(domain_name_servers=[ip("8.8.8.8")]),
+        externally_routable_prefixes=[cls(N + "IPSubnet")(ipv4=cls(N + "IPv4Subnet")(ip=ipv4(P, "10.5.0.0"), prefix_length=16))],
+        metadata=importlib.import_module(f"{P}.models.common.v1.config.Metadata").Metadata(owner_user_name="admin", project_name="default"),
+    )
+    nic = cls(N + "FloatingIp")(
+        ext_id="f1000000-0000-4000-8000-000000000001", name="web-fip",
+        floating_ip=cls(N + "FloatingIPAddress")(ipv4=cls(N + "FloatingIPv4Address")(value="192.168.1.20")),
+        external_subnet_reference=SUBNET_A, association=cls(N + "VmNicAssociation")(vm_nic_reference="41c00000-0000-4000-8000-000000000001", vpc_reference=VPC_1),
+    )
+    private = cls(N + "FloatingIp")(
+        ext_id="f1000000-0000-4000-8000-000000000002",
+        floating_ip=cls(N + "FloatingIPAddress")(ipv4=cls(N + "FloatingIPv4Address")(value="192.168.1.21")),
+        association=cls(N + "PrivateIpAssociation")(private_ip=ip("10.5.0.8"), vpc_reference=VPC_1),
+    )
+    table = cls(N + "RouteTable")(ext_id="7ab10000-0000-4000-8000-000000000001", vpc_reference=VPC_1)
+    switch = cls(N + "VirtualSwitch")(
+        ext_id="75000000-0000-4000-8000-000000000001", name="vs0", is_default=True, mtu=1500, bond_mode="ACTIVE_BACKUP", owner_type="PC",
+        clusters=[cls(N + "Cluster")(ext_id=CLUSTER_PE, hosts=[cls(N + "Host")(ext_id=HOST_1, host_nics=["eth0"])], gateway_ip_address=ipv4(P, "10.0.0.1"))],
+    )
+    overlay = cls(N + "Subnet")(ext_id="5b0e0000-0000-4000-8000-0000000000c1", name="overlay-1", subnet_type="OVERLAY", vpc_reference=VPC_1)
+    bodies = {
+        "vpcs": cls(N + "ListVpcsApiResponse")(data=[vpc], metadata=metadata(P, 1)),
+        "floating_ips": cls(N + "ListFloatingIpsApiResponse")(data=[nic, private], metadata=metadata(P, 2)),
+        "route_tables": cls(N + "ListRouteTablesApiResponse")(data=[table], metadata=metadata(P, 1)),
+        "virtual_switches": cls(N + "ListVirtualSwitchesApiResponse")(data=[switch], metadata=metadata(P, 1)),
+        "overlay_subnets": cls(N + "ListSubnetsApiResponse")(data=[overlay], metadata=metadata(P, 1)),
+    }
+    facts = {
+        "vpcs": [{"uuid": VPC_1, "name": "prod-vpc", "vpc_type": "REGULAR", "ips": ["192.168.1.10"], "dns_servers": ["8.8.8.8"],
+                  "prefixes": ["10.5.0.0/16"], "project": "default", "owner": "admin"}],
+        "floating_ips": [{"uuid": nic.ext_id, "name": "web-fip", "association": "VM_NIC", "vpc_uuid": VPC_1, "private_ip": None},
+                         {"uuid": private.ext_id, "name": "192.168.1.21", "association": "PRIVATE_IP", "vpc_uuid": VPC_1, "private_ip": "10.5.0.8"}],
+        "route_tables": [{"uuid": table.ext_id, "vpc_uuid": VPC_1}],
+        "virtual_switches": [{"uuid": switch.ext_id, "name": "vs0", "clusters": [{"uuid": CLUSTER_PE, "name": "cluster-a", "host_count": 1, "gateway_ip": "10.0.0.1"}]}],
+        "overlay_subnets": [{"uuid": overlay.ext_id, "vpc_uuid": VPC_1}],
+    }
+    return {k: wire(client["networking"], v) for k, v in bodies.items()}, facts
+
+
+def security_kinds(client):
+    """Flow Network Security: a policy whose rule names an address and a
+    service group, and the groups."""
+    M = "microseg.v4.config."
+    P = "ntnx_microseg_py_client"
+    policy_id, ag_id, sg_id = "9011c000-0000-4000-8000-000000000001", "a9000000-0000-4000-8000-000000000001", "59000000-0000-4000-8000-000000000001"
+    policy = cls(M + "NetworkSecurityPolicy")(
+        ext_id=policy_id, name="web-policy", type="APPLICATION", state="SAVE", scope="VPC_LIST", vpc_references=[VPC_1],
+        is_hitlog_enabled=True, is_ipv6_traffic_allowed=False, is_system_defined=False, secured_groups=[CATEGORY_APP], created_by="admin",
+        creation_time=ts(5), last_update_time=ts(6),
+        rules=[cls(M + "NetworkSecurityPolicyRule")(ext_id="9011e000-0000-4000-8000-000000000001", type="APPLICATION", description="web in",
+                                                     spec=cls(M + "ApplicationRuleSpec")(secured_group_category_references=[CATEGORY_APP],
+                                                                                         src_address_group_references=[ag_id], service_group_references=[sg_id])),
+               cls(M + "NetworkSecurityPolicyRule")(ext_id="9011e000-0000-4000-8000-000000000002", type="INTRA_GROUP",
+                                                     spec=cls(M + "IntraEntityGroupRuleSpec")(secured_group_category_references=[CATEGORY_APP], secured_group_action="DENY"))],
+    )
+    ag = cls(M + "AddressGroup")(ext_id=ag_id, name="branch", ipv4_addresses=[ipv4(P, "10.1.0.0", 16)],
+                                 ip_ranges=[cls(M + "IPv4Range")(start_ip="10.3.0.1", end_ip="10.3.0.9")], policy_references=[policy_id], created_by="admin")
+    sg = cls(M + "ServiceGroup")(ext_id=sg_id, name="web", is_system_defined=False,
+                                 tcp_services=[cls(M + "TcpPortRangeSpec")(start_port=80, end_port=80), cls(M + "TcpPortRangeSpec")(start_port=8000, end_port=8080)],
+                                 icmp_services=[cls(M + "IcmpTypeCodeSpec")(type=8, code=0)], policy_references=[policy_id])
+    bodies = {
+        "security_policies": cls(M + "ListNetworkSecurityPoliciesApiResponse")(data=[policy], metadata=metadata(P, 1)),
+        "address_groups": cls(M + "ListAddressGroupsApiResponse")(data=[ag], metadata=metadata(P, 1)),
+        "service_groups": cls(M + "ListServiceGroupsApiResponse")(data=[sg], metadata=metadata(P, 1)),
+    }
+    facts = {
+        "security_policies": [{"uuid": policy_id, "name": "web-policy", "policy_type": "APPLICATION", "state": "SAVE", "rule_count": 2,
+                               "address_group_uuids": [ag_id], "service_group_uuids": [sg_id], "vpc_uuids": [VPC_1], "created_at": "2024-05-05T08:30:00+00:00"}],
+        "address_groups": [{"uuid": ag_id, "ipv4_addresses": ["10.1.0.0/16"], "ip_ranges": ["10.3.0.1-10.3.0.9"], "policy_uuids": [policy_id]}],
+        "service_groups": [{"uuid": sg_id, "tcp_ports": ["80", "8000-8080"], "icmp": ["8:0"], "protocols": ["TCP", "ICMP"]}],
+    }
+    return {k: wire(client["microseg"], v) for k, v in bodies.items()}, facts
 
 
 def errors(client):
@@ -490,7 +586,7 @@ def errors(client):
 def generate(outdir):
     os.makedirs(outdir, exist_ok=True)
     client = {"vmm": vmm.ApiClient(), "clustermgmt": clustermgmt.ApiClient(), "networking": networking.ApiClient(), "prism": prism.ApiClient(),
-              "dataprotection": dataprotection.ApiClient(), "datapolicies": datapolicies.ApiClient()}
+              "dataprotection": dataprotection.ApiClient(), "datapolicies": datapolicies.ApiClient(), "microseg": microseg.ApiClient()}
     facts = {}
     for name, make in [("vms", vms), ("clusters", clusters), ("hosts", hosts), ("storage_containers", storage_containers),
                        ("subnets", subnets), ("images", images), ("categories", categories),
@@ -498,6 +594,13 @@ def generate(outdir):
         body, facts[name] = make(client)
         with open(os.path.join(outdir, f"{name}.json"), "w") as f:
             json.dump(body, f, indent=1, sort_keys=True)
+    # The networking and security kinds: several lists per generator.
+    for make in [networking_kinds, security_kinds]:
+        bodies, more = make(client)
+        facts.update(more)
+        for name, body in bodies.items():
+            with open(os.path.join(outdir, f"{name}.json"), "w") as f:
+                json.dump(body, f, indent=1, sort_keys=True)
     with open(os.path.join(outdir, "errors.json"), "w") as f:
         json.dump(errors(client), f, indent=1, sort_keys=True)
     with open(os.path.join(outdir, "facts.json"), "w") as f:

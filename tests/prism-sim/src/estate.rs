@@ -136,7 +136,7 @@ fn subnet_name(s: usize) -> String {
     format!("vlan-{}", 100 + s * 10)
 }
 
-fn timestamp(i: usize) -> String {
+pub(crate) fn timestamp(i: usize) -> String {
     format!("2024-{:02}-{:02}T{:02}:{:02}:00Z", 1 + i % 12, 1 + i % 28, i % 24, i % 60)
 }
 
@@ -444,6 +444,8 @@ pub struct Estate {
     /// When the estate was generated (seconds since the epoch): recovery
     /// points are aged from it.
     pub now: i64,
+    /// Networking and security, in the v4 shape (see [`crate::network`]).
+    pub network: crate::network::Network,
 }
 
 impl Estate {
@@ -472,6 +474,7 @@ impl Estate {
             vm_recovery_points: crate::dataprotection::vm_recovery_points(cfg, now),
             recovery_plans: crate::dataprotection::recovery_plans(cfg, now),
             now,
+            network: crate::network::Network::generate(cfg, crate::network::default_size(cfg)),
             clusters,
             config,
         };
@@ -516,7 +519,7 @@ impl Estate {
             "protection_rules" => &self.protection_rules,
             "vm_recovery_points" => &self.vm_recovery_points,
             "recovery_plans" => &self.recovery_plans,
-            _ => return None,
+            _ => return self.network.list(kind),
         })
     }
 

@@ -26,6 +26,9 @@
 //! - v4 volume groups (`/api/volumes/v4.0/config/volume-groups`, disks and
 //!   attachments as sub-resources); [`SimConfig::v3_absent`] makes a v3 list
 //!   answer 404, as on a Prism Central that dropped it.
+//! - [`network`]: VPCs, floating IPs, route tables, virtual switches, Flow
+//!   security policies, address and service groups (v4 lists; v3 lists
+//!   rendered from them, but for route tables and virtual switches).
 //! - v4-only storage containers (`/api/clustermgmt/v4.0/config/storage-containers`;
 //!   the v3 list answers 404 for them, as Prism Central has none).
 //! - data protection ([`dataprotection`]): v3 protection rules, VM recovery
@@ -48,6 +51,7 @@
 
 pub mod dataprotection;
 pub mod estate;
+pub mod network;
 pub mod tls;
 pub mod v4;
 
@@ -286,6 +290,16 @@ impl SimState {
         uuid
     }
 
+    /// Makes the networking `n` VPCs (and as many policies, groups,
+    /// switches and route tables, `2n` floating IPs) and adds each VPC's
+    /// overlay subnet to the subnet list (see [`network`]).
+    pub fn add_vpc_networking(&self, n: usize) {
+        let mut e = self.estate_mut();
+        e.network = network::Network::generate(&e.config, n);
+        let overlay = e.network.overlay_subnets.clone();
+        e.subnets.extend(overlay);
+    }
+
     pub fn set_faults(&self, f: Faults) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
     }
@@ -477,7 +491,7 @@ type Answer = (u64, Option<(u16, u32)>, JsonBody);
 #[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
 fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Response> {
     let estate = state.estate();
-    let absent = kind == "storage_containers" || state.v3_absent.iter().any(|k| k == kind);
+    let absent = kind == "storage_containers" || crate::network::V4_ONLY.contains(&kind) || state.v3_absent.iter().any(|k| k == kind);
     let Some(entities) = estate.list(kind).filter(|_| !absent) else {
         return Err(v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found")));
     };
@@ -530,6 +544,13 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
     let start = offset.min(total) as usize;
     let end = (offset + length).min(total) as usize;
     let page = &entities[start..end];
+    let rendered: Vec<Value>;
+    let page = if crate::network::is_network(kind) {
+        rendered = page.iter().filter_map(|e| crate::network::v3_entity(kind, e)).collect();
+        &rendered[..]
+    } else {
+        page
+    };
     let body = V3Page {
         api_version: "3.1",
         metadata: json!({"kind": singular(kind), "total_matches": total, "length": page.len(), "offset": offset}),
@@ -929,7 +950,7 @@ pub fn router(state: Arc<SimState>) -> Router {
     let revisions = state.v4_revisions.clone();
     let at = |path: &str, rev: &str| path.replacen("/v4.0/", &format!("/{rev}/"), 1);
     for rev in &revisions {
-        for &(path, list, object_type) in v4::ENDPOINTS {
+        for &(path, list, object_type) in v4::ENDPOINTS.iter().chain(network::ENDPOINTS) {
             let rev = rev.clone();
             router = router.route(
                 &at(path, &rev),

@@ -292,6 +292,7 @@ pub fn subnet(v3: &Value) -> Value {
         "networkId": r["vlan_id"],
         "bridgeName": r["vswitch_name"],
         "clusterReference": s(v3, "/status/cluster_reference/uuid"),
+        "vpcReference": s(v3, "/status/resources/vpc_reference/uuid"),
         "ipConfig": ip_config,
     }))
 }
@@ -383,6 +384,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                     "hosts" => host(e, &names),
                     "subnets" => subnet(e),
                     "storage_containers" => e.clone(),
+                    l if crate::network::is_network(l) => e.clone(),
                     "volume_groups" => volume_group(e),
                     "protection_rules" => crate::dataprotection::protection_policy(e, &ids),
                     "vm_recovery_points" => crate::dataprotection::recovery_point(e),
