@@ -46,7 +46,9 @@ pub struct TypeRules {
 /// policies and recovery plans are primary: their flags (RPO violated,
 /// missing VMs) are what a user filters on; recovery points, many per VM
 /// and each a moment, are listed with "all types" (no size: they do not
-/// count into Storage Size either way).
+/// count into Storage Size either way). Alerts are primary (open ones by
+/// severity are what an operator looks for); VM templates (a blueprint, not
+/// a running server) and LCM entities (a version, many per host) are not.
 pub fn type_rules(kind: Kind) -> TypeRules {
     use Label::{Compute, Management, Networking, Server, Storage};
     let r = |labels, is_primary, is_major| TypeRules { labels, is_primary, is_major };
@@ -64,6 +66,9 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::ProtectionPolicy => r(&[Management], true, false),
         Kind::RecoveryPlan => r(&[Management], true, false),
         Kind::RecoveryPoint => r(&[Storage], false, false),
+        Kind::VmTemplate => r(&[Compute], false, false),
+        Kind::Alert => r(&[Management], true, false),
+        Kind::LcmEntity => r(&[Management], false, false),
     }
 }
 
@@ -83,6 +88,9 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::ProtectionPolicy => Icon { file: "protection-policy.svg", svg: include_str!("../icons/protection-policy.svg") },
         Kind::RecoveryPoint => Icon { file: "recovery-point.svg", svg: include_str!("../icons/recovery-point.svg") },
         Kind::RecoveryPlan => Icon { file: "recovery-plan.svg", svg: include_str!("../icons/recovery-plan.svg") },
+        Kind::VmTemplate => Icon { file: "vm-template.svg", svg: include_str!("../icons/vm-template.svg") },
+        Kind::Alert => Icon { file: "alert.svg", svg: include_str!("../icons/alert.svg") },
+        Kind::LcmEntity => Icon { file: "lcm-entity.svg", svg: include_str!("../icons/lcm-entity.svg") },
     }
 }
 

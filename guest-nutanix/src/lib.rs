@@ -60,6 +60,7 @@ pub mod layout;
 pub mod listing;
 pub mod metrics;
 pub mod normalize;
+pub mod operations;
 pub mod prism;
 pub mod protection;
 pub mod server_error;

@@ -58,6 +58,9 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::RecoveryPoint => ("DataProtection", "RecoveryPoint"),
         Kind::ProtectionPolicy => ("DataProtection", "ProtectionPolicy"),
         Kind::RecoveryPlan => ("DataProtection", "RecoveryPlan"),
+        Kind::VmTemplate => ("Compute", "VmTemplate"),
+        Kind::Alert => ("Operations", "Alert"),
+        Kind::LcmEntity => ("Operations", "LcmEntity"),
     }
 }
 
@@ -80,6 +83,9 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::RecoveryPoint => (layout::recovery_point(), "leap"),
         Kind::ProtectionPolicy => (layout::protection_policy(), "leap"),
         Kind::RecoveryPlan => (layout::recovery_plan(), "leap"),
+        Kind::VmTemplate => (crate::operations::vm_template_layout(), "ahv"),
+        Kind::Alert => (crate::operations::alert_layout(), "prism"),
+        Kind::LcmEntity => (crate::operations::lcm_entity_layout(), "lcm"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -212,7 +218,7 @@ pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
     }
 }
 
-fn service(
+pub(crate) fn service(
     ctx: &Context,
     kind: Kind,
     name: String,
@@ -905,6 +911,9 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::ProtectionPolicy => protection_policy(ctx, raw),
         Kind::RecoveryPoint => recovery_point(ctx, raw),
         Kind::RecoveryPlan => recovery_plan(ctx, raw),
+        Kind::VmTemplate => crate::operations::vm_template(ctx, raw),
+        Kind::Alert => crate::operations::alert(ctx, raw),
+        Kind::LcmEntity => crate::operations::lcm_entity(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }

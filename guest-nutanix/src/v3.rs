@@ -85,10 +85,16 @@ pub enum Kind {
     ProtectionPolicy,
     /// Recovery plans (through v3: datapolicies v4.0 has no list of them).
     RecoveryPlan,
+    /// VM templates (v4 vmm only; [`crate::operations`]).
+    VmTemplate,
+    /// Alerts (v4 monitoring only).
+    Alert,
+    /// LCM software and firmware entities (v4 lifecycle only).
+    LcmEntity,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -102,7 +108,13 @@ impl Kind {
         Kind::RecoveryPoint,
         Kind::ProtectionPolicy,
         Kind::RecoveryPlan,
+        Kind::VmTemplate,
+        Kind::Alert,
+        Kind::LcmEntity,
     ];
+    /// The compute extras and operations kinds (option `resource_kinds`
+    /// only; v4 only).
+    pub const OPERATIONS: [Kind; 3] = [Kind::VmTemplate, Kind::Alert, Kind::LcmEntity];
     /// The data protection kinds (option `resource_kinds` only).
     pub const DATA_PROTECTION: [Kind; 3] = [Kind::RecoveryPoint, Kind::ProtectionPolicy, Kind::RecoveryPlan];
     /// What a collection lists when the options name no kinds (volume
@@ -126,12 +138,15 @@ impl Kind {
             Kind::RecoveryPoint => "vm_recovery_point",
             Kind::ProtectionPolicy => "protection_rule",
             Kind::RecoveryPlan => "recovery_plan",
+            Kind::VmTemplate => "vm_template",
+            Kind::Alert => "alert",
+            Kind::LcmEntity => "lcm_entity",
         }
     }
 
     /// Whether Prism Central lists this kind through v3.
     pub fn has_v3(self) -> bool {
-        !matches!(self, Kind::StorageContainer | Kind::VmDisk)
+        !matches!(self, Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity)
     }
 
     /// Path of the v3 list endpoint (empty for a kind without one, see
@@ -150,7 +165,7 @@ impl Kind {
             Kind::RecoveryPoint => "/api/nutanix/v3/vm_recovery_points/list",
             Kind::ProtectionPolicy => "/api/nutanix/v3/protection_rules/list",
             Kind::RecoveryPlan => "/api/nutanix/v3/recovery_plans/list",
-            Kind::StorageContainer | Kind::VmDisk => "",
+            Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => "",
         }
     }
 
@@ -170,6 +185,9 @@ impl Kind {
             Kind::RecoveryPoint => "recovery_points",
             Kind::ProtectionPolicy => "protection_policies",
             Kind::RecoveryPlan => "recovery_plans",
+            Kind::VmTemplate => "vm_templates",
+            Kind::Alert => "alerts",
+            Kind::LcmEntity => "lcm_entities",
         }
     }
 
