@@ -108,6 +108,9 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
         "error-vms: error body checked",
         "protection_rules: 3 items checked against datapolicies.v4.config.ProtectionPolicy",
         "vm_recovery_points: ",
+        "vm_templates: 4 items checked against vmm.v4.content.Template",
+        "alerts: ",
+        "lcm_entities: ",
     ] {
         assert!(text(&out).contains(checked), "{checked}: {}", text(&out));
     }
@@ -152,7 +155,10 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let adapter = &v4_src[v4_src.find("pub fn to_v3").unwrap()..v4_src.find("#[cfg(test)]").unwrap()];
     let normalize_src = src("normalize.rs");
     let container = &normalize_src[normalize_src.find("pub fn storage_container").unwrap()..normalize_src.find("pub fn project").unwrap()];
-    let read = wire_names(adapter).into_iter().chain(wire_names(container));
+    // The compute extras and operations read their v4 items themselves.
+    let operations_src = src("operations.rs");
+    let operations = &operations_src[operations_src.find("fn object").unwrap()..operations_src.find("pub fn vm_template_layout").unwrap()];
+    let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(operations));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
     assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
     assert!(wire_names(r#"at(d, "/backingInfo/nodeSerial"); v["hostSerial"]"#).contains("nodeSerial"), "the scan sees reads");
@@ -283,6 +289,26 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
         let at = |k: &str| r.data[k].as_str().and_then(guest_nutanix::time::parse_time);
         assert_eq!(at("created_at"), f["created_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
         assert_eq!(at("expires_at"), f["expires_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
+    }
+    // Compute extras and operations: a template's active version and size,
+    // an alert's title (parameters filled in), state, severity and entity,
+    // an LCM entity's version, host and the update on offer.
+    for (raw, f) in items(&body(&dir, "vm_templates")).iter().zip(facts["vm_templates"].as_array().unwrap()) {
+        let t = service(Kind::VmTemplate, raw);
+        assert_eq!((json!(t.resource_id), json!(t.name), json!(t.data["created_by"])), (f["uuid"].clone(), f["name"].clone(), f["created_by"].clone()));
+        assert_eq!((t.data["version"]["name"].clone(), t.data["version"]["uuid"].clone()), (f["version"].clone(), f["version_uuid"].clone()));
+        assert_eq!((t.data["vm_spec"]["vcpus"].clone(), t.data["vm_spec"]["memory_size_bytes"].clone()), (f["vcpus"].clone(), f["memory_size_bytes"].clone()));
+    }
+    for (raw, f) in items(&body(&dir, "alerts")).iter().zip(facts["alerts"].as_array().unwrap()) {
+        let a = service(Kind::Alert, raw);
+        assert_eq!((json!(a.resource_id), json!(a.name)), (f["uuid"].clone(), f["name"].clone()));
+        assert_eq!((a.data["severity"].clone(), a.data["state"].clone(), json!(a.region_code)), (f["severity"].clone(), f["state"].clone(), f["region"].clone()));
+        assert_eq!(a.data["source_entity"], f["source_entity"]);
+    }
+    for (raw, f) in items(&body(&dir, "lcm_entities")).iter().zip(facts["lcm_entities"].as_array().unwrap()) {
+        let e = service(Kind::LcmEntity, raw);
+        assert_eq!((json!(e.resource_id), e.data["version"].clone(), e.data["entity_type"].clone()), (f["uuid"].clone(), f["version"].clone(), f["entity_type"].clone()));
+        assert_eq!((e.data["host"]["uuid"].clone(), e.data["update_to"].clone()), (f["host"].clone(), f["update_to"].clone()));
     }
 
     // The SDK's error bodies: a service's own, read into code, message and group.
