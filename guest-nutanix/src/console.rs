@@ -69,6 +69,7 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::VmTemplate => r(&[Compute], false, false),
         Kind::Alert => r(&[Management], true, false),
         Kind::LcmEntity => r(&[Management], false, false),
+        Kind::GuestTools => r(&[Compute], false, false),
     }
 }
 
@@ -91,6 +92,7 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::VmTemplate => Icon { file: "vm-template.svg", svg: include_str!("../icons/vm-template.svg") },
         Kind::Alert => Icon { file: "alert.svg", svg: include_str!("../icons/alert.svg") },
         Kind::LcmEntity => Icon { file: "lcm-entity.svg", svg: include_str!("../icons/lcm-entity.svg") },
+        Kind::GuestTools => Icon { file: "guest-tools.svg", svg: include_str!("../icons/guest-tools.svg") },
     }
 }
 

@@ -256,6 +256,9 @@ impl Lister {
                 // Disks come with the VM list.
                 Kind::VmDisk if kinds.contains(&Kind::Vm) => continue,
                 Kind::VmDisk => Kind::Vm,
+                // And guest tools too.
+                Kind::GuestTools if kinds.contains(&Kind::Vm) || kinds.contains(&Kind::VmDisk) => continue,
+                Kind::GuestTools => Kind::Vm,
                 k => k,
             };
             if incremental && kind == Kind::Vm {

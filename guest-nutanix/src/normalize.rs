@@ -40,6 +40,10 @@ pub struct Context {
     pub cluster_names: BTreeMap<String, String>,
     /// Option `region_locations`: the Regions' map tags.
     pub locations: Locations,
+    /// Kind `guest_tools` asked for: a VM keeps its guest tools as read in
+    /// `data.guest_tools` until the `Emitter` takes them out for their own
+    /// record (so the VM's record stays as without).
+    pub guest_tools: bool,
 }
 
 /// CloudForet group and type of a kind.
@@ -61,6 +65,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::VmTemplate => ("Compute", "VmTemplate"),
         Kind::Alert => ("Operations", "Alert"),
         Kind::LcmEntity => ("Operations", "LcmEntity"),
+        Kind::GuestTools => ("Compute", "GuestTools"),
     }
 }
 
@@ -86,6 +91,7 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::VmTemplate => (crate::operations::vm_template_layout(), "ahv"),
         Kind::Alert => (crate::operations::alert_layout(), "prism"),
         Kind::LcmEntity => (crate::operations::lcm_entity_layout(), "lcm"),
+        Kind::GuestTools => (crate::operations::guest_tools_layout(), "ahv"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -357,6 +363,9 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
         "az": data["cluster"]["name"],
     });
     data["primary_ip_address"] = json!(ips.first());
+    if ctx.guest_tools {
+        data["guest_tools"] = r.guest_tools.clone().unwrap_or(Value::Null);
+    }
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Vm, name, uuid, region, data);
     cs.instance_type = Some(itype);
@@ -915,6 +924,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::Alert => crate::operations::alert(ctx, raw),
         Kind::LcmEntity => crate::operations::lcm_entity(ctx, raw),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
+        Kind::GuestTools => Err("guest tools come from their VMs (operations::guest_tools_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
     }
 }
@@ -949,6 +959,7 @@ mod tests {
             base_url: "https://pc.example:9440".into(),
             cluster_names: scan.names,
             locations: Locations::default(),
+            guest_tools: false,
         }
     }
 

@@ -411,6 +411,135 @@ pub fn lcm_entity_layout() -> Value {
     )
 }
 
+/// A VM's Nutanix Guest Tools as their own record (kind `guest_tools`):
+/// `read` is what the VM list said (v3 `guest_tools` with its
+/// `nutanix_guest_tools`, or v4 `guestTools`; none: not installed).
+/// `data.state` sums it up: `NOT_INSTALLED`, `DISABLED`, `UNREACHABLE`,
+/// `UPGRADE_AVAILABLE`, `OK`, or `INSTALLED` when Prism does not say
+/// whether the VM answers.
+pub fn guest_tools_of(vm: &CloudService, read: Option<&Value>) -> CloudService {
+    let read = read.filter(|g| g.is_object());
+    // v3 nests them; v4's `guestTools` is the object itself.
+    let v3 = read.and_then(|g| g.get("nutanix_guest_tools")).filter(|g| g.is_object());
+    let field = |v3_key: &str, v4_key: &str| match (v3, read) {
+        (Some(g), _) => g.get(v3_key).cloned(),
+        (None, Some(g)) => g.get(v4_key).cloned(),
+        (None, None) => None,
+    };
+    let text = |v3_key: &str, v4_key: &str| field(v3_key, v4_key).as_ref().and_then(text_of);
+    let flag = |v3_key: &str, v4_key: &str| field(v3_key, v4_key).and_then(|f| f.as_bool());
+    let version = text("version", "version");
+    let available = text("available_version", "availableVersion");
+    let installed = match v3 {
+        Some(g) => g.get("ngt_state").and_then(Value::as_str).map(|s| s == "INSTALLED").or(Some(version.is_some())),
+        None => read.map(|g| g.get("isInstalled").and_then(Value::as_bool).unwrap_or(version.is_some())),
+    }
+    .unwrap_or(false);
+    let enabled = match v3 {
+        Some(g) => g.get("state").and_then(Value::as_str).map(|s| s == "ENABLED"),
+        None => flag("", "isEnabled"),
+    };
+    let reachable = flag("is_reachable", "isReachable");
+    let upgrade = matches!((&version, &available), (Some(v), Some(a)) if v != a);
+    let state = if !installed {
+        "NOT_INSTALLED"
+    } else if enabled == Some(false) {
+        "DISABLED"
+    } else if reachable == Some(false) {
+        "UNREACHABLE"
+    } else if upgrade {
+        "UPGRADE_AVAILABLE"
+    } else if reachable == Some(true) {
+        "OK"
+    } else {
+        "INSTALLED"
+    };
+    let capabilities: Vec<String> = field("enabled_capability_list", "capabilities").as_ref().map(|c| bounded(c).filter_map(text_of).collect()).unwrap_or_default();
+    let data = json!({
+        "vm": {"uuid": vm.resource_id, "name": vm.name},
+        "cluster": vm.data.get("cluster"),
+        "host": vm.data.get("host"),
+        "state": state,
+        "installed": installed,
+        "enabled": enabled,
+        "reachable": reachable,
+        "version": version,
+        "available_version": available,
+        "upgrade_available": upgrade,
+        "iso_inserted": text("iso_mount_state", "").map(|s| s == "MOUNTED").or(flag("", "isIsoInserted")),
+        "vss_snapshot_capable": flag("vss_snapshot_capable", "isVssSnapshotCapable"),
+        "capabilities": capabilities,
+        "guest_os_version": text("guest_os_version", "guestOsVersion"),
+    });
+    let (group, ty) = crate::normalize::group_and_type(Kind::GuestTools);
+    CloudService {
+        name: format!("{} NGT", vm.name),
+        provider: vm.provider.clone(),
+        cloud_service_group: group.to_string(),
+        cloud_service_type: ty.to_string(),
+        account: vm.account.clone(),
+        region_code: vm.region_code.clone(),
+        instance_type: Some(state.to_string()),
+        instance_size: None,
+        ip_addresses: Vec::new(),
+        tags: vm.tags.clone(),
+        resource_id: format!("{}:ngt", vm.resource_id),
+        external_link: vm.external_link.clone(),
+        launched_at: None,
+        data,
+        metadata: crate::layout::service_reference(group, ty),
+    }
+}
+
+/// Guest tools: which VMs lack them, cannot be reached or can upgrade.
+pub fn guest_tools_layout() -> Value {
+    const NGT_STATE: &[(&str, &str)] = &[
+        ("OK", "green.500"),
+        ("INSTALLED", "green.500"),
+        ("UPGRADE_AVAILABLE", "yellow.500"),
+        ("UNREACHABLE", "red.500"),
+        ("DISABLED", "gray.400"),
+        ("NOT_INSTALLED", "gray.400"),
+    ];
+    view(
+        vec![
+            search("VM", "data.vm.name"),
+            search("VM UUID", "data.vm.uuid"),
+            search("State", "data.state"),
+            search_typed("Installed", "data.installed", "boolean"),
+            search_typed("Reachable", "data.reachable", "boolean"),
+            search_typed("Upgrade Available", "data.upgrade_available", "boolean"),
+            search("Version", "data.version"),
+            search("Cluster", "data.cluster.name"),
+        ],
+        "name",
+        vec![
+            state("State", "data.state", NGT_STATE),
+            text("VM", "data.vm.name"),
+            text("Version", "data.version"),
+            text("Available", "data.available_version"),
+            text("Cluster", "data.cluster.name"),
+        ],
+        vec![item(
+            "Guest Tools",
+            vec![
+                text("VM", "data.vm.name"),
+                text("VM UUID", "data.vm.uuid"),
+                state("State", "data.state", NGT_STATE),
+                text("Installed", "data.installed"),
+                text("Enabled", "data.enabled"),
+                text("Reachable", "data.reachable"),
+                text("Version", "data.version"),
+                text("Available Version", "data.available_version"),
+                text("ISO Inserted", "data.iso_inserted"),
+                text("VSS Snapshots", "data.vss_snapshot_capable"),
+                list("Capabilities", "data.capabilities", ", "),
+                text("Guest OS", "data.guest_os_version"),
+            ],
+        )],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +602,32 @@ mod tests {
         .unwrap();
         assert_eq!((current.name.as_str(), current.data["host"].clone(), current.data["update_available"].clone()), ("AOS", Value::Null, json!(false)));
         assert_eq!(lcm_entity(&ctx(), json!({"extId": "e-3"})).unwrap_err(), "malformed lcm_entity entity e-3: missing entityModel");
+    }
+
+    fn a_vm() -> CloudService {
+        crate::normalize::vm(&ctx(), json!({"metadata": {"uuid": "vm-1"}, "status": {"name": "db-01", "resources": {}}})).unwrap()
+    }
+
+    #[test]
+    fn guest_tools_from_v3_and_v4_and_none() {
+        let vm = a_vm();
+        let v3 = json!({"nutanix_guest_tools": {"state": "ENABLED", "version": "4.0", "available_version": "4.1", "is_reachable": true,
+            "iso_mount_state": "UNMOUNTED", "enabled_capability_list": ["VSS_SNAPSHOT"], "ngt_state": "INSTALLED"}});
+        let t = guest_tools_of(&vm, Some(&v3));
+        assert_eq!((t.resource_id.as_str(), t.name.as_str(), t.cloud_service_type.as_str()), ("vm-1:ngt", "db-01 NGT", "GuestTools"));
+        assert_eq!((t.data["state"].as_str(), t.data["upgrade_available"].as_bool(), t.data["iso_inserted"].as_bool()), (Some("UPGRADE_AVAILABLE"), Some(true), Some(false)));
+        assert_eq!((t.data["vm"]["uuid"].as_str(), t.data["capabilities"].clone()), (Some("vm-1"), json!(["VSS_SNAPSHOT"])));
+        let v4 = json!({"version": "4.1", "isInstalled": true, "isEnabled": true, "isReachable": false, "availableVersion": "4.1", "isIsoInserted": true});
+        let t = guest_tools_of(&vm, Some(&v4));
+        assert_eq!((t.data["state"].as_str(), t.data["iso_inserted"].as_bool()), (Some("UNREACHABLE"), Some(true)));
+        let off = guest_tools_of(&vm, Some(&json!({"nutanix_guest_tools": {"state": "DISABLED", "version": "4.0"}})));
+        assert_eq!(off.data["state"], "DISABLED");
+        let sim = guest_tools_of(&vm, Some(&json!({"isEnabled": true, "version": "4.0"})));
+        assert_eq!(sim.data["state"], "INSTALLED", "installed with a version, reachability not said");
+        for none in [None, Some(&Value::Null), Some(&json!({"isInstalled": false}))] {
+            let t = guest_tools_of(&vm, none);
+            assert_eq!((t.data["state"].as_str(), t.data["installed"].as_bool()), (Some("NOT_INSTALLED"), Some(false)), "{none:?}");
+        }
     }
 
     #[test]

@@ -91,10 +91,13 @@ pub enum Kind {
     Alert,
     /// LCM software and firmware entities (v4 lifecycle only).
     LcmEntity,
+    /// Each VM's Nutanix Guest Tools state, from the VM list (no list of
+    /// its own; [`crate::operations::guest_tools_of`]).
+    GuestTools,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -111,6 +114,7 @@ impl Kind {
         Kind::VmTemplate,
         Kind::Alert,
         Kind::LcmEntity,
+        Kind::GuestTools,
     ];
     /// The compute extras and operations kinds (option `resource_kinds`
     /// only; v4 only).
@@ -141,12 +145,13 @@ impl Kind {
             Kind::VmTemplate => "vm_template",
             Kind::Alert => "alert",
             Kind::LcmEntity => "lcm_entity",
+            Kind::GuestTools => "guest_tools",
         }
     }
 
     /// Whether Prism Central lists this kind through v3.
     pub fn has_v3(self) -> bool {
-        !matches!(self, Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity)
+        !matches!(self, Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity | Kind::GuestTools)
     }
 
     /// Path of the v3 list endpoint (empty for a kind without one, see
@@ -165,7 +170,7 @@ impl Kind {
             Kind::RecoveryPoint => "/api/nutanix/v3/vm_recovery_points/list",
             Kind::ProtectionPolicy => "/api/nutanix/v3/protection_rules/list",
             Kind::RecoveryPlan => "/api/nutanix/v3/recovery_plans/list",
-            Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => "",
+            Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity | Kind::GuestTools => "",
         }
     }
 
@@ -188,6 +193,7 @@ impl Kind {
             Kind::VmTemplate => "vm_templates",
             Kind::Alert => "alerts",
             Kind::LcmEntity => "lcm_entities",
+            Kind::GuestTools => "guest_tools",
         }
     }
 

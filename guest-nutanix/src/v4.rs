@@ -60,7 +60,7 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         // Read through v3 only: datapolicies v4.0 has no recovery plan list
         // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
         // which the collector does not read yet).
-        Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan => return None,
+        Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan | Kind::GuestTools => return None,
     })
 }
 
@@ -172,6 +172,11 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
     (
         "dataprotection.v4.config.RecoveryPoint",
         &["extId", "name", "creationTime", "expirationTime", "status", "recoveryPointType", "vmRecoveryPoints/*/vmExtId"],
+    ),
+    // A VM's `guestTools` (kind `guest_tools`, `crate::operations::guest_tools_of`).
+    (
+        "vmm.v4.ahv.config.GuestTools",
+        &["version", "isInstalled", "isEnabled", "isReachable", "availableVersion", "isIsoInserted", "isVssSnapshotCapable", "capabilities", "guestOsVersion"],
     ),
     // Read by `crate::operations` from the item itself.
     (
@@ -331,6 +336,8 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::RecoveryPlan => raw.clone(),
         // Read from the v4 item ([`crate::operations`]).
         Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => raw.clone(),
+        // Never listed (derived from VMs).
+        Kind::GuestTools => raw.clone(),
     }))
 }
 

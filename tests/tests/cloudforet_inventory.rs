@@ -227,7 +227,7 @@ fn tag<'a>(tags: &'a Value, key: &str) -> Option<&'a Value> {
 #[test]
 fn cloudforet_console_rules_and_managed_metrics() {
     let f = fixture(Default::default());
-    let kinds = ["clusters", "hosts", "vms", "subnets", "images", "volume_groups", "projects", "categories", "storage_containers", "vm_disks", "recovery_points", "protection_policies", "recovery_plans", "vm_templates", "alerts", "lcm_entities"];
+    let kinds = ["clusters", "hosts", "vms", "subnets", "images", "volume_groups", "projects", "categories", "storage_containers", "vm_disks", "recovery_points", "protection_policies", "recovery_plans", "vm_templates", "alerts", "lcm_entities", "guest_tools"];
     let options = json!({"resource_kinds": kinds, "region_locations": {"*": {"continent": "europe", "latitude": 47.37, "longitude": 8.54}}});
     let out = f.run("2", &["--runs", "1", "--managed-metrics", "--options", &options.to_string()]);
     let run = &out["runs"][0];

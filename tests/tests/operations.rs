@@ -180,3 +180,57 @@ fn the_default_kinds_read_no_operations_list() {
         assert!(calls.keys().all(|k| !k.contains(key)), "{key}: {calls:?}");
     }
 }
+
+/// Guest tools per VM come from the VM list itself: asked for with the
+/// VMs, the VM records stay byte for byte what they are without, and no
+/// call is added; asked for alone, the VM list is read once (per page) and
+/// no VM is emitted. Through v4 and v3 alike.
+#[test]
+fn guest_tools_per_vm_from_the_vm_list_with_vm_records_unchanged() {
+    for v4 in [true, false] {
+        let installed: BTreeSet<String> = {
+            let s = sim(v4, Faults::default());
+            let e = s.state.estate();
+            e.vms.iter().filter(|v| v.pointer("/status/resources/guest_tools").is_some()).map(|v| v["metadata"]["uuid"].as_str().unwrap().to_string()).collect()
+        };
+        assert!(!installed.is_empty() && installed.len() < VMS);
+
+        // One simulator for both runs: its calls add up.
+        let both = sim(v4, Faults::default());
+        let (errors, without) = collect(&both, json!({"page_size": 100}), &["vms"]);
+        assert_eq!(errors, 0);
+        let plain_calls = both.state.calls_per_kind();
+        let (errors, with) = collect(&both, json!({"page_size": 100}), &["vms", "guest_tools"]);
+        assert_eq!(errors, 0);
+        let vms = of_type(&with, "VirtualMachine");
+        let before = of_type(&without, "VirtualMachine");
+        let changed: Vec<&String> = vms.iter().filter(|(id, r)| before.get(*id) != Some(*r)).map(|(id, _)| id).collect();
+        assert!(changed.is_empty() && vms.len() == before.len(), "v4={v4}: VM records unchanged, but {} differ", changed.len());
+        let twice: BTreeMap<String, u64> = plain_calls.iter().map(|(k, v)| (k.clone(), 2 * v)).collect();
+        assert_eq!(both.state.calls_per_kind(), twice, "v4={v4}: no call added");
+
+        let tools = of_type(&with, "GuestTools");
+        assert_eq!(tools.len(), VMS, "v4={v4}: one per VM");
+        let mut seen_installed = BTreeSet::new();
+        for t in tools.values() {
+            let vm = t["data"]["vm"]["uuid"].as_str().unwrap();
+            assert_eq!(vms[vm]["name"], t["data"]["vm"]["name"], "linked to the VM's record");
+            assert_eq!(t["reference"]["resource_id"], json!(format!("{vm}:ngt")));
+            if t["data"]["installed"] == true {
+                assert_eq!((t["data"]["state"].as_str(), t["data"]["version"].as_str()), (Some("INSTALLED"), Some("4.0")), "v4={v4}");
+                seen_installed.insert(vm.to_string());
+            } else {
+                assert_eq!(t["data"]["state"], "NOT_INSTALLED");
+            }
+        }
+        assert_eq!(seen_installed, installed, "v4={v4}");
+
+        let alone = sim(v4, Faults::default());
+        let (errors, records) = collect(&alone, json!({"page_size": 100}), &["guest_tools"]);
+        assert_eq!(errors, 0);
+        assert!(of_type(&records, "VirtualMachine").is_empty(), "read, not emitted");
+        assert_eq!(of_type(&records, "GuestTools").len(), VMS);
+        let key = if v4 { "v4/vms" } else { "vms" };
+        assert_one_call_per_page(&alone.state.calls_per_kind(), key, VMS);
+    }
+}
