@@ -61,6 +61,7 @@ pub mod listing;
 pub mod metrics;
 pub mod normalize;
 pub mod operations;
+pub mod operations_layout;
 pub mod prism;
 pub mod protection;
 pub mod server_error;

@@ -88,10 +88,10 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::RecoveryPoint => (layout::recovery_point(), "leap"),
         Kind::ProtectionPolicy => (layout::protection_policy(), "leap"),
         Kind::RecoveryPlan => (layout::recovery_plan(), "leap"),
-        Kind::VmTemplate => (crate::operations::vm_template_layout(), "ahv"),
-        Kind::Alert => (crate::operations::alert_layout(), "prism"),
-        Kind::LcmEntity => (crate::operations::lcm_entity_layout(), "lcm"),
-        Kind::GuestTools => (crate::operations::guest_tools_layout(), "ahv"),
+        Kind::VmTemplate => (crate::operations_layout::vm_template(), "ahv"),
+        Kind::Alert => (crate::operations_layout::alert(), "prism"),
+        Kind::LcmEntity => (crate::operations_layout::lcm_entity(), "lcm"),
+        Kind::GuestTools => (crate::operations_layout::guest_tools(), "ahv"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -920,9 +920,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::ProtectionPolicy => protection_policy(ctx, raw),
         Kind::RecoveryPoint => recovery_point(ctx, raw),
         Kind::RecoveryPlan => recovery_plan(ctx, raw),
-        Kind::VmTemplate => crate::operations::vm_template(ctx, raw),
-        Kind::Alert => crate::operations::alert(ctx, raw),
-        Kind::LcmEntity => crate::operations::lcm_entity(ctx, raw),
+        Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => Err(format!("{} are normalized by operations::service_of", kind.plural())),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::GuestTools => Err("guest tools come from their VMs (operations::guest_tools_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),

@@ -157,7 +157,7 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let container = &normalize_src[normalize_src.find("pub fn storage_container").unwrap()..normalize_src.find("pub fn project").unwrap()];
     // The compute extras and operations read their v4 items themselves.
     let operations_src = src("operations.rs");
-    let operations = &operations_src[operations_src.find("fn object").unwrap()..operations_src.find("pub fn vm_template_layout").unwrap()];
+    let operations = &operations_src[operations_src.find("fn object").unwrap()..operations_src.find("pub fn service_of").unwrap()];
     let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(operations));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
     assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
@@ -219,7 +219,7 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
     items(&body(&dir, "categories")).iter().for_each(|c| lk.add_category(c));
     items(&body(&dir, "hosts")).iter().for_each(|h| lk.add_host(h));
     items(&body(&dir, "subnets")).iter().for_each(|s| lk.add_subnet(s));
-    let service = |kind: Kind, raw: &Value| normalize::service_of(kind, &ctx, v4::to_v3(kind, raw, &lk).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let service = |kind: Kind, raw: &Value| guest_nutanix::operations::service_of(kind, &ctx, v4::to_v3(kind, raw, &lk).unwrap()).unwrap_or_else(|e| panic!("{e}"));
 
     for (raw, f) in items(&body(&dir, "vms")).iter().zip(facts["vms"].as_array().unwrap()) {
         let vm = service(Kind::Vm, raw);

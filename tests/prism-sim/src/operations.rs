@@ -60,8 +60,10 @@ pub fn vm_templates(cfg: &EstateConfig, vms: &[Value], now: i64) -> Vec<Value> {
         .collect()
 }
 
-/// One alert; `source` is (type, id, name).
-fn alert(i: usize, title: &str, severity: &str, resolved: bool, acknowledged: bool, source: (&str, Value, Value), cluster: Value, created: i64) -> Value {
+/// One alert; `state` is `OPEN`, `ACKNOWLEDGED` or `RESOLVED`, `source`
+/// (type, id, name).
+fn alert(i: usize, title: &str, severity: &str, state: &str, source: (&str, Value, Value), cluster: Value, created: i64) -> Value {
+    let (resolved, acknowledged) = (state == "RESOLVED", state == "ACKNOWLEDGED");
     let mut a = json!({
         "extId": uuid("alert", i),
         "title": title,
@@ -95,16 +97,21 @@ pub fn alerts(vms: &[Value], hosts: &[Value], pc: &Value, now: i64) -> Vec<Value
     for (i, vm) in vms.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         let severity = ALERT_SEVERITIES[i / 2 % 3];
         let cluster = vm.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
-        out.push(alert(out.len(), "VM {vm_name} CPU usage high", severity, i % 8 == 0, i % 8 == 2, ("vm", id(vm), name(vm)), cluster, now - 600 * i as i64));
+        let state = match i % 8 {
+            0 => "RESOLVED",
+            2 => "ACKNOWLEDGED",
+            _ => "OPEN",
+        };
+        out.push(alert(out.len(), "VM {vm_name} CPU usage high", severity, state, ("vm", id(vm), name(vm)), cluster, now - 600 * i as i64));
         // The title's parameter, as Prism sends it.
         out.last_mut().expect("pushed")["parameters"] =
             json!([{"paramName": "vm_name", "paramValue": {"$objectType": "monitoring.v4.common.StringValue", "stringValue": name(vm)}}]);
     }
     for h in hosts {
         let cluster = h.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
-        out.push(alert(out.len(), "Host disk latency high", "WARNING", false, false, ("host", id(h), name(h)), cluster, now - 7_200));
+        out.push(alert(out.len(), "Host disk latency high", "WARNING", "OPEN", ("host", id(h), name(h)), cluster, now - 7_200));
     }
-    out.push(alert(out.len(), "Prism Central backup not configured", "INFO", false, false, ("prism_central", id(pc), name(pc)), Value::Null, now - 86_400));
+    out.push(alert(out.len(), "Prism Central backup not configured", "INFO", "OPEN", ("prism_central", id(pc), name(pc)), Value::Null, now - 86_400));
     out
 }
 
