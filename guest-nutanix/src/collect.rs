@@ -211,6 +211,7 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             base_url: self.client.base_url(),
             cluster_names: scan.names,
             locations: self.client.opts.region_locations.clone(),
+            guest_tools: self.out.guest_tools,
         };
         self.out.locations = ctx.locations.clone();
         self.out.log(
@@ -223,13 +224,19 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
 
     fn run(&mut self, kinds: &[Kind]) -> Result<(), Error> {
         self.out.disks = kinds.contains(&Kind::VmDisk);
+        self.out.guest_tools = kinds.contains(&Kind::GuestTools);
         // Policies and plans are flagged from the VMs and recovery points
         // (listed before them: the order of `Kind`).
         if kinds.iter().any(|k| matches!(k, Kind::ProtectionPolicy | Kind::RecoveryPlan)) {
             self.out.facts = Some(Facts::new(self.now));
         }
         let (ctx, mut clusters) = self.cluster_context()?;
-        let incremental = self.client.opts.incremental.is_some();
+        let mut incremental = self.client.opts.incremental.is_some();
+        if incremental && self.out.guest_tools {
+            // The cache keeps VMs without their guest tools: every VM is read.
+            incremental = false;
+            self.out.log(Level::Info, "option incremental is set aside: kind guest_tools reads every VM", &[]);
+        }
         // Every kind's first page at once; the records still go out kind
         // after kind.
         self.lister.read_ahead(&mut self.client, kinds, incremental);
@@ -278,6 +285,15 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
                 // Disks come with the VM list: read here only when VMs
                 // themselves were not asked for.
                 if !kinds.contains(&Kind::Vm) {
+                    self.out.vms_out = false;
+                    let listed = self.vms_for_facts(&ctx, incremental, true);
+                    self.out.vms_out = true;
+                    listed?;
+                }
+            } else if kind == Kind::GuestTools {
+                // Guest tools come with the VM list too: read here only
+                // when neither VMs nor their disks read it already.
+                if !kinds.contains(&Kind::Vm) && !kinds.contains(&Kind::VmDisk) {
                     self.out.vms_out = false;
                     let listed = self.vms_for_facts(&ctx, incremental, true);
                     self.out.vms_out = true;

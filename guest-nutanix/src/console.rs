@@ -46,7 +46,9 @@ pub struct TypeRules {
 /// policies and recovery plans are primary: their flags (RPO violated,
 /// missing VMs) are what a user filters on; recovery points, many per VM
 /// and each a moment, are listed with "all types" (no size: they do not
-/// count into Storage Size either way).
+/// count into Storage Size either way). Alerts are primary (open ones by
+/// severity are what an operator looks for); VM templates (a blueprint, not
+/// a running server) and LCM entities (a version, many per host) are not.
 pub fn type_rules(kind: Kind) -> TypeRules {
     use Label::{Compute, Management, Networking, Server, Storage};
     let r = |labels, is_primary, is_major| TypeRules { labels, is_primary, is_major };
@@ -68,6 +70,10 @@ pub fn type_rules(kind: Kind) -> TypeRules {
             let (labels, is_primary) = n.type_rules();
             r(labels, is_primary, false)
         }
+        Kind::VmTemplate => r(&[Compute], false, false),
+        Kind::Alert => r(&[Management], true, false),
+        Kind::LcmEntity => r(&[Management], false, false),
+        Kind::GuestTools => r(&[Compute], false, false),
     }
 }
 
@@ -88,6 +94,10 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::RecoveryPoint => Icon { file: "recovery-point.svg", svg: include_str!("../icons/recovery-point.svg") },
         Kind::RecoveryPlan => Icon { file: "recovery-plan.svg", svg: include_str!("../icons/recovery-plan.svg") },
         Kind::Network(n) => n.icon(),
+        Kind::VmTemplate => Icon { file: "vm-template.svg", svg: include_str!("../icons/vm-template.svg") },
+        Kind::Alert => Icon { file: "alert.svg", svg: include_str!("../icons/alert.svg") },
+        Kind::LcmEntity => Icon { file: "lcm-entity.svg", svg: include_str!("../icons/lcm-entity.svg") },
+        Kind::GuestTools => Icon { file: "guest-tools.svg", svg: include_str!("../icons/guest-tools.svg") },
     }
 }
 

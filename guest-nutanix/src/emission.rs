@@ -35,6 +35,8 @@ pub struct Emitter<'a, S> {
     pub disks: bool,
     /// Emit the VMs themselves (off when only their disks were asked for).
     pub vms_out: bool,
+    /// Emit each VM's guest tools as their own record (kind `guest_tools`).
+    pub guest_tools: bool,
     /// What the data protection flags need, learned from the VMs and
     /// recovery points that pass (on when policies or plans are collected).
     pub facts: Option<Facts>,
@@ -61,6 +63,7 @@ impl<'a, S: Sink> Emitter<'a, S> {
             usage: BTreeMap::new(),
             disks: false,
             vms_out: true,
+            guest_tools: false,
             facts: None,
             seen: HashMap::new(),
             regions_out: BTreeSet::new(),
@@ -130,7 +133,8 @@ impl<'a, S: Sink> Emitter<'a, S> {
     }
 
     /// Emits a CloudService, with its usage when option `usage` read one,
-    /// and a VM's disks when kind `vm_disks` was asked for. A resource id
+    /// a VM's disks when kind `vm_disks` was asked for, and its guest tools
+    /// when kind `guest_tools` was. A resource id
     /// its type already emitted this run becomes an error resource naming
     /// both (only the first is kept); a region code no Region was emitted
     /// for gets its Region first.
@@ -142,7 +146,13 @@ impl<'a, S: Sink> Emitter<'a, S> {
             facts.observe(&cs);
         }
         let is_vm = cs.cloud_service_type == normalize::group_and_type(Kind::Vm).1;
-        let disks = if self.disks && is_vm { normalize::disks_of(&cs) } else { Vec::new() };
+        let mut derived = if self.disks && is_vm { normalize::disks_of(&cs) } else { Vec::new() };
+        if self.guest_tools && is_vm {
+            // Out of the VM's data (it stays as without the kind), into
+            // their own record.
+            let read = cs.data.as_object_mut().and_then(|d| d.remove("guest_tools"));
+            derived.push(crate::operations::guest_tools_of(&cs, read.as_ref()));
+        }
         if let (Some(u), Value::Object(data)) = (self.usage.get(&cs.resource_id), &mut cs.data) {
             data.insert("usage".into(), u.clone());
         }
@@ -150,7 +160,7 @@ impl<'a, S: Sink> Emitter<'a, S> {
             self.with_region(&cs);
             self.push(Record::CloudService(cs));
         }
-        for d in disks {
+        for d in derived {
             if self.first_of_its_id(&d) {
                 self.with_region(&d);
                 self.push(Record::CloudService(d));

@@ -66,6 +66,8 @@ pub mod metrics;
 pub mod network;
 pub mod network_kinds;
 pub mod normalize;
+pub mod operations;
+pub mod operations_layout;
 pub mod prism;
 pub mod protection;
 pub mod server_error;

@@ -25,7 +25,7 @@
 
 use crate::config::ApiChoice;
 use crate::emission::Emitter;
-use crate::normalize::{self, Context};
+use crate::normalize::Context;
 use crate::prism::{page_request, percent_encode, total_keeps_changing, Api, CallError, Client, Page, Query, Request};
 use crate::record::CloudService;
 use crate::v3::{Item, Kind};
@@ -114,7 +114,7 @@ impl Lister {
     ) -> Result<(), Error> {
         self.list_kind(c, out, kind, false, |out, raw| {
             let id = if observer.is_some() { raw.uuid() } else { None };
-            match normalize::service_of(kind, ctx, raw) {
+            match crate::operations::service_of(kind, ctx, raw) {
                 Ok(cs) => {
                     if let Some(o) = observer.as_deref_mut() {
                         o.normalized(&cs);
@@ -256,6 +256,9 @@ impl Lister {
                 // Disks come with the VM list.
                 Kind::VmDisk if kinds.contains(&Kind::Vm) => continue,
                 Kind::VmDisk => Kind::Vm,
+                // And guest tools too.
+                Kind::GuestTools if kinds.contains(&Kind::Vm) || kinds.contains(&Kind::VmDisk) => continue,
+                Kind::GuestTools => Kind::Vm,
                 k => k,
             };
             if incremental && kind == Kind::Vm {

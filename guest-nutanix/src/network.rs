@@ -441,6 +441,7 @@ mod tests {
             base_url: "https://pc.example:9440".into(),
             cluster_names: BTreeMap::from([("c-1".to_string(), "cluster-a".to_string())]),
             locations: Default::default(),
+            guest_tools: false,
         }
     }
 

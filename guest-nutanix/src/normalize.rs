@@ -40,6 +40,10 @@ pub struct Context {
     pub cluster_names: BTreeMap<String, String>,
     /// Option `region_locations`: the Regions' map tags.
     pub locations: Locations,
+    /// Kind `guest_tools` asked for: a VM keeps its guest tools as read in
+    /// `data.guest_tools` until the `Emitter` takes them out for their own
+    /// record (so the VM's record stays as without).
+    pub guest_tools: bool,
 }
 
 /// CloudForet group and type of a kind.
@@ -59,6 +63,10 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::ProtectionPolicy => ("DataProtection", "ProtectionPolicy"),
         Kind::RecoveryPlan => ("DataProtection", "RecoveryPlan"),
         Kind::Network(n) => n.group_and_type(),
+        Kind::VmTemplate => ("Compute", "VmTemplate"),
+        Kind::Alert => ("Operations", "Alert"),
+        Kind::LcmEntity => ("Operations", "LcmEntity"),
+        Kind::GuestTools => ("Compute", "GuestTools"),
     }
 }
 
@@ -82,6 +90,10 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::ProtectionPolicy => (layout::protection_policy(), "leap"),
         Kind::RecoveryPlan => (layout::recovery_plan(), "leap"),
         Kind::Network(n) => (n.layout(), n.service_code()),
+        Kind::VmTemplate => (crate::operations_layout::vm_template(), "ahv"),
+        Kind::Alert => (crate::operations_layout::alert(), "prism"),
+        Kind::LcmEntity => (crate::operations_layout::lcm_entity(), "lcm"),
+        Kind::GuestTools => (crate::operations_layout::guest_tools(), "ahv"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -214,7 +226,7 @@ pub fn instance_type(vcpus: u32, memory_mib: u64) -> String {
     }
 }
 
-fn service(
+pub(crate) fn service(
     ctx: &Context,
     kind: Kind,
     name: String,
@@ -353,6 +365,9 @@ pub fn vm(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, String> {
         "az": data["cluster"]["name"],
     });
     data["primary_ip_address"] = json!(ips.first());
+    if ctx.guest_tools {
+        data["guest_tools"] = r.guest_tools.clone().unwrap_or(Value::Null);
+    }
     let region = region_of(ctx, &e.status.cluster_reference);
     let mut cs = service(ctx, Kind::Vm, name, uuid, region, data);
     cs.instance_type = Some(itype);
@@ -912,7 +927,9 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::ProtectionPolicy => protection_policy(ctx, raw),
         Kind::RecoveryPoint => recovery_point(ctx, raw),
         Kind::RecoveryPlan => recovery_plan(ctx, raw),
+        Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => Err(format!("{} are normalized by operations::service_of", kind.plural())),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
+        Kind::GuestTools => Err("guest tools come from their VMs (operations::guest_tools_of)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
         Kind::Network(n) => crate::network::normalize(n, &ctx.cluster_names, raw).map(|p| {
             let mut cs = service(ctx, kind, p.name, p.id, None, p.data);
@@ -953,6 +970,7 @@ mod tests {
             base_url: "https://pc.example:9440".into(),
             cluster_names: scan.names,
             locations: Locations::default(),
+            guest_tools: false,
         }
     }
 

@@ -88,10 +88,19 @@ pub enum Kind {
     RecoveryPlan,
     /// The networking and security kinds ([`crate::network_kinds`]).
     Network(NetKind),
+    /// VM templates (v4 vmm only; [`crate::operations`]).
+    VmTemplate,
+    /// Alerts (v4 monitoring only).
+    Alert,
+    /// LCM software and firmware entities (v4 lifecycle only).
+    LcmEntity,
+    /// Each VM's Nutanix Guest Tools state, from the VM list (no list of
+    /// its own; [`crate::operations::guest_tools_of`]).
+    GuestTools,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 24] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -112,7 +121,14 @@ impl Kind {
         Kind::Network(NetKind::SecurityPolicy),
         Kind::Network(NetKind::AddressGroup),
         Kind::Network(NetKind::ServiceGroup),
+        Kind::VmTemplate,
+        Kind::Alert,
+        Kind::LcmEntity,
+        Kind::GuestTools,
     ];
+    /// The compute extras and operations kinds (option `resource_kinds`
+    /// only; v4 only).
+    pub const OPERATIONS: [Kind; 3] = [Kind::VmTemplate, Kind::Alert, Kind::LcmEntity];
     /// The data protection kinds (option `resource_kinds` only).
     pub const DATA_PROTECTION: [Kind; 3] = [Kind::RecoveryPoint, Kind::ProtectionPolicy, Kind::RecoveryPlan];
     /// What a collection lists when the options name no kinds (volume
@@ -137,6 +153,10 @@ impl Kind {
             Kind::ProtectionPolicy => "protection_rule",
             Kind::RecoveryPlan => "recovery_plan",
             Kind::Network(n) => n.api_kind(),
+            Kind::VmTemplate => "vm_template",
+            Kind::Alert => "alert",
+            Kind::LcmEntity => "lcm_entity",
+            Kind::GuestTools => "guest_tools",
         }
     }
 
@@ -144,7 +164,7 @@ impl Kind {
     pub fn has_v3(self) -> bool {
         match self {
             Kind::Network(n) => !n.v3_list_path().is_empty(),
-            k => !matches!(k, Kind::StorageContainer | Kind::VmDisk),
+            k => !matches!(k, Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity | Kind::GuestTools),
         }
     }
 
@@ -164,7 +184,7 @@ impl Kind {
             Kind::RecoveryPoint => "/api/nutanix/v3/vm_recovery_points/list",
             Kind::ProtectionPolicy => "/api/nutanix/v3/protection_rules/list",
             Kind::RecoveryPlan => "/api/nutanix/v3/recovery_plans/list",
-            Kind::StorageContainer | Kind::VmDisk => "",
+            Kind::StorageContainer | Kind::VmDisk | Kind::VmTemplate | Kind::Alert | Kind::LcmEntity | Kind::GuestTools => "",
             Kind::Network(n) => n.v3_list_path(),
         }
     }
@@ -186,6 +206,10 @@ impl Kind {
             Kind::ProtectionPolicy => "protection_policies",
             Kind::RecoveryPlan => "recovery_plans",
             Kind::Network(n) => n.plural(),
+            Kind::VmTemplate => "vm_templates",
+            Kind::Alert => "alerts",
+            Kind::LcmEntity => "lcm_entities",
+            Kind::GuestTools => "guest_tools",
         }
     }
 

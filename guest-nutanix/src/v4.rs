@@ -54,10 +54,13 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
         Kind::RecoveryPoint => "/api/dataprotection/v4.0/config/recovery-points",
         Kind::ProtectionPolicy => "/api/datapolicies/v4.0/config/protection-policies",
+        Kind::VmTemplate => "/api/vmm/v4.0/content/templates",
+        Kind::Alert => "/api/monitoring/v4.0/serviceability/alerts",
+        Kind::LcmEntity => "/api/lifecycle/v4.0/resources/entities",
         // Read through v3 only: datapolicies v4.0 has no recovery plan list
         // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
         // which the collector does not read yet).
-        Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan => return None,
+        Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan | Kind::GuestTools => return None,
         Kind::Network(n) => n.v4_list_path(),
     })
 }
@@ -170,6 +173,41 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
     (
         "dataprotection.v4.config.RecoveryPoint",
         &["extId", "name", "creationTime", "expirationTime", "status", "recoveryPointType", "vmRecoveryPoints/*/vmExtId"],
+    ),
+    // A VM's `guestTools` (kind `guest_tools`, `crate::operations::guest_tools_of`).
+    (
+        "vmm.v4.ahv.config.GuestTools",
+        &["version", "isInstalled", "isEnabled", "isReachable", "availableVersion", "isIsoInserted", "isVssSnapshotCapable", "capabilities", "guestOsVersion"],
+    ),
+    // Read by `crate::operations` from the item itself.
+    (
+        "vmm.v4.content.Template",
+        &[
+            "extId", "templateName", "templateDescription", "createTime", "updateTime", "createdBy/username", "updatedBy/username",
+            "guestUpdateStatus/deployedVmReference", "templateVersionSpec/extId", "templateVersionSpec/versionName",
+            "templateVersionSpec/versionDescription", "templateVersionSpec/createTime", "templateVersionSpec/createdBy/username",
+            "templateVersionSpec/isActiveVersion", "templateVersionSpec/vmSpec/numSockets", "templateVersionSpec/vmSpec/numCoresPerSocket",
+            "templateVersionSpec/vmSpec/numThreadsPerCore", "templateVersionSpec/vmSpec/memorySizeBytes", "templateVersionSpec/vmSpec/disks",
+            "templateVersionSpec/vmSpec/nics", "templateVersionSpec/vmSpec/gpus", "templateVersionSpec/vmSpec/cluster/extId",
+        ],
+    ),
+    (
+        "monitoring.v4.serviceability.Alert",
+        &[
+            "extId", "title", "message", "alertType", "severity", "isResolved", "isAcknowledged", "isAutoResolved", "isUserDefined",
+            "creationTime", "lastUpdatedTime", "acknowledgedTime", "acknowledgedByUsername", "resolvedTime", "resolvedByUsername",
+            "serviceName", "classifications", "impactTypes", "clusterUUID", "parameters/*/paramName", "parameters/*/paramValue",
+            "sourceEntity/type", "sourceEntity/extId", "sourceEntity/name", "affectedEntities/*/type", "affectedEntities/*/extId",
+            "affectedEntities/*/name",
+        ],
+    ),
+    (
+        "lifecycle.v4.resources.Entity",
+        &[
+            "extId", "entityModel", "entityClass", "entityType", "entityVersion", "entityDescription", "targetVersion", "hardwareVendor",
+            "hardwareFamily", "deviceId", "lastUpdatedTime", "locationInfo/uuid", "locationInfo/locationType", "clusterExtId",
+            "availableVersions/*/version", "availableVersions/*/status", "availableVersions/*/isEnabled", "availableVersions/*/releaseDate",
+        ],
     ),
 ];
 
@@ -299,6 +337,10 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         Kind::RecoveryPlan => raw.clone(),
         // Normalized from the v4 item itself (`network`).
         Kind::Network(_) => raw.clone(),
+        // Read from the v4 item ([`crate::operations`]).
+        Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => raw.clone(),
+        // Never listed (derived from VMs).
+        Kind::GuestTools => raw.clone(),
     }))
 }
 

@@ -119,6 +119,9 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
         format!("network_security_rules: {n} items checked against microseg.v4.config.NetworkSecurityPolicy"),
         format!("address_groups: {n} items checked against microseg.v4.config.AddressGroup"),
         format!("service_groups: {n} items checked against microseg.v4.config.ServiceGroup"),
+        "vm_templates: 4 items checked against vmm.v4.content.Template".into(),
+        "alerts: ".into(),
+        "lcm_entities: ".into(),
     ] {
         assert!(text(&out).contains(checked.as_str()), "{checked}: {}", text(&out));
     }
@@ -178,7 +181,10 @@ fn every_v4_field_the_guest_reads_is_in_the_sdks_models() {
     let network_src = src("network.rs");
     let net = &network_src[network_src.find("pub fn normalize(").unwrap()..network_src.find("pub fn v3_to_v4").unwrap()];
     assert!(wire_names(net).contains("floatingIp") && wire_names(net).contains("mtu"), "the scan sees the networking reads");
-    let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(net));
+    // The compute extras and operations read their v4 items themselves.
+    let operations_src = src("operations.rs");
+    let operations = &operations_src[operations_src.find("fn object").unwrap()..operations_src.find("pub fn service_of").unwrap()];
+    let read = wire_names(adapter).into_iter().chain(wire_names(container)).chain(wire_names(net)).chain(wire_names(operations));
     let undeclared: BTreeSet<String> = read.filter(|n| !declared.contains(n.as_str()) && !merged.contains(n.as_str())).collect();
     assert!(undeclared.is_empty(), "the adapter reads fields v4::WIRE_READS does not declare: {undeclared:?}");
     assert!(wire_names(r#"at(d, "/backingInfo/nodeSerial"); v["hostSerial"]"#).contains("nodeSerial"), "the scan sees reads");
@@ -239,7 +245,7 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
     items(&body(&dir, "categories")).iter().for_each(|c| lk.add_category(c));
     items(&body(&dir, "hosts")).iter().for_each(|h| lk.add_host(h));
     items(&body(&dir, "subnets")).iter().for_each(|s| lk.add_subnet(s));
-    let service = |kind: Kind, raw: &Value| normalize::service_of(kind, &ctx, v4::to_v3(kind, raw, &lk).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let service = |kind: Kind, raw: &Value| guest_nutanix::operations::service_of(kind, &ctx, v4::to_v3(kind, raw, &lk).unwrap()).unwrap_or_else(|e| panic!("{e}"));
 
     for (raw, f) in items(&body(&dir, "vms")).iter().zip(facts["vms"].as_array().unwrap()) {
         let vm = service(Kind::Vm, raw);
@@ -309,6 +315,26 @@ fn the_guest_normalizes_sdk_generated_bodies_without_loss() {
         let at = |k: &str| r.data[k].as_str().and_then(guest_nutanix::time::parse_time);
         assert_eq!(at("created_at"), f["created_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
         assert_eq!(at("expires_at"), f["expires_at"].as_str().and_then(guest_nutanix::time::parse_time), "{}", r.data);
+    }
+    // Compute extras and operations: a template's active version and size,
+    // an alert's title (parameters filled in), state, severity and entity,
+    // an LCM entity's version, host and the update on offer.
+    for (raw, f) in items(&body(&dir, "vm_templates")).iter().zip(facts["vm_templates"].as_array().unwrap()) {
+        let t = service(Kind::VmTemplate, raw);
+        assert_eq!((json!(t.resource_id), json!(t.name), json!(t.data["created_by"])), (f["uuid"].clone(), f["name"].clone(), f["created_by"].clone()));
+        assert_eq!((t.data["version"]["name"].clone(), t.data["version"]["uuid"].clone()), (f["version"].clone(), f["version_uuid"].clone()));
+        assert_eq!((t.data["vm_spec"]["vcpus"].clone(), t.data["vm_spec"]["memory_size_bytes"].clone()), (f["vcpus"].clone(), f["memory_size_bytes"].clone()));
+    }
+    for (raw, f) in items(&body(&dir, "alerts")).iter().zip(facts["alerts"].as_array().unwrap()) {
+        let a = service(Kind::Alert, raw);
+        assert_eq!((json!(a.resource_id), json!(a.name)), (f["uuid"].clone(), f["name"].clone()));
+        assert_eq!((a.data["severity"].clone(), a.data["state"].clone(), json!(a.region_code)), (f["severity"].clone(), f["state"].clone(), f["region"].clone()));
+        assert_eq!(a.data["source_entity"], f["source_entity"]);
+    }
+    for (raw, f) in items(&body(&dir, "lcm_entities")).iter().zip(facts["lcm_entities"].as_array().unwrap()) {
+        let e = service(Kind::LcmEntity, raw);
+        assert_eq!((json!(e.resource_id), e.data["version"].clone(), e.data["entity_type"].clone()), (f["uuid"].clone(), f["version"].clone(), f["entity_type"].clone()));
+        assert_eq!((e.data["host"]["uuid"].clone(), e.data["update_to"].clone()), (f["host"].clone(), f["update_to"].clone()));
     }
 
     // The networking and security kinds, and an overlay subnet with its VPC.

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 mod fixtures;
+pub mod kinds;
 pub mod postgres;
 
 pub use fixtures::*;

@@ -228,7 +228,7 @@ fn tag<'a>(tags: &'a Value, key: &str) -> Option<&'a Value> {
 fn cloudforet_console_rules_and_managed_metrics() {
     let f = fixture(Default::default());
     let kinds = ["clusters", "hosts", "vms", "subnets", "images", "volume_groups", "projects", "categories", "storage_containers", "vm_disks",
-                 "recovery_points", "protection_policies", "recovery_plans",
+                 "recovery_points", "protection_policies", "recovery_plans", "vm_templates", "alerts", "lcm_entities", "guest_tools",
                  "vpcs", "floating_ips", "route_tables", "virtual_switches", "security_policies", "address_groups", "service_groups"];
     let options = json!({"resource_kinds": kinds, "region_locations": {"*": {"continent": "europe", "latitude": 47.37, "longitude": 8.54}}});
     let out = f.run("2", &["--runs", "1", "--managed-metrics", "--options", &options.to_string()]);

@@ -6,6 +6,7 @@
 //! list call per page of 100 entities.
 
 use cf_host::record::{Record, ResourceType};
+use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type};
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::{Estate, EstateConfig};
 use prism_sim::{Faults, SimConfig, Simulator};
@@ -28,17 +29,6 @@ fn collect(sim: &Simulator, options: Value, kinds: &[&str]) -> Vec<Record> {
     let errors: Vec<_> = records.iter().filter(|r| r.is_error()).map(|r| r.message.clone()).collect();
     assert_eq!(r.errors, 0, "{errors:?}");
     records
-}
-
-fn of_type(records: &[Record], ty: &str) -> BTreeMap<String, Value> {
-    records
-        .iter()
-        .filter(|r| !r.is_error() && r.resource().get("cloud_service_type") == Some(&json!(ty)))
-        .map(|r| {
-            let res = r.to_json()["resource"].clone();
-            (res["reference"]["resource_id"].as_str().unwrap().to_string(), res)
-        })
-        .collect()
 }
 
 fn t(s: &str) -> i64 {
@@ -144,15 +134,6 @@ fn check(records: &[Record], sim: &Simulator) {
     assert!(search("RecoveryPoint").contains(&"data.expired".to_string()));
 }
 
-/// List calls per page of 100: the kind's list key holds at most one call
-/// per page (its one-entity checks between windows of pages, at most one
-/// per window of 8, are counted apart as `?probe`).
-fn assert_one_call_per_page(calls: &BTreeMap<String, u64>, key: &str, entities: usize) {
-    let pages = entities.div_ceil(100).max(1) as u64;
-    assert_eq!(calls.get(key), Some(&pages), "{key}: {calls:?}");
-    assert!(calls.get(&format!("{key}?probe")).copied().unwrap_or(0) <= pages.div_ceil(8), "{key}: {calls:?}");
-}
-
 #[test]
 fn data_protection_through_v4_with_recovery_plans_through_v3() {
     let sim = sim(true, Faults::default());
@@ -231,13 +212,8 @@ fn a_vm_deleted_under_a_recovery_plan_is_flagged() {
 /// The default kinds read nothing of data protection.
 #[test]
 fn the_default_kinds_read_no_data_protection_list() {
-    let sim = sim(true, Faults::default());
-    let (rt, plugin) = host();
-    let ctx = cf_tests::sim_context(&sim).build().unwrap();
-    let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({})));
-    r.expect("collect");
+    let (records, calls) = collect_default(&sim(true, Faults::default()));
     assert!(records.iter().all(|r| r.resource().get("cloud_service_group") != Some(&json!("DataProtection"))));
-    let calls = sim.state.calls_per_kind();
     for key in ["protection_rules", "vm_recovery_points", "recovery_plans"] {
         assert!(calls.keys().all(|k| !k.contains(key)), "{key}: {calls:?}");
     }

@@ -35,6 +35,8 @@ import ntnx_clustermgmt_py_client as clustermgmt
 import ntnx_datapolicies_py_client as datapolicies
 import ntnx_dataprotection_py_client as dataprotection
 import ntnx_microseg_py_client as microseg
+import ntnx_lifecycle_py_client as lifecycle
+import ntnx_monitoring_py_client as monitoring
 import ntnx_networking_py_client as networking
 import ntnx_prism_py_client as prism
 import ntnx_vmm_py_client as vmm
@@ -49,6 +51,8 @@ PACKAGES = {
     "dataprotection": "ntnx_dataprotection_py_client",
     "datapolicies": "ntnx_datapolicies_py_client",
     "microseg": "ntnx_microseg_py_client",
+    "monitoring": "ntnx_monitoring_py_client",
+    "lifecycle": "ntnx_lifecycle_py_client",
 }
 
 # List → (response model, item model), as the v4.0 list endpoints answer.
@@ -64,6 +68,9 @@ LISTS = {
     "iscsi_clients": ("volumes.v4.config.ListIscsiClientsApiResponse", "volumes.v4.config.IscsiClient"),
     "protection_rules": ("datapolicies.v4.config.ListProtectionPoliciesApiResponse", "datapolicies.v4.config.ProtectionPolicy"),
     "vm_recovery_points": ("dataprotection.v4.config.ListRecoveryPointsApiResponse", "dataprotection.v4.config.RecoveryPoint"),
+    "vm_templates": ("vmm.v4.content.ListTemplatesApiResponse", "vmm.v4.content.Template"),
+    "alerts": ("monitoring.v4.serviceability.ListAlertsApiResponse", "monitoring.v4.serviceability.Alert"),
+    "lcm_entities": ("lifecycle.v4.resources.ListEntitiesApiResponse", "lifecycle.v4.resources.Entity"),
     # A volume group's parts.
     "volume_group_disks": ("volumes.v4.config.ListVolumeDisksApiResponse", "volumes.v4.config.VolumeDisk"),
     "vm_attachments": ("volumes.v4.config.ListVmAttachmentsApiResponse", "volumes.v4.config.VmAttachment"),
@@ -568,6 +575,55 @@ def security_kinds(client):
     return {k: wire(client["microseg"], v) for k, v in bodies.items()}, facts
 
 
+TEMPLATE_1 = "7e3a0000-0000-4000-8000-000000000001"
+TEMPLATE_VERSION_1 = "7e3a0000-0000-4000-8000-0000000000f1"
+ALERT_1 = "a1e70000-0000-4000-8000-000000000001"
+LCM_BIOS = "1c300000-0000-4000-8000-000000000001"
+
+
+def vm_templates(client):
+    T = "vmm.v4.content."
+    V = "vmm.v4.ahv.config."
+    spec = cls(V + "Vm")(name="tpl", num_sockets=2, num_cores_per_socket=4, memory_size_bytes=8 * 1024 ** 3,
+                         cluster=cls(V + "ClusterReference")(ext_id=CLUSTER_PE))
+    version = cls(T + "TemplateVersionSpec")(ext_id=TEMPLATE_VERSION_1, version_name="v3", version_description="patched",
+                                              create_time=ts(7), is_active_version=True, vm_spec=spec,
+                                              created_by=cls(T + "TemplateUser")(username="builder"))
+    t = cls(T + "Template")(ext_id=TEMPLATE_1, template_name="rhel-9", template_description="hardened", create_time=ts(1), update_time=ts(7),
+                            created_by=cls(T + "TemplateUser")(username="admin"), template_version_spec=version)
+    page = cls(T + "ListTemplatesApiResponse")(data=[t], metadata=metadata("ntnx_vmm_py_client", 1))
+    return wire(client["vmm"], page), [{"uuid": TEMPLATE_1, "name": "rhel-9", "version": "v3", "version_uuid": TEMPLATE_VERSION_1,
+                                        "vcpus": 8, "memory_size_bytes": 8 * 1024 ** 3, "created_by": "admin"}]
+
+
+def alerts(client):
+    M = "monitoring.v4.serviceability."
+    C = "monitoring.v4.common."
+    a = cls(M + "Alert")(
+        ext_id=ALERT_1, title="VM {vm_name} is down", message="the VM stopped", alert_type="A1030", severity="CRITICAL",
+        is_resolved=False, is_acknowledged=False, cluster_uuid=CLUSTER_PE, creation_time=ts(6),
+        source_entity=cls(C + "AlertEntityReference")(type="vm", ext_id=VM_PROTECTED, name="db-01"),
+        affected_entities=[cls(C + "EntityReference")(type="host", ext_id=HOST_1, name="host-1")],
+        parameters=[cls(C + "Parameter")(param_name="vm_name", param_value=cls(C + "StringValue")(string_value="db-01"))],
+        classifications=["Availability"],
+    )
+    page = cls(M + "ListAlertsApiResponse")(data=[a], metadata=metadata("ntnx_monitoring_py_client", 1))
+    return wire(client["monitoring"], page), [{"uuid": ALERT_1, "name": "VM db-01 is down", "severity": "CRITICAL", "state": "OPEN",
+                                               "source_entity": {"type": "vm", "uuid": VM_PROTECTED, "name": "db-01"}, "region": CLUSTER_PE}]
+
+
+def lcm_entities(client):
+    L = "lifecycle.v4."
+    e = cls(L + "resources.Entity")(
+        ext_id=LCM_BIOS, entity_model="BIOS", entity_class="BIOS", entity_type="FIRMWARE", entity_version="PB50.001",
+        location_info=cls(L + "common.LocationInfo")(uuid=HOST_1, location_type="NODE"), cluster_ext_id=CLUSTER_PE,
+        available_versions=[cls(L + "resources.AvailableVersion")(version="PB51.002", status="AVAILABLE", is_enabled=True)],
+    )
+    page = cls(L + "resources.ListEntitiesApiResponse")(data=[e], metadata=metadata("ntnx_lifecycle_py_client", 1))
+    return wire(client["lifecycle"], page), [{"uuid": LCM_BIOS, "version": "PB50.001", "entity_type": "FIRMWARE", "host": HOST_1,
+                                              "update_to": "PB51.002"}]
+
+
 def errors(client):
     """v4 error bodies as Prism's services answer them: an ErrorResponse
     whose `error` is a list of AppMessages, in the list response's `data`."""
@@ -586,11 +642,13 @@ def errors(client):
 def generate(outdir):
     os.makedirs(outdir, exist_ok=True)
     client = {"vmm": vmm.ApiClient(), "clustermgmt": clustermgmt.ApiClient(), "networking": networking.ApiClient(), "prism": prism.ApiClient(),
-              "dataprotection": dataprotection.ApiClient(), "datapolicies": datapolicies.ApiClient(), "microseg": microseg.ApiClient()}
+              "dataprotection": dataprotection.ApiClient(), "datapolicies": datapolicies.ApiClient(), "microseg": microseg.ApiClient(),
+              "monitoring": monitoring.ApiClient(), "lifecycle": lifecycle.ApiClient()}
     facts = {}
     for name, make in [("vms", vms), ("clusters", clusters), ("hosts", hosts), ("storage_containers", storage_containers),
                        ("subnets", subnets), ("images", images), ("categories", categories),
-                       ("protection_policies", protection_policies), ("recovery_points", recovery_points)]:
+                       ("protection_policies", protection_policies), ("recovery_points", recovery_points),
+                       ("vm_templates", vm_templates), ("alerts", alerts), ("lcm_entities", lcm_entities)]:
         body, facts[name] = make(client)
         with open(os.path.join(outdir, f"{name}.json"), "w") as f:
             json.dump(body, f, indent=1, sort_keys=True)

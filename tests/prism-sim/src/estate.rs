@@ -446,6 +446,11 @@ pub struct Estate {
     pub now: i64,
     /// Networking and security, in the v4 shape (see [`crate::network`]).
     pub network: crate::network::Network,
+    /// Compute extras and operations ([`crate::operations`]), v4 shapes
+    /// only (no v3 list).
+    pub vm_templates: Vec<Value>,
+    pub alerts: Vec<Value>,
+    pub lcm_entities: Vec<Value>,
 }
 
 impl Estate {
@@ -477,7 +482,13 @@ impl Estate {
             network: crate::network::Network::generate(cfg, crate::network::default_size(cfg)),
             clusters,
             config,
+            vm_templates: Vec::new(),
+            alerts: Vec::new(),
+            lcm_entities: Vec::new(),
         };
+        estate.vm_templates = crate::operations::vm_templates(&estate.config, &estate.vms, now);
+        estate.alerts = crate::operations::alerts(&estate.vms, &estate.hosts, &estate.clusters[0], now);
+        estate.lcm_entities = crate::operations::lcm_entities(&estate.config, &estate.hosts);
         let keys: std::collections::BTreeSet<String> = estate.category_pairs().into_iter().map(|(k, _)| k).collect();
         estate.category_keys = keys.into_iter().map(|k| json!({"name": k, "description": format!("{k} of the workload"), "system_defined": false})).collect();
         estate
@@ -519,6 +530,9 @@ impl Estate {
             "protection_rules" => &self.protection_rules,
             "vm_recovery_points" => &self.vm_recovery_points,
             "recovery_plans" => &self.recovery_plans,
+            "vm_templates" => &self.vm_templates,
+            "alerts" => &self.alerts,
+            "lcm_entities" => &self.lcm_entities,
             _ => return self.network.list(kind),
         })
     }

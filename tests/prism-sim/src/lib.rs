@@ -35,6 +35,9 @@
 //!   points and recovery plans; v4 protection policies (datapolicies) and
 //!   recovery points (dataprotection); recovery plans through v3 only, as
 //!   datapolicies v4.0 has no list of them.
+//! - v4-only compute extras and operations ([`operations`]): VM templates
+//!   (vmm), alerts (monitoring), LCM entities (lifecycle); their v3 lists
+//!   answer 404, as Prism Central has none.
 //! - change filters for incremental collection: v3 `filter:
 //!   last_update_time=ge=T` (or `=gt=`) and v4 `$filter=updateTime ge T`
 //!   plus `$select=extId` on the VM list; tests change the estate between
@@ -52,6 +55,7 @@
 pub mod dataprotection;
 pub mod estate;
 pub mod network;
+pub mod operations;
 pub mod tls;
 pub mod v4;
 
@@ -491,7 +495,9 @@ type Answer = (u64, Option<(u16, u32)>, JsonBody);
 #[expect(clippy::result_large_err, reason = "the error is the HTTP answer itself")]
 fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Response> {
     let estate = state.estate();
-    let absent = kind == "storage_containers" || crate::network::V4_ONLY.contains(&kind) || state.v3_absent.iter().any(|k| k == kind);
+    let absent = matches!(kind, "storage_containers" | "vm_templates" | "alerts" | "lcm_entities")
+        || crate::network::V4_ONLY.contains(&kind)
+        || state.v3_absent.iter().any(|k| k == kind);
     let Some(entities) = estate.list(kind).filter(|_| !absent) else {
         return Err(v3_error(StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND", &format!("kind {kind} not found")));
     };

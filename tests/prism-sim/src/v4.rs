@@ -26,6 +26,9 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("/api/volumes/v4.0/config/iscsi-clients", "iscsi_clients", "volumes.v4.config.IscsiClient"),
     ("/api/datapolicies/v4.0/config/protection-policies", "protection_rules", "datapolicies.v4.config.ProtectionPolicy"),
     ("/api/dataprotection/v4.0/config/recovery-points", "vm_recovery_points", "dataprotection.v4.config.RecoveryPoint"),
+    ("/api/vmm/v4.0/content/templates", "vm_templates", "vmm.v4.content.Template"),
+    ("/api/monitoring/v4.0/serviceability/alerts", "alerts", "monitoring.v4.serviceability.Alert"),
+    ("/api/lifecycle/v4.0/resources/entities", "lcm_entities", "lifecycle.v4.resources.Entity"),
 ];
 
 /// The iSCSI clients attached to volume groups: (extId, initiator name).
@@ -388,6 +391,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                     "volume_groups" => volume_group(e),
                     "protection_rules" => crate::dataprotection::protection_policy(e, &ids),
                     "vm_recovery_points" => crate::dataprotection::recovery_point(e),
+                    "vm_templates" | "alerts" | "lcm_entities" => e.clone(),
                     _ => image(e),
                 })
                 .collect()

@@ -1,0 +1,152 @@
+//! The estate's compute extras and operations, v4 only (Prism Central has
+//! no v3 list of them; the v3 lists answer 404), rendered directly in the
+//! v4.0 shapes: vmm `Template`, monitoring `Alert`, lifecycle `Entity`.
+//!
+//! - VM template `t` (of [`TEMPLATES`]) lives on cluster `t % clusters`;
+//!   its active version is `v{t + 1}`, made from VM `t`'s size;
+//! - every VM `i` with `i % 2 == 0` has an alert about it
+//!   ([`ALERT_SEVERITIES`]`[i / 2 % 3]`), resolved when `i % 8 == 0`,
+//!   acknowledged when `i % 8 == 2`; every host has one WARNING, open;
+//!   Prism Central one INFO about itself, open, in no cluster;
+//! - each cluster has AOS, AHV and NCC (software, at the cluster; NCC with
+//!   an update on offer), each host BIOS and BMC firmware (at the node; BMC
+//!   with an update on offer on odd hosts).
+
+use crate::estate::{uuid, EstateConfig};
+use crate::v4::format_utc;
+use serde_json::{json, Value};
+
+/// VM templates in the estate.
+pub const TEMPLATES: usize = 4;
+/// The severities VM alerts take in turn.
+pub const ALERT_SEVERITIES: [&str; 3] = ["CRITICAL", "WARNING", "INFO"];
+
+fn name(e: &Value) -> Value {
+    e.pointer("/status/name").cloned().unwrap_or(Value::Null)
+}
+
+fn id(e: &Value) -> Value {
+    e.pointer("/metadata/uuid").cloned().unwrap_or(Value::Null)
+}
+
+pub fn vm_templates(cfg: &EstateConfig, vms: &[Value], now: i64) -> Vec<Value> {
+    (0..TEMPLATES)
+        .map(|t| {
+            let r = vms.get(t).and_then(|v| v.pointer("/status/resources")).cloned().unwrap_or(Value::Null);
+            let created = format_utc(now - 86_400 * (10 + t as i64));
+            json!({
+                "extId": uuid("template", t),
+                "templateName": format!("tpl-{t:02}"),
+                "templateDescription": format!("golden image {t}"),
+                "createTime": created,
+                "updateTime": format_utc(now - 3_600),
+                "createdBy": {"username": "admin"},
+                "templateVersionSpec": {
+                    "extId": uuid("template-version", t),
+                    "versionName": format!("v{}", t + 1),
+                    "versionDescription": "current",
+                    "createTime": format_utc(now - 3_600),
+                    "isActiveVersion": true,
+                    "vmSpec": {
+                        "name": format!("tpl-{t:02}"),
+                        "numSockets": r["num_sockets"],
+                        "numCoresPerSocket": r["num_vcpus_per_socket"],
+                        "memorySizeBytes": r["memory_size_mib"].as_u64().map(|m| m * 1024 * 1024),
+                        "cluster": {"extId": uuid("cluster", t % cfg.clusters.max(1))},
+                    },
+                },
+            })
+        })
+        .collect()
+}
+
+/// One alert; `state` is `OPEN`, `ACKNOWLEDGED` or `RESOLVED`, `source`
+/// (type, id, name).
+fn alert(i: usize, title: &str, severity: &str, state: &str, source: (&str, Value, Value), cluster: Value, created: i64) -> Value {
+    let (resolved, acknowledged) = (state == "RESOLVED", state == "ACKNOWLEDGED");
+    let mut a = json!({
+        "extId": uuid("alert", i),
+        "title": title,
+        "message": format!("{title}: see the entity"),
+        "alertType": format!("A{}", 1000 + i % 50),
+        "severity": severity,
+        "isResolved": resolved,
+        "isAcknowledged": acknowledged || resolved,
+        "isAutoResolved": resolved,
+        "isUserDefined": false,
+        "creationTime": format_utc(created),
+        "lastUpdatedTime": format_utc(created + 60),
+        "classifications": ["Performance"],
+        "impactTypes": ["PERFORMANCE"],
+        "sourceEntity": {"type": source.0, "extId": source.1, "name": source.2},
+        "affectedEntities": [{"type": source.0, "extId": source.1, "name": source.2}],
+        "serviceName": "health",
+    });
+    if !cluster.is_null() {
+        a["clusterUUID"] = cluster;
+    }
+    if resolved {
+        a["resolvedTime"] = json!(format_utc(created + 600));
+        a["resolvedByUsername"] = json!("admin");
+    }
+    a
+}
+
+pub fn alerts(vms: &[Value], hosts: &[Value], pc: &Value, now: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (i, vm) in vms.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let severity = ALERT_SEVERITIES[i / 2 % 3];
+        let cluster = vm.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
+        let state = match i % 8 {
+            0 => "RESOLVED",
+            2 => "ACKNOWLEDGED",
+            _ => "OPEN",
+        };
+        out.push(alert(out.len(), "VM {vm_name} CPU usage high", severity, state, ("vm", id(vm), name(vm)), cluster, now - 600 * i as i64));
+        // The title's parameter, as Prism sends it.
+        out.last_mut().expect("pushed")["parameters"] =
+            json!([{"paramName": "vm_name", "paramValue": {"$objectType": "monitoring.v4.common.StringValue", "stringValue": name(vm)}}]);
+    }
+    for h in hosts {
+        let cluster = h.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
+        out.push(alert(out.len(), "Host disk latency high", "WARNING", "OPEN", ("host", id(h), name(h)), cluster, now - 7_200));
+    }
+    out.push(alert(out.len(), "Prism Central backup not configured", "INFO", "OPEN", ("prism_central", id(pc), name(pc)), Value::Null, now - 86_400));
+    out
+}
+
+fn lcm(i: usize, model: &str, kind: &str, version: &str, location: (&str, &str), cluster: &str, update: Option<&str>) -> Value {
+    let mut available = vec![json!({"version": version, "status": "INSTALLED", "isEnabled": true})];
+    if let Some(u) = update {
+        available.push(json!({"version": u, "status": "AVAILABLE", "isEnabled": true}));
+    }
+    json!({
+        "extId": uuid("lcm-entity", i),
+        "entityModel": model,
+        "entityClass": model,
+        "entityType": kind,
+        "entityVersion": version,
+        "entityDescription": format!("{model} ({kind})"),
+        "locationInfo": {"uuid": location.1, "locationType": location.0},
+        "clusterExtId": cluster,
+        "hardwareVendor": if kind == "FIRMWARE" { json!("Nutanix") } else { Value::Null },
+        "availableVersions": available,
+    })
+}
+
+pub fn lcm_entities(cfg: &EstateConfig, hosts: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in 0..cfg.clusters {
+        let cluster = uuid("cluster", c);
+        for (model, version, update) in [("AOS", "6.8.1", None), ("AHV", "20230302.100173", None), ("NCC", "5.0.0", Some("5.1.0"))] {
+            out.push(lcm(out.len(), model, "SOFTWARE", version, ("CLUSTER", &cluster), &cluster, update));
+        }
+    }
+    for (h, host) in hosts.iter().enumerate() {
+        let (host_id, cluster) = (id(host), host.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null));
+        let (host_id, cluster) = (host_id.as_str().unwrap_or_default(), cluster.as_str().unwrap_or_default());
+        out.push(lcm(out.len(), "BIOS", "FIRMWARE", "PB50.001", ("NODE", host_id), cluster, None));
+        out.push(lcm(out.len(), "BMC", "FIRMWARE", "7.10", ("NODE", host_id), cluster, (h % 2 == 1).then_some("7.13")));
+    }
+    out
+}
