@@ -577,5 +577,24 @@ fn a_webhook_registered_on_one_replica_fires_on_every_replica() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(got.lock().unwrap().len(), before, "a removed webhook was fired");
+
+        // The fleet holds at most MAX_SUBSCRIPTIONS, whatever each replica
+        // has read so far: rows written elsewhere count at once.
+        let url = pg.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("test client");
+            for i in 0..cf_host::webhook::MAX_SUBSCRIPTIONS {
+                db.execute(
+                    "INSERT INTO cf_webhooks (id, url, events, secret, created_at) VALUES ($1, 'http://127.0.0.1:9/hook', '[\"collection.failed\"]', 'fleet-webhook-secret-0123', 0)",
+                    &[&format!("wh-test-{i}")],
+                )
+                .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let (status, refused) = admin_post(a.admin.as_deref().unwrap(), "/v1/webhooks", json!({"url": hook_url, "secret": "fleet-webhook-secret-0123"})).await;
+        assert_ne!(status, 200, "{refused}");
+        assert!(refused.to_string().contains("webhooks"), "{refused}");
     });
 }

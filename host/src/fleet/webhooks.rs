@@ -5,9 +5,12 @@
 //! removed on one replica takes effect on the others within that time.
 
 use super::pool::Pool;
-use crate::webhook::{KeepError, Subscription, SubscriptionStore};
+use crate::webhook::{KeepError, Subscription, SubscriptionStore, MAX_SUBSCRIPTIONS};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Any constant: the advisory lock webhook inserts take.
+const INSERT_LOCK: i64 = 0x0cf_4e6b_4001;
 
 /// How often a replica reads the fleet's webhooks again.
 pub const RELOAD: Duration = Duration::from_secs(2);
@@ -42,16 +45,24 @@ impl SubscriptionStore for PgSubscriptions {
             .collect()
     }
 
+    /// Inserts under a lock that orders the fleet's inserts, so replicas
+    /// adding at once cannot pass [`MAX_SUBSCRIPTIONS`] together.
     fn insert(&self, s: &Subscription, secret: &str) -> Result<(), KeepError> {
         // A list of strings always encodes.
         let events = serde_json::to_string(&s.events).unwrap_or_default();
         let mut c = self.pool.get().map_err(keep)?;
-        c.execute(
+        let mut tx = c.transaction().map_err(keep)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSERT_LOCK]).map_err(keep)?;
+        let held: i64 = tx.query_one("SELECT count(*) FROM cf_webhooks", &[]).map_err(keep)?.get(0);
+        if held >= MAX_SUBSCRIPTIONS as i64 {
+            return Err(KeepError(format!("the fleet already holds {MAX_SUBSCRIPTIONS} webhooks").into()));
+        }
+        tx.execute(
             "INSERT INTO cf_webhooks (id, url, events, secret, created_at) VALUES ($1, $2, $3, $4, $5)",
             &[&s.id, &s.url, &events, &secret, &(s.created_at as i64)],
         )
-        .map(drop)
-        .map_err(keep)
+        .map_err(keep)?;
+        tx.commit().map_err(keep)
     }
 
     fn delete(&self, id: &str) -> Result<bool, KeepError> {
