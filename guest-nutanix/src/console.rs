@@ -74,6 +74,7 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::Alert => r(&[Management], true, false),
         Kind::LcmEntity => r(&[Management], false, false),
         Kind::GuestTools => r(&[Compute], false, false),
+        Kind::Gpu => r(&[Compute], false, false),
     }
 }
 
@@ -98,6 +99,7 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::Alert => Icon { file: "alert.svg", svg: include_str!("../icons/alert.svg") },
         Kind::LcmEntity => Icon { file: "lcm-entity.svg", svg: include_str!("../icons/lcm-entity.svg") },
         Kind::GuestTools => Icon { file: "guest-tools.svg", svg: include_str!("../icons/guest-tools.svg") },
+        Kind::Gpu => Icon { file: "gpu.svg", svg: include_str!("../icons/gpu.svg") },
     }
 }
 
