@@ -149,8 +149,8 @@ fn template_version(v: &Value, with_spec: bool) -> Value {
         "created_by": text_of(&v["createdBy"]["username"]),
         "is_active": v["isActiveVersion"].as_bool(),
     });
-    if with_spec {
-        out["vm_spec"] = if v["vmSpec"].is_object() { vm_spec(&v["vmSpec"]) } else { Value::Null };
+    if let (true, Value::Object(o)) = (with_spec, &mut out) {
+        o.insert("vm_spec".into(), if v["vmSpec"].is_object() { vm_spec(&v["vmSpec"]) } else { Value::Null });
     }
     out
 }
@@ -162,10 +162,11 @@ fn template_version(v: &Value, with_spec: bool) -> Value {
 /// spec in brief), `data.version_count` (Prism's total, or the number
 /// read when it says none). Items that are not objects are left out.
 pub fn with_versions(cs: &mut CloudService, versions: &[Value], total: Option<u64>) {
-    let mut listed: Vec<Value> = versions.iter().filter(|v| v.is_object()).take(MAX_LISTED).map(|v| template_version(v, true)).collect();
+    let mut kept: Vec<&Value> = versions.iter().filter(|v| v.is_object()).take(MAX_LISTED).collect();
     // Newest first (RFC 3339 times of one zone order as text); a version
     // without a time last.
-    listed.sort_by(|a, b| b["created_at"].as_str().unwrap_or_default().cmp(a["created_at"].as_str().unwrap_or_default()));
+    kept.sort_by(|a, b| b["createTime"].as_str().unwrap_or_default().cmp(a["createTime"].as_str().unwrap_or_default()));
+    let listed: Vec<Value> = kept.into_iter().map(|v| template_version(v, true)).collect();
     let read = versions.iter().filter(|v| v.is_object()).count() as u64;
     let count = total.unwrap_or(read).max(read);
     if let Value::Object(data) = &mut cs.data {
