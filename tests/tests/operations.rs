@@ -376,3 +376,18 @@ fn no_gpus_no_records() {
     assert!(records.iter().any(|r| r.resource().get("name") == Some(&json!("Gpu"))), "its type is still emitted");
     assert_eq!(sim.state.calls_per_kind().get("hosts"), Some(&1));
 }
+
+/// A Prism Central without the v3 host list: kind `gpus` is an error
+/// resource naming that list (there is no v4 list to fall back to), and
+/// the run goes on.
+#[test]
+fn gpus_without_the_v3_host_list_are_an_error_resource() {
+    let estate = EstateConfig { vms: VMS, gpus: true, ..EstateConfig::default() };
+    let sim = block_on(Simulator::start(SimConfig { estate, v4: true, v3_absent: vec!["hosts".into()], ..SimConfig::default() })).expect("simulator starts");
+    let (errors, records) = collect(&sim, json!({"page_size": 100, "max_retries": 0}), &["gpus", "hosts"]);
+    assert_eq!(errors, 1);
+    let messages: Vec<String> = records.iter().filter(|r| r.is_error()).map(|r| r.message.clone().unwrap_or_default()).collect();
+    assert!(messages[0].contains("/api/nutanix/v3/hosts/list"), "{messages:?}");
+    assert!(of_type(&records, "Gpu").is_empty());
+    assert_eq!(of_type(&records, "Host").len(), sim.state.estate().hosts.len(), "hosts through v4 all the same");
+}
