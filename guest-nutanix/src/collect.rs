@@ -1347,6 +1347,13 @@ mod tests {
         collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries": 0}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
         assert_eq!(asked(&t).len(), 5);
         assert!(!warned(&s));
+        // Together, `page_concurrency` (8) at once: one batch.
+        let batches: Vec<usize> = t.batches.iter().map(|b| b.iter().filter(|p| p.contains("/versions")).count()).filter(|n| *n > 0).collect();
+        assert_eq!(batches, [5], "{:?}", t.batches);
+        let mut t = script();
+        collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"max_retries": 0, "page_concurrency": 2}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        let batches: Vec<usize> = t.batches.iter().map(|b| b.iter().filter(|p| p.contains("/versions")).count()).filter(|n| *n > 0).collect();
+        assert_eq!(batches, [2, 2, 1], "{:?}", t.batches);
         // 0: none read.
         let mut t = script();
         let mut s = Collected::default();
