@@ -376,10 +376,12 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             let answers = self.client.call_many(&mut self.out, &reqs, json_body);
             for (t, answer) in batch.iter_mut().zip(answers) {
                 match answer {
-                    Ok(body) => {
-                        let items = body.get("data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-                        operations::with_versions(t, items, body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64));
-                    }
+                    // No `data`: no versions (as v4 lists answer when empty).
+                    Ok(body) => match body.get("data").unwrap_or(&Value::Null) {
+                        Value::Null => operations::with_versions(t, &[], body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64)),
+                        Value::Array(items) => operations::with_versions(t, items, body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64)),
+                        _ => self.out.push_error(kind, format!("template {}: its versions answer's data is not a list", t.resource_id)),
+                    },
                     Err(e) => self.out.push_error(kind, format!("template {}: its versions were not read: {}", t.resource_id, e.into_error().message())),
                 }
             }
@@ -1354,6 +1356,13 @@ mod tests {
         collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"max_retries": 0, "page_concurrency": 2}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
         let batches: Vec<usize> = t.batches.iter().map(|b| b.iter().filter(|p| p.contains("/versions")).count()).filter(|n| *n > 0).collect();
         assert_eq!(batches, [2, 2, 1], "{:?}", t.batches);
+        // An answer whose data is not a list (t-1's, after its 500 is
+        // retried): an error, the template still out.
+        let mut t = script().on(&format!("{TEMPLATES}/t-1/versions"), 0, ok(json!({"data": "x"})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries": 1}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        assert_eq!(templates(&s).len(), 5);
+        assert!(errors(&s).iter().any(|e| e == "template t-1: its versions answer's data is not a list"), "{:?}", errors(&s));
         // 0: none read.
         let mut t = script();
         let mut s = Collected::default();
