@@ -26,7 +26,10 @@ use crate::guard;
 use crate::incremental_vms::VmCache;
 use crate::listing::Lister;
 use crate::normalize::{self, ClusterScan, Context};
-use crate::prism::{Api, CallError, Client, Log, Query};
+use crate::operations;
+use crate::prism::{json_body, percent_encode, Api, CallError, Client, Log, Query, Request};
+use crate::record::CloudService;
+use crate::v4;
 use crate::protection::{self, Facts};
 use crate::record::Record;
 use crate::usage;
@@ -299,6 +302,18 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
                     self.out.vms_out = true;
                     listed?;
                 }
+            } else if kind == Kind::Gpu {
+                // Each host of the v3 list gives its physical GPUs.
+                self.lister.list_kind(&mut self.client, &mut self.out, kind, false, |out, raw| {
+                    for gpu in operations::gpus_of_host(&ctx, raw) {
+                        match gpu {
+                            Ok(cs) => out.push_service(cs),
+                            Err(msg) => out.push_error(kind, msg),
+                        }
+                    }
+                })?;
+            } else if kind == Kind::VmTemplate {
+                self.vm_templates(&ctx)?;
             } else if kind == Kind::Vm {
                 self.vms_for_facts(&ctx, incremental, true)?;
             } else if kind == Kind::RecoveryPoint {
@@ -313,6 +328,66 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
         // error resource, so nothing is deleted this run.
         if let (Some(guard), Some(state)) = (self.client.opts.deletion_guard, self.cache.state()) {
             guard::check(state, &mut self.out, guard, &ctx.base_url, kinds);
+        }
+        Ok(())
+    }
+
+    /// VM templates, each with its versions: vmm v4.0 lists a template's
+    /// versions only per template, one call each, so at most option
+    /// `max_template_version_calls` templates a run have them read (the
+    /// first listed; `page_concurrency` calls at once); the others go out
+    /// at once with their active version only (`data.versions` null) and
+    /// the run logs a warning. A template whose versions call fails keeps
+    /// its active version too, beside an error resource naming it.
+    fn vm_templates(&mut self, ctx: &Context) -> Result<(), Error> {
+        let kind = Kind::VmTemplate;
+        let cap = self.client.opts.max_template_version_calls as usize;
+        // Only the templates waiting for their versions are held.
+        let mut waiting = Vec::new();
+        let mut over = 0usize;
+        self.lister.list_kind(&mut self.client, &mut self.out, kind, false, |out, raw| match operations::vm_template(ctx, raw) {
+            Ok(cs) if waiting.len() < cap => waiting.push(cs),
+            Ok(cs) => {
+                over += 1;
+                out.push_service(cs);
+            }
+            Err(msg) => out.push_error(kind, msg),
+        })?;
+        if over > 0 {
+            self.out.log(
+                Level::Warn,
+                "template versions not read for every template: option max_template_version_calls reached",
+                &[("read", &waiting.len().to_string()), ("not_read", &over.to_string())],
+            );
+        }
+        let revision = self.lister.revisions().get(v4::namespace(v4::TEMPLATES_PATH)).copied().flatten().unwrap_or("v4.0");
+        let base = v4::at_revision(v4::TEMPLATES_PATH, revision);
+        let at_once = (self.client.opts.page_concurrency as usize).max(1);
+        let mut templates = waiting.into_iter().peekable();
+        while templates.peek().is_some() {
+            let mut batch: Vec<CloudService> = templates.by_ref().take(at_once).collect();
+            if self.out.stopped {
+                break;
+            }
+            let reqs: Vec<Request> = batch
+                .iter()
+                .map(|t| Request::get(format!("{base}/{}/versions?$page=0&$limit={}", percent_encode(&t.resource_id), v4::MAX_LIMIT)))
+                .collect();
+            let answers = self.client.call_many(&mut self.out, &reqs, json_body);
+            for (t, answer) in batch.iter_mut().zip(answers) {
+                match answer {
+                    // No `data`: no versions (as v4 lists answer when empty).
+                    Ok(body) => match body.get("data").unwrap_or(&Value::Null) {
+                        Value::Null => operations::with_versions(t, &[], body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64)),
+                        Value::Array(items) => operations::with_versions(t, items, body.pointer("/metadata/totalAvailableResults").and_then(Value::as_u64)),
+                        _ => self.out.push_error(kind, format!("template {}: its versions answer's data is not a list", t.resource_id)),
+                    },
+                    Err(e) => self.out.push_error(kind, format!("template {}: its versions were not read: {}", t.resource_id, e.into_error().message())),
+                }
+            }
+            for t in batch {
+                self.out.push_service(t);
+            }
         }
         Ok(())
     }
@@ -436,7 +511,7 @@ mod tests {
     use super::*;
     use crate::{Flow, HttpRequest, HttpResponse, TransportError};
     use crate::v4;
-    use std::collections::VecDeque;
+    use std::collections::{BTreeMap, VecDeque};
 
     type Answer = Result<HttpResponse, TransportError>;
     /// (path, offset) → answers in order.
@@ -1213,5 +1288,85 @@ mod tests {
         assert_eq!(p.data["rpo_violated"], Value::Null, "{}", p.data);
         assert!(p.data["protected_vms"].as_array().unwrap().iter().all(|v| v["status"] == "UNKNOWN"));
         assert_eq!(errors(&s).len(), 1, "the lost page: {:?}", errors(&s));
+    }
+
+    /// A template's versions: one call per template, at most option
+    /// `max_template_version_calls` a run, enforced here: the templates
+    /// past it keep their active version only (`data.versions` null) and
+    /// the run logs a warning; a failed versions call is an error resource
+    /// naming the template, whose record still goes out.
+    #[test]
+    fn template_versions_are_read_per_template_within_the_cap() {
+        const TEMPLATES: &str = "/api/vmm/v4.0/content/templates";
+        let tpl = |i: usize| json!({"extId": format!("t-{i}"), "templateName": format!("tpl-{i}"), "templateVersionSpec": {"extId": format!("tv-{i}"), "versionName": "v1", "isActiveVersion": true}});
+        let versions = |i: usize| {
+            json!({"data": [{"extId": format!("old-{i}"), "versionName": "v0", "isActiveVersion": false, "createTime": "2024-01-01T00:00:00Z"},
+                            {"extId": format!("tv-{i}"), "versionName": "v1", "isActiveVersion": true, "createTime": "2024-02-01T00:00:00Z"}],
+                   "metadata": {"totalAvailableResults": 2}})
+        };
+        let script = || {
+            let mut t = Scripted::default()
+                .on(V4_CLUSTERS, 0, ok(v4_clusters()))
+                .on(TEMPLATES, 0, ok(json!({"data": (0..5).map(tpl).collect::<Vec<_>>(), "metadata": {"totalAvailableResults": 5}})));
+            for i in 0..5 {
+                let answer = if i == 1 { status(500, &[], "{}") } else { ok(versions(i)) };
+                t = t.on(&format!("{TEMPLATES}/t-{i}/versions"), 0, answer);
+            }
+            t
+        };
+        let templates = |s: &Collected| -> Vec<(String, Value)> {
+            s.records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::CloudService(cs) if cs.cloud_service_type == "VmTemplate" => Some((cs.resource_id.clone(), cs.data["versions"].clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let warned = |s: &Collected| s.logs.iter().any(|(l, m)| *l == Level::Warn && m.contains("max_template_version_calls"));
+        let asked = |t: &Scripted| -> Vec<String> { t.requests.iter().filter(|r| r.0.ends_with("/versions")).map(|r| r.0.clone()).collect() };
+
+        let mut t = script();
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_template_version_calls": 3, "max_retries": 0}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        assert_eq!(asked(&t), (0..3).map(|i| format!("{TEMPLATES}/t-{i}/versions")).collect::<Vec<_>>(), "three calls, the cap");
+        let got = templates(&s);
+        assert_eq!(got.len(), 5, "every template goes out");
+        let by_id: BTreeMap<String, Value> = got.into_iter().collect();
+        assert_eq!(by_id["t-0"].as_array().map(|v| v.iter().map(|x| x["uuid"].clone()).collect::<Vec<_>>()), Some(vec![json!("tv-0"), json!("old-0")]), "newest first");
+        assert_eq!(by_id["t-2"].as_array().map(Vec::len), Some(2));
+        for id in ["t-1", "t-3", "t-4"] {
+            assert_eq!(by_id[id], Value::Null, "{id}: versions not read");
+        }
+        assert!(warned(&s), "{:?}", s.logs);
+        let errs = errors(&s);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("template t-1: its versions were not read: "), "{errs:?}");
+
+        // Under the cap: every template's versions, no warning.
+        let mut t = script();
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries": 0}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        assert_eq!(asked(&t).len(), 5);
+        assert!(!warned(&s));
+        // Together, `page_concurrency` (8) at once: one batch.
+        let batches: Vec<usize> = t.batches.iter().map(|b| b.iter().filter(|p| p.contains("/versions")).count()).filter(|n| *n > 0).collect();
+        assert_eq!(batches, [5], "{:?}", t.batches);
+        let mut t = script();
+        collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"max_retries": 0, "page_concurrency": 2}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        let batches: Vec<usize> = t.batches.iter().map(|b| b.iter().filter(|p| p.contains("/versions")).count()).filter(|n| *n > 0).collect();
+        assert_eq!(batches, [2, 2, 1], "{:?}", t.batches);
+        // An answer whose data is not a list (t-1's, after its 500 is
+        // retried): an error, the template still out.
+        let mut t = script().on(&format!("{TEMPLATES}/t-1/versions"), 0, ok(json!({"data": "x"})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries": 1}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        assert_eq!(templates(&s).len(), 5);
+        assert!(errors(&s).iter().any(|e| e == "template t-1: its versions answer's data is not a list"), "{:?}", errors(&s));
+        // 0: none read.
+        let mut t = script();
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_template_version_calls": 0}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
+        assert!(asked(&t).is_empty() && warned(&s) && templates(&s).len() == 5);
     }
 }

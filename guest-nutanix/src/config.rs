@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_PAGE_CONCURRENCY: u32 = 8;
 pub const MAX_PAGE_CONCURRENCY: u32 = 32;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 30_000;
+/// Templates whose versions one run reads by default (one call each: vmm
+/// v4.0 lists versions per template only), and the most an option may ask.
+pub const DEFAULT_MAX_TEMPLATE_VERSION_CALLS: u32 = 100;
+pub const MAX_TEMPLATE_VERSION_CALLS: u32 = 1_000;
 /// Longest `Retry-After` the collector honours; longer values are capped.
 pub const MAX_RETRY_AFTER_MS: u64 = 30_000;
 
@@ -194,6 +198,10 @@ pub struct Options {
     pub region_locations: Locations,
     /// The deletion guard (see [`crate::guard`]); `None` = off.
     pub deletion_guard: Option<DeletionGuard>,
+    /// Kind `vm_templates`: at most this many templates have their versions
+    /// read (one call each); the others keep their active version only,
+    /// with a warning. 0 reads none.
+    pub max_template_version_calls: u32,
 }
 
 /// Option `deletion_guard`: a kind whose count drops by more than
@@ -256,6 +264,7 @@ impl Default for Options {
             icon_base_url: None,
             region_locations: Locations::default(),
             deletion_guard: Some(DeletionGuard::default()),
+            max_template_version_calls: DEFAULT_MAX_TEMPLATE_VERSION_CALLS,
         }
     }
 }
@@ -300,6 +309,14 @@ impl Options {
         }
         if let Some(kinds) = parse_kinds(&obj, "resource_kinds", "options")? {
             o.kinds = kinds;
+        }
+        if let Some(v) = opt_u64(&obj, "max_template_version_calls", "options")? {
+            if v > u64::from(MAX_TEMPLATE_VERSION_CALLS) {
+                return Err(Error::InvalidArgument(format!(
+                    "options field 'max_template_version_calls' must be 0-{MAX_TEMPLATE_VERSION_CALLS}, got {v}"
+                )));
+            }
+            o.max_template_version_calls = v as u32;
         }
         o.task_filter = TaskFilter::parse(&obj)?;
         o.usage = match obj.get("usage") {
@@ -534,6 +551,11 @@ pub fn options_schema() -> Value {
                 "title": "Rate card (costs)",
                 "description": "Prices of allocation for cost analysis: currency, vcpu_hour, memory_gib_hour, disk_gib_month, overrides per cluster (clusters) and per category Name:Value (categories), backfill_days."
             },
+            "max_template_version_calls": {
+                "type": "integer", "minimum": 0, "maximum": MAX_TEMPLATE_VERSION_CALLS, "default": DEFAULT_MAX_TEMPLATE_VERSION_CALLS,
+                "title": "Template version calls",
+                "description": "Kind vm_templates: the templates whose versions are read per run (one call each; Prism lists versions per template only). The others keep their active version, with a warning. 0 reads none."
+            },
             "resource_kinds": {
                 "type": "array", "items": {"type": "string", "enum": kinds}, "uniqueItems": true,
                 "title": "Resource kinds", "description": "Kinds to collect; all when absent."
@@ -689,6 +711,10 @@ mod tests {
         assert!(err(Options::parse(r#"{"page_size":0}"#)).contains("1-500"));
         assert!(err(Options::parse(r#"{"page_size":"x"}"#)).contains("non-negative integer"));
         assert!(err(Options::parse(r#"{"resource_kinds":["vms","disks"]}"#)).contains("unknown kind 'disks'"));
+        assert_eq!(Options::parse(r#"{"max_template_version_calls":0}"#).unwrap().max_template_version_calls, 0);
+        assert_eq!(Options::default().max_template_version_calls, DEFAULT_MAX_TEMPLATE_VERSION_CALLS);
+        assert!(matches!(Options::parse(r#"{"max_template_version_calls":1001}"#), Err(Error::InvalidArgument(_))));
+        assert!(matches!(Options::parse(r#"{"max_template_version_calls":-1}"#), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub struct TypeRules {
 /// and each a moment, are listed with "all types" (no size: they do not
 /// count into Storage Size either way). Alerts are primary (open ones by
 /// severity are what an operator looks for); VM templates (a blueprint, not
-/// a running server) and LCM entities (a version, many per host) are not.
+/// a running server), LCM entities (a version, many per host) and GPUs (a
+/// device of a host, which counts) are not.
 pub fn type_rules(kind: Kind) -> TypeRules {
     use Label::{Compute, Management, Networking, Server, Storage};
     let r = |labels, is_primary, is_major| TypeRules { labels, is_primary, is_major };
@@ -74,6 +75,7 @@ pub fn type_rules(kind: Kind) -> TypeRules {
         Kind::Alert => r(&[Management], true, false),
         Kind::LcmEntity => r(&[Management], false, false),
         Kind::GuestTools => r(&[Compute], false, false),
+        Kind::Gpu => r(&[Compute], false, false),
     }
 }
 
@@ -98,6 +100,7 @@ pub fn icon(kind: Kind) -> Icon {
         Kind::Alert => Icon { file: "alert.svg", svg: include_str!("../icons/alert.svg") },
         Kind::LcmEntity => Icon { file: "lcm-entity.svg", svg: include_str!("../icons/lcm-entity.svg") },
         Kind::GuestTools => Icon { file: "guest-tools.svg", svg: include_str!("../icons/guest-tools.svg") },
+        Kind::Gpu => Icon { file: "gpu.svg", svg: include_str!("../icons/gpu.svg") },
     }
 }
 

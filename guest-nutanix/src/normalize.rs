@@ -67,6 +67,7 @@ pub fn group_and_type(kind: Kind) -> (&'static str, &'static str) {
         Kind::Alert => ("Operations", "Alert"),
         Kind::LcmEntity => ("Operations", "LcmEntity"),
         Kind::GuestTools => ("Compute", "GuestTools"),
+        Kind::Gpu => ("Compute", "Gpu"),
     }
 }
 
@@ -94,6 +95,7 @@ pub fn cloud_service_type(kind: Kind, icon_base_url: Option<&str>) -> CloudServi
         Kind::Alert => (crate::operations_layout::alert(), "prism"),
         Kind::LcmEntity => (crate::operations_layout::lcm_entity(), "lcm"),
         Kind::GuestTools => (crate::operations_layout::guest_tools(), "ahv"),
+        Kind::Gpu => (crate::operations_layout::gpu(), "ahv"),
     };
     let rules = console::type_rules(kind);
     CloudServiceType {
@@ -172,7 +174,7 @@ fn name_of<R>(kind: Kind, e: &Entity<R>, uuid: &str) -> Result<String, String> {
     required(&e.status.name, "status.name", kind, Some(uuid))
 }
 
-fn link(ctx: &Context, kind: Kind, uuid: &str) -> String {
+pub(crate) fn link(ctx: &Context, kind: Kind, uuid: &str) -> String {
     format!("{}/console/#page/explore/ebrowser/{}/?entity_id={uuid}", ctx.base_url, kind.plural())
 }
 
@@ -930,6 +932,7 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => Err(format!("{} are normalized by operations::service_of", kind.plural())),
         Kind::VmDisk => Err("VM disks come from their VMs (normalize::disks_of)".to_string()),
         Kind::GuestTools => Err("guest tools come from their VMs (operations::guest_tools_of)".to_string()),
+        Kind::Gpu => Err("GPUs come from their hosts (operations::gpus_of_host)".to_string()),
         Kind::Cluster => Err("clusters are normalized with normalize::cluster".to_string()),
         Kind::Network(n) => crate::network::normalize(n, &ctx.cluster_names, raw).map(|p| {
             let mut cs = service(ctx, kind, p.name, p.id, None, p.data);

@@ -14,6 +14,19 @@
 //!   component with its version per cluster or host (`data.host.uuid` for
 //!   a node's), and the versions LCM offers to update to.
 //!
+//! Two more, not v4 list items as is:
+//!
+//! - a VM template's versions ([`with_versions`]): vmm v4.0 lists them per
+//!   template only (`content/templates/{extId}/versions`), one call per
+//!   template, which the collector bounds (option
+//!   `max_template_version_calls`);
+//! - physical GPUs ([`gpus_of_host`]), from the v3 host list's `gpu_list`:
+//!   v4.0 names no host for a physical GPU (clustermgmt hosts carry only
+//!   `gpuList`, names; the per-cluster GPU profiles carry the VMs
+//!   allocated but no host), while each v3 host lists its GPUs with the VM
+//!   using each (`consumer_reference`). Entries of one host at one PCI
+//!   address (a vGPU-mode GPU's profiles) are one physical GPU.
+//!
 //! Lists inside an item are bounded ([`MAX_LISTED`]), and long texts cut
 //! ([`MAX_TEXT`]), so a hostile item stays a record of bounded size.
 
@@ -21,6 +34,7 @@ use crate::normalize::{self, service, Context};
 use crate::record::CloudService;
 use crate::v3::{Item, Kind};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Most entries of a list a record carries (affected entities, available
 /// versions, classifications).
@@ -85,10 +99,6 @@ pub fn vm_template(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, 
     let version = get("templateVersionSpec");
     let spec = &version["vmSpec"];
     let (cluster, region) = cluster(ctx, text_of(&spec["cluster"]["extId"]));
-    let sockets = spec["numSockets"].as_u64();
-    let cores = spec["numCoresPerSocket"].as_u64();
-    let vcpus = sockets.map(|s| s.saturating_mul(cores.unwrap_or(1)).saturating_mul(spec["numThreadsPerCore"].as_u64().unwrap_or(1)));
-    let memory = spec["memorySizeBytes"].as_u64();
     let data = json!({
         "uuid": uuid,
         "name": name,
@@ -98,33 +108,71 @@ pub fn vm_template(ctx: &Context, raw: impl Into<Item>) -> Result<CloudService, 
         "created_by": text_of(&get("createdBy")["username"]),
         "updated_by": text_of(&get("updatedBy")["username"]),
         "guest_update_status": text_of(&get("guestUpdateStatus")["deployedVmReference"]).map(|vm| json!({"vm_uuid": vm})),
-        "version": if version.is_object() {
-            json!({
-                "uuid": text_of(&version["extId"]),
-                "name": text_of(&version["versionName"]),
-                "description": text_of(&version["versionDescription"]),
-                "created_at": text_of(&version["createTime"]),
-                "created_by": text_of(&version["createdBy"]["username"]),
-                "is_active": version["isActiveVersion"].as_bool(),
-            })
-        } else {
-            Value::Null
-        },
-        "vm_spec": {
-            "vcpus": vcpus,
-            "num_sockets": sockets,
-            "num_cores_per_socket": cores,
-            "memory_size_bytes": memory,
-            "disk_count": spec["disks"].as_array().map(Vec::len),
-            "nic_count": spec["nics"].as_array().map(Vec::len),
-            "gpu_count": spec["gpus"].as_array().map(Vec::len),
-        },
+        "version": if version.is_object() { template_version(version, false) } else { Value::Null },
+        "vm_spec": vm_spec(spec),
         "cluster": cluster,
+        // Filled in by `with_versions` when they were read.
+        "versions": Value::Null,
+        "version_count": Value::Null,
     });
     let mut cs = service(ctx, Kind::VmTemplate, name, uuid, region, data);
     cs.instance_type = version["versionName"].as_str().map(|s| cut(s, MAX_TEXT));
     cs.launched_at = text_of(get("createTime"));
     Ok(cs)
+}
+
+/// A template's VM spec in brief: its size, and how many disks, NICs and
+/// GPUs it has.
+fn vm_spec(spec: &Value) -> Value {
+    let sockets = spec["numSockets"].as_u64();
+    let cores = spec["numCoresPerSocket"].as_u64();
+    let vcpus = sockets.map(|s| s.saturating_mul(cores.unwrap_or(1)).saturating_mul(spec["numThreadsPerCore"].as_u64().unwrap_or(1)));
+    json!({
+        "vcpus": vcpus,
+        "num_sockets": sockets,
+        "num_cores_per_socket": cores,
+        "memory_size_bytes": spec["memorySizeBytes"].as_u64(),
+        "disk_count": spec["disks"].as_array().map(Vec::len),
+        "nic_count": spec["nics"].as_array().map(Vec::len),
+        "gpu_count": spec["gpus"].as_array().map(Vec::len),
+    })
+}
+
+/// One template version (a v4 `TemplateVersionSpec`), with its VM spec in
+/// brief when `with_spec`.
+fn template_version(v: &Value, with_spec: bool) -> Value {
+    let mut out = json!({
+        "uuid": text_of(&v["extId"]),
+        "name": text_of(&v["versionName"]),
+        "description": text_of(&v["versionDescription"]),
+        "created_at": text_of(&v["createTime"]),
+        "created_by": text_of(&v["createdBy"]["username"]),
+        "is_active": v["isActiveVersion"].as_bool(),
+    });
+    if let (true, Value::Object(o)) = (with_spec, &mut out) {
+        o.insert("vm_spec".into(), if v["vmSpec"].is_object() { vm_spec(&v["vmSpec"]) } else { Value::Null });
+    }
+    out
+}
+
+/// A template's versions, as vmm lists them
+/// (`content/templates/{extId}/versions`, one page read: `versions` its
+/// items, `total` its `totalAvailableResults`), into its record:
+/// `data.versions` (at most [`MAX_LISTED`], newest first, each with its VM
+/// spec in brief), `data.version_count` (Prism's total, or the number
+/// read when it says none). Items that are not objects are left out.
+pub fn with_versions(cs: &mut CloudService, versions: &[Value], total: Option<u64>) {
+    let mut kept: Vec<&Value> = versions.iter().filter(|v| v.is_object()).take(MAX_LISTED).collect();
+    // Newest first (RFC 3339 times of one zone order as text); a version
+    // without a time last.
+    kept.sort_by(|a, b| b["createTime"].as_str().unwrap_or_default().cmp(a["createTime"].as_str().unwrap_or_default()));
+    let listed: Vec<Value> = kept.into_iter().map(|v| template_version(v, true)).collect();
+    let read = versions.iter().filter(|v| v.is_object()).count() as u64;
+    let count = total.unwrap_or(read).max(read);
+    if let Value::Object(data) = &mut cs.data {
+        data.insert("versions".into(), Value::Array(listed));
+        data.insert("version_count".into(), json!(count));
+    }
 }
 
 /// An alert's title with its `{parameter}`s filled in from `parameters`
@@ -260,6 +308,122 @@ pub fn service_of(kind: Kind, ctx: &Context, raw: impl Into<Item>) -> Result<Clo
         Kind::LcmEntity => lcm_entity(ctx, raw),
         _ => normalize::service_of(kind, ctx, raw),
     }
+}
+
+/// A count or flag Prism sends as a number (or, in the v3 host list, a
+/// flag as a boolean): `assignable` is `true`/`false` in v3 and a count in
+/// the v4 GPU profiles.
+fn assignable(v: &Value) -> Option<bool> {
+    v.as_bool().or_else(|| v.as_u64().map(|n| n > 0))
+}
+
+/// One GPU entry's mode, vendor, device, name, frame buffer (bytes) and
+/// so on, in the record's words.
+fn gpu_entry(g: &Map<String, Value>) -> Value {
+    let get = |k: &str| g.get(k).unwrap_or(&Value::Null);
+    json!({
+        "name": text_of(get("name")),
+        "mode": text_of(get("mode")),
+        "fraction": get("fraction").as_u64(),
+        "frame_buffer_size_bytes": get("frame_buffer_size_mib").as_u64().map(|m| m.saturating_mul(1024 * 1024)),
+        "num_vgpus_allocated": get("num_vgpus_allocated").as_u64(),
+        "max_instances_per_vm": get("max_instances_per_vm").as_u64(),
+        "assignable": assignable(get("assignable")),
+        "vm_uuid": text_of(&get("consumer_reference")["uuid"]),
+    })
+}
+
+/// The physical GPUs of one v3 host (`status.resources.gpu_list`), each a
+/// record (kind `gpus`) with its host, cluster, vendor, device, name,
+/// mode, whether it can be assigned, its frame buffer, and the VMs using
+/// it (`data.vms[].uuid`: their records' `resource_id`, from each entry's
+/// `consumer_reference`). Entries at the same PCI address (else the same
+/// `uuid`, else `index`) are one physical GPU: a GPU in vGPU mode may be
+/// listed once per vGPU profile or consumer. A host without GPUs gives
+/// none; an entry that is not an object is an error, the others stand.
+pub fn gpus_of_host(ctx: &Context, raw: impl Into<Item>) -> Vec<Result<CloudService, String>> {
+    let host = match raw.into().into_value() {
+        Value::Object(v) => v,
+        _ => return vec![Err("a host is not a JSON object".to_string())],
+    };
+    let status = host.get("status").unwrap_or(&Value::Null);
+    let resources = &status["resources"];
+    let entries: Vec<&Value> = bounded(&resources["gpu_list"]).collect();
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let Some(host_uuid) = host.get("metadata").and_then(|m| m.get("uuid")).and_then(text_of) else {
+        return vec![Err("malformed host entity with GPUs: missing metadata.uuid".to_string())];
+    };
+    let host_name = text_of(&status["name"]);
+    let (cluster, region) = cluster(ctx, text_of(&status["cluster_reference"]["uuid"]));
+    let driver = text_of(&resources["gpu_driver_version"]);
+    let mut out = Vec::new();
+    // Physical GPUs in the order of their first entry.
+    let mut order: Vec<String> = Vec::new();
+    let mut by_address: BTreeMap<String, Vec<&Map<String, Value>>> = BTreeMap::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let Some(g) = entry.as_object() else {
+            out.push(Err(format!("host {host_uuid}: GPU entry {i} is not a JSON object")));
+            continue;
+        };
+        let address = g
+            .get("pci_address")
+            .and_then(text_of)
+            .or_else(|| g.get("uuid").and_then(text_of))
+            .or_else(|| g.get("index").and_then(Value::as_u64).map(|n| format!("#{n}")))
+            .unwrap_or_else(|| format!("entry-{i}"));
+        if !by_address.contains_key(&address) {
+            order.push(address.clone());
+        }
+        by_address.entry(address).or_default().push(g);
+    }
+    for address in order {
+        let group = &by_address[&address];
+        let first = |k: &str| group.iter().find_map(|g| g.get(k).and_then(text_of));
+        let number = |k: &str| group.iter().find_map(|g| g.get(k).and_then(Value::as_u64));
+        let mut vms: Vec<Value> = Vec::new();
+        for r in group.iter().filter_map(|g| g.get("consumer_reference")).filter(|r| r.is_object()) {
+            let Some(uuid) = text_of(&r["uuid"]) else { continue };
+            if vms.len() < MAX_LISTED && !vms.iter().any(|v| v["uuid"] == uuid.as_str()) {
+                vms.push(json!({"uuid": uuid, "name": text_of(&r["name"])}));
+            }
+        }
+        let allocated = group.iter().filter_map(|g| g.get("num_vgpus_allocated").and_then(Value::as_u64)).fold(0u64, u64::saturating_add);
+        let flags: Vec<bool> = group.iter().filter_map(|g| g.get("assignable").and_then(assignable)).collect();
+        let mode = first("mode");
+        let gpu_name = first("name");
+        let label = gpu_name.clone().or_else(|| first("vendor")).unwrap_or_else(|| "GPU".to_string());
+        let name = format!("{label} ({} {address})", host_name.as_deref().unwrap_or(&host_uuid));
+        let data = json!({
+            "uuid": first("uuid"),
+            "name": gpu_name,
+            "vendor": first("vendor"),
+            "device_id": number("device_id"),
+            "mode": mode,
+            "pci_address": first("pci_address"),
+            "index": number("index"),
+            "numa_node": number("numa_node"),
+            "status": first("status"),
+            // Any entry free to assign (none said: unknown).
+            "assignable": if flags.is_empty() { Value::Null } else { json!(flags.iter().any(|f| *f)) },
+            "in_use": !vms.is_empty() || allocated > 0,
+            "frame_buffer_size_bytes": number("frame_buffer_size_mib").map(|m| m.saturating_mul(1024 * 1024)),
+            "num_vgpus_allocated": allocated,
+            "guest_driver_version": first("guest_driver_version"),
+            "driver_version": driver,
+            "vms": vms,
+            "vm_count": vms.len(),
+            "profiles": group.iter().map(|g| gpu_entry(g)).collect::<Vec<_>>(),
+            "host": {"uuid": host_uuid, "name": host_name},
+            "cluster": cluster,
+        });
+        let mut cs = service(ctx, Kind::Gpu, name, format!("{host_uuid}:gpu:{address}"), region.clone(), data);
+        cs.external_link = Some(normalize::link(ctx, Kind::Host, &host_uuid));
+        cs.instance_type = mode;
+        out.push(Ok(cs));
+    }
+    out
 }
 
 /// A VM's Nutanix Guest Tools as their own record (kind `guest_tools`):
@@ -430,6 +594,107 @@ mod tests {
             let t = guest_tools_of(&vm, none);
             assert_eq!((t.data["state"].as_str(), t.data["installed"].as_bool()), (Some("NOT_INSTALLED"), Some(false)), "{none:?}");
         }
+    }
+
+    fn gpu_host() -> Value {
+        json!({
+            "metadata": {"uuid": "h-1"},
+            "status": {"name": "node-1", "cluster_reference": {"kind": "cluster", "uuid": "c-1"}, "resources": {
+                "gpu_driver_version": "535.104",
+                "gpu_list": [
+                    {"name": "NVIDIA A100", "vendor": "kNvidia", "device_id": 8373, "mode": "PASSTHROUGH_COMPUTE", "pci_address": "0000:3b:00.0",
+                     "assignable": false, "frame_buffer_size_mib": 81920, "numa_node": 0, "status": "UVM.Assigned", "index": 0,
+                     "consumer_reference": {"kind": "vm", "uuid": "vm-1", "name": "train-01"}},
+                    {"name": "NVIDIA A16-4Q", "vendor": "kNvidia", "device_id": 9654, "mode": "VIRTUAL", "pci_address": "0000:86:00.0",
+                     "assignable": true, "frame_buffer_size_mib": 4096, "num_vgpus_allocated": 1, "fraction": 4,
+                     "consumer_reference": {"kind": "vm", "uuid": "vm-2", "name": "vdi-02"}},
+                    {"name": "NVIDIA A16-4Q", "vendor": "kNvidia", "device_id": 9654, "mode": "VIRTUAL", "pci_address": "0000:86:00.0",
+                     "assignable": true, "num_vgpus_allocated": 1, "consumer_reference": {"kind": "vm", "uuid": "vm-3"}},
+                    {"name": "NVIDIA A16-4Q", "vendor": "kNvidia", "mode": "VIRTUAL", "pci_address": "0000:86:00.0",
+                     "consumer_reference": {"kind": "vm", "uuid": "vm-2"}},
+                    {"name": "NVIDIA T4", "vendor": "kNvidia", "mode": "PASSTHROUGH_GRAPHICS", "index": 3, "assignable": true},
+                ]
+            }}
+        })
+    }
+
+    #[test]
+    fn a_hosts_gpus_are_one_record_per_physical_gpu_with_host_and_vms() {
+        let gpus: Vec<CloudService> = gpus_of_host(&ctx(), gpu_host()).into_iter().map(Result::unwrap).collect();
+        assert_eq!(gpus.len(), 3, "two entries at one PCI address are one GPU");
+        let pt = &gpus[0];
+        assert_eq!((pt.resource_id.as_str(), pt.cloud_service_type.as_str()), ("h-1:gpu:0000:3b:00.0", "Gpu"));
+        assert_eq!(pt.name, "NVIDIA A100 (node-1 0000:3b:00.0)");
+        assert_eq!((pt.region_code.as_deref(), pt.instance_type.as_deref()), (Some("c-1"), Some("PASSTHROUGH_COMPUTE")));
+        assert_eq!(pt.data["host"], json!({"uuid": "h-1", "name": "node-1"}));
+        assert_eq!(pt.data["cluster"], json!({"uuid": "c-1", "name": "pe-1"}));
+        assert_eq!(pt.data["vms"], json!([{"uuid": "vm-1", "name": "train-01"}]));
+        assert_eq!((pt.data["assignable"].as_bool(), pt.data["in_use"].as_bool()), (Some(false), Some(true)));
+        assert_eq!((pt.data["frame_buffer_size_bytes"].as_u64(), pt.data["device_id"].as_u64()), (Some(81920 << 20), Some(8373)));
+        assert_eq!(pt.data["driver_version"], "535.104");
+        assert!(pt.external_link.as_deref().unwrap().ends_with("/hosts/?entity_id=h-1"));
+        let vgpu = &gpus[1];
+        assert_eq!(vgpu.data["vms"], json!([{"uuid": "vm-2", "name": "vdi-02"}, {"uuid": "vm-3", "name": null}]), "each VM once");
+        assert_eq!((vgpu.data["vm_count"].as_u64(), vgpu.data["num_vgpus_allocated"].as_u64()), (Some(2), Some(2)));
+        assert_eq!(vgpu.data["profiles"].as_array().unwrap().len(), 3);
+        assert_eq!(vgpu.data["mode"], "VIRTUAL");
+        let idle = &gpus[2];
+        assert_eq!(idle.resource_id, "h-1:gpu:#3", "no PCI address or uuid: its index");
+        assert_eq!((idle.data["in_use"].as_bool(), idle.data["assignable"].as_bool(), idle.data["vms"].clone()), (Some(false), Some(true), json!([])));
+    }
+
+    #[test]
+    fn hostile_hosts_give_errors_or_nothing_never_a_panic() {
+        let none = json!({"metadata": {"uuid": "h-2"}, "status": {"resources": {}}});
+        assert!(gpus_of_host(&ctx(), none).is_empty(), "a host without GPUs has none");
+        assert!(gpus_of_host(&ctx(), json!({"status": {"resources": {"gpu_list": "x"}}})).is_empty());
+        assert_eq!(gpus_of_host(&ctx(), json!([1])), vec![Err("a host is not a JSON object".to_string())]);
+        let nameless = json!({"status": {"resources": {"gpu_list": [{"mode": "VIRTUAL"}]}}});
+        assert_eq!(gpus_of_host(&ctx(), nameless), vec![Err("malformed host entity with GPUs: missing metadata.uuid".to_string())]);
+        // Wrong types everywhere: entries that are not objects are errors,
+        // fields of the wrong type are left out.
+        let odd = json!({"metadata": {"uuid": "h-3"}, "status": {"name": 7, "cluster_reference": "c", "resources": {"gpu_driver_version": [1], "gpu_list": [
+            "gpu", {"pci_address": 5, "uuid": "g-9", "name": {"x": 1}, "assignable": "yes", "frame_buffer_size_mib": u64::MAX, "num_vgpus_allocated": -1,
+                    "consumer_reference": {"uuid": 3}}, {"consumer_reference": [1]}]}}});
+        let out = gpus_of_host(&ctx(), odd);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].clone().unwrap_err(), "host h-3: GPU entry 0 is not a JSON object");
+        let g = out[1].clone().unwrap();
+        assert_eq!((g.resource_id.as_str(), g.name.as_str(), g.region_code.clone()), ("h-3:gpu:g-9", "GPU (h-3 g-9)", None));
+        assert_eq!((g.data["assignable"].clone(), g.data["vms"].clone(), g.data["frame_buffer_size_bytes"].as_u64()), (Value::Null, json!([]), Some(u64::MAX)));
+        assert_eq!(out[2].clone().unwrap().resource_id, "h-3:gpu:entry-2");
+        // A host listing 10 000 entries: at most MAX_LISTED read.
+        let many: Vec<Value> = (0..10_000).map(|i| json!({"pci_address": format!("0000:{i:05x}:00.0"), "consumer_reference": {"uuid": format!("vm-{i}")}})).collect();
+        let big = json!({"metadata": {"uuid": "h-4"}, "status": {"resources": {"gpu_list": many}}});
+        assert_eq!(gpus_of_host(&ctx(), big).len(), MAX_LISTED);
+        let shared: Vec<Value> = (0..10_000).map(|i| json!({"pci_address": "0000:86:00.0", "consumer_reference": {"uuid": format!("vm-{i}")}})).collect();
+        let one = gpus_of_host(&ctx(), json!({"metadata": {"uuid": "h-5"}, "status": {"resources": {"gpu_list": shared}}}));
+        let g = one[0].clone().unwrap();
+        assert!(g.data["vms"].as_array().unwrap().len() <= MAX_LISTED && g.data["profiles"].as_array().unwrap().len() <= MAX_LISTED);
+    }
+
+    #[test]
+    fn a_templates_versions_newest_first_with_their_vm_specs() {
+        let mut cs = vm_template(&ctx(), json!({"extId": "t-1", "templateName": "ubuntu"})).unwrap();
+        assert_eq!((cs.data["versions"].clone(), cs.data["version_count"].clone()), (Value::Null, Value::Null), "not read: unknown");
+        let versions = [
+            json!({"extId": "tv-1", "versionName": "v1", "createTime": "2024-01-01T00:00:00Z", "isActiveVersion": false,
+                   "vmSpec": {"numSockets": 1, "numCoresPerSocket": 2, "memorySizeBytes": 1024, "disks": [{}]}}),
+            json!({"extId": "tv-2", "versionName": "v2", "versionDescription": "patched", "createTime": "2024-03-01T00:00:00Z", "isActiveVersion": true,
+                   "createdBy": {"username": "ops"}}),
+            json!("hostile"),
+            json!({"versionName": 5, "createTime": ["x"]}),
+        ];
+        with_versions(&mut cs, &versions, Some(12));
+        let listed = cs.data["versions"].as_array().unwrap();
+        assert_eq!(listed.len(), 3, "the non-object left out");
+        assert_eq!((listed[0]["uuid"].as_str(), listed[0]["is_active"].as_bool(), listed[0]["created_by"].as_str()), (Some("tv-2"), Some(true), Some("ops")));
+        assert_eq!((listed[1]["uuid"].as_str(), listed[1]["vm_spec"]["vcpus"].as_u64()), (Some("tv-1"), Some(2)));
+        assert_eq!((listed[2]["name"].clone(), listed[2]["vm_spec"].clone()), (Value::Null, Value::Null));
+        assert_eq!(cs.data["version_count"], 12, "Prism's total");
+        let many: Vec<Value> = (0..500).map(|i| json!({"extId": format!("v-{i}")})).collect();
+        with_versions(&mut cs, &many, None);
+        assert_eq!((cs.data["versions"].as_array().unwrap().len(), cs.data["version_count"].as_u64()), (MAX_LISTED, Some(500)), "all counted, MAX_LISTED kept");
     }
 
     #[test]

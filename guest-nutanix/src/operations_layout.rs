@@ -213,3 +213,67 @@ pub fn guest_tools() -> Value {
         )],
     )
 }
+
+/// Physical GPUs: which host has them, in which mode, and the VMs using
+/// each.
+pub fn gpu() -> Value {
+    view(
+        vec![
+            search("Host", "data.host.name"),
+            search("Host UUID", "data.host.uuid"),
+            search("Cluster", "data.cluster.name"),
+            search("Vendor", "data.vendor"),
+            search("Name", "data.name"),
+            search("Mode", "data.mode"),
+            search_typed("Assignable", "data.assignable", "boolean"),
+            search_typed("In Use", "data.in_use", "boolean"),
+            search("VM UUID", "data.vms.uuid"),
+            search("VM", "data.vms.name"),
+            search("PCI Address", "data.pci_address"),
+        ],
+        "name",
+        vec![
+            text("Host", "data.host.name"),
+            text("Mode", "data.mode"),
+            text("In Use", "data.in_use"),
+            text("Assignable", "data.assignable"),
+            size("Frame Buffer", "data.frame_buffer_size_bytes", "BYTES", "GB"),
+            text("VMs", "data.vm_count"),
+        ],
+        vec![
+            item(
+                "GPU",
+                vec![
+                    text("Name", "data.name"),
+                    text("Vendor", "data.vendor"),
+                    text("Device ID", "data.device_id"),
+                    text("Mode", "data.mode"),
+                    text("PCI Address", "data.pci_address"),
+                    text("NUMA Node", "data.numa_node"),
+                    text("Status", "data.status"),
+                    text("Assignable", "data.assignable"),
+                    text("In Use", "data.in_use"),
+                    size("Frame Buffer", "data.frame_buffer_size_bytes", "BYTES", "GB"),
+                    text("vGPUs Allocated", "data.num_vgpus_allocated"),
+                    text("Driver Version", "data.driver_version"),
+                    text("Host", "data.host.name"),
+                    text("Host UUID", "data.host.uuid"),
+                    text("Cluster", "data.cluster.name"),
+                ],
+            ),
+            table("VMs", "data.vms", vec![text("Name", "name"), text("UUID", "uuid")]),
+            table(
+                "Profiles",
+                "data.profiles",
+                vec![
+                    text("Name", "name"),
+                    text("Mode", "mode"),
+                    text("Fraction", "fraction"),
+                    size("Frame Buffer", "frame_buffer_size_bytes", "BYTES", "GB"),
+                    text("vGPUs", "num_vgpus_allocated"),
+                    text("VM UUID", "vm_uuid"),
+                ],
+            ),
+        ],
+    )
+}

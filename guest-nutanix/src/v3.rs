@@ -97,10 +97,14 @@ pub enum Kind {
     /// Each VM's Nutanix Guest Tools state, from the VM list (no list of
     /// its own; [`crate::operations::guest_tools_of`]).
     GuestTools,
+    /// Physical GPUs, each with its host and the VMs using it, from the
+    /// v3 host list's `gpu_list` ([`crate::operations::gpus_of_host`]):
+    /// v4.0 has no list that names a physical GPU's host.
+    Gpu,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 25] = [
         Kind::Cluster,
         Kind::Host,
         Kind::Vm,
@@ -125,6 +129,7 @@ impl Kind {
         Kind::Alert,
         Kind::LcmEntity,
         Kind::GuestTools,
+        Kind::Gpu,
     ];
     /// The compute extras and operations kinds (option `resource_kinds`
     /// only; v4 only).
@@ -157,6 +162,8 @@ impl Kind {
             Kind::Alert => "alert",
             Kind::LcmEntity => "lcm_entity",
             Kind::GuestTools => "guest_tools",
+            // Read from the host list.
+            Kind::Gpu => "host",
         }
     }
 
@@ -173,7 +180,7 @@ impl Kind {
     pub fn list_path(self) -> &'static str {
         match self {
             Kind::Cluster => "/api/nutanix/v3/clusters/list",
-            Kind::Host => "/api/nutanix/v3/hosts/list",
+            Kind::Host | Kind::Gpu => "/api/nutanix/v3/hosts/list",
             Kind::Vm => "/api/nutanix/v3/vms/list",
             Kind::Subnet => "/api/nutanix/v3/subnets/list",
             Kind::Image => "/api/nutanix/v3/images/list",
@@ -210,6 +217,7 @@ impl Kind {
             Kind::Alert => "alerts",
             Kind::LcmEntity => "lcm_entities",
             Kind::GuestTools => "guest_tools",
+            Kind::Gpu => "gpus",
         }
     }
 

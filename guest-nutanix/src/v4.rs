@@ -54,13 +54,21 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::StorageContainer => "/api/clustermgmt/v4.0/config/storage-containers",
         Kind::RecoveryPoint => "/api/dataprotection/v4.0/config/recovery-points",
         Kind::ProtectionPolicy => "/api/datapolicies/v4.0/config/protection-policies",
-        Kind::VmTemplate => "/api/vmm/v4.0/content/templates",
+        Kind::VmTemplate => TEMPLATES_PATH,
         Kind::Alert => "/api/monitoring/v4.0/serviceability/alerts",
         Kind::LcmEntity => "/api/lifecycle/v4.0/resources/entities",
         // Read through v3 only: datapolicies v4.0 has no recovery plan list
         // (v4.2 added `/api/datapolicies/v4.2/config/recovery-plans`,
         // which the collector does not read yet).
         Kind::VolumeGroup | Kind::Project | Kind::VmDisk | Kind::RecoveryPlan | Kind::GuestTools => return None,
+        // Read through v3's host list only: v4.0 names no host for a
+        // physical GPU. clustermgmt hosts carry `gpuList` (names only) and
+        // `gpuDriverVersion`; the per-cluster `physical-gpu-profiles` and
+        // `virtual-gpu-profiles` carry a device and the VMs allocated to
+        // it (`allocatedVmExtIds`) but no host; a VM's `gpus` carry no
+        // physical GPU's address. v3 hosts' `gpu_list` carries each GPU
+        // with its consumer (`crate::operations::gpus_of_host`).
+        Kind::Gpu => return None,
         Kind::Network(n) => n.v4_list_path(),
     })
 }
@@ -191,6 +199,15 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
             "templateVersionSpec/vmSpec/nics", "templateVersionSpec/vmSpec/gpus", "templateVersionSpec/vmSpec/cluster/extId",
         ],
     ),
+    // A template's versions (`content/templates/{extId}/versions`,
+    // `crate::operations::with_versions`).
+    (
+        "vmm.v4.content.TemplateVersionSpec",
+        &[
+            "extId", "versionName", "versionDescription", "createTime", "createdBy/username", "isActiveVersion", "vmSpec/numSockets",
+            "vmSpec/numCoresPerSocket", "vmSpec/numThreadsPerCore", "vmSpec/memorySizeBytes", "vmSpec/disks", "vmSpec/nics", "vmSpec/gpus",
+        ],
+    ),
     (
         "monitoring.v4.serviceability.Alert",
         &[
@@ -210,6 +227,10 @@ pub const WIRE_READS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// The vmm template list; a template's versions are at
+/// `{TEMPLATES_PATH}/{extId}/versions` (`vmm.v4.content.TemplateVersionSpec`).
+pub const TEMPLATES_PATH: &str = "/api/vmm/v4.0/content/templates";
 
 /// Fields the adapter also reads that later revisions renamed (v4.1+ NICs:
 /// `nicBackingInfo`/`nicNetworkInfo`); not in the v4.0 models.
@@ -340,7 +361,7 @@ pub fn to_v3(kind: Kind, raw: &Value, lk: &Lookups) -> Result<Value, String> {
         // Read from the v4 item ([`crate::operations`]).
         Kind::VmTemplate | Kind::Alert | Kind::LcmEntity => raw.clone(),
         // Never listed (derived from VMs).
-        Kind::GuestTools => raw.clone(),
+        Kind::GuestTools | Kind::Gpu => raw.clone(),
     }))
 }
 

@@ -129,12 +129,19 @@ fn normalize_both(kind: Kind, raw: &Value) {
 }
 
 /// A v3-shaped entity normalized as the collection does: clusters have
-/// their own function (they also make regions), the others `service_of`.
+/// their own function (they also make regions), GPUs come from their
+/// host, the others `service_of`.
 fn normalize_one(kind: Kind, raw: Value) -> Result<(), String> {
     let ctx = context();
     match kind {
         Kind::Cluster => normalize::cluster(&ctx, raw).map(drop),
-        _ => normalize::service_of(kind, &ctx, raw).map(drop),
+        // A host's GPUs: a record, or an error, per GPU.
+        Kind::Gpu => {
+            let _ = guest_nutanix::operations::gpus_of_host(&ctx, raw);
+            Ok(())
+        }
+        // The compute extras and operations kinds too.
+        _ => guest_nutanix::operations::service_of(kind, &ctx, raw).map(drop),
     }
 }
 

@@ -85,7 +85,8 @@ fn write(dir: &Path, name: &str, v: &Value) {
 /// and the check refuses a key the model lacks.
 #[test]
 fn the_simulators_v4_lists_use_only_the_sdks_fields() {
-    let mut estate = Estate::generate(EstateConfig { vms: 48, ..EstateConfig::default() });
+    // With GPUs: VMs' `gpus` and hosts' `gpuList` rendered too.
+    let mut estate = Estate::generate(EstateConfig { vms: 48, gpus: true, ..EstateConfig::default() });
     // With the VPCs' overlay subnets in the subnet list.
     estate.subnets.extend(estate.network.overlay_subnets.clone());
     let dir = temp("sim");
@@ -99,6 +100,11 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
         assert!(!items.is_empty(), "{part} rendered");
         write(&dir, &format!("{file}.json"), &json!({"data": items, "metadata": {"totalAvailableResults": items.len()}}));
     }
+    // The versions of the template that has the most.
+    let last = estate.vm_templates.last().expect("a template")["extId"].as_str().unwrap().to_string();
+    let versions = prism_sim::operations::template_versions(&estate.vm_templates, &last, estate.now).expect("its versions");
+    assert!(versions.len() > 1, "older versions too");
+    write(&dir, "vm_template_versions.json", &prism_sim::v4::template_versions_page(versions, 0, 100));
     // The simulator's error answers, in the services' shape.
     write(&dir, "error-vms.json", &prism_sim::v4::error("vmm", "VMM-40401", "ENTITY_NOT_FOUND", "VM not found"));
     write(&dir, "error-hosts.json", &prism_sim::v4::error("clustermgmt", "CLU-40001", "INVALID_REQUEST", "$limit is out of range"));
@@ -120,6 +126,7 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
         format!("address_groups: {n} items checked against microseg.v4.config.AddressGroup"),
         format!("service_groups: {n} items checked against microseg.v4.config.ServiceGroup"),
         "vm_templates: 4 items checked against vmm.v4.content.Template".into(),
+        "vm_template_versions: 4 items checked against vmm.v4.content.TemplateVersionSpec".into(),
         "alerts: ".into(),
         "lcm_entities: ".into(),
     ] {
@@ -127,9 +134,11 @@ fn the_simulators_v4_lists_use_only_the_sdks_fields() {
     }
     // The simulator renders the optional fields this is about.
     let vms = std::fs::read_to_string(dir.join("vms.json")).unwrap();
-    for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\""] {
+    for field in ["\"cdRoms\"", "\"learnedIpAddresses\"", "\"numThreadsPerCore\"", "\"gpus\"", "\"pciAddress\"", "\"PASSTHROUGH_COMPUTE\"", "\"VIRTUAL\""] {
         assert!(vms.contains(field), "{field} rendered");
     }
+    let hosts = std::fs::read_to_string(dir.join("hosts.json")).unwrap();
+    assert!(hosts.contains("\"gpuList\"") && hosts.contains("\"gpuDriverVersion\""), "hosts' GPU fields rendered");
     // The overlay subnets carry their VPC; the networking lists their optional parts.
     assert!(std::fs::read_to_string(dir.join("subnets.json")).unwrap().contains("\"vpcReference\""));
     for (list, field) in [("floating_ips", "VmNicAssociation"), ("floating_ips", "PrivateIpAssociation"), ("network_security_rules", "TwoEnvIsolationRuleSpec"),

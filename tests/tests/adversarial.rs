@@ -273,7 +273,7 @@ fn a_greedy_tenant_cannot_starve_another() {
 #[test]
 fn many_tenants_collect_correctly_while_attacks_run() {
     let sim = block_on(Simulator::start(SimConfig {
-        estate: EstateConfig { vms: 30, clusters: 2, hosts_per_cluster: 2, subnets_per_cluster: 1, images: 2, volume_groups_per_cluster: 0, projects: 0 },
+        estate: EstateConfig { vms: 30, clusters: 2, hosts_per_cluster: 2, subnets_per_cluster: 1, images: 2, volume_groups_per_cluster: 0, projects: 0, gpus: false },
         ..SimConfig::default()
     }))
     .expect("simulator");

@@ -20,7 +20,7 @@ struct Fixture {
 }
 
 fn fixture(cloudforet: cf_host::grpc::convert::CloudForet) -> Fixture {
-    let sim = block_on(Simulator::start(SimConfig { estate: EstateConfig { vms: 12, clusters: 2, ..EstateConfig::default() }, v4: true, ..SimConfig::default() }))
+    let sim = block_on(Simulator::start(SimConfig { estate: EstateConfig { vms: 12, clusters: 2, gpus: true, ..EstateConfig::default() }, v4: true, ..SimConfig::default() }))
         .expect("simulator");
     let served = block_on(cf_tests::serve({
         let mut o = cf_host::serve::ServeOptions { plugin: Some(guest_wasm()), ..Default::default() };
@@ -228,14 +228,16 @@ fn tag<'a>(tags: &'a Value, key: &str) -> Option<&'a Value> {
 fn cloudforet_console_rules_and_managed_metrics() {
     let f = fixture(Default::default());
     let kinds = ["clusters", "hosts", "vms", "subnets", "images", "volume_groups", "projects", "categories", "storage_containers", "vm_disks",
-                 "recovery_points", "protection_policies", "recovery_plans", "vm_templates", "alerts", "lcm_entities", "guest_tools",
+                 "recovery_points", "protection_policies", "recovery_plans", "vm_templates", "alerts", "lcm_entities", "guest_tools", "gpus",
                  "vpcs", "floating_ips", "route_tables", "virtual_switches", "security_policies", "address_groups", "service_groups"];
     let options = json!({"resource_kinds": kinds, "region_locations": {"*": {"continent": "europe", "latitude": 47.37, "longitude": 8.54}}});
     let out = f.run("2", &["--runs", "1", "--managed-metrics", "--options", &options.to_string()]);
     let run = &out["runs"][0];
     assert_eq!(run["job"]["status"], "SUCCESS", "{:?}", errors_of(run));
     assert_eq!(out["managed_metrics_install"]["ok"], true, "{}", out["managed_metrics_install"]);
-    assert_stored_as_emitted(&out, &f.emitted(options));
+    let emitted = f.emitted(options);
+    assert_stored_as_emitted(&out, &emitted);
+    assert!(emitted.get("Compute/Gpu").is_some_and(|n| *n > 0), "GPUs emitted (and stored as emitted): {emitted:?}");
 
     let vocabulary = ["Server", "Compute", "Container", "Database", "Networking", "Storage", "Security", "Analytics", "Application Integration", "Management"];
     let types = out["cloud_service_types"].as_array().unwrap();

@@ -48,7 +48,18 @@ fn templates_alerts_and_lcm_entities_through_v4_one_call_per_page() {
         let spec = &t["templateVersionSpec"]["vmSpec"];
         assert_eq!(r["data"]["vm_spec"]["vcpus"], json!(spec["numSockets"].as_u64().unwrap() * spec["numCoresPerSocket"].as_u64().unwrap()));
         assert_eq!(r["region_code"], spec["cluster"]["extId"]);
+        // Every version, newest (the active one) first, each with its spec.
+        let want = prism_sim::operations::template_versions(&estate.vm_templates, t["extId"].as_str().unwrap(), estate.now).unwrap();
+        let got = r["data"]["versions"].as_array().unwrap_or_else(|| panic!("versions read: {}", r["data"]));
+        assert_eq!(got.len(), want.len());
+        assert_eq!(r["data"]["version_count"], json!(want.len()));
+        let names: Vec<&Value> = got.iter().map(|v| &v["name"]).collect();
+        let want_names: Vec<&Value> = want.iter().rev().map(|v| &v["versionName"]).collect();
+        assert_eq!(names, want_names, "newest first");
+        assert_eq!((got[0]["is_active"].clone(), got[0]["uuid"].clone()), (json!(true), t["templateVersionSpec"]["extId"].clone()));
+        assert!(got[1..].iter().all(|v| v["is_active"] == false && v["vm_spec"]["num_sockets"].is_u64()));
     }
+    assert!(templates.values().any(|t| t["data"]["versions"].as_array().unwrap().len() > 1), "older versions too");
 
     // Alerts: state and severity as the estate has them, each linked to the
     // record of its entity (VMs and hosts are collected too).
@@ -116,7 +127,9 @@ fn templates_alerts_and_lcm_entities_through_v4_one_call_per_page() {
     assert_eq!(types["VmTemplate"]["group"], "Compute");
 
     // Every call, exactly: one per page of 100 (and a probe per window),
-    // the VMs' name lists once.
+    // the VMs' name lists once; and one versions call per template (vmm
+    // v4.0 has no list of all versions), within option
+    // max_template_version_calls (100 by default).
     let calls = sim.state.calls_per_kind();
     assert_one_call_per_page(&calls, "v4/alerts", estate.alerts.len());
     assert_one_call_per_page(&calls, "v4/lcm_entities", estate.lcm_entities.len());
@@ -130,6 +143,7 @@ fn templates_alerts_and_lcm_entities_through_v4_one_call_per_page() {
         ("v4/vms", pages(VMS)),
         ("v4/vms?probe", 1),
         ("v4/vm_templates", 1),
+        ("v4/vm_templates/versions", estate.vm_templates.len() as u64),
         ("v4/alerts", pages(estate.alerts.len())),
         ("v4/alerts?probe", 1),
         ("v4/lcm_entities", pages(estate.lcm_entities.len())),
@@ -233,4 +247,147 @@ fn guest_tools_per_vm_from_the_vm_list_with_vm_records_unchanged() {
         let key = if v4 { "v4/vms" } else { "vms" };
         assert_one_call_per_page(&alone.state.calls_per_kind(), key, VMS);
     }
+}
+
+/// Template versions cost one call per template: option
+/// `max_template_version_calls` bounds them; the templates past it go out
+/// with their active version only (`data.versions` null), and none is lost.
+#[test]
+fn template_version_calls_stay_within_the_cap() {
+    let sim = sim(true, Faults::default());
+    let (errors, records) = collect(&sim, json!({"page_size": 100, "max_template_version_calls": 2}), &["vm_templates"]);
+    assert_eq!(errors, 0);
+    let templates = of_type(&records, "VmTemplate");
+    let estate = sim.state.estate();
+    assert_eq!(templates.len(), estate.vm_templates.len());
+    assert!(estate.vm_templates.len() > 2);
+    let with: Vec<&String> = templates.iter().filter(|(_, t)| t["data"]["versions"].is_array()).map(|(id, _)| id).collect();
+    assert_eq!(with.len(), 2, "the first two listed");
+    for t in templates.values().filter(|t| t["data"]["versions"].is_null()) {
+        assert_eq!(t["data"]["version"]["is_active"], true, "the active version stays: {}", t["data"]);
+    }
+    let calls = sim.state.calls_per_kind();
+    assert_eq!(calls.get("v4/vm_templates/versions"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("v4/vm_templates"), Some(&1), "{calls:?}");
+}
+
+fn gpu_sim(v4: bool) -> Simulator {
+    let estate = EstateConfig { vms: VMS, gpus: true, ..EstateConfig::default() };
+    block_on(Simulator::start(SimConfig { estate, v4, ..SimConfig::default() })).expect("simulator starts")
+}
+
+/// Physical GPUs per host (kind `gpus`), read from the v3 host list's
+/// `gpu_list` whether or not Prism offers v4 (v4.0 names no host for a
+/// physical GPU): one record per GPU with its host and cluster (linked to
+/// their records), mode, assignable state, frame buffer, and the VMs using
+/// it (linked to the VMs' records, whose own `data.gpus` name it); one
+/// host list call per page, nothing else.
+#[test]
+fn gpus_per_host_with_their_vms_one_host_list_call_per_page() {
+    for v4 in [true, false] {
+        let sim = gpu_sim(v4);
+        let (errors, records) = collect(&sim, json!({"page_size": 5}), &["gpus", "vms", "hosts"]);
+        assert_eq!(errors, 0, "v4={v4}");
+        let estate = sim.state.estate();
+        let gpus = of_type(&records, "Gpu");
+        let hosts = of_type(&records, "Host");
+        let vms = of_type(&records, "VirtualMachine");
+        // What the estate has: per host, its distinct PCI addresses.
+        let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for h in &estate.hosts {
+            let id = h["metadata"]["uuid"].as_str().unwrap().to_string();
+            for g in h.pointer("/status/resources/gpu_list").and_then(Value::as_array).into_iter().flatten() {
+                let users = want.entry(format!("{id}:gpu:{}", g["pci_address"].as_str().unwrap())).or_default();
+                if let Some(vm) = g["consumer_reference"]["uuid"].as_str() {
+                    users.insert(vm.to_string());
+                }
+            }
+        }
+        assert_eq!(gpus.keys().cloned().collect::<BTreeSet<_>>(), want.keys().cloned().collect::<BTreeSet<_>>(), "v4={v4}: one record per physical GPU");
+        let hosts_with_gpus = estate.hosts.iter().filter(|h| h.pointer("/status/resources/gpu_list").is_some()).count();
+        assert!(hosts_with_gpus > 0 && hosts_with_gpus < estate.hosts.len());
+        let (mut idle, mut shared, mut passthrough_used) = (0, 0, 0);
+        for (id, g) in &gpus {
+            let d = &g["data"];
+            let host = d["host"]["uuid"].as_str().unwrap();
+            assert_eq!(hosts[host]["name"], d["host"]["name"], "linked to its host's record");
+            assert_eq!(g["region_code"], hosts[host]["region_code"], "its host's cluster");
+            let users: BTreeSet<String> = d["vms"].as_array().unwrap().iter().map(|v| v["uuid"].as_str().unwrap().to_string()).collect();
+            assert_eq!(users, want[id], "v4={v4} {id}");
+            for u in &users {
+                // The VM's own record runs on that host and names the GPU.
+                assert_eq!(vms[u]["data"]["host"]["uuid"], json!(host), "{u}");
+                let its = vms[u]["data"]["gpus"].as_array().unwrap_or_else(|| panic!("{u} has GPUs: {}", vms[u]["data"]));
+                assert!(its.iter().any(|x| x["mode"] == d["mode"]), "{u}: {its:?}");
+            }
+            match (d["mode"].as_str().unwrap(), users.len()) {
+                ("PASSTHROUGH_COMPUTE", 0) => {
+                    idle += 1;
+                    assert_eq!((d["assignable"].clone(), d["in_use"].clone()), (json!(true), json!(false)));
+                }
+                ("PASSTHROUGH_COMPUTE", 1) => {
+                    passthrough_used += 1;
+                    assert_eq!((d["assignable"].clone(), d["in_use"].clone()), (json!(false), json!(true)));
+                    assert_eq!(d["frame_buffer_size_bytes"], json!(81_920u64 << 20));
+                }
+                ("VIRTUAL", n) => {
+                    shared += usize::from(n > 1);
+                    assert_eq!(d["num_vgpus_allocated"], json!(n));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!(d["vendor"], "NVIDIA");
+        }
+        assert!(idle > 0 && shared > 0 && passthrough_used > 0, "v4={v4}: idle {idle}, shared {shared}, passthrough used {passthrough_used}");
+        // Every VM with GPUs is among its GPUs' users.
+        let using: BTreeSet<&String> = want.values().flatten().collect();
+        let with_gpus: BTreeSet<&String> = vms.iter().filter(|(_, v)| v["data"]["gpus"].is_array()).map(|(id, _)| id).collect();
+        assert_eq!(using, with_gpus, "v4={v4}");
+
+        // The calls: the v3 host list for the GPUs, a call per page of 5.
+        let calls = sim.state.calls_per_kind();
+        let host_pages = estate.hosts.len().div_ceil(5) as u64;
+        let v3_host_lists = if v4 { host_pages } else { 2 * host_pages };
+        assert_eq!(calls.get("hosts"), Some(&v3_host_lists), "v4={v4}: {calls:?}");
+        assert!(calls.keys().all(|k| !k.contains("gpu")), "no GPU call of any other kind: {calls:?}");
+
+        // Alone: the host list only (and the cluster list).
+        let alone = gpu_sim(v4);
+        let (errors, records) = collect(&alone, json!({"page_size": 5}), &["gpus"]);
+        assert_eq!(errors, 0);
+        assert_eq!(of_type(&records, "Gpu").len(), gpus.len());
+        assert!(of_type(&records, "Host").is_empty());
+        let mut calls = alone.state.calls_per_kind();
+        let probes = calls.remove("hosts?probe").unwrap_or(0);
+        assert!(probes <= host_pages.div_ceil(8), "{calls:?}");
+        let clusters = if v4 { "v4/clusters" } else { "clusters" };
+        assert_eq!(calls, BTreeMap::from([(clusters.to_string(), 1), ("hosts".to_string(), host_pages)]), "v4={v4}");
+    }
+}
+
+/// Without the knob the simulator has no GPUs, and kind `gpus` gives none
+/// (and no error) from the same one host list.
+#[test]
+fn no_gpus_no_records() {
+    let sim = sim(true, Faults::default());
+    let (errors, records) = collect(&sim, json!({"page_size": 100}), &["gpus"]);
+    assert_eq!(errors, 0);
+    assert!(of_type(&records, "Gpu").is_empty());
+    assert!(records.iter().any(|r| r.resource().get("name") == Some(&json!("Gpu"))), "its type is still emitted");
+    assert_eq!(sim.state.calls_per_kind().get("hosts"), Some(&1));
+}
+
+/// A Prism Central without the v3 host list: kind `gpus` is an error
+/// resource naming that list (there is no v4 list to fall back to), and
+/// the run goes on.
+#[test]
+fn gpus_without_the_v3_host_list_are_an_error_resource() {
+    let estate = EstateConfig { vms: VMS, gpus: true, ..EstateConfig::default() };
+    let sim = block_on(Simulator::start(SimConfig { estate, v4: true, v3_absent: vec!["hosts".into()], ..SimConfig::default() })).expect("simulator starts");
+    let (errors, records) = collect(&sim, json!({"page_size": 100, "max_retries": 0}), &["gpus", "hosts"]);
+    assert_eq!(errors, 1);
+    let messages: Vec<String> = records.iter().filter(|r| r.is_error()).map(|r| r.message.clone().unwrap_or_default()).collect();
+    assert!(messages[0].contains("/api/nutanix/v3/hosts/list"), "{messages:?}");
+    assert!(of_type(&records, "Gpu").is_empty());
+    assert_eq!(of_type(&records, "Host").len(), sim.state.estate().hosts.len(), "hosts through v4 all the same");
 }

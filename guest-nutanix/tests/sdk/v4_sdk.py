@@ -69,6 +69,8 @@ LISTS = {
     "protection_rules": ("datapolicies.v4.config.ListProtectionPoliciesApiResponse", "datapolicies.v4.config.ProtectionPolicy"),
     "vm_recovery_points": ("dataprotection.v4.config.ListRecoveryPointsApiResponse", "dataprotection.v4.config.RecoveryPoint"),
     "vm_templates": ("vmm.v4.content.ListTemplatesApiResponse", "vmm.v4.content.Template"),
+    # A template's versions (`content/templates/{extId}/versions`).
+    "vm_template_versions": ("vmm.v4.content.ListTemplateVersionsApiResponse", "vmm.v4.content.TemplateVersionSpec"),
     "alerts": ("monitoring.v4.serviceability.ListAlertsApiResponse", "monitoring.v4.serviceability.Alert"),
     "lcm_entities": ("lifecycle.v4.resources.ListEntitiesApiResponse", "lifecycle.v4.resources.Entity"),
     # A volume group's parts.

@@ -17,11 +17,15 @@ pub struct EstateConfig {
     pub volume_groups_per_cluster: usize,
     /// Projects (the first is the `default` project).
     pub projects: usize,
+    /// Physical GPUs on every other host, some used by that host's VMs
+    /// ([`crate::operations::attach_gpus`]); off by default, so the
+    /// default estate stays as it was.
+    pub gpus: bool,
 }
 
 impl Default for EstateConfig {
     fn default() -> Self {
-        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8, volume_groups_per_cluster: 2, projects: 3 }
+        EstateConfig { vms: 200, clusters: 3, hosts_per_cluster: 4, subnets_per_cluster: 2, images: 8, volume_groups_per_cluster: 2, projects: 3, gpus: false }
     }
 }
 
@@ -486,6 +490,9 @@ impl Estate {
             alerts: Vec::new(),
             lcm_entities: Vec::new(),
         };
+        if estate.config.gpus {
+            crate::operations::attach_gpus(&mut estate);
+        }
         estate.vm_templates = crate::operations::vm_templates(&estate.config, &estate.vms, now);
         estate.alerts = crate::operations::alerts(&estate.vms, &estate.hosts, &estate.clusters[0], now);
         estate.lcm_entities = crate::operations::lcm_entities(&estate.config, &estate.hosts);
@@ -553,6 +560,21 @@ mod tests {
         assert_eq!(a.len(), 5000);
         assert_eq!(uuid("vm", 7), uuid("vm", 7));
         assert_ne!(uuid("vm", 7), uuid("host", 7));
+    }
+
+    #[test]
+    fn gpus_only_with_the_knob_and_on_their_vms_hosts() {
+        let plain = Estate::generate(EstateConfig::default());
+        let gpu_lists = |e: &Estate| e.hosts.iter().chain(&e.vms).filter(|x| x.pointer("/status/resources/gpu_list").is_some()).count();
+        assert_eq!(gpu_lists(&plain), 0, "the default estate has no GPUs");
+        let e = Estate::generate(EstateConfig { gpus: true, ..EstateConfig::default() });
+        assert_eq!(e.hosts.iter().filter(|h| h.pointer("/status/resources/gpu_list").is_some()).count(), e.hosts.len() / 2);
+        for vm in e.vms.iter().filter(|v| v.pointer("/status/resources/gpu_list").is_some()) {
+            let host = vm.pointer("/status/resources/host_reference/uuid").unwrap();
+            let h = e.hosts.iter().find(|h| h.pointer("/metadata/uuid") == Some(host)).unwrap();
+            let users: Vec<&Value> = h["status"]["resources"]["gpu_list"].as_array().unwrap().iter().map(|g| &g["consumer_reference"]["uuid"]).collect();
+            assert!(users.contains(&&vm["metadata"]["uuid"]), "its host lists it as a consumer");
+        }
     }
 
     #[test]

@@ -847,6 +847,38 @@ async fn v4_volume_group_part(
     faulty(fault, json!({"data": data, "metadata": {"totalAvailableResults": total}}), v4_error)
 }
 
+/// `GET /api/vmm/v4.0/content/templates/{extId}/versions`: a template's
+/// versions (`vmm.v4.content.TemplateVersionSpec`), paged like every v4
+/// list, counted as `v4/vm_templates/versions`.
+async fn v4_template_versions(
+    State(state): State<Arc<SimState>>,
+    Path(ext_id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = v4_gate(&state, &headers) {
+        return refused;
+    }
+    let page: u64 = q.get("$page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let limit: u64 = match q.get("$limit").map(|l| l.parse::<u64>()) {
+        None => 50,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        Some(_) => return v4_error(StatusCode::BAD_REQUEST, "VMM-40002", "$limit must be 1-100"),
+    };
+    let (latency, fault) = state.decide_fault("vm_templates/versions", "v4/vm_templates/versions", page * limit);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let versions = {
+        let estate = state.estate();
+        match operations::template_versions(&estate.vm_templates, &ext_id, estate.now) {
+            Some(v) => v,
+            None => return v4_error(StatusCode::NOT_FOUND, "VMM-40401", &format!("template {ext_id} not found")),
+        }
+    };
+    faulty(fault, v4::template_versions_page(versions, page, limit), v4_error)
+}
+
 /// `POST /api/nutanix/v3/groups` for entity types `mh_vm`, `host` and
 /// `cluster`: each entity's latest usage (as strings, as Prism answers; a
 /// VM's are its v4 stats of bucket 0, none for powered-off VMs; hosts' and
@@ -968,6 +1000,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         router = router
             .route(&at("/api/volumes/v4.0/config/volume-groups/{ext_id}/{part}", rev), get(v4_volume_group_part))
             .route(&at("/api/vmm/v4.0/ahv/stats/vms/{ext_id}", rev), get(v4_vm_stats))
+            .route(&at("/api/vmm/v4.0/content/templates/{ext_id}/versions", rev), get(v4_template_versions))
             .route(
                 &at("/api/clustermgmt/v4.0/stats/clusters/{cluster}", rev),
                 get(|State(state): State<Arc<SimState>>, Path(cluster): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| {

@@ -3,7 +3,9 @@
 //! v4.0 shapes: vmm `Template`, monitoring `Alert`, lifecycle `Entity`.
 //!
 //! - VM template `t` (of [`TEMPLATES`]) lives on cluster `t % clusters`;
-//!   its active version is `v{t + 1}`, made from VM `t`'s size;
+//!   its active version is `v{t + 1}`, made from VM `t`'s size, after `t`
+//!   older ones (`v1` ..), a day apart ([`template_versions`], served at
+//!   `content/templates/{extId}/versions`);
 //! - every VM `i` with `i % 2 == 0` has an alert about it
 //!   ([`ALERT_SEVERITIES`]`[i / 2 % 3]`), resolved when `i % 8 == 0`,
 //!   acknowledged when `i % 8 == 2`; every host has one WARNING, open;
@@ -11,6 +13,13 @@
 //! - each cluster has AOS, AHV and NCC (software, at the cluster; NCC with
 //!   an update on offer), each host BIOS and BMC firmware (at the node; BMC
 //!   with an update on offer on odd hosts).
+//!
+//! With [`EstateConfig::gpus`] ([`attach_gpus`], v3 shapes: the v4 ones are
+//! rendered from them): every even host has two NVIDIA GPUs, an A100 in
+//! passthrough at `0000:3b:00.0`, used by the host's first powered-on VM on
+//! hosts `h % 4 == 0` and free on the others, and an A16 in vGPU mode at
+//! `0000:86:00.0`, listed once per VM using a `NVIDIA A16-4Q` profile (the
+//! host's next two powered-on VMs; once, free, when it has none).
 
 use crate::estate::{uuid, EstateConfig};
 use crate::v4::format_utc;
@@ -58,6 +67,96 @@ pub fn vm_templates(cfg: &EstateConfig, vms: &[Value], now: i64) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// The versions of the template with `ext_id` (v4 `TemplateVersionSpec`s,
+/// oldest first), `None` for no such template.
+pub fn template_versions(templates: &[Value], ext_id: &str, now: i64) -> Option<Vec<Value>> {
+    let t = templates.iter().position(|x| x["extId"] == ext_id)?;
+    let active = templates[t]["templateVersionSpec"].clone();
+    let mut out: Vec<Value> = (0..t)
+        .map(|k| {
+            let mut v = active.clone();
+            v["extId"] = json!(uuid(&format!("template-{t}-version"), k));
+            v["versionName"] = json!(format!("v{}", k + 1));
+            v["versionDescription"] = json!(format!("superseded by v{}", k + 2));
+            v["createTime"] = json!(format_utc(now - 86_400 * (t - k) as i64 - 3_600));
+            v["isActiveVersion"] = json!(false);
+            // An older version had one socket less (at least one).
+            let sockets = v["vmSpec"]["numSockets"].as_u64().unwrap_or(1);
+            v["vmSpec"]["numSockets"] = json!(sockets.saturating_sub((t - k) as u64).max(1));
+            v
+        })
+        .collect();
+    out.push(active);
+    Some(out)
+}
+
+/// Physical GPUs (see the module's description) on the estate's hosts, in
+/// each host's `gpu_list` and in the `gpu_list` of the VMs using them.
+pub fn attach_gpus(estate: &mut crate::estate::Estate) {
+    let cfg = estate.config.clone();
+    let n_hosts = estate.hosts.len();
+    let mut on_host: Vec<Vec<usize>> = vec![Vec::new(); n_hosts];
+    for i in 0..estate.vms.len() {
+        if let Some(h) = crate::estate::vm_facts(&cfg, i).host.filter(|h| *h < n_hosts) {
+            on_host[h].push(i);
+        }
+    }
+    for (h, vms) in on_host.iter().enumerate().filter(|(h, _)| h % 2 == 0) {
+        let host_id = uuid("host", h);
+        let mut list = Vec::new();
+        let pt_user = vms.first().filter(|_| h % 4 == 0).copied();
+        let mut pt = json!({
+            "name": "NVIDIA A100 80GB PCIe", "vendor": "NVIDIA", "device_id": 8373, "mode": "PASSTHROUGH_COMPUTE",
+            "pci_address": "0000:3b:00.0", "numa_node": 0, "index": 0, "frame_buffer_size_mib": 81_920,
+            "uuid": uuid(&format!("gpu-{host_id}"), 0), "assignable": pt_user.is_none(),
+            "status": if pt_user.is_some() { "UVM.Assigned" } else { "UVM.Available" },
+        });
+        if let Some(i) = pt_user {
+            pt["consumer_reference"] = json!({"kind": "vm", "uuid": id(&estate.vms[i]), "name": name(&estate.vms[i])});
+            give(&mut estate.vms[i], json!({"vendor": "NVIDIA", "mode": "PASSTHROUGH_COMPUTE", "device_id": 8373, "name": "NVIDIA A100 80GB PCIe",
+                "uuid": uuid(&format!("vm-gpu-{i}"), 0), "pci_address": "0000:3b:00.0", "frame_buffer_size_mib": 81_920, "guest_driver_version": "535.104.05"}));
+        }
+        list.push(pt);
+        let vgpu_users: Vec<usize> = vms.iter().skip(usize::from(pt_user.is_some())).take(2).copied().collect();
+        let vgpu = |user: Option<usize>, vms: &[Value]| {
+            let mut e = json!({
+                "name": "NVIDIA A16-4Q", "vendor": "NVIDIA", "device_id": 9654, "mode": "VIRTUAL", "pci_address": "0000:86:00.0",
+                "numa_node": 1, "index": 1, "frame_buffer_size_mib": 4_096, "fraction": 4, "num_virtual_display_heads": 4,
+                "max_resolution": "5120x2880", "max_instances_per_vm": 1, "license_list": ["NVIDIA_VPC"],
+                "uuid": uuid(&format!("gpu-{host_id}"), 1), "assignable": true, "num_vgpus_allocated": usize::from(user.is_some()),
+                "status": "UVM.Available",
+            });
+            if let Some(i) = user {
+                e["consumer_reference"] = json!({"kind": "vm", "uuid": id(&vms[i]), "name": name(&vms[i])});
+            }
+            e
+        };
+        if vgpu_users.is_empty() {
+            list.push(vgpu(None, &estate.vms));
+        }
+        for &i in &vgpu_users {
+            list.push(vgpu(Some(i), &estate.vms));
+            give(&mut estate.vms[i], json!({"vendor": "NVIDIA", "mode": "VIRTUAL", "device_id": 9654, "name": "NVIDIA A16-4Q",
+                "uuid": uuid(&format!("vm-gpu-{i}"), 0), "pci_address": "0000:86:00.0", "frame_buffer_size_mib": 4_096, "fraction": 4,
+                "num_virtual_display_heads": 4, "guest_driver_version": "535.104.05"}));
+        }
+        let r = &mut estate.hosts[h]["status"]["resources"];
+        r["gpu_driver_version"] = json!("535.104.06");
+        r["gpu_list"] = Value::Array(list);
+    }
+}
+
+/// Adds a GPU to a VM's `gpu_list` (status; the spec has the request).
+fn give(vm: &mut Value, gpu: Value) {
+    let r = &mut vm["status"]["resources"];
+    if !r["gpu_list"].is_array() {
+        r["gpu_list"] = json!([]);
+    }
+    if let Some(l) = r["gpu_list"].as_array_mut() {
+        l.push(gpu);
+    }
 }
 
 /// One alert; `state` is `OPEN`, `ACKNOWLEDGED` or `RESOLVED`, `source`

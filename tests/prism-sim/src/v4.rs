@@ -210,9 +210,38 @@ pub fn vm(v3: &Value, category_ids: &BTreeMap<(String, String), String>) -> Valu
         "cdRoms": if cd_roms.is_empty() { Value::Null } else { Value::Array(cd_roms) },
         "nics": nics,
         "bootConfig": {"$objectType": boot},
+        "gpus": gpus(&r),
         "guestTools": if r["guest_tools"].is_object() { json!({"isEnabled": true, "version": s(&r, "/guest_tools/nutanix_guest_tools/version")}) } else { Value::Null },
         "ownershipInfo": {"owner": {"extId": s(v3, "/metadata/owner_reference/uuid")}},
     }))
+}
+
+/// A VM's GPUs (`vmm.v4.ahv.config.Gpu`), none when it has none.
+fn gpus(r: &Value) -> Value {
+    let Some(list) = r["gpu_list"].as_array().filter(|l| !l.is_empty()) else { return Value::Null };
+    // `0000:3b:00.0` → SBDF.
+    let sbdf = |a: &str| {
+        let n: Vec<u64> = a.split([':', '.']).filter_map(|p| u64::from_str_radix(p, 16).ok()).collect();
+        (n.len() == 4).then(|| json!({"segment": n[0], "bus": n[1], "device": n[2], "func": n[3]}))
+    };
+    Value::Array(
+        list.iter()
+            .map(|g| {
+                json!({
+                    "extId": g["uuid"],
+                    "mode": g["mode"],
+                    "vendor": g["vendor"],
+                    "deviceId": g["device_id"],
+                    "name": g["name"],
+                    "pciAddress": g["pci_address"].as_str().and_then(sbdf),
+                    "frameBufferSizeBytes": g["frame_buffer_size_mib"].as_u64().map(|m| m * 1024 * 1024),
+                    "guestDriverVersion": g["guest_driver_version"],
+                    "numVirtualDisplayHeads": g["num_virtual_display_heads"],
+                    "fraction": g["fraction"],
+                })
+            })
+            .collect(),
+    )
 }
 
 pub fn cluster(v3: &Value) -> Value {
@@ -266,6 +295,10 @@ pub fn host(v3: &Value, cluster_names: &BTreeMap<String, String>) -> Value {
             "numberOfVms": s(&r, "/hypervisor/num_vms"),
         },
         "controllerVm": {"externalAddress": ip(s(&r, "/controller_vm/ip"))},
+        // Names only: clustermgmt v4.0 hosts carry no GPU's address, mode
+        // or consumer.
+        "gpuDriverVersion": r["gpu_driver_version"],
+        "gpuList": r["gpu_list"].as_array().map(|l| l.iter().map(|g| g["name"].clone()).collect::<Vec<_>>()),
         "blockSerial": s(&r, "/block/block_serial_number"),
         "blockModel": s(&r, "/block/block_model"),
     }))
@@ -422,6 +455,16 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             "links": [{"href": format!("?$page={page}&$limit={limit}"), "rel": "self"}],
         }
     })
+}
+
+/// One page of a template's versions, as `vmm.v4.content.ListTemplateVersionsApiResponse`.
+pub fn template_versions_page(versions: Vec<Value>, page: u64, limit: u64) -> Value {
+    let total = versions.len();
+    let mut data: Vec<Value> = versions.into_iter().skip((page * limit) as usize).take(limit as usize).collect();
+    if let Some(Value::Object(first)) = data.first_mut() {
+        first.insert("$objectType".into(), json!("vmm.v4.content.TemplateVersionSpec"));
+    }
+    json!({"data": data, "metadata": {"totalAvailableResults": total}})
 }
 
 /// A v4 service's error body: an `ErrorResponse` in the response's `data`
