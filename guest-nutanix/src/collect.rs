@@ -101,7 +101,7 @@ pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret
     match c.page(&mut out, Kind::Cluster, api, None, &Query::All, 0, 1) {
         Ok(_) => Ok(()),
         // No Prism Central cluster list: a Prism Element answers v2.0.
-        Err(CallError::NotFound { .. } | CallError::Failed(Error::NotFound(_) | Error::InvalidArgument(_))) if opts_auto => {
+        Err(CallError::Failed(Error::NotFound(_))) if opts_auto => {
             let mut lister = crate::listing::Lister::default();
             match lister.detect_prism_element(&mut c, &mut out)? {
                 Ok(_) => Ok(()),
@@ -224,9 +224,10 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             Ok(()) => auto && scan.prism_central_uuid.is_none() && scan.problems.is_empty(),
             // No Prism Central cluster list: the v4 gateway's 404 at every
             // revision (a v4 service's own 404 is a Prism Central's), then
-            // a 404 or another 4xx to the v3 list; not credentials, an
-            // outage or the host's refusal.
-            Err(Error::NotFound(_) | Error::InvalidArgument(_)) => auto && !self.lister.v4_offered(),
+            // a 404 to the v3 list (another refusal is Prism Central's v3
+            // service speaking; credentials, an outage or the host's
+            // refusal are no answer).
+            Err(Error::NotFound(_)) => auto && !self.lister.v4_offered(),
             Err(_) => false,
         };
         if maybe_pe {

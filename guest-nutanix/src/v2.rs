@@ -13,8 +13,8 @@
 //! Central always lists itself in its cluster list (the pseudo-cluster with
 //! service `PRISM_CENTRAL`, v4 `clusterFunction: ["PRISM_CENTRAL"]`). When
 //! the cluster list has no such entry, or neither cluster list is there
-//! (the v4 gateway answers 404 at every revision and the v3 list fails with
-//! a 404 or another 4xx: a Prism Element without Aplos), the endpoint may
+//! (the v4 gateway answers 404 at every revision and the v3 list 404: a
+//! Prism Element without Aplos), the endpoint may
 //! be a Prism Element: the collector asks `GET` [`CLUSTER_PATH`] once. The
 //! endpoint is a Prism Element when that answers with the v2.0 cluster
 //! object ([`is_prism_element`]): a JSON object with a non-empty `uuid`
