@@ -1423,6 +1423,21 @@ mod tests {
         assert!(!gets(&t).iter().any(|p| p.starts_with("/PrismGateway")));
     }
 
+    /// `verify` against a Prism Element without Aplos: the v3 cluster
+    /// list's 404, then the v2.0 cluster; neither answering names both.
+    #[test]
+    fn verify_accepts_a_prism_element_and_names_an_endpoint_that_is_neither() {
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pe_cluster()));
+        verify(&mut t, &mut Collected::default(), "{}", SECRET).unwrap();
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}"));
+        let e = verify(&mut t, &mut Collected::default(), "{}", SECRET).unwrap_err();
+        assert!(matches!(&e, Error::NotFound(m) if m.starts_with("https://pc.example:9440 answers neither as a Prism Central nor as a Prism Element")), "{e:?}");
+        // With api_version v3 the endpoint is a Prism Central: no v2.0 call.
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pe_cluster()));
+        assert!(verify(&mut t, &mut Collected::default(), r#"{"api_version":"v3"}"#, SECRET).is_err());
+        assert!(!gets(&t).iter().any(|p| p.starts_with("/PrismGateway")));
+    }
+
     /// Hostile v2.0 pages: a total that changes between pages, an entity on
     /// two pages, a huge total, entities that are not objects. Nothing is
     /// duplicated or lost, nothing panics, the list ends.

@@ -12,7 +12,7 @@ use cf_host::record::Record;
 use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type};
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::EstateConfig;
-use prism_sim::{SimConfig, Simulator};
+use prism_sim::{Faults, PageFault, SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,8 +27,12 @@ fn sim(prism_element: bool) -> Simulator {
 }
 
 fn collect(sim: &Simulator, kinds: &[&str]) -> (u64, Vec<Record>) {
+    collect_with(sim, json!({"page_size": 100}), kinds)
+}
+
+fn collect_with(sim: &Simulator, options: Value, kinds: &[&str]) -> (u64, Vec<Record>) {
     let (rt, plugin) = host();
-    let ctx = cf_tests::sim_context(sim).options(json!({"page_size": 100})).build().unwrap();
+    let ctx = cf_tests::sim_context(sim).options(options).build().unwrap();
     let (r, records) = block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": kinds})));
     (r.expect("collect").errors, records)
 }
@@ -138,4 +142,30 @@ fn the_default_kinds_from_a_prism_element_need_no_option() {
     assert_eq!(errors, BTreeSet::from(["images".to_string(), "subnets".to_string()]));
     assert_eq!(calls.get("v2/cluster"), Some(&1));
     assert!(!calls.keys().any(|k| k.starts_with("v4/") || k == "vms" || k == "hosts"), "nothing but v2.0 after the cluster list: {calls:?}");
+}
+
+/// A v2.0 page that fails once is asked again and nothing is lost; one
+/// that keeps failing is an error resource naming the list, the request,
+/// the status and what the Prism Element said, and the rest is kept.
+#[test]
+fn a_failing_v2_page_is_retried_and_a_lost_one_is_an_error_resource() {
+    let pe = sim(true);
+    pe.set_faults(Faults {
+        pages: vec![
+            PageFault { kind: "vms".into(), offset: 100, status: 503, times: Some(1) },
+            PageFault { kind: "hosts".into(), offset: 0, status: 500, times: None },
+        ],
+        ..Faults::default()
+    });
+    let (errors, records) = collect_with(&pe, json!({"page_size": 100, "max_retries": 1}), &["hosts", "vms"]);
+    assert_eq!(of_type(&records, "VirtualMachine").len(), VMS, "the failed page was read again");
+    assert!(of_type(&records, "Host").is_empty());
+    let messages: Vec<String> = records.iter().filter(|r| r.is_error()).map(|r| r.message.clone().unwrap_or_default()).collect();
+    assert_eq!(errors, 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("hosts list failed: GET /PrismGateway/services/rest/v2.0/hosts/: HTTP 500: Injected fault"),
+        "{messages:?}"
+    );
+    let calls = pe.state.calls_per_kind();
+    assert_eq!((calls.get("v2/hosts"), calls.get("v2/vms")), (Some(&2), Some(&4)), "{calls:?}");
 }
