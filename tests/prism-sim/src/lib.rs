@@ -805,25 +805,29 @@ async fn v2_list(State(state): State<Arc<SimState>>, Path(list): Path<String>, h
         return v2_error(StatusCode::UNAUTHORIZED, "", "Authentication required.");
     }
     let _flight = state.flight();
-    let num = |k: &str, default: u64| -> Result<u64, Response> {
+    let num = |k: &str, default: u64| -> Result<u64, String> {
         match q.get(k) {
             None => Ok(default),
-            Some(v) => v.parse::<u64>().map_err(|_| v2_error(StatusCode::BAD_REQUEST, "", &format!("{k}={v} is not a non-negative integer"))),
+            Some(v) => v.parse::<u64>().map_err(|_| format!("{k}={v} is not a non-negative integer")),
         }
     };
     let paged = list != "vms";
-    let (first, count) = if paged {
+    let window = if paged {
         match (num("page", 1), num("count", 20)) {
-            (Ok(p), Ok(c)) if p >= 1 && (1..=1000).contains(&c) => ((p - 1) * c, c),
-            (Ok(_), Ok(c)) => return v2_error(StatusCode::BAD_REQUEST, "", &format!("page must be 1 or more and count 1-1000 (count={c})")),
-            (Err(r), _) | (_, Err(r)) => return r,
+            (Ok(p), Ok(c)) if p >= 1 && (1..=1000).contains(&c) => Ok(((p - 1) * c, c)),
+            (Ok(_), Ok(c)) => Err(format!("page must be 1 or more and count 1-1000 (count={c})")),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         }
     } else {
         match (num("offset", 0), num("length", 20)) {
-            (Ok(o), Ok(l)) if (1..=1000).contains(&l) => (o, l),
-            (Ok(_), Ok(l)) => return v2_error(StatusCode::BAD_REQUEST, "", &format!("length must be 1-1000, got {l}")),
-            (Err(r), _) | (_, Err(r)) => return r,
+            (Ok(o), Ok(l)) if (1..=1000).contains(&l) => Ok((o, l)),
+            (Ok(_), Ok(l)) => Err(format!("length must be 1-1000, got {l}")),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         }
+    };
+    let (first, count) = match window {
+        Ok(w) => w,
+        Err(e) => return v2_error(StatusCode::BAD_REQUEST, "", &e),
     };
     let counted_as = if count == 1 && first > 0 { format!("v2/{list}?probe") } else { format!("v2/{list}") };
     let (latency, fault) = state.decide_fault(&list, &counted_as, first);
