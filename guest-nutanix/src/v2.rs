@@ -39,10 +39,12 @@
 //! one object, no list.
 //!
 //! Field lists: Nutanix's Prism Element REST API v2.0 reference
-//! (developer.nutanix.com, "Prism Element v2.0": `get.dto.acropolis.VMInfoDTO`
-//! for VMs, `get.dto.HostDTO`, `get.dto.ClusterDTO`,
-//! `get.dto.StorageContainerDTO`); there is no official v2.0 SDK to check
-//! bodies against. v2.0 lacks what the records then leave absent or null:
+//! (developer.nutanix.com, "Prism Element v2.0": the answers of `GET
+//! /cluster`, `/hosts/`, `/vms/` and `/storage_containers/`), checked
+//! against bodies captured from real Prism Elements (AOS 5.10 to 6.8) that
+//! public projects keep as test fixtures; there is no official v2.0 SDK to
+//! check bodies against. v2.0 lacks what the records then leave absent or
+//! null:
 //! every entity's creation and update times, categories, `state`; a VM's
 //! cluster (a Prism Element's VMs are all its own), owner, project, image,
 //! host name, guest tools and GPUs; a cluster's nodes' addresses and its

@@ -5,11 +5,12 @@
 //!
 //! Field names and types follow Nutanix's Prism Element REST API v2.0
 //! reference (developer.nutanix.com, "Prism Element v2.0"; there is no
-//! official v2.0 SDK to validate against): `get.dto.ClusterDTO` (`GET
-//! /cluster`), `get.dto.HostDTO` (`GET /hosts/`),
-//! `get.dto.acropolis.VMInfoDTO` with `vm_disk_info` and `vm_nics` (`GET
+//! official v2.0 SDK to validate against), as real Prism Elements answer
+//! (bodies captured from AOS 5.10 to 6.8 in public projects' test
+//! fixtures): the cluster (`GET /cluster`), hosts (`GET /hosts/`), VMs
+//! with `vm_disk_info` and `vm_nics` (`GET
 //! /vms/?include_vm_disk_config=true&include_vm_nic_config=true`),
-//! `get.dto.StorageContainerDTO` (`GET /storage_containers/`), and the
+//! storage containers (`GET /storage_containers/`), and the
 //! list envelope `{metadata: {grand_total_entities, total_entities, count,
 //! page, start_index, end_index}, entities}`. `vms` pages by `offset` and
 //! `length`, the others by `page` (1-based) and `count`. Values a v2.0
@@ -35,8 +36,8 @@ fn n(v: &Value, p: &str) -> Option<u64> {
     v.pointer(p).and_then(Value::as_u64)
 }
 
-/// The Prism Element's cluster (`get.dto.ClusterDTO`): the estate's first
-/// real cluster.
+/// The Prism Element's cluster (`GET /cluster`): the estate's first real
+/// cluster.
 pub fn cluster(estate: &Estate) -> Value {
     let c = pe_cluster(estate);
     let id = s(&c, "/metadata/uuid").unwrap_or_default();
@@ -82,7 +83,7 @@ fn of_cluster<'a>(list: &'a [Value], pe: &'a str) -> impl Iterator<Item = &'a Va
     list.iter().filter(move |e| s(e, "/status/cluster_reference/uuid") == Some(pe))
 }
 
-/// A host (`get.dto.HostDTO`) from the estate's v3 host.
+/// A host (`GET /hosts/` entity) from the estate's v3 host.
 fn host(h: &Value) -> Value {
     let r = &h["status"]["resources"];
     json!({
@@ -109,8 +110,8 @@ fn host(h: &Value) -> Value {
     })
 }
 
-/// A VM (`get.dto.acropolis.VMInfoDTO`) with its disks and NICs, from the
-/// estate's v3 VM.
+/// A VM (`GET /vms/` entity) with its disks and NICs, from the estate's v3
+/// VM.
 fn vm(v: &Value) -> Value {
     let r = &v["status"]["resources"];
     let disks: Vec<Value> = r["disk_list"]
@@ -189,8 +190,8 @@ fn vm(v: &Value) -> Value {
     out
 }
 
-/// A storage container (`get.dto.StorageContainerDTO`) from the estate's
-/// v4 item.
+/// A storage container (`GET /storage_containers/` entity) from the
+/// estate's v4 item.
 fn storage_container(c: &Value) -> Value {
     let id = s(c, "/containerExtId").unwrap_or_default();
     json!({
