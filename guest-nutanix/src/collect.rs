@@ -33,6 +33,7 @@ use crate::v4;
 use crate::protection::{self, Facts};
 use crate::record::Record;
 use crate::usage;
+use crate::v2;
 use crate::v3::Kind;
 use crate::{Error, Level, Sink, State, Transport, PROVIDER};
 use serde_json::{json, Value};
@@ -97,10 +98,19 @@ pub fn verify<T: Transport, S: Sink>(t: &mut T, s: &mut S, options: &str, secret
         ApiChoice::V4 => Api::V4,
         ApiChoice::V3 | ApiChoice::Auto => Api::V3,
     };
+    let opts_auto = opts.api_version == ApiChoice::Auto;
     let mut c = Client::new(t, opts, secret);
     let mut out = Emitter::new(s);
     match c.page(&mut out, Kind::Cluster, api, None, &Query::All, 0, 1) {
         Ok(_) => Ok(()),
+        // No Prism Central cluster list: a Prism Element answers v2.0.
+        Err(CallError::Failed(Error::NotFound(_))) if opts_auto => {
+            let mut lister = crate::listing::Lister::default();
+            match lister.detect_prism_element(&mut c, &mut out)? {
+                Ok(_) => Ok(()),
+                Err(why) => Err(Error::NotFound(format!("{} answers neither as a Prism Central nor as a Prism Element ({} {why})", c.base_url(), v2::CLUSTER_PATH))),
+            }
+        }
         Err(CallError::NotFound { gateway: true, message }) => {
             Err(Error::NotFound(format!("this Prism Central does not offer the v4 APIs (option api_version=v4): {message}")))
         }
@@ -199,18 +209,62 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
     }
 
     /// The cluster list: account and cluster names for every other kind.
+    /// With option `api_version: auto`, a cluster list without the Prism
+    /// Central pseudo-cluster (or no Prism Central cluster list at all)
+    /// asks whether the endpoint is a Prism Element ([`crate::v2`]); when
+    /// it is, its cluster is the list, the account its uuid, and every
+    /// list goes through v2.0. When neither answers, the call fails naming
+    /// the endpoint and both answers.
     fn cluster_context(&mut self) -> Result<(Context, Vec<Value>), Error> {
         let mut clusters = Vec::new();
-        self.lister.list_kind(&mut self.client, &mut self.out, Kind::Cluster, true, |_, raw| clusters.push(raw.into_value()))?;
+        let listed = self.lister.list_kind(&mut self.client, &mut self.out, Kind::Cluster, true, |_, raw| clusters.push(raw.into_value()));
         let mut scan = ClusterScan::default();
         for raw in &clusters {
             scan.observe(raw);
         }
+        let auto = self.client.opts.api_version == ApiChoice::Auto;
+        let maybe_pe = match &listed {
+            Ok(()) => auto && scan.prism_central_uuid.is_none() && scan.problems.is_empty(),
+            // No Prism Central cluster list: the v4 gateway's 404 at every
+            // revision (a v4 service's own 404 is a Prism Central's), then
+            // a 404 to the v3 list (another refusal is Prism Central's v3
+            // service speaking; credentials, an outage or the host's
+            // refusal are no answer).
+            Err(Error::NotFound(_)) => auto && !self.lister.v4_offered(),
+            Err(_) => false,
+        };
+        if maybe_pe {
+            match self.lister.detect_prism_element(&mut self.client, &mut self.out)? {
+                Ok(cluster) => {
+                    let uuid = self.lister.prism_element.clone().unwrap_or_default();
+                    clusters = match v2::adapt(Kind::Cluster, &cluster, &uuid) {
+                        Ok(v) => vec![v],
+                        Err(msg) => return Err(Error::Unavailable(format!("Prism Element v2.0 cluster: {msg}"))),
+                    };
+                    scan = ClusterScan::default();
+                    scan.observe(&clusters[0]);
+                    self.out.log(Level::Info, "endpoint is a Prism Element: using its v2.0 API", &[("cluster", &uuid), ("path", v2::CLUSTER_PATH)]);
+                }
+                Err(why) => {
+                    if let Err(e) = listed {
+                        return Err(Error::NotFound(format!(
+                            "{} answers neither as a Prism Central ({}) nor as a Prism Element ({} {why})",
+                            self.client.base_url(),
+                            e.message(),
+                            v2::CLUSTER_PATH
+                        )));
+                    }
+                }
+            }
+        } else {
+            listed?;
+        }
         for problem in std::mem::take(&mut scan.problems) {
             self.out.push_error(Kind::Cluster, problem);
         }
+        let account = self.lister.prism_element.clone().or(scan.prism_central_uuid.clone()).unwrap_or_else(|| self.client.secret.endpoint.host.clone());
         let ctx = Context {
-            account: Some(scan.prism_central_uuid.clone().unwrap_or_else(|| self.client.secret.endpoint.host.clone())),
+            account: Some(account),
             base_url: self.client.base_url(),
             cluster_names: scan.names,
             locations: self.client.opts.region_locations.clone(),
@@ -233,8 +287,19 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
         if kinds.iter().any(|k| matches!(k, Kind::ProtectionPolicy | Kind::RecoveryPlan)) {
             self.out.facts = Some(Facts::new(self.now));
         }
-        let (ctx, mut clusters) = self.cluster_context()?;
+        let (mut ctx, mut clusters) = self.cluster_context()?;
+        let pe = self.lister.prism_element.is_some();
+        if pe {
+            // What a Prism Element does not serve has no part in the run.
+            self.out.guest_tools = false;
+            ctx.guest_tools = false;
+            self.out.facts = None;
+        }
         let mut incremental = self.client.opts.incremental.is_some();
+        if incremental && pe {
+            incremental = false;
+            self.out.log(Level::Info, "option incremental is set aside: a Prism Element's v2.0 lists are read whole", &[]);
+        }
         if incremental && self.out.guest_tools {
             // The cache keeps VMs without their guest tools: every VM is read.
             incremental = false;
@@ -258,7 +323,9 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
             }
         }
 
-        if self.client.opts.usage {
+        if self.client.opts.usage && pe {
+            self.out.log(Level::Warn, "option usage is set aside: it reads Prism Central's groups API, and this endpoint is a Prism Element", &[]);
+        } else if self.client.opts.usage {
             for kind in usage::KINDS.into_iter().filter(|k| kinds.contains(k)) {
                 let read = self.client.groups(&mut self.out, kind, |offset, length| usage::request(kind, offset, length), |page| usage::parse_page(kind, page));
                 match read {
@@ -277,7 +344,11 @@ impl<'a, 's, T: Transport, S: Sink> Collector<'a, 's, T, S> {
                 break;
             }
             self.out.push(Record::CloudServiceType(normalize::cloud_service_type(kind, self.client.opts.icon_base_url.as_deref())));
-            if kind == Kind::Cluster {
+            if pe && !v2::KINDS.contains(&kind) {
+                // As a v4-only kind on a Prism Central without v4: an
+                // error resource naming why, no call.
+                self.out.push_error(kind, v2::not_served(kind));
+            } else if kind == Kind::Cluster {
                 for cs in std::mem::take(&mut cluster_services) {
                     match cs {
                         Ok(cs) => self.out.push_service(cs),
@@ -562,11 +633,14 @@ mod tests {
                     (body, offset)
                 }
                 None => {
-                    let page = query.split('&').find_map(|kv| kv.strip_prefix("$page=")).and_then(|p| p.parse().ok()).unwrap_or(0);
-                    (Value::Null, page)
+                    // v4: the `$page` index; v2.0: the offset (`offset=`,
+                    // or `page` (1-based) times `count`).
+                    let q = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k)).and_then(|p| p.parse::<u64>().ok());
+                    let at = q("$page=").or(q("offset=")).or_else(|| Some(q("page=")?.saturating_sub(1) * q("count=")?)).unwrap_or(0);
+                    (Value::Null, at)
                 }
             };
-            let one = body.get("length").and_then(Value::as_u64) == Some(1) || query.split('&').any(|kv| kv == "$limit=1");
+            let one = body.get("length").and_then(Value::as_u64) == Some(1) || query.split('&').any(|kv| ["$limit=1", "length=1", "count=1"].contains(&kv));
             if one && offset > 0 {
                 self.shift_checks.push((path, offset));
                 return Ok(HttpResponse { status: 404, headers: vec![], body: b"{}".to_vec() });
@@ -1369,4 +1443,199 @@ mod tests {
         collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_template_version_calls": 0}"#, SECRET, r#"{"resource_kinds":["vm_templates"]}"#).unwrap();
         assert!(asked(&t).is_empty() && warned(&s) && templates(&s).len() == 5);
     }
+
+    // ---- Prism Element (v2.0) ---------------------------------------------
+
+    const PE_UUID: &str = "00061de6-4d87-1d4a-0000-00000000a9b3";
+    const V2_CLUSTER: &str = "/PrismGateway/services/rest/v2.0/cluster";
+    const V2_VMS: &str = "/PrismGateway/services/rest/v2.0/vms/";
+    const V2_HOSTS: &str = "/PrismGateway/services/rest/v2.0/hosts/";
+    const V2_CONTAINERS: &str = "/PrismGateway/services/rest/v2.0/storage_containers/";
+
+    fn pe_cluster() -> Value {
+        json!({"uuid": PE_UUID, "name": "pe-a", "cluster_functions": ["NDFS"], "num_nodes": 2, "hypervisor_types": ["kKvm"], "version": "6.8.1"})
+    }
+
+    /// What a Prism Element's Aplos answers to the v3 cluster list: itself,
+    /// and no Prism Central pseudo-cluster.
+    fn pe_v3_clusters() -> Value {
+        json!({"metadata": {"total_matches": 1, "offset": 0, "length": 1}, "entities": [
+            {"metadata": {"uuid": PE_UUID}, "status": {"name": "pe-a", "resources": {"config": {"service_list": ["AOS"]}}}}]})
+    }
+
+    fn v2_vm(i: u64) -> Value {
+        json!({"uuid": format!("00000000-0000-4000-8000-{i:012}"), "name": format!("vm-{i}"), "power_state": "on", "num_vcpus": 1, "num_cores_per_vcpu": 2,
+               "memory_mb": 2048, "vm_disk_info": [{"disk_address": {"device_bus": "scsi", "device_index": 0, "vmdisk_uuid": format!("d-{i}")}, "is_cdrom": false, "size": 1073741824}]})
+    }
+
+    fn v2_page(items: Vec<Value>, total: Value) -> Result<HttpResponse, TransportError> {
+        ok(json!({"metadata": {"grand_total_entities": total, "total_entities": total, "count": items.len()}, "entities": items}))
+    }
+
+    fn gets(t: &Scripted) -> Vec<String> {
+        t.batches.iter().flatten().cloned().collect()
+    }
+
+    /// A Prism Element whose Aplos lists itself through v3: detected by the
+    /// missing Prism Central, then clusters, hosts, VMs (paged by offset)
+    /// and storage containers (paged by page) through v2.0, one call per
+    /// page; the account and every region are the Prism Element's uuid.
+    #[test]
+    fn a_prism_element_is_detected_and_read_through_v2_one_call_per_page() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(pe_v3_clusters()))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_VMS, 0, v2_page(vec![v2_vm(0), v2_vm(1)], json!(5)))
+            .on(V2_VMS, 2, v2_page(vec![v2_vm(2), v2_vm(3)], json!(5)))
+            .on(V2_VMS, 4, v2_page(vec![v2_vm(4)], json!(5)))
+            .on(V2_HOSTS, 0, v2_page(vec![json!({"uuid": "h-1", "name": "pe-a-1", "cluster_uuid": PE_UUID})], json!(1)))
+            .on(V2_CONTAINERS, 0, v2_page(vec![json!({"storage_container_uuid": "c-1", "name": "default", "cluster_uuid": PE_UUID, "replication_factor": 2})], json!(1)));
+        let mut s = Collected::default();
+        let kinds = r#"{"resource_kinds":["clusters","hosts","vms","vm_disks","storage_containers"]}"#;
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2,"page_concurrency":1}"#, SECRET, kinds).unwrap();
+        assert_eq!(sum.errors, 0, "{:?}", errors(&s));
+        assert_eq!(services(&s, "Cluster"), vec![PE_UUID]);
+        assert_eq!(services(&s, "Host"), vec!["h-1"]);
+        assert_eq!(services(&s, "VirtualMachine").len(), 5);
+        assert_eq!(services(&s, "Disk").len(), 5);
+        assert_eq!(services(&s, "StorageContainer"), vec!["c-1"]);
+        for r in &s.records {
+            if let Record::CloudService(cs) = r {
+                assert_eq!((cs.account.as_deref(), cs.region_code.as_deref()), (Some(PE_UUID), Some(PE_UUID)), "{}", cs.resource_id);
+            }
+        }
+        assert!(s.logs.iter().any(|(l, m)| *l == Level::Info && m == "endpoint is a Prism Element: using its v2.0 API"), "{:?}", s.logs);
+        // The call map, exactly: the v4 probes, the v3 cluster list, the
+        // v2.0 cluster, then one call per page.
+        let v2: Vec<String> = gets(&t).into_iter().filter(|p| p.starts_with("/PrismGateway")).collect();
+        assert_eq!(
+            v2,
+            [
+                V2_CLUSTER.to_string(),
+                format!("{V2_HOSTS}?page=1&count=2"),
+                format!("{V2_VMS}?offset=0&length=2&include_vm_disk_config=true&include_vm_nic_config=true"),
+                format!("{V2_VMS}?offset=2&length=2&include_vm_disk_config=true&include_vm_nic_config=true"),
+                format!("{V2_VMS}?offset=4&length=2&include_vm_disk_config=true&include_vm_nic_config=true"),
+                format!("{V2_CONTAINERS}?page=1&count=2"),
+            ]
+        );
+        assert_eq!(requests_to(&t, CLUSTERS), 1);
+        assert!(t.requests.iter().all(|r| r.0 == CLUSTERS || r.0.starts_with("/PrismGateway")), "no other Prism Central list");
+    }
+
+    /// Without any Prism Central cluster list (the v4 gateway's 404 at
+    /// every revision, the v3 list 404) the Prism Element is found too; a
+    /// kind it does not serve is an error resource, with no call.
+    #[test]
+    fn without_prism_central_lists_a_prism_element_answers_and_other_kinds_are_error_resources() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, status(404, &[], "{}"))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_VMS, 0, v2_page(vec![v2_vm(0)], json!(1)));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms","subnets","guest_tools","recovery_points"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 1);
+        let mut errs = errors(&s);
+        errs.sort();
+        let mut want: Vec<String> = ["subnets", "guest_tools", "recovery_points"].iter().map(|k| v2::not_served(Kind::from_plural(k).unwrap())).collect();
+        want.sort();
+        assert_eq!(errs, want);
+        assert_eq!(sum.errors, 3);
+        let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
+        assert!(vm.data["guest_tools_installed"].is_null(), "v2.0 does not say");
+        assert!(!gets(&t).iter().any(|p| p.contains("subnets") || p.contains("recovery")), "{:?}", gets(&t));
+    }
+
+    /// Neither a Prism Central nor a Prism Element: the run fails naming
+    /// the endpoint and both answers; a Prism Central's v2.0 cluster is
+    /// not taken for a Prism Element; 401 on the v2.0 cluster fails the
+    /// run as any 401.
+    #[test]
+    fn neither_prism_central_nor_prism_element_fails_closed() {
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}"));
+        let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
+        let Error::NotFound(m) = &e else { panic!("{e:?}") };
+        assert!(m.starts_with("https://pc.example:9440 answers neither as a Prism Central (clusters list failed: POST /api/nutanix/v3/clusters/list: HTTP 404"), "{m}");
+        assert!(m.contains("nor as a Prism Element (/PrismGateway/services/rest/v2.0/cluster GET /PrismGateway/services/rest/v2.0/cluster: HTTP 404"), "{m}");
+        let mut pc = pe_cluster();
+        pc["cluster_functions"] = json!(["MULTICLUSTER"]);
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pc));
+        let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
+        assert!(matches!(&e, Error::NotFound(m) if m.contains("is a Prism Central (cluster function MULTICLUSTER)")), "{e:?}");
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, status(401, &[], "{}"));
+        let e = collect(&mut t, &mut Collected::default(), &mut crate::NoState, "{}", SECRET, "{}").unwrap_err();
+        assert!(matches!(e, Error::Unauthenticated(_)), "{e:?}");
+        // A cluster list without the pseudo-cluster whose endpoint is no
+        // Prism Element: collected as before, the account the host.
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(pe_v3_clusters()));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
+        let cs = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
+        assert_eq!(cs.account.as_deref(), Some("pc.example"));
+        // Option api_version names the Prism Central APIs: no v2.0 call.
+        let mut t = Scripted::default().on(CLUSTERS, 0, ok(pe_v3_clusters()));
+        collect(&mut t, &mut Collected::default(), &mut crate::NoState, r#"{"api_version":"v3"}"#, SECRET, r#"{"resource_kinds":["clusters"]}"#).unwrap();
+        assert!(!gets(&t).iter().any(|p| p.starts_with("/PrismGateway")));
+    }
+
+    /// `verify` against a Prism Element without Aplos: the v3 cluster
+    /// list's 404, then the v2.0 cluster; neither answering names both.
+    #[test]
+    fn verify_accepts_a_prism_element_and_names_an_endpoint_that_is_neither() {
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pe_cluster()));
+        verify(&mut t, &mut Collected::default(), "{}", SECRET).unwrap();
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}"));
+        let e = verify(&mut t, &mut Collected::default(), "{}", SECRET).unwrap_err();
+        assert!(matches!(&e, Error::NotFound(m) if m.starts_with("https://pc.example:9440 answers neither as a Prism Central nor as a Prism Element")), "{e:?}");
+        // With api_version v3 the endpoint is a Prism Central: no v2.0 call.
+        let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pe_cluster()));
+        assert!(verify(&mut t, &mut Collected::default(), r#"{"api_version":"v3"}"#, SECRET).is_err());
+        assert!(!gets(&t).iter().any(|p| p.starts_with("/PrismGateway")));
+    }
+
+    /// Hostile v2.0 pages: a total that changes between pages, an entity on
+    /// two pages, a huge total, entities that are not objects. Nothing is
+    /// duplicated or lost, nothing panics, the list ends.
+    #[test]
+    fn hostile_v2_pages_neither_duplicate_nor_lose_entities() {
+        // The total moves from 4 to 5 and VM 1 comes again on the second
+        // page: the list is read again, each VM handed on once.
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(pe_v3_clusters()))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_VMS, 0, v2_page(vec![v2_vm(0), v2_vm(1)], json!(4)))
+            .on(V2_VMS, 0, v2_page(vec![v2_vm(0), v2_vm(1)], json!(5)))
+            .on(V2_VMS, 2, v2_page(vec![v2_vm(1), v2_vm(2)], json!(5)))
+            .on(V2_VMS, 2, v2_page(vec![v2_vm(2), v2_vm(3)], json!(5)))
+            .on(V2_VMS, 4, v2_page(vec![v2_vm(4)], json!(5)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2,"page_concurrency":1}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        let mut vms = services(&s, "VirtualMachine");
+        let n = vms.len();
+        vms.sort();
+        vms.dedup();
+        assert_eq!((n, vms.len()), (5, 5), "{vms:?}");
+        // A huge total with short pages, then an empty one: bounded, and
+        // the lost rest is an error resource, not a hang.
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(pe_v3_clusters()))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_VMS, 0, v2_page(vec![v2_vm(0), json!("not an object")], json!(u64::MAX)))
+            .on(V2_VMS, 2, v2_page(vec![], json!(u64::MAX)));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2,"page_concurrency":1}"#, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        assert_eq!(services(&s, "VirtualMachine").len(), 1);
+        let errs = errors(&s);
+        assert!(errs.iter().any(|e| e == "a v2.0 vm entity is not a JSON object"), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("vms list returned no entities at offset 2")), "{errs:?}");
+        // `entities` not a list: the page is retried, then lost.
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(pe_v3_clusters()))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_HOSTS, 0, ok(json!({"metadata": {"total_entities": 1}, "entities": {"uuid": "h"}})));
+        let mut s = Collected::default();
+        collect(&mut t, &mut s, &mut crate::NoState, r#"{"max_retries":1}"#, SECRET, r#"{"resource_kinds":["hosts"]}"#).unwrap();
+        assert!(errors(&s).iter().any(|e| e.contains("'entities' of a v2.0 list is not a list")), "{:?}", errors(&s));
+    }
+
 }

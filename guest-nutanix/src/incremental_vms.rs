@@ -15,6 +15,9 @@ use crate::{Error, Level, Sink, State, Transport};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
+/// (The cache is never filled from a Prism Element's v2.0 list: option
+/// `incremental` is set aside there, so `Api::V2` never reaches this
+/// module.)
 impl From<CacheApi> for Api {
     fn from(a: CacheApi) -> Api {
         match a {
@@ -177,7 +180,7 @@ impl<'s> VmCache<'s> {
         let since = incremental::since(&m.watermark, inc.overlap_s).ok_or_else(|| Abort::Full("the cached watermark is not a time".into()))?;
         let lookups = match api {
             Api::V4 => lister.lookups(c, out).map_err(Abort::Fatal)?.clone(),
-            Api::V3 => v4::Lookups::default(),
+            Api::V3 | Api::V2 => v4::Lookups::default(),
         };
         // All ids first, then the changes: a VM created in between is a
         // change, not a VM missing from the cache.
@@ -186,7 +189,7 @@ impl<'s> VmCache<'s> {
         let mut failed: Vec<(String, String)> = Vec::new();
         list_strict(c, lister, out, api, &Query::ChangedSince(since.clone()), |raw| {
             let raw = match api {
-                Api::V3 => Ok(raw),
+                Api::V3 | Api::V2 => Ok(raw),
                 Api::V4 => v4::to_v3(Kind::Vm, &raw.into_value(), &lookups).map(Item::from),
             };
             let id = raw.as_ref().ok().and_then(Item::uuid);
@@ -330,7 +333,7 @@ fn list_vm_ids<T: Transport, S: Sink>(c: &mut Client<'_, T>, lister: &mut Lister
                 }
             })?;
         }
-        Api::V3 => {
+        Api::V3 | Api::V2 => {
             let all = c
                 .groups(out, Kind::Vm, |offset, length| usage::groups_request(Kind::Vm, ["vm_name"], offset, length), |page| usage::parse_page(Kind::Vm, page))
                 .map_err(|e| Abort::Full(format!("VM ids (groups API) not read: {}", e.message())))?;
@@ -345,7 +348,7 @@ fn list_vm_ids<T: Transport, S: Sink>(c: &mut Client<'_, T>, lister: &mut Lister
 /// page finds the `vmm` namespace's revision, as any v4 list's does.
 fn list_strict<T: Transport, S: Sink>(c: &mut Client<'_, T>, lister: &mut Lister, out: &mut Emitter<'_, S>, api: Api, q: &Query, mut each: impl FnMut(Item)) -> Result<(), Abort> {
     let limit = match api {
-        Api::V3 => c.opts.page_size,
+        Api::V3 | Api::V2 => c.opts.page_size,
         Api::V4 => c.opts.page_size.min(v4::MAX_LIMIT),
     };
     let mut offset = 0u64;

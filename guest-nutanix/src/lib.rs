@@ -1,4 +1,5 @@
-//! CloudForet inventory collector for Nutanix Prism Central.
+//! CloudForet inventory collector for Nutanix Prism Central (and, through
+//! the v2.0 API, a Prism Element managed without one: [`v2`]).
 //!
 //! # Layout
 //!
@@ -9,6 +10,10 @@
 //! - [`v3`]: the Prism Central v3 wire model (list pages, entities, error bodies).
 //! - [`v4`]: the v4 APIs (endpoints, `$page`/`$limit` envelope, error bodies)
 //!   and the adapter from v4 entities to the v3 shapes normalization reads.
+//! - [`v2`]: the Prism Element v2.0 API, selected automatically when the
+//!   endpoint is a Prism Element (how it is told from a Prism Central,
+//!   `offset`/`length` and `page`/`count` paging) and the adapter from
+//!   v2.0 entities to the shapes normalization reads.
 //! - [`normalize`]: v3 entities → CloudForet records (pure functions).
 //! - [`network_kinds`], [`network`]: the networking and security kinds
 //!   (VPCs, floating IPs, route tables, virtual switches, security
@@ -73,6 +78,7 @@ pub mod protection;
 pub mod server_error;
 pub mod time;
 pub mod usage;
+pub mod v2;
 pub mod v3;
 pub mod v4;
 

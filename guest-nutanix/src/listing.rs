@@ -29,6 +29,7 @@ use crate::normalize::Context;
 use crate::prism::{page_request, percent_encode, total_keeps_changing, Api, CallError, Client, Page, Query, Request};
 use crate::record::CloudService;
 use crate::v3::{Item, Kind};
+use crate::v2;
 use crate::v4;
 use crate::prism::Log;
 use crate::{Error, Level, Sink, Transport};
@@ -70,6 +71,9 @@ pub struct Lister {
     /// v4 lists read ahead once their namespace's revision is found (on
     /// an earlier list of the namespace): (namespace, kind, path).
     waiting: Vec<(String, Kind, &'static str)>,
+    /// The endpoint is a Prism Element (its cluster's uuid): every list
+    /// goes through v2.0 ([`crate::v2`]).
+    pub prism_element: Option<String>,
 }
 
 impl Default for Lister {
@@ -83,6 +87,7 @@ impl Default for Lister {
             listing_incomplete: false,
             vm_api: None,
             waiting: Vec::new(),
+            prism_element: None,
         }
     }
 }
@@ -92,6 +97,12 @@ impl Lister {
     /// not offered).
     pub fn revisions(&self) -> &BTreeMap<String, Option<&'static str>> {
         &self.revisions
+    }
+
+    /// Whether v4 may be offered (`false` once the gateway answered 404 to
+    /// the v4 cluster list at every revision).
+    pub fn v4_offered(&self) -> bool {
+        self.v4_offered
     }
 
     /// The names v4 VMs need, filled once.
@@ -112,10 +123,14 @@ impl Lister {
         ctx: &Context,
         mut observer: Option<&mut dyn Observer>,
     ) -> Result<(), Error> {
+        let v2 = self.prism_element.is_some();
         self.list_kind(c, out, kind, false, |out, raw| {
             let id = if observer.is_some() { raw.uuid() } else { None };
             match crate::operations::service_of(kind, ctx, raw) {
-                Ok(cs) => {
+                Ok(mut cs) => {
+                    if v2 {
+                        v2::unknown_fields(kind, &mut cs.data);
+                    }
                     if let Some(o) = observer.as_deref_mut() {
                         o.normalized(&cs);
                     }
@@ -141,6 +156,9 @@ impl Lister {
         first_page_fatal: bool,
         mut each: impl FnMut(&mut Emitter<'e, S>, Item),
     ) -> Result<(), Error> {
+        if let Some(pe) = self.prism_element.clone() {
+            return self.list_v2(c, out, kind, &pe, first_page_fatal, each);
+        }
         if kind == Kind::VolumeGroup {
             return self.list_volume_groups(c, out, first_page_fatal, each);
         }
@@ -222,6 +240,52 @@ impl Lister {
         self.list_all(c, out, kind, Api::V3, None, first_page_fatal, each).map(|_| ())
     }
 
+    /// A Prism Element's list of `kind` through v2.0 (`pe`: its cluster's
+    /// uuid), each entity adapted ([`v2::adapt`]); a kind v2.0 does not
+    /// serve is an error resource, as a v4-only kind on a Prism Central
+    /// without v4.
+    fn list_v2<'e, T: Transport, S: Sink>(
+        &mut self,
+        c: &mut Client<'_, T>,
+        out: &mut Emitter<'e, S>,
+        kind: Kind,
+        pe: &str,
+        first_page_fatal: bool,
+        mut each: impl FnMut(&mut Emitter<'e, S>, Item),
+    ) -> Result<(), Error> {
+        if v2::list_path(kind).is_none() {
+            let msg = v2::not_served(kind);
+            if first_page_fatal {
+                return Err(Error::NotFound(msg));
+            }
+            out.push_error(kind, msg);
+            return Ok(());
+        }
+        self.list_all(c, out, kind, Api::V2, None, first_page_fatal, |out, raw| match v2::adapt(kind, &raw.into_value(), pe) {
+            Ok(v) => each(out, v.into()),
+            Err(msg) => out.push_error(kind, msg),
+        })
+        .map(|_| ())
+    }
+
+    /// Whether the endpoint is a Prism Element: `GET` [`v2::CLUSTER_PATH`]
+    /// (see [`crate::v2`]). `Ok(Ok(cluster))`: it is (the v2.0 cluster,
+    /// and every list goes through v2.0 from now on); `Ok(Err(why))`: it is
+    /// not; `Err`: the call must fail (credentials, host policy).
+    pub fn detect_prism_element<T: Transport, S: Sink>(&mut self, c: &mut Client<'_, T>, out: &mut Emitter<'_, S>) -> Result<Result<Value, String>, Error> {
+        let answer = c.call(out, &crate::prism::Request::get(v2::CLUSTER_PATH.to_string()), crate::prism::json_body);
+        let body = match answer {
+            Ok(body) => body,
+            Err(CallError::Fatal(e)) => return Err(e.context("Prism Element v2.0 cluster")),
+            Err(e) => return Ok(Err(e.into_error().message().to_string())),
+        };
+        if let Err(why) = v2::is_prism_element(&body) {
+            return Ok(Err(why));
+        }
+        self.prism_element = body.get("uuid").and_then(Value::as_str).map(str::to_string);
+        Ok(Ok(body))
+    }
+
     /// Whether `kind` is read through v4 first (option `api_version`,
     /// and with `auto` whether this Prism Central offers v4 at all).
     fn tries_v4(&self, api_version: ApiChoice, kind: Kind) -> bool {
@@ -244,6 +308,21 @@ impl Lister {
     /// VMs' lists are left to the incremental collection (whether it reads
     /// them depends on its cache).
     pub fn read_ahead<T: Transport>(&mut self, c: &mut Client<'_, T>, kinds: &[Kind], incremental: bool) {
+        if self.prism_element.is_some() {
+            // A Prism Element: the v2.0 lists' first pages (VM disks come
+            // with the VM list).
+            let mut lists: Vec<Kind> = Vec::new();
+            for &k in kinds {
+                let k = if k == Kind::VmDisk { Kind::Vm } else { k };
+                if v2::list_path(k).is_some() && !lists.contains(&k) {
+                    lists.push(k);
+                }
+            }
+            let reqs: Vec<Request> = lists.into_iter().map(|k| page_request(k, Api::V2, None, &Query::All, 0, c.opts.page_size)).collect();
+            c.read_ahead(&reqs);
+            c.fetch_ahead();
+            return;
+        }
         let api_version = c.opts.api_version;
         let v3_limit = c.opts.page_size;
         let v4_limit = v3_limit.min(v4::MAX_LIMIT);
@@ -582,7 +661,7 @@ impl Lister {
         each: &mut impl FnMut(&mut Emitter<'e, S>, Item),
     ) -> Result<Pass, Error> {
         let limit = match api {
-            Api::V3 => c.opts.page_size,
+            Api::V3 | Api::V2 => c.opts.page_size,
             Api::V4 => c.opts.page_size.min(v4::MAX_LIMIT),
         };
         let mut step = u64::from(limit);
@@ -634,7 +713,7 @@ impl Lister {
                     }
                 }
                 Api::V4 => c.pages(out, kind, api, v4_path.as_deref(), &Query::All, &batch),
-                Api::V3 => c.pages(out, kind, api, path, &Query::All, &batch),
+                Api::V3 | Api::V2 => c.pages(out, kind, api, path, &Query::All, &batch),
             };
             if let Some((at, expected)) = probe
                 && fetched.len() > offsets.len()
@@ -750,11 +829,12 @@ struct Seen {
     page: u64,
 }
 
-/// An entity's identity: its uuid (v3 `metadata.uuid`, v4 `extId`) as a
+/// An entity's identity: its uuid (v3 `metadata.uuid`, v4 `extId`, v2.0
+/// `uuid` or a storage container's `storage_container_uuid`) as a
 /// number, or a 128-bit hash of an id that is not a uuid. `None`: no id.
 fn entity_key(item: &Item) -> Option<u128> {
     let id = match item {
-        Item::Value(v) => v.get("extId").or_else(|| v.pointer("/metadata/uuid")).and_then(Value::as_str).map(str::to_string),
+        Item::Value(v) => ["/extId", "/metadata/uuid", "/uuid", "/storage_container_uuid"].iter().find_map(|p| v.pointer(p).and_then(Value::as_str)).map(str::to_string),
         Item::Raw(_) => item.uuid(),
     }?;
     let hex: String = id.chars().filter(|c| *c != '-').collect();

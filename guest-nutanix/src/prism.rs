@@ -21,7 +21,9 @@
 //! - paging: v3 lists (`POST`, `offset`/`length`, until `total_matches`),
 //!   v4 lists (`GET`, `$page`/`$limit`, until `totalAvailableResults` or a
 //!   short page: [`Client::page`], [`Client::get_all`]) and the v3 groups
-//!   API (`group_member_offset`/`group_member_count`: [`Client::groups`]);
+//!   API (`group_member_offset`/`group_member_count`: [`Client::groups`]),
+//!   Prism Element v2.0 lists (`GET`, `offset`/`length` or `page`/`count`:
+//!   [`crate::v2`]);
 //!   [`total_keeps_changing`] bounds a list whose total keeps moving.
 
 use crate::config::{self, Options, Secret};
@@ -49,6 +51,8 @@ impl Log for Quiet {
 pub enum Api {
     V3,
     V4,
+    /// Prism Element v2.0 ([`crate::v2`]).
+    V2,
 }
 
 /// Why a request failed, after its retries.
@@ -426,8 +430,8 @@ impl<'a, T: Transport> Client<'a, T> {
         self.call_many(log, &reqs, |b| parse_page(api, b))
             .into_iter()
             .map(|r| match r {
-                // v3 lists are always there: a 404 loses the page.
-                Err(CallError::NotFound { message, .. }) if api == Api::V3 => Err(CallError::Failed(Error::NotFound(message))),
+                // v3 and v2.0 lists are always there: a 404 loses the page.
+                Err(CallError::NotFound { message, .. }) if api != Api::V4 => Err(CallError::Failed(Error::NotFound(message))),
                 other => other,
             })
             .collect()
@@ -490,6 +494,8 @@ pub fn page_request(kind: Kind, api: Api, path: Option<&str>, q: &Query, offset:
             };
             Request::get(format!("{path}?$page={}&$limit={length}{extra}", offset / u64::from(length.max(1))))
         }
+        // No change filters nor id-only reads: v2.0 is always read whole.
+        Api::V2 => Request::get(crate::v2::page_path(kind, path, offset, length)),
     };
     req.kind = Some(kind);
     req.offset = Some(offset);
@@ -517,6 +523,7 @@ pub fn parse_page(api: Api, body: &[u8]) -> Result<Page, String> {
             .map(|p| Page { total: p.metadata.total_matches, entities: p.entities.into_iter().map(Item::Raw).collect() })
             .map_err(|e| format!("invalid or truncated JSON: {e}")),
         Api::V4 => v4::parse_page(body).map(|p| Page { total: p.total, entities: p.entities.into_iter().map(Item::Value).collect() }),
+        Api::V2 => crate::v2::parse_page(body).map(|p| Page { total: p.total, entities: p.entities.into_iter().map(Item::Value).collect() }),
     }
 }
 

@@ -321,7 +321,7 @@ fn bytes_to_mib(v: &Value) -> Value {
 }
 
 /// Drops null fields so absent stays absent (as in v3).
-fn compact(v: Value) -> Value {
+pub(crate) fn compact(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, compact(v))).collect()),
         Value::Array(a) => Value::Array(a.into_iter().map(compact).collect()),

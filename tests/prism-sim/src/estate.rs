@@ -264,6 +264,11 @@ pub fn storage_container(c: usize, internal: bool) -> Value {
     })
 }
 
+/// Whether a v3 cluster is the Prism Central pseudo-cluster.
+pub fn is_prism_central(c: &Value) -> bool {
+    c.pointer("/status/resources/config/service_list").and_then(Value::as_array).is_some_and(|l| l.iter().any(|s| s == "PRISM_CENTRAL"))
+}
+
 pub fn prism_central_entity() -> Value {
     json!({
         "status": {"name": "prism-central", "state": "COMPLETE", "resources": {

@@ -21,6 +21,10 @@
 //!   gateway's 404 (`{"message": "The requested URL was not found"}`), v4
 //!   services' errors are `ErrorResponse`s with `AppMessage`s, as
 //!   Nutanix's v4 SDK models them.
+//! - [`v2`]: Prism Element mode ([`SimConfig::prism_element`]): the
+//!   v2.0 API of one cluster (`cluster`, `hosts`, `vms` with disks and
+//!   NICs, `storage_containers`; `offset`/`length` and `page`/`count`
+//!   paging), no v4, a v3 cluster list without Prism Central.
 //! - [`tls`]: optional HTTPS with a certificate from a throwaway CA, as an
 //!   untrusted Prism certificate would be.
 //! - v4 volume groups (`/api/volumes/v4.0/config/volume-groups`, disks and
@@ -47,8 +51,8 @@
 //!   [`Faults`]), `GET /_sim/stats` (requests per kind).
 //!
 //! - `main.rs`: the standalone binary (`prism-sim --port --vms --clusters
-//!   --tls --v3-only --v4-revisions --latency-ms --latency-jitter-ms
-//!   --rps-limit`).
+//!   --tls --v3-only --v4-revisions --prism-element --latency-ms
+//!   --latency-jitter-ms --rps-limit`).
 //!
 //! Used by the integration tests, the benchmarks and by `cf-host demo`.
 
@@ -57,6 +61,7 @@ pub mod estate;
 pub mod network;
 pub mod operations;
 pub mod tls;
+pub mod v2;
 pub mod v4;
 
 use axum::body::Bytes;
@@ -179,6 +184,10 @@ pub struct SimConfig {
     /// The v4 revisions served (`v4.0`, `v4.1`, `v4.2`), every namespace
     /// alike; others answer the gateway's 404. pc.2024.3 serves `v4.0`.
     pub v4_revisions: Vec<String>,
+    /// Behave as a Prism Element managed without Prism Central ([`v2`]):
+    /// the v2.0 API of the estate's first cluster, no v4 API, a v3 cluster
+    /// list of that cluster alone.
+    pub prism_element: bool,
 }
 
 impl Default for SimConfig {
@@ -192,6 +201,7 @@ impl Default for SimConfig {
             v4: false,
             v3_absent: Vec::new(),
             v4_revisions: vec!["v4.0".into()],
+            prism_element: false,
         }
     }
 }
@@ -224,12 +234,19 @@ pub struct SimState {
     v4: bool,
     v3_absent: Vec<String>,
     v4_revisions: Vec<String>,
+    prism_element: bool,
 }
 
 impl SimState {
     pub fn new(config: SimConfig) -> SimState {
+        let mut estate = Estate::generate(config.estate);
+        if config.prism_element {
+            // Aplos on a Prism Element lists its own cluster alone.
+            let pe = estate.clusters.iter().find(|c| !estate::is_prism_central(c)).cloned();
+            estate.clusters = pe.into_iter().collect();
+        }
         SimState {
-            estate: std::sync::RwLock::new(Estate::generate(config.estate)),
+            estate: std::sync::RwLock::new(estate),
             added: AtomicU64::new(0),
             username: config.username,
             password: config.password,
@@ -245,9 +262,10 @@ impl SimState {
             per_kind: Mutex::new(BTreeMap::new()),
             per_revision: Mutex::new(BTreeMap::new()),
             unauthorized: AtomicU64::new(0),
-            v4: config.v4,
+            v4: config.v4 && !config.prism_element,
             v3_absent: config.v3_absent,
             v4_revisions: config.v4_revisions,
+            prism_element: config.prism_element,
         }
     }
 
@@ -752,6 +770,77 @@ async fn v4_list(
     faulty(fault, body, v4_error)
 }
 
+/// A Prism Element's v2.0 error answer.
+fn v2_error(status: StatusCode, _reason: &str, message: &str) -> Response {
+    (status, Json(v2::error_body(status.as_u16(), message))).into_response()
+}
+
+/// `GET /PrismGateway/services/rest/v2.0/cluster` (Prism Element mode).
+async fn v2_cluster(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if !state.prism_element {
+        return gateway_404().await;
+    }
+    if !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v2_error(StatusCode::UNAUTHORIZED, "", "Authentication required.");
+    }
+    let (latency, fault) = state.decide_fault("cluster", "v2/cluster", 0);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let body = v2::cluster(&state.estate());
+    faulty(fault, body, v2_error)
+}
+
+/// `GET /PrismGateway/services/rest/v2.0/{vms,hosts,storage_containers}/`
+/// (Prism Element mode): `vms` by `offset`/`length`, the others by `page`
+/// (1-based)/`count`; counted as `v2/<list>` (one-entity reads past the
+/// start as `v2/<list>?probe`).
+async fn v2_list(State(state): State<Arc<SimState>>, Path(list): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    if !state.prism_element || !v2::LISTS.contains(&list.as_str()) {
+        return gateway_404().await;
+    }
+    if !authorized(&state, &headers) {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return v2_error(StatusCode::UNAUTHORIZED, "", "Authentication required.");
+    }
+    let _flight = state.flight();
+    let num = |k: &str, default: u64| -> Result<u64, String> {
+        match q.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().map_err(|_| format!("{k}={v} is not a non-negative integer")),
+        }
+    };
+    let paged = list != "vms";
+    let window = if paged {
+        match (num("page", 1), num("count", 20)) {
+            (Ok(p), Ok(c)) if p >= 1 && (1..=1000).contains(&c) => Ok(((p - 1) * c, c)),
+            (Ok(_), Ok(c)) => Err(format!("page must be 1 or more and count 1-1000 (count={c})")),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    } else {
+        match (num("offset", 0), num("length", 20)) {
+            (Ok(o), Ok(l)) if (1..=1000).contains(&l) => Ok((o, l)),
+            (Ok(_), Ok(l)) => Err(format!("length must be 1-1000, got {l}")),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    };
+    let (first, count) = match window {
+        Ok(w) => w,
+        Err(e) => return v2_error(StatusCode::BAD_REQUEST, "", &e),
+    };
+    let counted_as = if count == 1 && first > 0 { format!("v2/{list}?probe") } else { format!("v2/{list}") };
+    let (latency, fault) = state.decide_fault(&list, &counted_as, first);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let body = {
+        let estate = state.estate();
+        v2::page(&v2::entities(&estate, &list), first, count, paged)
+    };
+    faulty(fault, body, v2_error)
+}
+
 /// `GET /api/vmm/v4.0/ahv/stats/vms/{extId}` with `$startTime`, `$endTime`
 /// (`YYYY-MM-DDTHH:MM:SSZ`), `$samplingInterval` (seconds, 30 or more),
 /// optional `$statType` and `$select`.
@@ -1020,6 +1109,10 @@ pub fn router(state: Arc<SimState>) -> Router {
     router
         .route("/api/nutanix/v3/{kind}/list", post(list))
         .route("/api/nutanix/v3/groups", post(v3_groups))
+        .route("/PrismGateway/services/rest/v2.0/cluster", get(v2_cluster))
+        .route("/PrismGateway/services/rest/v2.0/cluster/", get(v2_cluster))
+        .route("/PrismGateway/services/rest/v2.0/{list}", get(v2_list))
+        .route("/PrismGateway/services/rest/v2.0/{list}/", get(v2_list))
         .route("/api/nutanix/v3/categories/{name}/list", post(v3_category_values))
         .route("/_sim/faults", put(put_faults))
         .route("/_sim/stats", get(stats))

@@ -1,7 +1,7 @@
 //! `prism-sim`: run the Prism Central simulator (a test double) standalone.
 //!
 //! `prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only] [--v4-revisions v4.0,v4.1]
-//! [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]` serves on
+//! [--prism-element] [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]` serves on
 //! 127.0.0.1 until Ctrl-C; plain HTTP, or with `--tls` HTTPS with a
 //! certificate from a throwaway CA (its PEM is written to a file and the path
 //! printed, for `cf-host collect --ca-bundle`). Credentials: admin / nutanix/4u.
@@ -26,7 +26,7 @@ async fn main() {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
             "usage: prism-sim [--port 9440] [--vms 200] [--clusters 3] [--tls] [--v3-only] [--v4-revisions v4.0,v4.1] \
-             [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]"
+             [--prism-element] [--latency-ms 0] [--latency-jitter-ms 0] [--rps-limit 0]"
         );
         return;
     }
@@ -37,6 +37,8 @@ async fn main() {
         estate.clusters = arg(&args, "--clusters")?.unwrap_or(estate.clusters).max(1);
         // The v4 APIs too, unless asked to behave like a pre-pc.2024.3 Prism.
         let mut config = SimConfig { estate, v4: !args.iter().any(|a| a == "--v3-only"), ..SimConfig::default() };
+        // A Prism Element managed without Prism Central: its v2.0 API.
+        config.prism_element = args.iter().any(|a| a == "--prism-element");
         config.faults.latency_ms = arg(&args, "--latency-ms")?.unwrap_or(0) as u64;
         config.faults.latency_jitter_ms = arg(&args, "--latency-jitter-ms")?.unwrap_or(0) as u64;
         config.faults.rps_limit = arg(&args, "--rps-limit")?.unwrap_or(0) as f64;
