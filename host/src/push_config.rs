@@ -13,6 +13,17 @@
 //! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
 //! that could not reach CloudForet.
 //!
+//! Fleet mode (`database`, or `cf-host run --database`): replicas on one
+//! PostgreSQL database share the schedule. Each tenant's slot (its UTC
+//! hour) runs once across them: the replica that takes the tenant's lease
+//! (`crate::fleet::push_leases`) starts the slot, renews the lease while
+//! it runs and marks the slot done; a replica that dies mid-run leaves the
+//! slot open and its lease expiring after `lease_ttl_secs`, and the next
+//! replica to tick takes the slot over. Redelivery and `--once` runs take
+//! the tenant's lease too (`--once` waits for it and leaves the slots
+//! alone), so one tenant's records are never delivered by two replicas at
+//! once. Tenants' run caps (`limits`) count runs on every replica.
+//!
 //! A configuration that cannot be used is a [`ConfigError`] naming what is
 //! wrong; the runner's own failures (a tenant's secret, its plugin, its
 //! push run) are a [`RunnerError`], and registration's a [`RegisterError`].
@@ -49,6 +60,14 @@ pub struct RunConfig {
     pub limits: Option<PathBuf>,
     /// POST collection.finished/failed here (key: CF_HOST_WEBHOOK_SECRET).
     pub webhook_url: Option<String>,
+    /// Fleet mode: the PostgreSQL database the `cf-host run` replicas share
+    /// (`--database` / `CF_HOST_DATABASE` win over it; keep a password out
+    /// of the file by giving it there).
+    pub database: Option<String>,
+    /// Fleet mode: how long a tenant's lease outlives its holder's last
+    /// heartbeat (renewed every third of it).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
     pub cloudforet: CloudForet,
     /// What `cf-host register` publishes.
     pub register: Option<Register>,
@@ -200,6 +219,9 @@ pub struct TenantJob {
 fn default_store() -> PathBuf {
     PathBuf::from("cf-host-push.db")
 }
+fn default_lease_ttl() -> u64 {
+    60
+}
 fn default_parallel() -> usize {
     2
 }
@@ -262,6 +284,8 @@ pub enum ConfigError {
     Hour { tenant: String, hour: u8 },
     #[error("max_parallel_tenants and cloudforet.concurrency must be at least 1")]
     NoParallelism,
+    #[error("lease_ttl_secs must be at least 1")]
+    NoLeaseTtl,
     #[error("cloudforet.identity (or cloudforet.endpoint) is required")]
     NoIdentity,
     #[error("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required")]
@@ -356,6 +380,10 @@ pub enum RunnerError {
     Push(#[from] push::PushError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    /// Fleet mode: the shared database failed (the run, if one was going
+    /// on, was stopped; its slot stays open for the next tick).
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// The text, for callers that only report it.
@@ -444,6 +472,9 @@ impl RunConfig {
         }
         if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
             return Err(ConfigError::NoParallelism);
+        }
+        if self.lease_ttl_secs == 0 {
+            return Err(ConfigError::NoLeaseTtl);
         }
         let c = &self.cloudforet;
         if c.identity.is_none() && c.endpoint.is_none() {
@@ -666,14 +697,39 @@ pub struct Runner {
     pub runtime: Runtime,
     pub sink: Sink,
     plugins: HashMap<PathBuf, Plugin>,
+    /// Fleet mode: tenants and slots leased across replicas.
+    pub fleet: Option<PushFleet>,
 }
+
+/// Fleet mode's share of a runner.
+#[derive(Clone, Debug)]
+pub struct PushFleet {
+    pub leases: crate::fleet::PushLeases,
+    pub ttl: Duration,
+}
+
+/// The schedule's slot of a time: hours since the epoch (UTC).
+pub fn slot_of(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    now.timestamp().div_euclid(3600)
+}
+
+/// How long `--once` waits between attempts at a tenant's lease held by
+/// another replica.
+const ONCE_LEASE_POLL: Duration = Duration::from_millis(500);
 
 impl Runner {
     pub async fn new(config: RunConfig) -> Result<Runner, RunnerError> {
         if config.tenants.is_empty() {
             return Err(RunnerError::NoTenants);
         }
-        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
+        let fleet = match config.database.clone() {
+            Some(url) => Some(crate::fleet::push_leases::blocking(move || crate::fleet::Fleet::connect(&url)).await?),
+            None => None,
+        };
+        // A tenant's run cap counts its runs on every replica.
+        let leases = fleet.as_ref().map(crate::fleet::Fleet::leases);
+        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, leases, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
+        let fleet = fleet.map(|f| PushFleet { leases: f.push_leases(), ttl: Duration::from_secs(config.lease_ttl_secs.max(1)) });
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
@@ -699,7 +755,7 @@ impl Runner {
             None => None,
         };
         let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
-        Ok(Runner { config, runtime, sink, plugins })
+        Ok(Runner { config, runtime, sink, plugins, fleet })
     }
 
     fn plugin(&self, t: &TenantJob) -> Result<&Plugin, RunnerError> {
@@ -707,8 +763,22 @@ impl Runner {
         self.plugins.get(path).ok_or_else(|| RunnerError::NotLoaded { tenant: t.name.clone(), path: path.clone() })
     }
 
-    /// Runs one tenant now.
+    /// Runs one tenant now (in fleet mode under its lease, waiting while
+    /// another replica holds it; the schedule's slots are not touched).
     pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
+        let Some(f) = &self.fleet else {
+            return self.run_tenant_unleased(t).await;
+        };
+        loop {
+            if let Some(r) = f.leases.hold(&self.sink.name, &t.name, f.ttl, self.run_tenant_unleased(t)).await? {
+                return r;
+            }
+            tracing::info!(tenant = %t.name, "another replica holds the tenant; waiting");
+            tokio::time::sleep(ONCE_LEASE_POLL).await;
+        }
+    }
+
+    async fn run_tenant_unleased(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
         let spec = t.spec(&self.sink.connector).await?;
@@ -739,13 +809,88 @@ impl Runner {
     }
 
     /// Delivers outboxes left by earlier runs; per tenant `(delivered, error)`.
+    /// In fleet mode a tenant whose lease another replica holds is left to
+    /// it (and to the next tick).
     pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, RunnerError> {
         let mut out = BTreeMap::new();
         for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
-            let (delivered, error) = push::redeliver(&self.sink, &tenant).await;
+            let (delivered, error) = match &self.fleet {
+                None => push::redeliver(&self.sink, &tenant).await,
+                Some(f) => match f.leases.hold(&self.sink.name, &tenant, f.ttl, push::redeliver(&self.sink, &tenant)).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        out.insert(tenant.clone(), (0, Some(e.to_string())));
+                        continue;
+                    }
+                },
+            };
             out.insert(tenant.clone(), (delivered, error.map(|e| e.to_string())));
         }
         Ok(out)
+    }
+
+    /// Fleet mode: runs `slot` of a tenant if no replica holds the tenant
+    /// and the slot is not done; `Ok(None)` when it did not run. The slot
+    /// is done when the run ended (failed collections included: they are
+    /// not run again within the slot, as without a fleet); a run stopped
+    /// by the database or a lost lease leaves it open.
+    pub async fn run_slot(&self, f: &PushFleet, t: &TenantJob, slot: i64) -> Result<Option<Result<PushReport, RunnerError>>, RunnerError> {
+        let sink = self.sink.name.clone();
+        let work = async {
+            let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
+            let Some(runs) = crate::fleet::push_leases::blocking(move || l.start_slot(&s, &n, slot)).await? else {
+                return Ok::<_, RunnerError>(None);
+            };
+            if runs > 1 {
+                tracing::warn!(tenant = %t.name, slot, runs, "taking over a slot that did not finish");
+            }
+            let r = self.run_tenant_unleased(t).await;
+            let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
+            crate::fleet::push_leases::blocking(move || l.finish_slot(&s, &n, slot)).await?;
+            Ok(Some(r))
+        };
+        Ok(f.leases.hold(&sink, &t.name, f.ttl, work).await?.transpose()?.flatten())
+    }
+
+    /// Fleet mode: the slots due at `slot` for the tenants of this hour,
+    /// then the open slots of earlier hours (a dead replica's), each run
+    /// by whichever replica takes the tenant first; at most
+    /// `max_parallel_tenants` at a time.
+    async fn run_fleet_tick(&self, f: &PushFleet, hour: u8, slot: i64) -> Vec<(String, Result<PushReport, RunnerError>)> {
+        let mut wanted: Vec<(&TenantJob, i64)> = self.config.tenants.iter().filter(|t| t.hours.contains(&hour)).map(|t| (t, slot)).collect();
+        let names: Vec<String> = self.config.tenants.iter().map(|t| t.name.clone()).collect();
+        let (l, s) = (f.leases.clone(), self.sink.name.clone());
+        match crate::fleet::push_leases::blocking(move || l.open_slots(&s, &names)).await {
+            Ok(open) => {
+                for (name, open_slot) in open {
+                    if let Some(t) = self.config.tenants.iter().find(|t| t.name == name)
+                        && !wanted.iter().any(|(w, s)| w.name == t.name && *s == open_slot)
+                    {
+                        wanted.push((t, open_slot));
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read open slots"),
+        }
+        let slots = tokio::sync::Semaphore::new(self.config.max_parallel_tenants.max(1));
+        let mut runs = Vec::with_capacity(wanted.len());
+        for (t, s) in wanted {
+            let slots = &slots;
+            runs.push(async move {
+                let _slot = slots.acquire().await;
+                (t.name.clone(), self.run_slot(f, t, s).await)
+            });
+        }
+        futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter_map(|(name, r)| match r {
+                Ok(None) => None,
+                Ok(Some(r)) => Some((name, r)),
+                Err(e) => Some((name, Err(e))),
+            })
+            .collect()
     }
 
     /// The scheduler: runs tenants at their hours until `shutdown`.
@@ -754,7 +899,7 @@ impl Runner {
         let mut last_hour: HashMap<String, i64> = HashMap::new();
         loop {
             let now = chrono::Utc::now();
-            let (hour_index, hour) = (now.timestamp().div_euclid(3600), chrono::Timelike::hour(&now) as u8);
+            let (hour_index, hour) = (slot_of(now), chrono::Timelike::hour(&now) as u8);
             let due: Vec<&TenantJob> = self
                 .config
                 .tenants
@@ -766,7 +911,11 @@ impl Runner {
                 last_hour.insert(n.clone(), hour_index);
             }
             let work = async {
-                for (tenant, r) in self.run_jobs(due).await {
+                let results = match &self.fleet {
+                    Some(f) => self.run_fleet_tick(f, hour, hour_index).await,
+                    None => self.run_jobs(due).await,
+                };
+                for (tenant, r) in results {
                     match r {
                         Ok(rep) => tracing::info!(tenant, summary = %rep.summary_json(), "push run finished"),
                         Err(e) => tracing::error!(tenant, error = %e, "push run failed"),
