@@ -33,7 +33,7 @@ use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
 use crate::runtime::{CollectReport, ContextError, Plugin, Runtime};
-use crate::spool::{SpoolError, Spooled};
+use crate::spool::{Outbox, SpoolError, Spooled};
 use crate::store::{Store, StoreError};
 use crate::webhook::{Event, Tally, Webhook};
 use serde_json::{json, Value};
@@ -78,7 +78,11 @@ impl Default for PushSettings {
 /// Where a push run writes.
 pub struct Sink {
     pub connector: Arc<Connector>,
+    /// Runs, error resources and guest state of this process.
     pub store: Arc<Store>,
+    /// The outbox and the push ledger: `store` itself, or in fleet mode
+    /// the shared database's.
+    pub outbox: Arc<dyn Outbox>,
     /// Names the deployment in the outbox and ledger.
     pub name: String,
     pub settings: PushSettings,
@@ -232,7 +236,7 @@ struct Deliverer<'a> {
 
 impl Deliverer<'_> {
     async fn round(&self) -> Round {
-        let rows = match self.sink.store.spooled(&self.sink.name, self.tenant, CHUNK) {
+        let rows = match self.sink.outbox.spooled(&self.sink.name, self.tenant, CHUNK) {
             Ok(r) if r.is_empty() => return Round::Empty,
             Ok(r) => r,
             Err(e) => return Round::Fatal(e.into()),
@@ -274,7 +278,7 @@ impl Deliverer<'_> {
     async fn group(&self, rows: Vec<Spooled>) -> Round {
         for row in rows {
             let r = self.sink.connector.upsert(row.resource_type, &row.resource).await;
-            let store = &self.sink.store;
+            let store = &self.sink.outbox;
             let count = |f: &dyn Fn(&mut Counts)| {
                 let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
                 if row.run_id == self.run_id {
@@ -400,11 +404,11 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                 batch.iter().for_each(|r| t.add(r));
             }
-            let store = sink.store.clone();
+            let (store, outbox) = (sink.store.clone(), sink.outbox.clone());
             let (name, tenant, run) = (sink.name.clone(), spec.tenant.clone(), run_id.clone());
             // Durable before anything is sent; error resources are recorded.
             let written = tokio::task::spawn_blocking(move || -> Result<(), SpoolFailure> {
-                store.spool(&name, &tenant, &run, &batch)?;
+                outbox.spool(&name, &tenant, &run, &batch)?;
                 store.apply(&tenant, &run, &errors)?;
                 Ok(())
             })
@@ -439,7 +443,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     // The costs are durable in the outbox: the next synchronization starts
     // from this one.
     if let (Some(Ok(c)), Some(ds)) = (&costs, &spec.cost_data_source_id) {
-        sink.store.set_cost_synced(&sink.name, &spec.tenant, ds, &c.synced_at)?;
+        sink.outbox.set_cost_synced(&sink.name, &spec.tenant, ds, &c.synced_at)?;
     }
     let (costs, cost_error) = match costs {
         Some(Ok(c)) => (Some(c), None),
@@ -459,7 +463,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         run_id: run_id.clone(),
         counts,
         redelivered,
-        spooled: sink.store.spool_len(&sink.name, Some(&spec.tenant))?,
+        spooled: sink.outbox.spool_len(&sink.name, Some(&spec.tenant))?,
         collect,
         error,
         costs,
@@ -495,7 +499,7 @@ async fn collect_costs(
     tx: mpsc::Sender<Vec<Record>>,
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
-    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
+    let last = sink.outbox.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
     let (tasks, report) = crate::job::run_costs(runtime, plugin, ctx, None, last.as_deref(), tx).await?;
     Ok(CostRun { tasks, lines: report.records, synced_at })
 }
@@ -512,12 +516,12 @@ fn sweeps(report: &PushReport, task_options: &Value) -> bool {
 
 /// Deletes the cloud services missed by enough complete runs.
 async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, SpoolError> {
-    let gone = sink.store.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
+    let gone = sink.outbox.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
     let mut deleted = 0;
     for (key, id) in gone {
         match sink.connector.delete_cloud_service(&id).await {
             Ok(()) => {
-                sink.store.forget_pushed(&sink.name, tenant, &key)?;
+                sink.outbox.forget_pushed(&sink.name, tenant, &key)?;
                 deleted += 1;
             }
             // Tried again after the next complete run.

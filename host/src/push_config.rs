@@ -22,7 +22,9 @@
 //! replica to tick takes the slot over. Redelivery and `--once` runs take
 //! the tenant's lease too (`--once` waits for it and leaves the slots
 //! alone), so one tenant's records are never delivered by two replicas at
-//! once. Tenants' run caps (`limits`) count runs on every replica.
+//! once. The outbox and ledger are then the database's
+//! (`crate::spool::pg::PgOutbox`): any replica delivers any tenant's
+//! leftovers. Tenants' run caps (`limits`) count runs on every replica.
 //!
 //! A configuration that cannot be used is a [`ConfigError`] naming what is
 //! wrong; the runner's own failures (a tenant's secret, its plugin, its
@@ -708,6 +710,21 @@ pub struct PushFleet {
     pub ttl: Duration,
 }
 
+/// Whether a run failed because the fleet's database did (a batch not
+/// made durable there, the lease or the ledger unreachable): its slot is
+/// run again rather than marked done.
+fn shared_database_failed(e: &RunnerError) -> bool {
+    use crate::push::{PushError, SpoolFailure};
+    use crate::spool::SpoolError;
+    matches!(
+        e,
+        RunnerError::Fleet(_)
+            | RunnerError::Spool(SpoolError::Fleet(_))
+            | RunnerError::Push(PushError::Spool(SpoolError::Fleet(_)))
+            | RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(SpoolError::Fleet(_))))
+    )
+}
+
 /// The schedule's slot of a time: hours since the epoch (UTC).
 pub fn slot_of(now: chrono::DateTime<chrono::Utc>) -> i64 {
     now.timestamp().div_euclid(3600)
@@ -722,14 +739,14 @@ impl Runner {
         if config.tenants.is_empty() {
             return Err(RunnerError::NoTenants);
         }
-        let fleet = match config.database.clone() {
+        let shared = match config.database.clone() {
             Some(url) => Some(crate::fleet::push_leases::blocking(move || crate::fleet::Fleet::connect(&url)).await?),
             None => None,
         };
         // A tenant's run cap counts its runs on every replica.
-        let leases = fleet.as_ref().map(crate::fleet::Fleet::leases);
+        let leases = shared.as_ref().map(crate::fleet::Fleet::leases);
         let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, leases, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
-        let fleet = fleet.map(|f| PushFleet { leases: f.push_leases(), ttl: Duration::from_secs(config.lease_ttl_secs.max(1)) });
+        let fleet = shared.as_ref().map(|f| PushFleet { leases: f.push_leases(), ttl: Duration::from_secs(config.lease_ttl_secs.max(1)) });
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
@@ -754,7 +771,12 @@ impl Runner {
             }
             None => None,
         };
-        let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
+        // Fleet mode: the outbox and ledger any replica delivers from.
+        let outbox: Arc<dyn crate::spool::Outbox> = match &shared {
+            Some(f) => Arc::new(crate::spool::pg::PgOutbox::new(f.pool(), store.clone())),
+            None => store.clone(),
+        };
+        let sink = Sink { connector: Arc::new(connector), store, outbox, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
         Ok(Runner { config, runtime, sink, plugins, fleet })
     }
 
@@ -813,7 +835,7 @@ impl Runner {
     /// it (and to the next tick).
     pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, RunnerError> {
         let mut out = BTreeMap::new();
-        for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
+        for tenant in self.sink.outbox.spool_tenants(&self.sink.name)? {
             let (delivered, error) = match &self.fleet {
                 None => push::redeliver(&self.sink, &tenant).await,
                 Some(f) => match f.leases.hold(&self.sink.name, &tenant, f.ttl, push::redeliver(&self.sink, &tenant)).await {
@@ -846,6 +868,12 @@ impl Runner {
                 tracing::warn!(tenant = %t.name, slot, runs, "taking over a slot that did not finish");
             }
             let r = self.run_tenant_unleased(t).await;
+            if let Err(e) = &r
+                && shared_database_failed(e)
+            {
+                tracing::warn!(tenant = %t.name, slot, error = %e, "the fleet database failed the run; the slot stays open");
+                return Ok(Some(r));
+            }
             let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
             crate::fleet::push_leases::blocking(move || l.finish_slot(&s, &n, slot)).await?;
             Ok(Some(r))
@@ -1053,6 +1081,21 @@ options = { api_version = "v4", page_size = 100 }
                 assert!(text.contains(&key), "cf-host.push.example.toml does not document `{field}`");
             }
         }
+    }
+
+    #[test]
+    fn only_runs_failed_by_the_fleet_database_leave_their_slot_open() {
+        use crate::fleet::FleetError;
+        use crate::push::{PushError, SpoolFailure};
+        use crate::spool::SpoolError;
+        let db = || FleetError::Busy(1);
+        assert!(shared_database_failed(&RunnerError::Fleet(db())));
+        assert!(shared_database_failed(&RunnerError::Spool(SpoolError::Fleet(db()))));
+        assert!(shared_database_failed(&RunnerError::Push(PushError::Spool(SpoolError::Fleet(db())))));
+        assert!(shared_database_failed(&RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(SpoolError::Fleet(db()))))));
+        let local = SpoolError::Sqlite(rusqlite::Error::InvalidQuery);
+        assert!(!shared_database_failed(&RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(local)))));
+        assert!(!shared_database_failed(&RunnerError::NoSecret("t".into())));
     }
 
     #[test]

@@ -13,7 +13,6 @@
 
 mod common;
 #[path = "support/mock_cloudforet.rs"]
-#[expect(dead_code, reason = "this binary uses part of the mock's helpers")]
 mod mock_cloudforet;
 #[path = "../../tests/src/postgres.rs"]
 mod postgres;
@@ -43,6 +42,8 @@ struct Setup {
     cf: MockCloudForet,
     sims: Vec<Simulator>,
     tenants: Vec<String>,
+    /// More `[cloudforet]` keys for the replicas' configurations.
+    cf_extra: String,
 }
 
 impl Drop for Setup {
@@ -85,7 +86,7 @@ async fn setup(tenants: usize) -> Setup {
         sims.push(sim);
         names.push(format!("t{k}"));
     }
-    Setup { dir, pg, cf, sims, tenants: names }
+    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into() }
 }
 
 impl Setup {
@@ -106,10 +107,11 @@ notify_resource_id = "project-nutanix"
 backoff_base_ms = 20
 backoff_max_ms = 200
 breaker_open_secs = 1
-deliver_timeout_secs = 30
+{extra}
 "#,
             plugin = common::guest().display(),
             cf = self.cf.endpoint(),
+            extra = self.cf_extra,
         );
         for (k, (name, sim)) in self.tenants.iter().zip(&self.sims).enumerate() {
             text.push_str(&format!(
@@ -187,6 +189,17 @@ allow_networks = ["127.0.0.0/8"]
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Records in the shared outbox.
+    async fn outbox_len(&self) -> i64 {
+        let url = self.pg.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            c.query_one("SELECT count(*) FROM cf_outbox", &[]).map(|r| r.get(0)).unwrap_or(-1)
+        })
+        .await
+        .unwrap()
     }
 
     /// Runs (notifications) per tenant, as the mock CloudForet saw them.
@@ -345,4 +358,85 @@ async fn a_database_down_mid_run_stops_the_run_and_the_next_tick_recovers() {
     assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
     assert_eq!(s.runs_seen().get("t0"), Some(&1));
     assert!(a.child.try_wait().unwrap().is_none());
+}
+
+/// The outbox in PostgreSQL: what a replica spooled while CloudForet was
+/// down, and could not deliver before it was killed, is delivered by
+/// another replica (from the shared outbox: the slot is not run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replicas_outbox_is_delivered_by_another() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    s.cf_extra = "deliver_timeout_secs = 1\nattempts = 2".into();
+    s.cf.stop().await;
+    let mut a = s.replica(0);
+    s.wait_for("the slot run with CloudForet down", Duration::from_secs(180), &[&a], |m| m.values().any(|(_, done, _)| *done)).await;
+    let spooled = s.outbox_len().await;
+    assert_eq!(spooled as u64, PER_TENANT + 8, "every record spooled in the shared outbox (with 5 types and 3 regions)");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+
+    s.cf.restart().await;
+    let b = s.replica(1);
+    let start = Instant::now();
+    while s.outbox_len().await != 0 {
+        assert!(start.elapsed() < Duration::from_secs(180), "the outbox not delivered:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    let slots = s.slots().await;
+    assert!(slots.values().all(|(runs, done, _)| *runs == 1 && *done), "delivered from the outbox, not collected again: {slots:?}");
+}
+
+/// The PostgreSQL outbox answers as the embedded one, call for call.
+#[test]
+fn the_outbox_in_postgres_answers_as_the_embedded_one() {
+    use cf_host::record::{Record, ResourceType};
+    use cf_host::spool::Outbox;
+    let vm = |id: &str| {
+        let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
+            "account": "pc", "reference": {"resource_id": id}, "data": {"n": 1}});
+        Record::from_resource(ResourceType::CloudService, r.as_object().cloned().unwrap_or_default())
+    };
+    let pg = Postgres::start();
+    let dir = std::env::temp_dir().join(format!("cf-push-fleet-outbox-{}", cf_host::runtime::new_run_id()));
+    let store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("a.db")).unwrap());
+    let fleet = cf_host::fleet::Fleet::connect(&pg.url).unwrap();
+    let pg_store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("b.db")).unwrap());
+    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool(), pg_store.clone());
+    let mut transcripts = Vec::new();
+    for (outbox, errors) in [(&*store as &dyn Outbox, &store), (&shared as &dyn Outbox, &pg_store)] {
+        let mut t: Vec<String> = Vec::new();
+        let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
+        t.push(format!("{:?}", outbox.spool("cf", "t", "r1", &[vm("a"), err, vm("b"), vm("c")]).unwrap()));
+        let rows = outbox.spooled("cf", "t", 10).unwrap();
+        t.push(format!("{:?}", rows.iter().map(|r| (&r.run_id, r.resource_type, &r.label, &r.key, &r.resource, r.attempts)).collect::<Vec<_>>()));
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.spool_len("cf", Some("u")).unwrap(), outbox.spool_tenants("cf").unwrap()));
+        outbox.attempt_failed(&rows[0], "down").unwrap();
+        t.push(format!("{:?}", outbox.spooled("cf", "t", 1).unwrap()[0].attempts));
+        outbox.delivered("cf", "t", &rows[0], "cs-a").unwrap();
+        outbox.delivered("cf", "t", &rows[1], "cs-b").unwrap();
+        outbox.refused("t", &rows[2], "ERROR_INVALID_ARGUMENT: bad").unwrap();
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), errors.errors_of_run("r1").unwrap()));
+        // Run 2 sees "a" only; "b" misses it and run 3.
+        outbox.spool("cf", "t", "r2", &[vm("a")]).unwrap();
+        let row = outbox.spooled("cf", "t", 10).unwrap().remove(0);
+        outbox.delivered("cf", "t", &row, "cs-a").unwrap();
+        t.push(format!("{:?}", outbox.missed_by("cf", "t", "r2", 2).unwrap()));
+        t.push(format!("{:?}", outbox.missed_by("cf", "t", "r3", 2).unwrap()));
+        outbox.forget_pushed("cf", "t", &serde_json::to_string(&["b", "nutanix", "VirtualMachine", "Compute", "pc"]).unwrap()).unwrap();
+        t.push(format!("{:?}", outbox.pushed_count("cf", "t").unwrap()));
+        t.push(format!("{:?}", outbox.cost_synced("cf", "t", "ds").unwrap()));
+        outbox.set_cost_synced("cf", "t", "ds", "2026-11-20T00:00:00Z").unwrap();
+        outbox.set_cost_synced("cf", "t", "ds", "2026-11-23T00:00:00Z").unwrap();
+        t.push(format!("{:?} {:?}", outbox.cost_synced("cf", "t", "ds").unwrap(), outbox.cost_synced("cf", "u", "ds").unwrap()));
+        transcripts.push(t);
+    }
+    assert_eq!(transcripts[0], transcripts[1]);
+    // The transcript says something: each step as the embedded store answers it.
+    assert_eq!(transcripts[0][2], r#"3 0 ["t"]"#);
+    assert_eq!(transcripts[0][4], r#"0 2 ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]"#);
+    assert_eq!(transcripts[0][7], "1");
+    std::fs::remove_dir_all(dir).ok();
 }

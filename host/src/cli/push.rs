@@ -10,7 +10,9 @@ pub struct RunArgs {
     #[arg(long)]
     config: PathBuf,
     /// Run the tenants now, deliver, and exit (non-zero when a collection
-    /// failed or records are left spooled).
+    /// failed or records are left spooled). With --database: each tenant
+    /// runs under its fleet lease (waiting while another replica holds it),
+    /// outside the schedule (no slot is marked done).
     #[arg(long)]
     once: bool,
     /// Only these tenants (with --once; repeatable).

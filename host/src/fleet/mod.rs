@@ -103,6 +103,36 @@ CREATE TABLE cf_push_slots (
     done_at timestamptz,
     PRIMARY KEY (sink, tenant, slot)
 );
+CREATE TABLE cf_outbox (
+    seq bigserial PRIMARY KEY,
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    run_id text NOT NULL,
+    resource_type text NOT NULL,
+    label text NOT NULL,
+    key text NOT NULL,
+    body text NOT NULL,
+    attempts bigint NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX cf_outbox_tenant ON cf_outbox (sink, tenant, seq);
+CREATE TABLE cf_pushed (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    resource_type text NOT NULL,
+    key text NOT NULL,
+    remote_id text NOT NULL,
+    last_run text NOT NULL,
+    missed int NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, tenant, resource_type, key)
+);
+CREATE TABLE cf_cost_sync (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    data_source_id text NOT NULL,
+    synced_at text NOT NULL,
+    PRIMARY KEY (sink, tenant, data_source_id)
+);
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -180,6 +210,11 @@ impl Fleet {
     /// The webhooks registered through any replica.
     pub fn webhooks(&self) -> PgSubscriptions {
         PgSubscriptions::new(self.pool.clone())
+    }
+
+    /// The connections (push mode's outbox in the database uses them).
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
     }
 
     /// Push mode's tenant leases and scheduled slots.
