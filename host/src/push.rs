@@ -33,6 +33,7 @@ use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
 use crate::runtime::{CollectReport, ContextError, Plugin, Runtime};
+use crate::fleet::push_leases::LeaseGuard;
 use crate::spool::{Outbox, SpoolError, Spooled};
 use crate::store::{Store, StoreError};
 use crate::webhook::{Event, Tally, Webhook};
@@ -101,6 +102,9 @@ pub struct PushSpec {
     /// With a cost data source (its id in CloudForet), the run also
     /// collects costs (`cost-source`) and writes them with `Cost.create`.
     pub cost_data_source_id: Option<String>,
+    /// Fleet mode: the tenant's lease; nothing is sent to CloudForet once
+    /// it is no longer live (what is left stays spooled).
+    pub lease: Option<LeaseGuard>,
 }
 
 /// What the cost part of a run did.
@@ -165,6 +169,10 @@ pub enum DeliveryError {
     /// The outbox failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// Fleet mode: the tenant's lease ended (not renewed in time); another
+    /// replica delivers the rest.
+    #[error("the tenant's fleet lease ended; the rest stays spooled")]
+    LeaseEnded,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +239,7 @@ struct Deliverer<'a> {
     sink: &'a Sink,
     tenant: &'a str,
     run_id: &'a str,
+    lease: Option<&'a LeaseGuard>,
     counts: Mutex<(BTreeMap<String, Counts>, u64)>,
 }
 
@@ -277,6 +286,9 @@ impl Deliverer<'_> {
 
     async fn group(&self, rows: Vec<Spooled>) -> Round {
         for row in rows {
+            if self.lease.is_some_and(|l| !l.live()) {
+                return Round::Fatal(DeliveryError::LeaseEnded);
+            }
             let r = self.sink.connector.upsert(row.resource_type, &row.resource).await;
             let store = &self.sink.outbox;
             let count = |f: &dyn Fn(&mut Counts)| {
@@ -356,9 +368,10 @@ impl Deliverer<'_> {
 }
 
 /// Delivers what earlier runs left in a tenant's outbox (no collection):
-/// `(records delivered, why delivery stopped short)`.
-pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<DeliveryError>) {
-    let d = Deliverer { sink, tenant, run_id: "", counts: Mutex::new((BTreeMap::new(), 0)) };
+/// `(records delivered, why delivery stopped short)`. In fleet mode under
+/// the tenant's `lease`.
+pub async fn redeliver(sink: &Sink, tenant: &str, lease: Option<&LeaseGuard>) -> (u64, Option<DeliveryError>) {
+    let d = Deliverer { sink, tenant, run_id: "", lease, counts: Mutex::new((BTreeMap::new(), 0)) };
     let (_done, rx) = watch::channel(true);
     let error = d.run(rx, &Notify::new()).await;
     let delivered = d.counts.into_inner().unwrap_or_else(|p| p.into_inner()).1;
@@ -379,6 +392,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         sink,
         tenant: &spec.tenant,
         run_id: &run_id,
+        lease: spec.lease.as_ref(),
         counts: Mutex::new((BTreeMap::new(), 0)),
     };
     let tally = Mutex::new(Tally::default());
@@ -472,7 +486,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         ..Default::default()
     };
     if sweeps(&report, &spec.task_options) {
-        report.deleted = sweep(sink, &spec.tenant, &run_id).await?;
+        report.deleted = sweep(sink, &spec.tenant, &run_id, spec.lease.as_ref()).await?;
     }
     report.elapsed = started.elapsed();
     let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
@@ -515,10 +529,14 @@ fn sweeps(report: &PushReport, task_options: &Value) -> bool {
 }
 
 /// Deletes the cloud services missed by enough complete runs.
-async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, SpoolError> {
+async fn sweep(sink: &Sink, tenant: &str, run_id: &str, lease: Option<&LeaseGuard>) -> Result<u64, SpoolError> {
     let gone = sink.outbox.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
     let mut deleted = 0;
     for (key, id) in gone {
+        // Fleet mode: the rest waits for the next complete run.
+        if lease.is_some_and(|l| !l.live()) {
+            break;
+        }
         match sink.connector.delete_cloud_service(&id).await {
             Ok(()) => {
                 sink.outbox.forget_pushed(&sink.name, tenant, &key)?;

@@ -681,6 +681,7 @@ impl TenantJob {
             task_options: toml_to_json(&self.task_options).map_err(RunnerError::Options)?,
             project_id: self.project_id.clone(),
             cost_data_source_id: self.cost_data_source_id.clone(),
+            lease: None,
         })
     }
 }
@@ -789,10 +790,10 @@ impl Runner {
     /// another replica holds it; the schedule's slots are not touched).
     pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
         let Some(f) = &self.fleet else {
-            return self.run_tenant_unleased(t).await;
+            return self.run_tenant_unleased(t, None).await;
         };
         loop {
-            if let Some(r) = f.leases.hold(&self.sink.name, &t.name, f.ttl, self.run_tenant_unleased(t)).await? {
+            if let Some(r) = f.leases.hold(&self.sink.name, &t.name, f.ttl, |lease| self.run_tenant_unleased(t, Some(lease))).await? {
                 return r;
             }
             tracing::info!(tenant = %t.name, "another replica holds the tenant; waiting");
@@ -800,10 +801,11 @@ impl Runner {
         }
     }
 
-    async fn run_tenant_unleased(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
+    async fn run_tenant_unleased(&self, t: &TenantJob, lease: Option<crate::fleet::push_leases::LeaseGuard>) -> Result<PushReport, RunnerError> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
-        let spec = t.spec(&self.sink.connector).await?;
+        let mut spec = t.spec(&self.sink.connector).await?;
+        spec.lease = lease;
         Ok(push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await?)
     }
 
@@ -837,8 +839,11 @@ impl Runner {
         let mut out = BTreeMap::new();
         for tenant in self.sink.outbox.spool_tenants(&self.sink.name)? {
             let (delivered, error) = match &self.fleet {
-                None => push::redeliver(&self.sink, &tenant).await,
-                Some(f) => match f.leases.hold(&self.sink.name, &tenant, f.ttl, push::redeliver(&self.sink, &tenant)).await {
+                None => push::redeliver(&self.sink, &tenant, None).await,
+                Some(f) => match f.leases.hold(&self.sink.name, &tenant, f.ttl, |lease| {
+                    let tenant = &tenant;
+                    async move { push::redeliver(&self.sink, tenant, Some(&lease)).await }
+                }).await {
                     Ok(Some(r)) => r,
                     Ok(None) => continue,
                     Err(e) => {
@@ -858,8 +863,8 @@ impl Runner {
     /// not run again within the slot, as without a fleet); a run stopped
     /// by the database or a lost lease leaves it open.
     pub async fn run_slot(&self, f: &PushFleet, t: &TenantJob, slot: i64) -> Result<Option<Result<PushReport, RunnerError>>, RunnerError> {
-        let sink = self.sink.name.clone();
-        let work = async {
+        let sink = &self.sink.name;
+        let work = |lease: crate::fleet::push_leases::LeaseGuard| async move {
             let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
             let Some(runs) = crate::fleet::push_leases::blocking(move || l.start_slot(&s, &n, slot)).await? else {
                 return Ok::<_, RunnerError>(None);
@@ -867,18 +872,22 @@ impl Runner {
             if runs > 1 {
                 tracing::warn!(tenant = %t.name, slot, runs, "taking over a slot that did not finish");
             }
-            let r = self.run_tenant_unleased(t).await;
+            let r = self.run_tenant_unleased(t, Some(lease.clone())).await;
             if let Err(e) = &r
                 && shared_database_failed(e)
             {
                 tracing::warn!(tenant = %t.name, slot, error = %e, "the fleet database failed the run; the slot stays open");
                 return Ok(Some(r));
             }
+            if !lease.live() {
+                tracing::warn!(tenant = %t.name, slot, "the tenant's lease ended during the run; the slot stays open");
+                return Ok(Some(r));
+            }
             let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
             crate::fleet::push_leases::blocking(move || l.finish_slot(&s, &n, slot)).await?;
             Ok(Some(r))
         };
-        Ok(f.leases.hold(&sink, &t.name, f.ttl, work).await?.transpose()?.flatten())
+        Ok(f.leases.hold(sink, &t.name, f.ttl, work).await?.transpose()?.flatten())
     }
 
     /// Fleet mode: the slots due at `slot` for the tenants of this hour,

@@ -360,6 +360,77 @@ async fn a_database_down_mid_run_stops_the_run_and_the_next_tick_recovers() {
     assert!(a.child.try_wait().unwrap().is_none());
 }
 
+/// The database hangs mid-run (frozen: connections open, no answer):
+/// nothing is sent meanwhile (the heartbeat's renewal does not answer, the
+/// lease's guard ends), and once the database answers again the slot is
+/// run to the end: nothing lost, nothing created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_mid_run_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(1).await;
+    let mut a = s.replica_mid_run().await;
+    tokio::task::block_in_place(|| s.pg.pause());
+    let paused = Instant::now();
+    // The guard ends at most 2/3 of the 2 s TTL after the last renewal.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped_at = s.cf.calls_of("CloudService.create");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = s.cf.calls_of("CloudService.create");
+    tokio::task::block_in_place(|| s.pg.resume());
+    assert_eq!(after, stopped_at, "nothing sent while the database hung ({:?} after the pause):\n{}", paused.elapsed(), a.log());
+    assert!((stopped_at as u64) < PER_TENANT, "stopped before the end ({stopped_at} creates)");
+    s.wait_for("the slot run again once the database answers", Duration::from_secs(120), &[&a], |m| m.values().any(|(_, done, _)| *done)).await;
+    let slots = s.slots().await;
+    let (runs, done, _) = slots.values().next().unwrap();
+    assert_eq!((*runs, *done), (2, true), "{slots:?}");
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    assert!(a.child.try_wait().unwrap().is_none());
+}
+
+/// A lease whose renewal hangs: its guard stops being live and its work is
+/// stopped (`SlowRenewal`) before the lease can expire in the database, so
+/// a holder cut off from its database never acts alongside the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_renewal_hangs_stops_its_work_before_it_expires() {
+    let _serial = SERIAL.lock().await;
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let url = pg.url.clone();
+    let fleet = tokio::task::spawn_blocking(move || cf_host::fleet::Fleet::connect(&url)).await.unwrap().unwrap();
+    let leases = fleet.push_leases();
+    let ttl = Duration::from_millis(1500);
+    let (last_live, last_step) = (std::sync::Mutex::new(None::<Instant>), std::sync::Mutex::new(None::<Instant>));
+    let work = |guard: cf_host::fleet::push_leases::LeaseGuard| {
+        let (last_live, last_step) = (&last_live, &last_step);
+        async move {
+            loop {
+                *last_step.lock().unwrap() = Some(Instant::now());
+                if guard.live() {
+                    *last_live.lock().unwrap() = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let held = tokio::time::timeout(Duration::from_secs(10), leases.hold("cf", "t", ttl, work));
+    // Two renewals (at 0.5 s and 1 s) go through, then the database hangs.
+    let pause = async {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::task::block_in_place(|| pg.pause());
+        Instant::now()
+    };
+    let (outcome, paused_at) = tokio::join!(held, pause);
+    tokio::task::block_in_place(|| pg.resume());
+    let ended = last_step.lock().unwrap().expect("the work ran");
+    let outcome = outcome.expect("hold returned while the database hung");
+    assert!(matches!(outcome, Err(cf_host::fleet::FleetError::SlowRenewal { .. })), "{:?}", outcome.map(|_| ()));
+    // The last renewal went through by the pause: the lease lives in the
+    // database until at least then + TTL.
+    assert!(ended < paused_at + ttl, "the work went on {:?} after the pause", ended - paused_at);
+    let last = last_live.lock().unwrap().expect("the guard was live");
+    assert!(last < paused_at + ttl * 2 / 3, "the guard was live {:?} after the pause", last - paused_at);
+}
+
 /// The outbox in PostgreSQL: what a replica spooled while CloudForet was
 /// down, and could not deliver before it was killed, is delivered by
 /// another replica (from the shared outbox: the slot is not run again).

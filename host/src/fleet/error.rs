@@ -28,6 +28,10 @@ pub enum FleetError {
     /// replica took it: the holder's work was stopped.
     #[error("push lease of tenant '{0}' lost to another replica")]
     LeaseLost(String),
+    /// A push lease's renewal did not answer within a third of its TTL:
+    /// the holder's work was stopped before the lease could expire under it.
+    #[error("push lease of tenant '{tenant}' not renewed within {ms} ms")]
+    SlowRenewal { tenant: String, ms: u64 },
     /// The schema is newer than this host knows.
     #[error("fleet database schema version {found} is newer than this host's {known}: upgrade cf-host")]
     Schema { found: i32, known: i32 },

@@ -21,7 +21,7 @@
 use super::error::FleetError;
 use super::pool::Pool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How far back open slots are still taken over.
 const OPEN_SLOTS_WITHIN_HOURS: i64 = 24;
@@ -136,37 +136,90 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FleetErro
     tokio::task::spawn_blocking(f).await.map_err(|e| FleetError::Task(e.to_string()))?
 }
 
+/// Whether a lease's holder may still act on its tenant (send to
+/// CloudForet). A renewal sent at local instant `t` keeps the lease in the
+/// database until at least `t + ttl` (the database's clock reads it later);
+/// the holder stops acting at `t + 2/3 ttl`, and at once when a renewal
+/// fails or finds the lease gone. Checked before every send: a run whose
+/// task was held up in a database call that hung cannot send after its
+/// lease may have passed to another replica.
+#[derive(Clone, Debug)]
+pub struct LeaseGuard {
+    until: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl LeaseGuard {
+    fn new(from: Instant, ttl: Duration) -> LeaseGuard {
+        LeaseGuard { until: Arc::new(std::sync::Mutex::new(from + ttl * 2 / 3)) }
+    }
+
+    /// The holder may still act.
+    pub fn live(&self) -> bool {
+        Instant::now() < *self.until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn extend(&self, from: Instant, ttl: Duration) {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *until = (*until).max(from + ttl * 2 / 3);
+    }
+
+    fn revoke(&self) {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
 impl PushLeases {
     /// Runs `work` holding the tenant's lease: `Ok(None)` when another
-    /// replica holds it (nothing ran). While `work` goes on the lease is
-    /// renewed every third of `ttl`; a renewal that fails (the database is
-    /// down, or the lease was lost) stops `work` at once (it is dropped:
-    /// fail closed, before the lease can expire under it) and answers the
-    /// error. The lease is released at the end (left to expire when that
-    /// fails).
-    pub async fn hold<T>(&self, sink: &str, tenant: &str, ttl: Duration, work: impl std::future::Future<Output = T>) -> Result<Option<T>, FleetError> {
+    /// replica holds it (nothing ran). `work` gets the lease's
+    /// [`LeaseGuard`] to check before each send. While it goes on, a task
+    /// of its own renews the lease every third of `ttl`; a renewal that
+    /// fails (the database is down, or the lease was lost) or takes longer
+    /// than a third of `ttl` revokes the guard and stops `work` (it is
+    /// dropped: fail closed) with the error. The lease is released at the
+    /// end (left to expire when that fails).
+    pub async fn hold<T, F: std::future::Future<Output = T>>(
+        &self,
+        sink: &str,
+        tenant: &str,
+        ttl: Duration,
+        work: impl FnOnce(LeaseGuard) -> F,
+    ) -> Result<Option<T>, FleetError> {
         let (me, s, t) = (self.clone(), sink.to_string(), tenant.to_string());
+        let taken_at = Instant::now();
         let Some(holder) = blocking(move || me.try_take(&s, &t, ttl)).await? else {
             return Ok(None);
         };
-        let heartbeat = async {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                let (me, s, t, h) = (self.clone(), sink.to_string(), tenant.to_string(), holder.clone());
-                match blocking(move || me.renew(&s, &t, &h, ttl)).await {
-                    Ok(true) => {}
-                    Ok(false) => return FleetError::LeaseLost(tenant.to_string()),
-                    Err(e) => return e,
-                }
-            }
+        let guard = LeaseGuard::new(taken_at, ttl);
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<FleetError>();
+        let heartbeat = {
+            let (me, s, t, h, g) = (self.clone(), sink.to_string(), tenant.to_string(), holder.clone(), guard.clone());
+            tokio::spawn(async move {
+                let failure = loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let sent = Instant::now();
+                    let (me, s2, t2, h2) = (me.clone(), s.clone(), t.clone(), h.clone());
+                    match tokio::time::timeout(ttl / 3, blocking(move || me.renew(&s2, &t2, &h2, ttl))).await {
+                        Ok(Ok(true)) => g.extend(sent, ttl),
+                        Ok(Ok(false)) => break FleetError::LeaseLost(t.clone()),
+                        Ok(Err(e)) => break e,
+                        Err(_) => break FleetError::SlowRenewal { tenant: t.clone(), ms: (ttl / 3).as_millis() as u64 },
+                    }
+                };
+                g.revoke();
+                let _ = failed_tx.send(failure);
+            })
         };
         let outcome = tokio::select! {
-            done = work => Ok(Some(done)),
-            failed = heartbeat => Err(failed),
+            done = work(guard.clone()) => Ok(Some(done)),
+            Ok(failed) = failed_rx => Err(failed),
         };
+        heartbeat.abort();
+        // Bounded: a database that hangs leaves the lease to expire.
         let (me, s, t) = (self.clone(), sink.to_string(), tenant.to_string());
-        if let Err(e) = blocking(move || me.release(&s, &t, &holder)).await {
-            tracing::warn!(tenant, "push lease not released (it expires): {e}");
+        match tokio::time::timeout(ttl / 3, blocking(move || me.release(&s, &t, &holder))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(tenant, "push lease not released (it expires): {e}"),
+            Err(_) => tracing::warn!(tenant, "push lease release did not answer (it expires)"),
         }
         outcome
     }
