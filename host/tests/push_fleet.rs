@@ -327,6 +327,16 @@ async fn a_database_down_at_start_is_named_without_its_password() {
         assert!(stderr.contains(&format!("fleet database unavailable {named}")), "{stderr}");
         assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stdout}{stderr}");
     }
+    // The file's `database` key, without the flag: the same.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("database = \"host=/tmp/cf-no-such-db user=cf password=hunter2-secret dbname=cf\"\n{text}")).unwrap();
+    let out = tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["run", "--once", "--config"]).arg(&config).env_remove("CF_HOST_DATABASE").output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("fleet database unavailable (/tmp/cf-no-such-db port 5432 database cf user cf)"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
     assert_eq!(s.cf.calls_of("CloudService.create"), 0);
 }
 
