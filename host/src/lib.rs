@@ -11,8 +11,10 @@
 //! - [`push`]: a push run: collection → durable outbox → upserts into
 //!   CloudForet, sweep of vanished resources, notification.
 //! - [`push_config`]: `cf-host run --config FILE`: tenants, secrets,
-//!   schedule, sink; the scheduler loop and spool redelivery.
-//! - [`spool`]: the outbox and push ledger in the embedded store.
+//!   schedule, sink; the scheduler loop and spool redelivery; with
+//!   `--database`, slots and tenants leased across replicas.
+//! - [`spool`]: the outbox and push ledger ([`spool::Outbox`]): in the
+//!   embedded store, or in fleet mode in PostgreSQL ([`spool::pg`]).
 //! - [`webhook`]: HMAC-signed completion webhooks (`collection.finished`/`failed`).
 //! - [`config_file`]: `cf-host serve --config FILE` (TOML keys = flags).
 //! - [`host`]: the WIT imports, one module and one `impl <iface>::Host` per

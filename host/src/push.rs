@@ -33,7 +33,8 @@ use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
 use crate::runtime::{CollectReport, ContextError, Plugin, Runtime};
-use crate::spool::{SpoolError, Spooled};
+use crate::fleet::push_leases::LeaseGuard;
+use crate::spool::{Outbox, SpoolError, Spooled};
 use crate::store::{Store, StoreError};
 use crate::webhook::{Event, Tally, Webhook};
 use serde_json::{json, Value};
@@ -78,7 +79,11 @@ impl Default for PushSettings {
 /// Where a push run writes.
 pub struct Sink {
     pub connector: Arc<Connector>,
+    /// Runs, error resources and guest state of this process.
     pub store: Arc<Store>,
+    /// The outbox and the push ledger: `store` itself, or in fleet mode
+    /// the shared database's.
+    pub outbox: Arc<dyn Outbox>,
     /// Names the deployment in the outbox and ledger.
     pub name: String,
     pub settings: PushSettings,
@@ -97,6 +102,9 @@ pub struct PushSpec {
     /// With a cost data source (its id in CloudForet), the run also
     /// collects costs (`cost-source`) and writes them with `Cost.create`.
     pub cost_data_source_id: Option<String>,
+    /// Fleet mode: the tenant's lease; nothing is sent to CloudForet once
+    /// it is no longer live (what is left stays spooled).
+    pub lease: Option<LeaseGuard>,
 }
 
 /// What the cost part of a run did.
@@ -161,6 +169,10 @@ pub enum DeliveryError {
     /// The outbox failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// Fleet mode: the tenant's lease ended (not renewed in time); another
+    /// replica delivers the rest.
+    #[error("the tenant's fleet lease ended; the rest stays spooled")]
+    LeaseEnded,
 }
 
 #[derive(Debug, Default)]
@@ -227,12 +239,13 @@ struct Deliverer<'a> {
     sink: &'a Sink,
     tenant: &'a str,
     run_id: &'a str,
+    lease: Option<&'a LeaseGuard>,
     counts: Mutex<(BTreeMap<String, Counts>, u64)>,
 }
 
 impl Deliverer<'_> {
     async fn round(&self) -> Round {
-        let rows = match self.sink.store.spooled(&self.sink.name, self.tenant, CHUNK) {
+        let rows = match self.sink.outbox.spooled(&self.sink.name, self.tenant, CHUNK) {
             Ok(r) if r.is_empty() => return Round::Empty,
             Ok(r) => r,
             Err(e) => return Round::Fatal(e.into()),
@@ -273,8 +286,11 @@ impl Deliverer<'_> {
 
     async fn group(&self, rows: Vec<Spooled>) -> Round {
         for row in rows {
+            if self.lease.is_some_and(|l| !l.live()) {
+                return Round::Fatal(DeliveryError::LeaseEnded);
+            }
             let r = self.sink.connector.upsert(row.resource_type, &row.resource).await;
-            let store = &self.sink.store;
+            let store = &self.sink.outbox;
             let count = |f: &dyn Fn(&mut Counts)| {
                 let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
                 if row.run_id == self.run_id {
@@ -352,9 +368,10 @@ impl Deliverer<'_> {
 }
 
 /// Delivers what earlier runs left in a tenant's outbox (no collection):
-/// `(records delivered, why delivery stopped short)`.
-pub async fn redeliver(sink: &Sink, tenant: &str) -> (u64, Option<DeliveryError>) {
-    let d = Deliverer { sink, tenant, run_id: "", counts: Mutex::new((BTreeMap::new(), 0)) };
+/// `(records delivered, why delivery stopped short)`. In fleet mode under
+/// the tenant's `lease`.
+pub async fn redeliver(sink: &Sink, tenant: &str, lease: Option<&LeaseGuard>) -> (u64, Option<DeliveryError>) {
+    let d = Deliverer { sink, tenant, run_id: "", lease, counts: Mutex::new((BTreeMap::new(), 0)) };
     let (_done, rx) = watch::channel(true);
     let error = d.run(rx, &Notify::new()).await;
     let delivered = d.counts.into_inner().unwrap_or_else(|p| p.into_inner()).1;
@@ -375,6 +392,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         sink,
         tenant: &spec.tenant,
         run_id: &run_id,
+        lease: spec.lease.as_ref(),
         counts: Mutex::new((BTreeMap::new(), 0)),
     };
     let tally = Mutex::new(Tally::default());
@@ -400,11 +418,11 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                 batch.iter().for_each(|r| t.add(r));
             }
-            let store = sink.store.clone();
+            let (store, outbox) = (sink.store.clone(), sink.outbox.clone());
             let (name, tenant, run) = (sink.name.clone(), spec.tenant.clone(), run_id.clone());
             // Durable before anything is sent; error resources are recorded.
             let written = tokio::task::spawn_blocking(move || -> Result<(), SpoolFailure> {
-                store.spool(&name, &tenant, &run, &batch)?;
+                outbox.spool(&name, &tenant, &run, &batch)?;
                 store.apply(&tenant, &run, &errors)?;
                 Ok(())
             })
@@ -439,7 +457,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     // The costs are durable in the outbox: the next synchronization starts
     // from this one.
     if let (Some(Ok(c)), Some(ds)) = (&costs, &spec.cost_data_source_id) {
-        sink.store.set_cost_synced(&sink.name, &spec.tenant, ds, &c.synced_at)?;
+        sink.outbox.set_cost_synced(&sink.name, &spec.tenant, ds, &c.synced_at)?;
     }
     let (costs, cost_error) = match costs {
         Some(Ok(c)) => (Some(c), None),
@@ -459,7 +477,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         run_id: run_id.clone(),
         counts,
         redelivered,
-        spooled: sink.store.spool_len(&sink.name, Some(&spec.tenant))?,
+        spooled: sink.outbox.spool_len(&sink.name, Some(&spec.tenant))?,
         collect,
         error,
         costs,
@@ -468,7 +486,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         ..Default::default()
     };
     if sweeps(&report, &spec.task_options) {
-        report.deleted = sweep(sink, &spec.tenant, &run_id).await?;
+        report.deleted = sweep(sink, &spec.tenant, &run_id, spec.lease.as_ref()).await?;
     }
     report.elapsed = started.elapsed();
     let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
@@ -495,7 +513,7 @@ async fn collect_costs(
     tx: mpsc::Sender<Vec<Record>>,
 ) -> Result<CostRun, RunError> {
     let synced_at = chrono::Utc::now().to_rfc3339();
-    let last = sink.store.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
+    let last = sink.outbox.cost_synced(&sink.name, &ctx.tenant, data_source_id).map_err(|e| RunError::Host(e.to_string()))?;
     let (tasks, report) = crate::job::run_costs(runtime, plugin, ctx, None, last.as_deref(), tx).await?;
     Ok(CostRun { tasks, lines: report.records, synced_at })
 }
@@ -511,13 +529,17 @@ fn sweeps(report: &PushReport, task_options: &Value) -> bool {
 }
 
 /// Deletes the cloud services missed by enough complete runs.
-async fn sweep(sink: &Sink, tenant: &str, run_id: &str) -> Result<u64, SpoolError> {
-    let gone = sink.store.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
+async fn sweep(sink: &Sink, tenant: &str, run_id: &str, lease: Option<&LeaseGuard>) -> Result<u64, SpoolError> {
+    let gone = sink.outbox.missed_by(&sink.name, tenant, run_id, sink.settings.delete_after_missed)?;
     let mut deleted = 0;
     for (key, id) in gone {
+        // Fleet mode: the rest waits for the next complete run.
+        if lease.is_some_and(|l| !l.live()) {
+            break;
+        }
         match sink.connector.delete_cloud_service(&id).await {
             Ok(()) => {
-                sink.store.forget_pushed(&sink.name, tenant, &key)?;
+                sink.outbox.forget_pushed(&sink.name, tenant, &key)?;
                 deleted += 1;
             }
             // Tried again after the next complete run.

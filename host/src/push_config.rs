@@ -13,6 +13,19 @@
 //! `max_parallel_tenants` at a time), and redelivers outboxes left by runs
 //! that could not reach CloudForet.
 //!
+//! Fleet mode (`database`, or `cf-host run --database`): replicas on one
+//! PostgreSQL database share the schedule. Each tenant's slot (its UTC
+//! hour) runs once across them: the replica that takes the tenant's lease
+//! (`crate::fleet::push_leases`) starts the slot, renews the lease while
+//! it runs and marks the slot done; a replica that dies mid-run leaves the
+//! slot open and its lease expiring after `lease_ttl_secs`, and the next
+//! replica to tick takes the slot over. Redelivery and `--once` runs take
+//! the tenant's lease too (`--once` waits for it and leaves the slots
+//! alone), so one tenant's records are never delivered by two replicas at
+//! once. The outbox and ledger are then the database's
+//! (`crate::spool::pg::PgOutbox`): any replica delivers any tenant's
+//! leftovers. Tenants' run caps (`limits`) count runs on every replica.
+//!
 //! A configuration that cannot be used is a [`ConfigError`] naming what is
 //! wrong; the runner's own failures (a tenant's secret, its plugin, its
 //! push run) are a [`RunnerError`], and registration's a [`RegisterError`].
@@ -49,6 +62,14 @@ pub struct RunConfig {
     pub limits: Option<PathBuf>,
     /// POST collection.finished/failed here (key: CF_HOST_WEBHOOK_SECRET).
     pub webhook_url: Option<String>,
+    /// Fleet mode: the PostgreSQL database the `cf-host run` replicas share
+    /// (`--database` / `CF_HOST_DATABASE` win over it; keep a password out
+    /// of the file by giving it there).
+    pub database: Option<String>,
+    /// Fleet mode: how long a tenant's lease outlives its holder's last
+    /// heartbeat (renewed every third of it).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
     pub cloudforet: CloudForet,
     /// What `cf-host register` publishes.
     pub register: Option<Register>,
@@ -200,6 +221,9 @@ pub struct TenantJob {
 fn default_store() -> PathBuf {
     PathBuf::from("cf-host-push.db")
 }
+fn default_lease_ttl() -> u64 {
+    60
+}
 fn default_parallel() -> usize {
     2
 }
@@ -262,6 +286,8 @@ pub enum ConfigError {
     Hour { tenant: String, hour: u8 },
     #[error("max_parallel_tenants and cloudforet.concurrency must be at least 1")]
     NoParallelism,
+    #[error("lease_ttl_secs must be at least 1")]
+    NoLeaseTtl,
     #[error("cloudforet.identity (or cloudforet.endpoint) is required")]
     NoIdentity,
     #[error("cloudforet.inventory (or cloudforet.endpoint, or discover = true) is required")]
@@ -356,6 +382,10 @@ pub enum RunnerError {
     Push(#[from] push::PushError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    /// Fleet mode: the shared database failed (the run, if one was going
+    /// on, was stopped; its slot stays open for the next tick).
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// The text, for callers that only report it.
@@ -444,6 +474,9 @@ impl RunConfig {
         }
         if self.max_parallel_tenants == 0 || self.cloudforet.concurrency == 0 {
             return Err(ConfigError::NoParallelism);
+        }
+        if self.lease_ttl_secs == 0 {
+            return Err(ConfigError::NoLeaseTtl);
         }
         let c = &self.cloudforet;
         if c.identity.is_none() && c.endpoint.is_none() {
@@ -648,6 +681,7 @@ impl TenantJob {
             task_options: toml_to_json(&self.task_options).map_err(RunnerError::Options)?,
             project_id: self.project_id.clone(),
             cost_data_source_id: self.cost_data_source_id.clone(),
+            lease: None,
         })
     }
 }
@@ -666,14 +700,54 @@ pub struct Runner {
     pub runtime: Runtime,
     pub sink: Sink,
     plugins: HashMap<PathBuf, Plugin>,
+    /// Fleet mode: tenants and slots leased across replicas.
+    pub fleet: Option<PushFleet>,
 }
+
+/// Fleet mode's share of a runner.
+#[derive(Clone, Debug)]
+pub struct PushFleet {
+    pub leases: crate::fleet::PushLeases,
+    pub ttl: Duration,
+}
+
+/// Whether a run failed because the fleet's database did (a batch not
+/// made durable there, the lease or the ledger unreachable): its slot is
+/// run again rather than marked done.
+fn shared_database_failed(e: &RunnerError) -> bool {
+    use crate::push::{PushError, SpoolFailure};
+    use crate::spool::SpoolError;
+    matches!(
+        e,
+        RunnerError::Fleet(_)
+            | RunnerError::Spool(SpoolError::Fleet(_))
+            | RunnerError::Push(PushError::Spool(SpoolError::Fleet(_)))
+            | RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(SpoolError::Fleet(_))))
+    )
+}
+
+/// The schedule's slot of a time: hours since the epoch (UTC).
+pub fn slot_of(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    now.timestamp().div_euclid(3600)
+}
+
+/// How long `--once` waits between attempts at a tenant's lease held by
+/// another replica.
+const ONCE_LEASE_POLL: Duration = Duration::from_millis(500);
 
 impl Runner {
     pub async fn new(config: RunConfig) -> Result<Runner, RunnerError> {
         if config.tenants.is_empty() {
             return Err(RunnerError::NoTenants);
         }
-        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
+        let shared = match config.database.clone() {
+            Some(url) => Some(crate::fleet::push_leases::blocking(move || crate::fleet::Fleet::connect(&url)).await?),
+            None => None,
+        };
+        // A tenant's run cap counts its runs on every replica.
+        let leases = shared.as_ref().map(crate::fleet::Fleet::leases);
+        let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, leases, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
+        let fleet = shared.as_ref().map(|f| PushFleet { leases: f.push_leases(), ttl: Duration::from_secs(config.lease_ttl_secs.max(1)) });
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
@@ -698,8 +772,13 @@ impl Runner {
             }
             None => None,
         };
-        let sink = Sink { connector: Arc::new(connector), store, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
-        Ok(Runner { config, runtime, sink, plugins })
+        // Fleet mode: the outbox and ledger any replica delivers from.
+        let outbox: Arc<dyn crate::spool::Outbox> = match &shared {
+            Some(f) => Arc::new(crate::spool::pg::PgOutbox::new(f.pool(), store.clone())),
+            None => store.clone(),
+        };
+        let sink = Sink { connector: Arc::new(connector), store, outbox, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
+        Ok(Runner { config, runtime, sink, plugins, fleet })
     }
 
     fn plugin(&self, t: &TenantJob) -> Result<&Plugin, RunnerError> {
@@ -707,11 +786,26 @@ impl Runner {
         self.plugins.get(path).ok_or_else(|| RunnerError::NotLoaded { tenant: t.name.clone(), path: path.clone() })
     }
 
-    /// Runs one tenant now.
+    /// Runs one tenant now (in fleet mode under its lease, waiting while
+    /// another replica holds it; the schedule's slots are not touched).
     pub async fn run_tenant(&self, t: &TenantJob) -> Result<PushReport, RunnerError> {
+        let Some(f) = &self.fleet else {
+            return self.run_tenant_unleased(t, None).await;
+        };
+        loop {
+            if let Some(r) = f.leases.hold(&self.sink.name, &t.name, f.ttl, |lease| self.run_tenant_unleased(t, Some(lease))).await? {
+                return r;
+            }
+            tracing::info!(tenant = %t.name, "another replica holds the tenant; waiting");
+            tokio::time::sleep(ONCE_LEASE_POLL).await;
+        }
+    }
+
+    async fn run_tenant_unleased(&self, t: &TenantJob, lease: Option<crate::fleet::push_leases::LeaseGuard>) -> Result<PushReport, RunnerError> {
         use tracing::Instrument;
         let plugin = self.plugin(t)?;
-        let spec = t.spec(&self.sink.connector).await?;
+        let mut spec = t.spec(&self.sink.connector).await?;
+        spec.lease = lease;
         Ok(push::run(&self.runtime, plugin, &self.sink, spec).instrument(tracing::info_span!("push", tenant = %t.name)).await?)
     }
 
@@ -739,13 +833,101 @@ impl Runner {
     }
 
     /// Delivers outboxes left by earlier runs; per tenant `(delivered, error)`.
+    /// In fleet mode a tenant whose lease another replica holds is left to
+    /// it (and to the next tick).
     pub async fn redeliver(&self) -> Result<BTreeMap<String, (u64, Option<String>)>, RunnerError> {
         let mut out = BTreeMap::new();
-        for tenant in self.sink.store.spool_tenants(&self.sink.name)? {
-            let (delivered, error) = push::redeliver(&self.sink, &tenant).await;
+        for tenant in self.sink.outbox.spool_tenants(&self.sink.name)? {
+            let (delivered, error) = match &self.fleet {
+                None => push::redeliver(&self.sink, &tenant, None).await,
+                Some(f) => match f.leases.hold(&self.sink.name, &tenant, f.ttl, |lease| {
+                    let tenant = &tenant;
+                    async move { push::redeliver(&self.sink, tenant, Some(&lease)).await }
+                }).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        out.insert(tenant.clone(), (0, Some(e.to_string())));
+                        continue;
+                    }
+                },
+            };
             out.insert(tenant.clone(), (delivered, error.map(|e| e.to_string())));
         }
         Ok(out)
+    }
+
+    /// Fleet mode: runs `slot` of a tenant if no replica holds the tenant
+    /// and the slot is not done; `Ok(None)` when it did not run. The slot
+    /// is done when the run ended (failed collections included: they are
+    /// not run again within the slot, as without a fleet); a run stopped
+    /// by the database or a lost lease leaves it open.
+    pub async fn run_slot(&self, f: &PushFleet, t: &TenantJob, slot: i64) -> Result<Option<Result<PushReport, RunnerError>>, RunnerError> {
+        let sink = &self.sink.name;
+        let work = |lease: crate::fleet::push_leases::LeaseGuard| async move {
+            let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
+            let Some(runs) = crate::fleet::push_leases::blocking(move || l.start_slot(&s, &n, slot)).await? else {
+                return Ok::<_, RunnerError>(None);
+            };
+            if runs > 1 {
+                tracing::warn!(tenant = %t.name, slot, runs, "taking over a slot that did not finish");
+            }
+            let r = self.run_tenant_unleased(t, Some(lease.clone())).await;
+            if let Err(e) = &r
+                && shared_database_failed(e)
+            {
+                tracing::warn!(tenant = %t.name, slot, error = %e, "the fleet database failed the run; the slot stays open");
+                return Ok(Some(r));
+            }
+            if !lease.live() {
+                tracing::warn!(tenant = %t.name, slot, "the tenant's lease ended during the run; the slot stays open");
+                return Ok(Some(r));
+            }
+            let (l, s, n) = (f.leases.clone(), sink.clone(), t.name.clone());
+            crate::fleet::push_leases::blocking(move || l.finish_slot(&s, &n, slot)).await?;
+            Ok(Some(r))
+        };
+        Ok(f.leases.hold(sink, &t.name, f.ttl, work).await?.transpose()?.flatten())
+    }
+
+    /// Fleet mode: the slots due at `slot` for the tenants of this hour,
+    /// then the open slots of earlier hours (a dead replica's), each run
+    /// by whichever replica takes the tenant first; at most
+    /// `max_parallel_tenants` at a time.
+    async fn run_fleet_tick(&self, f: &PushFleet, hour: u8, slot: i64) -> Vec<(String, Result<PushReport, RunnerError>)> {
+        let mut wanted: Vec<(&TenantJob, i64)> = self.config.tenants.iter().filter(|t| t.hours.contains(&hour)).map(|t| (t, slot)).collect();
+        let names: Vec<String> = self.config.tenants.iter().map(|t| t.name.clone()).collect();
+        let (l, s) = (f.leases.clone(), self.sink.name.clone());
+        match crate::fleet::push_leases::blocking(move || l.open_slots(&s, &names)).await {
+            Ok(open) => {
+                for (name, open_slot) in open {
+                    if let Some(t) = self.config.tenants.iter().find(|t| t.name == name)
+                        && !wanted.iter().any(|(w, s)| w.name == t.name && *s == open_slot)
+                    {
+                        wanted.push((t, open_slot));
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read open slots"),
+        }
+        let slots = tokio::sync::Semaphore::new(self.config.max_parallel_tenants.max(1));
+        let mut runs = Vec::with_capacity(wanted.len());
+        for (t, s) in wanted {
+            let slots = &slots;
+            runs.push(async move {
+                let _slot = slots.acquire().await;
+                (t.name.clone(), self.run_slot(f, t, s).await)
+            });
+        }
+        futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter_map(|(name, r)| match r {
+                Ok(None) => None,
+                Ok(Some(r)) => Some((name, r)),
+                Err(e) => Some((name, Err(e))),
+            })
+            .collect()
     }
 
     /// The scheduler: runs tenants at their hours until `shutdown`.
@@ -754,7 +936,7 @@ impl Runner {
         let mut last_hour: HashMap<String, i64> = HashMap::new();
         loop {
             let now = chrono::Utc::now();
-            let (hour_index, hour) = (now.timestamp().div_euclid(3600), chrono::Timelike::hour(&now) as u8);
+            let (hour_index, hour) = (slot_of(now), chrono::Timelike::hour(&now) as u8);
             let due: Vec<&TenantJob> = self
                 .config
                 .tenants
@@ -766,7 +948,11 @@ impl Runner {
                 last_hour.insert(n.clone(), hour_index);
             }
             let work = async {
-                for (tenant, r) in self.run_jobs(due).await {
+                let results = match &self.fleet {
+                    Some(f) => self.run_fleet_tick(f, hour, hour_index).await,
+                    None => self.run_jobs(due).await,
+                };
+                for (tenant, r) in results {
                     match r {
                         Ok(rep) => tracing::info!(tenant, summary = %rep.summary_json(), "push run finished"),
                         Err(e) => tracing::error!(tenant, error = %e, "push run failed"),
@@ -904,6 +1090,21 @@ options = { api_version = "v4", page_size = 100 }
                 assert!(text.contains(&key), "cf-host.push.example.toml does not document `{field}`");
             }
         }
+    }
+
+    #[test]
+    fn only_runs_failed_by_the_fleet_database_leave_their_slot_open() {
+        use crate::fleet::FleetError;
+        use crate::push::{PushError, SpoolFailure};
+        use crate::spool::SpoolError;
+        let db = || FleetError::Busy(1);
+        assert!(shared_database_failed(&RunnerError::Fleet(db())));
+        assert!(shared_database_failed(&RunnerError::Spool(SpoolError::Fleet(db()))));
+        assert!(shared_database_failed(&RunnerError::Push(PushError::Spool(SpoolError::Fleet(db())))));
+        assert!(shared_database_failed(&RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(SpoolError::Fleet(db()))))));
+        let local = SpoolError::Sqlite(rusqlite::Error::InvalidQuery);
+        assert!(!shared_database_failed(&RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(local)))));
+        assert!(!shared_database_failed(&RunnerError::NoSecret("t".into())));
     }
 
     #[test]

@@ -13,8 +13,14 @@
 //! pushed per sink and tenant and the last run that saw it; a complete run
 //! counts up `missed` on the others, which are deleted after N misses.
 //!
+//! Where they live is an [`Outbox`]: the embedded store ([`Store`], below:
+//! one replica's file), or in fleet mode the shared PostgreSQL database
+//! ([`pg::PgOutbox`]), so that any replica delivers any tenant's leftovers.
+//!
 //! Failures are a [`SpoolError`]: the database failed, or an outbox row
 //! does not read back.
+
+pub mod pg;
 
 use crate::record::{Record, ResourceType};
 use crate::store::{insert_error, match_keys, Store};
@@ -41,6 +47,13 @@ pub enum SpoolError {
     /// A statement failed.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Fleet mode: the shared database failed.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    /// Fleet mode: recording a refused record's error resource in the
+    /// embedded store failed (the record stays spooled).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// An outbox row names a resource type this build does not know.
     #[error("outbox row {seq}: unknown resource type '{resource_type}'")]
     UnknownType { seq: i64, resource_type: String },
@@ -53,6 +66,89 @@ pub enum SpoolError {
 impl From<SpoolError> for String {
     fn from(e: SpoolError) -> String {
         e.to_string()
+    }
+}
+
+/// The outbox, the push ledger and the cost synchronization marks: the
+/// embedded store's or the fleet's. Blocking: callers in async code use
+/// them as they use the store (the PostgreSQL one moves off the async
+/// workers itself).
+pub trait Outbox: Send + Sync {
+    /// Writes a batch in one transaction (durable when it returns); error
+    /// resources are not spooled (the caller records them).
+    fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, SpoolError>;
+    /// The oldest `limit` spooled records of a sink and tenant.
+    fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, SpoolError>;
+    /// Records left for a tenant (all tenants: `None`).
+    fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, SpoolError>;
+    /// Tenants with spooled records.
+    fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, SpoolError>;
+    /// A record CloudForet took: out of the outbox, into the ledger.
+    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError>;
+    /// A record CloudForet refused as invalid: out of the outbox, into the
+    /// run's error resources.
+    fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError>;
+    /// A delivery attempt failed for a passing reason.
+    fn attempt_failed(&self, s: &Spooled, error: &str) -> Result<(), SpoolError>;
+    /// After a complete run: see [`Store::missed_by`].
+    fn missed_by(&self, sink: &str, tenant: &str, run_id: &str, delete_after: u32) -> Result<Vec<(String, String)>, SpoolError>;
+    fn cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str) -> Result<Option<String>, SpoolError>;
+    fn set_cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str, at: &str) -> Result<(), SpoolError>;
+    /// A cloud service deleted in CloudForet leaves the ledger.
+    fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), SpoolError>;
+    /// Cloud services in the ledger of a sink and tenant.
+    fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, SpoolError>;
+}
+
+/// The match-rule key a spooled record is delivered under (the first rule
+/// the resource fills).
+pub fn spool_key(r: &Record, resource: &Map<String, Value>) -> String {
+    match_keys(r.resource_type, resource).into_iter().next().map(|(_, k)| k).unwrap_or_default()
+}
+
+/// Reads an outbox row back.
+pub fn read_row(seq: i64, run_id: String, ty: String, label: String, key: String, body: &str, attempts: i64) -> Result<Spooled, SpoolError> {
+    let resource_type = ResourceType::parse(&ty).ok_or(SpoolError::UnknownType { seq, resource_type: ty })?;
+    let resource = serde_json::from_str::<Map<String, Value>>(body).map_err(|source| SpoolError::Corrupt { seq, source })?;
+    Ok(Spooled { seq, run_id, resource_type, label, key, resource, attempts })
+}
+
+impl Outbox for Store {
+    fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, SpoolError> {
+        Store::spool(self, sink, tenant, run_id, batch)
+    }
+    fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
+        Store::spooled(self, sink, tenant, limit)
+    }
+    fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, SpoolError> {
+        Store::spool_len(self, sink, tenant)
+    }
+    fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, SpoolError> {
+        Store::spool_tenants(self, sink)
+    }
+    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
+        Store::delivered(self, sink, tenant, s, remote_id)
+    }
+    fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError> {
+        Store::refused(self, tenant, s, reason)
+    }
+    fn attempt_failed(&self, s: &Spooled, error: &str) -> Result<(), SpoolError> {
+        Store::attempt_failed(self, s, error)
+    }
+    fn missed_by(&self, sink: &str, tenant: &str, run_id: &str, delete_after: u32) -> Result<Vec<(String, String)>, SpoolError> {
+        Store::missed_by(self, sink, tenant, run_id, delete_after)
+    }
+    fn cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str) -> Result<Option<String>, SpoolError> {
+        Store::cost_synced(self, sink, tenant, data_source_id)
+    }
+    fn set_cost_synced(&self, sink: &str, tenant: &str, data_source_id: &str, at: &str) -> Result<(), SpoolError> {
+        Store::set_cost_synced(self, sink, tenant, data_source_id, at)
+    }
+    fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), SpoolError> {
+        Store::forget_pushed(self, sink, tenant, key)
+    }
+    fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, SpoolError> {
+        Store::pushed_count(self, sink, tenant)
     }
 }
 
@@ -71,7 +167,7 @@ impl Store {
                 ?;
             for r in batch.iter().filter(|r| !r.is_error()) {
                 let resource = r.resource();
-                let key = match_keys(r.resource_type, &resource).into_iter().next().map(|(_, k)| k).unwrap_or_default();
+                let key = spool_key(r, &resource);
                 stmt.execute(params![sink, tenant, run_id, r.resource_type.as_str(), r.label(), key, r.resource_text(&resource)])?;
                 n += 1;
             }
@@ -97,9 +193,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (seq, run_id, ty, label, key, body, attempts) = row?;
-            let resource_type = ResourceType::parse(&ty).ok_or(SpoolError::UnknownType { seq, resource_type: ty })?;
-            let resource = serde_json::from_str::<Map<String, Value>>(&body).map_err(|source| SpoolError::Corrupt { seq, source })?;
-            out.push(Spooled { seq, run_id, resource_type, label, key, resource, attempts });
+            out.push(read_row(seq, run_id, ty, label, key, &body, attempts)?);
         }
         Ok(out)
     }

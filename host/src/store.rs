@@ -336,6 +336,16 @@ impl Store {
         Ok(k)
     }
 
+    /// Records one error resource of a run (a record CloudForet refused
+    /// after the outbox that held it was elsewhere).
+    pub fn record_error(&self, tenant: &str, run_id: &str, label: &str, message: &str, body: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        insert_error(&tx, tenant, run_id, label, message, body)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Error messages recorded for a run.
     pub fn errors_of_run(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();

@@ -66,6 +66,40 @@ impl Postgres {
         self.run("pg_ctl", &["-D", "data", "-m", "immediate", "-w", "stop"]);
     }
 
+    /// Freezes the server and its backends (SIGSTOP): connections stay
+    /// open and every call hangs, as with a database that stops answering
+    /// without refusing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Sends `sig` to the postmaster (first line of `postmaster.pid`), then
+    /// to its children (from `/proc/<pid>/stat`).
+    fn signal(&self, sig: libc::c_int) {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).expect("postmaster.pid");
+        let main: i32 = pidfile.lines().next().and_then(|l| l.trim().parse().ok()).expect("a pid");
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the command may hold spaces.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(main) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory preconditions; the pids are this
+            // test's server's.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
     /// `tool` of the server's package, as the `postgres` user when root.
     fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);

@@ -10,7 +10,9 @@ pub struct RunArgs {
     #[arg(long)]
     config: PathBuf,
     /// Run the tenants now, deliver, and exit (non-zero when a collection
-    /// failed or records are left spooled).
+    /// failed or records are left spooled). With --database: each tenant
+    /// runs under its fleet lease (waiting while another replica holds it),
+    /// outside the schedule (no slot is marked done).
     #[arg(long)]
     once: bool,
     /// Only these tenants (with --once; repeatable).
@@ -19,6 +21,13 @@ pub struct RunArgs {
     /// Seconds between scheduler checks.
     #[arg(long, default_value_t = 60)]
     tick: u64,
+    /// Fleet mode: share the schedule (each tenant's slot runs once across
+    /// the replicas) and the tenants' run caps with the other `cf-host run`
+    /// replicas in this PostgreSQL database (`postgres://…` or
+    /// `host=/socket/dir user=… dbname=…`; overrides the file's `database`).
+    /// Give it through the environment: it may hold a password.
+    #[arg(long, env = "CF_HOST_DATABASE", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -29,14 +38,22 @@ pub struct RegisterArgs {
 }
 
 pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
-    let runner = cf_host::push_config::Runner::new(cf_host::push_config::RunConfig::load(&a.config)?).await?;
+    let mut config = cf_host::push_config::RunConfig::load(&a.config)?;
+    if a.database.is_some() {
+        config.database = a.database;
+    }
+    let runner = cf_host::push_config::Runner::new(config).await?;
     if a.once {
         let results = runner.run_all(&a.tenants).await?;
         print!("{}", cf_host::push_config::render(&results));
         let ok = results.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.complete()));
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
-    eprintln!("cf-host run: {} tenants, store {}", runner.config.tenants.len(), runner.sink.store.path().display());
+    let fleet = match &runner.config.database {
+        Some(url) => format!(", fleet database {}", cf_host::fleet::describe(url)),
+        None => String::new(),
+    };
+    eprintln!("cf-host run: {} tenants, store {}{fleet}", runner.config.tenants.len(), runner.sink.store.path().display());
     runner.serve(std::time::Duration::from_secs(a.tick.max(1)), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,10 @@ pub enum FleetError {
     /// The database is down, refused us, or failed a statement.
     #[error("fleet database unavailable: {0}")]
     Db(#[from] postgres::Error),
+    /// The database could not be reached or set up at start; `database`
+    /// names it (hosts, port, database, user: never the password).
+    #[error("fleet database unavailable ({database}): {source}")]
+    Connect { database: String, source: postgres::Error },
     /// Every connection of the pool is in use for longer than the wait.
     #[error("fleet database unavailable: no free connection within {0} ms")]
     Busy(u64),
@@ -20,6 +24,14 @@ pub enum FleetError {
     /// The OS gave no randomness for a new host key.
     #[error("no randomness for a host key: {0}")]
     NoRandomness(String),
+    /// A push lease expired before its holder renewed it, and another
+    /// replica took it: the holder's work was stopped.
+    #[error("push lease of tenant '{0}' lost to another replica")]
+    LeaseLost(String),
+    /// A push lease's renewal did not answer within a third of its TTL:
+    /// the holder's work was stopped before the lease could expire under it.
+    #[error("push lease of tenant '{tenant}' not renewed within {ms} ms")]
+    SlowRenewal { tenant: String, ms: u64 },
     /// The schema is newer than this host knows.
     #[error("fleet database schema version {found} is newer than this host's {known}: upgrade cf-host")]
     Schema { found: i32, known: i32 },

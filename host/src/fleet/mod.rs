@@ -20,6 +20,9 @@
 //!   limit plus a margin).
 //! - [`webhooks`]: webhooks registered through any replica's admin API
 //!   ([`PgSubscriptions`]), fired by every replica.
+//! - [`push_leases`]: push mode's tenants and scheduled slots leased across
+//!   replicas ([`PushLeases`]): each slot runs once, a dead replica's slot
+//!   is taken over once its lease expires.
 //!
 //! Every call fails closed: a database that is down refuses the run
 //! (`UNAVAILABLE`), nothing is half-applied (each write is one
@@ -28,6 +31,7 @@
 pub mod error;
 pub mod leases;
 pub mod pool;
+pub mod push_leases;
 pub mod registry_log;
 pub mod state;
 pub mod webhooks;
@@ -36,6 +40,7 @@ pub use error::FleetError;
 pub use registry_log::{FollowerGuard, RegistryFollower, SubmitError};
 
 pub use leases::RunLeases;
+pub use push_leases::PushLeases;
 pub use state::PgState;
 pub use webhooks::PgSubscriptions;
 
@@ -43,10 +48,10 @@ use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [r#"
+const MIGRATIONS: [&str; 5] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -80,6 +85,54 @@ CREATE TABLE cf_webhooks (
     secret text NOT NULL,
     created_at bigint NOT NULL
 );
+"#, r#"
+CREATE TABLE cf_push_leases (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (sink, tenant)
+);
+CREATE TABLE cf_push_slots (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    slot bigint NOT NULL,
+    runs int NOT NULL,
+    replica text NOT NULL,
+    started_at timestamptz NOT NULL,
+    done_at timestamptz,
+    PRIMARY KEY (sink, tenant, slot)
+);
+CREATE TABLE cf_outbox (
+    seq bigserial PRIMARY KEY,
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    run_id text NOT NULL,
+    resource_type text NOT NULL,
+    label text NOT NULL,
+    key text NOT NULL,
+    body text NOT NULL,
+    attempts bigint NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX cf_outbox_tenant ON cf_outbox (sink, tenant, seq);
+CREATE TABLE cf_pushed (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    resource_type text NOT NULL,
+    key text NOT NULL,
+    remote_id text NOT NULL,
+    last_run text NOT NULL,
+    missed int NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, tenant, resource_type, key)
+);
+CREATE TABLE cf_cost_sync (
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    data_source_id text NOT NULL,
+    synced_at text NOT NULL,
+    PRIMARY KEY (sink, tenant, data_source_id)
+);
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -101,7 +154,10 @@ impl Fleet {
     pub fn connect(url: &str) -> Result<Fleet, FleetError> {
         let pool = Pool::new(url, 8)?;
         let fleet = Fleet { pool: Arc::new(pool), replica: replica_name() };
-        fleet.migrate()?;
+        fleet.migrate().map_err(|e| match e {
+            FleetError::Db(source) => FleetError::Connect { database: describe(url), source },
+            e => e,
+        })?;
         Ok(fleet)
     }
 
@@ -156,10 +212,44 @@ impl Fleet {
         PgSubscriptions::new(self.pool.clone())
     }
 
+    /// The connections (push mode's outbox in the database uses them).
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
+    }
+
+    /// Push mode's tenant leases and scheduled slots.
+    pub fn push_leases(&self) -> PushLeases {
+        PushLeases::new(self.pool.clone(), self.replica.clone())
+    }
+
     /// Run leases: per-tenant caps across replicas.
     pub fn leases(&self) -> RunLeases {
         RunLeases::new(self.pool.clone(), self.replica.clone())
     }
+}
+
+/// The database `url` names, for errors: hosts, port, database and user,
+/// never the password (nor anything else the URL holds).
+pub fn describe(url: &str) -> String {
+    let Ok(c) = url.parse::<postgres::Config>() else {
+        return "(not a PostgreSQL URL)".into();
+    };
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "{} port {} database {} user {}",
+        if hosts.is_empty() { "localhost".into() } else { hosts.join(",") },
+        if ports.is_empty() { "5432".into() } else { ports.join(",") },
+        c.get_dbname().unwrap_or("(default)"),
+        c.get_user().unwrap_or("(default)"),
+    )
 }
 
 fn replica_name() -> String {

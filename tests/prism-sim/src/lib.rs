@@ -291,6 +291,17 @@ impl SimState {
         true
     }
 
+    /// Gives the Prism Central pseudo-cluster of the v3 cluster list
+    /// another uuid: the collector's `account`, so several simulators
+    /// stand for distinct Prism Centrals (v3 only; v4 answers are
+    /// unchanged).
+    pub fn set_prism_central_uuid(&self, uuid: &str) {
+        let mut e = self.estate_mut();
+        if let Some(pc) = e.clusters.first_mut() {
+            pc["metadata"]["uuid"] = json!(uuid);
+        }
+    }
+
     /// Deletes the VM with `uuid`; false if there is no such VM.
     pub fn remove_vm(&self, uuid: &str) -> bool {
         let mut e = self.estate_mut();

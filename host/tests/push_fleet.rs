@@ -1,0 +1,523 @@
+//! Push mode on many replicas (`cf-host run --database`): real `cf-host
+//! run` processes on one real PostgreSQL server (started by the test on a
+//! Unix socket, tests/src/postgres.rs), the mock CloudForet and one Prism
+//! Central simulator per tenant (each with its own Prism Central uuid, so
+//! tenants' cloud services are distinct), through the real guest.
+//!
+//! Each tenant's scheduled slot runs once across the replicas, nothing is
+//! lost or duplicated; a replica killed with SIGKILL mid-run has its slot
+//! taken over by another once its lease expires; a database that is down
+//! at start is named in a clear error (without its password); one that
+//! goes down mid-run stops the run (fail closed) and the next tick, once it
+//! is back, runs the slot without anyone restarting anything.
+
+mod common;
+#[path = "support/mock_cloudforet.rs"]
+mod mock_cloudforet;
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
+
+use mock_cloudforet::{MockCloudForet, APP_TOKEN};
+use postgres::Postgres;
+use prism_sim::estate::EstateConfig;
+use prism_sim::{SimConfig, Simulator};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The tests start several hosts that each compile the guest: one test at a
+/// time keeps a 2-core machine from timing out.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const VMS: usize = 40;
+/// Cloud services one tenant of [`VMS`] VMs holds: VMs, 8 images, 3
+/// clusters, 12 hosts, 6 subnets.
+const PER_TENANT: u64 = VMS as u64 + 8 + 3 + 12 + 6;
+
+struct Setup {
+    dir: PathBuf,
+    pg: Postgres,
+    cf: MockCloudForet,
+    sims: Vec<Simulator>,
+    tenants: Vec<String>,
+    /// More `[cloudforet]` keys for the replicas' configurations.
+    cf_extra: String,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A `cf-host run` process, killed when dropped.
+struct Replica {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn setup(tenants: usize) -> Setup {
+    let dir = std::env::temp_dir().join(format!("cf-push-fleet-{}", cf_host::runtime::new_run_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), format!("{APP_TOKEN}\n")).unwrap();
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let cf = MockCloudForet::start().await;
+    let mut sims = Vec::new();
+    let mut names = Vec::new();
+    for k in 0..tenants {
+        let sim = Simulator::start(SimConfig { estate: EstateConfig { vms: VMS, ..Default::default() }, ..Default::default() }).await.unwrap();
+        sim.state.set_prism_central_uuid(&format!("00000000-0000-4000-8000-{k:012}"));
+        std::fs::write(dir.join(format!("prism-{k}.json")), sim.secret().to_string()).unwrap();
+        sims.push(sim);
+        names.push(format!("t{k}"));
+    }
+    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into() }
+}
+
+impl Setup {
+    /// Replica `i`'s configuration: its own embedded store, every tenant
+    /// due every hour, a 2 s lease.
+    fn config(&self, i: usize) -> PathBuf {
+        let mut text = format!(
+            r#"
+store = "push-{i}.db"
+plugin = "{plugin}"
+lease_ttl_secs = 2
+max_parallel_tenants = 2
+[cloudforet]
+endpoint = "{cf}"
+token_file = "token"
+notify_resource_type = "identity.Project"
+notify_resource_id = "project-nutanix"
+backoff_base_ms = 20
+backoff_max_ms = 200
+breaker_open_secs = 1
+{extra}
+"#,
+            plugin = common::guest().display(),
+            cf = self.cf.endpoint(),
+            extra = self.cf_extra,
+        );
+        for (k, (name, sim)) in self.tenants.iter().zip(&self.sims).enumerate() {
+            text.push_str(&format!(
+                r#"
+[[tenant]]
+name = "{name}"
+endpoint = "{prism}"
+secret_file = "prism-{k}.json"
+project_id = "project-{name}"
+hours = [{hours}]
+allow_networks = ["127.0.0.0/8"]
+"#,
+                prism = sim.url(),
+                hours = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+            ));
+        }
+        let path = self.dir.join(format!("run-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts replica `i` (`cf-host run --database … --tick 1`).
+    fn replica(&self, i: usize) -> Replica {
+        let log = self.dir.join(format!("replica-{i}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["run", "--tick", "1", "--config"])
+            .arg(self.config(i))
+            .args(["--database", &self.pg.url])
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Replica { child, log }
+    }
+
+    /// Replica 0 alone with CloudForet slowed down, once its run has
+    /// delivered a few records (well before the end).
+    async fn replica_mid_run(&self) -> Replica {
+        self.cf.inner.latency_ms.store(30, Ordering::Relaxed);
+        let a = self.replica(0);
+        let start = Instant::now();
+        while self.cf.calls_of("CloudService.create") < 10 {
+            assert!(start.elapsed() < Duration::from_secs(180), "replica 0 never started delivering:\n{}", a.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        a
+    }
+
+    /// Every slot row: `(tenant, slot) -> (runs, done, replica)`.
+    async fn slots(&self) -> BTreeMap<(String, i64), (i32, bool, String)> {
+        let url = self.pg.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let rows = c.query("SELECT tenant, slot, runs, done_at IS NOT NULL, replica FROM cf_push_slots", &[]).unwrap_or_default();
+            rows.iter().map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4)))).collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until `done(slots)` holds (panics with the replicas' logs after
+    /// `limit`).
+    async fn wait_for(&self, what: &str, limit: Duration, replicas: &[&Replica], done: impl Fn(&BTreeMap<(String, i64), (i32, bool, String)>) -> bool) {
+        let start = Instant::now();
+        loop {
+            if done(&self.slots().await) {
+                return;
+            }
+            if start.elapsed() > limit {
+                let logs: Vec<String> = replicas.iter().map(|r| r.log()).collect();
+                panic!("{what}: not within {limit:?}; slots {:?}\n{}", self.slots().await, logs.join("\n-----\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Records in the shared outbox.
+    async fn outbox_len(&self) -> i64 {
+        let url = self.pg.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            c.query_one("SELECT count(*) FROM cf_outbox", &[]).map(|r| r.get(0)).unwrap_or(-1)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Runs (notifications) per tenant, as the mock CloudForet saw them.
+    fn runs_seen(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for n in &self.cf.db().notifications {
+            *m.entry(tenant_of(n).unwrap_or_default()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Cloud services per account (tenant), with none duplicated.
+    fn held(&self) -> BTreeMap<String, u64> {
+        let (_, dups) = self.cf.cloud_service_counts();
+        assert!(dups.is_empty(), "duplicated cloud services: {dups:?}");
+        let mut m = BTreeMap::new();
+        for c in self.cf.db().cloud_services.values() {
+            *m.entry(c.account.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn expected_held(&self) -> BTreeMap<String, u64> {
+        (0..self.tenants.len()).map(|k| (format!("00000000-0000-4000-8000-{k:012}"), PER_TENANT)).collect()
+    }
+}
+
+/// The tenant tag of a completion notification.
+fn tenant_of(n: &cf_host::cloudforet::pb::notification::v1::CreateNotificationRequest) -> Option<String> {
+    use prost_types::value::Kind;
+    let text = |v: Option<&prost_types::Value>| match v.and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let Some(Kind::ListValue(tags)) = n.message.as_ref()?.fields.get("tags")?.kind.as_ref() else {
+        return None;
+    };
+    tags.values.iter().find_map(|t| match &t.kind {
+        Some(Kind::StructValue(s)) if text(s.fields.get("key")).as_deref() == Some("tenant") => text(s.fields.get("value")),
+        _ => None,
+    })
+}
+
+fn all_done(tenants: &[String]) -> impl Fn(&BTreeMap<(String, i64), (i32, bool, String)>) -> bool + '_ {
+    move |slots| tenants.iter().all(|t| slots.iter().any(|((tenant, _), (_, done, _))| tenant == t && *done))
+}
+
+/// Three replicas, four tenants all due: each tenant's slot runs exactly
+/// once (one notification per slot, the slot started once), and CloudForet
+/// holds every cloud service once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_run_each_tenant_once_per_slot() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(4).await;
+    let replicas: Vec<Replica> = (0..3).map(|i| s.replica(i)).collect();
+    let refs: Vec<&Replica> = replicas.iter().collect();
+    s.wait_for("every tenant's slot done", Duration::from_secs(240), &refs, all_done(&s.tenants)).await;
+    // A few more ticks of all three: nobody runs a done slot again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let slots = s.slots().await;
+    for ((tenant, slot), (runs, done, _)) in &slots {
+        assert!(*done && *runs == 1, "{tenant} slot {slot}: runs {runs}, done {done}");
+    }
+    for t in &s.tenants {
+        let n = slots.keys().filter(|(tenant, _)| tenant == t).count() as u64;
+        // One slot per tenant, two if the test crossed an hour.
+        assert!(n == 1 || n == 2, "{t}: {n} slots");
+        assert_eq!(s.runs_seen().get(t), Some(&n), "{t} ran once per slot: {:?}", s.runs_seen());
+    }
+    assert_eq!(s.held(), s.expected_held());
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT * s.tenants.len() as u64, "each created once");
+    let ran_on: std::collections::BTreeSet<&String> = slots.values().map(|(_, _, r)| r).collect();
+    eprintln!("slots ran on {} replica(s): {ran_on:?}", ran_on.len());
+}
+
+/// SIGKILL of the replica running a tenant: the slot stays open until its
+/// lease expires, then another replica runs it; nothing lost, nothing
+/// duplicated, the slot done once (started twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_slot_is_taken_over_after_its_lease_expires() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(1).await;
+    let mut a = s.replica_mid_run().await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed_at = s.cf.calls_of("CloudService.create") as u64;
+    let slots = s.slots().await;
+    let ((_, slot), (runs, done, replica)) = slots.iter().next().expect("the slot started");
+    assert_eq!((*runs, *done), (1, false), "killed mid-run");
+    assert!(replica.ends_with(&format!(":{}", a.child.id())), "replica 0 held it: {replica}");
+    assert!(killed_at < PER_TENANT, "killed before the end ({killed_at} creates)");
+    let slot = *slot;
+
+    let (b, c) = (s.replica(1), s.replica(2));
+    s.wait_for("the slot taken over", Duration::from_secs(240), &[&b, &c], |m| m.values().any(|(_, done, _)| *done)).await;
+    let slots = s.slots().await;
+    let (runs, done, by) = &slots[&("t0".to_string(), slot)];
+    assert_eq!((*runs, *done), (2, true), "{slots:?}");
+    assert!(!by.ends_with(&format!(":{}", a.child.id())), "another replica finished it: {by}");
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    assert_eq!(s.runs_seen().get("t0"), Some(&1), "one run finished");
+}
+
+/// A database that is down at start: a clear error naming it (host,
+/// port, database, user), never its password; nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_down_at_start_is_named_without_its_password() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(1).await;
+    let config = s.config(0);
+    for (url, named) in [
+        ("host=/tmp/cf-no-such-db port=5432 user=cf password=hunter2-secret dbname=cf", "(/tmp/cf-no-such-db port 5432 database cf user cf)"),
+        ("postgres://cf:hunter2-secret@127.0.0.1:9/cfdb", "(127.0.0.1 port 9 database cfdb user cf)"),
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["run", "--once", "--config"]).arg(&config).args(["--database", url]).output().unwrap()
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success());
+        assert!(stderr.contains(&format!("fleet database unavailable {named}")), "{stderr}");
+        assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stdout}{stderr}");
+    }
+    // The file's `database` key, without the flag: the same.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("database = \"host=/tmp/cf-no-such-db user=cf password=hunter2-secret dbname=cf\"\n{text}")).unwrap();
+    let out = tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["run", "--once", "--config"]).arg(&config).env_remove("CF_HOST_DATABASE").output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("fleet database unavailable (/tmp/cf-no-such-db port 5432 database cf user cf)"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert_eq!(s.cf.calls_of("CloudService.create"), 0);
+}
+
+/// The database stops mid-run: the run stops (its heartbeat cannot renew
+/// the lease: fail closed), the replica keeps going, and once the database
+/// is back the next tick runs the slot to the end. Nothing lost, nothing
+/// duplicated, no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_down_mid_run_stops_the_run_and_the_next_tick_recovers() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(1).await;
+    let mut a = s.replica_mid_run().await;
+    tokio::task::block_in_place(|| s.pg.stop());
+    // The heartbeat (every 0.67 s) fails: the run stops sending.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped_at = s.cf.calls_of("CloudService.create");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.cf.calls_of("CloudService.create"), stopped_at, "the run stopped with its database:\n{}", a.log());
+    assert!((stopped_at as u64) < PER_TENANT, "stopped before the end ({stopped_at} creates)");
+    assert!(a.child.try_wait().unwrap().is_none(), "the replica keeps running:\n{}", a.log());
+    assert!(a.log().contains("fleet database unavailable"), "{}", a.log());
+
+    tokio::task::block_in_place(|| s.pg.start_server());
+    s.wait_for("the slot run again once the database is back", Duration::from_secs(120), &[&a], |m| m.values().any(|(_, done, _)| *done)).await;
+    let slots = s.slots().await;
+    let (runs, done, _) = slots.values().next().unwrap();
+    assert_eq!((*runs, *done), (2, true), "{slots:?}");
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    assert_eq!(s.runs_seen().get("t0"), Some(&1));
+    assert!(a.child.try_wait().unwrap().is_none());
+}
+
+/// The database hangs mid-run (frozen: connections open, no answer):
+/// nothing is sent meanwhile (the heartbeat's renewal does not answer, the
+/// lease's guard ends), and once the database answers again the slot is
+/// run to the end: nothing lost, nothing created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_mid_run_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(1).await;
+    let mut a = s.replica_mid_run().await;
+    tokio::task::block_in_place(|| s.pg.pause());
+    let paused = Instant::now();
+    // The guard ends at most 2/3 of the 2 s TTL after the last renewal.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped_at = s.cf.calls_of("CloudService.create");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = s.cf.calls_of("CloudService.create");
+    tokio::task::block_in_place(|| s.pg.resume());
+    assert_eq!(after, stopped_at, "nothing sent while the database hung ({:?} after the pause):\n{}", paused.elapsed(), a.log());
+    assert!((stopped_at as u64) < PER_TENANT, "stopped before the end ({stopped_at} creates)");
+    s.wait_for("the slot run again once the database answers", Duration::from_secs(120), &[&a], |m| m.values().any(|(_, done, _)| *done)).await;
+    let slots = s.slots().await;
+    let (runs, done, _) = slots.values().next().unwrap();
+    assert_eq!((*runs, *done), (2, true), "{slots:?}");
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    assert!(a.child.try_wait().unwrap().is_none());
+}
+
+/// A lease whose renewal hangs: its guard stops being live and its work is
+/// stopped (`SlowRenewal`) before the lease can expire in the database, so
+/// a holder cut off from its database never acts alongside the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_renewal_hangs_stops_its_work_before_it_expires() {
+    let _serial = SERIAL.lock().await;
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let url = pg.url.clone();
+    let fleet = tokio::task::spawn_blocking(move || cf_host::fleet::Fleet::connect(&url)).await.unwrap().unwrap();
+    let leases = fleet.push_leases();
+    let ttl = Duration::from_millis(1500);
+    let (last_live, last_step) = (std::sync::Mutex::new(None::<Instant>), std::sync::Mutex::new(None::<Instant>));
+    let work = |guard: cf_host::fleet::push_leases::LeaseGuard| {
+        let (last_live, last_step) = (&last_live, &last_step);
+        async move {
+            loop {
+                *last_step.lock().unwrap() = Some(Instant::now());
+                if guard.live() {
+                    *last_live.lock().unwrap() = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let held = tokio::time::timeout(Duration::from_secs(10), leases.hold("cf", "t", ttl, work));
+    // Two renewals (at 0.5 s and 1 s) go through, then the database hangs.
+    let pause = async {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::task::block_in_place(|| pg.pause());
+        Instant::now()
+    };
+    let (outcome, paused_at) = tokio::join!(held, pause);
+    tokio::task::block_in_place(|| pg.resume());
+    let ended = last_step.lock().unwrap().expect("the work ran");
+    let outcome = outcome.expect("hold returned while the database hung");
+    assert!(matches!(outcome, Err(cf_host::fleet::FleetError::SlowRenewal { .. })), "{:?}", outcome.map(|_| ()));
+    // The last renewal went through by the pause: the lease lives in the
+    // database until at least then + TTL.
+    assert!(ended < paused_at + ttl, "the work went on {:?} after the pause", ended - paused_at);
+    let last = last_live.lock().unwrap().expect("the guard was live");
+    assert!(last < paused_at + ttl * 2 / 3, "the guard was live {:?} after the pause", last - paused_at);
+}
+
+/// The outbox in PostgreSQL: what a replica spooled while CloudForet was
+/// down, and could not deliver before it was killed, is delivered by
+/// another replica (from the shared outbox: the slot is not run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replicas_outbox_is_delivered_by_another() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    s.cf_extra = "deliver_timeout_secs = 1\nattempts = 2".into();
+    s.cf.stop().await;
+    let mut a = s.replica(0);
+    s.wait_for("the slot run with CloudForet down", Duration::from_secs(180), &[&a], |m| m.values().any(|(_, done, _)| *done)).await;
+    let spooled = s.outbox_len().await;
+    assert_eq!(spooled as u64, PER_TENANT + 8, "every record spooled in the shared outbox (with 5 types and 3 regions)");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+
+    s.cf.restart().await;
+    let b = s.replica(1);
+    let start = Instant::now();
+    while s.outbox_len().await != 0 {
+        assert!(start.elapsed() < Duration::from_secs(180), "the outbox not delivered:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
+    let slots = s.slots().await;
+    assert!(slots.values().all(|(runs, done, _)| *runs == 1 && *done), "delivered from the outbox, not collected again: {slots:?}");
+}
+
+/// The PostgreSQL outbox answers as the embedded one, call for call.
+#[test]
+fn the_outbox_in_postgres_answers_as_the_embedded_one() {
+    use cf_host::record::{Record, ResourceType};
+    use cf_host::spool::Outbox;
+    let vm = |id: &str| {
+        let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
+            "account": "pc", "reference": {"resource_id": id}, "data": {"n": 1}});
+        Record::from_resource(ResourceType::CloudService, r.as_object().cloned().unwrap_or_default())
+    };
+    let pg = Postgres::start();
+    let dir = std::env::temp_dir().join(format!("cf-push-fleet-outbox-{}", cf_host::runtime::new_run_id()));
+    let store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("a.db")).unwrap());
+    let fleet = cf_host::fleet::Fleet::connect(&pg.url).unwrap();
+    let pg_store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("b.db")).unwrap());
+    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool(), pg_store.clone());
+    let mut transcripts = Vec::new();
+    for (outbox, errors) in [(&*store as &dyn Outbox, &store), (&shared as &dyn Outbox, &pg_store)] {
+        let mut t: Vec<String> = Vec::new();
+        let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
+        t.push(format!("{:?}", outbox.spool("cf", "t", "r1", &[vm("a"), err, vm("b"), vm("c")]).unwrap()));
+        let rows = outbox.spooled("cf", "t", 10).unwrap();
+        t.push(format!("{:?}", rows.iter().map(|r| (&r.run_id, r.resource_type, &r.label, &r.key, &r.resource, r.attempts)).collect::<Vec<_>>()));
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.spool_len("cf", Some("u")).unwrap(), outbox.spool_tenants("cf").unwrap()));
+        outbox.attempt_failed(&rows[0], "down").unwrap();
+        t.push(format!("{:?}", outbox.spooled("cf", "t", 1).unwrap()[0].attempts));
+        outbox.delivered("cf", "t", &rows[0], "cs-a").unwrap();
+        outbox.delivered("cf", "t", &rows[1], "cs-b").unwrap();
+        outbox.refused("t", &rows[2], "ERROR_INVALID_ARGUMENT: bad").unwrap();
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), errors.errors_of_run("r1").unwrap()));
+        // Run 2 sees "a" only; "b" misses it and run 3.
+        outbox.spool("cf", "t", "r2", &[vm("a")]).unwrap();
+        let row = outbox.spooled("cf", "t", 10).unwrap().remove(0);
+        outbox.delivered("cf", "t", &row, "cs-a").unwrap();
+        t.push(format!("{:?}", outbox.missed_by("cf", "t", "r2", 2).unwrap()));
+        t.push(format!("{:?}", outbox.missed_by("cf", "t", "r3", 2).unwrap()));
+        outbox.forget_pushed("cf", "t", &serde_json::to_string(&["b", "nutanix", "VirtualMachine", "Compute", "pc"]).unwrap()).unwrap();
+        t.push(format!("{:?}", outbox.pushed_count("cf", "t").unwrap()));
+        t.push(format!("{:?}", outbox.cost_synced("cf", "t", "ds").unwrap()));
+        outbox.set_cost_synced("cf", "t", "ds", "2026-11-20T00:00:00Z").unwrap();
+        outbox.set_cost_synced("cf", "t", "ds", "2026-11-23T00:00:00Z").unwrap();
+        t.push(format!("{:?} {:?}", outbox.cost_synced("cf", "t", "ds").unwrap(), outbox.cost_synced("cf", "u", "ds").unwrap()));
+        transcripts.push(t);
+    }
+    assert_eq!(transcripts[0], transcripts[1]);
+    // The transcript says something: each step as the embedded store answers it.
+    assert_eq!(transcripts[0][2], r#"3 0 ["t"]"#);
+    assert_eq!(transcripts[0][4], r#"0 2 ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]"#);
+    assert_eq!(transcripts[0][7], "1");
+    std::fs::remove_dir_all(dir).ok();
+}
