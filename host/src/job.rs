@@ -12,6 +12,7 @@
 //! emitted before stored.
 
 use crate::error::RunError;
+use crate::host::state::StateBackend;
 use crate::record::Record;
 use crate::runtime::{CollectReport, ContextError, Plugin, RunContext, Runtime};
 use crate::store::{Outcome, Store, StoreError};
@@ -160,16 +161,16 @@ impl JobReport {
 /// The run context of a collection of `endpoint` (`collect`, `demo` and
 /// push runs): the endpoint checked and merged into the secret, its origin
 /// the only egress grant, host options taken out and checked, the tenant's
-/// limits, state in `store`.
+/// limits, guest state in `state`.
 pub fn run_context(
     runtime: &Runtime,
     tenant: &str,
     endpoint: &str,
     secret: Value,
     options: Value,
-    store: Arc<Store>,
+    state: Arc<dyn StateBackend>,
 ) -> Result<RunContext, ContextError> {
-    runtime.context(tenant).endpoint(endpoint).secret(secret).options(options).state(store).build()
+    runtime.context(tenant).endpoint(endpoint).secret(secret).options(options).state(state).build()
 }
 
 /// Runs one collection into `store`. `progress` is called with the number of

@@ -29,6 +29,7 @@ use crate::cloudforet::client::{Connector, Upserted};
 use crate::cloudforet::pb::notification::v1::{create_notification_request as notif, CreateNotificationRequest};
 use crate::cloudforet::{ApiError, Category};
 use crate::error::RunError;
+use crate::host::state::StateBackend;
 use crate::grpc::convert::json_to_struct;
 use crate::job::{run_context, Counts};
 use crate::record::{Record, ResourceType};
@@ -79,8 +80,12 @@ impl Default for PushSettings {
 /// Where a push run writes.
 pub struct Sink {
     pub connector: Arc<Connector>,
-    /// Runs, error resources and guest state of this process.
+    /// Runs and error resources of this process.
     pub store: Arc<Store>,
+    /// Guest state: `store` itself, or in fleet mode the shared
+    /// database's, so a tenant's next run finds its incremental cache on
+    /// whichever replica takes it.
+    pub state: Arc<dyn StateBackend>,
     /// The outbox and the push ledger: `store` itself, or in fleet mode
     /// the shared database's.
     pub outbox: Arc<dyn Outbox>,
@@ -380,7 +385,7 @@ pub async fn redeliver(sink: &Sink, tenant: &str, lease: Option<&LeaseGuard>) ->
 
 /// Runs one push collection for a tenant.
 pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, PushError> {
-    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.store.clone())?;
+    let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.state.clone())?;
     let run_id = ctx.run_id.clone();
     sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
     let started = Instant::now();

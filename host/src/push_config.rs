@@ -24,7 +24,9 @@
 //! alone), so one tenant's records are never delivered by two replicas at
 //! once. The outbox and ledger are then the database's
 //! (`crate::spool::pg::PgOutbox`): any replica delivers any tenant's
-//! leftovers. Tenants' run caps (`limits`) count runs on every replica.
+//! leftovers, and guest state is too (`crate::fleet::PgState`): a tenant's
+//! incremental cache follows it to the next replica. Tenants' run caps
+//! (`limits`) count runs on every replica.
 //!
 //! A configuration that cannot be used is a [`ConfigError`] naming what is
 //! wrong; the runner's own failures (a tenant's secret, its plugin, its
@@ -777,7 +779,12 @@ impl Runner {
             Some(f) => Arc::new(crate::spool::pg::PgOutbox::new(f.pool(), store.clone())),
             None => store.clone(),
         };
-        let sink = Sink { connector: Arc::new(connector), store, outbox, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
+        // Fleet mode: guest state (the incremental cache) any replica reads.
+        let state: Arc<dyn crate::host::state::StateBackend> = match &shared {
+            Some(f) => Arc::new(f.state()),
+            None => store.clone(),
+        };
+        let sink = Sink { connector: Arc::new(connector), store, outbox, state, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
         Ok(Runner { config, runtime, sink, plugins, fleet })
     }
 

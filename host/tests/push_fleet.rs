@@ -44,6 +44,8 @@ struct Setup {
     tenants: Vec<String>,
     /// More `[cloudforet]` keys for the replicas' configurations.
     cf_extra: String,
+    /// More keys for every `[[tenant]]`.
+    tenant_extra: String,
 }
 
 impl Drop for Setup {
@@ -86,7 +88,7 @@ async fn setup(tenants: usize) -> Setup {
         sims.push(sim);
         names.push(format!("t{k}"));
     }
-    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into() }
+    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into(), tenant_extra: String::new() }
 }
 
 impl Setup {
@@ -123,9 +125,11 @@ secret_file = "prism-{k}.json"
 project_id = "project-{name}"
 hours = [{hours}]
 allow_networks = ["127.0.0.0/8"]
+{extra}
 "#,
                 prism = sim.url(),
                 hours = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+                extra = self.tenant_extra,
             ));
         }
         let path = self.dir.join(format!("run-{i}.toml"));
@@ -148,6 +152,21 @@ allow_networks = ["127.0.0.0/8"]
             .spawn()
             .unwrap();
         Replica { child, log }
+    }
+
+    /// `cf-host run --once` as replica `i`, to its exit: its log.
+    fn once(&self, i: usize) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["run", "--once", "--config"])
+            .arg(self.config(i))
+            .args(["--database", &self.pg.url])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "replica {i} --once failed:\n{log}");
+        log
     }
 
     /// Replica 0 alone with CloudForet slowed down, once its run has
@@ -520,4 +539,32 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     assert_eq!(transcripts[0][4], r#"0 2 ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]"#);
     assert_eq!(transcripts[0][7], "1");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Guest state in the shared database: a tenant's incremental collection
+/// whose next run lands on another replica (its own embedded store, empty)
+/// finds the cache the first replica left and stays incremental: the
+/// second run reads the changed VMs and the ids, not the full VM list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_cache_follows_the_tenant_to_another_replica() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    s.tenant_extra = "options = { incremental = true }".into();
+    let sim = &s.sims[0];
+    let calls = |before: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        sim.state.calls_per_kind().into_iter().filter(|(k, n)| *n > before.get(k).copied().unwrap_or(0)).collect()
+    };
+
+    let before = sim.state.calls_per_kind();
+    s.once(0);
+    let first = calls(&before);
+    assert!(first.contains_key("vms") && !first.contains_key("vms?filter"), "the first run is full: {first:?}");
+
+    assert!(sim.state.update_vm(&prism_sim::estate::uuid("vm", 3), "renamed-vm", "2030-01-01T00:00:00Z"));
+    let before = sim.state.calls_per_kind();
+    let log = s.once(1);
+    let second = calls(&before);
+    assert!(!second.contains_key("vms") && second.contains_key("vms?filter"), "replica 1's run is incremental: {second:?}\n{log}");
+    assert_eq!(s.held(), s.expected_held(), "nothing lost");
+    assert!(s.cf.db().cloud_services.values().any(|c| c.name == "renamed-vm"), "the change delivered");
 }
