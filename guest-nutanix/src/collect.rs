@@ -1451,6 +1451,8 @@ mod tests {
     const V2_VMS: &str = "/PrismGateway/services/rest/v2.0/vms/";
     const V2_HOSTS: &str = "/PrismGateway/services/rest/v2.0/hosts/";
     const V2_CONTAINERS: &str = "/PrismGateway/services/rest/v2.0/storage_containers/";
+    const V2_NETWORKS: &str = "/PrismGateway/services/rest/v2.0/networks/";
+    const V2_IMAGES: &str = "/PrismGateway/services/rest/v2.0/images/";
 
     fn pe_cluster() -> Value {
         json!({"uuid": PE_UUID, "name": "pe-a", "cluster_functions": ["NDFS"], "num_nodes": 2, "hypervisor_types": ["kKvm"], "version": "6.8.1"})
@@ -1533,17 +1535,17 @@ mod tests {
             .on(V2_CLUSTER, 0, ok(pe_cluster()))
             .on(V2_VMS, 0, v2_page(vec![v2_vm(0)], json!(1)));
         let mut s = Collected::default();
-        let sum = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms","subnets","guest_tools","recovery_points"]}"#).unwrap();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, "{}", SECRET, r#"{"resource_kinds":["vms","volume_groups","guest_tools","recovery_points"]}"#).unwrap();
         assert_eq!(services(&s, "VirtualMachine").len(), 1);
         let mut errs = errors(&s);
         errs.sort();
-        let mut want: Vec<String> = ["subnets", "guest_tools", "recovery_points"].iter().map(|k| v2::not_served(Kind::from_plural(k).unwrap())).collect();
+        let mut want: Vec<String> = ["volume_groups", "guest_tools", "recovery_points"].iter().map(|k| v2::not_served(Kind::from_plural(k).unwrap())).collect();
         want.sort();
         assert_eq!(errs, want);
         assert_eq!(sum.errors, 3);
         let vm = s.records.iter().find_map(|r| match r { Record::CloudService(c) => Some(c), _ => None }).unwrap();
         assert!(vm.data["guest_tools_installed"].is_null(), "v2.0 does not say");
-        assert!(!gets(&t).iter().any(|p| p.contains("subnets") || p.contains("recovery")), "{:?}", gets(&t));
+        assert!(!gets(&t).iter().any(|p| p.contains("volume_groups") || p.contains("recovery")), "{:?}", gets(&t));
     }
 
     /// Neither a Prism Central nor a Prism Element: the run fails naming
@@ -1591,6 +1593,62 @@ mod tests {
         let mut t = Scripted::default().on(CLUSTERS, 0, status(404, &[], "{}")).on(V2_CLUSTER, 0, ok(pe_cluster()));
         assert!(verify(&mut t, &mut Collected::default(), r#"{"api_version":"v3"}"#, SECRET).is_err());
         assert!(!gets(&t).iter().any(|p| p.starts_with("/PrismGateway")));
+    }
+
+    fn v2_network(i: u64) -> Value {
+        json!({"uuid": format!("net-{i}"), "name": format!("vlan-{i}"), "vlan_id": i, "vswitch_name": "br0", "logical_timestamp": 1,
+               "ip_config": {"network_address": format!("10.0.{i}.0"), "prefix_length": 24, "default_gateway": format!("10.0.{i}.1"), "ipam_enabled": true, "pool": []}})
+    }
+
+    fn v2_image(i: u64) -> Value {
+        json!({"uuid": format!("img-{i}"), "name": format!("image-{i}"), "image_type": "DISK_IMAGE", "image_state": "ACTIVE", "vm_disk_size": 1073741824,
+               "storage_container_uuid": "c-1", "created_time_in_usecs": 1700000000000000u64, "updated_time_in_usecs": 1700000000000000u64})
+    }
+
+    /// Subnets and images of a Prism Element: its networks and images
+    /// through v2.0, one call per page (offset/length), into the same
+    /// types as a Prism Central's; a network total that changes between
+    /// pages reads the list again, each network handed on once; a list
+    /// answered whole on its first page (a window ignored) is one call;
+    /// a non-object entity is an error resource among the good ones.
+    #[test]
+    fn networks_and_images_of_a_prism_element_are_read_one_call_per_page() {
+        let mut t = Scripted::default()
+            .on(CLUSTERS, 0, ok(pe_v3_clusters()))
+            .on(V2_CLUSTER, 0, ok(pe_cluster()))
+            .on(V2_NETWORKS, 0, v2_page(vec![v2_network(0), v2_network(1)], json!(3)))
+            .on(V2_NETWORKS, 2, v2_page(vec![v2_network(1), v2_network(2)], json!(4)))
+            .on(V2_NETWORKS, 0, v2_page(vec![v2_network(0), v2_network(1)], json!(4)))
+            .on(V2_NETWORKS, 2, v2_page(vec![v2_network(2), v2_network(3)], json!(4)))
+            .on(V2_IMAGES, 0, v2_page(vec![v2_image(0), v2_image(1), json!("not an object"), v2_image(2)], json!(4)));
+        let mut s = Collected::default();
+        let sum = collect(&mut t, &mut s, &mut crate::NoState, r#"{"page_size":2,"page_concurrency":1}"#, SECRET, r#"{"resource_kinds":["subnets","images"]}"#).unwrap();
+        let mut nets = services(&s, "Subnet");
+        let n = nets.len();
+        nets.sort();
+        nets.dedup();
+        assert_eq!((n, nets), (4, vec!["net-0".to_string(), "net-1".into(), "net-2".into(), "net-3".into()]), "each network once");
+        assert_eq!(services(&s, "Image"), vec!["img-0", "img-1", "img-2"]);
+        assert_eq!(errors(&s), vec!["a v2.0 image entity is not a JSON object".to_string()]);
+        assert_eq!(sum.errors, 1);
+        for r in &s.records {
+            if let Record::CloudService(cs) = r {
+                assert_eq!((cs.account.as_deref(), cs.region_code.as_deref()), (Some(PE_UUID), Some(PE_UUID)), "{}", cs.resource_id);
+            }
+        }
+        let v2: Vec<String> = gets(&t).into_iter().filter(|p| p.starts_with("/PrismGateway")).collect();
+        assert_eq!(
+            v2,
+            [
+                V2_CLUSTER.to_string(),
+                format!("{V2_NETWORKS}?offset=0&length=2"),
+                format!("{V2_NETWORKS}?offset=2&length=2"),
+                format!("{V2_NETWORKS}?offset=0&length=2"),
+                format!("{V2_NETWORKS}?offset=2&length=2"),
+                format!("{V2_IMAGES}?offset=0&length=2&include_vm_disk_sizes=true"),
+            ]
+        );
+        assert!(!gets(&t).iter().any(|p| p.starts_with("/api/") && (p.contains("subnets") || p.contains("images"))), "no Prism Central subnet or image list: {:?}", gets(&t));
     }
 
     /// Hostile v2.0 pages: a total that changes between pages, an entity on

@@ -1,10 +1,10 @@
 //! Prism Element v2.0 REST API: the fallback for a cluster managed without
-//! Prism Central (clusters, hosts, VMs and storage containers), its paging,
-//! how the collector tells a Prism Element from a Prism Central, and the
-//! adapter from v2.0 entities to the shapes normalization reads (v3 for
-//! clusters, hosts and VMs; the v4 item for storage containers), so a Prism
-//! Element's records are the same types, keys and match-rule fields as a
-//! Prism Central's.
+//! Prism Central (clusters, hosts, VMs, storage containers, subnets and
+//! images), its paging, how the collector tells a Prism Element from a
+//! Prism Central, and the adapter from v2.0 entities to the shapes
+//! normalization reads (v3 for clusters, hosts, VMs, subnets and images;
+//! the v4 item for storage containers), so a Prism Element's records are
+//! the same types, keys and match-rule fields as a Prism Central's.
 //!
 //! # Telling a Prism Element from a Prism Central
 //!
@@ -20,8 +20,8 @@
 //! object ([`is_prism_element`]): a JSON object with a non-empty `uuid`
 //! whose `cluster_functions` do not name Prism Central's (`MULTICLUSTER`,
 //! `PRISM_CENTRAL`; a Prism Element's are `["NDFS"]`). Then clusters, hosts,
-//! VMs and storage containers are read through v2.0 for the rest of the
-//! run. When neither answers, the run fails naming the endpoint and both
+//! VMs, storage containers, subnets (AHV networks) and images are read
+//! through v2.0 for the rest of the run. When neither answers, the run fails naming the endpoint and both
 //! answers. A Prism Central costs no call more (it lists itself); options
 //! `api_version: v3` or `v4` say the endpoint is a Prism Central and skip
 //! the check.
@@ -38,18 +38,42 @@
 //! `total_entities`, or `grand_total_entities` without it). `cluster` is
 //! one object, no list.
 //!
+//! `networks` and `images` are Acropolis lists, as `vms` is: they are asked
+//! by `offset`/`length` like it (`images` with `include_vm_disk_sizes=true`,
+//! without which an image has no `vm_disk_size`). Captured answers carry
+//! only the two totals in their metadata (no `count` or `page`), and public
+//! clients read both lists in one `GET` (or send `page`/`count`, which the
+//! answers do not echo): whether a Prism Element honours the window is not
+//! documented. Either way one call reads one page: a first page longer
+//! than asked (the whole list) sets the list's step, so a Prism Element
+//! that answers everything at once costs one call
+//! ([`crate::listing`]).
+//!
 //! Field lists: Nutanix's Prism Element REST API v2.0 reference
 //! (developer.nutanix.com, "Prism Element v2.0": the answers of `GET
-//! /cluster`, `/hosts/`, `/vms/` and `/storage_containers/`), checked
-//! against bodies captured from real Prism Elements (AOS 5.10 to 6.8) that
-//! public projects keep as test fixtures; there is no official v2.0 SDK to
-//! check bodies against. v2.0 lacks what the records then leave absent or
-//! null:
-//! every entity's creation and update times, categories, `state`; a VM's
-//! cluster (a Prism Element's VMs are all its own), owner, project, image,
-//! host name, guest tools and GPUs; a cluster's nodes' addresses and its
-//! hypervisors' versions; a container's cache deduplication and whether it
-//! is internal.
+//! /cluster`, `/hosts/`, `/vms/`, `/storage_containers/`, `/networks/`
+//! and `/images/`), checked against bodies captured from real Prism
+//! Elements (AOS 5.10 to 6.8) that public projects keep as test fixtures
+//! (for networks: AsBuiltReport.Nutanix.PrismElement's network section,
+//! `uuid`, `name`, `vlan_id`, `vswitch_name`, `virtual_switch_uuid`,
+//! `logical_timestamp` and `ip_config` {`network_address`,
+//! `prefix_length`, `default_gateway`, `ipam_enabled`, `dhcp_server_address`,
+//! `dhcp_options`, `pool` [{`range` "first last"}]}, an unmanaged network's
+//! `ip_config` being `{prefix_length: 0, ipam_enabled: false, pool: []}`;
+//! for images: `uuid`, `name`, `annotation`, `image_type` (`DISK_IMAGE`,
+//! `ISO_IMAGE`), `image_state`, `vm_disk_id`, `vm_disk_size`,
+//! `storage_container_uuid`, `created_time_in_usecs`,
+//! `updated_time_in_usecs`, as in yunionio/cloudmux's Nutanix image model
+//! and captured image lists); there is no official v2.0 SDK to check
+//! bodies against. v2.0 lacks what the records then leave absent or null:
+//! every entity's categories and `state`; the creation and update times of
+//! all but images; a VM's cluster (a Prism Element's VMs are all its own),
+//! owner, project, image, host name, guest tools and GPUs; a cluster's
+//! nodes' addresses and its hypervisors' versions; a container's cache
+//! deduplication and whether it is internal; a subnet's cluster (a Prism
+//! Element's networks are all its own) and VPC; an image's source URL,
+//! architecture and cluster (a Prism Element's images are in its own
+//! containers).
 
 use crate::v3::Kind;
 use crate::v4::compact;
@@ -63,7 +87,7 @@ pub const CLUSTER_PATH: &str = "/PrismGateway/services/rest/v2.0/cluster";
 
 /// The kinds a Prism Element serves through v2.0 (VM disks come from the
 /// VM list).
-pub const KINDS: [Kind; 5] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::StorageContainer, Kind::VmDisk];
+pub const KINDS: [Kind; 7] = [Kind::Cluster, Kind::Host, Kind::Vm, Kind::StorageContainer, Kind::VmDisk, Kind::Subnet, Kind::Image];
 
 /// The v2.0 list of a kind (`None`: not read through v2.0; the cluster is
 /// [`CLUSTER_PATH`]).
@@ -72,19 +96,23 @@ pub fn list_path(kind: Kind) -> Option<&'static str> {
         Kind::Vm => "/PrismGateway/services/rest/v2.0/vms/",
         Kind::Host => "/PrismGateway/services/rest/v2.0/hosts/",
         Kind::StorageContainer => "/PrismGateway/services/rest/v2.0/storage_containers/",
+        Kind::Subnet => "/PrismGateway/services/rest/v2.0/networks/",
+        Kind::Image => "/PrismGateway/services/rest/v2.0/images/",
         _ => return None,
     })
 }
 
-/// Path and query of one page of `kind` at (`offset`, `length`): VMs by
-/// offset and length with their disks and NICs, the others by 1-based page
-/// (`offset` a multiple of `length`) and count.
+/// Path and query of one page of `kind` at (`offset`, `length`): the
+/// Acropolis lists by offset and length (VMs with their disks and NICs,
+/// images with their sizes), the others by 1-based page (`offset` a
+/// multiple of `length`) and count.
 pub fn page_path(kind: Kind, path: Option<&str>, offset: u64, length: u32) -> String {
     let path = path.or(list_path(kind)).unwrap_or_default();
-    if kind == Kind::Vm {
-        format!("{path}?offset={offset}&length={length}&include_vm_disk_config=true&include_vm_nic_config=true")
-    } else {
-        format!("{path}?page={}&count={length}", offset / u64::from(length.max(1)) + 1)
+    match kind {
+        Kind::Vm => format!("{path}?offset={offset}&length={length}&include_vm_disk_config=true&include_vm_nic_config=true"),
+        Kind::Image => format!("{path}?offset={offset}&length={length}&include_vm_disk_sizes=true"),
+        Kind::Subnet => format!("{path}?offset={offset}&length={length}"),
+        _ => format!("{path}?page={}&count={length}", offset / u64::from(length.max(1)) + 1),
     }
 }
 
@@ -159,9 +187,10 @@ fn hypervisor(t: &str) -> Option<&'static str> {
     })
 }
 
-/// A v2.0 entity as normalization reads it: v3 for clusters, hosts and VMs
-/// (`cluster` is the Prism Element's uuid: its VMs name no cluster), the v4
-/// item for storage containers. Fails when the entity is not an object;
+/// A v2.0 entity as normalization reads it: v3 for clusters, hosts, VMs,
+/// subnets and images (`cluster` is the Prism Element's uuid: its VMs,
+/// networks and images name no cluster), the v4 item for storage
+/// containers. Fails when the entity is not an object;
 /// fields of another type than v2.0's are left out, missing ones stay
 /// missing (normalization names what it needs).
 pub fn adapt(kind: Kind, raw: &Value, cluster: &str) -> Result<Value, String> {
@@ -173,6 +202,8 @@ pub fn adapt(kind: Kind, raw: &Value, cluster: &str) -> Result<Value, String> {
         Kind::Host => host(raw),
         Kind::Vm => vm(raw, cluster),
         Kind::StorageContainer => storage_container(raw),
+        Kind::Subnet => subnet(raw, cluster),
+        Kind::Image => image(raw, cluster),
         other => return Err(format!("{} are not read through v2.0", other.plural())),
     }))
 }
@@ -321,10 +352,68 @@ fn storage_container(v: &Value) -> Value {
     })
 }
 
+/// An AHV network as a v3 subnet: VLAN-backed (v2.0's networks are AHV's
+/// VLAN networks; overlay subnets are Prism Central's), of the Prism
+/// Element's cluster; the IP configuration only when it names a network
+/// address (an unmanaged network's has none, and its prefix length is 0).
+fn subnet(v: &Value, cluster: &str) -> Value {
+    let ipc = v.get("ip_config").filter(|c| c.is_object()).cloned().unwrap_or(Value::Null);
+    let address = text(&ipc, "network_address");
+    let ip_config = if address.is_null() {
+        Value::Null
+    } else {
+        let pools: Vec<Value> = list_of(&ipc, "pool").iter().filter_map(|p| p.get("range").and_then(Value::as_str)).filter(|r| !r.is_empty()).map(|r| json!({"range": r})).collect();
+        json!({
+            "subnet_ip": address,
+            "prefix_length": small(&ipc, "prefix_length"),
+            "default_gateway_ip": text(&ipc, "default_gateway"),
+            "pool_list": pools,
+        })
+    };
+    json!({
+        "metadata": {"kind": "subnet", "uuid": text(v, "uuid")},
+        "status": {
+            "name": text(v, "name"),
+            "cluster_reference": {"kind": "cluster", "uuid": cluster},
+            "resources": {
+                "vlan_id": small(v, "vlan_id"),
+                "subnet_type": "VLAN",
+                "vswitch_name": text(v, "vswitch_name"),
+                "ip_config": ip_config,
+            }
+        }
+    })
+}
+
+/// A time in microseconds since the epoch as RFC 3339 (`None`: not a
+/// non-negative integer).
+fn usecs(v: &Value, k: &str) -> Value {
+    v.get(k).and_then(Value::as_u64).and_then(|u| i64::try_from(u / 1_000_000).ok()).map_or(Value::Null, |s| json!(crate::time::format_time(s)))
+}
+
+/// An image of the Prism Element's image service as a v3 image: on the
+/// Prism Element's cluster (its storage container is one of the
+/// cluster's), its size when asked with `include_vm_disk_sizes`, its
+/// annotation as the description, its times from microseconds.
+fn image(v: &Value, cluster: &str) -> Value {
+    json!({
+        "metadata": {"kind": "image", "uuid": text(v, "uuid"), "creation_time": usecs(v, "created_time_in_usecs"), "last_update_time": usecs(v, "updated_time_in_usecs")},
+        "status": {
+            "name": text(v, "name"),
+            "description": text(v, "annotation"),
+            "resources": {
+                "image_type": text(v, "image_type"),
+                "size_bytes": num(v, "vm_disk_size"),
+                "current_cluster_reference_list": [{"kind": "cluster", "uuid": cluster}],
+            }
+        }
+    })
+}
+
 /// The error resource of a kind a Prism Element does not serve.
 pub fn not_served(kind: Kind) -> String {
     format!(
-        "{} are not collected from a Prism Element: this endpoint is one, and the collector reads only clusters, hosts, VMs (with their disks) and storage containers through its v2.0 API (a Prism Central serves the rest)",
+        "{} are not collected from a Prism Element: this endpoint is one, and the collector reads only clusters, hosts, VMs (with their disks), storage containers, subnets and images through its v2.0 API (a Prism Central serves the rest)",
         kind.plural()
     )
 }
@@ -402,6 +491,8 @@ mod tests {
         // A one-entity read at any offset is that entity's page.
         assert_eq!(page_path(Kind::Host, None, 7, 1), "/PrismGateway/services/rest/v2.0/hosts/?page=8&count=1");
         assert_eq!(page_path(Kind::Host, None, 0, 0), "/PrismGateway/services/rest/v2.0/hosts/?page=1&count=0", "no division by zero");
+        assert_eq!(page_path(Kind::Subnet, None, 100, 100), "/PrismGateway/services/rest/v2.0/networks/?offset=100&length=100");
+        assert_eq!(page_path(Kind::Image, None, 0, 50), "/PrismGateway/services/rest/v2.0/images/?offset=0&length=50&include_vm_disk_sizes=true");
     }
 
     #[test]
@@ -500,11 +591,83 @@ mod tests {
             assert!(e.contains(missing), "{e}");
         }
         assert!(adapt(Kind::Host, &json!([1]), PE).is_err());
-        assert!(adapt(Kind::Subnet, &json!({}), PE).is_err());
+        assert!(adapt(Kind::Category, &json!({}), PE).is_err());
         // A huge node count is no count.
         let mut c = cluster_body();
         c["num_nodes"] = json!(u64::MAX);
         let (cs, _) = normalize::cluster(&ctx(), adapt(Kind::Cluster, &c, PE).unwrap()).unwrap().unwrap();
         assert_eq!(cs.data["num_nodes"], 0);
+    }
+    /// A managed network (a captured v2.0 body's fields) and an unmanaged
+    /// one, as a Prism Central's VLAN subnets are normalized.
+    #[test]
+    fn networks_are_vlan_subnets_of_the_prism_element() {
+        let managed = json!({"logical_timestamp": 284, "vlan_id": 20, "uuid": "net-1", "virtual_switch_uuid": "vs-1", "name": "IPAM_Default", "vswitch_name": "br0",
+            "ip_config": {"network_address": "192.168.1.0", "prefix_length": 24, "ipam_enabled": true, "free_ips": 240, "assigned_ips": 16, "num_macs": 13,
+                "default_gateway": "192.168.1.1", "dhcp_options": {"domain_name": "ntnxlab", "domain_name_servers": "192.168.1.2"},
+                "pool": [{"range": "192.168.1.30 192.168.1.250", "num_free_ips": 211, "num_total_ips": 221}], "dhcp_server_address": "192.168.1.254"}});
+        let s = normalize::service_of(Kind::Subnet, &ctx(), adapt(Kind::Subnet, &managed, PE).unwrap()).unwrap();
+        assert_eq!((s.resource_id.as_str(), s.name.as_str(), s.region_code.as_deref(), s.instance_type.as_deref()), ("net-1", "IPAM_Default", Some(PE), Some("VLAN")));
+        assert_eq!((s.data["vlan_id"].clone(), s.data["vswitch_name"].clone()), (json!(20), json!("br0")));
+        assert_eq!((s.data["network"].clone(), s.data["gateway"].clone()), (json!("192.168.1.0/24"), json!("192.168.1.1")));
+        assert_eq!(s.data["ip_pools"], json!(["192.168.1.30 192.168.1.250"]));
+        assert_eq!(s.data["cluster"], json!({"uuid": PE, "name": "pe-a"}));
+        for k in ["state", "created_at", "updated_at", "categories"] {
+            assert!(s.data[k].is_null(), "v2.0 has no {k}");
+        }
+        assert!(s.data.get("vpc").is_none());
+        let unmanaged = json!({"vlan_id": 0, "uuid": "net-2", "name": "MANAGEMENT", "vswitch_name": "br0",
+            "ip_config": {"prefix_length": 0, "ipam_enabled": false, "free_ips": -1, "assigned_ips": -1, "dhcp_options": {}, "pool": []}});
+        let s = normalize::service_of(Kind::Subnet, &ctx(), adapt(Kind::Subnet, &unmanaged, PE).unwrap()).unwrap();
+        assert_eq!((s.data["vlan_id"].clone(), s.data["network"].clone(), s.data["gateway"].clone(), s.data["ip_pools"].clone()), (json!(0), Value::Null, Value::Null, json!([])));
+    }
+
+    /// An image (a captured v2.0 body's fields): its size, annotation and
+    /// times, on the Prism Element's cluster.
+    #[test]
+    fn images_keep_size_times_and_the_prism_elements_cluster() {
+        let raw = json!({"uuid": "img-1", "name": "COS69", "annotation": "CentOS 6.9", "deleted": false, "storage_container_id": 12246,
+            "storage_container_uuid": "ctr-1", "logical_timestamp": 1, "image_type": "ISO_IMAGE", "vm_disk_id": "vd-1", "vm_disk_size": 3758096384u64,
+            "image_state": "ACTIVE", "created_time_in_usecs": 1505885183934950u64, "updated_time_in_usecs": 1505885190000000u64});
+        let i = normalize::service_of(Kind::Image, &ctx(), adapt(Kind::Image, &raw, PE).unwrap()).unwrap();
+        assert_eq!((i.resource_id.as_str(), i.name.as_str(), i.region_code.as_deref(), i.instance_type.as_deref()), ("img-1", "COS69", Some(PE), Some("ISO_IMAGE")));
+        assert_eq!((i.data["size_bytes"].clone(), i.instance_size), (json!(3758096384u64), Some(3758096384.0)));
+        assert_eq!(i.data["description"], "CentOS 6.9");
+        assert_eq!((i.data["created_at"].clone(), i.data["updated_at"].clone()), (json!("2017-09-20T05:26:23Z"), json!("2017-09-20T05:26:30Z")));
+        assert_eq!(i.launched_at.as_deref(), Some("2017-09-20T05:26:23Z"));
+        assert_eq!(i.data["clusters"], json!([{"uuid": PE, "name": "pe-a"}]));
+        for k in ["state", "source_uri", "architecture", "categories"] {
+            assert!(i.data[k].is_null(), "v2.0 has no {k}");
+        }
+    }
+
+    /// Hostile networks and images: wrong types are left out, a missing
+    /// uuid or name is an error naming it, a non-object is an error.
+    #[test]
+    fn hostile_networks_and_images_lose_only_what_is_wrong() {
+        let raw = json!({"uuid": "net-3", "name": "x", "vlan_id": "ten", "vswitch_name": 5,
+            "ip_config": {"network_address": "10.0.0.0", "prefix_length": "24", "default_gateway": 1, "pool": [7, {"range": 8}, {"range": "10.0.0.5 10.0.0.9"}]}});
+        let s = normalize::service_of(Kind::Subnet, &ctx(), adapt(Kind::Subnet, &raw, PE).unwrap()).unwrap();
+        assert_eq!((s.data["vlan_id"].clone(), s.data["vswitch_name"].clone(), s.data["network"].clone()), (Value::Null, Value::Null, json!("10.0.0.0")));
+        assert_eq!((s.data["gateway"].clone(), s.data["ip_pools"].clone()), (Value::Null, json!(["10.0.0.5 10.0.0.9"])));
+        let mut huge = raw.clone();
+        huge["vlan_id"] = json!(u64::MAX);
+        huge["ip_config"] = json!("managed");
+        let s = normalize::service_of(Kind::Subnet, &ctx(), adapt(Kind::Subnet, &huge, PE).unwrap()).unwrap();
+        assert!(s.data["vlan_id"].is_null() && s.data["network"].is_null());
+        let raw = json!({"uuid": "img-2", "name": "y", "vm_disk_size": -1, "image_type": ["DISK_IMAGE"], "created_time_in_usecs": "yesterday", "updated_time_in_usecs": u64::MAX});
+        let i = normalize::service_of(Kind::Image, &ctx(), adapt(Kind::Image, &raw, PE).unwrap()).unwrap();
+        assert!(i.data["size_bytes"].is_null() && i.instance_size.is_none() && i.instance_type.is_none());
+        assert!(i.data["created_at"].is_null());
+        assert!(i.data["updated_at"].is_string(), "the largest time still formats");
+        for kind in [Kind::Subnet, Kind::Image] {
+            for (raw, missing) in [(json!({"name": "x"}), "uuid"), (json!({"uuid": "u"}), "name"), (json!({"uuid": "", "name": "x"}), "uuid")] {
+                let e = normalize::service_of(kind, &ctx(), adapt(kind, &raw, PE).unwrap()).unwrap_err();
+                assert!(e.contains(missing), "{kind:?}: {e}");
+            }
+            for not in [json!([1]), json!("net"), json!(null)] {
+                assert!(adapt(kind, &not, PE).is_err(), "{kind:?} {not}");
+            }
+        }
     }
 }

@@ -803,9 +803,9 @@ async fn v2_cluster(State(state): State<Arc<SimState>>, headers: HeaderMap) -> R
     faulty(fault, body, v2_error)
 }
 
-/// `GET /PrismGateway/services/rest/v2.0/{vms,hosts,storage_containers}/`
-/// (Prism Element mode): `vms` by `offset`/`length`, the others by `page`
-/// (1-based)/`count`; counted as `v2/<list>` (one-entity reads past the
+/// `GET /PrismGateway/services/rest/v2.0/{vms,hosts,storage_containers,networks,images}/`
+/// (Prism Element mode): `vms`, `networks` and `images` by
+/// `offset`/`length`, the others by `page` (1-based)/`count`; counted as `v2/<list>` (one-entity reads past the
 /// start as `v2/<list>?probe`).
 async fn v2_list(State(state): State<Arc<SimState>>, Path(list): Path<String>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
     if !state.prism_element || !v2::LISTS.contains(&list.as_str()) {
@@ -822,7 +822,7 @@ async fn v2_list(State(state): State<Arc<SimState>>, Path(list): Path<String>, h
             Some(v) => v.parse::<u64>().map_err(|_| format!("{k}={v} is not a non-negative integer")),
         }
     };
-    let paged = list != "vms";
+    let paged = v2::paged(&list);
     let window = if paged {
         match (num("page", 1), num("count", 20)) {
             (Ok(p), Ok(c)) if p >= 1 && (1..=1000).contains(&c) => Ok(((p - 1) * c, c)),
@@ -847,7 +847,15 @@ async fn v2_list(State(state): State<Arc<SimState>>, Path(list): Path<String>, h
     }
     let body = {
         let estate = state.estate();
-        v2::page(&v2::entities(&estate, &list), first, count, paged)
+        let sizes = q.get("include_vm_disk_sizes").is_some_and(|v| v == "true");
+        let mut body = v2::page(&v2::entities_with(&estate, &list, sizes), first, count, paged);
+        if matches!(list.as_str(), "networks" | "images") {
+            // Their metadata: the two totals only.
+            if let Some(m) = body["metadata"].as_object_mut() {
+                m.remove("count");
+            }
+        }
+        body
     };
     faulty(fault, body, v2_error)
 }

@@ -10,9 +10,17 @@
 //! fixtures): the cluster (`GET /cluster`), hosts (`GET /hosts/`), VMs
 //! with `vm_disk_info` and `vm_nics` (`GET
 //! /vms/?include_vm_disk_config=true&include_vm_nic_config=true`),
-//! storage containers (`GET /storage_containers/`), and the
-//! list envelope `{metadata: {grand_total_entities, total_entities, count,
-//! page, start_index, end_index}, entities}`. `vms` pages by `offset` and
+//! storage containers (`GET /storage_containers/`), AHV networks (`GET
+//! /networks/`: `ip_config` with `network_address`, `prefix_length`,
+//! `default_gateway`, `ipam_enabled`, `pool` [{`range`}], an unmanaged
+//! network's `{prefix_length: 0, ipam_enabled: false, pool: []}`, as
+//! AsBuiltReport.Nutanix.PrismElement's captured body), images (`GET
+//! /images/`: `image_type`, `image_state`, `vm_disk_id`,
+//! `storage_container_uuid`, times in microseconds, `vm_disk_size` only
+//! with `include_vm_disk_sizes=true`), and the list envelope `{metadata:
+//! {grand_total_entities, total_entities, count, page, start_index,
+//! end_index}, entities}` (networks and images: the two totals only, as
+//! captured). `vms`, `networks` and `images` page by `offset` and
 //! `length`, the others by `page` (1-based) and `count`. Values a v2.0
 //! body spells differently from v3 are spelled as v2.0 does: power state
 //! `on`/`off`, disk buses `scsi`/`ide`, hypervisor type `kKvm`, erasure
@@ -26,7 +34,12 @@ use crate::estate::Estate;
 use serde_json::{json, Value};
 
 /// The lists served under `/PrismGateway/services/rest/v2.0/`.
-pub const LISTS: [&str; 3] = ["vms", "hosts", "storage_containers"];
+pub const LISTS: [&str; 5] = ["vms", "hosts", "storage_containers", "networks", "images"];
+
+/// Whether a list pages by `page`/`count` (the others by `offset`/`length`).
+pub fn paged(list: &str) -> bool {
+    matches!(list, "hosts" | "storage_containers")
+}
 
 fn s<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
     v.pointer(p).and_then(Value::as_str)
@@ -215,10 +228,86 @@ fn storage_container(c: &Value) -> Value {
     })
 }
 
-/// Every entity of a v2.0 list of the Prism Element (v2.0 shapes).
+/// An AHV network (`GET /networks/` entity) from the estate's v3 subnet:
+/// managed (IPAM) when the subnet has an IP configuration.
+fn network(sn: &Value) -> Value {
+    let r = &sn["status"]["resources"];
+    let id = s(sn, "/metadata/uuid").unwrap_or_default();
+    let ip_config = match r.get("ip_config").filter(|c| c.is_object()) {
+        Some(c) => json!({
+            "network_address": c["subnet_ip"],
+            "prefix_length": c["prefix_length"],
+            "default_gateway": c["default_gateway_ip"],
+            "ipam_enabled": true,
+            "dhcp_server_address": c["subnet_ip"].as_str().map(|a| a.trim_end_matches(".0").to_string() + ".254"),
+            "dhcp_options": {},
+            "pool": c["pool_list"].as_array().into_iter().flatten().map(|p| json!({"range": p["range"]})).collect::<Vec<_>>(),
+        }),
+        None => json!({"prefix_length": 0, "ipam_enabled": false, "free_ips": -1, "assigned_ips": -1, "dhcp_options": {}, "pool": []}),
+    };
+    json!({
+        "logical_timestamp": 1,
+        "uuid": id,
+        "name": s(sn, "/status/name"),
+        "vlan_id": r["vlan_id"],
+        "vswitch_name": r["vswitch_name"],
+        "virtual_switch_uuid": crate::estate::uuid("vswitch", 0),
+        "ip_config": ip_config,
+    })
+}
+
+/// An image (`GET /images/` entity) from the estate's v3 image, in the
+/// Prism Element's default container; `vm_disk_size` with `sizes`.
+fn image(k: usize, i: &Value, container: &str, sizes: bool) -> Value {
+    let r = &i["status"]["resources"];
+    let usecs = |p: &str| s(i, p).and_then(crate::v4::parse_utc).map(|t| t * 1_000_000);
+    let id = s(i, "/metadata/uuid").unwrap_or_default();
+    let mut out = json!({
+        "uuid": id,
+        "name": s(i, "/status/name"),
+        "deleted": false,
+        "storage_container_uuid": container,
+        "logical_timestamp": 1,
+        "image_type": r["image_type"],
+        "vm_disk_id": crate::estate::uuid("image-vmdisk", k),
+        "image_state": "ACTIVE",
+        "created_time_in_usecs": usecs("/metadata/creation_time"),
+        "updated_time_in_usecs": usecs("/metadata/creation_time"),
+    });
+    if let Some(d) = s(i, "/status/description") {
+        out["annotation"] = json!(d);
+    }
+    if sizes {
+        out["vm_disk_size"] = r["size_bytes"].clone();
+    }
+    out
+}
+
+/// Every entity of a v2.0 list of the Prism Element (v2.0 shapes; images
+/// with their sizes).
 pub fn entities(estate: &Estate, list: &str) -> Vec<Value> {
+    entities_with(estate, list, true)
+}
+
+/// Every entity of a v2.0 list of the Prism Element (v2.0 shapes); images
+/// with `vm_disk_size` when `sizes` (`include_vm_disk_sizes=true`).
+pub fn entities_with(estate: &Estate, list: &str, sizes: bool) -> Vec<Value> {
     let pe = cluster_uuid(estate);
     match list {
+        "networks" => of_cluster(&estate.subnets, &pe).map(network).collect(),
+        "images" => {
+            // The images stored on the Prism Element's cluster, in its
+            // default container.
+            let container = estate
+                .storage_containers
+                .iter()
+                .find(|c| s(c, "/clusterExtId") == Some(pe.as_str()) && c["isInternal"] != json!(true))
+                .and_then(|c| s(c, "/containerExtId"))
+                .unwrap_or_default()
+                .to_string();
+            let on_pe = |(_, i): &(usize, &Value)| i.pointer("/status/resources/current_cluster_reference_list").and_then(Value::as_array).is_some_and(|l| l.iter().any(|c| s(c, "/uuid") == Some(pe.as_str())));
+            estate.images.iter().enumerate().filter(on_pe).map(|(k, i)| image(k, i, &container, sizes)).collect()
+        }
         "vms" => of_cluster(&estate.vms, &pe).map(vm).collect(),
         "hosts" => of_cluster(&estate.hosts, &pe).map(host).collect(),
         "storage_containers" => estate.storage_containers.iter().filter(|c| s(c, "/clusterExtId") == Some(pe.as_str())).map(storage_container).collect(),
