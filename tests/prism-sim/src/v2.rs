@@ -219,7 +219,7 @@ fn storage_container(c: &Value) -> Value {
 pub fn entities(estate: &Estate, list: &str) -> Vec<Value> {
     let pe = cluster_uuid(estate);
     match list {
-        "vms" => of_cluster(&estate.vms, &pe).map(vm).collect(),
+        "vms" => estate.vms.iter().filter(|e| s(e, "/status/cluster_reference/uuid") == Some(pe.as_str())).map(|e| vm(&e)).collect(),
         "hosts" => of_cluster(&estate.hosts, &pe).map(host).collect(),
         "storage_containers" => estate.storage_containers.iter().filter(|c| s(c, "/clusterExtId") == Some(pe.as_str())).map(storage_container).collect(),
         _ => Vec::new(),
