@@ -62,11 +62,11 @@ pub fn protection_rules(now: i64) -> Vec<Value> {
 /// The recovery points of VM `i`: (age in seconds, expires in seconds from now).
 fn points_of_vm(cfg: &EstateConfig, i: usize) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
-    if vm_facts(cfg, i).categories.is_empty() || i % 5 == 0 {
+    if vm_facts(cfg, i).categories.is_empty() || i.is_multiple_of(5) {
         return out;
     }
     out.push((300 + (i % 4) as i64 * 1_800, 7 * 86_400));
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         out.push((2 * 86_400, 5 * 86_400));
     }
     if i % 7 == 1 {
