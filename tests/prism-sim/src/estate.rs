@@ -698,12 +698,25 @@ mod tests {
     fn a_million_vms_generate_without_their_trees() {
         let before = rss_kib();
         let started = std::time::Instant::now();
-        let e = Estate::generate(EstateConfig { vms: 1_000_000, ..EstateConfig::default() });
+        let config = EstateConfig { vms: 1_000_000, ..EstateConfig::default() };
+        let state = crate::SimState::new(crate::SimConfig { estate: config, ..crate::SimConfig::default() });
         let grown_mib = rss_kib().saturating_sub(before) / 1024;
-        assert_eq!(e.vms.len(), 1_000_000);
-        assert!(e.vm_recovery_points.len() > 500_000 && e.alerts.len() > 500_000);
+        {
+            let e = state.estate();
+            assert_eq!(e.vms.len(), 1_000_000);
+            assert!(e.vm_recovery_points.len() > 500_000 && e.alerts.len() > 500_000);
+            assert_eq!(e.vms.get(999_999).unwrap()["metadata"]["uuid"], uuid("vm", 999_999));
+        }
         assert!(grown_mib < 64, "the estate took {grown_mib} MiB");
-        assert_eq!(e.vms.get(999_999).unwrap()["metadata"]["uuid"], uuid("vm", 999_999));
+        // 1 % of them renamed, as the product-path benchmark does: held as
+        // JSON text, a few KB each.
+        let before_edits = rss_kib();
+        for i in 0..10_000 {
+            assert!(state.update_vm(&uuid("vm", i), &format!("renamed-{i}"), "2026-12-06T00:00:00Z"));
+        }
+        let edits_mib = rss_kib().saturating_sub(before_edits) / 1024;
+        assert!(edits_mib < 80, "10,000 renamed VMs took {edits_mib} MiB");
+        assert_eq!(state.estate().vms.get(9_999).unwrap()["status"]["name"], "renamed-9999");
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "generated in {:?}", started.elapsed());
     }
 }

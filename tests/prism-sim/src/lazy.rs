@@ -34,10 +34,11 @@ pub struct LazyList {
     uuid_kind: &'static str,
     /// Base indexes removed, ascending.
     removed: Vec<usize>,
-    /// Base entities as edited.
-    edited: HashMap<usize, Value>,
-    /// Entities added after the base ones, in order.
-    added: Vec<Value>,
+    /// Base entities as edited, as JSON text (a tree takes about five
+    /// times the memory of its text).
+    edited: HashMap<usize, Box<[u8]>>,
+    /// Entities added after the base ones, in order: (uuid, JSON text).
+    added: Vec<(String, Box<[u8]>)>,
     /// The category pairs the live entities carry, counted.
     categories: CategoryCounts,
 }
@@ -85,9 +86,14 @@ impl LazyList {
     }
 
     fn at(&self, slot: Slot) -> Value {
-        match slot {
-            Slot::Base(i) => self.edited.get(&i).cloned().unwrap_or_else(|| (self.render)(i)),
-            Slot::Added(k) => self.added[k].clone(),
+        let held = match slot {
+            Slot::Base(i) => self.edited.get(&i),
+            Slot::Added(k) => self.added.get(k).map(|(_, text)| text),
+        };
+        match (held, slot) {
+            (Some(text), _) => serde_json::from_slice(text).unwrap_or(Value::Null),
+            (None, Slot::Base(i)) => (self.render)(i),
+            (None, Slot::Added(_)) => Value::Null,
         }
     }
 
@@ -112,7 +118,7 @@ impl LazyList {
         {
             return Some(Slot::Base(i));
         }
-        self.added.iter().position(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(uuid)).map(Slot::Added)
+        self.added.iter().position(|(id, _)| id == uuid).map(Slot::Added)
     }
 
     /// The list position of the entity with `uuid`.
@@ -141,11 +147,16 @@ impl LazyList {
         self.count(&v, false);
         f(&mut v);
         self.count(&v, true);
+        let text = text_of(&v);
         match slot {
             Slot::Base(i) => {
-                self.edited.insert(i, v);
+                self.edited.insert(i, text);
             }
-            Slot::Added(k) => self.added[k] = v,
+            Slot::Added(k) => {
+                if let Some(held) = self.added.get_mut(k) {
+                    held.1 = text;
+                }
+            }
         }
     }
 
@@ -196,7 +207,8 @@ impl LazyList {
     /// Adds `e` at the end.
     pub fn push(&mut self, e: Value) {
         self.count(&e, true);
-        self.added.push(e);
+        let uuid = e.pointer("/metadata/uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.added.push((uuid, text_of(&e)));
     }
 
     /// Every category pair the entities carry, in order.
@@ -208,6 +220,10 @@ impl LazyList {
     pub fn overlay_len(&self) -> usize {
         self.edited.len() + self.added.len()
     }
+}
+
+fn text_of(e: &Value) -> Box<[u8]> {
+    serde_json::to_vec(e).unwrap_or_default().into_boxed_slice()
 }
 
 /// The index `i` of a uuid made by [`crate::estate::uuid`]`(kind, i)`, if it is one.
