@@ -304,9 +304,10 @@ pub fn render_phases(phases: &[Phase]) -> String {
 /// collection to a tonic client of the plugin protocol. The store file
 /// lives in `dir` and is removed afterwards.
 ///
-/// The simulator runs in this process: its estate (about 21 KB per VM) is
-/// in every phase's resident memory; `+MiB` is the peak over the phase's
-/// starting point.
+/// The simulator runs in this process: its estate renders VMs on demand
+/// and holds only the changed ones (the 1 % renamed), so the resident
+/// memory is the host's; `+MiB` is the peak over the phase's starting
+/// point.
 #[cfg(feature = "simulator")]
 pub async fn product_path(
     runtime: &Runtime,
@@ -363,7 +364,7 @@ pub async fn product_path(
     phases.push(collect("collect into the store, first run").await?);
     phases.push(collect("collect into the store, unchanged").await?);
     // 1 %: the first VMs of the estate renamed, as a user's edit in Prism
-    // (`SimState::update_vm`, which finds a VM by a scan from the front).
+    // (`SimState::update_vm`, which finds a VM from its uuid).
     let changed: Vec<String> = sim
         .state
         .estate()

@@ -39,13 +39,13 @@ fn t(s: &str) -> i64 {
 /// VMs it protects that have no unexpired recovery point within its RPO;
 /// per plan name, the VM uuids it names that the estate lacks.
 fn expected(e: &Estate, now: i64) -> (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, BTreeSet<String>>) {
-    let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
-    for p in &e.vm_recovery_points {
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for p in e.vm_recovery_points.iter() {
         let expires_ms = p["status"]["resources"]["expiration_time_msecs"].as_i64().unwrap();
         if expires_ms / 1000 <= now {
             continue;
         }
-        let vm = p["status"]["resources"]["parent_vm_reference"]["uuid"].as_str().unwrap();
+        let vm = p["status"]["resources"]["parent_vm_reference"]["uuid"].as_str().unwrap().to_string();
         let at = t(p["metadata"]["creation_time"].as_str().unwrap());
         latest.entry(vm).and_modify(|x| *x = (*x).max(at)).or_insert(at);
     }
@@ -54,7 +54,7 @@ fn expected(e: &Estate, now: i64) -> (BTreeMap<String, BTreeSet<String>>, BTreeM
         let rpo = rule.pointer("/status/resources/availability_zone_connectivity_list/0/snapshot_schedule_list/0/recovery_point_objective_secs").and_then(Value::as_i64);
         let params = rule.pointer("/status/resources/category_filter/params").and_then(Value::as_object).unwrap();
         let mut bad = BTreeSet::new();
-        for vm in &e.vms {
+        for vm in e.vms.iter() {
             let cats = vm["metadata"]["categories"].as_object().cloned().unwrap_or_default();
             let protected = params.iter().any(|(k, vs)| cats.get(k).is_some_and(|v| vs.as_array().unwrap().contains(v)));
             let uuid = vm["metadata"]["uuid"].as_str().unwrap();
@@ -64,14 +64,14 @@ fn expected(e: &Estate, now: i64) -> (BTreeMap<String, BTreeSet<String>>, BTreeM
         }
         violated.insert(rule["status"]["name"].as_str().unwrap().to_string(), bad);
     }
-    let existing: BTreeSet<&str> = e.vms.iter().map(|v| v["metadata"]["uuid"].as_str().unwrap()).collect();
+    let existing: BTreeSet<String> = e.vms.iter().map(|v| v["metadata"]["uuid"].as_str().unwrap().to_string()).collect();
     let mut missing = BTreeMap::new();
     for plan in &e.recovery_plans {
         let named = plan.pointer("/status/resources/stage_list/0/stage_work/recover_entities/entity_info_list").and_then(Value::as_array).unwrap();
         let gone: BTreeSet<String> = named
             .iter()
             .filter_map(|i| i.pointer("/any_entity_reference/uuid").and_then(Value::as_str))
-            .filter(|u| !existing.contains(u))
+            .filter(|u| !existing.contains(*u))
             .map(str::to_string)
             .collect();
         missing.insert(plan["status"]["name"].as_str().unwrap().to_string(), gone);

@@ -366,7 +366,7 @@ impl Pages {
         let estate = prism_sim::estate::Estate::generate(EstateConfig { vms, ..EstateConfig::default() });
         let (mut pages, mut lists) = (std::collections::HashMap::new(), std::collections::HashMap::new());
         for (kind, singular) in [("clusters", "cluster"), ("vms", "vm")] {
-            let all = estate.list(kind).unwrap_or_default();
+            let all = estate.list(kind).map(|l| l.to_vec()).unwrap_or_default();
             let path = format!("/api/nutanix/v3/{kind}/list");
             for offset in (0..all.len().max(1)).step_by(page) {
                 let entities: Vec<Value> = all.iter().skip(offset).take(page).cloned().collect();

@@ -21,6 +21,8 @@ use crate::estate::{uuid, vm_facts, EstateConfig};
 use crate::v4::format_utc;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use crate::lazy::{CategoryCounts, LazyList};
 
 /// (name, RPO in seconds, category key, value).
 pub const POLICIES: [(&str, Option<u64>, &str, &str); 3] = [
@@ -57,41 +59,56 @@ pub fn protection_rules(now: i64) -> Vec<Value> {
         .collect()
 }
 
-/// (VM index, age in seconds, expires in seconds from now).
-fn points_of(cfg: &EstateConfig) -> Vec<(usize, i64, i64)> {
+/// The recovery points of VM `i`: (age in seconds, expires in seconds from now).
+fn points_of_vm(cfg: &EstateConfig, i: usize) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
-    for i in 0..cfg.vms {
-        if vm_facts(cfg, i).categories.is_empty() || i % 5 == 0 {
-            continue;
-        }
-        out.push((i, 300 + (i % 4) as i64 * 1_800, 7 * 86_400));
-        if i % 2 == 0 {
-            out.push((i, 2 * 86_400, 5 * 86_400));
-        }
-        if i % 7 == 1 {
-            out.push((i, 60, -10));
-        }
+    if vm_facts(cfg, i).categories.is_empty() || i.is_multiple_of(5) {
+        return out;
+    }
+    out.push((300 + (i % 4) as i64 * 1_800, 7 * 86_400));
+    if i.is_multiple_of(2) {
+        out.push((2 * 86_400, 5 * 86_400));
+    }
+    if i % 7 == 1 {
+        out.push((60, -10));
     }
     out
 }
 
-pub fn vm_recovery_points(cfg: &EstateConfig, now: i64) -> Vec<Value> {
-    points_of(cfg)
-        .into_iter()
-        .enumerate()
-        .map(|(k, (i, age, ttl))| {
-            let f = vm_facts(cfg, i);
-            json!({
-                "metadata": {"kind": "vm_recovery_point", "uuid": uuid("vm_recovery_point", k), "creation_time": format_utc(now - age)},
-                "status": {"name": format!("{}-rp-{k}", f.name), "state": "COMPLETE", "resources": {
-                    "parent_vm_reference": {"kind": "vm", "uuid": f.uuid, "name": f.name},
-                    "expiration_time_msecs": (now + ttl) * 1_000,
-                    "recovery_point_type": "CRASH_CONSISTENT",
-                    "consistency_group_uuid": uuid("consistency_group", i),
-                }}
-            })
+/// How many recovery points a VM has repeats with its index every
+/// `PERIOD` VMs (categories by `i % 3`, then `i % 5`, `i % 2`, `i % 7`,
+/// `i % 4`).
+const PERIOD: usize = 420;
+
+/// The VM recovery points, one list entry per point, VM by VM: rendered
+/// on demand (point `k` is found from the count of points per period of
+/// VMs), so a million VMs hold no recovery point in memory.
+pub fn vm_recovery_points(cfg: &EstateConfig, now: i64) -> LazyList {
+    // prefix[r]: the points of VMs 0..r of a period.
+    let mut prefix = vec![0usize; PERIOD + 1];
+    for r in 0..PERIOD {
+        prefix[r + 1] = prefix[r] + points_of_vm(cfg, r).len();
+    }
+    let per_period = prefix[PERIOD];
+    let total = cfg.vms / PERIOD * per_period + prefix[cfg.vms % PERIOD];
+    let cfg = cfg.clone();
+    let render = move |k: usize| {
+        let (period, rest) = (k / per_period.max(1), k % per_period.max(1));
+        let r = prefix.partition_point(|p| *p <= rest) - 1;
+        let i = period * PERIOD + r;
+        let (age, ttl) = points_of_vm(&cfg, i)[rest - prefix[r]];
+        let f = vm_facts(&cfg, i);
+        json!({
+            "metadata": {"kind": "vm_recovery_point", "uuid": uuid("vm_recovery_point", k), "creation_time": format_utc(now - age)},
+            "status": {"name": format!("{}-rp-{k}", f.name), "state": "COMPLETE", "resources": {
+                "parent_vm_reference": {"kind": "vm", "uuid": f.uuid, "name": f.name},
+                "expiration_time_msecs": (now + ttl) * 1_000,
+                "recovery_point_type": "CRASH_CONSISTENT",
+                "consistency_group_uuid": uuid("consistency_group", i),
+            }}
         })
-        .collect()
+    };
+    LazyList::new(total, "vm_recovery_point", Arc::new(render), CategoryCounts::new())
 }
 
 pub fn recovery_plans(cfg: &EstateConfig, now: i64) -> Vec<Value> {

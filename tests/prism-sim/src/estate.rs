@@ -3,7 +3,9 @@
 //! Everything is a pure function of [`EstateConfig`], so tests can compute
 //! what a given entity looks like ([`vm_facts`]) and assert exact values.
 
+use crate::lazy::{CategoryCounts, Entities, LazyList};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct EstateConfig {
@@ -430,10 +432,13 @@ pub fn project_entity(cfg: &EstateConfig, p: usize) -> Value {
     })
 }
 
-/// All entities of a kind (`vms`, `clusters`, ...), in list order.
+/// All entities of a kind (`vms`, `clusters`, ...), in list order. The
+/// lists whose length grows with the VMs' (VMs, their alerts and recovery
+/// points) are [`LazyList`]s: rendered on demand from the VM's index, with
+/// the changes since held apart.
 pub struct Estate {
     pub config: EstateConfig,
-    pub vms: Vec<Value>,
+    pub vms: LazyList,
     pub clusters: Vec<Value>,
     pub hosts: Vec<Value>,
     pub subnets: Vec<Value>,
@@ -448,7 +453,7 @@ pub struct Estate {
     pub storage_containers: Vec<Value>,
     /// Data protection ([`crate::dataprotection`]), v3 shapes.
     pub protection_rules: Vec<Value>,
-    pub vm_recovery_points: Vec<Value>,
+    pub vm_recovery_points: LazyList,
     pub recovery_plans: Vec<Value>,
     /// When the estate was generated (seconds since the epoch): recovery
     /// points are aged from it.
@@ -458,7 +463,7 @@ pub struct Estate {
     /// Compute extras and operations ([`crate::operations`]), v4 shapes
     /// only (no v3 list).
     pub vm_templates: Vec<Value>,
-    pub alerts: Vec<Value>,
+    pub alerts: LazyList,
     pub lcm_entities: Vec<Value>,
 }
 
@@ -470,13 +475,19 @@ impl Estate {
         clusters.extend((0..cfg.clusters).map(|c| cluster_entity(cfg, c)));
         let n_hosts = cfg.clusters * cfg.hosts_per_cluster;
         let mut per_host = vec![0usize; n_hosts];
+        let mut categories = CategoryCounts::new();
         for i in 0..cfg.vms {
-            if let Some(h) = vm_facts(cfg, i).host.filter(|h| *h < n_hosts) {
+            let f = vm_facts(cfg, i);
+            if let Some(h) = f.host.filter(|h| *h < n_hosts) {
                 per_host[h] += 1;
             }
+            for pair in f.categories {
+                *categories.entry(pair).or_default() += 1;
+            }
         }
+        let vm_cfg = config.clone();
         let mut estate = Estate {
-            vms: (0..cfg.vms).map(|i| vm_entity(cfg, i)).collect(),
+            vms: LazyList::new(cfg.vms, "vm", Arc::new(move |i| vm_entity(&vm_cfg, i)), categories),
             hosts: (0..n_hosts).map(|h| host_entity(cfg, h, per_host[h])).collect(),
             subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
             images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
@@ -492,14 +503,14 @@ impl Estate {
             clusters,
             config,
             vm_templates: Vec::new(),
-            alerts: Vec::new(),
+            alerts: LazyList::new(0, "alert", Arc::new(|_| Value::Null), CategoryCounts::new()),
             lcm_entities: Vec::new(),
         };
         if estate.config.gpus {
             crate::operations::attach_gpus(&mut estate);
         }
         estate.vm_templates = crate::operations::vm_templates(&estate.config, &estate.vms, now);
-        estate.alerts = crate::operations::alerts(&estate.vms, &estate.hosts, &estate.clusters[0], now);
+        estate.alerts = crate::operations::alerts(&estate.config, &estate.hosts, &estate.clusters[0], now);
         estate.lcm_entities = crate::operations::lcm_entities(&estate.config, &estate.hosts);
         let keys: std::collections::BTreeSet<String> = estate.category_pairs().into_iter().map(|(k, _)| k).collect();
         estate.category_keys = keys.into_iter().map(|k| json!({"name": k, "description": format!("{k} of the workload"), "system_defined": false})).collect();
@@ -508,15 +519,7 @@ impl Estate {
 
     /// Every category key/value pair the VMs use, in order.
     pub fn category_pairs(&self) -> Vec<(String, String)> {
-        let mut pairs = std::collections::BTreeSet::new();
-        for vm in &self.vms {
-            if let Some(Value::Object(c)) = vm.pointer("/metadata/categories") {
-                for (k, v) in c {
-                    pairs.insert((k.clone(), v.as_str().unwrap_or_default().to_string()));
-                }
-            }
-        }
-        pairs.into_iter().collect()
+        self.vms.category_pairs()
     }
 
     /// The v3 value entities of one category key.
@@ -528,9 +531,11 @@ impl Estate {
             .collect()
     }
 
-    pub fn list(&self, kind: &str) -> Option<&[Value]> {
-        Some(match kind {
-            "vms" => &self.vms,
+    pub fn list(&self, kind: &str) -> Option<Entities<'_>> {
+        let stored: &[Value] = match kind {
+            "vms" => return Some(Entities::Lazy(&self.vms)),
+            "vm_recovery_points" => return Some(Entities::Lazy(&self.vm_recovery_points)),
+            "alerts" => return Some(Entities::Lazy(&self.alerts)),
             "clusters" => &self.clusters,
             "hosts" => &self.hosts,
             "subnets" => &self.subnets,
@@ -540,13 +545,12 @@ impl Estate {
             "categories" => &self.category_keys,
             "storage_containers" => &self.storage_containers,
             "protection_rules" => &self.protection_rules,
-            "vm_recovery_points" => &self.vm_recovery_points,
             "recovery_plans" => &self.recovery_plans,
             "vm_templates" => &self.vm_templates,
-            "alerts" => &self.alerts,
             "lcm_entities" => &self.lcm_entities,
-            _ => return self.network.list(kind),
-        })
+            _ => self.network.list(kind)?,
+        };
+        Some(Entities::Stored(stored))
     }
 
     /// The Prism Central instance's uuid (the collector's `account`).
@@ -570,7 +574,7 @@ mod tests {
     #[test]
     fn gpus_only_with_the_knob_and_on_their_vms_hosts() {
         let plain = Estate::generate(EstateConfig::default());
-        let gpu_lists = |e: &Estate| e.hosts.iter().chain(&e.vms).filter(|x| x.pointer("/status/resources/gpu_list").is_some()).count();
+        let gpu_lists = |e: &Estate| e.hosts.iter().cloned().chain(e.vms.iter()).filter(|x| x.pointer("/status/resources/gpu_list").is_some()).count();
         assert_eq!(gpu_lists(&plain), 0, "the default estate has no GPUs");
         let e = Estate::generate(EstateConfig { gpus: true, ..EstateConfig::default() });
         assert_eq!(e.hosts.iter().filter(|h| h.pointer("/status/resources/gpu_list").is_some()).count(), e.hosts.len() / 2);
@@ -597,5 +601,122 @@ mod tests {
         assert!(e.subnets.iter().any(|s| s["status"]["resources"]["ip_config"].is_null()));
         let hosted: usize = e.hosts.iter().map(|h| h["status"]["resources"]["hypervisor"]["num_vms"].as_u64().unwrap() as usize).sum();
         assert_eq!(hosted, e.vms.len() - off);
+    }
+
+    /// The VM list as it was held before it was rendered on demand: every
+    /// VM's tree, with the same changes applied to a plain vector.
+    #[test]
+    fn lazy_vms_equal_the_eager_rendering_after_changes() {
+        let cfg = EstateConfig { vms: 97, gpus: true, ..EstateConfig::default() };
+        let state = crate::SimState::new(crate::SimConfig { estate: cfg.clone(), ..crate::SimConfig::default() });
+        let mut eager: Vec<Value> = (0..cfg.vms).map(|i| vm_entity(&cfg, i)).collect();
+        let with_gpus: Vec<Value> = state.estate().vms.iter().collect();
+        // The GPUs are the only generation-time edits: apply them by hand.
+        let mut gpu_users = 0;
+        for (e, l) in eager.iter_mut().zip(&with_gpus) {
+            if let Some(g) = l.pointer("/status/resources/gpu_list") {
+                e["status"]["resources"]["gpu_list"] = g.clone();
+                gpu_users += 1;
+            }
+        }
+        assert!(gpu_users > 0, "some VMs use GPUs");
+        assert_eq!(with_gpus, eager);
+        let id = |i: usize| uuid("vm", i);
+        assert!(state.update_vm(&id(10), "renamed", "2026-01-01T00:00:00Z"));
+        let e10 = eager.iter_mut().find(|v| v["metadata"]["uuid"] == id(10)).unwrap();
+        e10["status"]["name"] = json!("renamed");
+        e10["spec"]["name"] = json!("renamed");
+        e10["metadata"]["last_update_time"] = json!("2026-01-01T00:00:00Z");
+        for i in [0, 11, 50, 96] {
+            assert!(state.remove_vm(&id(i)));
+            eager.retain(|v| v["metadata"]["uuid"] != id(i));
+        }
+        assert!(!state.remove_vm(&id(11)), "gone already");
+        assert!(!state.update_vm(&id(11), "x", "2026-01-01T00:00:00Z"));
+        let added = state.add_vm("2026-02-01T00:00:00Z");
+        let mut new = vm_entity(&cfg, cfg.vms);
+        new["metadata"]["creation_time"] = json!("2026-02-01T00:00:00Z");
+        new["metadata"]["last_update_time"] = json!("2026-02-01T00:00:00Z");
+        assert_eq!(new["metadata"]["uuid"], added);
+        eager.push(new);
+        assert!(state.update_vm(&added, "renamed-new", "2026-03-01T00:00:00Z"), "an added VM is found too");
+        let last = eager.last_mut().unwrap();
+        last["status"]["name"] = json!("renamed-new");
+        last["spec"]["name"] = json!("renamed-new");
+        last["metadata"]["last_update_time"] = json!("2026-03-01T00:00:00Z");
+        let e = state.estate();
+        assert_eq!(e.vms.iter().collect::<Vec<_>>(), eager);
+        assert_eq!(e.vms.len(), eager.len());
+        for (p, v) in eager.iter().enumerate() {
+            assert_eq!(e.vms.position(v["metadata"]["uuid"].as_str().unwrap()), Some(p));
+        }
+        // The category pairs, counted as the list changes, are the ones the
+        // VMs carry.
+        let mut pairs = std::collections::BTreeSet::new();
+        for v in &eager {
+            for (k, val) in v["metadata"]["categories"].as_object().into_iter().flatten() {
+                pairs.insert((k.clone(), val.as_str().unwrap().to_string()));
+            }
+        }
+        assert_eq!(e.category_pairs(), pairs.into_iter().collect::<Vec<_>>());
+        assert!(e.vms.overlay_len() < 20, "only the changed VMs are held: {}", e.vms.overlay_len());
+    }
+
+    /// Recovery points, rendered from their index, are what a walk over
+    /// every VM makes (across several of the periods they repeat in).
+    #[test]
+    fn lazy_recovery_points_equal_a_walk_over_the_vms() {
+        let cfg = EstateConfig { vms: 1_000, ..EstateConfig::default() };
+        let e = Estate::generate(cfg.clone());
+        let mut k = 0;
+        for i in 0..cfg.vms {
+            let f = vm_facts(&cfg, i);
+            let n = if f.categories.is_empty() || i % 5 == 0 { 0 } else { 1 + usize::from(i % 2 == 0) + usize::from(i % 7 == 1) };
+            for _ in 0..n {
+                let p = e.vm_recovery_points.get(k).unwrap();
+                assert_eq!(p["status"]["resources"]["parent_vm_reference"]["uuid"], f.uuid, "point {k}");
+                assert_eq!(p["status"]["resources"]["consistency_group_uuid"], uuid("consistency_group", i));
+                assert_eq!(p["metadata"]["uuid"], uuid("vm_recovery_point", k));
+                k += 1;
+            }
+        }
+        assert_eq!(e.vm_recovery_points.len(), k);
+        let alerts = e.alerts.len();
+        assert_eq!(alerts, cfg.vms / 2 + e.hosts.len() + 1);
+        assert_eq!(e.alerts.get(1).unwrap()["sourceEntity"]["extId"], uuid("vm", 2));
+        assert_eq!(e.alerts.get(alerts - 1).unwrap()["sourceEntity"]["type"], "prism_central");
+    }
+
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// A million VMs hold no VM (nor alert, nor recovery point) in memory:
+    /// the estate costs a few MiB where its trees took about 21 GB.
+    #[test]
+    fn a_million_vms_generate_without_their_trees() {
+        let before = rss_kib();
+        let started = std::time::Instant::now();
+        let config = EstateConfig { vms: 1_000_000, ..EstateConfig::default() };
+        let state = crate::SimState::new(crate::SimConfig { estate: config, ..crate::SimConfig::default() });
+        let grown_mib = rss_kib().saturating_sub(before) / 1024;
+        {
+            let e = state.estate();
+            assert_eq!(e.vms.len(), 1_000_000);
+            assert!(e.vm_recovery_points.len() > 500_000 && e.alerts.len() > 500_000);
+            assert_eq!(e.vms.get(999_999).unwrap()["metadata"]["uuid"], uuid("vm", 999_999));
+        }
+        assert!(grown_mib < 64, "the estate took {grown_mib} MiB");
+        // 1 % of them renamed, as the product-path benchmark does: held as
+        // JSON text, a few KB each.
+        let before_edits = rss_kib();
+        for i in 0..10_000 {
+            assert!(state.update_vm(&uuid("vm", i), &format!("renamed-{i}"), "2026-12-06T00:00:00Z"));
+        }
+        let edits_mib = rss_kib().saturating_sub(before_edits) / 1024;
+        assert!(edits_mib < 80, "10,000 renamed VMs took {edits_mib} MiB");
+        assert_eq!(state.estate().vms.get(9_999).unwrap()["status"]["name"], "renamed-9999");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "generated in {:?}", started.elapsed());
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! - [`estate`]: the deterministic simulated estate (clusters with the Prism
 //!   Central pseudo-cluster, hosts, VMs, subnets, images).
+//! - [`lazy`]: lists rendered on demand (VMs, alerts, VM recovery points):
+//!   an entity from its index, with only what changed since held, so an
+//!   estate of a million VMs costs memory in proportion to its changes.
 //! - this module: a real HTTP/1.1 server (axum) on a caller-given listener
 //!   implementing the Prism Central v3 list endpoints
 //!   (`POST /api/nutanix/v3/{vms,clusters,hosts,subnets,images}/list`) with
@@ -58,6 +61,7 @@
 
 pub mod dataprotection;
 pub mod estate;
+pub mod lazy;
 pub mod network;
 pub mod operations;
 pub mod tls;
@@ -281,14 +285,11 @@ impl SimState {
     /// Renames the VM with `uuid` and sets its `last_update_time` to `at`
     /// (as a user's edit in Prism would); false if there is no such VM.
     pub fn update_vm(&self, uuid: &str, name: &str, at: &str) -> bool {
-        let mut e = self.estate_mut();
-        let Some(vm) = e.vms.iter_mut().find(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(uuid)) else {
-            return false;
-        };
-        vm["status"]["name"] = json!(name);
-        vm["spec"]["name"] = json!(name);
-        vm["metadata"]["last_update_time"] = json!(at);
-        true
+        self.estate_mut().vms.edit(uuid, |vm| {
+            vm["status"]["name"] = json!(name);
+            vm["spec"]["name"] = json!(name);
+            vm["metadata"]["last_update_time"] = json!(at);
+        })
     }
 
     /// Gives the Prism Central pseudo-cluster of the v3 cluster list
@@ -304,10 +305,7 @@ impl SimState {
 
     /// Deletes the VM with `uuid`; false if there is no such VM.
     pub fn remove_vm(&self, uuid: &str) -> bool {
-        let mut e = self.estate_mut();
-        let before = e.vms.len();
-        e.vms.retain(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) != Some(uuid));
-        e.vms.len() < before
+        self.estate_mut().vms.remove(uuid)
     }
 
     /// Creates a VM whose `creation_time` and `last_update_time` are `at`;
@@ -401,9 +399,7 @@ impl SimState {
         }
         self.churned.fetch_add(1, Ordering::SeqCst);
         {
-            let mut e = self.estate_mut();
-            let k = (c.remove as usize).min(e.vms.len());
-            e.vms.drain(..k);
+            self.estate_mut().vms.remove_front(c.remove as usize);
         }
         for _ in 0..c.add {
             self.add_vm("2024-06-01T00:00:00Z");
@@ -542,8 +538,8 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         None => entities,
         Some(f) if kind == "vms" => {
             let since = v3_updated_since(f).map_err(|e| v3_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &e))?;
-            filtered = entities.iter().filter(|e| updated_since(e, since)).cloned().collect();
-            &filtered[..]
+            filtered = entities.iter().filter(|e| updated_since(e, since)).collect();
+            lazy::Entities::Stored(&filtered)
         }
         Some(_) => {
             return Err(v3_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("the simulator filters only the VM list, not {kind}")));
@@ -563,10 +559,6 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         }
         Err(e) => return Err(v3_error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", &format!("length: {e}"))),
     };
-    let entities = match state.cut(kind) {
-        Some(n) => &entities[..n.min(entities.len())],
-        None => entities,
-    };
     // A one-entity read past the start is a collector checking that the
     // list did not shift between its pages: counted apart.
     let counted_as = match (filter.is_some(), length == 1 && offset > 0) {
@@ -575,21 +567,19 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
         (false, false) => kind.to_string(),
     };
     let (latency, fault) = state.decide_fault(kind, &counted_as, offset);
-    let total = entities.len() as u64;
+    let total = state.cut(kind).map_or(entities.len(), |n| n.min(entities.len())) as u64;
     let start = offset.min(total) as usize;
     let end = (offset + length).min(total) as usize;
-    let page = &entities[start..end];
-    let rendered: Vec<Value>;
+    let page = entities.range(start, end);
     let page = if crate::network::is_network(kind) {
-        rendered = page.iter().filter_map(|e| crate::network::v3_entity(kind, e)).collect();
-        &rendered[..]
+        page.iter().filter_map(|e| crate::network::v3_entity(kind, e)).collect()
     } else {
         page
     };
     let body = V3Page {
         api_version: "3.1",
         metadata: json!({"kind": singular(kind), "total_matches": total, "length": page.len(), "offset": offset}),
-        entities: page,
+        entities: &page,
     };
     Ok((latency, fault, JsonBody(serde_json::to_vec(&body).unwrap_or_default())))
 }
@@ -1022,16 +1012,16 @@ async fn v3_groups(State(state): State<Arc<SimState>>, headers: HeaderMap, body:
         _ => None,
     };
     let estate = state.estate();
-    let all: &[Value] = match entity_type.as_str() {
-        "mh_vm" => &estate.vms,
-        "host" => &estate.hosts,
-        _ => estate.clusters.get(1..).unwrap_or_default(),
+    let all = match entity_type.as_str() {
+        "mh_vm" => lazy::Entities::Lazy(&estate.vms),
+        "host" => lazy::Entities::Stored(&estate.hosts),
+        _ => lazy::Entities::Stored(estate.clusters.get(1..).unwrap_or_default()),
     };
     let entities: Vec<Value> = all
+        .range(offset, offset.saturating_add(count))
         .iter()
         .enumerate()
-        .skip(offset)
-        .take(count)
+        .map(|(i, e)| (offset + i, e))
         .map(|(i, e)| {
             let on = entity_type != "mh_vm" || e.pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
             let data: Vec<Value> = attributes

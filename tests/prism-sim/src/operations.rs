@@ -24,6 +24,8 @@
 use crate::estate::{uuid, EstateConfig};
 use crate::v4::format_utc;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use crate::lazy::{CategoryCounts, LazyList};
 
 /// VM templates in the estate.
 pub const TEMPLATES: usize = 4;
@@ -38,10 +40,10 @@ fn id(e: &Value) -> Value {
     e.pointer("/metadata/uuid").cloned().unwrap_or(Value::Null)
 }
 
-pub fn vm_templates(cfg: &EstateConfig, vms: &[Value], now: i64) -> Vec<Value> {
+pub fn vm_templates(cfg: &EstateConfig, vms: &LazyList, now: i64) -> Vec<Value> {
     (0..TEMPLATES)
         .map(|t| {
-            let r = vms.get(t).and_then(|v| v.pointer("/status/resources")).cloned().unwrap_or(Value::Null);
+            let r = vms.get(t).and_then(|v| v.pointer("/status/resources").cloned()).unwrap_or(Value::Null);
             let created = format_utc(now - 86_400 * (10 + t as i64));
             json!({
                 "extId": uuid("template", t),
@@ -99,7 +101,8 @@ pub fn attach_gpus(estate: &mut crate::estate::Estate) {
     let n_hosts = estate.hosts.len();
     let mut on_host: Vec<Vec<usize>> = vec![Vec::new(); n_hosts];
     for i in 0..estate.vms.len() {
-        if let Some(h) = crate::estate::vm_facts(&cfg, i).host.filter(|h| *h < n_hosts) {
+        // A host's first three powered-on VMs are all that may use its GPUs.
+        if let Some(h) = crate::estate::vm_facts(&cfg, i).host.filter(|h| *h < n_hosts && on_host[*h].len() < 3) {
             on_host[h].push(i);
         }
     }
@@ -114,13 +117,14 @@ pub fn attach_gpus(estate: &mut crate::estate::Estate) {
             "status": if pt_user.is_some() { "UVM.Assigned" } else { "UVM.Available" },
         });
         if let Some(i) = pt_user {
-            pt["consumer_reference"] = json!({"kind": "vm", "uuid": id(&estate.vms[i]), "name": name(&estate.vms[i])});
-            give(&mut estate.vms[i], json!({"vendor": "NVIDIA", "mode": "PASSTHROUGH_COMPUTE", "device_id": 8373, "name": "NVIDIA A100 80GB PCIe",
-                "uuid": uuid(&format!("vm-gpu-{i}"), 0), "pci_address": "0000:3b:00.0", "frame_buffer_size_mib": 81_920, "guest_driver_version": "535.104.05"}));
+            let vm = estate.vms.get(i).unwrap_or(Value::Null);
+            pt["consumer_reference"] = json!({"kind": "vm", "uuid": id(&vm), "name": name(&vm)});
+            estate.vms.edit_at(i, |vm| give(vm, json!({"vendor": "NVIDIA", "mode": "PASSTHROUGH_COMPUTE", "device_id": 8373, "name": "NVIDIA A100 80GB PCIe",
+                "uuid": uuid(&format!("vm-gpu-{i}"), 0), "pci_address": "0000:3b:00.0", "frame_buffer_size_mib": 81_920, "guest_driver_version": "535.104.05"})));
         }
         list.push(pt);
         let vgpu_users: Vec<usize> = vms.iter().skip(usize::from(pt_user.is_some())).take(2).copied().collect();
-        let vgpu = |user: Option<usize>, vms: &[Value]| {
+        let vgpu = |user: Option<usize>, vms: &LazyList| {
             let mut e = json!({
                 "name": "NVIDIA A16-4Q", "vendor": "NVIDIA", "device_id": 9654, "mode": "VIRTUAL", "pci_address": "0000:86:00.0",
                 "numa_node": 1, "index": 1, "frame_buffer_size_mib": 4_096, "fraction": 4, "num_virtual_display_heads": 4,
@@ -129,7 +133,8 @@ pub fn attach_gpus(estate: &mut crate::estate::Estate) {
                 "status": "UVM.Available",
             });
             if let Some(i) = user {
-                e["consumer_reference"] = json!({"kind": "vm", "uuid": id(&vms[i]), "name": name(&vms[i])});
+                let vm = vms.get(i).unwrap_or(Value::Null);
+                e["consumer_reference"] = json!({"kind": "vm", "uuid": id(&vm), "name": name(&vm)});
             }
             e
         };
@@ -138,9 +143,9 @@ pub fn attach_gpus(estate: &mut crate::estate::Estate) {
         }
         for &i in &vgpu_users {
             list.push(vgpu(Some(i), &estate.vms));
-            give(&mut estate.vms[i], json!({"vendor": "NVIDIA", "mode": "VIRTUAL", "device_id": 9654, "name": "NVIDIA A16-4Q",
+            estate.vms.edit_at(i, |vm| give(vm, json!({"vendor": "NVIDIA", "mode": "VIRTUAL", "device_id": 9654, "name": "NVIDIA A16-4Q",
                 "uuid": uuid(&format!("vm-gpu-{i}"), 0), "pci_address": "0000:86:00.0", "frame_buffer_size_mib": 4_096, "fraction": 4,
-                "num_virtual_display_heads": 4, "guest_driver_version": "535.104.05"}));
+                "num_virtual_display_heads": 4, "guest_driver_version": "535.104.05"})));
         }
         let r = &mut estate.hosts[h]["status"]["resources"];
         r["gpu_driver_version"] = json!("535.104.06");
@@ -191,27 +196,35 @@ fn alert(i: usize, title: &str, severity: &str, state: &str, source: (&str, Valu
     a
 }
 
-pub fn alerts(vms: &[Value], hosts: &[Value], pc: &Value, now: i64) -> Vec<Value> {
-    let mut out = Vec::new();
-    for (i, vm) in vms.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-        let severity = ALERT_SEVERITIES[i / 2 % 3];
-        let cluster = vm.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
-        let state = match i % 8 {
-            0 => "RESOLVED",
-            2 => "ACKNOWLEDGED",
-            _ => "OPEN",
-        };
-        out.push(alert(out.len(), "VM {vm_name} CPU usage high", severity, state, ("vm", id(vm), name(vm)), cluster, now - 600 * i as i64));
-        // The title's parameter, as Prism sends it.
-        out.last_mut().expect("pushed")["parameters"] =
-            json!([{"paramName": "vm_name", "paramValue": {"$objectType": "monitoring.v4.common.StringValue", "stringValue": name(vm)}}]);
-    }
-    for h in hosts {
-        let cluster = h.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
-        out.push(alert(out.len(), "Host disk latency high", "WARNING", "OPEN", ("host", id(h), name(h)), cluster, now - 7_200));
-    }
-    out.push(alert(out.len(), "Prism Central backup not configured", "INFO", "OPEN", ("prism_central", id(pc), name(pc)), Value::Null, now - 86_400));
-    out
+/// The alerts: one per even VM, one per host, one about Prism Central, in
+/// that order; rendered on demand from the VMs' indexes (their alerts are
+/// about the VMs as generated), so a million VMs hold none in memory.
+pub fn alerts(cfg: &EstateConfig, hosts: &[Value], pc: &Value, now: i64) -> LazyList {
+    let per_vm = cfg.vms.div_ceil(2);
+    let total = per_vm + hosts.len() + 1;
+    let (cfg, hosts, pc) = (cfg.clone(), hosts.to_vec(), pc.clone());
+    let render = move |k: usize| {
+        if k < per_vm {
+            let i = 2 * k;
+            let f = crate::estate::vm_facts(&cfg, i);
+            let severity = ALERT_SEVERITIES[i / 2 % 3];
+            let state = match i % 8 {
+                0 => "RESOLVED",
+                2 => "ACKNOWLEDGED",
+                _ => "OPEN",
+            };
+            let mut a = alert(k, "VM {vm_name} CPU usage high", severity, state, ("vm", json!(f.uuid), json!(f.name)), json!(uuid("cluster", f.cluster)), now - 600 * i as i64);
+            // The title's parameter, as Prism sends it.
+            a["parameters"] = json!([{"paramName": "vm_name", "paramValue": {"$objectType": "monitoring.v4.common.StringValue", "stringValue": f.name}}]);
+            a
+        } else if let Some(h) = hosts.get(k - per_vm) {
+            let cluster = h.pointer("/status/cluster_reference/uuid").cloned().unwrap_or(Value::Null);
+            alert(k, "Host disk latency high", "WARNING", "OPEN", ("host", id(h), name(h)), cluster, now - 7_200)
+        } else {
+            alert(k, "Prism Central backup not configured", "INFO", "OPEN", ("prism_central", id(&pc), name(&pc)), Value::Null, now - 86_400)
+        }
+    };
+    LazyList::new(total, "alert", Arc::new(render), CategoryCounts::new())
 }
 
 fn lcm(i: usize, model: &str, kind: &str, version: &str, location: (&str, &str), cluster: &str, update: Option<&str>) -> Value {

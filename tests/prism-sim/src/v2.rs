@@ -308,7 +308,7 @@ pub fn entities_with(estate: &Estate, list: &str, sizes: bool) -> Vec<Value> {
             let on_pe = |(_, i): &(usize, &Value)| i.pointer("/status/resources/current_cluster_reference_list").and_then(Value::as_array).is_some_and(|l| l.iter().any(|c| s(c, "/uuid") == Some(pe.as_str())));
             estate.images.iter().enumerate().filter(on_pe).map(|(k, i)| image(k, i, &container, sizes)).collect()
         }
-        "vms" => of_cluster(&estate.vms, &pe).map(vm).collect(),
+        "vms" => estate.vms.iter().filter(|e| s(e, "/status/cluster_reference/uuid") == Some(pe.as_str())).map(|e| vm(&e)).collect(),
         "hosts" => of_cluster(&estate.hosts, &pe).map(host).collect(),
         "storage_containers" => estate.storage_containers.iter().filter(|c| s(c, "/clusterExtId") == Some(pe.as_str())).map(storage_container).collect(),
         _ => Vec::new(),

@@ -10,6 +10,7 @@
 //! `$objectType` is set on the first item of a page only.
 
 use crate::estate::{uuid, Estate};
+use crate::lazy::Entities;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -384,17 +385,15 @@ impl ListQuery {
 /// One page of a v4 list: `{data, metadata}` with `$objectType` on the first item.
 pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u64, q: &ListQuery) -> Value {
     let filtered: Vec<Value>;
-    let all: &[Value] = match q.updated_since {
+    let listed = estate.list(list).unwrap_or(Entities::Stored(&[]));
+    let all = match q.updated_since {
         Some(since) => {
-            filtered = estate.list(list).unwrap_or_default().iter().filter(|e| crate::updated_since(e, since)).cloned().collect();
-            &filtered
+            filtered = listed.iter().filter(|e| crate::updated_since(e, since)).collect();
+            Entities::Stored(&filtered)
         }
-        None => estate.list(list).unwrap_or_default(),
+        None => listed,
     };
-    let all = match q.cut {
-        Some(n) => &all[..n.min(all.len())],
-        None => all,
-    };
+    let all_len = q.cut.map_or(all.len(), |n| n.min(all.len()));
     let items: Vec<Value> = match list {
         "categories" => categories(estate)
             .into_iter()
@@ -402,8 +401,8 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
             .collect(),
         "iscsi_clients" => iscsi_clients(estate).into_iter().map(|(id, name)| json!({"extId": id, "iscsiInitiatorName": name})).collect(),
         _ => {
-            let start = (page * limit).min(all.len() as u64) as usize;
-            let end = ((page + 1) * limit).min(all.len() as u64) as usize;
+            let start = (page * limit).min(all_len as u64) as usize;
+            let end = ((page + 1) * limit).min(all_len as u64) as usize;
             let ids: BTreeMap<(String, String), String> =
                 if matches!(list, "vms" | "protection_rules") { categories(estate).into_iter().map(|(id, k, v)| ((k, v), id)).collect() } else { BTreeMap::new() };
             let names: BTreeMap<String, String> = estate
@@ -411,7 +410,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
                 .iter()
                 .filter_map(|c| Some((c.pointer("/metadata/uuid")?.as_str()?.to_string(), c.pointer("/status/name")?.as_str()?.to_string())))
                 .collect();
-            all[start..end]
+            all.range(start, end)
                 .iter()
                 .map(|e| match list {
                     "vms" if q.ext_id_only => json!({"extId": s(e, "/metadata/uuid")}),
@@ -432,7 +431,7 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
     };
     let total = match list {
         "categories" | "iscsi_clients" => items.len() as u64,
-        _ => all.len() as u64,
+        _ => all_len as u64,
     };
     let mut items = if matches!(list, "categories" | "iscsi_clients") {
         let start = (page * limit).min(items.len() as u64) as usize;
@@ -570,8 +569,8 @@ pub fn format_utc(t: i64) -> String {
 /// `interval` from `start` (rounded up to the interval) before `end`, the
 /// `select`ed fields (all without `$select`); none for a powered-off VM.
 pub fn vm_stats(estate: &Estate, ext_id: &str, start: i64, end: i64, interval: i64, select: Option<&str>) -> Option<Value> {
-    let index = estate.vms.iter().position(|v| v.pointer("/metadata/uuid").and_then(Value::as_str) == Some(ext_id))?;
-    let on = estate.vms[index].pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
+    let index = estate.vms.position(ext_id)?;
+    let on = estate.vms.get(index)?.pointer("/status/resources/power_state").and_then(Value::as_str) == Some("ON");
     let fields: Vec<&str> = match select.and_then(|s| s.strip_prefix("stats/")) {
         Some(f) => STAT_FIELDS.iter().copied().filter(|x| *x == f).collect(),
         None => STAT_FIELDS.to_vec(),
