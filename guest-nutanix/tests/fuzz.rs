@@ -47,13 +47,14 @@ fn entities() -> &'static Vec<(Kind, Value, Option<Value>)> {
         let estate = Estate::generate(EstateConfig { vms: 6, ..EstateConfig::default() });
         let names: BTreeMap<String, String> = estate
             .list("clusters")
+            .map(|l| l.to_vec())
             .unwrap_or_default()
             .iter()
             .filter_map(|c| Some((c.pointer("/metadata/uuid")?.as_str()?.to_string(), c.pointer("/status/name")?.as_str()?.to_string())))
             .collect();
         let mut out = Vec::new();
         for (kind, list) in [(Kind::Vm, "vms"), (Kind::Cluster, "clusters"), (Kind::Host, "hosts"), (Kind::Subnet, "subnets"), (Kind::Image, "images")] {
-            for e in estate.list(list).unwrap_or_default() {
+            for e in &estate.list(list).map(|l| l.to_vec()).unwrap_or_default() {
                 let v4 = match kind {
                     Kind::Vm => Some(prism_sim::v4::vm(e, &BTreeMap::new())),
                     Kind::Cluster => Some(prism_sim::v4::cluster(e)),
@@ -69,7 +70,7 @@ fn entities() -> &'static Vec<(Kind, Value, Option<Value>)> {
         // entities rendered from it (the v4-only kinds: the v4 item alone).
         for &(_, list, _) in prism_sim::network::ENDPOINTS {
             let kind = Kind::from_plural(if list == "network_security_rules" { "security_policies" } else { list }).expect("a kind of each list");
-            for e in estate.list(list).unwrap_or_default() {
+            for e in &estate.list(list).map(|l| l.to_vec()).unwrap_or_default() {
                 match prism_sim::network::v3_entity(list, e) {
                     Some(v3) => out.push((kind, v3, Some(e.clone()))),
                     None => out.push((kind, e.clone(), None)),

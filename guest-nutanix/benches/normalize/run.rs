@@ -22,7 +22,7 @@ fn pages() -> Pages {
     let estate = Estate::generate(EstateConfig { vms: VMS, ..EstateConfig::default() });
     let mut out = HashMap::new();
     for (kind, singular) in [("clusters", "cluster"), ("vms", "vm")] {
-        let all = estate.list(kind).unwrap_or_default();
+        let all = estate.list(kind).map(|l| l.to_vec()).unwrap_or_default();
         for offset in (0..all.len().max(1)).step_by(PAGE) {
             let page: Vec<&Value> = all.iter().skip(offset).take(PAGE).collect();
             let body = json!({"api_version": "3.1",
