@@ -19,11 +19,16 @@ pub fn of_type(records: &[Record], ty: &str) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The list calls `n` entities take in pages of 100 (v4's largest page).
+pub fn pages(n: usize) -> u64 {
+    n.div_ceil(100) as u64
+}
+
 /// List calls per page of 100: the kind's list key (`calls_per_kind`)
 /// holds exactly one call per page (its one-entity checks between windows
 /// of pages, at most one per window of 8, are counted apart as `?probe`).
 pub fn assert_one_call_per_page(calls: &BTreeMap<String, u64>, key: &str, entities: usize) {
-    let pages = entities.div_ceil(100).max(1) as u64;
+    let pages = pages(entities).max(1);
     assert_eq!(calls.get(key), Some(&pages), "{key}: {calls:?}");
     assert!(calls.get(&format!("{key}?probe")).copied().unwrap_or(0) <= pages.div_ceil(8), "{key}: {calls:?}");
 }

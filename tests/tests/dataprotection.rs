@@ -6,7 +6,7 @@
 //! list call per page of 100 entities.
 
 use cf_host::record::{Record, ResourceType};
-use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type};
+use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type, pages};
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::{Estate, EstateConfig};
 use prism_sim::{Faults, SimConfig, Simulator};
@@ -151,7 +151,6 @@ fn data_protection_through_v4_with_recovery_plans_through_v3() {
     // Nothing else, nothing twice: the cluster list, the VMs' name lists
     // (categories also name the policies' categories), and a probe per
     // window of pages.
-    let pages = |n: usize| n.div_ceil(100) as u64;
     let want: BTreeMap<String, u64> = [
         ("v4/clusters", 1),
         ("v4/categories", 1),

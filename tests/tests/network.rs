@@ -6,6 +6,7 @@
 //! and each list at most one call per page of 100 entities.
 
 use cf_host::record::Record;
+use cf_tests::kinds::pages;
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::EstateConfig;
 use prism_sim::{Faults, SimConfig, Simulator};
@@ -41,10 +42,6 @@ fn services<'a>(records: &'a [Value], ty: &str) -> Vec<&'a Value> {
 
 fn errors(records: &[Value]) -> Vec<String> {
     records.iter().filter(|r| r["resource_type"] == "inventory.ErrorResource").map(|r| r.to_string()).collect()
-}
-
-fn pages(n: usize) -> u64 {
-    n.div_ceil(100) as u64
 }
 
 #[test]

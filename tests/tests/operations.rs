@@ -7,7 +7,7 @@
 //! per kind naming the v4 path, and no call; the default kinds read none.
 
 use cf_host::record::{Record, ResourceType};
-use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type};
+use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type, pages};
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::EstateConfig;
 use prism_sim::{Faults, SimConfig, Simulator};
@@ -134,7 +134,6 @@ fn templates_alerts_and_lcm_entities_through_v4_one_call_per_page() {
     assert_one_call_per_page(&calls, "v4/alerts", estate.alerts.len());
     assert_one_call_per_page(&calls, "v4/lcm_entities", estate.lcm_entities.len());
     assert_one_call_per_page(&calls, "v4/vm_templates", estate.vm_templates.len());
-    let pages = |n: usize| n.div_ceil(100) as u64;
     let mut want: BTreeMap<String, u64> = [
         ("v4/clusters", 1),
         ("v4/categories", 1),

@@ -10,7 +10,7 @@
 //! Prism Central costs no v2.0 call.
 
 use cf_host::record::Record;
-use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type};
+use cf_tests::kinds::{assert_one_call_per_page, collect_default, of_type, pages};
 use cf_tests::{block_on, collect_all, host};
 use prism_sim::estate::EstateConfig;
 use prism_sim::{Faults, PageFault, SimConfig, Simulator};
@@ -80,7 +80,7 @@ fn a_prism_element_is_collected_through_v2_into_the_records_of_a_prism_central()
         ("clusters", 1),
         ("v2/cluster", 1),
         ("v2/hosts", 1),
-        ("v2/vms", VMS.div_ceil(100) as u64),
+        ("v2/vms", pages(VMS)),
         ("v2/vms?probe", 1),
         ("v2/storage_containers", 1),
         ("v2/networks", 2),
