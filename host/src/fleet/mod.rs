@@ -9,6 +9,8 @@
 //! - [`error`]: [`FleetError`].
 //! - [`pool`]: a bounded pool of blocking connections (the callers run on
 //!   tokio's blocking threads).
+//! - [`tls`]: TLS as the URL's `sslmode` and `sslrootcert` say (rustls);
+//!   [`tls::Connector::connect`] is the one way the fleet connects.
 //! - [`state`]: guest `state` in the database ([`PgState`], a
 //!   [`crate::host::state::StateBackend`]): a run that lands on another
 //!   replica sees what the last one wrote.
@@ -34,6 +36,7 @@ pub mod pool;
 pub mod push_leases;
 pub mod registry_log;
 pub mod state;
+pub mod tls;
 pub mod webhooks;
 
 pub use error::FleetError;
@@ -149,8 +152,8 @@ pub struct Fleet {
 
 impl Fleet {
     /// Connects to `url` (`postgres://user@host:port/db`, or a Unix socket
-    /// directory as `host=/path`), brings the schema up to date and answers
-    /// the fleet. Blocking: call it off the async workers.
+    /// directory as `host=/path`; TLS as its `sslmode` says, see [`tls`]),
+    /// brings the schema up to date and answers the fleet. Blocking: call it off the async workers.
     pub fn connect(url: &str) -> Result<Fleet, FleetError> {
         let pool = Pool::new(url, 8)?;
         let fleet = Fleet { pool: Arc::new(pool), replica: replica_name() };
@@ -231,7 +234,7 @@ impl Fleet {
 /// The database `url` names, for errors: hosts, port, database and user,
 /// never the password (nor anything else the URL holds).
 pub fn describe(url: &str) -> String {
-    let Ok(c) = url.parse::<postgres::Config>() else {
+    let Ok(c) = tls::without_tls_keys(url) else {
         return "(not a PostgreSQL URL)".into();
     };
     let hosts: Vec<String> = c
