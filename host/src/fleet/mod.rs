@@ -51,10 +51,10 @@ use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [r#"
+const MIGRATIONS: [&str; 6] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -135,6 +135,13 @@ CREATE TABLE cf_cost_sync (
     data_source_id text NOT NULL,
     synced_at text NOT NULL,
     PRIMARY KEY (sink, tenant, data_source_id)
+);
+"#, r#"
+CREATE TABLE cf_registry_snapshot (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    upto bigint NOT NULL,
+    state text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now()
 );
 "#];
 
@@ -218,6 +225,13 @@ impl Fleet {
     /// The connections (push mode's outbox in the database uses them).
     pub fn pool(&self) -> Arc<Pool> {
         self.pool.clone()
+    }
+
+    /// The same database as another replica: `replica` names it in lease
+    /// and `cf_replicas` rows (several replicas in one process, as tests
+    /// run them).
+    pub fn as_replica(&self, replica: &str) -> Fleet {
+        Fleet { pool: self.pool.clone(), replica: replica.to_string() }
     }
 
     /// Push mode's tenant leases and scheduled slots.
