@@ -20,9 +20,11 @@
 //! `sslrootcert` is a PEM file of CA certificates (read when the pool is
 //! made), or `system` (the Mozilla roots built in; only with `verify-full`,
 //! which it makes the default, as libpq). `verify-ca` and `verify-full`
-//! need it. A mode that requires TLS is refused for a Unix-socket host:
-//! PostgreSQL never offers TLS there. Channel binding is not offered
-//! (SCRAM authenticates without it).
+//! need it. Unlike libpq, `prefer` does not retry in plaintext after a
+//! TLS handshake that failed (only a server that declines TLS gets a
+//! plaintext connection). A mode that requires TLS is refused for a
+//! Unix-socket host: PostgreSQL never offers TLS there. Channel binding is
+//! not offered (SCRAM authenticates without it).
 
 use super::error::FleetError;
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
