@@ -713,6 +713,7 @@ fn a_compacted_registry_log_brings_every_replica_to_the_same_state() {
     for (who, r) in [("b", &reg_b), ("c", &reg_c), ("e", &reg_e)] {
         assert_eq!(r.desired_state(), want, "{who}");
     }
+    std::fs::remove_dir_all(&cache).ok();
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
