@@ -7,7 +7,9 @@ The renderer supports what the chart uses, as Helm does: `.Values.*`,
 rendered document must parse as YAML, no `{{` may survive, and the objects
 must say what CloudForet's supervisor needs: a Deployment listening on 50051
 with a TCP liveness probe and resources, a Service on 50051, the tenants
-config from a ConfigMap, an optional plugins volume, and an HPA.
+config from a ConfigMap, an optional plugins volume, and an HPA; in push
+mode, `cf-host run` with its configuration from a ConfigMap or Secret and no
+Service. More than one replica without the database is refused in both.
 
     python check_deploy.py REPO_ROOT      # prints "ok" or fails
 """
@@ -235,6 +237,69 @@ def check(root):
             raise AssertionError(f"{over} rendered without a database")
     # Autoscaling capped at one replica needs none.
     assert "HorizontalPodAutoscaler" in render_chart(root, {"autoscaling": {"enabled": True, "maxReplicas": 1}})
+
+    # Push mode: `cf-host run` (the image's entrypoint is `serve`) with its
+    # configuration from a ConfigMap; it serves no calls: no Service, no
+    # ports, no probes, no tenants file (the push file has the tenants).
+    push = {"mode": "push", "push": {"configMap": "cf-host-push"}}
+    objs = render_chart(root, push)
+    assert set(objs) == {"Deployment"}, sorted(objs)
+    dep = objs["Deployment"]
+    assert dep["spec"]["replicas"] == 1
+    spec = dep["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["cf-host", "run"], container.get("command")
+    assert container["args"] == ["--config", "/etc/cf-host/push/cf-host.push.toml", "--tick", "60"], container["args"]
+    assert not {"ports", "livenessProbe", "readinessProbe"} & set(container), sorted(container)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"push-config": "/etc/cf-host/push", "state": "/var/lib/cf-host", "cache": "/var/cache/cf-host"}, mounts
+    assert container["args"][1].startswith(mounts["push-config"] + "/")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["push-config"] == {"name": "push-config", "configMap": {"name": "cf-host-push"}}, volumes
+    assert volumes["state"] == {"name": "state", "emptyDir": {}} and "config" not in volumes, volumes
+    assert container["env"] == [{"name": "CF_HOST_LOG", "value": "warn"}], container["env"]
+
+    # Push mode on three replicas: the configuration from a Secret, the
+    # database from a Secret, the files the configuration names mounted.
+    tokens = {
+        "extraVolumes": [{"name": "tokens", "secret": {"secretName": "cf-host-tokens"}}],
+        "extraVolumeMounts": [{"name": "tokens", "mountPath": "/run/secrets", "readOnly": True}],
+    }
+    over = {"mode": "push", "push": {"secret": "cf-host-push", "key": "run.toml", "tickSeconds": 30}, **db, **tokens, "replicaCount": 3}
+    objs = render_chart(root, over)
+    dep = objs["Deployment"]
+    assert dep["spec"]["replicas"] == 3
+    spec = dep["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["args"] == ["--config", "/etc/cf-host/push/run.toml", "--tick", "30"], container["args"]
+    assert {"name": "CF_HOST_DATABASE", "valueFrom": {"secretKeyRef": {"name": "cf-host-db", "key": "url"}}} in container["env"], container["env"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["push-config"] == {"name": "push-config", "secret": {"secretName": "cf-host-push"}}, volumes
+    assert volumes["tokens"] == tokens["extraVolumes"][0]
+    assert volumes["state"] == {"name": "state", "emptyDir": {}}, volumes
+    claim = {"persistentVolumeClaim": {"claimName": "cf-host-push"}}
+    objs = render_chart(root, {**push, "push": {"configMap": "cf-host-push", "stateVolume": claim}})
+    assert {"name": "state", **claim} in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert tokens["extraVolumeMounts"][0] in container["volumeMounts"]
+    objs = render_chart(root, {**over, "replicaCount": 1, "autoscaling": {"enabled": True}})
+    assert objs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == objs["Deployment"]["metadata"]["name"]
+
+    # Push mode refuses what serve refuses (more than one replica without
+    # the database), and a missing, doubled or unknown configuration.
+    refusals = [
+        ({**push, "replicaCount": 2}, "needs database.secret"),
+        ({**push, "autoscaling": {"enabled": True}}, "needs database.secret"),
+        ({"mode": "push"}, "needs push.configMap or push.secret"),
+        ({"mode": "push", "push": {"configMap": "a", "secret": "b"}}, "not both"),
+        ({"mode": "pull"}, "mode must be serve"),
+    ]
+    for over, why in refusals:
+        try:
+            render_chart(root, over)
+        except ChartFailure as e:
+            assert why in str(e), (over, e)
+        else:
+            raise AssertionError(f"{over} rendered")
 
     docker = (root / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", docker, re.M)) >= 2, "multi-stage build"

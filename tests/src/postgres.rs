@@ -1,5 +1,6 @@
 //! A real PostgreSQL server for a test: `initdb` into a temp directory and
-//! `pg_ctl start` listening only on a Unix socket there (no TCP port), from
+//! `pg_ctl start` listening on a Unix socket there (and, from
+//! [`Postgres::start_tcp`], on a free loopback port, with TLS if asked), from
 //! Debian's `postgresql` package (its `bin` directory under
 //! `/usr/lib/postgresql/<version>/`, or `initdb` on `PATH`). As root, the
 //! server runs as the `postgres` user (`runuser`): PostgreSQL refuses root.
@@ -13,6 +14,12 @@ pub struct Postgres {
     bin: PathBuf,
     /// Connection string for `--database` (`host=<socket dir> ...`).
     pub url: String,
+    /// The loopback TCP port ([`Postgres::start_tcp`]), else the socket's
+    /// number (5432).
+    pub port: u16,
+    tcp: bool,
+    /// `ssl=on` with the certificate and key written in the directory.
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -38,26 +45,58 @@ impl Postgres {
     /// A new server with a database `cf` owned by user `cf` (trust auth on
     /// its socket only).
     pub fn start() -> Postgres {
+        Postgres::start_inner(None, None)
+    }
+
+    /// A server that also listens on 127.0.0.1 (a free port, [`Self::port`];
+    /// trust auth there too) and, with `tls` = (certificate chain PEM, key
+    /// PEM), has `ssl=on` with them.
+    pub fn start_tcp(tls: Option<(&str, &str)>) -> Postgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        Postgres::start_inner(Some(port), tls)
+    }
+
+    fn start_inner(tcp_port: Option<u16>, tls: Option<(&str, &str)>) -> Postgres {
         use std::sync::atomic::{AtomicU32, Ordering};
         static SEQ: AtomicU32 = AtomicU32::new(0);
         // Short: a Unix socket path has a limit of about 100 bytes.
         let dir = PathBuf::from(format!("/tmp/cfpg-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("pg dir");
-        let pg = Postgres { url: format!("host={} port=5432 user=cf dbname=cf", dir.display()), dir, bin: bin_dir() };
+        let port = tcp_port.unwrap_or(5432);
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(dir.join("server.crt"), cert).expect("certificate");
+            std::fs::write(dir.join("server.key"), key).expect("key");
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("key mode");
+        }
+        let pg = Postgres {
+            url: format!("host={} port={port} user=cf dbname=cf", dir.display()),
+            dir,
+            bin: bin_dir(),
+            port,
+            tcp: tcp_port.is_some(),
+            tls: tls.is_some(),
+        };
         if is_root() {
             let o = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir).output().expect("chown runs");
             assert!(o.status.success(), "chown: {}", String::from_utf8_lossy(&o.stderr));
         }
         pg.run("initdb", &["-D", "data", "-A", "trust", "-U", "cf", "--no-sync", "-E", "UTF8"]);
         pg.start_server();
-        pg.run("createdb", &["-h", &pg.dir.display().to_string(), "-U", "cf", "cf"]);
+        pg.run("createdb", &["-h", &pg.dir.display().to_string(), "-p", &port.to_string(), "-U", "cf", "cf"]);
         pg
     }
 
     /// Starts the server again (after [`Postgres::stop`]).
     pub fn start_server(&self) {
-        let opts = format!("-k {} -c listen_addresses='' -c fsync=off -c max_connections=200 -p 5432", self.dir.display());
+        let listen = if self.tcp { "127.0.0.1" } else { "" };
+        let mut opts = format!("-k {} -c listen_addresses='{listen}' -c fsync=off -c max_connections=200 -p {}", self.dir.display(), self.port);
+        if self.tls {
+            let dir = self.dir.display();
+            opts.push_str(&format!(" -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"));
+        }
         self.run("pg_ctl", &["-D", "data", "-o", &opts, "-l", "log", "-w", "start"]);
     }
 

@@ -598,3 +598,125 @@ fn a_webhook_registered_on_one_replica_fires_on_every_replica() {
         assert!(refused.to_string().contains("webhooks"), "{refused}");
     });
 }
+
+/// Registry log compaction: many ops, then the log replaced by a snapshot
+/// of the desired state; a replica that starts afterwards, and one that fell
+/// behind the snapshot (it had loaded a version unloaded since), reach the
+/// state of the replica that applied the whole log; the component nothing
+/// loads any more is deleted, and the log goes on after the snapshot.
+#[test]
+fn a_compacted_registry_log_brings_every_replica_to_the_same_state() {
+    use cf_host::registry::cache::PrecompileCache;
+    use cf_host::registry::ops::Op;
+    use cf_host::registry::Registry;
+
+    let pg = Postgres::start();
+    let db = fleet(&pg);
+    let runtime = Arc::new(cf_host::Runtime::new(cf_host::RuntimeConfig::default()).expect("runtime"));
+    let cache = cf_tests::temp_dir("compaction-cache");
+    let registry = || Arc::new(Registry::new(runtime.clone(), Some(PrecompileCache::new(cache.clone()).expect("cache"))));
+    let follow = |name: &str| {
+        let r = registry();
+        let (f, guard) = db.as_replica(name).follow_registry(r.clone()).expect("follows");
+        (r, f, guard)
+    };
+    let (reg_a, a, _ga) = follow("a");
+    let (reg_b, b, _gb) = follow("b");
+    let (reg_d, d, guard_d) = follow("d");
+    let count = |sql: &str| -> i64 { postgres::Client::connect(&pg.url, postgres::NoTls).unwrap().query_one(sql, &[]).unwrap().get(0) };
+    let load = |version: &str, activate: bool| {
+        let bytes = guest_as(version);
+        let digest = format!("sha256:{}", sha256_hex(&bytes));
+        (Op::Load { source: format!("nutanix-{version}.wasm"), digest, manifest: None, activate }, Some(bytes))
+    };
+    let op = |name: &str, version: &str| (name.to_string(), version.to_string());
+    block_on(async {
+        let submit = |(o, bytes): (Op, Option<Vec<u8>>)| a.submit(o, bytes);
+        for v in ["0.2.0", "0.3.0", "0.4.0"] {
+            submit(load(v, true)).await.expect("load and activate");
+        }
+        submit((Op::Rollback { name: "nutanix".into() }, None)).await.expect("rollback to 0.3.0");
+        let (n, v) = op("nutanix", "0.4.0");
+        submit((Op::Canary { name: n, version: v, percent: 20 }, None)).await.expect("canary");
+        let (n, v) = op("nutanix", "0.2.0");
+        submit((Op::Pin { name: n, version: v, tenant: Some("t1".into()) }, None)).await.expect("pin");
+        // Loaded everywhere (d too), then d stops following.
+        submit(load("0.5.0", false)).await.expect("load");
+        while d.applied() < a.applied() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(guard_d);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let d_at = d.applied();
+        let (n, v) = op("nutanix", "0.5.0");
+        submit((Op::Unload { name: n, version: v }, None)).await.expect("unload");
+        for _ in 0..40 {
+            let (n, v) = op("nutanix", "0.3.0");
+            submit((Op::Pin { name: n.clone(), version: v, tenant: Some("t2".into()) }, None)).await.expect("pin");
+            submit((Op::Unpin { name: n, tenant: "t2".into() }, None)).await.expect("unpin");
+        }
+        assert_eq!(d.applied(), d_at, "d no longer follows");
+        while b.applied() < a.applied() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // b has told the fleet it applied everything.
+    let b_reported = Instant::now();
+    while count(&format!("SELECT count(*) FROM cf_replicas WHERE replica = 'b' AND applied >= {}", a.applied())) == 0 {
+        assert!(b_reported.elapsed() < Duration::from_secs(10), "b reports what it applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(count("SELECT count(*) FROM cf_registry_ops") > 80);
+    assert_eq!(count("SELECT count(*) FROM cf_components"), 4);
+
+    // d is live: nothing is compacted until it has applied everything or
+    // stops counting as live.
+    assert_eq!(a.compact().expect("compaction"), None, "a live replica is behind");
+    let mut c = postgres::Client::connect(&pg.url, postgres::NoTls).unwrap();
+    c.execute("UPDATE cf_replicas SET seen_at = now() - interval '1 hour' WHERE replica = 'd'", &[]).unwrap();
+    let upto = a.compact().expect("compaction").expect("compacted");
+    assert_eq!(upto, a.applied());
+    assert_eq!(count("SELECT count(*) FROM cf_registry_ops"), 0, "the ops up to the snapshot are gone");
+    assert_eq!(count("SELECT count(*) FROM cf_components"), 3, "0.5.0's bytes are gone, the loaded versions' stay");
+    assert_eq!(a.compact().expect("compaction"), None, "nothing new to compact");
+
+    let want = reg_a.desired_state();
+    assert_eq!(want.len(), 1);
+    let nutanix = &want[0];
+    assert_eq!((nutanix.live.as_deref(), nutanix.canary.clone()), (Some("0.3.0"), Some(("0.4.0".to_string(), 20))));
+    assert_eq!(nutanix.history, ["0.2.0"]);
+    assert_eq!(nutanix.pins, BTreeMap::from([("t1".to_string(), "0.2.0".to_string())]));
+    assert_eq!(nutanix.versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["0.2.0", "0.3.0", "0.4.0"]);
+    assert_eq!(reg_b.desired_state(), want, "b applied the whole log");
+
+    // A replica that starts now reads the snapshot.
+    let (reg_c, c_follower, _gc) = follow("c");
+    assert_eq!(c_follower.applied(), upto);
+    assert_eq!(reg_c.desired_state(), want);
+    // The one that fell behind loads it too, and unloads 0.5.0.
+    assert!(reg_d.loaded_digest("nutanix", "0.5.0").is_some());
+    d.catch_up().expect("catches up");
+    assert_eq!(d.applied(), upto);
+    assert_eq!(reg_d.desired_state(), want, "a replica behind the snapshot converges");
+
+    // The log goes on after the snapshot, for everyone.
+    block_on(async {
+        let (n, v) = op("nutanix", "0.4.0");
+        a.submit(Op::Pin { name: n, version: v, tenant: Some("t3".into()) }, None).await.expect("pin");
+        while b.applied() < a.applied() || c_follower.applied() < a.applied() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let want = reg_a.desired_state();
+    assert_eq!(want[0].pins.get("t3").map(String::as_str), Some("0.4.0"));
+    let (reg_e, _e, _ge) = follow("e");
+    for (who, r) in [("b", &reg_b), ("c", &reg_c), ("e", &reg_e)] {
+        assert_eq!(r.desired_state(), want, "{who}");
+    }
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

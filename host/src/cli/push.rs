@@ -24,7 +24,8 @@ pub struct RunArgs {
     /// Fleet mode: share the schedule (each tenant's slot runs once across
     /// the replicas) and the tenants' run caps with the other `cf-host run`
     /// replicas in this PostgreSQL database (`postgres://…` or
-    /// `host=/socket/dir user=… dbname=…`; overrides the file's `database`).
+    /// `host=/socket/dir user=… dbname=…`; overrides the file's `database`;
+    /// TLS as libpq's `sslmode` and `sslrootcert`, as for `serve`).
     /// Give it through the environment: it may hold a password.
     #[arg(long, env = "CF_HOST_DATABASE", hide_env_values = true)]
     database: Option<String>,

@@ -60,8 +60,9 @@ pub struct Args {
     /// Fleet mode: share guest state, tenant run caps and the tenant key
     /// with the other replicas in this PostgreSQL database
     /// (`postgres://user:password@host:port/db`, or `host=/socket/dir
-    /// user=... dbname=...`). Give it through the environment: it may hold
-    /// a password.
+    /// user=... dbname=...`). TLS as libpq's `sslmode` (default `prefer`;
+    /// `require`, `verify-ca`, `verify-full` with `sslrootcert=<CA PEM>`).
+    /// Give it through the environment: it may hold a password.
     #[arg(long, env = "CF_HOST_DATABASE", hide_env_values = true, conflicts_with = "store")]
     database: Option<String>,
     /// Per-tenant limits, concurrency caps and networks (JSON; see the README).

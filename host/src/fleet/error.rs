@@ -12,6 +12,15 @@ pub enum FleetError {
     /// names it (hosts, port, database, user: never the password).
     #[error("fleet database unavailable ({database}): {source}")]
     Connect { database: String, source: postgres::Error },
+    /// TLS to the database failed (a certificate not issued by
+    /// `sslrootcert`'s CA, or not for the host with `verify-full`): the
+    /// connection is not made. `database` names it without its password.
+    #[error("fleet database unavailable ({database}): TLS: {source}")]
+    Tls { database: String, source: super::tls::TlsError },
+    /// `sslmode` requires TLS and the server does not offer it: no
+    /// plaintext fallback.
+    #[error("fleet database unavailable ({database}): the server does not offer TLS, which sslmode={mode} requires")]
+    TlsRefused { database: String, mode: &'static str },
     /// Every connection of the pool is in use for longer than the wait.
     #[error("fleet database unavailable: no free connection within {0} ms")]
     Busy(u64),

@@ -9,6 +9,8 @@
 //! - [`error`]: [`FleetError`].
 //! - [`pool`]: a bounded pool of blocking connections (the callers run on
 //!   tokio's blocking threads).
+//! - [`tls`]: TLS as the URL's `sslmode` and `sslrootcert` say (rustls);
+//!   [`tls::Connector::connect`] is the one way the fleet connects.
 //! - [`state`]: guest `state` in the database ([`PgState`], a
 //!   [`crate::host::state::StateBackend`]): a run that lands on another
 //!   replica sees what the last one wrote.
@@ -34,6 +36,7 @@ pub mod pool;
 pub mod push_leases;
 pub mod registry_log;
 pub mod state;
+pub mod tls;
 pub mod webhooks;
 
 pub use error::FleetError;
@@ -48,10 +51,10 @@ use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [r#"
+const MIGRATIONS: [&str; 6] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -133,6 +136,13 @@ CREATE TABLE cf_cost_sync (
     synced_at text NOT NULL,
     PRIMARY KEY (sink, tenant, data_source_id)
 );
+"#, r#"
+CREATE TABLE cf_registry_snapshot (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    upto bigint NOT NULL,
+    state text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now()
+);
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -149,8 +159,8 @@ pub struct Fleet {
 
 impl Fleet {
     /// Connects to `url` (`postgres://user@host:port/db`, or a Unix socket
-    /// directory as `host=/path`), brings the schema up to date and answers
-    /// the fleet. Blocking: call it off the async workers.
+    /// directory as `host=/path`; TLS as its `sslmode` says, see [`tls`]),
+    /// brings the schema up to date and answers the fleet. Blocking: call it off the async workers.
     pub fn connect(url: &str) -> Result<Fleet, FleetError> {
         let pool = Pool::new(url, 8)?;
         let fleet = Fleet { pool: Arc::new(pool), replica: replica_name() };
@@ -217,6 +227,13 @@ impl Fleet {
         self.pool.clone()
     }
 
+    /// The same database as another replica: `replica` names it in lease
+    /// and `cf_replicas` rows (several replicas in one process, as tests
+    /// run them).
+    pub fn as_replica(&self, replica: &str) -> Fleet {
+        Fleet { pool: self.pool.clone(), replica: replica.to_string() }
+    }
+
     /// Push mode's tenant leases and scheduled slots.
     pub fn push_leases(&self) -> PushLeases {
         PushLeases::new(self.pool.clone(), self.replica.clone())
@@ -231,7 +248,7 @@ impl Fleet {
 /// The database `url` names, for errors: hosts, port, database and user,
 /// never the password (nor anything else the URL holds).
 pub fn describe(url: &str) -> String {
-    let Ok(c) = url.parse::<postgres::Config>() else {
+    let Ok(c) = tls::without_tls_keys(url) else {
         return "(not a PostgreSQL URL)".into();
     };
     let hosts: Vec<String> = c

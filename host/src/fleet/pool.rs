@@ -3,6 +3,7 @@
 //! tokio's blocking threads (`spawn_blocking`), never from async code.
 
 use super::error::FleetError;
+use super::tls::{Connector, DbUrl};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Pool {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` says: every connection goes through it.
+    connector: Connector,
+    /// The database, for errors (never its password).
+    database: String,
     max: usize,
     inner: Mutex<Idle>,
     freed: Condvar,
@@ -31,14 +36,11 @@ struct Idle {
 
 impl Pool {
     pub fn new(url: &str, max: usize) -> Result<Pool, FleetError> {
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| FleetError::Url(format!("not a PostgreSQL URL: {e}")))?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(FleetError::Url("sslmode=require: this host connects without TLS (a database on loopback, a Unix socket or a private network)".into()));
-        }
+        let DbUrl { mut config, connector } = DbUrl::parse(url)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
         config.application_name("cf-host");
-        Ok(Pool { config, max: max.max(1), inner: Mutex::new(Idle { clients: Vec::new(), out: 0 }), freed: Condvar::new() })
+        Ok(Pool { config, connector, database: super::describe(url), max: max.max(1), inner: Mutex::new(Idle { clients: Vec::new(), out: 0 }), freed: Condvar::new() })
     }
 
     /// A connection: an idle one, a new one while fewer than `max` are
@@ -72,18 +74,20 @@ impl Pool {
 
     /// A new connection in a slot already counted as out.
     fn fresh(&self) -> Result<Conn<'_>, FleetError> {
-        match self.config.connect(postgres::NoTls) {
+        match self.connect_dedicated() {
             Ok(c) => Ok(Conn { pool: self, client: Some(c) }),
             Err(e) => {
                 self.give_back(None);
-                Err(FleetError::Db(e))
+                Err(e)
             }
         }
     }
 
     /// A connection outside the pool (a listener that stays connected).
+    /// The one place the fleet connects: pooled connections are made here
+    /// too.
     pub fn connect_dedicated(&self) -> Result<postgres::Client, FleetError> {
-        Ok(self.config.connect(postgres::NoTls)?)
+        self.connector.connect(&self.config, &self.database)
     }
 
     fn give_back(&self, client: Option<postgres::Client>) {

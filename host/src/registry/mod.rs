@@ -12,6 +12,8 @@
 //! - [`watch`]: the plugins directory watcher.
 //! - [`oci`]: pull and push of components as wasm OCI artifacts.
 //! - [`signature`]: ed25519 signatures and the trusted-keys policy.
+//! - [`snapshot`]: the desired state as a value (the fleet's compacted
+//!   log), and [`Registry::restore`].
 //!
 //! Swaps are atomic: resolution and changes take one short lock, and a run
 //! holds an `Arc` of the version it resolved, so runs in flight finish on the
@@ -26,6 +28,7 @@ pub mod identity;
 pub mod oci;
 pub mod ops;
 pub mod signature;
+pub mod snapshot;
 pub mod watch;
 
 use crate::runtime::{Plugin, Runtime};
