@@ -1696,4 +1696,183 @@ mod tests {
         assert!(errors(&s).iter().any(|e| e.contains("'entities' of a v2.0 list is not a list")), "{:?}", errors(&s));
     }
 
+
+    /// A change to [`Pipelined`]'s VM list.
+    type ListChange = Box<dyn FnMut(&mut Vec<u64>)>;
+
+    /// A Prism whose VM list is read as it is when each request is
+    /// performed, by a transport that performs a started batch at once
+    /// (as the host does while the guest goes on) and answers it when it
+    /// is finished; `change` alters the list after the request it names.
+    struct Pipelined {
+        vms: Vec<u64>,
+        /// After this many VM list requests, apply the change once.
+        change: Option<(usize, ListChange)>,
+        /// Applied once before the list's first page is read a second time.
+        on_rereading: Option<ListChange>,
+        /// The page at this offset fails (500), every time.
+        failing: Option<u64>,
+        /// (offset, length) of each VM list request, in the order performed.
+        reads: Vec<(u64, u64)>,
+        /// Batches started and not finished, and the most there were.
+        open: usize,
+        most_open: usize,
+        /// Batches started while another was open.
+        overlapped: usize,
+    }
+
+    impl Pipelined {
+        fn new(n: u64) -> Pipelined {
+            Pipelined { vms: (0..n).collect(), change: None, on_rereading: None, failing: None, reads: vec![], open: 0, most_open: 0, overlapped: 0 }
+        }
+    }
+
+    impl Transport for Pipelined {
+        fn send(&mut self, req: HttpRequest) -> Answer {
+            let path = req.url.split_once("9440").unwrap().1.to_string();
+            if path == CLUSTERS {
+                return ok(clusters_fixture());
+            }
+            if path != VMS {
+                // v4 (not offered) and every other list: nothing there.
+                return if req.body.is_none() { status(404, &[], "{}") } else { ok(json!({"metadata": {"total_matches": 0}, "entities": []})) };
+            }
+            let body: Value = serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
+            let (offset, length) = (body["offset"].as_u64().unwrap(), body["length"].as_u64().unwrap());
+            self.reads.push((offset, length));
+            if offset == 0
+                && self.reads.iter().filter(|r| r.0 == 0).count() == 2
+                && let Some(mut f) = self.on_rereading.take()
+            {
+                f(&mut self.vms);
+            }
+            let answer = if self.failing == Some(offset) && length > 1 {
+                status(500, &[], "{}")
+            } else {
+                let page: Vec<Value> = self.vms.iter().skip(offset as usize).take(length as usize).map(|&i| vm_entity(i)).collect();
+                ok(json!({"metadata": {"total_matches": self.vms.len(), "offset": offset, "length": page.len()}, "entities": page}))
+            };
+            if let Some((after, _)) = &self.change
+                && self.reads.len() >= *after
+                && let Some((_, mut f)) = self.change.take()
+            {
+                f(&mut self.vms);
+            }
+            answer
+        }
+        fn start_many(&mut self, reqs: Vec<HttpRequest>) -> crate::Started {
+            self.overlapped += usize::from(self.open > 0);
+            self.open += 1;
+            self.most_open = self.most_open.max(self.open);
+            let answers = reqs.into_iter().map(|r| self.send(r)).collect();
+            crate::Started::answered(answers)
+        }
+        fn finish_many(&mut self, started: crate::Started) -> Vec<Answer> {
+            self.open -= 1;
+            cloudforet_collector::io::finish_deferred(self, started)
+        }
+        fn sleep_ms(&mut self, _: u64) {}
+    }
+
+    fn pipelined_vms(t: &mut Pipelined, options: &str) -> Collected {
+        let mut s = Collected::default();
+        collect(t, &mut s, &mut crate::NoState, options, SECRET, r#"{"resource_kinds":["vms"]}"#).unwrap();
+        s
+    }
+
+    fn vm_uuids(ids: impl IntoIterator<Item = u64>) -> Vec<String> {
+        ids.into_iter().map(|i| format!("vm-uuid-{i}")).collect()
+    }
+
+    /// The next window is started before a window is handed on (at most
+    /// two batches open), every VM comes once, in the list's order, and
+    /// every page is read once.
+    #[test]
+    fn windows_are_pipelined_in_order_and_read_once() {
+        let mut t = Pipelined::new(50);
+        let s = pipelined_vms(&mut t, r#"{"page_size":2,"page_concurrency":3}"#);
+        assert!(errors(&s).is_empty(), "{:?}", errors(&s));
+        assert_eq!(services(&s, "VirtualMachine"), vm_uuids(0..50));
+        assert!(t.overlapped >= 10, "windows read while the one before was handed on: {}", t.overlapped);
+        assert_eq!(t.most_open, crate::prism::MAX_STARTED);
+        // Read in the order started (a window ahead of the one sent when
+        // its turn comes), each page once.
+        let mut pages: Vec<u64> = t.reads.iter().filter(|r| r.1 == 2).map(|r| r.0).collect();
+        pages.sort();
+        assert_eq!(pages, (0..25).map(|p| p * 2).collect::<Vec<_>>(), "each page once");
+        // With one request at a time nothing is started ahead.
+        let mut t = Pipelined::new(50);
+        let s = pipelined_vms(&mut t, r#"{"page_size":2,"page_concurrency":1}"#);
+        assert_eq!(services(&s, "VirtualMachine"), vm_uuids(0..50));
+        assert_eq!((t.most_open, t.reads.len()), (0, 25));
+    }
+
+    /// A page of a window started ahead that fails is an error resource in
+    /// its turn; the pages around it are handed on, once, in order.
+    #[test]
+    fn a_failed_page_mid_pipeline_loses_only_itself() {
+        let mut t = Pipelined::new(50);
+        t.failing = Some(20);
+        let s = pipelined_vms(&mut t, r#"{"page_size":2,"page_concurrency":3,"max_retries":0}"#);
+        let errs = errors(&s);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("offset 20"), "{errs:?}");
+        assert_eq!(services(&s, "VirtualMachine"), vm_uuids((0..50).filter(|i| !(20..22).contains(i))));
+        assert!(t.overlapped >= 10);
+    }
+
+    /// The list shifts while windows are open (one VM deleted before the
+    /// part read, one created at the end: the total stays): the check of a
+    /// window started ahead notices, the list is read again afresh (not
+    /// from what was read ahead), and every VM that existed throughout
+    /// comes once.
+    #[test]
+    fn a_shift_mid_pipeline_is_noticed_and_nothing_is_lost_or_doubled() {
+        for after in [4, 9, 15] {
+            let mut t = Pipelined::new(50);
+            t.change = Some((
+                after,
+                Box::new(|vms: &mut Vec<u64>| {
+                    vms.remove(1);
+                    vms.push(1000);
+                }),
+            ));
+            let s = pipelined_vms(&mut t, r#"{"page_size":2,"page_concurrency":3}"#);
+            assert!(errors(&s).is_empty(), "after {after}: {:?}", errors(&s));
+            assert!(s.logs.iter().any(|(_, m)| m.contains("reading it again")), "after {after}: the shift was noticed");
+            let got = services(&s, "VirtualMachine");
+            let mut unique = got.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), got.len(), "after {after}: a VM came twice");
+            for id in vm_uuids((0..50).filter(|i| *i != 1)) {
+                assert!(got.contains(&id), "after {after}: {id} is missing");
+            }
+            // The second reading read every page again.
+            let pages = t.reads.iter().filter(|r| r.1 == 2 && r.0 == 48).count();
+            assert_eq!(pages, 2, "after {after}: {:?}", t.reads);
+        }
+    }
+
+    /// A list that shrinks while a window is read ahead ends its reading
+    /// early; the next window's answers are dropped, not used by the
+    /// second reading: a list grown back meanwhile is read afresh.
+    #[test]
+    fn a_reading_that_ends_early_drops_what_it_read_ahead() {
+        for after in [17, 20, 23, 26] {
+            let mut t = Pipelined::new(50);
+            t.change = Some((after, Box::new(|vms: &mut Vec<u64>| drop(vms.drain(0..20)))));
+            t.on_rereading = Some(Box::new(|vms: &mut Vec<u64>| vms.extend(100..120)));
+            let s = pipelined_vms(&mut t, r#"{"page_size":2,"page_concurrency":3}"#);
+            assert!(errors(&s).is_empty(), "after {after}: {:?}", errors(&s));
+            let got = services(&s, "VirtualMachine");
+            for id in vm_uuids((20..50).chain(100..120)) {
+                assert!(got.contains(&id), "after {after}: {id} is missing: {got:?}");
+            }
+            let mut unique = got.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), got.len(), "after {after}: a VM came twice");
+        }
+    }
 }

@@ -86,7 +86,7 @@ pub mod component;
 
 // The SDK's plain types, under the paths the modules above use.
 pub use cloudforet_collector::{error, heap, record};
-pub use cloudforet_collector::{Error, Flow, HttpRequest, HttpResponse, Level, Method, NoState, Record, Sink, State, Transport, TransportError};
+pub use cloudforet_collector::{Error, Flow, HttpRequest, HttpResponse, Level, Method, NoState, Record, Sink, Started, State, Transport, TransportError};
 
 /// Provider name of every record.
 pub const PROVIDER: &str = "nutanix";

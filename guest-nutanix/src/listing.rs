@@ -13,7 +13,11 @@
 //! [`Lister::revisions`]). Once the cluster list is read, the first page
 //! of every list the run will read is read ahead, all at once
 //! ([`Lister::read_ahead`]); the lists are still handed on one after
-//! another, in the same order. v4 entities go through [`v4::to_v3`]
+//! another, in the same order. A list's windows of pages are pipelined:
+//! the next window is started ([`Client::start_ahead`], the host's
+//! `start-many`) before one is handed on, so Prism is read while the
+//! guest parses and emits; what a reading that ends early read ahead is
+//! dropped (a second reading reads afresh). v4 entities go through [`v4::to_v3`]
 //! so normalization is one code path; VMs need the v4 category, host and
 //! subnet lists for names, and those lists are read at most once a run for
 //! both uses (an answer of "not offered" too). Volume groups go through v3 while it
@@ -648,9 +652,30 @@ impl Lister {
     }
 
     /// One reading of a list (see [`Lister::list_all`]); `rereading`: the
-    /// second, after which an entity seen before is no news.
+    /// second, after which an entity seen before is no news. What it read
+    /// ahead and did not use is forgotten when it ends, however it ends
+    /// (a later reading reads afresh).
     #[expect(clippy::too_many_arguments, reason = "the list, how to read it, and where its entities go")]
     fn list_pass<'e, T: Transport, S: Sink>(
+        &mut self,
+        c: &mut Client<'_, T>,
+        out: &mut Emitter<'e, S>,
+        list: (Kind, Api, Option<&str>),
+        first_page_fatal: bool,
+        rereading: bool,
+        seen: &mut Seen,
+        each: &mut impl FnMut(&mut Emitter<'e, S>, Item),
+    ) -> Result<Pass, Error> {
+        let mut next = Vec::new();
+        let pass = self.read_pass(c, out, list, first_page_fatal, rereading, seen, each, &mut next);
+        c.forget_ahead(&next);
+        pass
+    }
+
+    /// [`Lister::list_pass`]; `next`: the next window's requests, started
+    /// while a window is handed on (the host reads them meanwhile).
+    #[expect(clippy::too_many_arguments, reason = "the list, how to read it, and where its entities go")]
+    fn read_pass<'e, T: Transport, S: Sink>(
         &mut self,
         c: &mut Client<'_, T>,
         out: &mut Emitter<'e, S>,
@@ -659,6 +684,7 @@ impl Lister {
         rereading: bool,
         seen: &mut Seen,
         each: &mut impl FnMut(&mut Emitter<'e, S>, Item),
+        next: &mut Vec<Request>,
     ) -> Result<Pass, Error> {
         let limit = match api {
             Api::V3 | Api::V2 => c.opts.page_size,
@@ -700,6 +726,26 @@ impl Lister {
             };
             let mut batch: Vec<(u64, u32)> = offsets.iter().map(|&o| (o, step as u32)).collect();
             batch.extend(probe.map(|(at, _)| (at, 1)));
+            // The next window and its check, as this window would leave
+            // the list: started before this one is handed on, so the host
+            // reads it meanwhile. Its requests are this window's read ahead
+            // next time round; what the list's turns make unused is
+            // forgotten once that window is done.
+            let this_window = std::mem::take(next);
+            let list_path = if api == Api::V4 { v4_path.as_deref() } else { path };
+            if let Some(t) = total
+                && told
+                && c.opts.page_concurrency > 1
+                && (api != Api::V4 || list_path.is_some())
+            {
+                let at = offset + offsets.len() as u64 * step;
+                let width = u64::from(c.opts.page_concurrency) - 1;
+                if at < t {
+                    *next = (0..width).map(|k| at + k * step).take_while(|o| *o < t).map(|o| page_request(kind, api, list_path, &Query::All, o, step as u32)).collect();
+                    next.push(page_request(kind, api, list_path, &Query::All, at - 1, 1));
+                    c.start_ahead(next);
+                }
+            }
             let mut fetched = match api {
                 Api::V4 if v4_path.is_none() => {
                     let base = path.or(v4::list_path(kind)).unwrap_or_default().to_string();
@@ -715,6 +761,8 @@ impl Lister {
                 Api::V4 => c.pages(out, kind, api, v4_path.as_deref(), &Query::All, &batch),
                 Api::V3 | Api::V2 => c.pages(out, kind, api, path, &Query::All, &batch),
             };
+            let unused: Vec<Request> = this_window.into_iter().filter(|r| !next.iter().any(|n| n.same_as(r))).collect();
+            c.forget_ahead(&unused);
             if let Some((at, expected)) = probe
                 && fetched.len() > offsets.len()
                 && let Some(Ok(p)) = fetched.pop()

@@ -30,7 +30,7 @@ use crate::config::{self, Options, Secret};
 use crate::server_error::{self, Source};
 use crate::v3::{Item, Kind, ListPage};
 use crate::v4;
-use crate::{Error, HttpRequest, HttpResponse, Level, Method, Transport, TransportError};
+use crate::{Error, HttpRequest, HttpResponse, Level, Method, Started, Transport, TransportError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -122,6 +122,11 @@ impl Request {
         Request { method: Method::Post, path, body: Some(body.to_string().into_bytes()), kind: None, offset: None }
     }
 
+    /// The same request (method, path and body).
+    pub fn same_as(&self, other: &Request) -> bool {
+        self.method == other.method && self.path == other.path && self.body == other.body
+    }
+
     /// `METHOD /path` (no query), for messages.
     fn at(&self) -> String {
         format!("{} {}", self.method.as_str(), self.path.split('?').next().unwrap_or_default())
@@ -152,13 +157,30 @@ pub struct Client<'a, T> {
     ahead: Vec<Ahead>,
     /// Whether a request went out yet.
     sent_any: bool,
+    /// Batches of requests read ahead that the host is performing while
+    /// the collection goes on ([`Client::start_ahead`]), oldest first, at
+    /// most [`MAX_STARTED`], each with its number.
+    started: Vec<(u64, Started)>,
+    next_started: u64,
 }
 
-/// A request the collection will make later: still to send, or sent and
-/// its first answer kept until the request's turn comes.
+/// Batches started ahead at once (the host allows 4 pending batches a
+/// run by default): the window in flight and the next one.
+pub const MAX_STARTED: usize = 2;
+
+/// A request the collection will make later: still to send, being
+/// performed by the host, or sent and its first answer kept until the
+/// request's turn comes.
 struct Ahead {
     req: HttpRequest,
-    answer: Option<Result<HttpResponse, TransportError>>,
+    answer: Answer,
+}
+
+enum Answer {
+    NotSent,
+    /// In the started batch of this number.
+    Started(u64),
+    Kept(Result<HttpResponse, TransportError>),
 }
 
 /// The same request: method, URL and body.
@@ -168,7 +190,7 @@ fn same(a: &HttpRequest, b: &HttpRequest) -> bool {
 
 impl<'a, T: Transport> Client<'a, T> {
     pub fn new(transport: &'a mut T, opts: Options, secret: Secret) -> Self {
-        Client { transport, opts, secret, ahead: Vec::new(), sent_any: false }
+        Client { transport, opts, secret, ahead: Vec::new(), sent_any: false, started: Vec::new(), next_started: 0 }
     }
 
     /// Requests the collection will make later, in the order it will make
@@ -190,7 +212,7 @@ impl<'a, T: Transport> Client<'a, T> {
         for req in reqs {
             let req = self.http_request(req);
             if !self.ahead.iter().any(|a| same(&a.req, &req)) {
-                self.ahead.push(Ahead { req, answer: None });
+                self.ahead.push(Ahead { req, answer: Answer::NotSent });
             }
         }
     }
@@ -203,18 +225,78 @@ impl<'a, T: Transport> Client<'a, T> {
         self.send_with_ahead(Vec::new(), config::MAX_PAGE_CONCURRENCY as usize, true);
     }
 
+    /// `reqs` read ahead ([`Client::read_ahead`]) and sent at once
+    /// without waiting for their answers: the host performs them while the
+    /// collection goes on (world 0.3.1 `start-many`), and their answers are
+    /// kept when their turn comes, or when another batch must be finished
+    /// first. Requests read ahead of other lists and not sent yet go with
+    /// them, up to option `page_concurrency` in all. At most
+    /// [`MAX_STARTED`] batches are started at once (the oldest is finished
+    /// first). Nothing is read ahead with `page_concurrency: 1`, nor with
+    /// the run's first request.
+    pub fn start_ahead(&mut self, reqs: &[Request]) {
+        if self.opts.page_concurrency <= 1 || !self.sent_any {
+            return;
+        }
+        self.read_ahead(reqs);
+        let own: Vec<HttpRequest> = reqs.iter().map(|r| self.http_request(r)).collect();
+        let waiting = |a: &Ahead| matches!(a.answer, Answer::NotSent);
+        let mut pick: Vec<usize> = (0..self.ahead.len()).filter(|&i| waiting(&self.ahead[i]) && own.iter().any(|r| same(r, &self.ahead[i].req))).collect();
+        let room = (self.opts.page_concurrency as usize).saturating_sub(pick.len());
+        let others: Vec<usize> = (0..self.ahead.len()).filter(|&i| waiting(&self.ahead[i]) && !pick.contains(&i)).take(room).collect();
+        pick.extend(others);
+        if pick.is_empty() {
+            return;
+        }
+        while self.started.len() >= MAX_STARTED {
+            let oldest = self.started[0].0;
+            self.finish_started(oldest);
+        }
+        let n = self.next_started;
+        self.next_started += 1;
+        let batch = pick.iter().map(|&i| self.ahead[i].req.clone()).collect();
+        for &i in &pick {
+            self.ahead[i].answer = Answer::Started(n);
+        }
+        self.started.push((n, self.transport.start_many(batch)));
+    }
+
+    /// Waits for the started batch `n` and keeps its answers with their
+    /// requests (those forgotten meanwhile are dropped).
+    fn finish_started(&mut self, n: u64) {
+        let Some(at) = self.started.iter().position(|(m, _)| *m == n) else { return };
+        let (_, started) = self.started.remove(at);
+        let answers = self.transport.finish_many(started);
+        let mut answers = answers.into_iter();
+        for a in self.ahead.iter_mut().filter(|a| matches!(a.answer, Answer::Started(m) if m == n)) {
+            a.answer = Answer::Kept(answers.next().unwrap_or_else(|| Err(TransportError::Connection("the host gave no answer".into()))));
+        }
+    }
+
     /// Drops what was read ahead for `reqs` (requests whose turn will not
-    /// come, such as a v4 list's revisions older than the one it found).
+    /// come, such as a v4 list's revisions older than the one it found);
+    /// a started batch nothing is kept for any more is dropped, which
+    /// cancels what the host has not answered yet.
     pub fn forget_ahead(&mut self, reqs: &[Request]) {
         let reqs: Vec<HttpRequest> = reqs.iter().map(|r| self.http_request(r)).collect();
         self.ahead.retain(|a| !reqs.iter().any(|r| same(&a.req, r)));
+        let ahead = &self.ahead;
+        self.started.retain(|(n, _)| ahead.iter().any(|a| matches!(a.answer, Answer::Started(m) if m == *n)));
     }
 
-    /// `req`'s answer if it was read ahead; a request read ahead but not
-    /// sent yet is sent now, with its batch.
+    /// `req`'s answer if it was read ahead (waiting for its started batch
+    /// if need be); a request read ahead but not sent yet is sent now,
+    /// with its batch.
     fn take_ahead(&mut self, req: &HttpRequest) -> Option<Result<HttpResponse, TransportError>> {
         let at = self.ahead.iter().position(|a| same(&a.req, req))?;
-        self.ahead.remove(at).answer
+        if let Answer::Started(n) = self.ahead[at].answer {
+            self.finish_started(n);
+        }
+        // Finishing keeps the entries in place: `at` still names it.
+        match self.ahead.remove(at).answer {
+            Answer::Kept(a) => Some(a),
+            Answer::NotSent | Answer::Started(_) => None,
+        }
     }
 
     /// Sends `batch` and, after it, up to `room` requests read ahead and
@@ -225,7 +307,7 @@ impl<'a, T: Transport> Client<'a, T> {
         let own = batch.len();
         let carries = if own == 0 { alone } else { self.sent_any };
         let extra: Vec<usize> =
-            if carries { (0..self.ahead.len()).filter(|&i| self.ahead[i].answer.is_none()).take(room).collect() } else { Vec::new() };
+            if carries { (0..self.ahead.len()).filter(|&i| matches!(self.ahead[i].answer, Answer::NotSent)).take(room).collect() } else { Vec::new() };
         if own + extra.len() == 0 {
             return Vec::new();
         }
@@ -233,7 +315,7 @@ impl<'a, T: Transport> Client<'a, T> {
         batch.extend(extra.iter().map(|&i| self.ahead[i].req.clone()));
         let mut answers = self.transport.send_many(batch);
         for (&i, answer) in extra.iter().zip(answers.drain(own.min(answers.len())..)) {
-            self.ahead[i].answer = Some(answer);
+            self.ahead[i].answer = Answer::Kept(answer);
         }
         answers
     }

@@ -43,8 +43,11 @@ pub struct HttpLimits {
     pub max_in_flight: u32,
     /// Requests of one run in flight to one origin at once.
     pub max_in_flight_per_origin: u32,
-    /// Requests in one `send-many` batch.
+    /// Requests in one `send-many` (or `start-many`) batch.
     pub max_batch: u32,
+    /// Batches a run may have pending at once (`start-many` not yet
+    /// finished or dropped); one more ends the run with a handle limit.
+    pub max_pending: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +87,7 @@ impl Default for HttpLimits {
             max_in_flight: 16,
             max_in_flight_per_origin: 8,
             max_batch: 128,
+            max_pending: 4,
         }
     }
 }

@@ -192,7 +192,7 @@ mod tests {
         assert!(get(Lang::Rust, "src/lib.rs").contains("export!(Hello);"), "identity from the crate's name");
         assert!(get(Lang::Rust, "README.md").contains("release/my_collector.wasm"));
         assert_eq!(get(Lang::Rust, "vendor/cloudforet-collector/wit/collector.wit"), WIT);
-        assert!(WIT.contains("package cloudforet:collector@0.3.0;") && WIT.contains("world plugin {"));
+        assert!(WIT.contains("package cloudforet:collector@0.3.1;") && WIT.contains("world plugin {"));
         assert!(get(Lang::Python, "collector.py").contains("CollectorPluginServer(name=\"my-collector\", version=\"0.1.0\")"));
         assert!(get(Lang::Python, "README.md").contains("build.py\" collector.py -o my-collector.wasm"));
         assert!(get(Lang::Ts, "collector.ts").contains("new CollectorPluginServer({ name: 'my-collector', version: '0.1.0' })"));

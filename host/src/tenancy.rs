@@ -127,6 +127,8 @@ pub struct LimitOverrides {
     pub http_max_in_flight_per_origin: Option<u32>,
     /// Requests in one `send-many` batch.
     pub http_max_batch: Option<u32>,
+    /// Batches of one run pending at once (`start-many`, world 0.3.1).
+    pub http_max_pending: Option<u32>,
     /// Keys a collector may hold in the `state` interface per tenant and
     /// endpoint namespace (values up to 256 KiB each). guest-nutanix's
     /// incremental VM cache takes about one key per 60 VMs.
@@ -239,6 +241,9 @@ impl TenantOverrides {
         }
         if let Some(v) = l.http_max_batch {
             c.limits.http.max_batch = positive32(v, "http_max_batch")?;
+        }
+        if let Some(v) = l.http_max_pending {
+            c.limits.http.max_pending = positive32(v, "http_max_pending")?;
         }
         if let Some(v) = l.state_max_keys {
             c.limits.state.max_keys = usize::try_from(positive(v as u64, "state_max_keys")?).unwrap_or(usize::MAX);
@@ -508,13 +513,14 @@ mod tests {
     /// refused (a run that may send nothing at once cannot collect).
     #[test]
     fn concurrency_caps_parse() {
-        let c = parse(json!({"tenants": {"a": {"limits": {"http_max_in_flight": 4, "http_max_in_flight_per_origin": 2, "http_max_batch": 32}}}})).unwrap();
+        let c = parse(json!({"tenants": {"a": {"limits": {"http_max_in_flight": 4, "http_max_in_flight_per_origin": 2, "http_max_batch": 32, "http_max_pending": 2}}}})).unwrap();
         let (a, b) = (&c.get("a").limits.http, &c.get("b").limits.http);
         assert_eq!((a.max_in_flight, a.max_in_flight_per_origin, a.max_batch), (4, 2, 32));
         assert_eq!((b.max_in_flight, b.max_in_flight_per_origin, b.max_batch), (16, 8, 128));
+        assert_eq!((a.max_pending, b.max_pending), (2, 4));
         let c = parse(json!({"tenants": {"big": {"limits": {"state_max_keys": 5000}}}})).unwrap();
         assert_eq!((c.get("big").limits.state.max_keys, c.get("small").limits.state.max_keys), (5000, 1000));
-        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch", "state_max_keys"] {
+        for key in ["http_max_in_flight", "http_max_in_flight_per_origin", "http_max_batch", "http_max_pending", "state_max_keys"] {
             let e = parse(json!({"default": {"limits": {key: 0}}})).unwrap_err();
             assert!(e.contains(&format!("{key} must be positive")), "{e}");
         }

@@ -50,7 +50,7 @@ fn guests_of_incompatible_world_versions_run_side_by_side() {
     let legacy = runtime.load_file(&legacy_wasm()).expect("a 0.1.0 guest loads");
     let nutanix = runtime.load_file(&guest_wasm()).expect("guest");
     let adversary = runtime.load_file(&adversary_wasm()).expect("adversary");
-    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.3.0".into()));
+    assert_eq!((legacy.world.to_string(), nutanix.world.to_string()), ("0.1.0".into(), "0.3.1".into()));
     // The adversary is built against the frozen 0.2.0 world: it links to
     // the 0.2.1 imports through the semver-compatible lookup.
     assert_eq!(adversary.world.to_string(), "0.2.0");

@@ -154,3 +154,33 @@ fn a_list_that_changes_while_it_is_read_loses_and_duplicates_nothing() {
         }
     }
 }
+
+/// The host caps the batches a run holds pending (`start-many`): below
+/// the 2 guest-nutanix keeps while it pipelines its windows, the run ends
+/// with the handle limit (a typed limit, not a trap), and the default
+/// allows it.
+#[test]
+fn the_hosts_cap_on_pending_batches_ends_the_run() {
+    // 30 pages: windows 2 and 3 are pending together.
+    let sim = sim(3_000, false, Faults::default());
+    let (rt, plugin) = host();
+    let run = |max_pending: u32| {
+        let http = HttpLimits { max_pending, ..HttpLimits::default() };
+        let ctx = RunContext::builder("t1", Limits { http, ..Limits::default() })
+            .endpoint(sim.url())
+            .secret(sim.secret())
+            .options(json!({"page_size": 100, "page_concurrency": 8}))
+            .build()
+            .expect("context");
+        block_on(collect_all(rt, plugin, &ctx, &json!({"resource_kinds": ["vms"]})))
+    };
+    let (r, _) = run(1);
+    match r {
+        Err(cf_host::error::RunError::Limit(l)) => assert_eq!(l.kind, cf_host::error::LimitKind::Handles, "{l}"),
+        other => panic!("expected the handle limit, got {other:?}"),
+    }
+    let (r, records) = run(2);
+    r.expect("collect");
+    assert_eq!(vm_ids(&records).len(), 3_000);
+}
+

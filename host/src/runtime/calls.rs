@@ -142,7 +142,7 @@ impl Runtime {
             Err(RunError::Limit(l)) => Some(l.kind),
             // The request budget ends a run after this point (in the
             // caller), as a limit.
-            _ => st.emit.limit_hit.as_ref().map(|l| l.kind).or(st.http.budget_exhausted.then_some(LimitKind::HttpRequests)),
+            _ => st.emit.limit_hit.as_ref().map(|l| l.kind).or(st.http.budget_exhausted().then_some(LimitKind::HttpRequests)),
         };
         if let Some(kind) = limit {
             m.add("cf_host_limit_hits_total", vec![("limit", kind.to_string())], 1.0);
@@ -265,7 +265,7 @@ impl Runtime {
         if let Some(limit) = &st.emit.limit_hit {
             return Err(RunError::Limit(limit.clone()));
         }
-        if st.http.budget_exhausted {
+        if st.http.budget_exhausted() {
             return Err(RunError::Limit(LimitExceeded {
                 kind: LimitKind::HttpRequests,
                 detail: format!("more than {} HTTP requests", st.http.limits.max_requests),
@@ -275,7 +275,7 @@ impl Runtime {
         Ok(CollectReport {
             records: st.emit.records,
             errors: st.emit.errors,
-            http_requests: st.http.requests,
+            http_requests: st.http.requests(),
             suppressed_log_lines: st.log.suppressed,
             guest_emitted,
         })

@@ -5,7 +5,7 @@
 
 use crate::bindings::cloudforet::collector::{emit, http, log, state};
 use crate::bindings::exports::cloudforet::collector::collector as wit;
-use crate::io::{Credential, HttpRequest, HttpResponse, Io, Level, Method, Sink, State, Transport, TransportError};
+use crate::io::{Begun, Credential, HttpRequest, HttpResponse, Io, Level, Method, Sink, Started, State, Transport, TransportError};
 use crate::plugin::{Collector, Metadata};
 use crate::record::{self, Record};
 use crate::{Error, Flow};
@@ -124,19 +124,26 @@ impl Transport for HostHttp {
     }
 
     fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
-        let batch: Vec<http::Outbound> = reqs
-            .into_iter()
-            .map(|r| {
-                let (request, credential) = outbound(r);
-                http::Outbound { request, credential }
-            })
-            .collect();
-        http::send_many(&batch).into_iter().map(http_answer).collect()
+        http::send_many(&outbounds(reqs)).into_iter().map(http_answer).collect()
+    }
+
+    fn start_many(&mut self, reqs: Vec<HttpRequest>) -> Started {
+        Started(Begun::Host(http::start_many(&outbounds(reqs))))
     }
 
     fn sleep_ms(&mut self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+}
+
+/// A batch as the WIT's.
+fn outbounds(reqs: Vec<HttpRequest>) -> Vec<http::Outbound> {
+    reqs.into_iter()
+        .map(|r| {
+            let (request, credential) = outbound(r);
+            http::Outbound { request, credential }
+        })
+        .collect()
 }
 
 /// A request as the WIT's, with the credential the host adds.
@@ -163,7 +170,7 @@ fn outbound(req: HttpRequest) -> (http::Request, Option<http::Credential>) {
     (wit_req, credential)
 }
 
-fn http_answer(sent: Result<http::Response, http::HttpError>) -> Result<HttpResponse, TransportError> {
+pub(crate) fn http_answer(sent: Result<http::Response, http::HttpError>) -> Result<HttpResponse, TransportError> {
     match sent {
         Ok(r) => Ok(HttpResponse { status: r.status, headers: r.headers, body: r.body }),
         Err(e) => Err(match e {

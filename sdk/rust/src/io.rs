@@ -136,7 +136,65 @@ pub trait Transport {
     fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         reqs.into_iter().map(|r| self.send(r)).collect()
     }
+    /// Starts requests and returns at once; [`Transport::finish_many`]
+    /// gives their answers, in order. The host's `start-many` (world
+    /// 0.3.1) performs them while the guest goes on; a transport that
+    /// cannot do better sends them when they are finished (the default).
+    fn start_many(&mut self, reqs: Vec<HttpRequest>) -> Started {
+        Started::deferred(reqs)
+    }
+    /// The answers of a batch [`Transport::start_many`] began, waiting for
+    /// those not come yet. Dropping a [`Started`] instead cancels it.
+    fn finish_many(&mut self, started: Started) -> Vec<Result<HttpResponse, TransportError>> {
+        finish_deferred(self, started)
+    }
     fn sleep_ms(&mut self, ms: u64);
+}
+
+/// A batch [`Transport::start_many`] began. Dropping it cancels what the
+/// host has not answered yet.
+pub struct Started(pub(crate) Begun);
+
+pub(crate) enum Begun {
+    /// Answered already.
+    Answered(Vec<Result<HttpResponse, TransportError>>),
+    /// To be sent when finished.
+    Deferred(Vec<HttpRequest>),
+    /// Being performed by the host.
+    #[cfg(target_arch = "wasm32")]
+    Host(crate::bindings::cloudforet::collector::http::Pending),
+}
+
+impl Started {
+    /// A batch whose answers are known already.
+    pub fn answered(answers: Vec<Result<HttpResponse, TransportError>>) -> Started {
+        Started(Begun::Answered(answers))
+    }
+
+    /// A batch sent only when it is finished.
+    pub fn deferred(reqs: Vec<HttpRequest>) -> Started {
+        Started(Begun::Deferred(reqs))
+    }
+
+    /// The requests of a batch not sent yet ([`Started::deferred`]).
+    pub fn requests(&self) -> Option<&[HttpRequest]> {
+        match &self.0 {
+            Begun::Deferred(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// [`Transport::finish_many`] of a transport that starts nothing itself:
+/// a deferred batch goes out now through `send_many`, answered ones are
+/// given as they are. Test doubles that override `finish_many` call it.
+pub fn finish_deferred<T: Transport + ?Sized>(t: &mut T, started: Started) -> Vec<Result<HttpResponse, TransportError>> {
+    match started.0 {
+        Begun::Answered(a) => a,
+        Begun::Deferred(reqs) => t.send_many(reqs),
+        #[cfg(target_arch = "wasm32")]
+        Begun::Host(p) => crate::bindings::cloudforet::collector::http::finish_many(p).into_iter().map(crate::guest::http_answer).collect(),
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -145,6 +203,12 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
         (**self).send_many(reqs)
+    }
+    fn start_many(&mut self, reqs: Vec<HttpRequest>) -> Started {
+        (**self).start_many(reqs)
+    }
+    fn finish_many(&mut self, started: Started) -> Vec<Result<HttpResponse, TransportError>> {
+        (**self).finish_many(started)
     }
     fn sleep_ms(&mut self, ms: u64) {
         (**self).sleep_ms(ms)

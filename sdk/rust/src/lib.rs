@@ -70,7 +70,7 @@ pub mod testing;
 pub use client::{Client, Page, PageRef, Retries};
 pub use console::{Icon, Label};
 pub use error::Error;
-pub use io::{Credential, Flow, HttpRequest, HttpResponse, Io, Level, Method, NoState, Sink, State, StateExt, Transport, TransportError};
+pub use io::{Credential, Flow, HttpRequest, HttpResponse, Io, Level, Method, NoState, Sink, Started, State, StateExt, Transport, TransportError};
 pub use plugin::{Collector, CostSource, CostTask, Metadata, MetricData, MetricInfo, MetricQuery, MetricSource, Summary};
 pub use record::{CloudService, CloudServiceType, Cost, ErrorResource, Metric, Namespace, Record, Region};
 

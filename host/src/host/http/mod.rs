@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - this module: the per-run [`HttpCtx`] and the WIT functions (`send`,
-//!   `send-authenticated`, `send-many`): the host's checks, redirects,
-//!   concurrency caps, counting.
+//!   `send-authenticated`, `send-many`, and since 0.3.1 `start-many`,
+//!   `finish-many` and the `pending` resource): the host's checks,
+//!   redirects, concurrency caps, counting. What a run's requests share
+//!   (its caps, request count, the bytes held for the guest) is one
+//!   `Run`, which the tasks of pending batches hold too.
 //! - [`transport`]: reqwest clients, the policy-checking resolver, the
 //!   [`HttpTransport`] seam (cassettes plug in there) and
 //!   [`TransportLayer`] (recorders wrap the run's transport there).
@@ -16,6 +19,13 @@
 //! followed by reqwest; they are followed here, each target checked against
 //! the policy again (a granted host cannot bounce the guest elsewhere).
 //! Response bodies are read in chunks and cut off at the size limit.
+//!
+//! A pending batch (`start-many`) is a tokio task performing the batch
+//! with the same code as `send-many`; the run keeps at most
+//! [`HttpLimits::max_pending`] of them (one more ends the run with a
+//! handle limit, nothing sent). Dropping one (by the guest, or with the
+//! run's store) aborts its task: requests not sent are not sent, those in
+//! flight are cancelled, and the slots and bytes they held are given back.
 
 mod origins;
 mod transport;
@@ -33,10 +43,12 @@ use crate::secret::{Credentials, Redactor};
 use origins::health;
 use reqwest::header::{HeaderName, HeaderValue};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::error::{LimitExceeded, LimitKind};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
+use wasmtime::component::Resource;
 use url::Url;
 
 /// Per-run HTTP capability.
@@ -45,10 +57,6 @@ pub struct HttpCtx {
     pub(crate) policy: EgressPolicy,
     pub(crate) limits: HttpLimits,
     pub(crate) redactor: Arc<Redactor>,
-    /// Requests sent (each redirect hop counts).
-    pub(crate) requests: u32,
-    /// Set when the request budget ran out; the run ends with a limit error.
-    pub(crate) budget_exhausted: bool,
     /// Where denials are also recorded (test harness).
     pub(crate) denials: Option<Arc<Mutex<Vec<String>>>>,
     /// What `send-authenticated` may add, from the run's secret.
@@ -62,6 +70,45 @@ pub struct HttpCtx {
     pub(crate) tenant: String,
     /// The last egress refusal (`origin: reason`), for the run's error.
     pub(crate) last_denial: Option<String>,
+    /// What the run's requests share, made on the first request.
+    pub(crate) flight: Flight,
+}
+
+/// A run's requests in progress: the [`Run`] they share and the pending
+/// batches (`start-many`) the guest holds.
+#[derive(Default)]
+pub struct Flight {
+    run: Option<Arc<Run>>,
+    /// At most [`HttpLimits::max_pending`], by handle.
+    pending: HashMap<u32, PendingBatch>,
+    next_handle: u32,
+}
+
+/// One answer as a request's task gives it: the answer, what happened
+/// beside it, and the bytes of its body held in the run's allowance.
+type Done = (Result<Response, HttpError>, Notes, Option<Held>);
+
+/// A batch performed by a task of its own (`start-many`). Dropping it
+/// aborts the task.
+struct PendingBatch(tokio::task::JoinHandle<Vec<Done>>);
+
+impl Drop for PendingBatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Bytes of an answer held for the guest, given back to the run's
+/// allowance when the answer is handed over or dropped.
+struct Held {
+    run: Arc<Run>,
+    bytes: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.run.bytes_left.fetch_add(self.bytes, Ordering::SeqCst);
+    }
 }
 
 /// What one exchange did beside its answer, applied to the run's counts
@@ -70,34 +117,42 @@ pub struct HttpCtx {
 struct Notes {
     circuit_refused: bool,
     denial: Option<String>,
-    budget_exhausted: bool,
 }
 
-/// What the requests of one call share while they run concurrently.
-struct Shared {
-    /// The run's request count.
+/// What a run's requests share, whichever call sent them (`send`,
+/// `send-many`, a pending batch's task): the run's settings, its caps, its
+/// request count, and the response bytes it may still hold for the guest.
+pub(crate) struct Run {
+    transport: Arc<dyn HttpTransport>,
+    policy: EgressPolicy,
+    limits: HttpLimits,
+    redactor: Arc<Redactor>,
+    denials: Option<Arc<Mutex<Vec<String>>>>,
+    credentials: Credentials,
+    origins: Origins,
+    tenant: String,
+    /// Requests sent (each redirect hop counts).
     requests: AtomicU32,
-    /// Response bytes the call's answers may still hold.
+    /// Set when the request budget ran out; the run ends with a limit error.
+    budget_exhausted: AtomicBool,
+    /// Response bytes the answers not yet handed to the guest may still
+    /// hold (all calls and pending batches together).
     bytes_left: AtomicU64,
     /// The run's concurrency cap.
     in_flight: Semaphore,
-    /// Per-origin caps, made as origins come up (at most the batch's hops).
+    /// Per-origin caps, made as origins come up; those not in use are
+    /// dropped once [`MAX_ORIGINS`] are kept.
     per_origin: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-impl Shared {
-    fn new(ctx: &HttpCtx) -> Shared {
-        Shared {
-            requests: AtomicU32::new(ctx.requests),
-            bytes_left: AtomicU64::new(ctx.limits.max_response_bytes),
-            in_flight: Semaphore::new(ctx.limits.max_in_flight.max(1) as usize),
-            per_origin: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn origin_gate(&self, origin: &str, limits: &HttpLimits) -> Arc<Semaphore> {
+impl Run {
+    fn origin_gate(&self, origin: &str) -> Arc<Semaphore> {
         let mut map = self.per_origin.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(origin.to_string()).or_insert_with(|| Arc::new(Semaphore::new(limits.max_in_flight_per_origin.max(1) as usize))).clone()
+        if map.len() >= MAX_ORIGINS && !map.contains_key(origin) {
+            map.retain(|_, gate| Arc::strong_count(gate) > 1);
+        }
+        let cap = self.limits.max_in_flight_per_origin.max(1) as usize;
+        map.entry(origin.to_string()).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
     }
 
     /// Takes one request from the run's budget; `false` when spent.
@@ -105,9 +160,25 @@ impl Shared {
         self.requests.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
-    /// Keeps a body of `n` bytes within the call's total; `false` if over.
-    fn keep_bytes(&self, n: u64) -> bool {
-        self.bytes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n)).is_ok()
+    /// Holds a body of `n` bytes within the run's allowance; `None` if
+    /// over.
+    fn keep_bytes(self: &Arc<Self>, n: u64) -> Option<Held> {
+        self.bytes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n)).ok()?;
+        Some(Held { run: self.clone(), bytes: n })
+    }
+
+    /// The requests of one batch, concurrently within the run's caps; the
+    /// answers in order.
+    async fn perform(self: Arc<Self>, batch: Vec<Outbound>) -> Vec<Done> {
+        let this = &self;
+        let exchanges = batch.into_iter().map(|o| async move {
+            let header = match o.credential.as_ref().map(|c| credential_header(&this.credentials, c)).transpose() {
+                Ok(h) => h,
+                Err(e) => return (Err(e), Notes::default(), None),
+            };
+            this.exchange(o.request, header).await
+        });
+        futures::future::join_all(exchanges).await
     }
 }
 
@@ -169,35 +240,120 @@ impl http::Host for HttpCtx {
     }
 
     async fn send_many(&mut self, batch: Vec<Outbound>) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
-        let max = self.limits.max_batch as usize;
-        if batch.len() > max {
-            let why = format!("a batch of {} requests is over the host's limit of {max}; nothing was sent", batch.len());
-            *self.outcomes.entry("refused").or_insert(0) += batch.len() as u64;
-            return Ok(batch.iter().map(|_| Err(HttpError::InvalidRequest(why.clone()))).collect());
+        if let Some(refused) = self.refuse_oversized(&batch) {
+            return Ok(refused);
         }
         self.perform(batch).await
+    }
+
+    async fn start_many(&mut self, batch: Vec<Outbound>) -> wasmtime::Result<Resource<http::Pending>> {
+        let max = self.limits.max_pending as usize;
+        if self.flight.pending.len() >= max {
+            return Err(wasmtime::Error::new(LimitExceeded {
+                kind: LimitKind::Handles,
+                detail: format!("guest held more than {max} pending HTTP batches"),
+            }));
+        }
+        let handle = self.flight.next_handle;
+        self.flight.next_handle = handle.checked_add(1).ok_or_else(|| {
+            wasmtime::Error::new(LimitExceeded { kind: LimitKind::Handles, detail: "guest started more than 2^32 HTTP batches".into() })
+        })?;
+        let task = match self.refuse_oversized(&batch) {
+            Some(refused) => tokio::spawn(std::future::ready(refused.into_iter().map(|r| (r, Notes::default(), None)).collect())),
+            None => tokio::spawn(self.run().perform(batch)),
+        };
+        self.flight.pending.insert(handle, PendingBatch(task));
+        Ok(Resource::new_own(handle))
+    }
+
+    async fn finish_many(&mut self, batch: Resource<http::Pending>) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
+        let Some(mut pending) = self.flight.pending.remove(&batch.rep()) else {
+            return Err(wasmtime::Error::msg("unknown pending HTTP batch"));
+        };
+        let done = (&mut pending.0).await.map_err(|e| wasmtime::Error::msg(format!("a pending HTTP batch failed: {e}")))?;
+        Ok(self.count_all(done))
+    }
+}
+
+impl http::HostPending for HttpCtx {
+    async fn ready(&mut self, batch: Resource<http::Pending>) -> wasmtime::Result<bool> {
+        match self.flight.pending.get(&batch.rep()) {
+            Some(p) => Ok(p.0.is_finished()),
+            None => Err(wasmtime::Error::msg("unknown pending HTTP batch")),
+        }
+    }
+
+    async fn drop(&mut self, batch: Resource<http::Pending>) -> wasmtime::Result<()> {
+        // Aborts the task (PendingBatch's Drop).
+        self.flight.pending.remove(&batch.rep());
+        Ok(())
     }
 }
 
 impl HttpCtx {
+    /// Requests sent by the run so far (each redirect hop counts).
+    pub(crate) fn requests(&self) -> u32 {
+        self.flight.run.as_ref().map_or(0, |r| r.requests.load(Ordering::SeqCst))
+    }
+
+    /// Whether the request budget ran out; the run ends with a limit error.
+    pub(crate) fn budget_exhausted(&self) -> bool {
+        self.flight.run.as_ref().is_some_and(|r| r.budget_exhausted.load(Ordering::SeqCst))
+    }
+
+    /// Pending batches the guest holds.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        self.flight.pending.len()
+    }
+
+    /// What the run's requests share, made on the first request.
+    fn run(&mut self) -> Arc<Run> {
+        if let Some(r) = &self.flight.run {
+            return r.clone();
+        }
+        let run = Arc::new(Run {
+            transport: self.transport.clone(),
+            policy: self.policy.clone(),
+            limits: self.limits.clone(),
+            redactor: self.redactor.clone(),
+            denials: self.denials.clone(),
+            credentials: self.credentials.clone(),
+            origins: self.origins.clone(),
+            tenant: self.tenant.clone(),
+            requests: AtomicU32::new(0),
+            budget_exhausted: AtomicBool::new(false),
+            bytes_left: AtomicU64::new(self.limits.max_response_bytes),
+            in_flight: Semaphore::new(self.limits.max_in_flight.max(1) as usize),
+            per_origin: Mutex::new(HashMap::new()),
+        });
+        self.flight.run = Some(run.clone());
+        run
+    }
+
+    /// A batch larger than the host's limit: refused whole (an answer per
+    /// request), nothing sent.
+    fn refuse_oversized(&mut self, batch: &[Outbound]) -> Option<Vec<Result<Response, HttpError>>> {
+        let max = self.limits.max_batch as usize;
+        if batch.len() <= max {
+            return None;
+        }
+        let why = format!("a batch of {} requests is over the host's limit of {max}; nothing was sent", batch.len());
+        *self.outcomes.entry("refused").or_insert(0) += batch.len() as u64;
+        Some(batch.iter().map(|_| Err(HttpError::InvalidRequest(why.clone()))).collect())
+    }
+
     /// The requests of one call, concurrently within the run's caps; the
     /// answers in order. The run's counts are updated once all are done.
     async fn perform(&mut self, batch: Vec<Outbound>) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
-        let shared = Shared::new(self);
-        let this = &*self;
-        let exchanges = batch.into_iter().map(|o| {
-            let shared = &shared;
-            async move {
-                let header = match o.credential.as_ref().map(|c| credential_header(&this.credentials, c)).transpose() {
-                    Ok(h) => h,
-                    Err(e) => return (Err(e), Notes::default()),
-                };
-                this.exchange(shared, o.request, header).await
-            }
-        });
-        let done = futures::future::join_all(exchanges).await;
-        self.requests = shared.requests.load(Ordering::SeqCst);
-        Ok(done.into_iter().map(|(r, notes)| self.count(r, notes)).collect())
+        let done = self.run().perform(batch).await;
+        Ok(self.count_all(done))
+    }
+
+    /// Answers handed to the guest: counted, and their bytes no longer
+    /// held by the host.
+    fn count_all(&mut self, done: Vec<Done>) -> Vec<Result<Response, HttpError>> {
+        done.into_iter().map(|(r, notes, _held)| self.count(r, notes)).collect()
     }
 
     fn count(&mut self, r: Result<Response, HttpError>, notes: Notes) -> Result<Response, HttpError> {
@@ -217,10 +373,11 @@ impl HttpCtx {
         if let Some(d) = notes.denial {
             self.last_denial = Some(d);
         }
-        self.budget_exhausted |= notes.budget_exhausted;
         r
     }
+}
 
+impl Run {
     fn check_headers(&self, headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, HttpError> {
         for (k, v) in &headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -265,19 +422,21 @@ impl HttpCtx {
     /// budget, the origin's breaker, pace and concurrency cap, and the
     /// transport, following redirects (each target re-checked; credentials
     /// and cookies dropped when the origin changes).
-    async fn exchange(&self, shared: &Shared, req: Request, credential: Option<(String, String)>) -> (Result<Response, HttpError>, Notes) {
+    async fn exchange(self: &Arc<Self>, req: Request, credential: Option<(String, String)>) -> Done {
         let mut notes = Notes::default();
-        let r = self.exchange_noting(shared, req, credential, &mut notes).await;
-        (r, notes)
+        let r = self.exchange_noting(req, credential, &mut notes).await;
+        match r {
+            Ok((resp, held)) => (Ok(resp), notes, Some(held)),
+            Err(e) => (Err(e), notes, None),
+        }
     }
 
     async fn exchange_noting(
-        &self,
-        shared: &Shared,
+        self: &Arc<Self>,
         req: Request,
         credential: Option<(String, String)>,
         notes: &mut Notes,
-    ) -> Result<Response, HttpError> {
+    ) -> Result<(Response, Held), HttpError> {
         let url = match Url::parse(&req.url) {
             Ok(u) => u,
             Err(e) => return Err(HttpError::InvalidRequest(format!("invalid URL: {e}"))),
@@ -307,27 +466,27 @@ impl HttpCtx {
         let mut redirects = 0;
         loop {
             let origin = origin_of(&out.url);
-            let gate = shared.origin_gate(&origin, &self.limits);
+            let gate = self.origin_gate(&origin);
             // The origin's slot first: a request waiting for its origin
             // holds no slot of the run that another origin could use.
-            let (Ok(_origin_slot), Ok(_run_slot)) = (gate.acquire().await, shared.in_flight.acquire().await) else {
+            let (Ok(_origin_slot), Ok(_run_slot)) = (gate.acquire().await, self.in_flight.acquire().await) else {
                 return Err(HttpError::Connection("the host is shutting down".into()));
             };
-            if !shared.take_request(self.limits.max_requests) {
-                notes.budget_exhausted = true;
+            if !self.take_request(self.limits.max_requests) {
+                self.budget_exhausted.store(true, Ordering::SeqCst);
                 return Err(HttpError::Denied(format!("run exceeded its budget of {} HTTP requests", self.limits.max_requests)));
             }
             let start = match self.origins.admit(&self.tenant, &origin, &self.limits) {
                 Ok(at) => at,
                 Err(why) => {
                     // Refused without I/O: not a request sent.
-                    shared.requests.fetch_sub(1, Ordering::SeqCst);
+                    self.requests.fetch_sub(1, Ordering::SeqCst);
                     notes.circuit_refused = true;
                     return Err(HttpError::Connection(why));
                 }
             };
             tokio::time::sleep_until(start).await;
-            let max_body = shared.bytes_left.load(Ordering::SeqCst).min(self.limits.max_response_bytes);
+            let max_body = self.bytes_left.load(Ordering::SeqCst).min(self.limits.max_response_bytes);
             let r = self.transport.perform(&out, timeout, max_body).await;
             self.origins.report(&self.tenant, &origin, &self.limits, health(&r, SystemTime::now()));
             let resp = match r {
@@ -363,10 +522,10 @@ impl HttpCtx {
                 out.url = next;
                 continue;
             }
-            if !shared.keep_bytes(resp.body.len() as u64) {
+            let Some(held) = self.keep_bytes(resp.body.len() as u64) else {
                 return Err(HttpError::TooLarge(self.limits.max_response_bytes));
-            }
-            return Ok(Response { status: resp.status, headers: resp.headers, body: resp.body });
+            };
+            return Ok((Response { status: resp.status, headers: resp.headers, body: resp.body }, held));
         }
     }
 }
@@ -389,6 +548,8 @@ mod tests {
         peak: AtomicUsize,
         per_origin: Mutex<HashMap<String, (usize, usize)>>,
         seen: Mutex<Vec<(tokio::time::Instant, OutboundRequest)>>,
+        /// Requests answered (not cancelled while in flight).
+        finished: AtomicUsize,
     }
 
     impl HttpTransport for Recorder {
@@ -405,6 +566,7 @@ mod tests {
                     e.1 = e.1.max(e.0);
                 }
                 tokio::time::sleep(self.latency).await;
+                self.finished.fetch_add(1, Ordering::SeqCst);
                 self.now.fetch_sub(1, Ordering::SeqCst);
                 self.per_origin.lock().unwrap().get_mut(&origin).unwrap().0 -= 1;
                 if self.body.len() as u64 > max_body {
@@ -424,14 +586,13 @@ mod tests {
             policy: EgressPolicy::new(grants),
             limits,
             redactor: secret.redactor().clone(),
-            requests: 0,
-            budget_exhausted: false,
             denials: None,
             credentials: secret.credentials(),
             outcomes: Default::default(),
             origins: Origins::default(),
             tenant: "t".into(),
             last_denial: None,
+            flight: Flight::default(),
         }
     }
 
@@ -469,7 +630,7 @@ mod tests {
             assert_eq!(per_origin["https://b.example:9440"].1, 2, "{per_origin:?}");
             // a: 16 requests 4 at a time, 100 ms each.
             assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(500), "{took:?}");
-            assert_eq!(h.requests, 24);
+            assert_eq!(h.requests(), 24);
             assert_eq!(h.outcomes.get("2xx"), Some(&24));
         });
     }
@@ -500,7 +661,7 @@ mod tests {
             let seen = t.seen.lock().unwrap();
             assert_eq!(seen.len(), 1, "only the good request went out");
             assert!(seen[0].1.header("authorization").is_some_and(|v| v.starts_with("Basic ")));
-            assert_eq!(h.requests, 1);
+            assert_eq!(h.requests(), 1);
             assert!(h.last_denial.as_deref().is_some_and(|d| d.starts_with("https://evil.example")));
             assert_eq!((h.outcomes.get("denied"), h.outcomes.get("error")), (Some(&1), Some(&3)));
         });
@@ -517,7 +678,7 @@ mod tests {
             assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 5);
             assert_eq!(answers.iter().filter(|a| matches!(a, Err(HttpError::Denied(m)) if m.contains("budget of 5"))).count(), 3);
             assert_eq!(t.seen.lock().unwrap().len(), 5);
-            assert!(h.budget_exhausted);
+            assert!(h.budget_exhausted());
         });
     }
 
@@ -531,7 +692,7 @@ mod tests {
             assert_eq!(answers.len(), 4);
             assert!(answers.iter().all(|a| matches!(a, Err(HttpError::InvalidRequest(m)) if m.contains("limit of 3"))));
             assert!(t.seen.lock().unwrap().is_empty());
-            assert_eq!(h.requests, 0);
+            assert_eq!(h.requests(), 0);
             assert_eq!(h.outcomes.get("refused"), Some(&4), "counted for cf_host_http_requests_total");
         });
     }
@@ -577,6 +738,155 @@ mod tests {
         });
     }
 
+    fn gets(origin: &str, n: usize) -> Vec<Outbound> {
+        (0..n).map(|i| get(&format!("https://{origin}.example:9440/{i}"), None)).collect()
+    }
+
+    /// Statuses 200 + i for the paths `/i`, so the answers' order shows.
+    fn numbered(n: u16) -> HashMap<String, (u16, Vec<(String, String)>)> {
+        (0..n).map(|i| (format!("/{i}"), (200 + i, vec![]))).collect()
+    }
+
+    fn statuses(answers: &[Result<Response, HttpError>]) -> Vec<u16> {
+        answers.iter().map(|a| a.as_ref().map_or(0, |r| r.status)).collect()
+    }
+
+    /// `start-many` returns at once; the batch goes on while the guest
+    /// works, and `finish-many` gives the answers in order. Pending
+    /// batches and `send-many` share the run's caps: two batches to one
+    /// origin have no more in flight together than its cap.
+    #[test]
+    fn pending_batches_go_on_while_the_guest_works_within_the_runs_caps() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder { latency: Duration::from_millis(100), answers: numbered(8), ..Default::default() });
+            let mut h = ctx(t.clone(), HttpLimits { max_in_flight: 6, max_in_flight_per_origin: 4, ..HttpLimits::default() });
+            let started = tokio::time::Instant::now();
+            let p1 = h.start_many(gets("a", 8)).await.unwrap();
+            let p2 = h.start_many(gets("a", 8)).await.unwrap();
+            assert_eq!(started.elapsed(), Duration::ZERO, "start-many does not wait");
+            assert!(!http::HostPending::ready(&mut h, Resource::new_borrow(p1.rep())).await.unwrap());
+            // The guest works; meanwhile a `send-many` to the other origin
+            // gets the run's 2 other slots only.
+            let other = h.send_many(gets("b", 4)).await.unwrap();
+            assert_eq!(statuses(&other), vec![200, 201, 202, 203]);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(http::HostPending::ready(&mut h, Resource::new_borrow(p1.rep())).await.unwrap());
+            let before = tokio::time::Instant::now();
+            let a1 = h.finish_many(p1).await.unwrap();
+            let a2 = h.finish_many(p2).await.unwrap();
+            assert_eq!(before.elapsed(), Duration::ZERO, "answered while the guest worked");
+            let want: Vec<u16> = (200..208).collect();
+            assert_eq!((statuses(&a1), statuses(&a2)), (want.clone(), want));
+            assert_eq!(t.per_origin.lock().unwrap()["https://a.example:9440"].1, 4, "one origin cap for both batches");
+            assert_eq!(t.peak.load(Ordering::SeqCst), 6, "one run cap for all calls");
+            assert_eq!(h.requests(), 20);
+            assert_eq!(h.outcomes.get("2xx"), Some(&20));
+            assert_eq!(h.pending(), 0);
+        });
+    }
+
+    /// A run holds at most `max_pending` batches: one more ends the run
+    /// with a handle limit, nothing of it sent; a finished batch frees its
+    /// place.
+    #[test]
+    fn pending_batches_are_capped() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder { latency: Duration::from_millis(10), ..Default::default() });
+            let mut h = ctx(t.clone(), HttpLimits { max_pending: 2, ..HttpLimits::default() });
+            let p1 = h.start_many(gets("a", 1)).await.unwrap();
+            let _p2 = h.start_many(gets("a", 1)).await.unwrap();
+            let e = h.start_many(gets("b", 3)).await.unwrap_err();
+            let limit = e.downcast_ref::<LimitExceeded>().expect("a limit");
+            assert_eq!(limit.kind, LimitKind::Handles);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(t.seen.lock().unwrap().iter().all(|(_, r)| r.url.host_str() == Some("a.example")), "nothing of the refused batch sent");
+            h.finish_many(p1).await.unwrap();
+            assert!(h.start_many(gets("b", 1)).await.is_ok());
+        });
+    }
+
+    /// A batch over the batch limit is refused whole through `start-many`
+    /// too.
+    #[test]
+    fn an_oversized_pending_batch_is_refused_whole() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder::default());
+            let mut h = ctx(t.clone(), HttpLimits { max_batch: 3, ..HttpLimits::default() });
+            let p = h.start_many(gets("a", 4)).await.unwrap();
+            let answers = h.finish_many(p).await.unwrap();
+            assert!(answers.iter().all(|a| matches!(a, Err(HttpError::InvalidRequest(m)) if m.contains("limit of 3"))));
+            assert!(t.seen.lock().unwrap().is_empty());
+        });
+    }
+
+    /// Answers held for the guest, of all pending batches together, stay
+    /// within the response size limit; a dropped batch gives its bytes,
+    /// and its slots, back, and what it had not sent is never sent.
+    #[test]
+    fn a_dropped_pending_cancels_and_gives_back_what_it_held() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder { latency: Duration::from_millis(100), body: vec![b'x'; 400], ..Default::default() });
+            let limits = HttpLimits { max_response_bytes: 1000, max_in_flight: 2, ..HttpLimits::default() };
+            let mut h = ctx(t.clone(), limits);
+            let held = h.start_many(gets("a", 2)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            // 800 bytes are held for the guest: 200 left.
+            let answers = h.send_many(gets("a", 1)).await.unwrap();
+            assert!(matches!(answers[0], Err(HttpError::TooLarge(1000))), "{answers:?}");
+            http::HostPending::drop(&mut h, held).await.unwrap();
+            let answers = h.send_many(gets("a", 2)).await.unwrap();
+            assert_eq!(statuses(&answers), vec![200, 200], "the dropped batch's bytes are back");
+            drop(answers);
+            // A batch dropped with requests in flight and waiting.
+            let sent = t.seen.lock().unwrap().len();
+            let cut = h.start_many(gets("a", 6)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let finished = t.finished.load(Ordering::SeqCst);
+            http::HostPending::drop(&mut h, cut).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(t.seen.lock().unwrap().len(), sent + 2, "the 4 waiting were never sent");
+            assert_eq!(t.finished.load(Ordering::SeqCst), finished, "the 2 in flight were cancelled");
+            // Their run slots are free: 2 requests in one round trip.
+            let before = tokio::time::Instant::now();
+            assert_eq!(statuses(&h.send_many(gets("a", 2)).await.unwrap()), vec![200, 200]);
+            assert!(before.elapsed() < Duration::from_millis(150), "{:?}", before.elapsed());
+            assert_eq!(h.pending(), 0);
+        });
+    }
+
+    /// A run that ends (its store, and so its HTTP context, dropped) with
+    /// batches pending cancels them.
+    #[test]
+    fn a_runs_end_cancels_its_pending_batches() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder { latency: Duration::from_millis(100), ..Default::default() });
+            let mut h = ctx(t.clone(), HttpLimits { max_in_flight: 2, ..HttpLimits::default() });
+            let _p = h.start_many(gets("a", 6)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(h);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(t.seen.lock().unwrap().len(), 2);
+            assert_eq!(t.finished.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// The request budget holds across pending batches.
+    #[test]
+    fn the_request_budget_holds_across_pending_batches() {
+        rt().block_on(async {
+            let t = Arc::new(Recorder::default());
+            let mut h = ctx(t.clone(), HttpLimits { max_requests: 5, ..HttpLimits::default() });
+            let p1 = h.start_many(gets("a", 4)).await.unwrap();
+            let p2 = h.start_many(gets("b", 4)).await.unwrap();
+            let mut answers = h.finish_many(p1).await.unwrap();
+            answers.extend(h.finish_many(p2).await.unwrap());
+            assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 5);
+            assert_eq!(answers.iter().filter(|a| matches!(a, Err(HttpError::Denied(m)) if m.contains("budget of 5"))).count(), 3);
+            assert_eq!(t.seen.lock().unwrap().len(), 5);
+            assert!(h.budget_exhausted());
+        });
+    }
+
     /// `send` and `send-authenticated` are one-request batches: same
     /// checks, and a redirect to another origin drops the credential.
     #[test]
@@ -594,7 +904,7 @@ mod tests {
             assert_eq!(seen.len(), 2);
             assert!(seen[0].1.header("authorization").is_some());
             assert!(seen[1].1.header("authorization").is_none());
-            assert_eq!(h.requests, 2, "each hop counts");
+            assert_eq!(h.requests(), 2, "each hop counts");
         });
     }
 }
