@@ -394,6 +394,7 @@ pub async fn product_path(
 }
 
 /// The last phase's row (a long run shows each phase as it finishes).
+#[cfg(feature = "simulator")]
 fn phase_row(phases: &[Phase]) -> String {
     let table = render_phases(phases.last().map(std::slice::from_ref).unwrap_or_default());
     format!("done: {}", table.lines().last().unwrap_or_default().trim())
