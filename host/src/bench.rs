@@ -331,6 +331,7 @@ pub async fn product_path(
     let before = measure_start();
     let (sink_secs, sink_records) = collect_into_counter(runtime, plugin, &sim).await?;
     phases.push(Phase { vms, name: "collect into a counting sink".into(), secs: sink_secs, records: sink_records, sink_secs: Some(sink_secs), rss_before_kib: before, peak_kib: rss_kib().1, counts: None });
+    progress(&phase_row(&phases));
 
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let db = dir.join(format!("bench-{vms}-{}.db", std::process::id()));
@@ -362,7 +363,9 @@ pub async fn product_path(
         }
     };
     phases.push(collect("collect into the store, first run").await?);
+    progress(&phase_row(&phases));
     phases.push(collect("collect into the store, unchanged").await?);
+    progress(&phase_row(&phases));
     // 1 %: the first VMs of the estate renamed, as a user's edit in Prism
     // (`SimState::update_vm`, which finds a VM from its uuid).
     let changed: Vec<String> = sim
@@ -377,6 +380,7 @@ pub async fn product_path(
         sim.state.update_vm(uuid, &format!("renamed-{uuid}"), "2026-12-06T00:00:00Z");
     }
     phases.push(collect("collect into the store, 1 % changed").await?);
+    progress(&phase_row(&phases));
     drop(store);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -387,6 +391,13 @@ pub async fn product_path(
     let (secs, records) = serve_stream(plugin_path, &sim).await?;
     phases.push(Phase { vms, name: "serve: gRPC collect stream to a client".into(), secs, records, sink_secs: Some(sink_secs), rss_before_kib: before, peak_kib: rss_kib().1, counts: None });
     Ok(phases)
+}
+
+/// The last phase's row (a long run shows each phase as it finishes).
+#[cfg(feature = "simulator")]
+fn phase_row(phases: &[Phase]) -> String {
+    let table = render_phases(phases.last().map(std::slice::from_ref).unwrap_or_default());
+    format!("done: {}", table.lines().last().unwrap_or_default().trim())
 }
 
 /// `serve::run` in this process with the guest from `plugin_path`, and one
@@ -401,7 +412,11 @@ async fn serve_stream(plugin_path: &std::path::Path, sim: &prism_sim::Simulator)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<std::net::SocketAddr>();
-    let options = ServeOptions { plugin: Some(plugin_path.to_path_buf()), ..ServeOptions::default() };
+    let mut options = ServeOptions { plugin: Some(plugin_path.to_path_buf()), ..ServeOptions::default() };
+    // The guest's CPU budget (120 s by default) is a limit, not what this
+    // measures: at 1M VMs on a loaded machine the stream's guest ran past
+    // it (2026-12-07), and the whole benchmark's table was lost.
+    options.runtime.tenancy.default.limits.cpu = BENCH_CPU_BUDGET;
     let listeners = Listeners { grpc: listener, admin: None, metrics: None };
     let server = tokio::spawn(crate::serve::run(
         options,
@@ -430,6 +445,9 @@ async fn serve_stream(plugin_path: &std::path::Path, sim: &prism_sim::Simulator)
     server.await.map_err(|e| format!("serve: {e}"))??;
     Ok((took.as_secs_f64(), got))
 }
+
+/// The guest's CPU budget in the product path's phases.
+pub const BENCH_CPU_BUDGET: Duration = Duration::from_secs(3_600);
 
 /// One collection of [`paging`].
 #[derive(Clone, Debug)]

@@ -164,7 +164,9 @@ pub async fn run(a: Args) -> Result<ExitCode, String> {
 #[cfg(feature = "simulator")]
 fn load(plugin: Option<PathBuf>, pool: u32) -> Result<(PathBuf, cf_host::Runtime, cf_host::Plugin), String> {
     let plugin = plugin.unwrap_or_else(default_plugin);
-    let runtime = cf_host::Runtime::new(cf_host::RuntimeConfig { max_concurrency: pool, ..cf_host::RuntimeConfig::default() })?;
+    let mut config = cf_host::RuntimeConfig { max_concurrency: pool, ..cf_host::RuntimeConfig::default() };
+    config.tenancy.default.limits.cpu = cf_host::bench::BENCH_CPU_BUDGET;
+    let runtime = cf_host::Runtime::new(config)?;
     let loaded = runtime.load_file(&plugin).map_err(|e| e.to_string())?;
     Ok((plugin, runtime, loaded))
 }

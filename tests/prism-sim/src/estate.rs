@@ -125,7 +125,7 @@ fn ips_len(i: usize) -> usize {
     if i.is_multiple_of(7) { 0 } else { 1 + usize::from(i.is_multiple_of(2)) }
 }
 
-fn host_name(cfg: &EstateConfig, h: usize) -> String {
+pub(crate) fn host_name(cfg: &EstateConfig, h: usize) -> String {
     let per = cfg.hosts_per_cluster.max(1);
     format!("{}-node-{}", cluster_name(h / per), h % per + 1)
 }
@@ -134,11 +134,11 @@ fn cluster_ref(c: usize) -> Value {
     json!({"kind": "cluster", "uuid": uuid("cluster", c), "name": cluster_name(c)})
 }
 
-fn subnet_index(cfg: &EstateConfig, cluster: usize, n: usize) -> usize {
+pub(crate) fn subnet_index(cfg: &EstateConfig, cluster: usize, n: usize) -> usize {
     cluster * cfg.subnets_per_cluster.max(1) + n % cfg.subnets_per_cluster.max(1)
 }
 
-fn subnet_name(s: usize) -> String {
+pub(crate) fn subnet_name(s: usize) -> String {
     format!("vlan-{}", 100 + s * 10)
 }
 
@@ -485,9 +485,10 @@ impl Estate {
                 *categories.entry(pair).or_default() += 1;
             }
         }
-        let vm_cfg = config.clone();
+        let (vm_cfg, write_cfg) = (config.clone(), config.clone());
         let mut estate = Estate {
-            vms: LazyList::new(cfg.vms, "vm", Arc::new(move |i| vm_entity(&vm_cfg, i)), categories),
+            vms: LazyList::new(cfg.vms, "vm", Arc::new(move |i| vm_entity(&vm_cfg, i)), categories)
+                .with_writer(Arc::new(move |i, out| crate::render::vm_v3(&write_cfg, i, out))),
             hosts: (0..n_hosts).map(|h| host_entity(cfg, h, per_host[h])).collect(),
             subnets: (0..cfg.clusters * cfg.subnets_per_cluster).map(|s| subnet_entity(cfg, s)).collect(),
             images: (0..cfg.images).map(|k| image_entity(cfg, k)).collect(),
@@ -647,6 +648,16 @@ mod tests {
         let e = state.estate();
         assert_eq!(e.vms.iter().collect::<Vec<_>>(), eager);
         assert_eq!(e.vms.len(), eager.len());
+        // Pages written as text (a base VM by its writer, an edited or added
+        // one as held) are the eager trees' bytes, for any page bounds.
+        let texts: Vec<Vec<u8>> = eager.iter().map(|v| serde_json::to_vec(v).unwrap()).collect();
+        for (start, end) in [(0, eager.len()), (0, 1), (5, 17), (9, 10), (eager.len() - 3, eager.len() + 50), (eager.len(), eager.len() + 1)] {
+            let mut out = Vec::new();
+            let n = Entities::Lazy(&e.vms).write_range(start, end, &mut out);
+            let want = texts.get(start..end.min(texts.len())).unwrap_or_default();
+            assert_eq!(n, want.len());
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(want.join(&b","[..])).unwrap(), "page {start}..{end}");
+        }
         for (p, v) in eager.iter().enumerate() {
             assert_eq!(e.vms.position(v["metadata"]["uuid"].as_str().unwrap()), Some(p));
         }

@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// Renders the entity of one index.
 pub type Render = Arc<dyn Fn(usize) -> Value + Send + Sync>;
 
+/// Writes the JSON text of one index's entity (the bytes
+/// `serde_json::to_vec` gives for what [`Render`] renders), into `out`.
+pub type Write = Arc<dyn Fn(usize, &mut Vec<u8>) + Send + Sync>;
+
 /// Category pairs (key, value) with how many entities carry each.
 pub type CategoryCounts = BTreeMap<(String, String), usize>;
 
@@ -29,6 +33,9 @@ pub fn category_pairs_of(e: &Value) -> Vec<(String, String)> {
 pub struct LazyList {
     base: usize,
     render: Render,
+    /// Writes a base entity's text without its tree, if the list has a
+    /// writer ([`LazyList::with_writer`]).
+    write: Option<Write>,
     /// The kind the entities' uuids are made of ([`crate::estate::uuid`]),
     /// so an entity is found from its uuid without a scan.
     uuid_kind: &'static str,
@@ -43,6 +50,15 @@ pub struct LazyList {
     categories: CategoryCounts,
 }
 
+/// What a list position holds ([`LazyList::source`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source<'a> {
+    /// The base entity of this index, as generated.
+    Base(usize),
+    /// An edited or added entity's JSON text.
+    Text(&'a [u8]),
+}
+
 /// Where an entity lives in a [`LazyList`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Slot {
@@ -54,7 +70,13 @@ impl LazyList {
     /// `categories`: the pairs the `base` rendered entities carry, counted
     /// (computed by the caller from something cheaper than rendering).
     pub fn new(base: usize, uuid_kind: &'static str, render: Render, categories: CategoryCounts) -> LazyList {
-        LazyList { base, render, uuid_kind, removed: Vec::new(), edited: HashMap::new(), added: Vec::new(), categories }
+        LazyList { base, render, write: None, uuid_kind, removed: Vec::new(), edited: HashMap::new(), added: Vec::new(), categories }
+    }
+
+    /// The list with `write` for its base entities' text: what list pages
+    /// are made of, [`Render`] staying the definition.
+    pub fn with_writer(self, write: Write) -> LazyList {
+        LazyList { write: Some(write), ..self }
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +131,30 @@ impl LazyList {
 
     pub fn iter(&self) -> impl Iterator<Item = Value> + '_ {
         (0..self.len()).filter_map(|p| self.get(p))
+    }
+
+    /// What is at list position `pos`: a base entity as generated (its
+    /// index), or the text held for an edited or added one.
+    pub fn source(&self, pos: usize) -> Option<Source<'_>> {
+        Some(match self.slot(pos)? {
+            Slot::Base(i) => self.edited.get(&i).map_or(Source::Base(i), |text| Source::Text(text)),
+            Slot::Added(k) => Source::Text(self.added.get(k).map(|(_, text)| &text[..])?),
+        })
+    }
+
+    /// The JSON text of the entity at list position `pos` into `out`:
+    /// the edited or added text as held, a base entity through the writer
+    /// (or its rendered tree without one); false if there is none.
+    pub fn write_at(&self, pos: usize, out: &mut Vec<u8>) -> bool {
+        match (self.source(pos), &self.write) {
+            (None, _) => return false,
+            (Some(Source::Text(text)), _) => out.extend_from_slice(text),
+            (Some(Source::Base(i)), Some(write)) => write(i, out),
+            (Some(Source::Base(i)), None) => {
+                let _ = serde_json::to_writer(&mut *out, &(self.render)(i));
+            }
+        }
+        true
     }
 
     /// The slot of the entity with `uuid` (`/metadata/uuid`).
@@ -278,6 +324,27 @@ impl<'a> Entities<'a> {
 
     pub fn to_vec(&self) -> Vec<Value> {
         self.iter().collect()
+    }
+
+    /// The entities at positions `start..end` (clipped to the list) as JSON
+    /// text separated by commas, into `out`; how many were written.
+    pub fn write_range(&self, start: usize, end: usize, out: &mut Vec<u8>) -> usize {
+        let mut n = 0;
+        for pos in start..end.min(self.len()) {
+            if n > 0 {
+                out.push(b',');
+            }
+            let written = match self {
+                Entities::Stored(s) => s.get(pos).is_some_and(|e| serde_json::to_writer(&mut *out, e).is_ok()),
+                Entities::Lazy(l) => l.write_at(pos, out),
+            };
+            if written {
+                n += 1;
+            } else if n > 0 {
+                out.pop();
+            }
+        }
+        n
     }
 }
 

@@ -7,6 +7,10 @@
 //! - [`lazy`]: lists rendered on demand (VMs, alerts, VM recovery points):
 //!   an entity from its index, with only what changed since held, so an
 //!   estate of a million VMs costs memory in proportion to its changes.
+//! - [`render`]: a VM of the v3 and v4 VM lists written as JSON bytes from
+//!   its index, without a tree: list pages are each entity's text one
+//!   after the other; the trees ([`estate::vm_entity`], [`v4::vm`]) stay
+//!   the definition and the tests' oracle, the bytes equal to theirs.
 //! - this module: a real HTTP/1.1 server (axum) on a caller-given listener
 //!   implementing the Prism Central v3 list endpoints
 //!   (`POST /api/nutanix/v3/{vms,clusters,hosts,subnets,images}/list`) with
@@ -64,6 +68,7 @@ pub mod estate;
 pub mod lazy;
 pub mod network;
 pub mod operations;
+pub mod render;
 pub mod tls;
 pub mod v2;
 pub mod v4;
@@ -570,18 +575,23 @@ fn list_page(state: &SimState, kind: &str, body: &[u8]) -> Result<Answer, Respon
     let total = state.cut(kind).map_or(entities.len(), |n| n.min(entities.len())) as u64;
     let start = offset.min(total) as usize;
     let end = (offset + length).min(total) as usize;
-    let page = entities.range(start, end);
-    let page = if crate::network::is_network(kind) {
-        page.iter().filter_map(|e| crate::network::v3_entity(kind, e)).collect()
+    // The entities' text written one after the other (a VM straight from
+    // its index, see [`render`]), without a tree per entity.
+    let mut text = Vec::new();
+    let length = if crate::network::is_network(kind) {
+        let page: Vec<Value> = entities.range(start, end).iter().filter_map(|e| crate::network::v3_entity(kind, e)).collect();
+        lazy::Entities::Stored(&page).write_range(0, page.len(), &mut text)
     } else {
-        page
+        entities.write_range(start, end, &mut text)
     };
-    let body = V3Page {
-        api_version: "3.1",
-        metadata: json!({"kind": singular(kind), "total_matches": total, "length": page.len(), "offset": offset}),
-        entities: &page,
-    };
-    Ok((latency, fault, JsonBody(serde_json::to_vec(&body).unwrap_or_default())))
+    let metadata = json!({"kind": singular(kind), "total_matches": total, "length": length, "offset": offset});
+    let mut body = Vec::with_capacity(text.len() + 128);
+    body.extend_from_slice(br#"{"api_version":"3.1","metadata":"#);
+    let _ = serde_json::to_writer(&mut body, &metadata);
+    body.extend_from_slice(br#","entities":["#);
+    body.extend_from_slice(&text);
+    body.extend_from_slice(b"]}");
+    Ok((latency, fault, JsonBody(body)))
 }
 
 impl SimState {
@@ -666,16 +676,6 @@ impl From<Value> for JsonBody {
     fn from(v: Value) -> JsonBody {
         JsonBody(serde_json::to_vec(&v).unwrap_or_default())
     }
-}
-
-/// A v3 list page, serialized from the estate's entities without copying
-/// them into a new JSON tree first (the benchmark shares its cores with the
-/// simulator).
-#[derive(Serialize)]
-struct V3Page<'a> {
-    api_version: &'static str,
-    metadata: Value,
-    entities: &'a [Value],
 }
 
 /// API key accepted in `X-ntnx-api-key` by the v4 endpoints.
@@ -767,7 +767,7 @@ async fn v4_list(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let body = v4::page(&state.estate(), list, object_type, page, limit, &q);
+    let body = JsonBody(v4::page_body(&state.estate(), list, object_type, page, limit, &q));
     faulty(fault, body, v4_error)
 }
 

@@ -10,7 +10,7 @@
 //! `$objectType` is set on the first item of a page only.
 
 use crate::estate::{uuid, Estate};
-use crate::lazy::Entities;
+use crate::lazy::{Entities, Source};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -446,13 +446,56 @@ pub fn page(estate: &Estate, list: &str, object_type: &str, page: u64, limit: u6
         m.extend(std::mem::take(first));
         *first = m;
     }
-    json!({
-        "data": items,
-        "metadata": {
-            "totalAvailableResults": total,
-            "flags": [{"name": "hasError", "value": false}, {"name": "isPaginated", "value": true}],
-            "links": [{"href": format!("?$page={page}&$limit={limit}"), "rel": "self"}],
+    json!({"data": items, "metadata": page_metadata(total, page, limit)})
+}
+
+/// [`page`] as the bytes of its JSON text: the same bytes, but a VM list
+/// page (neither filtered nor `$select`ed) is written VM by VM from the
+/// estate ([`crate::render::vm_v4`]) without a tree per VM; a VM edited or
+/// added since the estate was generated is converted from its v3 text.
+pub fn page_body(estate: &Estate, list: &str, object_type: &str, page_no: u64, limit: u64, q: &ListQuery) -> Vec<u8> {
+    let vms = match estate.list(list) {
+        Some(Entities::Lazy(vms)) if list == "vms" && q.updated_since.is_none() && !q.ext_id_only => vms,
+        _ => return serde_json::to_vec(&page(estate, list, object_type, page_no, limit, q)).unwrap_or_default(),
+    };
+    let total = q.cut.map_or(vms.len(), |n| n.min(vms.len())) as u64;
+    let start = (page_no * limit).min(total) as usize;
+    let end = ((page_no + 1) * limit).min(total) as usize;
+    let ids: BTreeMap<(String, String), String> = categories(estate).into_iter().map(|(id, k, v)| ((k, v), id)).collect();
+    let mut body = Vec::with_capacity((end - start) * 2_048 + 256);
+    body.extend_from_slice(br#"{"data":["#);
+    for pos in start..end {
+        let first = pos == start;
+        if !first {
+            body.push(b',');
         }
+        let object_type = first.then_some(object_type);
+        match vms.source(pos) {
+            Some(Source::Base(i)) => crate::render::vm_v4(&estate.config, i, &ids, object_type, &mut body),
+            held => {
+                let v3 = match held {
+                    Some(Source::Text(text)) => serde_json::from_slice(text).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+                let mut item = vm(&v3, &ids);
+                if let (Some(t), Value::Object(m)) = (object_type, &mut item) {
+                    m.insert("$objectType".into(), Value::String(t.into()));
+                }
+                let _ = serde_json::to_writer(&mut body, &item);
+            }
+        }
+    }
+    body.extend_from_slice(br#"],"metadata":"#);
+    let _ = serde_json::to_writer(&mut body, &page_metadata(total, page_no, limit));
+    body.push(b'}');
+    body
+}
+
+fn page_metadata(total: u64, page: u64, limit: u64) -> Value {
+    json!({
+        "totalAvailableResults": total,
+        "flags": [{"name": "hasError", "value": false}, {"name": "isPaginated", "value": true}],
+        "links": [{"href": format!("?$page={page}&$limit={limit}"), "rel": "self"}],
     })
 }
 
@@ -656,5 +699,36 @@ mod stats_tests {
         }
         assert_eq!(parse_utc("2026-11-23T10:05:00Z").unwrap() - parse_utc("2026-11-23T10:00:00Z").unwrap(), 300);
         assert!(parse_utc("2026-11-23T10:05:00+01:00").is_none() && parse_utc("2026-13-01T00:00:00Z").is_none());
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    /// VM list pages written from the estate are the bytes of the tree
+    /// pages, with VMs edited (GPUs, renames), removed and added, cut or
+    /// not, and every other list answered through the tree.
+    #[test]
+    fn page_bodies_are_the_tree_pages_bytes() {
+        let cfg = crate::estate::EstateConfig { vms: 230, gpus: true, ..crate::estate::EstateConfig::default() };
+        let state = crate::SimState::new(crate::SimConfig { estate: cfg, ..crate::SimConfig::default() });
+        assert!(state.update_vm(&uuid("vm", 3), "renamed \"quoted\"", "2026-01-01T00:00:00Z"));
+        assert!(state.remove_vm(&uuid("vm", 0)) && state.remove_vm(&uuid("vm", 101)));
+        let added = state.add_vm("2026-02-01T00:00:00Z");
+        assert!(state.update_vm(&added, "renamed-new", "2026-03-01T00:00:00Z"));
+        state.add_vm("2026-02-02T00:00:00Z");
+        let estate = state.estate();
+        assert!(estate.vms.overlay_len() > 5, "GPU users, renamed and added VMs are held");
+        let queries = [ListQuery::default(), ListQuery { cut: Some(57), ..ListQuery::default() }, ListQuery { ext_id_only: true, ..ListQuery::default() }];
+        for q in &queries {
+            for (p, limit) in [(0, 100), (1, 100), (2, 100), (3, 100), (0, 1), (5, 7), (32, 7), (57, 1), (1, 50)] {
+                for (_, list, object_type) in ENDPOINTS.iter().filter(|(_, l, _)| *l == "vms" || q == &ListQuery::default()) {
+                    let tree = serde_json::to_vec(&page(&estate, list, object_type, p, limit, q)).unwrap();
+                    let body = page_body(&estate, list, object_type, p, limit, q);
+                    assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&tree), "{list} page {p} of {limit}, {q:?}");
+                }
+            }
+        }
     }
 }
