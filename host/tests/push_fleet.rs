@@ -15,6 +15,7 @@ mod common;
 #[path = "support/mock_cloudforet.rs"]
 mod mock_cloudforet;
 #[path = "../../tests/src/postgres.rs"]
+#[expect(dead_code, reason = "push runs need no server on a TCP port (fleet_tls.rs does)")]
 mod postgres;
 
 use mock_cloudforet::{MockCloudForet, APP_TOKEN};
