@@ -169,6 +169,21 @@ allow_networks = ["127.0.0.0/8"]
         log
     }
 
+    /// `cf-host runs` through replica `i` (its configuration, the shared
+    /// database): the runs it lists, newest first.
+    fn runs(&self, i: usize) -> Vec<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["runs", "--limit", "100", "--config"])
+            .arg(self.config(i))
+            .args(["--database", &self.pg.url])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "cf-host runs failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("cf-host runs: not JSON ({e}):\n{stdout}"))
+    }
+
     /// Replica 0 alone with CloudForet slowed down, once its run has
     /// delivered a few records (well before the end).
     async fn replica_mid_run(&self) -> Replica {
@@ -322,6 +337,70 @@ async fn a_killed_replicas_slot_is_taken_over_after_its_lease_expires() {
     assert_eq!(s.held(), s.expected_held(), "nothing lost");
     assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
     assert_eq!(s.runs_seen().get("t0"), Some(&1), "one run finished");
+
+    // The killed replica's run is not left RUNNING: another replica closes
+    // it as abandoned once its lease is gone; the run that took over is
+    // listed beside it, ended.
+    let start = Instant::now();
+    let runs = loop {
+        let runs = s.runs(2);
+        if runs.iter().all(|r| r["status"] != "RUNNING") {
+            break runs;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "a run left RUNNING: {runs:#?}\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let killed = format!(":{}", a.child.id());
+    let (dead, alive): (Vec<_>, Vec<_>) = runs.iter().partition(|r| r["replica"].as_str().is_some_and(|p| p.ends_with(&killed)));
+    assert_eq!((dead.len(), alive.len()), (1, 1), "{runs:#?}");
+    assert_eq!(dead[0]["status"], "FAILURE", "{runs:#?}");
+    assert_eq!(dead[0]["summary"]["abandoned"], true, "{runs:#?}");
+    assert!(dead[0]["finished_at"].is_string(), "{runs:#?}");
+    assert_eq!(alive[0]["status"], "SUCCESS", "{runs:#?}");
+    assert!(alive[0]["summary"]["error"].is_null() && alive[0]["summary"]["spooled"] == 0, "{runs:#?}");
+}
+
+/// A run's record is the fleet's: a run made on replica 0, whose
+/// collection met a failing list (an error resource), is listed through
+/// replica 1 (its own configuration, its own embedded store) with its
+/// status, summary and error resources; replica 1's embedded store holds
+/// nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_made_on_one_replica_is_listed_with_its_errors_through_another() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    s.tenant_extra = "options = { max_retries = 0 }".into();
+    s.sims[0].set_faults(prism_sim::Faults {
+        pages: vec![prism_sim::PageFault { kind: "images".into(), offset: 0, status: 500, times: None }],
+        ..Default::default()
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+        .args(["run", "--once", "--config"])
+        .arg(s.config(0))
+        .args(["--database", &s.pg.url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("t0: ") && log.contains(" 1 errors"), "{log}");
+
+    let runs = s.runs(1);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = &runs[0];
+    assert_eq!(run["tenant"], "t0");
+    assert_ne!(run["status"], "RUNNING", "{run:#}");
+    assert!(run["finished_at"].is_string(), "{run:#}");
+    assert!(run["replica"].as_str().is_some_and(|r| r.contains(':')), "{run:#}");
+    assert_eq!(run["summary"]["errors"], 1, "{run:#}");
+    assert_eq!(run["errors_total"], 1, "{run:#}");
+    assert_eq!(run["errors"][0]["label"], "Storage/Image", "{run:#}");
+    assert!(run["errors"][0]["message"].as_str().is_some_and(|m| m.contains("images list failed") && m.contains("HTTP 500")), "{run:#}");
+    assert_eq!(s.runs(1), s.runs(0), "every replica lists the same runs");
+    // Without the database, replica 1 has nothing: the record is not local.
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["runs", "--config"]).arg(s.config(1)).env_remove("CF_HOST_DATABASE").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
 }
 
 /// A database that is down at start: a clear error naming it (host,
@@ -493,6 +572,7 @@ async fn a_dead_replicas_outbox_is_delivered_by_another() {
 #[test]
 fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     use cf_host::record::{Record, ResourceType};
+    use cf_host::run_log::RunLog;
     use cf_host::spool::Outbox;
     let vm = |id: &str| {
         let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
@@ -503,10 +583,10 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     let dir = std::env::temp_dir().join(format!("cf-push-fleet-outbox-{}", cf_host::runtime::new_run_id()));
     let store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("a.db")).unwrap());
     let fleet = cf_host::fleet::Fleet::connect(&pg.url).unwrap();
-    let pg_store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("b.db")).unwrap());
-    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool(), pg_store.clone());
+    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool());
+    let pg_runs = fleet.runs();
     let mut transcripts = Vec::new();
-    for (outbox, errors) in [(&*store as &dyn Outbox, &store), (&shared as &dyn Outbox, &pg_store)] {
+    for (outbox, runs) in [(&*store as &dyn Outbox, &*store as &dyn RunLog), (&shared as &dyn Outbox, &pg_runs as &dyn RunLog)] {
         let mut t: Vec<String> = Vec::new();
         let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
         t.push(format!("{:?}", outbox.spool("cf", "t", "r1", &[vm("a"), err, vm("b"), vm("c")]).unwrap()));
@@ -518,7 +598,7 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
         outbox.delivered("cf", "t", &rows[0], "cs-a").unwrap();
         outbox.delivered("cf", "t", &rows[1], "cs-b").unwrap();
         outbox.refused("t", &rows[2], "ERROR_INVALID_ARGUMENT: bad").unwrap();
-        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), errors.errors_of_run("r1").unwrap()));
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), runs.error_counts_of_run("r1").unwrap()));
         // Run 2 sees "a" only; "b" misses it and run 3.
         outbox.spool("cf", "t", "r2", &[vm("a")]).unwrap();
         let row = outbox.spooled("cf", "t", 10).unwrap().remove(0);
@@ -536,7 +616,7 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     assert_eq!(transcripts[0], transcripts[1]);
     // The transcript says something: each step as the embedded store answers it.
     assert_eq!(transcripts[0][2], r#"3 0 ["t"]"#);
-    assert_eq!(transcripts[0][4], r#"0 2 ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]"#);
+    assert_eq!(transcripts[0][4], r#"0 2 {"Compute/VirtualMachine": 1}"#);
     assert_eq!(transcripts[0][7], "1");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -146,11 +146,18 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FleetErro
 #[derive(Clone, Debug)]
 pub struct LeaseGuard {
     until: Arc<std::sync::Mutex<Instant>>,
+    holder: Arc<str>,
 }
 
 impl LeaseGuard {
-    fn new(from: Instant, ttl: Duration) -> LeaseGuard {
-        LeaseGuard { until: Arc::new(std::sync::Mutex::new(from + ttl * 2 / 3)) }
+    fn new(from: Instant, ttl: Duration, holder: &str) -> LeaseGuard {
+        LeaseGuard { until: Arc::new(std::sync::Mutex::new(from + ttl * 2 / 3)), holder: holder.into() }
+    }
+
+    /// The lease's holder (`cf_push_leases.holder`): a push run records it,
+    /// so that the run is known abandoned once this lease is gone.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The holder may still act.
@@ -189,7 +196,7 @@ impl PushLeases {
         let Some(holder) = blocking(move || me.try_take(&s, &t, ttl)).await? else {
             return Ok(None);
         };
-        let guard = LeaseGuard::new(taken_at, ttl);
+        let guard = LeaseGuard::new(taken_at, ttl, &holder);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<FleetError>();
         let heartbeat = {
             let (me, s, t, h, g) = (self.clone(), sink.to_string(), tenant.to_string(), holder.clone(), guard.clone());
