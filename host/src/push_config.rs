@@ -919,7 +919,8 @@ impl Runner {
     }
 
     /// Fleet mode: the slots due at `slot` for the tenants of this hour,
-    /// then the open slots of earlier hours (a dead replica's), each run
+    /// then for the other tenants their latest open slot of an earlier
+    /// hour (a dead replica's, however old), each run
     /// by whichever replica takes the tenant first; at most
     /// `max_parallel_tenants` at a time.
     async fn run_fleet_tick(&self, f: &PushFleet, hour: u8, slot: i64) -> Vec<(String, Result<PushReport, RunnerError>)> {
@@ -934,9 +935,11 @@ impl Runner {
         let (l, s) = (f.leases.clone(), self.sink.name.clone());
         match crate::fleet::push_leases::blocking(move || l.open_slots(&s, &names)).await {
             Ok(open) => {
+                // A tenant due now runs its due slot, which supersedes its
+                // open ones when it ends.
                 for (name, open_slot) in open {
                     if let Some(t) = self.config.tenants.iter().find(|t| t.name == name)
-                        && !wanted.iter().any(|(w, s)| w.name == t.name && *s == open_slot)
+                        && !wanted.iter().any(|(w, _)| w.name == t.name)
                     {
                         wanted.push((t, open_slot));
                     }

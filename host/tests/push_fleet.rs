@@ -46,6 +46,8 @@ struct Setup {
     cf_extra: String,
     /// More keys for every `[[tenant]]`.
     tenant_extra: String,
+    /// The UTC hours every tenant is due at.
+    hours: Vec<u8>,
 }
 
 impl Drop for Setup {
@@ -88,7 +90,7 @@ async fn setup(tenants: usize) -> Setup {
         sims.push(sim);
         names.push(format!("t{k}"));
     }
-    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into(), tenant_extra: String::new() }
+    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into(), tenant_extra: String::new(), hours: (0..24).collect() }
 }
 
 impl Setup {
@@ -128,7 +130,7 @@ allow_networks = ["127.0.0.0/8"]
 {extra}
 "#,
                 prism = sim.url(),
-                hours = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+                hours = self.hours.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
                 extra = self.tenant_extra,
             ));
         }
@@ -403,6 +405,56 @@ async fn a_run_made_on_one_replica_is_listed_with_its_errors_through_another() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
 }
 
+/// Unfinished slots are taken over whatever their age, and a tenant
+/// catches up once: after a fleet outage of two days that left two slots
+/// of a tenant started and not done (50 and 30 hours ago), a replica runs
+/// the latest of them (the tenant is not due in the current hour) and
+/// closes the older as superseded by it, without running it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_unfinished_slot_is_taken_over_once_and_older_ones_are_superseded() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    let now = chrono::Utc::now();
+    s.hours = vec![(chrono::Timelike::hour(&now) as u8 + 12) % 24];
+    let current = cf_host::push_config::slot_of(now);
+    let (older, old) = (current - 50, current - 30);
+    let (url, sink) = (s.pg.url.clone(), format!("cloudforet:{}", s.cf.endpoint()));
+    let superseded = move || {
+        // The schema, as a replica makes it; then the slots a dead fleet left.
+        cf_host::fleet::Fleet::connect(&url).unwrap();
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        for (slot, hours) in [(older, 50.0f64), (old, 30.0)] {
+            c.execute(
+                "INSERT INTO cf_push_slots (sink, tenant, slot, runs, replica, started_at) VALUES ($1, 't0', $2, 1, 'gone:1', now() - $3 * interval '1 hour')",
+                &[&sink, &slot, &hours],
+            )
+            .unwrap();
+        }
+        move |url: &str| -> BTreeMap<i64, Option<i64>> {
+            let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            c.query("SELECT slot, superseded_by FROM cf_push_slots", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+        }
+    };
+    let superseded_by = tokio::task::spawn_blocking(superseded).await.unwrap();
+    let a = s.replica(0);
+    s.wait_for("the latest unfinished slot taken over", Duration::from_secs(120), &[&a], |m| {
+        m.get(&("t0".to_string(), old)).is_some_and(|(_, done, _)| *done)
+    })
+    .await;
+    // A few more ticks: nothing else runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slots = s.slots().await;
+    assert_eq!(slots.len(), 2, "no slot of the current hour: {slots:?}");
+    assert_eq!(slots[&("t0".to_string(), old)].0, 2, "the latest open slot ran again once: {slots:?}");
+    assert_eq!(slots[&("t0".to_string(), older)].0, 1, "the older one did not run: {slots:?}");
+    assert!(slots[&("t0".to_string(), older)].1, "the older one is closed: {slots:?}");
+    let url = s.pg.url.clone();
+    let by = tokio::task::spawn_blocking(move || superseded_by(&url)).await.unwrap();
+    assert_eq!(by, BTreeMap::from([(older, Some(old)), (old, None)]));
+    assert_eq!(s.runs_seen().get("t0"), Some(&1), "one run: {:?}", s.runs_seen());
+    assert_eq!(s.held(), s.expected_held());
+}
+
 /// A database that is down at start: a clear error naming it (host,
 /// port, database, user), never its password; nothing runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,3 +700,53 @@ async fn an_incremental_cache_follows_the_tenant_to_another_replica() {
     assert_eq!(s.held(), s.expected_held(), "nothing lost");
     assert!(s.cf.db().cloud_services.values().any(|c| c.name == "renamed-vm"), "the change delivered");
 }
+
+/// Push mode's store in PostgreSQL against SQLite (issue #25, item 6): a
+/// `cf-host run --once` of one tenant whose simulated Prism Central holds
+/// `CF_PUSH_BENCH_VMS` VMs (100,000) into a fresh mock CloudForet, with
+/// the outbox, ledger, runs and state in the embedded store (`store`) and
+/// then in PostgreSQL (`--database`, on a Unix socket, `fsync=off`): wall
+/// time and peak RSS of the `cf-host` process (GNU time), and the load
+/// average around each run. `CF_PUSH_BENCH_BIN` runs another `cf-host`
+/// binary (a release build) than the test's.
+///
+/// `cargo test --release -p cf-host --test push_fleet -- --ignored --nocapture push_store_bench`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints the figures of BENCHMARKS.md"]
+async fn push_store_bench() {
+    let _serial = SERIAL.lock().await;
+    let vms: usize = std::env::var("CF_PUSH_BENCH_VMS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let bin = std::env::var("CF_PUSH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cf-host").to_string());
+    let mut s = setup(0).await;
+    s.cf_extra = "deliver_timeout_secs = 3600".into();
+    let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..Default::default() }, ..Default::default() }).await.unwrap();
+    std::fs::write(s.dir.join("prism-0.json"), sim.secret().to_string()).unwrap();
+    s.sims.push(sim);
+    s.tenants.push("t0".into());
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ");
+    let mut out = format!("push run of {vms} VMs          wall s   peak RSS MiB   cloud services   records/s   load before / after\n");
+    for (label, db) in [("store in SQLite (store)", false), ("store in PostgreSQL (--database)", true)] {
+        s.cf = MockCloudForet::start().await;
+        let config = s.config(if db { 1 } else { 0 });
+        let before = loadavg();
+        let mut cmd = tokio::process::Command::new("/usr/bin/time");
+        cmd.args(["-f", "%e %M", &bin, "run", "--once", "--config"]).arg(&config).env("RUST_LOG", "warn").env_remove("CF_HOST_DATABASE");
+        if db {
+            cmd.args(["--database", &s.pg.url]);
+        }
+        let run = cmd.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{label}: {}{stderr}", String::from_utf8_lossy(&run.stdout));
+        let (wall, rss_kib) = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(w, r)| Some((w.parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?)))
+            .unwrap_or_else(|| panic!("no GNU time line: {stderr}"));
+        let held: u64 = s.held().values().sum();
+        assert!(held >= vms as u64, "{label}: {held} cloud services");
+        out.push_str(&format!("{label:<32}  {wall:>7.1}  {:>13.0}  {held:>15}  {:>10.0}   {before} / {}\n", rss_kib / 1024.0, held as f64 / wall, loadavg()));
+    }
+    println!("{out}");
+}
+
