@@ -13,6 +13,8 @@
 //! - [`push_config`]: `cf-host run --config FILE`: tenants, secrets,
 //!   schedule, sink; the scheduler loop and spool redelivery; with
 //!   `--database`, slots and tenants leased across replicas.
+//! - [`run_log`]: push runs and their error resources ([`run_log::RunLog`]):
+//!   in the embedded store, or in fleet mode in PostgreSQL.
 //! - [`spool`]: the outbox and push ledger ([`spool::Outbox`]): in the
 //!   embedded store, or in fleet mode in PostgreSQL ([`spool::pg`]).
 //! - [`webhook`]: HMAC-signed completion webhooks (`collection.finished`/`failed`).
@@ -82,6 +84,7 @@ pub mod net;
 pub mod push;
 pub mod options;
 pub mod push_config;
+pub mod run_log;
 pub mod record;
 pub mod registry;
 pub mod resilience;

@@ -32,6 +32,9 @@ enum Cmd {
     /// Schema) and its repository plugin, as `[register]` in the push
     /// configuration says. Idempotent: creates, updates or leaves alone.
     Register(cli::push::RegisterArgs),
+    /// Push mode's recorded runs, newest first, with their error resources
+    /// (JSON). With --database: every replica's runs.
+    Runs(cli::push::RunsArgs),
     /// Serve CloudForet's collector plugin protocol (gRPC) for a component.
     #[command(args_override_self = true)]
     Serve(cli::serve::Args),
@@ -108,6 +111,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Collect(a) => cli::collect::run(a).await,
         Cmd::Run(a) => cli::push::run(a).await,
         Cmd::Register(a) => cli::push::register(a).await,
+        Cmd::Runs(a) => cli::push::runs(a).await,
         Cmd::Serve(a) => cli::serve::run(a).await,
         Cmd::Plugins(a) => cli::plugins::run(a).await,
         Cmd::Test(a) => cli::test::run(a).await,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! guest ──emit──▶ spooler ──tx──▶ outbox (store) ──▶ deliverer ──upsert──▶ CloudForet
-//!                    └─ error resources ─▶ store             (bounded parallel,
+//!                    └─ error resources ─▶ run log           (bounded parallel,
 //!                                                              one key at a time)
 //! ```
 //!
@@ -21,6 +21,10 @@
 //! `delete_after_missed` complete runs are deleted. Then the notification
 //! (`Notification.create`) and the optional webhook.
 //!
+//! The run, its outcome and its error resources are recorded in the
+//! sink's [`RunLog`] (the embedded store, or in fleet mode the shared
+//! database: listed through any replica).
+//!
 //! A run that cannot start or record its outcome fails with a
 //! [`PushError`]; delivery that stops short is the report's
 //! [`DeliveryError`], the collection's own failure its [`RunError`].
@@ -36,7 +40,7 @@ use crate::record::{Record, ResourceType};
 use crate::runtime::{CollectReport, ContextError, Plugin, Runtime};
 use crate::fleet::push_leases::LeaseGuard;
 use crate::spool::{Outbox, SpoolError, Spooled};
-use crate::store::{Store, StoreError};
+use crate::run_log::{RunLog, RunLogError};
 use crate::webhook::{Event, Tally, Webhook};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -80,14 +84,16 @@ impl Default for PushSettings {
 /// Where a push run writes.
 pub struct Sink {
     pub connector: Arc<Connector>,
-    /// Runs and error resources of this process.
-    pub store: Arc<Store>,
-    /// Guest state: `store` itself, or in fleet mode the shared
+    /// Runs and their error resources: the embedded store, or in fleet
+    /// mode the shared database's (with the outbox: a refused record
+    /// becomes an error resource in the outbox's transaction).
+    pub runs: Arc<dyn RunLog>,
+    /// Guest state: the embedded store, or in fleet mode the shared
     /// database's, so a tenant's next run finds its incremental cache on
     /// whichever replica takes it.
     pub state: Arc<dyn StateBackend>,
-    /// The outbox and the push ledger: `store` itself, or in fleet mode
-    /// the shared database's.
+    /// The outbox and the push ledger: the embedded store, or in fleet
+    /// mode the shared database's.
     pub outbox: Arc<dyn Outbox>,
     /// Names the deployment in the outbox and ledger.
     pub name: String,
@@ -132,7 +138,7 @@ pub enum PushError {
     Context(#[from] ContextError),
     /// Recording the run or its error resources failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Runs(#[from] RunLogError),
     /// The outbox, the ledger or the cost synchronization failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
@@ -156,7 +162,7 @@ pub enum SpoolFailure {
     Outbox(#[from] SpoolError),
     /// Recording the batch's error resources failed.
     #[error(transparent)]
-    Errors(#[from] StoreError),
+    Errors(#[from] RunLogError),
     /// The writing thread panicked or was cancelled.
     #[error(transparent)]
     Thread(tokio::task::JoinError),
@@ -387,7 +393,8 @@ pub async fn redeliver(sink: &Sink, tenant: &str, lease: Option<&LeaseGuard>) ->
 pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec) -> Result<PushReport, PushError> {
     let ctx = run_context(runtime, &spec.tenant, &spec.endpoint, spec.secret, spec.options, sink.state.clone())?;
     let run_id = ctx.run_id.clone();
-    sink.store.begin_run(&run_id, &spec.tenant, &plugin.name, &plugin.digest)?;
+    let holder = spec.lease.as_ref().map(LeaseGuard::holder);
+    sink.runs.begin_run(&sink.name, &run_id, &spec.tenant, &plugin.name, &plugin.digest, holder)?;
     let started = Instant::now();
 
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(crate::job::CHANNEL_BATCHES);
@@ -423,12 +430,12 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                 batch.iter().for_each(|r| t.add(r));
             }
-            let (store, outbox) = (sink.store.clone(), sink.outbox.clone());
+            let (runs, outbox) = (sink.runs.clone(), sink.outbox.clone());
             let (name, tenant, run) = (sink.name.clone(), spec.tenant.clone(), run_id.clone());
             // Durable before anything is sent; error resources are recorded.
             let written = tokio::task::spawn_blocking(move || -> Result<(), SpoolFailure> {
                 outbox.spool(&name, &tenant, &run, &batch)?;
-                store.apply(&tenant, &run, &errors)?;
+                runs.record_errors(&tenant, &run, &errors)?;
                 Ok(())
             })
             .await
@@ -471,7 +478,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     };
     let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     let (mut counts, redelivered) = deliverer.counts.into_inner().unwrap_or_else(|p| p.into_inner());
-    for (label, n) in sink.store.error_counts_of_run(&run_id)? {
+    for (label, n) in sink.runs.error_counts_of_run(&run_id)? {
         counts.entry(label).or_default().errors += n;
     }
     let (collect, error) = match result {
@@ -495,7 +502,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
     }
     report.elapsed = started.elapsed();
     let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
-    sink.store.finish_run(&run_id, status, &report.summary_json())?;
+    sink.runs.finish_run(&run_id, status, &report.summary_json())?;
     notify(sink, &spec.tenant, plugin, &report).await;
     if let Some(hook) = &sink.webhook {
         let failure = report.error.as_ref().map(|e| (e.code().grpc_name(), e.to_string()));

@@ -52,7 +52,8 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// The embedded store (outbox, ledger, runs, state).
+    /// The embedded store (outbox, ledger, runs, state); not used (nor
+    /// made) in fleet mode, where all of it is in the database.
     #[serde(default = "default_store")]
     pub store: PathBuf,
     /// The collector component, unless a tenant names its own.
@@ -707,10 +708,13 @@ pub struct Runner {
 }
 
 /// Fleet mode's share of a runner.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PushFleet {
     pub leases: crate::fleet::PushLeases,
     pub ttl: Duration,
+    /// The runs of every replica (also the sink's [`Sink::runs`]): the
+    /// scheduler closes those whose replica died.
+    pub runs: Arc<crate::fleet::PgRuns>,
 }
 
 /// Whether a run failed because the fleet's database did (a batch not
@@ -718,14 +722,26 @@ pub struct PushFleet {
 /// run again rather than marked done.
 fn shared_database_failed(e: &RunnerError) -> bool {
     use crate::push::{PushError, SpoolFailure};
+    use crate::run_log::RunLogError;
     use crate::spool::SpoolError;
     matches!(
         e,
         RunnerError::Fleet(_)
             | RunnerError::Spool(SpoolError::Fleet(_))
             | RunnerError::Push(PushError::Spool(SpoolError::Fleet(_)))
+            | RunnerError::Push(PushError::Runs(RunLogError::Fleet(_)))
             | RunnerError::Push(PushError::Spooling(SpoolFailure::Outbox(SpoolError::Fleet(_))))
+            | RunnerError::Push(PushError::Spooling(SpoolFailure::Errors(RunLogError::Fleet(_))))
     )
+}
+
+/// Where a configuration's runs are recorded (`cf-host runs`): its
+/// fleet database, or its embedded store.
+pub async fn run_log(config: &RunConfig) -> Result<Arc<dyn crate::run_log::RunLog>, RunnerError> {
+    Ok(match config.database.clone() {
+        Some(url) => Arc::new(crate::fleet::push_leases::blocking(move || crate::fleet::Fleet::connect(&url)).await?.runs()),
+        None => Arc::new(Store::open(&config.store)?),
+    })
 }
 
 /// The schedule's slot of a time: hours since the epoch (UTC).
@@ -749,7 +765,11 @@ impl Runner {
         // A tenant's run cap counts its runs on every replica.
         let leases = shared.as_ref().map(crate::fleet::Fleet::leases);
         let runtime = Runtime::new(RuntimeConfig { tenancy: config.tenancy()?, leases, ..RuntimeConfig::default() }).map_err(RunnerError::Runtime)?;
-        let fleet = shared.as_ref().map(|f| PushFleet { leases: f.push_leases(), ttl: Duration::from_secs(config.lease_ttl_secs.max(1)) });
+        let fleet = shared.as_ref().map(|f| PushFleet {
+            leases: f.push_leases(),
+            ttl: Duration::from_secs(config.lease_ttl_secs.max(1)),
+            runs: Arc::new(f.runs()),
+        });
         let mut plugins = HashMap::new();
         for p in config.tenants.iter().filter_map(|t| t.plugin.as_ref()).chain(config.plugin.as_ref()) {
             if !plugins.contains_key(p) {
@@ -766,7 +786,6 @@ impl Runner {
         let connector_config = config.connector_config().await?;
         let inventory = connector_config.endpoints.inventory.clone();
         let connector = Connector::new(connector_config).map_err(RunnerError::Connector)?;
-        let store = Arc::new(Store::open(&config.store)?);
         let webhook = match &config.webhook_url {
             Some(url) => {
                 let secret = std::env::var("CF_HOST_WEBHOOK_SECRET").map_err(|_| RunnerError::NoWebhookSecret)?;
@@ -774,17 +793,19 @@ impl Runner {
             }
             None => None,
         };
-        // Fleet mode: the outbox and ledger any replica delivers from.
-        let outbox: Arc<dyn crate::spool::Outbox> = match &shared {
-            Some(f) => Arc::new(crate::spool::pg::PgOutbox::new(f.pool(), store.clone())),
-            None => store.clone(),
-        };
-        // Fleet mode: guest state (the incremental cache) any replica reads.
-        let state: Arc<dyn crate::host::state::StateBackend> = match &shared {
-            Some(f) => Arc::new(f.state()),
-            None => store.clone(),
-        };
-        let sink = Sink { connector: Arc::new(connector), store, outbox, state, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
+        // Fleet mode: the outbox and ledger any replica delivers from, the
+        // runs and error resources any replica lists, guest state (the
+        // incremental cache) any replica reads. Otherwise all of it in the
+        // embedded store.
+        let (outbox, runs, state): (Arc<dyn crate::spool::Outbox>, Arc<dyn crate::run_log::RunLog>, Arc<dyn crate::host::state::StateBackend>) =
+            match (&shared, &fleet) {
+                (Some(f), Some(pf)) => (Arc::new(crate::spool::pg::PgOutbox::new(f.pool())), pf.runs.clone(), Arc::new(f.state())),
+                _ => {
+                    let store = Arc::new(Store::open(&config.store)?);
+                    (store.clone(), store.clone(), store)
+                }
+            };
+        let sink = Sink { connector: Arc::new(connector), runs, outbox, state, name: format!("cloudforet:{inventory}"), settings: config.settings(), webhook };
         Ok(Runner { config, runtime, sink, plugins, fleet })
     }
 
@@ -898,18 +919,27 @@ impl Runner {
     }
 
     /// Fleet mode: the slots due at `slot` for the tenants of this hour,
-    /// then the open slots of earlier hours (a dead replica's), each run
+    /// then for the other tenants their latest open slot of an earlier
+    /// hour (a dead replica's, however old), each run
     /// by whichever replica takes the tenant first; at most
     /// `max_parallel_tenants` at a time.
     async fn run_fleet_tick(&self, f: &PushFleet, hour: u8, slot: i64) -> Vec<(String, Result<PushReport, RunnerError>)> {
+        let runs = f.runs.clone();
+        match crate::fleet::push_leases::blocking(move || runs.close_abandoned()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "closed runs whose replica stopped before they ended (abandoned)"),
+            Err(e) => tracing::error!(error = %e, "cannot close abandoned runs"),
+        }
         let mut wanted: Vec<(&TenantJob, i64)> = self.config.tenants.iter().filter(|t| t.hours.contains(&hour)).map(|t| (t, slot)).collect();
         let names: Vec<String> = self.config.tenants.iter().map(|t| t.name.clone()).collect();
         let (l, s) = (f.leases.clone(), self.sink.name.clone());
         match crate::fleet::push_leases::blocking(move || l.open_slots(&s, &names)).await {
             Ok(open) => {
+                // A tenant due now runs its due slot, which supersedes its
+                // open ones when it ends.
                 for (name, open_slot) in open {
                     if let Some(t) = self.config.tenants.iter().find(|t| t.name == name)
-                        && !wanted.iter().any(|(w, s)| w.name == t.name && *s == open_slot)
+                        && !wanted.iter().any(|(w, _)| w.name == t.name)
                     {
                         wanted.push((t, open_slot));
                     }

@@ -26,7 +26,6 @@ use crate::record::{Record, ResourceType};
 use crate::store::{insert_error, match_keys, Store};
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// A record waiting in the outbox.
 #[derive(Clone, Debug)]
@@ -50,10 +49,6 @@ pub enum SpoolError {
     /// Fleet mode: the shared database failed.
     #[error(transparent)]
     Fleet(#[from] crate::fleet::FleetError),
-    /// Fleet mode: recording a refused record's error resource in the
-    /// embedded store failed (the record stays spooled).
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     /// An outbox row names a resource type this build does not know.
     #[error("outbox row {seq}: unknown resource type '{resource_type}'")]
     UnknownType { seq: i64, resource_type: String },
@@ -307,14 +302,6 @@ impl Store {
             .map_err(SpoolError::from)
     }
 
-    /// Error resources of a run by label.
-    pub fn error_counts_of_run(&self, run_id: &str) -> Result<BTreeMap<String, u64>, SpoolError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT label, COUNT(*) FROM error_resources WHERE run_id = ?1 GROUP BY label")?;
-        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-        rows.collect::<Result<BTreeMap<String, u64>, _>>().map_err(SpoolError::from)
-    }
-
     /// Cloud services in the ledger of a sink and tenant.
     pub fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, SpoolError> {
         self.conn()
@@ -370,7 +357,7 @@ mod tests {
         s.refused("t", &rows[1], "ERROR_INVALID_ARGUMENT: bad").unwrap();
         assert_eq!(s.spool_len("cf", None).unwrap(), 0);
         assert_eq!(s.errors_of_run("r1").unwrap(), ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]);
-        assert_eq!(s.error_counts_of_run("r1").unwrap(), BTreeMap::from([("Compute/VirtualMachine".to_string(), 1)]));
+        assert_eq!(crate::run_log::RunLog::error_counts_of_run(&s, "r1").unwrap(), std::collections::BTreeMap::from([("Compute/VirtualMachine".to_string(), 1)]));
         assert_eq!(s.pushed_count("cf", "t").unwrap(), 1);
         std::fs::remove_dir_all(dir).ok();
     }

@@ -208,7 +208,7 @@ async fn records_spooled_while_cloudforet_is_down_are_delivered_after_a_restart(
     let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
     let redelivered = runner.redeliver().await.unwrap();
     assert_eq!(redelivered.get("acme"), Some(&(77, None)));
-    assert_eq!(runner.sink.store.spool_len(&runner.sink.name, None).unwrap(), 0);
+    assert_eq!(runner.sink.outbox.spool_len(&runner.sink.name, None).unwrap(), 0);
     assert_eq!(held(&cf), expected(40));
     drop(runner);
     // And the next run finds them all: unchanged, nothing duplicated.
@@ -582,14 +582,14 @@ async fn costs_are_pushed_once_per_line_and_replaced_when_rates_change() {
     {
         let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
         let then = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339();
-        runner.sink.store.set_cost_synced(&runner.sink.name, "acme", "ds-nutanix", &then).unwrap();
+        runner.sink.outbox.set_cost_synced(&runner.sink.name, "acme", "ds-nutanix", &then).unwrap();
     }
     let r = run_once(&s.config).await;
     assert_eq!(r.costs.as_ref().map(|c| c.tasks), Some(4), "{r:?}");
     assert_eq!(cf.db().costs.len() as u64, 4 * (on * 3 + (40 - on)));
     {
         let runner = Runner::new(RunConfig::load(&s.config).unwrap()).await.unwrap();
-        let synced = runner.sink.store.cost_synced(&runner.sink.name, "acme", "ds-nutanix").unwrap().unwrap();
+        let synced = runner.sink.outbox.cost_synced(&runner.sink.name, "acme", "ds-nutanix").unwrap().unwrap();
         assert!(synced.starts_with(&today.format("%Y-%m-%d").to_string()), "{synced}");
     }
 

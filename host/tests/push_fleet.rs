@@ -47,6 +47,8 @@ struct Setup {
     cf_extra: String,
     /// More keys for every `[[tenant]]`.
     tenant_extra: String,
+    /// The UTC hours every tenant is due at.
+    hours: Vec<u8>,
 }
 
 impl Drop for Setup {
@@ -89,7 +91,7 @@ async fn setup(tenants: usize) -> Setup {
         sims.push(sim);
         names.push(format!("t{k}"));
     }
-    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into(), tenant_extra: String::new() }
+    Setup { dir, pg, cf, sims, tenants: names, cf_extra: "deliver_timeout_secs = 30".into(), tenant_extra: String::new(), hours: (0..24).collect() }
 }
 
 impl Setup {
@@ -129,7 +131,7 @@ allow_networks = ["127.0.0.0/8"]
 {extra}
 "#,
                 prism = sim.url(),
-                hours = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
+                hours = self.hours.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "),
                 extra = self.tenant_extra,
             ));
         }
@@ -168,6 +170,21 @@ allow_networks = ["127.0.0.0/8"]
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "replica {i} --once failed:\n{log}");
         log
+    }
+
+    /// `cf-host runs` through replica `i` (its configuration, the shared
+    /// database): the runs it lists, newest first.
+    fn runs(&self, i: usize) -> Vec<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+            .args(["runs", "--limit", "100", "--config"])
+            .arg(self.config(i))
+            .args(["--database", &self.pg.url])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "cf-host runs failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("cf-host runs: not JSON ({e}):\n{stdout}"))
     }
 
     /// Replica 0 alone with CloudForet slowed down, once its run has
@@ -323,6 +340,120 @@ async fn a_killed_replicas_slot_is_taken_over_after_its_lease_expires() {
     assert_eq!(s.held(), s.expected_held(), "nothing lost");
     assert_eq!(s.cf.calls_of("CloudService.create") as u64, PER_TENANT, "nothing created twice");
     assert_eq!(s.runs_seen().get("t0"), Some(&1), "one run finished");
+
+    // The killed replica's run is not left RUNNING: another replica closes
+    // it as abandoned once its lease is gone; the run that took over is
+    // listed beside it, ended.
+    let start = Instant::now();
+    let runs = loop {
+        let runs = s.runs(2);
+        if runs.iter().all(|r| r["status"] != "RUNNING") {
+            break runs;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "a run left RUNNING: {runs:#?}\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let killed = format!(":{}", a.child.id());
+    let (dead, alive): (Vec<_>, Vec<_>) = runs.iter().partition(|r| r["replica"].as_str().is_some_and(|p| p.ends_with(&killed)));
+    assert_eq!((dead.len(), alive.len()), (1, 1), "{runs:#?}");
+    assert_eq!(dead[0]["status"], "FAILURE", "{runs:#?}");
+    assert_eq!(dead[0]["summary"]["abandoned"], true, "{runs:#?}");
+    assert!(dead[0]["finished_at"].is_string(), "{runs:#?}");
+    assert_eq!(alive[0]["status"], "SUCCESS", "{runs:#?}");
+    assert!(alive[0]["summary"]["error"].is_null() && alive[0]["summary"]["spooled"] == 0, "{runs:#?}");
+}
+
+/// A run's record is the fleet's: a run made on replica 0, whose
+/// collection met a failing list (an error resource), is listed through
+/// replica 1 (its own configuration, its own embedded store) with its
+/// status, summary and error resources; replica 1's embedded store holds
+/// nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_made_on_one_replica_is_listed_with_its_errors_through_another() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    s.tenant_extra = "options = { max_retries = 0 }".into();
+    s.sims[0].set_faults(prism_sim::Faults {
+        pages: vec![prism_sim::PageFault { kind: "images".into(), offset: 0, status: 500, times: None }],
+        ..Default::default()
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-host"))
+        .args(["run", "--once", "--config"])
+        .arg(s.config(0))
+        .args(["--database", &s.pg.url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("t0: ") && log.contains(" 1 errors"), "{log}");
+
+    let runs = s.runs(1);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = &runs[0];
+    assert_eq!(run["tenant"], "t0");
+    assert_ne!(run["status"], "RUNNING", "{run:#}");
+    assert!(run["finished_at"].is_string(), "{run:#}");
+    assert!(run["replica"].as_str().is_some_and(|r| r.contains(':')), "{run:#}");
+    assert_eq!(run["summary"]["errors"], 1, "{run:#}");
+    assert_eq!(run["errors_total"], 1, "{run:#}");
+    assert_eq!(run["errors"][0]["label"], "Storage/Image", "{run:#}");
+    assert!(run["errors"][0]["message"].as_str().is_some_and(|m| m.contains("images list failed") && m.contains("HTTP 500")), "{run:#}");
+    assert_eq!(s.runs(1), s.runs(0), "every replica lists the same runs");
+    // Without the database, replica 1 has nothing: the record is not local.
+    let out = Command::new(env!("CARGO_BIN_EXE_cf-host")).args(["runs", "--config"]).arg(s.config(1)).env_remove("CF_HOST_DATABASE").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
+}
+
+/// Unfinished slots are taken over whatever their age, and a tenant
+/// catches up once: after a fleet outage of two days that left two slots
+/// of a tenant started and not done (50 and 30 hours ago), a replica runs
+/// the latest of them (the tenant is not due in the current hour) and
+/// closes the older as superseded by it, without running it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_unfinished_slot_is_taken_over_once_and_older_ones_are_superseded() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(1).await;
+    let now = chrono::Utc::now();
+    s.hours = vec![(chrono::Timelike::hour(&now) as u8 + 12) % 24];
+    let current = cf_host::push_config::slot_of(now);
+    let (older, old) = (current - 50, current - 30);
+    let (url, sink) = (s.pg.url.clone(), format!("cloudforet:{}", s.cf.endpoint()));
+    let superseded = move || {
+        // The schema, as a replica makes it; then the slots a dead fleet left.
+        cf_host::fleet::Fleet::connect(&url).unwrap();
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        for (slot, hours) in [(older, 50.0f64), (old, 30.0)] {
+            c.execute(
+                "INSERT INTO cf_push_slots (sink, tenant, slot, runs, replica, started_at) VALUES ($1, 't0', $2, 1, 'gone:1', now() - $3 * interval '1 hour')",
+                &[&sink, &slot, &hours],
+            )
+            .unwrap();
+        }
+        move |url: &str| -> BTreeMap<i64, Option<i64>> {
+            let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            c.query("SELECT slot, superseded_by FROM cf_push_slots", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+        }
+    };
+    let superseded_by = tokio::task::spawn_blocking(superseded).await.unwrap();
+    let a = s.replica(0);
+    s.wait_for("the latest unfinished slot taken over", Duration::from_secs(120), &[&a], |m| {
+        m.get(&("t0".to_string(), old)).is_some_and(|(_, done, _)| *done)
+    })
+    .await;
+    // A few more ticks: nothing else runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slots = s.slots().await;
+    assert_eq!(slots.len(), 2, "no slot of the current hour: {slots:?}");
+    assert_eq!(slots[&("t0".to_string(), old)].0, 2, "the latest open slot ran again once: {slots:?}");
+    assert_eq!(slots[&("t0".to_string(), older)].0, 1, "the older one did not run: {slots:?}");
+    assert!(slots[&("t0".to_string(), older)].1, "the older one is closed: {slots:?}");
+    let url = s.pg.url.clone();
+    let by = tokio::task::spawn_blocking(move || superseded_by(&url)).await.unwrap();
+    assert_eq!(by, BTreeMap::from([(older, Some(old)), (old, None)]));
+    assert_eq!(s.runs_seen().get("t0"), Some(&1), "one run: {:?}", s.runs_seen());
+    assert_eq!(s.held(), s.expected_held());
 }
 
 /// A database that is down at start: a clear error naming it (host,
@@ -494,6 +625,7 @@ async fn a_dead_replicas_outbox_is_delivered_by_another() {
 #[test]
 fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     use cf_host::record::{Record, ResourceType};
+    use cf_host::run_log::RunLog;
     use cf_host::spool::Outbox;
     let vm = |id: &str| {
         let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
@@ -504,10 +636,10 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     let dir = std::env::temp_dir().join(format!("cf-push-fleet-outbox-{}", cf_host::runtime::new_run_id()));
     let store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("a.db")).unwrap());
     let fleet = cf_host::fleet::Fleet::connect(&pg.url).unwrap();
-    let pg_store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("b.db")).unwrap());
-    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool(), pg_store.clone());
+    let shared = cf_host::spool::pg::PgOutbox::new(fleet.pool());
+    let pg_runs = fleet.runs();
     let mut transcripts = Vec::new();
-    for (outbox, errors) in [(&*store as &dyn Outbox, &store), (&shared as &dyn Outbox, &pg_store)] {
+    for (outbox, runs) in [(&*store as &dyn Outbox, &*store as &dyn RunLog), (&shared as &dyn Outbox, &pg_runs as &dyn RunLog)] {
         let mut t: Vec<String> = Vec::new();
         let err = Record::host_error("boom".into(), "Compute", "VirtualMachine", "nutanix");
         t.push(format!("{:?}", outbox.spool("cf", "t", "r1", &[vm("a"), err, vm("b"), vm("c")]).unwrap()));
@@ -519,7 +651,7 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
         outbox.delivered("cf", "t", &rows[0], "cs-a").unwrap();
         outbox.delivered("cf", "t", &rows[1], "cs-b").unwrap();
         outbox.refused("t", &rows[2], "ERROR_INVALID_ARGUMENT: bad").unwrap();
-        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), errors.errors_of_run("r1").unwrap()));
+        t.push(format!("{:?} {:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.pushed_count("cf", "t").unwrap(), runs.error_counts_of_run("r1").unwrap()));
         // Run 2 sees "a" only; "b" misses it and run 3.
         outbox.spool("cf", "t", "r2", &[vm("a")]).unwrap();
         let row = outbox.spooled("cf", "t", 10).unwrap().remove(0);
@@ -537,7 +669,7 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
     assert_eq!(transcripts[0], transcripts[1]);
     // The transcript says something: each step as the embedded store answers it.
     assert_eq!(transcripts[0][2], r#"3 0 ["t"]"#);
-    assert_eq!(transcripts[0][4], r#"0 2 ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]"#);
+    assert_eq!(transcripts[0][4], r#"0 2 {"Compute/VirtualMachine": 1}"#);
     assert_eq!(transcripts[0][7], "1");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -569,3 +701,53 @@ async fn an_incremental_cache_follows_the_tenant_to_another_replica() {
     assert_eq!(s.held(), s.expected_held(), "nothing lost");
     assert!(s.cf.db().cloud_services.values().any(|c| c.name == "renamed-vm"), "the change delivered");
 }
+
+/// Push mode's store in PostgreSQL against SQLite (issue #25, item 6): a
+/// `cf-host run --once` of one tenant whose simulated Prism Central holds
+/// `CF_PUSH_BENCH_VMS` VMs (100,000) into a fresh mock CloudForet, with
+/// the outbox, ledger, runs and state in the embedded store (`store`) and
+/// then in PostgreSQL (`--database`, on a Unix socket, `fsync=off`): wall
+/// time and peak RSS of the `cf-host` process (GNU time), and the load
+/// average around each run. `CF_PUSH_BENCH_BIN` runs another `cf-host`
+/// binary (a release build) than the test's.
+///
+/// `cargo test --release -p cf-host --test push_fleet -- --ignored --nocapture push_store_bench`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints the figures of BENCHMARKS.md"]
+async fn push_store_bench() {
+    let _serial = SERIAL.lock().await;
+    let vms: usize = std::env::var("CF_PUSH_BENCH_VMS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let bin = std::env::var("CF_PUSH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cf-host").to_string());
+    let mut s = setup(0).await;
+    s.cf_extra = "deliver_timeout_secs = 3600".into();
+    let sim = Simulator::start(SimConfig { estate: EstateConfig { vms, ..Default::default() }, ..Default::default() }).await.unwrap();
+    std::fs::write(s.dir.join("prism-0.json"), sim.secret().to_string()).unwrap();
+    s.sims.push(sim);
+    s.tenants.push("t0".into());
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ");
+    let mut out = format!("push run of {vms} VMs          wall s   peak RSS MiB   cloud services   records/s   load before / after\n");
+    for (label, db) in [("store in SQLite (store)", false), ("store in PostgreSQL (--database)", true)] {
+        s.cf = MockCloudForet::start().await;
+        let config = s.config(if db { 1 } else { 0 });
+        let before = loadavg();
+        let mut cmd = tokio::process::Command::new("/usr/bin/time");
+        cmd.args(["-f", "%e %M", &bin, "run", "--once", "--config"]).arg(&config).env("RUST_LOG", "warn").env_remove("CF_HOST_DATABASE");
+        if db {
+            cmd.args(["--database", &s.pg.url]);
+        }
+        let run = cmd.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{label}: {}{stderr}", String::from_utf8_lossy(&run.stdout));
+        let (wall, rss_kib) = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(w, r)| Some((w.parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?)))
+            .unwrap_or_else(|| panic!("no GNU time line: {stderr}"));
+        let held: u64 = s.held().values().sum();
+        assert!(held >= vms as u64, "{label}: {held} cloud services");
+        out.push_str(&format!("{label:<32}  {wall:>7.1}  {:>13.0}  {held:>15}  {:>10.0}   {before} / {}\n", rss_kib / 1024.0, held as f64 / wall, loadavg()));
+    }
+    println!("{out}");
+}
+

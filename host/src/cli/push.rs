@@ -32,6 +32,22 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args)]
+pub struct RunsArgs {
+    /// The push configuration (TOML): its store, or its `database`.
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this tenant's runs.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// How many runs (at most 1000).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Fleet mode: the replicas' PostgreSQL database (as `cf-host run`).
+    #[arg(long, env = "CF_HOST_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+}
+
+#[derive(clap::Args)]
 pub struct RegisterArgs {
     /// The push configuration (TOML) with a [register] section.
     #[arg(long)]
@@ -54,8 +70,23 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
         Some(url) => format!(", fleet database {}", cf_host::fleet::describe(url)),
         None => String::new(),
     };
-    eprintln!("cf-host run: {} tenants, store {}{fleet}", runner.config.tenants.len(), runner.sink.store.path().display());
+    let store = match &runner.fleet {
+        Some(_) => String::new(),
+        None => format!(", store {}", runner.config.store.display()),
+    };
+    eprintln!("cf-host run: {} tenants{store}{fleet}", runner.config.tenants.len());
     runner.serve(std::time::Duration::from_secs(a.tick.max(1)), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn runs(a: RunsArgs) -> Result<ExitCode, String> {
+    let mut config = cf_host::push_config::RunConfig::load(&a.config)?;
+    if a.database.is_some() {
+        config.database = a.database;
+    }
+    let log = cf_host::push_config::run_log(&config).await?;
+    let runs = tokio::task::spawn_blocking(move || log.runs(a.tenant.as_deref(), a.limit)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 

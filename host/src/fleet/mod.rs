@@ -25,6 +25,9 @@
 //! - [`push_leases`]: push mode's tenants and scheduled slots leased across
 //!   replicas ([`PushLeases`]): each slot runs once, a dead replica's slot
 //!   is taken over once its lease expires.
+//! - [`runs`]: push runs and their error resources ([`PgRuns`], a
+//!   [`crate::run_log::RunLog`]): listed through any replica; a run whose
+//!   replica died is closed as abandoned by the next one to look.
 //!
 //! Every call fails closed: a database that is down refuses the run
 //! (`UNAVAILABLE`), nothing is half-applied (each write is one
@@ -35,6 +38,7 @@ pub mod leases;
 pub mod pool;
 pub mod push_leases;
 pub mod registry_log;
+pub mod runs;
 pub mod state;
 pub mod tls;
 pub mod webhooks;
@@ -44,6 +48,7 @@ pub use registry_log::{FollowerGuard, RegistryFollower, SubmitError};
 
 pub use leases::RunLeases;
 pub use push_leases::PushLeases;
+pub use runs::PgRuns;
 pub use state::PgState;
 pub use webhooks::PgSubscriptions;
 
@@ -51,10 +56,10 @@ use pool::Pool;
 use std::sync::Arc;
 
 /// The schema this host writes (see [`MIGRATIONS`]).
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Schema changes, in order; entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [r#"
+const MIGRATIONS: [&str; 7] = [r#"
 CREATE TABLE cf_host_keys (name text PRIMARY KEY, key bytea NOT NULL);
 CREATE TABLE cf_state (
     tenant text NOT NULL,
@@ -143,6 +148,33 @@ CREATE TABLE cf_registry_snapshot (
     state text NOT NULL,
     taken_at timestamptz NOT NULL DEFAULT now()
 );
+"#, r#"
+CREATE TABLE cf_runs (
+    run_id text PRIMARY KEY,
+    sink text NOT NULL,
+    tenant text NOT NULL,
+    plugin text NOT NULL,
+    digest text NOT NULL,
+    replica text NOT NULL,
+    holder text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    status text NOT NULL,
+    summary text
+);
+CREATE INDEX cf_runs_by_start ON cf_runs (started_at DESC);
+CREATE INDEX cf_runs_running ON cf_runs (sink, tenant) WHERE status = 'RUNNING';
+CREATE TABLE cf_error_resources (
+    id bigserial PRIMARY KEY,
+    tenant text NOT NULL,
+    run_id text NOT NULL,
+    label text NOT NULL,
+    message text NOT NULL,
+    body text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX cf_error_resources_by_run ON cf_error_resources (run_id, id);
+ALTER TABLE cf_push_slots ADD COLUMN superseded_by bigint;
 "#];
 
 /// Any constant: the advisory lock replicas take while migrating, so two
@@ -237,6 +269,11 @@ impl Fleet {
     /// Push mode's tenant leases and scheduled slots.
     pub fn push_leases(&self) -> PushLeases {
         PushLeases::new(self.pool.clone(), self.replica.clone())
+    }
+
+    /// Push runs and their error resources.
+    pub fn runs(&self) -> PgRuns {
+        PgRuns::new(self.pool.clone(), self.replica.clone())
     }
 
     /// Run leases: per-tenant caps across replicas.

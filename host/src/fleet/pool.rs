@@ -137,3 +137,19 @@ impl Drop for Conn<'_> {
         self.pool.give_back(self.client.take());
     }
 }
+
+/// Runs a blocking call where blocking is allowed: as is outside tokio or
+/// on a blocking thread, through `block_in_place` on a multi-threaded
+/// runtime's worker, on a scoped thread of its own on a current-thread
+/// runtime.
+pub fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(t) => t,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}

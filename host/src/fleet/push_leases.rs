@@ -12,8 +12,13 @@
 //!   tenant's scheduled hour (hours since the epoch, UTC) — started by the
 //!   lease holder, `done_at` set when the run ended. A slot started but not
 //!   done (its replica died, or lost its lease or its database mid-run) is
-//!   open: the next replica to take the tenant's lease runs it again. A run
-//!   is an upsert by match rule, so running it again duplicates nothing.
+//!   open: the next replica to take the tenant's lease runs it again,
+//!   however long ago it started (all replicas may have been down for
+//!   days). Only a tenant's latest open slot is run: when a slot's run
+//!   ends, the tenant's older open slots are closed as superseded
+//!   (`done_at` set, `superseded_by` the slot that ran), so a tenant back
+//!   after an outage runs once, not once per missed hour. A run is an
+//!   upsert by match rule, so running it again duplicates nothing.
 //!
 //! Every call is one statement (or one transaction) and blocking: callers
 //! use tokio's blocking threads.
@@ -22,9 +27,6 @@ use super::error::FleetError;
 use super::pool::Pool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How far back open slots are still taken over.
-const OPEN_SLOTS_WITHIN_HOURS: i64 = 24;
 
 #[derive(Clone)]
 pub struct PushLeases {
@@ -100,22 +102,30 @@ impl PushLeases {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// The slot's run ended.
+    /// The slot's run ended; the tenant's older open slots are closed as
+    /// superseded by it (in the same transaction).
     pub fn finish_slot(&self, sink: &str, tenant: &str, slot: i64) -> Result<(), FleetError> {
         let mut c = self.pool.get()?;
-        c.execute("UPDATE cf_push_slots SET done_at = now() WHERE sink = $1 AND tenant = $2 AND slot = $3", &[&sink, &tenant, &slot])?;
+        let mut tx = c.transaction()?;
+        tx.execute("UPDATE cf_push_slots SET done_at = now() WHERE sink = $1 AND tenant = $2 AND slot = $3", &[&sink, &tenant, &slot])?;
+        tx.execute(
+            "UPDATE cf_push_slots SET done_at = now(), superseded_by = $3 WHERE sink = $1 AND tenant = $2 AND slot < $3 AND done_at IS NULL",
+            &[&sink, &tenant, &slot],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Slots of these tenants started in the last day and not done,
-    /// oldest first: `(tenant, slot)`.
+    /// The latest open (started, not done) slot of each of these tenants,
+    /// whatever its age: `(tenant, slot)`, oldest first.
     pub fn open_slots(&self, sink: &str, tenants: &[String]) -> Result<Vec<(String, i64)>, FleetError> {
         let mut c = self.pool.get()?;
         let rows = c.query(
-            "SELECT tenant, slot FROM cf_push_slots
-             WHERE sink = $1 AND tenant = ANY($2) AND done_at IS NULL AND started_at > now() - $3 * interval '1 hour'
-             ORDER BY slot, tenant",
-            &[&sink, &tenants, &(OPEN_SLOTS_WITHIN_HOURS as f64)],
+            "SELECT tenant, slot FROM (
+                 SELECT DISTINCT ON (tenant) tenant, slot FROM cf_push_slots
+                 WHERE sink = $1 AND tenant = ANY($2) AND done_at IS NULL ORDER BY tenant, slot DESC
+             ) latest ORDER BY slot, tenant",
+            &[&sink, &tenants],
         )?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
@@ -146,11 +156,18 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FleetErro
 #[derive(Clone, Debug)]
 pub struct LeaseGuard {
     until: Arc<std::sync::Mutex<Instant>>,
+    holder: Arc<str>,
 }
 
 impl LeaseGuard {
-    fn new(from: Instant, ttl: Duration) -> LeaseGuard {
-        LeaseGuard { until: Arc::new(std::sync::Mutex::new(from + ttl * 2 / 3)) }
+    fn new(from: Instant, ttl: Duration, holder: &str) -> LeaseGuard {
+        LeaseGuard { until: Arc::new(std::sync::Mutex::new(from + ttl * 2 / 3)), holder: holder.into() }
+    }
+
+    /// The lease's holder (`cf_push_leases.holder`): a push run records it,
+    /// so that the run is known abandoned once this lease is gone.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The holder may still act.
@@ -189,7 +206,7 @@ impl PushLeases {
         let Some(holder) = blocking(move || me.try_take(&s, &t, ttl)).await? else {
             return Ok(None);
         };
-        let guard = LeaseGuard::new(taken_at, ttl);
+        let guard = LeaseGuard::new(taken_at, ttl, &holder);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<FleetError>();
         let heartbeat = {
             let (me, s, t, h, g) = (self.clone(), sink.to_string(), tenant.to_string(), holder.clone(), guard.clone());

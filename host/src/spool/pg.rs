@@ -6,47 +6,27 @@
 //!
 //! A batch is durable (committed) before `spool` returns, as in the
 //! embedded store: the spooler waits for it before the deliverer sends
-//! anything. Error resources stay in the replica's embedded store (its
-//! record of its runs): a refused record's error resource is written
-//! there first, then the row leaves the outbox (a crash between the two
-//! refuses it again: a second error resource, never a lost one).
+//! anything. A refused record leaves the outbox and becomes an error
+//! resource of its run (`cf_error_resources`, [`crate::fleet::runs`]) in
+//! one transaction.
 //!
 //! The `postgres` client blocks on a runtime of its own, which tokio
 //! forbids on its async workers: each call here moves off them
 //! ([`off_async`]).
 
 use super::{read_row, spool_key, Outbox, SpoolError, Spooled};
-use crate::fleet::pool::Pool;
+use crate::fleet::pool::{off_async, Pool};
 use crate::record::{Record, ResourceType};
-use crate::store::Store;
 use serde_json::Value;
 use std::sync::Arc;
 
 pub struct PgOutbox {
     pool: Arc<Pool>,
-    /// The replica's embedded store: error resources of refused records.
-    store: Arc<Store>,
 }
 
 impl PgOutbox {
-    pub fn new(pool: Arc<Pool>, store: Arc<Store>) -> PgOutbox {
-        PgOutbox { pool, store }
-    }
-}
-
-/// Runs a blocking call where blocking is allowed: as is outside tokio or
-/// on a blocking thread, through `block_in_place` on a multi-threaded
-/// runtime's worker, on a scoped thread of its own on a current-thread
-/// runtime.
-fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Err(_) => f(),
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
-            Ok(t) => t,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
+    pub fn new(pool: Arc<Pool>) -> PgOutbox {
+        PgOutbox { pool }
     }
 }
 
@@ -128,9 +108,13 @@ impl Outbox for PgOutbox {
 
     fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError> {
         let body = Value::Object(s.resource.clone()).to_string();
-        self.store.record_error(tenant, &s.run_id, &s.label, &format!("CloudForet refused the record: {reason}"), &body)?;
+        let message = format!("CloudForet refused the record: {reason}");
         off_async(|| -> Result<(), crate::fleet::FleetError> {
-            self.pool.get()?.execute("DELETE FROM cf_outbox WHERE seq = $1", &[&s.seq])?;
+            let mut c = self.pool.get()?;
+            let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM cf_outbox WHERE seq = $1", &[&s.seq])?;
+            crate::fleet::runs::insert_error(&mut tx, tenant, &s.run_id, &s.label, &message, &body)?;
+            tx.commit()?;
             Ok(())
         })?;
         Ok(())

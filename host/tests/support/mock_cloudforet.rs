@@ -26,7 +26,7 @@ use cf_host::cloudforet::pb::secret::v1::secret_server::{Secret, SecretServer};
 use cf_host::cloudforet::pb::secret::v1::{GetSecretDataRequest, SecretDataInfo};
 use cf_host::cloudforet::pb::cost_analysis::v1::cost_server::{Cost, CostServer};
 use cf_host::cloudforet::pb::cost_analysis::v1::{CostInfo, CostQuery, CostRequest, CostsInfo, CreateCostRequest};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,26 @@ pub struct Db {
     pub auth_refused: u64,
     valid: HashSet<String>,
     next: u64,
+    /// Cloud service ids by `reference.resource_id`: `CloudService.list`
+    /// by resource id answers without a scan (as CloudForet's index does),
+    /// so a push of 100,000 VMs measures the host, not the mock.
+    by_resource_id: HashMap<String, Vec<String>>,
+}
+
+impl Db {
+    fn index(&mut self, info: &CloudServiceInfo) {
+        if let Some(r) = &info.reference {
+            self.by_resource_id.entry(r.resource_id.clone()).or_default().push(info.cloud_service_id.clone());
+        }
+    }
+
+    fn unindex(&mut self, info: &CloudServiceInfo) {
+        if let Some(r) = &info.reference
+            && let Some(ids) = self.by_resource_id.get_mut(&r.resource_id)
+        {
+            ids.retain(|id| id != &info.cloud_service_id);
+        }
+    }
 }
 
 pub struct Inner {
@@ -194,7 +214,9 @@ impl CloudService for MockCloudForet {
             project_id: r.project_id,
             ..Default::default()
         };
-        self.inner.db.lock().unwrap().cloud_services.insert(id, info.clone());
+        let mut db = self.inner.db.lock().unwrap();
+        db.index(&info);
+        db.cloud_services.insert(id, info.clone());
         Ok(Response::new(info))
     }
 
@@ -202,6 +224,10 @@ impl CloudService for MockCloudForet {
         self.inner.enter("CloudService.update", &req).await?;
         let r = req.into_inner();
         let mut db = self.inner.db.lock().unwrap();
+        let Some(old) = db.cloud_services.get(&r.cloud_service_id).cloned() else {
+            return Err(Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = cloud_service_id, value = {})", r.cloud_service_id)));
+        };
+        db.unindex(&old);
         let Some(info) = db.cloud_services.get_mut(&r.cloud_service_id) else {
             return Err(Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = cloud_service_id, value = {})", r.cloud_service_id)));
         };
@@ -218,14 +244,20 @@ impl CloudService for MockCloudForet {
         if !r.project_id.is_empty() {
             info.project_id = r.project_id;
         }
-        Ok(Response::new(info.clone()))
+        let info = info.clone();
+        db.index(&info);
+        Ok(Response::new(info))
     }
 
     async fn delete(&self, req: Request<CloudServiceRequest>) -> Result<Response<()>, Status> {
         self.inner.enter("CloudService.delete", &req).await?;
         let id = req.into_inner().cloud_service_id;
         let mut db = self.inner.db.lock().unwrap();
-        if db.cloud_services.remove(&id).is_none() {
+        let removed = db.cloud_services.remove(&id);
+        if let Some(info) = &removed {
+            db.unindex(info);
+        }
+        if removed.is_none() {
             return Err(Status::not_found(format!("ERROR_NOT_FOUND: Not found. (key = cloud_service_id, value = {id})")));
         }
         db.deleted.push(id);
@@ -238,9 +270,15 @@ impl CloudService for MockCloudForet {
         let filters = q.query.map(|q| q.filter).unwrap_or_default();
         let rid = filters.iter().find(|f| f.key == "reference.resource_id" && f.operator == "eq").map(|f| s(&f.value));
         let db = self.inner.db.lock().unwrap();
-        let results: Vec<CloudServiceInfo> = db
-            .cloud_services
-            .values()
+        let candidates: Box<dyn Iterator<Item = &CloudServiceInfo>> = match &rid {
+            Some(r) => {
+                let mut ids: Vec<&String> = db.by_resource_id.get(r).map(|ids| ids.iter().collect()).unwrap_or_default();
+                ids.sort();
+                Box::new(ids.into_iter().filter_map(|id| db.cloud_services.get(id)))
+            }
+            None => Box::new(db.cloud_services.values()),
+        };
+        let results: Vec<CloudServiceInfo> = candidates
             .filter(|c| {
                 (q.provider.is_empty() || c.provider == q.provider)
                     && (q.cloud_service_group.is_empty() || c.cloud_service_group == q.cloud_service_group)
