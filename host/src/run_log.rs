@@ -41,7 +41,7 @@ pub enum RunLogError {
     Store(#[from] StoreError),
     /// Fleet mode: the shared database failed.
     #[error(transparent)]
-    Fleet(#[from] crate::fleet::FleetError),
+    Fleet(#[from] crate::fleet::error::FleetError),
 }
 
 impl From<rusqlite::Error> for RunLogError {

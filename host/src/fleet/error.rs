@@ -1,4 +1,7 @@
-//! Why the fleet's database could not answer.
+//! Why the fleet's database could not answer (and why TLS to it failed:
+//! [`TlsError`], raised by [`super::tls`]).
+
+use rustls::CertificateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -16,7 +19,7 @@ pub enum FleetError {
     /// `sslrootcert`'s CA, or not for the host with `verify-full`): the
     /// connection is not made. `database` names it without its password.
     #[error("fleet database unavailable ({database}): TLS: {source}")]
-    Tls { database: String, source: super::tls::TlsError },
+    Tls { database: String, source: TlsError },
     /// `sslmode` requires TLS and the server does not offer it: no
     /// plaintext fallback.
     #[error("fleet database unavailable ({database}): the server does not offer TLS, which sslmode={mode} requires")]
@@ -46,3 +49,26 @@ pub enum FleetError {
     Schema { found: i32, known: i32 },
 }
 
+/// Why a TLS handshake with the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The server's certificate was refused: not issued by a CA of
+    /// `sslrootcert`, not valid for the host (`verify-full`), expired, …
+    #[error("the server's certificate is refused: {}", certificate_reason(.0))]
+    Certificate(CertificateError),
+    /// The host is not a name or address a certificate can be checked
+    /// against.
+    #[error("{0:?} is not a host name TLS can check")]
+    ServerName(String),
+    /// The handshake failed otherwise (no common protocol, connection cut).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
+fn certificate_reason(c: &CertificateError) -> String {
+    match c {
+        CertificateError::UnknownIssuer => "not issued by a CA of sslrootcert".into(),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!("expired ({c})"),
+        other => other.to_string(),
+    }
+}

@@ -44,6 +44,7 @@ pub mod tls;
 pub mod webhooks;
 
 pub use error::FleetError;
+pub use tls::describe;
 pub use registry_log::{FollowerGuard, RegistryFollower, SubmitError};
 
 pub use leases::RunLeases;
@@ -280,30 +281,6 @@ impl Fleet {
     pub fn leases(&self) -> RunLeases {
         RunLeases::new(self.pool.clone(), self.replica.clone())
     }
-}
-
-/// The database `url` names, for errors: hosts, port, database and user,
-/// never the password (nor anything else the URL holds).
-pub fn describe(url: &str) -> String {
-    let Ok(c) = tls::without_tls_keys(url) else {
-        return "(not a PostgreSQL URL)".into();
-    };
-    let hosts: Vec<String> = c
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            postgres::config::Host::Tcp(name) => name.clone(),
-            postgres::config::Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
-    format!(
-        "{} port {} database {} user {}",
-        if hosts.is_empty() { "localhost".into() } else { hosts.join(",") },
-        if ports.is_empty() { "5432".into() } else { ports.join(",") },
-        c.get_dbname().unwrap_or("(default)"),
-        c.get_user().unwrap_or("(default)"),
-    )
 }
 
 fn replica_name() -> String {

@@ -40,7 +40,7 @@ impl Pool {
         config.connect_timeout(CONNECT_TIMEOUT);
         config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
         config.application_name("cf-host");
-        Ok(Pool { config, connector, database: super::describe(url), max: max.max(1), inner: Mutex::new(Idle { clients: Vec::new(), out: 0 }), freed: Condvar::new() })
+        Ok(Pool { config, connector, database: super::tls::describe(url), max: max.max(1), inner: Mutex::new(Idle { clients: Vec::new(), out: 0 }), freed: Condvar::new() })
     }
 
     /// A connection: an idle one, a new one while fewer than `max` are

@@ -26,6 +26,7 @@
 //! Unix-socket host: PostgreSQL never offers TLS there. Channel binding is
 //! not offered (SCRAM authenticates without it).
 
+pub use super::error::TlsError;
 use super::error::FleetError;
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::Socket;
@@ -78,30 +79,6 @@ impl SslMode {
     /// Whether a server without TLS is refused.
     pub fn requires_tls(self) -> bool {
         matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
-    }
-}
-
-/// Why a TLS handshake with the database failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// The server's certificate was refused: not issued by a CA of
-    /// `sslrootcert`, not valid for the host (`verify-full`), expired, …
-    #[error("the server's certificate is refused: {}", certificate_reason(.0))]
-    Certificate(CertificateError),
-    /// The host is not a name or address a certificate can be checked
-    /// against.
-    #[error("{0:?} is not a host name TLS can check")]
-    ServerName(String),
-    /// The handshake failed otherwise (no common protocol, connection cut).
-    #[error("TLS handshake failed: {0}")]
-    Handshake(#[source] std::io::Error),
-}
-
-fn certificate_reason(c: &CertificateError) -> String {
-    match c {
-        CertificateError::UnknownIssuer => "not issued by a CA of sslrootcert".into(),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!("expired ({c})"),
-        other => other.to_string(),
     }
 }
 
@@ -171,7 +148,7 @@ impl DbUrl {
 }
 
 /// `url` without its TLS keys (parsed by the `postgres` client only), for
-/// [`super::describe`].
+/// [`describe`].
 pub fn without_tls_keys(url: &str) -> Result<postgres::Config, FleetError> {
     parse_rest(&split(url)?.0)
 }
@@ -487,6 +464,30 @@ impl ServerCertVerifier for AnyName {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// The database `url` names, for errors: hosts, port, database and user,
+/// never the password (nor anything else the URL holds).
+pub fn describe(url: &str) -> String {
+    let Ok(c) = without_tls_keys(url) else {
+        return "(not a PostgreSQL URL)".into();
+    };
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "{} port {} database {} user {}",
+        if hosts.is_empty() { "localhost".into() } else { hosts.join(",") },
+        if ports.is_empty() { "5432".into() } else { ports.join(",") },
+        c.get_dbname().unwrap_or("(default)"),
+        c.get_user().unwrap_or("(default)"),
+    )
 }
 
 #[cfg(test)]
