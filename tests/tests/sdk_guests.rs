@@ -4,7 +4,9 @@
 //! cassettes and golden file (the same ones for both languages), identity,
 //! the Python and TypeScript projects `cf-host new` makes (built, their
 //! first test, conformance), and a hot swap of the Python collector serving CloudForet's gRPC protocol
-//! against the simulator.
+//! against the simulator. The Rust SDK's paging (`examples/rust-pages`,
+//! built with cargo into `target/cf-sdk-rust/`) against the simulator:
+//! its windows go as pending batches (`start-many`), in order.
 //!
 //! The tools come from the registries, pinned, into the target directory on
 //! first use and reused while the pins are unchanged:
@@ -16,6 +18,7 @@
 //! Components are built into `target/cf-sdk/` and rebuilt when a source,
 //! the SDK or a pin changes (a digest of the inputs beside each file).
 
+use cf_host::error::{LimitKind, RunError};
 use cf_host::grpc::convert::{json_to_struct, struct_to_json};
 use cf_host::grpc::pb::plugin::collector_client::CollectorClient;
 use cf_host::grpc::pb::plugin::CollectRequest;
@@ -25,10 +28,11 @@ use cf_host::registry::Registry;
 use cf_host::testing::cassette::{Cassette, Replayer};
 use cf_host::testing::expect::{golden_diff, Expect};
 use cf_host::testing::{Harness, Outcome};
-use cf_host::{ErrorCode, Runtime, RuntimeConfig};
-use cf_tests::{block_on, temp_dir};
+use cf_host::limits::{HttpLimits, Limits};
+use cf_host::{ErrorCode, RunContext, Runtime, RuntimeConfig};
+use cf_tests::{block_on, collect_all, temp_dir};
 use prism_sim::estate::EstateConfig;
-use prism_sim::{SimConfig, Simulator};
+use prism_sim::{Faults, SimConfig, Simulator};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -580,5 +584,78 @@ fn new_python_and_ts_projects_build_and_pass_their_first_test() {
         assert!(report.passed(), "{}", report.render());
         assert_eq!(report.get("identity").unwrap().detail, format!("{name} 0.1.0"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// `cargo ARGS` in the Rust project `dir` (its own workspace) into
+/// `target/cf-sdk-rust/` (its own target directory: never waits for the
+/// workspace's builds), offline first (the dependencies are in the
+/// registry cache once the workspace's guests were built), then online.
+fn cargo_rust(dir: &Path, args: &[&str]) -> String {
+    let cargo = |offline: bool| {
+        let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        c.args(args).current_dir(dir).env("CARGO_TARGET_DIR", target_dir().join("cf-sdk-rust"));
+        // Not the outer build's: the project is its own workspace.
+        c.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().unwrap_or_else(|e| panic!("cannot run cargo: {e}"))
+    };
+    let mut out = cargo(true);
+    if !out.status.success() {
+        out = cargo(false);
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cargo {args:?} in {} failed:\n{text}", dir.display());
+    text
+}
+
+/// The Rust SDK's `Client::pages` in the real host: `examples/rust-pages`
+/// (its own native test first) reads the simulator's 3,000 VMs at 100 a
+/// page in windows of 4, each window started (`start-many`) while the
+/// collector emits the one before, at most 2 pending. Every VM comes once,
+/// in the list's order; more than one window was in flight at once (the
+/// simulator's peak, 20 ms a page); with the host's cap on pending batches
+/// at 1 the run ends with the handle limit (the windows really were
+/// pending batches), at 2 (the SDK's cap) and the default 4 it completes.
+#[test]
+fn rust_sdk_pages_go_as_pending_batches_in_order() {
+    let dir = repo().join("examples/rust-pages");
+    let out = cargo_rust(&dir, &["test", "--quiet"]);
+    assert!(out.contains("1 passed"), "{out}");
+    cargo_rust(&dir, &["build", "--target", "wasm32-wasip2", "--release", "--quiet"]);
+    let wasm = target_dir().join("cf-sdk-rust/wasm32-wasip2/release/rust_pages.wasm");
+    let rt = Runtime::new(RuntimeConfig::default()).expect("host runtime");
+    let plugin = rt.load_file(&wasm).expect("the component loads");
+    let config = SimConfig { estate: EstateConfig { vms: 3_000, ..EstateConfig::default() }, faults: Faults { latency_ms: 20, ..Faults::default() }, ..SimConfig::default() };
+    let sim = block_on(Simulator::start(config)).expect("simulator starts");
+    let expected: Vec<String> = sim.state.estate().vms.iter().map(|v| v["metadata"]["uuid"].as_str().unwrap().to_string()).collect();
+    let run = |max_pending: u32| {
+        let http = HttpLimits { max_pending, ..HttpLimits::default() };
+        let ctx = RunContext::builder("t1", Limits { http, ..Limits::default() })
+            .endpoint(sim.url())
+            .secret(sim.secret())
+            .options(json!({"page_size": 100, "page_concurrency": 4}))
+            .build()
+            .expect("context");
+        block_on(collect_all(&rt, &plugin, &ctx, &json!({})))
+    };
+    for max_pending in [2, 4] {
+        sim.state.reset_peak_in_flight();
+        let started = Instant::now();
+        let (r, records) = run(max_pending);
+        let took = started.elapsed();
+        let report = r.unwrap_or_else(|e| panic!("max_pending {max_pending}: {e}"));
+        let ids: Vec<String> = records.iter().map(|r| r.resource()["reference"]["resource_id"].as_str().unwrap_or_default().to_string()).collect();
+        assert_eq!(ids, expected, "max_pending {max_pending}: every VM once, in the list's order");
+        assert_eq!((report.records, report.guest_emitted, report.http_requests), (3_000, 3_000, 30), "each page asked once: {report:?}");
+        let peak = sim.state.peak_in_flight();
+        eprintln!("max_pending {max_pending}: 30 pages at 20 ms in {:.0} ms, at most {peak} in flight", took.as_secs_f64() * 1000.0);
+        assert!(peak > 4, "max_pending {max_pending}: {peak} pages in flight at once; a window is 4");
+    }
+    match run(1).0 {
+        Err(RunError::Limit(l)) => assert_eq!(l.kind, LimitKind::Handles, "{l}"),
+        other => panic!("expected the handle limit with 1 pending batch allowed, got {other:?}"),
     }
 }

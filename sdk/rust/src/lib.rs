@@ -38,8 +38,10 @@
 //!   state, typed through [`StateExt`]); [`Io`] holds the three.
 //! - [`client`]: HTTP with retries (429/`Retry-After` on its own budget,
 //!   back-off on 5xx and transport failures), status → [`Error`] mapping,
-//!   and paging (offset/limit or page/limit; the pages after the first
-//!   fetched concurrently once the total is known).
+//!   and paging (offset/limit or page/limit; once the first page tells the
+//!   total, the rest in windows the host performs while the collector goes
+//!   on, world 0.3.1 `start-many`, at most
+//!   [`client::MAX_PENDING_WINDOWS`] (2) pending; handed on in order).
 //! - [`record`]: the records (CloudService, CloudServiceType, Region,
 //!   ErrorResource, Namespace, Metric, Cost); [`build`]: their builders,
 //!   which require the fields CloudForet matches records by and take the
@@ -51,7 +53,9 @@
 //!   `collector-error` and the host's gRPC codes.
 //! - [`heap`]: the component's allocator (free lists per size class in
 //!   front of talc; feature `allocator`, on by default).
-//! - [`testing`]: doubles of the host for native tests.
+//! - [`testing`]: doubles of the host for native tests ([`testing::MockHttp`]
+//!   performs a started batch at once, as the host does, and counts the
+//!   batches pending).
 //! - `bindings`, `guest` (wasm32 only): the generated WIT bindings of the
 //!   world the features select (`plugin`; `cost-plugin`, `monitoring-plugin`
 //!   or `full-plugin` with `cost`/`metrics`) and the edge [`export!`] uses.

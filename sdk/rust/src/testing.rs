@@ -1,24 +1,36 @@
 //! Doubles of the host for a collector's native tests: [`MockHttp`]
-//! answers requests from a queue or a function and records what was sent,
+//! answers requests from a queue or a function and records what was sent
+//! (and the batches started with `start_many` and not finished yet),
 //! [`VecSink`] keeps records and logs, [`MemState`] is state in memory. For
 //! tests against recorded traffic and the host's own checks, use
 //! `cf-host test` with a cassette.
 
 use std::collections::BTreeMap;
 
-use crate::io::{HttpRequest, HttpResponse, Level, Sink, State, Transport, TransportError};
+use crate::io::{finish_deferred, HttpRequest, HttpResponse, Level, Sink, Started, State, Transport, TransportError};
 use crate::record::Record;
 use crate::Flow;
 
 type Answer = Result<HttpResponse, TransportError>;
 
 /// A [`Transport`] that answers from a queue (in order) or a function.
+/// Like the host, it performs a batch when it is started
+/// ([`Transport::start_many`]) and hands its answers over when it is
+/// finished.
 pub struct MockHttp {
     answer: Box<dyn FnMut(&HttpRequest) -> Answer>,
     /// Every request, in the order sent.
     pub sent: Vec<HttpRequest>,
-    /// The size of each `send_many` batch (1 for `send`).
+    /// The size of each batch, in the order sent: 1 for `send`, a
+    /// `send_many` batch, a `start_many` batch when it is started.
     pub batches: Vec<usize>,
+    /// Batches started and not finished: while a collector runs, those the
+    /// host would hold pending; afterwards, those dropped unfinished
+    /// (cancelled).
+    pub pending: usize,
+    /// The most batches pending at once (the host refuses more than its
+    /// `http_max_pending`, 4 by default).
+    pub most_pending: usize,
     /// Each wait asked for, in ms (nothing actually waits).
     pub slept: Vec<u64>,
 }
@@ -32,7 +44,7 @@ impl MockHttp {
 
     /// Answers each request with `f(request)`.
     pub fn route(f: impl FnMut(&HttpRequest) -> Answer + 'static) -> MockHttp {
-        MockHttp { answer: Box::new(f), sent: Vec::new(), batches: Vec::new(), slept: Vec::new() }
+        MockHttp { answer: Box::new(f), sent: Vec::new(), batches: Vec::new(), pending: 0, most_pending: 0, slept: Vec::new() }
     }
 
     fn one(&mut self, req: HttpRequest) -> Answer {
@@ -50,6 +62,15 @@ impl Transport for MockHttp {
     fn send_many(&mut self, reqs: Vec<HttpRequest>) -> Vec<Answer> {
         self.batches.push(reqs.len());
         reqs.into_iter().map(|r| self.one(r)).collect()
+    }
+    fn start_many(&mut self, reqs: Vec<HttpRequest>) -> Started {
+        self.pending += 1;
+        self.most_pending = self.most_pending.max(self.pending);
+        Started::answered(self.send_many(reqs))
+    }
+    fn finish_many(&mut self, started: Started) -> Vec<Answer> {
+        self.pending = self.pending.saturating_sub(1);
+        finish_deferred(self, started)
     }
     fn sleep_ms(&mut self, ms: u64) {
         self.slept.push(ms);
