@@ -51,11 +51,14 @@ mod build {
     /// The imported functions by (module, field), their indices.
     pub type Imports = HashMap<(String, String), u32>;
 
+    /// An export's body, made knowing the imports' indices.
+    pub type Body = Box<dyn Fn(&Imports) -> Function>;
+
     /// What the module does beyond trapping: export bodies by export name
     /// (the rest trap) and data at addresses below [`HEAP`].
     #[derive(Default)]
     pub struct Guest {
-        pub bodies: HashMap<String, Box<dyn Fn(&Imports) -> Function>>,
+        pub bodies: HashMap<String, Body>,
         pub data: Vec<(u32, Vec<u8>)>,
     }
 
@@ -456,7 +459,7 @@ fn a_batch_left_pending_at_the_runs_end_is_counted() {
         data: vec![(outbound_at, outbound_get(&resolve, url_at, url.len() as u32)), (url_at, url.into_bytes())],
         ..Default::default()
     };
-    let collect: Box<dyn Fn(&build::Imports) -> wasm_encoder::Function> = Box::new(move |imports| {
+    let collect: build::Body = Box::new(move |imports| {
         let mut body = wasm_encoder::Function::new_with_locals_types([]);
         for i in [I32Const(outbound_at as i32), I32Const(1), Call(imports[&start_many]), Drop, Unreachable, End] {
             body.instruction(&i);
