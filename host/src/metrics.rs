@@ -7,7 +7,10 @@
 //! - `cf_host_records_total{resource_type}`: records emitted.
 //! - `cf_host_http_requests_total{status}`: guest HTTP requests by status
 //!   class (`2xx`, ..., `error`, `denied`, `circuit_open`, `refused`: in a
-//!   `send-many` batch over the host's cap).
+//!   `send-many` or `start-many` batch over the host's cap; `aborted`: in a
+//!   `start-many` batch dropped, or left pending at the run's end, before
+//!   its answer came, whether cut off in flight or never sent; a request
+//!   of such a batch answered before counts by its answer).
 //! - `cf_host_limit_hits_total{limit}`: runs ended by a host limit (the
 //!   request budget included).
 //! - `cf_host_stream_stalls_total`: streams cancelled because the client

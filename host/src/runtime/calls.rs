@@ -120,6 +120,9 @@ impl Runtime {
             Err(e) => e.code().grpc_name(),
         });
         drop(active);
+        // Batches the guest left pending end with the run; their requests
+        // are counted (those not answered as `aborted`).
+        store.data_mut().http.cancel_pending();
         self.observe(call_name, started.elapsed(), &result, store.data());
         (result, Some(Finished { store, _permits: (tenant_permit, permit, lease) }))
     }

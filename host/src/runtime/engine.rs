@@ -194,7 +194,7 @@ impl Runtime {
     pub fn admit(&self, name: &str, component: &Component, digest: String) -> Result<Plugin, LoadError> {
         let name = name.to_string();
         let (pre, world) = PluginPre::new(&self.engine, &self.linker, component)
-            .map_err(|e| LoadError::WrongWorld { name: name.clone(), reason: link_reason(e) })?;
+            .map_err(|link| LoadError::WrongWorld { name: name.clone(), link })?;
         // From world 0.3 every request names its credential and the host
         // adds it (`outbound.credential`): such a guest never receives one,
         // whether or not it imports http at all.
@@ -253,8 +253,11 @@ pub enum LoadError {
     CoreModule { name: String },
     #[error("{name} is not a valid component: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("{name} is not a collector this host can run: {reason}")]
-    WrongWorld { name: String, reason: String },
+    /// Not a collector, built for a world line this host does not serve,
+    /// or importing what the host does not provide (told apart by `link`'s
+    /// variant).
+    #[error("{name} is not a collector this host can run: {}", link_reason(.link))]
+    WrongWorld { name: String, link: crate::bindings::LinkError },
 }
 
 impl From<LoadError> for RunError {
@@ -265,9 +268,9 @@ impl From<LoadError> for RunError {
 
 
 /// A link error as one line.
-fn link_reason(e: crate::bindings::LinkError) -> String {
+fn link_reason(e: &crate::bindings::LinkError) -> String {
     match e {
-        crate::bindings::LinkError::Link(e) => crate::error::one_line(&e),
+        crate::bindings::LinkError::Link(e) => crate::error::one_line(e),
         other => other.to_string(),
     }
 }

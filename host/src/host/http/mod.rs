@@ -23,9 +23,12 @@
 //! A pending batch (`start-many`) is a tokio task performing the batch
 //! with the same code as `send-many`; the run keeps at most
 //! [`HttpLimits::max_pending`] of them (one more ends the run with a
-//! handle limit, nothing sent). Dropping one (by the guest, or with the
-//! run's store) aborts its task: requests not sent are not sent, those in
+//! handle limit, nothing sent). Dropping one (by the guest, or at the
+//! run's end) aborts its task: requests not sent are not sent, those in
 //! flight are cancelled, and the slots and bytes they held are given back.
+//! Its requests are counted for metrics then: those answered by their
+//! outcome, the others as `aborted` (each once: the batch's [`Tally`]
+//! closes when it is dropped).
 
 mod origins;
 mod transport;
@@ -42,7 +45,7 @@ use crate::limits::HttpLimits;
 use crate::secret::{Credentials, Redactor};
 use origins::health;
 use reqwest::header::{HeaderName, HeaderValue};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use crate::error::{LimitExceeded, LimitKind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,7 +65,7 @@ pub struct HttpCtx {
     /// What `send-authenticated` may add, from the run's secret.
     pub(crate) credentials: Credentials,
     /// Requests by outcome (`2xx`..`5xx`, `error`, `denied`,
-    /// `circuit_open`) for metrics.
+    /// `circuit_open`, `refused`, `aborted`) for metrics.
     pub(crate) outcomes: std::collections::BTreeMap<&'static str, u64>,
     /// The runtime's breakers and paces, and the tenant whose entries this
     /// run uses.
@@ -90,11 +93,53 @@ type Done = (Result<Response, HttpError>, Notes, Option<Held>);
 
 /// A batch performed by a task of its own (`start-many`). Dropping it
 /// aborts the task.
-struct PendingBatch(tokio::task::JoinHandle<Vec<Done>>);
+struct PendingBatch {
+    task: tokio::task::JoinHandle<Vec<Done>>,
+    /// The outcomes of its requests as they are answered.
+    tally: Arc<Tally>,
+    /// Requests in the batch.
+    len: u64,
+}
 
 impl Drop for PendingBatch {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+    }
+}
+
+impl PendingBatch {
+    /// Cancels the batch (the guest will not take its answers): the
+    /// outcome of each request, those not answered yet `aborted`.
+    fn cancel(self) -> BTreeMap<&'static str, u64> {
+        self.task.abort();
+        let mut counts = self.tally.close();
+        let answered: u64 = counts.values().sum();
+        if let Some(aborted) = self.len.checked_sub(answered).filter(|n| *n > 0) {
+            *counts.entry("aborted").or_insert(0) += aborted;
+        }
+        counts
+    }
+}
+
+/// The outcome classes of a pending batch's requests, noted as each is
+/// answered, until the batch is cancelled ([`Tally::close`]): after that
+/// nothing more is noted, so a request counts once, answered or aborted.
+#[derive(Default)]
+struct Tally(Mutex<(bool, BTreeMap<&'static str, u64>)>);
+
+impl Tally {
+    fn note(&self, class: &'static str) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !t.0 {
+            *t.1.entry(class).or_insert(0) += 1;
+        }
+    }
+
+    /// Closes the tally; what it noted.
+    fn close(&self) -> BTreeMap<&'static str, u64> {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.0 = true;
+        std::mem::take(&mut t.1)
     }
 }
 
@@ -116,6 +161,8 @@ impl Drop for Held {
 #[derive(Default)]
 struct Notes {
     circuit_refused: bool,
+    /// Refused with its whole batch, over the batch limit.
+    batch_refused: bool,
     denial: Option<String>,
 }
 
@@ -168,15 +215,19 @@ impl Run {
     }
 
     /// The requests of one batch, concurrently within the run's caps; the
-    /// answers in order.
-    async fn perform(self: Arc<Self>, batch: Vec<Outbound>) -> Vec<Done> {
-        let this = &self;
+    /// answers in order. Each outcome is noted in `tally` (a pending
+    /// batch's) as it comes.
+    async fn perform(self: Arc<Self>, batch: Vec<Outbound>, tally: Option<Arc<Tally>>) -> Vec<Done> {
+        let (this, tally) = (&self, tally.as_deref());
         let exchanges = batch.into_iter().map(|o| async move {
-            let header = match o.credential.as_ref().map(|c| credential_header(&this.credentials, c)).transpose() {
-                Ok(h) => h,
-                Err(e) => return (Err(e), Notes::default(), None),
+            let done = match o.credential.as_ref().map(|c| credential_header(&this.credentials, c)).transpose() {
+                Ok(header) => this.exchange(o.request, header).await,
+                Err(e) => (Err(e), Notes::default(), None),
             };
-            this.exchange(o.request, header).await
+            if let Some(t) = tally {
+                t.note(class(&done.0, &done.1));
+            }
+            done
         });
         futures::future::join_all(exchanges).await
     }
@@ -241,7 +292,7 @@ impl http::Host for HttpCtx {
 
     async fn send_many(&mut self, batch: Vec<Outbound>) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
         if let Some(refused) = self.refuse_oversized(&batch) {
-            return Ok(refused);
+            return Ok(self.count_all(refused));
         }
         self.perform(batch).await
     }
@@ -258,11 +309,16 @@ impl http::Host for HttpCtx {
         self.flight.next_handle = handle.checked_add(1).ok_or_else(|| {
             wasmtime::Error::new(LimitExceeded { kind: LimitKind::Handles, detail: "guest started more than 2^32 HTTP batches".into() })
         })?;
+        let tally = Arc::new(Tally::default());
+        let len = batch.len() as u64;
         let task = match self.refuse_oversized(&batch) {
-            Some(refused) => tokio::spawn(std::future::ready(refused.into_iter().map(|r| (r, Notes::default(), None)).collect())),
-            None => tokio::spawn(self.run().perform(batch)),
+            Some(refused) => {
+                refused.iter().for_each(|(r, notes, _)| tally.note(class(r, notes)));
+                tokio::spawn(std::future::ready(refused))
+            }
+            None => tokio::spawn(self.run().perform(batch, Some(tally.clone()))),
         };
-        self.flight.pending.insert(handle, PendingBatch(task));
+        self.flight.pending.insert(handle, PendingBatch { task, tally, len });
         Ok(Resource::new_own(handle))
     }
 
@@ -270,7 +326,7 @@ impl http::Host for HttpCtx {
         let Some(mut pending) = self.flight.pending.remove(&batch.rep()) else {
             return Err(wasmtime::Error::msg("unknown pending HTTP batch"));
         };
-        let done = (&mut pending.0).await.map_err(|e| wasmtime::Error::msg(format!("a pending HTTP batch failed: {e}")))?;
+        let done = (&mut pending.task).await.map_err(|e| wasmtime::Error::msg(format!("a pending HTTP batch failed: {e}")))?;
         Ok(self.count_all(done))
     }
 }
@@ -278,14 +334,15 @@ impl http::Host for HttpCtx {
 impl http::HostPending for HttpCtx {
     async fn ready(&mut self, batch: Resource<http::Pending>) -> wasmtime::Result<bool> {
         match self.flight.pending.get(&batch.rep()) {
-            Some(p) => Ok(p.0.is_finished()),
+            Some(p) => Ok(p.task.is_finished()),
             None => Err(wasmtime::Error::msg("unknown pending HTTP batch")),
         }
     }
 
     async fn drop(&mut self, batch: Resource<http::Pending>) -> wasmtime::Result<()> {
-        // Aborts the task (PendingBatch's Drop).
-        self.flight.pending.remove(&batch.rep());
+        if let Some(pending) = self.flight.pending.remove(&batch.rep()) {
+            self.count_cancelled(pending);
+        }
         Ok(())
     }
 }
@@ -305,6 +362,21 @@ impl HttpCtx {
     #[cfg(test)]
     fn pending(&self) -> usize {
         self.flight.pending.len()
+    }
+
+    /// The run is over: cancels the pending batches the guest still holds
+    /// and counts their requests (those not answered as `aborted`).
+    pub(crate) fn cancel_pending(&mut self) {
+        for (_, pending) in std::mem::take(&mut self.flight.pending) {
+            self.count_cancelled(pending);
+        }
+    }
+
+    /// Cancels a pending batch and counts its requests.
+    fn count_cancelled(&mut self, pending: PendingBatch) {
+        for (class, n) in pending.cancel() {
+            *self.outcomes.entry(class).or_insert(0) += n;
+        }
     }
 
     /// What the run's requests share, made on the first request.
@@ -332,21 +404,21 @@ impl HttpCtx {
     }
 
     /// A batch larger than the host's limit: refused whole (an answer per
-    /// request), nothing sent.
-    fn refuse_oversized(&mut self, batch: &[Outbound]) -> Option<Vec<Result<Response, HttpError>>> {
+    /// request, counted `refused` when handed over), nothing sent.
+    fn refuse_oversized(&self, batch: &[Outbound]) -> Option<Vec<Done>> {
         let max = self.limits.max_batch as usize;
         if batch.len() <= max {
             return None;
         }
         let why = format!("a batch of {} requests is over the host's limit of {max}; nothing was sent", batch.len());
-        *self.outcomes.entry("refused").or_insert(0) += batch.len() as u64;
-        Some(batch.iter().map(|_| Err(HttpError::InvalidRequest(why.clone()))).collect())
+        let refused = || (Err(HttpError::InvalidRequest(why.clone())), Notes { batch_refused: true, ..Notes::default() }, None);
+        Some(batch.iter().map(|_| refused()).collect())
     }
 
     /// The requests of one call, concurrently within the run's caps; the
     /// answers in order. The run's counts are updated once all are done.
     async fn perform(&mut self, batch: Vec<Outbound>) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
-        let done = self.run().perform(batch).await;
+        let done = self.run().perform(batch, None).await;
         Ok(self.count_all(done))
     }
 
@@ -357,23 +429,30 @@ impl HttpCtx {
     }
 
     fn count(&mut self, r: Result<Response, HttpError>, notes: Notes) -> Result<Response, HttpError> {
-        let class = match &r {
-            Err(_) if notes.circuit_refused => "circuit_open",
-            Ok(resp) => match resp.status {
-                100..=199 => "1xx",
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                _ => "5xx",
-            },
-            Err(HttpError::Denied(_)) => "denied",
-            Err(_) => "error",
-        };
-        *self.outcomes.entry(class).or_insert(0) += 1;
+        *self.outcomes.entry(class(&r, &notes)).or_insert(0) += 1;
         if let Some(d) = notes.denial {
             self.last_denial = Some(d);
         }
         r
+    }
+}
+
+/// A request's outcome class for `cf_host_http_requests_total` (bounded:
+/// `1xx`..`5xx`, `error`, `denied`, `circuit_open`, `refused`; `aborted`
+/// is a cancelled pending batch's, [`PendingBatch::cancel`]).
+fn class(r: &Result<Response, HttpError>, notes: &Notes) -> &'static str {
+    match r {
+        Err(_) if notes.batch_refused => "refused",
+        Err(_) if notes.circuit_refused => "circuit_open",
+        Ok(resp) => match resp.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Err(HttpError::Denied(_)) => "denied",
+        Err(_) => "error",
     }
 }
 
@@ -816,6 +895,47 @@ mod tests {
             let answers = h.finish_many(p).await.unwrap();
             assert!(answers.iter().all(|a| matches!(a, Err(HttpError::InvalidRequest(m)) if m.contains("limit of 3"))));
             assert!(t.seen.lock().unwrap().is_empty());
+            assert_eq!(h.outcomes, BTreeMap::from([("refused", 4)]), "counted once, as refused");
+            // Dropped instead of finished: the same.
+            let p = h.start_many(gets("a", 4)).await.unwrap();
+            http::HostPending::drop(&mut h, p).await.unwrap();
+            assert_eq!(h.outcomes, BTreeMap::from([("refused", 8)]));
+        });
+    }
+
+    /// The requests of a pending batch the guest drops, or leaves pending
+    /// at the run's end, are counted for metrics all the same: those
+    /// answered by their outcome, those cut off (in flight or not sent
+    /// yet) as `aborted`; each once.
+    #[test]
+    fn a_cancelled_pending_batchs_requests_are_counted() {
+        rt().block_on(async {
+            let answers = HashMap::from([("/1".to_string(), (404, vec![]))]);
+            let t = Arc::new(Recorder { latency: Duration::from_millis(100), answers, ..Default::default() });
+            let mut h = ctx(t.clone(), HttpLimits { max_in_flight: 2, ..HttpLimits::default() });
+            // Dropped by the guest with 2 answered, 2 in flight, 2 waiting.
+            let dropped = h.start_many(gets("a", 6)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            http::HostPending::drop(&mut h, dropped).await.unwrap();
+            assert_eq!(h.outcomes, BTreeMap::from([("2xx", 1), ("4xx", 1), ("aborted", 4)]));
+            assert_eq!(h.requests(), 4, "the request budget counts the 2 cut off in flight");
+            // At the run's end, one batch answered but not taken and one
+            // in flight.
+            let answered = h.start_many(gets("b", 2)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(http::HostPending::ready(&mut h, Resource::new_borrow(answered.rep())).await.unwrap());
+            let _cut = h.start_many(gets("b", 2)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            h.cancel_pending();
+            assert_eq!(h.pending(), 0);
+            // (`/1` answers 404 on every origin.)
+            let want = BTreeMap::from([("2xx", 2), ("4xx", 2), ("aborted", 6)]);
+            assert_eq!(h.outcomes, want);
+            assert_eq!(h.requests(), 8);
+            // Cancelled: nothing more is sent, answered or counted.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!((t.seen.lock().unwrap().len(), t.finished.load(Ordering::SeqCst)), (8, 4));
+            assert_eq!(h.outcomes, want);
         });
     }
 
