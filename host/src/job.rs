@@ -28,16 +28,9 @@ use tokio::sync::mpsc;
 pub const CHANNEL_BATCHES: usize = 8;
 
 /// Records the writer applies in one transaction at most: batches that are
-/// waiting when it starts one, or that come within [`GATHER_WAIT`], are
-/// taken together.
+/// already waiting when it starts one are taken together (a writer that
+/// keeps up writes each batch as it comes).
 pub const WRITE_RECORDS: usize = 2_000;
-
-/// How long the writer waits for more batches before applying fewer than
-/// [`WRITE_RECORDS`]: a writer that keeps up would otherwise commit each
-/// of the guest's batches (100 records) alone, and each commit writes the
-/// index pages it touched to the WAL again. The last batch is applied as
-/// soon as the guest is done (the channel closes).
-pub const GATHER_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -203,12 +196,16 @@ pub async fn run(
     let writer_store = store.clone();
     let tenant = spec.tenant.clone();
     let writer_run = run_id.clone();
-    let handle = tokio::runtime::Handle::current();
     let writer = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Counts>, JobError> {
         let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
         let mut written = 0u64;
-        while let Some(first) = rx.blocking_recv() {
-            let batch = gather(&handle, &mut rx, first);
+        while let Some(mut batch) = rx.blocking_recv() {
+            while batch.len() < WRITE_RECORDS {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
             let outcomes = writer_store.apply(&tenant, &writer_run, &batch)?;
             for (r, o) in batch.iter().zip(outcomes) {
                 counts.entry(r.label()).or_default().add(o);
@@ -241,34 +238,6 @@ pub async fn run(
     let status = if report.error.is_some() { "FAILURE" } else { "SUCCESS" };
     store.finish_run(&run_id, status, &report.summary_json())?;
     Ok(report)
-}
-
-/// `first` and the batches that come after it, until there are
-/// [`WRITE_RECORDS`] records, [`GATHER_WAIT`] has passed or the channel
-/// is closed (then `rx` answers `None` next).
-fn gather(handle: &tokio::runtime::Handle, rx: &mut mpsc::Receiver<Vec<Record>>, mut batch: Vec<Record>) -> Vec<Record> {
-    let deadline = Instant::now() + GATHER_WAIT;
-    while batch.len() < WRITE_RECORDS {
-        let more = match rx.try_recv() {
-            Ok(more) => Some(more),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    None
-                } else {
-                    // A timeout is `None` too. (The timer is made inside
-                    // the runtime: this thread need not be one of its.)
-                    handle.block_on(async { tokio::time::timeout(left, rx.recv()).await.ok().flatten() })
-                }
-            }
-        };
-        match more {
-            Some(more) => batch.extend(more),
-            None => break,
-        }
-    }
-    batch
 }
 
 /// Every cost task the guest plans (from `start`, or the days since
@@ -339,45 +308,5 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[1].starts_with("Region"));
         assert!(lines[3].starts_with("TOTAL") && lines[3].ends_with("       5         1          0       1"), "{t}");
-    }
-
-    fn batch_of(n: usize) -> Vec<Record> {
-        (0..n).map(|_| Record::from_resource(crate::record::ResourceType::Region, serde_json::Map::new())).collect()
-    }
-
-    /// Batches that come soon after the first are applied with it, up to
-    /// the channel's end; the next receive then sees the end.
-    #[test]
-    fn the_writer_gathers_batches_that_come_soon_after() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
-        rt.spawn(async move {
-            for _ in 0..3 {
-                tx.send(batch_of(100)).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        let first = rx.blocking_recv().unwrap();
-        assert_eq!(gather(rt.handle(), &mut rx, first).len(), 300);
-        assert!(rx.blocking_recv().is_none());
-    }
-
-    /// At most WRITE_RECORDS in one transaction (whole batches), the rest
-    /// in the next.
-    #[test]
-    fn the_writer_gathers_at_most_write_records() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
-        let batches = WRITE_RECORDS / 100 + 5;
-        rt.spawn(async move {
-            for _ in 0..batches {
-                tx.send(batch_of(100)).await.unwrap();
-            }
-        });
-        let first = rx.blocking_recv().unwrap();
-        assert_eq!(gather(rt.handle(), &mut rx, first).len(), WRITE_RECORDS);
-        let next = rx.blocking_recv().unwrap();
-        assert_eq!(gather(rt.handle(), &mut rx, next).len(), 500);
-        assert!(rx.blocking_recv().is_none());
     }
 }
