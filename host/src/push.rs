@@ -15,6 +15,11 @@
 //! breaker open) it pauses and tries again; after the collection it keeps
 //! going for `deliver_timeout`, then leaves the rest spooled for the next
 //! delivery. Records CloudForet refuses as invalid become error resources.
+//! The deliverer reads the outbox a chunk ([`CHUNK`]) at a time, and what
+//! CloudForet took of a chunk is acknowledged together at the chunk's end
+//! ([`Outbox::delivered_many`]: one transaction, outbox deletes and ledger
+//! rows); a chunk cut short (a crash, a lost lease, a dropped database
+//! connection) stays spooled and is upserted again, unchanged.
 //!
 //! A complete run (collection succeeded, no error resource, outbox empty,
 //! no task options narrowing it) ends with the sweep: cloud services pushed before and not seen for
@@ -252,6 +257,9 @@ struct Deliverer<'a> {
     run_id: &'a str,
     lease: Option<&'a LeaseGuard>,
     counts: Mutex<(BTreeMap<String, Counts>, u64)>,
+    /// What CloudForet took this round, acknowledged together at its end
+    /// (at most [`CHUNK`]).
+    taken: Mutex<Vec<(Spooled, Upserted)>>,
 }
 
 impl Deliverer<'_> {
@@ -292,7 +300,41 @@ impl Deliverer<'_> {
                 _ => {}
             }
         }
-        result
+        // Whatever stopped the round, what CloudForet took leaves the
+        // outbox (one transaction); if that fails, all of it stays spooled.
+        match (self.acknowledge(), result) {
+            (Ok(()), result) => result,
+            (Err(e), Round::Fatal(first)) => {
+                tracing::warn!(tenant = self.tenant, error = %e, "delivered records not acknowledged; they stay spooled");
+                Round::Fatal(first)
+            }
+            (Err(e), _) => Round::Fatal(e.into()),
+        }
+    }
+
+    /// Acknowledges the round's delivered records in one call (out of the
+    /// outbox, into the ledger), then counts them.
+    fn acknowledge(&self) -> Result<(), SpoolError> {
+        let taken = std::mem::take(&mut *self.taken.lock().unwrap_or_else(|p| p.into_inner()));
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let acks: Vec<(&Spooled, &str)> = taken.iter().map(|(row, up)| (row, up.id())).collect();
+        self.sink.outbox.delivered_many(&self.sink.name, self.tenant, &acks)?;
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        for (row, up) in &taken {
+            if row.run_id != self.run_id {
+                c.1 += 1;
+                continue;
+            }
+            let n = c.0.entry(row.label.clone()).or_default();
+            match up {
+                Upserted::Created(_) => n.created += 1,
+                Upserted::Updated(_) => n.updated += 1,
+                Upserted::Unchanged(_) => n.unchanged += 1,
+            }
+        }
+        Ok(())
     }
 
     async fn group(&self, rows: Vec<Spooled>) -> Round {
@@ -302,25 +344,8 @@ impl Deliverer<'_> {
             }
             let r = self.sink.connector.upsert(row.resource_type, &row.resource).await;
             let store = &self.sink.outbox;
-            let count = |f: &dyn Fn(&mut Counts)| {
-                let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-                if row.run_id == self.run_id {
-                    f(c.0.entry(row.label.clone()).or_default());
-                } else {
-                    c.1 += 1;
-                }
-            };
             match r {
-                Ok(up) => {
-                    if let Err(e) = store.delivered(&self.sink.name, self.tenant, &row, up.id()) {
-                        return Round::Fatal(e.into());
-                    }
-                    match up {
-                        Upserted::Created(_) => count(&|c| c.created += 1),
-                        Upserted::Updated(_) => count(&|c| c.updated += 1),
-                        Upserted::Unchanged(_) => count(&|c| c.unchanged += 1),
-                    }
-                }
+                Ok(up) => self.taken.lock().unwrap_or_else(|p| p.into_inner()).push((row, up)),
                 Err(e) => match e.category() {
                     Category::Unavailable => {
                         let _ = store.attempt_failed(&row, &e.to_string());
@@ -382,7 +407,7 @@ impl Deliverer<'_> {
 /// `(records delivered, why delivery stopped short)`. In fleet mode under
 /// the tenant's `lease`.
 pub async fn redeliver(sink: &Sink, tenant: &str, lease: Option<&LeaseGuard>) -> (u64, Option<DeliveryError>) {
-    let d = Deliverer { sink, tenant, run_id: "", lease, counts: Mutex::new((BTreeMap::new(), 0)) };
+    let d = Deliverer { sink, tenant, run_id: "", lease, counts: Mutex::new((BTreeMap::new(), 0)), taken: Mutex::new(Vec::new()) };
     let (_done, rx) = watch::channel(true);
     let error = d.run(rx, &Notify::new()).await;
     let delivered = d.counts.into_inner().unwrap_or_else(|p| p.into_inner()).1;
@@ -406,6 +431,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, sink: &Sink, spec: PushSpec
         run_id: &run_id,
         lease: spec.lease.as_ref(),
         counts: Mutex::new((BTreeMap::new(), 0)),
+        taken: Mutex::new(Vec::new()),
     };
     let tally = Mutex::new(Tally::default());
     let spooler = async {

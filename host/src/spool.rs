@@ -9,6 +9,13 @@
 //! an upsert by match rule, so a record delivered twice (a crash between
 //! CloudForet's answer and the outbox delete) is not duplicated.
 //!
+//! The deliverer acknowledges what CloudForet took a chunk at a time
+//! ([`Outbox::delivered_many`]): the chunk's outbox deletes and ledger rows
+//! in one transaction, so a record leaves the outbox exactly when its
+//! ledger row is written, and a failure (a crash, a dropped connection, a
+//! lost lease) before the commit leaves the whole chunk spooled, to be
+//! upserted again (unchanged) by the next delivery.
+//!
 //! The `pushed` ledger remembers the CloudForet id of every cloud service
 //! pushed per sink and tenant and the last run that saw it; a complete run
 //! counts up `missed` on the others, which are deleted after N misses.
@@ -78,8 +85,18 @@ pub trait Outbox: Send + Sync {
     fn spool_len(&self, sink: &str, tenant: Option<&str>) -> Result<u64, SpoolError>;
     /// Tenants with spooled records.
     fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, SpoolError>;
-    /// A record CloudForet took: out of the outbox, into the ledger.
-    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError>;
+    /// Records CloudForet took (each with the id it answered): out of the
+    /// outbox, cloud services into the ledger, all in one transaction (all
+    /// or none). Only a record this call takes out of the outbox enters the
+    /// ledger, so acknowledging again (a retry after a lost answer, or a
+    /// replica that delivered it too) changes nothing; of records of one
+    /// key, the one spooled last (highest `seq`) is the ledger's. Any
+    /// number of records: statements stay within [`ACK_ROWS`].
+    fn delivered_many(&self, sink: &str, tenant: &str, acks: &[(&Spooled, &str)]) -> Result<(), SpoolError>;
+    /// One record CloudForet took: see [`Outbox::delivered_many`].
+    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
+        self.delivered_many(sink, tenant, &[(s, remote_id)])
+    }
     /// A record CloudForet refused as invalid: out of the outbox, into the
     /// run's error resources.
     fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError>;
@@ -93,6 +110,21 @@ pub trait Outbox: Send + Sync {
     fn forget_pushed(&self, sink: &str, tenant: &str, key: &str) -> Result<(), SpoolError>;
     /// Cloud services in the ledger of a sink and tenant.
     fn pushed_count(&self, sink: &str, tenant: &str) -> Result<u64, SpoolError>;
+}
+
+/// Records acknowledged by one statement at most (the deliverer reads
+/// chunks of this size): a hostile or huge chunk never makes an unbounded
+/// statement.
+pub const ACK_ROWS: usize = 256;
+/// Records one outbox insert carries at most ...
+pub const SPOOL_ROWS: usize = 256;
+/// ... and bytes of bodies (a single larger record goes alone).
+pub const SPOOL_BYTES: usize = 4 << 20;
+
+/// Whether a delivered record enters the ledger: a cloud service with a
+/// match key (the ones the sweep may delete).
+pub fn ledgered(s: &Spooled) -> bool {
+    s.resource_type == ResourceType::CloudService && !s.key.is_empty()
 }
 
 /// The match-rule key a spooled record is delivered under (the first rule
@@ -121,8 +153,8 @@ impl Outbox for Store {
     fn spool_tenants(&self, sink: &str) -> Result<Vec<String>, SpoolError> {
         Store::spool_tenants(self, sink)
     }
-    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
-        Store::delivered(self, sink, tenant, s, remote_id)
+    fn delivered_many(&self, sink: &str, tenant: &str, acks: &[(&Spooled, &str)]) -> Result<(), SpoolError> {
+        Store::delivered_many(self, sink, tenant, acks)
     }
     fn refused(&self, tenant: &str, s: &Spooled, reason: &str) -> Result<(), SpoolError> {
         Store::refused(self, tenant, s, reason)
@@ -212,19 +244,26 @@ impl Store {
         rows.collect::<Result<Vec<String>, _>>().map_err(SpoolError::from)
     }
 
-    /// A record CloudForet took: out of the outbox; a cloud service goes
-    /// into the ledger as seen by its run.
-    pub fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
+    /// Records CloudForet took: out of the outbox; cloud services go into
+    /// the ledger as seen by their runs. One transaction; see
+    /// [`Outbox::delivered_many`].
+    pub fn delivered_many(&self, sink: &str, tenant: &str, acks: &[(&Spooled, &str)]) -> Result<(), SpoolError> {
+        let mut acks = acks.to_vec();
+        acks.sort_by_key(|(s, _)| s.seq);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![s.seq])?;
-        if s.resource_type == ResourceType::CloudService && !s.key.is_empty() {
-            tx.execute(
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND sink = ?2 AND tenant = ?3")?;
+            let mut ledger = tx.prepare_cached(
                 "INSERT INTO pushed (sink, tenant, resource_type, key, remote_id, last_run, missed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
                  ON CONFLICT (sink, tenant, resource_type, key) DO UPDATE SET remote_id = ?5, last_run = ?6, missed = 0",
-                params![sink, tenant, s.resource_type.as_str(), s.key, remote_id, s.run_id],
-            )
-            ?;
+            )?;
+            for (s, remote_id) in acks {
+                // Only what this call takes out of the outbox enters the ledger.
+                if delete.execute(params![s.seq, sink, tenant])? == 1 && ledgered(s) {
+                    ledger.execute(params![sink, tenant, s.resource_type.as_str(), s.key, remote_id, s.run_id])?;
+                }
+            }
         }
         tx.commit().map_err(SpoolError::from)
     }
@@ -359,6 +398,29 @@ mod tests {
         assert_eq!(s.errors_of_run("r1").unwrap(), ["CloudForet refused the record: ERROR_INVALID_ARGUMENT: bad"]);
         assert_eq!(crate::run_log::RunLog::error_counts_of_run(&s, "r1").unwrap(), std::collections::BTreeMap::from([("Compute/VirtualMachine".to_string(), 1)]));
         assert_eq!(s.pushed_count("cf", "t").unwrap(), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A chunk acknowledged in any order: the last spooled record of a key
+    /// is the ledger's; acknowledging a record again (a retry whose answer
+    /// was lost), or as another sink's or tenant's, changes nothing.
+    #[test]
+    fn a_chunk_is_acknowledged_once_and_the_last_spooled_of_a_key_wins() {
+        let (s, dir) = store();
+        s.spool("cf", "t", "r1", &[vm("a"), vm("b")]).unwrap();
+        s.spool("cf", "t", "r2", &[vm("a")]).unwrap();
+        let rows = s.spooled("cf", "t", 10).unwrap();
+        s.delivered_many("cf", "other", &[(&rows[0], "x")]).unwrap();
+        s.delivered_many("other", "t", &[(&rows[0], "x")]).unwrap();
+        assert_eq!((s.spool_len("cf", None).unwrap(), s.pushed_count("cf", "other").unwrap()), (3, 0), "not their rows");
+        s.delivered_many("cf", "t", &[(&rows[2], "cs-a2"), (&rows[1], "cs-b"), (&rows[0], "cs-a1")]).unwrap();
+        assert_eq!((s.spool_len("cf", None).unwrap(), s.pushed_count("cf", "t").unwrap()), (0, 2));
+        let ids = |gone: Vec<(String, String)>| gone.into_iter().map(|(_, id)| id).collect::<Vec<_>>();
+        // "a" was last seen by r2 (as cs-a2), "b" by r1.
+        assert_eq!(ids(s.missed_by("cf", "t", "r2", 1).unwrap()), ["cs-b"]);
+        s.delivered_many("cf", "t", &[(&rows[1], "stale")]).unwrap();
+        assert_eq!(ids(s.missed_by("cf", "t", "r3", 2).unwrap()), ["cs-b"], "b's misses kept, its id too");
+        assert_eq!(ids(s.missed_by("cf", "t", "r4", 2).unwrap()), ["cs-a2", "cs-b"]);
         std::fs::remove_dir_all(dir).ok();
     }
 

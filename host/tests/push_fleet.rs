@@ -624,14 +624,10 @@ async fn a_dead_replicas_outbox_is_delivered_by_another() {
 /// The PostgreSQL outbox answers as the embedded one, call for call.
 #[test]
 fn the_outbox_in_postgres_answers_as_the_embedded_one() {
-    use cf_host::record::{Record, ResourceType};
+    use cf_host::record::Record;
     use cf_host::run_log::RunLog;
     use cf_host::spool::Outbox;
-    let vm = |id: &str| {
-        let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
-            "account": "pc", "reference": {"resource_id": id}, "data": {"n": 1}});
-        Record::from_resource(ResourceType::CloudService, r.as_object().cloned().unwrap_or_default())
-    };
+    let vm = vm_record;
     let pg = Postgres::start();
     let dir = std::env::temp_dir().join(format!("cf-push-fleet-outbox-{}", cf_host::runtime::new_run_id()));
     let store = std::sync::Arc::new(cf_host::store::Store::open(&dir.join("a.db")).unwrap());
@@ -664,9 +660,26 @@ fn the_outbox_in_postgres_answers_as_the_embedded_one() {
         outbox.set_cost_synced("cf", "t", "ds", "2026-11-20T00:00:00Z").unwrap();
         outbox.set_cost_synced("cf", "t", "ds", "2026-11-23T00:00:00Z").unwrap();
         t.push(format!("{:?} {:?}", outbox.cost_synced("cf", "t", "ds").unwrap(), outbox.cost_synced("cf", "u", "ds").unwrap()));
+        // A chunk acknowledged out of order with two records of "d" (runs
+        // r4, r5): the last spooled is the ledger's. Acknowledged again (a
+        // retry), or as another tenant's, nothing changes.
+        outbox.spool("cf", "t", "r4", &[vm("d"), vm("e")]).unwrap();
+        outbox.spool("cf", "t", "r5", &[vm("d")]).unwrap();
+        let rows = outbox.spooled("cf", "t", 10).unwrap();
+        outbox.delivered_many("cf", "u", &[(&rows[0], "x")]).unwrap();
+        t.push(format!("{:?}", outbox.spool_len("cf", None).unwrap()));
+        outbox.delivered_many("cf", "t", &[(&rows[2], "cs-d5"), (&rows[0], "cs-d4"), (&rows[1], "cs-e")]).unwrap();
+        t.push(format!("{:?} {:?}", outbox.spool_len("cf", None).unwrap(), outbox.missed_by("cf", "t", "r5", 1).unwrap()));
+        outbox.delivered_many("cf", "t", &[(&rows[1], "stale"), (&rows[0], "stale")]).unwrap();
+        t.push(format!("{:?}", outbox.missed_by("cf", "t", "r6", 2).unwrap()));
         transcripts.push(t);
     }
     assert_eq!(transcripts[0], transcripts[1]);
+    assert_eq!(transcripts[0][10], "3");
+    let key = |id: &str| serde_json::to_string(&[id, "nutanix", "VirtualMachine", "Compute", "pc"]).unwrap();
+    let ledger = |ids: &[(&str, &str)]| format!("{:?}", ids.iter().map(|(k, id)| (key(k), id.to_string())).collect::<Vec<_>>());
+    assert_eq!(transcripts[0][11], format!("0 {}", ledger(&[("a", "cs-a"), ("e", "cs-e")])), "d last seen by r5, as cs-d5");
+    assert_eq!(transcripts[0][12], ledger(&[("a", "cs-a"), ("e", "cs-e")]), "e's misses and id kept");
     // The transcript says something: each step as the embedded store answers it.
     assert_eq!(transcripts[0][2], r#"3 0 ["t"]"#);
     assert_eq!(transcripts[0][4], r#"0 2 {"Compute/VirtualMachine": 1}"#);
@@ -751,3 +764,237 @@ async fn push_store_bench() {
     println!("{out}");
 }
 
+
+/// Push mode's deliverer on the shared outbox without a guest: records
+/// spooled straight into PostgreSQL, delivered to the mock CloudForet by
+/// `push::redeliver`; the database counts each statement that writes the
+/// outbox (statement-level triggers into `probe_statements`).
+struct Delivery {
+    pg: Postgres,
+    cf: MockCloudForet,
+    fleet: cf_host::fleet::Fleet,
+    sink: cf_host::push::Sink,
+}
+
+/// A cloud service as the guest emits one (`vm-007`), spooled under the
+/// match key `[resource_id, provider, type, group, account]`.
+fn vm_record(id: &str) -> cf_host::record::Record {
+    let r = serde_json::json!({"name": id, "provider": "nutanix", "cloud_service_group": "Compute", "cloud_service_type": "VirtualMachine",
+        "account": "pc", "reference": {"resource_id": id}, "data": {"n": 1}});
+    cf_host::record::Record::from_resource(cf_host::record::ResourceType::CloudService, r.as_object().cloned().unwrap_or_default())
+}
+
+/// Runs `f` on a connection of its own to the test's database.
+async fn sql<T: Send + 'static>(pg: &Postgres, f: impl FnOnce(&mut ::postgres::Client) -> T + Send + 'static) -> T {
+    let url = pg.url.clone();
+    tokio::task::spawn_blocking(move || f(&mut ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap())).await.unwrap()
+}
+
+async fn delivery() -> Delivery {
+    use cf_host::cloudforet::client::{Connector, ConnectorConfig, Endpoints};
+    use std::sync::Arc;
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let cf = MockCloudForet::start().await;
+    let url = pg.url.clone();
+    let fleet = tokio::task::spawn_blocking(move || cf_host::fleet::Fleet::connect(&url)).await.unwrap().unwrap();
+    sql(&pg, |c| {
+        c.batch_execute(
+            "CREATE TABLE probe_statements (op text NOT NULL);
+             CREATE FUNCTION probe_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN INSERT INTO probe_statements VALUES (TG_OP); RETURN NULL; END $$;
+             CREATE TRIGGER probe_insert AFTER INSERT ON cf_outbox FOR EACH STATEMENT EXECUTE FUNCTION probe_statement();
+             CREATE TRIGGER probe_delete AFTER DELETE ON cf_outbox FOR EACH STATEMENT EXECUTE FUNCTION probe_statement();",
+        )
+        .unwrap()
+    })
+    .await;
+    let endpoints = Endpoints { identity: cf.endpoint(), inventory: cf.endpoint(), notification: None, secret: None, repository: None, cost_analysis: None };
+    let mut config = ConnectorConfig::new(endpoints, cf_host::cloudforet::token::Auth::Token(APP_TOKEN.into()));
+    config.backoff = cf_host::resilience::Backoff { base: Duration::from_millis(20), max: Duration::from_millis(200), attempts: 2 };
+    let sink = cf_host::push::Sink {
+        connector: Arc::new(Connector::new(config).unwrap()),
+        runs: Arc::new(fleet.runs()),
+        state: Arc::new(fleet.state()),
+        outbox: Arc::new(cf_host::spool::pg::PgOutbox::new(fleet.pool())),
+        name: "cf".into(),
+        settings: cf_host::push::PushSettings { pause: Duration::from_millis(50), deliver_timeout: Duration::from_secs(5), ..Default::default() },
+        webhook: None,
+    };
+    Delivery { pg, cf, fleet, sink }
+}
+
+impl Delivery {
+    /// Spools `vm-000`.. `vm-{n-1}` as run `r1` (one batch); the record
+    /// named by `nameless`, if any, without its name (CloudForet refuses it).
+    fn spool(&self, n: usize, nameless: Option<usize>) {
+        let batch: Vec<_> = (0..n)
+            .map(|i| {
+                let mut r = vm_record(&format!("vm-{i:03}"));
+                if nameless == Some(i) {
+                    r.resource_mut().insert("name".into(), serde_json::Value::String(String::new()));
+                }
+                r
+            })
+            .collect();
+        assert_eq!(self.sink.outbox.spool("cf", "t", "r1", &batch).unwrap(), n);
+    }
+
+    /// Statements that inserted into or deleted from the outbox so far.
+    async fn statements(&self, op: &'static str) -> i64 {
+        sql(&self.pg, move |c| c.query_one("SELECT count(*) FROM probe_statements WHERE op = $1", &[&op]).unwrap().get(0)).await
+    }
+
+    /// The outbox and the ledger agree with each other and with
+    /// CloudForet: no record both spooled and in the ledger, `all` records
+    /// in one of them, every ledger row a cloud service CloudForet
+    /// holds under its id, none held twice. Answers (spooled, in the
+    /// ledger).
+    async fn consistent(&self, all: i64) -> (i64, i64) {
+        let (spooled, ledger, both, either, ids) = sql(&self.pg, |c| {
+            let one = |c: &mut ::postgres::Client, q: &str| -> i64 { c.query_one(q, &[]).unwrap().get(0) };
+            let spooled = one(c, "SELECT count(*) FROM cf_outbox");
+            let ledger = one(c, "SELECT count(*) FROM cf_pushed");
+            let both = one(c, "SELECT count(*) FROM cf_outbox o JOIN cf_pushed p USING (sink, tenant, resource_type, key)");
+            let either = one(c, "SELECT count(*) FROM (SELECT key FROM cf_outbox UNION SELECT key FROM cf_pushed) k");
+            let ids: Vec<String> = c.query("SELECT remote_id FROM cf_pushed", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            (spooled, ledger, both, either, ids)
+        })
+        .await;
+        assert_eq!(both, 0, "records both spooled and in the ledger");
+        assert_eq!(either, all, "records neither spooled nor in the ledger");
+        let (_, dups) = self.cf.cloud_service_counts();
+        assert!(dups.is_empty(), "duplicated cloud services: {dups:?}");
+        let db = self.cf.db();
+        assert!(ids.iter().all(|id| db.cloud_services.contains_key(id)), "a ledger row for a cloud service CloudForet does not hold");
+        (spooled, ledger)
+    }
+}
+
+/// The outbox in PostgreSQL is written and acknowledged a chunk per
+/// statement: 600 records spooled in one batch are 3 inserts (256 rows at
+/// most each), and delivered in chunks of 256, each chunk's outbox deletes
+/// and ledger rows one statement, one transaction: 3 deletes, not 600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_in_postgres_is_written_and_acknowledged_a_chunk_per_statement() {
+    let _serial = SERIAL.lock().await;
+    let d = delivery().await;
+    d.spool(600, None);
+    assert_eq!(d.statements("INSERT").await, 3, "600 records spooled in statements of 256 at most");
+    let (delivered, error) = cf_host::push::redeliver(&d.sink, "t", None).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(delivered, 600);
+    assert_eq!(d.statements("DELETE").await, 3, "one acknowledgement per chunk of 256");
+    assert_eq!(d.consistent(600).await, (0, 600));
+    assert_eq!(d.cf.calls_of("CloudService.create"), 600);
+}
+
+/// CloudForet refuses one record in the middle of a chunk: it alone
+/// becomes an error resource of its run; the rest of the chunk is
+/// acknowledged together (the refusal's own delete, then one per chunk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_mid_chunk_leaves_the_outbox_and_ledger_consistent() {
+    use cf_host::run_log::RunLog;
+    let _serial = SERIAL.lock().await;
+    let d = delivery().await;
+    d.spool(300, Some(99));
+    let (delivered, error) = cf_host::push::redeliver(&d.sink, "t", None).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(delivered, 299);
+    assert_eq!(d.consistent(299).await, (0, 299), "the refused record is neither");
+    assert_eq!(d.cf.calls_of("CloudService.create"), 300, "299 taken, 1 refused");
+    let runs = d.fleet.runs();
+    let errors = runs.error_counts_of_run("r1").unwrap();
+    assert_eq!(errors, BTreeMap::from([("Compute/VirtualMachine".to_string(), 1)]));
+    let refused_in_ledger = sql(&d.pg, |c| c.query_one("SELECT count(*) FROM cf_pushed WHERE key LIKE '%\"vm-099\"%'", &[]).unwrap().get::<_, i64>(0)).await;
+    assert_eq!(refused_in_ledger, 0);
+    assert_eq!(d.statements("DELETE").await, 3, "the refusal, then one acknowledgement per chunk");
+}
+
+/// The database connection drops while a chunk is acknowledged (the
+/// server ends the session as the ledger row of its 100th record is
+/// written, after the chunk's deletes): the whole chunk stays spooled, no
+/// ledger row without its delete; the next delivery upserts the chunk
+/// again (unchanged: nothing created twice) and acknowledges it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_acknowledgement_leaves_the_chunk_spooled_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let d = delivery().await;
+    sql(&d.pg, |c| {
+        c.batch_execute(
+            r#"CREATE SEQUENCE probe_drops;
+               CREATE FUNCTION probe_drop() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                   IF NEW.key LIKE '%"vm-099"%' AND nextval('probe_drops') = 1 THEN
+                       PERFORM pg_terminate_backend(pg_backend_pid());
+                       PERFORM pg_sleep(10);
+                   END IF;
+                   RETURN NEW;
+               END $$;
+               CREATE TRIGGER probe_drop BEFORE INSERT ON cf_pushed FOR EACH ROW EXECUTE FUNCTION probe_drop();"#,
+        )
+        .unwrap()
+    })
+    .await;
+    d.spool(300, None);
+    let (delivered, error) = cf_host::push::redeliver(&d.sink, "t", None).await;
+    assert!(matches!(error, Some(cf_host::push::DeliveryError::Spool(_))), "{error:?}");
+    assert_eq!(delivered, 0);
+    assert_eq!(d.cf.calls_of("CloudService.create"), 256, "the first chunk went out");
+    assert_eq!(d.consistent(300).await, (300, 0), "nothing of the chunk acknowledged");
+    let dropped: i64 = sql(&d.pg, |c| c.query_one("SELECT last_value FROM probe_drops", &[]).unwrap().get(0)).await;
+    assert_eq!(dropped, 1, "the connection was dropped once");
+
+    let (delivered, error) = cf_host::push::redeliver(&d.sink, "t", None).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(delivered, 300);
+    assert_eq!(d.consistent(300).await, (0, 300));
+    assert_eq!(d.cf.calls_of("CloudService.create"), 300, "nothing created twice");
+    assert_eq!(d.statements("DELETE").await, 2, "one acknowledgement per chunk");
+}
+
+/// The tenant's lease is lost mid-chunk (another holder took it): the
+/// deliverer stops sending, no record it did not deliver is acknowledged,
+/// the outbox and ledger agree; the next holder delivers the rest and
+/// what was sent but not acknowledged, without creating anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_mid_chunk_acknowledges_nothing_undelivered_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let d = delivery().await;
+    d.spool(300, None);
+    d.cf.inner.latency_ms.store(20, Ordering::Relaxed);
+    let (leases, sink) = (d.fleet.push_leases(), &d.sink);
+    let ttl = Duration::from_millis(1500);
+    let held = leases.hold("cf", "t", ttl, |lease| async move { cf_host::push::redeliver(sink, "t", Some(&lease)).await });
+    let steal = async {
+        while d.cf.calls_of("CloudService.create") < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sql(&d.pg, |c| c.execute("UPDATE cf_push_leases SET holder = 'thief'", &[]).unwrap()).await
+    };
+    let (outcome, stolen) = tokio::join!(held, steal);
+    assert_eq!(stolen, 1);
+    // The work is dropped when the heartbeat finds the lease gone, or ends
+    // itself at its next send: either way it stops short.
+    match outcome {
+        Err(cf_host::fleet::FleetError::LeaseLost(_)) => {}
+        Ok(Some((_, Some(cf_host::push::DeliveryError::LeaseEnded)))) => {}
+        other => panic!("{other:?}"),
+    }
+    // Calls in flight when the work was dropped land (20 ms); then none.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = d.cf.calls_of("CloudService.create");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(d.cf.calls_of("CloudService.create"), sent, "nothing sent after the lease was lost");
+    assert!(sent < 256, "stopped within the first chunk ({sent} sent)");
+    let (spooled, ledger) = d.consistent(300).await;
+    assert!(ledger as usize <= sent && spooled + ledger == 300, "{spooled} spooled, {ledger} in the ledger, {sent} sent");
+
+    sql(&d.pg, |c| c.execute("DELETE FROM cf_push_leases", &[]).unwrap()).await;
+    d.cf.inner.latency_ms.store(0, Ordering::Relaxed);
+    let (delivered, error) = leases.hold("cf", "t", ttl, |lease| async move { cf_host::push::redeliver(sink, "t", Some(&lease)).await }).await.unwrap().unwrap();
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(delivered, spooled as u64);
+    assert_eq!(d.consistent(300).await, (0, 300));
+    assert_eq!(d.cf.calls_of("CloudService.create"), 300, "nothing created twice");
+    assert!(d.statements("DELETE").await <= 3, "acknowledged a chunk at a time");
+}

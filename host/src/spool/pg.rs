@@ -1,22 +1,27 @@
 //! Fleet mode's outbox, push ledger and cost synchronization marks in the
 //! shared PostgreSQL database (`cf_outbox`, `cf_pushed`, `cf_cost_sync`):
-//! the same statements as the embedded store's, so that whichever replica
+//! the same answers as the embedded store's, so that whichever replica
 //! holds a tenant's lease delivers what any replica spooled for it (a dead
 //! replica's leftovers included).
 //!
 //! A batch is durable (committed) before `spool` returns, as in the
 //! embedded store: the spooler waits for it before the deliverer sends
-//! anything. A refused record leaves the outbox and becomes an error
-//! resource of its run (`cf_error_resources`, [`crate::fleet::runs`]) in
-//! one transaction.
+//! anything. It is written as arrays (`UNNEST`), a bounded piece
+//! ([`SPOOL_ROWS`] rows, [`SPOOL_BYTES`] of bodies) per statement, in one
+//! transaction. The deliverer's chunk of acknowledgements is one statement
+//! per [`ACK_ROWS`] records (a data-modifying `WITH`: the outbox delete
+//! and the ledger upsert of the rows it deleted), in one transaction: a
+//! round trip per chunk, not a transaction per record. A refused record
+//! leaves the outbox and becomes an error resource of its run
+//! (`cf_error_resources`, [`crate::fleet::runs`]) in one transaction.
 //!
 //! The `postgres` client blocks on a runtime of its own, which tokio
 //! forbids on its async workers: each call here moves off them
 //! ([`off_async`]).
 
-use super::{read_row, spool_key, Outbox, SpoolError, Spooled};
+use super::{ledgered, read_row, spool_key, Outbox, SpoolError, Spooled, ACK_ROWS, SPOOL_BYTES, SPOOL_ROWS};
 use crate::fleet::pool::{off_async, Pool};
-use crate::record::{Record, ResourceType};
+use crate::record::Record;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -30,29 +35,63 @@ impl PgOutbox {
     }
 }
 
+/// Outbox rows one insert writes, as arrays (`UNNEST`): at most
+/// [`SPOOL_ROWS`] rows and about [`SPOOL_BYTES`] of bodies.
+#[derive(Default)]
+struct Piece {
+    types: Vec<&'static str>,
+    labels: Vec<String>,
+    keys: Vec<String>,
+    bodies: Vec<String>,
+    bytes: usize,
+}
+
+impl Piece {
+    /// Inserts the rows in their order (`seq` follows it) and empties the
+    /// piece.
+    fn insert(&mut self, tx: &mut postgres::Transaction<'_>, sink: &str, tenant: &str, run_id: &str) -> Result<(), crate::fleet::FleetError> {
+        tx.execute(
+            "INSERT INTO cf_outbox (sink, tenant, run_id, resource_type, label, key, body)
+             SELECT $1, $2, $3, t, l, k, b FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS u(t, l, k, b, n)
+             ORDER BY n",
+            &[&sink, &tenant, &run_id, &self.types, &self.labels, &self.keys, &self.bodies],
+        )?;
+        *self = Piece::default();
+        Ok(())
+    }
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
 impl Outbox for PgOutbox {
     fn spool(&self, sink: &str, tenant: &str, run_id: &str, batch: &[Record]) -> Result<usize, SpoolError> {
-        off_async(|| {
+        off_async(|| -> Result<usize, crate::fleet::FleetError> {
             let mut c = self.pool.get()?;
-            let mut tx = c.transaction().map_err(crate::fleet::FleetError::from)?;
-            let stmt = tx
-                .prepare("INSERT INTO cf_outbox (sink, tenant, run_id, resource_type, label, key, body) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .map_err(crate::fleet::FleetError::from)?;
+            let mut tx = c.transaction()?;
+            let mut piece = Piece::default();
             let mut n = 0;
             for r in batch.iter().filter(|r| !r.is_error()) {
                 let resource = r.resource();
-                let (key, body, label) = (spool_key(r, &resource), r.resource_text(&resource), r.label());
-                tx.execute(&stmt, &[&sink, &tenant, &run_id, &r.resource_type.as_str(), &label, &key, &body])
-                    .map_err(crate::fleet::FleetError::from)?;
+                let body = r.resource_text(&resource);
+                if !piece.types.is_empty() && (piece.types.len() >= SPOOL_ROWS || piece.bytes + body.len() > SPOOL_BYTES) {
+                    piece.insert(&mut tx, sink, tenant, run_id)?;
+                }
+                piece.bytes += body.len();
+                piece.types.push(r.resource_type.as_str());
+                piece.labels.push(r.label());
+                piece.keys.push(spool_key(r, &resource));
+                piece.bodies.push(body);
                 n += 1;
             }
-            tx.commit().map_err(crate::fleet::FleetError::from)?;
+            if !piece.types.is_empty() {
+                piece.insert(&mut tx, sink, tenant, run_id)?;
+            }
+            tx.commit()?;
             Ok(n)
         })
+        .map_err(SpoolError::from)
     }
 
     fn spooled(&self, sink: &str, tenant: &str, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
@@ -88,16 +127,40 @@ impl Outbox for PgOutbox {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    fn delivered(&self, sink: &str, tenant: &str, s: &Spooled, remote_id: &str) -> Result<(), SpoolError> {
+    fn delivered_many(&self, sink: &str, tenant: &str, acks: &[(&Spooled, &str)]) -> Result<(), SpoolError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut acks = acks.to_vec();
+        acks.sort_by_key(|(s, _)| s.seq);
         off_async(|| -> Result<(), crate::fleet::FleetError> {
             let mut c = self.pool.get()?;
             let mut tx = c.transaction()?;
-            tx.execute("DELETE FROM cf_outbox WHERE seq = $1", &[&s.seq])?;
-            if s.resource_type == ResourceType::CloudService && !s.key.is_empty() {
+            for piece in acks.chunks(ACK_ROWS) {
+                let seqs: Vec<i64> = piece.iter().map(|(s, _)| s.seq).collect();
+                let ledger: Vec<bool> = piece.iter().map(|(s, _)| ledgered(s)).collect();
+                let types: Vec<&str> = piece.iter().map(|(s, _)| s.resource_type.as_str()).collect();
+                let keys: Vec<&str> = piece.iter().map(|(s, _)| s.key.as_str()).collect();
+                let ids: Vec<&str> = piece.iter().map(|(_, id)| *id).collect();
+                let runs: Vec<&str> = piece.iter().map(|(s, _)| s.run_id.as_str()).collect();
+                // One statement: the rows it deletes, and of those the
+                // cloud services (the last spooled of each key) into the
+                // ledger.
                 tx.execute(
-                    "INSERT INTO cf_pushed (sink, tenant, resource_type, key, remote_id, last_run, missed) VALUES ($1, $2, $3, $4, $5, $6, 0)
+                    "WITH acks AS (
+                         SELECT * FROM UNNEST($3::bigint[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[])
+                             AS a(seq, ledger, resource_type, key, remote_id, run_id)
+                     ), gone AS (
+                         DELETE FROM cf_outbox o USING acks a WHERE o.seq = a.seq AND o.sink = $1 AND o.tenant = $2 RETURNING o.seq
+                     ), seen AS (
+                         SELECT DISTINCT ON (a.resource_type, a.key) a.resource_type, a.key, a.remote_id, a.run_id
+                         FROM acks a JOIN gone g ON g.seq = a.seq WHERE a.ledger
+                         ORDER BY a.resource_type, a.key, a.seq DESC
+                     )
+                     INSERT INTO cf_pushed (sink, tenant, resource_type, key, remote_id, last_run, missed)
+                     SELECT $1, $2, resource_type, key, remote_id, run_id, 0 FROM seen
                      ON CONFLICT (sink, tenant, resource_type, key) DO UPDATE SET remote_id = EXCLUDED.remote_id, last_run = EXCLUDED.last_run, missed = 0",
-                    &[&sink, &tenant, &s.resource_type.as_str(), &s.key, &remote_id, &s.run_id],
+                    &[&sink, &tenant, &seqs, &ledger, &types, &keys, &ids, &runs],
                 )?;
             }
             tx.commit()?;

@@ -599,7 +599,14 @@ impl MockCloudForet {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let me = self.clone();
         let task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            use tokio_stream::StreamExt as _;
+            // As CloudForet's gRPC servers: no Nagle delay on answers.
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+                if let Ok(s) = &s {
+                    let _ = s.set_nodelay(true);
+                }
+                s
+            });
             let _ = tonic::transport::Server::builder()
                 .add_service(TokenServer::new(me.clone()))
                 .add_service(CloudServiceServer::new(me.clone()))
